@@ -1,0 +1,144 @@
+"""Helpers shared by the stage assets: partition keys, window reads from the store, metadata."""
+
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from pairs_assets import partitions
+from pairs_assets.errors import MissingBarsError
+from pairs_assets.universe import Universe, load_universe
+from resources.bars import fingerprint_bars, validate_bars
+from resources.market_data import MarketDataStore
+
+GROUP = "daily_pairs"
+
+
+def partition_parts(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    """(as-of date, sector) of a single-partition run."""
+    key = context.partition_key
+    if isinstance(key, dg.MultiPartitionKey):
+        return key.keys_by_dimension["date"], key.keys_by_dimension["sector"]
+    date, _, sector = str(key).partition("|")
+    return date, sector
+
+
+def universe() -> Universe:
+    from pairs_assets.settings import paths
+
+    return load_universe(paths().universe_file)
+
+
+def session_of(timestamps: pd.Series) -> pd.Series:
+    """The New York calendar date of each UTC timestamp (the session a bar belongs to)."""
+    return timestamps.dt.tz_convert(partitions.EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
+
+
+@dataclass(frozen=True)
+class Window:
+    """Daily closes (sessions × symbols) of one window, read point-in-time from the store."""
+
+    closes: pd.DataFrame
+    fingerprint: str
+    sessions: pd.DatetimeIndex
+    n_bars: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.sessions[0].date()} → {self.sessions[-1].date()} ({len(self.sessions)} sessions)"
+
+
+def read_window(
+    store: MarketDataStore,
+    source: str,
+    symbols: Sequence[str],
+    as_of: str,
+    n_sessions: int,
+    *,
+    partition: str,
+) -> Window:
+    """The last close of each session for ``symbols`` over the ``n_sessions`` ending at ``as_of``.
+
+    Reads nothing stamped after the as-of session's close. Raises ``InsufficientHistoryError`` at
+    the start of history and ``MissingBarsError`` naming the symbol and sessions that lack bars.
+    """
+    sessions = partitions.window_sessions(as_of, n_sessions)
+    start = partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12)
+    end = partitions.session_close_utc(sessions[-1])
+    bars = store.read_bars(symbols, start, end, source=source)
+    bars = validate_bars(bars, context=f"partition {partition}")
+    if not bars.empty:
+        bars = bars.assign(session=session_of(bars["timestamp"]))
+        bars = bars[bars["session"].isin(sessions)]
+    if bars.empty:
+        raise MissingBarsError(
+            f"partition {partition}: no bars from source {source!r} for {', '.join(symbols)} in "
+            f"{sessions[0].date()} → {sessions[-1].date()}; materialize raw_bars for those sessions first"
+        )
+    closes = (
+        bars.sort_values("timestamp").groupby(["session", "symbol"])["close"].last().unstack("symbol")
+    ).reindex(index=sessions, columns=sorted(symbols))
+    closes.index.name = "session"
+    missing = closes.isna()
+    if missing.to_numpy().any():
+        worst = missing.sum().sort_values(ascending=False)
+        symbol = str(worst.index[0])
+        gaps = closes.index[missing[symbol]]
+        raise MissingBarsError(
+            f"partition {partition}: symbol {symbol} has no bars from source {source!r} for {int(worst.iloc[0])} "
+            f"of the {len(sessions)} window sessions (first {gaps[0].date()}, last {gaps[-1].date()}); "
+            f"materialize raw_bars for {gaps[0].date()}...{gaps[-1].date()} first"
+        )
+    return Window(closes=closes, fingerprint=fingerprint_bars(bars), sessions=sessions, n_bars=len(bars))
+
+
+def fingerprint_of(*parts: object) -> str:
+    """SHA-256 (first 16 hex) of JSON-serialisable parts (sorted keys)."""
+    payload = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, n: int = 10) -> dg.MetadataValue:
+    """The first ``n`` rows as a Markdown table (floats to 4 significant digits)."""
+    if frame is None or frame.empty:
+        return dg.MetadataValue.md("_(none)_")
+    view = frame[list(columns)] if columns else frame
+    view = view.head(n)
+    header = "| " + " | ".join(map(str, view.columns)) + " |"
+    rule = "|" + "|".join(["---"] * len(view.columns)) + "|"
+
+    def fmt(value: object) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "nan" if np.isnan(value) else f"{value:.4g}"
+        if isinstance(value, pd.Timestamp):
+            return str(value.date())
+        return str(value)
+
+    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in view.itertuples(index=False)]
+    more = [f"\n_{len(frame) - n} more rows_"] if len(frame) > n else []
+    return dg.MetadataValue.md("\n".join([header, rule, *rows, *more]))
+
+
+def reasons_table(reasons: dict[str, str]) -> dg.MetadataValue:
+    if not reasons:
+        return dg.MetadataValue.md("_(none)_")
+    return dg.MetadataValue.md(
+        "| item | reason |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(reasons.items()))
+    )
+
+
+@contextmanager
+def stopwatch() -> Iterator[dict]:
+    box: dict = {}
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box["seconds"] = round(time.perf_counter() - start, 3)

@@ -1,0 +1,136 @@
+"""raw_bars: the sessions' bars of a sector's symbols, upserted into the market data store.
+
+Single-run backfill policy: a range of sessions (and sectors) is loaded in one pass — one read of
+the source, one validation, one transaction — e.g.
+``dagster asset materialize -m pairs_assets.definitions --select raw_bars --partition-range
+"2017-01-03|consumer...2022-12-28|technology"``.
+"""
+
+
+from collections import defaultdict
+
+import dagster as dg
+import pandas as pd
+
+from pairs_assets import checks, partitions
+from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch, universe
+from pairs_assets.errors import MissingBarsError
+from resources.bar_sources import BarSource
+from resources.bars import fingerprint_bars, validate_bars
+from resources.market_data import MarketDataStore
+
+
+def _keys_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.Timestamp]]:
+    by_sector: dict[str, list[pd.Timestamp]] = defaultdict(list)
+    for key in context.partition_keys:
+        date, _, sector = str(key).partition("|")
+        by_sector[sector].append(pd.Timestamp(date))
+    return {sector: sorted(dates) for sector, dates in sorted(by_sector.items())}
+
+
+def load_sector_bars(
+    bar_source: BarSource, sector: str, symbols: tuple[str, ...], sessions: list[pd.Timestamp]
+) -> pd.DataFrame:
+    """Bars of ``symbols`` for exactly ``sessions`` from the source, checked complete and valid."""
+    label = f"{sessions[0].date()}|{sector}" if len(sessions) == 1 else f"{sessions[0].date()}...{sessions[-1].date()}|{sector}"
+    start = partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12)
+    end = partitions.session_close_utc(sessions[-1])
+    bars = bar_source.load_bars(symbols, start, end)
+    if not bars.empty:
+        bars = bars.assign(session=session_of(bars["timestamp"]))
+        bars = bars[bars["session"].isin(sessions)]
+        # After-hours bars belong to no session: the as-of rule cuts at the close.
+        close_of = {s: partitions.session_close_utc(s) for s in sessions}
+        bars = bars[bars["timestamp"] <= bars["session"].map(close_of)]
+    if bars.empty:
+        raise MissingBarsError(
+            f"partition {label}: source {bar_source.source_name!r} has no bars for {', '.join(symbols)} "
+            f"in {sessions[0].date()} → {sessions[-1].date()}"
+        )
+    absent = sorted(set(symbols) - set(bars["symbol"]))
+    if absent:
+        raise MissingBarsError(
+            f"partition {label}: universe symbol(s) {', '.join(absent)} (sector {sector}) are absent from "
+            f"source {bar_source.source_name!r} for {sessions[0].date()} → {sessions[-1].date()}"
+        )
+    have = set(zip(bars["symbol"], bars["session"]))
+    for session in sessions:
+        lacking = [s for s in symbols if (s, session) not in have]
+        if len(lacking) == len(symbols):
+            raise MissingBarsError(
+                f"partition {session.date()}|{sector}: session {session.date()} has no bars in source "
+                f"{bar_source.source_name!r} for any of {', '.join(symbols)}"
+            )
+        if lacking:
+            raise MissingBarsError(
+                f"partition {session.date()}|{sector}: symbol(s) {', '.join(lacking)} have no bar for session "
+                f"{session.date()} in source {bar_source.source_name!r}"
+            )
+    return validate_bars(bars.drop(columns="session"), context=f"partition {label}")
+
+
+@dg.asset(
+    partitions_def=partitions.daily_partitions_def(),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=checks.RAW_BARS_CHECKS,
+    group_name=GROUP,
+    kinds={"sqlalchemy"},
+    description="The session's bars of the sector's symbols, upserted into the market data store "
+    "(keyed by symbol, timestamp, source). A range of sessions loads in one pass.",
+)
+def raw_bars(context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource) -> dg.MaterializeResult:
+    with stopwatch() as timer:
+        by_sector = _keys_by_sector(context)
+        uni = universe()
+        frames = [
+            load_sector_bars(bar_source, sector, uni.symbols(sector), sessions)
+            for sector, sessions in by_sector.items()
+        ]
+        bars = pd.concat(frames, ignore_index=True)
+        label = ", ".join(by_sector)
+        written = store.upsert_bars(bars, context=f"raw_bars {label}")  # one transaction
+        results = []
+        for sector, sessions in by_sector.items():
+            symbols = uni.symbols(sector)
+            stored = store.read_bars(
+                symbols,
+                partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12),
+                partitions.session_close_utc(sessions[-1]),
+                source=bar_source.source_name,
+            )
+            stored = stored.assign(session=session_of(stored["timestamp"]))
+            stored = stored[stored["session"].isin(sessions)]
+            results.append(checks.raw_bars_results(stored, symbols, sessions))
+    merged = _merge_check_results(results)
+    sessions_all = sorted({s for v in by_sector.values() for s in v})
+    return dg.MaterializeResult(
+        metadata={
+            "source": bar_source.describe(),
+            "store": store.display_url,
+            "sessions": len(sessions_all),
+            "first_session": str(sessions_all[0].date()),
+            "last_session": str(sessions_all[-1].date()),
+            "sectors": label,
+            "symbols": len(set(bars["symbol"])),
+            "bars_written": written,
+            "null_fields": ", ".join(c for c in ["open", "high", "low", "volume", "trade_count", "vwap"] if bars[c].isna().all())
+            or "none",
+            "input_fingerprint": fingerprint_bars(bars),
+            "last_bars": markdown_table(
+                bars.sort_values(["timestamp", "symbol"]).tail(10), ["symbol", "timestamp", "close", "volume", "source"]
+            ),
+            "elapsed_seconds": timer["seconds"],
+        },
+        check_results=merged,
+    )
+
+
+def _merge_check_results(per_sector: list[list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
+    """One result per check across the sectors of a (possibly multi-sector) run: passed only if all passed."""
+    merged: dict[str, dg.AssetCheckResult] = {}
+    for results in per_sector:
+        for result in results:
+            previous = merged.get(result.check_name)
+            if previous is None or (previous.passed and not result.passed):
+                merged[result.check_name] = result
+    return list(merged.values())

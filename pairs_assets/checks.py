@@ -1,0 +1,155 @@
+"""Every quality gate of the daily graph, in one place.
+
+Gates are asset checks evaluated as the asset materializes (``MaterializeResult(check_results=…)``)
+so that they see exactly what was written. ERROR gates are *blocking*: when one fails, the stages
+downstream of that asset do not run in the same run, and the check's metadata says why. WARN gates
+record a warning and let the run continue.
+
+| asset | check | severity |
+|---|---|---|
+| raw_bars | bars_unique, prices_positive_finite, sector_symbols_present | ERROR (blocking) |
+| cointegrated_pairs | correlation_above_min, eg_pvalue_below_max (re-tested with statsmodels ``coint``) | ERROR (blocking) |
+| garch_models | residual_diagnostics (Ljung-Box, ARCH-LM), garch_converged | WARN |
+| model_selection | composite_above_min | ERROR (blocking) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from pairs_assets.settings import StrategySettings
+
+ERROR = dg.AssetCheckSeverity.ERROR
+WARN = dg.AssetCheckSeverity.WARN
+
+
+def _spec(asset: str, name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name=name, asset=asset, description=description, blocking=blocking)
+
+
+RAW_BARS_CHECKS = [
+    _spec("raw_bars", "bars_unique", "No two bars of a symbol share a timestamp (per source).", True),
+    _spec("raw_bars", "prices_positive_finite", "Every stored price is positive and finite.", True),
+    _spec("raw_bars", "sector_symbols_present", "Every sector symbol has bars in every session.", True),
+]
+COINTEGRATED_PAIRS_CHECKS = [
+    _spec("cointegrated_pairs", "correlation_above_min", "Every pair's correlation ≥ correlation_min.", True),
+    _spec(
+        "cointegrated_pairs",
+        "eg_pvalue_below_max",
+        "Every pair's Engle-Granger p < eg_pvalue_max, re-tested with statsmodels coint on the window.",
+        True,
+    ),
+]
+GARCH_CHECKS = [
+    _spec("garch_models", "residual_diagnostics", "Ljung-Box and ARCH-LM p ≥ alpha on standardized residuals.", False),
+    _spec("garch_models", "garch_converged", "Every GARCH(1,1) fit converged.", False),
+]
+MODEL_SELECTION_CHECKS = [
+    _spec("model_selection", "composite_above_min", "Every selected pair's composite score > score_min.", True),
+]
+
+
+def _result(name: str, asset: str, passed: bool, severity: dg.AssetCheckSeverity, **metadata) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name, asset_key=asset, passed=bool(passed), severity=severity, metadata=metadata
+    )
+
+
+def _first(items: Sequence[str], n: int = 10) -> str:
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+# --- raw_bars ------------------------------------------------------------------------------
+def raw_bars_results(stored: pd.DataFrame, symbols: Sequence[str], sessions: Sequence[pd.Timestamp]) -> list[dg.AssetCheckResult]:
+    """Gates on the bars of the partition(s) as read back from the store (with a ``session`` column)."""
+    dup = stored.duplicated(["symbol", "timestamp", "source"], keep=False)
+    dup_items = sorted({f"{r.symbol}@{r.timestamp.isoformat()}" for r in stored[dup].itertuples()})
+    prices = stored[["open", "high", "low", "close", "vwap"]].to_numpy(dtype="float64")
+    bad = (~np.isnan(prices) & (~np.isfinite(prices) | (prices <= 0))).any(axis=1) | ~np.isfinite(
+        stored["close"].to_numpy(dtype="float64")
+    )
+    bad_items = sorted({f"{r.symbol}@{r.timestamp.isoformat()} close={r.close}" for r in stored[bad].itertuples()})
+    present = set(zip(stored["symbol"], stored["session"]))
+    missing = sorted(
+        f"{symbol}@{pd.Timestamp(s).date()}" for symbol in symbols for s in sessions if (symbol, pd.Timestamp(s)) not in present
+    )
+    return [
+        _result("bars_unique", "raw_bars", not dup_items, ERROR, duplicates=len(dup_items), examples=_first(dup_items) or "none"),
+        _result(
+            "prices_positive_finite", "raw_bars", not bad_items, ERROR,
+            bad_prices=len(bad_items), examples=_first(bad_items) or "none",
+        ),
+        _result(
+            "sector_symbols_present", "raw_bars", not missing, ERROR,
+            missing=len(missing), examples=_first(missing) or "none", symbols=", ".join(symbols),
+        ),
+    ]
+
+
+# --- cointegrated_pairs --------------------------------------------------------------------
+def cointegrated_pairs_results(
+    pairs: pd.DataFrame, log_prices: pd.DataFrame, strategy: StrategySettings
+) -> list[dg.AssetCheckResult]:
+    """Threshold gates; the p-values are re-tested with statsmodels ``coint`` (the reference)."""
+    from statsmodels.tsa.stattools import coint
+
+    low_corr = sorted(pairs.loc[pairs["correlation"] < strategy.correlation_min, "pair_id"])
+    failures: list[str] = []
+    max_gap = 0.0
+    for row in pairs.itertuples():
+        _, p_ref, _ = coint(log_prices[row.y].to_numpy(), log_prices[row.x].to_numpy(), trend="c", autolag="aic")
+        max_gap = max(max_gap, abs(p_ref - row.eg_pvalue))
+        if not (p_ref < strategy.eg_pvalue_max) or abs(p_ref - row.eg_pvalue) > 1e-6:
+            failures.append(f"{row.pair_id} (stored p={row.eg_pvalue:.4g}, statsmodels p={p_ref:.4g})")
+    return [
+        _result(
+            "correlation_above_min", "cointegrated_pairs", not low_corr, ERROR,
+            threshold=strategy.correlation_min, violations=_first(low_corr) or "none", pairs=len(pairs),
+        ),
+        _result(
+            "eg_pvalue_below_max", "cointegrated_pairs", not failures, ERROR,
+            threshold=strategy.eg_pvalue_max, violations=_first(failures) or "none",
+            max_abs_diff_vs_statsmodels=float(max_gap), pairs=len(pairs),
+        ),
+    ]
+
+
+# --- garch_models --------------------------------------------------------------------------
+def garch_results(fits: pd.DataFrame, strategy: StrategySettings) -> list[dg.AssetCheckResult]:
+    alpha = strategy.diagnostics_alpha
+    converged = fits[fits["converged"]] if not fits.empty else fits
+    flagged = sorted(
+        f"{r.pair_id} (LB p={r.ljung_box_p:.3g}, ARCH-LM p={r.arch_lm_p:.3g})"
+        for r in converged.itertuples()
+        if r.ljung_box_p < alpha or r.arch_lm_p < alpha
+    )
+    not_converged = sorted(fits.loc[~fits["converged"], "pair_id"]) if not fits.empty else []
+    return [
+        _result("residual_diagnostics", "garch_models", not flagged, WARN, alpha=alpha, flagged=_first(flagged) or "none"),
+        _result("garch_converged", "garch_models", not not_converged, WARN, not_converged=_first(not_converged) or "none"),
+    ]
+
+
+# --- model_selection -----------------------------------------------------------------------
+def model_selection_results(scores: pd.DataFrame, strategy: StrategySettings) -> list[dg.AssetCheckResult]:
+    """Selected pairs must score above the threshold, and the composite must be the documented formula."""
+    w = strategy.score_weights
+    bad: list[str] = []
+    for row in scores.itertuples():
+        recomputed = w[0] * row.aic_score + w[1] * row.forecast_score + w[2] * row.backtest_score + w[3] * row.diagnostic_score
+        if abs(recomputed - row.composite) > 1e-9:
+            bad.append(f"{row.pair_id} (composite {row.composite:.4f} ≠ weighted sum {recomputed:.4f})")
+        if row.selected and not row.composite > strategy.score_min:
+            bad.append(f"{row.pair_id} (selected with composite {row.composite:.4f} ≤ {strategy.score_min})")
+    return [
+        _result(
+            "composite_above_min", "model_selection", not bad, ERROR,
+            threshold=strategy.score_min, violations=_first(bad) or "none",
+            selected=int(scores["selected"].sum()) if not scores.empty else 0,
+        )
+    ]

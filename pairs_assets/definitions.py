@@ -1,0 +1,54 @@
+"""The single entry point: ``defs`` — assets, checks, jobs, schedules, sensors and resources.
+
+Every command uses it: ``dagster dev -w workspace.yaml``, ``dagster job execute -m
+pairs_assets.definitions …``, ``dagster asset materialize -m pairs_assets.definitions …`` and the
+``pairs`` CLI.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pairs_assets.assets.cointegrated_pairs import cointegrated_pairs
+from pairs_assets.assets.correlation_matrix import correlation_matrix
+from pairs_assets.assets.garch_models import garch_models
+from pairs_assets.assets.model_selection import model_selection
+from pairs_assets.assets.raw_bars import raw_bars
+from pairs_assets.assets.trading_config import trading_config
+from pairs_assets.jobs import daily_pairs
+from pairs_assets.settings import Paths, StrategySettings, paths
+from resources.bar_sources import BarSource, EmbeddedBarSource, FileBarSource
+from resources.io_manager import PartitionedFileIOManager
+from resources.market_data import MarketDataStore
+from sensors.schedules import daily_pairs_schedule
+
+ASSETS = [raw_bars, correlation_matrix, cointegrated_pairs, garch_models, model_selection, trading_config]
+
+
+def bar_source_for(p: Paths) -> BarSource:
+    """``PAIRS_BARS_FILE`` set → that file; otherwise the embedded dataset."""
+    if p.bars_file is not None:
+        return FileBarSource(path=str(p.bars_file))
+    return EmbeddedBarSource()
+
+
+def build_resources(p: Paths) -> dict:
+    return {
+        "store": MarketDataStore(database_url=p.database_url),
+        "bar_source": bar_source_for(p),
+        "strategy": StrategySettings(),
+        "io_manager": PartitionedFileIOManager(base_dir=str(p.outputs_dir)),
+    }
+
+
+def build_definitions(p: Paths | None = None) -> dg.Definitions:
+    p = p or paths()
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[daily_pairs],
+        schedules=[daily_pairs_schedule],
+        resources=build_resources(p),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,17 @@
+"""Jobs: the daily pair-identification graph (one run per as-of session × sector)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pairs_assets.assets.common import GROUP
+from pairs_assets.partitions import daily_partitions_def
+
+daily_pairs = dg.define_asset_job(
+    "daily_pairs",
+    selection=dg.AssetSelection.groups(GROUP),
+    partitions_def=daily_partitions_def(),
+    description="raw bars → correlation → cointegrated pairs → GARCH → model selection → GRU → trading config, "
+    "for one as-of session × sector.",
+    tags={"dagster/max_retries": "0"},
+)

@@ -1,0 +1,167 @@
+"""Typed settings: where state lives (environment) and the strategy's windows and thresholds.
+
+Two kinds of setting, each in one place:
+
+* ``Paths`` — read once from the environment (``PAIRS_HOME``, ``PAIRS_DATABASE_URL``,
+  ``PAIRS_BARS_FILE``, ``PAIRS_UNIVERSE_FILE``, ``PAIRS_HISTORY_START``, ``MLFLOW_TRACKING_URI``).
+* ``StrategySettings`` — a Dagster resource whose defaults are the original design's (corr ≥ 0.8,
+  Engle-Granger p < 0.05, composite score > 0.7, GRU 10/64/0.255/3e-4/32/50). Assets *and* asset
+  checks read thresholds from it, so a gate always checks the threshold the asset used. Override
+  any field per run in the launchpad (``resources: strategy: config: …``).
+
+No threshold literal lives anywhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field, model_validator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "data"
+EMBEDDED_BARS_FILE = DATA_DIR / "sp500_dataset.csv.gz"
+EMBEDDED_UNIVERSE_FILE = DATA_DIR / "universe.yaml"
+EMBEDDED_SOURCE = "embedded:skfolio-sp500"
+EMBEDDED_HISTORY_START = "1990-01-02"
+EMBEDDED_LAST_SESSION = "2022-12-28"
+
+
+def _default_home() -> Path:
+    """``<project>/.pairs_home`` for a source checkout, else ``./.pairs_home``."""
+    project_root = PACKAGE_DIR.parent
+    if (project_root / "pyproject.toml").exists():
+        return project_root / ".pairs_home"
+    return Path.cwd() / ".pairs_home"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every local path and URL the platform uses, all derived from ``PAIRS_HOME`` by default."""
+
+    home: Path
+    database_url: str
+    bars_file: Path | None
+    universe_file: Path
+    history_start: str
+    mlflow_tracking_uri: str
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster")
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Root of per-partition stage outputs: ``<outputs_dir>/<asset>/<date>/<sector>.parquet``."""
+        return self.home
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def bar_source(self) -> str:
+        return "file" if self.bars_file else "embedded"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Paths:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("PAIRS_HOME") or _default_home()).expanduser().resolve()
+        bars = env.get("PAIRS_BARS_FILE")
+        mlflow_dir = home / "mlflow"
+        return cls(
+            home=home,
+            database_url=env.get("PAIRS_DATABASE_URL") or f"sqlite:///{home / 'market_data.sqlite'}",
+            bars_file=Path(bars).expanduser().resolve() if bars else None,
+            universe_file=Path(env.get("PAIRS_UNIVERSE_FILE") or EMBEDDED_UNIVERSE_FILE)
+            .expanduser()
+            .resolve(),
+            history_start=env.get("PAIRS_HISTORY_START") or EMBEDDED_HISTORY_START,
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+        )
+
+
+@functools.cache
+def paths() -> Paths:
+    """The process's paths, read from the environment once."""
+    return Paths.from_env()
+
+
+class StrategySettings(dg.ConfigurableResource):
+    """Windows (in sessions) and thresholds of the daily graph and the signal job.
+
+    Every window counts NYSE sessions ending at (and including) the partition's as-of session.
+    """
+
+    # --- formation and pair selection -------------------------------------------------------
+    formation_window: int = Field(60, ge=20, description="Sessions of closes for correlation and Engle-Granger.")
+    correlation_min: float = Field(0.8, ge=-1.0, le=1.0, description="Minimum log-return correlation.")
+    eg_pvalue_max: float = Field(0.05, gt=0.0, lt=1.0, description="Engle-Granger p-value must be below this.")
+    eg_require_both_orderings: bool = Field(
+        True, description="Require p < eg_pvalue_max with either leg as the dependent (conservative)."
+    )
+    fdr_alpha: float | None = Field(
+        None, description="If set, Benjamini-Hochberg control of the false discovery rate across candidates."
+    )
+    max_flat_fraction: float = Field(
+        0.2, ge=0.0, le=1.0, description="A series with more zero log-returns than this is stale and excluded."
+    )
+    # --- GARCH ------------------------------------------------------------------------------
+    garch_window: int = Field(1000, ge=500, description="Spread returns used to fit GARCH(1,1) (≥ 500).")
+    garch_holdout: int = Field(
+        250, ge=20, description="Last returns of the GARCH window held out for 1-step forecast accuracy."
+    )
+    # --- scoring ----------------------------------------------------------------------------
+    backtest_window: int = Field(60, ge=10, description="Sessions of the recent out-of-sample backtest.")
+    score_weights: list[float] = Field(
+        [0.4, 0.3, 0.2, 0.1], description="Weights of AIC/BIC, forecast accuracy, backtest, diagnostics."
+    )
+    score_min: float = Field(0.7, ge=0.0, le=1.0, description="Composite score a pair must exceed.")
+    diagnostics_alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Level of Ljung-Box / ARCH-LM.")
+    # --- trading levels ---------------------------------------------------------------------
+    entry_z: float = Field(2.0, gt=0.0)
+    exit_z: float = Field(0.5, ge=0.0)
+    stop_z: float = Field(3.5, gt=0.0)
+    max_portfolio_risk: float = Field(0.05, gt=0.0, le=1.0, description="Total risk budget, fraction of equity.")
+    max_position: float = Field(0.10, gt=0.0, le=1.0, description="Largest gross position per pair leg.")
+    target_daily_vol: float = Field(0.01, gt=0.0, description="Volatility target per pair, fraction of equity.")
+    # --- GRU --------------------------------------------------------------------------------
+    gru_window: int = Field(1300, ge=200, description="Sessions of spread history for GRU training.")
+    gru_seq_len: int = Field(10, ge=2)
+    gru_hidden: int = Field(64, ge=1)
+    gru_dropout: float = Field(0.255, ge=0.0, lt=1.0)
+    gru_lr: float = Field(3e-4, gt=0.0)
+    gru_batch_size: int = Field(32, ge=1)
+    gru_max_epochs: int = Field(50, ge=1)
+    gru_patience: int = Field(5, ge=1)
+    gru_horizon: int = Field(5, ge=1, description="Sessions within which the spread must revert (label).")
+    gru_seed: int = Field(42)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StrategySettings:
+        if len(self.score_weights) != 4 or abs(sum(self.score_weights) - 1.0) > 1e-9:
+            raise ValueError(f"score_weights must be four weights summing to 1, got {self.score_weights}")
+        if not self.exit_z < self.entry_z < self.stop_z:
+            raise ValueError(
+                f"need exit_z < entry_z < stop_z, got {self.exit_z}, {self.entry_z}, {self.stop_z}"
+            )
+        if self.garch_holdout * 2 > self.garch_window:
+            raise ValueError("garch_holdout must be at most half of garch_window")
+        return self
+
+    @property
+    def history_sessions(self) -> int:
+        """Sessions of bars a partition reads, as-of session included (the longest window + 1 return)."""
+        return max(
+            self.formation_window,
+            self.garch_window + 1,
+            self.backtest_window + self.formation_window,
+            self.gru_window,
+        )
+
+
+DEFAULT_STRATEGY = StrategySettings()

@@ -1,0 +1,300 @@
+"""The market data store: bars, trading configs, model performance, signals and orders.
+
+SQLAlchemy Core on a SQLite file by default, PostgreSQL by URL
+(``postgresql+psycopg2://user@host:5432/db``). Bars are keyed by (symbol, timestamp, source) and
+written with idempotent upserts in one transaction, so a re-run or a crash never leaves a partial
+or doubled load. Timestamps are stored as naive UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+
+from resources.bars import BAR_COLUMNS, conform_bars, empty_bars, validate_bars
+
+metadata = sa.MetaData()
+
+bars_table = sa.Table(
+    "bars",
+    metadata,
+    sa.Column("symbol", sa.String(16), primary_key=True),
+    sa.Column("timestamp", sa.DateTime(timezone=False), primary_key=True),
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("open", sa.Float),
+    sa.Column("high", sa.Float),
+    sa.Column("low", sa.Float),
+    sa.Column("close", sa.Float, nullable=False),
+    sa.Column("volume", sa.Float),
+    sa.Column("trade_count", sa.Float),
+    sa.Column("vwap", sa.Float),
+)
+
+trading_configs_table = sa.Table(
+    "trading_configs",
+    metadata,
+    sa.Column("as_of_session", sa.String(10), primary_key=True),
+    sa.Column("sector", sa.String(64), primary_key=True),
+    sa.Column("effective_session", sa.String(10), nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("n_pairs", sa.Integer, nullable=False),
+    sa.Column("input_fingerprint", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+)
+
+model_performance_table = sa.Table(
+    "model_performance",
+    metadata,
+    sa.Column("as_of_session", sa.String(10), primary_key=True),
+    sa.Column("sector", sa.String(64), primary_key=True),
+    sa.Column("pair_id", sa.String(40), primary_key=True),
+    sa.Column("mlflow_run_id", sa.String(64)),
+    sa.Column("model_name", sa.String(128)),
+    sa.Column("model_version", sa.String(16)),
+    sa.Column("test_f1", sa.Float),
+    sa.Column("test_precision", sa.Float),
+    sa.Column("test_recall", sa.Float),
+    sa.Column("test_accuracy", sa.Float),
+    sa.Column("test_roc_auc", sa.Float),
+    sa.Column("best_baseline_f1", sa.Float),
+    sa.Column("beats_baselines", sa.Boolean),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+)
+
+trading_signals_table = sa.Table(
+    "trading_signals",
+    metadata,
+    sa.Column("bar_timestamp", sa.DateTime(timezone=False), primary_key=True),
+    sa.Column("sector", sa.String(64), primary_key=True),
+    sa.Column("pair_id", sa.String(40), primary_key=True),
+    sa.Column("as_of_session", sa.String(10), nullable=False),
+    sa.Column("spread", sa.Float),
+    sa.Column("zscore", sa.Float),
+    sa.Column("gru_probability", sa.Float),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("confidence", sa.Float),
+    sa.Column("position_y", sa.Float),
+    sa.Column("position_x", sa.Float),
+    sa.Column("gross_fraction", sa.Float),
+    sa.Column("correlation_drift", sa.Boolean),
+    sa.Column("flags", sa.Text),
+    sa.Column("run_id", sa.String(64)),
+)
+
+orders_table = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("client_order_id", sa.String(128), primary_key=True),
+    sa.Column("submitted_at", sa.DateTime(timezone=False), nullable=False),
+    sa.Column("broker", sa.String(32), nullable=False),
+    sa.Column("pair_id", sa.String(40), nullable=False),
+    sa.Column("leg", sa.String(8), nullable=False),
+    sa.Column("symbol", sa.String(16), nullable=False),
+    sa.Column("side", sa.String(8), nullable=False),
+    sa.Column("qty", sa.Float, nullable=False),
+    sa.Column("reference_price", sa.Float),
+    sa.Column("fill_price", sa.Float),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("request", sa.Text),
+)
+
+positions_table = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("broker", sa.String(32), primary_key=True),
+    sa.Column("symbol", sa.String(16), primary_key=True),
+    sa.Column("qty", sa.Float, nullable=False),
+    sa.Column("avg_price", sa.Float),
+    sa.Column("updated_at", sa.DateTime(timezone=False), nullable=False),
+)
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine_for(url: str) -> Engine:
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite":
+                database = parsed.database
+                if database and database != ":memory:":
+                    from pathlib import Path
+
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+                @sa.event.listens_for(engine, "connect")
+                def _pragmas(dbapi_conn, _record):  # WAL: the stream and Dagster write concurrently
+                    cursor = dbapi_conn.cursor()
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                    cursor.close()
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            metadata.create_all(engine)
+            _ENGINES[url] = engine
+        return engine
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for messages and metadata."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _to_naive_utc(values: pd.Series) -> list:
+    return [t.to_pydatetime() for t in pd.to_datetime(values, utc=True).dt.tz_localize(None)]
+
+
+def _none_if_nan(value: Any) -> Any:
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+class MarketDataStore(dg.ConfigurableResource):
+    """Bars and trading tables behind one SQLAlchemy URL."""
+
+    database_url: str
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = _engine_for(self.database_url)
+        return self._engine
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.database_url)
+
+    def _insert(self, table: sa.Table):
+        return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+    def _upsert(self, table: sa.Table, rows: Sequence[dict], conn) -> None:
+        if not rows:
+            return
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = self._insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        )
+        conn.execute(stmt, list(rows))
+
+    # --- bars -----------------------------------------------------------------------------
+    def upsert_bars(self, bars: pd.DataFrame, *, context: str) -> int:
+        """Validate and upsert ``bars`` (the contract frame) in one transaction; return rows written."""
+        bars = validate_bars(bars[BAR_COLUMNS], context=context)
+        if bars.empty:
+            return 0
+        records = bars.assign(timestamp=_to_naive_utc(bars["timestamp"])).astype(object)
+        records = records.where(pd.notna(records), None).to_dict("records")
+        with self.engine.begin() as conn:
+            for start in range(0, len(records), 5000):
+                self._upsert(bars_table, records[start : start + 5000], conn)
+        return len(records)
+
+    def read_bars(
+        self,
+        symbols: Iterable[str],
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        source: str | None = None,
+    ) -> pd.DataFrame:
+        """Bars with ``start <= timestamp <= end`` (UTC) for ``symbols``, sorted by symbol, timestamp."""
+        symbols = sorted(set(symbols))
+        t = bars_table.c
+        query = sa.select(*[t[c] for c in BAR_COLUMNS]).where(
+            t.symbol.in_(symbols),
+            t.timestamp >= pd.Timestamp(start).tz_convert("UTC").tz_localize(None).to_pydatetime(),
+            t.timestamp <= pd.Timestamp(end).tz_convert("UTC").tz_localize(None).to_pydatetime(),
+        )
+        if source is not None:
+            query = query.where(t.source == source)
+        query = query.order_by(t.symbol, t.timestamp, t.source)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql_query(query, conn)
+        if frame.empty:
+            return empty_bars()
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
+        sources = frame["source"].copy()
+        out = conform_bars(frame, source="")
+        out["source"] = sources.to_numpy()
+        return out
+
+    def bar_counts(self, source: str | None = None) -> pd.DataFrame:
+        """Per (symbol, source): number of bars, first and last timestamp."""
+        t = bars_table.c
+        query = sa.select(
+            t.symbol, t.source, sa.func.count().label("bars"), sa.func.min(t.timestamp).label("first"),
+            sa.func.max(t.timestamp).label("last"),
+        ).group_by(t.symbol, t.source).order_by(t.symbol, t.source)
+        if source is not None:
+            query = query.where(t.source == source)
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(query, conn)
+
+    def latest_bar_timestamp(self, symbols: Iterable[str], source: str | None = None) -> pd.Timestamp | None:
+        t = bars_table.c
+        query = sa.select(sa.func.max(t.timestamp)).where(t.symbol.in_(sorted(set(symbols))))
+        if source is not None:
+            query = query.where(t.source == source)
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else pd.Timestamp(value).tz_localize("UTC")
+
+    # --- other tables ---------------------------------------------------------------------
+    def upsert_rows(self, table: sa.Table, rows: Sequence[dict]) -> int:
+        """Upsert plain dict rows into one of the store's tables in one transaction."""
+        clean = [{k: _none_if_nan(v) for k, v in row.items()} for row in rows]
+        with self.engine.begin() as conn:
+            self._upsert(table, clean, conn)
+        return len(clean)
+
+    def read_table(self, table: sa.Table, where: sa.ColumnElement | None = None) -> pd.DataFrame:
+        query = sa.select(table)
+        if where is not None:
+            query = query.where(where)
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(query, conn)
+
+    def write_trading_config(self, document: dict, path: str) -> None:
+        self.upsert_rows(
+            trading_configs_table,
+            [
+                {
+                    "as_of_session": document["as_of_session"],
+                    "sector": document["sector"],
+                    "effective_session": document["effective_session"],
+                    "schema_version": document["schema_version"],
+                    "n_pairs": len(document["pairs"]),
+                    "input_fingerprint": document["input_fingerprint"],
+                    "path": path,
+                    "document": json.dumps(document, sort_keys=True),
+                }
+            ],
+        )
+
+    def latest_trading_config(self, sector: str, on_or_before: str | None = None) -> dict | None:
+        t = trading_configs_table.c
+        query = sa.select(t.document).where(t.sector == sector)
+        if on_or_before is not None:
+            query = query.where(t.as_of_session <= on_or_before)
+        query = query.order_by(t.as_of_session.desc()).limit(1)
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else json.loads(value)
