@@ -1,0 +1,45 @@
+"""Materialize the daily graph in-process on a temporary instance and a real SQLite store."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pairs_assets.definitions import ASSETS
+from pairs_assets.partitions import partition_key
+from pairs_assets.settings import StrategySettings, paths
+from resources.bar_sources import BarSource
+from resources.io_manager import PartitionedFileIOManager
+from resources.market_data import MarketDataStore
+
+
+def resources_for(store_url: str, bar_source: BarSource, **strategy) -> dict:
+    return {
+        "store": MarketDataStore(database_url=store_url),
+        "bar_source": bar_source,
+        "strategy": StrategySettings(**strategy),
+        "io_manager": PartitionedFileIOManager(base_dir=str(paths().outputs_dir)),
+    }
+
+
+def preload_history(store_url: str, bar_source: BarSource, symbols, as_of: str, n_sessions: int) -> int:
+    """Load the window's history straight into the store (the graph's own raw_bars test is separate)."""
+    from pairs_assets import partitions
+
+    sessions = partitions.window_sessions(as_of, n_sessions)
+    bars = bar_source.load_bars(symbols, partitions.session_open_utc(sessions[0]).normalize(), partitions.session_close_utc(sessions[-1]))
+    return MarketDataStore(database_url=store_url).upsert_bars(bars, context="test preload")
+
+
+def materialize(date: str, sector: str, resources: dict, selection=None, instance=None):
+    return dg.materialize(
+        ASSETS,
+        partition_key=partition_key(date, sector),
+        resources=resources,
+        selection=selection,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def materialized_keys(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
