@@ -65,7 +65,7 @@ def garch_models(
                 returns = spread_returns(window.closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
                 fit = fit_garch(returns.to_numpy(), holdout=strategy.garch_holdout, min_obs=500)
                 row = {"pair_id": pair.pair_id, **fit.as_dict()}
-                row["forecast_score"] = forecast_score(fit.forecast_ratio)
+                row["forecast_score"] = float(forecast_score(fit.forecast_ratio))
                 row["unconditional_sigma"] = (
                     float(np.sqrt(fit.omega / (1.0 - fit.persistence))) if fit.persistence < 1.0 else float("nan")
                 )

@@ -1,0 +1,92 @@
+"""Synthetic price panels with planted cointegrated pairs, for tests and demos.
+
+Regressors x are random walks in log price whose innovations follow a GARCH(1,1) process
+``e_t = σ_t·z_t, σ²_t = ω + α·e²_{t-1} + β·σ²_{t-1}`` (Bollerslev 1986), started at the
+unconditional variance ω / (1 − α − β). Dependents are ``y = a + b·x + s`` with ``s`` a discretised
+Ornstein-Uhlenbeck (AR(1)) spread ``s_t = φ·s_{t-1} + η_t`` whose coefficient
+``φ = 2^(−1/half_life)`` gives exactly the requested half-life in sessions. Independent random
+walks (same GARCH innovations, independent draws) provide the null for false-positive checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["garch_innovations", "synthetic_panel"]
+
+START_DATE = "2000-01-03"
+
+
+def garch_innovations(rng: np.random.Generator, n_obs: int, garch: tuple[float, float, float]) -> np.ndarray:
+    """``n_obs`` GARCH(1,1) innovations with normal shocks drawn from ``rng``.
+
+    Inputs: ``rng`` — numpy Generator; ``garch`` — (omega, alpha, beta) with alpha + beta < 1.
+    Output: 1-D array of innovations (log-return units).
+    """
+    omega, alpha, beta = garch
+    if omega <= 0.0 or alpha < 0.0 or beta < 0.0 or alpha + beta >= 1.0:
+        raise ValueError(f"garch must be (omega > 0, alpha >= 0, beta >= 0) with alpha + beta < 1, got {garch}")
+    shocks = rng.standard_normal(n_obs)
+    innovations = np.empty(n_obs)
+    variance = omega / (1.0 - alpha - beta)
+    previous = 0.0
+    for t in range(n_obs):
+        variance = omega + alpha * previous**2 + beta * variance if t else variance
+        previous = np.sqrt(variance) * shocks[t]
+        innovations[t] = previous
+    return innovations
+
+
+def synthetic_panel(
+    n_cointegrated_pairs: int,
+    n_random_walks: int,
+    n_obs: int,
+    seed: int,
+    half_life: float = 10.0,
+    garch: tuple[float, float, float] = (1e-6, 0.08, 0.9),
+    spread_sigma: float = 0.005,
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """A closes panel with planted cointegrated pairs and independent random walks.
+
+    Inputs: ``n_cointegrated_pairs`` — pairs (CYkk, CXkk) with CYkk = a + b·CXkk + OU spread in
+    logs; ``n_random_walks`` — independent series RWkk; ``n_obs`` — sessions; ``seed`` — numpy
+    seed (same seed, same panel); ``half_life`` — of the planted spreads, in sessions;
+    ``garch`` — (omega, alpha, beta) of the log-return innovations of every random walk;
+    ``spread_sigma`` — standard deviation of the OU spread's shocks (log units).
+    Output: ``(closes, pairs)``: closes is a business-day-indexed frame from 2000-01-03, columns
+    sorted, prices ``exp(log price)`` > 0; pairs is the sorted list of planted (y, x) names.
+    """
+    for field, value in (("n_cointegrated_pairs", n_cointegrated_pairs), ("n_random_walks", n_random_walks)):
+        if value < 0:
+            raise ValueError(f"{field} must be >= 0, got {value}")
+    if n_obs < 2:
+        raise ValueError(f"n_obs must be at least 2, got {n_obs}")
+    if not half_life > 0.0:
+        raise ValueError(f"half_life must be positive, got {half_life}")
+    if not spread_sigma > 0.0:
+        raise ValueError(f"spread_sigma must be positive, got {spread_sigma}")
+    rng = np.random.default_rng(seed)
+    width = max(2, len(str(max(n_cointegrated_pairs, n_random_walks) - 1)))
+    ar_coefficient = 2.0 ** (-1.0 / half_life)
+    series: dict[str, np.ndarray] = {}
+    pairs: list[tuple[str, str]] = []
+    for k in range(n_cointegrated_pairs):
+        x_log = np.log(rng.uniform(20.0, 200.0)) + np.cumsum(garch_innovations(rng, n_obs, garch))
+        intercept = rng.uniform(-0.5, 0.5)
+        slope = rng.uniform(0.5, 1.5)
+        shocks = rng.standard_normal(n_obs) * spread_sigma
+        spread = np.empty(n_obs)
+        spread[0] = shocks[0] / np.sqrt(1.0 - ar_coefficient**2)  # stationary start
+        for t in range(1, n_obs):
+            spread[t] = ar_coefficient * spread[t - 1] + shocks[t]
+        y_name, x_name = f"CY{k:0{width}d}", f"CX{k:0{width}d}"
+        series[x_name] = np.exp(x_log)
+        series[y_name] = np.exp(intercept + slope * x_log + spread)
+        pairs.append((y_name, x_name))
+    for k in range(n_random_walks):
+        log_price = np.log(rng.uniform(20.0, 200.0)) + np.cumsum(garch_innovations(rng, n_obs, garch))
+        series[f"RW{k:0{width}d}"] = np.exp(log_price)
+    index = pd.bdate_range(START_DATE, periods=n_obs, name="Date")
+    closes = pd.DataFrame({name: series[name] for name in sorted(series)}, index=index)
+    return closes, sorted(pairs)
