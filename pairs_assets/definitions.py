@@ -12,17 +12,31 @@ import dagster as dg
 from pairs_assets.assets.cointegrated_pairs import cointegrated_pairs
 from pairs_assets.assets.correlation_matrix import correlation_matrix
 from pairs_assets.assets.garch_models import garch_models
+from pairs_assets.assets.gru_models import gru_models
+from pairs_assets.assets.model_performance import model_rankings, model_trends
 from pairs_assets.assets.model_selection import model_selection
 from pairs_assets.assets.raw_bars import raw_bars
 from pairs_assets.assets.trading_config import trading_config
-from pairs_assets.jobs import daily_pairs
+from pairs_assets.jobs import daily_pairs, model_performance_job
 from pairs_assets.settings import Paths, StrategySettings, paths
 from resources.bar_sources import BarSource, EmbeddedBarSource, FileBarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
+from resources.model_registry import ModelRegistry
+from sensors.performance import model_performance_refresh
 from sensors.schedules import daily_pairs_schedule
 
-ASSETS = [raw_bars, correlation_matrix, cointegrated_pairs, garch_models, model_selection, trading_config]
+ASSETS = [
+    raw_bars,
+    correlation_matrix,
+    cointegrated_pairs,
+    garch_models,
+    model_selection,
+    gru_models,
+    trading_config,
+    model_rankings,
+    model_trends,
+]
 
 
 def bar_source_for(p: Paths) -> BarSource:
@@ -38,6 +52,7 @@ def build_resources(p: Paths) -> dict:
         "bar_source": bar_source_for(p),
         "strategy": StrategySettings(),
         "io_manager": PartitionedFileIOManager(base_dir=str(p.outputs_dir)),
+        "model_registry": ModelRegistry(tracking_uri=p.mlflow_tracking_uri, local_store_dir=str(p.mlflow_dir)),
     }
 
 
@@ -45,8 +60,9 @@ def build_definitions(p: Paths | None = None) -> dg.Definitions:
     p = p or paths()
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[daily_pairs],
+        jobs=[daily_pairs, model_performance_job],
         schedules=[daily_pairs_schedule],
+        sensors=[model_performance_refresh],
         resources=build_resources(p),
     )
 

@@ -15,3 +15,9 @@ daily_pairs = dg.define_asset_job(
     "for one as-of session × sector.",
     tags={"dagster/max_retries": "0"},
 )
+
+model_performance_job = dg.define_asset_job(
+    "model_performance_job",
+    selection=dg.AssetSelection.assets("model_rankings", "model_trends"),
+    description="Rebuild model_rankings and model_trends from the model_performance table.",
+)

@@ -45,7 +45,9 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def partition_path(base_dir: str | Path, asset: str, partition_key: str, suffix: str) -> Path:
-    """``<base>/<asset>/<date>/<sector><suffix>`` for a ``date|sector`` key."""
+    """``<base>/<asset>/<date>/<sector><suffix>`` for a ``date|sector`` key; ``<base>/<asset><suffix>`` unpartitioned."""
+    if not partition_key:
+        return Path(base_dir) / f"{asset}{suffix}"
     date, _, sector = partition_key.partition("|")
     if not sector:
         return Path(base_dir) / asset / f"{date}{suffix}"
@@ -63,7 +65,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:
             return
-        key = context.asset_partition_key if context.has_asset_partitions else "__unpartitioned__"
+        key = context.asset_partition_key if context.has_asset_partitions else ""
         if isinstance(obj, pd.DataFrame):
             path = self._path(context.asset_key, key, ".parquet")
             atomic_write_bytes(path, parquet_bytes(obj))
@@ -77,7 +79,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext):
         upstream = context.upstream_output
         asset_key = context.asset_key
-        key = context.asset_partition_key if context.has_asset_partitions else "__unpartitioned__"
+        key = context.asset_partition_key if context.has_asset_partitions else ""
         for suffix, reader in ((".parquet", pd.read_parquet), (".json", lambda p: json.loads(Path(p).read_text()))):
             path = self._path(asset_key, key, suffix)
             if path.exists():

@@ -67,16 +67,22 @@ def build_document(
             max_portfolio_risk=strategy.max_portfolio_risk,
             n_pairs=len(merged),
         )
-        model = None
-        if models is not None and not models.empty and isinstance(getattr(row, "model_name", None), str):
-            model = {
-                "name": row.model_name,
-                "version": str(row.model_version),
-                "probability_threshold": _clean(row.probability_threshold),
-                "beats_baselines": bool(row.beats_baselines),
-                "test_f1": _clean(row.test_f1),
-                "best_baseline_f1": _clean(row.best_baseline_f1),
-            }
+        model, model_note = None, "no GRU stage in this run"
+        if models is not None:
+            status = getattr(row, "status", None)
+            if status == "trained":
+                model_note = "trained"
+                model = {
+                    "name": row.model_name,
+                    "version": str(row.model_version),
+                    "mlflow_run_id": row.mlflow_run_id,
+                    "probability_threshold": _clean(row.probability_threshold),
+                    "beats_baselines": bool(row.beats_baselines),
+                    "test_f1": _clean(row.test_f1),
+                    "best_baseline_f1": _clean(row.best_baseline_f1),
+                }
+            else:
+                model_note = f"no model: {getattr(row, 'reason', None) or 'not trained'}"
         entries.append(
             {
                 "pair_id": row.pair_id,
@@ -100,6 +106,7 @@ def build_document(
                     for k in ["aic_score", "forecast_score", "backtest_score", "diagnostic_score", "composite", "rank"]
                 },
                 "model": model,
+                "model_note": model_note,
             }
         )
     return {
@@ -212,6 +219,7 @@ def materialize_trading_config(
         "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
     },
     deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window))],
     group_name=GROUP,
@@ -224,6 +232,7 @@ def trading_config(
     cointegrated_pairs: pd.DataFrame,
     garch_models: pd.DataFrame,
     model_selection: pd.DataFrame,
+    gru_models: pd.DataFrame,
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
@@ -233,7 +242,7 @@ def trading_config(
         cointegrated_pairs=cointegrated_pairs,
         garch_models=garch_models,
         model_selection=model_selection,
-        gru_models=None,
+        gru_models=gru_models,
         store=store,
         bar_source=bar_source,
         strategy=strategy,

@@ -38,6 +38,7 @@ __all__ = [
     "GarchFit",
     "InsufficientHistoryError",
     "fit_garch",
+    "garch_filter",
     "holdout_variance_forecasts",
     "qlike",
 ]
@@ -248,3 +249,26 @@ def fit_garch(
         n_obs=int(n_obs),
         scale=float(scale),
     )
+
+
+def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> pd.DataFrame:
+    """GARCH(1,1) conditional σ and standardized residuals, parameters fitted on a prefix only.
+
+    Inputs: ``returns`` — spread returns indexed by session; ``fit_until`` — the parameters are
+    estimated on ``returns[:fit_until]`` only (e.g. everything before a model's test slice), then
+    the whole series is filtered with them: σ_t uses returns up to t−1 only, so no value after t
+    enters the features at t, and no value after ``fit_until`` enters the parameters.
+    Output: frame indexed like ``returns`` with ``garch_sigma`` (input units) and
+    ``garch_std_resid``. Reference: arch ``ARCHModel.fix`` (filtering with fixed parameters).
+    """
+    values = np.asarray(returns, dtype=float)
+    if not np.isfinite(values).all():
+        raise ValueError(f"returns contains {int((~np.isfinite(values)).sum())} NaN or infinite value(s)")
+    if not 0 < fit_until <= values.size:
+        raise ValueError(f"fit_until must be in 1..{values.size}, got {fit_until}")
+    scaled = values * scale
+    params = _fit(scaled, last_obs=fit_until).params
+    fixed = _model(scaled).fix(params)
+    sigma = np.asarray(fixed.conditional_volatility, dtype=float)
+    std_resid = (scaled - float(params["mu"])) / sigma
+    return pd.DataFrame({"garch_sigma": sigma / scale, "garch_std_resid": std_resid}, index=returns.index)

@@ -10,6 +10,7 @@ from pairs_assets.settings import StrategySettings, paths
 from resources.bar_sources import BarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
+from resources.model_registry import ModelRegistry
 
 
 def resources_for(store_url: str, bar_source: BarSource, **strategy) -> dict:
@@ -18,6 +19,7 @@ def resources_for(store_url: str, bar_source: BarSource, **strategy) -> dict:
         "bar_source": bar_source,
         "strategy": StrategySettings(**strategy),
         "io_manager": PartitionedFileIOManager(base_dir=str(paths().outputs_dir)),
+        "model_registry": ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)),
     }
 
 
@@ -31,8 +33,9 @@ def preload_history(store_url: str, bar_source: BarSource, symbols, as_of: str, 
 
 
 def materialize(date: str, sector: str, resources: dict, selection=None, instance=None):
+    """The daily group (everything partitioned) for one partition."""
     return dg.materialize(
-        ASSETS,
+        [a for a in ASSETS if a.partitions_def is not None],
         partition_key=partition_key(date, sector),
         resources=resources,
         selection=selection,

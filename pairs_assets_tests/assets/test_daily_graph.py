@@ -13,7 +13,7 @@ from pairs_assets_tests.planted import planted_closes, write_bars_file
 from resources.bar_sources import EmbeddedBarSource, FileBarSource
 from resources.market_data import MarketDataStore, bars_table
 
-ALL = {"raw_bars", "correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "trading_config"}
+ALL = {"raw_bars", "correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "gru_models", "trading_config"}
 FAST = {"gru_max_epochs": 3, "gru_hidden": 16}
 
 

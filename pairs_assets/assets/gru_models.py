@@ -1,0 +1,203 @@
+"""gru_models: a GRU per selected pair predicting spread reversion, tracked and registered in MLflow."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from pairs_assets import partitions
+from pairs_assets.assets.common import GROUP, fingerprint_of, markdown_table, partition_parts, read_window, stopwatch
+from pairs_assets.quant.features import GRUTrainingError
+from pairs_assets.quant.garch import garch_filter
+from pairs_assets.quant.gru import GRUConfig, fit_pair_model
+from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
+from resources.bar_sources import BarSource
+from resources.io_manager import partition_path
+from resources.market_data import MarketDataStore, model_performance_table
+from resources.model_registry import ModelRegistry, redact_uri
+
+BASELINES = ("majority", "logistic", "z_rule")
+GRU_COLUMNS = [
+    "pair_id", "status", "reason", "model_name", "model_version", "mlflow_run_id", "probability_threshold",
+    "test_f1", "test_precision", "test_recall", "test_accuracy", "test_roc_auc",
+    *[f"baseline_{b}_f1" for b in BASELINES], *[f"baseline_{b}_roc_auc" for b in BASELINES],
+    "best_baseline_f1", "beats_baselines", "epochs_run", "train_seconds", "n_sequences", "input_fingerprint",
+]
+
+
+def gru_config(strategy: StrategySettings) -> GRUConfig:
+    return GRUConfig(
+        seq_len=strategy.gru_seq_len,
+        hidden=strategy.gru_hidden,
+        dropout=strategy.gru_dropout,
+        lr=strategy.gru_lr,
+        batch_size=strategy.gru_batch_size,
+        max_epochs=strategy.gru_max_epochs,
+        patience=strategy.gru_patience,
+        seed=strategy.gru_seed,
+    )
+
+
+def pair_spread(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
+    """log(y) − β·log(x) − α with the as-of formation β and α (the spread the trading side trades)."""
+    return (np.log(closes[y]) - hedge_ratio * np.log(closes[x]) - intercept).rename("spread")
+
+
+def garch_features(spread: pd.Series, config: GRUConfig, horizon: int) -> pd.DataFrame:
+    """GARCH σ and standardized residuals with parameters fitted strictly before the GRU test slice.
+
+    The test slice is the last ``test_frac`` of the sequences; fitting on the returns before
+    ``n·(1 − test_frac) − horizon − seq_len`` keeps every test-slice bar out of the parameters.
+    """
+    returns = spread.diff().dropna()
+    fit_until = int(len(returns) * (1.0 - config.test_frac)) - horizon - config.seq_len
+    filtered = garch_filter(returns, fit_until=fit_until)
+    return filtered.reindex(spread.index)
+
+
+def previous_models(date: str, sector: str) -> pd.DataFrame | None:
+    """This partition's last gru_models output, if any (to reuse unchanged models)."""
+    path = partition_path(paths().outputs_dir, "gru_models", f"{date}|{sector}", ".parquet")
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def reusable_row(previous: pd.DataFrame | None, pair_id: str, fingerprint: str, registry: ModelRegistry) -> dict | None:
+    """The previous row of ``pair_id`` if it was trained on the same inputs and its version is still registered.
+
+    Training is deterministic, so retraining would give the same weights: re-materializing a
+    partition keeps one registered version per pair and partition, and a byte-identical config.
+    """
+    if previous is None or "input_fingerprint" not in previous:
+        return None
+    match = previous[(previous["pair_id"] == pair_id) & (previous["input_fingerprint"] == fingerprint) & (previous["status"] == "trained")]
+    if match.empty:
+        return None
+    row = match.iloc[0].to_dict()
+    return row if registry.version_exists(row["model_name"], row["model_version"]) else None
+
+
+def _empty() -> pd.DataFrame:
+    text = {"pair_id", "status", "reason", "model_name", "model_version", "mlflow_run_id", "input_fingerprint"}
+    return pd.DataFrame({c: pd.Series(dtype=object if c in text else "float64") for c in GRU_COLUMNS})
+
+
+@dg.asset(
+    partitions_def=partitions.daily_partitions_def(),
+    ins={
+        "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+    },
+    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.gru_window))],
+    group_name=GROUP,
+    kinds={"pytorch", "mlflow", "parquet"},
+    description="Per selected pair, a GRU predicting whether the spread reverts at least halfway to its "
+    "trailing mean within gru_horizon sessions; chronological train/validation/test; test metrics beside "
+    "majority, logistic-regression and |z|-rule baselines; logged and registered in MLflow.",
+)
+def gru_models(
+    context: dg.AssetExecutionContext,
+    cointegrated_pairs: pd.DataFrame,
+    model_selection: pd.DataFrame,
+    store: MarketDataStore,
+    bar_source: BarSource,
+    strategy: StrategySettings,
+    model_registry: ModelRegistry,
+):
+    date, sector = partition_parts(context)
+    config = gru_config(strategy)
+    selected = model_selection[model_selection["selected"]] if not model_selection.empty else model_selection
+    pairs = cointegrated_pairs.set_index("pair_id").loc[list(selected["pair_id"])] if len(selected) else cointegrated_pairs.iloc[0:0]
+    rows = []
+    previous = previous_models(date, sector)
+    with stopwatch() as timer:
+        window = None
+        if len(pairs):
+            legs = sorted(set(pairs["y"]) | set(pairs["x"]))
+            window = read_window(store, bar_source.source_name, legs, date, strategy.gru_window, partition=context.partition_key)
+        for pair_id, pair in pairs.iterrows():
+            spread = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])
+            fingerprint = fingerprint_of(
+                window.fingerprint, pair_id, float(pair["hedge_ratio"]), float(pair["intercept"]),
+                config.as_params(), strategy.gru_horizon, strategy.entry_z,
+            )
+            reused = reusable_row(previous, pair_id, fingerprint, model_registry)
+            if reused is not None:
+                context.log.info(f"{pair_id}: inputs unchanged, keeping {reused['model_name']} v{reused['model_version']}")
+                rows.append(reused)
+                continue
+            try:
+                garch = garch_features(spread, config, strategy.gru_horizon)
+                result = fit_pair_model(
+                    spread, garch["garch_sigma"], garch["garch_std_resid"], strategy.entry_z, config,
+                    horizon=strategy.gru_horizon, pair_id=pair_id,
+                )
+            except GRUTrainingError as exc:
+                context.log.warning(f"{context.partition_key} {pair_id}: GRU skipped: {exc}")
+                rows.append({"pair_id": pair_id, "status": "skipped", "reason": str(exc), "input_fingerprint": fingerprint})
+                continue
+            dataset = window.closes[[pair["y"], pair["x"]]].assign(spread=spread, **garch).reset_index()
+            info = model_registry.log_pair_model(
+                sector=sector,
+                pair_id=pair_id,
+                as_of=date,
+                dagster_run_id=context.run_id,
+                result=result,
+                params={"sector": sector, "as_of_session": date, "gru_window": strategy.gru_window, "bar_source": bar_source.source_name},
+                dataset_df=dataset,
+                dataset_source=bar_source.source_name,
+                fingerprint=fingerprint,
+                spread=spread,
+                entry_z=strategy.entry_z,
+            )
+            test = result.metrics["test"]
+            row = {
+                "pair_id": pair_id, "status": "trained", "reason": "", "model_name": info.model_name,
+                "model_version": str(info.version), "mlflow_run_id": info.run_id,
+                "probability_threshold": result.threshold,
+                **{f"test_{k}": test[k] for k in ["f1", "precision", "recall", "accuracy", "roc_auc"]},
+                **{f"baseline_{b}_f1": result.baseline_metrics[b]["f1"] for b in BASELINES},
+                **{f"baseline_{b}_roc_auc": result.baseline_metrics[b]["roc_auc"] for b in BASELINES},
+                "best_baseline_f1": max(result.baseline_metrics[b]["f1"] for b in BASELINES),
+                "beats_baselines": bool(result.beats_baselines),
+                "epochs_run": len(result.history),
+                "train_seconds": result.train_seconds,
+                "n_sequences": result.n_sequences,
+                "input_fingerprint": fingerprint,
+            }
+            rows.append(row)
+            context.log.info(f"{pair_id}: test F1 {test['f1']:.3f} vs best baseline {row['best_baseline_f1']:.3f}; {info.model_name} v{info.version}")
+    frame = pd.DataFrame(rows, columns=GRU_COLUMNS) if rows else _empty()
+    store.upsert_rows(
+        model_performance_table,
+        [
+            {
+                "as_of_session": date, "sector": sector, "pair_id": r.pair_id, "mlflow_run_id": r.mlflow_run_id,
+                "model_name": r.model_name, "model_version": r.model_version, "test_f1": r.test_f1,
+                "test_precision": r.test_precision, "test_recall": r.test_recall, "test_accuracy": r.test_accuracy,
+                "test_roc_auc": r.test_roc_auc, "best_baseline_f1": r.best_baseline_f1,
+                "beats_baselines": None if pd.isna(r.beats_baselines) else bool(r.beats_baselines),
+                "status": r.status, "reason": r.reason or None,
+            }
+            for r in frame.itertuples()
+        ],
+    )
+    trained = frame[frame["status"] == "trained"]
+    return dg.Output(
+        frame,
+        metadata={
+            "window": window.label if window is not None else "n/a (no selected pairs)",
+            "selected_pairs": len(pairs),
+            "trained": len(trained),
+            "skipped": dg.MetadataValue.md(
+                "\n".join(f"- {r.pair_id}: {r.reason}" for r in frame[frame["status"] == "skipped"].itertuples()) or "_(none)_"
+            ),
+            "beats_baselines": int(trained["beats_baselines"].astype(bool).sum()) if len(trained) else 0,
+            "hyperparameters": dg.MetadataValue.json(config.as_params()),
+            "mlflow_tracking_uri": redact_uri(model_registry.resolved_tracking_uri()),
+            "note": "no selected pairs: nothing to train" if frame.empty else f"{len(trained)} model(s) trained",
+            "test_metrics_vs_baselines": markdown_table(
+                trained,
+                ["pair_id", "test_f1", "test_roc_auc", "baseline_majority_f1", "baseline_logistic_f1", "baseline_z_rule_f1", "beats_baselines", "model_version"],
+            ),
+            "elapsed_seconds": timer["seconds"],
+        },
+    )

@@ -1,0 +1,516 @@
+"""A GRU that predicts whether a pair's spread reverts toward its mean within a horizon.
+
+Pipeline (:func:`fit_pair_model`): features → labels → sequences → chronological split with purge
+→ scaler fitted on the training slice → GRU trained with early stopping on validation loss →
+threshold chosen on validation → metrics on train / validation / test and baselines on test.
+
+The model takes *raw* features ``[batch, seq_len, n_features]`` float32 and returns probabilities:
+the train-only scaler is stored in it as buffers, so a model loaded back from MLflow needs nothing
+else. Training is seeded and deterministic (same inputs and machine → same weights and metrics).
+
+References: Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder" (2014) for the
+GRU; Prechelt, "Early Stopping — But When?" (1998); López de Prado, *Advances in Financial Machine
+Learning* (2018), ch. 7, for purging overlapping labels at split boundaries.
+
+Pure numpy/pandas/torch; no dagster, no resources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from pairs_assets.quant.classification import (
+    baseline_metrics,
+    classification_metrics,
+    select_threshold,
+)
+from pairs_assets.quant.features import (
+    DEFAULT_HORIZON,
+    DEFAULT_MEAN_WINDOW,
+    DEFAULT_REVERSION_FRACTION,
+    FEATURE_NAMES,
+    ChronologicalSplit,
+    FeatureScaler,
+    GRUTrainingError,
+    InsufficientSequencesError,
+    NaNFeaturesError,
+    SingleClassError,
+    TrainingDivergedError,
+    _who,
+    build_features,
+    chronological_split,
+    make_sequences,
+    min_sessions_for,
+    reversion_labels,
+    rolling_zscore,
+    session_label as _session,
+    trim_warmup,
+)
+
+__all__ = [
+    "DEFAULT_MIN_SEQUENCES",
+    "DEFAULT_TARGET_SEQUENCES",
+    "GRUClassifier",
+    "GRUConfig",
+    "GRUTrainingError",
+    "InsufficientSequencesError",
+    "NaNFeaturesError",
+    "PairModelResult",
+    "SingleClassError",
+    "TrainResult",
+    "TrainingDivergedError",
+    "fit_pair_model",
+    "predict_proba",
+    "resolve_device",
+    "train_gru",
+]
+
+#: Hard floor: below this many sequences the 20 % test slice is too small to score (≈ 50).
+DEFAULT_MIN_SEQUENCES = 250
+#: What the training window should provide where history allows (see ``min_sessions_for``).
+DEFAULT_TARGET_SEQUENCES = 1000
+
+
+@dataclass(frozen=True)
+class GRUConfig:
+    """Hyperparameters of the GRU and its training (defaults from the original design)."""
+
+    seq_len: int = 10
+    hidden: int = 64
+    dropout: float = 0.255
+    lr: float = 3e-4
+    batch_size: int = 32
+    max_epochs: int = 50
+    patience: int = 5
+    seed: int = 42
+    device: str = "auto"
+    val_frac: float = 0.2
+    test_frac: float = 0.2
+    grad_clip: float = 1.0
+    #: intra-op threads while training on CPU: 1 is the fastest for a model this small (measured)
+    #: and gives the same floating-point sums on any machine, whatever its core count
+    cpu_threads: int = 1
+
+    def __post_init__(self) -> None:
+        checks = {
+            "seq_len": self.seq_len >= 2,
+            "hidden": self.hidden >= 1,
+            "dropout": 0.0 <= self.dropout < 1.0,
+            "lr": math.isfinite(self.lr) and self.lr > 0,
+            "batch_size": self.batch_size >= 1,
+            "max_epochs": self.max_epochs >= 1,
+            "patience": self.patience >= 1,
+            "val_frac": 0.0 < self.val_frac < 1.0,
+            "test_frac": 0.0 < self.test_frac < 1.0 and self.val_frac + self.test_frac < 1.0,
+            "grad_clip": self.grad_clip > 0,
+            "cpu_threads": self.cpu_threads >= 1,
+            "device": self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid GRUConfig field(s) {bad}: {self}")
+
+    def as_params(self) -> dict[str, Any]:
+        return {f"gru_{k}": v for k, v in asdict(self).items()}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class GRUClassifier(nn.Module):
+    """GRU → dropout → linear → sigmoid over raw features, the train-only scaler folded in.
+
+    ``forward(x)``: ``x`` float32 ``[batch, seq_len, n_features]`` of raw features in
+    :data:`~pairs_assets.quant.features.FEATURE_NAMES` order → probability of reversion ``[batch]``.
+    ``logits(x)`` gives the pre-sigmoid scores (used for training with ``BCEWithLogitsLoss``).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int = 64,
+        dropout: float = 0.255,
+        feature_mean: np.ndarray | None = None,
+        feature_std: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        mean = np.zeros(n_features) if feature_mean is None else np.asarray(feature_mean)
+        std = np.ones(n_features) if feature_std is None else np.asarray(feature_std)
+        self.register_buffer("feature_mean", torch.as_tensor(mean, dtype=torch.float32).clone())
+        self.register_buffer("feature_std", torch.as_tensor(std, dtype=torch.float32).clone())
+        self.gru = nn.GRU(input_size=n_features, hidden_size=hidden, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, 1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        scaled = (x - self.feature_mean) / self.feature_std
+        out, _ = self.gru(scaled)
+        return self.head(self.dropout(out[:, -1, :])).squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+@dataclass
+class TrainResult:
+    """A trained model (best validation epoch restored, eval mode, on CPU) and its history."""
+
+    model: GRUClassifier
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    device: str
+    seconds: float
+
+
+@contextlib.contextmanager
+def _deterministic(seed: int, device: torch.device, cpu_threads: int) -> Iterator[None]:
+    """Seed torch inside a forked RNG, enable deterministic kernels, fix the CPU thread count;
+    restore everything after."""
+    cuda = device.type == "cuda"
+    if cuda:
+        # cuBLAS needs this before its first use to be deterministic (PyTorch reproducibility notes)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.get_num_threads(),
+    )
+    devices = [device.index or 0] if cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.set_num_threads(cpu_threads)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+            torch.backends.cudnn.deterministic = previous[2]
+            torch.backends.cudnn.benchmark = previous[3]
+            torch.set_num_threads(previous[4])
+
+
+def _batched_loss(model: GRUClassifier, X: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(X), max(batch, 256)):
+            stop = start + max(batch, 256)
+            total += float(loss_fn(model.logits(X[start:stop]), y[start:stop]))
+    return total / len(X)
+
+
+def train_gru(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    config: GRUConfig = GRUConfig(),
+    scaler: FeatureScaler | None = None,
+    pair_id: str | None = None,
+) -> TrainResult:
+    """Train a :class:`GRUClassifier` with Adam and early stopping on validation loss.
+
+    Args:
+        X_train, X_val: raw sequences ``[n, seq_len, n_features]``; y_train, y_val: 0/1 labels.
+        config: hyperparameters; ``config.seed`` seeds initialisation, dropout and batch order.
+        scaler: the train-only scaler folded into the model; fitted here on the training rows
+            when omitted (the first sequence plus the last step of each following one — the
+            distinct rows when sequences step by one session).
+        pair_id: named in error messages.
+
+    Returns:
+        :class:`TrainResult` with the best-validation-loss weights restored. Minibatches are
+        shuffled *within* the training slice by a generator seeded with ``config.seed``; the
+        validation slice is only evaluated. Binary cross-entropy on logits; gradients clipped
+        to ``config.grad_clip``; at most ``max_epochs``, stopping after ``patience`` epochs
+        without a lower validation loss.
+
+    Raises:
+        TrainingDivergedError: the training or validation loss is NaN or infinite.
+    """
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    n_features = X_train.shape[2]
+    if scaler is None:
+        rows = np.concatenate([X_train[0], X_train[1:, -1, :]], axis=0)
+        scaler = FeatureScaler.fit(rows, FEATURE_NAMES if n_features == len(FEATURE_NAMES) else None)
+    who = _who(pair_id)
+    with _deterministic(config.seed, device, config.cpu_threads):
+        model = GRUClassifier(n_features, config.hidden, config.dropout, scaler.mean, scaler.std).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        loss_fn = nn.BCEWithLogitsLoss()
+        xt = torch.as_tensor(X_train, dtype=torch.float32, device=device)
+        yt = torch.as_tensor(y_train, dtype=torch.float32, device=device)
+        xv = torch.as_tensor(X_val, dtype=torch.float32, device=device)
+        yv = torch.as_tensor(y_val, dtype=torch.float32, device=device)
+        order = torch.Generator().manual_seed(config.seed)
+        history: list[dict[str, float]] = []
+        best_loss, best_epoch, best_state, waited, stopped_early = math.inf, 0, None, 0, False
+        for epoch in range(1, config.max_epochs + 1):
+            model.train()
+            permutation = torch.randperm(len(xt), generator=order).to(device)
+            total = 0.0
+            for start in range(0, len(xt), config.batch_size):
+                idx = permutation[start : start + config.batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model.logits(xt[idx]), yt[idx])
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"{who}training loss became {loss.item()} at epoch {epoch}, batch "
+                        f"{start // config.batch_size + 1} (lr={config.lr}); check the inputs "
+                        "for extreme values or lower the learning rate"
+                    )
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                total += loss.item() * len(idx)
+            model.eval()
+            train_loss = total / len(xt)
+            val_loss = _batched_loss(model, xv, yv, config.batch_size)
+            if not math.isfinite(val_loss):
+                raise TrainingDivergedError(f"{who}validation loss became {val_loss} at epoch {epoch}")
+            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+            if val_loss < best_loss:
+                best_loss, best_epoch, waited = val_loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+                if waited >= config.patience:
+                    stopped_early = True
+                    break
+        assert best_state is not None
+        model.load_state_dict(best_state)
+    model = model.to("cpu").eval()
+    return TrainResult(
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        device=str(device),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def predict_proba(model: nn.Module, X: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Probabilities of reversion for raw sequences ``X`` (eval mode, no gradients)."""
+    model.eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(X), batch):
+            xb = torch.as_tensor(X[start : start + batch], dtype=torch.float32, device=device)
+            out.append(model(xb).double().cpu().numpy())
+    return np.concatenate(out) if out else np.empty(0)
+
+
+@dataclass
+class PairModelResult:
+    """Everything a caller needs to log, register and gate a pair's GRU."""
+
+    pair_id: str
+    model: GRUClassifier
+    config: GRUConfig
+    feature_names: tuple[str, ...]
+    scaler: FeatureScaler
+    horizon: int
+    mean_window: int
+    reversion_fraction: float
+    entry_z: float
+    rule_z_window: int  # window of the z-score of the |z| > entry_z baseline and the z-band plot
+    threshold: float
+    metrics: dict[str, dict[str, float]]  # "train" / "val" / "test" -> classification metrics
+    baseline_metrics: dict[str, dict[str, float]]  # "majority" / "logistic" / "z_rule" -> test metrics
+    beats_baselines: bool
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    input_example: np.ndarray  # raw float32 [k, seq_len, n_features], from the test slice
+    n_sessions: int
+    n_sequences: int
+    split: dict[str, int]
+    slice_sessions: dict[str, tuple[str, str]]  # slice -> (first, last) as-of session
+    positive_rate: dict[str, float]
+    device: str
+    train_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def flat_metrics(self) -> dict[str, float]:
+        """``train_f1``, ``val_roc_auc``, ``test_…``, ``baseline_<name>_<metric>``, threshold, … as floats."""
+        flat: dict[str, float] = {}
+        for part, values in self.metrics.items():
+            flat.update({f"{part}_{k}": float(v) for k, v in values.items()})
+        for name, values in self.baseline_metrics.items():
+            flat.update({f"baseline_{name}_{k}": float(v) for k, v in values.items()})
+        for part, rate in self.positive_rate.items():
+            flat[f"{part}_positive_rate"] = float(rate)
+        flat["threshold"] = float(self.threshold)
+        flat["best_epoch"] = float(self.best_epoch)
+        flat["epochs_run"] = float(len(self.history))
+        flat["beats_baselines"] = float(self.beats_baselines)
+        flat["train_seconds"] = float(self.train_seconds)
+        return flat
+
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters and data/feature parameters, flat, for logging."""
+        params: dict[str, Any] = dict(self.config.as_params())
+        params.update(
+            {
+                "label_horizon": self.horizon,
+                "label_mean_window": self.mean_window,
+                "label_reversion_fraction": self.reversion_fraction,
+                "entry_z": self.entry_z,
+                "rule_z_window": self.rule_z_window,
+                "features": ",".join(self.feature_names),
+                "n_features": len(self.feature_names),
+                "n_sessions": self.n_sessions,
+                "n_sequences": self.n_sequences,
+                **{f"split_{k}": v for k, v in self.split.items()},
+                **{f"{part}_first_session": s[0] for part, s in self.slice_sessions.items()},
+                **{f"{part}_last_session": s[1] for part, s in self.slice_sessions.items()},
+                "device": self.device,
+                "threshold_rule": "max F1 on validation",
+                "logistic_features": "last step, train-only scaling",
+            }
+        )
+        return params
+
+
+def _require_two_classes(y: np.ndarray, part: str, who: str, sessions: pd.Index) -> None:
+    classes = np.unique(y)
+    if len(classes) < 2:
+        only = int(classes[0]) if len(classes) else "none"
+        raise SingleClassError(
+            f"{who}the {part} slice ({len(y)} sequences, {_session(sessions[0])} .. "
+            f"{_session(sessions[-1])}) has a "
+            f"single label class ({only}); metrics and training need both reverting and "
+            "non-reverting examples"
+        )
+
+
+def fit_pair_model(
+    spread: pd.Series,
+    garch_sigma: pd.Series,
+    garch_std_resid: pd.Series,
+    entry_z: float,
+    config: GRUConfig = GRUConfig(),
+    horizon: int = DEFAULT_HORIZON,
+    min_sequences: int = DEFAULT_MIN_SEQUENCES,
+    *,
+    pair_id: str | None = None,
+    mean_window: int = DEFAULT_MEAN_WINDOW,
+    reversion_fraction: float = DEFAULT_REVERSION_FRACTION,
+    example_rows: int = 5,
+) -> PairModelResult:
+    """Train and score a pair's reversion GRU on its spread history up to the as-of session.
+
+    Args:
+        spread: the spread indexed by session, ending at the as-of session (the caller slices the
+            training window: e.g. ``min_sessions_for(DEFAULT_TARGET_SEQUENCES)`` sessions or more).
+        garch_sigma, garch_std_resid: GARCH conditional volatility and standardized residuals on
+            the same sessions (leading NaN = warm-up, dropped).
+        entry_z: the trading entry level, for the ``|z| > entry`` baseline (z over ``mean_window``).
+        config: GRU hyperparameters and split fractions.
+        horizon: label horizon in sessions (see :func:`~pairs_assets.quant.features.reversion_labels`);
+            also the purge gap at each split boundary.
+        min_sequences: fewer labelled sequences than this raises ``InsufficientSequencesError``.
+        pair_id: named in every error message.
+
+    Returns:
+        :class:`PairModelResult`. The threshold maximises F1 on the validation slice; test metrics
+        use it. ``beats_baselines`` is test F1 strictly above every baseline's test F1.
+
+    Raises:
+        InsufficientSequencesError, SingleClassError, NaNFeaturesError, TrainingDivergedError
+        (all ``GRUTrainingError``, a ``ValueError``), each naming the pair and the field/slice.
+    """
+    who = _who(pair_id)
+    features = trim_warmup(build_features(spread, garch_sigma, garch_std_resid), pair_id)
+    labels = reversion_labels(spread, horizon, mean_window, reversion_fraction)
+    X, y, ends = make_sequences(features, labels, config.seq_len, pair_id)
+    if len(X) < min_sequences:
+        raise InsufficientSequencesError(
+            f"{who}{len(X)} labelled sequences from {len(spread)} sessions "
+            f"({_session(ends[0])} .. {_session(ends[-1])}), need at least {min_sequences}: provide at least "
+            f"{min_sessions_for(min_sequences, config.seq_len, horizon)} "
+            f"sessions (seq_len {config.seq_len}, horizon {horizon})"
+        )
+    split: ChronologicalSplit = chronological_split(
+        len(X), config.val_frac, config.test_frac, purge=horizon, pair_id=pair_id
+    )
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    data = {
+        part: (X[rng.start : rng.stop], y[rng.start : rng.stop], ends[rng.start : rng.stop])
+        for part, rng in parts.items()
+    }
+    for part, (_, y_part, ends_part) in data.items():
+        _require_two_classes(y_part, {"val": "validation"}.get(part, part), who, ends_part)
+
+    # train-only scaling: the feature rows that the training sequences cover, nothing later
+    scaler = FeatureScaler.fit(features.loc[: data["train"][2][-1]])
+    trained = train_gru(
+        data["train"][0], data["train"][1], data["val"][0], data["val"][1], config, scaler, pair_id
+    )
+    probs = {part: predict_proba(trained.model, values[0]) for part, values in data.items()}
+    threshold = select_threshold(data["val"][1], probs["val"])
+    metrics = {part: classification_metrics(data[part][1], probs[part], threshold) for part in data}
+    rule_z = rolling_zscore(spread.astype("float64"), mean_window).reindex(data["test"][2])
+    if not np.isfinite(rule_z.to_numpy()).all():
+        raise NaNFeaturesError(f"{who}the {mean_window}-session z-score is NaN in the test slice (flat spread?)")
+    baselines = baseline_metrics(
+        *data["train"][:2],
+        *data["val"][:2],
+        *data["test"][:2],
+        scaler=scaler,
+        entry_z=entry_z,
+        z_test=rule_z.to_numpy(),
+        seed=config.seed,
+    )
+    beats = all(metrics["test"]["f1"] > b["f1"] for b in baselines.values())
+    return PairModelResult(
+        pair_id=pair_id or "",
+        model=trained.model,
+        config=config,
+        feature_names=tuple(features.columns),
+        scaler=scaler,
+        horizon=horizon,
+        mean_window=mean_window,
+        reversion_fraction=reversion_fraction,
+        entry_z=float(entry_z),
+        rule_z_window=mean_window,
+        threshold=threshold,
+        metrics=metrics,
+        baseline_metrics=baselines,
+        beats_baselines=beats,
+        history=trained.history,
+        best_epoch=trained.best_epoch,
+        stopped_early=trained.stopped_early,
+        input_example=np.ascontiguousarray(data["test"][0][:example_rows]),
+        n_sessions=len(spread),
+        n_sequences=len(X),
+        split=split.as_dict(),
+        slice_sessions={p: (_session(v[2][0]), _session(v[2][-1])) for p, v in data.items()},
+        positive_rate={p: float(v[1].mean()) for p, v in data.items()},
+        device=trained.device,
+        train_seconds=trained.seconds,
+    )

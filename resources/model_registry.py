@@ -1,0 +1,490 @@
+"""MLflow model store: one tracked run and one registered model version per pair and partition.
+
+Why not ``dagster_mlflow.mlflow_tracking``: that legacy ``@resource`` binds one experiment to the
+resource's config, opens one MLflow run per *Dagster run* (found again by the ``dagster_run_id``
+tag) and drives MLflow's process-global state (``set_tracking_uri``, ``set_experiment``, the active
+run, ``atexit.unregister(mlflow.end_run)``). Here each partition needs an experiment per sector and
+a run per pair, closed when the step ends, so this small Pythonic resource follows its conventions
+(the ``dagster_run_id`` tag, params in chunks of 100) without its global run.
+
+Stores:
+  * ``tracking_uri`` (field) → ``MLFLOW_TRACKING_URI`` (environment) → a local SQLite store
+    ``sqlite:///<local_store_dir>/mlflow.db`` with artifacts under ``<local_store_dir>/artifacts``
+    (MLflow 3's own default backend is SQLite; the plain file store is deprecated). No server.
+  * The registry lives in the same store (``registry_uri = tracking_uri``).
+
+MLflow's fluent API (``start_run``, ``log_model``, ``register_model``) reads a process-global
+tracking URI; it is set only for the duration of a call and restored afterwards
+(:func:`_mlflow_uris`). Dagster's default multiprocess executor runs one step per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from pairs_assets.errors import PairsError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from pairs_assets.quant.gru import PairModelResult
+
+EXPERIMENT_PREFIX = "pairs_trading"
+MODEL_PREFIX = "pairs_trading_gru_garch"
+RUN_NAME_VERSION = "v1"
+MODEL_ARTIFACT_NAME = "model"
+_MAX_PARAMS_PER_BATCH = 100
+_MAX_PARAM_VALUE = 6000
+
+
+class ModelRegistryError(PairsError, RuntimeError):
+    """Logging or registering a pair's model failed; the message names the pair and the store."""
+
+
+class ModelStoreUnavailableError(ModelRegistryError):
+    """The MLflow tracking store cannot be reached (or is not configured)."""
+
+
+@dataclass(frozen=True)
+class RegisteredModelInfo:
+    """Where a pair's model went: its run, its registered name and version."""
+
+    run_id: str
+    run_name: str
+    model_name: str
+    version: str
+    experiment: str
+    experiment_id: str
+    model_uri: str  # "models:/<name>/<version>"
+    tracking_uri: str  # credentials removed
+
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]*@")
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without ``user:password@`` and without its query (tokens often ride there)."""
+    return _USERINFO.sub(r"\g<scheme>***@", uri).split("?", 1)[0]
+
+
+def _redact_text(text: str) -> str:
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def _sqlite_dir(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(unquote(uri[len("sqlite:///") :])).parent
+    return None
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` (tracking and registry), restoring globals and env after."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved_tracking = getattr(tracking_utils, "_tracking_uri", None)
+    saved_registry = getattr(registry_utils, "_registry_uri", None)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_tracking)
+        registry_utils._registry_uri = saved_registry
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _dataset_source(source: str) -> Any:
+    """MLflow's own source for a path or URL; otherwise a named source (e.g. ``embedded:…``)."""
+    from mlflow.data.dataset_source import DatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return resolve_dataset_source(source)
+    except MlflowException:
+        pass
+
+    class PairsDatasetSource(DatasetSource):
+        """A source MLflow has no resolver for, recorded by name (``{"uri": source}``)."""
+
+        def __init__(self, uri: str) -> None:
+            self._uri = uri
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "pairs_assets"
+
+        def load(self, **kwargs: Any) -> Any:
+            raise NotImplementedError(f"load {self._uri} with the pairs_assets bar sources")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> DatasetSource:
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self._uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[str, Any]) -> DatasetSource:
+            return cls(source_dict["uri"])
+
+    return PairsDatasetSource(source)
+
+
+def _plot_history(history: list[dict[str, float]], best_epoch: int, title: str) -> Any:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
+    ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("binary cross-entropy")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _plot_spread(spread: pd.Series, entry_z: float, z_window: int, title: str) -> Any:
+    from matplotlib.figure import Figure
+
+    from pairs_assets.quant.features import rolling_zscore
+
+    mean = spread.rolling(z_window, min_periods=z_window).mean()
+    std = spread.rolling(z_window, min_periods=z_window).std(ddof=1)
+    z = rolling_zscore(spread, z_window)
+    fig = Figure(figsize=(10, 6), dpi=100)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    top.plot(spread.index, spread.to_numpy(), lw=0.8, label="spread")
+    top.plot(mean.index, mean.to_numpy(), lw=0.8, label=f"{z_window}-session mean")
+    top.fill_between(
+        spread.index,
+        (mean - entry_z * std).to_numpy(),
+        (mean + entry_z * std).to_numpy(),
+        alpha=0.2,
+        label=f"±{entry_z:g} σ",
+    )
+    top.set_title(title)
+    top.legend(loc="upper left")
+    bottom.plot(z.index, z.to_numpy(), lw=0.6, color="black", label=f"z ({z_window})")
+    for level in (entry_z, -entry_z):
+        bottom.axhline(level, color="red", lw=0.8, linestyle="--")
+    bottom.axhline(0.0, color="grey", lw=0.6)
+    bottom.set_ylabel("z")
+    fig.tight_layout()
+    return fig
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """MLflow tracking + model registry for the per-pair GRU models.
+
+    Experiment ``pairs_trading/<sector>``; run ``GRU_Training_<PAIR>_<YYYYMMDD_HHMMSS>_v1``;
+    registered model ``pairs_trading_gru_garch_<sector>`` with one version per pair and partition
+    (versions are never deleted or archived here: kept indefinitely).
+    """
+
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; unset → MLFLOW_TRACKING_URI → local SQLite store."
+    )
+    local_store_dir: str = Field(
+        "", description="Directory of the local store (mlflow.db + artifacts/) used when no URI is set."
+    )
+    probe_timeout_s: int = Field(5, ge=1, description="Seconds for the reachability probe of an HTTP store.")
+    request_timeout_s: int = Field(60, ge=1, description="Seconds per HTTP request while logging/loading.")
+    request_max_retries: int = Field(
+        2, ge=0, description="HTTP retries while logging/loading (MLflow's default of 7 can wait minutes)."
+    )
+
+    # --- where -------------------------------------------------------------------------------
+
+    def resolved_tracking_uri(self) -> str:
+        """The URI in use: the field, else MLFLOW_TRACKING_URI, else ``sqlite:///<local_store_dir>/mlflow.db``."""
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            return uri
+        if not self.local_store_dir:
+            raise ModelStoreUnavailableError(
+                "no MLflow store configured: set ModelRegistry.tracking_uri, MLFLOW_TRACKING_URI "
+                "or ModelRegistry.local_store_dir"
+            )
+        store = Path(self.local_store_dir).expanduser().resolve()
+        return f"sqlite:///{store / 'mlflow.db'}"
+
+    def _artifact_root(self, uri: str) -> Path | None:
+        """Artifact root for a local SQLite store (MLflow would otherwise use ./mlruns of the cwd)."""
+        sqlite_dir = _sqlite_dir(uri)
+        return None if sqlite_dir is None else sqlite_dir / "artifacts"
+
+    @staticmethod
+    def experiment_name(sector: str) -> str:
+        return f"{EXPERIMENT_PREFIX}/{sector}"
+
+    @staticmethod
+    def model_name(sector: str) -> str:
+        return f"{MODEL_PREFIX}_{sector}"
+
+    @staticmethod
+    def run_name(pair_id: str, when: datetime | None = None) -> str:
+        stamp = (when or datetime.now(timezone.utc)).strftime("%Y%m%d_%H%M%S")
+        return f"GRU_Training_{pair_id}_{stamp}_{RUN_NAME_VERSION}"
+
+    # --- reachability ------------------------------------------------------------------------
+
+    def _http_limits(self) -> contextlib.AbstractContextManager[None]:
+        return _env(
+            {
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.request_timeout_s),
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.request_max_retries),
+            }
+        )
+
+    def client(self) -> MlflowClient:
+        """A client bound to the store, after checking it answers.
+
+        Raises:
+            ModelStoreUnavailableError: the store does not answer within ``probe_timeout_s``
+                (HTTP: no retries) or cannot be opened; the message names the URI without credentials.
+        """
+        from mlflow import MlflowClient
+
+        uri = self.resolved_tracking_uri()
+        sqlite_dir = _sqlite_dir(uri)
+        try:
+            if sqlite_dir is not None:
+                sqlite_dir.mkdir(parents=True, exist_ok=True)
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            with _env(
+                {
+                    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.probe_timeout_s),
+                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                }
+            ):
+                client.search_experiments(max_results=1)
+        except Exception as exc:  # any failure to open/answer means "unavailable"; re-raised with context
+            raise ModelStoreUnavailableError(
+                f"MLflow store {redact_uri(uri)} is unreachable: {type(exc).__name__}: "
+                f"{_redact_text(str(exc))[:500]}"
+            ) from exc
+        return client
+
+    def _experiment_id(self, client: MlflowClient, uri: str, sector: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = self.experiment_name(sector)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        root = self._artifact_root(uri)
+        location = None
+        if root is not None:
+            location = (root / name.replace("/", "__")).as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # created concurrently
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    # --- logging -----------------------------------------------------------------------------
+
+    def log_pair_model(
+        self,
+        sector: str,
+        pair_id: str,
+        as_of: str,
+        dagster_run_id: str,
+        result: PairModelResult,
+        params: dict[str, Any],
+        dataset_df: pd.DataFrame,
+        dataset_source: str,
+        fingerprint: str,
+        spread: pd.Series,
+        entry_z: float,
+    ) -> RegisteredModelInfo:
+        """Log one pair's training as an MLflow run, then register the model as a new version.
+
+        Args:
+            sector, pair_id, as_of: the partition and the pair ("AAA-BBB"); ``as_of`` is the as-of session.
+            dagster_run_id: tagged on the run (``dagster_run_id``, as dagster-mlflow does).
+            result: :func:`pairs_assets.quant.gru.fit_pair_model`'s result.
+            params: the caller's settings to log with the model's own hyperparameters and data
+                parameters (the caller's win on a name clash).
+            dataset_df, dataset_source, fingerprint: the training input, logged as the run's
+                dataset (``mlflow.data.from_pandas`` + ``log_input``; digest = fingerprint[:36],
+                the full fingerprint as a tag).
+            spread, entry_z: for the spread-with-z-bands plot.
+
+        Returns:
+            :class:`RegisteredModelInfo`.
+
+        The run is a ``with mlflow.start_run()`` block: closed FINISHED on success, FAILED on any
+        exception. Registration is the block's last step, after every param, metric, artifact,
+        input and the model were logged, so a failed run never has a registered version.
+
+        Raises:
+            ModelStoreUnavailableError: the store cannot be reached (nothing was started).
+            ModelRegistryError: logging or registration failed (the run is FAILED, nothing registered).
+        """
+        import mlflow
+        import mlflow.data
+        import mlflow.pytorch
+        import torch
+        from mlflow.entities import Metric
+        from mlflow.models import infer_signature
+
+        uri = self.resolved_tracking_uri()
+        client = self.client()
+        experiment = self.experiment_name(sector)
+        model_name = self.model_name(sector)
+        run_name = self.run_name(pair_id)
+        tags = {
+            "pair": pair_id,
+            "sector": sector,
+            "as_of_session": as_of,
+            "dagster_run_id": dagster_run_id,
+            "input_fingerprint": fingerprint,
+            "model_family": "gru_garch",
+        }
+        all_params = {**result.params(), **params}
+        all_params = {str(k): str(v)[:_MAX_PARAM_VALUE] for k, v in sorted(all_params.items())}
+
+        model = result.model.to("cpu").eval()
+        example = np.ascontiguousarray(result.input_example, dtype=np.float32)
+        with torch.no_grad():
+            probs = model(torch.from_numpy(example)).numpy()
+        signature = infer_signature(example, probs)
+        torch_version = torch.__version__.split("+")[0]
+
+        run_id = ""
+        try:
+            experiment_id = self._experiment_id(client, uri, sector)
+            with self._http_limits(), _mlflow_uris(uri), mlflow.start_run(
+                experiment_id=experiment_id, run_name=run_name, tags=tags
+            ) as run:
+                run_id = run.info.run_id
+                items = list(all_params.items())
+                for start in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+                    mlflow.log_params(dict(items[start : start + _MAX_PARAMS_PER_BATCH]))
+                mlflow.log_metrics(result.flat_metrics())
+                now = int(datetime.now(timezone.utc).timestamp() * 1000)
+                history = [
+                    Metric(key, float(entry[key]), now, int(entry["epoch"]))
+                    for entry in result.history
+                    for key in ("train_loss", "val_loss")
+                ]
+                for start in range(0, len(history), 1000):
+                    client.log_batch(run_id, metrics=history[start : start + 1000])
+                mlflow.log_dict(result.scaler.to_dict(), "scaler.json")
+                mlflow.log_figure(
+                    _plot_history(result.history, result.best_epoch, f"{pair_id} GRU training ({as_of})"),
+                    "training_history.png",
+                )
+                spread_title = f"{pair_id} spread and ±{entry_z:g} z bands ({as_of})"
+                mlflow.log_figure(
+                    _plot_spread(spread, entry_z, result.rule_z_window, spread_title), "spread_zbands.png"
+                )
+                dataset = mlflow.data.from_pandas(
+                    dataset_df,
+                    source=_dataset_source(dataset_source),
+                    name=f"{pair_id}@{as_of}",
+                    digest=fingerprint[:36],
+                )
+                mlflow.log_input(dataset, context="training", tags={"fingerprint": fingerprint})
+                with warnings.catch_warnings():
+                    # torch.export notes nn.GRU's cached flat weights; the exported graph is exact
+                    warnings.filterwarnings("ignore", message=r"The tensor attributes self\.gru\._flat_w")
+                    model_info = mlflow.pytorch.log_model(
+                        model,
+                        name=MODEL_ARTIFACT_NAME,
+                        signature=signature,
+                        input_example=example,
+                        pip_requirements=[f"torch=={torch_version}"],
+                    )
+                # last: only a run whose logging fully succeeded gets a registered version
+                version = mlflow.register_model(
+                    model_info.model_uri,
+                    model_name,
+                    tags={"pair": pair_id, "as_of_session": as_of, "sector": sector, "run_id": run_id},
+                )
+        except Exception as exc:  # the run is already FAILED; add the pair and store for the caller
+            raise ModelRegistryError(
+                f"pair {pair_id} ({sector}, {as_of}): MLflow run {run_id or '(not started)'} in "
+                f"{redact_uri(uri)} failed, nothing registered: {type(exc).__name__}: "
+                f"{_redact_text(str(exc))[:500]}"
+            ) from exc
+        return RegisteredModelInfo(
+            run_id=run_id,
+            run_name=run_name,
+            model_name=model_name,
+            version=str(version.version),
+            experiment=experiment,
+            experiment_id=experiment_id,
+            model_uri=f"models:/{model_name}/{version.version}",
+            tracking_uri=redact_uri(uri),
+        )
+
+    def version_exists(self, model_name: str, version: str | int) -> bool:
+        """Whether ``model_name`` version ``version`` is registered (the store must answer)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            client.get_model_version(model_name, str(version))
+        except MlflowException:
+            return False
+        return True
+
+    def load_model(self, model_name: str, version: str | int) -> Any:
+        """The registered torch module (raw features ``[batch, seq, n_feat]`` float32 → probabilities)."""
+        import mlflow.pytorch
+
+        uri = self.resolved_tracking_uri()
+        self.client()
+        with self._http_limits(), _mlflow_uris(uri):
+            return mlflow.pytorch.load_model(f"models:/{model_name}/{version}")
