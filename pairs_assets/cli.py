@@ -145,7 +145,10 @@ def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
         if not result.success:
             for event in result.all_events:
                 if event.is_step_failure:
-                    failure = f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
+                    error = event.event_specific_data.error
+                    while error.cause is not None:  # the innermost error says what is wrong
+                        error = error.cause
+                    failure = f"{event.step_key}: {error.message.strip().splitlines()[-1]}"
                     break
         rows.append(
             {
@@ -180,8 +183,8 @@ def demo(as_of: str, sectors: tuple[str, ...], skip_load: bool) -> None:
     click.echo(f"as-of session   {as_of}  (config for the next session)")
     if not skip_load:
         start, end = str(window[0].date()), str(window[-1].date())
-        click.echo(f"loading raw_bars {start}...{end} ({len(window)} sessions × {len(all_sectors)} sectors) in one run …")
-        ok, seconds = load_bars_range(start, end)
+        click.echo(f"loading raw_bars {start}...{end} ({len(window)} sessions × {len(chosen)} sectors) in one run …")
+        ok, seconds = load_bars_range(start, end, chosen)
         if not ok:
             click.echo("raw_bars failed: see the run in the Dagster UI (pairs dev)", err=True)
             sys.exit(1)

@@ -7,6 +7,7 @@ file) to ``<PAIRS_HOME>/trading_config/<date>/<sector>.json`` and as a row of th
 
 
 import math
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -141,13 +142,26 @@ def trading_config_path(as_of: str, sector: str) -> str:
     return str(partition_path(paths().outputs_dir, "trading_config", f"{as_of}|{sector}", ".json"))
 
 
-def materialize_trading_config(
+@dg.asset(
+    partitions_def=partitions.daily_partitions_def(),
+    ins={
+        "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+    },
+    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window))],
+    group_name=GROUP,
+    kinds={"json"},
+    description="The selected pairs for the next session: legs, hedge ratio, spread mean/σ, GARCH "
+    "parameters and σ forecast, entry/exit/stop z, sizing inputs, scores, input fingerprint.",
+)
+def trading_config(
     context: dg.AssetExecutionContext,
-    *,
     cointegrated_pairs: pd.DataFrame,
     garch_models: pd.DataFrame,
     model_selection: pd.DataFrame,
-    gru_models: pd.DataFrame | None,
+    gru_models: pd.DataFrame,
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
@@ -181,7 +195,7 @@ def materialize_trading_config(
             fingerprint=fingerprint,
         )
         path = trading_config_path(date, sector)
-        atomic_write_bytes(partition_path(paths().outputs_dir, "trading_config", f"{date}|{sector}", ".json"), canonical_json(document))
+        atomic_write_bytes(Path(path), canonical_json(document))
         store.write_trading_config(document, path)
     table = pd.DataFrame(
         [
@@ -210,40 +224,4 @@ def materialize_trading_config(
             "document": dg.MetadataValue.json(document),
             "elapsed_seconds": timer["seconds"],
         }
-    )
-
-
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    ins={
-        "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-    },
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window))],
-    group_name=GROUP,
-    kinds={"json"},
-    description="The selected pairs for the next session: legs, hedge ratio, spread mean/σ, GARCH "
-    "parameters and σ forecast, entry/exit/stop z, sizing inputs, scores, input fingerprint.",
-)
-def trading_config(
-    context: dg.AssetExecutionContext,
-    cointegrated_pairs: pd.DataFrame,
-    garch_models: pd.DataFrame,
-    model_selection: pd.DataFrame,
-    gru_models: pd.DataFrame,
-    store: MarketDataStore,
-    bar_source: BarSource,
-    strategy: StrategySettings,
-) -> dg.MaterializeResult:
-    return materialize_trading_config(
-        context,
-        cointegrated_pairs=cointegrated_pairs,
-        garch_models=garch_models,
-        model_selection=model_selection,
-        gru_models=gru_models,
-        store=store,
-        bar_source=bar_source,
-        strategy=strategy,
     )
