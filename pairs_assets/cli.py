@@ -215,5 +215,14 @@ def dev(port: int, host: str) -> None:
     raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+def _register_live_commands() -> None:
+    from pairs_assets.live.commands import recycler, stream, symbols
+
+    for command in (recycler, stream, symbols):
+        main.add_command(command)
+
+
+_register_live_commands()
+
 if __name__ == "__main__":
     main()

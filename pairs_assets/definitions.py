@@ -17,14 +17,18 @@ from pairs_assets.assets.model_performance import model_rankings, model_trends
 from pairs_assets.assets.model_selection import model_selection
 from pairs_assets.assets.raw_bars import raw_bars
 from pairs_assets.assets.trading_config import trading_config
-from pairs_assets.jobs import daily_pairs, model_performance_job
+from pairs_assets.assets.trading_signals import trading_signals
+from pairs_assets.jobs import daily_pairs, model_performance_job, signal_job
 from pairs_assets.settings import Paths, StrategySettings, paths
+from resources.alpaca_source import AlpacaBarSource
 from resources.bar_sources import BarSource, EmbeddedBarSource, FileBarSource
+from resources.broker import BrokerResource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
 from sensors.performance import model_performance_refresh
 from sensors.schedules import daily_pairs_schedule
+from sensors.signal_sensor import signal_sensor
 
 ASSETS = [
     raw_bars,
@@ -36,14 +40,34 @@ ASSETS = [
     trading_config,
     model_rankings,
     model_trends,
+    trading_signals,
 ]
 
 
 def bar_source_for(p: Paths) -> BarSource:
-    """``PAIRS_BARS_FILE`` set → that file; otherwise the embedded dataset."""
-    if p.bars_file is not None:
+    """``PAIRS_BAR_SOURCE``: ``alpaca`` (keys from the environment), ``file`` (``PAIRS_BARS_FILE``,
+    the default when it is set) or ``embedded``."""
+    if p.bar_source_kind == "alpaca":
+        return AlpacaBarSource(
+            api_key=dg.EnvVar("ALPACA_API_KEY"),
+            secret_key=dg.EnvVar("ALPACA_SECRET_KEY"),
+            feed=p.alpaca_feed,
+            url_override=p.alpaca_data_url,
+        )
+    if p.bar_source_kind == "file":
+        if p.bars_file is None:
+            raise ValueError("PAIRS_BAR_SOURCE=file needs PAIRS_BARS_FILE")
         return FileBarSource(path=str(p.bars_file))
+    if p.bar_source_kind != "embedded":
+        raise ValueError(f"PAIRS_BAR_SOURCE must be embedded, file or alpaca, got {p.bar_source_kind!r}")
     return EmbeddedBarSource()
+
+
+def broker_for(p: Paths) -> BrokerResource:
+    """Dry-run unless ``PAIRS_BROKER`` says alpaca-paper / alpaca-live (keys from the environment)."""
+    if p.broker_mode == "dry-run":
+        return BrokerResource()
+    return BrokerResource(mode=p.broker_mode, api_key=dg.EnvVar("ALPACA_API_KEY"), secret_key=dg.EnvVar("ALPACA_SECRET_KEY"))
 
 
 def build_resources(p: Paths) -> dict:
@@ -53,6 +77,7 @@ def build_resources(p: Paths) -> dict:
         "strategy": StrategySettings(),
         "io_manager": PartitionedFileIOManager(base_dir=str(p.outputs_dir)),
         "model_registry": ModelRegistry(tracking_uri=p.mlflow_tracking_uri, local_store_dir=str(p.mlflow_dir)),
+        "broker": broker_for(p),
     }
 
 
@@ -60,9 +85,9 @@ def build_definitions(p: Paths | None = None) -> dg.Definitions:
     p = p or paths()
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[daily_pairs, model_performance_job],
+        jobs=[daily_pairs, model_performance_job, signal_job],
         schedules=[daily_pairs_schedule],
-        sensors=[model_performance_refresh],
+        sensors=[model_performance_refresh, signal_sensor],
         resources=build_resources(p),
     )
 

@@ -21,3 +21,11 @@ model_performance_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("model_rankings", "model_trends"),
     description="Rebuild model_rankings and model_trends from the model_performance table.",
 )
+
+signal_job = dg.define_asset_job(
+    "signal_job",
+    selection=dg.AssetSelection.assets("trading_signals"),
+    partitions_def=daily_partitions_def(),
+    description="5-minute signals for the session after the partition's as-of session, from its trading config "
+    "and the latest bars; orders through the broker resource (dry-run by default).",
+)

@@ -49,6 +49,10 @@ class Paths:
     universe_file: Path
     history_start: str
     mlflow_tracking_uri: str
+    bar_source_kind: str = "embedded"
+    alpaca_feed: str = "iex"
+    alpaca_data_url: str | None = None
+    broker_mode: str = "dry-run"
 
     @property
     def dagster_home(self) -> Path:
@@ -62,10 +66,6 @@ class Paths:
     @property
     def mlflow_dir(self) -> Path:
         return self.home / "mlflow"
-
-    @property
-    def bar_source(self) -> str:
-        return "file" if self.bars_file else "embedded"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Paths:
@@ -82,6 +82,10 @@ class Paths:
             .resolve(),
             history_start=env.get("PAIRS_HISTORY_START") or EMBEDDED_HISTORY_START,
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            bar_source_kind=env.get("PAIRS_BAR_SOURCE") or ("file" if bars else "embedded"),
+            alpaca_feed=env.get("PAIRS_ALPACA_FEED") or "iex",
+            alpaca_data_url=env.get("PAIRS_ALPACA_DATA_URL") or None,
+            broker_mode=env.get("PAIRS_BROKER") or "dry-run",
         )
 
 

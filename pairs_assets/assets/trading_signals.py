@@ -1,0 +1,393 @@
+"""trading_signals: the 5-minute pair signals of a sector, from its trading config and the latest bars.
+
+A run for partition ``D|sector`` (D the as-of session of the config) trades the session after D:
+it reads the sector's trading config (as of D) from the store, the pairs' session closes up to D's
+close (the daily graph's bar source) and the latest bar of every leg after D's close (any source:
+the live stream's), loads each pair's registered GRU from the model registry, and computes per
+pair the spread, the z-score on the GARCH forecast, the GRU reversion probability, the decision
+with its confidence, the volatility-targeted size and the correlation-drift flag
+(:mod:`pairs_assets.quant.signals`). Rows are upserted into the store's ``trading_signals`` table
+(key: bar_timestamp, sector, pair_id — a re-run for the same bars replaces, never doubles), and
+the broker turns actionable signals into two leg orders (dry-run unless configured otherwise).
+
+A pair whose model cannot be loaded (or has too little history for a GRU window) still gets a
+signal, without GRU gating, flagged ``model_unavailable`` / ``gru_input_unavailable``.
+"""
+
+
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+
+from pairs_assets import partitions
+from pairs_assets.assets.common import markdown_table, reasons_table
+from pairs_assets.errors import PairsError
+from pairs_assets.quant import signals as sig
+from pairs_assets.settings import StrategySettings
+from resources.bar_sources import BarSource
+from resources.broker import BrokerResource
+from resources.market_data import MarketDataStore, bars_table, trading_signals_table
+
+GROUP = "live_signals"
+ASSET_NAME = "trading_signals"
+
+
+class MissingTradingConfigError(PairsError, LookupError):
+    """No trading config for the partition's as-of session and sector."""
+
+
+class SignalRunConfig(dg.Config):
+    """Run settings of the signal job (the sensor fills ``bar_cutoff``)."""
+
+    bar_cutoff: str | None = Field(
+        None, description="Use bars stamped at or before this UTC time (ISO 8601); default: now."
+    )
+    execute: bool = Field(True, description="Send actionable signals to the broker (dry-run unless configured).")
+    history_sessions: int = Field(
+        120, ge=40, description="Sessions of closes read for the GRU window, the GARCH filter and the drift check."
+    )
+    drift_window: int = Field(sig.DEFAULT_DRIFT_WINDOW, ge=5, description="Sessions of returns for the drift check.")
+    drift_tolerance: float = Field(
+        sig.DEFAULT_DRIFT_TOLERANCE, gt=0, le=2, description="Drop below the formation correlation that flags drift."
+    )
+    trade_on_drift: bool = Field(False, description="Open positions even when the pair's correlation drifted.")
+
+
+# --- reading bars --------------------------------------------------------------------------------
+
+
+def _session_closes(bars: pd.DataFrame) -> pd.DataFrame:
+    """Last close per (New York session date, symbol) → sessions × symbols."""
+    if bars.empty:
+        return pd.DataFrame()
+    frame = bars.assign(
+        session=bars["timestamp"].dt.tz_convert(partitions.EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
+    ).sort_values(["symbol", "timestamp"])
+    last = frame.groupby(["session", "symbol"])["close"].last()
+    return last.unstack("symbol").sort_index()
+
+
+def read_latest_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Per symbol, its latest bar in (after, cutoff] over all sources (real sources before proxies)."""
+    t = bars_table.c
+    lo = after.tz_convert("UTC").tz_localize(None).to_pydatetime()
+    hi = cutoff.tz_convert("UTC").tz_localize(None).to_pydatetime()
+    latest = (
+        sa.select(t.symbol, sa.func.max(t.timestamp).label("ts"))
+        .where(t.symbol.in_(sorted(set(symbols))), t.timestamp > lo, t.timestamp <= hi)
+        .group_by(t.symbol)
+        .subquery()
+    )
+    query = sa.select(t.symbol, t.timestamp, t.close, t.source).join(
+        latest, sa.and_(t.symbol == latest.c.symbol, t.timestamp == latest.c.ts)
+    )
+    with store.engine.connect() as conn:
+        frame = pd.read_sql_query(query, conn)
+    if frame.empty:
+        return frame
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
+    frame["is_proxy"] = frame["source"].astype(str).str.contains(r"\+proxy:", regex=True)
+    frame = frame.sort_values(["symbol", "is_proxy", "source"]).drop_duplicates("symbol")
+    return frame.set_index("symbol")
+
+
+def build_pair_inputs(
+    pairs: list[sig.PairParams],
+    history: pd.DataFrame,
+    latest: pd.DataFrame,
+    as_of_close: pd.Timestamp,
+) -> tuple[list[sig.PairInput], dict[str, str]]:
+    """One ``PairInput`` per pair with complete closes; skipped pairs with their reason."""
+    inputs, skipped = [], {}
+    for p in pairs:
+        missing = [s for s in (p.y, p.x) if s not in history.columns]
+        if missing:
+            skipped[p.pair_id] = f"no session closes of {', '.join(missing)} up to the as-of session"
+            continue
+        closes = history[[p.y, p.x]].dropna()
+        closes.columns = ["y", "x"]
+        if len(closes) < 2:
+            skipped[p.pair_id] = f"only {len(closes)} session(s) with closes of both {p.y} and {p.x}"
+            continue
+        flags: list[str] = []
+        prices, stamps = {}, []
+        for leg, symbol in (("y", p.y), ("x", p.x)):
+            if symbol in latest.index:
+                row = latest.loc[symbol]
+                prices[leg] = float(row["close"])
+                stamps.append(row["timestamp"])
+                if bool(row["is_proxy"]):
+                    flags.append(f"proxy_bars:{symbol}")
+            else:
+                prices[leg] = None
+        if prices["y"] is None and prices["x"] is None:
+            flags.append("no_bar_after_as_of")
+            latest_y = latest_x = None
+            bar_timestamp = as_of_close
+        else:
+            if prices["y"] is None or prices["x"] is None:
+                flags.append("one_leg_stale")
+            latest_y = prices["y"] if prices["y"] is not None else float(closes["y"].iloc[-1])
+            latest_x = prices["x"] if prices["x"] is not None else float(closes["x"].iloc[-1])
+            bar_timestamp = max(stamps)
+        inputs.append(sig.PairInput(p, closes, latest_y, latest_x, pd.Timestamp(bar_timestamp), flags))
+    return inputs, skipped
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+def gru_probabilities(
+    inputs: list[sig.PairInput], model_registry: Any, seq_len: int
+) -> tuple[dict[str, float | None], dict[str, list[str]], dict[str, str]]:
+    """GRU reversion probabilities per pair (None: ungated), flags per pair, model load failures.
+
+    Any failure to load a model is recorded (model → reason) and its pairs go ungated.
+    """
+    import torch
+
+    probabilities: dict[str, float | None] = {}
+    flags: dict[str, list[str]] = {}
+    failures: dict[str, str] = {}
+    by_model: dict[tuple[str, str], list[sig.PairInput]] = {}
+    for pair in inputs:
+        p = pair.params
+        probabilities[p.pair_id] = None
+        if not p.model_name or p.model_version is None:
+            flags[p.pair_id] = ["no_model"]
+        elif p.model_beats_baselines is False:
+            flags[p.pair_id] = ["model_below_baselines"]
+        else:
+            by_model.setdefault((p.model_name, p.model_version), []).append(pair)
+    for (name, version), pairs in sorted(by_model.items()):
+        label = f"{name}/{version}"
+        try:
+            model = model_registry.load_model(name, version)
+            model.eval()
+        except Exception as exc:  # any failure to load means "no gating", recorded with its reason
+            failures[label] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            for pair in pairs:
+                flags[pair.params.pair_id] = ["model_unavailable"]
+            continue
+        batch, ids = [], []
+        for pair in pairs:
+            try:
+                batch.append(sig.gru_sequence(pair, seq_len))
+                ids.append(pair.params.pair_id)
+            except (sig.SignalInputError, ValueError) as exc:
+                flags[pair.params.pair_id] = ["gru_input_unavailable"]
+                failures.setdefault(f"{label}:{pair.params.pair_id}", str(exc)[:300])
+        if not batch:
+            continue
+        try:
+            with torch.no_grad():
+                out = model(torch.as_tensor(np.stack(batch), dtype=torch.float32))
+            values = out.detach().double().cpu().numpy().reshape(-1)
+            if len(values) != len(ids):
+                raise ValueError(f"model returned {len(values)} probabilities for {len(ids)} sequences")
+        except Exception as exc:  # a model that loads but fails on our input: ungated, recorded
+            failures[label] = f"inference failed: {type(exc).__name__}: {str(exc)[:300]}"
+            for pair_id in ids:
+                flags[pair_id] = ["model_unavailable"]
+            continue
+        for pair_id, value in zip(ids, values):
+            if math.isfinite(value) and 0.0 <= value <= 1.0:
+                probabilities[pair_id] = float(value)
+            else:
+                flags[pair_id] = ["gru_output_invalid"]
+    return probabilities, flags, failures
+
+
+# --- the asset -----------------------------------------------------------------------------------
+
+
+def compute_sector_signals(
+    *,
+    document: dict,
+    store: MarketDataStore,
+    history_source: str,
+    strategy: StrategySettings,
+    model_registry: Any,
+    cutoff: pd.Timestamp,
+    history_sessions: int,
+    drift_window: int,
+    drift_tolerance: float,
+) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
+    """Signals of one trading config; (signals, skipped pairs → reason, model failures → reason)."""
+    as_of = document["as_of_session"]
+    default_levels = sig.Levels(strategy.entry_z, strategy.exit_z, strategy.stop_z)
+    params, skipped = [], {}
+    for pair in document.get("pairs", []):
+        try:
+            params.append(sig.PairParams.from_config(pair, default_levels))
+        except sig.SignalInputError as exc:
+            skipped[str(pair.get("pair_id", "?"))] = str(exc)
+    if not params:
+        return [], skipped, {}
+    symbols = sorted({s for p in params for s in (p.y, p.x)})
+    earliest = max(partitions.nyse_calendar().first_session, pd.Timestamp(as_of) - pd.Timedelta(days=2 * history_sessions + 10))
+    sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
+    as_of_close = partitions.session_close_utc(as_of)
+    start = partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12)
+    history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
+    latest = read_latest_bars(store, symbols, as_of_close, cutoff)
+    inputs, more_skipped = build_pair_inputs(params, history, latest, as_of_close)
+    skipped.update(more_skipped)
+    probabilities, gating_flags, failures = gru_probabilities(inputs, model_registry, strategy.gru_seq_len)
+    limits = sig.RiskLimits(strategy.max_portfolio_risk, strategy.max_position, strategy.target_daily_vol).tighter(
+        document.get("risk")
+    )
+    out = []
+    for pair in inputs:
+        pid = pair.params.pair_id
+        try:
+            out.append(
+                sig.compute_pair_signal(
+                    pair,
+                    probabilities.get(pid),
+                    limits,
+                    n_pairs=len(params),
+                    drift_window=drift_window,
+                    drift_tolerance=drift_tolerance,
+                    gating_flags=gating_flags.get(pid, ()),
+                )
+            )
+        except sig.SignalInputError as exc:
+            skipped[pid] = str(exc)
+    return out, skipped, failures
+
+
+def _naive_utc(ts: pd.Timestamp):
+    return pd.Timestamp(ts).tz_convert("UTC").tz_localize(None).to_pydatetime()
+
+
+@dg.asset(
+    name=ASSET_NAME,
+    partitions_def=partitions.daily_partitions_def(),
+    deps=[dg.AssetDep("trading_config", partition_mapping=partitions.same_partition_mapping())],
+    group_name=GROUP,
+    kinds={"sql"},
+    description="Per pair of the sector's trading config: spread, GARCH z-score, GRU reversion probability, "
+    "entry/exit/stop decision and confidence, volatility-targeted size, correlation drift — for the session "
+    "after the partition's as-of session, from the latest bars; rows in the store's trading_signals table.",
+)
+def trading_signals(
+    context: dg.AssetExecutionContext,
+    config: SignalRunConfig,
+    store: MarketDataStore,
+    bar_source: BarSource,
+    strategy: StrategySettings,
+    model_registry: dg.ResourceParam[Any],
+    broker: BrokerResource,
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    key = context.partition_key
+    as_of, sector = (key.keys_by_dimension["date"], key.keys_by_dimension["sector"]) if isinstance(
+        key, dg.MultiPartitionKey
+    ) else str(key).split("|", 1)
+    document = store.latest_trading_config(sector, on_or_before=as_of)
+    if document is None or document.get("as_of_session") != as_of:
+        found = f" (latest on or before: {document['as_of_session']})" if document else ""
+        raise MissingTradingConfigError(
+            f"partition {as_of}|{sector}: no trading config as of {as_of} in the store{found}; "
+            f"materialize trading_config for {as_of}|{sector} first"
+        )
+    cutoff = pd.Timestamp(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
+    cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+    signals, skipped, failures = compute_sector_signals(
+        document=document,
+        store=store,
+        history_source=bar_source.source_name,
+        strategy=strategy,
+        model_registry=model_registry,
+        cutoff=cutoff,
+        history_sessions=config.history_sessions,
+        drift_window=config.drift_window,
+        drift_tolerance=config.drift_tolerance,
+    )
+    for pair_id, reason in sorted(skipped.items()):
+        context.log.warning(f"pair {pair_id} skipped: {reason}")
+    for model, reason in sorted(failures.items()):
+        context.log.warning(f"model {model} unavailable, its pairs are not GRU-gated: {reason}")
+    rows = []
+    for s in signals:
+        row = s.as_row()
+        row.update(
+            bar_timestamp=_naive_utc(s.bar_timestamp),
+            sector=sector,
+            as_of_session=as_of,
+            run_id=context.run_id,
+        )
+        rows.append(row)
+    if rows:
+        store.upsert_rows(trading_signals_table, rows)
+
+    orders: list[dict] = []
+    not_traded: dict[str, str] = {}
+    actionable = [s for s in signals if s.action != sig.HOLD]
+    if config.execute and actionable:
+        equity = broker.account_equity()
+        held = broker.pair_positions(store, [s.pair_id for s in actionable])
+        for s in actionable:
+            if s.action in sig.ENTRIES and s.correlation_drift and not config.trade_on_drift:
+                not_traded[s.pair_id] = "entry not traded: correlation drift"
+                continue
+            intents = sig.order_intents(s, equity, held.get(s.pair_id, {}))
+            if not intents:
+                continue
+            extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
+            orders.extend(broker.submit(store, intents, s.bar_timestamp, extra))
+
+    frame = pd.DataFrame(
+        [
+            {
+                "pair_id": s.pair_id,
+                "action": s.action,
+                "z": s.zscore,
+                "p_gru": np.nan if s.gru_probability is None else s.gru_probability,
+                "confidence": s.confidence,
+                "pos_y": np.nan if s.position_y is None else s.position_y,
+                "pos_x": np.nan if s.position_x is None else s.position_x,
+                "drift": s.correlation_drift,
+                "bar": s.bar_timestamp.strftime("%Y-%m-%d %H:%M:%S"),
+                "flags": ",".join(s.flags) or "—",
+            }
+            for s in sorted(signals, key=lambda s: (s.action == sig.HOLD, -abs(s.zscore), s.pair_id))
+        ]
+    )
+    actions = Counter(s.action for s in signals)
+    bar_times = [s.bar_timestamp for s in signals]
+    return dg.MaterializeResult(
+        metadata={
+            "as_of_session": as_of,
+            "effective_session": document.get("effective_session", ""),
+            "bar_cutoff": cutoff.isoformat(),
+            "latest_bar": max(bar_times).isoformat() if bar_times else "",
+            "pairs_in_config": len(document.get("pairs", [])),
+            "signals": len(signals),
+            "actions": dg.MetadataValue.json({a: actions.get(a, 0) for a in sig.ACTIONS}),
+            "gru_gated": sum(1 for s in signals if s.gru_probability is not None),
+            "flagged": sum(1 for s in signals if s.flags),
+            "correlation_drift": sum(1 for s in signals if s.correlation_drift),
+            "skipped_pairs": reasons_table(skipped),
+            "model_failures": reasons_table(failures),
+            "signals_table": markdown_table(frame, n=25),
+            "broker": broker.name,
+            "orders": len(orders),
+            "orders_table": markdown_table(
+                pd.DataFrame(orders, columns=["client_order_id", "symbol", "side", "qty", "fill_price", "status"])
+                if orders
+                else pd.DataFrame(),
+                n=25,
+            ),
+            "not_traded": reasons_table(not_traded),
+            "elapsed_seconds": round(time.perf_counter() - started, 3),
+        }
+    )

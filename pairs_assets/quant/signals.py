@@ -1,0 +1,530 @@
+"""Intraday pair signals: spread, GARCH-scaled z-score, GRU gating, decision, size, correlation drift.
+
+Pure numpy/pandas (and :mod:`pairs_assets.quant.features` / :mod:`pairs_assets.quant.sizing`); no
+dagster, no resources. The signal job feeds it one :class:`PairInput` per pair of a trading config.
+
+Formulas (per pair; y the dependent leg, x the independent one, β the hedge ratio, a the intercept):
+
+* **Spread** ``s = ln(P_y) − β·ln(P_x) − a`` at the latest prices (the config's definition).
+* **GARCH(1,1) filter** of the spread's session changes ``r_t = s_t − s_{t−1}`` with the config's
+  parameters (Bollerslev 1986): ``ε_t = r_t − μ``, ``h_t = ω + α·ε²_{t−1} + β_g·h_{t−1}``, started at
+  the unconditional variance ``ω / (1 − α − β_g)`` (the sample variance when ``α + β_g ≥ 1``);
+  ``σ_t = √h_t`` and the standardized residual ``ε_t / σ_t`` are the GRU's GARCH features. Checked
+  against ``arch``'s fixed-parameter filter in the tests.
+* **Z-score on the GARCH forecast**: the spread's level dispersion ``spread_std`` (formation window)
+  is rescaled by the volatility regime the GARCH model forecasts for the session,
+  ``σ_level = spread_std · σ_forecast / σ_∞`` with ``σ_∞ = √(ω / (1 − α − β_g))`` the unconditional
+  σ; then ``z = (s − spread_mean) / σ_level``. In a calm regime (σ_forecast < σ_∞) the bands
+  tighten, in a turbulent one they widen. Without a usable σ_∞ (non-stationary fit) the plain
+  ``spread_std`` is used and the signal is flagged ``garch_unscaled``.
+* **Decision** with the pair's levels (entry < stop, exit < entry):
+  ``|z| ≥ stop`` → ``stop`` (flatten, confidence 1);
+  ``entry ≤ |z| < stop`` → ``short_spread`` when z > 0 (sell y, buy x), ``long_spread`` when z < 0,
+  if the GRU's reversion probability p reaches the model's threshold (confidence p); a lower p
+  vetoes the entry → ``hold`` flagged ``gru_veto`` (confidence 1 − p); without a usable model the
+  entry stands, flagged ``no_gru_gating`` (confidence 0.5: z alone carries no probability);
+  ``|z| ≤ exit`` → ``exit`` (confidence ``0.5 + 0.5·(1 − |z|/exit)``);
+  otherwise ``hold`` (confidence ``0.5 + 0.5·d``, d the distance to the nearer of exit/entry as a
+  fraction of half the band).
+* **Size** (entries): volatility targeting within risk limits, :func:`pairs_assets.quant.sizing.pair_sizing`:
+  ``f_y = min(target_daily_vol, max_portfolio_risk / n_pairs) / σ_forecast``, ``f_x = |β|·f_y``,
+  both legs scaled down together until each is at most ``max_position``; signed by the direction
+  (long spread: +f_y of y, −sign(β)·f_x of x). Exits and stops target zero; holds change nothing.
+* **Correlation drift**: Pearson correlation of the two legs' session log returns over the last
+  ``drift_window`` sessions; flagged when it falls below the formation correlation by more than
+  ``drift_tolerance``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pairs_assets.errors import PairsError
+
+LONG_SPREAD = "long_spread"
+SHORT_SPREAD = "short_spread"
+EXIT = "exit"
+STOP = "stop"
+HOLD = "hold"
+ACTIONS = (LONG_SPREAD, SHORT_SPREAD, EXIT, STOP, HOLD)
+ENTRIES = (LONG_SPREAD, SHORT_SPREAD)
+
+DEFAULT_PROBABILITY_THRESHOLD = 0.5
+DEFAULT_DRIFT_WINDOW = 20
+DEFAULT_DRIFT_TOLERANCE = 0.2
+
+
+class SignalInputError(PairsError, ValueError):
+    """A pair's trading-config entry or prices cannot be used; the message names pair and field."""
+
+
+# --- parameters ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Levels:
+    entry_z: float
+    exit_z: float
+    stop_z: float
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.exit_z < self.entry_z < self.stop_z):
+            raise SignalInputError(
+                f"levels need 0 <= exit_z < entry_z < stop_z, got {self.exit_z}, {self.entry_z}, {self.stop_z}"
+            )
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    max_portfolio_risk: float = 0.05
+    max_position: float = 0.10
+    target_daily_vol: float = 0.01
+
+    def tighter(self, other: Mapping[str, Any] | None) -> RiskLimits:
+        """The tighter of these limits and a config's ``risk`` block (missing fields ignored)."""
+        if not other:
+            return self
+        def pick(name: str) -> float:
+            value = other.get(name)
+            mine = getattr(self, name)
+            return min(mine, float(value)) if _finite_positive(value) else mine
+        return RiskLimits(pick("max_portfolio_risk"), pick("max_position"), pick("target_daily_vol"))
+
+
+@dataclass(frozen=True)
+class GarchParams:
+    mu: float
+    omega: float
+    alpha: float
+    beta: float
+    sigma_forecast: float
+    unconditional_sigma: float | None = None
+
+    @property
+    def persistence(self) -> float:
+        return self.alpha + self.beta
+
+    @property
+    def sigma_infinity(self) -> float:
+        """σ_∞ = √(ω / (1 − α − β)) when stationary (or the config's value), else NaN."""
+        if _finite_positive(self.unconditional_sigma):
+            return float(self.unconditional_sigma)
+        if self.persistence < 1 and self.omega > 0:
+            return math.sqrt(self.omega / (1 - self.persistence))
+        return math.nan
+
+
+@dataclass(frozen=True)
+class PairParams:
+    pair_id: str
+    y: str
+    x: str
+    hedge_ratio: float
+    intercept: float
+    spread_mean: float
+    spread_std: float
+    correlation: float
+    garch: GarchParams
+    levels: Levels
+    half_life: float | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    probability_threshold: float = DEFAULT_PROBABILITY_THRESHOLD
+    model_beats_baselines: bool | None = None
+
+    @classmethod
+    def from_config(cls, pair: Mapping[str, Any], default_levels: Levels) -> PairParams:
+        """One entry of a trading config's ``pairs`` → parameters; errors name the pair and field."""
+        pair_id = str(pair.get("pair_id", "?"))
+
+        def number(block: Mapping[str, Any], name: str, where: str = "", *, required: bool = True) -> float | None:
+            value = block.get(name) if isinstance(block, Mapping) else None
+            if value is None:
+                if required:
+                    raise SignalInputError(f"pair {pair_id}: trading config lacks {where}{name}")
+                return None
+            try:
+                number_ = float(value)
+            except (TypeError, ValueError):
+                raise SignalInputError(f"pair {pair_id}: {where}{name}={value!r} is not a number") from None
+            if not math.isfinite(number_):
+                raise SignalInputError(f"pair {pair_id}: {where}{name}={value!r} is not finite")
+            return number_
+
+        for key in ("y", "x"):
+            if not pair.get(key):
+                raise SignalInputError(f"pair {pair_id}: trading config lacks {key}")
+        garch = pair.get("garch")
+        if not isinstance(garch, Mapping):
+            raise SignalInputError(f"pair {pair_id}: trading config lacks the garch block")
+        levels_block = pair.get("levels") or {}
+        levels = Levels(
+            entry_z=number(levels_block, "entry_z", "levels.", required=False) or default_levels.entry_z,
+            exit_z=_first_not_none(number(levels_block, "exit_z", "levels.", required=False), default_levels.exit_z),
+            stop_z=number(levels_block, "stop_z", "levels.", required=False) or default_levels.stop_z,
+        )
+        spread_std = number(pair, "spread_std")
+        if spread_std <= 0:
+            raise SignalInputError(f"pair {pair_id}: spread_std={spread_std} must be positive")
+        model = pair.get("model") or None
+        threshold = DEFAULT_PROBABILITY_THRESHOLD
+        if model:
+            threshold = _first_not_none(number(model, "probability_threshold", "model.", required=False), threshold)
+        return cls(
+            pair_id=pair_id,
+            y=str(pair["y"]),
+            x=str(pair["x"]),
+            hedge_ratio=number(pair, "hedge_ratio"),
+            intercept=number(pair, "intercept", required=False) or 0.0,
+            spread_mean=number(pair, "spread_mean"),
+            spread_std=spread_std,
+            correlation=number(pair, "correlation", required=False) or math.nan,
+            half_life=number(pair, "half_life", required=False),
+            garch=GarchParams(
+                mu=number(garch, "mu", "garch.", required=False) or 0.0,
+                omega=number(garch, "omega", "garch."),
+                alpha=number(garch, "alpha", "garch."),
+                beta=number(garch, "beta", "garch."),
+                sigma_forecast=number(garch, "sigma_forecast", "garch."),
+                unconditional_sigma=number(garch, "unconditional_sigma", "garch.", required=False),
+            ),
+            levels=levels,
+            model_name=str(model["name"]) if model and model.get("name") else None,
+            model_version=str(model["version"]) if model and model.get("version") is not None else None,
+            probability_threshold=threshold,
+            model_beats_baselines=None if not model else model.get("beats_baselines"),
+        )
+
+
+def _first_not_none(*values):
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def _finite_positive(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+# --- the math ------------------------------------------------------------------------------------
+
+
+def spread(price_y, price_x, hedge_ratio: float, intercept: float = 0.0):
+    """``ln(P_y) − β·ln(P_x) − a`` (scalars, arrays or aligned Series)."""
+    return np.log(price_y) - hedge_ratio * np.log(price_x) - intercept
+
+
+def garch_filter(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndarray, np.ndarray]:
+    """Conditional σ_t and standardized residuals of ``changes`` under fixed GARCH(1,1) parameters.
+
+    ``h_1`` = unconditional variance (sample variance if not stationary); a NaN change leaves the
+    variance to evolve without a shock (``ε² := h``) and gives a NaN residual.
+    Reference: Bollerslev (1986), "Generalized autoregressive conditional heteroskedasticity".
+    """
+    r = np.asarray(changes, dtype="float64")
+    n = len(r)
+    sigma = np.full(n, np.nan)
+    resid = np.full(n, np.nan)
+    if n == 0:
+        return sigma, resid
+    eps = r - garch.mu
+    if garch.persistence < 1 and garch.omega > 0:
+        h = garch.omega / (1 - garch.persistence)
+    else:
+        finite = eps[np.isfinite(eps)]
+        h = float(np.var(finite)) if len(finite) > 1 else garch.sigma_forecast**2
+    for t in range(n):
+        sigma[t] = math.sqrt(h)
+        e = eps[t]
+        if math.isfinite(e):
+            resid[t] = e / sigma[t]
+            shock = e * e
+        else:
+            shock = h
+        h = garch.omega + garch.alpha * shock + garch.beta * h
+    return sigma, resid
+
+
+def garch_zscore(spread_value: float, spread_mean: float, spread_std: float, garch: GarchParams) -> tuple[float, float, bool]:
+    """``(z, σ_level, scaled)`` with ``σ_level = spread_std · σ_forecast / σ_∞`` (see module docstring)."""
+    sigma_inf = garch.sigma_infinity
+    scaled = _finite_positive(sigma_inf) and _finite_positive(garch.sigma_forecast)
+    level = spread_std * garch.sigma_forecast / sigma_inf if scaled else spread_std
+    return (spread_value - spread_mean) / level, level, scaled
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    confidence: float
+    flags: tuple[str, ...] = ()
+
+
+def decide(z: float, levels: Levels, probability: float | None = None, threshold: float = DEFAULT_PROBABILITY_THRESHOLD) -> Decision:
+    """The entry/exit/stop decision and its confidence (see the module docstring)."""
+    if z is None or not math.isfinite(z):
+        return Decision(HOLD, 0.0, ("no_zscore",))
+    size = abs(z)
+    if size >= levels.stop_z:
+        return Decision(STOP, 1.0)
+    if size >= levels.entry_z:
+        direction = SHORT_SPREAD if z > 0 else LONG_SPREAD
+        if probability is None or not math.isfinite(probability):
+            return Decision(direction, 0.5, ("no_gru_gating",))
+        if probability >= threshold:
+            return Decision(direction, float(probability))
+        return Decision(HOLD, float(1 - probability), ("gru_veto",))
+    if size <= levels.exit_z:
+        return Decision(EXIT, 1.0 if levels.exit_z == 0 else 0.5 + 0.5 * (1 - size / levels.exit_z))
+    half_band = (levels.entry_z - levels.exit_z) / 2
+    distance = min(size - levels.exit_z, levels.entry_z - size) / half_band
+    return Decision(HOLD, 0.5 + 0.5 * min(1.0, distance))
+
+
+def target_position(action: str, hedge_ratio: float, sizing: Mapping[str, float]) -> tuple[float | None, float | None]:
+    """Signed target fractions of equity (y, x): entries per ``sizing``, exits/stops 0, holds None."""
+    if action in (EXIT, STOP):
+        return 0.0, 0.0
+    if action not in ENTRIES:
+        return None, None
+    direction = 1.0 if action == LONG_SPREAD else -1.0
+    hedge_sign = 1.0 if hedge_ratio >= 0 else -1.0
+    return direction * sizing["y_fraction"], -direction * hedge_sign * sizing["x_fraction"]
+
+
+def correlation_drift(
+    closes_y: np.ndarray, closes_x: np.ndarray, reference: float, window: int = DEFAULT_DRIFT_WINDOW,
+    tolerance: float = DEFAULT_DRIFT_TOLERANCE,
+) -> tuple[float, bool | None]:
+    """(recent correlation of log returns over ``window`` sessions, drifted?) — None when unknown."""
+    y = np.log(np.asarray(closes_y, dtype="float64"))
+    x = np.log(np.asarray(closes_x, dtype="float64"))
+    ry, rx = np.diff(y)[-window:], np.diff(x)[-window:]
+    ok = np.isfinite(ry) & np.isfinite(rx)
+    ry, rx = ry[ok], rx[ok]
+    if len(ry) < max(3, window // 2) or np.std(ry) == 0 or np.std(rx) == 0 or not math.isfinite(reference):
+        return math.nan, None
+    recent = float(np.corrcoef(ry, rx)[0, 1])
+    return recent, bool(recent < reference - tolerance)
+
+
+# --- one pair ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairInput:
+    """A pair's parameters and prices: session closes up to the as-of session, and the latest prices.
+
+    ``history`` is indexed by session (increasing) with columns ``y`` and ``x`` (closes).
+    ``latest_y``/``latest_x`` are the latest prices after the as-of close (None: none arrived), and
+    ``bar_timestamp`` the time the signal refers to (the later of the two legs' latest bars).
+    """
+
+    params: PairParams
+    history: pd.DataFrame
+    latest_y: float | None
+    latest_x: float | None
+    bar_timestamp: pd.Timestamp
+    flags: list[str] = field(default_factory=list)
+
+    def spread_path(self) -> pd.Series:
+        """Session spreads up to the as-of session, plus the current spread (if any) as a last row."""
+        p = self.params
+        hist = spread(self.history["y"].to_numpy(float), self.history["x"].to_numpy(float), p.hedge_ratio, p.intercept)
+        values = list(hist)
+        if self.latest_y is not None and self.latest_x is not None:
+            values.append(float(spread(self.latest_y, self.latest_x, p.hedge_ratio, p.intercept)))
+        return pd.Series(values, index=pd.RangeIndex(len(values)), dtype="float64", name=p.pair_id)
+
+    def current_prices(self) -> tuple[float, float]:
+        y = self.latest_y if self.latest_y is not None else float(self.history["y"].iloc[-1])
+        x = self.latest_x if self.latest_x is not None else float(self.history["x"].iloc[-1])
+        return y, x
+
+
+def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
+    """The GRU's input ``[seq_len, n_features]`` (raw features, float32) ending at the current spread.
+
+    Raises ``SignalInputError`` when the history is too short or a feature is not finite.
+    """
+    from pairs_assets.quant.features import build_features
+
+    s = pair.spread_path()
+    sigma, resid = garch_filter(s.diff().to_numpy(), pair.params.garch)
+    features = build_features(s, pd.Series(sigma, index=s.index), pd.Series(resid, index=s.index))
+    tail = features.tail(seq_len).to_numpy(dtype="float64")
+    if len(tail) < seq_len or not np.isfinite(tail).all():
+        raise SignalInputError(
+            f"pair {pair.params.pair_id}: {len(s)} sessions of spread give no complete GRU window of "
+            f"{seq_len} (features need a warm-up; read more history)"
+        )
+    return tail.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PairSignal:
+    pair_id: str
+    y: str
+    x: str
+    bar_timestamp: pd.Timestamp
+    price_y: float
+    price_x: float
+    spread: float
+    zscore: float
+    sigma_level: float
+    gru_probability: float | None
+    action: str
+    confidence: float
+    position_y: float | None
+    position_x: float | None
+    gross_fraction: float | None
+    correlation: float
+    recent_correlation: float
+    correlation_drift: bool | None
+    flags: tuple[str, ...]
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "pair_id": self.pair_id,
+            "bar_timestamp": self.bar_timestamp,
+            "spread": self.spread,
+            "zscore": self.zscore,
+            "gru_probability": self.gru_probability,
+            "action": self.action,
+            "confidence": self.confidence,
+            "position_y": self.position_y,
+            "position_x": self.position_x,
+            "gross_fraction": self.gross_fraction,
+            "correlation_drift": self.correlation_drift,
+            "flags": ",".join(self.flags),
+        }
+
+
+def compute_pair_signal(
+    pair: PairInput,
+    probability: float | None,
+    limits: RiskLimits,
+    n_pairs: int,
+    *,
+    drift_window: int = DEFAULT_DRIFT_WINDOW,
+    drift_tolerance: float = DEFAULT_DRIFT_TOLERANCE,
+    gating_flags: Sequence[str] = (),
+) -> PairSignal:
+    """Spread → z → decision → size → drift for one pair (formulas in the module docstring)."""
+    from pairs_assets.quant.sizing import pair_sizing
+
+    p = pair.params
+    price_y, price_x = pair.current_prices()
+    for leg, price in (("y", price_y), ("x", price_x)):
+        if not _finite_positive(price):
+            symbol = p.y if leg == "y" else p.x
+            raise SignalInputError(f"pair {p.pair_id}: price of {symbol} is {price}, not positive and finite")
+    s = float(spread(price_y, price_x, p.hedge_ratio, p.intercept))
+    z, level, scaled = garch_zscore(s, p.spread_mean, p.spread_std, p.garch)
+    flags = list(pair.flags) + list(gating_flags)
+    if not scaled:
+        flags.append("garch_unscaled")
+    decision = decide(z, p.levels, probability, p.probability_threshold)
+    flags.extend(decision.flags)
+    sizing = pair_sizing(
+        sigma_forecast=p.garch.sigma_forecast,
+        hedge_ratio=p.hedge_ratio,
+        target_daily_vol=limits.target_daily_vol,
+        max_position=limits.max_position,
+        max_portfolio_risk=limits.max_portfolio_risk,
+        n_pairs=max(1, n_pairs),
+    )
+    pos_y, pos_x = target_position(decision.action, p.hedge_ratio, sizing)
+    closes_y = list(pair.history["y"].to_numpy(float)) + ([pair.latest_y] if pair.latest_y is not None else [])
+    closes_x = list(pair.history["x"].to_numpy(float)) + ([pair.latest_x] if pair.latest_x is not None else [])
+    recent, drifted = correlation_drift(np.array(closes_y), np.array(closes_x), p.correlation, drift_window, drift_tolerance)
+    if drifted is None:
+        flags.append("drift_unknown")
+    elif drifted:
+        flags.append("correlation_drift")
+    return PairSignal(
+        pair_id=p.pair_id,
+        y=p.y,
+        x=p.x,
+        bar_timestamp=pair.bar_timestamp,
+        price_y=price_y,
+        price_x=price_x,
+        spread=s,
+        zscore=float(z),
+        sigma_level=float(level),
+        gru_probability=None if probability is None else float(probability),
+        action=decision.action,
+        confidence=float(decision.confidence),
+        position_y=pos_y,
+        position_x=pos_x,
+        gross_fraction=None if pos_y is None else abs(pos_y) + abs(pos_x),
+        correlation=p.correlation,
+        recent_correlation=recent,
+        correlation_drift=drifted,
+        flags=tuple(dict.fromkeys(flags)),
+    )
+
+
+# --- orders --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """One leg's order: buy or sell ``qty`` whole shares of ``symbol`` at about ``reference_price``."""
+
+    pair_id: str
+    leg: str  # "y" or "x"
+    symbol: str
+    side: str  # "buy" or "sell"
+    qty: float
+    reference_price: float
+    target_qty: float
+
+
+def order_intents(
+    signal: PairSignal, equity: float, current_qty: Mapping[str, float], *, min_qty: float = 1.0
+) -> list[OrderIntent]:
+    """The two legs' orders that move the pair from ``current_qty`` ({'y': …, 'x': …}) to the target.
+
+    Target shares = round(fraction · equity / price); an order is the difference (at least
+    ``min_qty``). Holds give no orders; an entry while already positioned the same way gives none
+    (no resizing on every bar).
+    """
+    if signal.position_y is None or signal.position_x is None:
+        return []
+    if not _finite_positive(equity):
+        raise SignalInputError(f"pair {signal.pair_id}: equity {equity} must be positive")
+    current_y, current_x = float(current_qty.get("y", 0.0)), float(current_qty.get("x", 0.0))
+    if signal.action in ENTRIES and current_y != 0 and np.sign(current_y) == np.sign(signal.position_y):
+        return []
+    intents = []
+    for leg, symbol, fraction, price, current in (
+        ("y", signal.y, signal.position_y, signal.price_y, current_y),
+        ("x", signal.x, signal.position_x, signal.price_x, current_x),
+    ):
+        target = float(round(fraction * equity / price))
+        delta = target - current
+        if abs(delta) < min_qty:
+            continue
+        intents.append(
+            OrderIntent(
+                pair_id=signal.pair_id,
+                leg=leg,
+                symbol=symbol,
+                side="buy" if delta > 0 else "sell",
+                qty=abs(delta),
+                reference_price=price,
+                target_qty=target,
+            )
+        )
+    return intents

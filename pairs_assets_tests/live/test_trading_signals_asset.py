@@ -1,0 +1,134 @@
+"""The trading_signals asset: dg.materialize on a test instance with a real SQLite store and real closes."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from pairs_assets.assets.trading_signals import MissingTradingConfigError, trading_signals
+from pairs_assets.settings import StrategySettings
+from pairs_assets_tests.live import signal_setup as setup
+from resources.bar_sources import EmbeddedBarSource
+from resources.broker import BrokerResource
+from resources.market_data import MarketDataStore, orders_table, trading_signals_table
+
+
+def resources(store: MarketDataStore, registry=None) -> dict:
+    return {
+        "store": store,
+        "bar_source": EmbeddedBarSource(),
+        "strategy": StrategySettings(),
+        "model_registry": registry if registry is not None else setup.TinyModels(),
+        "broker": BrokerResource(),
+    }
+
+
+def materialize(instance, store, registry=None, cutoff: str | None = None, **config) -> dg.ExecuteInProcessResult:
+    run_config = {"ops": {"trading_signals": {"config": {"bar_cutoff": cutoff, **config}}}}
+    return dg.materialize(
+        [setup.stand_in_trading_config, trading_signals],
+        selection=["trading_signals"],
+        partition_key=setup.PARTITION,
+        instance=instance,
+        resources=resources(store, registry),
+        run_config=run_config,
+    )
+
+
+@pytest.fixture()
+def world(sqlite_url):
+    """A store with 160 sessions of real consumer closes, the config materialized, live bars after the close."""
+    store = MarketDataStore(database_url=sqlite_url)
+    bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
+    document = setup.build_document(bars)
+    setup.DOCUMENTS[setup.PARTITION] = document
+    with dg.instance_for_test() as instance:
+        dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
+                       resources={"store": store})
+        ko_pep, pg_wmt = document["pairs"]
+        pep, wmt = 181.0, 145.0
+        store.upsert_bars(pd.DataFrame([
+            setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
+            setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(ko_pep, pep, 2.6)),  # short the spread
+            setup.live_bar("WMT", "2022-12-29T15:01:00Z", wmt),
+            setup.live_bar("PG", "2022-12-29T15:00:00Z", setup.price_for_z(pg_wmt, wmt, 0.1)),  # near the mean
+        ]), context="live")
+        yield store, instance, document
+
+
+def test_signals_rows_orders_and_metadata(world):
+    store, instance, document = world
+    result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    assert result.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    assert set(rows.index) == {"KO-PEP", "PG-WMT"}
+    ko = rows.loc["KO-PEP"]
+    assert ko["action"] == "short_spread" and ko["zscore"] == pytest.approx(2.6, abs=1e-6)
+    assert 0.0 <= ko["gru_probability"] <= 1.0 and ko["confidence"] == pytest.approx(ko["gru_probability"])
+    assert ko["position_y"] < 0 < ko["position_x"] and ko["as_of_session"] == "2022-12-28"
+    assert max(abs(ko["position_y"]), abs(ko["position_x"])) == pytest.approx(0.10)  # the per-position cap binds
+    hedge = document["pairs"][0]["hedge_ratio"]
+    assert ko["position_x"] == pytest.approx(-ko["position_y"] * abs(hedge))
+    assert pd.Timestamp(ko["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:00:00")
+    pg = rows.loc["PG-WMT"]
+    assert pg["action"] == "exit" and pg["zscore"] == pytest.approx(0.1, abs=1e-6)
+    assert pd.Timestamp(pg["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:01:00")  # the later leg's bar
+    orders = store.read_table(orders_table).set_index("leg")
+    assert set(orders["pair_id"]) == {"KO-PEP"} and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
+    assert orders.loc["y", "client_order_id"].startswith("pairs-KO-PEP-y-20221229T150000")
+    metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
+    assert metadata["signals"].value == 2 and metadata["orders"].value == 2 and metadata["broker"].value == "dry-run"
+    assert metadata["actions"].value["short_spread"] == 1 and metadata["gru_gated"].value == 2
+    assert "KO-PEP" in metadata["signals_table"].value
+
+    again = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # same bars: replaced, not doubled
+    assert again.success
+    assert len(store.read_table(trading_signals_table)) == 2 and len(store.read_table(orders_table)) == 2
+
+
+def test_cutoff_before_the_live_bars_uses_the_as_of_close(world):
+    store, instance, _ = world
+    assert materialize(instance, store, cutoff="2022-12-29T14:00:00Z", execute=False).success
+    rows = store.read_table(trading_signals_table)
+    assert (rows["flags"].str.contains("no_bar_after_as_of")).all()
+    assert (pd.to_datetime(rows["bar_timestamp"]) == pd.Timestamp("2022-12-28 21:00:00")).all()
+    assert store.read_table(orders_table).empty
+
+
+def test_a_model_that_cannot_be_loaded_gives_ungated_flagged_signals(world):
+    store, instance, _ = world
+    from resources.model_registry import ModelRegistry
+
+    unreachable = ModelRegistry(tracking_uri="http://127.0.0.1:9", probe_timeout_s=1)
+    result = materialize(instance, store, registry=unreachable, cutoff="2022-12-29T15:01:00Z")
+    assert result.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    assert rows["gru_probability"].isna().all()
+    assert "model_unavailable" in rows.loc["KO-PEP", "flags"] and "no_gru_gating" in rows.loc["KO-PEP", "flags"]
+    assert rows.loc["KO-PEP", "action"] == "short_spread" and rows.loc["KO-PEP", "confidence"] == 0.5
+    failures = result.asset_materializations_for_node("trading_signals")[0].metadata["model_failures"].value
+    assert f"{setup.MODEL_NAME}/1" in failures and "unreachable" in failures
+
+
+def test_gru_veto_and_missing_legs(world, sqlite_url):
+    store, instance, document = world
+    for pair in document["pairs"]:
+        pair["model"]["probability_threshold"] = 1.0  # an untrained model never reaches 1.0
+    document["pairs"].append(setup.pair_entry(setup.load_history(store, ["KO", "PEP"]), "KO", "PEP", model=None)
+                             | {"pair_id": "HD-BBY", "y": "HD", "x": "BBY"})
+    store.write_trading_config(document, path="test")
+    result = materialize(instance, store, registry=setup.TinyModels(missing=[]), cutoff="2022-12-29T15:01:00Z")
+    assert result.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    assert rows.loc["KO-PEP", "action"] == "hold" and "gru_veto" in rows.loc["KO-PEP", "flags"]
+    assert "HD-BBY" not in rows.index
+    skipped = result.asset_materializations_for_node("trading_signals")[0].metadata["skipped_pairs"].value
+    assert "HD-BBY" in skipped and "HD, BBY" in skipped
+
+
+def test_no_trading_config_for_the_partition_fails_naming_it(sqlite_url):
+    store = MarketDataStore(database_url=sqlite_url)
+    with dg.instance_for_test() as instance:
+        with pytest.raises(MissingTradingConfigError, match="partition 2022-12-28\\|consumer: no trading config"):
+            materialize(instance, store)

@@ -1,0 +1,138 @@
+"""The 5-minute signal sensor: ticks against a real test instance with real materializations."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from pairs_assets.assets.trading_signals import trading_signals
+from pairs_assets.partitions import daily_partitions_def
+from pairs_assets.settings import StrategySettings
+from pairs_assets_tests.live import signal_setup as setup
+from resources.bar_sources import EmbeddedBarSource
+from resources.broker import BrokerResource
+from resources.market_data import MarketDataStore, trading_signals_table
+from sensors.signal_sensor import MINIMUM_INTERVAL_SECONDS, build_signal_sensor
+
+OPEN = pd.Timestamp("2022-12-29T15:30:00Z")  # 10:30 in New York, the effective session
+CLOSED = pd.Timestamp("2022-12-29T23:00:00Z")
+NEXT_DAY_OPEN = pd.Timestamp("2022-12-30T15:30:00Z")
+
+
+def tick(store: MarketDataStore, instance, *, replay: bool | None = True, now: pd.Timestamp = OPEN, cursor: str | None = None):
+    sensor = build_signal_sensor(replay=replay, clock=lambda: now)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store})
+    return sensor(context)
+
+
+@pytest.fixture()
+def store(sqlite_url) -> MarketDataStore:
+    return MarketDataStore(database_url=sqlite_url)
+
+
+@pytest.fixture()
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def materialize_config(store: MarketDataStore, instance) -> dict:
+    bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
+    document = setup.build_document(bars)
+    setup.DOCUMENTS[setup.PARTITION] = document
+    result = dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
+                            resources={"store": store})
+    assert result.success
+    return document
+
+
+def test_the_sensor_is_a_five_minute_sensor_on_the_signal_job():
+    sensor = build_signal_sensor()
+    assert sensor.minimum_interval_seconds == MINIMUM_INTERVAL_SECONDS == 300
+    assert sensor.job_name == "signal_job"
+
+
+def test_no_trading_config_skips_with_a_reason(store, instance):
+    result = tick(store, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "consumer: no trading config in the store" in result.skip_message
+    assert "technology: no trading config" in result.skip_message
+
+
+def test_a_config_in_the_store_but_not_materialized_is_skipped(store, instance):
+    bars = setup.load_history(store, ["KO", "PEP"], sessions=70)
+    store.write_trading_config(setup.build_document(bars, pairs=[("KO", "PEP")]), path="elsewhere")
+    result = tick(store, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "trading_config 2022-12-28|consumer is in the store but not materialized in this instance" in result.skip_message
+
+
+def test_new_bars_request_one_run_per_sector_once(store, instance):
+    materialize_config(store, instance)
+    quiet = tick(store, instance)
+    assert isinstance(quiet, dg.SkipReason) and "consumer: no new bars of KO, PEP, PG, WMT" in quiet.skip_message
+
+    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0)]), context="live")
+    first = tick(store, instance)
+    assert isinstance(first, dg.SensorResult) and len(first.run_requests) == 1
+    request = first.run_requests[0]
+    assert request.partition_key == "2022-12-28|consumer"
+    assert request.run_key == "signals:consumer:2022-12-28:20221229T150000000000"
+    assert request.run_config == {"ops": {"trading_signals": {"config": {"bar_cutoff": "2022-12-29T15:00:00+00:00"}}}}
+    assert json.loads(first.cursor) == {"consumer": "2022-12-29T15:00:00+00:00"}
+
+    same = tick(store, instance, cursor=first.cursor)
+    assert isinstance(same, dg.SkipReason) and "no new bars" in same.skip_message
+
+    store.upsert_bars(pd.DataFrame([setup.live_bar("PEP", "2022-12-29T15:05:00Z", 180.0)]), context="live")
+    second = tick(store, instance, cursor=first.cursor)
+    assert second.run_requests[0].run_key == "signals:consumer:2022-12-28:20221229T150500000000"
+
+
+def test_market_hours_outside_replay(store, instance, monkeypatch):
+    materialize_config(store, instance)
+    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0)]), context="live")
+    assert len(tick(store, instance, replay=False, now=OPEN).run_requests) == 1
+    closed = tick(store, instance, replay=False, now=CLOSED)
+    assert isinstance(closed, dg.SkipReason) and "NYSE is closed" in closed.skip_message
+    stale = tick(store, instance, replay=False, now=NEXT_DAY_OPEN)
+    assert "latest trading config is for session 2022-12-29, not today's session 2022-12-30" in stale.skip_message
+    monkeypatch.setenv("PAIRS_SIGNAL_REPLAY", "1")  # replay mode from the environment: hours ignored
+    assert len(tick(store, instance, replay=None, now=CLOSED).run_requests) == 1
+    monkeypatch.setenv("PAIRS_SIGNAL_REPLAY", "0")
+    assert isinstance(tick(store, instance, replay=None, now=CLOSED), dg.SkipReason)
+
+
+def test_a_requested_run_executes_the_signal_job(store, instance):
+    """Sensor → RunRequest → signal_job (as jobs.py defines it) on the same instance."""
+    document = materialize_config(store, instance)
+    pep = 181.0
+    store.upsert_bars(pd.DataFrame([
+        setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
+        setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(document["pairs"][0], pep, -2.4)),
+    ]), context="live")
+    signal_job = dg.define_asset_job("signal_job", selection=["trading_signals"], partitions_def=daily_partitions_def())
+    defs = dg.Definitions(
+        assets=[setup.stand_in_trading_config, trading_signals],
+        jobs=[signal_job],
+        sensors=[build_signal_sensor(replay=True, clock=lambda: OPEN)],
+        resources={
+            "store": store, "bar_source": EmbeddedBarSource(), "strategy": StrategySettings(),
+            "model_registry": setup.TinyModels(), "broker": BrokerResource(),
+        },
+    )
+    dg.Definitions.validate_loadable(defs)
+    sensor = defs.get_sensor_def("signal_sensor")
+    result = sensor(dg.build_sensor_context(instance=instance, resources={"store": store}, definitions=defs))
+    (request,) = result.run_requests
+    run = defs.get_job_def("signal_job").execute_in_process(
+        partition_key=request.partition_key, run_config=request.run_config, instance=instance, tags=request.tags
+    )
+    assert run.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    assert rows.loc["KO-PEP", "action"] == "long_spread" and rows.loc["KO-PEP", "zscore"] == pytest.approx(-2.4, abs=1e-6)
+    assert "no_bar_after_as_of" in rows.loc["PG-WMT", "flags"]
+    assert instance.get_latest_materialization_event(dg.AssetKey("trading_signals")) is not None

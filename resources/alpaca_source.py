@@ -1,0 +1,159 @@
+"""Alpaca's historical bars as a ``BarSource`` for ``raw_bars`` (alpaca-py ``StockHistoricalDataClient``).
+
+Chosen by configuration (the lead wires it: e.g. ``PAIRS_BAR_SOURCE=alpaca``) with the keys from
+the environment through ``dg.EnvVar("ALPACA_API_KEY")`` / ``dg.EnvVar("ALPACA_SECRET_KEY")``: they
+are never logged and never written to metadata (``describe()`` and ``source_name`` name only the
+feed and the endpoint). ``url_override`` points the client elsewhere — the recycler serves the
+same endpoint, which is how this source is tested.
+
+Daily bars: Alpaca stamps a daily bar at midnight New York of its session; the bars contract
+stamps daily bars at the session's close (so the as-of rule is a timestamp compare), so a
+``1Day`` bar is re-stamped to its session's close (early closes included). Intraday bars keep
+their timestamps (the bar's start, UTC). A bar whose open/high/low/volume the server marks as
+filled (the recycler replaying closes-only data) gets those fields back as null.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pandas as pd
+from pydantic import Field
+
+from pairs_assets.errors import BarsFileError, PairsError
+from resources.bar_sources import BarSource
+from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
+
+_TIMEFRAME_RE = re.compile(r"^([1-9][0-9]*)(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
+
+
+class AlpacaSourceError(PairsError, RuntimeError):
+    """Alpaca (or the endpoint at url_override) refused or failed a request; names the symbols."""
+
+
+def parse_timeframe(value: str):
+    """``'1Day'``, ``'5Min'``, ``'1Hour'``, … → ``alpaca.data.timeframe.TimeFrame``."""
+    from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
+
+    match = _TIMEFRAME_RE.match(value or "")
+    if not match:
+        raise ValueError(f"timeframe {value!r} is not of the form 1Day, 5Min, 1Hour, 1Week, 1Month")
+    units = {
+        "Min": TimeFrameUnit.Minute,
+        "T": TimeFrameUnit.Minute,
+        "Hour": TimeFrameUnit.Hour,
+        "H": TimeFrameUnit.Hour,
+        "Day": TimeFrameUnit.Day,
+        "D": TimeFrameUnit.Day,
+        "Week": TimeFrameUnit.Week,
+        "W": TimeFrameUnit.Week,
+        "Month": TimeFrameUnit.Month,
+        "M": TimeFrameUnit.Month,
+    }
+    return TimeFrame(int(match.group(1)), units[match.group(2)])
+
+
+def _is_daily(timeframe: str) -> bool:
+    match = _TIMEFRAME_RE.match(timeframe)
+    return bool(match) and match.group(2) in ("Day", "D") and match.group(1) == "1"
+
+
+def _stamp_at_close(timestamps: pd.Series, symbols: pd.Series) -> pd.Series:
+    from pairs_assets.partitions import EXCHANGE_TZ, nyse_calendar
+
+    calendar = nyse_calendar()
+    days = timestamps.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
+    closes: dict[pd.Timestamp, pd.Timestamp] = {}
+    for day, symbol in zip(days, symbols):
+        if day not in closes:
+            if not calendar.is_session(day):
+                raise BarsFileError(f"Alpaca daily bar of symbol {symbol} is dated {day.date()}, not an NYSE session")
+            closes[day] = calendar.session_close(day)
+    return days.map(closes)
+
+
+class AlpacaBarSource(BarSource):
+    """Historical bars from Alpaca's market data API (or a compatible endpoint at ``url_override``)."""
+
+    api_key: str | None = Field(default=None, repr=False, description="Set from env ALPACA_API_KEY (dg.EnvVar).")
+    secret_key: str | None = Field(default=None, repr=False, description="Set from env ALPACA_SECRET_KEY (dg.EnvVar).")
+    feed: str = Field(default="iex", description="iex (free) or sip.")
+    timeframe: str = Field(default="1Day", description="Bar size: 1Day (stamped at the close), 1Hour, 5Min, …")
+    adjustment: str = Field(default="all", description="Corporate-action adjustment: raw, split, dividend or all.")
+    url_override: str | None = Field(default=None, description="Base URL instead of Alpaca's (None → Alpaca).")
+
+    @property
+    def source_name(self) -> str:
+        return f"alpaca:{self.feed}"
+
+    def describe(self) -> str:
+        return f"{self.source_name} {self.timeframe} bars from {self.url_override or 'https://data.alpaca.markets'}"
+
+    def _client(self):
+        from alpaca.data.historical import StockHistoricalDataClient
+
+        if not (self.api_key and self.secret_key):
+            raise AlpacaSourceError(
+                "the Alpaca bar source needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment"
+            )
+        return StockHistoricalDataClient(self.api_key, self.secret_key, raw_data=True, url_override=self.url_override)
+
+    def load_bars(self, symbols: Iterable[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Bars of ``symbols`` with ``start <= timestamp <= end`` (UTC) in the bars contract."""
+        from alpaca.common.exceptions import APIError
+        from alpaca.data.enums import Adjustment, DataFeed
+        from alpaca.data.requests import StockBarsRequest
+
+        from pairs_assets.live import wire
+
+        symbols = sorted(set(symbols))
+        if not symbols:
+            return empty_bars()
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+        end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+        daily = _is_daily(self.timeframe)
+        # a daily bar is stamped at midnight New York by Alpaca: widen the request to whole days
+        request_start = start.tz_convert("America/New_York").normalize() if daily else start
+        try:
+            request = StockBarsRequest(
+                symbol_or_symbols=symbols,
+                timeframe=parse_timeframe(self.timeframe),
+                start=request_start.to_pydatetime(),
+                end=end.to_pydatetime(),
+                feed=DataFeed(self.feed),
+                adjustment=Adjustment(self.adjustment),
+            )
+        except ValueError as exc:
+            raise AlpacaSourceError(f"bad Alpaca request for {', '.join(symbols)}: {exc}") from exc
+        try:
+            raw = self._client().get_stock_bars(request) or {}
+        except APIError as exc:
+            status = getattr(exc, "status_code", None)
+            raise AlpacaSourceError(
+                f"{self.describe()} refused bars of {', '.join(symbols[:10])}"
+                f"{' …' if len(symbols) > 10 else ''} (HTTP {status}): {exc}"
+            ) from exc
+        except OSError as exc:
+            raise AlpacaSourceError(f"{self.describe()} is unreachable: {exc}") from exc
+        rows = []
+        for symbol in sorted(raw):
+            if symbol not in symbols:
+                continue
+            for message in raw[symbol]:
+                try:
+                    rows.append(wire.bar_record(symbol, message, self.source_name))
+                except ValueError as exc:
+                    raise AlpacaSourceError(str(exc)) from exc
+        if not rows:
+            return empty_bars()
+        frame = pd.DataFrame(rows)
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        if daily:
+            frame["timestamp"] = _stamp_at_close(frame["timestamp"], frame["symbol"])
+            frame = frame.drop_duplicates(["symbol", "timestamp"], keep="last")
+        frame = frame[(frame["timestamp"] >= start) & (frame["timestamp"] <= end)]
+        if frame.empty:
+            return empty_bars()
+        return conform_bars(frame, self.source_name)[BAR_COLUMNS]

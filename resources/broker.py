@@ -1,0 +1,270 @@
+"""The broker: turns pair signals into two leg orders. Dry-run by default; Alpaca paper on request.
+
+Modes (``mode``):
+
+* ``dry-run`` (default) — nothing leaves the machine: each order is filled at its reference price
+  (the latest bar's close), recorded in the store's ``orders`` table and the resulting net
+  position in ``positions`` (broker ``dry-run``). Equity is the ``equity`` setting.
+* ``alpaca-paper`` — alpaca-py ``TradingClient(paper=True)``; needs ALPACA_API_KEY and
+  ALPACA_SECRET_KEY (the lead wires them with ``dg.EnvVar``). Market day orders.
+* ``alpaca-live`` — real money. Refused unless the environment also says
+  ``PAIRS_ALLOW_LIVE_TRADING=yes`` at the time of the order, on top of the mode and the keys.
+
+Every order's ``client_order_id`` is ``pairs-<pair_id>-<leg>-<bar time>``: re-running a signal run
+for the same bar never submits twice (the id is checked in ``orders`` first, and Alpaca rejects a
+reused id). A pair's legs go y first; if y is rejected, x is not sent (no naked leg). Keys are
+never logged nor recorded; the recorded ``request`` holds only the order's fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+
+from pairs_assets.errors import PairsError
+from resources.market_data import MarketDataStore, orders_table, positions_table
+
+if TYPE_CHECKING:  # the broker reads intents, it does not compute them
+    from pairs_assets.quant.signals import OrderIntent
+
+BROKER_MODES = ("dry-run", "alpaca-paper", "alpaca-live")
+ENV_ALLOW_LIVE = "PAIRS_ALLOW_LIVE_TRADING"
+#: Order statuses that do not change a position.
+DEAD_STATUSES = ("rejected", "canceled", "cancelled", "expired", "skipped", "failed")
+
+
+class BrokerError(PairsError, RuntimeError):
+    """The broker is misconfigured (mode, keys, live switch) or refused an order; names which."""
+
+
+def client_order_id(pair_id: str, leg: str, bar_timestamp: pd.Timestamp) -> str:
+    ts = pd.Timestamp(bar_timestamp)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return f"pairs-{pair_id}-{leg}-{ts.strftime('%Y%m%dT%H%M%S%f')}"[:128]
+
+
+def _naive_utc(value: Any) -> dt.datetime:
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.tz_localize(None).to_pydatetime()
+
+
+class BrokerResource(dg.ConfigurableResource):
+    """Order execution for the signal job (see the module docstring for the modes)."""
+
+    mode: str = Field(default="dry-run", description="dry-run | alpaca-paper | alpaca-live")
+    api_key: str | None = Field(default=None, repr=False, description="ALPACA_API_KEY (dg.EnvVar); alpaca modes only.")
+    secret_key: str | None = Field(default=None, repr=False, description="ALPACA_SECRET_KEY (dg.EnvVar); alpaca modes only.")
+    equity: float = Field(default=100_000.0, gt=0, description="Account equity of the dry-run broker.")
+    url_override: str | None = Field(default=None, description="Trading API base URL instead of Alpaca's.")
+
+    @property
+    def name(self) -> str:
+        return self.mode
+
+    def check(self) -> None:
+        """Raise ``BrokerError`` unless the mode can trade now (keys present; live switch for live)."""
+        if self.mode not in BROKER_MODES:
+            raise BrokerError(f"broker mode must be one of {', '.join(BROKER_MODES)}, got {self.mode!r}")
+        if self.mode == "dry-run":
+            return
+        if not (self.api_key and self.secret_key):
+            raise BrokerError(f"broker mode {self.mode} needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
+        if self.mode == "alpaca-live" and os.environ.get(ENV_ALLOW_LIVE) != "yes":
+            raise BrokerError(
+                f"broker mode alpaca-live trades real money and is refused unless {ENV_ALLOW_LIVE}=yes is set "
+                "in the environment (use alpaca-paper for paper trading)"
+            )
+
+    def _trading_client(self):
+        from alpaca.trading.client import TradingClient
+
+        self.check()
+        return TradingClient(
+            self.api_key, self.secret_key, paper=self.mode == "alpaca-paper", raw_data=True, url_override=self.url_override
+        )
+
+    def account_equity(self) -> float:
+        self.check()
+        if self.mode == "dry-run":
+            return float(self.equity)
+        account = self._trading_client().get_account()
+        try:
+            return float(account["equity"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BrokerError(f"broker {self.mode}: account has no usable 'equity' field") from exc
+
+    # --- state ---
+    def pair_positions(self, store: MarketDataStore, pair_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Signed shares held per pair and leg, from this broker's recorded orders."""
+        t = orders_table.c
+        orders = store.read_table(orders_table, sa.and_(t.broker == self.name, t.pair_id.in_(list(pair_ids))))
+        held: dict[str, dict[str, float]] = {pid: {"y": 0.0, "x": 0.0} for pid in pair_ids}
+        for row in orders.itertuples(index=False):
+            if str(row.status).lower() in DEAD_STATUSES:
+                continue
+            held.setdefault(row.pair_id, {"y": 0.0, "x": 0.0})
+            held[row.pair_id][row.leg] += row.qty if row.side == "buy" else -row.qty
+        return held
+
+    def known_order_ids(self, store: MarketDataStore, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        t = orders_table.c
+        return set(store.read_table(orders_table, t.client_order_id.in_(list(ids)))["client_order_id"])
+
+    # --- execution ---
+    def submit(
+        self,
+        store: MarketDataStore,
+        intents: Sequence[OrderIntent],
+        bar_timestamp: pd.Timestamp,
+        extra: dict[str, dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Submit (or simulate) the orders, y leg before x leg per pair; record and return them.
+
+        ``extra`` maps a pair_id to fields added to each recorded request (action, z-score, …).
+        Orders whose ``client_order_id`` is already recorded are skipped (idempotent re-runs).
+        """
+        self.check()
+        ids = {(i.pair_id, i.leg): client_order_id(i.pair_id, i.leg, bar_timestamp) for i in intents}
+        known = self.known_order_ids(store, list(ids.values()))
+        client = self._trading_client() if self.mode != "dry-run" else None
+        records: list[dict[str, Any]] = []
+        failed_pairs: set[str] = set()
+        for intent in sorted(intents, key=lambda i: (i.pair_id, 0 if i.leg == "y" else 1)):
+            order_id = ids[(intent.pair_id, intent.leg)]
+            if order_id in known:
+                continue
+            request = {
+                "symbol": intent.symbol,
+                "qty": intent.qty,
+                "side": intent.side,
+                "type": "market",
+                "time_in_force": "day",
+                "client_order_id": order_id,
+                "target_qty": intent.target_qty,
+                "bar_timestamp": pd.Timestamp(bar_timestamp).isoformat(),
+                **(extra or {}).get(intent.pair_id, {}),
+            }
+            record = {
+                "client_order_id": order_id,
+                "submitted_at": _naive_utc(pd.Timestamp.now(tz="UTC")),
+                "broker": self.name,
+                "pair_id": intent.pair_id,
+                "leg": intent.leg,
+                "symbol": intent.symbol,
+                "side": intent.side,
+                "qty": float(intent.qty),
+                "reference_price": float(intent.reference_price),
+                "fill_price": None,
+                "status": "new",
+            }
+            if intent.pair_id in failed_pairs:
+                record["status"] = "skipped"
+                request["reason"] = "the pair's y leg was rejected"
+            elif client is None:
+                record["fill_price"] = float(intent.reference_price)
+                record["status"] = "filled"
+            else:
+                record.update(self._submit_alpaca(client, intent, order_id, request))
+                if record["status"] in DEAD_STATUSES:
+                    failed_pairs.add(intent.pair_id)
+            record["request"] = json.dumps(request, sort_keys=True, default=str)
+            store.upsert_rows(orders_table, [record])
+            records.append(record)
+        if client is None:
+            self._apply_dry_run_fills(store, [r for r in records if r["status"] == "filled"])
+        elif records:
+            self._sync_alpaca_positions(store, client)
+        return records
+
+    def _submit_alpaca(self, client, intent: OrderIntent, order_id: str, request: dict) -> dict[str, Any]:
+        from alpaca.common.exceptions import APIError
+        from alpaca.trading.enums import OrderSide, TimeInForce
+        from alpaca.trading.requests import MarketOrderRequest
+
+        order = MarketOrderRequest(
+            symbol=intent.symbol,
+            qty=intent.qty,
+            side=OrderSide.BUY if intent.side == "buy" else OrderSide.SELL,
+            time_in_force=TimeInForce.DAY,
+            client_order_id=order_id,
+        )
+        try:
+            response = client.submit_order(order)
+        except APIError as exc:
+            request["error"] = f"HTTP {exc.status_code}: {exc.message if hasattr(exc, 'message') else exc}"
+            return {"status": "rejected"}
+        except OSError as exc:
+            request["error"] = f"unreachable: {exc}"
+            return {"status": "failed"}
+        request["broker_order_id"] = response.get("id")
+        fill = response.get("filled_avg_price")
+        return {"status": str(response.get("status") or "accepted"), "fill_price": float(fill) if fill else None}
+
+    def _apply_dry_run_fills(self, store: MarketDataStore, fills: list[dict[str, Any]]) -> None:
+        if not fills:
+            return
+        t = positions_table.c
+        symbols = sorted({f["symbol"] for f in fills})
+        current = store.read_table(positions_table, sa.and_(t.broker == self.name, t.symbol.in_(symbols)))
+        book = {row.symbol: (float(row.qty), row.avg_price) for row in current.itertuples(index=False)}
+        for fill in fills:
+            qty, avg = book.get(fill["symbol"], (0.0, None))
+            signed = fill["qty"] if fill["side"] == "buy" else -fill["qty"]
+            new_qty = qty + signed
+            price = fill["fill_price"]
+            if new_qty == 0:
+                new_avg = None
+            elif qty == 0 or (qty > 0) != (new_qty > 0):
+                new_avg = price  # opened, or crossed through zero
+            elif abs(new_qty) > abs(qty):
+                new_avg = (abs(qty) * (avg or price) + abs(signed) * price) / abs(new_qty)
+            else:
+                new_avg = avg  # reduced: the average cost of what is left is unchanged
+            book[fill["symbol"]] = (new_qty, new_avg)
+        now = _naive_utc(pd.Timestamp.now(tz="UTC"))
+        store.upsert_rows(
+            positions_table,
+            [
+                {"broker": self.name, "symbol": symbol, "qty": qty, "avg_price": avg, "updated_at": now}
+                for symbol, (qty, avg) in sorted(book.items())
+            ],
+        )
+
+    def _sync_alpaca_positions(self, store: MarketDataStore, client) -> None:
+        from alpaca.common.exceptions import APIError
+
+        try:
+            positions = client.get_all_positions() or []
+        except (APIError, OSError):
+            return
+        now = _naive_utc(pd.Timestamp.now(tz="UTC"))
+        rows = []
+        for position in positions:
+            try:
+                rows.append(
+                    {
+                        "broker": self.name,
+                        "symbol": str(position["symbol"]),
+                        "qty": float(position["qty"]) * (-1 if str(position.get("side")) == "short" and float(position["qty"]) > 0 else 1),
+                        "avg_price": float(position["avg_entry_price"]) if position.get("avg_entry_price") else None,
+                        "updated_at": now,
+                    }
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+        if rows:
+            store.upsert_rows(positions_table, rows)
+
+    def positions(self, store: MarketDataStore) -> pd.DataFrame:
+        return store.read_table(positions_table, positions_table.c.broker == self.name)

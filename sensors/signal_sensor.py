@@ -1,0 +1,161 @@
+"""The 5-minute signal sensor: a ``signal_job`` run per sector when there is something new to trade on.
+
+Every tick (at least ``minimum_interval_seconds`` = 300 s apart), for each sector of the universe:
+
+1. the sector's latest trading config is read from the store; none → skip the sector (reason);
+2. its partition ``<as_of>|<sector>`` must have a ``trading_config`` materialization in this
+   Dagster instance (the run's upstream); none → skip (reason);
+3. outside replay mode, NYSE must be open now and the config must be for today's session
+   (its ``effective_session``); in replay mode (``PAIRS_SIGNAL_REPLAY=1`` or ``replay=True``)
+   market hours are ignored and the current session is the config's effective session;
+4. a bar of the config's symbols must have arrived after both the sector's cursor and the as-of
+   session's close; none → skip (reason).
+
+Then it requests ``RunRequest(partition_key="<as_of>|<sector>", run_key="signals:<sector>:<as_of>:<latest bar>")``
+— the run key deduplicates: the same bars never trigger two runs — with run config
+``bar_cutoff = <latest bar>`` so the run uses exactly the bars the sensor saw. The cursor (JSON:
+sector → latest bar seen) advances for the requested sectors only.
+"""
+
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+
+from pairs_assets import partitions
+from resources.market_data import MarketDataStore
+
+SIGNAL_JOB_NAME = "signal_job"
+SIGNAL_ASSET = "trading_signals"
+ENV_REPLAY = "PAIRS_SIGNAL_REPLAY"
+MINIMUM_INTERVAL_SECONDS = 300
+
+
+def replay_from_env(environ: dict | None = None) -> bool:
+    value = (os.environ if environ is None else environ).get(ENV_REPLAY, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class TickResult:
+    run_requests: list[dg.RunRequest] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    cursor: dict[str, str] = field(default_factory=dict)
+
+    def skip_reason(self) -> str:
+        return "; ".join(f"{sector}: {reason}" for sector, reason in sorted(self.skipped.items())) or "nothing to do"
+
+
+def _materialized(instance: dg.DagsterInstance, partition_key: str) -> bool:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("trading_config"), asset_partitions=[partition_key]), limit=1
+    )
+    return bool(records.records)
+
+
+def evaluate_tick(
+    *,
+    store: MarketDataStore,
+    instance: dg.DagsterInstance,
+    cursor: dict[str, str],
+    now: pd.Timestamp,
+    replay: bool,
+    sectors: list[str],
+) -> TickResult:
+    """The sensor's decision for one tick (see the module docstring); no side effects."""
+    result = TickResult(cursor=dict(cursor))
+    calendar = partitions.nyse_calendar()
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    today: str | None = None
+    if not replay:
+        minute = now.floor("min")
+        if not calendar.is_open_on_minute(minute):
+            result.skipped["*"] = (
+                f"NYSE is closed at {now.isoformat(timespec='seconds')} "
+                f"(set {ENV_REPLAY}=1 to run signals on replayed bars at any time)"
+            )
+            return result
+        today = str(calendar.minute_to_session(minute).date())
+    for sector in sectors:
+        document = store.latest_trading_config(sector)
+        if document is None:
+            result.skipped[sector] = "no trading config in the store (materialize trading_config first)"
+            continue
+        as_of = document["as_of_session"]
+        effective = document.get("effective_session") or ""
+        partition_key = f"{as_of}|{sector}"
+        if not _materialized(instance, partition_key):
+            result.skipped[sector] = f"trading_config {partition_key} is in the store but not materialized in this instance"
+            continue
+        if today is not None and effective != today:
+            result.skipped[sector] = f"latest trading config is for session {effective}, not today's session {today}"
+            continue
+        symbols = sorted({s for pair in document.get("pairs", []) for s in (pair.get("y"), pair.get("x")) if s})
+        if not symbols:
+            result.skipped[sector] = f"trading config {partition_key} selects no pairs"
+            continue
+        latest = store.latest_bar_timestamp(symbols)
+        threshold = partitions.session_close_utc(as_of)
+        if sector in cursor:
+            threshold = max(threshold, pd.Timestamp(cursor[sector]))
+        if latest is None or latest <= threshold:
+            result.skipped[sector] = f"no new bars of {', '.join(symbols)} since {threshold.isoformat()}"
+            continue
+        latest_iso = latest.isoformat()
+        result.run_requests.append(
+            dg.RunRequest(
+                run_key=f"signals:{sector}:{as_of}:{latest.strftime('%Y%m%dT%H%M%S%f')}",
+                partition_key=partition_key,
+                run_config={"ops": {SIGNAL_ASSET: {"config": {"bar_cutoff": latest_iso}}}},
+                tags={"pairs/sector": sector, "pairs/trigger": "signal_sensor", "pairs/replay": str(replay).lower()},
+            )
+        )
+        result.cursor[sector] = latest_iso
+    return result
+
+
+def build_signal_sensor(
+    *,
+    name: str = "signal_sensor",
+    job_name: str = SIGNAL_JOB_NAME,
+    replay: bool | None = None,
+    minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+    clock: Callable[[], pd.Timestamp] | None = None,
+) -> dg.SensorDefinition:
+    """The signal sensor. ``replay=None`` reads ``PAIRS_SIGNAL_REPLAY`` at every tick."""
+
+    @dg.sensor(
+        name=name,
+        job_name=job_name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description="Every 5 minutes: a signal_job run per sector whose trading config is for the current "
+        "session and whose pairs got new bars (market hours only, unless PAIRS_SIGNAL_REPLAY=1).",
+    )
+    def _signal_sensor(context: dg.SensorEvaluationContext, store: MarketDataStore) -> dg.SensorResult | dg.SkipReason:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        now = clock() if clock is not None else pd.Timestamp.now(tz="UTC")
+        sectors = list(partitions.sector_partitions_def().get_partition_keys())
+        result = evaluate_tick(
+            store=store,
+            instance=context.instance,
+            cursor=cursor,
+            now=now,
+            replay=replay_from_env() if replay is None else replay,
+            sectors=sectors,
+        )
+        for sector, reason in sorted(result.skipped.items()):
+            context.log.info(f"signal sensor: {sector}: {reason}")
+        if not result.run_requests:
+            return dg.SkipReason(result.skip_reason())
+        return dg.SensorResult(run_requests=result.run_requests, cursor=json.dumps(result.cursor, sort_keys=True))
+
+    return _signal_sensor
+
+
+signal_sensor = build_signal_sensor()
