@@ -21,6 +21,7 @@ GRU_COLUMNS = [
     "test_f1", "test_precision", "test_recall", "test_accuracy", "test_roc_auc",
     *[f"baseline_{b}_f1" for b in BASELINES], *[f"baseline_{b}_roc_auc" for b in BASELINES],
     "best_baseline_f1", "beats_baselines", "epochs_run", "train_seconds", "n_sequences", "input_fingerprint",
+    "feature_garch_mu", "feature_garch_omega", "feature_garch_alpha", "feature_garch_beta",
 ]
 
 
@@ -42,7 +43,7 @@ def pair_spread(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, interc
     return (np.log(closes[y]) - hedge_ratio * np.log(closes[x]) - intercept).rename("spread")
 
 
-def garch_features(spread: pd.Series, config: GRUConfig, horizon: int) -> pd.DataFrame:
+def garch_features(spread: pd.Series, config: GRUConfig, horizon: int) -> tuple[pd.DataFrame, dict[str, float]]:
     """GARCH σ and standardized residuals with parameters fitted strictly before the GRU test slice.
 
     The test slice is the last ``test_frac`` of the sequences; fitting on the returns before
@@ -50,8 +51,8 @@ def garch_features(spread: pd.Series, config: GRUConfig, horizon: int) -> pd.Dat
     """
     returns = spread.diff().dropna()
     fit_until = int(len(returns) * (1.0 - config.test_frac)) - horizon - config.seq_len
-    filtered = garch_filter(returns, fit_until=fit_until)
-    return filtered.reindex(spread.index)
+    filtered, params = garch_filter(returns, fit_until=fit_until)
+    return filtered.reindex(spread.index), params
 
 
 def previous_models(date: str, sector: str) -> pd.DataFrame | None:
@@ -125,7 +126,7 @@ def gru_models(
                 rows.append(reused)
                 continue
             try:
-                garch = garch_features(spread, config, strategy.gru_horizon)
+                garch, feature_garch = garch_features(spread, config, strategy.gru_horizon)
                 result = fit_pair_model(
                     spread, garch["garch_sigma"], garch["garch_std_resid"], strategy.entry_z, config,
                     horizon=strategy.gru_horizon, pair_id=pair_id,
@@ -162,6 +163,7 @@ def gru_models(
                 "train_seconds": result.train_seconds,
                 "n_sequences": result.n_sequences,
                 "input_fingerprint": fingerprint,
+                **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
             }
             rows.append(row)
             context.log.info(f"{pair_id}: test F1 {test['f1']:.3f} vs best baseline {row['best_baseline_f1']:.3f}; {info.model_name} v{info.version}")

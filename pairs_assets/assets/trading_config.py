@@ -81,6 +81,9 @@ def build_document(
                     "beats_baselines": bool(row.beats_baselines),
                     "test_f1": _clean(row.test_f1),
                     "best_baseline_f1": _clean(row.best_baseline_f1),
+                    # the GARCH parameters behind the GRU's σ / residual features (fitted before its test
+                    # slice); the signal job filters the live spread with these, as in training
+                    "feature_garch": {k: _clean(getattr(row, f"feature_garch_{k}")) for k in ["mu", "omega", "alpha", "beta"]},
                 }
             else:
                 model_note = f"no model: {getattr(row, 'reason', None) or 'not trained'}"

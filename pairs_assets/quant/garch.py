@@ -251,15 +251,16 @@ def fit_garch(
     )
 
 
-def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> pd.DataFrame:
+def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> tuple[pd.DataFrame, dict[str, float]]:
     """GARCH(1,1) conditional σ and standardized residuals, parameters fitted on a prefix only.
 
     Inputs: ``returns`` — spread returns indexed by session; ``fit_until`` — the parameters are
     estimated on ``returns[:fit_until]`` only (e.g. everything before a model's test slice), then
     the whole series is filtered with them: σ_t uses returns up to t−1 only, so no value after t
     enters the features at t, and no value after ``fit_until`` enters the parameters.
-    Output: frame indexed like ``returns`` with ``garch_sigma`` (input units) and
-    ``garch_std_resid``. Reference: arch ``ARCHModel.fix`` (filtering with fixed parameters).
+    Output: (frame indexed like ``returns`` with ``garch_sigma`` (input units) and
+    ``garch_std_resid``; the parameters ``mu, omega, alpha, beta`` in input units, so that the
+    same filter can be run later, e.g. by the signal job). Reference: arch ``ARCHModel.fix``.
     """
     values = np.asarray(returns, dtype=float)
     if not np.isfinite(values).all():
@@ -271,4 +272,11 @@ def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> pd
     fixed = _model(scaled).fix(params)
     sigma = np.asarray(fixed.conditional_volatility, dtype=float)
     std_resid = (scaled - float(params["mu"])) / sigma
-    return pd.DataFrame({"garch_sigma": sigma / scale, "garch_std_resid": std_resid}, index=returns.index)
+    frame = pd.DataFrame({"garch_sigma": sigma / scale, "garch_std_resid": std_resid}, index=returns.index)
+    unscaled = {
+        "mu": float(params["mu"]) / scale,
+        "omega": float(params["omega"]) / scale**2,
+        "alpha": float(params["alpha[1]"]),
+        "beta": float(params["beta[1]"]),
+    }
+    return frame, unscaled

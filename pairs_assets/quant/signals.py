@@ -137,6 +137,7 @@ class PairParams:
     model_version: str | None = None
     probability_threshold: float = DEFAULT_PROBABILITY_THRESHOLD
     model_beats_baselines: bool | None = None
+    feature_garch: GarchParams | None = None  # the GRU's own GARCH feature parameters (model.feature_garch)
 
     @classmethod
     def from_config(cls, pair: Mapping[str, Any], default_levels: Levels) -> PairParams:
@@ -174,8 +175,18 @@ class PairParams:
             raise SignalInputError(f"pair {pair_id}: spread_std={spread_std} must be positive")
         model = pair.get("model") or None
         threshold = DEFAULT_PROBABILITY_THRESHOLD
+        feature_garch = None
         if model:
             threshold = _first_not_none(number(model, "probability_threshold", "model.", required=False), threshold)
+            block = model.get("feature_garch")
+            if isinstance(block, Mapping):
+                feature_garch = GarchParams(
+                    mu=number(block, "mu", "model.feature_garch."),
+                    omega=number(block, "omega", "model.feature_garch."),
+                    alpha=number(block, "alpha", "model.feature_garch."),
+                    beta=number(block, "beta", "model.feature_garch."),
+                    sigma_forecast=math.nan,
+                )
         return cls(
             pair_id=pair_id,
             y=str(pair["y"]),
@@ -199,6 +210,7 @@ class PairParams:
             model_version=str(model["version"]) if model and model.get("version") is not None else None,
             probability_threshold=threshold,
             model_beats_baselines=None if not model else model.get("beats_baselines"),
+            feature_garch=feature_garch,
         )
 
 
@@ -360,7 +372,8 @@ def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
     from pairs_assets.quant.features import build_features
 
     s = pair.spread_path()
-    sigma, resid = garch_filter(s.diff().to_numpy(), pair.params.garch)
+    # the same GARCH parameters the model's features were built with in training, when the config has them
+    sigma, resid = garch_filter(s.diff().to_numpy(), pair.params.feature_garch or pair.params.garch)
     features = build_features(s, pd.Series(sigma, index=s.index), pd.Series(resid, index=s.index))
     tail = features.tail(seq_len).to_numpy(dtype="float64")
     if len(tail) < seq_len or not np.isfinite(tail).all():

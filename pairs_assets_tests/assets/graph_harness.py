@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pairs_assets.assets.common import GROUP
 from pairs_assets.definitions import ASSETS
 from pairs_assets.partitions import partition_key
 from pairs_assets.settings import StrategySettings, paths
@@ -11,6 +12,9 @@ from resources.bar_sources import BarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
+
+
+DAILY_ASSETS = [a for a in ASSETS if a.group_names_by_key.get(a.key) == GROUP]
 
 
 def resources_for(store_url: str, bar_source: BarSource, **strategy) -> dict:
@@ -33,9 +37,9 @@ def preload_history(store_url: str, bar_source: BarSource, symbols, as_of: str, 
 
 
 def materialize(date: str, sector: str, resources: dict, selection=None, instance=None):
-    """The daily group (everything partitioned) for one partition."""
+    """The daily_pairs group for one partition."""
     return dg.materialize(
-        [a for a in ASSETS if a.partitions_def is not None],
+        DAILY_ASSETS,
         partition_key=partition_key(date, sector),
         resources=resources,
         selection=selection,

@@ -45,13 +45,13 @@ def test_missing_bar_for_one_symbol(tmp_path, sqlite_url, tech_closes):
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from pairs_assets.definitions import ASSETS
+    from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS
 
     path = write_bars_file(tmp_path / "bars.csv", tech_closes)
     frame = pd.read_csv(path)
     frame[~((frame["symbol"] == "MSFT") & (frame["timestamp"] == "2022-12-27"))].to_csv(path, index=False)
     result = dg.materialize(
-        ASSETS,
+        DAILY_ASSETS,
         selection=["raw_bars"],
         resources=resources_for(sqlite_url, FileBarSource(path=path)),
         instance=dg.DagsterInstance.ephemeral(),

@@ -112,10 +112,10 @@ def test_raw_bars_range_loads_in_one_run(sqlite_url):
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from pairs_assets.definitions import ASSETS
+    from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS
 
     result = dg.materialize(
-        ASSETS,
+        DAILY_ASSETS,
         selection=["raw_bars"],
         resources=resources_for(sqlite_url, EmbeddedBarSource()),
         instance=dg.DagsterInstance.ephemeral(),

@@ -65,6 +65,8 @@ def test_gru_trained_logged_registered_and_in_the_config(tmp_path, sqlite_url, p
     assert model["name"] == "pairs_trading_gru_garch_technology" and model["version"] == row["model_version"]
     assert model["probability_threshold"] == pytest.approx(row["probability_threshold"])
     assert model["beats_baselines"] == bool(row["beats_baselines"])
+    assert model["feature_garch"]["alpha"] == pytest.approx(row["feature_garch_alpha"])
+    assert 0 < model["feature_garch"]["alpha"] + model["feature_garch"]["beta"] < 1
 
     perf = MarketDataStore(database_url=sqlite_url).read_table(model_performance_table)
     assert perf[["pair_id", "mlflow_run_id", "status"]].values.tolist() == [[row["pair_id"], run.info.run_id, "trained"]]
