@@ -14,6 +14,9 @@ daily_pairs = dg.define_asset_job(
     description="raw bars → correlation → cointegrated pairs → GARCH → model selection → GRU → trading config, "
     "for one as-of session × sector.",
     tags={"dagster/max_retries": "0"},
+    # One process per run: the stages are sequential, and a subprocess per step re-imports torch,
+    # mlflow and arch (~6 s each on 2 cores) for sub-second steps.
+    executor_def=dg.in_process_executor,
 )
 
 model_performance_job = dg.define_asset_job(
@@ -28,4 +31,5 @@ signal_job = dg.define_asset_job(
     partitions_def=daily_partitions_def(),
     description="5-minute signals for the session after the partition's as-of session, from its trading config "
     "and the latest bars; orders through the broker resource (dry-run by default).",
+    executor_def=dg.in_process_executor,
 )
