@@ -44,26 +44,29 @@ def main() -> None:
     universe = load_universe(paths().universe_file)
     embedded = EmbeddedBarSource()
     t0 = time.perf_counter()
-    preload_history(url, embedded, universe.all_symbols, "2022-12-28", DEFAULT_STRATEGY.history_sessions)
-    print(f"preloaded {DEFAULT_STRATEGY.history_sessions} sessions × {len(universe.all_symbols)} symbols in {time.perf_counter() - t0:.2f}s\n")
+    preload_history(url, embedded, universe.all_symbols, "2022-12-28", DEFAULT_STRATEGY.history_sessions + 20)
+    print(f"preloaded {DEFAULT_STRATEGY.history_sessions + 20} sessions × {len(universe.all_symbols)} symbols in {time.perf_counter() - t0:.2f}s\n")
     planted = FileBarSource(path=write_bars_file(paths().home / "planted.csv", planted_closes()))
     planted_url = f"sqlite:///{paths().home / 'planted.sqlite'}"
     preload_history(planted_url, planted, ["AAPL", "AMD", "MSFT"], "2022-12-28", DEFAULT_STRATEGY.history_sessions)
-    cases = [("embedded", s, url, embedded) for s in universe.sector_names] + [("planted", "technology", planted_url, planted)]
+    cases = [("embedded", "2022-12-28", s, url, embedded) for s in universe.sector_names] + [
+        ("embedded", "2022-12-14", "consumer", url, embedded),  # KO-PG is selected: GRU + MLflow on real data
+        ("planted", "2022-12-28", "technology", planted_url, planted),
+    ]
     columns = ["raw_bars", "correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "gru_models", "trading_config"]
     print(f"{'data':<9} {'partition':<24} {'pairs':>5} {'wall s':>7}  " + " ".join(f"{c[:10]:>10}" for c in columns))
-    for label, sector, store_url, source in cases:
+    for label, date, sector, store_url, source in cases:
         instance = dg.DagsterInstance.ephemeral()
         t0 = time.perf_counter()
-        result = materialize("2022-12-28", sector, resources_for(store_url, source), instance=instance)
+        result = materialize(date, sector, resources_for(store_url, source), instance=instance)
         wall = time.perf_counter() - t0
         steps = step_seconds(result)
-        doc_path = paths().outputs_dir / "trading_config" / "2022-12-28" / f"{sector}.json"
+        doc_path = paths().outputs_dir / "trading_config" / date / f"{sector}.json"
         import json
 
         pairs = len(json.loads(doc_path.read_text())["pairs"]) if result.success else -1
         cells = " ".join(f"{steps.get(c, float('nan')):>10.3f}" for c in columns)
-        print(f"{label:<9} {'2022-12-28|' + sector:<24} {pairs:>5} {wall:>7.2f}  {cells}")
+        print(f"{label:<9} {date + '|' + sector:<24} {pairs:>5} {wall:>7.2f}  {cells}")
     print("\nwall s includes Dagster's own overhead (ephemeral instance); per-asset columns are the asset bodies.")
 
 
