@@ -72,7 +72,7 @@ def test_modes_need_keys_and_live_needs_the_explicit_switch(monkeypatch):
     assert "SKHIDDEN" not in repr(BrokerResource(mode="alpaca-paper", api_key="AK", secret_key="SKHIDDEN"))
 
 
-class _FakeTrading(BaseHTTPRequestHandler):
+class _LocalTradingHandler(BaseHTTPRequestHandler):
     """Just enough of Alpaca's trading API for TradingClient(raw_data=True): account, orders, positions."""
 
     seen: list[dict] = []
@@ -89,7 +89,7 @@ class _FakeTrading(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        _FakeTrading.seen.append({"path": self.path, "key": self.headers.get("APCA-API-KEY-ID")})
+        _LocalTradingHandler.seen.append({"path": self.path, "key": self.headers.get("APCA-API-KEY-ID")})
         if self.path == "/v2/account":
             self._reply(200, {"equity": "50000", "status": "ACTIVE"})
         elif self.path == "/v2/positions":
@@ -99,7 +99,7 @@ class _FakeTrading(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         order = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _FakeTrading.seen.append({"path": self.path, "order": order, "key": self.headers.get("APCA-API-KEY-ID")})
+        _LocalTradingHandler.seen.append({"path": self.path, "order": order, "key": self.headers.get("APCA-API-KEY-ID")})
         if order["symbol"] == "REJ":
             self._reply(403, {"code": 40310000, "message": "insufficient buying power"})
             return
@@ -108,9 +108,9 @@ class _FakeTrading(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def fake_trading_api():
-    _FakeTrading.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeTrading)
+def local_trading_api():
+    _LocalTradingHandler.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LocalTradingHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -123,23 +123,23 @@ def fake_trading_api():
 
 def test_paper_trading_through_alpacas_trading_client(sqlite_url):
     store = MarketDataStore(database_url=sqlite_url)
-    with fake_trading_api() as url:
+    with local_trading_api() as url:
         broker = BrokerResource(mode="alpaca-paper", api_key="AKPAPER", secret_key="SKPAPER", url_override=url)
         assert broker.account_equity() == 50_000.0
         records = broker.submit(store, intents(), BAR)
         assert [r["status"] for r in records] == ["accepted", "accepted"]
-        posted = [s["order"] for s in _FakeTrading.seen if "order" in s]
+        posted = [s["order"] for s in _LocalTradingHandler.seen if "order" in s]
         assert [(o["symbol"], o["side"], o["type"], o["time_in_force"]) for o in posted] == [
             ("KO", "sell", "market", "day"), ("PEP", "buy", "market", "day")
         ]
         assert posted[0]["client_order_id"] == client_order_id("KO-PEP", "y", BAR)
-        assert all(s["key"] == "AKPAPER" for s in _FakeTrading.seen)
+        assert all(s["key"] == "AKPAPER" for s in _LocalTradingHandler.seen)
         assert broker.positions(store).set_index("symbol").loc["KO", "qty"] == -160.0
 
         rejected = broker.submit(store, intents("BAD-PEP", y_symbol="REJ"), BAR)
         assert [(r["leg"], r["status"]) for r in rejected] == [("y", "rejected"), ("x", "skipped")]
         assert "insufficient buying power" in json.loads(rejected[0]["request"])["error"]
-        assert len([s for s in _FakeTrading.seen if s.get("order", {}).get("symbol") == "PEP"]) == 1  # no naked x leg
+        assert len([s for s in _LocalTradingHandler.seen if s.get("order", {}).get("symbol") == "PEP"]) == 1  # no naked x leg
         for record in store.read_table(orders_table)["request"]:
             assert "SKPAPER" not in record and "AKPAPER" not in record
         assert broker.pair_positions(store, ["BAD-PEP"]) == {"BAD-PEP": {"y": 0.0, "x": 0.0}}
