@@ -32,7 +32,9 @@ def nyse_calendar() -> xcals.ExchangeCalendar:
 
 
 def _date(value: str | dt.date | pd.Timestamp) -> pd.Timestamp:
-    return pd.Timestamp(value).normalize().tz_localize(None) if pd.Timestamp(value).tzinfo else pd.Timestamp(value).normalize()
+    """The calendar date of ``value`` as a tz-naive midnight timestamp."""
+    stamp = pd.Timestamp(value).normalize()
+    return stamp.tz_localize(None) if stamp.tzinfo else stamp
 
 
 def is_session(day: str | dt.date | pd.Timestamp) -> bool:
@@ -61,6 +63,12 @@ def session_close_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:
 
 def session_open_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:
     return nyse_calendar().session_open(_date(session))
+
+
+def sessions_span_utc(first: str | pd.Timestamp, last: str | pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """UTC bounds that hold every bar of the sessions ``first``..``last``: from the evening before
+    ``first`` (pre-market bars; daily bars stamped at midnight New York) to ``last``'s close."""
+    return session_open_utc(first).normalize() - pd.Timedelta(hours=12), session_close_utc(last)
 
 
 def sessions_in_range(start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DatetimeIndex:

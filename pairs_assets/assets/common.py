@@ -70,9 +70,7 @@ def read_window(
     the start of history and ``MissingBarsError`` naming the symbol and sessions that lack bars.
     """
     sessions = partitions.window_sessions(as_of, n_sessions)
-    start = partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12)
-    end = partitions.session_close_utc(sessions[-1])
-    bars = store.read_bars(symbols, start, end, source=source)
+    bars = store.read_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]), source=source)
     bars = validate_bars(bars, context=f"partition {partition}")
     if not bars.empty:
         bars = bars.assign(session=session_of(bars["timestamp"]))

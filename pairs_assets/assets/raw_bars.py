@@ -33,9 +33,7 @@ def load_sector_bars(
 ) -> pd.DataFrame:
     """Bars of ``symbols`` for exactly ``sessions`` from the source, checked complete and valid."""
     label = f"{sessions[0].date()}|{sector}" if len(sessions) == 1 else f"{sessions[0].date()}...{sessions[-1].date()}|{sector}"
-    start = partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12)
-    end = partitions.session_close_utc(sessions[-1])
-    bars = bar_source.load_bars(symbols, start, end)
+    bars = bar_source.load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
     if not bars.empty:
         bars = bars.assign(session=session_of(bars["timestamp"]))
         bars = bars[bars["session"].isin(sessions)]
@@ -93,10 +91,7 @@ def raw_bars(context: dg.AssetExecutionContext, store: MarketDataStore, bar_sour
         for sector, sessions in by_sector.items():
             symbols = uni.symbols(sector)
             stored = store.read_bars(
-                symbols,
-                partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12),
-                partitions.session_close_utc(sessions[-1]),
-                source=bar_source.source_name,
+                symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]), source=bar_source.source_name
             )
             stored = stored.assign(session=session_of(stored["timestamp"]))
             stored = stored[stored["session"].isin(sessions)]

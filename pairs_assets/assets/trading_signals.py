@@ -234,8 +234,7 @@ def compute_sector_signals(
     symbols = sorted({s for p in params for s in (p.y, p.x)})
     earliest = max(partitions.nyse_calendar().first_session, pd.Timestamp(as_of) - pd.Timedelta(days=2 * history_sessions + 10))
     sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
-    as_of_close = partitions.session_close_utc(as_of)
-    start = partitions.session_open_utc(sessions[0]).normalize() - pd.Timedelta(hours=12)
+    start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
     history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
     latest = read_latest_bars(store, symbols, as_of_close, cutoff)
     inputs, more_skipped = build_pair_inputs(params, history, latest, as_of_close)

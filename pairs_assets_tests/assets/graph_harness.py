@@ -32,7 +32,7 @@ def preload_history(store_url: str, bar_source: BarSource, symbols, as_of: str, 
     from pairs_assets import partitions
 
     sessions = partitions.window_sessions(as_of, n_sessions)
-    bars = bar_source.load_bars(symbols, partitions.session_open_utc(sessions[0]).normalize(), partitions.session_close_utc(sessions[-1]))
+    bars = bar_source.load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
     return MarketDataStore(database_url=store_url).upsert_bars(bars, context="test preload")
 
 
