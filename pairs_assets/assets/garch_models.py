@@ -2,12 +2,12 @@
 
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, stopwatch, universe
-from pairs_assets.quant.garch import fit_garch
+from pairs_assets.quant.cointegration import spread
+from pairs_assets.quant.garch import fit_garch, unconditional_sigma
 from pairs_assets.quant.scoring import forecast_score
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 from resources.bar_sources import BarSource
@@ -24,8 +24,7 @@ GARCH_COLUMNS = [
 
 def spread_returns(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
     """Daily changes of the spread log(y) − β·log(x) − α (the formation window's β and α)."""
-    spread = np.log(closes[y]) - hedge_ratio * np.log(closes[x]) - intercept
-    return spread.diff().dropna()
+    return spread(closes[y], closes[x], hedge_ratio, intercept).diff().dropna()
 
 
 def empty_garch_frame() -> pd.DataFrame:
@@ -66,9 +65,7 @@ def garch_models(
                 fit = fit_garch(returns.to_numpy(), holdout=strategy.garch_holdout, min_obs=500)
                 row = {"pair_id": pair.pair_id, **fit.as_dict()}
                 row["forecast_score"] = float(forecast_score(fit.forecast_ratio))
-                row["unconditional_sigma"] = (
-                    float(np.sqrt(fit.omega / (1.0 - fit.persistence))) if fit.persistence < 1.0 else float("nan")
-                )
+                row["unconditional_sigma"] = unconditional_sigma(fit.omega, fit.alpha, fit.beta)
                 rows.append(row)
             fits = pd.DataFrame(rows)[GARCH_COLUMNS]
             window_label, fingerprint = window.label, window.fingerprint

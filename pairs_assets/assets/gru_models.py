@@ -1,11 +1,11 @@
 """gru_models: a GRU per selected pair predicting spread reversion, tracked and registered in MLflow."""
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import GROUP, fingerprint_of, markdown_table, partition_parts, read_window, stopwatch
+from pairs_assets.quant.cointegration import spread
 from pairs_assets.quant.features import GRUTrainingError
 from pairs_assets.quant.garch import garch_filter
 from pairs_assets.quant.gru import GRUConfig, fit_pair_model
@@ -40,7 +40,7 @@ def gru_config(strategy: StrategySettings) -> GRUConfig:
 
 def pair_spread(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
     """log(y) − β·log(x) − α with the as-of formation β and α (the spread the trading side trades)."""
-    return (np.log(closes[y]) - hedge_ratio * np.log(closes[x]) - intercept).rename("spread")
+    return spread(closes[y], closes[x], hedge_ratio, intercept).rename("spread")
 
 
 def garch_features(spread: pd.Series, config: GRUConfig, horizon: int) -> tuple[pd.DataFrame, dict[str, float]]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import GROUP, fingerprint_of, markdown_table, partition_parts, read_window, stopwatch, universe
+from pairs_assets.quant.cointegration import spread
 from pairs_assets.quant.sizing import pair_sizing
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
 from resources.bar_sources import BarSource
@@ -59,7 +60,7 @@ def build_document(
         merged = merged.merge(models, on="pair_id", how="left", suffixes=("", "_gru"))
     entries = []
     for row in merged.itertuples():
-        spread = np.log(formation_closes[row.y]) - row.hedge_ratio * np.log(formation_closes[row.x]) - row.intercept
+        pair_spread = spread(formation_closes[row.y], formation_closes[row.x], row.hedge_ratio, row.intercept)
         sizing = pair_sizing(
             sigma_forecast=row.sigma_forecast,
             hedge_ratio=row.hedge_ratio,
@@ -94,8 +95,8 @@ def build_document(
                 "x": row.x,
                 "hedge_ratio": _clean(row.hedge_ratio),
                 "intercept": _clean(row.intercept),
-                "spread_mean": _clean(spread.mean()),
-                "spread_std": _clean(spread.std(ddof=1)),
+                "spread_mean": _clean(pair_spread.mean()),
+                "spread_std": _clean(pair_spread.std(ddof=1)),
                 "half_life": _clean(row.half_life),
                 "correlation": _clean(row.correlation),
                 "eg_pvalue": _clean(row.eg_pvalue),

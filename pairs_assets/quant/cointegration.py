@@ -48,6 +48,7 @@ __all__ = [
     "find_cointegrated_pairs",
     "half_life",
     "hedge_ratio",
+    "spread",
     "johansen_trace",
 ]
 
@@ -90,6 +91,14 @@ def _as_pair(y, x) -> tuple[np.ndarray, np.ndarray]:
     if y_arr.shape != x_arr.shape:
         raise ValueError(f"y and x must have the same length, got {y_arr.size} and {x_arr.size}")
     return y_arr, x_arr
+
+
+def spread(price_y, price_x, hedge_ratio: float, intercept: float = 0.0):
+    """The pair's spread ``ln(P_y) − β·ln(P_x) − a`` from *prices* (scalars, arrays or aligned Series).
+
+    β and a are the OLS hedge ratio and intercept of :func:`hedge_ratio` on log prices.
+    """
+    return np.log(price_y) - hedge_ratio * np.log(price_x) - intercept
 
 
 def hedge_ratio(y, x) -> tuple[float, float]:

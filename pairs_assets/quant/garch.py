@@ -37,10 +37,12 @@ from pairs_assets.quant.prices import InsufficientHistoryError, UnusableSeriesEr
 __all__ = [
     "GarchFit",
     "InsufficientHistoryError",
+    "filter_fixed",
     "fit_garch",
     "garch_filter",
     "holdout_variance_forecasts",
     "qlike",
+    "unconditional_sigma",
 ]
 
 
@@ -251,32 +253,72 @@ def fit_garch(
     )
 
 
+def unconditional_sigma(omega: float, alpha: float, beta: float) -> float:
+    """σ_∞ = √(ω / (1 − α − β)) of a stationary GARCH(1,1) (NaN when α + β ≥ 1 or ω ≤ 0)."""
+    persistence = alpha + beta
+    return math.sqrt(omega / (1.0 - persistence)) if persistence < 1.0 and omega > 0.0 else math.nan
+
+
+def filter_fixed(
+    changes, *, mu: float, omega: float, alpha: float, beta: float, fallback_sigma: float = math.nan
+) -> tuple[np.ndarray, np.ndarray]:
+    """Conditional σ_t and standardized residuals of ``changes`` under fixed GARCH(1,1) parameters.
+
+    h_t = ω + α·ε²_{t−1} + β·h_{t−1}, ε_t = r_t − μ, started at the unconditional variance (the
+    sample variance, or ``fallback_sigma``², when the parameters are not stationary). σ_t uses
+    values up to t−1 only. A NaN change lets the variance evolve without a shock (ε² := h) and
+    gives a NaN residual — the live path has gaps. It equals arch's ``ARCHModel.fix`` filter once
+    the start-up (arch backcasts h_1) has decayed like β^t (checked in the tests); it is written
+    out because arch cannot filter across missing values.
+    Reference: Bollerslev (1986), "Generalized autoregressive conditional heteroskedasticity".
+    """
+    r = np.asarray(changes, dtype="float64")
+    n = len(r)
+    sigma = np.full(n, np.nan)
+    resid = np.full(n, np.nan)
+    if n == 0:
+        return sigma, resid
+    eps = r - mu
+    h = unconditional_sigma(omega, alpha, beta) ** 2
+    if not math.isfinite(h):
+        finite = eps[np.isfinite(eps)]
+        h = float(np.var(finite)) if len(finite) > 1 else fallback_sigma**2
+    for t in range(n):
+        sigma[t] = math.sqrt(h)
+        e = eps[t]
+        if math.isfinite(e):
+            resid[t] = e / sigma[t]
+            shock = e * e
+        else:
+            shock = h
+        h = omega + alpha * shock + beta * h
+    return sigma, resid
+
+
 def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> tuple[pd.DataFrame, dict[str, float]]:
     """GARCH(1,1) conditional σ and standardized residuals, parameters fitted on a prefix only.
 
     Inputs: ``returns`` — spread returns indexed by session; ``fit_until`` — the parameters are
-    estimated on ``returns[:fit_until]`` only (e.g. everything before a model's test slice), then
-    the whole series is filtered with them: σ_t uses returns up to t−1 only, so no value after t
-    enters the features at t, and no value after ``fit_until`` enters the parameters.
+    estimated with ``arch`` on ``returns[:fit_until]`` only (e.g. everything before a model's test
+    slice); the whole series is then filtered with them by :func:`filter_fixed` — the recursion the
+    signal job runs on the live spread, so training and trading features agree. σ_t uses returns
+    up to t−1 only: no value after t enters the features at t, and no value after ``fit_until``
+    enters the parameters.
     Output: (frame indexed like ``returns`` with ``garch_sigma`` (input units) and
-    ``garch_std_resid``; the parameters ``mu, omega, alpha, beta`` in input units, so that the
-    same filter can be run later, e.g. by the signal job). Reference: arch ``ARCHModel.fix``.
+    ``garch_std_resid``; the parameters ``mu, omega, alpha, beta`` in input units).
     """
     values = np.asarray(returns, dtype=float)
     if not np.isfinite(values).all():
         raise ValueError(f"returns contains {int((~np.isfinite(values)).sum())} NaN or infinite value(s)")
     if not 0 < fit_until <= values.size:
         raise ValueError(f"fit_until must be in 1..{values.size}, got {fit_until}")
-    scaled = values * scale
-    params = _fit(scaled, last_obs=fit_until).params
-    fixed = _model(scaled).fix(params)
-    sigma = np.asarray(fixed.conditional_volatility, dtype=float)
-    std_resid = (scaled - float(params["mu"])) / sigma
-    frame = pd.DataFrame({"garch_sigma": sigma / scale, "garch_std_resid": std_resid}, index=returns.index)
-    unscaled = {
-        "mu": float(params["mu"]) / scale,
-        "omega": float(params["omega"]) / scale**2,
-        "alpha": float(params["alpha[1]"]),
-        "beta": float(params["beta[1]"]),
+    fitted = _fit(values * scale, last_obs=fit_until).params
+    params = {
+        "mu": float(fitted["mu"]) / scale,
+        "omega": float(fitted["omega"]) / scale**2,
+        "alpha": float(fitted["alpha[1]"]),
+        "beta": float(fitted["beta[1]"]),
     }
-    return frame, unscaled
+    sigma, std_resid = filter_fixed(values, **params)
+    frame = pd.DataFrame({"garch_sigma": sigma, "garch_std_resid": std_resid}, index=returns.index)
+    return frame, params

@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from pairs_assets.errors import PairsError
+from pairs_assets.quant.cointegration import spread
+from pairs_assets.quant.garch import filter_fixed, unconditional_sigma
 
 LONG_SPREAD = "long_spread"
 SHORT_SPREAD = "short_spread"
@@ -115,9 +117,7 @@ class GarchParams:
         """σ_∞ = √(ω / (1 − α − β)) when stationary (or the config's value), else NaN."""
         if _finite_positive(self.unconditional_sigma):
             return float(self.unconditional_sigma)
-        if self.persistence < 1 and self.omega > 0:
-            return math.sqrt(self.omega / (1 - self.persistence))
-        return math.nan
+        return unconditional_sigma(self.omega, self.alpha, self.beta)
 
 
 @dataclass(frozen=True)
@@ -231,40 +231,14 @@ def _finite_positive(value: Any) -> bool:
 # --- the math ------------------------------------------------------------------------------------
 
 
-def spread(price_y, price_x, hedge_ratio: float, intercept: float = 0.0):
-    """``ln(P_y) − β·ln(P_x) − a`` (scalars, arrays or aligned Series)."""
-    return np.log(price_y) - hedge_ratio * np.log(price_x) - intercept
-
-
 def garch_filter(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndarray, np.ndarray]:
-    """Conditional σ_t and standardized residuals of ``changes`` under fixed GARCH(1,1) parameters.
+    """Conditional σ_t and standardized residuals of ``changes`` under the pair's fixed parameters.
 
-    ``h_1`` = unconditional variance (sample variance if not stationary); a NaN change leaves the
-    variance to evolve without a shock (``ε² := h``) and gives a NaN residual.
-    Reference: Bollerslev (1986), "Generalized autoregressive conditional heteroskedasticity".
+    The same recursion as the GRU's training features (:func:`pairs_assets.quant.garch.filter_fixed`).
     """
-    r = np.asarray(changes, dtype="float64")
-    n = len(r)
-    sigma = np.full(n, np.nan)
-    resid = np.full(n, np.nan)
-    if n == 0:
-        return sigma, resid
-    eps = r - garch.mu
-    if garch.persistence < 1 and garch.omega > 0:
-        h = garch.omega / (1 - garch.persistence)
-    else:
-        finite = eps[np.isfinite(eps)]
-        h = float(np.var(finite)) if len(finite) > 1 else garch.sigma_forecast**2
-    for t in range(n):
-        sigma[t] = math.sqrt(h)
-        e = eps[t]
-        if math.isfinite(e):
-            resid[t] = e / sigma[t]
-            shock = e * e
-        else:
-            shock = h
-        h = garch.omega + garch.alpha * shock + garch.beta * h
-    return sigma, resid
+    return filter_fixed(
+        changes, mu=garch.mu, omega=garch.omega, alpha=garch.alpha, beta=garch.beta, fallback_sigma=garch.sigma_forecast
+    )
 
 
 def garch_zscore(spread_value: float, spread_mean: float, spread_std: float, garch: GarchParams) -> tuple[float, float, bool]:

@@ -140,3 +140,17 @@ def test_bad_inputs_raise_naming_the_field():
         fit_garch(returns, holdout=0)
     with pytest.raises(ValueError, match="scale"):
         fit_garch(returns, holdout=HOLDOUT, scale=-1.0)
+
+
+def test_training_features_and_the_live_filter_agree_exactly():
+    """gru_models' GARCH features and the signal job's filter run the same recursion on the same parameters."""
+    from pairs_assets.quant import signals
+    from pairs_assets.quant.garch import garch_filter
+
+    rng = np.random.default_rng(3)
+    returns = pd.Series(rng.standard_normal(800) * 0.01, index=pd.bdate_range("2019-01-01", periods=800))
+    frame, params = garch_filter(returns, fit_until=600)
+    live = signals.GarchParams(sigma_forecast=float("nan"), **params)
+    sigma, resid = signals.garch_filter(returns.to_numpy(), live)
+    np.testing.assert_array_equal(frame["garch_sigma"].to_numpy(), sigma)
+    np.testing.assert_array_equal(frame["garch_std_resid"].to_numpy(), resid)
