@@ -104,7 +104,8 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
     unknown = sorted(set(chosen) - set(all_sectors))
     if unknown:
         raise click.BadParameter(f"unknown sector(s) {', '.join(unknown)} (known: {', '.join(all_sectors)})")
-    if chosen != all_sectors and len(chosen) > 1 and chosen != all_sectors[all_sectors.index(chosen[0]) : all_sectors.index(chosen[-1]) + 1]:
+    # a partition range is a rectangle: the sectors must be a contiguous run of the sorted sectors
+    if chosen != all_sectors[all_sectors.index(chosen[0]) : all_sectors.index(chosen[-1]) + 1]:
         raise click.BadParameter("give one sector, all sectors, or a contiguous range of sectors")
     t0 = time.perf_counter()
     job = defs.resolve_implicit_global_asset_job_def()

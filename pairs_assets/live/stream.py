@@ -111,7 +111,7 @@ class StreamSettings:
 
     @classmethod
     def from_env(cls, symbols: Sequence[str], url: str | None = None, environ: dict | None = None, **kwargs) -> StreamSettings:
-        """Keys from the environment: Alpaca's for Alpaca; for a recycler its own (or Alpaca's, or a placeholder)."""
+        """Keys from the environment: Alpaca's for Alpaca; for a recycler its own, else Alpaca's, else an anonymous key (a recycler without credentials accepts any)."""
         env = os.environ if environ is None else environ
         if url is None:
             key, secret = env.get(ENV_API_KEY), env.get(ENV_SECRET_KEY)
