@@ -20,6 +20,12 @@ No duplicate, no lost bar:
 Sources: ``alpaca:<feed>-stream`` from Alpaca, ``recycler:<feed>`` from a recycler (so replayed
 bars never overwrite the originals they were replayed from); bars a recycler served under a
 stand-in symbol get ``…+proxy:<SYMBOL>``. Keys come from the environment and are never logged.
+
+Credentials by destination: Alpaca's keys (``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``) are sent
+only to Alpaca's own hosts over TLS (``wss://`` or ``https://`` to ``alpaca.markets`` or a
+subdomain, see ``is_alpaca_url``). Every other URL — a recycler, a stand-in, a plain ``ws://`` —
+gets the recycler's credentials (``PAIRS_RECYCLER_KEY`` / ``PAIRS_RECYCLER_SECRET``) or an
+anonymous placeholder, on the first connection, on every reconnect and on every backfill request.
 """
 
 from __future__ import annotations
@@ -52,6 +58,43 @@ ENV_RECYCLER_KEY = "PAIRS_RECYCLER_KEY"
 ENV_RECYCLER_SECRET = "PAIRS_RECYCLER_SECRET"
 #: Placeholder credentials sent to a recycler that checks none (Alpaca's client insists on some).
 ANONYMOUS_RECYCLER_KEY = "recycler"
+#: Alpaca's domain: its keys are sent to this host and its subdomains only, and only over TLS.
+ALPACA_DOMAIN = "alpaca.markets"
+
+
+def is_alpaca_url(url: str | None) -> bool:
+    """Whether ``url`` is one of Alpaca's own endpoints reached over TLS.
+
+    Parameters
+    ----------
+    url : str or None
+        A stream (``wss://``) or REST (``https://``) URL; ``None`` stands for alpaca-py's default
+        endpoint, which is Alpaca's (``wss://stream.data.alpaca.markets``, ``https://data.alpaca.markets``).
+
+    Returns
+    -------
+    bool
+        True only for the schemes ``wss``/``https`` and the host ``alpaca.markets`` or one of its
+        subdomains (the host as a URL parser reads it: user-info, paths and fragments do not count).
+    """
+    if url is None:
+        return True
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("wss", "https") and (host == ALPACA_DOMAIN or host.endswith("." + ALPACA_DOMAIN))
+
+
+def _history_url_for(url: str | None, historical_url: str | None) -> str | None:
+    """Base URL of the historical endpoint (None: Alpaca's) for a stream ``url``."""
+    if historical_url:
+        return historical_url
+    if is_alpaca_url(url):
+        return None
+    parts = urlsplit(url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
 
 
 class StreamError(PairsError, RuntimeError):
@@ -60,13 +103,19 @@ class StreamError(PairsError, RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class StreamSettings:
-    """What to subscribe to and where to write. ``url=None`` means Alpaca's own stream."""
+    """What to subscribe to and where to write. ``url=None`` means Alpaca's own stream.
+
+    ``api_key``/``secret_key`` are Alpaca's keys: sent only where ``is_alpaca_url`` holds.
+    ``recycler_key``/``recycler_secret`` go everywhere else (None: an anonymous placeholder).
+    """
 
     symbols: tuple[str, ...]
     url: str | None = None
     feed: str = "iex"
     api_key: str | None = dataclasses.field(default=None, repr=False)
     secret_key: str | None = dataclasses.field(default=None, repr=False)
+    recycler_key: str | None = dataclasses.field(default=None, repr=False)
+    recycler_secret: str | None = dataclasses.field(default=None, repr=False)
     source: str | None = None
     historical_url: str | None = None
     backfill_timeframe: str = "1Min"
@@ -87,9 +136,11 @@ class StreamSettings:
             raise StreamError(f"unknown feed {self.feed!r} (iex or sip)") from None
         if self.url is not None and urlsplit(self.url).scheme not in ("ws", "wss"):
             raise StreamError(f"stream url must start with ws:// or wss://, got {self.url!r}")
-        if self.url is None and not (self.api_key and self.secret_key):
+        needs_alpaca = is_alpaca_url(self.url) or (self.backfill and is_alpaca_url(self.history_url))
+        if needs_alpaca and not (self.api_key and self.secret_key):
+            where = "streaming from Alpaca" if is_alpaca_url(self.url) else "backfilling from Alpaca's historical endpoint"
             raise StreamError(
-                f"streaming from Alpaca needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment "
+                f"{where} needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment "
                 "(or use the recycler: `pairs stream --url ws://127.0.0.1:8765/v2/iex`)"
             )
 
@@ -97,28 +148,50 @@ class StreamSettings:
     def source_label(self) -> str:
         if self.source:
             return self.source
-        return f"alpaca:{self.feed}-stream" if self.url is None else f"recycler:{self.feed}"
+        return f"alpaca:{self.feed}-stream" if is_alpaca_url(self.url) else f"recycler:{self.feed}"
 
     @property
     def history_url(self) -> str | None:
         """Base URL of the historical endpoint used for backfills (None: Alpaca's)."""
-        if self.historical_url:
-            return self.historical_url
-        if self.url is None:
-            return None
-        parts = urlsplit(self.url)
-        return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+        return _history_url_for(self.url, self.historical_url)
+
+    def credentials_for(self, url: str | None) -> tuple[str, str]:
+        """(key, secret) to send to ``url``: Alpaca's keys only to Alpaca over TLS, else the recycler's."""
+        if is_alpaca_url(url):
+            if not (self.api_key and self.secret_key):
+                raise StreamError(f"Alpaca's endpoint needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment")
+            return self.api_key, self.secret_key
+        return self.recycler_key or ANONYMOUS_RECYCLER_KEY, self.recycler_secret or ANONYMOUS_RECYCLER_KEY
+
+    def stream_credentials(self) -> tuple[str, str]:
+        """(key, secret) for the websocket's auth message, on every (re)connection."""
+        return self.credentials_for(self.url)
+
+    def history_credentials(self) -> tuple[str, str]:
+        """(key, secret) for the historical endpoint's request headers (gap backfills)."""
+        return self.credentials_for(self.history_url)
 
     @classmethod
     def from_env(cls, symbols: Sequence[str], url: str | None = None, environ: dict | None = None, **kwargs) -> StreamSettings:
-        """Keys from the environment: Alpaca's for Alpaca; for a recycler its own, else Alpaca's, else an anonymous key (a recycler without credentials accepts any)."""
+        """Settings with credentials from the environment.
+
+        Alpaca's keys (``ALPACA_API_KEY``/``ALPACA_SECRET_KEY``) are read only when the stream or
+        the backfill endpoint is Alpaca's (``is_alpaca_url``) and are only ever sent there. Any
+        other URL gets ``PAIRS_RECYCLER_KEY``/``PAIRS_RECYCLER_SECRET``, or an anonymous
+        placeholder when they are unset (a recycler without credentials accepts any).
+        """
         env = os.environ if environ is None else environ
-        if url is None:
-            key, secret = env.get(ENV_API_KEY), env.get(ENV_SECRET_KEY)
-        else:
-            key = env.get(ENV_RECYCLER_KEY) or env.get(ENV_API_KEY) or ANONYMOUS_RECYCLER_KEY
-            secret = env.get(ENV_RECYCLER_SECRET) or env.get(ENV_SECRET_KEY) or ANONYMOUS_RECYCLER_KEY
-        return cls(symbols=tuple(symbols), url=url, api_key=key, secret_key=secret, **kwargs)
+        history = _history_url_for(url, kwargs.get("historical_url"))
+        alpaca = is_alpaca_url(url) or (kwargs.get("backfill", True) and is_alpaca_url(history))
+        return cls(
+            symbols=tuple(symbols),
+            url=url,
+            api_key=env.get(ENV_API_KEY) if alpaca else None,
+            secret_key=env.get(ENV_SECRET_KEY) if alpaca else None,
+            recycler_key=env.get(ENV_RECYCLER_KEY) or None,
+            recycler_secret=env.get(ENV_RECYCLER_SECRET) or None,
+            **kwargs,
+        )
 
 
 @dataclasses.dataclass
@@ -195,9 +268,10 @@ class StreamIngestor:
 
     def _make_stream(self) -> _ObservedStockDataStream:
         s = self.settings
+        key, secret = s.stream_credentials()  # Alpaca's keys only for Alpaca's own host over TLS
         stream = _ObservedStockDataStream(
-            s.api_key,
-            s.secret_key,
+            key,
+            secret,
             raw_data=True,
             feed=DataFeed(s.feed),
             url_override=s.url,
@@ -282,9 +356,8 @@ class StreamIngestor:
         if self._history_client is None:
             from alpaca.data.historical import StockHistoricalDataClient
 
-            self._history_client = StockHistoricalDataClient(
-                self.settings.api_key, self.settings.secret_key, raw_data=True, url_override=self.settings.history_url
-            )
+            key, secret = self.settings.history_credentials()  # never Alpaca's keys to a foreign host
+            self._history_client = StockHistoricalDataClient(key, secret, raw_data=True, url_override=self.settings.history_url)
         return self._history_client
 
     def _backfill(self) -> None:

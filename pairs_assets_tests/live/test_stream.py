@@ -162,5 +162,6 @@ def test_stream_settings_are_checked():
     assert alpaca.source_label == "alpaca:iex-stream" and alpaca.history_url is None
     assert "SUPERSECRET" not in repr(alpaca) and "AKXYZ" not in repr(alpaca)
     replay = StreamSettings.from_env(["KO"], url="ws://127.0.0.1:8765/v2/iex", environ={})
-    assert replay.api_key == "recycler" and replay.source_label == "recycler:iex"
+    assert replay.stream_credentials() == ("recycler", "recycler") and replay.api_key is None
+    assert replay.source_label == "recycler:iex"
     assert replay.history_url == "http://127.0.0.1:8765"
