@@ -1,0 +1,348 @@
+"""Summary statistics of an executed walk-forward: Sharpe, drawdown, trade statistics, deflated Sharpe.
+
+Inputs are the two frames of :class:`pairs_assets.quant.walkforward.execution.ExecutionResult`:
+``daily`` (per session: pnl, turnover, n_positions, …) and ``trades`` (per trade: pnl, holding,
+entry_exec, …). P&L is in units of capital (capital fixed at 1, no compounding), so returns are
+additive: annualised return = mean daily P&L × periods_per_year.
+
+The deflated Sharpe ratio (Bailey & López de Prado 2014) is the probabilistic Sharpe ratio
+(Bailey & López de Prado 2012) of the observed Sharpe against the Sharpe one would expect from the
+best of ``n_trials`` independent strategies with no skill:
+
+* ``PSR(SR*) = Φ( (SR − SR*)·√(T − 1) / √(1 − γ₃·SR + (γ₄ − 1)/4·SR²) )`` with SR the
+  per-period (not annualised) Sharpe ratio, T the number of observations, γ₃ the skewness and γ₄
+  the (non-excess) kurtosis of the returns;
+* ``SR* = √V·((1 − γ)·Φ⁻¹(1 − 1/N) + γ·Φ⁻¹(1 − 1/(N·e)))``, γ ≈ 0.5772 the Euler-Mascheroni
+  constant, N = n_trials, V the variance of the trials' Sharpe ratios (SR* = 0 for N = 1).
+
+When the trials' Sharpe ratios are not known, V defaults to the sampling variance of the Sharpe
+estimator itself, ``(1 − γ₃·SR + (γ₄ − 1)/4·SR²)/(T − 1)`` (Mertens 2002; the squared
+denominator of the PSR): the dispersion trial Sharpes would have if every trial were the same
+skill-less strategy observed with fresh noise. Pass ``sharpe_variance`` (per-period units) when the
+trials' Sharpe ratios are available.
+
+References: Bailey & López de Prado (2014), "The Deflated Sharpe Ratio: Correcting for Selection
+Bias, Backtest Overfitting and Non-Normality", Journal of Portfolio Management 40(5); Bailey &
+López de Prado (2012), "The Sharpe Ratio Efficient Frontier", Journal of Risk 15(2); Mertens
+(2002), "Comments on variance of the IID estimator in Lo (2002)".
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kurtosis, norm, skew
+
+__all__ = [
+    "DEFAULT_PERIODS",
+    "EULER_MASCHERONI",
+    "SUMMARY_KEYS",
+    "by_period",
+    "deflated_sharpe_ratio",
+    "expected_maximum_sharpe",
+    "probabilistic_sharpe_ratio",
+    "sharpe_estimator_variance",
+    "summarize",
+]
+
+EULER_MASCHERONI = 0.5772156649015329
+SUMMARY_KEYS = [
+    "sharpe",
+    "ann_return",
+    "ann_vol",
+    "max_drawdown",
+    "trades",
+    "avg_holding",
+    "hit_rate",
+    "turnover",
+    "exposure",
+    "t_stat",
+    "deflated_sharpe",
+]
+DEFAULT_PERIODS: tuple[tuple[str, str, str], ...] = (
+    ("1995-2005", "1995-01-01", "2005-12-31"),
+    ("2006-2015", "2006-01-01", "2015-12-31"),
+    ("2016-2022", "2016-01-01", "2022-12-31"),
+)
+
+
+def sharpe_estimator_variance(sharpe: float, n_obs: int, skewness: float, kurt: float) -> float:
+    """Sampling variance of a per-period Sharpe ratio estimate under non-normal returns.
+
+    Parameters
+    ----------
+    sharpe : float
+        Per-period (not annualised) Sharpe ratio estimate.
+    n_obs : int
+        Number of return observations T.
+    skewness, kurt : float
+        Skewness γ₃ and non-excess kurtosis γ₄ of the returns (3 for normal returns).
+
+    Returns
+    -------
+    float
+        ``(1 − γ₃·SR + (γ₄ − 1)/4·SR²)/(T − 1)``; NaN when T < 2 or the numerator is not positive.
+
+    References
+    ----------
+    Mertens (2002); Bailey & López de Prado (2012), eq. for the PSR's denominator.
+    """
+    numerator = 1.0 - skewness * sharpe + (kurt - 1.0) / 4.0 * sharpe**2
+    if n_obs < 2 or not numerator > 0.0:
+        return math.nan
+    return numerator / (n_obs - 1)
+
+
+def probabilistic_sharpe_ratio(sharpe: float, benchmark: float, n_obs: int, skewness: float, kurt: float) -> float:
+    """Probability that the true Sharpe ratio exceeds ``benchmark`` given the estimate ``sharpe``.
+
+    Parameters
+    ----------
+    sharpe, benchmark : float
+        Estimated and benchmark Sharpe ratios, per period (not annualised).
+    n_obs : int
+        Number of return observations T.
+    skewness, kurt : float
+        Skewness and non-excess kurtosis of the returns.
+
+    Returns
+    -------
+    float
+        ``Φ((SR − SR*)·√(T − 1) / √(1 − γ₃·SR + (γ₄ − 1)/4·SR²))``; NaN when undefined.
+
+    References
+    ----------
+    Bailey & López de Prado (2012), "The Sharpe Ratio Efficient Frontier".
+    """
+    variance = sharpe_estimator_variance(sharpe, n_obs, skewness, kurt)
+    if not (math.isfinite(variance) and math.isfinite(benchmark) and math.isfinite(sharpe)):
+        return math.nan
+    return float(norm.cdf((sharpe - benchmark) / math.sqrt(variance)))
+
+
+def expected_maximum_sharpe(n_trials: int, sharpe_variance: float) -> float:
+    """Expected maximum of ``n_trials`` independent skill-less Sharpe ratios with variance ``sharpe_variance``.
+
+    Parameters
+    ----------
+    n_trials : int
+        Number of independent configurations tried (N ≥ 1).
+    sharpe_variance : float
+        Variance V of the trials' Sharpe ratios (per-period units), ≥ 0.
+
+    Returns
+    -------
+    float
+        ``√V·((1 − γ)·Φ⁻¹(1 − 1/N) + γ·Φ⁻¹(1 − 1/(N·e)))`` with γ the Euler-Mascheroni constant;
+        0 for N = 1 (no selection).
+
+    References
+    ----------
+    Bailey & López de Prado (2014), eq. (the "False Strategy" theorem's approximation).
+    """
+    if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1:
+        raise ValueError(f"n_trials must be an integer >= 1, got {n_trials!r}")
+    if not sharpe_variance >= 0.0:
+        raise ValueError(f"sharpe_variance must be >= 0, got {sharpe_variance!r}")
+    if n_trials == 1:
+        return 0.0
+    quantiles = (1.0 - EULER_MASCHERONI) * norm.ppf(1.0 - 1.0 / n_trials) + EULER_MASCHERONI * norm.ppf(
+        1.0 - 1.0 / (n_trials * math.e)
+    )
+    return float(math.sqrt(sharpe_variance) * quantiles)
+
+
+def deflated_sharpe_ratio(
+    sharpe: float,
+    n_obs: int,
+    skewness: float,
+    kurt: float,
+    n_trials: int = 1,
+    sharpe_variance: float | None = None,
+) -> float:
+    """Deflated Sharpe ratio: the PSR of ``sharpe`` against the expected best of ``n_trials``.
+
+    Parameters
+    ----------
+    sharpe : float
+        Per-period (not annualised) Sharpe ratio of the selected strategy.
+    n_obs : int
+        Number of return observations T.
+    skewness, kurt : float
+        Skewness and non-excess kurtosis of its returns.
+    n_trials : int
+        Number of independent configurations tried (N ≥ 1).
+    sharpe_variance : float, optional
+        Variance of the trials' per-period Sharpe ratios. Default: the estimator's own sampling
+        variance :func:`sharpe_estimator_variance` (see the module docstring).
+
+    Returns
+    -------
+    float
+        ``PSR(SR*)`` with ``SR* = expected_maximum_sharpe(n_trials, V)``, a probability in [0, 1];
+        NaN when the inputs do not define it (T < 2, non-finite moments).
+
+    References
+    ----------
+    Bailey & López de Prado (2014), "The Deflated Sharpe Ratio", Journal of Portfolio Management 40(5).
+    """
+    if sharpe_variance is None:
+        sharpe_variance = sharpe_estimator_variance(sharpe, n_obs, skewness, kurt)
+        if not math.isfinite(sharpe_variance):
+            return math.nan
+    benchmark = expected_maximum_sharpe(n_trials, sharpe_variance)
+    return probabilistic_sharpe_ratio(sharpe, benchmark, n_obs, skewness, kurt)
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s): {missing}")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator <= 0.0:
+        return math.nan
+    return numerator / denominator
+
+
+def summarize(
+    daily: pd.DataFrame,
+    trades: pd.DataFrame,
+    n_trials: int = 1,
+    periods_per_year: int = 252,
+    sharpe_variance: float | None = None,
+) -> dict[str, float]:
+    """Summary statistics of one executed strategy (:data:`SUMMARY_KEYS`).
+
+    Parameters
+    ----------
+    daily : DataFrame
+        Per-session ``pnl`` (net), ``turnover`` and ``n_positions`` (``ExecutionResult.daily``).
+    trades : DataFrame
+        Per-trade ``pnl`` (net) and ``holding`` (``ExecutionResult.trades``).
+    n_trials : int
+        Configurations tried, for the deflated Sharpe ratio.
+    periods_per_year : int
+        Annualisation factor (252 sessions).
+    sharpe_variance : float, optional
+        Variance of the trials' per-period Sharpe ratios for the deflated Sharpe ratio (default: see
+        :func:`deflated_sharpe_ratio`).
+
+    Returns
+    -------
+    dict
+        ``sharpe`` (mean/std(ddof=1)·√periods_per_year of daily net P&L), ``ann_return``
+        (mean·periods_per_year), ``ann_vol`` (std·√periods_per_year), ``max_drawdown`` (largest fall
+        of cumulative P&L from its running peak, starting at 0; ≥ 0), ``trades`` (count),
+        ``avg_holding`` (mean sessions held), ``hit_rate`` (share of trades with net P&L > 0),
+        ``turnover`` (mean daily traded notional·periods_per_year), ``exposure`` (share of sessions
+        with a position held at the close), ``t_stat`` (mean/(std(ddof=1)/√n) of trade net P&L),
+        ``deflated_sharpe`` (:func:`deflated_sharpe_ratio` of the daily per-period Sharpe with the
+        sample skewness and kurtosis (biased moments) of daily P&L). Undefined values (no sessions,
+        no trades, zero variance) are NaN.
+
+    References
+    ----------
+    Sharpe (1966); Bailey & López de Prado (2014).
+    """
+    _require(daily, ["pnl", "turnover", "n_positions"], "daily")
+    _require(trades, ["pnl", "holding"], "trades")
+    if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, numbers.Real) or not periods_per_year > 0:
+        raise ValueError(f"periods_per_year must be a positive number, got {periods_per_year!r}")
+    pnl = daily["pnl"].to_numpy(dtype=float)
+    n_obs = pnl.size
+    if n_obs and not np.isfinite(pnl).all():
+        raise ValueError("daily pnl contains NaN or infinite values")
+    mean = float(pnl.mean()) if n_obs else math.nan
+    std = float(pnl.std(ddof=1)) if n_obs >= 2 else math.nan
+    per_period_sharpe = _ratio(mean, std)
+    if n_obs >= 2 and std > 0.0:
+        deflated = deflated_sharpe_ratio(
+            per_period_sharpe,
+            n_obs,
+            float(skew(pnl, bias=True)),
+            float(kurtosis(pnl, fisher=False, bias=True)),
+            n_trials=n_trials,
+            sharpe_variance=sharpe_variance,
+        )
+    else:
+        expected_maximum_sharpe(n_trials, 0.0)  # validates n_trials even when the DSR is undefined
+        deflated = math.nan
+    if n_obs:
+        cumulative = np.concatenate([[0.0], np.cumsum(pnl)])
+        max_drawdown = float(np.max(np.maximum.accumulate(cumulative) - cumulative))
+    else:
+        max_drawdown = math.nan
+
+    trade_pnl = trades["pnl"].to_numpy(dtype=float)
+    n_trades = trade_pnl.size
+    trade_std = float(trade_pnl.std(ddof=1)) if n_trades >= 2 else math.nan
+    return {
+        "sharpe": per_period_sharpe * math.sqrt(periods_per_year),
+        "ann_return": mean * periods_per_year,
+        "ann_vol": std * math.sqrt(periods_per_year),
+        "max_drawdown": max_drawdown,
+        "trades": int(n_trades),
+        "avg_holding": float(trades["holding"].to_numpy(dtype=float).mean()) if n_trades else math.nan,
+        "hit_rate": float(np.mean(trade_pnl > 0.0)) if n_trades else math.nan,
+        "turnover": float(daily["turnover"].to_numpy(dtype=float).mean()) * periods_per_year if n_obs else math.nan,
+        "exposure": float(np.mean(daily["n_positions"].to_numpy() > 0)) if n_obs else math.nan,
+        "t_stat": _ratio(float(trade_pnl.mean()), trade_std / math.sqrt(n_trades)) if n_trades >= 2 else math.nan,
+        "deflated_sharpe": deflated,
+    }
+
+
+def by_period(
+    daily: pd.DataFrame,
+    trades: pd.DataFrame,
+    periods: Sequence[tuple[str, object, object]] = DEFAULT_PERIODS,
+    n_trials: int = 1,
+    periods_per_year: int = 252,
+    sharpe_variance: float | None = None,
+) -> dict[str, dict[str, float]]:
+    """:func:`summarize` per sub-period.
+
+    Parameters
+    ----------
+    daily, trades : DataFrame
+        As for :func:`summarize`; ``daily`` indexed by session and ``trades`` with ``entry_exec``.
+    periods : sequence of (label, start, end)
+        Inclusive date bounds (anything ``pd.Timestamp`` reads); default :data:`DEFAULT_PERIODS`
+        (1995–2005, 2006–2015, 2016–2022).
+    n_trials, periods_per_year, sharpe_variance
+        As for :func:`summarize`.
+
+    Returns
+    -------
+    dict
+        ``{label: summary}`` in the order given. Daily statistics use the sessions within the
+        bounds; a trade belongs to the period of its entry execution (``entry_exec``). A period
+        without sessions gets NaN statistics and 0 trades.
+    """
+    _require(daily, ["pnl", "turnover", "n_positions"], "daily")
+    _require(trades, ["pnl", "holding", "entry_exec"], "trades")
+    if not isinstance(daily.index, pd.DatetimeIndex):
+        raise TypeError(f"daily.index must be a DatetimeIndex, got {type(daily.index).__name__}")
+    labels = [label for label, _, _ in periods]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"period labels must be unique, got {labels}")
+    entry_exec = pd.to_datetime(trades["entry_exec"])
+    result = {}
+    for label, start, end in periods:
+        first, last = pd.Timestamp(start), pd.Timestamp(end)
+        if first > last:
+            raise ValueError(f"period {label!r}: start {first.date()} is after end {last.date()}")
+        in_days = (daily.index >= first) & (daily.index <= last)
+        in_trades = ((entry_exec >= first) & (entry_exec <= last)).to_numpy()
+        result[str(label)] = summarize(
+            daily.loc[in_days], trades.loc[in_trades], n_trials=n_trials, periods_per_year=periods_per_year,
+            sharpe_variance=sharpe_variance,
+        )
+    return result
