@@ -2,13 +2,12 @@
 
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, reasons_table, stopwatch, universe
-from pairs_assets.quant.cointegration import find_cointegrated_pairs
 from pairs_assets.quant.prices import find_unusable_symbols
+from pairs_assets.quant.stages import cointegration_stage
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
@@ -38,16 +37,7 @@ def cointegrated_pairs(
             store, bar_source.source_name, symbols, date, strategy.formation_window, partition=context.partition_key
         )
         excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)
-        usable = [s for s in window.closes.columns if s not in excluded]
-        log_prices = np.log(window.closes[usable])
-        result = find_cointegrated_pairs(
-            log_prices,
-            correlation_matrix,
-            correlation_min=strategy.correlation_min,
-            pvalue_max=strategy.eg_pvalue_max,
-            require_both_orderings=strategy.eg_require_both_orderings,
-            fdr_alpha=strategy.fdr_alpha,
-        )
+        result, log_prices = cointegration_stage(window.closes, correlation_matrix, strategy)
         pairs = result.pairs
         check_results = checks.cointegrated_pairs_results(pairs, log_prices, strategy)
     rejected = dict(zip(result.rejected["pair_id"], result.rejected["reason"])) if not result.rejected.empty else {}

@@ -6,8 +6,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, reasons_table, stopwatch, universe
-from pairs_assets.quant.correlation import correlation_long
-from pairs_assets.quant.prices import find_unusable_symbols
+from pairs_assets.quant.stages import correlation_stage
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
@@ -30,9 +29,8 @@ def correlation_matrix(
         window = read_window(
             store, bar_source.source_name, symbols, date, strategy.formation_window, partition=context.partition_key
         )
-        excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)
-        usable = [s for s in window.closes.columns if s not in excluded]
-        matrix = correlation_long(window.closes[usable])
+        stage = correlation_stage(window.closes, strategy)
+        matrix, excluded, usable = stage.matrix, stage.excluded, stage.usable
     note = (
         f"sector {sector} has {len(usable)} usable symbol(s): no pairs to correlate"
         if len(usable) < 2

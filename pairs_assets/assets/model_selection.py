@@ -2,19 +2,14 @@
 
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, stopwatch
-from pairs_assets.quant.backtest import recent_backtest
-from pairs_assets.quant.scoring import score_models
+from pairs_assets.quant.stages import selection_stage
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
-
-BACKTEST_COLUMNS = ["pair_id", "sharpe", "total_return", "n_trades", "hit_rate", "max_drawdown"]
-
 
 @dg.asset(
     partitions_def=partitions.daily_partitions_def(),
@@ -44,32 +39,13 @@ def model_selection(
 ):
     date, _sector = partition_parts(context)
     with stopwatch() as timer:
-        backtests = []
-        window_label = "n/a (no pairs)"
+        window_label, closes = "n/a (no pairs)", None
         if not cointegrated_pairs.empty:
             legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
             n = strategy.backtest_window + strategy.formation_window
             window = read_window(store, bar_source.source_name, legs, date, n, partition=context.partition_key)
-            window_label = window.label
-            for pair in cointegrated_pairs.itertuples():
-                result = recent_backtest(
-                    np.log(window.closes[pair.y].to_numpy()),
-                    np.log(window.closes[pair.x].to_numpy()),
-                    test_window=strategy.backtest_window,
-                    formation_window=strategy.formation_window,
-                    entry_z=strategy.entry_z,
-                    exit_z=strategy.exit_z,
-                    stop_z=strategy.stop_z,
-                )
-                backtests.append({"pair_id": pair.pair_id, **{c: getattr(result, c) for c in BACKTEST_COLUMNS[1:]}})
-        backtest_frame = pd.DataFrame(backtests, columns=BACKTEST_COLUMNS)
-        scores = score_models(
-            garch_models,
-            backtest_frame,
-            weights=tuple(strategy.score_weights),
-            threshold=strategy.score_min,
-            diag_alpha=strategy.diagnostics_alpha,
-        )
+            window_label, closes = window.label, window.closes
+        scores, backtest_frame = selection_stage(closes, cointegrated_pairs, garch_models, strategy)
         check_results = checks.model_selection_results(scores, strategy)
     shown = scores.merge(backtest_frame[["pair_id", "sharpe", "n_trades"]], on="pair_id", how="left")
     yield dg.Output(

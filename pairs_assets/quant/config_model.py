@@ -1,0 +1,234 @@
+"""The trading config: one typed model for the writer, the signal reader, the walk-forward and the tests.
+
+A trading config is what the trading side reads for the session after the as-of session: the
+selected pairs of one sector with their legs, hedge ratio, spread statistics, GARCH parameters,
+levels, sizing, scores and (optionally) the GRU that gates entries. It is written as canonical
+JSON (sorted keys, no wall-clock field) so the same inputs give a byte-identical file.
+
+``schema_version`` is checked on read: a document of an unknown version is refused with
+:class:`TradingConfigError` instead of being half-understood. Floats that are not finite are
+stored as ``null`` (JSON has no NaN).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from pairs_assets.errors import PairsError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "FeatureGarch",
+    "GarchBlock",
+    "Levels",
+    "ModelBlock",
+    "PairConfig",
+    "RiskBlock",
+    "Scores",
+    "Sizing",
+    "Thresholds",
+    "TradingConfig",
+    "TradingConfigError",
+    "Windows",
+    "clean_float",
+]
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+
+
+class TradingConfigError(PairsError, ValueError):
+    """A trading config document cannot be read: unknown schema version, missing or bad field."""
+
+
+def clean_float(value: Any) -> float | None:
+    """A JSON-safe float: numpy scalars → float, NaN/inf/None → None."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class _Block(BaseModel):
+    # Unknown keys are refused: a typo in a writer or a hand-edited file must not pass silently.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Floats(_Block):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_scalars(cls, value: Any) -> Any:
+        # numpy scalars → Python; non-finite floats → None (JSON has no NaN)
+        if isinstance(value, np.bool_):
+            return bool(value)
+        if isinstance(value, np.integer):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            return clean_float(value)
+        return value
+
+
+class GarchBlock(_Floats):
+    """GARCH(1,1) of the spread's daily changes (input units): parameters, 1-step σ, σ_∞."""
+
+    mu: float | None
+    omega: float | None
+    alpha: float | None
+    beta: float | None
+    persistence: float | None
+    sigma_forecast: float | None
+    unconditional_sigma: float | None
+
+
+class Levels(_Floats):
+    entry_z: float
+    exit_z: float
+    stop_z: float
+
+
+class Sizing(_Floats):
+    """Leg fractions of equity from :func:`pairs_assets.quant.sizing.pair_sizing`."""
+
+    y_fraction: float | None
+    x_fraction: float | None
+    gross_fraction: float | None
+    pair_vol_target: float | None
+    expected_daily_vol: float | None
+
+
+class Scores(_Floats):
+    aic_score: float | None
+    forecast_score: float | None
+    backtest_score: float | None
+    diagnostic_score: float | None
+    composite: float | None
+    rank: int
+
+
+class FeatureGarch(_Floats):
+    """The GARCH parameters behind the GRU's σ / residual features (fitted before its test slice)."""
+
+    mu: float | None
+    omega: float | None
+    alpha: float | None
+    beta: float | None
+
+
+class ModelBlock(_Floats):
+    """The registered GRU that gates this pair's entries."""
+
+    name: str
+    version: str
+    mlflow_run_id: str | None
+    probability_threshold: float | None
+    beats_baselines: bool
+    test_f1: float | None
+    best_baseline_f1: float | None
+    feature_garch: FeatureGarch
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class PairConfig(_Floats):
+    """One selected pair: y is the dependent leg, spread = ln(P_y) − hedge_ratio·ln(P_x) − intercept."""
+
+    pair_id: str
+    y: str
+    x: str
+    hedge_ratio: float
+    intercept: float
+    spread_mean: float
+    spread_std: float
+    half_life: float | None
+    correlation: float | None
+    eg_pvalue: float | None
+    garch: GarchBlock
+    levels: Levels
+    sizing: Sizing
+    scores: Scores
+    model: ModelBlock | None
+    model_note: str
+
+
+class Thresholds(_Floats):
+    correlation_min: float
+    eg_pvalue_max: float
+    score_min: float
+
+
+class Windows(_Block):
+    formation: int
+    garch: int
+    backtest: int
+    gru: int
+
+
+class RiskBlock(_Floats):
+    max_portfolio_risk: float
+    max_position: float
+    target_daily_vol: float
+
+
+class TradingConfig(_Block):
+    """A sector's trading config for ``effective_session`` (the session after ``as_of_session``)."""
+
+    schema_version: int
+    as_of_session: str
+    effective_session: str
+    sector: str
+    source: str
+    symbols: list[str]
+    input_fingerprint: str
+    thresholds: Thresholds
+    windows: Windows
+    risk: RiskBlock
+    pairs: list[PairConfig]
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(
+                f"unknown trading config schema_version {value}; this version of pairs_assets reads "
+                f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
+            )
+        return value
+
+    @classmethod
+    def parse(cls, document: dict | str | bytes, *, where: str = "trading config") -> TradingConfig:
+        """Validate a document (dict or JSON text); :class:`TradingConfigError` names the field at fault."""
+        try:
+            data = json.loads(document) if isinstance(document, (str, bytes)) else document
+        except json.JSONDecodeError as exc:
+            raise TradingConfigError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise TradingConfigError(f"{where}: a trading config is a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise TradingConfigError(
+                f"{where}: unknown schema_version {version!r}; this version of pairs_assets reads "
+                f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            raise TradingConfigError(f"{where}: field {field}: {first['msg']} ({exc.error_count()} error(s))") from None
+
+    def document(self) -> dict:
+        """The plain JSON-ready dict (what the store's ``trading_configs`` row and the file hold)."""
+        return self.model_dump(mode="json")
+
+    def to_json_bytes(self) -> bytes:
+        """Canonical JSON: sorted keys, 2-space indent, no NaN, trailing newline."""
+        return (json.dumps(self.document(), sort_keys=True, indent=2, allow_nan=False) + "\n").encode()

@@ -1,0 +1,261 @@
+"""The daily graph's stage logic as pure functions: one implementation for the assets and the walk-forward.
+
+Each function takes the closes window its stage reads (sessions × symbols, ending at the as-of
+session) and the strategy settings (any object with the fields of
+:class:`pairs_assets.settings.StrategySettings`), and returns exactly what the asset stores. The
+Dagster assets read the window from the market data store and call these; the walk-forward slices
+the same windows from one in-memory panel and calls them too, so replaying 30 years and
+materializing one partition cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pairs_assets.quant.backtest import recent_backtest
+from pairs_assets.quant.cointegration import CointegrationResult, find_cointegrated_pairs, spread
+from pairs_assets.quant.config_model import SCHEMA_VERSION, TradingConfig
+from pairs_assets.quant.correlation import correlation_long
+from pairs_assets.quant.garch import fit_garch, unconditional_sigma
+from pairs_assets.quant.prices import find_unusable_symbols
+from pairs_assets.quant.scoring import forecast_score, score_models
+from pairs_assets.quant.sizing import pair_sizing
+
+__all__ = [
+    "BACKTEST_COLUMNS",
+    "GARCH_COLUMNS",
+    "GARCH_MIN_OBS",
+    "CorrelationStage",
+    "build_trading_config",
+    "cointegration_stage",
+    "correlation_stage",
+    "empty_garch_frame",
+    "garch_stage",
+    "selection_stage",
+    "spread_returns",
+]
+
+GARCH_COLUMNS = [
+    "pair_id", "mu", "omega", "alpha", "beta", "persistence", "loglik", "aic", "bic", "sigma_forecast",
+    "forecast_score", "ljung_box_p", "arch_lm_p", "converged", "n_obs",
+    # beyond the contract: what the scores and the trading side need
+    "aic_constant", "bic_constant", "qlike_garch", "qlike_naive", "forecast_ratio", "unconditional_sigma",
+    "convergence_message", "scale",
+]
+BACKTEST_COLUMNS = ["pair_id", "sharpe", "total_return", "n_trades", "hit_rate", "max_drawdown"]
+#: Fewest spread returns a GARCH(1,1) is fitted on (the StrategySettings garch_window minimum).
+GARCH_MIN_OBS = 500
+
+
+@dataclass(frozen=True)
+class CorrelationStage:
+    """correlation_matrix's output and what it excluded."""
+
+    matrix: pd.DataFrame
+    excluded: dict[str, str]
+    usable: list[str]
+
+
+def correlation_stage(closes: pd.DataFrame, strategy: Any) -> CorrelationStage:
+    """Log-return correlations of the usable symbols of a formation window (``correlation_matrix``)."""
+    excluded = find_unusable_symbols(closes, max_flat_fraction=strategy.max_flat_fraction)
+    usable = [s for s in closes.columns if s not in excluded]
+    return CorrelationStage(matrix=correlation_long(closes[usable]), excluded=excluded, usable=usable)
+
+
+def cointegration_stage(
+    closes: pd.DataFrame, correlation_matrix: pd.DataFrame, strategy: Any
+) -> tuple[CointegrationResult, pd.DataFrame]:
+    """Engle-Granger screen of the correlated pairs of a formation window (``cointegrated_pairs``).
+
+    Returns the :class:`CointegrationResult` and the log prices it tested (the gate re-tests them).
+    """
+    excluded = find_unusable_symbols(closes, max_flat_fraction=strategy.max_flat_fraction)
+    usable = [s for s in closes.columns if s not in excluded]
+    log_prices = np.log(closes[usable])
+    result = find_cointegrated_pairs(
+        log_prices,
+        correlation_matrix,
+        correlation_min=strategy.correlation_min,
+        pvalue_max=strategy.eg_pvalue_max,
+        require_both_orderings=strategy.eg_require_both_orderings,
+        fdr_alpha=strategy.fdr_alpha,
+    )
+    return result, log_prices
+
+
+def spread_returns(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
+    """Daily changes of the spread log(y) − β·log(x) − α (the formation window's β and α)."""
+    return spread(closes[y], closes[x], hedge_ratio, intercept).diff().dropna()
+
+
+def empty_garch_frame() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in GARCH_COLUMNS})
+    return frame.astype({"pair_id": object, "converged": bool, "n_obs": "int64", "convergence_message": object})
+
+
+def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> pd.DataFrame:
+    """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
+
+    ``closes`` holds the pairs' legs over ``garch_window + 1`` sessions ending at the as-of session.
+    """
+    if pairs.empty:
+        return empty_garch_frame()
+    rows = []
+    for pair in pairs.itertuples():
+        returns = spread_returns(closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
+        fit = fit_garch(returns.to_numpy(), holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS)
+        row = {"pair_id": pair.pair_id, **fit.as_dict()}
+        row["forecast_score"] = float(forecast_score(fit.forecast_ratio))
+        row["unconditional_sigma"] = unconditional_sigma(fit.omega, fit.alpha, fit.beta)
+        rows.append(row)
+    return pd.DataFrame(rows)[GARCH_COLUMNS]
+
+
+def selection_stage(
+    closes: pd.DataFrame, pairs: pd.DataFrame, garch: pd.DataFrame, strategy: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Recent backtest and composite score of each pair (``model_selection``): (scores, backtests).
+
+    ``closes`` holds the legs over ``backtest_window + formation_window`` sessions ending at the
+    as-of session (unused when there are no pairs).
+    """
+    backtests = []
+    for pair in pairs.itertuples():
+        result = recent_backtest(
+            np.log(closes[pair.y].to_numpy()),
+            np.log(closes[pair.x].to_numpy()),
+            test_window=strategy.backtest_window,
+            formation_window=strategy.formation_window,
+            entry_z=strategy.entry_z,
+            exit_z=strategy.exit_z,
+            stop_z=strategy.stop_z,
+        )
+        backtests.append({"pair_id": pair.pair_id, **{c: getattr(result, c) for c in BACKTEST_COLUMNS[1:]}})
+    backtest_frame = pd.DataFrame(backtests, columns=BACKTEST_COLUMNS)
+    scores = score_models(
+        garch,
+        backtest_frame,
+        weights=tuple(strategy.score_weights),
+        threshold=strategy.score_min,
+        diag_alpha=strategy.diagnostics_alpha,
+    )
+    return scores, backtest_frame
+
+
+def _model_block(row: Any) -> tuple[dict | None, str]:
+    status = getattr(row, "status", None)
+    if status != "trained":
+        return None, f"no model: {getattr(row, 'reason', None) or 'not trained'}"
+    return (
+        {
+            "name": row.model_name,
+            "version": str(row.model_version),
+            "mlflow_run_id": row.mlflow_run_id,
+            "probability_threshold": row.probability_threshold,
+            "beats_baselines": bool(row.beats_baselines),
+            "test_f1": row.test_f1,
+            "best_baseline_f1": row.best_baseline_f1,
+            # the GARCH parameters behind the GRU's σ / residual features (fitted before its test
+            # slice); the signal job filters the live spread with these, as in training
+            "feature_garch": {k: getattr(row, f"feature_garch_{k}") for k in ["mu", "omega", "alpha", "beta"]},
+        },
+        "trained",
+    )
+
+
+def build_trading_config(
+    *,
+    as_of: str,
+    effective_session: str,
+    sector: str,
+    source: str,
+    symbols: tuple[str, ...] | list[str],
+    pairs: pd.DataFrame,
+    garch: pd.DataFrame,
+    scores: pd.DataFrame,
+    models: pd.DataFrame | None,
+    formation_closes: pd.DataFrame,
+    strategy: Any,
+    fingerprint: str,
+) -> TradingConfig:
+    """The trading config (``trading_config``) for the selected pairs, best rank first.
+
+    ``models`` is the gru_models output (None: no GRU stage in this run, every pair trades ungated).
+    Spread mean and σ are those of the formation window's spread; sizing is
+    :func:`pairs_assets.quant.sizing.pair_sizing` on the GARCH 1-step σ.
+    """
+    selected = scores[scores["selected"]].sort_values("rank") if not scores.empty else scores
+    merged = selected.merge(pairs, on="pair_id").merge(garch, on="pair_id", suffixes=("", "_garch"))
+    if models is not None and not models.empty:
+        merged = merged.merge(models, on="pair_id", how="left", suffixes=("", "_gru"))
+    entries = []
+    for row in merged.itertuples():
+        pair_spread = spread(formation_closes[row.y], formation_closes[row.x], row.hedge_ratio, row.intercept)
+        sizing = pair_sizing(
+            sigma_forecast=row.sigma_forecast,
+            hedge_ratio=row.hedge_ratio,
+            target_daily_vol=strategy.target_daily_vol,
+            max_position=strategy.max_position,
+            max_portfolio_risk=strategy.max_portfolio_risk,
+            n_pairs=len(merged),
+        )
+        model, model_note = (None, "no GRU stage in this run") if models is None else _model_block(row)
+        entries.append(
+            {
+                "pair_id": row.pair_id,
+                "y": row.y,
+                "x": row.x,
+                "hedge_ratio": row.hedge_ratio,
+                "intercept": row.intercept,
+                "spread_mean": pair_spread.mean(),
+                "spread_std": pair_spread.std(ddof=1),
+                "half_life": row.half_life,
+                "correlation": row.correlation,
+                "eg_pvalue": row.eg_pvalue,
+                "garch": {
+                    k: getattr(row, k)
+                    for k in ["mu", "omega", "alpha", "beta", "persistence", "sigma_forecast", "unconditional_sigma"]
+                },
+                "levels": {"entry_z": strategy.entry_z, "exit_z": strategy.exit_z, "stop_z": strategy.stop_z},
+                "sizing": sizing,
+                "scores": {
+                    k: getattr(row, k)
+                    for k in ["aic_score", "forecast_score", "backtest_score", "diagnostic_score", "composite", "rank"]
+                },
+                "model": model,
+                "model_note": model_note,
+            }
+        )
+    return TradingConfig.model_validate(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "as_of_session": as_of,
+            "effective_session": effective_session,
+            "sector": sector,
+            "source": source,
+            "symbols": list(symbols),
+            "input_fingerprint": fingerprint,
+            "thresholds": {
+                "correlation_min": strategy.correlation_min,
+                "eg_pvalue_max": strategy.eg_pvalue_max,
+                "score_min": strategy.score_min,
+            },
+            "windows": {
+                "formation": strategy.formation_window,
+                "garch": strategy.garch_window,
+                "backtest": strategy.backtest_window,
+                "gru": strategy.gru_window,
+            },
+            "risk": {
+                "max_portfolio_risk": strategy.max_portfolio_risk,
+                "max_position": strategy.max_position,
+                "target_daily_vol": strategy.target_daily_vol,
+            },
+            "pairs": entries,
+        }
+    )
