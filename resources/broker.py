@@ -8,7 +8,9 @@ Modes (``mode``):
 * ``alpaca-paper`` — alpaca-py ``TradingClient(paper=True)``; needs ALPACA_API_KEY and
   ALPACA_SECRET_KEY (the lead wires them with ``dg.EnvVar``). Market day orders.
 * ``alpaca-live`` — real money. Refused unless the environment also says
-  ``PAIRS_ALLOW_LIVE_TRADING=yes`` at the time of the order, on top of the mode and the keys.
+  ``PAIRS_ALLOW_LIVE_TRADING=yes``, on top of the mode and the keys: checked when a run sets the
+  resource up (before any step does work, whatever the signals turn out to be) and again at
+  every order.
 
 Every order's ``client_order_id`` is ``pairs-<pair_id>-<leg>-<bar time>``: re-running a signal run
 for the same bar never submits twice (the id is checked in ``orders`` first, and Alpaca rejects a
@@ -83,6 +85,22 @@ class BrokerResource(dg.ConfigurableResource):
                 f"broker mode alpaca-live trades real money and is refused unless {ENV_ALLOW_LIVE}=yes is set "
                 "in the environment (use alpaca-paper for paper trading)"
             )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a misconfigured broker as soon as a run sets it up, before any work.
+
+        Parameters
+        ----------
+        context : dagster.InitResourceContext
+            Dagster's resource-initialisation context (unused).
+
+        Raises
+        ------
+        BrokerError
+            Unknown mode, missing keys for an Alpaca mode, or ``alpaca-live`` without
+            ``PAIRS_ALLOW_LIVE_TRADING=yes`` (see ``check``).
+        """
+        self.check()
 
     def _trading_client(self):
         from alpaca.trading.client import TradingClient
