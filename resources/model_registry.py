@@ -13,6 +13,12 @@ Stores:
     (MLflow 3's own default backend is SQLite; the plain file store is deprecated). No server.
   * The registry lives in the same store (``registry_uri = tracking_uri``).
 
+First use of a local SQLite store creates MLflow's schema (alembic migrations, seconds). Two runs
+starting together (the 6 AM schedule launches one per sector) would both migrate the empty file and
+one would fail ("Online migration expected to match one row"), so opening a SQLite store holds a
+cross-process file lock (``<mlflow.db>.lock``) until both the tracking and the registry store answer;
+a database store that still fails while its schema is being created elsewhere is retried once.
+
 MLflow's fluent API (``start_run``, ``log_model``, ``register_model``) reads a process-global
 tracking URI; it is set only for the duration of a call and restored afterwards
 (:func:`_mlflow_uris`). Dagster's default multiprocess executor runs one step per process.
@@ -85,10 +91,64 @@ def _redact_text(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
-def _sqlite_dir(uri: str) -> Path | None:
+def _sqlite_file(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
-        return Path(unquote(uri[len("sqlite:///") :])).parent
+        return Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
     return None
+
+
+def _sqlite_dir(uri: str) -> Path | None:
+    path = _sqlite_file(uri)
+    return None if path is None else path.parent
+
+
+@contextlib.contextmanager
+def _store_creation_lock(uri: str, timeout_s: float) -> Iterator[None]:
+    """Hold ``<db>.lock`` (all processes) while a SQLite store is opened; no-op for other URIs.
+
+    MLflow creates and migrates the schema when a ``SqlAlchemyStore`` is first built on an empty
+    database, without any lock of its own; two processes doing so at once corrupt each other's
+    alembic bookkeeping. Holding this lock while opening serializes only that first creation;
+    afterwards opening is a table lookup and the lock is held for milliseconds.
+    """
+    db_file = _sqlite_file(uri)
+    if db_file is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock_path = db_file.with_name(db_file.name + ".lock")
+    lock = FileLock(str(lock_path), timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise ModelStoreUnavailableError(
+            f"MLflow store {redact_uri(uri)}: another process held {lock_path} for more than "
+            f"{timeout_s:g} s while creating the store; if no pairs run is active, delete that file"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+_SCHEMA_RACE_TEXT = ("already exists", "alembic", "online migration", "database is locked")
+
+
+def _is_schema_race(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is a failure of concurrent schema creation/migration."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = f"{type(current).__module__}.{type(current).__name__}"
+        text = str(current).lower()
+        if kind.startswith("alembic.") or (
+            kind.startswith("sqlalchemy.") and any(marker in text for marker in _SCHEMA_RACE_TEXT)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @contextlib.contextmanager
@@ -239,6 +299,10 @@ class ModelRegistry(dg.ConfigurableResource):
     request_max_retries: int = Field(
         2, ge=0, description="HTTP retries while logging/loading (MLflow's default of 7 can wait minutes)."
     )
+    store_lock_timeout_s: int = Field(
+        600, ge=1, description="Seconds to wait for another process creating the local SQLite store's schema."
+    )
+
 
     # --- where -------------------------------------------------------------------------------
 
@@ -294,23 +358,29 @@ class ModelRegistry(dg.ConfigurableResource):
 
         uri = self.resolved_tracking_uri()
         sqlite_dir = _sqlite_dir(uri)
-        try:
-            if sqlite_dir is not None:
-                sqlite_dir.mkdir(parents=True, exist_ok=True)
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            with _env(
-                {
-                    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.probe_timeout_s),
-                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-                }
-            ):
-                client.search_experiments(max_results=1)
-        except Exception as exc:  # any failure to open/answer means "unavailable"; re-raised with context
-            raise ModelStoreUnavailableError(
-                f"MLflow store {redact_uri(uri)} is unreachable: {type(exc).__name__}: "
-                f"{_redact_text(str(exc))[:500]}"
-            ) from exc
-        return client
+        probe_env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.probe_timeout_s), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        attempts = 1 if uri.startswith(("http://", "https://", "databricks")) else 2
+        for attempt in range(1, attempts + 1):
+            try:
+                if sqlite_dir is not None:
+                    sqlite_dir.mkdir(parents=True, exist_ok=True)
+                with _store_creation_lock(uri, self.store_lock_timeout_s):
+                    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                    with _env(probe_env):
+                        # both stores are built (and the schema created) while the lock is held
+                        client.search_experiments(max_results=1)
+                        client.search_registered_models(max_results=1)
+                return client
+            except ModelStoreUnavailableError:
+                raise
+            except Exception as exc:  # any failure to open/answer means "unavailable"; re-raised with context
+                if attempt < attempts and _is_schema_race(exc):
+                    continue  # another process (not holding our lock) was creating the schema: open again
+                raise ModelStoreUnavailableError(
+                    f"MLflow store {redact_uri(uri)} is unreachable: {type(exc).__name__}: "
+                    f"{_redact_text(str(exc))[:500]}"
+                ) from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _experiment_id(self, client: MlflowClient, uri: str, sector: str) -> str:
         from mlflow.exceptions import MlflowException
