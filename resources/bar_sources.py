@@ -8,17 +8,23 @@ half days) so that the as-of rule "no bar after the as-of session's close" is a 
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from pairs_assets.errors import BarsFileError
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
 
 REQUIRED_FILE_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
+#: A timestamp written as a date alone (a daily bar): ``2022-12-28``.
+_DATE_ONLY_RE = r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$"
+#: A timestamp that carries its zone: ``…Z``, ``…+01:00``, ``…-0500``.
+_ZONED_RE = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)\s*$"
 
 
 def _stamp_daily_at_close(dates: pd.Series, session_close: Callable[[pd.Timestamp], pd.Timestamp]) -> pd.Series:
@@ -89,12 +95,100 @@ class EmbeddedBarSource(BarSource):
         return conform_bars(_slice(long, symbols, start, end), self.source_name)
 
 
+def _row_number(path: Path, index: int) -> int:
+    """The 1-based row a person finds in the file: a CSV's line (the header is line 1), a Parquet row."""
+    return index + (1 if path.suffix.lower() in {".parquet", ".pq"} else 2)
+
+
+def _file_timestamps(raw: pd.DataFrame, path: Path) -> pd.Series:
+    """The ``timestamp`` column of a bars file as UTC instants, row by row.
+
+    A zoned value is converted to UTC from its own offset (a New York file crossing a DST change
+    has both ``-04:00`` and ``-05:00``); a naive date-time is UTC; a date alone is a daily bar,
+    stamped at its session's close. A column without any zone whose every value is at midnight
+    is daily too. A daily bar on a day that is not an NYSE session is refused naming the row.
+    """
+    values = raw["timestamp"]
+    if pd.api.types.is_datetime64_any_dtype(values):  # typed (Parquet): one zone or none for the column
+        zoned = values.dt.tz is not None
+        parsed = values.dt.tz_convert("UTC") if zoned else values.dt.tz_localize("UTC")
+        date_only = pd.Series(not zoned and bool((values == values.dt.normalize()).all()), index=values.index)
+    else:
+        strings_only = pd.api.types.infer_dtype(values, skipna=True) == "string"
+        text = values if strings_only else values.astype("string")
+        parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+        retry = parsed.isna() & values.notna()
+        if retry.any():  # non-ISO spellings ("12/28/2022 15:59"), parsed one by one
+            parsed[retry] = pd.to_datetime(values[retry], utc=True, format="mixed", errors="coerce")
+        short = (text.str.len() <= 14).fillna(False).to_numpy(dtype=bool)  # only these can be a bare date
+        matched = np.zeros(len(values), dtype=bool)
+        matched[short] = text[short].str.match(_DATE_ONLY_RE).fillna(False).to_numpy(dtype=bool)
+        date_only = pd.Series(matched, index=values.index)
+        if not strings_only:  # Parquet/objects: datetime.date values are dates
+            date_only |= values.map(lambda v: isinstance(v, dt.date) and not isinstance(v, dt.datetime)).astype(bool)
+        if not date_only.all() and parsed.notna().all() and (parsed == parsed.dt.normalize()).all():
+            zoned = text.str.contains(_ZONED_RE, regex=True).fillna(False).astype(bool)
+            if not strings_only:
+                zoned |= values.map(lambda v: isinstance(v, dt.datetime) and v.tzinfo is not None).astype(bool)
+            if not zoned.any():
+                date_only[:] = True  # "2022-12-28 00:00:00" throughout, no zone: daily bars
+    if parsed.isna().any():
+        bad = int(parsed.isna().to_numpy().argmax())
+        raise BarsFileError(
+            f"bars file {path}: symbol {raw['symbol'].iloc[bad]} has an unparseable timestamp "
+            f"{values.iloc[bad]!r} (row {_row_number(path, bad)})"
+        )
+    if not date_only.any():
+        return parsed
+    days = parsed[date_only].dt.tz_convert(None).dt.normalize()
+    calendar = _nyse_calendar()
+    closes = {}
+    for day in days.unique():
+        day = pd.Timestamp(day)
+        try:
+            session = bool(calendar.is_session(day))
+        except ValueError as exc:  # exchange_calendars: a date outside the calendar's bounds
+            position = int(days.index[(days == day).to_numpy().argmax()])
+            raise BarsFileError(
+                f"bars file {path}: row {_row_number(path, position)} (symbol {raw['symbol'].iloc[position]}) is "
+                f"dated {day.date()}, outside the NYSE calendar ({calendar.first_session.date()} → "
+                f"{calendar.last_session.date()}; PAIRS_HISTORY_START sets its start)"
+            ) from exc
+        if not session:
+            position = int(days.index[(days == day).to_numpy().argmax()])  # raw has a RangeIndex
+            raise BarsFileError(
+                f"bars file {path}: row {_row_number(path, position)} (symbol {raw['symbol'].iloc[position]}) is "
+                f"dated {day.date()}, which is not an NYSE session ({day.day_name()}; previous session "
+                f"{_session_near(day, 'previous')}, next {_session_near(day, 'next')})"
+            )
+        closes[day] = calendar.session_close(day)
+    out = parsed.copy()
+    out[date_only] = days.map(closes)
+    return out
+
+
+def _nyse_calendar():
+    from pairs_assets.partitions import nyse_calendar
+
+    return nyse_calendar()
+
+
+def _session_near(day: pd.Timestamp, direction: str) -> str:
+    try:
+        return str(_nyse_calendar().date_to_session(day, direction=direction).date())
+    except ValueError:  # outside the calendar's range
+        return "unknown"
+
+
 def read_bars_file(path: str | Path) -> pd.DataFrame:
     """Read a user's CSV or Parquet bars file into the contract (without the source column filled).
 
     Required columns: symbol, timestamp, open, high, low, close, volume (trade_count and vwap
-    optional). Timestamps with a zone are converted to UTC; naive timestamps are taken as UTC;
-    date-only values (every time at midnight, no zone) are daily bars and stamped at the close.
+    optional). Timestamps with a zone are converted to UTC, each row from its own offset (a file
+    in New York time crossing a DST change mixes ``-04:00`` and ``-05:00``); naive timestamps are
+    taken as UTC; date-only values (or a zone-less column whose every time is midnight) are daily
+    bars, stamped at the session's close. A file with a header and no rows, an unparseable value,
+    or a daily bar on a non-session raises ``BarsFileError`` naming the file and row.
     """
     path = Path(path)
     if not path.exists():
@@ -117,15 +211,12 @@ def read_bars_file(path: str | Path) -> pd.DataFrame:
             f"bars file {path} lacks required column(s) {', '.join(missing)} "
             f"(has: {', '.join(raw.columns)})"
         )
+    if raw.empty:
+        raise BarsFileError(f"bars file {path} has no rows (only a header): nothing to load")
+    raw = raw.reset_index(drop=True)
     if raw["symbol"].isna().any():
-        raise BarsFileError(f"bars file {path}: row {int(raw['symbol'].isna().idxmax()) + 2} has no symbol")
-    ts = pd.to_datetime(raw["timestamp"], errors="coerce", utc=False, format="mixed")
-    if ts.isna().any():
-        bad_row = int(ts.isna().idxmax())
-        raise BarsFileError(
-            f"bars file {path}: symbol {raw.loc[bad_row, 'symbol']} has an unparseable timestamp "
-            f"{raw.loc[bad_row, 'timestamp']!r} (row {bad_row + 2})"
-        )
+        raise BarsFileError(f"bars file {path}: row {_row_number(path, int(raw['symbol'].isna().idxmax()))} has no symbol")
+    timestamps = _file_timestamps(raw, path)
     for column in ["open", "high", "low", "close", "volume", "trade_count", "vwap"]:
         if column in raw:
             numeric = pd.to_numeric(raw[column], errors="coerce")
@@ -134,15 +225,10 @@ def read_bars_file(path: str | Path) -> pd.DataFrame:
                 row = int(bad.idxmax())
                 raise BarsFileError(
                     f"bars file {path}: symbol {raw.loc[row, 'symbol']} has a non-numeric {column} "
-                    f"{raw.loc[row, column]!r} (row {row + 2})"
+                    f"{raw.loc[row, column]!r} (row {_row_number(path, row)})"
                 )
             raw[column] = numeric
-    if ts.dt.tz is None and (ts == ts.dt.normalize()).all():
-        raw["timestamp"] = _stamp_daily_at_close(ts, _default_session_close)
-    elif ts.dt.tz is None:
-        raw["timestamp"] = ts.dt.tz_localize("UTC")
-    else:
-        raw["timestamp"] = ts.dt.tz_convert("UTC")
+    raw["timestamp"] = timestamps.astype("datetime64[ns, UTC]")
     raw["symbol"] = raw["symbol"].astype(str).str.strip().str.upper()
     return raw
 
