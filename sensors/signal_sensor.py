@@ -2,7 +2,9 @@
 
 Every tick (at least ``minimum_interval_seconds`` = 300 s apart), for each sector of the universe:
 
-1. the sector's latest trading config is read from the store; none → skip the sector (reason);
+1. the sector's latest trading config is read from the store and parsed with the typed model;
+   none, or one of an unknown ``schema_version`` or with a malformed field → skip the sector
+   (reason: the parse error, which names the version or the field);
 2. its partition ``<as_of>|<sector>`` must have a ``trading_config`` materialization in this
    Dagster instance (the run's upstream); none → skip (reason);
 3. outside replay mode, NYSE must be open now and the config must be for today's session
@@ -27,6 +29,7 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
+from pairs_assets.quant.config_model import TradingConfig, TradingConfigError
 from resources.market_data import MarketDataStore
 
 SIGNAL_JOB_NAME = "signal_job"
@@ -85,8 +88,14 @@ def evaluate_tick(
         if document is None:
             result.skipped[sector] = "no trading config in the store (materialize trading_config first)"
             continue
-        as_of = document["as_of_session"]
-        effective = document.get("effective_session") or ""
+        try:
+            config = TradingConfig.parse(document, where=f"trading config {document.get('as_of_session')}|{sector}")
+        except TradingConfigError as exc:
+            # a run on it would fail with the same error: say why here instead of requesting it
+            result.skipped[sector] = str(exc)
+            continue
+        as_of = config.as_of_session
+        effective = config.effective_session
         partition_key = f"{as_of}|{sector}"
         if not _materialized(instance, partition_key):
             result.skipped[sector] = f"trading_config {partition_key} is in the store but not materialized in this instance"
@@ -94,7 +103,7 @@ def evaluate_tick(
         if today is not None and effective != today:
             result.skipped[sector] = f"latest trading config is for session {effective}, not today's session {today}"
             continue
-        symbols = sorted({s for pair in document.get("pairs", []) for s in (pair.get("y"), pair.get("x")) if s})
+        symbols = sorted({s for pair in config.pairs for s in (pair.y, pair.x)})
         if not symbols:
             result.skipped[sector] = f"trading config {partition_key} selects no pairs"
             continue

@@ -10,6 +10,11 @@ with its confidence, the volatility-targeted size and the correlation-drift flag
 (key: bar_timestamp, sector, pair_id — a re-run for the same bars replaces, never doubles), and
 the broker turns actionable signals into two leg orders (dry-run unless configured otherwise).
 
+The store's document is read through the typed model
+(:meth:`pairs_assets.quant.config_model.TradingConfig.parse`): a config of an unknown
+``schema_version``, or with a missing, unknown or malformed field, fails the run with a
+:class:`~pairs_assets.quant.config_model.TradingConfigError` naming the partition and the field.
+
 A pair whose model cannot be loaded (or has too little history for a GRU window) still gets a
 signal, without GRU gating, flagged ``model_unavailable`` / ``gru_input_unavailable``.
 """
@@ -30,6 +35,7 @@ from pairs_assets import partitions
 from pairs_assets.assets.common import markdown_table, reasons_table
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import signals as sig
+from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.broker import BrokerResource
@@ -210,7 +216,7 @@ def gru_probabilities(
 
 def compute_sector_signals(
     *,
-    document: dict,
+    config: TradingConfig,
     store: MarketDataStore,
     history_source: str,
     strategy: StrategySettings,
@@ -220,15 +226,18 @@ def compute_sector_signals(
     drift_window: int,
     drift_tolerance: float,
 ) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
-    """Signals of one trading config; (signals, skipped pairs → reason, model failures → reason)."""
-    as_of = document["as_of_session"]
-    default_levels = sig.Levels(strategy.entry_z, strategy.exit_z, strategy.stop_z)
+    """Signals of one parsed trading config; (signals, skipped pairs → reason, model failures → reason).
+
+    A pair the config holds but a signal cannot use (a null GARCH parameter, a non-positive
+    ``spread_std``, ...) is skipped with the reason; the other pairs still get their signals.
+    """
+    as_of = config.as_of_session
     params, skipped = [], {}
-    for pair in document.get("pairs", []):
+    for pair in config.pairs:
         try:
-            params.append(sig.PairParams.from_config(pair, default_levels))
+            params.append(sig.PairParams.from_pair_config(pair))
         except sig.SignalInputError as exc:
-            skipped[str(pair.get("pair_id", "?"))] = str(exc)
+            skipped[pair.pair_id] = str(exc)
     if not params:
         return [], skipped, {}
     symbols = sorted({s for p in params for s in (p.y, p.x)})
@@ -241,7 +250,7 @@ def compute_sector_signals(
     skipped.update(more_skipped)
     probabilities, gating_flags, failures = gru_probabilities(inputs, model_registry, strategy.gru_seq_len)
     limits = sig.RiskLimits(strategy.max_portfolio_risk, strategy.max_position, strategy.target_daily_vol).tighter(
-        document.get("risk")
+        config.risk
     )
     out = []
     for pair in inputs:
@@ -293,15 +302,17 @@ def trading_signals(
     ) else str(key).split("|", 1)
     document = store.latest_trading_config(sector, on_or_before=as_of)
     if document is None or document.get("as_of_session") != as_of:
-        found = f" (latest on or before: {document['as_of_session']})" if document else ""
+        found = f" (latest on or before: {document.get('as_of_session')})" if document else ""
         raise MissingTradingConfigError(
             f"partition {as_of}|{sector}: no trading config as of {as_of} in the store{found}; "
             f"materialize trading_config for {as_of}|{sector} first"
         )
+    # an unknown schema_version or a malformed field fails the run here, naming the version or field
+    trading_config = TradingConfig.parse(document, where=f"trading config {as_of}|{sector}")
     cutoff = pd.Timestamp(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
     signals, skipped, failures = compute_sector_signals(
-        document=document,
+        config=trading_config,
         store=store,
         history_source=bar_source.source_name,
         strategy=strategy,
@@ -366,10 +377,10 @@ def trading_signals(
     return dg.MaterializeResult(
         metadata={
             "as_of_session": as_of,
-            "effective_session": document.get("effective_session", ""),
+            "effective_session": trading_config.effective_session,
             "bar_cutoff": cutoff.isoformat(),
             "latest_bar": max(bar_times).isoformat() if bar_times else "",
-            "pairs_in_config": len(document.get("pairs", [])),
+            "pairs_in_config": len(trading_config.pairs),
             "signals": len(signals),
             "actions": dg.MetadataValue.json({a: actions.get(a, 0) for a in sig.ACTIONS}),
             "gru_gated": sum(1 for s in signals if s.gru_probability is not None),

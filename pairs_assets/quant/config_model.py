@@ -55,6 +55,18 @@ def clean_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _field_path(data: dict, loc: tuple) -> str:
+    """``pairs.0.garch.omega`` → ``pairs[0] (KO-PG).garch.omega``: the pair named, not only its index."""
+    parts = [str(part) for part in loc]
+    if len(loc) >= 2 and loc[0] == "pairs" and isinstance(loc[1], int):
+        pairs = data.get("pairs")
+        entry = pairs[loc[1]] if isinstance(pairs, list) and loc[1] < len(pairs) else None
+        pair_id = entry.get("pair_id") if isinstance(entry, dict) else None
+        head = f"pairs[{loc[1]}]" + (f" ({pair_id})" if pair_id else "")
+        parts = [head, *parts[2:]]
+    return ".".join(parts)
+
+
 class _Block(BaseModel):
     # Unknown keys are refused: a typo in a writer or a hand-edited file must not pass silently.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -212,18 +224,21 @@ class TradingConfig(_Block):
             raise TradingConfigError(f"{where}: not valid JSON ({exc})") from None
         if not isinstance(data, dict):
             raise TradingConfigError(f"{where}: a trading config is a JSON object, got {type(data).__name__}")
-        version = data.get("schema_version")
-        if version not in SUPPORTED_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+        if "schema_version" not in data:
+            raise TradingConfigError(f"{where}: no schema_version field; this version of pairs_assets reads {readable}")
+        version = data["schema_version"]
+        if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
             raise TradingConfigError(
-                f"{where}: unknown schema_version {version!r}; this version of pairs_assets reads "
-                f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
+                f"{where}: unknown schema_version {version!r}; this version of pairs_assets reads {readable}"
             )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"])
-            raise TradingConfigError(f"{where}: field {field}: {first['msg']} ({exc.error_count()} error(s))") from None
+            raise TradingConfigError(
+                f"{where}: field {_field_path(data, first['loc'])}: {first['msg']} ({exc.error_count()} error(s))"
+            ) from None
 
     def document(self) -> dict:
         """The plain JSON-ready dict (what the store's ``trading_configs`` row and the file hold)."""

@@ -47,6 +47,7 @@ import pandas as pd
 
 from pairs_assets.errors import PairsError
 from pairs_assets.quant.cointegration import spread
+from pairs_assets.quant.config_model import PairConfig, RiskBlock
 from pairs_assets.quant.garch import filter_fixed, unconditional_sigma
 
 LONG_SPREAD = "long_spread"
@@ -88,12 +89,13 @@ class RiskLimits:
     max_position: float = 0.10
     target_daily_vol: float = 0.01
 
-    def tighter(self, other: Mapping[str, Any] | None) -> RiskLimits:
-        """The tighter of these limits and a config's ``risk`` block (missing fields ignored)."""
-        if not other:
+    def tighter(self, other: RiskBlock | None) -> RiskLimits:
+        """The tighter of these limits and a config's ``risk`` block (non-positive values ignored)."""
+        if other is None:
             return self
+
         def pick(name: str) -> float:
-            value = other.get(name)
+            value = getattr(other, name)
             mine = getattr(self, name)
             return min(mine, float(value)) if _finite_positive(value) else mine
         return RiskLimits(pick("max_portfolio_risk"), pick("max_position"), pick("target_daily_vol"))
@@ -140,76 +142,88 @@ class PairParams:
     feature_garch: GarchParams | None = None  # the GRU's own GARCH feature parameters (model.feature_garch)
 
     @classmethod
-    def from_config(cls, pair: Mapping[str, Any], default_levels: Levels) -> PairParams:
-        """One entry of a trading config's ``pairs`` → parameters; errors name the pair and field."""
-        pair_id = str(pair.get("pair_id", "?"))
+    def from_pair_config(cls, pair: PairConfig) -> PairParams:
+        """One pair of a parsed trading config → the signal's parameters.
 
-        def number(block: Mapping[str, Any], name: str, where: str = "", *, required: bool = True) -> float | None:
-            value = block.get(name) if isinstance(block, Mapping) else None
+        Parameters
+        ----------
+        pair : PairConfig
+            An entry of :attr:`TradingConfig.pairs` (parse documents with :meth:`TradingConfig.parse`,
+            which refuses unknown schema versions and malformed fields).
+
+        Returns
+        -------
+        PairParams
+            The legs, spread definition and statistics, GARCH parameters, levels and GRU gate.
+
+        Raises
+        ------
+        SignalInputError
+            What the typed model allows but a signal cannot use, naming the pair and the field: a
+            GARCH parameter or σ forecast that is null (the fit failed), a non-positive
+            ``spread_std``, levels out of order, an incomplete ``model.feature_garch``.
+        """
+        pair_id = pair.pair_id
+
+        def number(value: float | None, field: str) -> float:
             if value is None:
-                if required:
-                    raise SignalInputError(f"pair {pair_id}: trading config lacks {where}{name}")
-                return None
-            try:
-                number_ = float(value)
-            except (TypeError, ValueError):
-                raise SignalInputError(f"pair {pair_id}: {where}{name}={value!r} is not a number") from None
-            if not math.isfinite(number_):
-                raise SignalInputError(f"pair {pair_id}: {where}{name}={value!r} is not finite")
-            return number_
+                raise SignalInputError(f"pair {pair_id}: trading config lacks {field} (null)")
+            if not math.isfinite(value):
+                raise SignalInputError(f"pair {pair_id}: {field}={value!r} is not finite")
+            return float(value)
 
-        for key in ("y", "x"):
-            if not pair.get(key):
-                raise SignalInputError(f"pair {pair_id}: trading config lacks {key}")
-        garch = pair.get("garch")
-        if not isinstance(garch, Mapping):
-            raise SignalInputError(f"pair {pair_id}: trading config lacks the garch block")
-        levels_block = pair.get("levels") or {}
-        levels = Levels(
-            entry_z=number(levels_block, "entry_z", "levels.", required=False) or default_levels.entry_z,
-            exit_z=_first_not_none(number(levels_block, "exit_z", "levels.", required=False), default_levels.exit_z),
-            stop_z=number(levels_block, "stop_z", "levels.", required=False) or default_levels.stop_z,
-        )
-        spread_std = number(pair, "spread_std")
+        def optional(value: float | None, field: str) -> float | None:
+            return None if value is None else number(value, field)
+
+        spread_std = number(pair.spread_std, "spread_std")
         if spread_std <= 0:
             raise SignalInputError(f"pair {pair_id}: spread_std={spread_std} must be positive")
-        model = pair.get("model") or None
-        threshold = DEFAULT_PROBABILITY_THRESHOLD
+        try:
+            levels = Levels(
+                entry_z=number(pair.levels.entry_z, "levels.entry_z"),
+                exit_z=number(pair.levels.exit_z, "levels.exit_z"),
+                stop_z=number(pair.levels.stop_z, "levels.stop_z"),
+            )
+        except SignalInputError as exc:
+            raise SignalInputError(f"pair {pair_id}: {exc}") from None
+        g = pair.garch
+        garch = GarchParams(
+            mu=optional(g.mu, "garch.mu") or 0.0,
+            omega=number(g.omega, "garch.omega"),
+            alpha=number(g.alpha, "garch.alpha"),
+            beta=number(g.beta, "garch.beta"),
+            sigma_forecast=number(g.sigma_forecast, "garch.sigma_forecast"),
+            unconditional_sigma=optional(g.unconditional_sigma, "garch.unconditional_sigma"),
+        )
+        model = pair.model
         feature_garch = None
-        if model:
-            threshold = _first_not_none(number(model, "probability_threshold", "model.", required=False), threshold)
-            block = model.get("feature_garch")
-            if isinstance(block, Mapping):
-                feature_garch = GarchParams(
-                    mu=number(block, "mu", "model.feature_garch."),
-                    omega=number(block, "omega", "model.feature_garch."),
-                    alpha=number(block, "alpha", "model.feature_garch."),
-                    beta=number(block, "beta", "model.feature_garch."),
-                    sigma_forecast=math.nan,
-                )
+        threshold = DEFAULT_PROBABILITY_THRESHOLD
+        if model is not None:
+            threshold = _first_not_none(optional(model.probability_threshold, "model.probability_threshold"), threshold)
+            f = model.feature_garch
+            feature_garch = GarchParams(
+                mu=number(f.mu, "model.feature_garch.mu"),
+                omega=number(f.omega, "model.feature_garch.omega"),
+                alpha=number(f.alpha, "model.feature_garch.alpha"),
+                beta=number(f.beta, "model.feature_garch.beta"),
+                sigma_forecast=math.nan,
+            )
         return cls(
             pair_id=pair_id,
-            y=str(pair["y"]),
-            x=str(pair["x"]),
-            hedge_ratio=number(pair, "hedge_ratio"),
-            intercept=number(pair, "intercept", required=False) or 0.0,
-            spread_mean=number(pair, "spread_mean"),
+            y=pair.y,
+            x=pair.x,
+            hedge_ratio=number(pair.hedge_ratio, "hedge_ratio"),
+            intercept=number(pair.intercept, "intercept"),
+            spread_mean=number(pair.spread_mean, "spread_mean"),
             spread_std=spread_std,
-            correlation=number(pair, "correlation", required=False) or math.nan,
-            half_life=number(pair, "half_life", required=False),
-            garch=GarchParams(
-                mu=number(garch, "mu", "garch.", required=False) or 0.0,
-                omega=number(garch, "omega", "garch."),
-                alpha=number(garch, "alpha", "garch."),
-                beta=number(garch, "beta", "garch."),
-                sigma_forecast=number(garch, "sigma_forecast", "garch."),
-                unconditional_sigma=number(garch, "unconditional_sigma", "garch.", required=False),
-            ),
+            correlation=_first_not_none(optional(pair.correlation, "correlation"), math.nan),
+            half_life=optional(pair.half_life, "half_life"),
+            garch=garch,
             levels=levels,
-            model_name=str(model["name"]) if model and model.get("name") else None,
-            model_version=str(model["version"]) if model and model.get("version") is not None else None,
+            model_name=model.name if model is not None and model.name else None,
+            model_version=model.version if model is not None else None,
             probability_threshold=threshold,
-            model_beats_baselines=None if not model else model.get("beats_baselines"),
+            model_beats_baselines=None if model is None else model.beats_baselines,
             feature_garch=feature_garch,
         )
 

@@ -1,8 +1,10 @@
-"""Shared setup of the signal tests: real embedded closes, a trading config built from them, a stand-in
-``trading_config`` asset (same key and partitions) that really materializes it, and a tiny model registry."""
+"""Shared setup of the signal tests: real embedded closes, a trading config built from them through the
+typed model, a stand-in ``trading_config`` asset (same key and partitions) that really materializes it,
+and a tiny model registry."""
 
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -11,8 +13,11 @@ import pandas as pd
 import torch
 
 from pairs_assets import partitions
+from pairs_assets.quant.cointegration import engle_granger, half_life, hedge_ratio, spread
+from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.quant.features import FEATURE_NAMES
 from pairs_assets.quant.gru import GRUClassifier
+from pairs_assets_tests import trading_configs as configs
 from resources.bar_sources import EmbeddedBarSource
 from resources.market_data import MarketDataStore
 
@@ -23,8 +28,8 @@ PARTITION = f"{AS_OF}|{SECTOR}"
 PAIRS = [("KO", "PEP"), ("PG", "WMT")]
 MODEL_NAME = "pairs_trading_gru_garch_consumer"
 
-#: documents the stand-in trading_config asset writes, by partition key
-DOCUMENTS: dict[str, dict] = {}
+#: configs the stand-in trading_config asset writes, by partition key
+CONFIGS: dict[str, TradingConfig] = {}
 
 
 def load_history(store: MarketDataStore, symbols: list[str], sessions: int = 160) -> pd.DataFrame:
@@ -36,41 +41,38 @@ def load_history(store: MarketDataStore, symbols: list[str], sessions: int = 160
     return bars
 
 
-def pair_entry(bars: pd.DataFrame, y: str, x: str, *, model: dict | None, window: int = 60) -> dict:
+def pair_entry(bars: pd.DataFrame, y: str, x: str, *, gated: bool = True, probability_threshold: float = 0.0,
+               n_pairs: int = len(PAIRS), window: int = 60) -> PairConfig:
+    """The pair's config from its last ``window`` closes: OLS hedge ratio and spread statistics, the
+    Engle-Granger p-value and half-life, a GARCH block whose σ forecast equals its σ_∞ (the sample σ
+    of the spread's changes), sizing as the writer computes it, and (``gated``) the sector's GRU."""
     closes = bars.pivot(index="timestamp", columns="symbol", values="close").iloc[-window:]
     ly, lx = np.log(closes[y].to_numpy()), np.log(closes[x].to_numpy())
-    hedge, intercept = np.polyfit(lx, ly, 1)
-    spread = ly - hedge * lx - intercept
-    changes = np.diff(spread)
-    sigma = float(np.std(changes, ddof=1))
-    return {
-        "pair_id": f"{y}-{x}", "y": y, "x": x, "hedge_ratio": float(hedge), "intercept": float(intercept),
-        "spread_mean": float(spread.mean()), "spread_std": float(spread.std(ddof=1)), "half_life": 8.0,
-        "correlation": float(np.corrcoef(np.diff(ly), np.diff(lx))[0, 1]),
-        "garch": {"mu": 0.0, "omega": sigma**2 * 0.05, "alpha": 0.05, "beta": 0.9, "sigma_forecast": sigma,
-                  "unconditional_sigma": sigma},
-        "levels": {"entry_z": 2.0, "exit_z": 0.5, "stop_z": 3.5},
-        "sizing": {"gross_fraction": 0.1, "target_daily_vol": 0.01, "max_position": 0.1},
-        "scores": {"composite": 0.75},
-        "model": model,
-    }
+    beta, intercept = hedge_ratio(ly, lx)
+    pair_spread = spread(closes[y].to_numpy(), closes[x].to_numpy(), beta, intercept)
+    sigma = float(np.std(np.diff(pair_spread), ddof=1))
+    garch = configs.garch_block(omega=sigma**2 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=sigma, unconditional_sigma=sigma)
+    model = configs.model_block(MODEL_NAME, "1", garch=garch, probability_threshold=probability_threshold) if gated else None
+    return configs.pair_config(
+        y, x, hedge_ratio=beta, intercept=intercept, spread_mean=float(pair_spread.mean()),
+        spread_std=float(pair_spread.std(ddof=1)), garch=garch, model=model,
+        correlation=float(np.corrcoef(np.diff(ly), np.diff(lx))[0, 1]), half_life=half_life(pair_spread),
+        eg_pvalue=engle_granger(ly, lx)[1], n_pairs=n_pairs,
+    )
 
 
-def build_document(bars: pd.DataFrame, *, model: dict | None = None, pairs=PAIRS, as_of: str = AS_OF,
-                   effective: str = EFFECTIVE) -> dict:
-    model = model if model is not None else {"name": MODEL_NAME, "version": "1", "probability_threshold": 0.0, "beats_baselines": True}
-    return {
-        "schema_version": 1, "as_of_session": as_of, "effective_session": effective, "sector": SECTOR,
-        "source": "embedded:skfolio-sp500", "input_fingerprint": "test",
-        "risk": {"max_portfolio_risk": 0.05, "max_position": 0.10, "target_daily_vol": 0.01},
-        "pairs": [pair_entry(bars, y, x, model=dict(model) if model else None) for y, x in pairs],
-    }
+def build_config(bars: pd.DataFrame, *, pairs=PAIRS, gated: bool = True, probability_threshold: float = 0.0,
+                 extra: Sequence[PairConfig] = (), as_of: str = AS_OF, effective: str = EFFECTIVE) -> TradingConfig:
+    """The sector's trading config for ``pairs`` (each gated by the sector's GRU unless ``gated=False``)."""
+    entries = [pair_entry(bars, y, x, gated=gated, probability_threshold=probability_threshold, n_pairs=len(pairs))
+               for y, x in pairs]
+    return configs.trading_config([*entries, *extra], as_of=as_of, effective=effective, sector=SECTOR)
 
 
-def price_for_z(entry: dict, x_price: float, z: float) -> float:
+def price_for_z(entry: PairConfig, x_price: float, z: float) -> float:
     """The y price that puts the pair's spread at ``z`` (σ_forecast = σ_∞ in these configs)."""
-    s = entry["spread_mean"] + z * entry["spread_std"]
-    return math.exp(s + entry["hedge_ratio"] * math.log(x_price) + entry["intercept"])
+    s = entry.spread_mean + z * entry.spread_std
+    return math.exp(s + entry.hedge_ratio * math.log(x_price) + entry.intercept)
 
 
 def live_bar(symbol: str, ts: str, close: float, source: str = "recycler:iex") -> dict:
@@ -80,10 +82,10 @@ def live_bar(symbol: str, ts: str, close: float, source: str = "recycler:iex") -
 
 @dg.asset(name="trading_config", partitions_def=partitions.daily_partitions_def(), group_name="test_stand_in")
 def stand_in_trading_config(context: dg.AssetExecutionContext, store: MarketDataStore) -> dg.MaterializeResult:
-    """Writes DOCUMENTS[partition] to the store, like the real trading_config does."""
-    document = DOCUMENTS[context.partition_key if isinstance(context.partition_key, str) else str(context.partition_key)]
-    store.write_trading_config(document, path="test")
-    return dg.MaterializeResult(metadata={"pairs": len(document["pairs"])})
+    """Writes CONFIGS[partition]'s document to the store, like the real trading_config does."""
+    config = CONFIGS[context.partition_key if isinstance(context.partition_key, str) else str(context.partition_key)]
+    store.write_trading_config(config.document(), path="test")
+    return dg.MaterializeResult(metadata={"pairs": len(config.pairs)})
 
 
 class TinyModels(dg.ConfigurableResource):

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from pairs_assets.assets.trading_signals import MissingTradingConfigError, trading_signals
+from pairs_assets.quant.config_model import TradingConfigError
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.live import signal_setup as setup
 from resources.bar_sources import EmbeddedBarSource
@@ -41,12 +42,12 @@ def world(sqlite_url):
     """A store with 160 sessions of real consumer closes, the config materialized, live bars after the close."""
     store = MarketDataStore(database_url=sqlite_url)
     bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
-    document = setup.build_document(bars)
-    setup.DOCUMENTS[setup.PARTITION] = document
+    config = setup.build_config(bars)
+    setup.CONFIGS[setup.PARTITION] = config
     with dg.instance_for_test() as instance:
         dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
                        resources={"store": store})
-        ko_pep, pg_wmt = document["pairs"]
+        ko_pep, pg_wmt = config.pairs
         pep, wmt = 181.0, 145.0
         store.upsert_bars(pd.DataFrame([
             setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
@@ -54,11 +55,11 @@ def world(sqlite_url):
             setup.live_bar("WMT", "2022-12-29T15:01:00Z", wmt),
             setup.live_bar("PG", "2022-12-29T15:00:00Z", setup.price_for_z(pg_wmt, wmt, 0.1)),  # near the mean
         ]), context="live")
-        yield store, instance, document
+        yield store, instance, config
 
 
 def test_signals_rows_orders_and_metadata(world):
-    store, instance, document = world
+    store, instance, config = world
     result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
     assert result.success
     rows = store.read_table(trading_signals_table).set_index("pair_id")
@@ -68,7 +69,7 @@ def test_signals_rows_orders_and_metadata(world):
     assert 0.0 <= ko["gru_probability"] <= 1.0 and ko["confidence"] == pytest.approx(ko["gru_probability"])
     assert ko["position_y"] < 0 < ko["position_x"] and ko["as_of_session"] == "2022-12-28"
     assert max(abs(ko["position_y"]), abs(ko["position_x"])) == pytest.approx(0.10)  # the per-position cap binds
-    hedge = document["pairs"][0]["hedge_ratio"]
+    hedge = config.pairs[0].hedge_ratio
     assert ko["position_x"] == pytest.approx(-ko["position_y"] * abs(hedge))
     assert pd.Timestamp(ko["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:00:00")
     pg = rows.loc["PG-WMT"]
@@ -112,12 +113,12 @@ def test_a_model_that_cannot_be_loaded_gives_ungated_flagged_signals(world):
 
 
 def test_gru_veto_and_missing_legs(world, sqlite_url):
-    store, instance, document = world
-    for pair in document["pairs"]:
-        pair["model"]["probability_threshold"] = 1.0  # an untrained model never reaches 1.0
-    document["pairs"].append(setup.pair_entry(setup.load_history(store, ["KO", "PEP"]), "KO", "PEP", model=None)
-                             | {"pair_id": "HD-BBY", "y": "HD", "x": "BBY"})
-    store.write_trading_config(document, path="test")
+    store, instance, _ = world
+    bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
+    no_closes = setup.pair_entry(bars, "KO", "PEP", gated=False).model_copy(update={"pair_id": "HD-BBY", "y": "HD", "x": "BBY"})
+    # an untrained model never reaches a threshold of 1.0
+    vetoed = setup.build_config(bars, probability_threshold=1.0, extra=[no_closes])
+    store.write_trading_config(vetoed.document(), path="test")
     result = materialize(instance, store, registry=setup.TinyModels(missing=[]), cutoff="2022-12-29T15:01:00Z")
     assert result.success
     rows = store.read_table(trading_signals_table).set_index("pair_id")
@@ -132,3 +133,49 @@ def test_no_trading_config_for_the_partition_fails_naming_it(sqlite_url):
     with dg.instance_for_test() as instance:
         with pytest.raises(MissingTradingConfigError, match="partition 2022-12-28\\|consumer: no trading config"):
             materialize(instance, store)
+
+
+def _assert_fails_writing_nothing(instance, store, error: str) -> None:
+    with pytest.raises(TradingConfigError) as raised:
+        materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    assert str(raised.value).startswith("trading config 2022-12-28|consumer: ")
+    assert error in str(raised.value)
+    assert store.read_table(trading_signals_table).empty and store.read_table(orders_table).empty
+    assert not instance.get_latest_materialization_event(dg.AssetKey("trading_signals"))
+
+
+@pytest.mark.parametrize("version", [2, 0, "1"])
+def test_an_unknown_schema_version_fails_the_run_naming_it(world, version):
+    store, instance, config = world
+    document = config.document()
+    document["schema_version"] = version
+    store.write_trading_config(document, path="test")
+    _assert_fails_writing_nothing(
+        instance, store, f"unknown schema_version {version!r}; this version of pairs_assets reads 1"
+    )
+
+
+def test_a_malformed_field_fails_the_run_naming_pair_and_field(world):
+    store, instance, config = world
+    document = config.document()
+    del document["pairs"][1]["garch"]["omega"]
+    store.write_trading_config(document, path="test")
+    _assert_fails_writing_nothing(instance, store, "field pairs[1] (PG-WMT).garch.omega: Field required")
+
+    document = config.document()
+    document["pairs"][0]["sizing"]["max_position"] = 0.1  # a key the model does not know
+    store.write_trading_config(document, path="test")
+    _assert_fails_writing_nothing(instance, store, "field pairs[0] (KO-PEP).sizing.max_position: Extra inputs are not permitted")
+
+
+def test_a_pair_with_a_failed_garch_fit_is_skipped_naming_the_field(world):
+    store, instance, config = world
+    ko_pep, pg_wmt = config.pairs
+    failed = ko_pep.model_copy(update={"garch": ko_pep.garch.model_copy(update={"omega": None})})
+    store.write_trading_config(config.model_copy(update={"pairs": [failed, pg_wmt]}).document(), path="test")
+    result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    assert result.success
+    rows = store.read_table(trading_signals_table)
+    assert list(rows["pair_id"]) == ["PG-WMT"]
+    skipped = result.asset_materializations_for_node("trading_signals")[0].metadata["skipped_pairs"].value
+    assert "KO-PEP" in skipped and "trading config lacks garch.omega (null)" in skipped

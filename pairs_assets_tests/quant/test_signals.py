@@ -9,23 +9,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pydantic import ValidationError
+
 from pairs_assets.quant import signals as sig
+from pairs_assets.quant.config_model import Levels as ConfigLevels
+from pairs_assets.quant.config_model import PairConfig, RiskBlock
 from pairs_assets.quant.features import FEATURE_NAMES
+from pairs_assets_tests import trading_configs as configs
 
 LEVELS = sig.Levels(entry_z=2.0, exit_z=0.5, stop_z=3.5)
 GARCH = sig.GarchParams(mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=None)
 
 
-def config_pair(**overrides) -> dict:
-    pair = {
-        "pair_id": "KO-PEP", "y": "KO", "x": "PEP", "hedge_ratio": 0.9, "intercept": 0.1, "spread_mean": 0.0,
-        "spread_std": 0.02, "half_life": 8.0, "correlation": 0.85,
-        "garch": {"mu": 0.0, "omega": 1e-6, "alpha": 0.05, "beta": 0.9, "sigma_forecast": 0.01, "unconditional_sigma": 0.011},
-        "levels": {"entry_z": 2.0, "exit_z": 0.5, "stop_z": 3.5},
-        "model": {"name": "pairs_trading_gru_garch_consumer", "version": "3", "probability_threshold": 0.55, "beats_baselines": True},
-    }
-    pair.update(overrides)
-    return pair
+def config_pair(*, spread_std: float = 0.02, gated: bool = True, **overrides) -> PairConfig:
+    """KO-PEP as a trading config holds it (through the typed model); ``overrides`` replace fields."""
+    garch = configs.garch_block(mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.011)
+    model = configs.model_block("pairs_trading_gru_garch_consumer", "3", garch=garch, probability_threshold=0.55) if gated else None
+    pair = configs.pair_config(
+        "KO", "PEP", hedge_ratio=0.9, intercept=0.1, spread_mean=0.0, spread_std=spread_std, garch=garch, model=model,
+        correlation=0.85, half_life=8.0, levels=ConfigLevels(entry_z=2.0, exit_z=0.5, stop_z=3.5),
+    )
+    return pair.model_copy(update=overrides)
 
 
 def test_spread_is_log_y_minus_beta_log_x_minus_intercept():
@@ -114,8 +118,8 @@ def test_target_positions_are_signed_by_direction_and_hedge_sign():
 
 
 def test_risk_limits_take_the_tighter_of_strategy_and_config():
-    limits = sig.RiskLimits(0.05, 0.10, 0.01).tighter({"max_portfolio_risk": 0.03, "max_position": 0.2, "target_daily_vol": None})
-    assert limits == sig.RiskLimits(0.03, 0.10, 0.01)
+    block = RiskBlock(max_portfolio_risk=0.03, max_position=0.2, target_daily_vol=0.0)  # 0: not a limit, ignored
+    assert sig.RiskLimits(0.05, 0.10, 0.01).tighter(block) == sig.RiskLimits(0.03, 0.10, 0.01)
     assert sig.RiskLimits().tighter(None) == sig.RiskLimits()
 
 
@@ -132,23 +136,67 @@ def test_correlation_drift():
     assert sig.correlation_drift(y[:5], x[:5], 0.9, window=20)[1] is None
 
 
-def test_pair_params_from_config_names_pair_and_field():
-    params = sig.PairParams.from_config(config_pair(), LEVELS)
+def test_pair_params_from_a_typed_pair_config():
+    pair = config_pair()
+    params = sig.PairParams.from_pair_config(pair)
     assert (params.model_name, params.model_version, params.probability_threshold) == ("pairs_trading_gru_garch_consumer", "3", 0.55)
+    assert params.model_beats_baselines is True
+    assert (params.hedge_ratio, params.intercept, params.spread_mean, params.spread_std) == (0.9, 0.1, 0.0, 0.02)
+    assert params.levels == sig.Levels(2.0, 0.5, 3.5) and params.half_life == 8.0 and params.correlation == 0.85
+    assert params.garch == sig.GarchParams(mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.011)
     assert params.garch.sigma_infinity == 0.011
-    no_levels = sig.PairParams.from_config(config_pair(levels=None, model=None), sig.Levels(1.5, 0.2, 3.0))
-    assert no_levels.levels == sig.Levels(1.5, 0.2, 3.0) and no_levels.model_name is None
-    with pytest.raises(sig.SignalInputError, match="pair KO-PEP: trading config lacks garch.omega"):
-        sig.PairParams.from_config(config_pair(garch={"alpha": 0.1, "beta": 0.8, "sigma_forecast": 0.01}), LEVELS)
-    with pytest.raises(sig.SignalInputError, match="pair KO-PEP: hedge_ratio='abc' is not a number"):
-        sig.PairParams.from_config(config_pair(hedge_ratio="abc"), LEVELS)
-    with pytest.raises(sig.SignalInputError, match="pair KO-PEP: spread_std=0.0 must be positive"):
-        sig.PairParams.from_config(config_pair(spread_std=0.0), LEVELS)
+    assert (params.feature_garch.omega, params.feature_garch.alpha, params.feature_garch.beta) == (1e-6, 0.05, 0.9)
+    ungated = sig.PairParams.from_pair_config(config_pair(gated=False, correlation=None, half_life=None))
+    assert ungated.model_name is None and ungated.model_version is None and ungated.feature_garch is None
+    assert ungated.probability_threshold == sig.DEFAULT_PROBABILITY_THRESHOLD and ungated.model_beats_baselines is None
+    assert math.isnan(ungated.correlation) and ungated.half_life is None
+    # a null threshold: the default; a null GARCH mean: 0; a null σ_∞: derived from ω, α, β
+    loose = config_pair(
+        garch=pair.garch.model_copy(update={"mu": None, "unconditional_sigma": None}),
+        model=pair.model.model_copy(update={"probability_threshold": None}),
+    )
+    params = sig.PairParams.from_pair_config(loose)
+    assert params.probability_threshold == sig.DEFAULT_PROBABILITY_THRESHOLD and params.garch.mu == 0.0
+    assert params.garch.sigma_infinity == pytest.approx(math.sqrt(1e-6 / 0.05))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"spread_std": 0.0}, "pair KO-PEP: spread_std=0.0 must be positive"),
+        ({"spread_std": -0.01}, "pair KO-PEP: spread_std=-0.01 must be positive"),
+        ({"garch.omega": None}, "pair KO-PEP: trading config lacks garch.omega (null)"),
+        ({"garch.sigma_forecast": None}, "pair KO-PEP: trading config lacks garch.sigma_forecast (null)"),
+        ({"model.feature_garch.beta": None}, "pair KO-PEP: trading config lacks model.feature_garch.beta (null)"),
+        ({"levels.exit_z": 2.5}, "pair KO-PEP: levels need 0 <= exit_z < entry_z < stop_z, got 2.5, 2.0, 3.5"),
+        # only a config built without validation can hold these; the checks still name the field
+        ({"hedge_ratio": float("nan")}, "pair KO-PEP: hedge_ratio=nan is not finite"),
+        ({"spread_mean": None}, "pair KO-PEP: trading config lacks spread_mean (null)"),
+    ],
+)
+def test_pair_params_refuse_what_a_signal_cannot_use_naming_pair_and_field(change, message):
+    pair = config_pair()
+    ((path, value),) = change.items()
+    *blocks, name = path.split(".")
+    chain = [pair]
+    for block in blocks:
+        chain.append(getattr(chain[-1], block))
+    updated = chain[-1].model_construct(**{**chain[-1].__dict__, name: value})
+    for parent, block in zip(reversed(chain[:-1]), reversed(blocks)):
+        updated = parent.model_construct(**{**parent.__dict__, block: updated})
+    with pytest.raises(sig.SignalInputError) as raised:
+        sig.PairParams.from_pair_config(updated)
+    assert str(raised.value) == message
+
+
+def test_the_typed_model_refuses_non_finite_numbers_before_the_signal_sees_them():
+    with pytest.raises(ValidationError, match="hedge_ratio"):
+        PairConfig.model_validate({**config_pair().model_dump(), "hedge_ratio": float("inf")})
 
 
 def _pair_input(z_target: float, n: int = 80, **pair_overrides) -> sig.PairInput:
     """History with spread ≈ 0 and a latest y price that puts the spread at ``z_target``."""
-    params = sig.PairParams.from_config(config_pair(**pair_overrides), LEVELS)
+    params = sig.PairParams.from_pair_config(config_pair(**pair_overrides))
     rng = np.random.default_rng(5)
     x = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     y = np.exp(params.hedge_ratio * np.log(x) + params.intercept + rng.normal(0, 0.005, n))

@@ -10,6 +10,7 @@ import pytest
 
 from pairs_assets.assets.trading_signals import trading_signals
 from pairs_assets.partitions import daily_partitions_def
+from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.live import signal_setup as setup
 from resources.bar_sources import EmbeddedBarSource
@@ -39,14 +40,14 @@ def instance():
         yield test_instance
 
 
-def materialize_config(store: MarketDataStore, instance) -> dict:
+def materialize_config(store: MarketDataStore, instance) -> TradingConfig:
     bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
-    document = setup.build_document(bars)
-    setup.DOCUMENTS[setup.PARTITION] = document
+    config = setup.build_config(bars)
+    setup.CONFIGS[setup.PARTITION] = config
     result = dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
                             resources={"store": store})
     assert result.success
-    return document
+    return config
 
 
 def test_the_sensor_is_a_five_minute_sensor_on_the_signal_job():
@@ -64,10 +65,31 @@ def test_no_trading_config_skips_with_a_reason(store, instance):
 
 def test_a_config_in_the_store_but_not_materialized_is_skipped(store, instance):
     bars = setup.load_history(store, ["KO", "PEP"], sessions=70)
-    store.write_trading_config(setup.build_document(bars, pairs=[("KO", "PEP")]), path="elsewhere")
+    store.write_trading_config(setup.build_config(bars, pairs=[("KO", "PEP")]).document(), path="elsewhere")
     result = tick(store, instance)
     assert isinstance(result, dg.SkipReason)
     assert "trading_config 2022-12-28|consumer is in the store but not materialized in this instance" in result.skip_message
+
+
+def test_a_config_of_an_unknown_schema_version_is_skipped_naming_it(store, instance):
+    config = materialize_config(store, instance)
+    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0)]), context="live")
+    assert len(tick(store, instance).run_requests) == 1
+    document = config.document()
+    document["schema_version"] = 2
+    store.write_trading_config(document, path="test")
+    result = tick(store, instance)
+    assert isinstance(result, dg.SkipReason)  # a run would fail on it: no run is requested
+    assert (
+        "consumer: trading config 2022-12-28|consumer: unknown schema_version 2; this version of pairs_assets reads 1"
+        in result.skip_message
+    )
+    document = config.document()
+    del document["pairs"][0]["y"]
+    store.write_trading_config(document, path="test")
+    malformed = tick(store, instance)
+    assert isinstance(malformed, dg.SkipReason)
+    assert "consumer: trading config 2022-12-28|consumer: field pairs[0] (KO-PEP).y: Field required" in malformed.skip_message
 
 
 def test_new_bars_request_one_run_per_sector_once(store, instance):
@@ -108,11 +130,11 @@ def test_market_hours_outside_replay(store, instance, monkeypatch):
 
 def test_a_requested_run_executes_the_signal_job(store, instance):
     """Sensor → RunRequest → signal_job (as jobs.py defines it) on the same instance."""
-    document = materialize_config(store, instance)
+    config = materialize_config(store, instance)
     pep = 181.0
     store.upsert_bars(pd.DataFrame([
         setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
-        setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(document["pairs"][0], pep, -2.4)),
+        setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(config.pairs[0], pep, -2.4)),
     ]), context="live")
     signal_job = dg.define_asset_job("signal_job", selection=["trading_signals"], partitions_def=daily_partitions_def())
     defs = dg.Definitions(
