@@ -33,8 +33,10 @@ import torch
 from pairs_assets.live.recycler import RecyclerSettings, recycler_in_thread
 from pairs_assets.live.stream import StreamIngestor, StreamSettings
 from pairs_assets.quant import signals as sig
+from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.quant.features import FEATURE_NAMES
 from pairs_assets.quant.gru import GRUClassifier
+from pairs_assets_tests import trading_configs as configs
 from pairs_assets_tests.live.helpers import StreamClient, synthetic_bars, wait_until
 from resources.market_data import MarketDataStore
 
@@ -46,10 +48,10 @@ def row(measure: str, value: str, note: str = "") -> None:
     print(f"  {measure}: {value} {note}", flush=True)
 
 
-def synthetic_pairs(n_pairs: int, sessions: int = 120, seed: int = 0) -> list[sig.PairInput]:
+def synthetic_pairs(n_pairs: int, sessions: int = 120, seed: int = 0) -> tuple[list[sig.PairInput], TradingConfig]:
+    """Cointegrated synthetic pairs: their signal inputs and the trading config (typed model) holding them."""
     rng = np.random.default_rng(seed)
-    levels = sig.Levels(2.0, 0.5, 3.5)
-    inputs = []
+    inputs, entries = [], []
     for k in range(n_pairs):
         x = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, sessions + 1)))
         beta = 0.5 + rng.random()
@@ -57,15 +59,17 @@ def synthetic_pairs(n_pairs: int, sessions: int = 120, seed: int = 0) -> list[si
         for t in range(1, sessions + 1):
             s[t] = 0.9 * s[t - 1] + rng.normal(0, 0.01)
         y = np.exp(beta * np.log(x) + 0.1 + s)
-        params = sig.PairParams(
-            pair_id=f"Y{k:03d}-X{k:03d}", y=f"Y{k:03d}", x=f"X{k:03d}", hedge_ratio=beta, intercept=0.1, spread_mean=0.0,
-            spread_std=float(np.std(s)), correlation=0.85,
-            garch=sig.GarchParams(0.0, 1e-5 * 0.05, 0.05, 0.9, 0.01, 0.01), levels=levels,
-            model_name="bench", model_version="1", probability_threshold=0.5,
+        garch = configs.garch_block(omega=1e-5 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.01)
+        entry = configs.pair_config(
+            f"Y{k:03d}", f"X{k:03d}", hedge_ratio=beta, intercept=0.1, spread_mean=0.0, spread_std=float(np.std(s)),
+            garch=garch, model=configs.model_block("bench", "1", garch=garch), n_pairs=n_pairs, rank=k + 1,
         )
+        entries.append(entry)
+        params = sig.PairParams.from_pair_config(entry)
         history = pd.DataFrame({"y": y[:-1], "x": x[:-1]}, index=pd.bdate_range("2022-06-01", periods=sessions))
         inputs.append(sig.PairInput(params, history, float(y[-1]), float(x[-1]), pd.Timestamp("2022-12-29T15:00Z")))
-    return inputs
+    config = configs.trading_config(entries, as_of="2022-12-28", effective="2022-12-29", sector="bench")
+    return inputs, config
 
 
 def timed(fn, repeats: int) -> float:
@@ -81,7 +85,7 @@ def timed(fn, repeats: int) -> float:
 
 def bench_signals(n_pairs: int) -> None:
     print(f"signals for {n_pairs} pairs")
-    inputs = synthetic_pairs(n_pairs)
+    inputs, config = synthetic_pairs(n_pairs)
     limits = sig.RiskLimits()
     torch.manual_seed(0)
     model = GRUClassifier(n_features=len(FEATURE_NAMES)).eval()
@@ -125,21 +129,9 @@ def bench_signals(n_pairs: int) -> None:
         for column in ["open", "high", "low", "volume", "trade_count", "vwap"]:
             frame[column] = np.nan
         store.upsert_bars(frame, context="bench")
-        document = {
-            "as_of_session": "2022-12-28", "risk": {},
-            "pairs": [
-                {"pair_id": p.params.pair_id, "y": p.params.y, "x": p.params.x, "hedge_ratio": p.params.hedge_ratio,
-                 "intercept": 0.1, "spread_mean": 0.0, "spread_std": p.params.spread_std, "correlation": 0.85,
-                 "garch": {"mu": 0.0, "omega": 5e-7, "alpha": 0.05, "beta": 0.9, "sigma_forecast": 0.01, "unconditional_sigma": 0.01},
-                 "levels": {"entry_z": 2.0, "exit_z": 0.5, "stop_z": 3.5},
-                 "model": {"name": "bench", "version": "1", "probability_threshold": 0.5, "beats_baselines": True}}
-                for p in inputs
-            ],
-        }
-
         def sector():
             signals, skipped, failures = compute_sector_signals(
-                document=document, store=store, history_source="bench", strategy=StrategySettings(), model_registry=Models(),
+                config=config, store=store, history_source="bench", strategy=StrategySettings(), model_registry=Models(),
                 cutoff=pd.Timestamp("2022-12-30T00:00Z"), history_sessions=120, drift_window=20, drift_tolerance=0.2,
             )
             assert len(signals) == n_pairs, (skipped, failures)
