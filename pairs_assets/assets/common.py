@@ -22,8 +22,9 @@ GROUP = "daily_pairs"
 
 
 def partition_parts(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    """(as-of date, sector) of a single-partition run."""
+    """(as-of date, sector) of a single-partition run; a key that is not a partition is refused."""
     key = context.partition_key
+    partitions.check_partition_key(key)  # Dagster would move a holiday key to the next session
     if isinstance(key, dg.MultiPartitionKey):
         return key.keys_by_dimension["date"], key.keys_by_dimension["sector"]
     date, _, sector = str(key).partition("|")
@@ -55,6 +56,48 @@ class Window:
         return f"{self.sessions[0].date()} → {self.sessions[-1].date()} ({len(self.sessions)} sessions)"
 
 
+def session_closes(bars: pd.DataFrame, sessions: pd.DatetimeIndex, symbols: Sequence[str]) -> pd.DataFrame:
+    """The last close of each (session, symbol) of bars that carry a ``session`` column."""
+    closes = (
+        bars.sort_values("timestamp").groupby(["session", "symbol"])["close"].last().unstack("symbol")
+    ).reindex(index=sessions, columns=sorted(symbols))
+    closes.index.name = "session"
+    return closes
+
+
+def read_panel(store: MarketDataStore, source: str, sector: str, symbols: Sequence[str], sessions: pd.DatetimeIndex):
+    """A sector's closes over ``sessions`` in one read, with the row hashes that fingerprint any window.
+
+    Returns a :class:`pairs_assets.quant.walkforward.replay.SectorPanel`. A symbol with more than
+    one bar in a session (intraday data) gets no row hashes (the panel's fingerprints are then
+    off; the closes stay right).
+    """
+    from pairs_assets.quant.walkforward.replay import SectorPanel
+
+    bars = store.read_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]), source=source)
+    bars = validate_bars(bars, context=f"walk-forward {sector} {sessions[0].date()}...{sessions[-1].date()}")
+    if bars.empty:
+        raise MissingBarsError(
+            f"walk-forward {sector}: no bars from source {source!r} for {', '.join(symbols)} in "
+            f"{sessions[0].date()} → {sessions[-1].date()}; load them first (pairs load-bars)"
+        )
+    bars = bars.assign(session=session_of(bars["timestamp"]))
+    bars = bars[bars["session"].isin(sessions)]
+    closes = session_closes(bars, sessions, symbols)
+    ordered = bars.sort_values(["symbol", "timestamp", "source"], kind="stable").reset_index(drop=True)
+    hashes = pd.util.hash_pandas_object(ordered[["symbol", "timestamp", "source", "close"]], index=False).to_numpy()
+    row_hashes = {}
+    for symbol, rows in ordered.groupby("symbol", sort=True).indices.items():
+        one = np.zeros(len(sessions), dtype=np.uint64)
+        positions = sessions.get_indexer(ordered["session"].to_numpy()[rows])
+        if len(np.unique(positions)) != len(positions):
+            row_hashes = None
+            break
+        one[positions] = hashes[rows]
+        row_hashes[symbol] = one
+    return SectorPanel(sector=sector, closes=closes, source=source, row_hashes=row_hashes)
+
+
 def read_window(
     store: MarketDataStore,
     source: str,
@@ -80,10 +123,7 @@ def read_window(
             f"partition {partition}: no bars from source {source!r} for {', '.join(symbols)} in "
             f"{sessions[0].date()} → {sessions[-1].date()}; materialize raw_bars for those sessions first"
         )
-    closes = (
-        bars.sort_values("timestamp").groupby(["session", "symbol"])["close"].last().unstack("symbol")
-    ).reindex(index=sessions, columns=sorted(symbols))
-    closes.index.name = "session"
+    closes = session_closes(bars, sessions, symbols)
     missing = closes.isna()
     if missing.to_numpy().any():
         worst = missing.sum().sort_values(ascending=False)

@@ -1,0 +1,224 @@
+"""walk_forward: replay the daily configs over a range of sessions, trade them, report beside the baseline.
+
+Unpartitioned, in its own group: a walk-forward is an experiment defined by its run config (range,
+sectors, costs, lag, strategy settings), not a slice of a dataset, and its answer is the total
+across sectors. Each run writes ``<PAIRS_HOME>/walk_forward/<name>/`` and one MLflow run in
+``pairs_trading/walk_forward``; the materialization shows the summary table. The numerics are
+:mod:`pairs_assets.quant.walkforward` (the daily graph's own stage functions, no Dagster run per
+session).
+"""
+
+
+import contextvars
+import time
+from collections.abc import Callable
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from pairs_assets import partitions
+from pairs_assets.assets.common import fingerprint_of, read_panel, universe
+from pairs_assets.quant.walkforward.engine import (
+    WalkForwardError,
+    WalkForwardResult,
+    WalkForwardSettings,
+    required_history,
+    run_walk_forward,
+)
+from pairs_assets.settings import StrategySettings, paths
+from resources.bar_sources import BarSource
+from resources.market_data import MarketDataStore
+from resources.model_registry import ModelRegistry
+from resources.walk_forward_outputs import output_dir, write_outputs
+
+GROUP = "walk_forward"
+
+#: Set by the ``pairs walk-forward`` command to draw a progress bar: called with (done, total).
+PROGRESS: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar("walk_forward_progress", default=None)
+
+
+class WalkForwardConfig(dg.Config):
+    """Run config of ``walk_forward`` (the launchpad's ``ops: walk_forward: config:``)."""
+
+    name: str = Field("default", description="Results land in <PAIRS_HOME>/walk_forward/<name>/.")
+    start: str = Field("1995-01-03", description="First decision session (YYYY-MM-DD).")
+    end: str = Field("2022-12-28", description="Last session (YYYY-MM-DD).")
+    sectors: list[str] = Field([], description="Sectors; empty = all.")
+    costs: list[float] = Field([0.0, 5.0, 10.0, 20.0], description="Basis points of traded notional per leg.")
+    lag: int = Field(1, description="Execution lag in sessions: 1 (default) or 0 (comparison only).")
+    on_drop: str = Field("keep", description="'keep' or 'exit' an open position whose pair leaves the config.")
+    max_holding: int = Field(20, description="Sessions after which a position is closed (0 = no limit).")
+    n_trials: int = Field(1, description="Configurations tried (input of the deflated Sharpe ratio).")
+
+    def settings(self) -> WalkForwardSettings:
+        return WalkForwardSettings(
+            start=self.start, end=self.end, sectors=self.sectors or None, costs=self.costs, lag=self.lag,
+            on_drop=self.on_drop, max_holding=self.max_holding, n_trials=self.n_trials,
+        )
+
+
+def panel_sessions(settings: WalkForwardSettings, strategy) -> pd.DatetimeIndex:
+    """The sessions whose bars a walk-forward reads: the range and the longest window before it (+1)."""
+    available = partitions.sessions_in_range(paths().history_start, settings.end)
+    before = available[available < pd.Timestamp(settings.start)]
+    keep = required_history(strategy, settings) + 1
+    return available[max(0, len(before) - keep) :]
+
+
+def resolve_sectors(settings: WalkForwardSettings) -> dict[str, tuple[str, ...]]:
+    uni = universe()
+    chosen = settings.sectors or uni.sector_names
+    unknown = sorted(set(chosen) - set(uni.sector_names))
+    if unknown:
+        raise WalkForwardError(f"unknown sector(s) {', '.join(unknown)} (known: {', '.join(uni.sector_names)})")
+    return {sector: uni.symbols(sector) for sector in sorted(set(chosen))}
+
+
+def run_and_record(
+    *,
+    store: MarketDataStore,
+    source: str,
+    strategy: StrategySettings,
+    settings: WalkForwardSettings,
+    registry: ModelRegistry | None,
+    name: str,
+    dagster_run_id: str = "",
+    log: Callable[[str], None] = print,
+) -> tuple:
+    """Read the panels, run, write ``<home>/walk_forward/<name>/`` and the MLflow run.
+
+    Returns (result, files, mlflow run id, input fingerprint).
+    """
+    target = output_dir(paths().home, name)
+    sectors = resolve_sectors(settings)
+    sessions = panel_sessions(settings, strategy)
+    if sessions.empty or sessions[-1] < pd.Timestamp(settings.start):
+        raise WalkForwardError(f"the range {settings.start} → {settings.end} holds no NYSE session")
+    panels = {}
+    for sector, symbols in sectors.items():
+        panel = read_panel(store, source, sector, symbols, sessions)
+        have = panel.closes.notna().all(axis=1)
+        if not have.any():
+            raise WalkForwardError(
+                f"sector {sector}: the store holds no bars from {source!r} in {sessions[0].date()} → {sessions[-1].date()}; "
+                f"load them first (pairs load-bars --start {sessions[0].date()} --end {sessions[-1].date()})"
+            )
+        last = panel.closes.index[have][-1]
+        if last < pd.Timestamp(settings.end) and last < sessions[-1]:
+            raise WalkForwardError(
+                f"sector {sector}: the range ends {settings.end} but the bars end on {last.date()} "
+                f"(source {source!r}); end the range on or before {last.date()}"
+            )
+        panels[sector] = panel
+    total = sum(len(p.closes.index[(p.closes.index >= pd.Timestamp(settings.start)) & (p.closes.index <= pd.Timestamp(settings.end))]) for p in panels.values())
+    reporter = PROGRESS.get()
+    done = 0
+    last_logged = [time.perf_counter()]
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        if reporter is not None:
+            reporter(done, total)
+        elif time.perf_counter() - last_logged[0] > 30:
+            last_logged[0] = time.perf_counter()
+            log(f"walk-forward: {done}/{total} sector-sessions")
+
+    t0 = time.perf_counter()
+    result = run_walk_forward(
+        panels, sectors, partitions.next_session, strategy, settings, progress=progress
+    )
+    result.seconds["total"] = round(time.perf_counter() - t0, 2)
+    fingerprint = fingerprint_of(
+        {s: p.fingerprint(list(sectors[s]), len(p.closes) - 1, len(p.closes)) for s, p in panels.items()},
+        source, strategy.model_dump(mode="json"), settings.model_dump(mode="json"),
+    )
+    from pairs_assets.reporting import equity_figure
+
+    cost = next((c for c in settings.costs if c > 0), settings.costs[0])
+    figure = equity_figure(result.daily, cost, f"walk-forward {name}: {settings.start} → {settings.end}")
+    files = write_outputs(result, target, figure)
+    run_id = None
+    if registry is not None:
+        totals = result.summary[result.summary["sector"] == "all"]
+        metrics = {
+            f"{r.strategy}.{r.cost_bp:g}bp.{r.period}.{key}": getattr(r, key)
+            for r in totals.itertuples()
+            for key in ("sharpe", "ann_return", "ann_vol", "max_drawdown", "trades", "avg_holding", "hit_rate", "turnover", "exposure", "t_stat", "deflated_sharpe")
+        }
+        params = {
+            **{f"wf.{k}": v for k, v in settings.model_dump(mode="json").items()},
+            **{f"strategy.{k}": v for k, v in strategy.model_dump(mode="json").items()},
+            "bar_source": source,
+            "input_fingerprint": fingerprint,
+        }
+        run_id = registry.log_walk_forward(
+            run_name=f"walk_forward_{name}",
+            params=params,
+            metrics=metrics,
+            artifacts_dir=target,
+            tags={"walk_forward_name": name, "dagster_run_id": dagster_run_id, "input_fingerprint": fingerprint},
+        )
+    return result, files, run_id, fingerprint
+
+
+def _table(summary: pd.DataFrame) -> dg.MetadataValue:
+    shown = summary[summary["period"] == "full"]
+    columns = ["strategy", "sector", "cost_bp", "period", "sharpe", "ann_return", "ann_vol", "max_drawdown", "trades", "hit_rate", "t_stat", "deflated_sharpe"]
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(c, "string" if c in ("strategy", "sector", "period") else "float") for c in columns]
+    )
+    records = [
+        dg.TableRecord({c: (v if isinstance(v, str) else (None if pd.isna(v) else round(float(v), 4))) for c, v in zip(columns, row)})
+        for row in shown[columns].itertuples(index=False)
+    ]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "mlflow"},
+    description="Walk-forward: the daily trading configs of every session of a range (the daily graph's own "
+    "stage functions), traded with execution lag and costs, summarised per sector, in total and by "
+    "sub-period beside the classical Engle-Granger baseline; files under <PAIRS_HOME>/walk_forward/<name>/ "
+    "and an MLflow run in pairs_trading/walk_forward.",
+)
+def walk_forward(
+    context: dg.AssetExecutionContext,
+    config: WalkForwardConfig,
+    store: MarketDataStore,
+    bar_source: BarSource,
+    strategy: StrategySettings,
+    model_registry: ModelRegistry,
+) -> dg.MaterializeResult:
+    settings = config.settings()
+    result, files, run_id, fingerprint = run_and_record(
+        store=store, source=bar_source.source_name, strategy=strategy, settings=settings, registry=model_registry,
+        name=config.name, dagster_run_id=context.run_id, log=context.log.info,
+    )
+    summary = result.summary
+    headline = summary[(summary["sector"] == "all") & (summary["period"] == "full")]
+    return dg.MaterializeResult(
+        metadata={
+            "summary": _table(summary),
+            "dagster/row_count": len(summary),
+            "range": f"{settings.start} → {settings.end}",
+            "sectors": ", ".join(result.configs),
+            "costs_bp": ", ".join(f"{c:g}" for c in settings.costs),
+            "lag": settings.lag,
+            "configs_built": sum(result.configs.values()),
+            "config_pair_days": sum(result.config_pairs.values()),
+            "sharpe_default_vs_baseline": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {r.strategy} @ {r.cost_bp:g} bp: Sharpe {r.sharpe:.2f}, {int(r.trades)} trades"
+                    for r in headline.itertuples()
+                )
+            ),
+            "output_dir": dg.MetadataValue.path(str(files["summary"].parent)),
+            "equity_plot": dg.MetadataValue.path(str(files.get("equity", ""))),
+            "mlflow_run_id": run_id or "",
+            "input_fingerprint": fingerprint,
+            "elapsed_seconds": result.seconds.get("total", 0.0),
+        }
+    )

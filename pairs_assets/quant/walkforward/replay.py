@@ -1,0 +1,383 @@
+"""Replay the daily graph: the trading config of every as-of session, then the trades it implies.
+
+Configs: for each as-of session D the exact :class:`~pairs_assets.quant.config_model.TradingConfig`
+the daily graph writes for partition ``D|sector`` — the same stage functions
+(:mod:`pairs_assets.quant.stages`) on the same windows, sliced from one in-memory closes panel
+instead of read from the store per partition. Work is shared between consecutive sessions by a
+screen: the rolling log-return correlations of every pair of the sector are computed for all
+sessions at once (running sums), and a session none of whose pairs reaches ``correlation_min``
+gets the empty config without running the stages (the correlation stage could only drop symbols
+from that candidate set, never add one). Sessions with a candidate run every stage.
+
+Trading (:func:`trade_configs`): the config for as-of D applies from session D+1 (its
+``effective_session``). At each close t of the range the pairs of the config effective at t are
+traded with the config's own numbers: spread ``s = ln y − β·ln x − a``, ``z = (s − mean)/σ_level``
+with the GARCH-scaled σ of the signal job (:func:`pairs_assets.quant.signals.garch_zscore`), and
+the levels' rule set of the backtest (:func:`pairs_assets.quant.backtest.zscore_positions`):
+
+* flat → enter when ``entry_z ≤ |z| < stop_z`` (short the spread when z > 0), sized by the config's
+  ``sizing`` (:func:`pairs_assets.quant.signals.target_position`), if the optional GRU gate agrees;
+* long → exit when ``z ≥ −exit_z``, stop when ``z ≤ −stop_z``; short → exit when ``z ≤ exit_z``,
+  stop when ``z ≥ stop_z``; after a stop no new entry of that pair until ``|z| < entry_z``; an exit
+  may be followed by an entry on the same close;
+* an open position whose pair is missing from the effective config: ``on_drop="exit"`` closes it at
+  that close (``"config_drop"``); ``on_drop="keep"`` keeps trading it with the numbers of the last
+  config that listed the pair until exit, stop or ``max_holding`` sessions (``"max_holding"``);
+* a position held ``max_holding`` sessions is closed (``"max_holding"``; 0 = no limit).
+
+While a pair stays listed, each day's config gives its numbers (as the live signal job reads the
+latest config). The output is a trades frame for :func:`pairs_assets.quant.walkforward.execution.execute`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pairs_assets.errors import InsufficientHistoryError, MissingBarsError
+from pairs_assets.quant import signals as sig
+from pairs_assets.quant.config_model import PairConfig, TradingConfig
+from pairs_assets.quant.stages import (
+    build_trading_config,
+    cointegration_stage,
+    correlation_stage,
+    empty_garch_frame,
+    garch_stage,
+    selection_stage,
+)
+from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, empty_trades
+
+__all__ = [
+    "ON_DROP_CHOICES",
+    "SectorPanel",
+    "build_configs",
+    "candidate_sessions",
+    "trade_configs",
+]
+
+ON_DROP_CHOICES = ("exit", "keep")
+
+
+@dataclass
+class SectorPanel:
+    """A sector's closes over a span of sessions, and what is needed to fingerprint any window.
+
+    ``closes``: sessions (tz-naive dates, every exchange session of the span) × the sector's
+    symbols (sorted), the session's last close. ``row_hashes``: per symbol, the row hashes of its
+    stored bars (``symbol, timestamp, source, close``, pandas ``hash_pandas_object``) in timestamp
+    order, one per session of ``closes`` — so the input fingerprint of any window equals
+    :func:`resources.bars.fingerprint_bars` of the same bars read from the store. None: no
+    fingerprints (the configs then carry ``fingerprint_label``).
+    """
+
+    sector: str
+    closes: pd.DataFrame
+    source: str
+    row_hashes: dict[str, np.ndarray] | None = None
+    history_start: pd.Timestamp | None = None
+
+    def position(self, session: pd.Timestamp) -> int:
+        return int(self.closes.index.get_loc(session))
+
+    def window(self, symbols: Sequence[str], end: int, n: int) -> pd.DataFrame:
+        """The ``n`` sessions ending at position ``end`` (inclusive) for ``symbols``."""
+        start = end - n + 1
+        if start < 0:
+            raise InsufficientHistoryError(
+                f"partition {self.closes.index[end].date()}|{self.sector}: the window needs {n} sessions but the "
+                f"loaded history starts at {self.closes.index[0].date()}"
+            )
+        frame = self.closes.iloc[start : end + 1][list(symbols)]
+        if frame.isna().to_numpy().any():
+            missing = frame.isna()
+            symbol = str(missing.sum().idxmax())
+            gaps = frame.index[missing[symbol]]
+            raise MissingBarsError(
+                f"partition {self.closes.index[end].date()}|{self.sector}: symbol {symbol} has no bars for "
+                f"{int(missing[symbol].sum())} of the {n} window sessions (first {gaps[0].date()}, last {gaps[-1].date()})"
+            )
+        return frame
+
+    def fingerprint(self, symbols: Sequence[str], end: int, n: int) -> str:
+        """SHA-256 (first 16 hex) of the window's bars, as :func:`resources.bars.fingerprint_bars`."""
+        if self.row_hashes is None:
+            raise ValueError("this panel carries no row hashes")
+        start = max(0, end - n + 1)
+        digest = hashlib.sha256()
+        digest.update(b"".join(self.row_hashes[s][start : end + 1].tobytes() for s in sorted(symbols)))
+        return digest.hexdigest()[:16]
+
+
+def _fingerprint_of(*parts: object) -> str:
+    import json
+
+    payload = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def candidate_sessions(closes: pd.DataFrame, formation_window: int, correlation_min: float) -> np.ndarray:
+    """For each session (row), whether any pair's log-return correlation over the formation window
+    ending there reaches ``correlation_min`` (minus 1e-9 for rounding). Running sums over all
+    sessions at once; rows without a full window are False.
+
+    Inputs: ``closes`` — sessions × symbols of positive prices (NaN allowed: a window touching a
+    NaN counts as a candidate, so the stages see — and report — it).
+    Output: boolean array, one per row.
+    """
+    values = closes.to_numpy(dtype=float)
+    n_rows, n_symbols = values.shape
+    out = np.zeros(n_rows, dtype=bool)
+    m = formation_window - 1  # returns per window
+    if n_symbols < 2 or n_rows < formation_window or m < 2:
+        return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.diff(np.log(values), axis=0)
+    bad = ~np.isfinite(returns)
+    returns = np.where(bad, 0.0, returns)
+
+    def rolling(a: np.ndarray) -> np.ndarray:
+        c = np.concatenate([np.zeros((1,) + a.shape[1:]), np.cumsum(a, axis=0)])
+        return c[m:] - c[:-m]
+
+    bad_count = rolling(bad.any(axis=1).astype(float))
+    # centre each window's returns on a slowly varying reference to keep the running sums accurate
+    sums = rolling(returns)
+    squares = rolling(returns**2)
+    rows, cols = np.triu_indices(n_symbols, k=1)
+    cross = rolling(returns[:, rows] * returns[:, cols])
+    mean_a, mean_b = sums[:, rows] / m, sums[:, cols] / m
+    cov = cross / m - mean_a * mean_b
+    var_a = squares[:, rows] / m - mean_a**2
+    var_b = squares[:, cols] / m - mean_b**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cov / np.sqrt(var_a * var_b)
+    hit = (np.nan_to_num(corr, nan=-2.0) >= correlation_min - 1e-9).any(axis=1) | (bad_count > 0)
+    # window of returns ending at return index k covers closes k-m+1 .. k+1 → session row k+1
+    out[formation_window - 1 :] = hit
+    return out
+
+
+def build_configs(
+    panel: SectorPanel,
+    as_of_sessions: Sequence[pd.Timestamp],
+    effective_sessions: Sequence[pd.Timestamp],
+    symbols: Sequence[str],
+    strategy,
+    *,
+    models_for: Callable[[pd.Timestamp, pd.DataFrame, pd.DataFrame], pd.DataFrame | None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    fingerprint_label: str = "walk-forward",
+) -> dict[pd.Timestamp, TradingConfig]:
+    """The trading config of every as-of session, as the daily graph writes it.
+
+    Inputs: ``panel`` — the sector's closes (and row hashes); ``as_of_sessions`` — sessions of the
+    panel; ``effective_sessions`` — the session after each; ``symbols`` — the sector's universe
+    symbols; ``strategy`` — StrategySettings; ``models_for(as_of, selected_pairs, closes)`` — the
+    GRU stage's output for the selected pairs (None: no GRU stage, as a run without it);
+    ``progress(n)`` — called after each session.
+    Output: ``{as_of: TradingConfig}``.
+    Raises :class:`InsufficientHistoryError` when a window starts before the panel and
+    :class:`MissingBarsError` naming the symbol when a window has a gap.
+    """
+    symbols = sorted(symbols)
+    closes = panel.closes[symbols]
+    screen = candidate_sessions(closes, strategy.formation_window, strategy.correlation_min)
+    strategy_dump = strategy.model_dump(mode="json")
+    history_n = strategy.history_sessions
+    empty_scores, _ = selection_stage(None, _empty_pairs(), empty_garch_frame(), strategy)
+    # rows with a NaN in any symbol, cumulated: a window [a, b] is complete when no such row lies in it
+    gaps = np.concatenate([[0], np.cumsum(closes.isna().to_numpy().any(axis=1))])
+    empty_template: TradingConfig | None = None
+    configs: dict[pd.Timestamp, TradingConfig] = {}
+    for as_of, effective in zip(as_of_sessions, effective_sessions):
+        end = panel.position(as_of)
+        start = end - strategy.formation_window + 1
+        if not screen[end] and start >= 0 and gaps[end + 1] == gaps[start] and empty_template is not None:
+            # no pair reaches correlation_min: the stages would produce the empty config
+            pairs, legs, formation = None, [], None
+        else:
+            formation = panel.window(symbols, end, strategy.formation_window)
+            pairs = None
+            if screen[end]:
+                stage = correlation_stage(formation, strategy)
+                result, _log_prices = cointegration_stage(formation, stage.matrix, strategy)
+                pairs = result.pairs
+            legs = [] if pairs is None or pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
+        if panel.row_hashes is not None:
+            formation_fp = panel.fingerprint(symbols, end, strategy.formation_window)
+            history_fp = panel.fingerprint(legs, end, history_n) if legs else formation_fp
+            fingerprint = _fingerprint_of(formation_fp, history_fp, panel.source, strategy_dump)
+        else:
+            fingerprint = fingerprint_label
+        if not legs and formation is None:
+            configs[as_of] = empty_template.model_copy(
+                update={
+                    "as_of_session": str(as_of.date()),
+                    "effective_session": str(pd.Timestamp(effective).date()),
+                    "input_fingerprint": fingerprint,
+                }
+            )
+            if progress is not None:
+                progress(1)
+            continue
+        if not legs:
+            garch, scores, models = empty_garch_frame(), empty_scores, None
+            pairs = pairs if pairs is not None else _empty_pairs()
+        else:
+            garch = garch_stage(panel.window(legs, end, strategy.garch_window + 1), pairs, strategy)
+            scores, _ = selection_stage(
+                panel.window(legs, end, strategy.backtest_window + strategy.formation_window), pairs, garch, strategy
+            )
+            models = None
+            if models_for is not None:
+                selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
+                models = models_for(as_of, selected, panel.window(legs, end, strategy.gru_window))
+        configs[as_of] = build_trading_config(
+            as_of=str(as_of.date()),
+            effective_session=str(pd.Timestamp(effective).date()),
+            sector=panel.sector,
+            source=panel.source,
+            symbols=symbols,
+            pairs=pairs,
+            garch=garch,
+            scores=scores,
+            models=models if models_for is not None else None,
+            formation_closes=formation,
+            strategy=strategy,
+            fingerprint=fingerprint,
+        )
+        if not legs:
+            empty_template = configs[as_of]
+        if progress is not None:
+            progress(1)
+    return configs
+
+
+def _empty_pairs() -> pd.DataFrame:
+    from pairs_assets.quant.cointegration import PAIRS_COLUMNS
+
+    return pd.DataFrame({c: pd.Series(dtype=object if c in ("pair_id", "y", "x") else "float64") for c in PAIRS_COLUMNS})
+
+
+# --- trading ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Open:
+    pair: PairConfig
+    side: int
+    w_y: float
+    w_x: float
+    entry: pd.Timestamp
+    z_entry: float
+    held: int = 0
+
+
+def _zscore(pair: PairConfig, price_y: float, price_x: float) -> float:
+    s = math.log(price_y) - pair.hedge_ratio * math.log(price_x) - pair.intercept
+    g = pair.garch
+    garch = sig.GarchParams(
+        mu=g.mu or 0.0,
+        omega=g.omega if g.omega is not None else math.nan,
+        alpha=g.alpha if g.alpha is not None else math.nan,
+        beta=g.beta if g.beta is not None else math.nan,
+        sigma_forecast=g.sigma_forecast if g.sigma_forecast is not None else math.nan,
+        unconditional_sigma=g.unconditional_sigma,
+    )
+    z, _level, _scaled = sig.garch_zscore(s, pair.spread_mean, pair.spread_std, garch)
+    return float(z)
+
+
+def trade_configs(
+    configs: dict[pd.Timestamp, TradingConfig],
+    closes: pd.DataFrame,
+    sessions: Sequence[pd.Timestamp],
+    *,
+    strategy_name: str = "default",
+    on_drop: str = "keep",
+    max_holding: int = 20,
+    entry_gate: Callable[[PairConfig, pd.Timestamp, pd.Timestamp], bool] | None = None,
+) -> pd.DataFrame:
+    """Trades implied by daily configs over ``sessions`` (the decision closes), see the module docstring.
+
+    Inputs: ``configs`` — ``{as_of: TradingConfig}``, the config of as-of D applying at the close
+    of the session after D (each config's ``effective_session``); ``closes`` — sessions × symbols
+    covering ``sessions``; ``on_drop`` — "exit" or "keep"; ``max_holding`` — sessions (0 = none);
+    ``entry_gate(pair, as_of, session)`` — optional veto of an entry (the GRU gate).
+    Output: trades frame (:data:`pairs_assets.quant.walkforward.execution.TRADE_COLUMNS`), decisions
+    at closes within ``sessions`` only; positions still open at the end have a NaT exit.
+    """
+    if on_drop not in ON_DROP_CHOICES:
+        raise ValueError(f"on_drop must be one of {ON_DROP_CHOICES}, got {on_drop!r}")
+    if isinstance(max_holding, bool) or not isinstance(max_holding, (int, np.integer)) or max_holding < 0:
+        raise ValueError(f"max_holding must be a whole number of sessions >= 0, got {max_holding!r}")
+    by_effective = {pd.Timestamp(c.effective_session): c for c in configs.values()}
+    rows: list[tuple] = []
+    open_: dict[str, _Open] = {}
+    stopped: set[str] = set()
+    last_listed: dict[str, PairConfig] = {}
+    sector = next(iter(configs.values())).sector if configs else ""
+    price = closes.to_dict("series")
+
+    def close(pair_id: str, session: pd.Timestamp, z: float, reason: str) -> None:
+        pos = open_.pop(pair_id)
+        p = pos.pair
+        rows.append(
+            (strategy_name, sector, p.pair_id, p.y, p.x, pos.side, pos.w_y, pos.w_x, pos.entry, session, pos.z_entry, z, reason)
+        )
+
+    for session in sessions:
+        session = pd.Timestamp(session)
+        config = by_effective.get(session)
+        listed = {p.pair_id: p for p in config.pairs} if config is not None else {}
+        last_listed.update(listed)
+        # open positions first: exits, stops, drops, maximum holding
+        for pair_id in sorted(open_):
+            pos = open_[pair_id]
+            pos.held += 1
+            pair = listed.get(pair_id)
+            if pair is None and on_drop == "exit":
+                p = pos.pair
+                close(pair_id, session, _zscore(p, price[p.y][session], price[p.x][session]), "config_drop")
+                continue
+            pair = pair or last_listed[pair_id]
+            z = _zscore(pair, price[pair.y][session], price[pair.x][session])
+            lv = pair.levels
+            if (pos.side == 1 and z <= -lv.stop_z) or (pos.side == -1 and z >= lv.stop_z):
+                stopped.add(pair_id)
+                close(pair_id, session, z, "stop")
+            elif (pos.side == 1 and z >= -lv.exit_z) or (pos.side == -1 and z <= lv.exit_z):
+                close(pair_id, session, z, "exit")
+            elif max_holding and pos.held >= max_holding:
+                close(pair_id, session, z, "max_holding")
+        # entries from the effective config
+        for pair_id, pair in sorted(listed.items()):
+            z = _zscore(pair, price[pair.y][session], price[pair.x][session])
+            lv = pair.levels
+            if pair_id in stopped:
+                if math.isfinite(z) and abs(z) < lv.entry_z:
+                    stopped.discard(pair_id)
+                else:
+                    continue
+            if pair_id in open_ or not math.isfinite(z) or not (lv.entry_z <= abs(z) < lv.stop_z):
+                continue
+            action = sig.SHORT_SPREAD if z > 0 else sig.LONG_SPREAD
+            w_y, w_x = sig.target_position(action, pair.hedge_ratio, pair.sizing.model_dump())
+            if not (w_y or w_x):
+                continue
+            if entry_gate is not None and not entry_gate(pair, pd.Timestamp(config.as_of_session), session):
+                continue
+            open_[pair_id] = _Open(pair, 1 if action == sig.LONG_SPREAD else -1, float(w_y), float(w_x), session, z)
+    for pair_id in sorted(open_):
+        pos = open_[pair_id]
+        p = pos.pair
+        rows.append((strategy_name, sector, p.pair_id, p.y, p.x, pos.side, pos.w_y, pos.w_x, pos.entry, pd.NaT, pos.z_entry, math.nan, "range_end"))
+    if not rows:
+        return empty_trades()
+    frame = pd.DataFrame(rows, columns=TRADE_COLUMNS)
+    return frame.astype(empty_trades().dtypes.to_dict()).sort_values(["entry_session", "pair_id"], kind="mergesort").reset_index(drop=True)
