@@ -224,6 +224,173 @@ def dev(port: int, host: str) -> None:
     raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+@main.command()
+@click.option("--queue", "-q", "queues", multiple=True, help="Queue(s) to consume; default: dagster (every step).")
+@click.option("--concurrency", "-c", type=int, default=None, help="Steps at once; default: the CPU count.")
+@click.option(
+    "--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True,
+    help="prefork: one child process per concurrent step.",
+)
+@click.option("--name", "-n", default=None, help="Worker name; default pairs-<pid>@<host>.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def worker(queues: tuple[str, ...], concurrency: int | None, pool: str, name: str | None, loglevel: str) -> None:
+    """Start a Celery worker that executes daily_pairs steps (PAIRS_EXECUTOR=celery).
+
+    Broker from PAIRS_CELERY_BROKER, results from PAIRS_CELERY_BACKEND (default rpc://). Start one
+    per machine (more for more throughput); each needs the code server's environment.
+    """
+    from pairs_assets.jobs import CELERY_QUEUE
+    from pairs_assets.worker import make_worker_app
+    from resources.market_data import redact_url
+
+    p = paths()
+    if not p.celery_broker:
+        raise click.UsageError("set PAIRS_CELERY_BROKER (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+    queues = queues or (CELERY_QUEUE,)
+    name = name or f"pairs-{os.getpid()}@%h"
+    click.echo(f"worker {name}: broker {redact_url(p.celery_broker)}, queues {', '.join(queues)}, pool {pool}")
+    argv = ["worker", f"--loglevel={loglevel}", "-Q", ",".join(queues), "-n", name, f"--pool={pool}"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    make_worker_app(p.celery_broker, p.celery_backend).worker_main(argv)
+
+
+@main.command("mlflow-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default).")
+@click.option("--port", default=5000, show_default=True)
+@click.option("--workers", default=None, type=int, help="Server worker processes (MLflow's default if unset).")
+def mlflow_server(host: str, port: int, workers: int | None) -> None:
+    """Start an MLflow tracking server on PostgreSQL with an explicit artifact root.
+
+    Backend store from PAIRS_MLFLOW_BACKEND_URI (e.g. postgresql://mlflow:…@127.0.0.1:5432/mlflow),
+    artifacts under PAIRS_MLFLOW_ARTIFACTS (a shared path or URL such as s3://bucket/mlflow),
+    served through the server (clients use MLFLOW_TRACKING_URI=http://HOST:PORT).
+    """
+    from resources.market_data import redact_url
+
+    backend = os.environ.get("PAIRS_MLFLOW_BACKEND_URI", "")
+    artifacts = paths().mlflow_artifacts
+    if not backend:
+        raise click.UsageError("set PAIRS_MLFLOW_BACKEND_URI (the PostgreSQL URL of MLflow's backend store)")
+    if not artifacts:
+        raise click.UsageError("set PAIRS_MLFLOW_ARTIFACTS (a path or URL for run and model artifacts)")
+    if "://" not in artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--host", host, "--port", str(port),
+           "--serve-artifacts", "--artifacts-destination", artifacts]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    # the backend URL travels in the environment, not argv: `ps` would show its password
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
+    click.echo(" ".join(cmd) + f"   (backend store {redact_url(backend)})")
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+def _load_walk_forward_bars(settings, strategy, resources) -> tuple[int, float]:
+    """Upsert the walk-forward's bars (range + longest window before it) from the source into the store."""
+    from pairs_assets.assets.raw_bars import load_sector_bars
+    from pairs_assets.assets.walk_forward import panel_sessions, resolve_sectors
+
+    t0 = time.perf_counter()
+    sessions = list(panel_sessions(settings, strategy))
+    written = 0
+    for sector, symbols in resolve_sectors(settings).items():
+        bars = load_sector_bars(resources.bar_source, sector, symbols, sessions)
+        written += resources.store.upsert_bars(bars, context=f"walk-forward bars {sector}")
+    return written, time.perf_counter() - t0
+
+
+def print_walk_forward_summary(summary, echo=click.echo) -> None:
+    """The totals (every cost and period) and each sector at the full range, default beside baseline."""
+    columns = ["sharpe", "ann_return", "ann_vol", "max_drawdown", "trades", "hit_rate", "t_stat", "deflated_sharpe"]
+    header = f"{'strategy':<9} {'sector':<11} {'cost':>4} {'period':<9} " + " ".join(f"{c:>9}" for c in ["sharpe", "ann_ret", "ann_vol", "max_dd", "trades", "hit", "t_stat", "dsr"])
+    totals = summary[summary["sector"] == "all"]
+    sectors = summary[(summary["sector"] != "all") & (summary["period"] == "full")]
+    for title, frame in (("total (all sectors)", totals), ("per sector, full range", sectors)):
+        echo("")
+        echo(title)
+        echo(header)
+        for row in frame.itertuples():
+            values = []
+            for c in columns:
+                v = getattr(row, c)
+                values.append(f"{int(v):>9d}" if c == "trades" else (f"{'nan':>9}" if v != v else f"{v:>9.3f}"))
+            echo(f"{row.strategy:<9} {row.sector:<11} {row.cost_bp:>4g} {row.period:<9} " + " ".join(values))
+
+
+@main.command("walk-forward")
+@click.option("--start", default="1995-01-03", show_default=True, help="First decision session, YYYY-MM-DD.")
+@click.option("--end", default=EMBEDDED_LAST_SESSION, show_default=True, help="Last session, YYYY-MM-DD.")
+@click.option("--sector", "sectors", multiple=True, help="Sector(s); default all.")
+@click.option("--costs", default="0,5,10,20", show_default=True, help="Basis points per leg, comma-separated.")
+@click.option("--lag", default=1, show_default=True, type=int, help="Execution lag: 1, or 0 for comparison only.")
+@click.option("--on-drop", type=click.Choice(["keep", "exit"]), default="keep", show_default=True,
+              help="An open position whose pair leaves the next config: keep it (until exit/stop/max holding) or exit.")
+@click.option("--max-holding", default=20, show_default=True, type=int, help="Close positions held this many sessions (0 = never).")
+@click.option("--trials", "n_trials", default=1, show_default=True, type=int, help="Configurations tried (deflated Sharpe).")
+@click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
+@click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
+def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, name, skip_load) -> None:
+    """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline."""
+    import pandas as pd
+    from pydantic import ValidationError
+
+    from pairs_assets.assets.walk_forward import PROGRESS
+    from pairs_assets.definitions import defs
+    from pairs_assets.quant.walkforward.engine import WalkForwardSettings
+    from pairs_assets.settings import DEFAULT_STRATEGY
+    from resources.walk_forward_outputs import output_dir
+
+    try:
+        settings = WalkForwardSettings(
+            start=start, end=end, sectors=list(sectors) or None, costs=costs, lag=lag, on_drop=on_drop,
+            max_holding=max_holding, n_trials=n_trials,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.BadParameter(f"{'.'.join(map(str, first['loc'])) or 'settings'}: {first['msg']}") from None
+    output_dir(paths().home, name)  # refuse a bad name before any work
+    instance = _instance()
+    click.echo(f"PAIRS_HOME      {paths().home}")
+    click.echo(f"range           {settings.start} → {settings.end}, costs {', '.join(f'{c:g}' for c in settings.costs)} bp/leg, lag {settings.lag}")
+    if not skip_load:
+        resources = {k: v for k, v in defs.resources.items() if k in ("store", "bar_source")}
+        with dg.build_resources(resources) as built:
+            written, seconds = _load_walk_forward_bars(settings, DEFAULT_STRATEGY, built)
+        click.echo(f"bars            {written} upserted into the store in {seconds:.1f}s")
+    config = {"name": name, "start": settings.start, "end": settings.end, "sectors": list(sectors), "costs": settings.costs,
+              "lag": settings.lag, "on_drop": on_drop, "max_holding": max_holding, "n_trials": n_trials}
+    job = defs.resolve_implicit_global_asset_job_def()
+    with click.progressbar(length=1, label="walk-forward   ", show_pos=True, show_eta=True) as bar:
+        def report(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        token = PROGRESS.set(report)
+        try:
+            result = job.execute_in_process(
+                instance=instance, asset_selection=[dg.AssetKey("walk_forward")],
+                run_config={**_QUIET, "ops": {"walk_forward": {"config": config}}}, raise_on_error=False,
+            )
+        finally:
+            PROGRESS.reset(token)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.event_specific_data.error
+                while error.cause is not None:
+                    error = error.cause
+                click.echo(f"walk-forward failed: {error.message.strip().splitlines()[-1]}", err=True)
+        sys.exit(2)
+    target = output_dir(paths().home, name)
+    print_walk_forward_summary(pd.read_csv(target / "summary.csv"))
+    click.echo("")
+    click.echo(f"results         {target}/ (summary.csv, trades.csv, daily_pnl.csv.gz, equity.png)")
+    materialization = result.asset_materializations_for_node("walk_forward")[0]
+    click.echo(f"MLflow run      {materialization.metadata['mlflow_run_id'].value} (experiment pairs_trading/walk_forward)")
+
+
 def _register_live_commands() -> None:
     from pairs_assets.live.commands import recycler, stream, symbols
 

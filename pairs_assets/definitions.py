@@ -18,6 +18,7 @@ from pairs_assets.assets.model_selection import model_selection
 from pairs_assets.assets.raw_bars import raw_bars
 from pairs_assets.assets.trading_config import trading_config
 from pairs_assets.assets.trading_signals import trading_signals
+from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.jobs import daily_pairs, model_performance_job, signal_job
 from pairs_assets.settings import Paths, StrategySettings, paths
 from resources.alpaca_source import AlpacaBarSource
@@ -41,6 +42,7 @@ ASSETS = [
     model_rankings,
     model_trends,
     trading_signals,
+    walk_forward,
 ]
 
 

@@ -539,6 +539,39 @@ class ModelRegistry(dg.ConfigurableResource):
             tracking_uri=redact_uri(uri),
         )
 
+    def log_walk_forward(
+        self,
+        run_name: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        artifacts_dir: str | Path,
+        tags: dict[str, str],
+    ) -> str:
+        """One MLflow run in experiment ``pairs_trading/walk_forward``: settings as params, the
+        summary as metrics, the output folder as artifacts. Returns the run id.
+
+        Non-finite metrics are skipped (MLflow stores no NaN meaningfully).
+        """
+        import math
+
+        import mlflow
+
+        client = self.client()
+        uri = self.resolved_tracking_uri()
+        experiment_id = self._experiment_id(client, uri, "walk_forward")
+        items = sorted((str(k), str(v)[:_MAX_PARAM_VALUE]) for k, v in params.items())
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        with self._http_limits(), _mlflow_uris(uri), mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=tags
+        ) as run:
+            for start in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+                mlflow.log_params(dict(items[start : start + _MAX_PARAMS_PER_BATCH]))
+            keys = sorted(finite)
+            for start in range(0, len(keys), 500):
+                mlflow.log_metrics({k: finite[k] for k in keys[start : start + 500]})
+            mlflow.log_artifacts(str(artifacts_dir))
+            return run.info.run_id
+
     def version_exists(self, model_name: str, version: str | int) -> bool:
         """Whether ``model_name`` version ``version`` is registered (the store must answer)."""
         from mlflow.exceptions import MlflowException
