@@ -25,3 +25,17 @@ class MissingBarsError(PairsError, LookupError):
 
 class InsufficientHistoryError(PairsError, ValueError):
     """A window is shorter than its minimum (typically at the start of history)."""
+
+
+class PartitionKeyError(PairsError, ValueError):
+    """A partition key, or a date given for one, is malformed, names an unknown sector, or lies
+    outside the calendar or the data; the message names the key and what is wrong."""
+
+
+class NotASessionError(PartitionKeyError):
+    """A date given as a session (a partition key, ``--as-of``, ``--start``/``--end``) is not an
+    NYSE session; the message names the previous and the next session."""
+
+
+class RunFailedError(PairsError, RuntimeError):
+    """A Dagster run the ``pairs`` CLI started failed; the message names the step and its innermost error."""

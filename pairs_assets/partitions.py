@@ -15,7 +15,7 @@ import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
-from pairs_assets.errors import InsufficientHistoryError
+from pairs_assets.errors import InsufficientHistoryError, NotASessionError, PartitionKeyError
 from pairs_assets.settings import DEFAULT_STRATEGY, paths
 from pairs_assets.universe import load_universe
 
@@ -51,6 +51,109 @@ def next_session(day: str | dt.date | pd.Timestamp) -> pd.Timestamp:
     """The first session strictly after ``day``."""
     day = _date(day)
     return nyse_calendar().date_to_session(day + pd.Timedelta(days=1), direction="next")
+
+
+def parse_date(value: str | dt.date | pd.Timestamp, *, what: str = "date") -> pd.Timestamp:
+    """``value`` as a calendar date (tz-naive midnight); ``PartitionKeyError`` unless it is ``YYYY-MM-DD``."""
+    if isinstance(value, str):
+        try:
+            return pd.Timestamp(dt.datetime.strptime(value.strip(), DATE_FMT))
+        except ValueError:
+            raise PartitionKeyError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from None
+    return _date(value)
+
+
+def check_session(value: str | dt.date | pd.Timestamp, *, what: str = "date") -> pd.Timestamp:
+    """The session ``value`` names, or a clear error.
+
+    Parameters
+    ----------
+    value : str, date or Timestamp
+        A date; strings must read ``YYYY-MM-DD``.
+    what : str
+        How the message names the value (``"--as-of"``, ``"partition 2022-12-26|consumer:"``).
+
+    Returns
+    -------
+    pandas.Timestamp
+        The session as a tz-naive date.
+
+    Raises
+    ------
+    NotASessionError
+        ``value`` is a weekend or a holiday; the message names the previous and next session.
+    PartitionKeyError
+        ``value`` is not a date or lies outside the NYSE calendar.
+    """
+    day = parse_date(value, what=what)
+    calendar = nyse_calendar()
+    if not calendar.first_session <= day <= calendar.last_session:
+        raise PartitionKeyError(
+            f"{what} {day.date()} is outside the NYSE calendar ({calendar.first_session.date()} → "
+            f"{calendar.last_session.date()})"
+        )
+    if not calendar.is_session(day):
+        raise NotASessionError(f"{what} {non_session_description(day)}")
+    return day
+
+
+def non_session_description(day: str | dt.date | pd.Timestamp) -> str:
+    """``'2022-12-26 is not an NYSE session (Monday); the previous session is 2022-12-23, the next 2022-12-27'``."""
+    day = _date(day)
+    calendar = nyse_calendar()
+    before = calendar.date_to_session(day, direction="previous") if day > calendar.first_session else None
+    after = calendar.date_to_session(day, direction="next") if day < calendar.last_session else None
+    return (
+        f"{day.date()} is not an NYSE session ({day.day_name()}); the previous session is "
+        f"{before.date() if before is not None else 'before the calendar'}, the next "
+        f"{after.date() if after is not None else 'after the calendar'}"
+    )
+
+
+def check_partition_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """(date, sector) of a ``date|sector`` key, refusing one that is not a partition.
+
+    Dagster's ``TimeWindowPartitionsDefinition`` resolves a key to a time window by moving it to
+    the next window that is not excluded, so a run tagged with a holiday (``2022-12-26|consumer``)
+    would silently read, write and record ``2022-12-27``. Assets call this before any work.
+
+    Raises
+    ------
+    NotASessionError
+        The date is not an NYSE session (the message names the previous and next session).
+    PartitionKeyError
+        The key is malformed, its date precedes the first partition, or its sector is unknown.
+    """
+    if isinstance(key, dg.MultiPartitionKey):
+        date, sector = key.keys_by_dimension["date"], key.keys_by_dimension["sector"]
+    else:
+        date, sep, sector = str(key).partition("|")
+        if not sep:
+            raise PartitionKeyError(f"partition key {key!r} is not DATE|SECTOR (e.g. 2022-12-28|technology)")
+    label = f"partition {date}|{sector}:"
+    day = check_session(date, what=label)
+    first = _date(paths().history_start)
+    if day < first:
+        raise PartitionKeyError(f"{label} {day.date()} precedes the first partition {first.date()} (PAIRS_HISTORY_START)")
+    sectors = sector_partitions_def().get_partition_keys()
+    if sector not in sectors:
+        raise PartitionKeyError(f"{label} unknown sector {sector!r} (known: {', '.join(sectors)})")
+    return date, sector
+
+
+def check_run_partitions(context: dg.AssetExecutionContext) -> None:
+    """Refuse a run whose partition key, or either end of its key range, is not a partition.
+
+    Without this a non-session key is remapped by Dagster to the next session (see
+    ``check_partition_key``), and a range such as ``2022-12-24...2022-12-26`` materializes
+    2022-12-27, outside the range.
+    """
+    if context.has_partition_key_range:  # (has_partition_key is False for a range of several keys)
+        key_range = context.partition_key_range
+        check_partition_key(key_range.start)
+        check_partition_key(key_range.end)
+    elif context.has_partition_key:
+        check_partition_key(context.partition_key)
 
 
 def session_close_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:

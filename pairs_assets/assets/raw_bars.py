@@ -21,6 +21,7 @@ from resources.market_data import MarketDataStore
 
 
 def _keys_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.Timestamp]]:
+    partitions.check_run_partitions(context)  # a holiday key would be moved to the next session
     by_sector: dict[str, list[pd.Timestamp]] = defaultdict(list)
     for key in context.partition_keys:
         date, _, sector = str(key).partition("|")
