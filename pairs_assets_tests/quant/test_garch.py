@@ -117,8 +117,9 @@ def test_as_dict_has_every_field_in_order():
     assert list(fit.as_dict()) == [
         "mu", "omega", "alpha", "beta", "persistence", "loglik", "aic", "bic", "aic_constant",
         "bic_constant", "sigma_forecast", "qlike_garch", "qlike_naive", "forecast_ratio",
-        "ljung_box_p", "arch_lm_p", "converged", "convergence_message", "n_obs", "scale",
+        "ljung_box_p", "arch_lm_p", "converged", "convergence_message", "n_obs", "scale", "estimator",
     ]  # fmt: skip
+    assert fit.estimator == "arch"
 
 
 def test_non_convergence_is_recorded_not_raised():
