@@ -16,6 +16,19 @@ recovers them from the historical endpoint, which also serves the bars already e
 their re-stamped times when re-stamping). Modes: ``loop`` (``loops`` passes, -1 = forever),
 ``date_range`` (one pass over ``start``..``end``), ``single_pass`` (one pass over everything).
 
+At ``speed=inf`` the clock has no period: it emits the next step as soon as the *fastest* subscribed
+client has drained its queue, and idles while no client is subscribed (nobody would read the steps,
+and the emitted-bar log would fill for nothing). Each client's queue is bounded
+(``max_pending_frames`` bar frames): a client that falls that far behind — it stopped reading, or
+reads slower than the replay — gets Alpaca's ``[{"T": "error", "code": 407, "msg": "slow client"}]``
+(its queued bars are dropped so the error is next on the wire) and is disconnected; other clients
+keep their pace. It recovers the gap from the historical endpoint, as from Alpaca.
+
+Abuse is answered, never echoed in bulk or dropped silently: a subscribe naming thousands of
+unknown symbols gets one error listing the first few and the count; an HTTP request other than
+``GET`` gets ``405`` and a request with a body (any ``Content-Length`` but 0, or chunked) ``413``,
+without reading the body.
+
 Bars are re-stamped with the wall-clock time of their emission (UTC, microseconds, strictly
 increasing) unless ``restamp=False``, which keeps the stored timestamps. A symbol without stored
 bars can be served by a *proxy* symbol's bars (``proxies={"XYZ": "AAPL"}`` or ``default_proxy``);
@@ -39,7 +52,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,6 +62,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import CONNECTING
+from websockets.server import ServerProtocol
 
 from pairs_assets.errors import PairsError
 from pairs_assets.live import wire
@@ -65,6 +80,12 @@ TIMEFRAME_RE = re.compile(r"^[1-9][0-9]*(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
 MAX_PAGE = 10_000
 DEFAULT_PAGE = 1_000
 LOG_MAXLEN = 500_000
+#: Symbols named in one error message (a subscribe can name thousands).
+MAX_SYMBOLS_ECHOED = 20
+#: Largest client frame (and websockets message) accepted.
+MAX_FRAME_BYTES = 2**20
+#: An HTTP request head (request line + headers) larger than this is left to websockets' parser.
+_HTTP_HEAD_PEEK_LIMIT = 64 * 1024
 
 
 class RecyclerError(PairsError, ValueError):
@@ -93,7 +114,10 @@ class RecyclerSettings:
     secret_key: str | None = dataclasses.field(default=None, repr=False)
     start_on_subscribe: bool = True
     auth_timeout_s: float = 10.0
-    max_pending_frames: int = 10_000
+    #: bar frames queued for one client before it is a slow client (407, disconnected)
+    max_pending_frames: int = 1_000
+    #: seconds a slow client gets to take its 407 before the connection is aborted
+    slow_client_grace_s: float = 5.0
     max_page_size: int = MAX_PAGE
 
     def __post_init__(self) -> None:
@@ -109,6 +133,10 @@ class RecyclerSettings:
             raise RecyclerError(f"bar_interval_s must be >= 0, got {self.bar_interval_s}")
         if self.tail is not None and self.tail < 1:
             raise RecyclerError(f"tail must be a positive number of bar steps, got {self.tail}")
+        if self.max_pending_frames < 1:
+            raise RecyclerError(f"max_pending_frames must be at least 1, got {self.max_pending_frames}")
+        if self.slow_client_grace_s <= 0:
+            raise RecyclerError(f"slow_client_grace_s must be positive, got {self.slow_client_grace_s}")
         if not 1 <= self.max_page_size <= MAX_PAGE:
             raise RecyclerError(f"max_page_size must be between 1 and {MAX_PAGE}, got {self.max_page_size}")
         if bool(self.api_key) != bool(self.secret_key):
@@ -264,9 +292,10 @@ class _Client:
         self.authenticated = False
         self.subscriptions: dict[str, set[str]] = {channel: set() for channel in wire.CHANNELS}
         self.queue: asyncio.Queue[tuple[bytes | str, int]] = asyncio.Queue()
-        self.pending_frames = 0
+        self.pending_frames = 0  # bar frames queued or being sent
         self.bars_sent = 0
         self.closing = False
+        self.flushed = asyncio.Event()  # set when the queue ran empty after closing began
 
     @property
     def peer(self) -> str:
@@ -275,6 +304,21 @@ class _Client:
 
     def bar_subscriptions(self) -> list[tuple[str, set[str]]]:
         return [(channel, self.subscriptions[channel]) for channel in wire.BAR_CHANNELS if self.subscriptions[channel]]
+
+    @property
+    def streaming(self) -> bool:
+        """Authenticated, not closing, and subscribed to at least one bar channel."""
+        return self.authenticated and not self.closing and any(self.subscriptions[c] for c in wire.BAR_CHANNELS)
+
+    def drop_queued_bars(self) -> int:
+        """Remove every queued frame not yet handed to the socket; return how many bar frames went."""
+        dropped = 0
+        while not self.queue.empty():
+            _, n_bars = self.queue.get_nowait()
+            if n_bars:
+                dropped += 1
+        self.pending_frames -= dropped
+        return dropped
 
     def enqueue(self, messages: list[dict], n_bars: int = 0) -> None:
         self.queue.put_nowait((self.codec.encode(messages), n_bars))
@@ -292,6 +336,8 @@ class RecyclerStats:
     clients: int = 0
     http_requests: int = 0
     protocol_errors: int = 0
+    slow_clients: int = 0
+    idle_waits: int = 0
     started_at: float = 0.0
     finished: bool = False
 
@@ -318,6 +364,7 @@ class Recycler:
         self._clients: set[_Client] = set()
         self._replay_task: asyncio.Task | None = None
         self._subscribed = asyncio.Event()
+        self._wake = asyncio.Event()  # a client subscribed, left, or drained its queue
         self._stopping = asyncio.Event()
         self.finished = asyncio.Event()
         self._last_stamp: pd.Timestamp | None = None
@@ -341,7 +388,8 @@ class Recycler:
             self.settings.host,
             self.settings.port,
             process_request=self._process_request,
-            max_size=2**20,
+            max_size=MAX_FRAME_BYTES,
+            create_connection=_RecyclerConnection,
         )
         sockets = list(self._server.sockets)
         self.port = sockets[0].getsockname()[1]
@@ -427,12 +475,14 @@ class Recycler:
         finally:
             self._clients.discard(client)
             self.stats.clients = len(self._clients)
+            self._wake.set()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await sender
             log.info("client %s disconnected after %d bars", client.peer, client.bars_sent)
 
     async def _sender(self, client: _Client) -> None:
+        ready_at = self._ready_level
         while True:
             frame, n_bars = await client.queue.get()
             await client.ws.send(frame)
@@ -440,11 +490,43 @@ class Recycler:
                 client.pending_frames -= 1
                 client.bars_sent += n_bars
                 self.stats.bars_sent += n_bars
+                if client.pending_frames <= ready_at:
+                    self._wake.set()
+            if client.closing and client.queue.empty():
+                client.flushed.set()
+
+    @property
+    def _ready_level(self) -> int:
+        """A client with at most this many bar frames pending can take the next step (speed inf)."""
+        return max(1, self.settings.max_pending_frames // 10)
 
     def _error(self, client: _Client, code: int, detail: str | None = None) -> None:
         self.stats.protocol_errors += 1
         log.info("client %s: error %d %s", client.peer, code, detail or "")
         client.enqueue([wire.error_message(code, detail)])
+
+    def _drop_slow_client(self, client: _Client) -> None:
+        """Alpaca's 407: drop the client's backlog, send ``slow client`` next, then disconnect it."""
+        client.closing = True
+        dropped = client.drop_queued_bars()
+        self.stats.slow_clients += 1
+        log.warning(
+            "client %s is a slow client: %d bar frames behind (max_pending_frames %d); %d dropped, sent 407 and closing",
+            client.peer, client.pending_frames + dropped, self.settings.max_pending_frames, dropped,
+        )
+        self._error(client, 407)
+        self._wake.set()
+        asyncio.ensure_future(self._close_slow_client(client))
+
+    async def _close_slow_client(self, client: _Client) -> None:
+        """Close once the 407 is on the wire; abort if the client does not take it within the grace."""
+        grace = self.settings.slow_client_grace_s
+        try:
+            await asyncio.wait_for(client.flushed.wait(), grace)
+            await asyncio.wait_for(client.ws.close(1008, "slow client"), grace)
+        except asyncio.TimeoutError:
+            log.info("client %s did not read its 407 within %g s: connection aborted", client.peer, grace)
+            client.ws.transport.abort()
 
     async def _close_after_flush(self, client: _Client, code: int = 1008, reason: str = "") -> None:
         deadline = time.monotonic() + 2
@@ -521,7 +603,8 @@ class Recycler:
                 raise wire.WireError(400, f"field {channel!r} must be a list of symbols")
             bad = [s for s in symbols if s != "*" and not SYMBOL_RE.match(s)]
             if bad:
-                raise wire.WireError(400, f"invalid symbol(s) {', '.join(repr(s[:20]) for s in bad[:5])} in {channel!r}")
+                more = f" (+{len(bad) - 5} more; {len(bad)} invalid in all)" if len(bad) > 5 else ""
+                raise wire.WireError(400, f"invalid symbol(s) {', '.join(repr(s[:20]) for s in bad[:5])}{more} in {channel!r}")
             if not subscribe:
                 client.subscriptions[channel].difference_update(symbols)
                 continue
@@ -535,19 +618,20 @@ class Recycler:
                 else:
                     unknown.add(symbol)
         if unserved:
-            detail = "; ".join(f"{channel} {', '.join(symbols)}" for channel, symbols in sorted(unserved.items()))
+            detail = "; ".join(f"{channel} {_echo(sorted(set(symbols)))}" for channel, symbols in sorted(unserved.items()))
             self._error(client, 400, f"the recycler replays bars only, not subscribed: {detail}")
         if unknown:
+            served = self._served_symbols()
             self._error(
                 client,
                 400,
-                f"unknown symbol(s) {', '.join(sorted(unknown))}: no stored bars and no proxy "
-                f"(this recycler serves {', '.join(self._served_symbols()[:20])}"
-                f"{' …' if len(self._served_symbols()) > 20 else ''})",
+                f"unknown symbol(s) {_echo(sorted(unknown))}: no stored bars and no proxy "
+                f"(this recycler serves {_echo(served)})",
             )
         client.enqueue([wire.subscription_message(client.subscriptions)])
         if subscribe and any(client.subscriptions[c] for c in wire.BAR_CHANNELS):
             self._subscribed.set()
+        self._wake.set()
 
     # --- replay clock ---
     def _stamp(self, stored: pd.Timestamp) -> pd.Timestamp:
@@ -592,17 +676,28 @@ class Recycler:
             if not messages:
                 continue
             if client.pending_frames >= self.settings.max_pending_frames:
-                self._error(client, 407)
-                client.closing = True
-                asyncio.ensure_future(self._close_after_flush(client, 1008, "slow client"))
+                self._drop_slow_client(client)
                 continue
             client.enqueue(messages, n_bars=len(messages))
 
-    async def _backpressure(self) -> None:
-        """At unlimited speed, wait until every client has sent most of its queue."""
-        limit = max(1, self.settings.max_pending_frames // 10)
-        while any(c.pending_frames > limit and not c.closing for c in self._clients):
-            await asyncio.sleep(0.0005)
+    async def _until_a_reader_is_ready(self) -> None:
+        """At unlimited speed: wait until a subscribed client can take the next step.
+
+        The pace is the fastest reader's: a client with at most ``max_pending_frames // 10`` bar
+        frames pending is ready. With no subscribed client the replay idles (no busy loop); a
+        client that cannot keep up falls behind until it is a slow client (407).
+        """
+        waited = False
+        while True:
+            streaming = [c for c in self._clients if c.streaming]
+            if any(c.pending_frames <= self._ready_level for c in streaming):
+                return
+            if not streaming and not waited:
+                self.stats.idle_waits += 1
+                log.info("recycler idle: no client subscribed to bars (step %d)", self.stats.steps_emitted)
+            waited = True
+            self._wake.clear()
+            await self._wake.wait()
 
     async def _replay(self) -> None:
         assert self.data is not None
@@ -614,6 +709,8 @@ class Recycler:
         try:
             while passes == -1 or self.stats.passes_done < passes:
                 for stored, step in zip(self.data.step_times, self.data.steps):
+                    if step_s == 0:
+                        await self._until_a_reader_is_ready()
                     self._emit(step, self._stamp(stored))
                     k += 1
                     if step_s > 0:
@@ -621,7 +718,6 @@ class Recycler:
                         if delay > 0:
                             await asyncio.sleep(delay)
                     else:
-                        await self._backpressure()
                         await asyncio.sleep(0)
                 self.stats.passes_done += 1
         finally:
@@ -633,6 +729,16 @@ class Recycler:
     # --- historical endpoint ---
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
+        if request.method != "GET":
+            response = _json_response(405, {"code": 40510000, "message": f"method {request.method[:16]} not allowed; use GET"})
+            response.headers["Allow"] = "GET"
+            return response
+        if _has_body(request.headers):
+            length = (request.headers.get("Content-Length") or "chunked")[:24]
+            return _json_response(
+                413, {"code": 41310000, "message": f"request bodies are not accepted (Content-Length: {length}); "
+                      "pass parameters in the query string"}
+            )
         if (request.headers.get("Upgrade") or "").lower() == "websocket":
             segments = [s for s in parts.path.split("/") if s]
             if parts.path in ("", "/") or (len(segments) == 2 and segments[0] == "v2" and segments[1] in STREAM_FEEDS):
@@ -765,6 +871,65 @@ class Recycler:
         frame = pd.DataFrame(rows, columns=["symbol", "ns", *_VALUE_FIELDS])
         frame["timestamp"] = pd.to_datetime(frame["ns"], unit="ns", utc=True)
         return frame.drop(columns="ns").sort_values(["symbol", "timestamp"]).reset_index(drop=True)
+
+
+def _echo(symbols: list[str], n: int = MAX_SYMBOLS_ECHOED) -> str:
+    """At most ``n`` symbols for a message, then how many more (a request can name 50,000)."""
+    shown = ", ".join(symbols[:n])
+    return f"{shown} … (+{len(symbols) - n} more, {len(symbols)} in all; list truncated)" if len(symbols) > n else shown
+
+
+def _has_body(headers: Headers) -> bool:
+    return "Transfer-Encoding" in headers or any(v.strip() != "0" for v in headers.get_all("Content-Length"))
+
+
+class _HttpGuardProtocol(ServerProtocol):
+    """websockets' server protocol, answering plain-HTTP requests its parser would drop silently.
+
+    websockets parses only ``GET`` requests without a body: on any other it closes the connection
+    without a response (a POST, a ``Content-Length`` of a gigabyte). Here the request head is
+    peeked first; a request other than a body-less GET is handed to ``process_request`` as read
+    (which answers 405 or 413) and its body is never read. Everything else goes to the stock parser.
+    """
+
+    def parse(self) -> Generator[None]:
+        if self.state is CONNECTING:
+            request = yield from self._unsupported_request()
+            if request is not None:
+                self.events.append(request)
+                while True:  # until the response is sent (then websockets discards the rest itself)
+                    self.reader.discard()  # the body, never parsed
+                    yield
+        yield from super().parse()
+
+    def _unsupported_request(self) -> Generator[None, None, Request | None]:
+        buffer = self.reader.buffer
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            if len(buffer) > _HTTP_HEAD_PEEK_LIMIT or self.reader.eof:
+                return None
+            yield
+        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[0].isascii() or not parts[1].isascii():
+            return None
+        headers = Headers()
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or not name.strip():
+                return None
+            headers[name.strip()] = value.strip()
+        method, path, protocol = parts
+        if method == "GET" and not _has_body(headers):
+            return None
+        yield from self.reader.read_exact(end + 4)
+        return Request(path, headers, method, protocol)
+
+
+class _RecyclerConnection(ServerConnection):
+    """A connection whose protocol is :class:`_HttpGuardProtocol` (same settings as the stock one)."""
+
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_HttpGuardProtocol(max_size=MAX_FRAME_BYTES, logger=protocol.logger), *args, **kwargs)
 
 
 class _HttpError(Exception):
