@@ -20,6 +20,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", message="Asset job .* materializes assets with varying BackfillPolicies")
 
+from pairs_assets.cli_common import DATE, SESSION, is_debug, pairs_group
+from pairs_assets.errors import RunFailedError
 from pairs_assets.settings import EMBEDDED_LAST_SESSION, PACKAGE_DIR, paths
 
 PROJECT_DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
@@ -41,9 +43,12 @@ def init_home() -> Path:
     return dagster_home
 
 
-@click.group()
-def main() -> None:
-    """pairs_assets: daily pairs-trading configs from price bars, with Dagster."""
+@pairs_group()
+def main(debug: bool) -> None:
+    """pairs_assets: daily pairs-trading configs from price bars, with Dagster.
+
+    An error prints one line (exit status 2); `pairs --debug COMMAND` adds the traceback.
+    """
 
 
 @main.command()
@@ -57,6 +62,51 @@ def init() -> None:
 
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _quiet() -> dict:
+    """Run config of the CLI's runs: Dagster's console logger prints nothing (the command prints a
+    summary, and a failed step as one line) unless ``--debug``: then warnings and tracebacks too."""
+    return {"loggers": {"console": {"config": {"log_level": "WARNING" if is_debug() else "CRITICAL"}}}}
+
+
+def step_failure(result) -> str:
+    """``"<step>: <ErrorClass>: <message>"`` of a failed run's first failed step (its innermost error)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.event_specific_data.error
+            while error.cause is not None:  # the innermost error says what is wrong
+                error = error.cause
+            lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
+            message = lines[-1] if lines else error.cls_name
+            # "pairs_assets.errors.BarsFileError: bars file …" → "BarsFileError: bars file …"
+            head, sep, rest = message.partition(": ")
+            if sep and head.rsplit(".", 1)[-1] == error.cls_name:
+                message = f"{error.cls_name}: {rest}"
+            return f"{event.step_key}: {message}"
+    for event in result.all_events:
+        if event.event_type_value == "RUN_FAILURE" and event.message:
+            return event.message.strip().splitlines()[0]
+    return "the run failed (see it in the Dagster UI: pairs dev)"
+
+
+def data_last_session():
+    """The last session of the configured bar source's data (None when the source cannot say)."""
+    from pairs_assets.definitions import bar_source_for
+
+    return bar_source_for(paths()).last_session()
+
+
+def check_sectors(sectors, param_hint: str = "--sector") -> list[str]:
+    """The chosen sectors (all when none), refusing unknown ones by name."""
+    from pairs_assets.partitions import sector_partitions_def
+
+    all_sectors = sorted(sector_partitions_def().get_partition_keys())
+    chosen = sorted(sectors) if sectors else all_sectors
+    unknown = sorted(set(chosen) - set(all_sectors))
+    if unknown:
+        raise click.BadParameter(f"unknown sector(s) {', '.join(unknown)} (known: {', '.join(all_sectors)})", param_hint=param_hint)
+    return chosen
 
 
 def _relax_dagster_sqlite_fsync() -> None:
@@ -93,17 +143,18 @@ def _instance():
 
 
 def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> tuple[bool, float]:
-    """Materialize raw_bars for [start, end] × sectors in one run (single-run backfill)."""
+    """Materialize raw_bars for [start, end] × sectors in one run (single-run backfill).
+
+    ``start`` and ``end`` must be sessions (``pairs load-bars`` clips to them). Returns (True,
+    seconds); a failed run raises ``RunFailedError`` naming the step and its innermost error.
+    """
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from pairs_assets.definitions import defs
 
-    all_sectors = sorted(defs.get_assets_def("raw_bars").partitions_def.get_partitions_def_for_dimension("sector").get_partition_keys())
-    chosen = sorted(sectors) if sectors else all_sectors
-    unknown = sorted(set(chosen) - set(all_sectors))
-    if unknown:
-        raise click.BadParameter(f"unknown sector(s) {', '.join(unknown)} (known: {', '.join(all_sectors)})")
+    all_sectors = check_sectors([])
+    chosen = check_sectors(sectors)
     # a partition range is a rectangle: the sectors must be a contiguous run of the sorted sectors
     if chosen != all_sectors[all_sectors.index(chosen[0]) : all_sectors.index(chosen[-1]) + 1]:
         raise click.BadParameter("give one sector, all sectors, or a contiguous range of sectors")
@@ -112,26 +163,55 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
     result = job.execute_in_process(
         instance=_instance(),
         asset_selection=[dg.AssetKey("raw_bars")],
-        run_config=_QUIET,
+        run_config=_quiet(),
         tags={
             ASSET_PARTITION_RANGE_START_TAG: f"{start}|{chosen[0]}",
             ASSET_PARTITION_RANGE_END_TAG: f"{end}|{chosen[-1]}",
         },
         raise_on_error=False,
     )
+    if not result.success:
+        raise RunFailedError(f"raw_bars {start}...{end} failed (run {result.run_id}): {step_failure(result)}")
     return result.success, time.perf_counter() - t0
 
 
+def session_range(start: str, end: str, echo=click.echo) -> tuple[str, str]:
+    """[start, end] clipped to its first and last NYSE session (saying so), checked against the data."""
+    from pairs_assets.partitions import non_session_description, sessions_in_range
+
+    if start > end:
+        raise click.BadParameter(f"{start} is after --end {end}", param_hint="--start")
+    first = paths().history_start
+    if start < first:
+        raise click.BadParameter(f"{start} precedes the first partition {first} (PAIRS_HISTORY_START)", param_hint="--start")
+    sessions = sessions_in_range(start, end)
+    if len(sessions) == 0:
+        raise click.BadParameter(
+            f"no NYSE session between {start} and {end}: {non_session_description(start)}", param_hint="--start/--end"
+        )
+    first_session, last_session = str(sessions[0].date()), str(sessions[-1].date())
+    if (first_session, last_session) != (start, end):
+        echo(f"sessions {first_session}...{last_session} (the range's first and last NYSE sessions; {start}...{end} asked)")
+    last_data = data_last_session()
+    if last_data is not None:
+        data_end = str(last_data.date())
+        if first_session > data_end:
+            raise click.BadParameter(f"{start} is after the last bar: the data ends on {data_end}", param_hint="--start")
+        if last_session > data_end:
+            raise click.BadParameter(f"{end} is past the data: the data ends on {data_end}", param_hint="--end")
+    return first_session, last_session
+
+
 @main.command("load-bars")
-@click.option("--start", required=True, help="First session, YYYY-MM-DD.")
-@click.option("--end", required=True, help="Last session, YYYY-MM-DD.")
+@click.option("--start", required=True, type=DATE, help="First session, YYYY-MM-DD (a non-session moves to the next).")
+@click.option("--end", required=True, type=DATE, help="Last session, YYYY-MM-DD (a non-session moves to the previous).")
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all.")
 def load_bars(start: str, end: str, sectors: tuple[str, ...]) -> None:
     """Backfill raw_bars for a range of sessions in one run (one pass over the source)."""
+    check_sectors(sectors)
+    start, end = session_range(start, end)
     ok, seconds = load_bars_range(start, end, list(sectors) or None)
     click.echo(f"raw_bars {start}...{end}: {'ok' if ok else 'FAILED'} in {seconds:.1f}s")
-    if not ok:
-        sys.exit(1)
 
 
 def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
@@ -146,19 +226,11 @@ def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
     for sector in sectors:
         t0 = time.perf_counter()
         result = job.execute_in_process(
-            partition_key=partition_key(as_of, sector), instance=instance, raise_on_error=False, run_config=_QUIET
+            partition_key=partition_key(as_of, sector), instance=instance, raise_on_error=False, run_config=_quiet()
         )
         path = Path(trading_config_path(as_of, sector))
         n_pairs = len(json.loads(path.read_text())["pairs"]) if result.success and path.exists() else None
-        failure = ""
-        if not result.success:
-            for event in result.all_events:
-                if event.is_step_failure:
-                    error = event.event_specific_data.error
-                    while error.cause is not None:  # the innermost error says what is wrong
-                        error = error.cause
-                    failure = f"{event.step_key}: {error.message.strip().splitlines()[-1]}"
-                    break
+        failure = "" if result.success else step_failure(result)
         rows.append(
             {
                 "sector": sector,
@@ -173,19 +245,23 @@ def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
 
 
 @main.command()
-@click.option("--as-of", default=EMBEDDED_LAST_SESSION, show_default=True, help="As-of session (partition date).")
+@click.option("--as-of", default=EMBEDDED_LAST_SESSION, show_default=True, type=SESSION, help="As-of session (partition date).")
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all sectors of the universe.")
 @click.option("--skip-load", is_flag=True, help="Assume raw_bars for the history window are already loaded.")
 def demo(as_of: str, sectors: tuple[str, ...], skip_load: bool) -> None:
     """Load the bars the graph needs, run daily_pairs for AS_OF × every sector, print a summary."""
-    from pairs_assets.partitions import daily_partitions_def, window_sessions
+    from pairs_assets.partitions import window_sessions
     from pairs_assets.settings import DEFAULT_STRATEGY
 
     init_home()
     p = paths()
-    all_sectors = list(daily_partitions_def().get_partitions_def_for_dimension("sector").get_partition_keys())
-    chosen = list(sectors) or all_sectors
+    check_sectors(sectors)  # unknown sectors are refused by name, with --skip-load too
+    chosen = list(sectors) or check_sectors([])
     window = window_sessions(as_of, DEFAULT_STRATEGY.history_sessions)
+    if not skip_load:
+        last_data = data_last_session()
+        if last_data is not None and as_of > str(last_data.date()):
+            raise click.BadParameter(f"{as_of} is past the data: the data ends on {last_data.date()}", param_hint="--as-of")
     click.echo(f"PAIRS_HOME      {p.home}")
     click.echo(f"DAGSTER_HOME    {p.dagster_home}")
     click.echo(f"bars source     {p.bars_file or 'embedded dataset (skfolio S&P 500 closes)'}")
@@ -193,10 +269,7 @@ def demo(as_of: str, sectors: tuple[str, ...], skip_load: bool) -> None:
     if not skip_load:
         start, end = str(window[0].date()), str(window[-1].date())
         click.echo(f"loading raw_bars {start}...{end} ({len(window)} sessions × {len(chosen)} sectors) in one run …")
-        ok, seconds = load_bars_range(start, end, chosen)
-        if not ok:
-            click.echo("raw_bars failed: see the run in the Dagster UI (pairs dev)", err=True)
-            sys.exit(1)
+        ok, seconds = load_bars_range(start, end, chosen)  # a failed run raises, naming the error
         click.echo(f"  done in {seconds:.1f}s")
     click.echo(f"running daily_pairs for {as_of} × {', '.join(chosen)} …")
     rows = run_daily(as_of, chosen)

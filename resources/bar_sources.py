@@ -72,6 +72,19 @@ class BarSource(dg.ConfigurableResource):
     def describe(self) -> str:
         return self.source_name
 
+    def last_session(self) -> pd.Timestamp | None:
+        """The New York date of the source's last bar, where the source knows it (None: unknown).
+
+        Lets a command say "the data ends on 2022-12-28" before it starts a run past the data.
+        """
+        return None
+
+
+def _last_new_york_date(timestamps: pd.Series) -> pd.Timestamp | None:
+    if timestamps.empty:
+        return None
+    return timestamps.max().tz_convert("America/New_York").tz_localize(None).normalize()
+
 
 class EmbeddedBarSource(BarSource):
     """The vendored skfolio S&P 500 closes (closes only; other fields stay null)."""
@@ -93,6 +106,10 @@ class EmbeddedBarSource(BarSource):
         path = self._path()
         long = _read_wide_closes(str(path), path.stat().st_mtime)
         return conform_bars(_slice(long, symbols, start, end), self.source_name)
+
+    def last_session(self) -> pd.Timestamp | None:
+        path = self._path()
+        return _last_new_york_date(_read_wide_closes(str(path), path.stat().st_mtime)["timestamp"])
 
 
 def _row_number(path: Path, index: int) -> int:
@@ -256,3 +273,9 @@ class FileBarSource(BarSource):
         if sliced.empty:
             return empty_bars()
         return conform_bars(sliced, self.source_name)[BAR_COLUMNS]
+
+    def last_session(self) -> pd.Timestamp | None:
+        path = Path(self.path)
+        if not path.exists():
+            raise BarsFileError(f"bars file {path} does not exist (PAIRS_BARS_FILE)")
+        return _last_new_york_date(_read_bars_file_cached(str(path), path.stat().st_mtime)["timestamp"])

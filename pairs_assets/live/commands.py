@@ -1,6 +1,7 @@
 """``pairs recycler``, ``pairs stream`` and ``pairs symbols …`` (click), registered by ``pairs_assets.cli``.
 
-Also runnable alone: ``python -m pairs_assets.live.commands recycler …``.
+Also runnable alone: ``python -m pairs_assets.live.commands recycler …``. Errors take the one
+path every ``pairs`` command shares (``pairs_assets.cli_common``): one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from pairs_assets.errors import PairsError
+from pairs_assets.cli_common import pairs_group
 
 
 def _store(database_url: str | None):
@@ -42,20 +43,10 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-class _PairsCommand(click.Command):
-    """Turns the platform's own errors into a one-line message and exit status 1 (no traceback)."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except PairsError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
 # --- recycler ------------------------------------------------------------------------------------
 
 
-@click.command("recycler", cls=_PairsCommand)
+@click.command("recycler")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1 = this machine only).")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0 = any free port).")
 @click.option("--mode", type=click.Choice(["loop", "date_range", "single_pass"]), default="loop", show_default=True)
@@ -130,7 +121,7 @@ def recycler(host, port, mode, loops, start, end, speed, bar_interval, restamp, 
 # --- stream --------------------------------------------------------------------------------------
 
 
-@click.command("stream", cls=_PairsCommand)
+@click.command("stream")
 @click.option("--symbols", "symbols_opt", multiple=True, help="Symbols (comma-separated; default: the live symbol list).")
 @click.option("--url", default=None, help="Stream URL, e.g. ws://127.0.0.1:8765/v2/iex (default: by live mode).")
 @click.option("--alpaca", "use_alpaca", is_flag=True, help="Stream from Alpaca (keys from ALPACA_API_KEY / ALPACA_SECRET_KEY).")
@@ -190,11 +181,8 @@ def _update(ctx, change) -> None:
     from pairs_assets.live.symbols import load_live_symbols, save_live_symbols
 
     path = ctx.obj["path"]
-    try:
-        config = change(load_live_symbols(path))
-        save_live_symbols(config, path)
-    except PairsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    config = change(load_live_symbols(path))
+    save_live_symbols(config, path)
     click.echo(f"{path}: mode {config.mode}, {len(config.symbols)} symbol(s), {len(config.proxies)} proxy(ies)")
 
 
@@ -206,12 +194,9 @@ def symbols_status(ctx, database_url, as_json):
     """Mode, symbols and, per symbol, bars stored and whether a proxy would stand in."""
     from pairs_assets.live.symbols import load_live_symbols, symbol_status
 
-    try:
-        config = load_live_symbols(ctx.obj["path"])
-        store = _store(database_url)
-        table = symbol_status(config, store.bar_counts())
-    except PairsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    config = load_live_symbols(ctx.obj["path"])
+    store = _store(database_url)
+    table = symbol_status(config, store.bar_counts())
     if as_json:
         click.echo(json.dumps({**config.to_json(), "store": store.display_url, "status": table.to_dict("records")}, default=str, indent=2))
         return
@@ -300,16 +285,13 @@ def symbols_from_universe(ctx, sectors):
     from pairs_assets.settings import paths
     from pairs_assets.universe import load_universe
 
-    try:
-        universe = load_universe(paths().universe_file)
-        chosen = sorted({s for sector in (sectors or universe.sector_names) for s in universe.symbols(sector)})
-    except PairsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    universe = load_universe(paths().universe_file)
+    chosen = sorted({s for sector in (sectors or universe.sector_names) for s in universe.symbols(sector)})
     _update(ctx, lambda c: dataclasses.replace(c, symbols=tuple(chosen)))
 
 
-@click.group("live")
-def main() -> None:
+@pairs_group("live")
+def main(debug: bool) -> None:
     """The live path alone (the `pairs` CLI registers the same commands)."""
 
 

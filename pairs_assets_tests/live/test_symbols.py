@@ -71,7 +71,7 @@ def test_symbols_commands(tmp_path, sqlite_url):
     rows = {r["symbol"]: r for r in as_json["status"]}
     assert rows["NEW"]["status"] == "proxy" and rows["KO"]["bars"] == 3 and "BBY" not in rows
     bad = run("remove", "MSFT")
-    assert bad.exit_code == 1 and "MSFT are not in the live list" in bad.output
+    assert bad.exit_code == 2 and "MSFT are not in the live list" in bad.output
     assert run("unproxy", "NEW").exit_code == 0 and run("default-proxy", "KO").exit_code == 0
     assert live.load_live_symbols(tmp_path / "live.json").default_proxy == "KO"
 
@@ -80,7 +80,7 @@ def test_recycler_command_refuses_an_empty_store_with_a_message(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     MarketDataStore(database_url=url).bar_counts()
     result = CliRunner().invoke(main, ["recycler", "--port", "0", "--database-url", url, "--all-symbols"])
-    assert result.exit_code == 1 and "holds no bars" in result.output
+    assert result.exit_code == 2 and "holds no bars" in result.output
     bad = CliRunner().invoke(main, ["recycler", "--proxy", "XYZ", "--database-url", url])
     assert bad.exit_code == 2 and "SYMBOL=PROXY" in bad.output
 
@@ -89,4 +89,4 @@ def test_stream_command_needs_keys_for_alpaca(tmp_path, monkeypatch):
     monkeypatch.delenv("ALPACA_API_KEY", raising=False)
     monkeypatch.delenv("ALPACA_SECRET_KEY", raising=False)
     result = CliRunner().invoke(main, ["stream", "--alpaca", "--symbols", "KO", "--symbols-file", str(tmp_path / "x.json")])
-    assert result.exit_code == 1 and "ALPACA_API_KEY and ALPACA_SECRET_KEY" in result.output
+    assert result.exit_code == 2 and "ALPACA_API_KEY and ALPACA_SECRET_KEY" in result.output
