@@ -49,6 +49,9 @@ def main(debug: bool) -> None:
 
     An error prints one line (exit status 2); `pairs --debug COMMAND` adds the traceback.
     """
+    # every command (and any `dagster` call it makes) uses the local instance the UI shows, never a
+    # throwaway one; the directory itself is created by the commands that open the instance
+    os.environ.setdefault("DAGSTER_HOME", str(paths().dagster_home))
 
 
 @main.command()

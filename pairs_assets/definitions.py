@@ -7,6 +7,9 @@ pairs_assets.definitions …``, ``dagster asset materialize -m pairs_assets.defi
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import dagster as dg
 
 from pairs_assets.assets.cointegrated_pairs import cointegrated_pairs
@@ -94,4 +97,34 @@ def build_definitions(p: Paths | None = None) -> dg.Definitions:
     )
 
 
+class DagsterHomeWarning(UserWarning):
+    """``DAGSTER_HOME`` is unset: ``dagster job execute`` / ``asset materialize`` use a throwaway instance."""
+
+
+_warned_dagster_home = False
+
+
+def warn_without_dagster_home(p: Paths | None = None) -> bool:
+    """Warn (once per process) when ``DAGSTER_HOME`` is unset; return whether it warned.
+
+    Without it, ``dagster job execute -m pairs_assets.definitions …`` runs on a temporary instance
+    that is deleted when the command exits: the run, its materializations and its logs are lost and
+    the UI never shows them (the bars and files it wrote stay). The ``pairs`` commands set it.
+    """
+    global _warned_dagster_home
+    if os.environ.get("DAGSTER_HOME") or _warned_dagster_home:
+        return False
+    _warned_dagster_home = True
+    home = (p or paths()).home / "dagster"
+    warnings.warn(
+        f"DAGSTER_HOME is not set: a `dagster job execute` / `dagster asset materialize` run goes to a throwaway "
+        f"instance and its runs, materializations and logs are lost. Run `pairs init`, then "
+        f"`export DAGSTER_HOME={home}` (the instance `pairs dev` shows).",
+        DagsterHomeWarning,
+        stacklevel=2,
+    )
+    return True
+
+
 defs = build_definitions()
+warn_without_dagster_home()
