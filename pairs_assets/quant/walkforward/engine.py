@@ -148,11 +148,11 @@ def required_history(strategy, settings: WalkForwardSettings) -> int:
     return max(windows)
 
 
-def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int) -> None:
+def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, end: pd.Timestamp, next_session) -> None:
     index = panel.closes.index
     if sessions.empty:
-        raise WalkForwardError(f"sector {panel.sector}: the range holds no session")
-    if sessions[-1] > index[-1] or sessions[0] < index[0]:
+        raise WalkForwardError(f"sector {panel.sector}: the range holds no session of the bars ({index[0].date()} → {index[-1].date()})")
+    if next_session(index[-1]) <= end:
         raise WalkForwardError(
             f"sector {panel.sector}: the range {sessions[0].date()} → {sessions[-1].date()} lies outside the bars "
             f"({index[0].date()} → {index[-1].date()})"
@@ -200,7 +200,7 @@ def run_walk_forward(
         panel = panels[sector]
         index = panel.closes.index
         sessions = index[(index >= pd.Timestamp(settings.start)) & (index <= pd.Timestamp(settings.end))]
-        _check_range(panel, sessions, history)
+        _check_range(panel, sessions, history, pd.Timestamp(settings.end), next_session)
         first = index.get_loc(sessions[0])
         as_of = index[first - 1 : index.get_loc(sessions[-1])]  # the config for as-of D applies at D+1
         effective = list(index[first : first + len(as_of)])

@@ -1,0 +1,163 @@
+"""The walk-forward's replay: configs from the stage functions, trades from configs, point in time."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pairs_assets import partitions
+from pairs_assets.quant.walkforward.engine import WalkForwardError, WalkForwardSettings, run_walk_forward
+from pairs_assets.quant.walkforward.execution import execute
+from pairs_assets.quant.walkforward.replay import SectorPanel, build_configs, candidate_sessions, trade_configs
+from pairs_assets.settings import StrategySettings
+from pairs_assets_tests.planted import planted_closes
+from pairs_assets_tests.trading_configs import garch_block, pair_config, trading_config
+
+SESSIONS = partitions.sessions_in_range("2022-06-01", "2022-06-30")
+
+
+def _one_pair_configs(z_path, *, spread_std=0.01):
+    """Configs (one per session) listing Y-X with β 1, a 0, mean 0 and σ_forecast = σ_∞ (z = spread/σ)."""
+    garch = garch_block(omega=1e-5 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=math.sqrt(1e-5))
+    pair = pair_config("Y", "X", hedge_ratio=1.0, intercept=0.0, spread_mean=0.0, spread_std=spread_std, garch=garch)
+    sessions = SESSIONS[: len(z_path) + 1]
+    configs = {
+        sessions[i]: trading_config([pair], as_of=str(sessions[i].date()), effective=str(sessions[i + 1].date()), sector="s")
+        for i in range(len(z_path))
+    }
+    x = np.full(len(sessions), 100.0)
+    y = 100.0 * np.exp(np.concatenate([[0.0], np.asarray(z_path) * spread_std]))
+    closes = pd.DataFrame({"X": x, "Y": y}, index=sessions)
+    return configs, closes, sessions[1:], pair
+
+
+def test_trades_follow_the_levels_by_hand():
+    # entry 2, exit 0.5, stop 3.5; z at the decision closes of sessions 1..7
+    configs, closes, sessions, pair = _one_pair_configs([2.5, 1.0, 0.3, -2.2, -3.6, -2.5, -1.0])
+    trades = trade_configs(configs, closes, sessions, max_holding=0)
+    assert list(trades["side"]) == [-1, 1]
+    assert list(trades["entry_session"]) == [sessions[0], sessions[3]]
+    assert list(trades["exit_session"]) == [sessions[2], sessions[4]]
+    assert list(trades["exit_reason"]) == ["exit", "stop"]
+    assert trades["z_entry"].round(9).tolist() == [2.5, -2.2]
+    # short spread: sell y, buy x (β > 0), sized as the config says
+    assert trades.loc[0, "w_y"] == -pair.sizing.y_fraction and trades.loc[0, "w_x"] == pair.sizing.x_fraction
+    # after the stop, |z| = 2.5 is not re-entered until it came back below entry_z: no third trade
+
+
+def test_max_holding_and_dropped_pairs():
+    configs, closes, sessions, _ = _one_pair_configs([2.5, 1.8, 1.6, 1.4, 1.2, 1.1])
+    held = trade_configs(configs, closes, sessions, max_holding=3)
+    assert list(held["exit_reason"]) == ["max_holding"] and held.loc[0, "exit_session"] == sessions[3]
+    # the pair leaves the config after its entry: 'exit' closes at the next close, 'keep' trades on
+    first = {k: v for k, v in configs.items() if v.effective_session == str(sessions[0].date())}
+    dropped = trade_configs(first, closes, sessions, on_drop="exit")
+    assert list(dropped["exit_reason"]) == ["config_drop"] and dropped.loc[0, "exit_session"] == sessions[1]
+    kept = trade_configs(first, closes, sessions, on_drop="keep", max_holding=0)
+    assert list(kept["exit_reason"]) == ["range_end"] and pd.isna(kept.loc[0, "exit_session"])
+
+
+def test_bad_trading_settings_are_refused():
+    configs, closes, sessions, _ = _one_pair_configs([2.5])
+    with pytest.raises(ValueError, match="on_drop"):
+        trade_configs(configs, closes, sessions, on_drop="hold")
+    with pytest.raises(ValueError, match="max_holding"):
+        trade_configs(configs, closes, sessions, max_holding=-1)
+    with pytest.raises(ValueError, match="cost"):
+        WalkForwardSettings(costs="5,-1")
+    with pytest.raises(ValueError, match="not a number"):
+        WalkForwardSettings(costs="5,abc")
+    with pytest.raises(ValueError, match="lag"):
+        WalkForwardSettings(lag=2)
+    with pytest.raises(ValueError, match="after end"):
+        WalkForwardSettings(start="2022-01-03", end="2021-01-04")
+
+
+def test_the_screen_matches_the_correlation_stage():
+    closes = planted_closes(n_sessions=400)[["AAPL", "AMD", "MSFT"]]
+    screen = candidate_sessions(closes, 60, 0.8)
+    from pairs_assets.quant.correlation import correlation_long
+
+    for end in range(59, 400, 7):
+        corr = correlation_long(closes.iloc[end - 59 : end + 1])["correlation"].max()
+        assert screen[end] == (corr >= 0.8 - 1e-9), end
+    assert not screen[:59].any()
+
+
+def _planted_panel(phi: float = 0.3):
+    closes = planted_closes(n_sessions=1160, phi=phi)[["AAPL", "AMD", "MSFT"]]
+    return SectorPanel(sector="technology", closes=closes, source="planted")
+
+
+def test_planted_pair_makes_money_gross_and_nothing_reads_the_future():
+    strategy = StrategySettings()
+    panel = _planted_panel()
+    index = panel.closes.index
+    as_of = index[1040:-1]
+    configs = build_configs(panel, as_of, index[1041:], ["AAPL", "AMD", "MSFT"], strategy)
+    selected = [c for c in configs.values() if c.pairs]
+    assert selected and all(p.pair_id in ("AAPL-MSFT", "MSFT-AAPL") for c in selected for p in c.pairs)
+    sessions = index[1041:]
+    trades = trade_configs(configs, panel.closes, sessions)
+    result = execute(trades, panel.closes, sessions, lag=1, cost_bp=0.0)
+    assert len(trades) >= 3 and result.daily["pnl"].sum() > 0
+
+    # scramble every bar after T: no config with as-of ≤ T and no decision at or before T changes
+    t = index[1100]
+    values = panel.closes.to_numpy()
+    later = (index > t)[:, None]
+    noise = np.exp(np.random.default_rng(3).normal(0, 0.05, values.shape))
+    # built like the original frame (same memory layout: bitwise-identical arithmetic on the past)
+    scrambled = pd.DataFrame(np.where(later, values * noise, values), index=index, columns=panel.closes.columns)
+    other = build_configs(SectorPanel("technology", scrambled, "planted"), as_of, index[1041:], ["AAPL", "AMD", "MSFT"], strategy)
+    for day in as_of[as_of <= t]:
+        assert other[day] == configs[day]
+    other_trades = trade_configs(other, scrambled, sessions)
+    decided = trades[trades["entry_session"] <= t]
+    assert other_trades[other_trades["entry_session"] <= t][["pair_id", "side", "entry_session", "z_entry"]].equals(
+        decided[["pair_id", "side", "entry_session", "z_entry"]]
+    )
+
+
+def test_independent_random_walks_make_no_money_on_average():
+    # every pair a candidate, so Engle-Granger's false positives are traded
+    strategy = StrategySettings(correlation_min=-1.0, score_min=0.0)
+    rng = np.random.default_rng(11)
+    index = partitions.window_sessions("2022-12-28", 1100)
+    pnl = []
+    for _ in range(4):
+        closes = pd.DataFrame(
+            50 * np.exp(np.cumsum(rng.normal(0, 0.015, (len(index), 4)), axis=0)), index=index, columns=list("ABCD")
+        )
+        panel = SectorPanel("rw", closes, "random")
+        configs = build_configs(panel, index[1040:-1], index[1041:], list("ABCD"), strategy)
+        trades = trade_configs(configs, closes, index[1041:])
+        if len(trades):
+            pnl.extend(execute(trades, closes, index[1041:], lag=1).trades["gross_pnl"])
+    pnl = np.asarray(pnl)
+    assert len(pnl) >= 5
+    t_stat = pnl.mean() / (pnl.std(ddof=1) / math.sqrt(len(pnl)))
+    assert t_stat < 2.0
+
+
+def test_engine_summary_rows_costs_and_range_errors():
+    strategy = StrategySettings()
+    panel = _planted_panel()
+    index = panel.closes.index
+    settings = WalkForwardSettings(start=str(index[1120].date()), end=str(index[-1].date()), costs=[0, 5, 20], periods=[])
+    result = run_walk_forward({"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy, settings)
+    full = result.summary[result.summary["period"] == "full"]
+    assert set(full["strategy"]) == {"default", "baseline"} and set(full["sector"]) == {"technology", "all"}
+    ours = full[(full["strategy"] == "default") & (full["sector"] == "all")].set_index("cost_bp")
+    assert ours.loc[0.0, "ann_return"] >= ours.loc[5.0, "ann_return"] >= ours.loc[20.0, "ann_return"]
+    with pytest.raises(WalkForwardError, match="needs 1001 sessions"):
+        run_walk_forward(
+            {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy,
+            WalkForwardSettings(start=str(index[500].date()), end=str(index[-1].date())),
+        )
+    with pytest.raises(WalkForwardError, match="outside the bars"):
+        run_walk_forward(
+            {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy,
+            WalkForwardSettings(start=str(index[1120].date()), end="2023-06-30"),
+        )
