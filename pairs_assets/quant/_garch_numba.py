@@ -104,6 +104,41 @@ def negloglik(y, mu, omega, alpha, beta, backcast, lower, upper):
 
 
 @njit(cache=True)
+def grid_negloglik(y, mu, omega, alpha, beta, backcast, lower, upper):
+    """:func:`negloglik` at each (omega[k], alpha[k], beta[k]) in one pass over y.
+
+    The recursions are independent, so running them side by side overlaps their latencies, and
+    Σ ln h_t is taken as the log of products of 8 variances (bounded by arch's variance bounds, so
+    no product over- or underflows): one logarithm per 8 observations instead of one each. The
+    values agree with :func:`negloglik` to ~1e-12 (only the start is chosen with them).
+    """
+    m = omega.shape[0]
+    h = np.empty(m)
+    quadratic = np.zeros(m)
+    log_sum = np.zeros(m)
+    product = np.ones(m)
+    e_prev = 0.0
+    n = y.shape[0]
+    for t in range(n):
+        e = y[t] - mu
+        for k in range(m):
+            if t == 0:
+                value = omega[k] + alpha[k] * backcast + beta[k] * backcast
+            else:
+                value = omega[k] + alpha[k] * e_prev * e_prev + beta[k] * h[k]
+            value, _ = _clip(value, lower[t], upper[t])
+            h[k] = value
+            product[k] *= value
+            quadratic[k] += e * e / value
+        if t % 8 == 7 or t == n - 1:
+            for k in range(m):
+                log_sum[k] += math.log(product[k])
+                product[k] = 1.0
+        e_prev = e
+    return 0.5 * (n * _LOG_2PI + log_sum + quadratic)
+
+
+@njit(cache=True, fastmath=True)
 def negloglik_derivatives(y, mu, omega, alpha, beta, backcast, lower, upper, grad, hess):
     """−log-likelihood with its exact gradient and Hessian in θ = (mu, omega, alpha, beta).
 
@@ -208,9 +243,13 @@ def newton(y, x0, sd, target, backcast, lower, upper, max_iter, tol, decrement_t
     clipped = 0
     mu, omega, alpha, beta = _theta(x, sd, target)
     f = negloglik(y, mu, omega, alpha, beta, backcast, lower, upper)
+    have_derivatives = False  # grad_t/hess_t already hold the derivatives at x (accepted full step)
+    grad_new = np.zeros(4)
+    hess_new = np.zeros((4, 4))
     for iterations in range(1, max_iter + 1):
-        mu, omega, alpha, beta = _theta(x, sd, target)
-        f, clipped = negloglik_derivatives(y, mu, omega, alpha, beta, backcast, lower, upper, grad_t, hess_t)
+        if not have_derivatives:
+            mu, omega, alpha, beta = _theta(x, sd, target)
+            f, clipped = negloglik_derivatives(y, mu, omega, alpha, beta, backcast, lower, upper, grad_t, hess_t)
         # chain rule to x: θ = (sd·x0, target·x1, x2·x3, x2·(1 − x3))
         for i in range(4):
             for j in range(4):
@@ -314,16 +353,33 @@ def newton(y, x0, sd, target, backcast, lower, upper, max_iter, tol, decrement_t
         t_step = 1.0
         improved = False
         x_new = np.empty(4)
-        for _ in range(50):
+        have_derivatives = False
+        clipped_new = 0
+        for trial in range(50):
             for i in range(4):
                 x_new[i] = min(max(x[i] + t_step * step[i], lo_x[i]), hi_x[i])
             mu, omega, alpha, beta = _theta(x_new, sd, target)
-            f_new = negloglik(y, mu, omega, alpha, beta, backcast, lower, upper)
+            if trial == 0:
+                # the full Newton step is usually accepted: evaluate its derivatives in the same
+                # pass so the next iteration need not (saves one pass over the data per iteration)
+                f_new, clipped_new = negloglik_derivatives(
+                    y, mu, omega, alpha, beta, backcast, lower, upper, grad_new, hess_new
+                )
+            else:
+                f_new = negloglik(y, mu, omega, alpha, beta, backcast, lower, upper)
             decrease = 0.0
             for i in range(4):
                 decrease += grad[i] * (x_new[i] - x[i])
             if math.isfinite(f_new) and f_new <= f + 1e-4 * decrease:
                 improved = True
+                if trial == 0:
+                    have_derivatives = True
+                    f = f_new
+                    clipped = clipped_new
+                    for i in range(4):
+                        grad_t[i] = grad_new[i]
+                        for j in range(4):
+                            hess_t[i, j] = hess_new[i, j]
                 break
             t_step *= 0.5
         if not improved:
@@ -369,7 +425,9 @@ def fit_one(y, max_iter, tol, decrement_tol, n_starts):
     alphas = (0.01, 0.05, 0.1, 0.2)
     persistences = (0.5, 0.7, 0.9, 0.98)
     grid = np.empty((16, 4))
-    grid_nll = np.empty(16)
+    grid_omega = np.empty(16)
+    grid_alpha = np.empty(16)
+    grid_beta = np.empty(16)
     k = 0
     for a_start in alphas:
         for p_start in persistences:
@@ -377,8 +435,11 @@ def fit_one(y, max_iter, tol, decrement_tol, n_starts):
             grid[k, 1] = 1.0 - p_start
             grid[k, 2] = p_start
             grid[k, 3] = a_start / p_start
-            grid_nll[k] = negloglik(y, mean, (1.0 - p_start) * target, a_start, p_start - a_start, backcast, lower, upper)
+            grid_omega[k] = (1.0 - p_start) * target
+            grid_alpha[k] = a_start
+            grid_beta[k] = p_start - a_start
             k += 1
+    grid_nll = grid_negloglik(y, mean, grid_omega, grid_alpha, grid_beta, backcast, lower, upper)
     order = np.argsort(grid_nll, kind="mergesort")  # ties: the first, as arch's argmax
 
     best_x = grid[order[0]].copy()
@@ -472,29 +533,39 @@ def ljung_box_stat(x, lags):
 
 @njit(cache=True)
 def arch_lm_stat(x, lags):
-    """Engle's ARCH-LM statistic nobs·R² of x² on a constant and ``lags`` of its lags."""
+    """Engle's ARCH-LM statistic nobs·R² of x² on a constant and ``lags`` of its lags.
+
+    The OLS is solved through the centred normal equations (a lags × lags Cholesky), which for
+    this small, well-conditioned design agrees with statsmodels' pinv-based OLS to ~1e-12.
+    """
     sq = x * x
     n = sq.shape[0]
     rows = n - lags
-    design = np.empty((rows, lags + 1))
-    target = np.empty(rows)
+    means = np.zeros(lags + 1)  # target first, then lags 1..lags
     for r in range(rows):
         t = r + lags
-        target[r] = sq[t]
-        design[r, 0] = 1.0
-        for j in range(1, lags + 1):
-            design[r, j] = sq[t - j]
-    coef = np.linalg.lstsq(design, target)[0]
-    mean = target.mean()
-    ssr = 0.0
-    sst = 0.0
-    for r in range(rows):
-        fitted = 0.0
         for j in range(lags + 1):
-            fitted += design[r, j] * coef[j]
-        ssr += (target[r] - fitted) ** 2
-        sst += (target[r] - mean) ** 2
-    return rows * (1.0 - ssr / sst)
+            means[j] += sq[t - j]
+    means /= rows
+    cross = np.zeros((lags + 1, lags + 1))
+    for r in range(rows):
+        t = r + lags
+        for i in range(lags + 1):
+            di = sq[t - i] - means[i]
+            for j in range(i, lags + 1):
+                cross[i, j] += di * (sq[t - j] - means[j])
+    gram = np.empty((lags, lags))
+    rhs = np.empty(lags)
+    for i in range(lags):
+        rhs[i] = cross[0, i + 1]
+        for j in range(lags):
+            a, b = min(i, j) + 1, max(i, j) + 1
+            gram[i, j] = cross[a, b]
+    coef = np.linalg.solve(gram, rhs)
+    explained = 0.0
+    for i in range(lags):
+        explained += coef[i] * rhs[i]
+    return rows * explained / cross[0, 0]
 
 
 # Layout of the vector returned by fit_series / summarise (indices into it).
