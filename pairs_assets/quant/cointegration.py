@@ -50,6 +50,7 @@ __all__ = [
     "hedge_ratio",
     "spread",
     "johansen_trace",
+    "johansen_trace_many",
 ]
 
 PAIRS_COLUMNS = [
@@ -213,43 +214,12 @@ def _adf_tstats(resid: np.ndarray, diffs: np.ndarray, maxlag: int, autolag: str 
     return tstats
 
 
-def engle_granger_many(
-    y: np.ndarray,
-    x: np.ndarray,
-    maxlag: int | None = None,
-    autolag: str | None = "aic",
-    labels: Sequence[str] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Engle-Granger (augmented) cointegration tests for many (y, x) orderings at once.
+# Orderings per block: the ADF design of a block (orderings × rows × (maxlag + 2) doubles) stays
+# near this many elements (~64 MB), so memory no longer grows with the number of candidates.
+_BLOCK_ELEMENTS = 8_000_000
 
-    Inputs: ``y``, ``x`` — arrays of shape (n_obs, n_tests): column j tests y[:, j] on x[:, j];
-    ``maxlag`` — the largest ADF lag (default: Schwert's rule ``ceil(12·(n/100)^¼)`` capped at
-    ``n//2 - 1``); ``autolag`` — "aic", "bic" or None (use ``maxlag`` lags); ``labels`` — names of
-    the tests for error messages.
-    Output: ``(stats, pvalues)`` arrays of length n_tests: the ADF t-statistic of the residuals of
-    OLS y on [x, 1] and MacKinnon's asymptotic p-value for N=2 I(1) variables with a constant.
-    Orderings whose cointegrating regression has R² ≥ 1 - 100·sqrt(eps) get ``(-inf, 0.0)`` like
-    statsmodels (the test is unreliable there).
-    Reference: statsmodels ``coint(y, x, trend="c", autolag=...)`` reproduced to 1e-8 (tests);
-    Engle & Granger (1987); MacKinnon (1994, 2010).
-    """
-    autolag = autolag.lower() if isinstance(autolag, str) else autolag
-    if autolag not in (None, "aic", "bic"):
-        raise ValueError(f"autolag must be 'aic', 'bic' or None for engle_granger_many, got {autolag!r}")
-    y_arr = np.asarray(y, dtype=float)
-    x_arr = np.asarray(x, dtype=float)
-    if y_arr.ndim == 1 and x_arr.ndim == 1:
-        y_arr, x_arr = y_arr[:, None], x_arr[:, None]
-    if y_arr.ndim != 2 or y_arr.shape != x_arr.shape:
-        raise ValueError(f"y and x must be 2-D arrays of equal shape, got {y_arr.shape} and {x_arr.shape}")
-    n_obs, n_tests = y_arr.shape
-    names = _labels(labels, n_tests)
-    for field, array in (("y", y_arr), ("x", x_arr)):
-        bad = ~np.isfinite(array).all(axis=0)
-        if bad.any():
-            raise ValueError(f"{field} contains NaN or infinite values in: {[names[i] for i in np.flatnonzero(bad)]}")
-    if n_tests == 0:
-        return np.empty(0), np.empty(0)
+
+def _check_maxlag(n_obs: int, maxlag: int | None) -> int:
     if maxlag is None:
         maxlag = _default_maxlag(n_obs)
         if maxlag < 0:
@@ -261,6 +231,22 @@ def engle_granger_many(
         raise InsufficientHistoryError(
             f"Engle-Granger with maxlag {maxlag} needs at least {2 * maxlag + 3} observations, got {n_obs}"
         )
+    return maxlag
+
+
+def _block_size(n_obs: int, maxlag: int) -> int:
+    return max(1, _BLOCK_ELEMENTS // (n_obs * (maxlag + 3)))
+
+
+def _engle_granger_block(
+    y_arr: np.ndarray, x_arr: np.ndarray, maxlag: int, autolag: str | None, names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Engle-Granger statistics and p-values of one block of orderings (columns of y_arr, x_arr)."""
+    n_tests = y_arr.shape[1]
+    for field, array in (("y", y_arr), ("x", x_arr)):
+        bad = ~np.isfinite(array).all(axis=0)
+        if bad.any():
+            raise ValueError(f"{field} contains NaN or infinite values in: {[names[i] for i in np.flatnonzero(bad)]}")
 
     # Step 1: cointegrating regression y = a + b·x + e, closed form on centred data.
     x_c = (x_arr - x_arr.mean(axis=0)).T
@@ -292,6 +278,75 @@ def engle_granger_many(
     stats[testable] = tstats
     pvalues[testable] = _mackinnon_pvalues(tstats)
     return stats, pvalues
+
+
+def _engle_granger_columns(
+    y_values: np.ndarray,
+    x_values: np.ndarray,
+    dependents: np.ndarray,
+    regressors: np.ndarray,
+    maxlag: int | None,
+    autolag: str | None,
+    names: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Engle-Granger of y_values[:, dependents[j]] on x_values[:, regressors[j]] for each j, in blocks.
+
+    Only one block of orderings is materialised at a time, so memory is bounded by the block
+    size whatever the number of orderings (the statistics are computed column by column, so the
+    blocks do not change them).
+    """
+    n_obs = y_values.shape[0]
+    n_tests = len(dependents)
+    stats = np.empty(n_tests)
+    pvalues = np.empty(n_tests)
+    if n_tests == 0:
+        return stats, pvalues
+    maxlag = _check_maxlag(n_obs, maxlag)
+    size = _block_size(n_obs, maxlag)
+    for start in range(0, n_tests, size):
+        stop = min(start + size, n_tests)
+        stats[start:stop], pvalues[start:stop] = _engle_granger_block(
+            y_values[:, dependents[start:stop]], x_values[:, regressors[start:stop]], maxlag, autolag, names[start:stop]
+        )
+    return stats, pvalues
+
+
+def engle_granger_many(
+    y: np.ndarray,
+    x: np.ndarray,
+    maxlag: int | None = None,
+    autolag: str | None = "aic",
+    labels: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Engle-Granger (augmented) cointegration tests for many (y, x) orderings at once.
+
+    Inputs: ``y``, ``x`` — arrays of shape (n_obs, n_tests): column j tests y[:, j] on x[:, j];
+    ``maxlag`` — the largest ADF lag (default: Schwert's rule ``ceil(12·(n/100)^¼)`` capped at
+    ``n//2 - 1``); ``autolag`` — "aic", "bic" or None (use ``maxlag`` lags); ``labels`` — names of
+    the tests for error messages.
+    Output: ``(stats, pvalues)`` arrays of length n_tests: the ADF t-statistic of the residuals of
+    OLS y on [x, 1] and MacKinnon's asymptotic p-value for N=2 I(1) variables with a constant.
+    Orderings whose cointegrating regression has R² ≥ 1 - 100·sqrt(eps) get ``(-inf, 0.0)`` like
+    statsmodels (the test is unreliable there). The orderings are processed in blocks (about
+    64 MB of regression design each), so memory does not grow with n_tests beyond the inputs.
+    Reference: statsmodels ``coint(y, x, trend="c", autolag=...)`` reproduced to 1e-8 (tests);
+    Engle & Granger (1987); MacKinnon (1994, 2010).
+    """
+    autolag = autolag.lower() if isinstance(autolag, str) else autolag
+    if autolag not in (None, "aic", "bic"):
+        raise ValueError(f"autolag must be 'aic', 'bic' or None for engle_granger_many, got {autolag!r}")
+    y_arr = np.asarray(y, dtype=float)
+    x_arr = np.asarray(x, dtype=float)
+    if y_arr.ndim == 1 and x_arr.ndim == 1:
+        y_arr, x_arr = y_arr[:, None], x_arr[:, None]
+    if y_arr.ndim != 2 or y_arr.shape != x_arr.shape:
+        raise ValueError(f"y and x must be 2-D arrays of equal shape, got {y_arr.shape} and {x_arr.shape}")
+    n_obs, n_tests = y_arr.shape
+    names = _labels(labels, n_tests)
+    if n_tests == 0:
+        return np.empty(0), np.empty(0)
+    columns = np.arange(n_tests)
+    return _engle_granger_columns(y_arr, x_arr, columns, columns, maxlag, autolag, names)
 
 
 def engle_granger(y, x, maxlag: int | None = None, autolag: str | None = "aic") -> tuple[float, float]:
@@ -333,6 +388,67 @@ def johansen_trace(y, x, det_order: int = 0, k_ar_diff: int = 1) -> float:
         )
     result = coint_johansen(np.column_stack([y_arr, x_arr]), det_order, k_ar_diff)
     return float(result.lr1[0])
+
+
+def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndarray:
+    """Johansen r = 0 trace statistics of many systems [y_j, x_j] at once.
+
+    Inputs: ``y``, ``x`` — arrays of shape (n_obs, n_systems) (column j is one system; log
+    prices); ``det_order``, ``k_ar_diff`` as in :func:`johansen_trace`.
+    Output: array of n_systems trace statistics, ``−T·Σ ln(1 − λ_i)`` with λ the eigenvalues of
+    S_kk⁻¹·S_k0·S_00⁻¹·S_0k — statsmodels ``coint_johansen(...).lr1[0]`` step for step (detrending
+    by projection on ``vander(linspace(-1, 1, n), order + 1)``, lagged differences partialled
+    out by least squares), batched over the systems; the tests compare the two to 1e-8.
+    Reference: Johansen (1991); statsmodels ``coint_johansen``.
+    """
+    y_arr = np.asarray(y, dtype=float)
+    x_arr = np.asarray(x, dtype=float)
+    if y_arr.ndim == 1 and x_arr.ndim == 1:
+        y_arr, x_arr = y_arr[:, None], x_arr[:, None]
+    if y_arr.ndim != 2 or y_arr.shape != x_arr.shape:
+        raise ValueError(f"y and x must be 2-D arrays of equal shape, got {y_arr.shape} and {x_arr.shape}")
+    if det_order not in (-1, 0, 1):
+        raise ValueError(f"det_order must be -1, 0 or 1, got {det_order}")
+    if k_ar_diff < 0:
+        raise ValueError(f"k_ar_diff must be >= 0, got {k_ar_diff}")
+    n_obs, n_systems = y_arr.shape
+    if n_obs <= k_ar_diff + 3:
+        raise InsufficientHistoryError(
+            f"johansen_trace with k_ar_diff {k_ar_diff} needs more than {k_ar_diff + 3} observations, got {n_obs}"
+        )
+    if n_systems == 0:
+        return np.empty(0)
+    endog = np.stack([y_arr.T, x_arr.T], axis=2)  # (systems, n_obs, 2)
+
+    def detrend(values: np.ndarray, order: int) -> np.ndarray:
+        if order == -1:
+            return values
+        trend = np.vander(np.linspace(-1, 1, values.shape[1]), order + 1)
+        return values - trend @ (np.linalg.pinv(trend) @ values)
+
+    def partial_out(values: np.ndarray, regressors: np.ndarray) -> np.ndarray:
+        if regressors.shape[2] == 0:
+            return values
+        return values - regressors @ (np.linalg.pinv(regressors) @ values)
+
+    lagged_order = 0 if det_order > -1 else det_order
+    endog = detrend(endog, det_order)
+    dx = np.diff(endog, axis=1)
+    # lagmat(dx, k)[k:]: row t holds dx[t-1], ..., dx[t-k] (each lag's two columns together)
+    n_rows = dx.shape[1] - k_ar_diff
+    z = np.concatenate([dx[:, k_ar_diff - lag : k_ar_diff - lag + n_rows] for lag in range(1, k_ar_diff + 1)], axis=2) \
+        if k_ar_diff > 0 else np.empty((n_systems, n_rows, 0))
+    z = detrend(z, lagged_order)
+    r0t = partial_out(detrend(dx[:, k_ar_diff:], lagged_order), z)
+    levels = endog[:, : n_obs - k_ar_diff][:, 1:]
+    rkt = partial_out(detrend(levels, lagged_order), z)
+    t = rkt.shape[1]
+    skk = np.einsum("pti,ptj->pij", rkt, rkt) / t
+    sk0 = np.einsum("pti,ptj->pij", rkt, r0t) / t
+    s00 = np.einsum("pti,ptj->pij", r0t, r0t) / t
+    sig = sk0 @ np.linalg.inv(s00) @ sk0.transpose(0, 2, 1)
+    eigenvalues = np.linalg.eigvals(np.linalg.inv(skk) @ sig)
+    return -t * np.sum(np.log(1.0 - eigenvalues), axis=1).real
 
 
 def half_life(spread) -> float:
@@ -436,7 +552,9 @@ def find_cointegrated_pairs(
 
     The dependent series (y) is the ordering with the lower Engle-Granger p-value (the
     alphabetically first symbol on a tie). For passing pairs the hedge ratio and intercept (OLS y
-    on [1, x]), the Johansen r=0 trace statistic and the spread half-life are added.
+    on [1, x]), the Johansen r=0 trace statistic (:func:`johansen_trace_many`) and the spread
+    half-life are added. The Engle-Granger tests run in blocks of orderings, so memory stays
+    bounded with every pair of hundreds of symbols a candidate (``bench_cointegration.py``).
     Candidates whose series are (almost) perfectly collinear are rejected, because the test is
     unreliable there (statsmodels reports stat -inf).
 
@@ -484,10 +602,17 @@ def find_cointegrated_pairs(
     dependents = firsts + seconds
     regressors = seconds + firsts
     labels = [f"{y}-{x}" for y, x in zip(dependents, regressors)]
-    stats, pvalues = engle_granger_many(
-        log_prices[dependents].to_numpy(dtype=float),
-        log_prices[regressors].to_numpy(dtype=float),
-        labels=labels,
+    # one log-price column per symbol; the orderings index into it block by block
+    position = {symbol: i for i, symbol in enumerate(involved)}
+    symbol_values = log_prices[involved].to_numpy(dtype=float)
+    stats, pvalues = _engle_granger_columns(
+        symbol_values,
+        symbol_values,
+        np.array([position[s] for s in dependents], dtype=np.intp),
+        np.array([position[s] for s in regressors], dtype=np.intp),
+        None,
+        "aic",
+        labels,
     )
     first_is_y = pvalues[:n_pairs] <= pvalues[n_pairs:]
     eg_pvalue = np.where(first_is_y, pvalues[:n_pairs], pvalues[n_pairs:])
@@ -495,12 +620,13 @@ def find_cointegrated_pairs(
     eg_stat = np.where(first_is_y, stats[:n_pairs], stats[n_pairs:])
     fdr_pass = benjamini_hochberg(eg_pvalue, fdr_alpha) if fdr_alpha is not None else np.ones(n_pairs, bool)
 
-    passed_rows, rejected_rows = [], []
+    collinear = np.isneginf(eg_stat)
+    passed_rows, rejected_rows, passed = [], [], []
     for i in range(n_pairs):
         y_sym, x_sym = (firsts[i], seconds[i]) if first_is_y[i] else (seconds[i], firsts[i])
         pair_id = f"{y_sym}-{x_sym}"
         reason = None
-        if np.isneginf(eg_stat[i]):
+        if collinear[i]:
             reason = "series are (almost) perfectly collinear; Engle-Granger is unreliable"
         elif not eg_pvalue[i] < pvalue_max:
             reason = f"eg_pvalue {eg_pvalue[i]:.4g} >= pvalue_max {pvalue_max:g}"
@@ -513,28 +639,34 @@ def find_cointegrated_pairs(
             reason = f"not significant after Benjamini-Hochberg at fdr_alpha {fdr_alpha:g} across {n_pairs} candidates"
         if reason is not None:
             rejected_rows.append((pair_id, corr_values[i], eg_pvalue[i], eg_pvalue_reverse[i], reason))
-            continue
-        y_values = log_prices[y_sym].to_numpy(dtype=float)
-        x_values = log_prices[x_sym].to_numpy(dtype=float)
-        beta, intercept = hedge_ratio(y_values, x_values)
-        passed_rows.append(
-            (
-                pair_id,
-                y_sym,
-                x_sym,
-                corr_values[i],
-                beta,
-                intercept,
-                eg_stat[i],
-                eg_pvalue[i],
-                eg_pvalue_reverse[i],
-                johansen_trace(y_values, x_values),
-                half_life(y_values - intercept - beta * x_values),
-                len(log_prices),
-                log_prices.index[0],
-                log_prices.index[-1],
+        else:
+            passed.append((i, pair_id, y_sym, x_sym))
+
+    if passed:
+        y_block = symbol_values[:, [position[y_sym] for _, _, y_sym, _ in passed]]
+        x_block = symbol_values[:, [position[x_sym] for _, _, _, x_sym in passed]]
+        traces = johansen_trace_many(y_block, x_block)
+        for column, ((i, pair_id, y_sym, x_sym), trace) in enumerate(zip(passed, traces)):
+            y_values, x_values = y_block[:, column], x_block[:, column]
+            beta, intercept = hedge_ratio(y_values, x_values)
+            passed_rows.append(
+                (
+                    pair_id,
+                    y_sym,
+                    x_sym,
+                    corr_values[i],
+                    beta,
+                    intercept,
+                    eg_stat[i],
+                    eg_pvalue[i],
+                    eg_pvalue_reverse[i],
+                    float(trace),
+                    half_life(y_values - intercept - beta * x_values),
+                    len(log_prices),
+                    log_prices.index[0],
+                    log_prices.index[-1],
+                )
             )
-        )
 
     pairs = _empty_pairs(index_dtype)
     if passed_rows:

@@ -249,3 +249,108 @@ def test_bad_inputs_name_the_symbol_or_field():
         find_cointegrated_pairs(window, correlations, 0.8, 0.0)
     with pytest.raises(ValueError, match="correlations is missing column"):
         find_cointegrated_pairs(window, correlations.drop(columns="correlation"), 0.8, 0.05)
+
+
+# --- scale: blocks of orderings, batched Johansen, the sampled statsmodels gate ------------------
+def random_walks(n_symbols: int, n_obs: int = 60, seed: int = 11) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    index = pd.bdate_range("2021-01-04", periods=n_obs)
+    steps = rng.normal(0.0, 0.01, (n_obs, n_symbols))
+    return pd.DataFrame(4.0 + np.cumsum(steps, axis=0), index=index, columns=[f"S{i:03d}" for i in range(n_symbols)])
+
+
+def test_blocks_of_orderings_do_not_change_the_statistics(monkeypatch):
+    import pairs_assets.quant.cointegration as cointegration
+
+    prices = real_log_prices().iloc[-250:]
+    pairs = list(itertools.permutations(prices.columns, 2))
+    y = prices[[a for a, _ in pairs]].to_numpy()
+    x = prices[[b for _, b in pairs]].to_numpy()
+    whole = engle_granger_many(y, x)
+    monkeypatch.setattr(cointegration, "_BLOCK_ELEMENTS", 7 * 250 * 20)  # blocks of a few orderings
+    assert cointegration._block_size(250, cointegration._default_maxlag(250)) < 10
+    blocked = engle_granger_many(y, x)
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_array_equal(blocked[1], whole[1])
+    for j in range(0, len(pairs), 37):
+        stat, pvalue, _ = coint(y[:, j], x[:, j], trend="c", autolag="aic")
+        assert blocked[0][j] == pytest.approx(stat, abs=1e-8)
+        assert blocked[1][j] == pytest.approx(pvalue, abs=1e-8)
+
+
+@pytest.mark.parametrize("det_order,k_ar_diff", [(0, 1), (-1, 1), (1, 2), (0, 0), (0, 3)])
+def test_batched_johansen_matches_statsmodels(det_order, k_ar_diff):
+    from pairs_assets.quant.cointegration import johansen_trace_many
+
+    prices = real_log_prices().iloc[-250:]
+    pairs = list(itertools.combinations(SYMBOLS, 2))
+    y = prices[[a for a, _ in pairs]].to_numpy()
+    x = prices[[b for _, b in pairs]].to_numpy()
+    ours = johansen_trace_many(y, x, det_order, k_ar_diff)
+    reference = [coint_johansen(np.column_stack([y[:, j], x[:, j]]), det_order, k_ar_diff).lr1[0] for j in range(len(pairs))]
+    np.testing.assert_allclose(ours, reference, rtol=1e-8)
+    with pytest.raises(ValueError, match="det_order"):
+        johansen_trace_many(y, x, 2)
+    with pytest.raises(InsufficientHistoryError):
+        johansen_trace_many(y[:4], x[:4], 0, 1)
+
+
+def test_every_pair_a_candidate_screen_equals_statsmodels_on_a_sample():
+    log_prices = random_walks(150)
+    correlations = correlation_long(np.exp(log_prices))
+    result = find_cointegrated_pairs(log_prices, correlations, correlation_min=-1.0, pvalue_max=0.05)
+    assert len(result.pairs) + len(result.rejected) == 150 * 149 // 2
+    assert len(result.pairs) > 200  # enough for the gate to sample (EG_RETEST_MAX)
+    for row in result.pairs.iloc[::25].itertuples():
+        y, x = log_prices[row.y].to_numpy(), log_prices[row.x].to_numpy()
+        assert row.eg_pvalue == pytest.approx(coint(y, x, trend="c", autolag="aic")[1], abs=1e-8)
+        assert row.eg_pvalue_reverse == pytest.approx(coint(x, y, trend="c", autolag="aic")[1], abs=1e-8)
+        assert row.johansen_trace == pytest.approx(johansen_trace(y, x), rel=1e-8)
+
+
+@lru_cache(maxsize=1)
+def many_passing_pairs():
+    log_prices = random_walks(150)
+    correlations = correlation_long(np.exp(log_prices))
+    return log_prices, find_cointegrated_pairs(log_prices, correlations, correlation_min=-1.0, pvalue_max=0.05).pairs
+
+
+def test_gate_retest_selection_is_bounded_deterministic_and_keeps_the_borderline_pairs():
+    from pairs_assets.checks import EG_RETEST_MAX, eg_retest_selection
+
+    _, pairs = many_passing_pairs()
+    chosen, how = eg_retest_selection(pairs)
+    assert len(chosen) == EG_RETEST_MAX and chosen["pair_id"].is_unique
+    borderline = pairs.nlargest(EG_RETEST_MAX // 2, "eg_pvalue")["pair_id"]
+    assert set(borderline) <= set(chosen["pair_id"])
+    assert f"of {len(pairs)} pairs" in how
+    shuffled, _ = eg_retest_selection(pairs.sample(frac=1.0, random_state=3))
+    assert set(shuffled["pair_id"]) == set(chosen["pair_id"])
+    few, how_few = eg_retest_selection(pairs.iloc[:30])
+    assert len(few) == 30 and how_few == "all 30 pairs"
+
+
+def test_gate_blocks_a_bad_stored_pvalue_whether_or_not_it_is_retested():
+    from pairs_assets.checks import cointegrated_pairs_results, eg_retest_selection
+    from pairs_assets.settings import StrategySettings
+
+    log_prices, pairs = many_passing_pairs()
+    strategy = StrategySettings(correlation_min=-1.0)
+    results = {r.check_name: r for r in cointegrated_pairs_results(pairs, log_prices, strategy)}
+    gate = results["eg_pvalue_below_max"]
+    assert gate.passed and gate.metadata["retested_with_statsmodels"].value == 200
+    assert gate.metadata["max_abs_diff_vs_statsmodels"].value < 1e-8
+
+    chosen, _ = eg_retest_selection(pairs)
+    not_retested = pairs.loc[~pairs["pair_id"].isin(chosen["pair_id"])].index[0]
+    tampered = pairs.copy()
+    tampered.loc[not_retested, "eg_pvalue"] = 0.07  # above eg_pvalue_max: caught without statsmodels
+    gate = {r.check_name: r for r in cointegrated_pairs_results(tampered, log_prices, strategy)}["eg_pvalue_below_max"]
+    assert not gate.passed and pairs.loc[not_retested, "pair_id"] in gate.metadata["violations"].text
+
+    tampered = pairs.copy()
+    # a pair far from the threshold, re-tested because it was sampled
+    sampled = chosen.loc[chosen["eg_pvalue"] < chosen["eg_pvalue"].nlargest(100).min()].index[0]
+    tampered.loc[sampled, "eg_pvalue"] += 1e-4  # a screen that disagrees with statsmodels
+    gate = {r.check_name: r for r in cointegrated_pairs_results(tampered, log_prices, strategy)}["eg_pvalue_below_max"]
+    assert not gate.passed and pairs.loc[sampled, "pair_id"] in gate.metadata["violations"].text
