@@ -7,7 +7,8 @@ record a warning and let the run continue.
 
 | asset | check | severity |
 |---|---|---|
-| raw_bars | bars_unique, prices_positive_finite, sector_symbols_present | ERROR (blocking) |
+| raw_bars | bars_unique, prices_positive_finite, sector_symbols_present, ohlc_consistent | ERROR (blocking) |
+| raw_bars | price_jumps_plausible (robust median/MAD of log returns, price_max), sector_has_two_usable_symbols | WARN |
 | cointegrated_pairs | correlation_above_min, eg_pvalue_below_max (re-tested with statsmodels ``coint``) | ERROR (blocking) |
 | garch_models | residual_diagnostics (Ljung-Box, ARCH-LM), garch_converged | WARN |
 | model_selection | composite_above_min | ERROR (blocking) |
@@ -36,6 +37,20 @@ RAW_BARS_CHECKS = [
     _spec("raw_bars", "bars_unique", "No two bars of a symbol share a timestamp (per source).", True),
     _spec("raw_bars", "prices_positive_finite", "Every stored price is positive and finite.", True),
     _spec("raw_bars", "sector_symbols_present", "Every sector symbol has bars in every session.", True),
+    _spec(
+        "raw_bars", "ohlc_consistent",
+        "Where open/high/low are known: low ≤ open, close ≤ high (and low ≤ high). An impossible bar blocks.", True,
+    ),
+    _spec(
+        "raw_bars", "price_jumps_plausible",
+        "No close jumps beyond jump_z_max robust σ (trailing median/MAD of log returns) or exceeds price_max (WARN).",
+        False,
+    ),
+    _spec(
+        "raw_bars", "sector_has_two_usable_symbols",
+        "The sector has at least two symbols with usable bars in every session: one symbol never yields a pair (WARN).",
+        False,
+    ),
 ]
 COINTEGRATED_PAIRS_CHECKS = [
     _spec("cointegrated_pairs", "correlation_above_min", "Every pair's correlation ≥ correlation_min.", True),
@@ -88,6 +103,77 @@ def raw_bars_results(stored: pd.DataFrame, symbols: Sequence[str], sessions: Seq
         _result(
             "sector_symbols_present", "raw_bars", not missing, ERROR,
             missing=len(missing), examples=_first(missing) or "none", symbols=", ".join(symbols),
+        ),
+    ]
+
+
+def raw_bars_plausibility_results(
+    stored: pd.DataFrame,
+    history: pd.DataFrame,
+    symbols: Sequence[str],
+    sessions: Sequence[pd.Timestamp],
+    strategy: StrategySettings,
+) -> list[dg.AssetCheckResult]:
+    """Plausibility gates on the partition's stored bars (with a ``session`` column).
+
+    ``history``: the same symbols' stored bars from ``jump_window`` sessions before the first
+    session through the last (the trailing robust scale of a jump needs earlier bars). Jumps are
+    reported only for bars of ``sessions``; each is named ``SYMBOL@session`` with its timestamp.
+    """
+    from pairs_assets.quant.outliers import ohlc_violations, price_jumps
+
+    def bar_name(symbol: str, timestamp: pd.Timestamp) -> str:
+        session = timestamp.tz_convert("America/New_York").date() if timestamp.tzinfo else timestamp.date()
+        return f"{symbol}@{session} ({timestamp.isoformat()})"
+
+    ohlc = ohlc_violations(stored)
+    ohlc_items = [f"{bar_name(r.symbol, r.timestamp)}: {r.problem} (o={r.open:g} h={r.high:g} l={r.low:g} c={r.close:g})"
+                  for r in ohlc.itertuples()]
+    known = stored[["open", "high", "low"]].notna().any(axis=1)
+
+    jumps = price_jumps(
+        history,
+        window=strategy.jump_window,
+        z_max=strategy.jump_z_max,
+        min_abs_log_return=strategy.jump_min_abs_log_return,
+        min_history=strategy.jump_min_history,
+        price_max=strategy.price_max,
+        check_from=stored["timestamp"].min() if not stored.empty else None,
+    )
+    jump_items = [
+        f"{bar_name(r.symbol, r.timestamp)}: close {r.close:.6g} after {r.previous_close:.6g} "
+        + (f"(above price_max {strategy.price_max:g})" if r.reason != "jump"
+           else f"(log return {r.log_return:+.3f}, robust z {r.robust_z:+.1f})")
+        for r in jumps.itertuples()
+    ]
+
+    # usable: bars in every session, none impossible (a real jump stays usable; a close above price_max does not)
+    bad_symbols = set(ohlc["symbol"]) | set(jumps.loc[jumps["reason"] != "jump", "symbol"])
+    close = stored["close"].to_numpy(dtype="float64")
+    finite = stored[np.isfinite(close) & (close > 0)]
+    present = finite.groupby("symbol")["session"].nunique()
+    n_sessions = len({pd.Timestamp(x) for x in sessions})
+    complete = {s for s, n in present.items() if n == n_sessions}
+    usable = sorted(s for s in symbols if s in complete and s not in bad_symbols)
+    sector_note = (
+        f"{len(usable)} usable symbol(s) ({', '.join(usable) or 'none'}) of {len(symbols)}: "
+        + ("no pair can be formed in this sector" if len(usable) < 2 else "pairs can be formed")
+    )
+    return [
+        _result(
+            "ohlc_consistent", "raw_bars", not ohlc_items, ERROR,
+            violations=len(ohlc_items), bars_with_ohlc=int(known.sum()), examples=_first(ohlc_items) or "none",
+        ),
+        _result(
+            "price_jumps_plausible", "raw_bars", not jump_items, WARN,
+            flagged=len(jump_items), examples=_first(jump_items) or "none",
+            jump_z_max=strategy.jump_z_max, jump_min_abs_log_return=strategy.jump_min_abs_log_return,
+            jump_window=strategy.jump_window, price_max=strategy.price_max,
+            history_bars=len(history),
+        ),
+        _result(
+            "sector_has_two_usable_symbols", "raw_bars", len(usable) >= 2, WARN,
+            usable_symbols=len(usable), symbols=", ".join(symbols), note=sector_note,
         ),
     ]
 

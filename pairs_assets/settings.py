@@ -114,6 +114,14 @@ class StrategySettings(dg.ConfigurableResource):
     max_flat_fraction: float = Field(
         0.2, ge=0.0, le=1.0, description="A series with more zero log-returns than this is stale and excluded."
     )
+    # --- data plausibility (raw_bars checks; WARN) -------------------------------------------
+    jump_window: int = Field(60, ge=10, description="Earlier bars' log returns in the robust (median/MAD) scale of a jump.")
+    jump_min_history: int = Field(20, ge=5, description="Earlier returns a bar needs before its return is scored.")
+    jump_z_max: float = Field(10.0, gt=0.0, description="A return beyond this many robust σ is a jump ...")
+    jump_min_abs_log_return: float = Field(
+        0.15, ge=0.0, description="... when it is also at least this large (|log return|; a floor for flat series)."
+    )
+    price_max: float = Field(1e7, gt=0.0, description="A close above this is implausible (BRK.A trades near 7e5).")
     # --- GARCH ------------------------------------------------------------------------------
     garch_window: int = Field(1000, ge=500, description="Spread returns used to fit GARCH(1,1) (≥ 500).")
     garch_holdout: int = Field(

@@ -15,6 +15,7 @@ import pandas as pd
 from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch, universe
 from pairs_assets.errors import MissingBarsError
+from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
 from resources.market_data import MarketDataStore
@@ -77,7 +78,9 @@ def load_sector_bars(
     description="The session's bars of the sector's symbols, upserted into the market data store "
     "(keyed by symbol, timestamp, source). A range of sessions loads in one pass.",
 )
-def raw_bars(context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource) -> dg.MaterializeResult:
+def raw_bars(
+    context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings
+) -> dg.MaterializeResult:
     with stopwatch() as timer:
         by_sector = _keys_by_sector(context)
         uni = universe()
@@ -95,8 +98,18 @@ def raw_bars(context: dg.AssetExecutionContext, store: MarketDataStore, bar_sour
                 symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]), source=bar_source.source_name
             )
             stored = stored.assign(session=session_of(stored["timestamp"]))
+            # the jump check scores each bar against earlier ones: read jump_window sessions before too
+            earlier = partitions.sessions_in_range(partitions.nyse_calendar().first_session, sessions[0])
+            history = store.read_bars(
+                symbols,
+                *partitions.sessions_span_utc(earlier[-(strategy.jump_window + 1) :][0], sessions[-1]),
+                source=bar_source.source_name,
+            )
             stored = stored[stored["session"].isin(sessions)]
-            results.append(checks.raw_bars_results(stored, symbols, sessions))
+            results.append(
+                checks.raw_bars_results(stored, symbols, sessions)
+                + checks.raw_bars_plausibility_results(stored, history, symbols, sessions, strategy)
+            )
     merged = _merge_check_results(results)
     sessions_all = sorted({s for v in by_sector.values() for s in v})
     return dg.MaterializeResult(
