@@ -120,10 +120,11 @@ def raw_bars_plausibility_results(
     session through the last (the trailing robust scale of a jump needs earlier bars). Jumps are
     reported only for bars of ``sessions``; each is named ``SYMBOL@session`` with its timestamp.
     """
+    from pairs_assets.partitions import EXCHANGE_TZ
     from pairs_assets.quant.outliers import ohlc_violations, price_jumps
 
     def bar_name(symbol: str, timestamp: pd.Timestamp) -> str:
-        session = timestamp.tz_convert("America/New_York").date() if timestamp.tzinfo else timestamp.date()
+        session = timestamp.tz_convert(EXCHANGE_TZ).date() if timestamp.tzinfo else timestamp.date()
         return f"{symbol}@{session} ({timestamp.isoformat()})"
 
     ohlc = ohlc_violations(stored)
