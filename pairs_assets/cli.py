@@ -447,18 +447,12 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         try:
             result = job.execute_in_process(
                 instance=instance, asset_selection=[dg.AssetKey("walk_forward")],
-                run_config={**_QUIET, "ops": {"walk_forward": {"config": config}}}, raise_on_error=False,
+                run_config={**_quiet(), "ops": {"walk_forward": {"config": config}}}, raise_on_error=False,
             )
         finally:
             PROGRESS.reset(token)
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                error = event.event_specific_data.error
-                while error.cause is not None:
-                    error = error.cause
-                click.echo(f"walk-forward failed: {error.message.strip().splitlines()[-1]}", err=True)
-        sys.exit(2)
+        raise RunFailedError(f"walk-forward {name} failed (run {result.run_id}): {step_failure(result)}")
     target = output_dir(paths().home, name)
     print_walk_forward_summary(pd.read_csv(target / "summary.csv"))
     click.echo("")

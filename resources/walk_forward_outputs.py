@@ -48,21 +48,25 @@ def write_outputs(result, target: Path, figure=None) -> dict[str, Path]:
         "daily_pnl": staging / "daily_pnl.csv.gz",
         "configs": staging / "configs.csv",
     }
-    result.summary.to_csv(files["summary"], index=False, float_format="%.6g")
-    trades = result.trades.copy()
-    for column in ("entry_session", "exit_session", "entry_exec", "exit_exec"):
-        if column in trades:
-            trades[column] = pd.to_datetime(trades[column]).dt.strftime("%Y-%m-%d")
-    trades.to_csv(files["trades"], index=False, float_format="%.8g")
-    daily = result.daily.assign(session=pd.to_datetime(result.daily["session"]).dt.strftime("%Y-%m-%d"))
-    # mtime=0 keeps the gzip byte-identical across reruns
-    daily.to_csv(files["daily_pnl"], index=False, float_format="%.8g", compression={"method": "gzip", "mtime": 0})
-    pd.DataFrame(
-        {"sector": list(result.configs), "configs": list(result.configs.values()), "pair_days": [result.config_pairs[s] for s in result.configs]}
-    ).to_csv(files["configs"], index=False)
-    if figure is not None:
-        files["equity"] = staging / "equity.png"
-        figure.savefig(files["equity"], dpi=110, metadata={"Software": None})
+    try:
+        result.summary.to_csv(files["summary"], index=False, float_format="%.6g")
+        trades = result.trades.copy()
+        for column in ("entry_session", "exit_session", "entry_exec", "exit_exec"):
+            if column in trades:
+                trades[column] = pd.to_datetime(trades[column]).dt.strftime("%Y-%m-%d")
+        trades.to_csv(files["trades"], index=False, float_format="%.8g")
+        daily = result.daily.assign(session=pd.to_datetime(result.daily["session"]).dt.strftime("%Y-%m-%d"))
+        # mtime=0 keeps the gzip byte-identical across reruns
+        daily.to_csv(files["daily_pnl"], index=False, float_format="%.8g", compression={"method": "gzip", "mtime": 0})
+        pd.DataFrame(
+            {"sector": list(result.configs), "configs": list(result.configs.values()), "pair_days": [result.config_pairs[s] for s in result.configs]}
+        ).to_csv(files["configs"], index=False)
+        if figure is not None:
+            files["equity"] = staging / "equity.png"
+            figure.savefig(files["equity"], dpi=110, metadata={"Software": None})
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     if target.exists():
         os.replace(target, old)

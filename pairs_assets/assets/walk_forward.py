@@ -95,6 +95,14 @@ def run_and_record(
     sessions = panel_sessions(settings, strategy)
     if sessions.empty or sessions[-1] < pd.Timestamp(settings.start):
         raise WalkForwardError(f"the range {settings.start} → {settings.end} holds no NYSE session")
+    needed = required_history(strategy, settings) + 1
+    before = int((sessions < pd.Timestamp(settings.start)).sum())
+    if before < needed:
+        raise WalkForwardError(
+            f"the range starts {settings.start} but the longest window needs {needed} sessions of bars before it "
+            f"and the history (from {paths().history_start}) has {before}; start on or after "
+            f"{partitions.sessions_in_range(paths().history_start, partitions.nyse_calendar().last_session)[needed].date()}"
+        )
     panels = {}
     for sector, symbols in sectors.items():
         panel = read_panel(store, source, sector, symbols, sessions)

@@ -20,12 +20,12 @@ total gives each of the N sectors 1/N of the capital (the sectors' P&L summed an
 
 from __future__ import annotations
 
-import math
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -71,7 +71,9 @@ class WalkForwardSettings(BaseModel):
         [tuple(p) for p in DEFAULT_PERIODS], description="Sub-periods (label, first date, last date)."
     )
     n_trials: int = Field(1, ge=1, description="Configurations tried so far (the deflated Sharpe's input).")
-    gru: bool = Field(False, description="Gate entries with the GRU stage, as the signal job does.")
+    workers: int | None = Field(
+        None, ge=1, description="Processes replaying sectors side by side (None: one per CPU, at most one per sector)."
+    )
     baseline_formation: int = Field(252, ge=20)
     baseline_trading: int = Field(126, ge=1)
     baseline_step: int = Field(126, ge=1)
@@ -143,8 +145,6 @@ def required_history(strategy, settings: WalkForwardSettings) -> int:
         strategy.backtest_window + strategy.formation_window,
         settings.baseline_formation + 1,
     ]
-    if settings.gru:
-        windows.append(strategy.gru_window)
     return max(windows)
 
 
@@ -192,43 +192,34 @@ def run_walk_forward(
     if not sectors:
         raise WalkForwardError("no sector to walk forward")
     history = required_history(strategy, settings)
+    for sector in sectors:
+        panel = panels[sector]
+        _check_range(panel, _range_sessions(panel, settings), history, pd.Timestamp(settings.end), next_session)
+    workers = min(settings.workers or os.cpu_count() or 1, len(sectors))
+    jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings) for s in sectors]
+    if workers > 1 and models_for is None and entry_gate is None:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_run_sector, *job): job[0].sector for job in jobs}
+            outcomes = {}
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                if progress is not None:
+                    progress(outcomes[futures[future]].n_sessions)
+    else:
+        outcomes = {
+            job[0].sector: _run_sector(*job, models_for=models_for, entry_gate=entry_gate, progress=progress) for job in jobs
+        }
     daily_frames, trade_frames, rows = [], [], []
     configs_built, config_pairs, seconds = {}, {}, {}
     totals: dict[tuple[str, float], list[tuple[pd.DataFrame, pd.DataFrame]]] = {}
     for sector in sectors:
-        t0 = time.perf_counter()
-        panel = panels[sector]
-        index = panel.closes.index
-        sessions = index[(index >= pd.Timestamp(settings.start)) & (index <= pd.Timestamp(settings.end))]
-        _check_range(panel, sessions, history, pd.Timestamp(settings.end), next_session)
-        first = index.get_loc(sessions[0])
-        as_of = index[first - 1 : index.get_loc(sessions[-1])]  # the config for as-of D applies at D+1
-        effective = list(index[first : first + len(as_of)])
-        if len(effective) < len(as_of):
-            effective.append(next_session(as_of[-1]))
-        configs = build_configs(
-            panel, as_of, effective, symbols_by_sector[sector], strategy, models_for=models_for, progress=progress
-        )
-        configs_built[sector] = len(configs)
-        config_pairs[sector] = sum(len(c.pairs) for c in configs.values())
-        ours = trade_configs(
-            configs, panel.closes, sessions, strategy_name="default", on_drop=settings.on_drop,
-            max_holding=settings.max_holding, entry_gate=entry_gate,
-        )
-        ours = ours.assign(sector=sector)
-        baseline = classical_baseline(
-            panel.closes, sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
-            step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
-            entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector,
-        )
-        for name, trades in (("default", ours), ("baseline", baseline)):
-            for cost in settings.costs:
-                result = execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost)
-                rows.extend(_summary_rows(name, sector, cost, result.daily, result.trades, settings))
-                daily_frames.append(result.daily.rename_axis("session").reset_index().assign(strategy=name, sector=sector, cost_bp=cost))
-                trade_frames.append(result.trades.assign(cost_bp=cost))
-                totals.setdefault((name, cost), []).append((result.daily, result.trades))
-        seconds[sector] = round(time.perf_counter() - t0, 2)
+        outcome = outcomes[sector]
+        configs_built[sector], config_pairs[sector], seconds[sector] = outcome.configs, outcome.pair_days, outcome.seconds
+        for (name, cost), (daily, trades) in outcome.executions.items():
+            rows.extend(_summary_rows(name, sector, cost, daily, trades, settings))
+            daily_frames.append(daily.rename_axis("session").reset_index().assign(strategy=name, sector=sector, cost_bp=cost))
+            trade_frames.append(trades.assign(cost_bp=cost))
+            totals.setdefault((name, cost), []).append((daily, trades))
     for (name, cost), parts in totals.items():
         scale = 1.0 if name == "default" else 1.0 / len(parts)
         daily = _sum_daily([d for d, _ in parts]) * scale
@@ -254,6 +245,51 @@ def run_walk_forward(
     daily_all = pd.concat(daily_frames, ignore_index=True)
     trades_all = pd.concat(trade_frames, ignore_index=True) if trade_frames else pd.DataFrame()
     return WalkForwardResult(settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds)
+
+
+def _range_sessions(panel: SectorPanel, settings: WalkForwardSettings) -> pd.DatetimeIndex:
+    index = panel.closes.index
+    return index[(index >= pd.Timestamp(settings.start)) & (index <= pd.Timestamp(settings.end))]
+
+
+@dataclass
+class _SectorOutcome:
+    configs: int
+    pair_days: int
+    n_sessions: int
+    executions: dict  # (strategy, cost) → (daily, trades)
+    seconds: float
+
+
+def _run_sector(panel, symbols, next_session, strategy, settings, *, models_for=None, entry_gate=None, progress=None) -> _SectorOutcome:
+    """One sector: configs, our trades, the baseline's, executed at every cost."""
+    t0 = time.perf_counter()
+    sector, index = panel.sector, panel.closes.index
+    sessions = _range_sessions(panel, settings)
+    first = index.get_loc(sessions[0])
+    as_of = index[first - 1 : index.get_loc(sessions[-1])]  # the config for as-of D applies at D+1
+    effective = list(index[first : first + len(as_of)])
+    if len(effective) < len(as_of):
+        effective.append(next_session(as_of[-1]))
+    configs = build_configs(panel, as_of, effective, symbols, strategy, models_for=models_for, progress=progress)
+    ours = trade_configs(
+        configs, panel.closes, sessions, strategy_name="default", on_drop=settings.on_drop,
+        max_holding=settings.max_holding, entry_gate=entry_gate,
+    ).assign(sector=sector)
+    baseline = classical_baseline(
+        panel.closes, sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
+        step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
+        entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector,
+    )
+    executions = {}
+    for name, trades in (("default", ours), ("baseline", baseline)):
+        for cost in settings.costs:
+            result = execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost)
+            executions[(name, cost)] = (result.daily, result.trades)
+    return _SectorOutcome(
+        configs=len(configs), pair_days=sum(len(c.pairs) for c in configs.values()), n_sessions=len(as_of),
+        executions=executions, seconds=round(time.perf_counter() - t0, 2),
+    )
 
 
 def _sum_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
