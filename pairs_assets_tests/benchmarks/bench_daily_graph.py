@@ -3,6 +3,15 @@
 Run: ``python pairs_assets_tests/benchmarks/bench_daily_graph.py``. Prints a table; asserts nothing.
 Uses a temporary PAIRS_HOME, a SQLite store preloaded with the history window, an ephemeral
 Dagster instance; the embedded data (2022-12-28, every sector) and one planted-pair partition.
+
+``--overhead [repeats]``: where Dagster's own time goes in one partition. Materializes
+2022-12-28|industrial (one symbol: no pair, so almost all of it is bookkeeping) ``repeats`` times
+(default 5) on one instance after a warm-up partition and prints the median wall time, the asset
+bodies (their ``elapsed_seconds``) and the difference — the per-partition overhead; then one run
+under cProfile with the cumulative seconds of ``fetch_external_input_asset_version_info`` (data
+provenance of the upstream partitions) and of the time-window partition mapping inside it; then
+the lookback mappings alone (``partitions.lookback_mapping(n)`` for one key), the cost of walking
+Dagster's exclusion-based session calendar one window at a time.
 """
 
 from __future__ import annotations
@@ -70,5 +79,72 @@ def main() -> None:
     print("\nwall s includes Dagster's own overhead (ephemeral instance); per-asset columns are the asset bodies.")
 
 
+def overhead(repeats: int = 5) -> None:
+    import cProfile
+    import pstats
+    import statistics
+
+    from pairs_assets import partitions
+
+    url = f"sqlite:///{paths().home / 'bench.sqlite'}"
+    universe = load_universe(paths().universe_file)
+    embedded = EmbeddedBarSource()
+    preload_history(url, embedded, universe.all_symbols, "2022-12-28", DEFAULT_STRATEGY.history_sessions + 20)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = resources_for(url, embedded)
+    materialize("2022-12-27", "industrial", resources, instance=instance)  # warm-up
+    walls, bodies = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = materialize("2022-12-28", "industrial", resources, instance=instance)
+        walls.append(time.perf_counter() - t0)
+        bodies.append(sum(step_seconds(result).values()))
+    wall, body = statistics.median(walls), statistics.median(bodies)
+    print(f"one partition (2022-12-28|industrial, {len(step_seconds(result))} assets), median of {repeats}:")
+    print(f"{'wall s':>8} {'bodies s':>9} {'overhead s':>11}")
+    print(f"{wall:>8.2f} {body:>9.2f} {wall - body:>11.2f}\n")
+
+    profile = cProfile.Profile()
+    profile.enable()
+    t0 = time.perf_counter()
+    materialize("2022-12-28", "industrial", resources, instance=instance)
+    profiled_wall = time.perf_counter() - t0
+    profile.disable()
+    stats = pstats.Stats(profile).stats
+
+    def cumulative(function_name: str, file_part: str) -> float:
+        return sum(v[3] for (f, _, name), v in stats.items() if name == function_name and file_part in f)
+
+    rows = [
+        ("fetch_external_input_asset_version_info", cumulative("fetch_external_input_asset_version_info", "data_version_cache")),
+        ("  time-window mapping (_offsetted_datetime)", cumulative("_offsetted_datetime", "mapping/time_window")),
+        ("  get_prev_partition_window calls", sum(v[1] for (f, _, n), v in stats.items() if n == "get_prev_partition_window")),
+        ("event log writes (store_event)", cumulative("store_event", "sql_event_log")),
+    ]
+    print(f"under cProfile (wall {profiled_wall:.2f} s):")
+    for label, value in rows:
+        unit = "" if isinstance(value, int) else " s"
+        share = f"  ({value / profiled_wall:.0%} of wall)" if not isinstance(value, int) else ""
+        print(f"  {label:<46} {value:>8.2f}{unit}{share}" if unit else f"  {label:<46} {value:>8}")
+
+    pdef = partitions.daily_partitions_def()
+    subset = pdef.subset_with_partition_keys([partitions.partition_key("2022-12-28", "industrial")])
+    n_exclusions = len(pdef.get_partitions_def_for_dimension("date").exclusions)
+    print(f"\nlookback mapping of one partition alone ({n_exclusions} holiday exclusions), median of 3:")
+    print(f"{'sessions':>8} {'ms':>8}")
+    for sessions in (1, DEFAULT_STRATEGY.formation_window, DEFAULT_STRATEGY.garch_window + 1, DEFAULT_STRATEGY.history_sessions):
+        mapping = partitions.lookback_mapping(sessions)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            mapping.get_upstream_mapped_partitions_result_for_partitions(subset, pdef, pdef)
+            times.append(time.perf_counter() - t0)
+        print(f"{sessions:>8} {statistics.median(times) * 1e3:>8.0f}")
+
+
 if __name__ == "__main__":
-    main()
+    if "--overhead" in sys.argv:
+        rest = [a for a in sys.argv[1:] if a != "--overhead"]
+        overhead(int(rest[0]) if rest else 5)
+    else:
+        main()
