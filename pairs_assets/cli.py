@@ -61,7 +61,9 @@ def init() -> None:
     p = paths()
     click.echo(f"PAIRS_HOME={p.home}")
     click.echo(f"export DAGSTER_HOME={dagster_home}")
-    click.echo(f"market data store: {p.database_url}")
+    from resources.market_data import redact_url
+
+    click.echo(f"market data store: {redact_url(p.database_url)}")
 
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -22,7 +22,7 @@ from pairs_assets.assets.raw_bars import raw_bars
 from pairs_assets.assets.trading_config import trading_config
 from pairs_assets.assets.trading_signals import trading_signals
 from pairs_assets.assets.walk_forward import walk_forward
-from pairs_assets.jobs import daily_pairs, model_performance_job, signal_job
+from pairs_assets.jobs import daily_pairs, executor_for, model_performance_job, signal_job
 from pairs_assets.settings import Paths, StrategySettings, paths
 from resources.alpaca_source import AlpacaBarSource
 from resources.bar_sources import BarSource, EmbeddedBarSource, FileBarSource
@@ -75,13 +75,23 @@ def broker_for(p: Paths) -> BrokerResource:
     return BrokerResource(mode=p.broker_mode, api_key=dg.EnvVar("ALPACA_API_KEY"), secret_key=dg.EnvVar("ALPACA_SECRET_KEY"))
 
 
+def _url_setting(p: Paths, env_var: str, value: str) -> str:
+    """``dg.EnvVar(env_var)`` when the URL came from that variable (the UI then shows its name, not a
+    password), else the derived local default."""
+    return dg.EnvVar(env_var) if env_var in p.url_env_vars else value
+
+
 def build_resources(p: Paths) -> dict:
     return {
-        "store": MarketDataStore(database_url=p.database_url),
+        "store": MarketDataStore(database_url=_url_setting(p, "PAIRS_DATABASE_URL", p.database_url)),
         "bar_source": bar_source_for(p),
         "strategy": StrategySettings(),
-        "io_manager": PartitionedFileIOManager(base_dir=str(p.outputs_dir)),
-        "model_registry": ModelRegistry(tracking_uri=p.mlflow_tracking_uri, local_store_dir=str(p.mlflow_dir)),
+        "io_manager": PartitionedFileIOManager(base_dir=p.io_manager_base),
+        "model_registry": ModelRegistry(
+            tracking_uri=_url_setting(p, "MLFLOW_TRACKING_URI", p.mlflow_tracking_uri),
+            local_store_dir=str(p.mlflow_dir),
+            artifact_root=p.mlflow_artifacts or None,
+        ),
         "broker": broker_for(p),
     }
 
@@ -94,6 +104,7 @@ def build_definitions(p: Paths | None = None) -> dg.Definitions:
         schedules=[daily_pairs_schedule],
         sensors=[model_performance_refresh, signal_sensor],
         resources=build_resources(p),
+        executor=executor_for(p.executor, p.celery_broker, p.celery_backend),
     )
 
 

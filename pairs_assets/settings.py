@@ -3,7 +3,9 @@
 Two kinds of setting, each in one place:
 
 * ``Paths`` — read once from the environment (``PAIRS_HOME``, ``PAIRS_DATABASE_URL``,
-  ``PAIRS_BARS_FILE``, ``PAIRS_UNIVERSE_FILE``, ``PAIRS_HISTORY_START``, ``MLFLOW_TRACKING_URI``).
+  ``PAIRS_BARS_FILE``, ``PAIRS_UNIVERSE_FILE``, ``PAIRS_HISTORY_START``, ``MLFLOW_TRACKING_URI``;
+  for production ``PAIRS_IO_BASE``, ``PAIRS_EXECUTOR``, ``PAIRS_CELERY_BROKER``,
+  ``PAIRS_CELERY_BACKEND``, ``PAIRS_MLFLOW_ARTIFACTS``).
 * ``StrategySettings`` — a Dagster resource whose defaults are the original design's (corr ≥ 0.8,
   Engle-Granger p < 0.05, composite score > 0.7, GRU 10/64/0.255/3e-4/32/50). Assets *and* asset
   checks read thresholds from it, so a gate always checks the threshold the asset used. Override
@@ -53,6 +55,15 @@ class Paths:
     alpaca_feed: str = "iex"
     alpaca_data_url: str | None = None
     broker_mode: str = "dry-run"
+    # --- production (README "Production") ---------------------------------------------------
+    io_base: str = ""
+    executor: str = "in_process"
+    celery_broker: str = ""
+    celery_backend: str = "rpc://"
+    mlflow_artifacts: str = ""
+    #: environment variables that carried a URL (possibly with a password): resources get them
+    #: as ``dg.EnvVar`` so the UI shows the variable's name, never its value.
+    url_env_vars: frozenset[str] = frozenset()
 
     @property
     def dagster_home(self) -> Path:
@@ -60,8 +71,19 @@ class Paths:
 
     @property
     def outputs_dir(self) -> Path:
-        """Root of per-partition stage outputs: ``<outputs_dir>/<asset>/<date>/<sector>.parquet``."""
+        """Root of per-partition stage outputs: ``<outputs_dir>/<asset>/<date>/<sector>.parquet``.
+
+        ``PAIRS_IO_BASE`` when it is a local (or shared, e.g. NFS) path, else ``PAIRS_HOME``.
+        """
+        if self.io_base and not is_url(self.io_base):
+            return Path(self.io_base)
         return self.home
+
+    @property
+    def io_manager_base(self) -> str:
+        """Where the IO manager keeps stage outputs: ``PAIRS_IO_BASE`` (a path or an fsspec URL
+        such as ``s3://bucket/pairs``) or the local outputs folder."""
+        return self.io_base or str(self.outputs_dir)
 
     @property
     def mlflow_dir(self) -> Path:
@@ -86,7 +108,31 @@ class Paths:
             alpaca_feed=env.get("PAIRS_ALPACA_FEED") or "iex",
             alpaca_data_url=env.get("PAIRS_ALPACA_DATA_URL") or None,
             broker_mode=env.get("PAIRS_BROKER") or "dry-run",
+            io_base=_io_base(env.get("PAIRS_IO_BASE") or ""),
+            executor=(env.get("PAIRS_EXECUTOR") or "in_process").replace("-", "_"),
+            celery_broker=env.get("PAIRS_CELERY_BROKER") or "",
+            celery_backend=env.get("PAIRS_CELERY_BACKEND") or "rpc://",
+            mlflow_artifacts=_io_base(env.get("PAIRS_MLFLOW_ARTIFACTS") or ""),
+            url_env_vars=frozenset(
+                name for name in ("PAIRS_DATABASE_URL", "MLFLOW_TRACKING_URI") if env.get(name)
+            ),
         )
+
+
+def is_url(location: str) -> bool:
+    """Whether ``location`` is a URL (``scheme://…``) rather than a filesystem path."""
+    return "://" in location and not location.startswith("file://")
+
+
+def _io_base(location: str) -> str:
+    """A path made absolute (``~`` expanded, ``file://`` stripped), or a URL unchanged."""
+    if not location:
+        return ""
+    if location.startswith("file://"):
+        location = location[len("file://") :]
+    if is_url(location):
+        return location.rstrip("/")
+    return str(Path(location).expanduser().resolve())
 
 
 @functools.cache

@@ -1,8 +1,13 @@
 """One IO manager for every stage output: ``<base_dir>/<asset>/<date>/<sector>.{parquet,json}``.
 
 DataFrames are written as Parquet, dicts as canonical JSON (sorted keys, 2-space indent). Writes
-are atomic (temporary file in the same folder, fsync, rename) and deterministic: the same frame
-gives byte-identical files, so a re-materialization replaces a partition exactly.
+are atomic and deterministic: the same frame gives byte-identical files, so a re-materialization
+replaces a partition exactly.
+
+``base_dir`` is a local or shared path (NFS: every Celery worker must see the same files) or an
+fsspec URL (``s3://bucket/pairs``, ``gs://…``, ``memory://…``) read through ``universal_pathlib``.
+Local files are written to a temporary file in the same folder, fsynced and renamed; an object
+store writes each object in one PUT, which is atomic on its own.
 """
 
 from __future__ import annotations
@@ -13,12 +18,36 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+from upath import UPath
+from upath.implementations.local import LocalPath
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
+def as_upath(location: str | os.PathLike) -> UPath:
+    """A path or an fsspec URL as a ``UPath`` (a plain ``pathlib.Path`` subclass for local paths)."""
+    if isinstance(location, UPath):
+        return location
+    text = os.fspath(location) if not isinstance(location, str) else location
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    return UPath(text)
+
+
+def is_local(path: UPath | Path) -> bool:
+    return isinstance(path, LocalPath) or not isinstance(path, UPath)
+
+
+def atomic_write_bytes(path: Path | UPath | str, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that a reader sees the old or the new file, never a part."""
+    path = as_upath(path)
+    if not is_local(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)  # one object PUT: atomic on object stores
+        return
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -45,19 +74,34 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def partition_path(base_dir: str | Path, asset: str, partition_key: str, suffix: str) -> Path:
-    """``<base>/<asset>/<date>/<sector><suffix>`` for a ``date|sector`` key; ``<base>/<asset><suffix>`` unpartitioned."""
+    """``<base>/<asset>/<date>/<sector><suffix>`` for a ``date|sector`` key; ``<base>/<asset><suffix>`` unpartitioned.
+
+    ``base_dir`` may be an fsspec URL; the result is then a remote ``UPath``.
+    """
+    base = as_upath(base_dir)
     if not partition_key:
-        return Path(base_dir) / f"{asset}{suffix}"
+        return base / f"{asset}{suffix}"
     date, _, sector = partition_key.partition("|")
     if not sector:
-        return Path(base_dir) / asset / f"{date}{suffix}"
-    return Path(base_dir) / asset / date / f"{sector}{suffix}"
+        return base / asset / f"{date}{suffix}"
+    return base / asset / date / f"{sector}{suffix}"
+
+
+def _read_parquet(path: UPath) -> pd.DataFrame:
+    with path.open("rb") as handle:
+        return pd.read_parquet(handle)
+
+
+def _read_json(path: UPath) -> dict:
+    return json.loads(path.read_text())
 
 
 class PartitionedFileIOManager(dg.ConfigurableIOManager):
-    """Parquet (DataFrames) or JSON (dicts) per partition under ``base_dir``."""
+    """Parquet (DataFrames) or JSON (dicts) per partition under ``base_dir`` (a path or fsspec URL)."""
 
-    base_dir: str
+    base_dir: str = Field(
+        description="Local/shared folder or fsspec URL (PAIRS_IO_BASE) that every step process can read."
+    )
 
     def _path(self, asset_key: dg.AssetKey, partition_key: str, suffix: str) -> Path:
         return partition_path(self.base_dir, asset_key.path[-1], partition_key, suffix)
@@ -80,12 +124,12 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         asset_key = context.asset_key
         key = context.asset_partition_key if context.has_asset_partitions else ""
-        for suffix, reader in ((".parquet", pd.read_parquet), (".json", lambda p: json.loads(Path(p).read_text()))):
+        for suffix, reader in ((".parquet", _read_parquet), (".json", _read_json)):
             path = self._path(asset_key, key, suffix)
             if path.exists():
                 return reader(path)
         raise FileNotFoundError(
             f"{asset_key.to_user_string()} partition {key} has not been materialized "
-            f"(no file under {Path(self.base_dir) / asset_key.path[-1]}); materialize it first"
+            f"(no file under {as_upath(self.base_dir) / asset_key.path[-1]}); materialize it first"
             + (f" (upstream of {upstream.asset_key.to_user_string()})" if upstream is not None and upstream.has_asset_key else "")
         )

@@ -1,7 +1,9 @@
 """The market data store: bars, trading configs, model performance, signals and orders.
 
-SQLAlchemy Core on a SQLite file by default, PostgreSQL by URL
-(``postgresql+psycopg2://user@host:5432/db``). Bars are keyed by (symbol, timestamp, source) and
+SQLAlchemy Core on a SQLite file by default, PostgreSQL by URL (``postgresql://user@host:5432/db``
+through psycopg 3, or ``postgresql+psycopg2://…``). A URL with a password comes through
+``dg.EnvVar("PAIRS_DATABASE_URL")`` so the UI shows the variable's name; every message prints the
+URL with its password masked (:func:`redact_url`). Bars are keyed by (symbol, timestamp, source) and
 written with idempotent upserts in one transaction, so a re-run or a crash never leaves a partial
 or doubled load. Timestamps are stored as naive UTC.
 """
@@ -9,6 +11,7 @@ or doubled load. Timestamps are stored as naive UTC.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,6 +24,7 @@ from pydantic import PrivateAttr
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
+from pairs_assets.errors import PairsError
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars, validate_bars
 
 metadata = sa.MetaData()
@@ -124,35 +128,77 @@ _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+class StoreUnavailableError(PairsError, RuntimeError):
+    """The market data store's URL is malformed or its database cannot be reached (password masked)."""
+
+
 def _engine_for(url: str) -> Engine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(url)
         if engine is None:
-            parsed = make_url(url)
-            if parsed.get_backend_name() == "sqlite":
-                database = parsed.database
-                if database and database != ":memory:":
-                    from pathlib import Path
-
-                    Path(database).parent.mkdir(parents=True, exist_ok=True)
-                engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-                @sa.event.listens_for(engine, "connect")
-                def _pragmas(dbapi_conn, _record):  # WAL: the stream and Dagster write concurrently
-                    cursor = dbapi_conn.cursor()
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.execute("PRAGMA synchronous=NORMAL")
-                    cursor.close()
-            else:
-                engine = sa.create_engine(url, pool_pre_ping=True)
-            metadata.create_all(engine)
+            try:
+                engine = _new_engine(url)
+            except (sa.exc.ArgumentError, sa.exc.DBAPIError, ModuleNotFoundError, ValueError) as exc:
+                raise StoreUnavailableError(
+                    f"market data store {redact_url(url)}: {type(exc).__name__}: "
+                    f"{redact_text(str(getattr(exc, 'orig', None) or exc), url)[:500]}"
+                ) from None  # the chained original would print the URL with its password
             _ENGINES[url] = engine
         return engine
 
 
+def _new_engine(url: str) -> Engine:
+    """A fresh engine with the store's tables created (SQLite: folder made, WAL)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # WAL: the stream and Dagster write concurrently
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    try:
+        metadata.create_all(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password hidden, for messages and metadata."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with any password hidden (``user:***@``), for messages and metadata.
+
+    Works on strings SQLAlchemy cannot parse too, so a malformed URL is never echoed with its password.
+    """
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return _USERINFO.sub(r"\g<scheme>\g<user>:***@", url)
+
+
+def redact_text(text: str, url: str | None = None) -> str:
+    """``text`` with every ``scheme://user:password@`` masked, and ``url``'s password if it appears bare."""
+    text = _USERINFO.sub(r"\g<scheme>\g<user>:***@", text)
+    if url:
+        try:
+            password = make_url(url).password
+        except (sa.exc.ArgumentError, ValueError):
+            password = None
+        if password:
+            text = text.replace(str(password), "***")
+    return text
 
 
 def _to_naive_utc(values: pd.Series) -> list:

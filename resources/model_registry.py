@@ -12,6 +12,9 @@ Stores:
     ``sqlite:///<local_store_dir>/mlflow.db`` with artifacts under ``<local_store_dir>/artifacts``
     (MLflow 3's own default backend is SQLite; the plain file store is deprecated). No server.
   * The registry lives in the same store (``registry_uri = tracking_uri``).
+  * Artifacts: ``artifact_root`` (``PAIRS_MLFLOW_ARTIFACTS``) for every new experiment; without it
+    ``<local_store_dir>/artifacts`` for a database store, or the server's root for an HTTP store —
+    never ``./mlruns`` of the working directory (``ModelRegistry._artifact_root``).
 
 First use of a local SQLite store creates MLflow's schema (alembic migrations, seconds). Two runs
 starting together (the 6 AM schedule launches one per sector) would both migrate the empty file and
@@ -89,6 +92,13 @@ def redact_uri(uri: str) -> str:
 
 def _redact_text(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def _artifact_uri(location: str) -> str:
+    """A path as a ``file://`` URI (absolute); a URL (``s3://…``, ``file://…``) unchanged."""
+    if "://" in location or location.startswith("mlflow-artifacts:"):
+        return location
+    return Path(location).expanduser().resolve().as_uri()
 
 
 def _sqlite_file(uri: str) -> Path | None:
@@ -294,6 +304,11 @@ class ModelRegistry(dg.ConfigurableResource):
     local_store_dir: str = Field(
         "", description="Directory of the local store (mlflow.db + artifacts/) used when no URI is set."
     )
+    artifact_root: str | None = Field(
+        None,
+        description="Artifact root for new experiments (PAIRS_MLFLOW_ARTIFACTS): a path or URL. Unset → "
+        "<local_store_dir>/artifacts for a database store (never ./mlruns); an HTTP server's own root.",
+    )
     probe_timeout_s: int = Field(5, ge=1, description="Seconds for the reachability probe of an HTTP store.")
     request_timeout_s: int = Field(60, ge=1, description="Seconds per HTTP request while logging/loading.")
     request_max_retries: int = Field(
@@ -302,7 +317,6 @@ class ModelRegistry(dg.ConfigurableResource):
     store_lock_timeout_s: int = Field(
         600, ge=1, description="Seconds to wait for another process creating the local SQLite store's schema."
     )
-
 
     # --- where -------------------------------------------------------------------------------
 
@@ -319,10 +333,30 @@ class ModelRegistry(dg.ConfigurableResource):
         store = Path(self.local_store_dir).expanduser().resolve()
         return f"sqlite:///{store / 'mlflow.db'}"
 
-    def _artifact_root(self, uri: str) -> Path | None:
-        """Artifact root for a local SQLite store (MLflow would otherwise use ./mlruns of the cwd)."""
+    def _artifact_root(self, uri: str) -> str | None:
+        """Where new experiments keep artifacts (a URI), so they never land in ``./mlruns`` of the cwd.
+
+        ``artifact_root`` when set; else ``<sqlite dir>/artifacts`` for a SQLite store, else
+        ``<local_store_dir>/artifacts`` for any other database store (PostgreSQL, MySQL); ``None``
+        (the server's own ``--artifacts-destination``) for an HTTP tracking server.
+
+        Raises:
+            ModelStoreUnavailableError: a database store with neither an artifact root nor a local
+                store folder (MLflow would write to the working directory).
+        """
+        if self.artifact_root:
+            return _artifact_uri(self.artifact_root)
         sqlite_dir = _sqlite_dir(uri)
-        return None if sqlite_dir is None else sqlite_dir / "artifacts"
+        if sqlite_dir is not None:
+            return (sqlite_dir / "artifacts").as_uri()
+        if uri.split(":", 1)[0].lower() in ("http", "https", "databricks", "databricks-uc", "uc"):
+            return None
+        if self.local_store_dir:
+            return (Path(self.local_store_dir).expanduser().resolve() / "artifacts").as_uri()
+        raise ModelStoreUnavailableError(
+            f"MLflow store {redact_uri(uri)} has no artifact root: set PAIRS_MLFLOW_ARTIFACTS "
+            "(ModelRegistry.artifact_root), or MLflow would write artifacts under ./mlruns"
+        )
 
     @staticmethod
     def experiment_name(sector: str) -> str:
@@ -390,9 +424,7 @@ class ModelRegistry(dg.ConfigurableResource):
         if experiment is not None:
             return experiment.experiment_id
         root = self._artifact_root(uri)
-        location = None
-        if root is not None:
-            location = (root / name.replace("/", "__")).as_uri()
+        location = None if root is None else f"{root.rstrip('/')}/{name.replace('/', '__')}"
         try:
             return client.create_experiment(name, artifact_location=location)
         except MlflowException:

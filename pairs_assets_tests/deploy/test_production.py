@@ -1,0 +1,274 @@
+"""The production topology on this machine: deploy/dagster.yaml on PostgreSQL, the run queue, a gRPC
+code server, the Celery executor with a `pairs worker`, MLflow on PostgreSQL with an artifact root.
+
+One deployment (module fixture) serves every test here, as it would a desk: three runs are
+submitted to the queue — technology twice and industrial once — and one pass of the daemon's
+queued-run coordinator starts technology and industrial while the second technology run waits
+behind the per-sector limit. Steps execute on the worker; the trading config must equal the
+in-process one. Processes run from an empty working directory that must stay empty. The bars are
+the planted file (real NYSE sessions, AAPL/MSFT cointegrated), so the GRU and MLflow stages run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pairs_assets.settings import DEFAULT_STRATEGY, PACKAGE_DIR
+from pairs_assets_tests.assets.graph_harness import materialize, preload_history
+from pairs_assets_tests.deploy import services
+from pairs_assets_tests.planted import planted_closes, write_bars_file
+from resources.bar_sources import FileBarSource
+from resources.io_manager import PartitionedFileIOManager
+from resources.market_data import MarketDataStore
+from resources.model_registry import ModelRegistry
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+DEPLOY = PACKAGE_DIR.parent / "deploy"
+AS_OF = "2022-12-28"
+FAST = {"gru_max_epochs": 3, "gru_hidden": 16}
+SECTORS = {"technology": ["AAPL", "AMD", "MSFT"], "industrial": ["GE"]}
+BIN = Path(sys.executable).parent
+
+
+def _run_config() -> dict:
+    return {"resources": {"strategy": {"config": FAST}}}
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    root = tmp_path_factory.mktemp("deploy")
+    home, dagster_home, artifacts, cwd = (root / n for n in ("home", "dagster_home", "artifacts", "cwd"))
+    for folder in (home, dagster_home, cwd):
+        folder.mkdir()
+    shutil.copyfile(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
+
+    with services.postgres_databases("dagster", "store", "mlflow") as dbs, services.rabbitmq_vhost() as broker:
+        port = services.free_port()
+        worker_name = f"pairs-test-{port}@%h"
+        env = {
+            **os.environ,
+            "PAIRS_HOME": str(home),
+            "DAGSTER_HOME": str(dagster_home),
+            # plain scheme on purpose: it needs psycopg 3 (pyproject)
+            "PAIRS_DAGSTER_DB_URL": services.plain_url(dbs["dagster"]),
+            "PAIRS_DATABASE_URL": dbs["store"],
+            "MLFLOW_TRACKING_URI": services.plain_url(dbs["mlflow"]),
+            "PAIRS_MLFLOW_ARTIFACTS": str(artifacts),
+            "PAIRS_EXECUTOR": "celery",
+            "PAIRS_CELERY_BROKER": broker,
+            "PAIRS_CODE_SERVER_HOST": "127.0.0.1",
+            "PAIRS_CODE_SERVER_PORT": str(port),
+            "DAGSTER_CLI_API_GRPC_STARTUP_TIMEOUT": "600",
+        }
+        bars_file = write_bars_file(root / "planted_bars.csv", planted_closes())
+        env["PAIRS_BARS_FILE"] = bars_file
+        source = FileBarSource(path=bars_file)
+        for sector, symbols in SECTORS.items():
+            preload_history(dbs["store"], source, symbols, AS_OF, DEFAULT_STRATEGY.history_sessions)
+        # MLflow creates its schema on first contact; do it once, before concurrent steps do
+        ModelRegistry(tracking_uri=env["MLFLOW_TRACKING_URI"], artifact_root=str(artifacts)).client()
+
+        logs = [str(root / "worker.log"), str(root / "code_server.log")]
+        worker = services.start(
+            [sys.executable, "-m", "pairs_assets.cli", "worker", "-n", worker_name, "-c", "2", "-l", "WARNING"],
+            env, str(cwd), logs[0],
+        )
+        code_server = services.start(
+            [str(BIN / "dagster"), "code-server", "start", "-m", "pairs_assets.definitions",
+             "--location-name", "pairs_assets", "-h", "127.0.0.1", "-p", str(port)],
+            env, str(cwd), logs[1],
+        )
+        saved = {k: os.environ.get(k) for k in ("PAIRS_DAGSTER_DB_URL", "PAIRS_CODE_SERVER_HOST", "PAIRS_CODE_SERVER_PORT")}
+        os.environ.update({k: env[k] for k in saved})
+        try:
+            from pairs_assets.worker import make_worker_app
+
+            app = make_worker_app(broker)
+            services.wait_until(
+                lambda: app.control.ping(timeout=1.0), 180, "the Celery worker to answer", procs=[worker], logs=logs
+            )
+            instance = dg.DagsterInstance.from_config(str(dagster_home))
+            target = WorkspaceFileTarget(paths=[str(DEPLOY / "workspace.yaml")])
+
+            def _loaded():
+                with WorkspaceProcessContext(instance, target) as ctx:
+                    request = ctx.create_request_context()
+                    return not request.get_code_location_error("pairs_assets") and request.has_code_location("pairs_assets")
+
+            services.wait_until(_loaded, 300, "the code server", poll=2.0, procs=[code_server], logs=logs)
+            yield {
+                "instance": instance, "target": target, "env": env, "dbs": dbs, "home": home, "cwd": cwd,
+                "artifacts": artifacts, "worker": worker, "logs": logs, "broker": broker, "source": source,
+            }
+            instance.dispose()
+        finally:
+            services.stop(code_server)
+            services.stop(worker)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def queued_runs(deployment):
+    """Submit technology, technology, industrial; one daemon pass; wait for the started runs."""
+    from dagster._cli.job import _create_run
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from pairs_assets.partitions import daily_partitions_def, partition_key
+
+    instance = deployment["instance"]
+    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
+        request = ctx.create_request_context()
+        location = request.get_code_location("pairs_assets")
+        repo = next(iter(location.get_repositories().values()))
+        job = repo.get_full_job("daily_pairs")
+        run_ids = {}
+        for label, sector in (("tech_a", "technology"), ("tech_b", "technology"), ("industrial", "industrial")):
+            key = partition_key(AS_OF, sector)
+            run = _create_run(
+                instance=instance, code_location=location, remote_repo=repo, remote_job=job,
+                run_config=_run_config(), tags=daily_partitions_def().get_tags_for_partition_key(key),
+                op_selection=None, run_id=None,
+            )
+            instance.submit_run(run.run_id, request)
+            run_ids[label] = run.run_id
+        submitted = {label: instance.get_run_by_id(rid).status for label, rid in run_ids.items()}
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+        list(daemon.run_iteration(ctx))
+        after_first_pass = {label: instance.get_run_by_id(rid).status for label, rid in run_ids.items()}
+        list(daemon.run_iteration(ctx))  # technology still holds its slot: tech_b must stay queued
+        after_second_pass = instance.get_run_by_id(run_ids["tech_b"]).status
+
+        def _done():
+            runs = [instance.get_run_by_id(run_ids[k]) for k in ("tech_a", "industrial")]
+            return all(r.is_finished for r in runs)
+
+        services.wait_until(_done, 900, "the two started runs", poll=1.0, procs=[deployment["worker"]], logs=deployment["logs"])
+        still_queued = instance.get_run_by_id(run_ids["tech_b"]).status
+        instance.report_run_canceled(instance.get_run_by_id(run_ids["tech_b"]), "test: only its queueing is checked")
+    return {
+        "ids": run_ids, "submitted": submitted, "after_first_pass": after_first_pass,
+        "after_second_pass": after_second_pass, "still_queued": still_queued, "QUEUED": DagsterRunStatus.QUEUED,
+    }
+
+
+def _failure_text(instance, run_id) -> str:
+    lines = []
+    for record in instance.all_logs(run_id):
+        if record.is_dagster_event and record.dagster_event.is_step_failure:
+            error = record.dagster_event.event_specific_data.error
+            lines.append(f"{record.step_key}: {error.to_string() if error else ''}")
+        elif record.is_dagster_event and record.dagster_event.event_type_value in ("PIPELINE_FAILURE", "RUN_FAILURE", "ENGINE_EVENT"):
+            lines.append(record.message or "")
+    return "\n".join(lines)[-5000:]
+
+
+def test_second_run_of_a_sector_queues_behind_the_per_sector_limit(queued_runs):
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+
+    assert set(queued_runs["submitted"].values()) == {DagsterRunStatus.QUEUED}
+    first = queued_runs["after_first_pass"]
+    assert first["tech_a"] != DagsterRunStatus.QUEUED and first["industrial"] != DagsterRunStatus.QUEUED
+    assert first["tech_b"] == DagsterRunStatus.QUEUED, "same sector: must wait (limit 1 per sector)"
+    assert queued_runs["after_second_pass"] == DagsterRunStatus.QUEUED
+
+
+def test_daily_runs_succeed_and_runs_events_checks_are_in_postgres(deployment, queued_runs):
+    instance, ids = deployment["instance"], queued_runs["ids"]
+    for label in ("tech_a", "industrial"):
+        run = instance.get_run_by_id(ids[label])
+        assert run.is_success, f"{label}: {run.status}\n{_failure_text(instance, ids[label])}"
+    engine = sa.create_engine(deployment["dbs"]["dagster"])
+    try:
+        with engine.connect() as conn:
+            runs = dict(conn.execute(sa.text("select run_id, status from runs")).all())
+            events = conn.execute(
+                sa.text("select dagster_event_type, count(*) from event_logs where run_id = :r group by 1"),
+                {"r": ids["tech_a"]},
+            ).all()
+    finally:
+        engine.dispose()
+    assert runs[ids["tech_a"]] == "SUCCESS" and runs[ids["industrial"]] == "SUCCESS"
+    assert runs[ids["tech_b"]] == "CANCELED"
+    counts = dict(events)
+    assert counts.get("ASSET_MATERIALIZATION", 0) >= 7
+    assert counts.get("ASSET_CHECK_EVALUATION", 0) >= 1
+    assert counts.get("PIPELINE_SUCCESS", 0) + counts.get("RUN_SUCCESS", 0) == 1  # stored under its legacy name
+
+
+def test_steps_executed_in_the_celery_worker_process(deployment, queued_runs):
+    from dagster import DagsterEventType
+
+    instance, run_id = deployment["instance"], queued_runs["ids"]["tech_a"]
+    records = instance.all_logs(run_id)
+    run_pid = next(r.dagster_event.pid for r in records if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_START)
+    worker_pids = services.process_tree(deployment["worker"].pid)
+    step_starts = [r for r in records if r.dagster_event and r.dagster_event.event_type == DagsterEventType.STEP_START]
+    assert len(step_starts) >= 7
+    assert {r.dagster_event.pid for r in step_starts} <= worker_pids, "every step must start in the worker's processes"
+    assert run_pid not in worker_pids
+    handed = [r for r in records if r.message and "in celery worker" in r.message]
+    assert len(handed) == len(step_starts)
+
+
+def test_celery_trading_config_equals_in_process(deployment, queued_runs, tmp_path):
+    from pairs_assets.assets.trading_config import trading_config_path
+    from pairs_assets.settings import StrategySettings
+
+    celery_doc = json.loads((deployment["home"] / "trading_config" / AS_OF / "technology.json").read_text())
+    assert [p["pair_id"] for p in celery_doc["pairs"]] in (["AAPL-MSFT"], ["MSFT-AAPL"])
+    resources = {
+        "store": MarketDataStore(database_url=deployment["dbs"]["store"]),
+        "bar_source": deployment["source"],
+        "strategy": StrategySettings(**FAST),
+        "io_manager": PartitionedFileIOManager(base_dir=str(tmp_path / "outputs")),
+        "model_registry": ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+    }
+    result = materialize(AS_OF, "technology", resources)
+    assert result.success
+    in_process = json.loads(Path(trading_config_path(AS_OF, "technology")).read_text())
+    differences = _differences(celery_doc, in_process)
+    # each side logged its model into its own MLflow store: only the run id may differ
+    assert [d for d in differences if not d.startswith(".pairs[0].model.mlflow_run_id:")] == []
+
+
+def _differences(a, b, where="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{where}[{i}]")]
+    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
+
+
+def test_mlflow_on_postgres_keeps_artifacts_under_the_root_and_nothing_in_cwd(deployment, queued_runs):
+    from mlflow import MlflowClient
+
+    assert list(deployment["cwd"].iterdir()) == [], "nothing may be written to the working directory"
+    uri = deployment["env"]["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("pairs_trading/technology")
+    assert experiment.artifact_location.startswith(deployment["artifacts"].as_uri())
+    versions = client.search_model_versions("name = 'pairs_trading_gru_garch_technology'")
+    assert versions
+    run = client.get_run(versions[0].run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["dagster_run_id"] == queued_runs["ids"]["tech_a"]
+    files = {p.name for p in deployment["artifacts"].rglob("*") if p.is_file()}
+    assert {"training_history.png", "spread_zbands.png", "scaler.json", "MLmodel"} <= files
