@@ -337,7 +337,11 @@ def worker(queues: tuple[str, ...], concurrency: int | None, pool: str, name: st
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default).")
 @click.option("--port", default=5000, show_default=True)
 @click.option("--workers", default=None, type=int, help="Server worker processes (MLflow's default if unset).")
-def mlflow_server(host: str, port: int, workers: int | None) -> None:
+@click.option(
+    "--allowed-hosts", default=None,
+    help="Host headers MLflow accepts (its default: localhost and private IPs), e.g. mlflow,mlflow:5000.",
+)
+def mlflow_server(host: str, port: int, workers: int | None, allowed_hosts: str | None) -> None:
     """Start an MLflow tracking server on PostgreSQL with an explicit artifact root.
 
     Backend store from PAIRS_MLFLOW_BACKEND_URI (e.g. postgresql://mlflow:…@127.0.0.1:5432/mlflow),
@@ -359,6 +363,8 @@ def mlflow_server(host: str, port: int, workers: int | None) -> None:
            "--serve-artifacts", "--artifacts-destination", artifacts]
     if workers:
         cmd += ["--workers", str(workers)]
+    if allowed_hosts:
+        cmd += ["--allowed-hosts", allowed_hosts]
     # the backend URL travels in the environment, not argv: `ps` would show its password
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
     click.echo(" ".join(cmd) + f"   (backend store {redact_url(backend)})")
