@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", message="Asset job .* materializes assets with varying BackfillPolicies")
 
 from pairs_assets.cli_common import DATE, SESSION, is_debug, pairs_group
-from pairs_assets.errors import RunFailedError
+from pairs_assets.errors import MissingBarsError, RunFailedError
 from pairs_assets.settings import EMBEDDED_LAST_SESSION, PACKAGE_DIR, paths
 
 PROJECT_DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
@@ -147,6 +147,28 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
+def preflight_range(start: str, end: str, sectors: list[str]) -> None:
+    """Check the source covers every session × symbol of the range before a run is started.
+
+    A single-run load that fails marks every partition of its range failed in the UI; a gap found
+    here raises ``MissingBarsError`` naming the session and symbol, with no run and nothing
+    written. File and embedded sources are parsed once per process, so the run reuses this read;
+    Alpaca is not read twice (the run itself validates the whole range before its one write).
+    """
+    from pairs_assets.assets.raw_bars import validate_range
+    from pairs_assets.definitions import bar_source_for
+    from pairs_assets.partitions import sessions_in_range
+
+    p = paths()
+    if p.bar_source_kind == "alpaca":
+        return
+    sessions = list(sessions_in_range(start, end))
+    try:
+        validate_range(bar_source_for(p), {sector: sessions for sector in sectors})
+    except MissingBarsError as exc:
+        raise MissingBarsError(f"raw_bars {start}...{end} not started, nothing written: {exc}") from exc
+
+
 def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> tuple[bool, float]:
     """Materialize raw_bars for [start, end] × sectors in one run (single-run backfill).
 
@@ -164,6 +186,7 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
     if chosen != all_sectors[all_sectors.index(chosen[0]) : all_sectors.index(chosen[-1]) + 1]:
         raise click.BadParameter("give one sector, all sectors, or a contiguous range of sectors")
     t0 = time.perf_counter()
+    preflight_range(start, end, chosen)
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=_instance(),

@@ -69,6 +69,23 @@ def load_sector_bars(
     return validate_bars(bars.drop(columns="session"), context=f"partition {label}")
 
 
+def validate_range(
+    bar_source: BarSource, sessions_by_sector: dict[str, list[pd.Timestamp]]
+) -> dict[str, pd.DataFrame]:
+    """The validated bars of every sector's sessions, read before anything is written.
+
+    Raises ``MissingBarsError`` naming the partition, session and symbol of the first gap (checked
+    for the whole range, so a range with one missing session at its end loads nothing and starts no
+    run when called before it: ``pairs load-bars`` and ``pairs demo`` do, so the UI never marks the
+    range's other sessions failed for a run that could not have succeeded).
+    """
+    uni = universe()
+    return {
+        sector: load_sector_bars(bar_source, sector, uni.symbols(sector), sessions)
+        for sector, sessions in sorted(sessions_by_sector.items())
+    }
+
+
 @dg.asset(
     partitions_def=partitions.daily_partitions_def(),
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -84,11 +101,8 @@ def raw_bars(
     with stopwatch() as timer:
         by_sector = _keys_by_sector(context)
         uni = universe()
-        frames = [
-            load_sector_bars(bar_source, sector, uni.symbols(sector), sessions)
-            for sector, sessions in by_sector.items()
-        ]
-        bars = pd.concat(frames, ignore_index=True)
+        # every sector and session validated before the one write: a gap anywhere writes nothing
+        bars = pd.concat(list(validate_range(bar_source, by_sector).values()), ignore_index=True)
         label = ", ".join(by_sector)
         written = store.upsert_bars(bars, context=f"raw_bars {label}")  # one transaction
         results = []
