@@ -5,6 +5,10 @@ so that they see exactly what was written. ERROR gates are *blocking*: when one 
 downstream of that asset do not run in the same run, and the check's metadata says why. WARN gates
 record a warning and let the run continue.
 
+Every check is partition-scoped (``AssetCheckSpec(partitions_def=…)``): its evaluation records the
+partition ``date|sector`` it judged. A one-partition run evaluates its partition; a range run of
+raw_bars evaluates each partition of the range on that partition's bars alone.
+
 | asset | check | severity |
 |---|---|---|
 | raw_bars | bars_unique, prices_positive_finite, sector_symbols_present, ohlc_consistent | ERROR (blocking) |
@@ -16,13 +20,16 @@ record a warning and let the run continue.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from pairs_assets import partitions
 from pairs_assets.settings import StrategySettings
 
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -30,7 +37,14 @@ WARN = dg.AssetCheckSeverity.WARN
 
 
 def _spec(asset: str, name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name=name, asset=asset, description=description, blocking=blocking)
+    # Partition-scoped: an evaluation records its partition (`date|sector`), so a failure in one
+    # partition marks that partition's check, not the asset's check for every partition.
+    with warnings.catch_warnings():  # a "preview" API in Dagster 1.13, chosen on purpose
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(
+            name=name, asset=asset, description=description, blocking=blocking,
+            partitions_def=partitions.daily_partitions_def(),
+        )
 
 
 RAW_BARS_CHECKS = [
@@ -81,40 +95,83 @@ def _first(items: Sequence[str], n: int = 10) -> str:
 
 
 # --- raw_bars ------------------------------------------------------------------------------
-def raw_bars_results(stored: pd.DataFrame, symbols: Sequence[str], sessions: Sequence[pd.Timestamp]) -> list[dg.AssetCheckResult]:
-    """Gates on the bars of the partition(s) as read back from the store (with a ``session`` column)."""
-    dup = stored.duplicated(["symbol", "timestamp", "source"], keep=False)
-    dup_items = sorted({f"{r.symbol}@{r.timestamp.isoformat()}" for r in stored[dup].itertuples()})
-    prices = stored[["open", "high", "low", "close", "vwap"]].to_numpy(dtype="float64")
-    bad = (~np.isnan(prices) & (~np.isfinite(prices) | (prices <= 0))).any(axis=1) | ~np.isfinite(
-        stored["close"].to_numpy(dtype="float64")
-    )
-    bad_items = sorted({f"{r.symbol}@{r.timestamp.isoformat()} close={r.close}" for r in stored[bad].itertuples()})
-    present = set(zip(stored["symbol"], stored["session"]))
-    missing = sorted(
-        f"{symbol}@{pd.Timestamp(s).date()}" for symbol in symbols for s in sessions if (symbol, pd.Timestamp(s)) not in present
-    )
-    return [
-        _result("bars_unique", "raw_bars", not dup_items, ERROR, duplicates=len(dup_items), examples=_first(dup_items) or "none"),
-        _result(
-            "prices_positive_finite", "raw_bars", not bad_items, ERROR,
-            bad_prices=len(bad_items), examples=_first(bad_items) or "none",
-        ),
-        _result(
-            "sector_symbols_present", "raw_bars", not missing, ERROR,
-            missing=len(missing), examples=_first(missing) or "none", symbols=", ".join(symbols),
-        ),
-    ]
+@dataclass(frozen=True)
+class RawBarsFindings:
+    """Every raw_bars gate's findings over a sector's sessions, each finding tied to its session.
+
+    One pass over a (possibly 1,300-session) range; :meth:`results` then gives the check results
+    of any subset of the sessions — all of them for a one-partition run, one session at a time
+    for a range run, so each partition's checks say only what is wrong in that partition.
+    """
+
+    symbols: tuple[str, ...]
+    sessions: tuple[pd.Timestamp, ...]
+    findings: dict[str, tuple[tuple[pd.Timestamp, str], ...]]  # check name → (session, item), in report order
+    usable: dict[pd.Timestamp, frozenset[str]]  # session → symbols with a usable bar in it
+    bars_with_ohlc: dict[pd.Timestamp, int]
+    history_bars: int
+    strategy: StrategySettings
+
+    def results(self, sessions: Sequence[pd.Timestamp] | None = None) -> list[dg.AssetCheckResult]:
+        """The six raw_bars check results over ``sessions`` (default: all of them)."""
+        chosen = self.sessions if sessions is None else tuple(pd.Timestamp(x) for x in sessions)
+        wanted = set(chosen)
+
+        def items(name: str) -> list[str]:
+            return [text for session, text in self.findings[name] if session in wanted]
+
+        dup, bad, missing = items("bars_unique"), items("prices_positive_finite"), items("sector_symbols_present")
+        ohlc, jumps = items("ohlc_consistent"), items("price_jumps_plausible")
+        usable = sorted(
+            s for s in self.symbols if all(s in self.usable.get(session, frozenset()) for session in chosen)
+        )
+        sector_note = (
+            f"{len(usable)} usable symbol(s) ({', '.join(usable) or 'none'}) of {len(self.symbols)}: "
+            + ("no pair can be formed in this sector" if len(usable) < 2 else "pairs can be formed")
+        )
+        st = self.strategy
+        return [
+            _result("bars_unique", "raw_bars", not dup, ERROR, duplicates=len(dup), examples=_first(dup) or "none"),
+            _result(
+                "prices_positive_finite", "raw_bars", not bad, ERROR,
+                bad_prices=len(bad), examples=_first(bad) or "none",
+            ),
+            _result(
+                "sector_symbols_present", "raw_bars", not missing, ERROR,
+                missing=len(missing), examples=_first(missing) or "none", symbols=", ".join(self.symbols),
+            ),
+            _result(
+                "ohlc_consistent", "raw_bars", not ohlc, ERROR,
+                violations=len(ohlc), bars_with_ohlc=sum(self.bars_with_ohlc.get(x, 0) for x in chosen),
+                examples=_first(ohlc) or "none",
+            ),
+            _result(
+                "price_jumps_plausible", "raw_bars", not jumps, WARN,
+                flagged=len(jumps), examples=_first(jumps) or "none",
+                jump_z_max=st.jump_z_max, jump_min_abs_log_return=st.jump_min_abs_log_return,
+                jump_window=st.jump_window, price_max=st.price_max,
+                history_bars=self.history_bars,
+            ),
+            _result(
+                "sector_has_two_usable_symbols", "raw_bars", len(usable) >= 2, WARN,
+                usable_symbols=len(usable), symbols=", ".join(self.symbols), note=sector_note,
+            ),
+        ]
 
 
-def raw_bars_plausibility_results(
+def raw_bars_findings(
     stored: pd.DataFrame,
     history: pd.DataFrame,
     symbols: Sequence[str],
     sessions: Sequence[pd.Timestamp],
     strategy: StrategySettings,
-) -> list[dg.AssetCheckResult]:
-    """Plausibility gates on the partition's stored bars (with a ``session`` column).
+) -> RawBarsFindings:
+    """The gates on a sector's stored bars (with a ``session`` column) over ``sessions``.
+
+    ERROR: no duplicate (symbol, timestamp, source); every price positive and finite; every symbol
+    has a bar in every session; known open/high/low/close consistent. WARN: no close jumps beyond
+    ``jump_z_max`` robust σ (trailing median/MAD of log returns, see ``quant.outliers``) or above
+    ``price_max``; at least two usable symbols (a bar in the session, none impossible).
 
     ``history``: the same symbols' stored bars from ``jump_window`` sessions before the first
     session through the last (the trailing robust scale of a jump needs earlier bars). Jumps are
@@ -123,14 +180,33 @@ def raw_bars_plausibility_results(
     from pairs_assets.partitions import EXCHANGE_TZ
     from pairs_assets.quant.outliers import ohlc_violations, price_jumps
 
+    def session_of(timestamp: pd.Timestamp) -> pd.Timestamp:
+        return pd.Timestamp(timestamp.tz_convert(EXCHANGE_TZ).date() if timestamp.tzinfo else timestamp.date())
+
     def bar_name(symbol: str, timestamp: pd.Timestamp) -> str:
-        session = timestamp.tz_convert(EXCHANGE_TZ).date() if timestamp.tzinfo else timestamp.date()
-        return f"{symbol}@{session} ({timestamp.isoformat()})"
+        return f"{symbol}@{session_of(timestamp).date()} ({timestamp.isoformat()})"
+
+    sessions = tuple(sorted({pd.Timestamp(x) for x in sessions}))
+    dup = stored.duplicated(["symbol", "timestamp", "source"], keep=False)
+    dup_items = sorted({(r.session, f"{r.symbol}@{r.timestamp.isoformat()}") for r in stored[dup].itertuples()},
+                       key=lambda x: x[1])
+    prices = stored[["open", "high", "low", "close", "vwap"]].to_numpy(dtype="float64")
+    close = stored["close"].to_numpy(dtype="float64")
+    bad = (~np.isnan(prices) & (~np.isfinite(prices) | (prices <= 0))).any(axis=1) | ~np.isfinite(close)
+    bad_items = sorted({(r.session, f"{r.symbol}@{r.timestamp.isoformat()} close={r.close}") for r in stored[bad].itertuples()},
+                       key=lambda x: x[1])
+    present = set(zip(stored["symbol"], stored["session"]))
+    missing = sorted(
+        ((s, f"{symbol}@{s.date()}") for symbol in symbols for s in sessions if (symbol, s) not in present),
+        key=lambda x: x[1],
+    )
 
     ohlc = ohlc_violations(stored)
-    ohlc_items = [f"{bar_name(r.symbol, r.timestamp)}: {r.problem} (o={r.open:g} h={r.high:g} l={r.low:g} c={r.close:g})"
+    ohlc_items = [(session_of(r.timestamp),
+                   f"{bar_name(r.symbol, r.timestamp)}: {r.problem} (o={r.open:g} h={r.high:g} l={r.low:g} c={r.close:g})")
                   for r in ohlc.itertuples()]
     known = stored[["open", "high", "low"]].notna().any(axis=1)
+    bars_with_ohlc = stored.loc[known, "session"].value_counts().to_dict()
 
     jumps = price_jumps(
         history,
@@ -142,41 +218,38 @@ def raw_bars_plausibility_results(
         check_from=stored["timestamp"].min() if not stored.empty else None,
     )
     jump_items = [
-        f"{bar_name(r.symbol, r.timestamp)}: close {r.close:.6g} after {r.previous_close:.6g} "
-        + (f"(above price_max {strategy.price_max:g})" if r.reason != "jump"
-           else f"(log return {r.log_return:+.3f}, robust z {r.robust_z:+.1f})")
+        (session_of(r.timestamp),
+         f"{bar_name(r.symbol, r.timestamp)}: close {r.close:.6g} after {r.previous_close:.6g} "
+         + (f"(above price_max {strategy.price_max:g})" if r.reason != "jump"
+            else f"(log return {r.log_return:+.3f}, robust z {r.robust_z:+.1f})"))
         for r in jumps.itertuples()
     ]
 
-    # usable: bars in every session, none impossible (a real jump stays usable; a close above price_max does not)
-    bad_symbols = set(ohlc["symbol"]) | set(jumps.loc[jumps["reason"] != "jump", "symbol"])
-    close = stored["close"].to_numpy(dtype="float64")
+    # usable in a session: a finite positive close there, no impossible bar (a real jump stays
+    # usable; a close above price_max does not)
+    impossible = {(r.symbol, session_of(r.timestamp)) for r in ohlc.itertuples()} | {
+        (r.symbol, session_of(r.timestamp)) for r in jumps.itertuples() if r.reason != "jump"
+    }
     finite = stored[np.isfinite(close) & (close > 0)]
-    present = finite.groupby("symbol")["session"].nunique()
-    n_sessions = len({pd.Timestamp(x) for x in sessions})
-    complete = {s for s, n in present.items() if n == n_sessions}
-    usable = sorted(s for s in symbols if s in complete and s not in bad_symbols)
-    sector_note = (
-        f"{len(usable)} usable symbol(s) ({', '.join(usable) or 'none'}) of {len(symbols)}: "
-        + ("no pair can be formed in this sector" if len(usable) < 2 else "pairs can be formed")
+    usable: dict[pd.Timestamp, set[str]] = {}
+    for symbol, session in zip(finite["symbol"], finite["session"]):
+        if (symbol, session) not in impossible:
+            usable.setdefault(pd.Timestamp(session), set()).add(symbol)
+    return RawBarsFindings(
+        symbols=tuple(symbols),
+        sessions=sessions,
+        findings={
+            "bars_unique": tuple(dup_items),
+            "prices_positive_finite": tuple(bad_items),
+            "sector_symbols_present": tuple(missing),
+            "ohlc_consistent": tuple(ohlc_items),
+            "price_jumps_plausible": tuple(jump_items),
+        },
+        usable={k: frozenset(v) for k, v in usable.items()},
+        bars_with_ohlc={pd.Timestamp(k): int(v) for k, v in bars_with_ohlc.items()},
+        history_bars=len(history),
+        strategy=strategy,
     )
-    return [
-        _result(
-            "ohlc_consistent", "raw_bars", not ohlc_items, ERROR,
-            violations=len(ohlc_items), bars_with_ohlc=int(known.sum()), examples=_first(ohlc_items) or "none",
-        ),
-        _result(
-            "price_jumps_plausible", "raw_bars", not jump_items, WARN,
-            flagged=len(jump_items), examples=_first(jump_items) or "none",
-            jump_z_max=strategy.jump_z_max, jump_min_abs_log_return=strategy.jump_min_abs_log_return,
-            jump_window=strategy.jump_window, price_max=strategy.price_max,
-            history_bars=len(history),
-        ),
-        _result(
-            "sector_has_two_usable_symbols", "raw_bars", len(usable) >= 2, WARN,
-            usable_symbols=len(usable), symbols=", ".join(symbols), note=sector_note,
-        ),
-    ]
 
 
 # --- cointegrated_pairs --------------------------------------------------------------------

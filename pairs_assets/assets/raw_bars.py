@@ -8,6 +8,7 @@ the source, one validation, one transaction — e.g.
 
 
 from collections import defaultdict
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
@@ -97,7 +98,7 @@ def validate_range(
 )
 def raw_bars(
     context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckEvaluation]:
     with stopwatch() as timer:
         by_sector = _keys_by_sector(context)
         uni = universe()
@@ -105,7 +106,7 @@ def raw_bars(
         bars = pd.concat(list(validate_range(bar_source, by_sector).values()), ignore_index=True)
         label = ", ".join(by_sector)
         written = store.upsert_bars(bars, context=f"raw_bars {label}")  # one transaction
-        results = []
+        findings = {}
         for sector, sessions in by_sector.items():
             symbols = uni.symbols(sector)
             stored = store.read_bars(
@@ -120,13 +121,10 @@ def raw_bars(
                 source=bar_source.source_name,
             )
             stored = stored[stored["session"].isin(sessions)]
-            results.append(
-                checks.raw_bars_results(stored, symbols, sessions)
-                + checks.raw_bars_plausibility_results(stored, history, symbols, sessions, strategy)
-            )
-    merged = _merge_check_results(results)
+            findings[sector] = checks.raw_bars_findings(stored, history, symbols, sessions, strategy)
     sessions_all = sorted({s for v in by_sector.values() for s in v})
-    return dg.MaterializeResult(
+    one_partition = context.has_partition_key
+    yield dg.MaterializeResult(
         metadata={
             "source": bar_source.describe(),
             "store": store.display_url,
@@ -144,16 +142,33 @@ def raw_bars(
             ),
             "elapsed_seconds": timer["seconds"],
         },
-        check_results=merged,
+        # one partition: its results (Dagster records the run's partition on each)
+        check_results=next(iter(findings.values())).results() if one_partition else None,
     )
+    if not one_partition:
+        yield from _partition_check_evaluations(findings, by_sector)
 
 
-def _merge_check_results(per_sector: list[list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
-    """One result per check across the sectors of a (possibly multi-sector) run: passed only if all passed."""
-    merged: dict[str, dg.AssetCheckResult] = {}
-    for results in per_sector:
-        for result in results:
-            previous = merged.get(result.check_name)
-            if previous is None or (previous.passed and not result.passed):
-                merged[result.check_name] = result
-    return list(merged.values())
+def _partition_check_evaluations(
+    findings: dict[str, checks.RawBarsFindings], by_sector: dict[str, list[pd.Timestamp]]
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """A range run's check evaluations, one per check and partition, each on that partition's bars.
+
+    After the materialization, so each is recorded against its partition; a failed blocking one
+    still fails the step (Dagster gates on blocking ERROR evaluations however they are emitted).
+    """
+    blocking = {spec.name: spec.blocking for spec in checks.RAW_BARS_CHECKS}
+    for sector, sessions in by_sector.items():
+        for session in sessions:
+            key = partitions.partition_key(str(session.date()), sector)
+            for result in findings[sector].results([session]):
+                yield dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey("raw_bars"),
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                    blocking=blocking[result.check_name],
+                    partition=str(key),
+                )

@@ -1,0 +1,91 @@
+"""Asset checks are partition-scoped (issue 9, item 15).
+
+Before, every check evaluation was recorded with partition NULL, so one failed run painted the
+asset's check red for every partition. Now each evaluation records the partition it judged: a
+one-partition run its partition, a raw_bars range run one evaluation per check and partition,
+each on that partition's bars alone.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from pairs_assets import checks, partitions
+from pairs_assets.definitions import defs
+from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS, materialize, preload_history, resources_for
+from pairs_assets_tests.planted import planted_closes, write_bars_file
+from resources.bar_sources import FileBarSource
+
+TECH = ["AAPL", "AMD", "MSFT"]
+RAW_BARS_CHECK_NAMES = [spec.name for spec in checks.RAW_BARS_CHECKS]
+
+
+def _executions(instance, check_name: str) -> list:
+    key = dg.AssetCheckKey(dg.AssetKey("raw_bars"), check_name)
+    return list(instance.event_log_storage.get_asset_check_execution_history(key, limit=1000))
+
+
+@pytest.fixture()
+def bars_file(tmp_path) -> str:
+    return write_bars_file(tmp_path / "bars.csv", planted_closes(n_sessions=90)[TECH])
+
+
+def test_every_check_of_the_graph_is_scoped_to_its_assets_partitions():
+    graph = defs.resolve_asset_graph()
+    check_keys = list(graph.asset_check_keys)
+    assert {k.name for k in check_keys} >= set(RAW_BARS_CHECK_NAMES) | {"eg_pvalue_below_max", "composite_above_min"}
+    for key in check_keys:
+        spec = graph.get(key)
+        assert spec.partitions_def == graph.get(key.asset_key).partitions_def == partitions.daily_partitions_def(), key
+
+
+def test_a_one_partition_run_records_its_partition_on_each_check(tmp_path, sqlite_url, bars_file):
+    source = FileBarSource(path=bars_file)
+    preload_history(sqlite_url, source, TECH, "2022-12-27", 70)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = materialize("2022-12-28", "technology", resources_for(sqlite_url, source), selection=["raw_bars"], instance=instance)
+        assert result.success
+        assert {e.partition for e in result.get_asset_check_evaluations()} == {"2022-12-28|technology"}
+        for name in RAW_BARS_CHECK_NAMES:
+            (record,) = _executions(instance, name)
+            assert record.partition == "2022-12-28|technology", name
+            assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED, name
+
+
+def test_a_range_run_fails_only_the_partition_with_the_bad_bar(tmp_path, sqlite_url, bars_file):
+    frame = pd.read_csv(bars_file)
+    bad = (frame["symbol"] == "AMD") & (frame["timestamp"] == "2022-12-22")
+    frame.loc[bad, ["high", "low"]] = frame.loc[bad, ["low", "high"]].to_numpy()  # high < low on one bar
+    frame.to_csv(bars_file, index=False)
+    sessions = [str(s.date()) for s in partitions.sessions_in_range("2022-12-19", "2022-12-28")]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize(
+            DAILY_ASSETS,
+            selection=["raw_bars"],
+            resources=resources_for(sqlite_url, FileBarSource(path=bars_file)),
+            instance=instance,
+            raise_on_error=False,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: f"{sessions[0]}|technology",
+                ASSET_PARTITION_RANGE_END_TAG: f"{sessions[-1]}|technology",
+            },
+        )
+        assert not result.success  # ohlc_consistent is a blocking ERROR gate
+        ohlc = {r.partition: r.status for r in _executions(instance, "ohlc_consistent")}
+        assert ohlc == {
+            f"{s}|technology": (
+                AssetCheckExecutionRecordStatus.FAILED if s == "2022-12-22" else AssetCheckExecutionRecordStatus.SUCCEEDED
+            )
+            for s in sessions
+        }
+        (failed,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        assert failed.partition == "2022-12-22|technology"
+        assert "AMD@2022-12-22" in failed.metadata["examples"].value and failed.metadata["violations"].value == 1
+        for name in RAW_BARS_CHECK_NAMES:  # every check judged every partition: none NULL, none left PLANNED
+            records = _executions(instance, name)
+            assert sorted(r.partition for r in records) == [f"{s}|technology" for s in sessions], name
+            assert all(r.status != AssetCheckExecutionRecordStatus.PLANNED for r in records), name
