@@ -296,6 +296,7 @@ class _Client:
         self.bars_sent = 0
         self.closing = False
         self.flushed = asyncio.Event()  # set when the queue ran empty after closing began
+        self.close_task: asyncio.Future | None = None  # a slow client's 407-then-close
 
     @property
     def peer(self) -> str:
@@ -476,6 +477,9 @@ class Recycler:
             self._clients.discard(client)
             self.stats.clients = len(self._clients)
             self._wake.set()
+            if client.close_task is not None:  # let a slow client's 407 go out before the sender stops
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(client.close_task)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await sender
@@ -503,6 +507,10 @@ class Recycler:
     def _error(self, client: _Client, code: int, detail: str | None = None) -> None:
         self.stats.protocol_errors += 1
         log.info("client %s: error %d %s", client.peer, code, detail or "")
+        if not client.closing and client.queue.qsize() >= self.settings.max_pending_frames:
+            # it sends faster than it reads our answers: the same bound as for bars
+            self._drop_slow_client(client)
+            return
         client.enqueue([wire.error_message(code, detail)])
 
     def _drop_slow_client(self, client: _Client) -> None:
@@ -516,7 +524,7 @@ class Recycler:
         )
         self._error(client, 407)
         self._wake.set()
-        asyncio.ensure_future(self._close_slow_client(client))
+        client.close_task = asyncio.ensure_future(self._close_slow_client(client))
 
     async def _close_slow_client(self, client: _Client) -> None:
         """Close once the 407 is on the wire; abort if the client does not take it within the grace."""
@@ -548,12 +556,16 @@ class Recycler:
                 frame = await asyncio.wait_for(client.ws.recv(), timeout)
             except asyncio.TimeoutError:
                 continue
+            if client.close_task is not None:
+                # a slow client on its way out: read and drop what it sends, so that its side of
+                # the closing handshake is not stuck behind unread frames
+                continue
             try:
                 message = wire.Codec.decode(frame)
                 await self._on_message(client, message)
             except wire.WireError as exc:
                 self._error(client, exc.code, exc.detail)
-            if client.closing:
+            if client.closing and client.close_task is None:
                 return
 
     async def _on_message(self, client: _Client, message: Any) -> None:
@@ -687,15 +699,15 @@ class Recycler:
         frames pending is ready. With no subscribed client the replay idles (no busy loop); a
         client that cannot keep up falls behind until it is a slow client (407).
         """
-        waited = False
+        idle = False
         while True:
             streaming = [c for c in self._clients if c.streaming]
             if any(c.pending_frames <= self._ready_level for c in streaming):
                 return
-            if not streaming and not waited:
+            if not streaming and not idle:
+                idle = True
                 self.stats.idle_waits += 1
                 log.info("recycler idle: no client subscribed to bars (step %d)", self.stats.steps_emitted)
-            waited = True
             self._wake.clear()
             await self._wake.wait()
 

@@ -8,6 +8,7 @@ sockets for HTTP; every wait is on an event or a counter, bounded in time, never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import socket
@@ -116,6 +117,40 @@ def test_slow_client_gets_407_and_is_closed_while_a_fast_client_keeps_its_pace(s
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         assert closed.value.rcvd.reason == "slow client"
         assert wait_until(lambda: handle.stats.clients == 0, 5)
+
+
+def test_a_client_that_floods_bad_frames_without_reading_the_answers_gets_407(store):
+    settings = RecyclerSettings(port=0, speed=60.0, max_pending_frames=50, slow_client_grace_s=30)
+    with recycler_in_thread(store, settings) as handle:
+        sock = socket.create_connection(("127.0.0.1", handle.recycler.port), timeout=5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # fill the server's buffers sooner
+        sock.settimeout(None)
+        with connect(handle.ws_url, sock=sock, open_timeout=5) as ws:
+            ws.recv(5)
+            ws.send(json.dumps({"action": "auth", "key": "k", "secret": "s"}))
+            ws.recv(5)
+            stop = threading.Event()
+            sent = [0]
+
+            def flood() -> None:  # sends only; nobody reads the answers until the server gives up
+                with contextlib.suppress(ConnectionClosed):
+                    while not stop.is_set() and sent[0] < 1_000_000:
+                        ws.send("{not json")
+                        sent[0] += 1
+
+            flooder = threading.Thread(target=flood, name="flooder", daemon=True)
+            flooder.start()
+            try:
+                assert wait_until(lambda: handle.stats.slow_clients == 1, 60), (sent, handle.stats)
+                received: list[dict] = []
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        received.extend(json.loads(ws.recv(30)))
+            finally:
+                stop.set()
+                flooder.join(10)
+        assert received[-1] == {"T": "error", "code": 407, "msg": "slow client"}
+        assert all(m.get("code") == 400 for m in received[:-1]) and len(received) < sent[0] + 1
 
 
 def test_subscribe_with_50000_unknown_symbols_is_answered_in_one_truncated_error(store):
