@@ -63,7 +63,7 @@ def deployment(tmp_path_factory):
             "DAGSTER_HOME": str(dagster_home),
             # plain scheme on purpose: it needs psycopg 3 (pyproject)
             "PAIRS_DAGSTER_DB_URL": services.plain_url(dbs["dagster"]),
-            "PAIRS_DATABASE_URL": dbs["store"],
+            "PAIRS_DATABASE_URL": services.plain_url(dbs["store"]),  # psycopg 3
             "MLFLOW_TRACKING_URI": services.plain_url(dbs["mlflow"]),
             "PAIRS_MLFLOW_ARTIFACTS": str(artifacts),
             "PAIRS_EXECUTOR": "celery",
