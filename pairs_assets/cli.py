@@ -436,9 +436,12 @@ def print_walk_forward_summary(summary, echo=click.echo) -> None:
               help="An open position whose pair leaves the next config: keep it (until exit/stop/max holding) or exit.")
 @click.option("--max-holding", default=20, show_default=True, type=int, help="Close positions held this many sessions (0 = never).")
 @click.option("--trials", "n_trials", default=1, show_default=True, type=int, help="Configurations tried (deflated Sharpe).")
+@click.option("--gru/--no-gru", default=False, show_default=True,
+              help="Also train each selected pair's GRU per session and trade the configs with its veto (default_gru).")
+@click.option("--workers", default=0, show_default=True, type=int, help="Processes replaying sectors (0: one per CPU).")
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
 @click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
-def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, name, skip_load) -> None:
+def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, gru, workers, name, skip_load) -> None:
     """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline."""
     import pandas as pd
     from pydantic import ValidationError

@@ -1,14 +1,14 @@
 """gru_models: a GRU per selected pair predicting spread reversion, tracked and registered in MLflow."""
 
+from types import SimpleNamespace
+
 import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import GROUP, fingerprint_of, markdown_table, partition_parts, read_window, stopwatch
-from pairs_assets.quant.cointegration import spread
 from pairs_assets.quant.features import GRUTrainingError
-from pairs_assets.quant.garch import garch_filter
-from pairs_assets.quant.gru import GRUConfig, fit_pair_model
+from pairs_assets.quant.stages import gru_config, gru_stage_fit, pair_spread
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
 from resources.bar_sources import BarSource
 from resources.io_manager import partition_path
@@ -23,36 +23,6 @@ GRU_COLUMNS = [
     "best_baseline_f1", "beats_baselines", "epochs_run", "train_seconds", "n_sequences", "input_fingerprint",
     "feature_garch_mu", "feature_garch_omega", "feature_garch_alpha", "feature_garch_beta",
 ]
-
-
-def gru_config(strategy: StrategySettings) -> GRUConfig:
-    return GRUConfig(
-        seq_len=strategy.gru_seq_len,
-        hidden=strategy.gru_hidden,
-        dropout=strategy.gru_dropout,
-        lr=strategy.gru_lr,
-        batch_size=strategy.gru_batch_size,
-        max_epochs=strategy.gru_max_epochs,
-        patience=strategy.gru_patience,
-        seed=strategy.gru_seed,
-    )
-
-
-def pair_spread(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
-    """log(y) − β·log(x) − α with the as-of formation β and α (the spread the trading side trades)."""
-    return spread(closes[y], closes[x], hedge_ratio, intercept).rename("spread")
-
-
-def garch_features(spread: pd.Series, config: GRUConfig, horizon: int) -> tuple[pd.DataFrame, dict[str, float]]:
-    """GARCH σ and standardized residuals with parameters fitted strictly before the GRU test slice.
-
-    The test slice is the last ``test_frac`` of the sequences; fitting on the returns before
-    ``n·(1 − test_frac) − horizon − seq_len`` keeps every test-slice bar out of the parameters.
-    """
-    returns = spread.diff().dropna()
-    fit_until = int(len(returns) * (1.0 - config.test_frac)) - horizon - config.seq_len
-    filtered, params = garch_filter(returns, fit_until=fit_until)
-    return filtered.reindex(spread.index), params
 
 
 def previous_models(date: str, sector: str) -> pd.DataFrame | None:
@@ -126,10 +96,8 @@ def gru_models(
                 rows.append(reused)
                 continue
             try:
-                garch, feature_garch = garch_features(spread, config, strategy.gru_horizon)
-                result = fit_pair_model(
-                    spread, garch["garch_sigma"], garch["garch_std_resid"], strategy.entry_z, config,
-                    horizon=strategy.gru_horizon, pair_id=pair_id,
+                result, feature_garch, _levels, garch = gru_stage_fit(
+                    window.closes, SimpleNamespace(pair_id=pair_id, **pair[["y", "x", "hedge_ratio", "intercept"]]), strategy, config
                 )
             except GRUTrainingError as exc:
                 context.log.warning(f"{context.partition_key} {pair_id}: GRU skipped: {exc}")

@@ -50,11 +50,14 @@ class WalkForwardConfig(dg.Config):
     on_drop: str = Field("keep", description="'keep' or 'exit' an open position whose pair leaves the config.")
     max_holding: int = Field(20, description="Sessions after which a position is closed (0 = no limit).")
     n_trials: int = Field(1, description="Configurations tried (input of the deflated Sharpe ratio).")
+    gru: bool = Field(False, description="Also trade the configs gated by each pair's GRU (strategy default_gru).")
+    workers: int = Field(0, description="Processes replaying sectors side by side (0: one per CPU).")
 
     def settings(self) -> WalkForwardSettings:
         return WalkForwardSettings(
             start=self.start, end=self.end, sectors=self.sectors or None, costs=self.costs, lag=self.lag,
-            on_drop=self.on_drop, max_holding=self.max_holding, n_trials=self.n_trials,
+            on_drop=self.on_drop, max_holding=self.max_holding, n_trials=self.n_trials, gru=self.gru,
+            workers=self.workers or None,
         )
 
 
@@ -217,6 +220,7 @@ def walk_forward(
             "lag": settings.lag,
             "configs_built": sum(result.configs.values()),
             "config_pair_days": sum(result.config_pairs.values()),
+            "gru_gate": dg.MetadataValue.json(result.gru) if result.gru else "off",
             "sharpe_default_vs_baseline": dg.MetadataValue.md(
                 "\n".join(
                     f"- {r.strategy} @ {r.cost_bp:g} bp: Sharpe {r.sharpe:.2f}, {int(r.trades)} trades"

@@ -34,7 +34,11 @@ __all__ = [
     "cointegration_stage",
     "correlation_stage",
     "empty_garch_frame",
+    "garch_features",
     "garch_stage",
+    "gru_config",
+    "gru_stage_fit",
+    "pair_spread",
     "selection_stage",
     "spread_returns",
 ]
@@ -145,6 +149,59 @@ def selection_stage(
         diag_alpha=strategy.diagnostics_alpha,
     )
     return scores, backtest_frame
+
+
+def gru_config(strategy: Any):
+    """The GRU hyperparameters of the strategy settings (:class:`pairs_assets.quant.gru.GRUConfig`)."""
+    from pairs_assets.quant.gru import GRUConfig
+
+    return GRUConfig(
+        seq_len=strategy.gru_seq_len,
+        hidden=strategy.gru_hidden,
+        dropout=strategy.gru_dropout,
+        lr=strategy.gru_lr,
+        batch_size=strategy.gru_batch_size,
+        max_epochs=strategy.gru_max_epochs,
+        patience=strategy.gru_patience,
+        seed=strategy.gru_seed,
+    )
+
+
+def pair_spread(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
+    """log(y) − β·log(x) − α with the as-of formation β and α (the spread the trading side trades)."""
+    return spread(closes[y], closes[x], hedge_ratio, intercept).rename("spread")
+
+
+def garch_features(spread_levels: pd.Series, config: Any, horizon: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    """GARCH σ and standardized residuals with parameters fitted strictly before the GRU test slice.
+
+    The test slice is the last ``test_frac`` of the sequences; fitting on the returns before
+    ``n·(1 − test_frac) − horizon − seq_len`` keeps every test-slice bar out of the parameters.
+    """
+    from pairs_assets.quant.garch import garch_filter
+
+    returns = spread_levels.diff().dropna()
+    fit_until = int(len(returns) * (1.0 - config.test_frac)) - horizon - config.seq_len
+    filtered, params = garch_filter(returns, fit_until=fit_until)
+    return filtered.reindex(spread_levels.index), params
+
+
+def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
+    """Train the pair's reversion GRU as ``gru_models`` does: (PairModelResult, feature GARCH params, spread, garch frame).
+
+    ``closes`` holds the legs over ``gru_window`` sessions ending at the as-of session; ``pair`` has
+    pair_id, y, x, hedge_ratio, intercept. Raises ``GRUTrainingError`` (the pair is then skipped).
+    """
+    from pairs_assets.quant.gru import fit_pair_model
+
+    config = config or gru_config(strategy)
+    levels = pair_spread(closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
+    garch, feature_garch = garch_features(levels, config, strategy.gru_horizon)
+    result = fit_pair_model(
+        levels, garch["garch_sigma"], garch["garch_std_resid"], strategy.entry_z, config,
+        horizon=strategy.gru_horizon, pair_id=pair.pair_id,
+    )
+    return result, feature_garch, levels, garch
 
 
 def _model_block(row: Any) -> tuple[dict | None, str]:

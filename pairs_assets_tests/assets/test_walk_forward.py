@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from pairs_assets import partitions
 from pairs_assets.assets.common import read_panel
 from pairs_assets.assets.walk_forward import walk_forward
+from pairs_assets.quant.walkforward.gru_gate import GRUGate
 from pairs_assets.quant.walkforward.replay import build_configs
 from pairs_assets.settings import StrategySettings, paths
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history, resources_for
@@ -43,10 +44,20 @@ def test_walk_forward_configs_equal_the_daily_graph(sqlite_url, date, sector, sy
     panel = read_panel(MarketDataStore(database_url=sqlite_url), source.source_name, sector, symbols, sessions)
     replay = build_configs(panel, [sessions[-1]], [partitions.next_session(date)], symbols, strategy)[sessions[-1]]
     ours = replay.document()
-    for pair in graph["pairs"]:
-        pair.pop("model"), pair.pop("model_note")
     for pair in ours["pairs"]:
         assert pair.pop("model") is None and pair.pop("model_note") == "no GRU stage in this run"
+    # with the GRU stage: the same model block as gru_models wrote, registry ids aside
+    gate = GRUGate(panel.closes, strategy, sector)
+    gated = build_configs(
+        panel, [sessions[-1]], [partitions.next_session(date)], symbols, strategy, models_for=gate.models_for
+    )[sessions[-1]].document()
+    for pair, graph_pair in zip(gated["pairs"], graph["pairs"]):
+        for block in (pair["model"], graph_pair["model"]):
+            for registry_id in ("name", "version", "mlflow_run_id"):
+                block.pop(registry_id)
+        assert pair["model"] == graph_pair["model"] and pair["model_note"] == graph_pair["model_note"] == "trained"
+    for pair in graph["pairs"]:
+        pair.pop("model"), pair.pop("model_note")
     assert ours == graph
     if date == "2022-12-14":
         assert [p["pair_id"] for p in ours["pairs"]] == ["KO-PG"]  # the partition with a selected pair

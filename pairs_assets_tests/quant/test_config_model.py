@@ -113,7 +113,8 @@ def written():
     """The real stages and writer on the embedded closes of 2022-12-14|consumer, with a GRU row as
     gru_models writes it (its feature GARCH from the real garch_features; registry fields made up)."""
     from pairs_assets.assets.common import universe
-    from pairs_assets.assets.gru_models import GRU_COLUMNS, garch_features, gru_config, pair_spread
+    from pairs_assets.assets.gru_models import GRU_COLUMNS
+    from pairs_assets.quant.stages import garch_features, gru_config, pair_spread
     from resources.bar_sources import EmbeddedBarSource
 
     strategy = StrategySettings()

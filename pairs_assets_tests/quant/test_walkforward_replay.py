@@ -161,3 +161,50 @@ def test_engine_summary_rows_costs_and_range_errors():
             {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy,
             WalkForwardSettings(start=str(index[1120].date()), end="2023-06-30"),
         )
+
+
+def test_gru_gate_trades_the_same_configs_with_the_models_veto():
+    strategy = StrategySettings(gru_max_epochs=3, gru_hidden=16)
+    closes = planted_closes(n_sessions=1340, phi=0.3)[["AAPL", "AMD", "MSFT"]]
+    panel = SectorPanel(sector="technology", closes=closes, source="planted")
+    index = closes.index
+    settings = WalkForwardSettings(start=str(index[1322].date()), end=str(index[-1].date()), costs=[0], periods=[], gru=True, workers=1)
+    result = run_walk_forward({"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy, settings)
+    counts = result.gru["technology"]
+    assert counts["trained"] > 0  # a GRU per selected pair and session, as gru_models trains it
+    full = result.summary[(result.summary["period"] == "full") & (result.summary["sector"] == "all")].set_index("strategy")
+    assert {"default", "default_gru", "baseline"} <= set(full.index)
+    gated = result.trades[result.trades["strategy"] == "default_gru"]
+    ungated = result.trades[result.trades["strategy"] == "default"]
+    key = ["pair_id", "side", "entry_session", "exit_session"]
+    if counts["allowed"] + counts["vetoed"] == 0:  # no model beat its baselines: the signal job would not gate
+        assert gated[key].reset_index(drop=True).equals(ungated[key].reset_index(drop=True))
+    else:
+        assert len(gated) <= len(ungated) + counts["allowed"]
+    with pytest.raises(WalkForwardError, match="needs 1300 sessions"):
+        run_walk_forward(
+            {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy,
+            WalkForwardSettings(start=str(index[1200].date()), end=str(index[-1].date()), gru=True),
+        )
+
+
+def test_the_screens_skip_only_sessions_whose_config_is_empty(monkeypatch):
+    """Configs with the screens equal configs with every session through the stages (real data, 2 years)."""
+    from pairs_assets.quant.walkforward import replay
+    from resources.bar_sources import EmbeddedBarSource
+
+    sessions = partitions.sessions_in_range("2006-01-03", "2008-12-31")
+    bars = EmbeddedBarSource().load_bars(["BAC", "JPM", "CVX", "XOM"], *partitions.sessions_span_utc(sessions[0], sessions[-1]))
+    closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
+    closes = closes.pivot(index="session", columns="symbol", values="close").reindex(sessions)
+    strategy = StrategySettings(garch_window=500, garch_holdout=100)
+    as_of, effective = sessions[510:-1], sessions[511:]
+    for symbols in (["BAC", "JPM"], ["CVX", "XOM"]):
+        panel = SectorPanel("s", closes[symbols], "embedded")
+        screened = build_configs(panel, as_of, effective, symbols, strategy)
+        assert replay.cointegration_screen(closes[symbols], strategy)[510:-1].sum() < len(as_of)  # it does skip
+        monkeypatch.setattr(replay, "cointegration_screen", lambda c, s: np.ones(len(c), dtype=bool))
+        every = build_configs(panel, as_of, effective, symbols, strategy)
+        monkeypatch.undo()
+        assert screened == every
+        assert any(c.pairs for c in every.values()) or symbols == ["CVX", "XOM"]

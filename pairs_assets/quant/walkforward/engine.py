@@ -71,6 +71,7 @@ class WalkForwardSettings(BaseModel):
         [tuple(p) for p in DEFAULT_PERIODS], description="Sub-periods (label, first date, last date)."
     )
     n_trials: int = Field(1, ge=1, description="Configurations tried so far (the deflated Sharpe's input).")
+    gru: bool = Field(False, description="Train each selected pair's GRU per session and gate entries as the signal job does.")
     workers: int | None = Field(
         None, ge=1, description="Processes replaying sectors side by side (None: one per CPU, at most one per sector)."
     )
@@ -135,6 +136,7 @@ class WalkForwardResult:
     configs: dict[str, int]  # sector → configs built
     config_pairs: dict[str, int]  # sector → pair-days in the configs
     seconds: dict[str, float] = field(default_factory=dict)
+    gru: dict[str, dict[str, int]] = field(default_factory=dict)  # sector → GRU gate counts
 
 
 def required_history(strategy, settings: WalkForwardSettings) -> int:
@@ -145,6 +147,8 @@ def required_history(strategy, settings: WalkForwardSettings) -> int:
         strategy.backtest_window + strategy.formation_window,
         settings.baseline_formation + 1,
     ]
+    if settings.gru:
+        windows.append(strategy.gru_window)
     return max(windows)
 
 
@@ -198,8 +202,13 @@ def run_walk_forward(
     workers = min(settings.workers or os.cpu_count() or 1, len(sectors))
     jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings) for s in sectors]
     if workers > 1 and models_for is None and entry_gate is None:
+        # the settings travel as (class, fields): a Dagster resource does not pickle itself
+        strategy_spec = (type(strategy), strategy.model_dump())
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_run_sector, *job): job[0].sector for job in jobs}
+            futures = {
+                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf): panel.sector
+                for panel, symbols, nxt, _strategy, wf in jobs
+            }
             outcomes = {}
             for future in as_completed(futures):
                 outcomes[futures[future]] = future.result()
@@ -210,18 +219,20 @@ def run_walk_forward(
             job[0].sector: _run_sector(*job, models_for=models_for, entry_gate=entry_gate, progress=progress) for job in jobs
         }
     daily_frames, trade_frames, rows = [], [], []
-    configs_built, config_pairs, seconds = {}, {}, {}
+    configs_built, config_pairs, seconds, gru_counts = {}, {}, {}, {}
     totals: dict[tuple[str, float], list[tuple[pd.DataFrame, pd.DataFrame]]] = {}
     for sector in sectors:
         outcome = outcomes[sector]
         configs_built[sector], config_pairs[sector], seconds[sector] = outcome.configs, outcome.pair_days, outcome.seconds
+        if outcome.gru:
+            gru_counts[sector] = outcome.gru
         for (name, cost), (daily, trades) in outcome.executions.items():
             rows.extend(_summary_rows(name, sector, cost, daily, trades, settings))
             daily_frames.append(daily.rename_axis("session").reset_index().assign(strategy=name, sector=sector, cost_bp=cost))
             trade_frames.append(trades.assign(cost_bp=cost))
             totals.setdefault((name, cost), []).append((daily, trades))
     for (name, cost), parts in totals.items():
-        scale = 1.0 if name == "default" else 1.0 / len(parts)
+        scale = 1.0 / len(parts) if name == "baseline" else 1.0
         daily = _sum_daily([d for d, _ in parts]) * scale
         daily["n_positions"] = _sum_daily([d for d, _ in parts])["n_positions"]
         trades = pd.concat([t for _, t in parts], ignore_index=True)
@@ -234,7 +245,7 @@ def run_walk_forward(
     period_rank = {p: i for i, p in enumerate(["full", *[label for label, _, _ in settings.periods]])}
     summary = (
         summary.assign(
-            _s=summary["strategy"].map({"default": 0, "baseline": 1}),
+            _s=summary["strategy"].map({"default": 0, "default_gru": 1, "baseline": 2}),
             _c=summary["sector"].map(sector_rank),
             _p=summary["period"].map(period_rank),
         )
@@ -244,7 +255,7 @@ def run_walk_forward(
     )
     daily_all = pd.concat(daily_frames, ignore_index=True)
     trades_all = pd.concat(trade_frames, ignore_index=True) if trade_frames else pd.DataFrame()
-    return WalkForwardResult(settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds)
+    return WalkForwardResult(settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds, gru_counts)
 
 
 def _range_sessions(panel: SectorPanel, settings: WalkForwardSettings) -> pd.DatetimeIndex:
@@ -259,6 +270,16 @@ class _SectorOutcome:
     n_sessions: int
     executions: dict  # (strategy, cost) → (daily, trades)
     seconds: float
+    gru: dict  # GRU gate counts: trained, skipped, allowed, vetoed (empty without the gate)
+
+
+def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings) -> _SectorOutcome:
+    cls, fields = strategy_spec
+    if settings.gru:
+        import torch
+
+        torch.set_num_threads(1)  # one process per core already
+    return _run_sector(panel, symbols, next_session, cls(**fields), settings)
 
 
 def _run_sector(panel, symbols, next_session, strategy, settings, *, models_for=None, entry_gate=None, progress=None) -> _SectorOutcome:
@@ -271,24 +292,36 @@ def _run_sector(panel, symbols, next_session, strategy, settings, *, models_for=
     effective = list(index[first : first + len(as_of)])
     if len(effective) < len(as_of):
         effective.append(next_session(as_of[-1]))
+    gate = None
+    if settings.gru and models_for is None:
+        from pairs_assets.quant.walkforward.gru_gate import GRUGate
+
+        gate = GRUGate(panel.closes, strategy, sector)
+        models_for, entry_gate = gate.models_for, gate.entry_gate
     configs = build_configs(panel, as_of, effective, symbols, strategy, models_for=models_for, progress=progress)
-    ours = trade_configs(
-        configs, panel.closes, sessions, strategy_name="default", on_drop=settings.on_drop,
-        max_holding=settings.max_holding, entry_gate=entry_gate,
-    ).assign(sector=sector)
+    def ours(name: str, gate_fn) -> pd.DataFrame:
+        return trade_configs(
+            configs, panel.closes, sessions, strategy_name=name, on_drop=settings.on_drop,
+            max_holding=settings.max_holding, entry_gate=gate_fn,
+        ).assign(sector=sector)
+
+    strategies = [("default", ours("default", None if gate is not None else entry_gate))]
+    if gate is not None:  # the same configs with and without the GRU's veto, side by side
+        strategies.append(("default_gru", ours("default_gru", entry_gate)))
     baseline = classical_baseline(
         panel.closes, sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
         step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
         entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector,
     )
     executions = {}
-    for name, trades in (("default", ours), ("baseline", baseline)):
+    for name, trades in (*strategies, ("baseline", baseline)):
         for cost in settings.costs:
             result = execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost)
             executions[(name, cost)] = (result.daily, result.trades)
     return _SectorOutcome(
         configs=len(configs), pair_days=sum(len(c.pairs) for c in configs.values()), n_sessions=len(as_of),
         executions=executions, seconds=round(time.perf_counter() - t0, 2),
+        gru={} if gate is None else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
     )
 
 

@@ -3,11 +3,13 @@
 Configs: for each as-of session D the exact :class:`~pairs_assets.quant.config_model.TradingConfig`
 the daily graph writes for partition ``D|sector`` — the same stage functions
 (:mod:`pairs_assets.quant.stages`) on the same windows, sliced from one in-memory closes panel
-instead of read from the store per partition. Work is shared between consecutive sessions by a
-screen: the rolling log-return correlations of every pair of the sector are computed for all
-sessions at once (running sums), and a session none of whose pairs reaches ``correlation_min``
-gets the empty config without running the stages (the correlation stage could only drop symbols
-from that candidate set, never add one). Sessions with a candidate run every stage.
+instead of read from the store per partition. Work is shared between sessions by two screens run
+for all sessions at once: the rolling log-return correlations of every pair of the sector (running
+sums), then Engle-Granger on every (pair, session) that reaches ``correlation_min`` (one vectorised
+call per pair, the stage's own test). A session where no pair passes both gets the empty config
+without running the stages — the stages could only drop pairs from that set (stale symbols,
+collinearity, Benjamini-Hochberg), never add one; a test checks screened and unscreened configs are
+equal. Sessions that pass run every stage.
 
 Trading (:func:`trade_configs`): the config for as-of D applies from session D+1 (its
 ``effective_session``). At each close t of the range the pairs of the config effective at t are
@@ -57,6 +59,7 @@ __all__ = [
     "SectorPanel",
     "build_configs",
     "candidate_sessions",
+    "cointegration_screen",
     "trade_configs",
 ]
 
@@ -120,21 +123,18 @@ def _fingerprint_of(*parts: object) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def candidate_sessions(closes: pd.DataFrame, formation_window: int, correlation_min: float) -> np.ndarray:
-    """For each session (row), whether any pair's log-return correlation over the formation window
-    ending there reaches ``correlation_min`` (minus 1e-9 for rounding). Running sums over all
-    sessions at once; rows without a full window are False.
+def _rolling_pair_correlations(values: np.ndarray, formation_window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlations of log returns of every symbol pair over the window ending at each row.
 
-    Inputs: ``closes`` — sessions × symbols of positive prices (NaN allowed: a window touching a
-    NaN counts as a candidate, so the stages see — and report — it).
-    Output: boolean array, one per row.
+    Returns (corr [rows, pairs] — NaN where undefined or before the first full window, rows index,
+    cols index of the pairs (np.triu_indices)).
     """
-    values = closes.to_numpy(dtype=float)
     n_rows, n_symbols = values.shape
-    out = np.zeros(n_rows, dtype=bool)
+    rows, cols = np.triu_indices(n_symbols, k=1)
+    corr_out = np.full((n_rows, len(rows)), np.nan)
     m = formation_window - 1  # returns per window
     if n_symbols < 2 or n_rows < formation_window or m < 2:
-        return out
+        return corr_out, rows, cols
     with np.errstate(divide="ignore", invalid="ignore"):
         returns = np.diff(np.log(values), axis=0)
     bad = ~np.isfinite(returns)
@@ -144,11 +144,9 @@ def candidate_sessions(closes: pd.DataFrame, formation_window: int, correlation_
         c = np.concatenate([np.zeros((1,) + a.shape[1:]), np.cumsum(a, axis=0)])
         return c[m:] - c[:-m]
 
-    bad_count = rolling(bad.any(axis=1).astype(float))
-    # centre each window's returns on a slowly varying reference to keep the running sums accurate
+    touched = rolling(bad[:, rows].astype(float) + bad[:, cols].astype(float)) > 0
     sums = rolling(returns)
     squares = rolling(returns**2)
-    rows, cols = np.triu_indices(n_symbols, k=1)
     cross = rolling(returns[:, rows] * returns[:, cols])
     mean_a, mean_b = sums[:, rows] / m, sums[:, cols] / m
     cov = cross / m - mean_a * mean_b
@@ -156,10 +154,71 @@ def candidate_sessions(closes: pd.DataFrame, formation_window: int, correlation_
     var_b = squares[:, cols] / m - mean_b**2
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = cov / np.sqrt(var_a * var_b)
-    hit = (np.nan_to_num(corr, nan=-2.0) >= correlation_min - 1e-9).any(axis=1) | (bad_count > 0)
-    # window of returns ending at return index k covers closes k-m+1 .. k+1 → session row k+1
-    out[formation_window - 1 :] = hit
-    return out
+    # a window touching a missing value is a candidate, so the stages see (and report) it
+    corr = np.where(touched, np.inf, corr)
+    # the window of returns ending at return k covers closes k-m+1 .. k+1 → session row k+1
+    corr_out[formation_window - 1 :] = corr
+    return corr_out, rows, cols
+
+
+def candidate_sessions(closes: pd.DataFrame, formation_window: int, correlation_min: float) -> np.ndarray:
+    """For each session (row), whether any pair's log-return correlation over the formation window
+    ending there reaches ``correlation_min`` (minus 1e-9 for rounding). Running sums over all
+    sessions at once; rows without a full window are False.
+
+    Inputs: ``closes`` — sessions × symbols of positive prices (NaN allowed: a window touching a
+    NaN counts as a candidate, so the stages see — and report — it).
+    Output: boolean array, one per row.
+    """
+    corr, _, _ = _rolling_pair_correlations(closes.to_numpy(dtype=float), formation_window)
+    return (np.nan_to_num(corr, nan=-2.0) >= correlation_min - 1e-9).any(axis=1)
+
+
+def cointegration_screen(closes: pd.DataFrame, strategy) -> np.ndarray:
+    """For each session, whether the cointegration stage could find a pair there.
+
+    A pair can pass only when its correlation reaches ``correlation_min`` and Engle-Granger gives
+    p < ``eg_pvalue_max`` (both orderings when ``eg_require_both_orderings``). The Engle-Granger
+    tests of every (pair, session) that passes the correlation screen run in one vectorised call
+    (:func:`pairs_assets.quant.cointegration.engle_granger_many`, the function the stage itself
+    uses), and a session is kept when some pair's p-values are below the threshold plus a 1e-9
+    margin. Kept sessions run the real stages; the others get the empty config. The stages can
+    only drop pairs from this set (stale symbols, collinearity, Benjamini-Hochberg), never add one.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from pairs_assets.quant.cointegration import engle_granger_many
+
+    values = closes.to_numpy(dtype=float)
+    n = strategy.formation_window
+    corr, rows, cols = _rolling_pair_correlations(values, n)
+    candidate = np.nan_to_num(corr, nan=-2.0) >= strategy.correlation_min - 1e-9
+    keep = np.zeros(len(values), dtype=bool)
+    if len(values) < n:
+        return keep
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(values)
+    windows = sliding_window_view(logs, n, axis=0)  # [row - n + 1, symbol, n]: window ending at row
+    margin = strategy.eg_pvalue_max + 1e-9
+    for k, (a, b) in enumerate(zip(rows, cols)):
+        ends = np.flatnonzero(candidate[:, k])
+        if ends.size == 0:
+            continue
+        ya, yb = windows[ends - n + 1, a, :], windows[ends - n + 1, b, :]
+        usable = np.isfinite(ya).all(axis=1) & np.isfinite(yb).all(axis=1)
+        keep[ends[~usable]] = True  # the stages report what is wrong with such a window
+        ends, ya, yb = ends[usable], ya[usable], yb[usable]
+        if ends.size == 0:
+            continue
+        try:
+            _, p_ab = engle_granger_many(ya.T, yb.T)
+            _, p_ba = engle_granger_many(yb.T, ya.T)
+        except ValueError:  # a degenerate window: let the stages say which
+            keep[ends] = True
+            continue
+        both = np.maximum(p_ab, p_ba) if strategy.eg_require_both_orderings else np.minimum(p_ab, p_ba)
+        keep[ends[both < margin]] = True
+    return keep
 
 
 def build_configs(
@@ -186,7 +245,7 @@ def build_configs(
     """
     symbols = sorted(symbols)
     closes = panel.closes[symbols]
-    screen = candidate_sessions(closes, strategy.formation_window, strategy.correlation_min)
+    screen = cointegration_screen(closes, strategy)
     strategy_dump = strategy.model_dump(mode="json")
     history_n = strategy.history_sessions
     empty_scores, _ = selection_stage(None, _empty_pairs(), empty_garch_frame(), strategy)
@@ -198,7 +257,7 @@ def build_configs(
         end = panel.position(as_of)
         start = end - strategy.formation_window + 1
         if not screen[end] and start >= 0 and gaps[end + 1] == gaps[start] and empty_template is not None:
-            # no pair reaches correlation_min: the stages would produce the empty config
+            # no pair reaches correlation_min and passes Engle-Granger: the stages would produce the empty config
             pairs, legs, formation = None, [], None
         else:
             formation = panel.window(symbols, end, strategy.formation_window)

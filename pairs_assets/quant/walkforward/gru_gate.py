@@ -1,0 +1,107 @@
+"""The GRU gate in the walk-forward: the gru_models stage per as-of session, and the signal job's veto.
+
+For every as-of session D with selected pairs, :meth:`GRUGate.models_for` trains each pair's GRU
+exactly as the ``gru_models`` asset does (:func:`pairs_assets.quant.stages.gru_stage_fit`, same
+window, same seed), without registering it, and returns the rows ``build_trading_config`` needs.
+:meth:`GRUGate.entry_gate` then decides an entry at the close of session t (config as-of D = the
+session before t) as the signal job does (:func:`pairs_assets.assets.trading_signals.gru_probabilities`):
+a model that does not beat its baselines does not gate (the entry stands); otherwise the entry
+needs the GRU's reversion probability — on the features of the spread up to t, filtered with the
+model's own feature-GARCH parameters over ``history_sessions`` sessions — to reach the model's
+threshold. A pair whose model could not be trained trades ungated, as live.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from pairs_assets.quant.config_model import PairConfig
+from pairs_assets.quant.features import GRUTrainingError, build_features
+from pairs_assets.quant.garch import filter_fixed
+from pairs_assets.quant.stages import gru_config, gru_stage_fit, pair_spread
+
+__all__ = ["GRUGate", "SIGNAL_HISTORY_SESSIONS"]
+
+#: Sessions of spread history the signal job reads for the GRU's features (SignalRunConfig's default).
+SIGNAL_HISTORY_SESSIONS = 120
+
+
+class GRUGate:
+    """Trains and applies the per-pair GRUs of one sector's replay (see the module docstring)."""
+
+    def __init__(self, closes: pd.DataFrame, strategy, sector: str, history_sessions: int = SIGNAL_HISTORY_SESSIONS):
+        self.closes = closes
+        self.strategy = strategy
+        self.sector = sector
+        self.config = gru_config(strategy)
+        self.history_sessions = history_sessions
+        self.models: dict[tuple[pd.Timestamp, str], object] = {}
+        self.trained = 0
+        self.skipped = 0
+        self.vetoed = 0
+        self.allowed = 0
+
+    def models_for(self, as_of: pd.Timestamp, selected: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
+        rows = []
+        for pair in selected.itertuples():
+            try:
+                result, feature_garch, _levels, _garch = gru_stage_fit(window, pair, self.strategy, self.config)
+            except GRUTrainingError as exc:
+                self.skipped += 1
+                rows.append({"pair_id": pair.pair_id, "status": "skipped", "reason": str(exc)})
+                continue
+            self.trained += 1
+            self.models[(pd.Timestamp(as_of), pair.pair_id)] = result.model.eval()
+            rows.append(
+                {
+                    "pair_id": pair.pair_id,
+                    "status": "trained",
+                    "reason": "",
+                    "model_name": f"pairs_trading_gru_garch_{self.sector}",
+                    "model_version": "walk-forward (not registered)",
+                    "mlflow_run_id": None,
+                    "probability_threshold": result.threshold,
+                    "beats_baselines": bool(result.beats_baselines),
+                    "test_f1": result.metrics["test"]["f1"],
+                    "best_baseline_f1": max(b["f1"] for b in result.baseline_metrics.values()),
+                    **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def probability(self, pair: PairConfig, as_of: pd.Timestamp, session: pd.Timestamp) -> float | None:
+        """The reversion probability of the model trained as of ``as_of`` on the features up to ``session``."""
+        import torch
+
+        model = self.models.get((pd.Timestamp(as_of), pair.pair_id))
+        if model is None or pair.model is None:
+            return None
+        end = self.closes.index.get_loc(session)
+        history = self.closes.iloc[max(0, end - self.history_sessions) : end + 1]
+        levels = pair_spread(history, pair.y, pair.x, pair.hedge_ratio, pair.intercept).reset_index(drop=True)
+        g = pair.model.feature_garch
+        sigma, resid = filter_fixed(
+            levels.diff().to_numpy(), mu=g.mu or 0.0, omega=g.omega, alpha=g.alpha, beta=g.beta,
+            fallback_sigma=math.nan,  # as the signal job filters the feature GARCH
+        )
+        features = build_features(levels, pd.Series(sigma, index=levels.index), pd.Series(resid, index=levels.index))
+        tail = features.tail(self.config.seq_len).to_numpy(dtype="float64")
+        if len(tail) < self.config.seq_len or not np.isfinite(tail).all():
+            return None
+        with torch.no_grad():
+            return float(model(torch.as_tensor(tail[None], dtype=torch.float32))[0])
+
+    def entry_gate(self, pair: PairConfig, as_of: pd.Timestamp, session: pd.Timestamp) -> bool:
+        if pair.model is None or not pair.model.beats_baselines:
+            return True  # no model, or one below its baselines: the signal job does not gate
+        probability = self.probability(pair, as_of, session)
+        if probability is None:
+            return True
+        threshold = pair.model.probability_threshold if pair.model.probability_threshold is not None else 0.5
+        allowed = probability >= threshold
+        self.allowed += allowed
+        self.vetoed += not allowed
+        return allowed
