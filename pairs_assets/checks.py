@@ -266,9 +266,19 @@ EG_RETEST_MAX = 200
 def eg_retest_selection(pairs: pd.DataFrame, limit: int = EG_RETEST_MAX) -> tuple[pd.DataFrame, str]:
     """The rows of ``pairs`` the p-value gate re-tests with statsmodels, and how they were chosen.
 
-    All rows when there are at most ``limit``; otherwise the ``limit // 2`` largest eg_pvalue
-    (nearest the threshold) and a uniform sample of the others, seeded from the pair ids (the
-    same pairs give the same selection).
+    Parameters
+    ----------
+    pairs : DataFrame
+        ``cointegrated_pairs`` rows (``pair_id``, ``eg_pvalue``, …).
+    limit : int
+        Most rows to re-test.
+
+    Returns
+    -------
+    (DataFrame, str)
+        All rows when there are at most ``limit``; otherwise the ``limit // 2`` largest eg_pvalue
+        (nearest the threshold) and a uniform sample of the others, seeded from the sorted pair
+        ids (the same pairs give the same selection); and a sentence saying which.
     """
     if len(pairs) <= limit:
         return pairs, f"all {len(pairs)} pairs"

@@ -26,11 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
-from scipy.stats import norm
-from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau_min_c, tau_star_c
-from statsmodels.tsa.stattools import coint
-from statsmodels.tsa.vector_ar.vecm import coint_johansen
+# statsmodels/scipy are imported inside the functions that use them: importing the definitions
+# (a code server start) should not pay for them (issue 9 item 16).
 
 from pairs_assets.quant.prices import (
     InsufficientHistoryError,
@@ -177,6 +174,9 @@ def _mackinnon_pvalues(stats: np.ndarray) -> np.ndarray:
     The same response surface and cut-offs as statsmodels ``mackinnonp(stat, "c", N=2)`` (tests
     compare the two); one vectorised normal CDF call instead of one call per statistic.
     """
+    from scipy.stats import norm
+    from statsmodels.tsa.adfvalues import tau_c_largep, tau_c_smallp, tau_max_c, tau_min_c, tau_star_c
+
     index = 1  # N - 1 for two I(1) variables
     inside = np.clip(stats, tau_min_c[index], tau_max_c[index])  # outside: 0 or 1 below
     small = np.polyval(np.asarray(tau_c_smallp[index])[::-1], inside)
@@ -363,6 +363,8 @@ def engle_granger(y, x, maxlag: int | None = None, autolag: str | None = "aic") 
     if isinstance(autolag, str) and autolag.lower() not in _AUTOLAGS:
         raise ValueError(f"autolag must be one of {_AUTOLAGS} or None, got {autolag!r}")
     if isinstance(autolag, str) and autolag.lower() == "t-stat":
+        from statsmodels.tsa.stattools import coint
+
         result = coint(y_arr, x_arr, trend="c", maxlag=maxlag, autolag="t-stat", return_results=False)
         return float(result[0]), float(result[1])
     stats, pvalues = engle_granger_many(y_arr[:, None], x_arr[:, None], maxlag=maxlag, autolag=autolag)
@@ -386,6 +388,8 @@ def johansen_trace(y, x, det_order: int = 0, k_ar_diff: int = 1) -> float:
         raise InsufficientHistoryError(
             f"johansen_trace with k_ar_diff {k_ar_diff} needs more than {k_ar_diff + 3} observations, got {y_arr.size}"
         )
+    from statsmodels.tsa.vector_ar.vecm import coint_johansen
+
     result = coint_johansen(np.column_stack([y_arr, x_arr]), det_order, k_ar_diff)
     return float(result.lr1[0])
 
@@ -393,13 +397,24 @@ def johansen_trace(y, x, det_order: int = 0, k_ar_diff: int = 1) -> float:
 def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndarray:
     """Johansen r = 0 trace statistics of many systems [y_j, x_j] at once.
 
-    Inputs: ``y``, ``x`` — arrays of shape (n_obs, n_systems) (column j is one system; log
-    prices); ``det_order``, ``k_ar_diff`` as in :func:`johansen_trace`.
-    Output: array of n_systems trace statistics, ``−T·Σ ln(1 − λ_i)`` with λ the eigenvalues of
-    S_kk⁻¹·S_k0·S_00⁻¹·S_0k — statsmodels ``coint_johansen(...).lr1[0]`` step for step (detrending
-    by projection on ``vander(linspace(-1, 1, n), order + 1)``, lagged differences partialled
-    out by least squares), batched over the systems; the tests compare the two to 1e-8.
-    Reference: Johansen (1991); statsmodels ``coint_johansen``.
+    Parameters
+    ----------
+    y, x : ndarray
+        Shape (n_obs, n_systems); column j is one system (log prices).
+    det_order, k_ar_diff : int
+        As in :func:`johansen_trace`.
+
+    Returns
+    -------
+    ndarray
+        n_systems trace statistics ``−T·Σ ln(1 − λ_i)``, λ the eigenvalues of
+        S_kk⁻¹·S_k0·S_00⁻¹·S_0k — statsmodels ``coint_johansen(...).lr1[0]`` step for step
+        (detrending by projection on ``vander(linspace(-1, 1, n), order + 1)``, lagged differences
+        partialled out by least squares), batched over the systems; the tests compare the two to 1e-8.
+
+    References
+    ----------
+    Johansen (1991); statsmodels ``coint_johansen``.
     """
     y_arr = np.asarray(y, dtype=float)
     x_arr = np.asarray(x, dtype=float)
@@ -497,6 +512,8 @@ def benjamini_hochberg(pvalues, alpha: float) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     if np.isnan(values).any() or (values < 0.0).any() or (values > 1.0).any():
         raise ValueError("pvalues must lie in [0, 1] without NaN")
+    from statsmodels.stats.multitest import multipletests
+
     return np.asarray(multipletests(values, alpha=alpha, method="fdr_bh")[0], dtype=bool)
 
 

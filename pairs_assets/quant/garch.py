@@ -34,9 +34,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
-from arch import arch_model
-from arch.utility.exceptions import DataScaleWarning
-from statsmodels.stats.diagnostic import acorr_ljungbox, het_arch
+# arch/statsmodels are imported inside the functions that use them: importing the definitions
+# (a code server start) should not pay for them (issue 9 item 16).
 
 from pairs_assets.quant.prices import InsufficientHistoryError, UnusableSeriesError
 
@@ -138,6 +137,8 @@ def _validated_returns(returns, holdout: int, scale: float, min_obs: int) -> np.
 
 
 def _model(scaled: np.ndarray):
+    from arch import arch_model
+
     return arch_model(scaled, mean="Constant", vol="GARCH", p=1, q=1, dist="normal")
 
 
@@ -146,6 +147,8 @@ def _fit(scaled: np.ndarray, last_obs: int | None = None):
     # result, so arch's warnings about both would only repeat what GarchFit reports.
     # (arch installs its own ConvergenceWarning filter, hence show_warning=False; catch_warnings
     # keeps that filter change from leaking into the caller's process.)
+    from arch.utility.exceptions import DataScaleWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataScaleWarning)
         return _model(scaled).fit(disp="off", last_obs=last_obs, show_warning=False)
@@ -230,6 +233,8 @@ def fit_garch(
     params = result.params
     variance_next = float(result.forecast(horizon=1, reindex=False).variance.to_numpy()[-1, 0])
     std_resid = np.asarray(result.std_resid, dtype=float)
+    from statsmodels.stats.diagnostic import acorr_ljungbox, het_arch
+
     ljung_box = acorr_ljungbox(std_resid, lags=[ljung_box_lags], return_df=True)
     arch_lm = het_arch(std_resid, nlags=arch_lm_lags, result_object=True)
 
@@ -299,16 +304,33 @@ def fit_garch_many(
 ) -> list[GarchFit]:
     """:func:`fit_garch` for many return series at once, compiled, with arch as recorded fallback.
 
-    Inputs: ``series`` — a list of 1-D return arrays (lengths may differ) or a 2-D array with one
-    series per *row*; ``holdout``, ``scale``, ``min_obs``, ``ljung_box_lags``, ``arch_lm_lags``,
-    ``qlike_floor`` — as in :func:`fit_garch`, the same for every series; ``labels`` — names of the
-    series (e.g. pair ids) for error messages; ``fallback`` — refit with arch every fit whose
-    compiled result is not trustworthy (see below).
-    Output: one :class:`GarchFit` per series, in input order, with the same fields and units as
-    :func:`fit_garch`; ``estimator`` says which code produced it ("batched", "arch", or
-    "<full-sample>/<training>" when they differ).
+    Parameters
+    ----------
+    series : list of 1-D arrays, or 2-D array
+        Spread returns, one series per list item or per *row* of a 2-D array (lengths may
+        differ in a list).
+    holdout, scale, min_obs, ljung_box_lags, arch_lm_lags, qlike_floor
+        As in :func:`fit_garch`, the same for every series.
+    labels : sequence of str, optional
+        Names of the series (e.g. pair ids) for error messages.
+    fallback : bool
+        Refit with arch every fit whose compiled result is not trustworthy (see Notes).
 
-    Method: the same model, likelihood, backcast, variance bounds, starting-value grid, forecast
+    Returns
+    -------
+    list of GarchFit
+        One per series, in input order, with the same fields and units as :func:`fit_garch`;
+        ``estimator`` says which code produced it ("batched", "arch", or
+        "<full-sample>/<training>" when they differ) and ``convergence_message`` why.
+
+    Raises
+    ------
+    ValueError, InsufficientHistoryError, UnusableSeriesError
+        As :func:`fit_garch`, with the series' label in the message.
+
+    Notes
+    -----
+    The same model, likelihood, backcast, variance bounds, starting-value grid, forecast
     recursion and diagnostics as arch/statsmodels (see ``pairs_assets.quant._garch_numba``),
     maximised by a projected Newton method with the exact Hessian (numba) instead of arch's SLSQP.
     Each of a series' two fits (training part, full sample) is refitted with arch from arch's own
@@ -317,13 +339,15 @@ def fit_garch_many(
     likelihood has a kink there), has non-finite values, or (full-sample fit) puts α on its lower
     bound 0, where β is identified only through the decay of the backcast, the likelihood is flat
     and SLSQP and Newton stop at different points. The forecasts and diagnostics are then
-    recomputed from arch's parameters; ``estimator`` and ``convergence_message`` say which fit
-    came from where and why. A series whose forecast variance is not positive is refitted whole by
-    :func:`fit_garch`. With ``fallback=False`` untrusted fits are kept with ``converged=False``.
-    Ljung-Box and ARCH-LM are computed as statsmodels ``acorr_ljungbox``/``het_arch`` do.
-    Raises: as :func:`fit_garch`, with the series' label in the message.
-    References: Bollerslev (1986); Patton (2011) QLIKE; Ljung & Box (1978); Engle (1982); arch
-    (Sheppard, ``arch_model``) — the tests compare every field with :func:`fit_garch` on real spreads.
+    recomputed from arch's parameters. A series whose forecast variance is not positive is
+    refitted whole by :func:`fit_garch`. With ``fallback=False`` untrusted fits are kept with
+    ``converged=False``. Ljung-Box and ARCH-LM are computed as statsmodels
+    ``acorr_ljungbox``/``het_arch`` do. ``bench_garch.py`` measures speed and agreement.
+
+    References
+    ----------
+    Bollerslev (1986); Patton (2011) QLIKE; Ljung & Box (1978); Engle (1982); arch (Sheppard,
+    ``arch_model``) — the tests compare every field with :func:`fit_garch` on real spreads.
     """
     from scipy.stats import chi2
 
