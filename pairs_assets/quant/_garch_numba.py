@@ -72,7 +72,7 @@ def backcast_and_bounds(resids):
     return backcast, lower, upper
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _clip(h, lo, hi):
     # arch's bounds_check; returns (value, clipped)
     if h < lo:
@@ -290,8 +290,12 @@ def newton(y, x0, sd, target, backcast, lower, upper, max_iter, tol, decrement_t
             break
 
         # Newton step on the free variables; Levenberg damping while the Hessian is not PD
-        idx = np.flatnonzero(free)
-        k = idx.shape[0]
+        idx = np.empty(4, dtype=np.int64)
+        k = 0
+        for i in range(4):
+            if free[i]:
+                idx[k] = i
+                k += 1
         sub = np.empty((k, k))
         rhs = np.empty(k)
         for a_i in range(k):
@@ -440,7 +444,13 @@ def fit_one(y, max_iter, tol, decrement_tol, n_starts):
             grid_beta[k] = p_start - a_start
             k += 1
     grid_nll = grid_negloglik(y, mean, grid_omega, grid_alpha, grid_beta, backcast, lower, upper)
-    order = np.argsort(grid_nll, kind="mergesort")  # ties: the first, as arch's argmax
+    # indices by increasing value, ties in grid order (arch takes the first maximum)
+    order = np.arange(16)
+    for i in range(1, 16):
+        j = i
+        while j > 0 and grid_nll[order[j - 1]] > grid_nll[order[j]]:
+            order[j - 1], order[j] = order[j], order[j - 1]
+            j -= 1
 
     best_x = grid[order[0]].copy()
     best_f = np.inf
@@ -532,6 +542,32 @@ def ljung_box_stat(x, lags):
 
 
 @njit(cache=True)
+def _solve_spd(matrix, rhs):
+    """Solve a small symmetric positive definite system by Cholesky (no LAPACK: compiles fast)."""
+    k = rhs.shape[0]
+    chol = np.zeros((k, k))
+    for i in range(k):
+        for j in range(i + 1):
+            total = matrix[i, j]
+            for m in range(j):
+                total -= chol[i, m] * chol[j, m]
+            chol[i, j] = math.sqrt(total) if i == j else total / chol[j, j]
+    z = np.empty(k)
+    for i in range(k):
+        total = rhs[i]
+        for m in range(i):
+            total -= chol[i, m] * z[m]
+        z[i] = total / chol[i, i]
+    out = np.empty(k)
+    for i in range(k - 1, -1, -1):
+        total = z[i]
+        for m in range(i + 1, k):
+            total -= chol[m, i] * out[m]
+        out[i] = total / chol[i, i]
+    return out
+
+
+@njit(cache=True)
 def arch_lm_stat(x, lags):
     """Engle's ARCH-LM statistic nobs·R² of x² on a constant and ``lags`` of its lags.
 
@@ -561,7 +597,7 @@ def arch_lm_stat(x, lags):
         for j in range(lags):
             a, b = min(i, j) + 1, max(i, j) + 1
             gram[i, j] = cross[a, b]
-    coef = np.linalg.solve(gram, rhs)
+    coef = _solve_spd(gram, rhs)
     explained = 0.0
     for i in range(lags):
         explained += coef[i] * rhs[i]
