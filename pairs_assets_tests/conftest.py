@@ -1,12 +1,15 @@
 """Shared fixtures. PAIRS_HOME points at a fresh temporary folder before any project import, so
-tests never touch a developer's real home; PostgreSQL tests get their own database, dropped after.
+tests never touch a developer's real home; the folder is removed when the session ends. PostgreSQL
+tests get their own database, dropped after.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
+import warnings
 
 import pytest
 
@@ -19,6 +22,16 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_HOME}/mlflow/mlflow.db
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 POSTGRES_ADMIN_URL = os.environ.get("PAIRS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_unconfigure(config) -> None:
+    """Remove the session's PAIRS_HOME (the per-test homes are pytest's tmp_path, cleaned by pytest)."""
+    try:
+        shutil.rmtree(_SESSION_HOME)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # say so rather than leave a folder behind silently
+        warnings.warn(f"could not remove the test PAIRS_HOME {_SESSION_HOME}: {exc}", stacklevel=1)
 
 
 def _in_ci() -> bool:

@@ -1,12 +1,14 @@
 """A snapshot of the asset graph: keys, dependencies (with window sizes), partitions and checks.
 
-An accidental change to the graph fails here. After an intended change, regenerate with
-``PAIRS_UPDATE_SNAPSHOT=1 pytest pairs_assets_tests/test_graph_snapshot.py`` and review the diff.
+An accidental change to the graph fails here, and so does a missing snapshot: the test only reads
+graph_snapshot.json. After an intended change, regenerate it with the explicit command
+``.venv/bin/python -m pairs_assets_tests.update_graph_snapshot``, review ``git diff`` and commit it.
 """
 
 import json
-import os
 from pathlib import Path
+
+import pytest
 
 import dagster as dg
 
@@ -56,8 +58,42 @@ def graph_snapshot() -> dict:
     return out
 
 
+def render(snapshot: dict) -> str:
+    """The snapshot file's exact text (sorted keys, two-space indent, final newline)."""
+    return json.dumps(snapshot, indent=2, sort_keys=True) + "\n"
+
+
+UPDATE_COMMAND = ".venv/bin/python -m pairs_assets_tests.update_graph_snapshot"
+
+
+def differences(expected: dict, current: dict) -> list[str]:
+    """One line per top-level entry added, removed or changed between two snapshots."""
+    lines = [f"+ {k} (new)" for k in sorted(current.keys() - expected.keys())]
+    lines += [f"- {k} (gone)" for k in sorted(expected.keys() - current.keys())]
+    for key in sorted(expected.keys() & current.keys()):
+        if expected[key] != current[key]:
+            lines.append(f"~ {key}: snapshot {json.dumps(expected[key], sort_keys=True)}")
+            lines.append(f"  {' ' * len(key)}  now      {json.dumps(current[key], sort_keys=True)}")
+    return lines
+
+
 def test_asset_graph_matches_snapshot():
+    if not SNAPSHOT.exists():
+        pytest.fail(f"{SNAPSHOT.name} is missing: create it with `{UPDATE_COMMAND}`, review it and commit it")
+    expected = json.loads(SNAPSHOT.read_text())
     current = graph_snapshot()
-    if os.environ.get("PAIRS_UPDATE_SNAPSHOT") == "1" or not SNAPSHOT.exists():
-        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    assert current == json.loads(SNAPSHOT.read_text())
+    if current != expected:
+        pytest.fail(
+            "the asset graph differs from graph_snapshot.json:\n"
+            + "\n".join(differences(expected, current))
+            + f"\nIf the change is intended, run `{UPDATE_COMMAND}` and commit the new snapshot."
+        )
+
+
+def test_snapshot_comparison_names_what_changed():
+    base = {"raw_bars": {"deps": {}}, "__jobs__": ["daily_pairs"]}
+    changed = {"raw_bars": {"deps": {"x": "default"}}, "new_asset": {}}
+    lines = differences(base, changed)
+    assert lines[0] == "+ new_asset (new)" and lines[1] == "- __jobs__ (gone)"
+    assert lines[2].startswith("~ raw_bars: snapshot") and '"x": "default"' in lines[3]
+    assert differences(base, json.loads(render(base))) == []

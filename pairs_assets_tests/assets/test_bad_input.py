@@ -87,7 +87,7 @@ def test_non_positive_or_infinite_price(tmp_path, sqlite_url, tech_closes, bad):
 
 def test_nan_price_in_file_is_a_missing_bar(tmp_path, sqlite_url, tech_closes):
     path = write_bars_file(tmp_path / "bars.csv", tech_closes)
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={"close": str})  # the file's text, so the cell can hold the text "NaN"
     frame.loc[frame.index[-1], "close"] = "NaN"
     frame.to_csv(path, index=False)
     result = materialize("2022-12-28", "technology", resources_for(sqlite_url, FileBarSource(path=path)), selection=["raw_bars"])
