@@ -142,9 +142,15 @@ def _relax_dagster_sqlite_fsync() -> None:
 def _instance():
     import dagster as dg
 
+    from pairs_assets.run_recovery import fail_dead_runs
+
     init_home()
     _relax_dagster_sqlite_fsync()
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    # a run whose process was killed (kill -9) would stay STARTED forever: mark it failed, say so
+    for dead in fail_dead_runs(instance):
+        click.echo(f"note: {dead.describe()}; rerun it (a load records what the store already holds)", err=True)
+    return instance
 
 
 def preflight_range(start: str, end: str, sectors: list[str]) -> None:
