@@ -250,3 +250,14 @@ def same_partition_mapping() -> dg.MultiPartitionMapping:
 
 #: Sessions of raw bars a partition depends on (the longest default window; see StrategySettings).
 LOOKBACK_SESSIONS = DEFAULT_STRATEGY.history_sessions
+
+
+def formation_session(as_of: str | pd.Timestamp, every: int) -> pd.Timestamp:
+    """The session a partition's stages run at (:class:`pairs_assets.quant.stages.FormationSchedule`):
+    every ``every``-th session since the history start; ``every`` = 1 is the as-of session itself."""
+    from pairs_assets.quant.stages import FormationSchedule
+
+    as_of = _date(as_of)
+    if every == 1:
+        return as_of
+    return FormationSchedule(sessions_in_range(paths().history_start, as_of), every)(as_of)

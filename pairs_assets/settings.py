@@ -169,6 +169,25 @@ class StrategySettings(dg.ConfigurableResource):
     )
     price_max: float = Field(1e7, gt=0.0, description="A close above this is implausible (BRK.A trades near 7e5).")
     # --- GARCH ------------------------------------------------------------------------------
+    # --- trading period --------------------------------------------------------------------
+    reselect_every: int = Field(
+        1, ge=1,
+        description="Sessions between pair selections (the trading period): every stage runs at the formation "
+        "session (every reselect_every-th session of the calendar since the history start) and the pairs "
+        "selected there are traded, with their formation numbers, until the next one. 1 = re-select daily.",
+    )
+    causal_hedge: bool = Field(
+        False,
+        description="GARCH on spread changes with a rolling hedge ratio estimated before each change "
+        "(formation_window sessions ending the session before), so its hold-out never sees its own future β.",
+    )
+    backtest_before_formation: bool = Field(
+        False,
+        description="Run the recent backtest on the backtest_window sessions just BEFORE the formation window "
+        "(estimated on the formation_window sessions before those), not on the window that selected the pair.",
+    )
+    backtest_lag: int = Field(0, ge=0, le=1, description="Execution lag of the recent backtest (the walk-forward's is 1).")
+    backtest_cost_bp: float = Field(0.0, ge=0.0, description="Cost of the recent backtest, basis points per leg.")
     garch_window: int = Field(1000, ge=500, description="Spread returns used to fit GARCH(1,1) (≥ 500).")
     garch_holdout: int = Field(
         250, ge=20, description="Last returns of the GARCH window held out for 1-step forecast accuracy."
@@ -211,15 +230,50 @@ class StrategySettings(dg.ConfigurableResource):
             raise ValueError("garch_holdout must be at most half of garch_window")
         return self
 
+    @classmethod
+    def preset(cls, name: str, **overrides) -> StrategySettings:
+        """A named preset (:data:`PRESETS`) with ``overrides`` on top; unknown names are refused."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown strategy preset {name!r} (known: {', '.join(sorted(PRESETS))})")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @property
+    def garch_sessions(self) -> int:
+        """Sessions the GARCH stage reads, ending at the formation session (+ the rolling β's window)."""
+        return self.garch_window + 1 + (self.formation_window if self.causal_hedge else 0)
+
+    @property
+    def backtest_sessions(self) -> int:
+        """Sessions the recent backtest reads, ending at the formation session."""
+        extra = self.formation_window if self.backtest_before_formation else 0
+        return self.backtest_window + self.formation_window + extra
+
     @property
     def history_sessions(self) -> int:
         """Sessions of bars a partition reads, as-of session included (the longest window + 1 return)."""
         return max(
             self.formation_window,
-            self.garch_window + 1,
-            self.backtest_window + self.formation_window,
+            self.garch_sessions,
+            self.backtest_sessions,
             self.gru_window,
-        )
+        ) + self.reselect_every - 1
 
+
+#: Named strategy settings. ``seed``: the original design (60-session formation re-selected daily,
+#: the recent backtest on the selection window without lag or costs, a 1% per-pair volatility
+#: target). ``default``: the defaults of :class:`StrategySettings` (see the README's "Does it make
+#: money?" for how they were chosen on 1995–2010).
+PRESETS: dict[str, dict] = {
+    "seed": {
+        "formation_window": 60,
+        "reselect_every": 1,
+        "causal_hedge": False,
+        "backtest_before_formation": False,
+        "backtest_lag": 0,
+        "backtest_cost_bp": 0.0,
+        "target_daily_vol": 0.01,
+    },
+    "default": {},
+}
 
 DEFAULT_STRATEGY = StrategySettings()

@@ -16,7 +16,7 @@ from resources.market_data import MarketDataStore
 @dg.asset(
     partitions_def=partitions.daily_partitions_def(),
     ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window))],
+    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
     check_specs=checks.COINTEGRATED_PAIRS_CHECKS,
     group_name=GROUP,
     kinds={"statsmodels", "parquet"},
@@ -34,7 +34,8 @@ def cointegrated_pairs(
     symbols = universe().symbols(sector)
     with stopwatch() as timer:
         window = read_window(
-            store, bar_source.source_name, symbols, date, strategy.formation_window, partition=context.partition_key
+            store, bar_source.source_name, symbols, partitions.formation_session(date, strategy.reselect_every),
+            strategy.formation_window, partition=context.partition_key,
         )
         excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)
         result, log_prices = cointegration_stage(window.closes, correlation_matrix, strategy)

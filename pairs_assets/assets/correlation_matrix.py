@@ -14,7 +14,7 @@ from resources.market_data import MarketDataStore
 
 @dg.asset(
     partitions_def=partitions.daily_partitions_def(),
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window))],
+    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     description="Pearson correlations of daily log returns over the formation window (long form: "
@@ -27,7 +27,8 @@ def correlation_matrix(
     symbols = universe().symbols(sector)
     with stopwatch() as timer:
         window = read_window(
-            store, bar_source.source_name, symbols, date, strategy.formation_window, partition=context.partition_key
+            store, bar_source.source_name, symbols, partitions.formation_session(date, strategy.reselect_every),
+            strategy.formation_window, partition=context.partition_key,
         )
         stage = correlation_stage(window.closes, strategy)
         matrix, excluded, usable = stage.matrix, stage.excluded, stage.usable

@@ -15,7 +15,7 @@ from resources.market_data import MarketDataStore
 @dg.asset(
     partitions_def=partitions.daily_partitions_def(),
     ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.garch_window + 1))],
+    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.garch_sessions + DEFAULT_STRATEGY.reselect_every - 1))],
     check_specs=checks.GARCH_CHECKS,
     group_name=GROUP,
     kinds={"arch", "parquet"},
@@ -37,7 +37,8 @@ def garch_models(
         else:
             legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
             window = read_window(
-                store, bar_source.source_name, legs, date, strategy.garch_window + 1, partition=context.partition_key
+                store, bar_source.source_name, legs, partitions.formation_session(date, strategy.reselect_every),
+                strategy.garch_sessions, partition=context.partition_key,
             )
             fits = garch_stage(window.closes, cointegrated_pairs, strategy)
             window_label, fingerprint = window.label, window.fingerprint

@@ -57,7 +57,7 @@ def _empty() -> pd.DataFrame:
         "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
     },
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.gru_window))],
+    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.gru_window + DEFAULT_STRATEGY.reselect_every - 1))],
     group_name=GROUP,
     kinds={"pytorch", "mlflow", "parquet"},
     description="Per selected pair, a GRU predicting whether the spread reverts at least halfway to its "
@@ -83,7 +83,8 @@ def gru_models(
         window = None
         if len(pairs):
             legs = sorted(set(pairs["y"]) | set(pairs["x"]))
-            window = read_window(store, bar_source.source_name, legs, date, strategy.gru_window, partition=context.partition_key)
+            formation = partitions.formation_session(date, strategy.reselect_every)
+            window = read_window(store, bar_source.source_name, legs, formation, strategy.gru_window, partition=context.partition_key)
         for pair_id, pair in pairs.iterrows():
             spread = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])
             fingerprint = fingerprint_of(

@@ -20,7 +20,7 @@ from resources.market_data import MarketDataStore
     deps=[
         dg.AssetDep(
             "raw_bars",
-            partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.backtest_window + DEFAULT_STRATEGY.formation_window),
+            partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.backtest_sessions + DEFAULT_STRATEGY.reselect_every - 1),
         )
     ],
     check_specs=checks.MODEL_SELECTION_CHECKS,
@@ -42,8 +42,10 @@ def model_selection(
         window_label, closes = "n/a (no pairs)", None
         if not cointegrated_pairs.empty:
             legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
-            n = strategy.backtest_window + strategy.formation_window
-            window = read_window(store, bar_source.source_name, legs, date, n, partition=context.partition_key)
+            formation = partitions.formation_session(date, strategy.reselect_every)
+            window = read_window(
+                store, bar_source.source_name, legs, formation, strategy.backtest_sessions, partition=context.partition_key
+            )
             window_label, closes = window.label, window.closes
         scores, backtest_frame = selection_stage(closes, cointegrated_pairs, garch_models, strategy)
         check_results = checks.model_selection_results(scores, strategy)

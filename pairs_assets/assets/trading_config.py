@@ -14,7 +14,7 @@ import pandas as pd
 from pairs_assets import partitions
 from pairs_assets.assets.common import GROUP, fingerprint_of, markdown_table, partition_parts, read_window, stopwatch, universe
 from pairs_assets.quant.config_model import SCHEMA_VERSION
-from pairs_assets.quant.stages import build_trading_config
+from pairs_assets.quant.stages import build_trading_config, sigma_forecasts_at
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
 from resources.bar_sources import BarSource
 from resources.io_manager import atomic_write_bytes, partition_path
@@ -33,7 +33,7 @@ def trading_config_path(as_of: str, sector: str) -> str:
         "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
     },
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window))],
+    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
     group_name=GROUP,
     kinds={"json"},
     description="The selected pairs for the next session: legs, hedge ratio, spread mean/σ, GARCH "
@@ -52,8 +52,9 @@ def trading_config(
     date, sector = partition_parts(context)
     symbols = universe().symbols(sector)
     with stopwatch() as timer:
+        formation_day = partitions.formation_session(date, strategy.reselect_every)
         formation = read_window(
-            store, bar_source.source_name, symbols, date, strategy.formation_window, partition=context.partition_key
+            store, bar_source.source_name, symbols, formation_day, strategy.formation_window, partition=context.partition_key
         )
         legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"])) if len(cointegrated_pairs) else []
         history = (
@@ -64,9 +65,18 @@ def trading_config(
         fingerprint = fingerprint_of(
             formation.fingerprint, history.fingerprint, bar_source.source_name, strategy.model_dump(mode="json")
         )
+        if legs and formation_day < pd.Timestamp(date):
+            # later in the trading period: the formation's GARCH σ filtered forward to this as-of session
+            ahead = len(partitions.sessions_in_range(formation_day, date)) - 1
+            garch_models = garch_models.assign(
+                sigma_forecast=garch_models["pair_id"].map(
+                    sigma_forecasts_at(history.closes.iloc[-(strategy.garch_window + 1 + ahead) :], cointegrated_pairs, garch_models)
+                )
+            )
         config = build_trading_config(
             as_of=date,
             effective_session=str(partitions.next_session(date).date()),
+            formation_session=str(formation_day.date()),
             sector=sector,
             source=bar_source.source_name,
             symbols=symbols,

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import fingerprint_of, read_panel, universe
+from pairs_assets.quant.stages import FormationSchedule
 from pairs_assets.quant.walkforward.engine import (
     WalkForwardError,
     WalkForwardResult,
@@ -137,8 +138,9 @@ def run_and_record(
             log(f"walk-forward: {done}/{total} sector-sessions")
 
     t0 = time.perf_counter()
+    schedule = FormationSchedule(partitions.sessions_in_range(paths().history_start, settings.end), strategy.reselect_every)
     result = run_walk_forward(
-        panels, sectors, partitions.next_session, strategy, settings, progress=progress
+        panels, sectors, partitions.next_session, strategy, settings, formation_of=schedule, progress=progress
     )
     result.seconds["total"] = round(time.perf_counter() - t0, 2)
     fingerprint = fingerprint_of(

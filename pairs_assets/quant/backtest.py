@@ -106,6 +106,8 @@ def backtest_pnl(
     entry_z: float,
     exit_z: float,
     stop_z: float,
+    lag: int = 0,
+    cost_bp: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Daily P&L and positions of the z-score strategy over the last ``test_window`` sessions.
 
@@ -139,8 +141,16 @@ def backtest_pnl(
     positions = zscore_positions((test_spread - mean) / std, entry_z, exit_z, stop_z)
     # spread returns of test bars, starting with the move from the last formation close
     spread_moves = (np.diff(y_arr[start_test - 1 :]) - beta * np.diff(x_arr[start_test - 1 :])) / (1.0 + abs(beta))
-    held = np.concatenate([[0], positions[:-1]])
-    return held * spread_moves, positions
+    if lag not in (0, 1):
+        raise ValueError(f"lag must be 0 or 1, got {lag!r}")
+    if not (math.isfinite(cost_bp) and cost_bp >= 0.0):
+        raise ValueError(f"cost_bp must be a finite number >= 0, got {cost_bp!r}")
+    # a position decided at close t is traded at close t+lag and earns from there
+    held = np.concatenate([np.zeros(1 + lag, dtype=positions.dtype), positions[: positions.size - 1 - lag]])
+    traded = np.abs(np.diff(np.concatenate([[0], held, [0]])))[:-1]  # unit gross notional traded at each close
+    # costs are charged on the close where the trade executes (a position's entry and exit), bp of notional
+    executed = np.concatenate([traded[1:], [0.0]]) if traded.size else traded
+    return held * spread_moves - cost_bp / 1e4 * executed, positions
 
 
 def recent_backtest(
@@ -152,6 +162,8 @@ def recent_backtest(
     exit_z: float,
     stop_z: float,
     periods_per_year: int = 252,
+    lag: int = 0,
+    cost_bp: float = 0.0,
 ) -> BacktestResult:
     """Backtest the pair's z-score rule over its last ``test_window`` sessions, point in time.
 
@@ -159,19 +171,21 @@ def recent_backtest(
     (dependent y first); ``test_window`` — sessions traded; ``formation_window`` — sessions just
     before them used to estimate hedge ratio, intercept, spread mean and std; ``entry_z``,
     ``exit_z``, ``stop_z`` — bands (0 <= exit < entry < stop); ``periods_per_year`` — annualisation
-    of the Sharpe ratio. Output: :class:`BacktestResult`.
+    of the Sharpe ratio; ``lag`` — a position decided at close t trades at close t+lag (0 or 1);
+    ``cost_bp`` — basis points of the unit gross notional traded, charged at each entry and exit.
+    Output: :class:`BacktestResult`.
     Raises :class:`InsufficientHistoryError` when fewer than test_window + formation_window
     sessions are given; ``ValueError`` naming the field for NaN/inf input or inconsistent bands.
     Reference: Gatev, Goetzmann & Rouwenhorst (2006); Sharpe (1966).
     """
-    pnl, positions = backtest_pnl(y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z)
-    held = np.concatenate([[0], positions[:-1]])
+    pnl, positions = backtest_pnl(y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z, lag, cost_bp)
+    held = np.concatenate([np.zeros(1 + lag, dtype=positions.dtype), positions[: positions.size - 1 - lag]])
     opened = (positions != 0) & (positions != np.concatenate([[0], positions[:-1]]))
     n_trades = int(opened.sum())
     if n_trades:
         # trade k collects the P&L of every bar that its position is held over
         trade_of_bar = np.cumsum(opened)
-        trade_of_held = np.concatenate([[0], trade_of_bar[:-1]])
+        trade_of_held = np.concatenate([np.zeros(1 + lag, dtype=trade_of_bar.dtype), trade_of_bar[: trade_of_bar.size - 1 - lag]])
         trade_ids = trade_of_held[held != 0]
         trade_pnl = np.bincount(trade_ids, weights=pnl[held != 0], minlength=n_trades + 1)[1:]
         bars_held = np.bincount(trade_ids, minlength=n_trades + 1)[1:]

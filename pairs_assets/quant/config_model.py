@@ -200,6 +200,7 @@ class TradingConfig(_Block):
     source: str
     symbols: list[str]
     input_fingerprint: str
+    formation_session: str | None = None  # when earlier than the as-of session: the trading period's formation
     thresholds: Thresholds
     windows: Windows
     risk: RiskBlock
@@ -242,7 +243,10 @@ class TradingConfig(_Block):
 
     def document(self) -> dict:
         """The plain JSON-ready dict (what the store's ``trading_configs`` row and the file hold)."""
-        return self.model_dump(mode="json")
+        document = self.model_dump(mode="json")
+        if document["formation_session"] is None:
+            del document["formation_session"]  # re-selected daily: the document reads as it always has
+        return document
 
     def to_json_bytes(self) -> bytes:
         """Canonical JSON: sorted keys, 2-space indent, no NaN, trailing newline."""

@@ -27,6 +27,7 @@ from pairs_assets.quant.sizing import pair_sizing
 
 __all__ = [
     "BACKTEST_COLUMNS",
+    "FormationSchedule",
     "GARCH_COLUMNS",
     "GARCH_MIN_OBS",
     "CorrelationStage",
@@ -40,6 +41,8 @@ __all__ = [
     "gru_stage_fit",
     "pair_spread",
     "selection_stage",
+    "sigma_forecasts_at",
+    "causal_spread_changes",
     "spread_returns",
 ]
 
@@ -53,6 +56,27 @@ GARCH_COLUMNS = [
 BACKTEST_COLUMNS = ["pair_id", "sharpe", "total_return", "n_trades", "hit_rate", "max_drawdown"]
 #: Fewest spread returns a GARCH(1,1) is fitted on (the StrategySettings garch_window minimum).
 GARCH_MIN_OBS = 500
+
+
+@dataclass(frozen=True)
+class FormationSchedule:
+    """Which session a partition's stages run at: every ``every``-th session of the calendar.
+
+    ``sessions``: the exchange sessions from the history start on (tz-naive dates). The formation
+    session of an as-of session with index i (counted from the history start) is the session with
+    index ``i − i mod every``: a fixed schedule, so a partition's formation session depends on the
+    calendar alone, never on earlier runs. ``every`` = 1: every session is its own formation.
+    """
+
+    sessions: pd.DatetimeIndex
+    every: int = 1
+
+    def __call__(self, as_of) -> pd.Timestamp:
+        as_of = pd.Timestamp(as_of)
+        if self.every == 1:
+            return as_of
+        i = int(self.sessions.get_loc(as_of))
+        return self.sessions[i - i % self.every]
 
 
 @dataclass(frozen=True)
@@ -102,16 +126,44 @@ def empty_garch_frame() -> pd.DataFrame:
     return frame.astype({"pair_id": object, "converged": bool, "n_obs": "int64", "convergence_message": object})
 
 
+def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> pd.Series:
+    """Spread changes with a hedge ratio estimated before each change: ``Δln y_t − β_{t−1}·Δln x_t``.
+
+    β_{t−1} is the OLS slope of ln y on [1, ln x] over the ``window`` sessions ending at t−1, so no
+    change is measured with a β that saw it. Output: one value per session after the first
+    ``window`` (running sums; equal to :func:`pairs_assets.quant.cointegration.hedge_ratio` on each
+    window, checked in the tests).
+    """
+    ly = np.log(closes[y].to_numpy(dtype=float))
+    lx = np.log(closes[x].to_numpy(dtype=float))
+
+    def rolling(a: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(a)])
+        return c[window:] - c[:-window]
+
+    # centre on the first value: the running sums of squares stay well conditioned
+    cy, cx = ly - ly[0], lx - lx[0]
+    sx, sy, sxx, sxy = rolling(cx), rolling(cy), rolling(cx * cx), rolling(cx * cy)
+    beta = (sxy - sx * sy / window) / (sxx - sx * sx / window)  # β over the window ending at each session
+    changes = np.diff(ly)[window - 1 :] - beta[:-1] * np.diff(lx)[window - 1 :]
+    return pd.Series(changes, index=closes.index[window:])
+
+
 def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> pd.DataFrame:
     """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
 
-    ``closes`` holds the pairs' legs over ``garch_window + 1`` sessions ending at the as-of session.
+    ``closes`` holds the pairs' legs over ``strategy.garch_sessions`` sessions ending at the
+    formation session: ``garch_window + 1`` for the formation β's spread, ``formation_window`` more
+    with ``causal_hedge`` (each change measured with the β of the window before it).
     """
     if pairs.empty:
         return empty_garch_frame()
     rows = []
     for pair in pairs.itertuples():
-        returns = spread_returns(closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
+        if getattr(strategy, "causal_hedge", False):
+            returns = causal_spread_changes(closes, pair.y, pair.x, strategy.formation_window).iloc[-strategy.garch_window :]
+        else:
+            returns = spread_returns(closes.iloc[-(strategy.garch_window + 1) :], pair.y, pair.x, pair.hedge_ratio, pair.intercept)
         fit = fit_garch(returns.to_numpy(), holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS)
         row = {"pair_id": pair.pair_id, **fit.as_dict()}
         row["forecast_score"] = float(forecast_score(fit.forecast_ratio))
@@ -125,10 +177,13 @@ def selection_stage(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Recent backtest and composite score of each pair (``model_selection``): (scores, backtests).
 
-    ``closes`` holds the legs over ``backtest_window + formation_window`` sessions ending at the
-    as-of session (unused when there are no pairs).
+    ``closes`` holds the legs over ``strategy.backtest_sessions`` sessions ending at the formation
+    session (unused when there are no pairs); with ``backtest_before_formation`` the backtest trades
+    the sessions just before the formation window, with ``backtest_lag`` and ``backtest_cost_bp``.
     """
     backtests = []
+    if closes is not None and getattr(strategy, "backtest_before_formation", False):
+        closes = closes.iloc[: len(closes) - strategy.formation_window]  # outside the window that selected the pair
     for pair in pairs.itertuples():
         result = recent_backtest(
             np.log(closes[pair.y].to_numpy()),
@@ -138,6 +193,8 @@ def selection_stage(
             entry_z=strategy.entry_z,
             exit_z=strategy.exit_z,
             stop_z=strategy.stop_z,
+            lag=getattr(strategy, "backtest_lag", 0),
+            cost_bp=getattr(strategy, "backtest_cost_bp", 0.0),
         )
         backtests.append({"pair_id": pair.pair_id, **{c: getattr(result, c) for c in BACKTEST_COLUMNS[1:]}})
     backtest_frame = pd.DataFrame(backtests, columns=BACKTEST_COLUMNS)
@@ -204,6 +261,26 @@ def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | 
     return result, feature_garch, levels, garch
 
 
+def sigma_forecasts_at(closes: pd.DataFrame, pairs: pd.DataFrame, garch: pd.DataFrame) -> pd.Series:
+    """Each pair's 1-step GARCH σ forecast after the last session of ``closes``, parameters fixed.
+
+    For a config later in a trading period than its formation session: the fitted GARCH(1,1) is
+    filtered (:func:`pairs_assets.quant.garch.filter_fixed`) through the formation spread's changes
+    up to the config's as-of session. Output indexed by pair_id.
+    """
+    from pairs_assets.quant.garch import filter_fixed
+
+    params = garch.set_index("pair_id")
+    out = {}
+    for pair in pairs.itertuples():
+        g = params.loc[pair.pair_id]
+        changes = spread(closes[pair.y], closes[pair.x], pair.hedge_ratio, pair.intercept).diff().dropna().to_numpy()
+        # σ at a placeholder step after the last change is the forecast made at the last close
+        sigma, _ = filter_fixed(np.append(changes, 0.0), mu=g["mu"], omega=g["omega"], alpha=g["alpha"], beta=g["beta"])
+        out[pair.pair_id] = float(sigma[-1])
+    return pd.Series(out, dtype="float64")
+
+
 def _model_block(row: Any) -> tuple[dict | None, str]:
     status = getattr(row, "status", None)
     if status != "trained":
@@ -229,6 +306,7 @@ def build_trading_config(
     *,
     as_of: str,
     effective_session: str,
+    formation_session: str | None = None,
     sector: str,
     source: str,
     symbols: tuple[str, ...] | list[str],
@@ -293,6 +371,7 @@ def build_trading_config(
             "schema_version": SCHEMA_VERSION,
             "as_of_session": as_of,
             "effective_session": effective_session,
+            "formation_session": formation_session if formation_session not in (None, as_of) else None,
             "sector": sector,
             "source": source,
             "symbols": list(symbols),

@@ -28,28 +28,46 @@ def _graph_config(date: str, sector: str) -> dict:
     return json.loads((Path(paths().outputs_dir) / "trading_config" / date / f"{sector}.json").read_text())
 
 
+#: the trading-period methodology: stages at a formation session every 5 sessions, causal β in the
+#: GARCH, the backtest before the formation window with lag and costs
+PERIODIC = {"reselect_every": 5, "formation_window": 120, "causal_hedge": True, "backtest_before_formation": True,
+            "backtest_lag": 1, "backtest_cost_bp": 5.0}
+
+
+@pytest.mark.usefixtures("own_pairs_home")  # its daily-graph partitions apart from other tests'
 @pytest.mark.parametrize(
-    "date, sector, symbols",
-    [("2022-12-14", "consumer", CONSUMER), ("2022-12-28", "energy", ENERGY), ("2022-11-15", "consumer", CONSUMER)],
+    "date, sector, symbols, overrides",
+    [
+        ("2022-12-14", "consumer", CONSUMER, {}),
+        ("2022-12-28", "energy", ENERGY, {}),
+        ("2022-11-15", "consumer", CONSUMER, {}),
+        ("2022-12-15", "financial", ("BAC", "JPM"), PERIODIC),
+    ],
 )
-def test_walk_forward_configs_equal_the_daily_graph(sqlite_url, date, sector, symbols):
+def test_walk_forward_configs_equal_the_daily_graph(sqlite_url, date, sector, symbols, overrides):
     """Field for field, input fingerprint included; the GRU's registry block aside (no GRU in the replay)."""
     source = EmbeddedBarSource()
-    strategy = StrategySettings(**FAST)
+    strategy = StrategySettings(**FAST, **overrides)
     preload_history(sqlite_url, source, symbols, date, strategy.history_sessions)
-    assert materialize(date, sector, resources_for(sqlite_url, source, **FAST)).success
+    assert materialize(date, sector, resources_for(sqlite_url, source, **FAST, **overrides)).success
     graph = _graph_config(date, sector)
 
     sessions = partitions.window_sessions(date, strategy.history_sessions)
     panel = read_panel(MarketDataStore(database_url=sqlite_url), source.source_name, sector, symbols, sessions)
-    replay = build_configs(panel, [sessions[-1]], [partitions.next_session(date)], symbols, strategy)[sessions[-1]]
+    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every)  # noqa: E731
+    if overrides:
+        assert formation_of(date) < pd.Timestamp(date) and graph["formation_session"] == str(formation_of(date).date())
+    replay = build_configs(
+        panel, [sessions[-1]], [partitions.next_session(date)], symbols, strategy, formation_of=formation_of
+    )[sessions[-1]]
     ours = replay.document()
     for pair in ours["pairs"]:
         assert pair.pop("model") is None and pair.pop("model_note") == "no GRU stage in this run"
     # with the GRU stage: the same model block as gru_models wrote, registry ids aside
     gate = GRUGate(panel.closes, strategy, sector)
     gated = build_configs(
-        panel, [sessions[-1]], [partitions.next_session(date)], symbols, strategy, models_for=gate.models_for
+        panel, [sessions[-1]], [partitions.next_session(date)], symbols, strategy, formation_of=formation_of,
+        models_for=gate.models_for,
     )[sessions[-1]].document()
     for pair, graph_pair in zip(gated["pairs"], graph["pairs"]):
         for block in (pair["model"], graph_pair["model"]):

@@ -120,3 +120,25 @@ def test_bad_inputs_raise_naming_the_field():
         recent_backtest(np.r_[np.nan, y_log[1:]], x_log, 100, 100, **BANDS)
     with pytest.raises(ValueError, match="same length"):
         recent_backtest(y_log, x_log[1:], 100, 100, **BANDS)
+
+
+def test_lag_and_costs_by_hand():
+    from pairs_assets.quant.backtest import backtest_pnl
+    from pairs_assets.quant.cointegration import hedge_ratio
+
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.normal(0, 0.01, 90))
+    y = 0.8 * x + rng.normal(0, 0.01, 90)
+    pnl0, pos = backtest_pnl(y, x, 30, 60, 1.0, 0.3, 3.5)
+    pnl1, pos1 = backtest_pnl(y, x, 30, 60, 1.0, 0.3, 3.5, lag=1)
+    assert (pos == pos1).all() and (pos != 0).any()  # decisions do not depend on the lag
+    beta, _ = hedge_ratio(y[:60], x[:60])
+    moves = (np.diff(y[59:]) - beta * np.diff(x[59:])) / (1 + abs(beta))
+    held1 = np.concatenate([[0, 0], pos[:-2]])  # decided at close t, traded at close t+1
+    assert np.allclose(pnl1, held1 * moves, atol=1e-15)
+    assert np.allclose(pnl0, np.concatenate([[0], pos[:-1]]) * moves, atol=1e-15)
+    costly, _ = backtest_pnl(y, x, 30, 60, 1.0, 0.3, 3.5, lag=1, cost_bp=10.0)
+    traded = np.abs(np.diff(held1)).sum()  # unit gross notional traded at the closes inside the window
+    assert costly.sum() == pytest.approx(pnl1.sum() - 10.0 / 1e4 * traded, abs=1e-15)
+    with pytest.raises(ValueError, match="lag"):
+        backtest_pnl(y, x, 30, 60, 1.0, 0.3, 3.5, lag=2)

@@ -141,15 +141,11 @@ class WalkForwardResult:
 
 def required_history(strategy, settings: WalkForwardSettings) -> int:
     """Sessions of bars needed before the first as-of session (the longest window the run reads)."""
-    windows = [
-        strategy.formation_window,
-        strategy.garch_window + 1,
-        strategy.backtest_window + strategy.formation_window,
-        settings.baseline_formation + 1,
-    ]
+    windows = [strategy.formation_window, strategy.garch_sessions, strategy.backtest_sessions]
     if settings.gru:
         windows.append(strategy.gru_window)
-    return max(windows)
+    # the first configs' formation session may lie up to reselect_every - 1 sessions earlier
+    return max(max(windows) + strategy.reselect_every - 1, settings.baseline_formation + 1)
 
 
 def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, end: pd.Timestamp, next_session) -> None:
@@ -179,6 +175,7 @@ def run_walk_forward(
     *,
     models_for=None,
     entry_gate=None,
+    formation_of=None,
     progress: Callable[[int], None] | None = None,
 ) -> WalkForwardResult:
     """Replay, trade and summarise (module docstring).
@@ -200,14 +197,14 @@ def run_walk_forward(
         panel = panels[sector]
         _check_range(panel, _range_sessions(panel, settings), history, pd.Timestamp(settings.end), next_session)
     workers = min(settings.workers or os.cpu_count() or 1, len(sectors))
-    jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings) for s in sectors]
+    jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings, formation_of) for s in sectors]
     if workers > 1 and models_for is None and entry_gate is None:
         # the settings travel as (class, fields): a Dagster resource does not pickle itself
         strategy_spec = (type(strategy), strategy.model_dump())
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {
-                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf): panel.sector
-                for panel, symbols, nxt, _strategy, wf in jobs
+                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf, formation): panel.sector
+                for panel, symbols, nxt, _strategy, wf, formation in jobs
             }
             outcomes = {}
             for future in as_completed(futures):
@@ -273,16 +270,18 @@ class _SectorOutcome:
     gru: dict  # GRU gate counts: trained, skipped, allowed, vetoed (empty without the gate)
 
 
-def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings) -> _SectorOutcome:
+def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings, formation_of) -> _SectorOutcome:
     cls, fields = strategy_spec
     if settings.gru:
         import torch
 
         torch.set_num_threads(1)  # one process per core already
-    return _run_sector(panel, symbols, next_session, cls(**fields), settings)
+    return _run_sector(panel, symbols, next_session, cls(**fields), settings, formation_of)
 
 
-def _run_sector(panel, symbols, next_session, strategy, settings, *, models_for=None, entry_gate=None, progress=None) -> _SectorOutcome:
+def _run_sector(
+    panel, symbols, next_session, strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None
+) -> _SectorOutcome:
     """One sector: configs, our trades, the baseline's, executed at every cost."""
     t0 = time.perf_counter()
     sector, index = panel.sector, panel.closes.index
@@ -298,7 +297,9 @@ def _run_sector(panel, symbols, next_session, strategy, settings, *, models_for=
 
         gate = GRUGate(panel.closes, strategy, sector)
         models_for, entry_gate = gate.models_for, gate.entry_gate
-    configs = build_configs(panel, as_of, effective, symbols, strategy, models_for=models_for, progress=progress)
+    configs = build_configs(
+        panel, as_of, effective, symbols, strategy, formation_of=formation_of, models_for=models_for, progress=progress
+    )
     def ours(name: str, gate_fn) -> pd.DataFrame:
         return trade_configs(
             configs, panel.closes, sessions, strategy_name=name, on_drop=settings.on_drop,

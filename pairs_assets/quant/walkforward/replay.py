@@ -51,6 +51,7 @@ from pairs_assets.quant.stages import (
     empty_garch_frame,
     garch_stage,
     selection_stage,
+    sigma_forecasts_at,
 )
 from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, empty_trades
 
@@ -228,6 +229,7 @@ def build_configs(
     symbols: Sequence[str],
     strategy,
     *,
+    formation_of: Callable[[pd.Timestamp], pd.Timestamp] | None = None,
     models_for: Callable[[pd.Timestamp, pd.DataFrame, pd.DataFrame], pd.DataFrame | None] | None = None,
     progress: Callable[[int], None] | None = None,
     fingerprint_label: str = "walk-forward",
@@ -236,10 +238,13 @@ def build_configs(
 
     Inputs: ``panel`` — the sector's closes (and row hashes); ``as_of_sessions`` — sessions of the
     panel; ``effective_sessions`` — the session after each; ``symbols`` — the sector's universe
-    symbols; ``strategy`` — StrategySettings; ``models_for(as_of, selected_pairs, closes)`` — the
-    GRU stage's output for the selected pairs (None: no GRU stage, as a run without it);
+    symbols; ``strategy`` — StrategySettings; ``formation_of(as_of)`` — the formation session of an
+    as-of session (``strategy.reselect_every``; None: the as-of session itself); ``models_for(formation,
+    selected_pairs, closes)`` — the GRU stage's output for the selected pairs (None: no GRU stage);
     ``progress(n)`` — called after each session.
-    Output: ``{as_of: TradingConfig}``.
+    Output: ``{as_of: TradingConfig}``. The stages run once per formation session; a later config of
+    the same trading period carries the formation's pairs and numbers with the GARCH σ forecast
+    filtered forward to its own as-of session.
     Raises :class:`InsufficientHistoryError` when a window starts before the panel and
     :class:`MissingBarsError` naming the symbol when a window has a gap.
     """
@@ -252,66 +257,76 @@ def build_configs(
     # rows with a NaN in any symbol, cumulated: a window [a, b] is complete when no such row lies in it
     gaps = np.concatenate([[0], np.cumsum(closes.isna().to_numpy().any(axis=1))])
     empty_template: TradingConfig | None = None
+    cohorts: dict[pd.Timestamp, tuple] = {}
     configs: dict[pd.Timestamp, TradingConfig] = {}
     for as_of, effective in zip(as_of_sessions, effective_sessions):
-        end = panel.position(as_of)
-        start = end - strategy.formation_window + 1
-        if not screen[end] and start >= 0 and gaps[end + 1] == gaps[start] and empty_template is not None:
-            # no pair reaches correlation_min and passes Engle-Granger: the stages would produce the empty config
-            pairs, legs, formation = None, [], None
-        else:
-            formation = panel.window(symbols, end, strategy.formation_window)
-            pairs = None
-            if screen[end]:
+        as_of = pd.Timestamp(as_of)
+        formation_session = pd.Timestamp(formation_of(as_of)) if formation_of is not None else as_of
+        end_f, end = panel.position(formation_session), panel.position(as_of)
+        if formation_session not in cohorts:
+            start = end_f - strategy.formation_window + 1
+            if not screen[end_f] and start >= 0 and gaps[end_f + 1] == gaps[start]:
+                # no pair reaches correlation_min and passes Engle-Granger: the stages would find nothing
+                cohorts = {formation_session: (None, [], None, empty_garch_frame(), empty_scores, None)}
+            else:
+                formation = panel.window(symbols, end_f, strategy.formation_window)
                 stage = correlation_stage(formation, strategy)
                 result, _log_prices = cointegration_stage(formation, stage.matrix, strategy)
                 pairs = result.pairs
-            legs = [] if pairs is None or pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
+                legs = [] if pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
+                garch, scores, models = empty_garch_frame(), empty_scores, None
+                if legs:
+                    garch = garch_stage(panel.window(legs, end_f, strategy.garch_sessions), pairs, strategy)
+                    scores, _ = selection_stage(panel.window(legs, end_f, strategy.backtest_sessions), pairs, garch, strategy)
+                    if models_for is not None:
+                        selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
+                        models = models_for(formation_session, selected, panel.window(legs, end_f, strategy.gru_window))
+                cohorts = {formation_session: (pairs, legs, formation, garch, scores, models)}
+        pairs, legs, formation, garch, scores, models = cohorts[formation_session]
         if panel.row_hashes is not None:
-            formation_fp = panel.fingerprint(symbols, end, strategy.formation_window)
+            formation_fp = panel.fingerprint(symbols, end_f, strategy.formation_window)
             history_fp = panel.fingerprint(legs, end, history_n) if legs else formation_fp
             fingerprint = _fingerprint_of(formation_fp, history_fp, panel.source, strategy_dump)
         else:
             fingerprint = fingerprint_label
-        if not legs and formation is None:
+        dates = {"as_of_session": str(as_of.date()), "effective_session": str(pd.Timestamp(effective).date())}
+        if not legs and empty_template is not None:
             configs[as_of] = empty_template.model_copy(
                 update={
-                    "as_of_session": str(as_of.date()),
-                    "effective_session": str(pd.Timestamp(effective).date()),
+                    **dates,
+                    "formation_session": str(formation_session.date()) if formation_session != as_of else None,
                     "input_fingerprint": fingerprint,
                 }
             )
-            if progress is not None:
-                progress(1)
-            continue
-        if not legs:
-            garch, scores, models = empty_garch_frame(), empty_scores, None
-            pairs = pairs if pairs is not None else _empty_pairs()
         else:
-            garch = garch_stage(panel.window(legs, end, strategy.garch_window + 1), pairs, strategy)
-            scores, _ = selection_stage(
-                panel.window(legs, end, strategy.backtest_window + strategy.formation_window), pairs, garch, strategy
+            if formation is None:  # the screen skipped the stages: the empty config, built once
+                formation = panel.window(symbols, end_f, strategy.formation_window)
+            if pairs is None:
+                pairs = _empty_pairs()
+            if legs and end > end_f:
+                # later in the trading period: the formation's GARCH σ filtered forward to this as-of session
+                garch = garch.assign(
+                    sigma_forecast=garch["pair_id"].map(
+                        sigma_forecasts_at(panel.window(legs, end, strategy.garch_window + 1 + end - end_f), pairs, garch)
+                    )
+                )
+            configs[as_of] = build_trading_config(
+                as_of=dates["as_of_session"],
+                effective_session=dates["effective_session"],
+                formation_session=str(formation_session.date()),
+                sector=panel.sector,
+                source=panel.source,
+                symbols=symbols,
+                pairs=pairs,
+                garch=garch,
+                scores=scores,
+                models=models if models_for is not None else None,
+                formation_closes=formation,
+                strategy=strategy,
+                fingerprint=fingerprint,
             )
-            models = None
-            if models_for is not None:
-                selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
-                models = models_for(as_of, selected, panel.window(legs, end, strategy.gru_window))
-        configs[as_of] = build_trading_config(
-            as_of=str(as_of.date()),
-            effective_session=str(pd.Timestamp(effective).date()),
-            sector=panel.sector,
-            source=panel.source,
-            symbols=symbols,
-            pairs=pairs,
-            garch=garch,
-            scores=scores,
-            models=models if models_for is not None else None,
-            formation_closes=formation,
-            strategy=strategy,
-            fingerprint=fingerprint,
-        )
-        if not legs:
-            empty_template = configs[as_of]
+            if not legs:
+                empty_template = configs[as_of]
         if progress is not None:
             progress(1)
     return configs
@@ -429,7 +444,8 @@ def trade_configs(
             w_y, w_x = sig.target_position(action, pair.hedge_ratio, pair.sizing.model_dump())
             if not (w_y or w_x):
                 continue
-            if entry_gate is not None and not entry_gate(pair, pd.Timestamp(config.as_of_session), session):
+            trained_at = pd.Timestamp(config.formation_session or config.as_of_session)
+            if entry_gate is not None and not entry_gate(pair, trained_at, session):
                 continue
             open_[pair_id] = _Open(pair, 1 if action == sig.LONG_SPREAD else -1, float(w_y), float(w_x), session, z)
     for pair_id in sorted(open_):
