@@ -15,6 +15,8 @@ from resources.market_data import MarketDataStore, bars_table
 
 ALL = {"raw_bars", "correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "gru_models", "trading_config"}
 FAST = {"gru_max_epochs": 3, "gru_hidden": 16}
+# each test its own PAIRS_HOME: the tests materialize the same partitions (see assets/conftest.py)
+pytestmark = pytest.mark.usefixtures("own_pairs_home")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from resources.market_data import MarketDataStore, model_performance_table
 from resources.model_registry import ModelRegistry
 
 FAST = {"gru_max_epochs": 4, "gru_hidden": 16}
+# each test its own PAIRS_HOME: the tests materialize the same partitions (see assets/conftest.py)
+pytestmark = pytest.mark.usefixtures("own_pairs_home")
 
 
 @pytest.fixture()

@@ -137,6 +137,10 @@ def test_sigint_stops_cleanly_and_writes_every_received_bar(sqlite_url, tmp_path
             # bars reach the process but are not flushed yet (60 s flush interval)
             assert wait_until(lambda: recycler.stats.bars_sent >= 10 or process.poll() is not None, 60)
             assert process.poll() is None, process.communicate()[1][-2000:]
+            # The one sleep left in the stream tests: between reading a bar and its (60 s) flush the
+            # process shows nothing outside (no write, no line), so there is no event to await; this
+            # gives bars the recycler already sent time to be read. A flush interval short enough to
+            # observe writes would leave nothing unflushed at SIGINT, which is what this test checks.
             time.sleep(0.3)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=30)
