@@ -82,6 +82,26 @@ def test_connection_errors_mask_the_password():
     assert "hunter2" not in message and "pairs:***@127.0.0.1:1/market" in message
     assert info.value.__cause__ is None and info.value.__suppress_context__  # tracebacks omit the raw error
     assert redact_url("not a url://u:hunter2@h/x") == "not a url://u:***@h/x"
+    assert redact_url("amqp://desk:hunter2@mq:5672/pairs") == "amqp://desk:***@mq:5672/pairs"
+    assert redact_url("redis://:hunter2@127.0.0.1:6379/1") == "redis://:***@127.0.0.1:6379/1"
+
+
+def test_pairs_worker_needs_a_broker_and_mlflow_server_its_stores(monkeypatch):
+    from click.testing import CliRunner
+
+    from pairs_assets import settings
+    from pairs_assets.cli import main
+
+    monkeypatch.delenv("PAIRS_CELERY_BROKER", raising=False)
+    monkeypatch.delenv("PAIRS_MLFLOW_BACKEND_URI", raising=False)
+    settings.paths.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["worker"])
+        assert result.exit_code == 2 and "PAIRS_CELERY_BROKER" in result.output
+        result = CliRunner().invoke(main, ["mlflow-server"])
+        assert result.exit_code == 2 and "PAIRS_MLFLOW_BACKEND_URI" in result.output
+    finally:
+        settings.paths.cache_clear()
 
 
 def test_psycopg2_url_maps_only_the_plain_scheme():
