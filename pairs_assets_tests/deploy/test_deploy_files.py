@@ -109,3 +109,26 @@ def test_dockerfile_copies_existing_paths_and_starts_the_code_server():
     assert '"torch==2.13.0"' in text
     cmd = json.loads(re.search(r"^CMD\s+(\[.*\])$", text, flags=re.M).group(1))
     assert cmd[:3] == ["dagster", "code-server", "start"] and "pairs_assets.definitions" in cmd
+
+
+def test_scheduled_runs_carry_the_tag_the_run_queue_limits_per_sector():
+    """The 6 AM tick's runs must carry the key the per-sector limit counts, one value per sector."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import dagster as dg
+
+    from pairs_assets.definitions import defs
+
+    limits = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["concurrency"]["runs"]["tag_concurrency_limits"]
+    per_sector = [rule for rule in limits if rule.get("value") == {"applyLimitPerUniqueValue": True}]
+    assert [(rule["key"], rule["limit"]) for rule in per_sector] == [("dagster/partition/sector", 1)]
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2022, 12, 29, 6, 0, tzinfo=ZoneInfo("America/New_York")),
+            repository_def=defs.get_repository_def(),
+        )
+        requests = defs.get_schedule_def("daily_pairs_schedule").evaluate_tick(context).run_requests
+    sectors = [r.tags.get("dagster/partition/sector") for r in requests]
+    assert len(requests) == 6 and sorted(sectors) == sorted(set(sectors)) and None not in sectors
