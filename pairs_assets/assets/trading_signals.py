@@ -150,12 +150,23 @@ def build_pair_inputs(
 # --- models --------------------------------------------------------------------------------------
 
 
+def _eval_mode(model: Any) -> None:
+    """Switch dropout off. A ``torch.export`` module (MLflow 3's default pytorch flavour) was exported
+    in eval mode and refuses ``eval()`` (NotImplementedError): nothing to switch."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass
+
+
 def gru_probabilities(
     inputs: list[sig.PairInput], model_registry: Any, seq_len: int
 ) -> tuple[dict[str, float | None], dict[str, list[str]], dict[str, str]]:
     """GRU reversion probabilities per pair (None: ungated), flags per pair, model load failures.
 
-    Any failure to load a model is recorded (model → reason) and its pairs go ungated.
+    Any failure to load a model is recorded (model → reason) and its pairs go ungated. Each model
+    sees the daily features of the session closes up to the as-of session
+    (:func:`pairs_assets.quant.signals.gru_sequence`), as in training — no intraday row.
     """
     import torch
 
@@ -176,7 +187,7 @@ def gru_probabilities(
         label = f"{name}/{version}"
         try:
             model = model_registry.load_model(name, version)
-            model.eval()
+            _eval_mode(model)
         except Exception as exc:  # any failure to load means "no gating", recorded with its reason
             failures[label] = f"{type(exc).__name__}: {str(exc)[:300]}"
             for pair in pairs:

@@ -1,8 +1,8 @@
 """Features, labels, sequences, the chronological split and the scaler of the GRU reversion model.
 
 Everything here is causal: a value at session ``t`` is computed from sessions ``<= t`` only
-(trailing windows, recursive smoothing), except :func:`reversion_labels`, which is the target and
-looks ``horizon`` sessions ahead by definition. Rows whose future is unknown get a NaN label and
+(trailing windows, recursive smoothing), except the labels (:func:`entry_event_labels`,
+:func:`reversion_labels`), which are targets and look ``horizon`` sessions ahead by definition. Rows whose future is unknown get a NaN label and
 never become training examples.
 
 Pure numpy/pandas; no dagster, no resources.
@@ -10,6 +10,7 @@ Pure numpy/pandas; no dagster, no resources.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,15 @@ VOL_WINDOW = 20
 DEFAULT_MEAN_WINDOW = 20
 DEFAULT_HORIZON = 5
 DEFAULT_REVERSION_FRACTION = 0.5
+# The entry rule's levels and formation window at their StrategySettings defaults (a test keeps them
+# equal); callers pass the strategy's own values.
+DEFAULT_FORMATION_WINDOW = 60
+DEFAULT_ENTRY_Z = 2.0
+DEFAULT_EXIT_Z = 0.5
+DEFAULT_STOP_Z = 3.5
+#: The GRU's targets: ``entry_event`` (:func:`entry_event_labels`, the default: the event the entry
+#: rule trades) and ``reversion`` (:func:`reversion_labels`, the original design's target).
+LABELS = ("entry_event", "reversion")
 
 FEATURE_NAMES: tuple[str, ...] = (
     "spread",
@@ -264,6 +274,114 @@ def reversion_labels(
     return pd.Series(labels, index=s.index, name=f"reverts_{horizon}")
 
 
+def formation_statistics(spread: pd.Series, formation_window: int = DEFAULT_FORMATION_WINDOW) -> pd.DataFrame:
+    """The trading config's spread statistics as they would have been written at each session.
+
+    Args:
+        spread: spread levels indexed by session.
+        formation_window: sessions of the formation window (t included).
+
+    Returns:
+        Frame indexed like ``spread`` with ``spread_mean`` (trailing mean of the last
+        ``formation_window`` spreads, t included) and ``spread_std`` (their sample standard
+        deviation, ddof = 1) — what :func:`pairs_assets.quant.stages.build_trading_config` writes
+        as ``spread_mean`` / ``spread_std`` for an as-of session t. NaN before the window is full.
+    """
+    if formation_window < 2:
+        raise ValueError(f"formation_window must be >= 2, got {formation_window}")
+    s = _check_series("spread", spread)
+    rolling = s.rolling(formation_window, min_periods=formation_window)
+    return pd.DataFrame({"spread_mean": rolling.mean(), "spread_std": rolling.std(ddof=1)}, index=s.index)
+
+
+def entry_event_labels(
+    spread: pd.Series,
+    horizon: int = DEFAULT_HORIZON,
+    formation_window: int = DEFAULT_FORMATION_WINDOW,
+    exit_z: float = DEFAULT_EXIT_Z,
+    stop_z: float = DEFAULT_STOP_Z,
+) -> pd.Series:
+    """Does the trade the entry rule would open after session t end at its exit, not its stop?
+
+    The trading config written as of t freezes the spread statistics m_t, σ_t of the formation
+    window ending at t (:func:`formation_statistics`); the signal job then trades
+    z = (s − m_t) / σ_t (:func:`pairs_assets.quant.signals.garch_zscore`) with the config's levels
+    exit < entry < stop. With z_{t,k} = (s_{t+k} − m_t) / σ_t the z of the close k sessions later::
+
+        label_t = 1  if  |z_{t,k}| <= exit_z  for some k in 1..horizon
+                         and |z_{t,j}| <  stop_z  for every j in 1..k
+                  0  otherwise
+
+    i.e. within ``horizon`` sessions the spread's close comes back inside the exit band before it
+    closes beyond the stop — the entry rule's winning exit, on the config's own z. A row is
+    labelled for every session (an entry at t+1 needs |z| >= entry_z, a condition on t+1 the
+    model cannot see at the close of t); :func:`pairs_assets.quant.gru.fit_pair_model` reports
+    metrics on the sessions with |z_t| >= entry_z beside the overall ones. Closes only (an intraday
+    touch is not seen); the GARCH rescaling of σ in the live z (σ_forecast / σ_∞, about 1 on
+    average) is not applied: the label uses the config's ``spread_std``.
+
+    Point in time: label_t uses closes t − formation_window + 1 .. t + horizon and nothing else; the
+    last ``horizon`` rows (their future lies after the as-of session) and the first
+    ``formation_window − 1`` (no statistics yet) are NaN, as is any row with a NaN close in its
+    look-ahead or a flat formation window (σ_t = 0). NaN rows are never used for training or scoring.
+
+    Args:
+        spread: spread levels indexed by session (the pair's ``log y − β log x − a``).
+        horizon: sessions ahead (the strategy's ``gru_horizon``).
+        formation_window: the strategy's ``formation_window``.
+        exit_z, stop_z: the strategy's levels, 0 <= exit_z < stop_z.
+
+    Returns:
+        Float series of 0/1/NaN named ``entry_event_<horizon>``.
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    if not (0.0 <= exit_z < stop_z and math.isfinite(stop_z)):
+        raise ValueError(f"need 0 <= exit_z < stop_z (finite), got exit_z={exit_z}, stop_z={stop_z}")
+    s = _check_series("spread", spread)
+    stats = formation_statistics(s, formation_window)
+    values = s.to_numpy()
+    n = len(values)
+    mean = stats["spread_mean"].to_numpy()
+    std = stats["spread_std"].to_numpy()
+    usable = np.isfinite(mean) & np.isfinite(std) & (std > 0)
+    safe_std = np.where(usable, std, 1.0)
+    exited = np.zeros(n, dtype=bool)
+    stopped = np.zeros(n, dtype=bool)
+    unknown = ~usable | np.isnan(values)
+    for k in range(1, horizon + 1):
+        future = np.full(n, np.nan)
+        future[: n - k] = values[k:]
+        unknown |= np.isnan(future)
+        with np.errstate(invalid="ignore"):
+            size = np.abs(future - mean) / safe_std
+        stopped |= ~exited & (size >= stop_z)  # a stop before (or without) an exit ends the trade
+        exited |= ~stopped & (size <= exit_z)
+    labels = exited.astype("float64")
+    unknown[max(n - horizon, 0) :] = True
+    labels[unknown] = np.nan
+    return pd.Series(labels, index=s.index, name=f"entry_event_{horizon}")
+
+
+def make_labels(
+    spread: pd.Series,
+    label: str = "entry_event",
+    *,
+    horizon: int = DEFAULT_HORIZON,
+    formation_window: int = DEFAULT_FORMATION_WINDOW,
+    exit_z: float = DEFAULT_EXIT_Z,
+    stop_z: float = DEFAULT_STOP_Z,
+    mean_window: int = DEFAULT_MEAN_WINDOW,
+    reversion_fraction: float = DEFAULT_REVERSION_FRACTION,
+) -> pd.Series:
+    """The GRU's target by name (:data:`LABELS`): ``entry_event`` or ``reversion``."""
+    if label == "entry_event":
+        return entry_event_labels(spread, horizon, formation_window, exit_z, stop_z)
+    if label == "reversion":
+        return reversion_labels(spread, horizon, mean_window, reversion_fraction)
+    raise ValueError(f"unknown GRU label {label!r} (known: {', '.join(LABELS)})")
+
+
 # --- sequences and split ---------------------------------------------------------------------------
 
 
@@ -375,15 +493,23 @@ def chronological_split(
 
 
 def min_sessions_for(
-    n_sequences: int, seq_len: int = 10, horizon: int = DEFAULT_HORIZON, garch_warmup: int = 1
+    n_sequences: int,
+    seq_len: int = 10,
+    horizon: int = DEFAULT_HORIZON,
+    garch_warmup: int = 1,
+    label_warmup: int = DEFAULT_FORMATION_WINDOW - 1,
 ) -> int:
     """Sessions of spread history that yield ``n_sequences`` labelled sequences.
 
-    warm-up rows (features, GARCH) + (seq_len - 1) + n_sequences + horizon (unlabelled tail).
-    The split then purges ``2 * horizon`` of them. 1,000 sequences at the defaults: 1,034 sessions.
+    The first labelled window ends at the later of the first full feature window
+    (warm-up rows of the features and GARCH, plus ``seq_len - 1``) and the first labelled session
+    (``label_warmup`` leading rows without a label: ``formation_window - 1`` for the
+    ``entry_event`` label, ``mean_window - 1`` for ``reversion``); then ``n_sequences`` and the
+    unlabelled tail of ``horizon``. The split then purges ``2 * horizon`` of them. 1,000
+    sequences at the defaults (entry_event, formation window 60): 1,064 sessions.
     """
-    warmup = max(FEATURE_WARMUP, garch_warmup)
-    return warmup + (seq_len - 1) + n_sequences + horizon
+    first_end = max(max(FEATURE_WARMUP, garch_warmup) + seq_len - 1, label_warmup)
+    return first_end + n_sequences + horizon
 
 
 # --- scaling ---------------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""A GRU that predicts whether a pair's spread reverts toward its mean within a horizon.
+"""A GRU that predicts whether the trade the entry rule opens on a pair's spread ends at its exit.
+
+The default target (:func:`~pairs_assets.quant.features.entry_event_labels`) is the entry rule's own
+event: the spread's z against the formation statistics a config written at t would hold comes back
+inside the exit band within ``horizon`` sessions before it closes beyond the stop. The original
+design's target (reversion halfway to a trailing 20-session mean,
+:func:`~pairs_assets.quant.features.reversion_labels`) stays available as ``label="reversion"``.
 
 Pipeline (:func:`fit_pair_model`): features → labels → sequences → chronological split with purge
 → scaler fitted on the training slice → GRU trained with early stopping on validation loss →
@@ -38,7 +44,10 @@ from pairs_assets.quant.classification import (
 from pairs_assets.quant.features import (
     DEFAULT_HORIZON,
     DEFAULT_MEAN_WINDOW,
+    DEFAULT_EXIT_Z,
+    DEFAULT_FORMATION_WINDOW,
     DEFAULT_REVERSION_FRACTION,
+    DEFAULT_STOP_Z,
     FEATURE_NAMES,
     ChronologicalSplit,
     FeatureScaler,
@@ -50,9 +59,9 @@ from pairs_assets.quant.features import (
     _who,
     build_features,
     chronological_split,
+    make_labels,
     make_sequences,
     min_sessions_for,
-    reversion_labels,
     rolling_zscore,
     session_label as _session,
     trim_warmup,
@@ -354,6 +363,13 @@ class PairModelResult:
     device: str
     train_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    label: str = "entry_event"
+    exit_z: float = DEFAULT_EXIT_Z
+    stop_z: float = DEFAULT_STOP_Z
+    formation_window: int = DEFAULT_FORMATION_WINDOW
+    #: test metrics on the sessions where |z_t| >= entry_z (the config's z), where the gate acts;
+    #: empty when the test slice has too few such sessions of both classes
+    entry_metrics: dict[str, float] = field(default_factory=dict)
 
     def flat_metrics(self) -> dict[str, float]:
         """``train_f1``, ``val_roc_auc``, ``test_…``, ``baseline_<name>_<metric>``, threshold, … as floats."""
@@ -364,6 +380,7 @@ class PairModelResult:
             flat.update({f"baseline_{name}_{k}": float(v) for k, v in values.items()})
         for part, rate in self.positive_rate.items():
             flat[f"{part}_positive_rate"] = float(rate)
+        flat.update({f"test_entry_{k}": float(v) for k, v in self.entry_metrics.items()})
         flat["threshold"] = float(self.threshold)
         flat["best_epoch"] = float(self.best_epoch)
         flat["epochs_run"] = float(len(self.history))
@@ -376,7 +393,11 @@ class PairModelResult:
         params: dict[str, Any] = dict(self.config.as_params())
         params.update(
             {
+                "label": self.label,
                 "label_horizon": self.horizon,
+                "label_formation_window": self.formation_window,
+                "label_exit_z": self.exit_z,
+                "label_stop_z": self.stop_z,
                 "label_mean_window": self.mean_window,
                 "label_reversion_fraction": self.reversion_fraction,
                 "entry_z": self.entry_z,
@@ -391,6 +412,7 @@ class PairModelResult:
                 "device": self.device,
                 "threshold_rule": "max F1 on validation",
                 "logistic_features": "last step, train-only scaling",
+                "feature_rows": "session closes up to the as-of session (no intraday row)",
             }
         )
         return params
@@ -421,20 +443,30 @@ def fit_pair_model(
     mean_window: int = DEFAULT_MEAN_WINDOW,
     reversion_fraction: float = DEFAULT_REVERSION_FRACTION,
     example_rows: int = 5,
+    label: str = "entry_event",
+    formation_window: int = DEFAULT_FORMATION_WINDOW,
+    exit_z: float = DEFAULT_EXIT_Z,
+    stop_z: float = DEFAULT_STOP_Z,
 ) -> PairModelResult:
-    """Train and score a pair's reversion GRU on its spread history up to the as-of session.
+    """Train and score a pair's GRU gate on its spread history up to the as-of session.
 
     Args:
         spread: the spread indexed by session, ending at the as-of session (the caller slices the
             training window: e.g. ``min_sessions_for(DEFAULT_TARGET_SEQUENCES)`` sessions or more).
         garch_sigma, garch_std_resid: GARCH conditional volatility and standardized residuals on
             the same sessions (leading NaN = warm-up, dropped).
-        entry_z: the trading entry level, for the ``|z| > entry`` baseline (z over ``mean_window``).
+        entry_z: the trading entry level, for the ``|z| > entry`` baseline (z over
+            ``formation_window`` for the ``entry_event`` label, over ``mean_window`` for ``reversion``)
+            and the entry-session metrics.
         config: GRU hyperparameters and split fractions.
         horizon: label horizon in sessions (see :func:`~pairs_assets.quant.features.reversion_labels`);
             also the purge gap at each split boundary.
         min_sequences: fewer labelled sequences than this raises ``InsufficientSequencesError``.
         pair_id: named in every error message.
+        label: ``entry_event`` (default, :func:`~pairs_assets.quant.features.entry_event_labels`
+            with ``formation_window``, ``exit_z``, ``stop_z`` — the strategy's values) or
+            ``reversion`` (:func:`~pairs_assets.quant.features.reversion_labels` with
+            ``mean_window``, ``reversion_fraction``).
 
     Returns:
         :class:`PairModelResult`. The threshold maximises F1 on the validation slice; test metrics
@@ -446,13 +478,17 @@ def fit_pair_model(
     """
     who = _who(pair_id)
     features = trim_warmup(build_features(spread, garch_sigma, garch_std_resid), pair_id)
-    labels = reversion_labels(spread, horizon, mean_window, reversion_fraction)
+    labels = make_labels(
+        spread, label, horizon=horizon, formation_window=formation_window, exit_z=exit_z, stop_z=stop_z,
+        mean_window=mean_window, reversion_fraction=reversion_fraction,
+    )
     X, y, ends = make_sequences(features, labels, config.seq_len, pair_id)
+    label_warmup = (formation_window if label == "entry_event" else mean_window) - 1
     if len(X) < min_sequences:
         raise InsufficientSequencesError(
             f"{who}{len(X)} labelled sequences from {len(spread)} sessions "
             f"({_session(ends[0])} .. {_session(ends[-1])}), need at least {min_sequences}: provide at least "
-            f"{min_sessions_for(min_sequences, config.seq_len, horizon)} "
+            f"{min_sessions_for(min_sequences, config.seq_len, horizon, label_warmup=label_warmup)} "
             f"sessions (seq_len {config.seq_len}, horizon {horizon})"
         )
     split: ChronologicalSplit = chronological_split(
@@ -474,9 +510,10 @@ def fit_pair_model(
     probs = {part: predict_proba(trained.model, values[0]) for part, values in data.items()}
     threshold = select_threshold(data["val"][1], probs["val"])
     metrics = {part: classification_metrics(data[part][1], probs[part], threshold) for part in data}
-    rule_z = rolling_zscore(spread.astype("float64"), mean_window).reindex(data["test"][2])
+    rule_window = formation_window if label == "entry_event" else mean_window
+    rule_z = rolling_zscore(spread.astype("float64"), rule_window).reindex(data["test"][2])
     if not np.isfinite(rule_z.to_numpy()).all():
-        raise NaNFeaturesError(f"{who}the {mean_window}-session z-score is NaN in the test slice (flat spread?)")
+        raise NaNFeaturesError(f"{who}the {rule_window}-session z-score is NaN in the test slice (flat spread?)")
     baselines = baseline_metrics(
         *data["train"][:2],
         *data["val"][:2],
@@ -487,6 +524,13 @@ def fit_pair_model(
         seed=config.seed,
     )
     beats = all(metrics["test"]["f1"] > b["f1"] for b in baselines.values())
+    # where the gate acts: test sessions whose config z is beyond the entry level
+    at_entry = np.abs(rule_z.to_numpy()) >= entry_z
+    entry_metrics: dict[str, float] = {}
+    y_entry = data["test"][1][at_entry]
+    if at_entry.sum() >= 10 and len(np.unique(y_entry)) == 2:
+        entry_metrics = dict(classification_metrics(y_entry, probs["test"][at_entry], threshold))
+        entry_metrics["n"] = float(at_entry.sum())
     return PairModelResult(
         pair_id=pair_id or "",
         model=trained.model,
@@ -497,7 +541,7 @@ def fit_pair_model(
         mean_window=mean_window,
         reversion_fraction=reversion_fraction,
         entry_z=float(entry_z),
-        rule_z_window=mean_window,
+        rule_z_window=rule_window,
         threshold=threshold,
         metrics=metrics,
         baseline_metrics=baselines,
@@ -513,4 +557,9 @@ def fit_pair_model(
         positive_rate={p: float(v[1].mean()) for p, v in data.items()},
         device=trained.device,
         train_seconds=trained.seconds,
+        label=label,
+        exit_z=float(exit_z),
+        stop_z=float(stop_z),
+        formation_window=int(formation_window),
+        entry_metrics=entry_metrics,
     )

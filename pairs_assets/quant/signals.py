@@ -337,11 +337,20 @@ class PairInput:
     bar_timestamp: pd.Timestamp
     flags: list[str] = field(default_factory=list)
 
-    def spread_path(self) -> pd.Series:
-        """Session spreads up to the as-of session, plus the current spread (if any) as a last row."""
+    def session_spreads(self) -> pd.Series:
+        """Session-close spreads up to the as-of session (indexed like ``history``): the GRU's input rows."""
         p = self.params
         hist = spread(self.history["y"].to_numpy(float), self.history["x"].to_numpy(float), p.hedge_ratio, p.intercept)
-        values = list(hist)
+        return pd.Series(np.asarray(hist, dtype="float64"), index=self.history.index, name=p.pair_id)
+
+    def spread_path(self) -> pd.Series:
+        """Session spreads up to the as-of session, plus the current spread (if any) as a last row.
+
+        For looking at, not for the GRU: its last row is an intraday price, not a session close
+        (:func:`gru_sequence` uses :meth:`session_spreads`).
+        """
+        p = self.params
+        values = list(self.session_spreads())
         if self.latest_y is not None and self.latest_x is not None:
             values.append(float(spread(self.latest_y, self.latest_x, p.hedge_ratio, p.intercept)))
         return pd.Series(values, index=pd.RangeIndex(len(values)), dtype="float64", name=p.pair_id)
@@ -353,13 +362,22 @@ class PairInput:
 
 
 def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
-    """The GRU's input ``[seq_len, n_features]`` (raw features, float32) ending at the current spread.
+    """The GRU's input ``[seq_len, n_features]`` (raw features, float32) ending at the as-of session.
+
+    Built exactly as in training (:func:`pairs_assets.quant.gru.fit_pair_model`): daily features of
+    the session-close spreads (:meth:`PairInput.session_spreads`), the GARCH features filtered with
+    the model's own ``feature_garch`` parameters. The current intraday price is *not* appended as a
+    session row — the model never saw a partial session — so the probability is the model's
+    prediction at the as-of close, the same for every bar of the trading session; the intraday
+    price enters the decision through z only. Rows equal the training features' rows for the same
+    sessions when ``history`` starts where the training window starts (the recursive features —
+    RSI, GARCH σ — forget their start-up like (13/14)^t and β^t otherwise).
 
     Raises ``SignalInputError`` when the history is too short or a feature is not finite.
     """
     from pairs_assets.quant.features import build_features
 
-    s = pair.spread_path()
+    s = pair.session_spreads()
     # the same GARCH parameters the model's features were built with in training, when the config has them
     sigma, resid = garch_filter(s.diff().to_numpy(), pair.params.feature_garch or pair.params.garch)
     features = build_features(s, pd.Series(sigma, index=s.index), pd.Series(resid, index=s.index))

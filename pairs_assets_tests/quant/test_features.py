@@ -17,6 +17,9 @@ from pairs_assets.quant.features import (
     NaNFeaturesError,
     build_features,
     chronological_split,
+    entry_event_labels,
+    formation_statistics,
+    make_labels,
     make_sequences,
     min_sessions_for,
     reversion_labels,
@@ -183,10 +186,15 @@ def test_make_sequences_windows_and_labels():
 
 def test_min_sessions_for_gives_that_many_sequences():
     n_seq = 123
-    spread, sigma, resid = _random_inputs(min_sessions_for(n_seq, seq_len=10, horizon=5))
+    spread, sigma, resid = _random_inputs(min_sessions_for(n_seq, seq_len=10, horizon=5, label_warmup=19))
     X, _, _ = make_sequences(trim_warmup(build_features(spread, sigma, resid)), reversion_labels(spread), 10)
     assert len(X) == n_seq
-    assert min_sessions_for(1000) == 1034
+    assert min_sessions_for(1000, label_warmup=19) == 1034
+    # the entry_event label needs a full formation window (60) before its first row
+    spread, sigma, resid = _random_inputs(min_sessions_for(n_seq, seq_len=10, horizon=5))
+    X, _, _ = make_sequences(trim_warmup(build_features(spread, sigma, resid)), entry_event_labels(spread), 10)
+    assert len(X) == n_seq
+    assert min_sessions_for(1000) == 1064
 
 
 def test_make_sequences_bad_inputs():
@@ -266,3 +274,82 @@ def test_scaler_fit_transform_roundtrip():
     constant = FeatureScaler.fit(np.ones((10, 2)))
     np.testing.assert_array_equal(constant.std, [1.0, 1.0])
     np.testing.assert_array_equal(constant.transform(np.ones((3, 4, 2))), np.zeros((3, 4, 2)))
+
+
+# --- the entry rule's event ------------------------------------------------------------------------
+
+
+def _hand_spread() -> pd.Series:
+    """60 formation sessions alternating ±1 (mean 0, sample std 60/59 ** 0.5), then a hand-made path."""
+    formation = np.tile([1.0, -1.0], 30)
+    return _series(np.concatenate([formation, [2.5, 1.8, 0.3, 4.0, 2.6, 2.4, 2.3, 2.2, 2.1, 2.0, 0.1]]))
+
+
+def test_entry_event_label_is_the_entry_rules_exit_before_its_stop_on_the_configs_z():
+    s = _hand_spread()
+    sd = float(np.sqrt(60 / 59))
+    stats = formation_statistics(s, 60)
+    # the config as of session 59 holds the formation window's mean and sample σ (what the writer stores)
+    assert stats["spread_mean"].iloc[59] == pytest.approx(float(s.iloc[:60].mean()), abs=1e-15)
+    assert stats["spread_std"].iloc[59] == pytest.approx(float(s.iloc[:60].std(ddof=1)))
+    labels = entry_event_labels(s, horizon=3, formation_window=60, exit_z=0.5, stop_z=3.5)
+
+    def z(t: int, k: int) -> float:  # the config-as-of-t's z of the close k sessions later
+        return (s.iloc[t + k] - stats["spread_mean"].iloc[t]) / stats["spread_std"].iloc[t]
+
+    # t = 59 (config: mean 0, σ ≈ 1.008): z = 2.48, 1.79, 0.30 → inside the exit band at k = 3
+    assert abs(z(59, 3)) <= 0.5 and labels.iloc[59] == 1.0
+    assert z(59, 3) == pytest.approx(0.3 / sd)
+    # t = 60: the formation window ending at 60 drops a +1 and adds 2.5 → z(60, 2) is the exit, before
+    # the 4.0 close (k = 3) that would be a stop
+    assert abs(z(60, 2)) <= 0.5 and abs(z(60, 3)) >= 3.5 and labels.iloc[60] == 1.0
+    # t = 61: the next closes are 0.3 (z ≈ 0.2, exit) — then 4.0; the exit came first
+    assert labels.iloc[61] == 1.0
+    # t = 62: 4.0 first: the stop fires before any exit → 0 even though later closes come back
+    assert abs(z(62, 1)) >= 3.5 and labels.iloc[62] == 0.0
+    # t = 63..66: the spread stays between exit and stop for 3 sessions → 0 (no exit within the horizon)
+    assert (labels.iloc[63:67] == 0.0).all()
+    # t = 67: 0.1 arrives at k = 3 → 1
+    assert labels.iloc[67] == 1.0
+    # point in time: the first 59 rows have no formation window, the last 3 no future
+    assert labels.iloc[:59].isna().all() and labels.iloc[-3:].isna().all()
+    assert labels.iloc[59:-3].notna().all()
+
+
+def test_entry_event_label_uses_nothing_after_t_plus_horizon_and_no_stale_statistics():
+    spread, _, _ = _random_inputs(400, seed=3)
+    base = entry_event_labels(spread, horizon=5)
+    changed = spread.copy()
+    changed.iloc[300:] = formation_statistics(spread)["spread_mean"].iloc[299]  # back at the config's mean
+    after = entry_event_labels(changed, horizon=5)
+    # rows whose look-ahead ends before 300 are unchanged; the config as of 299 sees its exit at 300
+    pd.testing.assert_series_equal(base.iloc[: 300 - 5], after.iloc[: 300 - 5])
+    assert after.iloc[299] == 1.0
+    # a NaN close in the look-ahead makes the outcome unknown, not "no exit"
+    gap = spread.copy()
+    gap.iloc[200] = np.nan
+    labelled = entry_event_labels(gap, horizon=5)
+    assert labelled.iloc[195:200].isna().all() and labelled.iloc[194] in (0.0, 1.0)
+
+
+def test_entry_event_label_bad_arguments_and_names():
+    s = _hand_spread()
+    for kwargs, message in (
+        ({"horizon": 0}, "horizon must be >= 1"),
+        ({"exit_z": 3.5, "stop_z": 3.5}, "need 0 <= exit_z < stop_z"),
+        ({"exit_z": -0.1}, "need 0 <= exit_z < stop_z"),
+        ({"formation_window": 1}, "formation_window must be >= 2"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            entry_event_labels(s, **kwargs)
+    with pytest.raises(ValueError, match="unknown GRU label 'mean'"):
+        make_labels(s, "mean")
+    pd.testing.assert_series_equal(make_labels(s, "reversion", horizon=3), reversion_labels(s, horizon=3))
+
+
+def test_label_defaults_are_the_strategy_defaults():
+    from pairs_assets.quant import features
+    from pairs_assets.settings import DEFAULT_STRATEGY as d
+
+    assert (features.DEFAULT_FORMATION_WINDOW, features.DEFAULT_ENTRY_Z, features.DEFAULT_EXIT_Z, features.DEFAULT_STOP_Z,
+            features.DEFAULT_HORIZON) == (d.formation_window, d.entry_z, d.exit_z, d.stop_z, d.gru_horizon)

@@ -211,7 +211,7 @@ def test_same_inputs_give_same_weights_and_metrics(planted):
 
 def test_too_little_history(planted):
     spread, sigma, resid, _ = planted
-    with pytest.raises(InsufficientSequencesError, match=r"pair SYN-A: 166 labelled sequences .* need at least 250"):
+    with pytest.raises(InsufficientSequencesError, match=r"pair SYN-A: 136 labelled sequences .* need at least 250: provide at least 314 sessions"):
         fit_pair_model(spread.iloc[:200], sigma.iloc[:200], resid.iloc[:200], 2.0, TINY, pair_id="SYN-A")
     with pytest.raises(InsufficientSequencesError, match="pair SYN-A: no session has all"):
         fit_pair_model(spread.iloc[:20], sigma.iloc[:20], resid.iloc[:20], 2.0, TINY, pair_id="SYN-A")
@@ -323,7 +323,19 @@ def test_fits_a_real_pair_ko_pep():
         GRUConfig(hidden=16, max_epochs=5),
         pair_id="KO-PEP",
     )
-    assert r.n_sequences == 1300 - 20 - 9 - 5 and r.slice_sessions["test"][1] == "2022-12-20"
+    # entry_event label: the first labelled session needs a full formation window (60 sessions)
+    assert r.n_sequences == 1300 - (60 - 1) - 5 and r.slice_sessions["test"][1] == "2022-12-20"
+    assert r.label == "entry_event" and (r.formation_window, r.exit_z, r.stop_z, r.rule_z_window) == (60, 0.5, 3.5, 60)
+    params = r.params()
+    assert params["label"] == "entry_event" and params["label_stop_z"] == 3.5
+    assert params["feature_rows"].startswith("session closes")
+    if r.entry_metrics:  # test sessions with |z| >= entry_z, where the gate acts
+        assert r.flat_metrics()["test_entry_n"] == r.entry_metrics["n"] >= 10
+    old = fit_pair_model(
+        spread, garch.conditional_volatility, garch.std_resid, 2.0, GRUConfig(hidden=16, max_epochs=2),
+        pair_id="KO-PEP", label="reversion",
+    )
+    assert old.n_sequences == 1300 - 20 - 9 - 5 and old.rule_z_window == 20 and old.params()["label"] == "reversion"
     assert 0.2 < r.positive_rate["train"] < 0.9
     assert all(math.isfinite(v) for v in r.flat_metrics().values())
     assert isinstance(r.model, GRUClassifier)

@@ -237,7 +237,7 @@ def test_compute_pair_signal_rejects_bad_prices():
 def test_gru_sequence_window_and_short_history():
     seq = sig.gru_sequence(_pair_input(1.0, n=60), seq_len=10)
     assert seq.shape == (10, len(FEATURE_NAMES)) and seq.dtype == np.float32 and np.isfinite(seq).all()
-    with pytest.raises(sig.SignalInputError, match="pair KO-PEP: 16 sessions of spread give no complete GRU window"):
+    with pytest.raises(sig.SignalInputError, match="pair KO-PEP: 15 sessions of spread give no complete GRU window"):
         sig.gru_sequence(_pair_input(1.0, n=15), seq_len=10)
 
 

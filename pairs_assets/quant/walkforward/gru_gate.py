@@ -6,8 +6,9 @@ window, same seed), without registering it, and returns the rows ``build_trading
 :meth:`GRUGate.entry_gate` then decides an entry at the close of session t (config as-of D = the
 session before t) as the signal job does (:func:`pairs_assets.assets.trading_signals.gru_probabilities`):
 a model that does not beat its baselines does not gate (the entry stands); otherwise the entry
-needs the GRU's reversion probability — on the features of the spread up to t, filtered with the
-model's own feature-GARCH parameters over ``history_sessions`` sessions — to reach the model's
+needs the GRU's probability — on the daily features of the session-close spread up to the as-of
+session D (the signal job appends no intraday row: the model was trained on closes), filtered with
+the model's own feature-GARCH parameters over ``history_sessions`` sessions — to reach the model's
 threshold. A pair whose model could not be trained trades ungated, as live.
 """
 
@@ -73,14 +74,19 @@ class GRUGate:
         return pd.DataFrame(rows)
 
     def probability(self, pair: PairConfig, as_of: pd.Timestamp, session: pd.Timestamp) -> float | None:
-        """The reversion probability of the model trained as of ``as_of`` on the features up to ``session``."""
+        """The probability of the model trained as of ``as_of``, for an entry in ``session``.
+
+        As the signal job (:func:`pairs_assets.quant.signals.gru_sequence`): features of the session
+        closes up to ``as_of`` only — the session's own close is the intraday price the live job
+        does not feed the GRU.
+        """
         import torch
 
         model = self.models.get((pd.Timestamp(as_of), pair.pair_id))
         if model is None or pair.model is None:
             return None
-        end = self.closes.index.get_loc(session)
-        history = self.closes.iloc[max(0, end - self.history_sessions) : end + 1]
+        end = self.closes.index.get_loc(as_of)
+        history = self.closes.iloc[max(0, end - self.history_sessions + 1) : end + 1]  # the job's sessions
         levels = pair_spread(history, pair.y, pair.x, pair.hedge_ratio, pair.intercept).reset_index(drop=True)
         g = pair.model.feature_garch
         sigma, resid = filter_fixed(
