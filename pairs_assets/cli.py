@@ -432,6 +432,31 @@ def print_walk_forward_summary(summary, echo=click.echo) -> None:
             echo(f"{row.strategy:<9} {row.sector:<11} {row.cost_bp:>4g} {row.period:<9} " + " ".join(values))
 
 
+def strategy_overrides(preset: str, overrides) -> dict:
+    """The strategy resource's config for a preset plus ``KEY=VALUE`` overrides (validated)."""
+    import json
+
+    from pydantic import ValidationError
+
+    from pairs_assets.settings import PRESETS, StrategySettings
+
+    config = dict(PRESETS[preset])
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in StrategySettings.model_fields:
+            raise click.BadParameter(f"--set {item!r}: expected KEY=VALUE with KEY a strategy setting")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    try:
+        StrategySettings(**config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.BadParameter(f"strategy setting {'.'.join(map(str, first['loc'])) or '?'}: {first['msg']}") from None
+    return config
+
+
 @main.command("walk-forward")
 @click.option("--start", default="1995-01-03", show_default=True, help="First decision session, YYYY-MM-DD.")
 @click.option("--end", default=EMBEDDED_LAST_SESSION, show_default=True, help="Last session, YYYY-MM-DD.")
@@ -445,9 +470,14 @@ def print_walk_forward_summary(summary, echo=click.echo) -> None:
 @click.option("--gru/--no-gru", default=False, show_default=True,
               help="Also train each selected pair's GRU per session and trade the configs with its veto (default_gru).")
 @click.option("--workers", default=0, show_default=True, type=int, help="Processes replaying sectors (0: one per CPU).")
+@click.option("--preset", type=click.Choice(["default", "seed"]), default="default", show_default=True,
+              help="Strategy settings: the defaults, or the original design's (seed).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).")
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
 @click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
-def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, gru, workers, name, skip_load) -> None:
+def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, gru, workers, preset, overrides,
+                         name, skip_load) -> None:
     """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline."""
     import pandas as pd
     from pydantic import ValidationError
@@ -455,28 +485,30 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
     from pairs_assets.assets.walk_forward import PROGRESS
     from pairs_assets.definitions import defs
     from pairs_assets.quant.walkforward.engine import WalkForwardSettings
-    from pairs_assets.settings import DEFAULT_STRATEGY
+    from pairs_assets.settings import StrategySettings
     from resources.walk_forward_outputs import output_dir
 
     try:
         settings = WalkForwardSettings(
             start=start, end=end, sectors=list(sectors) or None, costs=costs, lag=lag, on_drop=on_drop,
-            max_holding=max_holding, n_trials=n_trials,
+            max_holding=max_holding, n_trials=n_trials, gru=gru, workers=workers or None,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise click.BadParameter(f"{'.'.join(map(str, first['loc'])) or 'settings'}: {first['msg']}") from None
     output_dir(paths().home, name)  # refuse a bad name before any work
+    strategy_config = strategy_overrides(preset, overrides)
     instance = _instance()
     click.echo(f"PAIRS_HOME      {paths().home}")
     click.echo(f"range           {settings.start} → {settings.end}, costs {', '.join(f'{c:g}' for c in settings.costs)} bp/leg, lag {settings.lag}")
     if not skip_load:
         resources = {k: v for k, v in defs.resources.items() if k in ("store", "bar_source")}
         with dg.build_resources(resources) as built:
-            written, seconds = _load_walk_forward_bars(settings, DEFAULT_STRATEGY, built)
+            written, seconds = _load_walk_forward_bars(settings, StrategySettings(**strategy_config), built)
         click.echo(f"bars            {written} upserted into the store in {seconds:.1f}s")
     config = {"name": name, "start": settings.start, "end": settings.end, "sectors": list(sectors), "costs": settings.costs,
-              "lag": settings.lag, "on_drop": on_drop, "max_holding": max_holding, "n_trials": n_trials}
+              "lag": settings.lag, "on_drop": on_drop, "max_holding": max_holding, "n_trials": n_trials, "gru": gru,
+              "workers": workers}
     job = defs.resolve_implicit_global_asset_job_def()
     with click.progressbar(length=1, label="walk-forward   ", show_pos=True, show_eta=True) as bar:
         def report(done: int, total: int) -> None:
@@ -487,7 +519,12 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         try:
             result = job.execute_in_process(
                 instance=instance, asset_selection=[dg.AssetKey("walk_forward")],
-                run_config={**_quiet(), "ops": {"walk_forward": {"config": config}}}, raise_on_error=False,
+                run_config={
+                    **_quiet(),
+                    "ops": {"walk_forward": {"config": config}},
+                    "resources": {"strategy": {"config": strategy_config}},
+                },
+                raise_on_error=False,
             )
         finally:
             PROGRESS.reset(token)
@@ -495,6 +532,12 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         raise RunFailedError(f"walk-forward {name} failed (run {result.run_id}): {step_failure(result)}")
     target = output_dir(paths().home, name)
     print_walk_forward_summary(pd.read_csv(target / "summary.csv"))
+    if (target / "score_evidence.csv").exists():
+        click.echo("")
+        click.echo(f"does the score rank pairs by their forward P&L? (Spearman, 95% CI; {settings.lag}-session lag, costs)")
+        for row in pd.read_csv(target / "score_evidence.csv").itertuples():
+            ci = "" if row.ci_low != row.ci_low else f"  [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+            click.echo(f"  {row.score:<30} {row.spearman:+.4f}{ci}  n={row.n}")
     click.echo("")
     click.echo(f"results         {target}/ (summary.csv, trades.csv, daily_pnl.csv.gz, equity.png)")
     materialization = result.asset_materializations_for_node("walk_forward")[0]

@@ -205,7 +205,11 @@ class StrategySettings(dg.ConfigurableResource):
     stop_z: float = Field(3.5, gt=0.0)
     max_portfolio_risk: float = Field(0.05, gt=0.0, le=1.0, description="Total risk budget, fraction of equity.")
     max_position: float = Field(0.10, gt=0.0, le=1.0, description="Largest gross position per pair leg.")
-    target_daily_vol: float = Field(0.01, gt=0.0, description="Volatility target per pair, fraction of equity.")
+    target_daily_vol: float = Field(
+        0.0005, gt=0.0,
+        description="Daily P&L volatility per pair, fraction of equity (deliverable inside max_position for a "
+        "spread σ ≥ 0.5%; the seed preset asks 1%, which the 10% position limit cannot deliver).",
+    )
     # --- GRU --------------------------------------------------------------------------------
     gru_window: int = Field(1300, ge=200, description="Sessions of spread history for GRU training.")
     gru_seq_len: int = Field(10, ge=2)

@@ -32,7 +32,8 @@ def output_dir(home: str | Path, name: str) -> Path:
 
 
 def write_outputs(result, target: Path, figure=None) -> dict[str, Path]:
-    """Write summary.csv, trades.csv, daily_pnl.csv.gz, configs.csv and equity.png into ``target``, atomically.
+    """Write summary.csv, trades.csv, daily_pnl.csv.gz, configs.csv, score_study.csv, score_evidence.csv
+    and equity.png into ``target``, atomically.
 
     ``result``: a :class:`pairs_assets.quant.walkforward.engine.WalkForwardResult`.
     Returns the written files by short name.
@@ -61,6 +62,12 @@ def write_outputs(result, target: Path, figure=None) -> dict[str, Path]:
         pd.DataFrame(
             {"sector": list(result.configs), "configs": list(result.configs.values()), "pair_days": [result.config_pairs[s] for s in result.configs]}
         ).to_csv(files["configs"], index=False)
+        if result.score_study is not None:
+            files["score_study"] = staging / "score_study.csv"
+            study = result.score_study.assign(formation_session=pd.to_datetime(result.score_study["formation_session"]).dt.strftime("%Y-%m-%d"))
+            study.to_csv(files["score_study"], index=False, float_format="%.8g")
+            files["score_evidence"] = staging / "score_evidence.csv"
+            result.score_evidence.to_csv(files["score_evidence"], index=False, float_format="%.6g")
         if figure is not None:
             files["equity"] = staging / "equity.png"
             figure.savefig(files["equity"], dpi=110, metadata={"Software": None})

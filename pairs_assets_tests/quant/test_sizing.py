@@ -30,3 +30,45 @@ def test_unusable_sigma_gives_no_position_and_bad_limits_are_named():
         pair_sizing(sigma_forecast=0.01, hedge_ratio=1.0, n_pairs=1, target_daily_vol=0.01, max_position=0.0, max_portfolio_risk=0.05)
     with pytest.raises(ValueError, match="n_pairs"):
         pair_sizing(sigma_forecast=0.01, hedge_ratio=1.0, n_pairs=0, **LIMITS)
+
+
+def test_the_default_volatility_target_is_what_a_planted_pair_position_delivers():
+    """Realised daily P&L volatility of a held position within 30% of the default target (issue 8 item 4).
+
+    The spread's daily changes have σ ≈ 1% (typical of the real pairs); the y leg is target/σ of
+    equity, the x leg |β| times that, held as shares. The seed's 1% target cannot be delivered inside
+    the 10% position limit (it delivers ~0.1%), so the test fails on it.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from pairs_assets.quant.garch import fit_garch
+    from pairs_assets.quant.synthetic import garch_innovations
+    from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, execute
+    from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
+
+    rng = np.random.default_rng(5)
+    n, beta = 1500, 0.9
+    sessions = pd.bdate_range("2010-01-04", periods=n)
+    log_x = np.log(40.0) + np.cumsum(rng.normal(0, 0.012, n))
+    shocks = garch_innovations(rng, n, (5e-6, 0.08, 0.87))  # σ∞ = 1%
+    spread = np.zeros(n)
+    for t in range(1, n):
+        spread[t] = 0.95 * spread[t - 1] + shocks[t]
+    log_y = 0.1 + beta * log_x + spread
+    closes = pd.DataFrame({"Y": np.exp(log_y), "X": np.exp(log_x)}, index=sessions)
+    fit = fit_garch(np.diff(log_y[:1000] - beta * log_x[:1000]), holdout=250)
+    for strategy, deliverable in ((DEFAULT_STRATEGY, True), (StrategySettings.preset("seed"), False)):
+        sizing = pair_sizing(
+            sigma_forecast=fit.sigma_forecast, hedge_ratio=beta, target_daily_vol=strategy.target_daily_vol,
+            max_position=strategy.max_position, max_portfolio_risk=strategy.max_portfolio_risk, n_pairs=1,
+        )
+        trade = pd.DataFrame(
+            [["s", "t", "Y-X", "Y", "X", 1, sizing["y_fraction"], -sizing["x_fraction"], sessions[1000], pd.NaT, 2.0, math.nan, "range_end"]],
+            columns=TRADE_COLUMNS,
+        )
+        daily = execute(trade, closes, sessions[1000:], lag=0).daily
+        realised = float(daily["pnl"].iloc[1:].std(ddof=1))
+        ratio = realised / strategy.target_daily_vol
+        assert (abs(ratio - 1.0) < 0.3) is deliverable, (strategy.target_daily_vol, realised)
+        assert realised == pytest.approx(sizing["expected_daily_vol"], rel=0.3)  # the config says what it delivers

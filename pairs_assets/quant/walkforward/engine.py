@@ -34,6 +34,7 @@ from pairs_assets.quant.walkforward.baseline import classical_baseline
 from pairs_assets.quant.walkforward.execution import execute, validate_cost_bp, validate_lag
 from pairs_assets.quant.walkforward.metrics import DEFAULT_PERIODS, SUMMARY_KEYS, by_period, summarize
 from pairs_assets.quant.walkforward.replay import ON_DROP_CHOICES, SectorPanel, build_configs, trade_configs
+from pairs_assets.quant.walkforward.score_study import forward_pnl, rank_evidence
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -72,6 +73,7 @@ class WalkForwardSettings(BaseModel):
     )
     n_trials: int = Field(1, ge=1, description="Configurations tried so far (the deflated Sharpe's input).")
     gru: bool = Field(False, description="Train each selected pair's GRU per session and gate entries as the signal job does.")
+    score_horizon: int = Field(20, ge=1, description="Sessions of forward P&L in the score study.")
     workers: int | None = Field(
         None, ge=1, description="Processes replaying sectors side by side (None: one per CPU, at most one per sector)."
     )
@@ -137,6 +139,8 @@ class WalkForwardResult:
     config_pairs: dict[str, int]  # sector → pair-days in the configs
     seconds: dict[str, float] = field(default_factory=dict)
     gru: dict[str, dict[str, int]] = field(default_factory=dict)  # sector → GRU gate counts
+    score_study: pd.DataFrame | None = None  # every scored pair of every formation, with its forward P&L
+    score_evidence: pd.DataFrame | None = None  # Spearman of each score with the forward P&L (95% CI)
 
 
 def required_history(strategy, settings: WalkForwardSettings) -> int:
@@ -250,9 +254,14 @@ def run_walk_forward(
         .drop(columns=["_s", "_c", "_p"])
         .reset_index(drop=True)
     )
+    studies = [outcomes[sector].study for sector in sectors if len(outcomes[sector].study)]
+    study = pd.concat(studies, ignore_index=True) if studies else None
+    evidence = rank_evidence(study) if study is not None else None
     daily_all = pd.concat(daily_frames, ignore_index=True)
     trades_all = pd.concat(trade_frames, ignore_index=True) if trade_frames else pd.DataFrame()
-    return WalkForwardResult(settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds, gru_counts)
+    return WalkForwardResult(
+        settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds, gru_counts, study, evidence
+    )
 
 
 def _range_sessions(panel: SectorPanel, settings: WalkForwardSettings) -> pd.DatetimeIndex:
@@ -266,6 +275,7 @@ class _SectorOutcome:
     pair_days: int
     n_sessions: int
     executions: dict  # (strategy, cost) → (daily, trades)
+    study: pd.DataFrame
     seconds: float
     gru: dict  # GRU gate counts: trained, skipped, allowed, vetoed (empty without the gate)
 
@@ -297,8 +307,16 @@ def _run_sector(
 
         gate = GRUGate(panel.closes, strategy, sector)
         models_for, entry_gate = gate.models_for, gate.entry_gate
+    scored: list = []
     configs = build_configs(
-        panel, as_of, effective, symbols, strategy, formation_of=formation_of, models_for=models_for, progress=progress
+        panel, as_of, effective, symbols, strategy, formation_of=formation_of, models_for=models_for, progress=progress,
+        scored=scored,
+    )
+    study_cost = 5.0 if 5.0 in settings.costs else settings.costs[0]
+    study = (
+        forward_pnl(pd.concat(scored, ignore_index=True), panel.closes, strategy.formation_window,
+                    horizon=settings.score_horizon, lag=settings.lag, cost_bp=study_cost).assign(sector=sector)
+        if scored else pd.DataFrame()
     )
     def ours(name: str, gate_fn) -> pd.DataFrame:
         return trade_configs(
@@ -321,7 +339,7 @@ def _run_sector(
             executions[(name, cost)] = (result.daily, result.trades)
     return _SectorOutcome(
         configs=len(configs), pair_days=sum(len(c.pairs) for c in configs.values()), n_sessions=len(as_of),
-        executions=executions, seconds=round(time.perf_counter() - t0, 2),
+        executions=executions, study=study, seconds=round(time.perf_counter() - t0, 2),
         gru={} if gate is None else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
     )
 

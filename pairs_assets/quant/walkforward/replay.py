@@ -233,6 +233,7 @@ def build_configs(
     models_for: Callable[[pd.Timestamp, pd.DataFrame, pd.DataFrame], pd.DataFrame | None] | None = None,
     progress: Callable[[int], None] | None = None,
     fingerprint_label: str = "walk-forward",
+    scored: list | None = None,
 ) -> dict[pd.Timestamp, TradingConfig]:
     """The trading config of every as-of session, as the daily graph writes it.
 
@@ -241,7 +242,8 @@ def build_configs(
     symbols; ``strategy`` — StrategySettings; ``formation_of(as_of)`` — the formation session of an
     as-of session (``strategy.reselect_every``; None: the as-of session itself); ``models_for(formation,
     selected_pairs, closes)`` — the GRU stage's output for the selected pairs (None: no GRU stage);
-    ``progress(n)`` — called after each session.
+    ``progress(n)`` — called after each session; ``scored`` — when a list, every formation's scored
+    pairs (selected or not: pair, legs, hedge ratio, score components, selected) are appended to it.
     Output: ``{as_of: TradingConfig}``. The stages run once per formation session; a later config of
     the same trading period carries the formation's pairs and numbers with the GARCH σ forecast
     filtered forward to its own as-of session.
@@ -282,6 +284,11 @@ def build_configs(
                         selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
                         models = models_for(formation_session, selected, panel.window(legs, end_f, strategy.gru_window))
                 cohorts = {formation_session: (pairs, legs, formation, garch, scores, models)}
+                if scored is not None and legs:
+                    scored.append(
+                        scores.merge(pairs[["pair_id", "y", "x", "hedge_ratio", "intercept", "eg_pvalue", "half_life"]], on="pair_id")
+                        .assign(formation_session=formation_session)
+                    )
         pairs, legs, formation, garch, scores, models = cohorts[formation_session]
         if panel.row_hashes is not None:
             formation_fp = panel.fingerprint(symbols, end_f, strategy.formation_window)
