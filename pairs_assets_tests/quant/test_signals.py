@@ -241,6 +241,20 @@ def test_gru_sequence_window_and_short_history():
         sig.gru_sequence(_pair_input(1.0, n=15), seq_len=10)
 
 
+def test_gru_sequence_is_the_daily_features_of_the_session_closes_whatever_the_intraday_price():
+    """The model was trained on one row per session close: the intraday price is not a row."""
+    from pairs_assets.quant.features import build_features
+
+    calm, far = _pair_input(0.1), _pair_input(3.0)
+    seq = sig.gru_sequence(calm, seq_len=10)
+    np.testing.assert_array_equal(seq, sig.gru_sequence(far, seq_len=10))
+    s = calm.session_spreads()
+    assert s.index.equals(calm.history.index) and len(calm.spread_path()) == len(s) + 1
+    sigma, resid = sig.garch_filter(s.diff().to_numpy(), calm.params.feature_garch or calm.params.garch)
+    expected = build_features(s, pd.Series(sigma, index=s.index), pd.Series(resid, index=s.index)).tail(10)
+    np.testing.assert_array_equal(seq, expected.to_numpy(dtype="float64").astype(np.float32))
+
+
 def test_order_intents_move_the_pair_to_its_target():
     limits = sig.RiskLimits(0.05, 0.10, 0.01)
     entry = sig.compute_pair_signal(_pair_input(2.6), 0.9, limits, 2)
