@@ -145,7 +145,7 @@ class GRUClassifier(nn.Module):
     """GRU → dropout → linear → sigmoid over raw features, the train-only scaler folded in.
 
     ``forward(x)``: ``x`` float32 ``[batch, seq_len, n_features]`` of raw features in
-    :data:`~pairs_assets.quant.features.FEATURE_NAMES` order → probability of reversion ``[batch]``.
+    :data:`~pairs_assets.quant.features.FEATURE_NAMES` order → probability of the label event (1) ``[batch]``.
     ``logits(x)`` gives the pre-sigmoid scores (used for training with ``BCEWithLogitsLoss``).
     """
 
@@ -321,7 +321,7 @@ def train_gru(
 
 
 def predict_proba(model: nn.Module, X: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """Probabilities of reversion for raw sequences ``X`` (eval mode, no gradients)."""
+    """Probabilities of the label event for raw sequences ``X`` (eval mode, no gradients)."""
     model.eval()
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -459,7 +459,7 @@ def fit_pair_model(
             ``formation_window`` for the ``entry_event`` label, over ``mean_window`` for ``reversion``)
             and the entry-session metrics.
         config: GRU hyperparameters and split fractions.
-        horizon: label horizon in sessions (see :func:`~pairs_assets.quant.features.reversion_labels`);
+        horizon: label horizon in sessions (see :func:`~pairs_assets.quant.features.entry_event_labels`);
             also the purge gap at each split boundary.
         min_sequences: fewer labelled sequences than this raises ``InsufficientSequencesError``.
         pair_id: named in every error message.
