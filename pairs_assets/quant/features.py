@@ -300,6 +300,7 @@ def entry_event_labels(
     formation_window: int = DEFAULT_FORMATION_WINDOW,
     exit_z: float = DEFAULT_EXIT_Z,
     stop_z: float = DEFAULT_STOP_Z,
+    statistics: pd.DataFrame | None = None,
 ) -> pd.Series:
     """Does the trade the entry rule would open after session t end at its exit, not its stop?
 
@@ -330,6 +331,11 @@ def entry_event_labels(
         horizon: sessions ahead (the strategy's ``gru_horizon``).
         formation_window: the strategy's ``formation_window``.
         exit_z, stop_z: the strategy's levels, 0 <= exit_z < stop_z.
+        statistics: the config's ``spread_mean`` / ``spread_std`` per session when they are not
+            the trailing formation window's — e.g. with trading periods (``reselect_every`` > 1) a
+            config carries its formation session's statistics through the period: pass those,
+            carried forward, and row t is labelled against the config in force after t. Re-indexed
+            onto ``spread``; default :func:`formation_statistics` (``formation_window``).
 
     Returns:
         Float series of 0/1/NaN named ``entry_event_<horizon>``.
@@ -339,7 +345,13 @@ def entry_event_labels(
     if not (0.0 <= exit_z < stop_z and math.isfinite(stop_z)):
         raise ValueError(f"need 0 <= exit_z < stop_z (finite), got exit_z={exit_z}, stop_z={stop_z}")
     s = _check_series("spread", spread)
-    stats = formation_statistics(s, formation_window)
+    if statistics is None:
+        stats = formation_statistics(s, formation_window)
+    else:
+        missing = {"spread_mean", "spread_std"} - set(statistics.columns)
+        if missing:
+            raise ValueError(f"statistics lacks column(s) {', '.join(sorted(missing))}")
+        stats = statistics.reindex(s.index).astype("float64")
     values = s.to_numpy()
     n = len(values)
     mean = stats["spread_mean"].to_numpy()
@@ -373,10 +385,11 @@ def make_labels(
     stop_z: float = DEFAULT_STOP_Z,
     mean_window: int = DEFAULT_MEAN_WINDOW,
     reversion_fraction: float = DEFAULT_REVERSION_FRACTION,
+    statistics: pd.DataFrame | None = None,
 ) -> pd.Series:
     """The GRU's target by name (:data:`LABELS`): ``entry_event`` or ``reversion``."""
     if label == "entry_event":
-        return entry_event_labels(spread, horizon, formation_window, exit_z, stop_z)
+        return entry_event_labels(spread, horizon, formation_window, exit_z, stop_z, statistics)
     if label == "reversion":
         return reversion_labels(spread, horizon, mean_window, reversion_fraction)
     raise ValueError(f"unknown GRU label {label!r} (known: {', '.join(LABELS)})")

@@ -447,6 +447,7 @@ def fit_pair_model(
     formation_window: int = DEFAULT_FORMATION_WINDOW,
     exit_z: float = DEFAULT_EXIT_Z,
     stop_z: float = DEFAULT_STOP_Z,
+    label_statistics: pd.DataFrame | None = None,
 ) -> PairModelResult:
     """Train and score a pair's GRU gate on its spread history up to the as-of session.
 
@@ -467,6 +468,8 @@ def fit_pair_model(
             with ``formation_window``, ``exit_z``, ``stop_z`` — the strategy's values) or
             ``reversion`` (:func:`~pairs_assets.quant.features.reversion_labels` with
             ``mean_window``, ``reversion_fraction``).
+        label_statistics: per-session ``spread_mean`` / ``spread_std`` of the config in force
+            (trading periods); default the trailing ``formation_window`` statistics.
 
     Returns:
         :class:`PairModelResult`. The threshold maximises F1 on the validation slice; test metrics
@@ -480,7 +483,7 @@ def fit_pair_model(
     features = trim_warmup(build_features(spread, garch_sigma, garch_std_resid), pair_id)
     labels = make_labels(
         spread, label, horizon=horizon, formation_window=formation_window, exit_z=exit_z, stop_z=stop_z,
-        mean_window=mean_window, reversion_fraction=reversion_fraction,
+        mean_window=mean_window, reversion_fraction=reversion_fraction, statistics=label_statistics,
     )
     X, y, ends = make_sequences(features, labels, config.seq_len, pair_id)
     label_warmup = (formation_window if label == "entry_event" else mean_window) - 1

@@ -113,8 +113,9 @@ def test_signal_job_feeds_the_registered_gru_its_training_features(partition):
     assert training.index[-1] == pd.Timestamp(AS_OF)
     last_sequence = training.tail(strategy.gru_seq_len).to_numpy(dtype="float64").astype(np.float32)
 
-    # the label is the config's event: its formation statistics at the as-of session are the config's
-    stats = formation_statistics(levels, strategy.formation_window).iloc[-1]
+    # the label is the config's event: its formation statistics at the (formation) session are the config's
+    formed = pd.Timestamp(doc.get("formation_session") or AS_OF)
+    stats = formation_statistics(levels, strategy.formation_window).loc[formed]
     assert stats["spread_mean"] == pytest.approx(pair["spread_mean"], rel=1e-9, abs=1e-12)
     assert stats["spread_std"] == pytest.approx(pair["spread_std"], rel=1e-9)
     assert result.label == "entry_event" and result.formation_window == strategy.formation_window

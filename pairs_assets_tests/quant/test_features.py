@@ -332,6 +332,26 @@ def test_entry_event_label_uses_nothing_after_t_plus_horizon_and_no_stale_statis
     assert labelled.iloc[195:200].isna().all() and labelled.iloc[194] in (0.0, 1.0)
 
 
+def test_entry_event_label_against_given_statistics_a_trading_periods_config():
+    s = _hand_spread()
+    trailing = formation_statistics(s, 60)
+    pd.testing.assert_series_equal(entry_event_labels(s, 3, statistics=trailing), entry_event_labels(s, 3))
+    # a config formed at session 59 and kept for the rest: z against its frozen mean 0 and σ
+    frozen = trailing.copy()
+    frozen.iloc[59:] = trailing.iloc[59].to_numpy()
+    labels = entry_event_labels(s, 3, statistics=frozen)
+    sd = float(trailing["spread_std"].iloc[59])
+    z = (s / sd).to_numpy()
+    for t in range(59, len(s) - 3):
+        path = np.abs(z[t + 1 : t + 4])
+        stop = np.flatnonzero(path >= 3.5)
+        exit_ = np.flatnonzero(path <= 0.5)
+        expected = float(len(exit_) > 0 and (len(stop) == 0 or exit_[0] < stop[0]))
+        assert labels.iloc[t] == expected, t
+    with pytest.raises(ValueError, match="statistics lacks column"):
+        entry_event_labels(s, 3, statistics=trailing[["spread_mean"]])
+
+
 def test_entry_event_label_bad_arguments_and_names():
     s = _hand_spread()
     for kwargs, message in (

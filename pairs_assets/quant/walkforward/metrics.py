@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kurtosis, norm, skew
+# scipy.stats is imported where used: importing the definitions should not pay ~1 s for it.
 
 __all__ = [
     "DEFAULT_PERIODS",
@@ -121,6 +121,8 @@ def probabilistic_sharpe_ratio(sharpe: float, benchmark: float, n_obs: int, skew
     variance = sharpe_estimator_variance(sharpe, n_obs, skewness, kurt)
     if not (math.isfinite(variance) and math.isfinite(benchmark) and math.isfinite(sharpe)):
         return math.nan
+    from scipy.stats import norm
+
     return float(norm.cdf((sharpe - benchmark) / math.sqrt(variance)))
 
 
@@ -150,6 +152,8 @@ def expected_maximum_sharpe(n_trials: int, sharpe_variance: float) -> float:
         raise ValueError(f"sharpe_variance must be >= 0, got {sharpe_variance!r}")
     if n_trials == 1:
         return 0.0
+    from scipy.stats import norm
+
     quantiles = (1.0 - EULER_MASCHERONI) * norm.ppf(1.0 - 1.0 / n_trials) + EULER_MASCHERONI * norm.ppf(
         1.0 - 1.0 / (n_trials * math.e)
     )
@@ -254,6 +258,8 @@ def summarize(
     """
     _require(daily, ["pnl", "turnover", "n_positions"], "daily")
     _require(trades, ["pnl", "holding"], "trades")
+    from scipy.stats import kurtosis, skew
+
     if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, numbers.Real) or not periods_per_year > 0:
         raise ValueError(f"periods_per_year must be a positive number, got {periods_per_year!r}")
     pnl = daily["pnl"].to_numpy(dtype=float)
