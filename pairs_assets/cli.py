@@ -432,6 +432,17 @@ def print_walk_forward_summary(summary, echo=click.echo) -> None:
             echo(f"{row.strategy:<9} {row.sector:<11} {row.cost_bp:>4g} {row.period:<9} " + " ".join(values))
 
 
+def parse_periods(text: str) -> list[tuple[str, str, str]]:
+    """``"1995-2005,2006-2015"`` → [("1995-2005", "1995-01-01", "2005-12-31"), …]."""
+    periods = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        first, sep, last = item.partition("-")
+        if not (sep and first.isdigit() and last.isdigit() and len(first) == len(last) == 4 and first <= last):
+            raise click.BadParameter(f"--periods: {item!r} is not YYYY-YYYY")
+        periods.append((item, f"{first}-01-01", f"{last}-12-31"))
+    return periods
+
+
 def strategy_overrides(preset: str, overrides) -> dict:
     """The strategy resource's config for a preset plus ``KEY=VALUE`` overrides (validated)."""
     import json
@@ -470,14 +481,16 @@ def strategy_overrides(preset: str, overrides) -> dict:
 @click.option("--gru/--no-gru", default=False, show_default=True,
               help="Also train each selected pair's GRU per session and trade the configs with its veto (default_gru).")
 @click.option("--workers", default=0, show_default=True, type=int, help="Processes replaying sectors (0: one per CPU).")
-@click.option("--preset", type=click.Choice(["default", "seed"]), default="default", show_default=True,
-              help="Strategy settings: the defaults, or the original design's (seed).")
+@click.option("--periods", default="1995-2005,2006-2015,2016-2022", show_default=True,
+              help="Sub-periods as YYYY-YYYY, comma-separated (each reported beside the full range).")
+@click.option("--preset", type=click.Choice(["default", "seed", "trading_period"]), default="default", show_default=True,
+              help="Strategy settings: the defaults, the original design's (seed), or the trading-period methodology.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).")
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
 @click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
-def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, gru, workers, preset, overrides,
-                         name, skip_load) -> None:
+def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, gru, workers, periods, preset,
+                         overrides, name, skip_load) -> None:
     """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline."""
     import pandas as pd
     from pydantic import ValidationError
@@ -492,6 +505,7 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         settings = WalkForwardSettings(
             start=start, end=end, sectors=list(sectors) or None, costs=costs, lag=lag, on_drop=on_drop,
             max_holding=max_holding, n_trials=n_trials, gru=gru, workers=workers or None,
+            periods=parse_periods(periods),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

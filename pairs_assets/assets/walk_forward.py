@@ -20,6 +20,7 @@ from pydantic import Field
 from pairs_assets import partitions
 from pairs_assets.assets.common import fingerprint_of, read_panel, universe
 from pairs_assets.quant.stages import FormationSchedule
+from pairs_assets.quant.walkforward.metrics import DEFAULT_PERIODS
 from pairs_assets.quant.walkforward.engine import (
     WalkForwardError,
     WalkForwardResult,
@@ -53,12 +54,15 @@ class WalkForwardConfig(dg.Config):
     n_trials: int = Field(1, description="Configurations tried (input of the deflated Sharpe ratio).")
     gru: bool = Field(False, description="Also trade the configs gated by each pair's GRU (strategy default_gru).")
     workers: int = Field(0, description="Processes replaying sectors side by side (0: one per CPU).")
+    periods: list[list[str]] = Field(
+        [list(p) for p in DEFAULT_PERIODS], description="Sub-periods: [label, first date, last date] each."
+    )
 
     def settings(self) -> WalkForwardSettings:
         return WalkForwardSettings(
             start=self.start, end=self.end, sectors=self.sectors or None, costs=self.costs, lag=self.lag,
             on_drop=self.on_drop, max_holding=self.max_holding, n_trials=self.n_trials, gru=self.gru,
-            workers=self.workers or None,
+            workers=self.workers or None, periods=[tuple(p) for p in self.periods],
         )
 
 

@@ -1,10 +1,10 @@
-"""Benchmark: the walk-forward over 1995-01-03 → 2022-12-28, all sectors, default settings, no GRU.
+"""Benchmark: the walk-forward over 1995-01-03 → 2022-12-28, all sectors, default settings (``--gru``: with the GRU gate).
 
 Loads the embedded bars into a temporary store, then times the replay (configs → trades →
 execution at 4 costs → summaries) per sector and in total, and the peak memory of the process.
 Prints a table; asserts nothing. ``--workers N`` replays sectors in N processes.
 
-    .venv/bin/python pairs_assets_tests/benchmarks/bench_walk_forward.py [--start D] [--end D] [--workers 2]
+    .venv/bin/python pairs_assets_tests/benchmarks/bench_walk_forward.py [--start D] [--end D] [--workers 2] [--gru] [--preset seed]
 """
 
 from __future__ import annotations
@@ -23,38 +23,43 @@ def main() -> None:
     parser.add_argument("--start", default="1995-01-03")
     parser.add_argument("--end", default="2022-12-28")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--gru", action="store_true", help="also train the GRUs and gate entries (default_gru)")
+    parser.add_argument("--preset", default="default", choices=["default", "seed", "trading_period"])
     args = parser.parse_args()
 
     from pairs_assets.assets.raw_bars import load_sector_bars
     from pairs_assets.assets.walk_forward import panel_sessions, resolve_sectors, run_and_record
     from pairs_assets.quant.walkforward.engine import WalkForwardSettings
-    from pairs_assets.settings import DEFAULT_STRATEGY, paths
+    from pairs_assets.settings import StrategySettings, paths
     from resources.bar_sources import EmbeddedBarSource
     from resources.market_data import MarketDataStore
 
-    settings = WalkForwardSettings(start=args.start, end=args.end, workers=args.workers)
+    settings = WalkForwardSettings(start=args.start, end=args.end, workers=args.workers, gru=args.gru)
+    strategy = StrategySettings.preset(args.preset)
     source = EmbeddedBarSource()
     store = MarketDataStore(database_url=paths().database_url)
     t0 = time.perf_counter()
-    sessions = list(panel_sessions(settings, DEFAULT_STRATEGY))
+    sessions = list(panel_sessions(settings, strategy))
     for sector, symbols in resolve_sectors(settings).items():
         store.upsert_bars(load_sector_bars(source, sector, symbols, sessions), context=f"bench {sector}")
     load_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     result, _files, _run, _fp = run_and_record(
-        store=store, source=source.source_name, strategy=DEFAULT_STRATEGY, settings=settings, registry=None,
+        store=store, source=source.source_name, strategy=strategy, settings=settings, registry=None,
         name="bench", log=lambda message: None,
     )
     total = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
-    print(f"walk-forward {settings.start} → {settings.end}, costs {settings.costs}, lag {settings.lag}, "
-          f"workers {settings.workers or 1}, cpus {os.cpu_count()}")
-    print(f"{'sector':<12} {'configs':>8} {'pair-days':>10} {'seconds':>8}")
+    print(f"walk-forward {settings.start} → {settings.end}, preset {args.preset}, GRU gate {'on' if args.gru else 'off'}, "
+          f"costs {settings.costs}, lag {settings.lag}, workers {settings.workers or os.cpu_count()}, cpus {os.cpu_count()}")
+    print(f"{'sector':<12} {'configs':>8} {'pair-days':>10} {'seconds':>8} {'GRUs trained':>13}")
     for sector in result.configs:
-        print(f"{sector:<12} {result.configs[sector]:>8} {result.config_pairs[sector]:>10} {result.seconds.get(sector, float('nan')):>8.1f}")
+        trained = result.gru.get(sector, {}).get("trained", "-")
+        print(f"{sector:<12} {result.configs[sector]:>8} {result.config_pairs[sector]:>10} "
+              f"{result.seconds.get(sector, float('nan')):>8.1f} {trained:>13}")
     print(f"{'load bars':<12} {'':>8} {'':>10} {load_seconds:>8.1f}")
     print(f"{'total run':<12} {sum(result.configs.values()):>8} {sum(result.config_pairs.values()):>10} {total:>8.1f}")
     print(f"peak RSS: this process {peak_mb:.0f} MB, largest worker {children_mb:.0f} MB")

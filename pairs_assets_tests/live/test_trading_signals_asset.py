@@ -68,8 +68,15 @@ def test_signals_rows_orders_and_metadata(world):
     assert ko["action"] == "short_spread" and ko["zscore"] == pytest.approx(2.6, abs=1e-6)
     assert 0.0 <= ko["gru_probability"] <= 1.0 and ko["confidence"] == pytest.approx(ko["gru_probability"])
     assert ko["position_y"] < 0 < ko["position_x"] and ko["as_of_session"] == "2022-12-28"
-    assert max(abs(ko["position_y"]), abs(ko["position_x"])) == pytest.approx(0.10)  # the per-position cap binds
     hedge = config.pairs[0].hedge_ratio
+    from pairs_assets.quant.sizing import pair_sizing
+    from pairs_assets.settings import DEFAULT_STRATEGY as S
+
+    # volatility targeting within the limits, on the config's GARCH σ forecast, two pairs in the config
+    sizing = pair_sizing(sigma_forecast=config.pairs[0].garch.sigma_forecast, hedge_ratio=hedge,
+                         target_daily_vol=S.target_daily_vol, max_position=S.max_position,
+                         max_portfolio_risk=S.max_portfolio_risk, n_pairs=2)
+    assert abs(ko["position_y"]) == pytest.approx(sizing["y_fraction"])
     assert ko["position_x"] == pytest.approx(-ko["position_y"] * abs(hedge))
     assert pd.Timestamp(ko["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:00:00")
     pg = rows.loc["PG-WMT"]
