@@ -257,6 +257,8 @@ def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | 
     result = fit_pair_model(
         levels, garch["garch_sigma"], garch["garch_std_resid"], strategy.entry_z, config,
         horizon=strategy.gru_horizon, pair_id=pair.pair_id,
+        # the label is the entry rule's event: the strategy's levels and formation window
+        formation_window=strategy.formation_window, exit_z=strategy.exit_z, stop_z=strategy.stop_z,
     )
     return result, feature_garch, levels, garch
 
