@@ -193,17 +193,31 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
         raise click.BadParameter("give one sector, all sectors, or a contiguous range of sectors")
     t0 = time.perf_counter()
     preflight_range(start, end, chosen)
+    from dagster._core.utils import make_new_run_id
+
+    from pairs_assets.checks import RAW_BARS_CHECKS
+    from pairs_assets.partitions import sessions_in_range
+    from pairs_assets.progress import RunProgress
+
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=_instance(),
-        asset_selection=[dg.AssetKey("raw_bars")],
-        run_config=_quiet(),
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: f"{start}|{chosen[0]}",
-            ASSET_PARTITION_RANGE_END_TAG: f"{end}|{chosen[-1]}",
-        },
-        raise_on_error=False,
+    instance, run_id = _instance(), make_new_run_id()
+    total = len(sessions_in_range(start, end)) * len(chosen)
+    progress = RunProgress(
+        instance, run_id, total, f"  raw_bars {start}...{end}", checks_total=total * len(RAW_BARS_CHECKS),
+        write=lambda text: click.echo(text, nl=False),
     )
+    with progress:
+        result = job.execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            asset_selection=[dg.AssetKey("raw_bars")],
+            run_config=_quiet(),
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: f"{start}|{chosen[0]}",
+                ASSET_PARTITION_RANGE_END_TAG: f"{end}|{chosen[-1]}",
+            },
+            raise_on_error=False,
+        )
     if not result.success:
         raise RunFailedError(f"raw_bars {start}...{end} failed (run {result.run_id}): {step_failure(result)}")
     return result.success, time.perf_counter() - t0
@@ -257,7 +271,8 @@ def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
     instance = _instance()
     job = defs.resolve_job_def("daily_pairs")
     rows = []
-    for sector in sectors:
+    started = time.perf_counter()
+    for done, sector in enumerate(sectors, start=1):
         t0 = time.perf_counter()
         result = job.execute_in_process(
             partition_key=partition_key(as_of, sector), instance=instance, raise_on_error=False, run_config=_quiet()
@@ -274,6 +289,12 @@ def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
                 "config": str(path) if result.success else failure,
                 "run_id": result.run_id,
             }
+        )
+        elapsed = time.perf_counter() - started
+        left = elapsed / done * (len(sectors) - done)
+        click.echo(
+            f"  [{done}/{len(sectors)}] {sector} {'ok' if result.success else 'FAILED'} in {rows[-1]['seconds']:.1f}s"
+            f" ({elapsed:.0f}s elapsed, {elapsed / done:.1f}s per sector" + (f", ~{left:.0f}s left)" if left else ")")
         )
     return rows
 

@@ -98,7 +98,7 @@ def validate_range(
 )
 def raw_bars(
     context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckEvaluation]:
+) -> Iterator[dg.MaterializeResult | dg.Output | dg.AssetCheckEvaluation]:
     with stopwatch() as timer:
         by_sector = _keys_by_sector(context)
         uni = universe()
@@ -146,11 +146,14 @@ def raw_bars(
         check_results=next(iter(findings.values())).results() if one_partition else None,
     )
     if not one_partition:
-        yield from _partition_check_evaluations(findings, by_sector)
+        for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+            # the check's (value-less) output, as Dagster yields for an AssetCheckResult
+            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+        yield from _partition_check_evaluations(findings, by_sector, {k.name for k in context.selected_asset_check_keys})
 
 
 def _partition_check_evaluations(
-    findings: dict[str, checks.RawBarsFindings], by_sector: dict[str, list[pd.Timestamp]]
+    findings: dict[str, checks.RawBarsFindings], by_sector: dict[str, list[pd.Timestamp]], selected: set[str]
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """A range run's check evaluations, one per check and partition, each on that partition's bars.
 
@@ -162,6 +165,8 @@ def _partition_check_evaluations(
         for session in sessions:
             key = partitions.partition_key(str(session.date()), sector)
             for result in findings[sector].results([session]):
+                if result.check_name not in selected:
+                    continue
                 yield dg.AssetCheckEvaluation(
                     asset_key=dg.AssetKey("raw_bars"),
                     check_name=result.check_name,

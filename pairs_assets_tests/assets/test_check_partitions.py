@@ -89,3 +89,25 @@ def test_a_range_run_fails_only_the_partition_with_the_bad_bar(tmp_path, sqlite_
             records = _executions(instance, name)
             assert sorted(r.partition for r in records) == [f"{s}|technology" for s in sessions], name
             assert all(r.status != AssetCheckExecutionRecordStatus.PLANNED for r in records), name
+
+
+def test_a_clean_range_run_succeeds_with_every_check_passed_on_every_partition(tmp_path, sqlite_url, bars_file):
+    sessions = [str(s.date()) for s in partitions.sessions_in_range("2022-12-21", "2022-12-28")]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize(
+            DAILY_ASSETS,
+            selection=["raw_bars"],
+            resources=resources_for(sqlite_url, FileBarSource(path=bars_file)),
+            instance=instance,
+            raise_on_error=False,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: f"{sessions[0]}|technology",
+                ASSET_PARTITION_RANGE_END_TAG: f"{sessions[-1]}|technology",
+            },
+        )
+        assert result.success
+        assert len(result.get_asset_materialization_events()) == len(sessions)
+        for name in RAW_BARS_CHECK_NAMES:
+            records = _executions(instance, name)
+            assert sorted(r.partition for r in records) == [f"{s}|technology" for s in sessions], name
+            assert {r.status for r in records} == {AssetCheckExecutionRecordStatus.SUCCEEDED}, name
