@@ -345,7 +345,7 @@ def demo(as_of: str, sectors: tuple[str, ...], skip_load: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default).")
 def dev(port: int, host: str) -> None:
     """Start the Dagster UI and daemon (``dagster dev``) on the local instance."""
-    init_home()
+    _instance().dispose()  # creates the home; marks runs whose process was killed as failed, saying so
     exe = Path(sys.executable).with_name("dagster")
     cmd = [str(exe) if exe.exists() else "dagster", "dev", "-w", str(PROJECT_WORKSPACE), "-h", host, "-p", str(port)]
     click.echo(" ".join(cmd))
