@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 __all__ = ["SCORE_COMPONENTS", "forward_pnl", "rank_evidence"]
 
@@ -53,6 +52,8 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, int]:
     n = int(ok.sum())
     if n < 4 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return math.nan, math.nan, math.nan, n
+    from scipy.stats import spearmanr  # here: importing the definitions should not load scipy.stats
+
     rho = float(spearmanr(x[ok], y[ok]).statistic)
     half = 1.96 * 1.03 / math.sqrt(n - 3)
     centre = math.atanh(max(min(rho, 0.999999), -0.999999))
