@@ -1,8 +1,6 @@
 """Helpers shared by the stage assets: partition keys, window reads from the store, metadata."""
 
 
-import hashlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +12,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.errors import MissingBarsError
+from pairs_assets.quant.walkforward.replay import fingerprint_of  # noqa: F401  (one definition, used by the stages' assets)
 from pairs_assets.universe import Universe, load_universe
 from resources.bars import fingerprint_bars, validate_bars
 from resources.market_data import MarketDataStore
@@ -135,12 +134,6 @@ def read_window(
             f"materialize raw_bars for {gaps[0].date()}...{gaps[-1].date()} first"
         )
     return Window(closes=closes, fingerprint=fingerprint_bars(bars), sessions=sessions, n_bars=len(bars))
-
-
-def fingerprint_of(*parts: object) -> str:
-    """SHA-256 (first 16 hex) of JSON-serialisable parts (sorted keys)."""
-    payload = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(payload).hexdigest()[:16]
 
 
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, n: int = 10) -> dg.MetadataValue:

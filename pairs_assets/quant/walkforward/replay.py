@@ -117,7 +117,8 @@ class SectorPanel:
         return digest.hexdigest()[:16]
 
 
-def _fingerprint_of(*parts: object) -> str:
+def fingerprint_of(*parts: object) -> str:
+    """SHA-256 (first 16 hex) of JSON-serialisable parts (sorted keys): the configs' input fingerprint."""
     import json
 
     payload = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -293,7 +294,7 @@ def build_configs(
         if panel.row_hashes is not None:
             formation_fp = panel.fingerprint(symbols, end_f, strategy.formation_window)
             history_fp = panel.fingerprint(legs, end, history_n) if legs else formation_fp
-            fingerprint = _fingerprint_of(formation_fp, history_fp, panel.source, strategy_dump)
+            fingerprint = fingerprint_of(formation_fp, history_fp, panel.source, strategy_dump)
         else:
             fingerprint = fingerprint_label
         dates = {"as_of_session": str(as_of.date()), "effective_session": str(pd.Timestamp(effective).date())}
