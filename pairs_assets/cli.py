@@ -543,7 +543,7 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         click.echo(f"bars            {written} upserted into the store in {seconds:.1f}s")
     config = {"name": name, "start": settings.start, "end": settings.end, "sectors": list(sectors), "costs": settings.costs,
               "lag": settings.lag, "on_drop": on_drop, "max_holding": max_holding, "n_trials": n_trials, "gru": gru,
-              "workers": workers}
+              "workers": workers, "periods": [list(p) for p in settings.periods]}
     job = defs.resolve_implicit_global_asset_job_def()
     with click.progressbar(length=1, label="walk-forward   ", show_pos=True, show_eta=True) as bar:
         def report(done: int, total: int) -> None:
