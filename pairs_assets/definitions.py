@@ -53,12 +53,24 @@ def bar_source_for(p: Paths) -> BarSource:
     """``PAIRS_BAR_SOURCE``: ``alpaca`` (keys from the environment), ``file`` (``PAIRS_BARS_FILE``,
     the default when it is set) or ``embedded``."""
     if p.bar_source_kind == "alpaca":
-        return AlpacaBarSource(
-            api_key=dg.EnvVar("ALPACA_API_KEY"),
-            secret_key=dg.EnvVar("ALPACA_SECRET_KEY"),
-            feed=p.alpaca_feed,
-            url_override=p.alpaca_data_url,
+        from pairs_assets.live.stream import (
+            ANONYMOUS_RECYCLER_KEY,
+            ENV_API_KEY,
+            ENV_RECYCLER_KEY,
+            ENV_RECYCLER_SECRET,
+            ENV_SECRET_KEY,
+            is_alpaca_url,
         )
+
+        if p.alpaca_data_url is None or is_alpaca_url(p.alpaca_data_url):
+            key, secret = dg.EnvVar(ENV_API_KEY), dg.EnvVar(ENV_SECRET_KEY)
+        else:
+            # Alpaca's keys go to Alpaca's own hosts over TLS only; any other data URL (the recycler)
+            # gets the recycler's credentials, or the anonymous placeholder a keyless recycler accepts
+            have = os.environ.get(ENV_RECYCLER_KEY) and os.environ.get(ENV_RECYCLER_SECRET)
+            key = dg.EnvVar(ENV_RECYCLER_KEY) if have else ANONYMOUS_RECYCLER_KEY
+            secret = dg.EnvVar(ENV_RECYCLER_SECRET) if have else ANONYMOUS_RECYCLER_KEY
+        return AlpacaBarSource(api_key=key, secret_key=secret, feed=p.alpaca_feed, url_override=p.alpaca_data_url)
     if p.bar_source_kind == "file":
         if p.bars_file is None:
             raise ValueError("PAIRS_BAR_SOURCE=file needs PAIRS_BARS_FILE")
