@@ -66,9 +66,6 @@ def init() -> None:
     click.echo(f"market data store: {redact_url(p.database_url)}")
 
 
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
 def _quiet() -> dict:
     """Run config of the CLI's runs: Dagster's console logger prints nothing (the command prints a
     summary, and a failed step as one line) unless ``--debug``: then warnings and tracebacks too."""

@@ -39,46 +39,28 @@ def _kwargs(config_value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class PairsPostgresRunStorage(PostgresRunStorage):
+class _Psycopg2Url:
+    """Storage mixin: the URL goes through psycopg2 whatever its scheme; config as dagster-postgres's."""
+
+    def __init__(self, postgres_url: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(psycopg2_url(postgres_url), *args, **kwargs)
+
+    @classmethod
+    def config_type(cls):
+        return pg_config()
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
+        return cls(inst_data=inst_data, **_kwargs(config_value))
+
+
+class PairsPostgresRunStorage(_Psycopg2Url, PostgresRunStorage):
     """dagster-postgres run storage; a plain ``postgresql://`` URL goes through psycopg2."""
 
-    def __init__(self, postgres_url: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(psycopg2_url(postgres_url), *args, **kwargs)
 
-    @classmethod
-    def config_type(cls):
-        return pg_config()
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        return cls(inst_data=inst_data, **_kwargs(config_value))
-
-
-class PairsPostgresEventLogStorage(PostgresEventLogStorage):
+class PairsPostgresEventLogStorage(_Psycopg2Url, PostgresEventLogStorage):
     """dagster-postgres event log (runs' events, materializations, check results) through psycopg2."""
 
-    def __init__(self, postgres_url: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(psycopg2_url(postgres_url), *args, **kwargs)
 
-    @classmethod
-    def config_type(cls):
-        return pg_config()
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        return cls(inst_data=inst_data, **_kwargs(config_value))
-
-
-class PairsPostgresScheduleStorage(PostgresScheduleStorage):
+class PairsPostgresScheduleStorage(_Psycopg2Url, PostgresScheduleStorage):
     """dagster-postgres schedule/sensor state and ticks through psycopg2."""
-
-    def __init__(self, postgres_url: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(psycopg2_url(postgres_url), *args, **kwargs)
-
-    @classmethod
-    def config_type(cls):
-        return pg_config()
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        return cls(inst_data=inst_data, **_kwargs(config_value))

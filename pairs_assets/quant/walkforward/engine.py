@@ -234,8 +234,9 @@ def run_walk_forward(
             totals.setdefault((name, cost), []).append((daily, trades))
     for (name, cost), parts in totals.items():
         scale = 1.0 / len(parts) if name == "baseline" else 1.0
-        daily = _sum_daily([d for d, _ in parts]) * scale
-        daily["n_positions"] = _sum_daily([d for d, _ in parts])["n_positions"]
+        summed = _sum_daily([d for d, _ in parts])
+        daily = summed * scale
+        daily["n_positions"] = summed["n_positions"]  # a count, not scaled
         trades = pd.concat([t for _, t in parts], ignore_index=True)
         trades = trades.assign(pnl=trades["pnl"] * scale)
         rows.extend(_summary_rows(name, "all", cost, daily, trades, settings))

@@ -83,7 +83,6 @@ class SectorPanel:
     closes: pd.DataFrame
     source: str
     row_hashes: dict[str, np.ndarray] | None = None
-    history_start: pd.Timestamp | None = None
 
     def position(self, session: pd.Timestamp) -> int:
         return int(self.closes.index.get_loc(session))
