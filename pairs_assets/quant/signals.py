@@ -245,7 +245,7 @@ def _finite_positive(value: Any) -> bool:
 # --- the math ------------------------------------------------------------------------------------
 
 
-def garch_filter(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndarray, np.ndarray]:
+def garch_filter_fixed(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndarray, np.ndarray]:
     """Conditional σ_t and standardized residuals of ``changes`` under the pair's fixed parameters.
 
     The same recursion as the GRU's training features (:func:`pairs_assets.quant.garch.filter_fixed`).
@@ -379,7 +379,7 @@ def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
 
     s = pair.session_spreads()
     # the same GARCH parameters the model's features were built with in training, when the config has them
-    sigma, resid = garch_filter(s.diff().to_numpy(), pair.params.feature_garch or pair.params.garch)
+    sigma, resid = garch_filter_fixed(s.diff().to_numpy(), pair.params.feature_garch or pair.params.garch)
     features = build_features(s, pd.Series(sigma, index=s.index), pd.Series(resid, index=s.index))
     tail = features.tail(seq_len).to_numpy(dtype="float64")
     if len(tail) < seq_len or not np.isfinite(tail).all():

@@ -37,7 +37,7 @@ def test_spread_is_log_y_minus_beta_log_x_minus_intercept():
     np.testing.assert_allclose(sig.spread(np.array([10.0, 20.0]), np.array([5.0, 5.0]), 1.0), np.log([2.0, 4.0]))
 
 
-def test_garch_filter_matches_arch_with_fixed_parameters():
+def test_garch_filter_fixed_matches_arch_with_fixed_parameters():
     from arch import arch_model
 
     rng = np.random.default_rng(0)
@@ -48,7 +48,7 @@ def test_garch_filter_matches_arch_with_fixed_parameters():
         r.append(mu + e)
         h = omega + alpha * e * e + beta * h
     params = sig.GarchParams(mu=mu, omega=omega, alpha=alpha, beta=beta, sigma_forecast=1.0)
-    sigma, resid = sig.garch_filter(np.array(r), params)
+    sigma, resid = sig.garch_filter_fixed(np.array(r), params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fixed = arch_model(np.array(r), mean="Constant", vol="GARCH", p=1, q=1).fix([mu, omega, alpha, beta])
@@ -58,12 +58,12 @@ def test_garch_filter_matches_arch_with_fixed_parameters():
     assert sigma[0] == pytest.approx(math.sqrt(omega / (1 - alpha - beta)))
 
 
-def test_garch_filter_handles_gaps_and_non_stationary_fits():
-    sigma, resid = sig.garch_filter(np.array([0.01, np.nan, -0.02]), GARCH)
+def test_garch_filter_fixed_handles_gaps_and_non_stationary_fits():
+    sigma, resid = sig.garch_filter_fixed(np.array([0.01, np.nan, -0.02]), GARCH)
     assert np.isfinite(sigma).all() and math.isnan(resid[1]) and np.isfinite(resid[[0, 2]]).all()
     explosive = sig.GarchParams(mu=0, omega=1e-6, alpha=0.3, beta=0.8, sigma_forecast=0.01)
     assert math.isnan(explosive.sigma_infinity)
-    assert np.isfinite(sig.garch_filter(np.array([0.01, -0.01, 0.02]), explosive)[0]).all()
+    assert np.isfinite(sig.garch_filter_fixed(np.array([0.01, -0.01, 0.02]), explosive)[0]).all()
 
 
 def test_zscore_rescales_the_spread_std_by_the_garch_regime():
@@ -250,7 +250,7 @@ def test_gru_sequence_is_the_daily_features_of_the_session_closes_whatever_the_i
     np.testing.assert_array_equal(seq, sig.gru_sequence(far, seq_len=10))
     s = calm.session_spreads()
     assert s.index.equals(calm.history.index) and len(calm.spread_path()) == len(s) + 1
-    sigma, resid = sig.garch_filter(s.diff().to_numpy(), calm.params.feature_garch or calm.params.garch)
+    sigma, resid = sig.garch_filter_fixed(s.diff().to_numpy(), calm.params.feature_garch or calm.params.garch)
     expected = build_features(s, pd.Series(sigma, index=s.index), pd.Series(resid, index=s.index)).tail(10)
     np.testing.assert_array_equal(seq, expected.to_numpy(dtype="float64").astype(np.float32))
 
