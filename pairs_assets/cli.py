@@ -61,7 +61,7 @@ def init() -> None:
     p = paths()
     click.echo(f"PAIRS_HOME={p.home}")
     click.echo(f"export DAGSTER_HOME={dagster_home}")
-    from resources.market_data import redact_url
+    from pairs_assets.util import redact_url
 
     click.echo(f"market data store: {redact_url(p.database_url)}")
 
@@ -366,7 +366,7 @@ def worker(queues: tuple[str, ...], concurrency: int | None, pool: str, name: st
     """
     from pairs_assets.jobs import CELERY_QUEUE
     from pairs_assets.worker import make_worker_app
-    from resources.market_data import redact_url
+    from pairs_assets.util import redact_url
 
     p = paths()
     if not p.celery_broker:
@@ -395,7 +395,7 @@ def mlflow_server(host: str, port: int, workers: int | None, allowed_hosts: str 
     artifacts under PAIRS_MLFLOW_ARTIFACTS (a shared path or URL such as s3://bucket/mlflow),
     served through the server (clients use MLFLOW_TRACKING_URI=http://HOST:PORT).
     """
-    from resources.market_data import redact_url
+    from pairs_assets.util import redact_url
 
     backend = os.environ.get("PAIRS_MLFLOW_BACKEND_URI", "")
     artifacts = paths().mlflow_artifacts

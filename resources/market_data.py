@@ -11,7 +11,6 @@ or doubled load. Timestamps are stored as naive UTC.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
 from pairs_assets.errors import PairsError
+from pairs_assets.util import redact_text, redact_url
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars, validate_bars
 
 metadata = sa.MetaData()
@@ -172,33 +172,6 @@ def _new_engine(url: str) -> Engine:
         engine.dispose()
         raise
     return engine
-
-
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password hidden (``user:***@``), for messages and metadata.
-
-    Works on strings SQLAlchemy cannot parse too, so a malformed URL is never echoed with its password.
-    """
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):
-        return _USERINFO.sub(r"\g<scheme>\g<user>:***@", url)
-
-
-def redact_text(text: str, url: str | None = None) -> str:
-    """``text`` with every ``scheme://user:password@`` masked, and ``url``'s password if it appears bare."""
-    text = _USERINFO.sub(r"\g<scheme>\g<user>:***@", text)
-    if url:
-        try:
-            password = make_url(url).password
-        except (sa.exc.ArgumentError, ValueError):
-            password = None
-        if password:
-            text = text.replace(str(password), "***")
-    return text
 
 
 def _to_naive_utc(values: pd.Series) -> list:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import pandas as pd
 from pydantic import Field
 
 from pairs_assets.errors import PairsError
+from pairs_assets.util import redact_text, redact_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -80,18 +80,6 @@ class RegisteredModelInfo:
     experiment_id: str
     model_uri: str  # "models:/<name>/<version>"
     tracking_uri: str  # credentials removed
-
-
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]*@")
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without ``user:password@`` and without its query (tokens often ride there)."""
-    return _USERINFO.sub(r"\g<scheme>***@", uri).split("?", 1)[0]
-
-
-def _redact_text(text: str) -> str:
-    return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
 def _artifact_uri(location: str) -> str:
@@ -133,7 +121,7 @@ def _store_creation_lock(uri: str, timeout_s: float) -> Iterator[None]:
         lock.acquire()
     except Timeout as exc:
         raise ModelStoreUnavailableError(
-            f"MLflow store {redact_uri(uri)}: another process held {lock_path} for more than "
+            f"MLflow store {redact_url(uri, keep_user=False, keep_query=False)}: another process held {lock_path} for more than "
             f"{timeout_s:g} s while creating the store; if no pairs run is active, delete that file"
         ) from exc
     try:
@@ -354,7 +342,7 @@ class ModelRegistry(dg.ConfigurableResource):
         if self.local_store_dir:
             return (Path(self.local_store_dir).expanduser().resolve() / "artifacts").as_uri()
         raise ModelStoreUnavailableError(
-            f"MLflow store {redact_uri(uri)} has no artifact root: set PAIRS_MLFLOW_ARTIFACTS "
+            f"MLflow store {redact_url(uri, keep_user=False, keep_query=False)} has no artifact root: set PAIRS_MLFLOW_ARTIFACTS "
             "(ModelRegistry.artifact_root), or MLflow would write artifacts under ./mlruns"
         )
 
@@ -411,8 +399,8 @@ class ModelRegistry(dg.ConfigurableResource):
                 if attempt < attempts and _is_schema_race(exc):
                     continue  # another process (not holding our lock) was creating the schema: open again
                 raise ModelStoreUnavailableError(
-                    f"MLflow store {redact_uri(uri)} is unreachable: {type(exc).__name__}: "
-                    f"{_redact_text(str(exc))[:500]}"
+                    f"MLflow store {redact_url(uri, keep_user=False, keep_query=False)} is unreachable: {type(exc).__name__}: "
+                    f"{redact_text(str(exc), keep_user=False)[:500]}"
                 ) from exc
         raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -557,8 +545,8 @@ class ModelRegistry(dg.ConfigurableResource):
         except Exception as exc:  # the run is already FAILED; add the pair and store for the caller
             raise ModelRegistryError(
                 f"pair {pair_id} ({sector}, {as_of}): MLflow run {run_id or '(not started)'} in "
-                f"{redact_uri(uri)} failed, nothing registered: {type(exc).__name__}: "
-                f"{_redact_text(str(exc))[:500]}"
+                f"{redact_url(uri, keep_user=False, keep_query=False)} failed, nothing registered: {type(exc).__name__}: "
+                f"{redact_text(str(exc), keep_user=False)[:500]}"
             ) from exc
         return RegisteredModelInfo(
             run_id=run_id,
@@ -568,7 +556,7 @@ class ModelRegistry(dg.ConfigurableResource):
             experiment=experiment,
             experiment_id=experiment_id,
             model_uri=f"models:/{model_name}/{version.version}",
-            tracking_uri=redact_uri(uri),
+            tracking_uri=redact_url(uri, keep_user=False, keep_query=False),
         )
 
     def log_walk_forward(

@@ -13,7 +13,8 @@ from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
 from resources.bar_sources import BarSource
 from resources.io_manager import partition_path
 from resources.market_data import MarketDataStore, model_performance_table
-from resources.model_registry import ModelRegistry, redact_uri
+from pairs_assets.util import redact_url
+from resources.model_registry import ModelRegistry
 
 BASELINES = ("majority", "logistic", "z_rule")
 GRU_COLUMNS = [
@@ -163,7 +164,7 @@ def gru_models(
             ),
             "beats_baselines": int(trained["beats_baselines"].astype(bool).sum()) if len(trained) else 0,
             "hyperparameters": dg.MetadataValue.json(config.as_params()),
-            "mlflow_tracking_uri": redact_uri(model_registry.resolved_tracking_uri()),
+            "mlflow_tracking_uri": redact_url(model_registry.resolved_tracking_uri(), keep_user=False, keep_query=False),
             "note": "no selected pairs: nothing to train" if frame.empty else f"{len(trained)} model(s) trained",
             "test_metrics_vs_baselines": markdown_table(
                 trained,

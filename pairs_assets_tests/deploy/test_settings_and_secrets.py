@@ -15,7 +15,8 @@ from pairs_assets.jobs import executor_for
 from pairs_assets.settings import Paths
 from resources.dagster_storage import psycopg2_url
 from resources.io_manager import PartitionedFileIOManager, partition_path
-from resources.market_data import MarketDataStore, StoreUnavailableError, redact_url
+from pairs_assets.util import redact_url
+from resources.market_data import MarketDataStore, StoreUnavailableError
 from resources.model_registry import ModelRegistry, ModelStoreUnavailableError
 
 SECRETS = {
