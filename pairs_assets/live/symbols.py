@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pairs_assets.errors import PairsError
+from pairs_assets.util import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 LIVE_MODES = ("replay", "alpaca")
@@ -128,18 +127,7 @@ def load_live_symbols(path: Path | None = None) -> LiveSymbols:
 def save_live_symbols(config: LiveSymbols, path: Path | None = None) -> Path:
     """Write atomically (temp file in the same folder, fsync, rename)."""
     path = path or live_symbols_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(config.to_json(), handle, indent=2, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, (json.dumps(config.to_json(), indent=2, sort_keys=False) + "\n").encode())
     return path
 
 
