@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from pairs_assets.util import atomic_write_bytes as local_atomic_write_bytes
+from pairs_assets.util import split_partition_key
 
 
 def as_upath(location: str | os.PathLike) -> UPath:
@@ -51,6 +52,40 @@ def atomic_write_bytes(path: Path | UPath | str, payload: bytes) -> None:
     local_atomic_write_bytes(path, payload)  # temp file in the same folder, fsync, rename
 
 
+def canonical_json(document: dict) -> bytes:
+    return (json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def partition_path(base_dir: str | Path, asset: str, partition_key: str, suffix: str) -> Path:
+    """``<base>/<asset>/<date>/<sector><suffix>`` for a ``date|sector`` key; ``<base>/<asset><suffix>`` unpartitioned.
+
+    ``base_dir`` may be an fsspec URL; the result is then a remote ``UPath``.
+    """
+    base = as_upath(base_dir)
+    if not partition_key:
+        return base / f"{asset}{suffix}"
+    date, sector = split_partition_key(partition_key)
+    if not sector:
+        return base / asset / f"{date}{suffix}"
+    return base / asset / date / f"{sector}{suffix}"
+
+
+def _read_parquet(path: UPath) -> pd.DataFrame:
+    with path.open("rb") as handle:
+        return pd.read_parquet(handle)
+
+
+def _read_json(path: UPath) -> dict:
+    return json.loads(path.read_text())
+
+
 class PartitionedFileIOManager(dg.ConfigurableIOManager):
     """Parquet (DataFrames) or JSON (dicts) per partition under ``base_dir`` (a path or fsspec URL)."""
 
@@ -64,9 +99,6 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:
             return
-        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
-            self._handle_range_output(context, obj)
-            return
         key = context.asset_partition_key if context.has_asset_partitions else ""
         if isinstance(obj, pd.DataFrame):
             path = self._path(context.asset_key, key, ".parquet")
@@ -79,41 +111,9 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext):
-        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
-            # a range run (single-run backfill): every partition's object, by partition key
-            return {str(key): self._load_one(context, str(key)) for key in context.asset_partition_keys}
-        return self._load_one(context, context.asset_partition_key if context.has_asset_partitions else "")
-
-    def _handle_range_output(self, context: dg.OutputContext, obj) -> None:
-        """A range run's output: ``{partition key: object}``, one file per partition (each atomic)."""
-        keys = sorted(str(k) for k in context.asset_partition_keys)
-        name = context.asset_key.to_user_string()
-        if not isinstance(obj, dict):
-            raise TypeError(
-                f"{name}: a range run of {len(keys)} partitions must return {{partition key: object}}, "
-                f"got a {type(obj).__name__}"
-            )
-        if sorted(obj) != keys:
-            missing, extra = sorted(set(keys) - set(obj)), sorted(set(obj) - set(keys))
-            raise ValueError(
-                f"{name}: a range run's output must hold exactly the run's partitions; "
-                f"missing {missing[:5]}{' …' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
-            )
-        for key in keys:
-            value = obj[key]
-            if isinstance(value, pd.DataFrame):
-                atomic_write_bytes(self._path(context.asset_key, key, ".parquet"), parquet_bytes(value))
-            elif isinstance(value, dict):
-                atomic_write_bytes(self._path(context.asset_key, key, ".json"), canonical_json(value))
-            else:
-                raise TypeError(f"{name} partition {key}: cannot store a {type(value).__name__}")
-        context.add_output_metadata(
-            {"path": dg.MetadataValue.path(str(as_upath(self.base_dir) / context.asset_key.path[-1])), "files_written": len(keys)}
-        )
-
-    def _load_one(self, context: dg.InputContext, key: str):
         upstream = context.upstream_output
         asset_key = context.asset_key
+        key = context.asset_partition_key if context.has_asset_partitions else ""
         for suffix, reader in ((".parquet", _read_parquet), (".json", _read_json)):
             path = self._path(asset_key, key, suffix)
             if path.exists():
