@@ -105,7 +105,7 @@ class AlpacaBarSource(BarSource):
         from alpaca.data.enums import Adjustment, DataFeed
         from alpaca.data.requests import StockBarsRequest
 
-        from pairs_assets.live import wire
+        from pairs_assets.market import wire
 
         symbols = sorted(set(symbols))
         if not symbols:

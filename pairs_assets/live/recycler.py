@@ -2,7 +2,7 @@
 
 One ``websockets`` server on one port (``127.0.0.1`` by default) serves both:
 
-* ``ws://<host>:<port>/v2/<feed>`` — Alpaca's stock stream protocol (see :mod:`pairs_assets.live.wire`),
+* ``ws://<host>:<port>/v2/<feed>`` — Alpaca's stock stream protocol (see :mod:`pairs_assets.market.wire`),
   so the unmodified ``alpaca.data.live.StockDataStream(key, secret, url_override=…)`` connects,
   authenticates, subscribes and receives ``alpaca.data.models.Bar`` objects;
 * ``http://<host>:<port>/v2/stocks/bars`` — Alpaca's historical bars endpoint with paging, so
@@ -66,7 +66,7 @@ from websockets.protocol import CONNECTING
 from websockets.server import ServerProtocol
 
 from pairs_assets.errors import PairsError
-from pairs_assets.live import wire
+from pairs_assets.market import wire
 from resources.market_data import MarketDataStore
 
 log = logging.getLogger(__name__)

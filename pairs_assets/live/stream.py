@@ -46,7 +46,7 @@ from alpaca.data.enums import DataFeed
 from alpaca.data.live import StockDataStream
 
 from pairs_assets.errors import PairsError
-from pairs_assets.live import wire
+from pairs_assets.market import wire
 from resources.bars import BAR_COLUMNS
 from resources.market_data import MarketDataStore
 

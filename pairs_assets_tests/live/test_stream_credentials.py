@@ -25,7 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from pairs_assets.live import wire
+from pairs_assets.market import wire
 from pairs_assets.live.stream import (
     ANONYMOUS_RECYCLER_KEY,
     StreamError,

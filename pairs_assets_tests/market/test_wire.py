@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from alpaca.data.models import Bar
 
-from pairs_assets.live import wire
+from pairs_assets.market import wire
 
 
 def test_bar_message_round_trips_through_alpacas_model():
