@@ -4,31 +4,46 @@ The ``date`` key of a partition is its *as-of session*: the last session whose b
 trading config is for the next session. Sessions come from ``exchange_calendars`` (XNYS): a weekday
 ``TimeWindowPartitionsDefinition`` with every weekday that is not a session (holidays, ad-hoc
 closures such as 2001-09-11 or 2012-10-29) as an exclusion.
+
+Nothing here reads a setting: the partitions are built from explicit inputs (the history start and
+the sectors, :func:`daily_partitions_def`), and whatever depends on the history start takes it as an
+argument. The calendar helpers answer for any date (:func:`nyse_calendar`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Sequence
 
 import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
 from pairs_assets.errors import InsufficientHistoryError, NotASessionError, PartitionKeyError
-from pairs_assets.settings import DEFAULT_STRATEGY, paths
-from pairs_assets.universe import load_universe
 
 CALENDAR_NAME = "XNYS"
 EXCHANGE_TZ = "America/New_York"
 DATE_FMT = "%Y-%m-%d"
+#: The first date the default calendar covers (the embedded data's first session); an earlier date
+#: gets a calendar that starts with its year.
+CALENDAR_START = pd.Timestamp("1990-01-02")
 
 
 @functools.cache
-def nyse_calendar() -> xcals.ExchangeCalendar:
-    """The NYSE calendar from the history start to a year past today (exchange_calendars' default end)."""
-    start = pd.Timestamp(paths().history_start)
+def _calendar_from(start: pd.Timestamp) -> xcals.ExchangeCalendar:
     return xcals.get_calendar(CALENDAR_NAME, start=start - pd.Timedelta(days=10))
+
+
+def nyse_calendar(covering: str | dt.date | pd.Timestamp | None = None) -> xcals.ExchangeCalendar:
+    """The NYSE calendar from 1990 (or from the year of ``covering``, if earlier) to a year past
+    today (exchange_calendars' default end). Built once per start: a pure function of the dates."""
+    start = CALENDAR_START
+    if covering is not None:
+        day = _date(covering)
+        if day < CALENDAR_START:
+            start = pd.Timestamp(year=day.year, month=1, day=1)
+    return _calendar_from(start)
 
 
 def _date(value: str | dt.date | pd.Timestamp) -> pd.Timestamp:
@@ -38,19 +53,19 @@ def _date(value: str | dt.date | pd.Timestamp) -> pd.Timestamp:
 
 
 def is_session(day: str | dt.date | pd.Timestamp) -> bool:
-    return bool(nyse_calendar().is_session(_date(day)))
+    return bool(nyse_calendar(day).is_session(_date(day)))
 
 
 def previous_session(day: str | dt.date | pd.Timestamp) -> pd.Timestamp:
     """The last session strictly before ``day`` (a session or not)."""
     day = _date(day)
-    return nyse_calendar().date_to_session(day - pd.Timedelta(days=1), direction="previous")
+    return nyse_calendar(day).date_to_session(day - pd.Timedelta(days=1), direction="previous")
 
 
 def next_session(day: str | dt.date | pd.Timestamp) -> pd.Timestamp:
     """The first session strictly after ``day``."""
     day = _date(day)
-    return nyse_calendar().date_to_session(day + pd.Timedelta(days=1), direction="next")
+    return nyse_calendar(day).date_to_session(day + pd.Timedelta(days=1), direction="next")
 
 
 def parse_date(value: str | dt.date | pd.Timestamp, *, what: str = "date") -> pd.Timestamp:
@@ -86,7 +101,7 @@ def check_session(value: str | dt.date | pd.Timestamp, *, what: str = "date") ->
         ``value`` is not a date or lies outside the NYSE calendar.
     """
     day = parse_date(value, what=what)
-    calendar = nyse_calendar()
+    calendar = nyse_calendar(day)
     if not calendar.first_session <= day <= calendar.last_session:
         raise PartitionKeyError(
             f"{what} {day.date()} is outside the NYSE calendar ({calendar.first_session.date()} → "
@@ -100,7 +115,7 @@ def check_session(value: str | dt.date | pd.Timestamp, *, what: str = "date") ->
 def non_session_description(day: str | dt.date | pd.Timestamp) -> str:
     """``'2022-12-26 is not an NYSE session (Monday); the previous session is 2022-12-23, the next 2022-12-27'``."""
     day = _date(day)
-    calendar = nyse_calendar()
+    calendar = nyse_calendar(day)
     before = calendar.date_to_session(day, direction="previous") if day > calendar.first_session else None
     after = calendar.date_to_session(day, direction="next") if day < calendar.last_session else None
     return (
@@ -110,8 +125,8 @@ def non_session_description(day: str | dt.date | pd.Timestamp) -> str:
     )
 
 
-def check_partition_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
-    """(date, sector) of a ``date|sector`` key, refusing one that is not a partition.
+def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitionsDefinition | None = None) -> tuple[str, str]:
+    """(date, sector) of a ``date|sector`` key, refusing one that is not a partition of ``daily``.
 
     Dagster's ``TimeWindowPartitionsDefinition`` resolves a key to a time window by moving it to
     the next window that is not excluded, so a run tagged with a holiday (``2022-12-26|consumer``)
@@ -132,10 +147,11 @@ def check_partition_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
             raise PartitionKeyError(f"partition key {key!r} is not DATE|SECTOR (e.g. 2022-12-28|technology)")
     label = f"partition {date}|{sector}:"
     day = check_session(date, what=label)
-    first = _date(paths().history_start)
+    daily = daily or daily_partitions_def()  # TRANSITIONAL
+    first = history_start_of(daily)
     if day < first:
         raise PartitionKeyError(f"{label} {day.date()} precedes the first partition {first.date()} (PAIRS_HISTORY_START)")
-    sectors = sector_partitions_def().get_partition_keys()
+    sectors = sectors_of(daily)
     if sector not in sectors:
         raise PartitionKeyError(f"{label} unknown sector {sector!r} (known: {', '.join(sectors)})")
     return date, sector
@@ -148,12 +164,13 @@ def check_run_partitions(context: dg.AssetExecutionContext) -> None:
     ``check_partition_key``), and a range such as ``2022-12-24...2022-12-26`` materializes
     2022-12-27, outside the range.
     """
+    daily = context.assets_def.partitions_def
     if context.has_partition_key_range:  # (has_partition_key is False for a range of several keys)
         key_range = context.partition_key_range
-        check_partition_key(key_range.start)
-        check_partition_key(key_range.end)
+        check_partition_key(key_range.start, daily)
+        check_partition_key(key_range.end, daily)
     elif context.has_partition_key:
-        check_partition_key(context.partition_key)
+        check_partition_key(context.partition_key, daily)
 
 
 def session_close_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:
@@ -161,11 +178,11 @@ def session_close_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:
     session = _date(session)
     if not is_session(session):
         raise ValueError(f"{session.date()} is not an NYSE session")
-    return nyse_calendar().session_close(session)
+    return nyse_calendar(session).session_close(session)
 
 
 def session_open_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:
-    return nyse_calendar().session_open(_date(session))
+    return nyse_calendar(session).session_open(_date(session))
 
 
 def sessions_span_utc(first: str | pd.Timestamp, last: str | pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -176,17 +193,17 @@ def sessions_span_utc(first: str | pd.Timestamp, last: str | pd.Timestamp) -> tu
 
 def sessions_in_range(start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DatetimeIndex:
     """Sessions in [start, end], both included, as tz-naive dates."""
-    return nyse_calendar().sessions_in_range(_date(start), _date(end))
+    return nyse_calendar(start).sessions_in_range(_date(start), _date(end))
 
 
-def window_sessions(as_of: str | pd.Timestamp, n: int, *, history_start: str | None = None) -> pd.DatetimeIndex:
+def window_sessions(as_of: str | pd.Timestamp, n: int, *, history_start: str | pd.Timestamp | None = None) -> pd.DatetimeIndex:
     """The ``n`` sessions ending at (and including) ``as_of``.
 
     Raises ``InsufficientHistoryError`` when fewer than ``n`` sessions lie between the history
     start and ``as_of`` — the start-of-history case.
     """
     as_of = _date(as_of)
-    start = _date(history_start or paths().history_start)
+    start = _date(history_start or _transitional_history_start())
     available = sessions_in_range(start, as_of)
     if len(available) < n:
         raise InsufficientHistoryError(
@@ -202,12 +219,13 @@ def _excluded_weekdays(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.dateti
     return [d.to_pydatetime() for d in weekdays if d not in sessions]
 
 
-def session_partitions_def(start: str | None = None) -> dg.TimeWindowPartitionsDefinition:
-    """Weekday partitions from ``start`` with NYSE non-sessions excluded; keys ``YYYY-MM-DD``."""
-    start_ts = _date(start or paths().history_start)
+def session_partitions_def(start: str | pd.Timestamp) -> dg.TimeWindowPartitionsDefinition:
+    """Weekday partitions from ``start`` (the history start) with NYSE non-sessions excluded; keys ``YYYY-MM-DD``."""
+    start_ts = _date(start)
+    calendar = nyse_calendar(start_ts)
     if not is_session(start_ts):
-        start_ts = nyse_calendar().date_to_session(start_ts, direction="next")
-    end_ts = nyse_calendar().last_session
+        start_ts = calendar.date_to_session(start_ts, direction="next")
+    end_ts = calendar.last_session
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule="0 0 * * 1-5",
         start=start_ts.to_pydatetime(),
@@ -217,14 +235,39 @@ def session_partitions_def(start: str | None = None) -> dg.TimeWindowPartitionsD
     )
 
 
-def sector_partitions_def() -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition(load_universe(paths().universe_file).sector_names)
+def sector_partitions_def(sectors: Sequence[str]) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition(list(sectors))
+
+
+def daily_partitions_def(history_start: str | pd.Timestamp | None = None, sectors: Sequence[str] | None = None) -> dg.MultiPartitionsDefinition:
+    """``date`` (the sessions from ``history_start``) × ``sector``; keys read ``2022-12-28|technology``.
+
+    The same inputs give the same object (built once: the exclusions list every non-session weekday).
+    """
+    if history_start is None or sectors is None:  # TRANSITIONAL (issue 12 item 1 in progress)
+        from pairs_assets.settings import paths
+        from pairs_assets.universe import load_universe
+
+        history_start = paths().history_start
+        sectors = load_universe(paths().universe_file).sector_names
+    return _daily_partitions_def(str(_date(history_start).date()), tuple(sectors))
 
 
 @functools.cache
-def daily_partitions_def() -> dg.MultiPartitionsDefinition:
-    """``date`` × ``sector``; keys read ``2022-12-28|technology``."""
-    return dg.MultiPartitionsDefinition({"date": session_partitions_def(), "sector": sector_partitions_def()})
+def _daily_partitions_def(history_start: str, sectors: tuple[str, ...]) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition(
+        {"date": session_partitions_def(history_start), "sector": sector_partitions_def(sectors)}
+    )
+
+
+def history_start_of(daily: dg.MultiPartitionsDefinition) -> pd.Timestamp:
+    """The first session of ``daily``'s ``date`` dimension (tz-naive)."""
+    return _date(daily.get_partitions_def_for_dimension("date").start)
+
+
+def sectors_of(daily: dg.MultiPartitionsDefinition) -> list[str]:
+    """The sectors of ``daily``'s ``sector`` dimension."""
+    return list(daily.get_partitions_def_for_dimension("sector").get_partition_keys())
 
 
 def partition_key(date: str, sector: str) -> dg.MultiPartitionKey:
@@ -248,11 +291,13 @@ def same_partition_mapping() -> dg.MultiPartitionMapping:
     return lookback_mapping(1)
 
 
-#: Sessions of raw bars a partition depends on (the longest default window; see StrategySettings).
-LOOKBACK_SESSIONS = DEFAULT_STRATEGY.history_sessions
+def _transitional_history_start() -> str:  # TRANSITIONAL (issue 12 item 1 in progress)
+    from pairs_assets.settings import paths
+
+    return paths().history_start
 
 
-def formation_session(as_of: str | pd.Timestamp, every: int) -> pd.Timestamp:
+def formation_session(as_of: str | pd.Timestamp, every: int, *, history_start: str | pd.Timestamp | None = None) -> pd.Timestamp:
     """The session a partition's stages run at (:class:`pairs_assets.quant.stages.FormationSchedule`):
     every ``every``-th session since the history start; ``every`` = 1 is the as-of session itself."""
     from pairs_assets.quant.stages import FormationSchedule
@@ -260,4 +305,4 @@ def formation_session(as_of: str | pd.Timestamp, every: int) -> pd.Timestamp:
     as_of = _date(as_of)
     if every == 1:
         return as_of
-    return FormationSchedule(sessions_in_range(paths().history_start, as_of), every)(as_of)
+    return FormationSchedule(sessions_in_range(history_start or _transitional_history_start(), as_of), every)(as_of)

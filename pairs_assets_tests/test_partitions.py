@@ -2,11 +2,13 @@ import pandas as pd
 import pytest
 
 from pairs_assets import partitions
-from pairs_assets.errors import InsufficientHistoryError
+from pairs_assets.errors import InsufficientHistoryError, PartitionKeyError
+
+SECTORS = ["energy", "technology"]
 
 
 def test_sessions_exclude_weekends_holidays_and_closures():
-    keys = set(partitions.session_partitions_def().get_partition_keys())
+    keys = set(partitions.session_partitions_def("1990-01-02").get_partition_keys())
     assert "2022-12-28" in keys and "1990-01-02" in keys
     for not_a_session in ["2022-12-26", "2023-01-16", "2001-09-11", "2012-10-29", "2022-12-24"]:
         assert not_a_session not in keys
@@ -14,9 +16,30 @@ def test_sessions_exclude_weekends_holidays_and_closures():
 
 
 def test_multi_partition_keys_read_date_then_sector():
-    multi = partitions.daily_partitions_def()
+    multi = partitions.daily_partitions_def("1990-01-02", SECTORS)
     assert [d.name for d in multi.partitions_defs] == ["date", "sector"]
     assert "2022-12-28|technology" in multi.get_partition_keys()
+    assert partitions.daily_partitions_def("1990-01-02", SECTORS) is multi  # built once per input
+
+
+def test_partitions_come_from_their_inputs_only():
+    """Two histories and two universes in one process: each definition has its own first session and sectors."""
+    early = partitions.daily_partitions_def("1985-06-03", ["energy"])
+    late = partitions.daily_partitions_def("2020-01-01", SECTORS)  # a holiday: the first session is the 2nd
+    assert partitions.history_start_of(early) == pd.Timestamp("1985-06-03")
+    assert partitions.history_start_of(late) == pd.Timestamp("2020-01-02")
+    assert partitions.sectors_of(early) == ["energy"] and partitions.sectors_of(late) == SECTORS
+    assert partitions.check_partition_key("1985-06-03|energy", early) == ("1985-06-03", "energy")
+    with pytest.raises(PartitionKeyError, match=r"1985-06-03 precedes the first partition 2020-01-02"):
+        partitions.check_partition_key("1985-06-03|energy", late)
+    with pytest.raises(PartitionKeyError, match=r"unknown sector 'technology' \(known: energy\)"):
+        partitions.check_partition_key("2022-12-28|technology", early)
+
+
+def test_calendar_helpers_answer_before_1990():
+    assert partitions.is_session("1987-10-19") and not partitions.is_session("1987-10-18")
+    assert partitions.previous_session("1985-01-02") == pd.Timestamp("1984-12-31")
+    assert len(partitions.sessions_in_range("1985-01-01", "1985-01-31")) == 22  # 23 weekdays, New Year's Day closed
 
 
 def test_previous_and_next_session_are_holiday_aware():
@@ -27,6 +50,15 @@ def test_previous_and_next_session_are_holiday_aware():
 
 def test_window_at_start_of_history_is_a_clear_error():
     with pytest.raises(InsufficientHistoryError, match=r"partition 1990-02-01: the window needs 60 sessions but only 23"):
-        partitions.window_sessions("1990-02-01", 60)
-    window = partitions.window_sessions("2022-12-28", 60)
+        partitions.window_sessions("1990-02-01", 60, history_start="1990-01-02")
+    window = partitions.window_sessions("2022-12-28", 60, history_start="1990-01-02")
     assert len(window) == 60 and window[-1] == pd.Timestamp("2022-12-28")
+    assert len(partitions.window_sessions("1990-02-01", 60, history_start="1989-01-03")) == 60
+
+
+def test_formation_session_counts_from_the_given_history_start():
+    every = 21
+    assert partitions.formation_session("2022-12-28", 1, history_start="1990-01-02") == pd.Timestamp("2022-12-28")
+    a = partitions.formation_session("2022-12-28", every, history_start="1990-01-02")
+    b = partitions.formation_session("2022-12-28", every, history_start="1990-01-03")
+    assert a != b and a <= pd.Timestamp("2022-12-28") and b <= pd.Timestamp("2022-12-28")
