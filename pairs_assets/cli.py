@@ -101,9 +101,9 @@ def data_last_session():
 
 def check_sectors(sectors, param_hint: str = "--sector") -> list[str]:
     """The chosen sectors (all when none), refusing unknown ones by name."""
-    from pairs_assets.partitions import sector_partitions_def
+    from pairs_assets.universe import load_universe
 
-    all_sectors = sorted(sector_partitions_def().get_partition_keys())
+    all_sectors = sorted(load_universe(paths().universe_file).sector_names)
     chosen = sorted(sectors) if sectors else all_sectors
     unknown = sorted(set(chosen) - set(all_sectors))
     if unknown:
