@@ -20,7 +20,6 @@ never logged nor recorded; the recorded ``request`` holds only the order's field
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from pairs_assets.errors import PairsError
+from pairs_assets.util import to_naive_utc, to_utc
 from resources.market_data import MarketDataStore, orders_table, positions_table
 
 if TYPE_CHECKING:  # the broker reads intents, it does not compute them
@@ -48,15 +48,8 @@ class BrokerError(PairsError, RuntimeError):
 
 
 def client_order_id(pair_id: str, leg: str, bar_timestamp: pd.Timestamp) -> str:
-    ts = pd.Timestamp(bar_timestamp)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = to_utc(bar_timestamp)
     return f"pairs-{pair_id}-{leg}-{ts.strftime('%Y%m%dT%H%M%S%f')}"[:128]
-
-
-def _naive_utc(value: Any) -> dt.datetime:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.tz_localize(None).to_pydatetime()
 
 
 class BrokerResource(dg.ConfigurableResource):
@@ -175,7 +168,7 @@ class BrokerResource(dg.ConfigurableResource):
             }
             record = {
                 "client_order_id": order_id,
-                "submitted_at": _naive_utc(pd.Timestamp.now(tz="UTC")),
+                "submitted_at": to_naive_utc(pd.Timestamp.now(tz="UTC")),
                 "broker": self.name,
                 "pair_id": intent.pair_id,
                 "leg": intent.leg,
@@ -250,7 +243,7 @@ class BrokerResource(dg.ConfigurableResource):
             else:
                 new_avg = avg  # reduced: the average cost of what is left is unchanged
             book[fill["symbol"]] = (new_qty, new_avg)
-        now = _naive_utc(pd.Timestamp.now(tz="UTC"))
+        now = to_naive_utc(pd.Timestamp.now(tz="UTC"))
         store.upsert_rows(
             positions_table,
             [
@@ -266,7 +259,7 @@ class BrokerResource(dg.ConfigurableResource):
             positions = client.get_all_positions() or []
         except (APIError, OSError):
             return
-        now = _naive_utc(pd.Timestamp.now(tz="UTC"))
+        now = to_naive_utc(pd.Timestamp.now(tz="UTC"))
         rows = []
         for position in positions:
             try:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
 from pairs_assets.errors import PairsError
-from pairs_assets.util import redact_text, redact_url
+from pairs_assets.util import redact_text, redact_url, to_naive_utc, to_utc
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars, validate_bars
 
 metadata = sa.MetaData()
@@ -239,8 +239,8 @@ class MarketDataStore(dg.ConfigurableResource):
         t = bars_table.c
         query = sa.select(*[t[c] for c in BAR_COLUMNS]).where(
             t.symbol.in_(symbols),
-            t.timestamp >= pd.Timestamp(start).tz_convert("UTC").tz_localize(None).to_pydatetime(),
-            t.timestamp <= pd.Timestamp(end).tz_convert("UTC").tz_localize(None).to_pydatetime(),
+            t.timestamp >= to_naive_utc(start),
+            t.timestamp <= to_naive_utc(end),
         )
         if source is not None:
             query = query.where(t.source == source)
@@ -274,7 +274,7 @@ class MarketDataStore(dg.ConfigurableResource):
             query = query.where(t.source == source)
         with self.engine.connect() as conn:
             value = conn.execute(query).scalar()
-        return None if value is None else pd.Timestamp(value).tz_localize("UTC")
+        return None if value is None else to_utc(value)
 
     # --- other tables ---------------------------------------------------------------------
     def upsert_rows(self, table: sa.Table, rows: Sequence[dict]) -> int:

@@ -17,6 +17,7 @@ from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch, universe
 from pairs_assets.errors import MissingBarsError
 from pairs_assets.settings import StrategySettings
+from pairs_assets.util import split_partition_key
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
 from resources.market_data import MarketDataStore
@@ -26,7 +27,7 @@ def _keys_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.Time
     partitions.check_run_partitions(context)  # a holiday key would be moved to the next session
     by_sector: dict[str, list[pd.Timestamp]] = defaultdict(list)
     for key in context.partition_keys:
-        date, _, sector = str(key).partition("|")
+        date, sector = split_partition_key(key)
         by_sector[sector].append(pd.Timestamp(date))
     return {sector: sorted(dates) for sector, dates in sorted(by_sector.items())}
 

@@ -37,6 +37,7 @@ from pairs_assets.errors import PairsError
 from pairs_assets.quant import signals as sig
 from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.settings import StrategySettings
+from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
 from resources.broker import BrokerResource
 from resources.market_data import MarketDataStore, bars_table, trading_signals_table
@@ -83,8 +84,7 @@ def _session_closes(bars: pd.DataFrame) -> pd.DataFrame:
 def read_latest_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
     """Per symbol, its latest bar in (after, cutoff] over all sources (real sources before proxies)."""
     t = bars_table.c
-    lo = after.tz_convert("UTC").tz_localize(None).to_pydatetime()
-    hi = cutoff.tz_convert("UTC").tz_localize(None).to_pydatetime()
+    lo, hi = to_naive_utc(after), to_naive_utc(cutoff)
     latest = (
         sa.select(t.symbol, sa.func.max(t.timestamp).label("ts"))
         .where(t.symbol.in_(sorted(set(symbols))), t.timestamp > lo, t.timestamp <= hi)
@@ -283,10 +283,6 @@ def compute_sector_signals(
     return out, skipped, failures
 
 
-def _naive_utc(ts: pd.Timestamp):
-    return pd.Timestamp(ts).tz_convert("UTC").tz_localize(None).to_pydatetime()
-
-
 @dg.asset(
     name=ASSET_NAME,
     partitions_def=partitions.daily_partitions_def(),
@@ -308,9 +304,7 @@ def trading_signals(
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     key = context.partition_key
-    as_of, sector = (key.keys_by_dimension["date"], key.keys_by_dimension["sector"]) if isinstance(
-        key, dg.MultiPartitionKey
-    ) else str(key).split("|", 1)
+    as_of, sector = split_partition_key(key)
     document = store.latest_trading_config(sector, on_or_before=as_of)
     if document is None or document.get("as_of_session") != as_of:
         found = f" (latest on or before: {document.get('as_of_session')})" if document else ""
@@ -320,8 +314,7 @@ def trading_signals(
         )
     # an unknown schema_version or a malformed field fails the run here, naming the version or field
     trading_config = TradingConfig.parse(document, where=f"trading config {as_of}|{sector}")
-    cutoff = pd.Timestamp(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
-    cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+    cutoff = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
         store=store,
@@ -341,7 +334,7 @@ def trading_signals(
     for s in signals:
         row = s.as_row()
         row.update(
-            bar_timestamp=_naive_utc(s.bar_timestamp),
+            bar_timestamp=to_naive_utc(s.bar_timestamp),
             sector=sector,
             as_of_session=as_of,
             run_id=context.run_id,
