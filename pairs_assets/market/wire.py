@@ -39,6 +39,9 @@ from typing import Any
 import msgpack
 import pandas as pd
 
+from pairs_assets.errors import PairsError
+from pairs_assets.util import to_utc
+
 #: Alpaca's documented stream error codes and messages.
 ERROR_MESSAGES: dict[int, str] = {
     400: "invalid syntax",
@@ -76,7 +79,7 @@ CONNECTED = {"T": "success", "msg": "connected"}
 AUTHENTICATED = {"T": "success", "msg": "authenticated"}
 
 
-class WireError(ValueError):
+class WireError(PairsError, ValueError):
     """A client frame that cannot be understood; ``code`` is the Alpaca error code to answer with."""
 
     def __init__(self, code: int, detail: str | None = None) -> None:
@@ -103,11 +106,6 @@ def subscription_message(subscribed: Mapping[str, Iterable[str]]) -> dict:
 
 
 # --- timestamps ---------------------------------------------------------------------------------
-
-
-def to_utc(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def rfc3339(value: Any) -> str:
