@@ -1,8 +1,13 @@
 """The single entry point: ``defs`` — assets, checks, jobs, schedules, sensors and resources.
 
-Every command uses it: ``dagster dev -w workspace.yaml``, ``dagster job execute -m
+Every command uses it: ``dagster dev -w workspace.yaml``, ``dg dev``, ``dagster job execute -m
 pairs_assets.definitions …``, ``dagster asset materialize -m pairs_assets.definitions …`` and the
 ``pairs`` CLI.
+
+:func:`build_definitions` builds everything from explicit inputs — a :class:`Paths` (home, universe
+file, history start, stores, bar source) and a :class:`StrategySettings` — so two definitions with
+different homes or histories can live in one process (the tests build their own). Only the
+module-level ``defs`` below reads the environment (``paths()``): it is what the commands load.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from pairs_assets.assets.raw_bars import raw_bars
 from pairs_assets.assets.trading_config import trading_config
 from pairs_assets.assets.trading_signals import trading_signals
 from pairs_assets.assets.walk_forward import walk_forward
+from pairs_assets.home import PairsHome
 from pairs_assets.jobs import daily_pairs, executor_for, model_performance_job, signal_job
+from pairs_assets.partitions import daily_partitions_def
 from pairs_assets.settings import Paths, StrategySettings, paths
+from pairs_assets.universe import load_universe
 from resources.alpaca_source import AlpacaBarSource
 from resources.bar_sources import BarSource, EmbeddedBarSource, FileBarSource
 from resources.broker import BrokerResource
@@ -31,22 +39,25 @@ from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
 from sensors.performance import model_performance_refresh
-from sensors.schedules import daily_pairs_schedule
-from sensors.signal_sensor import signal_sensor
+from sensors.schedules import build_daily_pairs_schedule
+from sensors.signal_sensor import build_signal_sensor
 
-ASSETS = [
-    raw_bars,
-    correlation_matrix,
-    cointegrated_pairs,
-    garch_models,
-    model_selection,
-    gru_models,
-    trading_config,
-    model_rankings,
-    model_trends,
-    trading_signals,
-    walk_forward,
-]
+def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> list:
+    """Every asset (with its checks); the daily ones on ``daily``'s partitions with ``strategy``'s lookbacks."""
+    # TRANSITIONAL (issue 12 item 1 in progress): the module-level assets until each is a factory
+    return [
+        raw_bars,
+        correlation_matrix,
+        cointegrated_pairs,
+        garch_models,
+        model_selection,
+        gru_models,
+        trading_config,
+        model_rankings,
+        model_trends,
+        trading_signals,
+        walk_forward,
+    ]
 
 
 def bar_source_for(p: Paths) -> BarSource:
@@ -93,11 +104,20 @@ def _url_setting(p: Paths, env_var: str, value: str) -> str:
     return dg.EnvVar(env_var) if env_var in p.url_env_vars else value
 
 
-def build_resources(p: Paths) -> dict:
+def home_resource_for(p: Paths) -> PairsHome:
+    """The ``home`` resource of ``p``: where the stages find the universe, the history start and the
+    trading configs' folder."""
+    return PairsHome(
+        home=str(p.home), outputs_dir=str(p.outputs_dir), universe_file=str(p.universe_file), history_start=p.history_start
+    )
+
+
+def build_resources(p: Paths, strategy: StrategySettings | None = None) -> dict:
     return {
         "store": MarketDataStore(database_url=_url_setting(p, "PAIRS_DATABASE_URL", p.database_url)),
         "bar_source": bar_source_for(p),
-        "strategy": StrategySettings(),
+        "strategy": strategy or StrategySettings(),
+        "home": home_resource_for(p),
         "io_manager": PartitionedFileIOManager(base_dir=p.io_manager_base),
         "model_registry": ModelRegistry(
             tracking_uri=_url_setting(p, "MLFLOW_TRACKING_URI", p.mlflow_tracking_uri),
@@ -108,14 +128,23 @@ def build_resources(p: Paths) -> dict:
     }
 
 
-def build_definitions(p: Paths | None = None) -> dg.Definitions:
-    p = p or paths()
+def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.Definitions:
+    """Assets, checks, jobs, schedule, sensors and resources of the home ``p`` and the ``strategy``
+    (default: :class:`StrategySettings`' defaults).
+
+    The daily partitions are the sessions from ``p.history_start`` × the sectors of
+    ``p.universe_file``; the stages' declared lookbacks are ``strategy``'s windows, and the
+    ``strategy`` resource is ``strategy`` (a launchpad override changes what a run reads).
+    """
+    strategy = strategy or StrategySettings()
+    sectors = load_universe(p.universe_file).sector_names
+    daily = daily_partitions_def(p.history_start, sectors)
     return dg.Definitions(
-        assets=ASSETS,
+        assets=build_assets(daily, strategy),
         jobs=[daily_pairs, model_performance_job, signal_job],
-        schedules=[daily_pairs_schedule],
-        sensors=[model_performance_refresh, signal_sensor],
-        resources=build_resources(p),
+        schedules=[build_daily_pairs_schedule(sectors)],
+        sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors)],
+        resources=build_resources(p, strategy),
         executor=executor_for(p.executor, p.celery_broker, p.celery_backend),
     )
 
@@ -138,7 +167,7 @@ def warn_without_dagster_home(p: Paths | None = None) -> bool:
     if os.environ.get("DAGSTER_HOME") or _warned_dagster_home:
         return False
     _warned_dagster_home = True
-    home = (p or paths()).home / "dagster"
+    home = (p or paths()).home / "dagster"  # the edge: the environment's home by default
     warnings.warn(
         f"DAGSTER_HOME is not set: a `dagster job execute` / `dagster asset materialize` run goes to a throwaway "
         f"instance and its runs, materializations and logs are lost. Run `pairs init`, then "
@@ -149,5 +178,7 @@ def warn_without_dagster_home(p: Paths | None = None) -> bool:
     return True
 
 
-defs = build_definitions()
-warn_without_dagster_home()
+# The edge: the commands (dagster dev, dg, dagster job execute, the pairs CLI) load this, built from
+# the environment (PAIRS_HOME, PAIRS_HISTORY_START, PAIRS_UNIVERSE_FILE, …; settings.Paths.from_env).
+defs = build_definitions(paths())
+warn_without_dagster_home(paths())

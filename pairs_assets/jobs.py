@@ -12,12 +12,12 @@ from __future__ import annotations
 import dagster as dg
 
 from pairs_assets.assets.common import GROUP
-from pairs_assets.partitions import daily_partitions_def
 
+# The partitioned jobs take the partitions of the assets they select (Dagster infers them), so
+# they follow whatever build_definitions was given.
 daily_pairs = dg.define_asset_job(
     "daily_pairs",
     selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=daily_partitions_def(),
     description="raw bars → correlation → cointegrated pairs → GARCH → model selection → GRU → trading config, "
     "for one as-of session × sector.",
     tags={"dagster/max_retries": "0"},
@@ -35,7 +35,6 @@ model_performance_job = dg.define_asset_job(
 signal_job = dg.define_asset_job(
     "signal_job",
     selection=dg.AssetSelection.assets("trading_signals"),
-    partitions_def=daily_partitions_def(),
     description="5-minute signals for the session after the partition's as-of session, from its trading config "
     "and the latest bars; orders through the broker resource (dry-run by default).",
     executor_def=dg.in_process_executor,

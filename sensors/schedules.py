@@ -7,6 +7,8 @@ after a Monday holiday Tuesday's tick requests Friday.
 """
 
 
+from collections.abc import Sequence
+
 import dagster as dg
 import pandas as pd
 
@@ -32,17 +34,23 @@ def requests_for_day(day: pd.Timestamp, sectors: list[str]) -> list[dg.RunReques
     ]
 
 
-@dg.schedule(
-    job=daily_pairs,
-    cron_schedule=SCHEDULE_CRON,
-    execution_timezone=partitions.EXCHANGE_TZ,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="06:00 New York, Monday–Friday: the previous session × every sector (holiday-aware).",
-)
-def daily_pairs_schedule(context: dg.ScheduleEvaluationContext):
-    when = context.scheduled_execution_time
-    if when is None:
-        when = pd.Timestamp.now(tz=partitions.EXCHANGE_TZ)
-    day = pd.Timestamp(when).tz_convert(partitions.EXCHANGE_TZ).tz_localize(None).normalize()
-    sectors = partitions.daily_partitions_def().get_partitions_def_for_dimension("sector").get_partition_keys()
-    return requests_for_day(day, list(sectors))
+def build_daily_pairs_schedule(sectors: Sequence[str]) -> dg.ScheduleDefinition:
+    """The 6 AM schedule over ``sectors`` (the daily partitions' sectors)."""
+    sectors = list(sectors)
+
+    @dg.schedule(
+        name="daily_pairs_schedule",
+        job=daily_pairs,
+        cron_schedule=SCHEDULE_CRON,
+        execution_timezone=partitions.EXCHANGE_TZ,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="06:00 New York, Monday–Friday: the previous session × every sector (holiday-aware).",
+    )
+    def daily_pairs_schedule(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time
+        if when is None:
+            when = pd.Timestamp.now(tz=partitions.EXCHANGE_TZ)
+        day = pd.Timestamp(when).tz_convert(partitions.EXCHANGE_TZ).tz_localize(None).normalize()
+        return requests_for_day(day, sectors)
+
+    return daily_pairs_schedule

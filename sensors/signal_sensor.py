@@ -22,7 +22,7 @@ sector → latest bar seen) advances for the requested sectors only.
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -129,6 +129,7 @@ def evaluate_tick(
 
 def build_signal_sensor(
     *,
+    sectors: Sequence[str],
     name: str = "signal_sensor",
     job_name: str = SIGNAL_JOB_NAME,
     replay: bool | None = None,
@@ -136,7 +137,9 @@ def build_signal_sensor(
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     clock: Callable[[], pd.Timestamp] | None = None,
 ) -> dg.SensorDefinition:
-    """The signal sensor. ``replay=None`` reads ``PAIRS_SIGNAL_REPLAY`` at every tick."""
+    """The signal sensor over ``sectors`` (the daily partitions' sectors). ``replay=None`` reads
+    ``PAIRS_SIGNAL_REPLAY`` at every tick."""
+    sectors = list(sectors)
 
     @dg.sensor(
         name=name,
@@ -149,7 +152,6 @@ def build_signal_sensor(
     def _signal_sensor(context: dg.SensorEvaluationContext, store: MarketDataStore) -> dg.SensorResult | dg.SkipReason:
         cursor = json.loads(context.cursor) if context.cursor else {}
         now = clock() if clock is not None else pd.Timestamp.now(tz="UTC")
-        sectors = list(partitions.sector_partitions_def().get_partition_keys())
         result = evaluate_tick(
             store=store,
             instance=context.instance,
@@ -166,5 +168,3 @@ def build_signal_sensor(
 
     return _signal_sensor
 
-
-signal_sensor = build_signal_sensor()

@@ -4,7 +4,6 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from pairs_assets.definitions import defs
-from sensors.schedules import daily_pairs_schedule
 
 NY = ZoneInfo("America/New_York")
 SECTORS = ["consumer", "energy", "financial", "healthcare", "industrial", "technology"]
@@ -17,7 +16,7 @@ def _tick(day: dt.date):
             scheduled_execution_time=dt.datetime(day.year, day.month, day.day, 6, 0, tzinfo=NY),
             repository_def=defs.get_repository_def(),
         )
-        return daily_pairs_schedule.evaluate_tick(context)
+        return defs.get_schedule_def("daily_pairs_schedule").evaluate_tick(context)
 
 
 def test_schedule_is_6am_new_york_weekdays():

@@ -21,10 +21,11 @@ from sensors.signal_sensor import MINIMUM_INTERVAL_SECONDS, build_signal_sensor
 OPEN = pd.Timestamp("2022-12-29T15:30:00Z")  # 10:30 in New York, the effective session
 CLOSED = pd.Timestamp("2022-12-29T23:00:00Z")
 NEXT_DAY_OPEN = pd.Timestamp("2022-12-30T15:30:00Z")
+SECTORS = ["consumer", "energy", "financial", "healthcare", "industrial", "technology"]
 
 
 def tick(store: MarketDataStore, instance, *, replay: bool | None = True, now: pd.Timestamp = OPEN, cursor: str | None = None):
-    sensor = build_signal_sensor(replay=replay, clock=lambda: now)
+    sensor = build_signal_sensor(sectors=SECTORS, replay=replay, clock=lambda: now)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store})
     return sensor(context)
 
@@ -51,7 +52,7 @@ def materialize_config(store: MarketDataStore, instance) -> TradingConfig:
 
 
 def test_the_sensor_is_a_five_minute_sensor_on_the_signal_job():
-    sensor = build_signal_sensor()
+    sensor = build_signal_sensor(sectors=SECTORS)
     assert sensor.minimum_interval_seconds == MINIMUM_INTERVAL_SECONDS == 300
     assert sensor.job_name == "signal_job"
 
@@ -140,7 +141,7 @@ def test_a_requested_run_executes_the_signal_job(store, instance):
     defs = dg.Definitions(
         assets=[setup.stand_in_trading_config, trading_signals],
         jobs=[signal_job],
-        sensors=[build_signal_sensor(replay=True, clock=lambda: OPEN)],
+        sensors=[build_signal_sensor(sectors=SECTORS, replay=True, clock=lambda: OPEN)],
         resources={
             "store": store, "bar_source": EmbeddedBarSource(), "strategy": StrategySettings(),
             "model_registry": setup.TinyModels(), "broker": BrokerResource(),
