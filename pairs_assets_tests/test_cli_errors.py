@@ -151,3 +151,55 @@ def test_a_failed_run_is_one_line_naming_step_and_error(tmp_path):
     assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-3000:]
     assert lines[0].startswith("Error: raw_bars 2022-11-04...2022-11-04 failed (run ")
     assert lines[0].endswith("raw_bars: raw_bars: ohlc_consistent"), lines[0]
+
+
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()):
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def _live_main():
+    from pairs_assets.live.commands import main as live_main
+
+    return live_main
+
+
+@pytest.mark.parametrize("root", ["pairs", "pairs live"])
+def test_every_command_of_every_group_reports_a_pairs_error_as_one_line(root, monkeypatch):
+    """Each command (subgroups' too: ``symbols …``; the live ones; walk-forward) raising a PairsError
+    from its body gives one line and exit status 2: nothing routes an error around the one path."""
+    group = main if root == "pairs" else _live_main()
+    assert isinstance(group, PairsGroup)
+    leaves = dict(_leaf_commands(group))
+    assert ("symbols", "proxy") in leaves and ("stream",) in leaves and ("recycler",) in leaves
+    if root == "pairs":
+        assert {("walk-forward",), ("load-bars",), ("demo",), ("dev",), ("worker",)} <= set(leaves)
+    for path, command in leaves.items():
+        def fail(*args, _path=path, **kwargs):
+            raise BarsFileError(f"{' '.join(_path)}: bars file x.csv: row 7 has no symbol")
+
+        monkeypatch.setattr(command, "params", [])  # no required option stands between the call and the body
+        monkeypatch.setattr(command, "callback", fail)
+        result = CliRunner().invoke(group, list(path))
+        _one_line_error(result, f"Error: {' '.join(path)}: bars file x.csv: row 7 has no symbol")
+
+
+def test_walk_forward_refuses_a_bad_name_in_one_line():
+    _one_line_error(
+        _invoke("walk-forward", "--name", "../elsewhere", "--skip-load"),
+        "walk-forward name '../elsewhere': use letters, digits",
+    )
+
+
+def test_the_live_group_reports_its_errors_in_one_line(tmp_path):
+    live_main = _live_main()
+    symbols_file = str(tmp_path / "live.json")
+    _one_line_error(CliRunner().invoke(live_main, ["symbols", "--symbols-file", symbols_file, "proxy", "KO", "1$"]), "'1$' is not a ticker")
+    _one_line_error(
+        CliRunner().invoke(live_main, ["recycler", "--proxy", "XYZ", "--database-url", f"sqlite:///{tmp_path / 's.sqlite'}"]),
+        "SYMBOL=PROXY",
+    )
+    _one_line_error(CliRunner().invoke(live_main, ["stream", "--url", "http://127.0.0.1:1", "--symbols", "KO"]), "ws:// or wss://")
