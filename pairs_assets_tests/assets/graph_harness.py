@@ -1,45 +1,64 @@
-"""Materialize the daily graph in-process on a temporary instance and a real SQLite store."""
+"""Materialize the daily graph in-process on a temporary instance and a real SQLite store.
+
+The assets come from explicit inputs (``build_assets``: a history start, a universe, a strategy; no
+environment), the resources from a :class:`Paths` given to :func:`resources_for` (by default the
+process's ``paths()``, which the graph tests' ``own_pairs_home`` fixture points at a folder of theirs).
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from pairs_assets.assets.common import GROUP
-from pairs_assets.definitions import ASSETS
-from pairs_assets.partitions import partition_key
-from pairs_assets.settings import StrategySettings, paths
+from pairs_assets.definitions import build_assets, home_resource_for
+from pairs_assets.partitions import daily_partitions_def, partition_key
+from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE, Paths, StrategySettings, paths
+from pairs_assets.universe import load_universe
 from resources.bar_sources import BarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
 
 
-DAILY_ASSETS = [a for a in ASSETS if a.group_names_by_key.get(a.key) == GROUP]
+def daily_assets(
+    history_start: str = EMBEDDED_HISTORY_START, universe_file=EMBEDDED_UNIVERSE_FILE, strategy: StrategySettings | None = None
+) -> list:
+    """The daily_pairs group built for ``history_start`` × the sectors of ``universe_file``."""
+    daily = daily_partitions_def(history_start, load_universe(universe_file).sector_names)
+    return [a for a in build_assets(daily, strategy or StrategySettings()) if a.group_names_by_key.get(a.key) == GROUP]
 
 
-def resources_for(store_url: str, bar_source: BarSource, **strategy) -> dict:
+DAILY_ASSETS = daily_assets()
+
+
+def resources_for(store_url: str, bar_source: BarSource, *, home: Paths | None = None, **strategy) -> dict:
+    """The daily graph's resources on the home ``home`` (default: the process's ``paths()``)."""
+    p = home or paths()
     return {
         "store": MarketDataStore(database_url=store_url),
         "bar_source": bar_source,
         "strategy": StrategySettings(**strategy),
-        "io_manager": PartitionedFileIOManager(base_dir=str(paths().outputs_dir)),
-        "model_registry": ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)),
+        "home": home_resource_for(p),
+        "io_manager": PartitionedFileIOManager(base_dir=str(p.outputs_dir)),
+        "model_registry": ModelRegistry(tracking_uri=p.mlflow_tracking_uri, local_store_dir=str(p.mlflow_dir)),
     }
 
 
-def preload_history(store_url: str, bar_source: BarSource, symbols, as_of: str, n_sessions: int) -> int:
+def preload_history(
+    store_url: str, bar_source: BarSource, symbols, as_of: str, n_sessions: int, *, history_start: str = EMBEDDED_HISTORY_START
+) -> int:
     """Load the window's history straight into the store (the graph's own raw_bars test is separate)."""
     from pairs_assets import partitions
 
-    sessions = partitions.window_sessions(as_of, n_sessions)
+    sessions = partitions.window_sessions(as_of, n_sessions, history_start=history_start)
     bars = bar_source.load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
     return MarketDataStore(database_url=store_url).upsert_bars(bars, context="test preload")
 
 
-def materialize(date: str, sector: str, resources: dict, selection=None, instance=None):
-    """The daily_pairs group for one partition."""
+def materialize(date: str, sector: str, resources: dict, selection=None, instance=None, assets=None):
+    """The daily_pairs group (``assets``, default :data:`DAILY_ASSETS`) for one partition."""
     return dg.materialize(
-        DAILY_ASSETS,
+        assets or DAILY_ASSETS,
         partition_key=partition_key(date, sector),
         resources=resources,
         selection=selection,
