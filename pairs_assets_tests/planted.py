@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pairs_assets import partitions
-from pairs_assets.quant.synthetic import garch_innovations
+from pairs_assets_tests.synthetic import garch_innovations
 
 PLANTED = {"technology": ("AAPL", "MSFT"), "consumer": ("KO", "PEP")}
 ALL_SYMBOLS = ["AAPL", "AMD", "MSFT", "BAC", "JPM", "JNJ", "LLY", "MRK", "PFE", "UNH", "CVX", "RRC", "XOM",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pairs_assets.quant.backtest import BacktestResult, backtest_pnl, recent_backtest, zscore_positions
 from pairs_assets.quant.prices import InsufficientHistoryError
-from pairs_assets.quant.synthetic import synthetic_panel
+from pairs_assets_tests.synthetic import synthetic_panel
 
 BANDS = {"entry_z": 2.0, "exit_z": 0.5, "stop_z": 4.0}
 TEST, FORMATION = 120, 250

@@ -31,7 +31,7 @@ from pairs_assets.quant.cointegration import (
 )
 from pairs_assets.quant.correlation import correlation_long
 from pairs_assets.quant.prices import InsufficientHistoryError, UnusableSeriesError
-from pairs_assets.quant.synthetic import synthetic_panel
+from pairs_assets_tests.synthetic import synthetic_panel
 
 DATASET = Path(__file__).resolve().parents[2] / "pairs_assets" / "data" / "sp500_dataset.csv.gz"
 SYMBOLS = ["KO", "PEP", "XOM", "CVX", "JPM", "BAC", "AAPL", "MSFT"]

@@ -43,7 +43,7 @@ def test_the_default_volatility_target_is_what_a_planted_pair_position_delivers(
     import pandas as pd
 
     from pairs_assets.quant.garch import fit_garch
-    from pairs_assets.quant.synthetic import garch_innovations
+    from pairs_assets_tests.synthetic import garch_innovations
     from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, execute
     from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from pairs_assets.quant.cointegration import half_life, hedge_ratio
-from pairs_assets.quant.synthetic import garch_innovations, synthetic_panel
+from pairs_assets_tests.synthetic import garch_innovations, synthetic_panel
 
 
 def test_same_seed_same_panel_and_names():

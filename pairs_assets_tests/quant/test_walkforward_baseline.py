@@ -9,7 +9,7 @@ import pytest
 from statsmodels.tsa.stattools import coint
 
 from pairs_assets.errors import InsufficientHistoryError
-from pairs_assets.quant.synthetic import synthetic_panel
+from pairs_assets_tests.synthetic import synthetic_panel
 from pairs_assets.quant.walkforward.baseline import (
     _trade_pair,
     baseline_periods,

@@ -1,4 +1,4 @@
-"""Synthetic price panels with planted cointegrated pairs, for tests and demos.
+"""Synthetic price panels with planted cointegrated pairs, for the tests and benchmarks (not installed).
 
 Regressors x are random walks in log price whose innovations follow a GARCH(1,1) process
 ``e_t = σ_t·z_t, σ²_t = ω + α·e²_{t-1} + β·σ²_{t-1}`` (Bollerslev 1986), started at the
