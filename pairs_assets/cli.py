@@ -422,11 +422,12 @@ def _load_walk_forward_bars(settings, strategy, resources) -> tuple[int, float]:
     """Upsert the walk-forward's bars (range + longest window before it) from the source into the store."""
     from pairs_assets.assets.raw_bars import load_sector_bars
     from pairs_assets.assets.walk_forward import panel_sessions, resolve_sectors
+    from pairs_assets.universe import load_universe
 
     t0 = time.perf_counter()
-    sessions = list(panel_sessions(settings, strategy))
+    sessions = list(panel_sessions(settings, strategy, paths().history_start))
     written = 0
-    for sector, symbols in resolve_sectors(settings).items():
+    for sector, symbols in resolve_sectors(settings, load_universe(paths().universe_file)).items():
         bars = load_sector_bars(resources.bar_source, sector, symbols, sessions)
         written += resources.store.upsert_bars(bars, context=f"walk-forward bars {sector}")
     return written, time.perf_counter() - t0

@@ -18,7 +18,8 @@ import pandas as pd
 from pydantic import Field
 
 from pairs_assets import partitions
-from pairs_assets.assets.common import fingerprint_of, read_panel, universe
+from pairs_assets.assets.common import fingerprint_of, read_panel
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import FormationSchedule
 from pairs_assets.quant.walkforward.metrics import DEFAULT_PERIODS
 from pairs_assets.quant.walkforward.engine import (
@@ -28,7 +29,8 @@ from pairs_assets.quant.walkforward.engine import (
     required_history,
     run_walk_forward,
 )
-from pairs_assets.settings import StrategySettings, paths
+from pairs_assets.settings import StrategySettings
+from pairs_assets.universe import Universe
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
@@ -66,16 +68,16 @@ class WalkForwardConfig(dg.Config):
         )
 
 
-def panel_sessions(settings: WalkForwardSettings, strategy) -> pd.DatetimeIndex:
-    """The sessions whose bars a walk-forward reads: the range and the longest window before it (+1)."""
-    available = partitions.sessions_in_range(paths().history_start, settings.end)
+def panel_sessions(settings: WalkForwardSettings, strategy, history_start: str) -> pd.DatetimeIndex:
+    """The sessions whose bars a walk-forward reads: the range and the longest window before it (+1),
+    none before ``history_start``."""
+    available = partitions.sessions_in_range(history_start, settings.end)
     before = available[available < pd.Timestamp(settings.start)]
     keep = required_history(strategy, settings) + 1
     return available[max(0, len(before) - keep) :]
 
 
-def resolve_sectors(settings: WalkForwardSettings) -> dict[str, tuple[str, ...]]:
-    uni = universe()
+def resolve_sectors(settings: WalkForwardSettings, uni: Universe) -> dict[str, tuple[str, ...]]:
     chosen = settings.sectors or uni.sector_names
     unknown = sorted(set(chosen) - set(uni.sector_names))
     if unknown:
@@ -85,6 +87,7 @@ def resolve_sectors(settings: WalkForwardSettings) -> dict[str, tuple[str, ...]]
 
 def run_and_record(
     *,
+    home: PairsHome,
     store: MarketDataStore,
     source: str,
     strategy: StrategySettings,
@@ -98,9 +101,10 @@ def run_and_record(
 
     Returns (result, files, mlflow run id, input fingerprint).
     """
-    target = output_dir(paths().home, name)
-    sectors = resolve_sectors(settings)
-    sessions = panel_sessions(settings, strategy)
+    history_start = home.history_start
+    target = output_dir(home.home, name)
+    sectors = resolve_sectors(settings, home.universe())
+    sessions = panel_sessions(settings, strategy, history_start)
     if sessions.empty or sessions[-1] < pd.Timestamp(settings.start):
         raise WalkForwardError(f"the range {settings.start} → {settings.end} holds no NYSE session")
     needed = required_history(strategy, settings) + 1
@@ -108,8 +112,8 @@ def run_and_record(
     if before < needed:
         raise WalkForwardError(
             f"the range starts {settings.start} but the longest window needs {needed} sessions of bars before it "
-            f"and the history (from {paths().history_start}) has {before}; start on or after "
-            f"{partitions.sessions_in_range(paths().history_start, partitions.nyse_calendar().last_session)[needed].date()}"
+            f"and the history (from {history_start}) has {before}; start on or after "
+            f"{partitions.sessions_in_range(history_start, partitions.nyse_calendar().last_session)[needed].date()}"
         )
     panels = {}
     for sector, symbols in sectors.items():
@@ -142,7 +146,7 @@ def run_and_record(
             log(f"walk-forward: {done}/{total} sector-sessions")
 
     t0 = time.perf_counter()
-    schedule = FormationSchedule(partitions.sessions_in_range(paths().history_start, settings.end), strategy.reselect_every)
+    schedule = FormationSchedule(partitions.sessions_in_range(history_start, settings.end), strategy.reselect_every)
     result = run_walk_forward(
         panels, sectors, partitions.next_session, strategy, settings, formation_of=schedule, progress=progress
     )
@@ -208,10 +212,11 @@ def walk_forward(
     bar_source: BarSource,
     strategy: StrategySettings,
     model_registry: ModelRegistry,
+    home: PairsHome,
 ) -> dg.MaterializeResult:
     settings = config.settings()
     result, files, run_id, fingerprint = run_and_record(
-        store=store, source=bar_source.source_name, strategy=strategy, settings=settings, registry=model_registry,
+        home=home, store=store, source=bar_source.source_name, strategy=strategy, settings=settings, registry=model_registry,
         name=config.name, dagster_run_id=context.run_id, log=context.log.info,
     )
     summary = result.summary

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from pairs_assets import partitions
 from pairs_assets.assets.common import read_panel
 from pairs_assets.assets.walk_forward import walk_forward
+from pairs_assets.definitions import home_resource_for
 from pairs_assets.quant.walkforward.gru_gate import GRUGate
 from pairs_assets.quant.walkforward.replay import build_configs
 from pairs_assets.settings import StrategySettings, paths
@@ -98,6 +99,7 @@ def _materialize(url: str, **config):
         "bar_source": EmbeddedBarSource(),
         "strategy": StrategySettings(),
         "model_registry": ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)),
+        "home": home_resource_for(paths()),
     }
     return dg.materialize(
         [walk_forward], resources=resources, run_config={"ops": {"walk_forward": {"config": config}}},

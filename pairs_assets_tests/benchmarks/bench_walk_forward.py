@@ -29,6 +29,7 @@ def main() -> None:
 
     from pairs_assets.assets.raw_bars import load_sector_bars
     from pairs_assets.assets.walk_forward import panel_sessions, resolve_sectors, run_and_record
+    from pairs_assets.definitions import home_resource_for
     from pairs_assets.quant.walkforward.engine import WalkForwardSettings
     from pairs_assets.settings import StrategySettings, paths
     from resources.bar_sources import EmbeddedBarSource
@@ -39,14 +40,15 @@ def main() -> None:
     source = EmbeddedBarSource()
     store = MarketDataStore(database_url=paths().database_url)
     t0 = time.perf_counter()
-    sessions = list(panel_sessions(settings, strategy))
-    for sector, symbols in resolve_sectors(settings).items():
+    home = home_resource_for(paths())
+    sessions = list(panel_sessions(settings, strategy, home.history_start))
+    for sector, symbols in resolve_sectors(settings, home.universe()).items():
         store.upsert_bars(load_sector_bars(source, sector, symbols, sessions), context=f"bench {sector}")
     load_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     result, _files, _run, _fp = run_and_record(
-        store=store, source=source.source_name, strategy=strategy, settings=settings, registry=None,
+        home=home, store=store, source=source.source_name, strategy=strategy, settings=settings, registry=None,
         name="bench", log=lambda message: None,
     )
     total = time.perf_counter() - t0
