@@ -503,7 +503,7 @@ def strategy_overrides(preset: str, overrides) -> dict:
 @click.option("--periods", default="1995-2005,2006-2015,2016-2022", show_default=True,
               help="Sub-periods as YYYY-YYYY, comma-separated (each reported beside the full range).")
 @click.option("--preset", type=click.Choice(["default", "seed", "trading_period"]), default="default", show_default=True,
-              help="Strategy settings: the defaults, the original design's (seed), or the trading-period methodology.")
+              help="Strategy settings: the defaults, the seed design's (the first settings), or the trading-period methodology.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).")
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")

@@ -1,6 +1,6 @@
 """Alpaca's historical bars as a ``BarSource`` for ``raw_bars`` (alpaca-py ``StockHistoricalDataClient``).
 
-Chosen by configuration (the lead wires it: e.g. ``PAIRS_BAR_SOURCE=alpaca``) with the keys from
+Chosen by ``PAIRS_BAR_SOURCE=alpaca`` (``definitions.bar_source_for``) with the keys from
 the environment through ``dg.EnvVar("ALPACA_API_KEY")`` / ``dg.EnvVar("ALPACA_SECRET_KEY")``: they
 are never logged and never written to metadata (``describe()`` and ``source_name`` name only the
 feed and the endpoint). ``url_override`` points the client elsewhere — the recycler serves the

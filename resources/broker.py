@@ -6,7 +6,7 @@ Modes (``mode``):
   (the latest bar's close), recorded in the store's ``orders`` table and the resulting net
   position in ``positions`` (broker ``dry-run``). Equity is the ``equity`` setting.
 * ``alpaca-paper`` — alpaca-py ``TradingClient(paper=True)``; needs ALPACA_API_KEY and
-  ALPACA_SECRET_KEY (the lead wires them with ``dg.EnvVar``). Market day orders.
+  ALPACA_SECRET_KEY (``definitions.broker_for`` passes them as ``dg.EnvVar``, set by ``PAIRS_BROKER``). Market day orders.
 * ``alpaca-live`` — real money. Refused unless the environment also says
   ``PAIRS_ALLOW_LIVE_TRADING=yes``, on top of the mode and the keys: checked when a run sets the
   resource up (before any step does work, whatever the signals turn out to be) and again at

@@ -24,7 +24,9 @@ a database store that still fails while its schema is being created elsewhere is
 
 MLflow's fluent API (``start_run``, ``log_model``, ``register_model``) reads a process-global
 tracking URI; it is set only for the duration of a call and restored afterwards
-(:func:`_mlflow_uris`). Dagster's default multiprocess executor runs one step per process.
+(:func:`_mlflow_uris`), so whatever the executor (``PAIRS_EXECUTOR``: the default ``in_process``
+runs a job's steps one after another in one interpreter; ``multiprocess`` and ``celery`` run each in
+its own) no step, and no other code in the process, is left pointing at another store.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ DEFAULT_ENTRY_Z = 2.0
 DEFAULT_EXIT_Z = 0.5
 DEFAULT_STOP_Z = 3.5
 #: The GRU's targets: ``entry_event`` (:func:`entry_event_labels`, the default: the event the entry
-#: rule trades) and ``reversion`` (:func:`reversion_labels`, the original design's target).
+#: rule trades) and ``reversion`` (:func:`reversion_labels`, the seed design's target).
 LABELS = ("entry_event", "reversion")
 
 FEATURE_NAMES: tuple[str, ...] = (

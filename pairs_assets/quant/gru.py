@@ -93,7 +93,7 @@ DEFAULT_TARGET_SEQUENCES = 1000
 
 @dataclass(frozen=True)
 class GRUConfig:
-    """Hyperparameters of the GRU and its training (defaults from the original design)."""
+    """Hyperparameters of the GRU and its training (defaults from the seed design: preset ``seed`` in ``settings.PRESETS``)."""
 
     seq_len: int = 10
     hidden: int = 64
