@@ -33,7 +33,7 @@ def _run(assets, selection, tags, store, tmp_path, instance):
         resources={
             "store": store,
             "bar_source": EmbeddedBarSource(),
-            "strategy": StrategySettings(),
+            "strategy": StrategySettings.preset("seed"),
             "io_manager": PartitionedFileIOManager(base_dir=str(tmp_path / "outputs")),
         },
         raise_on_error=False,

@@ -27,7 +27,8 @@ from pairs_assets.quant.config_model import (
 )
 from pairs_assets.quant.garch import unconditional_sigma as implied_unconditional_sigma
 from pairs_assets.quant.sizing import pair_sizing
-from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
+from pairs_assets.settings import StrategySettings
+from pairs_assets_tests.strategies import SEED
 
 
 def garch_block(
@@ -56,7 +57,7 @@ def model_block(
     )
 
 
-def risk_block(strategy: StrategySettings = DEFAULT_STRATEGY) -> RiskBlock:
+def risk_block(strategy: StrategySettings = SEED) -> RiskBlock:
     return RiskBlock(
         max_portfolio_risk=strategy.max_portfolio_risk, max_position=strategy.max_position,
         target_daily_vol=strategy.target_daily_vol,
@@ -80,7 +81,7 @@ def pair_config(
     levels: Levels | None = None,
     n_pairs: int = 1,
     rank: int = 1,
-    strategy: StrategySettings = DEFAULT_STRATEGY,
+    strategy: StrategySettings = SEED,
 ) -> PairConfig:
     """One selected pair as the writer builds it: sizing from ``pair_sizing``, levels from the strategy."""
     sizing = pair_sizing(
@@ -122,7 +123,7 @@ def trading_config(
     symbols: Sequence[str] | None = None,
     source: str = "embedded:skfolio-sp500",
     fingerprint: str = "test",
-    strategy: StrategySettings = DEFAULT_STRATEGY,
+    strategy: StrategySettings = SEED,
 ) -> TradingConfig:
     """A sector's trading config holding ``pairs`` (symbols default to their legs)."""
     legs = sorted({s for p in pairs for s in (p.y, p.x)})

@@ -29,7 +29,7 @@ DEFAULT_HORIZON = 5
 DEFAULT_REVERSION_FRACTION = 0.5
 # The entry rule's levels and formation window at their StrategySettings defaults (a test keeps them
 # equal); callers pass the strategy's own values.
-DEFAULT_FORMATION_WINDOW = 60
+DEFAULT_FORMATION_WINDOW = 252
 DEFAULT_ENTRY_Z = 2.0
 DEFAULT_EXIT_Z = 0.5
 DEFAULT_STOP_Z = 3.5

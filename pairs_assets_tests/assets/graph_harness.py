@@ -37,7 +37,7 @@ def resources_for(store_url: str, bar_source: BarSource, *, home: Paths | None =
     return {
         "store": MarketDataStore(database_url=store_url),
         "bar_source": bar_source,
-        "strategy": StrategySettings(**strategy),
+        "strategy": StrategySettings.preset("seed", **strategy),  # the seed unless overridden (strategies.py)
         "home": home_resource_for(p),
         "io_manager": PartitionedFileIOManager(base_dir=str(p.outputs_dir)),
         "model_registry": ModelRegistry(tracking_uri=p.mlflow_tracking_uri, local_store_dir=str(p.mlflow_dir)),

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pairs_assets.settings import DEFAULT_STRATEGY, paths
+from pairs_assets.settings import paths
+from pairs_assets_tests.strategies import SEED
 from pairs_assets_tests.assets.graph_harness import materialize, materialized_keys, preload_history, resources_for
 from pairs_assets_tests.planted import planted_closes, write_bars_file
 from resources.bar_sources import EmbeddedBarSource, FileBarSource
@@ -31,7 +32,7 @@ def _config(date, sector):
 
 def test_embedded_data_whole_graph_for_one_partition(sqlite_url):
     source = EmbeddedBarSource()
-    preload_history(sqlite_url, source, ["AAPL", "AMD", "MSFT"], "2022-12-28", DEFAULT_STRATEGY.history_sessions)
+    preload_history(sqlite_url, source, ["AAPL", "AMD", "MSFT"], "2022-12-28", SEED.history_sessions)
     result = materialize("2022-12-28", "technology", resources_for(sqlite_url, source, **FAST))
     assert result.success
     assert ALL <= materialized_keys(result)
@@ -40,14 +41,14 @@ def test_embedded_data_whole_graph_for_one_partition(sqlite_url):
     assert doc["schema_version"] == 1 and doc["symbols"] == ["AAPL", "AMD", "MSFT"]
     corr = pd.read_parquet(Path(paths().outputs_dir) / "correlation_matrix" / "2022-12-28" / "technology.parquet")
     assert list(corr.columns) == ["symbol_a", "symbol_b", "correlation", "n_obs"]
-    assert corr["n_obs"].eq(DEFAULT_STRATEGY.formation_window - 1).all()
+    assert corr["n_obs"].eq(SEED.formation_window - 1).all()
     row = MarketDataStore(database_url=sqlite_url).latest_trading_config("technology")
     assert row["input_fingerprint"] == doc["input_fingerprint"]
 
 
 def test_planted_pair_flows_to_the_config_and_reruns_are_byte_identical(sqlite_url, planted_file):
     source = FileBarSource(path=planted_file)
-    preload_history(sqlite_url, source, ["AAPL", "AMD", "MSFT"], "2022-12-28", DEFAULT_STRATEGY.history_sessions)
+    preload_history(sqlite_url, source, ["AAPL", "AMD", "MSFT"], "2022-12-28", SEED.history_sessions)
     resources = resources_for(sqlite_url, source, **FAST)
     first = materialize("2022-12-28", "technology", resources)
     assert first.success
@@ -57,11 +58,11 @@ def test_planted_pair_flows_to_the_config_and_reruns_are_byte_identical(sqlite_u
     assert [p["pair_id"] for p in doc["pairs"]] in (["AAPL-MSFT"], ["MSFT-AAPL"])
     pair = doc["pairs"][0]
     assert pair["hedge_ratio"] > 0 and pair["garch"]["sigma_forecast"] > 0
-    assert pair["scores"]["composite"] > DEFAULT_STRATEGY.score_min
+    assert pair["scores"]["composite"] > SEED.score_min
     assert pair["levels"] == {"entry_z": 2.0, "exit_z": 0.5, "stop_z": 3.5}
-    assert 0 < pair["sizing"]["y_fraction"] <= DEFAULT_STRATEGY.max_position
+    assert 0 < pair["sizing"]["y_fraction"] <= SEED.max_position
     garch = pd.read_parquet(Path(paths().outputs_dir) / "garch_models" / "2022-12-28" / "technology.parquet")
-    assert garch["n_obs"].iloc[0] == DEFAULT_STRATEGY.garch_window and bool(garch["converged"].iloc[0])
+    assert garch["n_obs"].iloc[0] == SEED.garch_window and bool(garch["converged"].iloc[0])
     second = materialize("2022-12-28", "technology", resources)
     assert second.success
     assert path.read_bytes() == before, "same inputs must give a byte-identical trading config"
@@ -69,7 +70,7 @@ def test_planted_pair_flows_to_the_config_and_reruns_are_byte_identical(sqlite_u
 
 def test_sector_with_one_symbol_succeeds_with_no_pairs(sqlite_url):
     source = EmbeddedBarSource()
-    preload_history(sqlite_url, source, ["GE"], "2022-12-28", DEFAULT_STRATEGY.history_sessions)
+    preload_history(sqlite_url, source, ["GE"], "2022-12-28", SEED.history_sessions)
     result = materialize("2022-12-28", "industrial", resources_for(sqlite_url, source, **FAST))
     assert result.success
     meta = result.asset_materializations_for_node("correlation_matrix")[0].metadata

@@ -10,7 +10,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pairs_assets.settings import DEFAULT_STRATEGY, paths
+from pairs_assets.settings import paths
+from pairs_assets_tests.strategies import SEED
 from pairs_assets_tests.assets.graph_harness import materialize, materialized_keys, preload_history, resources_for
 from pairs_assets_tests.assets.test_bad_input import failure_message
 from pairs_assets_tests.planted import planted_closes, write_bars_file
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("own_pairs_home")
 @pytest.fixture()
 def planted(tmp_path, sqlite_url):
     source = FileBarSource(path=write_bars_file(tmp_path / "bars.csv", planted_closes()))
-    preload_history(sqlite_url, source, ["AAPL", "AMD", "MSFT"], "2022-12-28", DEFAULT_STRATEGY.history_sessions)
+    preload_history(sqlite_url, source, ["AAPL", "AMD", "MSFT"], "2022-12-28", SEED.history_sessions)
     return source
 
 

@@ -75,7 +75,7 @@ class RecordingRegistry:
 def partition(sqlite_url):
     """The daily graph materialized for the partition: (store, strategy, trading config document)."""
     source = EmbeddedBarSource()
-    strategy = StrategySettings(**FAST)
+    strategy = StrategySettings.preset("seed", **FAST)
     preload_history(sqlite_url, source, CONSUMER, AS_OF, strategy.history_sessions)
     assert materialize(AS_OF, SECTOR, resources_for(sqlite_url, source, **FAST)).success
     doc = json.loads((Path(paths().outputs_dir) / "trading_config" / AS_OF / f"{SECTOR}.json").read_text())

@@ -48,7 +48,7 @@ PERIODIC = {"reselect_every": 5, "formation_window": 120, "causal_hedge": True, 
 def test_walk_forward_configs_equal_the_daily_graph(sqlite_url, date, sector, symbols, overrides):
     """Field for field, input fingerprint included; the GRU's registry block aside (no GRU in the replay)."""
     source = EmbeddedBarSource()
-    strategy = StrategySettings(**FAST, **overrides)
+    strategy = StrategySettings.preset("seed", **FAST, **overrides)
     preload_history(sqlite_url, source, symbols, date, strategy.history_sessions)
     assert materialize(date, sector, resources_for(sqlite_url, source, **FAST, **overrides)).success
     graph = _graph_config(date, sector)
@@ -97,7 +97,7 @@ def _materialize(url: str, **config):
     resources = {
         "store": MarketDataStore(database_url=url),
         "bar_source": EmbeddedBarSource(),
-        "strategy": StrategySettings(),
+        "strategy": StrategySettings.preset("seed"),
         "model_registry": ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)),
         "home": home_resource_for(paths()),
     }

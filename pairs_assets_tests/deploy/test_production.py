@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pairs_assets.settings import DEFAULT_STRATEGY, PACKAGE_DIR
+from pairs_assets.settings import PACKAGE_DIR
+from pairs_assets_tests.strategies import SEED
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history
 from pairs_assets_tests.deploy import services
 from pairs_assets_tests.planted import planted_closes, write_bars_file
@@ -76,7 +77,7 @@ def deployment(tmp_path_factory):
         env["PAIRS_BARS_FILE"] = bars_file
         source = FileBarSource(path=bars_file)
         for sector, symbols in SECTORS.items():
-            preload_history(dbs["store"], source, symbols, AS_OF, DEFAULT_STRATEGY.history_sessions)
+            preload_history(dbs["store"], source, symbols, AS_OF, SEED.history_sessions)
         # MLflow creates its schema on first contact; do it once, before concurrent steps do
         ModelRegistry(tracking_uri=env["MLFLOW_TRACKING_URI"], artifact_root=str(artifacts)).client()
 
@@ -237,7 +238,7 @@ def test_celery_trading_config_equals_in_process(deployment, queued_runs, tmp_pa
     resources = {
         "store": MarketDataStore(database_url=deployment["dbs"]["store"]),
         "bar_source": deployment["source"],
-        "strategy": StrategySettings(**FAST),
+        "strategy": StrategySettings.preset("seed", **FAST),
         "io_manager": PartitionedFileIOManager(base_dir=str(tmp_path / "outputs")),
         "model_registry": ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
     }

@@ -19,7 +19,7 @@ def resources(store: MarketDataStore, registry=None) -> dict:
     return {
         "store": store,
         "bar_source": EmbeddedBarSource(),
-        "strategy": StrategySettings(),
+        "strategy": StrategySettings.preset("seed"),
         "model_registry": registry if registry is not None else setup.TinyModels(),
         "broker": BrokerResource(),
     }
@@ -70,7 +70,7 @@ def test_signals_rows_orders_and_metadata(world):
     assert ko["position_y"] < 0 < ko["position_x"] and ko["as_of_session"] == "2022-12-28"
     hedge = config.pairs[0].hedge_ratio
     from pairs_assets.quant.sizing import pair_sizing
-    from pairs_assets.settings import DEFAULT_STRATEGY as S
+    from pairs_assets_tests.strategies import SEED as S
 
     # volatility targeting within the limits, on the config's GARCH σ forecast, two pairs in the config
     sizing = pair_sizing(sigma_forecast=config.pairs[0].garch.sigma_forecast, hedge_ratio=hedge,

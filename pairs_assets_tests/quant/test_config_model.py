@@ -117,7 +117,7 @@ def written():
     from pairs_assets.quant.stages import garch_features, gru_config, pair_spread
     from resources.bar_sources import EmbeddedBarSource
 
-    strategy = StrategySettings()
+    strategy = StrategySettings.preset("seed")
     symbols = list(universe().symbols(SECTOR))
     sessions = partitions.window_sessions(AS_OF, strategy.history_sessions)
     bars = EmbeddedBarSource().load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))

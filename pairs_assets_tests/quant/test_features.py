@@ -190,11 +190,12 @@ def test_min_sessions_for_gives_that_many_sequences():
     X, _, _ = make_sequences(trim_warmup(build_features(spread, sigma, resid)), reversion_labels(spread), 10)
     assert len(X) == n_seq
     assert min_sessions_for(1000, label_warmup=19) == 1034
-    # the entry_event label needs a full formation window (60) before its first row
+    # the entry_event label needs a full formation window (252 by default) before its first row
     spread, sigma, resid = _random_inputs(min_sessions_for(n_seq, seq_len=10, horizon=5))
     X, _, _ = make_sequences(trim_warmup(build_features(spread, sigma, resid)), entry_event_labels(spread), 10)
     assert len(X) == n_seq
-    assert min_sessions_for(1000) == 1064
+    assert min_sessions_for(1000) == 1256
+    assert min_sessions_for(1000, label_warmup=59) == 1064  # the seed's 60-session formation
 
 
 def test_make_sequences_bad_inputs():
@@ -318,24 +319,24 @@ def test_entry_event_label_is_the_entry_rules_exit_before_its_stop_on_the_config
 
 def test_entry_event_label_uses_nothing_after_t_plus_horizon_and_no_stale_statistics():
     spread, _, _ = _random_inputs(400, seed=3)
-    base = entry_event_labels(spread, horizon=5)
+    base = entry_event_labels(spread, horizon=5, formation_window=60)
     changed = spread.copy()
-    changed.iloc[300:] = formation_statistics(spread)["spread_mean"].iloc[299]  # back at the config's mean
-    after = entry_event_labels(changed, horizon=5)
+    changed.iloc[300:] = formation_statistics(spread, 60)["spread_mean"].iloc[299]  # back at the config's mean
+    after = entry_event_labels(changed, horizon=5, formation_window=60)
     # rows whose look-ahead ends before 300 are unchanged; the config as of 299 sees its exit at 300
     pd.testing.assert_series_equal(base.iloc[: 300 - 5], after.iloc[: 300 - 5])
     assert after.iloc[299] == 1.0
     # a NaN close in the look-ahead makes the outcome unknown, not "no exit"
     gap = spread.copy()
     gap.iloc[200] = np.nan
-    labelled = entry_event_labels(gap, horizon=5)
+    labelled = entry_event_labels(gap, horizon=5, formation_window=60)
     assert labelled.iloc[195:200].isna().all() and labelled.iloc[194] in (0.0, 1.0)
 
 
 def test_entry_event_label_against_given_statistics_a_trading_periods_config():
     s = _hand_spread()
     trailing = formation_statistics(s, 60)
-    pd.testing.assert_series_equal(entry_event_labels(s, 3, statistics=trailing), entry_event_labels(s, 3))
+    pd.testing.assert_series_equal(entry_event_labels(s, 3, statistics=trailing), entry_event_labels(s, 3, formation_window=60))
     # a config formed at session 59 and kept for the rest: z against its frozen mean 0 and σ
     frozen = trailing.copy()
     frozen.iloc[59:] = trailing.iloc[59].to_numpy()

@@ -83,7 +83,7 @@ def planted():
 @pytest.fixture(scope="module")
 def planted_result(planted):
     spread, sigma, resid, _ = planted
-    return fit_pair_model(spread, sigma, resid, entry_z=2.0, config=FAST, pair_id="SYN-A")
+    return fit_pair_model(spread, sigma, resid, entry_z=2.0, config=FAST, pair_id="SYN-A", formation_window=60)
 
 
 def _equal_metrics(a: dict, b: dict) -> bool:
@@ -172,11 +172,11 @@ def test_split_is_purged_and_scaler_fitted_on_train_only(planted, planted_result
 
 def test_validation_and_test_values_do_not_move_the_scaler(planted):
     spread, sigma, resid, _ = planted
-    a = fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+    a = fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     cut = spread.index.get_loc(pd.Timestamp(a.slice_sessions["train"][1])) + 1
     changed = spread.copy()
     changed.iloc[cut:] = changed.iloc[cut:] * 3 + 10
-    b = fit_pair_model(changed, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+    b = fit_pair_model(changed, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     np.testing.assert_array_equal(a.scaler.mean, b.scaler.mean)
     np.testing.assert_array_equal(a.scaler.std, b.scaler.std)
 
@@ -187,10 +187,10 @@ def test_validation_and_test_values_do_not_move_the_scaler(planted):
 def test_same_inputs_give_same_weights_and_metrics(planted):
     spread, sigma, resid, _ = planted
     torch.manual_seed(123)  # global RNG state must not matter …
-    a = fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+    a = fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     state_after = torch.get_rng_state()
     torch.manual_seed(999)
-    b = fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+    b = fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
     assert a.history == b.history and a.threshold == b.threshold
@@ -200,9 +200,9 @@ def test_same_inputs_give_same_weights_and_metrics(planted):
         assert _equal_metrics(a.baseline_metrics[name], b.baseline_metrics[name])
     # … and training leaves it alone (forked RNG), as it leaves the thread count
     torch.manual_seed(123)
-    fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+    fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     assert torch.equal(torch.get_rng_state(), state_after)
-    c = fit_pair_model(spread, sigma, resid, 2.0, GRUConfig(hidden=8, max_epochs=3, seed=1), pair_id="SYN-A")
+    c = fit_pair_model(spread, sigma, resid, 2.0, GRUConfig(hidden=8, max_epochs=3, seed=1), pair_id="SYN-A", formation_window=60)
     assert not torch.equal(a.model.head.weight, c.model.head.weight)
 
 
@@ -212,9 +212,9 @@ def test_same_inputs_give_same_weights_and_metrics(planted):
 def test_too_little_history(planted):
     spread, sigma, resid, _ = planted
     with pytest.raises(InsufficientSequencesError, match=r"pair SYN-A: 136 labelled sequences .* need at least 250: provide at least 314 sessions"):
-        fit_pair_model(spread.iloc[:200], sigma.iloc[:200], resid.iloc[:200], 2.0, TINY, pair_id="SYN-A")
+        fit_pair_model(spread.iloc[:200], sigma.iloc[:200], resid.iloc[:200], 2.0, TINY, pair_id="SYN-A", formation_window=60)
     with pytest.raises(InsufficientSequencesError, match="pair SYN-A: no session has all"):
-        fit_pair_model(spread.iloc[:20], sigma.iloc[:20], resid.iloc[:20], 2.0, TINY, pair_id="SYN-A")
+        fit_pair_model(spread.iloc[:20], sigma.iloc[:20], resid.iloc[:20], 2.0, TINY, pair_id="SYN-A", formation_window=60)
 
 
 def test_single_class_slice_names_the_slice(planted):
@@ -222,10 +222,10 @@ def test_single_class_slice_names_the_slice(planted):
     trending = spread.copy()
     trending.iloc[1100:] = np.arange(len(trending) - 1100) * 1.0  # steady climb: never reverts
     with pytest.raises(SingleClassError, match=r"pair SYN-A: the test slice .* single label class \(0\)"):
-        fit_pair_model(trending, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+        fit_pair_model(trending, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     ramp = pd.Series(np.arange(len(spread)) * 1.0, spread.index)
     with pytest.raises(SingleClassError, match="the train slice"):
-        fit_pair_model(ramp, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+        fit_pair_model(ramp, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
 
 
 def test_nan_features_name_pair_and_field(planted):
@@ -233,11 +233,11 @@ def test_nan_features_name_pair_and_field(planted):
     broken = resid.copy()
     broken.iloc[700] = np.nan
     with pytest.raises(NaNFeaturesError, match=r"pair SYN-A: feature\(s\) garch_std_resid NaN"):
-        fit_pair_model(spread, sigma, broken, 2.0, TINY, pair_id="SYN-A")
+        fit_pair_model(spread, sigma, broken, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     gap = spread.copy()
     gap.iloc[900] = np.nan
     with pytest.raises(NaNFeaturesError, match="pair SYN-A: feature.*spread, lag_1"):
-        fit_pair_model(gap, sigma, resid, 2.0, TINY, pair_id="SYN-A")
+        fit_pair_model(gap, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
 
 
 def test_nan_loss_raises_training_diverged(planted):
@@ -322,6 +322,7 @@ def test_fits_a_real_pair_ko_pep():
         2.0,
         GRUConfig(hidden=16, max_epochs=5),
         pair_id="KO-PEP",
+        formation_window=60,  # the seed's formation window
     )
     # entry_event label: the first labelled session needs a full formation window (60 sessions)
     assert r.n_sequences == 1300 - (60 - 1) - 5 and r.slice_sessions["test"][1] == "2022-12-20"

@@ -91,7 +91,7 @@ def _planted_panel(phi: float = 0.3):
 
 
 def test_planted_pair_makes_money_gross_and_nothing_reads_the_future():
-    strategy = StrategySettings()
+    strategy = StrategySettings.preset("seed")
     panel = _planted_panel()
     index = panel.closes.index
     as_of = index[1040:-1]
@@ -122,7 +122,7 @@ def test_planted_pair_makes_money_gross_and_nothing_reads_the_future():
 
 def test_independent_random_walks_make_no_money_on_average():
     # every pair a candidate, so Engle-Granger's false positives are traded
-    strategy = StrategySettings(correlation_min=-1.0, score_min=0.0)
+    strategy = StrategySettings.preset("seed", correlation_min=-1.0, score_min=0.0)
     rng = np.random.default_rng(11)
     index = partitions.window_sessions("2022-12-28", 1100)
     pnl = []
@@ -142,7 +142,7 @@ def test_independent_random_walks_make_no_money_on_average():
 
 
 def test_engine_summary_rows_costs_and_range_errors():
-    strategy = StrategySettings()
+    strategy = StrategySettings.preset("seed")
     panel = _planted_panel()
     index = panel.closes.index
     settings = WalkForwardSettings(start=str(index[1120].date()), end=str(index[-1].date()), costs=[0, 5, 20], periods=[])
@@ -164,7 +164,7 @@ def test_engine_summary_rows_costs_and_range_errors():
 
 
 def test_gru_gate_trades_the_same_configs_with_the_models_veto():
-    strategy = StrategySettings(gru_max_epochs=3, gru_hidden=16)
+    strategy = StrategySettings.preset("seed", gru_max_epochs=3, gru_hidden=16)
     closes = planted_closes(n_sessions=1340, phi=0.3)[["AAPL", "AMD", "MSFT"]]
     panel = SectorPanel(sector="technology", closes=closes, source="planted")
     index = closes.index
@@ -197,7 +197,7 @@ def test_the_screens_skip_only_sessions_whose_config_is_empty(monkeypatch):
     bars = EmbeddedBarSource().load_bars(["BAC", "JPM", "CVX", "XOM"], *partitions.sessions_span_utc(sessions[0], sessions[-1]))
     closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
     closes = closes.pivot(index="session", columns="symbol", values="close").reindex(sessions)
-    strategy = StrategySettings(garch_window=500, garch_holdout=100)
+    strategy = StrategySettings.preset("seed", garch_window=500, garch_holdout=100)
     as_of, effective = sessions[510:-1], sessions[511:]
     for symbols in (["BAC", "JPM"], ["CVX", "XOM"]):
         panel = SectorPanel("s", closes[symbols], "embedded")

@@ -143,7 +143,7 @@ def test_a_requested_run_executes_the_signal_job(store, instance):
         jobs=[signal_job],
         sensors=[build_signal_sensor(sectors=SECTORS, replay=True, clock=lambda: OPEN)],
         resources={
-            "store": store, "bar_source": EmbeddedBarSource(), "strategy": StrategySettings(),
+            "store": store, "bar_source": EmbeddedBarSource(), "strategy": StrategySettings.preset("seed"),
             "model_registry": setup.TinyModels(), "broker": BrokerResource(),
         },
     )
