@@ -1,5 +1,8 @@
 """One IO manager for every stage output: ``<base_dir>/<asset>/<date>/<sector>.{parquet,json}``.
 
+A range run (a single-run backfill) returns ``{partition key: object}`` and gets one file per
+partition; its inputs are loaded the same way, ``{partition key: object}`` over the range.
+
 DataFrames are written as Parquet, dicts as canonical JSON (sorted keys, 2-space indent). Writes
 are atomic and deterministic: the same frame gives byte-identical files, so a re-materialization
 replaces a partition exactly.
@@ -99,6 +102,9 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:
             return
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            self._handle_range_output(context, obj)
+            return
         key = context.asset_partition_key if context.has_asset_partitions else ""
         if isinstance(obj, pd.DataFrame):
             path = self._path(context.asset_key, key, ".parquet")
@@ -111,9 +117,41 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext):
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            # a range run (single-run backfill): every partition's object, by partition key
+            return {str(key): self._load_one(context, str(key)) for key in context.asset_partition_keys}
+        return self._load_one(context, context.asset_partition_key if context.has_asset_partitions else "")
+
+    def _handle_range_output(self, context: dg.OutputContext, obj) -> None:
+        """A range run's output: ``{partition key: object}``, one file per partition (each atomic)."""
+        keys = sorted(str(k) for k in context.asset_partition_keys)
+        name = context.asset_key.to_user_string()
+        if not isinstance(obj, dict):
+            raise TypeError(
+                f"{name}: a range run of {len(keys)} partitions must return {{partition key: object}}, "
+                f"got a {type(obj).__name__}"
+            )
+        if sorted(obj) != keys:
+            missing, extra = sorted(set(keys) - set(obj)), sorted(set(obj) - set(keys))
+            raise ValueError(
+                f"{name}: a range run's output must hold exactly the run's partitions; "
+                f"missing {missing[:5]}{' …' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+            )
+        for key in keys:
+            value = obj[key]
+            if isinstance(value, pd.DataFrame):
+                atomic_write_bytes(self._path(context.asset_key, key, ".parquet"), parquet_bytes(value))
+            elif isinstance(value, dict):
+                atomic_write_bytes(self._path(context.asset_key, key, ".json"), canonical_json(value))
+            else:
+                raise TypeError(f"{name} partition {key}: cannot store a {type(value).__name__}")
+        context.add_output_metadata(
+            {"path": dg.MetadataValue.path(str(as_upath(self.base_dir) / context.asset_key.path[-1])), "files_written": len(keys)}
+        )
+
+    def _load_one(self, context: dg.InputContext, key: str):
         upstream = context.upstream_output
         asset_key = context.asset_key
-        key = context.asset_partition_key if context.has_asset_partitions else ""
         for suffix, reader in ((".parquet", _read_parquet), (".json", _read_json)):
             path = self._path(asset_key, key, suffix)
             if path.exists():

@@ -1,11 +1,14 @@
 """cointegrated_pairs: correlation ≥ threshold, then Engle-Granger both ways, Johansen, half-life."""
 
 
+from collections import defaultdict
+
 import dagster as dg
 import pandas as pd
 
 from pairs_assets import checks, partitions
-from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, reasons_table, stopwatch, universe
+from pairs_assets.assets import ranges
+from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch, universe
 from pairs_assets.quant.prices import find_unusable_symbols
 from pairs_assets.quant.stages import cointegration_stage
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
@@ -18,6 +21,7 @@ from resources.market_data import MarketDataStore
     ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
     deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
     check_specs=checks.COINTEGRATED_PAIRS_CHECKS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     kinds={"statsmodels", "parquet"},
     description="Pairs with correlation ≥ correlation_min that pass Engle-Granger (p < eg_pvalue_max) with "
@@ -25,41 +29,95 @@ from resources.market_data import MarketDataStore
 )
 def cointegrated_pairs(
     context: dg.AssetExecutionContext,
-    correlation_matrix: pd.DataFrame,
+    correlation_matrix,
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
 ):
+    if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
+        yield from _range(context, correlation_matrix, store, bar_source, strategy)
+        return
     date, sector = partition_parts(context)
-    symbols = universe().symbols(sector)
     with stopwatch() as timer:
-        window = read_window(
-            store, bar_source.source_name, symbols, partitions.formation_session(date, strategy.reselect_every),
-            strategy.formation_window, partition=context.partition_key,
+        pairs, metadata, check_results = cointegrated_partition(
+            WindowReader(store, bar_source.source_name), date, sector, correlation_matrix, strategy
         )
-        excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)
-        result, log_prices = cointegration_stage(window.closes, correlation_matrix, strategy)
-        pairs = result.pairs
-        check_results = checks.cointegrated_pairs_results(pairs, log_prices, strategy)
+    yield dg.Output(pairs, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
+    yield from check_results
+
+
+def cointegrated_partition(
+    windows: WindowReader,
+    date: str,
+    sector: str,
+    correlation_matrix: pd.DataFrame,
+    strategy: StrategySettings,
+    *,
+    screened_out: bool = False,
+) -> tuple[pd.DataFrame, dict, list[dg.AssetCheckResult]]:
+    """One partition's pairs, metadata and check results (a one-partition run and a range run alike).
+
+    ``screened_out``: the range's vectorised screen found no pair that could pass Engle-Granger in
+    this formation window, so the stage tests no candidate (its output is the same empty frame).
+    """
+    symbols = universe().symbols(sector)
+    window = windows.read(
+        symbols, partitions.formation_session(date, strategy.reselect_every), strategy.formation_window,
+        partition=f"{date}|{sector}",
+    )
+    excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)
+    tested = correlation_matrix.iloc[0:0] if screened_out else correlation_matrix
+    result, log_prices = cointegration_stage(window.closes, tested, strategy)
+    pairs = result.pairs
+    check_results = checks.cointegrated_pairs_results(pairs, log_prices, strategy)
     rejected = dict(zip(result.rejected["pair_id"], result.rejected["reason"])) if not result.rejected.empty else {}
+    metadata = {
+        "window": window.label,
+        "candidates": int((correlation_matrix["correlation"] >= strategy.correlation_min).sum()),
+        "pairs": len(pairs),
+        "correlation_min": strategy.correlation_min,
+        "eg_pvalue_max": strategy.eg_pvalue_max,
+        "require_both_orderings": strategy.eg_require_both_orderings,
+        "fdr_alpha": str(strategy.fdr_alpha),
+        "excluded_symbols": reasons_table(excluded),
+        "rejected_candidates": reasons_table(rejected),
+        "note": "no cointegrated pairs in this window" if pairs.empty else f"{len(pairs)} cointegrated pair(s)",
+        "top_pairs": markdown_table(
+            pairs, ["pair_id", "correlation", "hedge_ratio", "eg_pvalue", "eg_pvalue_reverse", "johansen_trace", "half_life"]
+        ),
+        "input_fingerprint": window.fingerprint,
+    }
+    return pairs, metadata, check_results
+
+
+def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strategy):
+    from pairs_assets.quant.walkforward.replay import cointegration_screen
+
+    with stopwatch() as timer:
+        sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.formation_window)
+        screened = 0
+
+        def compute(rng: ranges.SectorRange, formation: pd.Timestamp, dates: list[pd.Timestamp]):
+            nonlocal screened
+            closes = rng.windows.panel.closes[list(rng.symbols)]
+            if formation not in screens[rng.sector]:
+                screens[rng.sector] = dict(zip(closes.index, cointegration_screen(closes, strategy)))
+            screened_out = not screens[rng.sector][formation]
+            screened += screened_out
+            key = rng.key(dates[0])
+            return cointegrated_partition(rng.windows, str(dates[0].date()), rng.sector, matrices[key], strategy, screened_out=screened_out)
+
+        screens: dict[str, dict] = defaultdict(dict)
+        outputs = ranges.per_cohort(sector_ranges, compute)
+    pairs = {key: value[0] for key, value in outputs.items()}
     yield dg.Output(
         pairs,
-        metadata={
-            "window": window.label,
-            "candidates": int((correlation_matrix["correlation"] >= strategy.correlation_min).sum()),
-            "pairs": len(pairs),
-            "correlation_min": strategy.correlation_min,
-            "eg_pvalue_max": strategy.eg_pvalue_max,
-            "require_both_orderings": strategy.eg_require_both_orderings,
-            "fdr_alpha": str(strategy.fdr_alpha),
-            "excluded_symbols": reasons_table(excluded),
-            "rejected_candidates": reasons_table(rejected),
-            "note": "no cointegrated pairs in this window" if pairs.empty else f"{len(pairs)} cointegrated pair(s)",
-            "top_pairs": markdown_table(
-                pairs, ["pair_id", "correlation", "hedge_ratio", "eg_pvalue", "eg_pvalue_reverse", "johansen_trace", "half_life"]
-            ),
-            "input_fingerprint": window.fingerprint,
-            "elapsed_seconds": timer["seconds"],
-        },
+        metadata=ranges.range_metadata(
+            sector_ranges, timer["seconds"], pairs=sum(len(p) for p in pairs.values()),
+            partitions_with_pairs=sum(not p.empty for p in pairs.values()),
+            formations_screened_out=screened, correlation_min=strategy.correlation_min,
+            eg_pvalue_max=strategy.eg_pvalue_max,
+        ),
     )
-    yield from check_results
+    yield from ranges.check_outputs(context)
+    yield from ranges.check_evaluations(context, checks.COINTEGRATED_PAIRS_CHECKS, {k: v[2] for k, v in outputs.items()})

@@ -136,6 +136,47 @@ def read_window(
     return Window(closes=closes, fingerprint=fingerprint_bars(bars), sessions=sessions, n_bars=len(bars))
 
 
+class WindowReader:
+    """Reads a partition's windows (:class:`Window`): from the store, or sliced from a sector panel.
+
+    One-partition runs read each window from the store (:func:`read_window`). A range run reads
+    each sector's closes once (:func:`read_panel`) and slices every partition's windows from that
+    panel — the same closes, the same fingerprints (the panel's row hashes are those
+    :func:`resources.bars.fingerprint_bars` hashes), the same errors. A window ends at the session
+    it is asked for, so a partition never sees a bar after its as-of session.
+    """
+
+    def __init__(self, store: MarketDataStore, source: str, panel=None):
+        self.store = store
+        self.source = source
+        self.panel = panel
+
+    def read(self, symbols: Sequence[str], as_of, n_sessions: int, *, partition: str) -> Window:
+        if self.panel is None or self.panel.row_hashes is None:
+            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition)
+        end = self.panel.position(pd.Timestamp(as_of))
+        if end - n_sessions + 1 < 0:  # before the panel: the store read says why (start of history)
+            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition)
+        symbols = sorted(symbols)
+        closes = self.panel.closes.iloc[end - n_sessions + 1 : end + 1][symbols]
+        missing = closes.isna()
+        if missing.to_numpy().any():
+            worst = missing.sum().sort_values(ascending=False)
+            symbol = str(worst.index[0])
+            gaps = closes.index[missing[symbol]]
+            raise MissingBarsError(
+                f"partition {partition}: symbol {symbol} has no bars from source {self.source!r} for {int(worst.iloc[0])} "
+                f"of the {n_sessions} window sessions (first {gaps[0].date()}, last {gaps[-1].date()}); "
+                f"materialize raw_bars for {gaps[0].date()}...{gaps[-1].date()} first"
+            )
+        return Window(
+            closes=closes,
+            fingerprint=self.panel.fingerprint(symbols, end, n_sessions),
+            sessions=closes.index,
+            n_bars=int(closes.size),
+        )
+
+
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, n: int = 10) -> dg.MetadataValue:
     """The first ``n`` rows as a Markdown table (floats to 4 significant digits)."""
     if frame is None or frame.empty:

@@ -5,7 +5,8 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
-from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, reasons_table, stopwatch, universe
+from pairs_assets.assets import ranges
+from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch, universe
 from pairs_assets.quant.stages import correlation_stage
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 from resources.bar_sources import BarSource
@@ -15,6 +16,7 @@ from resources.market_data import MarketDataStore
 @dg.asset(
     partitions_def=partitions.daily_partitions_def(),
     deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     description="Pearson correlations of daily log returns over the formation window (long form: "
@@ -22,33 +24,49 @@ from resources.market_data import MarketDataStore
 )
 def correlation_matrix(
     context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings
-) -> dg.Output[pd.DataFrame]:
-    date, sector = partition_parts(context)
-    symbols = universe().symbols(sector)
-    with stopwatch() as timer:
-        window = read_window(
-            store, bar_source.source_name, symbols, partitions.formation_session(date, strategy.reselect_every),
-            strategy.formation_window, partition=context.partition_key,
+) -> dg.Output:
+    if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
+        with stopwatch() as timer:
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.formation_window)
+            outputs = ranges.per_cohort(
+                sector_ranges, lambda rng, _formation, dates: correlation_partition(rng.windows, str(dates[0].date()), rng.sector, strategy)
+            )
+        matrices = {key: matrix for key, (matrix, _meta) in outputs.items()}
+        return dg.Output(
+            matrices,
+            metadata=ranges.range_metadata(
+                sector_ranges, timer["seconds"], pairs=sum(len(m) for m in matrices.values()),
+                correlation_min=strategy.correlation_min,
+            ),
         )
-        stage = correlation_stage(window.closes, strategy)
-        matrix, excluded, usable = stage.matrix, stage.excluded, stage.usable
+    date, sector = partition_parts(context)
+    with stopwatch() as timer:
+        matrix, metadata = correlation_partition(WindowReader(store, bar_source.source_name), date, sector, strategy)
+    return dg.Output(matrix, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
+
+
+def correlation_partition(windows: WindowReader, date: str, sector: str, strategy: StrategySettings) -> tuple[pd.DataFrame, dict]:
+    """One partition's correlation matrix and its metadata (a one-partition run and a range run alike)."""
+    symbols = universe().symbols(sector)
+    window = windows.read(
+        symbols, partitions.formation_session(date, strategy.reselect_every), strategy.formation_window,
+        partition=f"{date}|{sector}",
+    )
+    stage = correlation_stage(window.closes, strategy)
+    matrix, excluded, usable = stage.matrix, stage.excluded, stage.usable
     note = (
         f"sector {sector} has {len(usable)} usable symbol(s): no pairs to correlate"
         if len(usable) < 2
         else f"{len(matrix)} pairs of {len(usable)} symbols"
     )
-    return dg.Output(
-        matrix,
-        metadata={
-            "window": window.label,
-            "symbols": ", ".join(symbols),
-            "excluded_symbols": reasons_table(excluded),
-            "pairs": len(matrix),
-            "pairs_at_or_above_threshold": int((matrix["correlation"] >= strategy.correlation_min).sum()),
-            "correlation_min": strategy.correlation_min,
-            "note": note,
-            "top_pairs": markdown_table(matrix.sort_values("correlation", ascending=False)),
-            "input_fingerprint": window.fingerprint,
-            "elapsed_seconds": timer["seconds"],
-        },
-    )
+    return matrix, {
+        "window": window.label,
+        "symbols": ", ".join(symbols),
+        "excluded_symbols": reasons_table(excluded),
+        "pairs": len(matrix),
+        "pairs_at_or_above_threshold": int((matrix["correlation"] >= strategy.correlation_min).sum()),
+        "correlation_min": strategy.correlation_min,
+        "note": note,
+        "top_pairs": markdown_table(matrix.sort_values("correlation", ascending=False)),
+        "input_fingerprint": window.fingerprint,
+    }

@@ -5,7 +5,8 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import checks, partitions
-from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, stopwatch, universe
+from pairs_assets.assets import ranges
+from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, stopwatch
 from pairs_assets.quant.stages import empty_garch_frame, garch_stage
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 from resources.bar_sources import BarSource
@@ -17,6 +18,7 @@ from resources.market_data import MarketDataStore
     ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
     deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.garch_sessions + DEFAULT_STRATEGY.reselect_every - 1))],
     check_specs=checks.GARCH_CHECKS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     kinds={"arch", "parquet"},
     description="GARCH(1,1) with constant mean and normal errors on each pair's spread returns over "
@@ -25,38 +27,61 @@ from resources.market_data import MarketDataStore
 )
 def garch_models(
     context: dg.AssetExecutionContext,
-    cointegrated_pairs: pd.DataFrame,
+    cointegrated_pairs,
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
 ):
+    if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
+        with stopwatch() as timer:
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.garch_sessions)
+            outputs = ranges.per_cohort(
+                sector_ranges,
+                lambda rng, _f, dates: garch_partition(rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], strategy),
+            )
+        fits = {key: value[0] for key, value in outputs.items()}
+        yield dg.Output(
+            fits,
+            metadata=ranges.range_metadata(
+                sector_ranges, timer["seconds"], models=sum(len(f) for f in fits.values()),
+                garch_window=strategy.garch_window, forecast_holdout=strategy.garch_holdout,
+            ),
+        )
+        yield from ranges.check_outputs(context)
+        yield from ranges.check_evaluations(context, checks.GARCH_CHECKS, {k: v[2] for k, v in outputs.items()})
+        return
     date, sector = partition_parts(context)
     with stopwatch() as timer:
-        if cointegrated_pairs.empty:
-            fits, window_label, fingerprint = empty_garch_frame(), "n/a (no pairs)", "n/a"
-        else:
-            legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
-            window = read_window(
-                store, bar_source.source_name, legs, partitions.formation_session(date, strategy.reselect_every),
-                strategy.garch_sessions, partition=context.partition_key,
-            )
-            fits = garch_stage(window.closes, cointegrated_pairs, strategy)
-            window_label, fingerprint = window.label, window.fingerprint
-        check_results = checks.garch_results(fits, strategy)
-    yield dg.Output(
-        fits,
-        metadata={
-            "window": window_label,
-            "models": len(fits),
-            "converged": int(fits["converged"].sum()) if len(fits) else 0,
-            "garch_window": strategy.garch_window,
-            "forecast_holdout": strategy.garch_holdout,
-            "note": "no cointegrated pairs: nothing to fit" if fits.empty else f"{len(fits)} GARCH(1,1) fit(s)",
-            "models_table": markdown_table(
-                fits, ["pair_id", "omega", "alpha", "beta", "persistence", "sigma_forecast", "forecast_ratio", "ljung_box_p", "arch_lm_p", "converged"]
-            ),
-            "input_fingerprint": fingerprint,
-            "elapsed_seconds": timer["seconds"],
-        },
-    )
+        fits, metadata, check_results = garch_partition(WindowReader(store, bar_source.source_name), date, sector, cointegrated_pairs, strategy)
+    yield dg.Output(fits, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
     yield from check_results
+
+
+def garch_partition(
+    windows: WindowReader, date: str, sector: str, cointegrated_pairs: pd.DataFrame, strategy: StrategySettings
+) -> tuple[pd.DataFrame, dict, list[dg.AssetCheckResult]]:
+    """One partition's GARCH fits, metadata and check results (a one-partition run and a range run alike)."""
+    if cointegrated_pairs.empty:
+        fits, window_label, fingerprint = empty_garch_frame(), "n/a (no pairs)", "n/a"
+    else:
+        legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
+        window = windows.read(
+            legs, partitions.formation_session(date, strategy.reselect_every), strategy.garch_sessions,
+            partition=f"{date}|{sector}",
+        )
+        fits = garch_stage(window.closes, cointegrated_pairs, strategy)
+        window_label, fingerprint = window.label, window.fingerprint
+    check_results = checks.garch_results(fits, strategy)
+    metadata = {
+        "window": window_label,
+        "models": len(fits),
+        "converged": int(fits["converged"].sum()) if len(fits) else 0,
+        "garch_window": strategy.garch_window,
+        "forecast_holdout": strategy.garch_holdout,
+        "note": "no cointegrated pairs: nothing to fit" if fits.empty else f"{len(fits)} GARCH(1,1) fit(s)",
+        "models_table": markdown_table(
+            fits, ["pair_id", "omega", "alpha", "beta", "persistence", "sigma_forecast", "forecast_ratio", "ljung_box_p", "arch_lm_p", "converged"]
+        ),
+        "input_fingerprint": fingerprint,
+    }
+    return fits, metadata, check_results

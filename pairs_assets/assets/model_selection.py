@@ -5,7 +5,8 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import checks, partitions
-from pairs_assets.assets.common import GROUP, markdown_table, partition_parts, read_window, stopwatch
+from pairs_assets.assets import ranges
+from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, stopwatch
 from pairs_assets.quant.stages import selection_stage
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
 from resources.bar_sources import BarSource
@@ -24,6 +25,7 @@ from resources.market_data import MarketDataStore
         )
     ],
     check_specs=checks.MODEL_SELECTION_CHECKS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     kinds={"pandas", "parquet"},
     description="Composite score on an absolute scale = 0.4·AIC/BIC + 0.3·forecast + 0.2·backtest + "
@@ -31,39 +33,72 @@ from resources.market_data import MarketDataStore
 )
 def model_selection(
     context: dg.AssetExecutionContext,
-    cointegrated_pairs: pd.DataFrame,
-    garch_models: pd.DataFrame,
+    cointegrated_pairs,
+    garch_models,
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
 ):
-    date, _sector = partition_parts(context)
-    with stopwatch() as timer:
-        window_label, closes = "n/a (no pairs)", None
-        if not cointegrated_pairs.empty:
-            legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
-            formation = partitions.formation_session(date, strategy.reselect_every)
-            window = read_window(
-                store, bar_source.source_name, legs, formation, strategy.backtest_sessions, partition=context.partition_key
+    if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
+        with stopwatch() as timer:
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.backtest_sessions)
+            outputs = ranges.per_cohort(
+                sector_ranges,
+                lambda rng, _f, dates: selection_partition(
+                    rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])],
+                    garch_models[rng.key(dates[0])], strategy,
+                ),
             )
-            window_label, closes = window.label, window.closes
-        scores, backtest_frame = selection_stage(closes, cointegrated_pairs, garch_models, strategy)
-        check_results = checks.model_selection_results(scores, strategy)
-    shown = scores.merge(backtest_frame[["pair_id", "sharpe", "n_trades"]], on="pair_id", how="left")
-    yield dg.Output(
-        scores,
-        metadata={
-            "backtest_window": window_label,
-            "pairs_scored": len(scores),
-            "selected": int(scores["selected"].sum()) if len(scores) else 0,
-            "score_min": strategy.score_min,
-            "weights": ", ".join(f"{w:g}" for w in strategy.score_weights),
-            "note": "no pairs to score" if scores.empty else f"{int(scores['selected'].sum())} of {len(scores)} selected",
-            "ranking": markdown_table(
-                shown.sort_values("rank"),
-                ["rank", "pair_id", "composite", "aic_score", "forecast_score", "backtest_score", "diagnostic_score", "sharpe", "n_trades", "selected"],
+        scores = {key: value[0] for key, value in outputs.items()}
+        yield dg.Output(
+            scores,
+            metadata=ranges.range_metadata(
+                sector_ranges, timer["seconds"], pairs_scored=sum(len(s) for s in scores.values()),
+                selected=sum(int(s["selected"].sum()) for s in scores.values() if len(s)),
+                partitions_with_selected_pairs=sum(bool(len(s)) and bool(s["selected"].any()) for s in scores.values()),
+                score_min=strategy.score_min,
             ),
-            "elapsed_seconds": timer["seconds"],
-        },
-    )
+        )
+        yield from ranges.check_outputs(context)
+        yield from ranges.check_evaluations(context, checks.MODEL_SELECTION_CHECKS, {k: v[2] for k, v in outputs.items()})
+        return
+    date, sector = partition_parts(context)
+    with stopwatch() as timer:
+        scores, metadata, check_results = selection_partition(
+            WindowReader(store, bar_source.source_name), date, sector, cointegrated_pairs, garch_models, strategy
+        )
+    yield dg.Output(scores, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
     yield from check_results
+
+
+def selection_partition(
+    windows: WindowReader,
+    date: str,
+    sector: str,
+    cointegrated_pairs: pd.DataFrame,
+    garch_models: pd.DataFrame,
+    strategy: StrategySettings,
+) -> tuple[pd.DataFrame, dict, list[dg.AssetCheckResult]]:
+    """One partition's scores, metadata and check results (a one-partition run and a range run alike)."""
+    window_label, closes = "n/a (no pairs)", None
+    if not cointegrated_pairs.empty:
+        legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
+        formation = partitions.formation_session(date, strategy.reselect_every)
+        window = windows.read(legs, formation, strategy.backtest_sessions, partition=f"{date}|{sector}")
+        window_label, closes = window.label, window.closes
+    scores, backtest_frame = selection_stage(closes, cointegrated_pairs, garch_models, strategy)
+    check_results = checks.model_selection_results(scores, strategy)
+    shown = scores.merge(backtest_frame[["pair_id", "sharpe", "n_trades"]], on="pair_id", how="left")
+    metadata = {
+        "backtest_window": window_label,
+        "pairs_scored": len(scores),
+        "selected": int(scores["selected"].sum()) if len(scores) else 0,
+        "score_min": strategy.score_min,
+        "weights": ", ".join(f"{w:g}" for w in strategy.score_weights),
+        "note": "no pairs to score" if scores.empty else f"{int(scores['selected'].sum())} of {len(scores)} selected",
+        "ranking": markdown_table(
+            shown.sort_values("rank"),
+            ["rank", "pair_id", "composite", "aic_score", "forecast_score", "backtest_score", "diagnostic_score", "sharpe", "n_trades", "selected"],
+        ),
+    }
+    return scores, metadata, check_results

@@ -12,7 +12,8 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
-from pairs_assets.assets.common import GROUP, fingerprint_of, markdown_table, partition_parts, read_window, stopwatch, universe
+from pairs_assets.assets import ranges
+from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch, universe
 from pairs_assets.quant.config_model import SCHEMA_VERSION
 from pairs_assets.quant.stages import build_trading_config, sigma_forecasts_at
 from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
@@ -34,6 +35,7 @@ def trading_config_path(as_of: str, sector: str) -> str:
         "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
     },
     deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     kinds={"json"},
     description="The selected pairs for the next session: legs, hedge ratio, spread mean/σ, GARCH "
@@ -41,57 +43,88 @@ def trading_config_path(as_of: str, sector: str) -> str:
 )
 def trading_config(
     context: dg.AssetExecutionContext,
+    cointegrated_pairs,
+    garch_models,
+    model_selection,
+    gru_models,
+    store: MarketDataStore,
+    bar_source: BarSource,
+    strategy: StrategySettings,
+) -> dg.MaterializeResult:
+    if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
+        with stopwatch() as timer:
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.history_sessions)
+            n_pairs = 0
+            for rng in sector_ranges:
+                for session in rng.sessions:
+                    key = rng.key(session)
+                    document, _path, _meta = config_partition(
+                        rng.windows, str(session.date()), rng.sector, cointegrated_pairs[key], garch_models[key],
+                        model_selection[key], gru_models[key], store, bar_source.source_name, strategy,
+                    )
+                    n_pairs += len(document["pairs"])
+        return dg.MaterializeResult(
+            metadata=ranges.range_metadata(
+                sector_ranges, timer["seconds"], pairs=n_pairs, schema_version=SCHEMA_VERSION,
+                path=dg.MetadataValue.path(str(paths().outputs_dir / "trading_config")),
+            )
+        )
+    date, sector = partition_parts(context)
+    with stopwatch() as timer:
+        _document, _path, metadata = config_partition(
+            WindowReader(store, bar_source.source_name), date, sector, cointegrated_pairs, garch_models, model_selection,
+            gru_models, store, bar_source.source_name, strategy,
+        )
+    return dg.MaterializeResult(metadata={**metadata, "elapsed_seconds": timer["seconds"]})
+
+
+def config_partition(
+    windows: WindowReader,
+    date: str,
+    sector: str,
     cointegrated_pairs: pd.DataFrame,
     garch_models: pd.DataFrame,
     model_selection: pd.DataFrame,
     gru_models: pd.DataFrame,
     store: MarketDataStore,
-    bar_source: BarSource,
+    source: str,
     strategy: StrategySettings,
-) -> dg.MaterializeResult:
-    date, sector = partition_parts(context)
+) -> tuple[dict, str, dict]:
+    """One partition's config, written (JSON file + store row): (document, path, metadata)."""
     symbols = universe().symbols(sector)
-    with stopwatch() as timer:
-        formation_day = partitions.formation_session(date, strategy.reselect_every)
-        formation = read_window(
-            store, bar_source.source_name, symbols, formation_day, strategy.formation_window, partition=context.partition_key
-        )
-        legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"])) if len(cointegrated_pairs) else []
-        history = (
-            read_window(store, bar_source.source_name, legs, date, strategy.history_sessions, partition=context.partition_key)
-            if legs
-            else formation
-        )
-        fingerprint = fingerprint_of(
-            formation.fingerprint, history.fingerprint, bar_source.source_name, strategy.model_dump(mode="json")
-        )
-        if legs and formation_day < pd.Timestamp(date):
-            # later in the trading period: the formation's GARCH σ filtered forward to this as-of session
-            ahead = len(partitions.sessions_in_range(formation_day, date)) - 1
-            garch_models = garch_models.assign(
-                sigma_forecast=garch_models["pair_id"].map(
-                    sigma_forecasts_at(history.closes.iloc[-(strategy.garch_window + 1 + ahead) :], cointegrated_pairs, garch_models)
-                )
+    key = f"{date}|{sector}"
+    formation_day = partitions.formation_session(date, strategy.reselect_every)
+    formation = windows.read(symbols, formation_day, strategy.formation_window, partition=key)
+    legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"])) if len(cointegrated_pairs) else []
+    history = windows.read(legs, date, strategy.history_sessions, partition=key) if legs else formation
+    fingerprint = fingerprint_of(formation.fingerprint, history.fingerprint, source, strategy.model_dump(mode="json"))
+    if legs and formation_day < pd.Timestamp(date):
+        # later in the trading period: the formation's GARCH σ filtered forward to this as-of session
+        ahead = len(partitions.sessions_in_range(formation_day, date)) - 1
+        garch_models = garch_models.assign(
+            sigma_forecast=garch_models["pair_id"].map(
+                sigma_forecasts_at(history.closes.iloc[-(strategy.garch_window + 1 + ahead) :], cointegrated_pairs, garch_models)
             )
-        config = build_trading_config(
-            as_of=date,
-            effective_session=str(partitions.next_session(date).date()),
-            formation_session=str(formation_day.date()),
-            sector=sector,
-            source=bar_source.source_name,
-            symbols=symbols,
-            pairs=cointegrated_pairs,
-            garch=garch_models,
-            scores=model_selection,
-            models=gru_models,
-            formation_closes=formation.closes,
-            strategy=strategy,
-            fingerprint=fingerprint,
         )
-        document = config.document()
-        path = trading_config_path(date, sector)
-        atomic_write_bytes(Path(path), config.to_json_bytes())
-        store.write_trading_config(document, path)
+    config = build_trading_config(
+        as_of=date,
+        effective_session=str(partitions.next_session(date).date()),
+        formation_session=str(formation_day.date()),
+        sector=sector,
+        source=source,
+        symbols=symbols,
+        pairs=cointegrated_pairs,
+        garch=garch_models,
+        scores=model_selection,
+        models=gru_models,
+        formation_closes=formation.closes,
+        strategy=strategy,
+        fingerprint=fingerprint,
+    )
+    document = config.document()
+    path = trading_config_path(date, sector)
+    atomic_write_bytes(Path(path), config.to_json_bytes())
+    store.write_trading_config(document, path)
     table = pd.DataFrame(
         [
             {
@@ -106,17 +139,15 @@ def trading_config(
             for p in document["pairs"]
         ]
     )
-    return dg.MaterializeResult(
-        metadata={
-            "path": dg.MetadataValue.path(path),
-            "as_of_session": date,
-            "effective_session": document["effective_session"],
-            "pairs": len(document["pairs"]),
-            "note": "no pair selected: trade nothing in this sector" if not document["pairs"] else f"{len(document['pairs'])} pair(s) to trade",
-            "selected_pairs": markdown_table(table),
-            "input_fingerprint": fingerprint,
-            "schema_version": SCHEMA_VERSION,
-            "document": dg.MetadataValue.json(document),
-            "elapsed_seconds": timer["seconds"],
-        }
-    )
+    metadata = {
+        "path": dg.MetadataValue.path(path),
+        "as_of_session": date,
+        "effective_session": document["effective_session"],
+        "pairs": len(document["pairs"]),
+        "note": "no pair selected: trade nothing in this sector" if not document["pairs"] else f"{len(document['pairs'])} pair(s) to trade",
+        "selected_pairs": markdown_table(table),
+        "input_fingerprint": fingerprint,
+        "schema_version": SCHEMA_VERSION,
+        "document": dg.MetadataValue.json(document),
+    }
+    return document, path, metadata

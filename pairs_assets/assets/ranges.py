@@ -1,0 +1,155 @@
+"""Range runs of the daily stage assets: a single-run backfill computes a range of sessions at once.
+
+Every daily asset has ``BackfillPolicy.single_run()``: *Materialize → partition range* in the UI,
+``dagster asset materialize --partition-range`` and ``dg launch --partition-range`` run the whole
+range in one run, each asset one step. A step of a range run
+
+* reads each sector's closes once (:func:`pairs_assets.assets.common.read_panel`, the walk-forward's
+  panel) and gives every partition its windows sliced from it (:class:`WindowReader`): a window
+  ends at the partition's own as-of (or formation) session, so no partition sees a later bar;
+* runs the asset's one-partition body (the same function a one-partition run calls, on the same
+  windows) once per *formation session* — the partitions of one trading period
+  (``reselect_every``) share their formation stages — and, for ``cointegrated_pairs``, skips the
+  Engle-Granger stage where the walk-forward's vectorised screen
+  (:func:`pairs_assets.quant.walkforward.replay.cointegration_screen`: rolling correlations of
+  every pair, then Engle-Granger on every (pair, session) that passes) shows no pair can pass;
+* returns ``{partition key: object}``, which the IO manager writes as one file per partition;
+* records each check per partition (an ``AssetCheckEvaluation`` with the partition's key).
+
+A one-partition run takes the one-partition path unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from pairs_assets import partitions
+from pairs_assets.assets.common import WindowReader, read_panel, universe
+from pairs_assets.settings import paths
+from resources.market_data import MarketDataStore
+
+
+@dataclass(frozen=True)
+class SectorRange:
+    """One sector's part of a range run: its as-of sessions, their formation sessions, its windows."""
+
+    sector: str
+    symbols: tuple[str, ...]
+    sessions: tuple[pd.Timestamp, ...]
+    formation: Mapping[pd.Timestamp, pd.Timestamp]
+    windows: WindowReader
+
+    def key(self, session: pd.Timestamp) -> str:
+        return f"{session.date()}|{self.sector}"
+
+    def cohorts(self) -> dict[pd.Timestamp, list[pd.Timestamp]]:
+        """Formation session → the as-of sessions of the range that share it (in order)."""
+        out: dict[pd.Timestamp, list[pd.Timestamp]] = defaultdict(list)
+        for session in self.sessions:
+            out[self.formation[session]].append(session)
+        return dict(out)
+
+
+def sessions_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.Timestamp]]:
+    """The run's partitions as sector → sorted as-of sessions (each end of the range checked first)."""
+    partitions.check_run_partitions(context)  # a holiday key would be moved to the next session
+    out: dict[str, list[pd.Timestamp]] = defaultdict(list)
+    for key in context.partition_keys:
+        date, _, sector = str(key).partition("|")
+        out[sector].append(pd.Timestamp(date))
+    return {sector: sorted(dates) for sector, dates in sorted(out.items())}
+
+
+def sector_ranges(
+    context: dg.AssetExecutionContext, store: MarketDataStore, source: str, strategy, *, lookback: int
+) -> list[SectorRange]:
+    """Each sector's sessions with a panel of its closes: ``lookback`` sessions before the first
+    formation session (the longest window the asset reads) through the last as-of session."""
+    from pairs_assets.quant.stages import FormationSchedule
+
+    uni = universe()
+    by_sector = sessions_by_sector(context)
+    last = max(s for dates in by_sector.values() for s in dates)
+    calendar = partitions.sessions_in_range(paths().history_start, last)
+    formation_of = FormationSchedule(calendar, strategy.reselect_every)
+    out = []
+    for sector, dates in by_sector.items():
+        symbols = uni.symbols(sector)
+        formation = {d: formation_of(d) for d in dates}
+        first = calendar.get_loc(min(formation.values())) - lookback + 1
+        panel_sessions = calendar[max(0, first) : calendar.get_loc(dates[-1]) + 1]
+        panel = read_panel(store, source, sector, symbols, panel_sessions)
+        out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, WindowReader(store, source, panel)))
+    return out
+
+
+def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
+    """The (value-less) check outputs a range run must yield, as Dagster does for a check result."""
+    for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
+
+
+def check_evaluations(
+    context: dg.AssetExecutionContext,
+    specs: Iterable[dg.AssetCheckSpec],
+    results_by_key: Mapping[str, list[dg.AssetCheckResult]],
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """Each partition's check results as evaluations recorded against that partition.
+
+    Yielded after the materialization; a failed blocking one still fails the step (Dagster gates on
+    blocking ERROR evaluations however they are emitted), so downstream steps of the range stop.
+    """
+    selected = {k.name for k in context.selected_asset_check_keys}
+    blocking = {spec.name: spec.blocking for spec in specs}
+    asset_key = context.assets_def.key
+    for key in sorted(results_by_key):
+        date, _, sector = key.partition("|")
+        partition = partitions.partition_key(date, sector)
+        for result in results_by_key[key]:
+            if result.check_name not in selected:
+                continue
+            yield dg.AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name=result.check_name,
+                passed=result.passed,
+                metadata=result.metadata,
+                severity=result.severity,
+                description=result.description,
+                blocking=blocking[result.check_name],
+                partition=str(partition),
+            )
+
+
+def range_metadata(ranges: list[SectorRange], elapsed: float, **counts) -> dict:
+    """Run-level metadata of a range step (recorded on each partition's materialization)."""
+    sessions = sorted({s for r in ranges for s in r.sessions})
+    return {
+        "range_run": True,
+        "partitions": sum(len(r.sessions) for r in ranges),
+        "sectors": ", ".join(r.sector for r in ranges),
+        "first_session": str(sessions[0].date()),
+        "last_session": str(sessions[-1].date()),
+        "formation_sessions": sum(len(r.cohorts()) for r in ranges),
+        **counts,
+        "note": "a range run: each partition's output is its own file; this metadata sums the range",
+        "elapsed_seconds": round(elapsed, 3),
+    }
+
+
+def per_cohort(
+    ranges: list[SectorRange], compute: Callable[[SectorRange, pd.Timestamp, list[pd.Timestamp]], object]
+) -> dict[str, object]:
+    """``compute(sector range, formation session, its as-of sessions)`` once per formation session,
+    the result given to each of its partitions: ``{partition key: result}``."""
+    out: dict[str, object] = {}
+    for rng in ranges:
+        for formation, dates in rng.cohorts().items():
+            value = compute(rng, formation, dates)
+            for d in dates:
+                out[rng.key(d)] = value
+    return out

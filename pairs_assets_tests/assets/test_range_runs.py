@@ -1,0 +1,119 @@
+"""A range run of the daily stage assets (single-run backfill) against one-partition runs.
+
+The range run computes every session of the range in one run (windows sliced from one panel per
+sector, the Engle-Granger stage skipped where the walk-forward's vectorised screen shows no pair
+can pass) and writes one output per partition. Its outputs must equal those of one-partition runs
+of the same partitions — every stage's frame, the trading config field for field (the GRU's
+registry version and run id aside: each run registers its own) — and its checks must be recorded
+per partition. 2022-12-13|consumer selects KO-PG under the seed settings (GRU trained, registered,
+in the config); 2022-12-14|energy selects nothing.
+
+Point-in-time: the one-partition run of the range's *first* session reads a store that holds no
+bar after that session, while the range run's store holds the rest of the range; equal outputs
+show the range run gave that partition no later bar.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from pairs_assets.settings import paths
+from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS, materialize, preload_history, resources_for
+from resources.bar_sources import EmbeddedBarSource
+
+FAST = {"gru_max_epochs": 3, "gru_hidden": 16}
+SYMBOLS = ["BBY", "HD", "KO", "PEP", "PG", "WMT", "CVX", "RRC", "XOM"]
+STAGES = ["correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "gru_models"]
+REGISTRY_FIELDS = {"model_version", "mlflow_run_id", "train_seconds"}  # each run registers its own model
+CHECKS = {"correlation_above_min", "eg_pvalue_below_max", "residual_diagnostics", "garch_converged", "composite_above_min"}
+
+
+def _use_home(monkeypatch, home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("PAIRS_HOME", str(home))
+    paths.cache_clear()
+
+
+def _outputs(date: str, sector: str) -> dict:
+    out = {s: pd.read_parquet(paths().outputs_dir / s / date / f"{sector}.parquet") for s in STAGES}
+    out["trading_config"] = json.loads((paths().outputs_dir / "trading_config" / date / f"{sector}.json").read_text())
+    return out
+
+
+def _without_registry(document: dict) -> dict:
+    document = json.loads(json.dumps(document))
+    for pair in document["pairs"]:
+        if pair.get("model"):
+            pair["model"] = {k: v for k, v in pair["model"].items() if k not in {"version", "mlflow_run_id"}}
+    return document
+
+
+def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path, monkeypatch):
+    source = EmbeddedBarSource()
+    try:
+        # the range: 2022-12-13...2022-12-14 × consumer, energy (4 partitions) in one run
+        _use_home(monkeypatch, tmp_path / "range")
+        range_url = f"sqlite:///{tmp_path / 'range.sqlite'}"
+        strategy = resources_for(range_url, source, **FAST)["strategy"]
+        preload_history(range_url, source, SYMBOLS, "2022-12-14", strategy.history_sessions + 2)
+        result = dg.materialize(
+            DAILY_ASSETS,
+            selection=[*STAGES, "trading_config"],
+            resources=resources_for(range_url, source, **FAST),
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={ASSET_PARTITION_RANGE_START_TAG: "2022-12-13|consumer", ASSET_PARTITION_RANGE_END_TAG: "2022-12-14|energy"},
+        )
+        assert result.success
+        keys = {"2022-12-13|consumer", "2022-12-13|energy", "2022-12-14|consumer", "2022-12-14|energy"}
+        for stage in [*STAGES, "trading_config"]:
+            done = {str(e.partition) for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == stage}
+            assert done == keys, stage
+        evaluations = {(e.check_name, str(e.partition)) for e in result.get_asset_check_evaluations()}
+        assert evaluations == {(c, k) for c in CHECKS for k in keys}
+        in_range = {k: _outputs(*k.split("|")) for k in ["2022-12-13|consumer", "2022-12-14|energy"]}
+        assert [p["pair_id"] for p in in_range["2022-12-13|consumer"]["trading_config"]["pairs"]] == ["KO-PG"]
+        assert in_range["2022-12-13|consumer"]["trading_config"]["pairs"][0]["model"] is not None
+        assert in_range["2022-12-14|energy"]["trading_config"]["pairs"] == []
+
+        # one-partition runs: the range's first session on a store ending at that session
+        singles = {}
+        for key, as_of in [("2022-12-13|consumer", "2022-12-13"), ("2022-12-14|energy", "2022-12-14")]:
+            date, sector = key.split("|")
+            _use_home(monkeypatch, tmp_path / f"single_{date}_{sector}")
+            url = f"sqlite:///{tmp_path / f'single_{date}_{sector}.sqlite'}"
+            preload_history(url, source, SYMBOLS, as_of, strategy.history_sessions + 2)
+            single = materialize(date, sector, resources_for(url, source, **FAST), selection=[*STAGES, "trading_config"])
+            assert single.success
+            singles[key] = _outputs(date, sector)
+    finally:
+        monkeypatch.undo()
+        paths.cache_clear()
+
+    for key, single in singles.items():
+        ranged = in_range[key]
+        for stage in STAGES[:4]:
+            pd.testing.assert_frame_equal(ranged[stage], single[stage], check_exact=True, obj=f"{key} {stage}")
+        gru_r, gru_s = (f.drop(columns=sorted(REGISTRY_FIELDS)) for f in (ranged["gru_models"], single["gru_models"]))
+        pd.testing.assert_frame_equal(gru_r, gru_s, check_exact=True, obj=f"{key} gru_models")
+        assert _without_registry(ranged["trading_config"]) == _without_registry(single["trading_config"]), key
+
+
+@pytest.mark.parametrize("bad", ["not a dict", {"2022-12-13|consumer": pd.DataFrame()}])
+def test_the_io_manager_refuses_a_range_output_that_is_not_one_object_per_partition(tmp_path, bad):
+    from pairs_assets.partitions import daily_partitions_def
+    from resources.io_manager import PartitionedFileIOManager
+
+    context = dg.build_output_context(
+        asset_key=dg.AssetKey("correlation_matrix"),
+        asset_partitions_def=daily_partitions_def(),
+        asset_partition_key_range=dg.PartitionKeyRange("2022-12-13|consumer", "2022-12-14|consumer"),
+    )
+    with pytest.raises((TypeError, ValueError), match="range run"):
+        PartitionedFileIOManager(base_dir=str(tmp_path)).handle_output(context, bad)
+    assert not list(tmp_path.rglob("*.parquet"))
