@@ -1,8 +1,17 @@
-"""Plots a person reads: the walk-forward's equity curve and drawdown, ours beside the baseline."""
+"""Plots a person reads: the walk-forward's equity curve and drawdown, ours beside the baseline; a
+pair model's training history and its spread with z bands (the registry logs them to MLflow).
+
+matplotlib is imported inside each function, so importing this module stays cheap.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def equity_figure(daily: pd.DataFrame, cost_bp: float, title: str):
@@ -31,5 +40,88 @@ def equity_figure(daily: pd.DataFrame, cost_bp: float, title: str):
     top.legend(loc="upper left")
     bottom.set_ylabel("drawdown")
     bottom.set_xlabel("session")
+    fig.tight_layout()
+    return fig
+
+
+def training_history_figure(history: list[dict[str, float]], best_epoch: int, title: str) -> Figure:
+    """Training and validation loss per epoch, the best epoch marked (the GRU's MLflow artifact).
+
+    Parameters
+    ----------
+    history : list of dict
+        One entry per epoch with ``epoch``, ``train_loss`` and ``val_loss``.
+    best_epoch : int
+        The epoch whose weights were kept.
+    title : str
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not attached to pyplot (no global state); the caller saves or logs it.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
+    ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("binary cross-entropy")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def spread_zbands_figure(spread: pd.Series, entry_z: float, z_window: int, title: str) -> Figure:
+    """The spread with its rolling mean and ±``entry_z`` σ bands (top) and its z-score (bottom).
+
+    Parameters
+    ----------
+    spread : pandas.Series
+        The pair's spread by session.
+    entry_z : float
+        The entry threshold, drawn as bands and as ±levels on the z panel.
+    z_window : int
+        Sessions of the rolling mean, standard deviation and z-score.
+    title : str
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not attached to pyplot; the caller saves or logs it.
+    """
+    from matplotlib.figure import Figure
+
+    from pairs_assets.quant.features import rolling_zscore
+
+    mean = spread.rolling(z_window, min_periods=z_window).mean()
+    std = spread.rolling(z_window, min_periods=z_window).std(ddof=1)
+    z = rolling_zscore(spread, z_window)
+    fig = Figure(figsize=(10, 6), dpi=100)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    top.plot(spread.index, spread.to_numpy(), lw=0.8, label="spread")
+    top.plot(mean.index, mean.to_numpy(), lw=0.8, label=f"{z_window}-session mean")
+    top.fill_between(
+        spread.index,
+        (mean - entry_z * std).to_numpy(),
+        (mean + entry_z * std).to_numpy(),
+        alpha=0.2,
+        label=f"±{entry_z:g} σ",
+    )
+    top.set_title(title)
+    top.legend(loc="upper left")
+    bottom.plot(z.index, z.to_numpy(), lw=0.6, color="black", label=f"z ({z_window})")
+    for level in (entry_z, -entry_z):
+        bottom.axhline(level, color="red", lw=0.8, linestyle="--")
+    bottom.axhline(0.0, color="grey", lw=0.6)
+    bottom.set_ylabel("z")
     fig.tight_layout()
     return fig

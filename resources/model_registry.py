@@ -47,6 +47,7 @@ import pandas as pd
 from pydantic import Field
 
 from pairs_assets.errors import PairsError
+from pairs_assets.reporting import spread_zbands_figure, training_history_figure
 from pairs_assets.util import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -229,55 +230,6 @@ def _dataset_source(source: str) -> Any:
             return cls(source_dict["uri"])
 
     return PairsDatasetSource(source)
-
-
-def _plot_history(history: list[dict[str, float]], best_epoch: int, title: str) -> Any:
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(7, 4), dpi=100)
-    ax = fig.subplots()
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
-    ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
-    ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("binary cross-entropy")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _plot_spread(spread: pd.Series, entry_z: float, z_window: int, title: str) -> Any:
-    from matplotlib.figure import Figure
-
-    from pairs_assets.quant.features import rolling_zscore
-
-    mean = spread.rolling(z_window, min_periods=z_window).mean()
-    std = spread.rolling(z_window, min_periods=z_window).std(ddof=1)
-    z = rolling_zscore(spread, z_window)
-    fig = Figure(figsize=(10, 6), dpi=100)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
-    top.plot(spread.index, spread.to_numpy(), lw=0.8, label="spread")
-    top.plot(mean.index, mean.to_numpy(), lw=0.8, label=f"{z_window}-session mean")
-    top.fill_between(
-        spread.index,
-        (mean - entry_z * std).to_numpy(),
-        (mean + entry_z * std).to_numpy(),
-        alpha=0.2,
-        label=f"±{entry_z:g} σ",
-    )
-    top.set_title(title)
-    top.legend(loc="upper left")
-    bottom.plot(z.index, z.to_numpy(), lw=0.6, color="black", label=f"z ({z_window})")
-    for level in (entry_z, -entry_z):
-        bottom.axhline(level, color="red", lw=0.8, linestyle="--")
-    bottom.axhline(0.0, color="grey", lw=0.6)
-    bottom.set_ylabel("z")
-    fig.tight_layout()
-    return fig
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -514,12 +466,12 @@ class ModelRegistry(dg.ConfigurableResource):
                     client.log_batch(run_id, metrics=history[start : start + 1000])
                 mlflow.log_dict(result.scaler.to_dict(), "scaler.json")
                 mlflow.log_figure(
-                    _plot_history(result.history, result.best_epoch, f"{pair_id} GRU training ({as_of})"),
+                    training_history_figure(result.history, result.best_epoch, f"{pair_id} GRU training ({as_of})"),
                     "training_history.png",
                 )
                 spread_title = f"{pair_id} spread and ±{entry_z:g} z bands ({as_of})"
                 mlflow.log_figure(
-                    _plot_spread(spread, entry_z, result.rule_z_window, spread_title), "spread_zbands.png"
+                    spread_zbands_figure(spread, entry_z, result.rule_z_window, spread_title), "spread_zbands.png"
                 )
                 dataset = mlflow.data.from_pandas(
                     dataset_df,

@@ -134,7 +134,7 @@ def test_failure_inside_the_run_leaves_it_failed_and_registers_nothing(registry,
     def broken_plot(*args, **kwargs):
         raise RuntimeError("disk full while drawing")
 
-    monkeypatch.setattr(registry_module, "_plot_spread", broken_plot)
+    monkeypatch.setattr(registry_module, "spread_zbands_figure", broken_plot)
     with pytest.raises(ModelRegistryError, match=r"pair AAA-BBB \(energy, 2022-12-28\): MLflow run \w+ .* nothing registered: RuntimeError: disk full"):
         _log(registry, trained, sector="energy")
     assert mlflow.active_run() is None
