@@ -79,10 +79,14 @@ __all__ = [
     "SingleClassError",
     "TrainResult",
     "TrainingDivergedError",
+    "StackedGRU",
     "fit_pair_model",
+    "fit_pair_models",
     "predict_proba",
+    "predict_proba_many",
     "resolve_device",
     "train_gru",
+    "train_gru_many",
 ]
 
 #: Hard floor: below this many sequences the 20 % test slice is too small to score (≈ 50).
@@ -333,6 +337,313 @@ def predict_proba(model: nn.Module, X: np.ndarray, batch: int = 1024) -> np.ndar
     return np.concatenate(out) if out else np.empty(0)
 
 
+# --- many pairs at once ----------------------------------------------------------------------------
+
+_GRU_KEYS = ("gru.weight_ih_l0", "gru.weight_hh_l0", "gru.bias_ih_l0", "gru.bias_hh_l0")
+
+
+class StackedGRU(nn.Module):
+    """``P`` independent :class:`GRUClassifier` s as one module: the pair is the leading batch dimension.
+
+    Each model keeps its own weights (``w_ih [P, 3H, F]``, ``w_hh [P, 3H, H]``, biases, head) and
+    its own train-only scaler; nothing is shared. ``logits(x)`` / ``forward(x)`` take ``x`` float32
+    ``[P, B, seq_len, n_features]`` of raw features — model p sees ``x[p]`` only — and return
+    ``[P, B]``. The recurrence is PyTorch's GRU (gate order r, z, n; ``h' = (h − n)·z + n``, Cho et
+    al. 2014) written with batched matrix products, so one call runs every model: equal to each
+    model's own ``nn.GRU`` forward up to float32 rounding (checked in the tests).
+    """
+
+    def __init__(self, n_models: int, n_features: int, hidden: int = 64) -> None:
+        super().__init__()
+        p, f, h = n_models, n_features, hidden
+        self.hidden = h
+        self.w_ih = nn.Parameter(torch.zeros(p, 3 * h, f))
+        self.w_hh = nn.Parameter(torch.zeros(p, 3 * h, h))
+        self.b_ih = nn.Parameter(torch.zeros(p, 3 * h))
+        self.b_hh = nn.Parameter(torch.zeros(p, 3 * h))
+        self.head_w = nn.Parameter(torch.zeros(p, h, 1))
+        self.head_b = nn.Parameter(torch.zeros(p, 1, 1))
+        self.register_buffer("feature_mean", torch.zeros(p, f))
+        self.register_buffer("feature_std", torch.ones(p, f))
+
+    @classmethod
+    def from_modules(cls, modules: list[nn.Module]) -> StackedGRU:
+        """Stack trained models: :class:`GRUClassifier` s, or modules with their state-dict keys (the
+        ``torch.export`` modules MLflow loads back). Raises ``ValueError`` when one lacks a weight or
+        the shapes differ."""
+        states = [{k: v.detach() for k, v in m.state_dict().items()} for m in modules]
+        if not states:
+            raise ValueError("from_modules needs at least one model")
+        needed = (*_GRU_KEYS, "head.weight", "head.bias", "feature_mean", "feature_std")
+        for i, state in enumerate(states):
+            missing = [k for k in needed if k not in state]
+            if missing:
+                raise ValueError(f"model {i} has no {', '.join(missing)}: not a GRUClassifier")
+        hidden = states[0]["gru.weight_hh_l0"].shape[1]
+        n_features = states[0]["gru.weight_ih_l0"].shape[1]
+        stacked = cls(len(states), n_features, hidden)
+        try:
+            with torch.no_grad():
+                for name, key in zip(("w_ih", "w_hh", "b_ih", "b_hh"), _GRU_KEYS):
+                    getattr(stacked, name).copy_(torch.stack([s[key].float().cpu() for s in states]))
+                stacked.head_w.copy_(torch.stack([s["head.weight"].float().cpu().reshape(hidden, 1) for s in states]))
+                stacked.head_b.copy_(torch.stack([s["head.bias"].float().cpu().reshape(1, 1) for s in states]))
+                stacked.feature_mean.copy_(torch.stack([s["feature_mean"].float().cpu() for s in states]))
+                stacked.feature_std.copy_(torch.stack([s["feature_std"].float().cpu() for s in states]))
+        except RuntimeError as exc:  # a shape that differs between the models
+            raise ValueError(f"models of different shapes cannot be stacked: {exc}") from exc
+        return stacked.eval()
+
+    def unstack(self, index: int, dropout: float = 0.0) -> GRUClassifier:
+        """Model ``index`` as a :class:`GRUClassifier` (CPU, eval mode)."""
+        f = self.w_ih.shape[2]
+        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the RNG alone
+            model = GRUClassifier(f, self.hidden, dropout, self.feature_mean[index].cpu().numpy(), self.feature_std[index].cpu().numpy())
+        with torch.no_grad():
+            for name, key in zip(("w_ih", "w_hh", "b_ih", "b_hh"), _GRU_KEYS):
+                getattr(model.gru, key.split(".")[1]).copy_(getattr(self, name)[index].detach().cpu())
+            model.head.weight.copy_(self.head_w[index].detach().cpu().reshape(1, -1))
+            model.head.bias.copy_(self.head_b[index].detach().cpu().reshape(1))
+        return model.eval()
+
+    def logits(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-sigmoid scores ``[P, B]``; ``dropout_mask`` ``[P, B, H]`` (already scaled by 1/(1−p))
+        multiplies the last hidden state, as ``nn.Dropout`` does in training."""
+        p, b, t, f = x.shape
+        h_dim = self.hidden
+        scaled = (x - self.feature_mean[:, None, None, :]) / self.feature_std[:, None, None, :]
+        gi = torch.baddbmm(self.b_ih[:, None, :], scaled.reshape(p, b * t, f), self.w_ih.transpose(1, 2))
+        gi = gi.reshape(p, b, t, 3 * h_dim)
+        w_hh = self.w_hh.transpose(1, 2)
+        h = x.new_zeros(p, b, h_dim)
+        for step in range(t):
+            gh = torch.baddbmm(self.b_hh[:, None, :], h, w_hh)
+            i_r, i_z, i_n = gi[:, :, step].chunk(3, dim=-1)
+            h_r, h_z, h_n = gh.chunk(3, dim=-1)
+            r = torch.sigmoid(i_r + h_r)
+            z = torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            h = (h - n) * z + n
+        if dropout_mask is not None:
+            h = h * dropout_mask
+        # an elementwise product and a row sum, not a matrix product: each model's scores must not
+        # depend on how many models are stacked with it (a batched matrix-vector product of one model
+        # takes another kernel than that of several)
+        return (h * self.head_w[:, None, :, 0]).sum(dim=-1) + self.head_b[:, :, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+def predict_proba_many(models: StackedGRU | list[nn.Module], sequences: np.ndarray) -> np.ndarray:
+    """Probabilities of many models in one forward pass: model p on ``sequences[p]``.
+
+    ``models``: a :class:`StackedGRU` or the list of models to stack; ``sequences`` raw float32
+    ``[P, B, seq_len, n_features]`` (or ``[P, seq_len, n_features]``: one sequence per model, e.g.
+    the signal job's latest window of each pair). Returns float64 ``[P, B]`` (or ``[P]``).
+    """
+    stacked = models if isinstance(models, StackedGRU) else StackedGRU.from_modules(list(models))
+    x = np.asarray(sequences, dtype=np.float32)
+    single = x.ndim == 3
+    if single:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[0] != stacked.w_ih.shape[0]:
+        raise ValueError(f"sequences must be [P, B, seq_len, n_features] with P={stacked.w_ih.shape[0]}, got {x.shape}")
+    stacked.eval()
+    with torch.no_grad():
+        device = stacked.w_ih.device
+        out = stacked(torch.as_tensor(x, device=device)).double().cpu().numpy()
+    return out[:, 0] if single else out
+
+
+def _stack_padded(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """``[P, max_n, ...]`` float32, each array's rows first, zeros after."""
+    longest = max(len(a) for a in arrays)
+    out = np.zeros((len(arrays), longest, *arrays[0].shape[1:]), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return torch.as_tensor(out, device=device)
+
+
+def train_gru_many(
+    datasets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    config: GRUConfig = GRUConfig(),
+    scalers: list[FeatureScaler] | None = None,
+    pair_ids: list[str | None] | None = None,
+) -> list[TrainResult | TrainingDivergedError]:
+    """:func:`train_gru` for many pairs at once: one :class:`StackedGRU`, the pair as batch dimension.
+
+    Args:
+        datasets: per pair ``(X_train, y_train, X_val, y_val)`` as for :func:`train_gru` (the pairs'
+            sequence counts may differ; ``seq_len`` and ``n_features`` may not).
+        config: shared hyperparameters (``config.device``: ``auto`` → CUDA when present).
+        scalers: per pair train-only scaler (default: fitted as :func:`train_gru` does).
+        pair_ids: named in error messages.
+
+    Returns:
+        Per pair, in input order, a :class:`TrainResult` (a :class:`GRUClassifier` on CPU with the
+        best-validation-loss weights) or the :class:`TrainingDivergedError` that stopped that pair
+        (the others go on).
+
+    Each pair is trained as :func:`train_gru` trains it alone, step for step: the same initial
+    weights (seeded with ``config.seed``), the same minibatch order (its own generator seeded with
+    ``config.seed``), the same dropout draws (on CPU: each pair's own copy of the seeded global
+    RNG), Adam with per-pair step counts (torch's update formula), gradient clipping of each pair's
+    own norm, early stopping on each pair's own validation loss (a stopped pair is frozen). Only
+    the float32 rounding of the batched matrix products differs, so weights and metrics agree with
+    one-at-a-time training within a tolerance (the tests check it), not bit for bit. Deterministic:
+    the same inputs on the same machine give the same weights. On CUDA the dropout masks come from
+    the CPU generator (then copied), so CPU and CUDA runs differ in rounding only.
+    ``TrainResult.seconds`` is the batch's wall time divided by the number of pairs.
+    """
+    started = time.perf_counter()
+    n_pairs = len(datasets)
+    if n_pairs == 0:
+        return []
+    pair_ids = list(pair_ids) if pair_ids is not None else [None] * n_pairs
+    device = resolve_device(config.device)
+    n_features = datasets[0][0].shape[2]
+    if scalers is None:
+        scalers = []
+        for X_train, *_ in datasets:
+            rows = np.concatenate([X_train[0], X_train[1:, -1, :]], axis=0)
+            scalers.append(FeatureScaler.fit(rows, FEATURE_NAMES if n_features == len(FEATURE_NAMES) else None))
+    hidden, bs, drop = config.hidden, config.batch_size, config.dropout
+    results: list[TrainResult | TrainingDivergedError | None] = [None] * n_pairs
+    with _deterministic(config.seed, device, config.cpu_threads):
+        singles, rng_states = [], []
+        for scaler in scalers:  # each pair's initial weights and RNG exactly as train_gru draws them
+            torch.manual_seed(config.seed)
+            singles.append(GRUClassifier(n_features, hidden, drop, scaler.mean, scaler.std))
+            rng_states.append(torch.get_rng_state())
+        model = StackedGRU.from_modules(singles).to(device).train()
+        params = [model.w_ih, model.w_hh, model.b_ih, model.b_hh, model.head_w, model.head_b]
+        exp_avg = [torch.zeros_like(p) for p in params]
+        exp_avg_sq = [torch.zeros_like(p) for p in params]
+        steps = np.zeros(n_pairs)
+        beta1, beta2, eps, lr = 0.9, 0.999, 1e-8, config.lr  # torch.optim.Adam's defaults
+        xt = _stack_padded([d[0] for d in datasets], device)
+        yt = _stack_padded([d[1] for d in datasets], device)
+        xv = _stack_padded([d[2] for d in datasets], device)
+        yv = _stack_padded([d[3] for d in datasets], device)
+        n_train = np.array([len(d[0]) for d in datasets])
+        n_val = torch.as_tensor([len(d[2]) for d in datasets], dtype=torch.float64)
+        val_weight = (torch.arange(xv.shape[1])[None, :] < n_val[:, None]).to(device, torch.float32)
+        orders = [torch.Generator().manual_seed(config.seed) for _ in range(n_pairs)]
+        histories: list[list[dict[str, float]]] = [[] for _ in range(n_pairs)]
+        best = [p.detach().clone() for p in params]
+        best_loss = np.full(n_pairs, math.inf)
+        best_epoch = np.zeros(n_pairs, dtype=int)
+        waited = np.zeros(n_pairs, dtype=int)
+        live = np.ones(n_pairs, dtype=bool)  # still training (not stopped early, not diverged)
+        stopped_early = np.zeros(n_pairs, dtype=bool)
+        rows = torch.arange(n_pairs, device=device)[:, None]
+        for epoch in range(1, config.max_epochs + 1):
+            if not live.any():
+                break
+            model.train()
+            perms = [torch.randperm(int(n), generator=g) if live[i] else None for i, (n, g) in enumerate(zip(n_train, orders))]
+            n_steps = int(max(math.ceil(n_train[i] / bs) for i in range(n_pairs) if live[i]))
+            totals = np.zeros(n_pairs)
+            for step in range(n_steps):
+                index = torch.zeros(n_pairs, bs, dtype=torch.long)
+                weight = torch.zeros(n_pairs, bs)
+                mask = torch.zeros(n_pairs, bs, hidden) if drop > 0 else None
+                active = np.zeros(n_pairs, dtype=bool)
+                sizes = np.zeros(n_pairs, dtype=int)
+                for i in range(n_pairs):
+                    if not live[i] or step * bs >= n_train[i]:
+                        continue
+                    idx = perms[i][step * bs : (step + 1) * bs]
+                    k = len(idx)
+                    active[i], sizes[i] = True, k
+                    index[i, :k] = idx
+                    weight[i, :k] = 1.0 / k
+                    if mask is not None:  # nn.Dropout's draw from the pair's own RNG stream
+                        torch.set_rng_state(rng_states[i])
+                        mask[i, :k] = torch.empty(k, hidden).bernoulli_(1 - drop).div_(1 - drop)
+                        rng_states[i] = torch.get_rng_state()
+                index, weight = index.to(device), weight.to(device)
+                logits = model.logits(xt[rows, index], None if mask is None else mask.to(device))
+                per_item = nn.functional.binary_cross_entropy_with_logits(logits, yt[rows, index], reduction="none")
+                loss = (per_item * weight).sum(dim=1)  # each pair's mean over its own minibatch
+                for p in params:
+                    p.grad = None
+                loss.sum().backward()
+                values = loss.detach().double().cpu().numpy()
+                for i in np.flatnonzero(active & ~np.isfinite(values)):
+                    results[i] = TrainingDivergedError(
+                        f"{_who(pair_ids[i])}training loss became {values[i]} at epoch {epoch}, batch "
+                        f"{step + 1} (lr={config.lr}); check the inputs for extreme values or lower the learning rate"
+                    )
+                    live[i] = active[i] = False
+                if not active.any():
+                    continue
+                totals[active] += values[active] * sizes[active]
+                with torch.no_grad():
+                    grads = [p.grad for p in params]
+                    norm = torch.sqrt(sum(g.reshape(n_pairs, -1).double().pow(2).sum(dim=1) for g in grads)).float()
+                    clip = torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0)
+                    steps[active] += 1
+                    on = torch.as_tensor(active, device=device)
+                    bc1 = torch.as_tensor(1 - beta1 ** steps, dtype=torch.float32, device=device)
+                    bc2_sqrt = torch.as_tensor(np.sqrt(1 - beta2 ** steps), dtype=torch.float32, device=device)
+                    for p, g, m, v in zip(params, grads, exp_avg, exp_avg_sq):
+                        shape = (n_pairs,) + (1,) * (p.dim() - 1)
+                        g = g * clip.reshape(shape)
+                        sel = on.reshape(shape)
+                        m.copy_(torch.where(sel, m.lerp(g, 1 - beta1), m))
+                        v.copy_(torch.where(sel, v * beta2 + (1 - beta2) * g * g, v))
+                        denom = (v.sqrt() / bc2_sqrt.reshape(shape)).add_(eps)
+                        update = (lr / bc1).reshape(shape) * (m / denom)
+                        p.copy_(torch.where(sel, p - update, p))
+            model.eval()
+            with torch.no_grad():
+                val_sum = torch.zeros(n_pairs, dtype=torch.float64, device=device)
+                chunk = max(bs, 256)
+                for start in range(0, xv.shape[1], chunk):
+                    out = model.logits(xv[:, start : start + chunk])
+                    item = nn.functional.binary_cross_entropy_with_logits(out, yv[:, start : start + chunk], reduction="none")
+                    val_sum += (item * val_weight[:, start : start + chunk]).sum(dim=1).double()
+                val_loss = (val_sum.cpu() / n_val).numpy()
+            improved = np.zeros(n_pairs, dtype=bool)
+            for i in np.flatnonzero(live):
+                if not math.isfinite(val_loss[i]):
+                    results[i] = TrainingDivergedError(f"{_who(pair_ids[i])}validation loss became {val_loss[i]} at epoch {epoch}")
+                    live[i] = False
+                    continue
+                histories[i].append({"epoch": epoch, "train_loss": totals[i] / n_train[i], "val_loss": float(val_loss[i])})
+                if val_loss[i] < best_loss[i]:
+                    best_loss[i], best_epoch[i], waited[i] = val_loss[i], epoch, 0
+                    improved[i] = True
+                else:
+                    waited[i] += 1
+                    if waited[i] >= config.patience:
+                        stopped_early[i] = True
+                        live[i] = False
+            if improved.any():
+                sel = torch.as_tensor(improved, device=device)
+                with torch.no_grad():
+                    for b, p in zip(best, params):
+                        b.copy_(torch.where(sel.reshape((n_pairs,) + (1,) * (p.dim() - 1)), p, b))
+        with torch.no_grad():
+            for b, p in zip(best, params):
+                p.copy_(b)
+    model = model.to("cpu")
+    seconds = (time.perf_counter() - started) / n_pairs
+    for i in range(n_pairs):
+        if results[i] is None:
+            results[i] = TrainResult(
+                model=model.unstack(i, drop),
+                history=histories[i],
+                best_epoch=int(best_epoch[i]),
+                stopped_early=bool(stopped_early[i]),
+                device=str(device),
+                seconds=seconds,
+            )
+    return results  # type: ignore[return-value]
+
+
 @dataclass
 class PairModelResult:
     """Everything a caller needs to log, register and gate a pair's GRU."""
@@ -479,6 +790,44 @@ def fit_pair_model(
         InsufficientSequencesError, SingleClassError, NaNFeaturesError, TrainingDivergedError
         (all ``GRUTrainingError``, a ``ValueError``), each naming the pair and the field/slice.
     """
+    prepared = _prepare_pair(
+        spread, garch_sigma, garch_std_resid, entry_z, config, horizon, min_sequences, pair_id=pair_id,
+        mean_window=mean_window, reversion_fraction=reversion_fraction, label=label,
+        formation_window=formation_window, exit_z=exit_z, stop_z=stop_z, label_statistics=label_statistics,
+    )
+    data = prepared.data
+    trained = train_gru(
+        data["train"][0], data["train"][1], data["val"][0], data["val"][1], config, prepared.scaler, pair_id
+    )
+    return _finish_pair(prepared, trained, example_rows)
+
+
+@dataclass
+class _PreparedPair:
+    """A pair's sequences, split and scaler: everything :func:`fit_pair_model` has before training."""
+
+    spread: pd.Series
+    entry_z: float
+    config: GRUConfig
+    horizon: int
+    pair_id: str | None
+    mean_window: int
+    reversion_fraction: float
+    label: str
+    formation_window: int
+    exit_z: float
+    stop_z: float
+    features: pd.DataFrame
+    n_sequences: int
+    split: ChronologicalSplit
+    data: dict[str, tuple[np.ndarray, np.ndarray, pd.Index]]
+    scaler: FeatureScaler
+
+
+def _prepare_pair(
+    spread, garch_sigma, garch_std_resid, entry_z, config, horizon, min_sequences, *, pair_id, mean_window,
+    reversion_fraction, label, formation_window, exit_z, stop_z, label_statistics,
+) -> _PreparedPair:
     who = _who(pair_id)
     features = trim_warmup(build_features(spread, garch_sigma, garch_std_resid), pair_id)
     labels = make_labels(
@@ -507,9 +856,18 @@ def fit_pair_model(
 
     # train-only scaling: the feature rows that the training sequences cover, nothing later
     scaler = FeatureScaler.fit(features.loc[: data["train"][2][-1]])
-    trained = train_gru(
-        data["train"][0], data["train"][1], data["val"][0], data["val"][1], config, scaler, pair_id
+    return _PreparedPair(
+        spread=spread, entry_z=entry_z, config=config, horizon=horizon, pair_id=pair_id, mean_window=mean_window,
+        reversion_fraction=reversion_fraction, label=label, formation_window=formation_window, exit_z=exit_z,
+        stop_z=stop_z, features=features, n_sequences=len(X), split=split, data=data, scaler=scaler,
     )
+
+
+def _finish_pair(prepared: _PreparedPair, trained: TrainResult, example_rows: int) -> PairModelResult:
+    """Threshold, metrics and baselines of a trained pair model (the rest of :func:`fit_pair_model`)."""
+    p = prepared
+    who, data, spread, config, entry_z = _who(p.pair_id), p.data, p.spread, p.config, p.entry_z
+    label, formation_window, mean_window = p.label, p.formation_window, p.mean_window
     probs = {part: predict_proba(trained.model, values[0]) for part, values in data.items()}
     threshold = select_threshold(data["val"][1], probs["val"])
     metrics = {part: classification_metrics(data[part][1], probs[part], threshold) for part in data}
@@ -521,7 +879,7 @@ def fit_pair_model(
         *data["train"][:2],
         *data["val"][:2],
         *data["test"][:2],
-        scaler=scaler,
+        scaler=p.scaler,
         entry_z=entry_z,
         z_test=rule_z.to_numpy(),
         seed=config.seed,
@@ -535,14 +893,14 @@ def fit_pair_model(
         entry_metrics = dict(classification_metrics(y_entry, probs["test"][at_entry], threshold))
         entry_metrics["n"] = float(at_entry.sum())
     return PairModelResult(
-        pair_id=pair_id or "",
+        pair_id=p.pair_id or "",
         model=trained.model,
         config=config,
-        feature_names=tuple(features.columns),
-        scaler=scaler,
-        horizon=horizon,
+        feature_names=tuple(p.features.columns),
+        scaler=p.scaler,
+        horizon=p.horizon,
         mean_window=mean_window,
-        reversion_fraction=reversion_fraction,
+        reversion_fraction=p.reversion_fraction,
         entry_z=float(entry_z),
         rule_z_window=rule_window,
         threshold=threshold,
@@ -554,15 +912,92 @@ def fit_pair_model(
         stopped_early=trained.stopped_early,
         input_example=np.ascontiguousarray(data["test"][0][:example_rows]),
         n_sessions=len(spread),
-        n_sequences=len(X),
-        split=split.as_dict(),
-        slice_sessions={p: (_session(v[2][0]), _session(v[2][-1])) for p, v in data.items()},
-        positive_rate={p: float(v[1].mean()) for p, v in data.items()},
+        n_sequences=p.n_sequences,
+        split=p.split.as_dict(),
+        slice_sessions={part: (_session(v[2][0]), _session(v[2][-1])) for part, v in data.items()},
+        positive_rate={part: float(v[1].mean()) for part, v in data.items()},
         device=trained.device,
         train_seconds=trained.seconds,
         label=label,
-        exit_z=float(exit_z),
-        stop_z=float(stop_z),
+        exit_z=float(p.exit_z),
+        stop_z=float(p.stop_z),
         formation_window=int(formation_window),
         entry_metrics=entry_metrics,
     )
+
+
+def fit_pair_models(
+    pairs: list[dict[str, Any]],
+    config: GRUConfig = GRUConfig(),
+    min_sequences: int = DEFAULT_MIN_SEQUENCES,
+    example_rows: int = 5,
+) -> list[PairModelResult | GRUTrainingError]:
+    """:func:`fit_pair_model` for many pairs, trained together by :func:`train_gru_many`.
+
+    The batched API of the GRU stage (a partition's selected pairs; a range of partitions in a
+    single-run backfill; the walk-forward's pair-sessions): give every pair there is to train in
+    one call.
+
+    Args:
+        pairs: per pair, the keyword arguments of :func:`fit_pair_model` other than ``config``,
+            ``min_sequences`` and ``example_rows``: ``spread``, ``garch_sigma``,
+            ``garch_std_resid``, ``entry_z`` (required), ``pair_id``, ``horizon``, ``label``,
+            ``formation_window``, ``exit_z``, ``stop_z``, ``label_statistics``, ``mean_window``,
+            ``reversion_fraction`` (optional, same defaults).
+        config, min_sequences, example_rows: shared, as in :func:`fit_pair_model`.
+
+    Returns:
+        Per pair, in input order: its :class:`PairModelResult`, or the ``GRUTrainingError`` that
+        stopped it (too few sequences, a single-class slice, NaN features, divergence) — one
+        pair's failure never stops the others.
+
+    Each pair gets what :func:`train_gru` would give it alone up to float32 rounding (same seeded
+    initial weights, minibatch order, dropout draws and early stopping; see
+    :func:`train_gru_many`), and exactly the same result whatever other pairs share the call
+    (each model's arithmetic is independent of the stack: tested), so a partition trained alone
+    and inside a range backfill agree bit for bit. ``config.device`` ``auto`` → CUDA when present.
+    """
+    prepared: list[_PreparedPair | GRUTrainingError] = []
+    for item in pairs:
+        kwargs = dict(item)
+        try:
+            prepared.append(
+                _prepare_pair(
+                    kwargs.pop("spread"), kwargs.pop("garch_sigma"), kwargs.pop("garch_std_resid"), kwargs.pop("entry_z"),
+                    config, kwargs.pop("horizon", DEFAULT_HORIZON), min_sequences,
+                    pair_id=kwargs.pop("pair_id", None),
+                    mean_window=kwargs.pop("mean_window", DEFAULT_MEAN_WINDOW),
+                    reversion_fraction=kwargs.pop("reversion_fraction", DEFAULT_REVERSION_FRACTION),
+                    label=kwargs.pop("label", "entry_event"),
+                    formation_window=kwargs.pop("formation_window", DEFAULT_FORMATION_WINDOW),
+                    exit_z=kwargs.pop("exit_z", DEFAULT_EXIT_Z),
+                    stop_z=kwargs.pop("stop_z", DEFAULT_STOP_Z),
+                    label_statistics=kwargs.pop("label_statistics", None),
+                )
+            )
+        except GRUTrainingError as exc:
+            prepared.append(exc)
+        if kwargs:
+            raise TypeError(f"fit_pair_models: unknown field(s) {sorted(kwargs)} for pair {item.get('pair_id')!r}")
+    ready = [p for p in prepared if isinstance(p, _PreparedPair)]
+    trained = train_gru_many(
+        [(p.data["train"][0], p.data["train"][1], p.data["val"][0], p.data["val"][1]) for p in ready],
+        config,
+        [p.scaler for p in ready],
+        [p.pair_id for p in ready],
+    )
+    by_id = {id(p): t for p, t in zip(ready, trained)}
+    out: list[PairModelResult | GRUTrainingError] = []
+    for p in prepared:
+        if not isinstance(p, _PreparedPair):
+            out.append(p)
+            continue
+        result = by_id[id(p)]
+        if isinstance(result, GRUTrainingError):
+            out.append(result)
+            continue
+        try:
+            out.append(_finish_pair(p, result, example_rows))
+        except GRUTrainingError as exc:
+            out.append(exc)
+    return out
