@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from pairs_assets import partitions
-from pairs_assets.assets.common import markdown_table, reasons_table
+from pairs_assets.assets.common import markdown_table, reasons_table, session_of
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import signals as sig
 from pairs_assets.quant.config_model import TradingConfig
@@ -74,9 +74,7 @@ def _session_closes(bars: pd.DataFrame) -> pd.DataFrame:
     """Last close per (New York session date, symbol) → sessions × symbols."""
     if bars.empty:
         return pd.DataFrame()
-    frame = bars.assign(
-        session=bars["timestamp"].dt.tz_convert(partitions.EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
-    ).sort_values(["symbol", "timestamp"])
+    frame = bars.assign(session=session_of(bars["timestamp"])).sort_values(["symbol", "timestamp"])
     last = frame.groupby(["session", "symbol"])["close"].last()
     return last.unstack("symbol").sort_index()
 
