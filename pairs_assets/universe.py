@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from pairs_assets.errors import UniverseError
+from pairs_assets.market.symbology import is_symbol
 
 _SECTOR_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-_SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def parse_universe(data: object, source: str) -> Universe:
         if not isinstance(symbols, list) or not symbols:
             raise UniverseError(f"{source}: sectors.{sector} must be a non-empty list of symbols")
         for symbol in symbols:
-            if not isinstance(symbol, str) or not _SYMBOL_RE.match(symbol):
+            if not isinstance(symbol, str) or not is_symbol(symbol):
                 raise UniverseError(f"{source}: sectors.{sector} has an invalid symbol {symbol!r}")
             if symbol in owner:
                 raise UniverseError(

@@ -15,48 +15,19 @@ filled (the recycler replaying closes-only data) gets those fields back as null.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import pandas as pd
 from pydantic import Field
 
 from pairs_assets.errors import BarsFileError, PairsError
+from pairs_assets.market.symbology import is_daily_timeframe, parse_timeframe
 from resources.bar_sources import BarSource
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
-
-_TIMEFRAME_RE = re.compile(r"^([1-9][0-9]*)(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
 
 
 class AlpacaSourceError(PairsError, RuntimeError):
     """Alpaca (or the endpoint at url_override) refused or failed a request; names the symbols."""
-
-
-def parse_timeframe(value: str):
-    """``'1Day'``, ``'5Min'``, ``'1Hour'``, … → ``alpaca.data.timeframe.TimeFrame``."""
-    from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
-
-    match = _TIMEFRAME_RE.match(value or "")
-    if not match:
-        raise ValueError(f"timeframe {value!r} is not of the form 1Day, 5Min, 1Hour, 1Week, 1Month")
-    units = {
-        "Min": TimeFrameUnit.Minute,
-        "T": TimeFrameUnit.Minute,
-        "Hour": TimeFrameUnit.Hour,
-        "H": TimeFrameUnit.Hour,
-        "Day": TimeFrameUnit.Day,
-        "D": TimeFrameUnit.Day,
-        "Week": TimeFrameUnit.Week,
-        "W": TimeFrameUnit.Week,
-        "Month": TimeFrameUnit.Month,
-        "M": TimeFrameUnit.Month,
-    }
-    return TimeFrame(int(match.group(1)), units[match.group(2)])
-
-
-def _is_daily(timeframe: str) -> bool:
-    match = _TIMEFRAME_RE.match(timeframe)
-    return bool(match) and match.group(2) in ("Day", "D") and match.group(1) == "1"
 
 
 def _stamp_at_close(timestamps: pd.Series, symbols: pd.Series) -> pd.Series:
@@ -113,7 +84,7 @@ class AlpacaBarSource(BarSource):
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-        daily = _is_daily(self.timeframe)
+        daily = is_daily_timeframe(self.timeframe)
         # a daily bar is stamped at midnight New York by Alpaca: widen the request to whole days
         request_start = start.tz_convert("America/New_York").normalize() if daily else start
         try:

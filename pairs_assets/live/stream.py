@@ -367,7 +367,7 @@ class StreamIngestor:
         from alpaca.common.exceptions import APIError
         from alpaca.data.requests import StockBarsRequest
 
-        from resources.alpaca_source import parse_timeframe
+        from pairs_assets.market.symbology import parse_timeframe
 
         pending, self._pending_backfills = self._pending_backfills, []
         for symbol, after, before in pending:

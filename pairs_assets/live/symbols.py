@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pairs_assets.errors import PairsError
+from pairs_assets.market.symbology import MAX_SYMBOL_LENGTH, is_symbol
 from pairs_assets.util import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 LIVE_MODES = ("replay", "alpaca")
 DEFAULT_RECYCLER_URL = "ws://127.0.0.1:8765/v2/iex"
 FILE_NAME = "live_symbols.json"
-_SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 
 class LiveSymbolsError(PairsError, ValueError):
@@ -40,8 +39,8 @@ class LiveSymbolsError(PairsError, ValueError):
 
 def check_symbol(symbol: str, field: str = "symbol") -> str:
     value = str(symbol).strip().upper()
-    if not _SYMBOL_RE.match(value):
-        raise LiveSymbolsError(f"{field}: {symbol!r} is not a ticker (letters, digits, '.' or '-', up to 10)")
+    if not is_symbol(value):
+        raise LiveSymbolsError(f"{field}: {symbol!r} is not a ticker (letters, digits, '.' or '-', up to {MAX_SYMBOL_LENGTH})")
     return value
 
 

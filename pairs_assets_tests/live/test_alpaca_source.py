@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from pairs_assets.live.recycler import RecyclerSettings, recycler_in_thread
+from pairs_assets.market.symbology import parse_timeframe
 from pairs_assets_tests.live.helpers import store_with_bars
-from resources.alpaca_source import AlpacaBarSource, AlpacaSourceError, parse_timeframe
+from resources.alpaca_source import AlpacaBarSource, AlpacaSourceError
 from resources.bar_sources import EmbeddedBarSource
 from resources.bars import BAR_COLUMNS, validate_bars
 from resources.market_data import MarketDataStore
