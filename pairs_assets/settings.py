@@ -21,6 +21,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field, model_validator
@@ -198,6 +199,11 @@ class StrategySettings(dg.ConfigurableResource):
     score_weights: list[float] = Field(
         [0.4, 0.3, 0.2, 0.1], description="Weights of AIC/BIC, forecast accuracy, backtest, diagnostics."
     )
+    aic_scale: Literal["per_observation", "total"] = Field(
+        "per_observation",
+        description="Scale of the AIC/BIC component: per observation, d/(d + 0.077) with d = ΔIC per return "
+        "(discriminates between real pairs), or the seed's σ(ΔIC/10) of the total (1.0 for every real pair).",
+    )
     score_min: float = Field(
         0.0, ge=0.0, le=1.0,
         description="Composite score a pair must exceed (0: no composite gate; on 1995–2010 the composite "
@@ -283,6 +289,7 @@ PRESETS: dict[str, dict] = {
         "correlation_min": 0.8,
         "reselect_every": 1,
         "score_min": 0.7,
+        "aic_scale": "total",
         "causal_hedge": False,
         "backtest_before_formation": False,
         "backtest_lag": 0,

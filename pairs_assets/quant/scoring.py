@@ -2,10 +2,19 @@
 
 Each component lies in [0, 1]; ``σ(u) = 1 / (1 + e^(−u))`` is the logistic function.
 
-* **aic_score** = σ( mean(ΔAIC, ΔBIC) / 10 ), where Δ = constant-variance criterion − GARCH
-  criterion on the same data (positive: GARCH explains the spread's variance better). The divisor
-  10 is the conventional "very strong evidence" difference in information criteria (Burnham &
-  Anderson 2002), so Δ = 10 scores 0.73 and Δ = −10 scores 0.27.
+* **aic_score**, with Δ = mean(ΔAIC, ΔBIC), Δ = constant-variance criterion − GARCH criterion on
+  the same data (positive: GARCH explains the spread's variance better), on one of two scales:
+
+  - ``aic_scale="per_observation"`` (the default): d = max(Δ, 0) / n per return fitted, and
+    aic_score = d / (d + AIC_PER_OBS_SCALE). d is (up to the parameter penalty) twice the mean
+    log-likelihood ratio per observation, so pairs fitted on different windows compare, and the
+    score does not saturate: AIC_PER_OBS_SCALE = 0.077 is the median d of the cointegrated
+    pair-days of 1995–2010 (the development years, seed selection, n = 166), which score 0.5; the
+    largest seen there (d = 1.15) scores 0.94; no GARCH gain scores 0.
+  - ``aic_scale="total"`` (the seed's): σ(Δ / 10), 10 being the conventional "very strong
+    evidence" difference (Burnham & Anderson 2002). Every real pair's Δ is in the hundreds over a
+    1,000-return window (KO-PEP, XOM-CVX, JPM-BAC, AAPL-MSFT, KO-PG: 139–417), so it scores
+    1.0000 for all of them and does not discriminate; kept for the ``seed`` preset.
 * **forecast_score** = σ( 10 · (1 − forecast_ratio) ), forecast_ratio = out-of-sample QLIKE of
   GARCH / QLIKE of the naive constant-variance forecast (Patton 2011). Equal accuracy scores 0.5;
   a 10 % lower loss scores 0.73.
@@ -31,6 +40,8 @@ import pandas as pd
 from scipy.special import expit
 
 __all__ = [
+    "AIC_PER_OBS_SCALE",
+    "AIC_SCALES",
     "AIC_SCALE",
     "FORECAST_SLOPE",
     "SCORE_COLUMNS",
@@ -50,6 +61,9 @@ SCORE_COLUMNS = [
 ]
 # Scale constants of the formula (module docstring), not selection thresholds.
 AIC_SCALE = 10.0
+#: median per-observation ΔIC of the development years' cointegrated pair-days (module docstring)
+AIC_PER_OBS_SCALE = 0.077
+AIC_SCALES = ("per_observation", "total")
 FORECAST_SLOPE = 10.0
 
 _GARCH_COLUMNS = [
@@ -100,6 +114,7 @@ def score_models(
     weights: tuple[float, float, float, float] = (0.4, 0.3, 0.2, 0.1),
     threshold: float = 0.7,
     diag_alpha: float = 0.05,
+    aic_scale: str = "per_observation",
 ) -> pd.DataFrame:
     """Score each pair's GARCH model and recent backtest (formula in the module docstring).
 
@@ -108,7 +123,8 @@ def score_models(
     ``backtests`` — one row per pair with pair_id, sharpe, n_trades (see
     ``backtest.BacktestResult``), covering every pair in ``garch``; ``weights`` — (aic,
     forecast, backtest, diagnostic) weights, non-negative, summing to 1; ``threshold`` —
-    selection cut-off on the composite; ``diag_alpha`` — significance level of the diagnostics.
+    selection cut-off on the composite; ``diag_alpha`` — significance level of the diagnostics;
+    ``aic_scale`` — ``per_observation`` (needs an ``n_obs`` column in ``garch``) or ``total``.
     Output: columns pair_id, aic_score, forecast_score, backtest_score, diagnostic_score,
     composite, selected, rank; sorted by rank.
     References: Akaike (1974), Schwarz (1978), Burnham & Anderson (2002) for criterion
@@ -124,7 +140,10 @@ def score_models(
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if not 0.0 < diag_alpha < 1.0:
         raise ValueError(f"diag_alpha must be in (0, 1), got {diag_alpha}")
-    _check_frame(garch, "garch", _GARCH_COLUMNS)
+    if aic_scale not in AIC_SCALES:
+        raise ValueError(f"aic_scale must be one of {AIC_SCALES}, got {aic_scale!r}")
+    per_observation = aic_scale == "per_observation"
+    _check_frame(garch, "garch", _GARCH_COLUMNS + (["n_obs"] if per_observation else []))
     _check_frame(backtests, "backtests", _BACKTEST_COLUMNS)
     if garch.empty:
         return _empty_scores()
@@ -132,11 +151,19 @@ def score_models(
     if missing:
         raise ValueError(f"backtests has no row for pair(s): {missing}")
 
-    merged = garch[_GARCH_COLUMNS].merge(backtests[_BACKTEST_COLUMNS], on="pair_id", how="left", validate="one_to_one")
+    n_obs = garch["n_obs"].to_numpy(dtype=float) if per_observation else None
+    if per_observation and (n_obs <= 0).any():
+        raise ValueError(f"garch.n_obs must be positive for pair(s): {sorted(map(str, garch['pair_id'][n_obs <= 0]))}")
+    merged = garch[_GARCH_COLUMNS + (["n_obs"] if per_observation else [])].merge(backtests[_BACKTEST_COLUMNS], on="pair_id", how="left", validate="one_to_one")
     column = {name: merged[name].to_numpy(dtype=float) for name in _GARCH_COLUMNS[1:-1] + _BACKTEST_COLUMNS[1:]}
     delta_aic = column["aic_constant"] - column["aic"]
     delta_bic = column["bic_constant"] - column["bic"]
-    aic_score = expit((delta_aic + delta_bic) / 2.0 / AIC_SCALE)
+    delta = (delta_aic + delta_bic) / 2.0
+    if per_observation:
+        gain = np.maximum(delta, 0.0) / merged["n_obs"].to_numpy(dtype=float)
+        aic_score = gain / (gain + AIC_PER_OBS_SCALE)
+    else:
+        aic_score = expit(delta / AIC_SCALE)
     forecast_component = forecast_score(column["forecast_ratio"])
     backtest_score = np.where(column["n_trades"] > 0, expit(column["sharpe"]), 0.5)
     diagnostic_score = 0.5 * np.minimum(1.0, column["ljung_box_p"] / diag_alpha) + 0.5 * np.minimum(

@@ -206,6 +206,7 @@ def selection_stage(
         diag_alpha=strategy.diagnostics_alpha,
     )
     return scores, backtest_frame
+        aic_scale=strategy.aic_scale,
 
 
 def gru_config(strategy: Any):

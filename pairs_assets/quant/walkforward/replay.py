@@ -65,6 +65,8 @@ __all__ = [
 ]
 
 ON_DROP_CHOICES = ("exit", "keep")
+#: the GARCH numbers behind the scores, kept beside each scored pair (the score study's raw inputs)
+_SCORED_GARCH = ["n_obs", "aic", "bic", "aic_constant", "bic_constant", "forecast_ratio", "ljung_box_p", "arch_lm_p"]
 
 
 @dataclass
@@ -287,6 +289,7 @@ def build_configs(
                 if scored is not None and legs:
                     scored.append(
                         scores.merge(pairs[["pair_id", "y", "x", "hedge_ratio", "intercept", "eg_pvalue", "half_life"]], on="pair_id")
+                        .merge(garch[["pair_id", *_SCORED_GARCH]], on="pair_id", how="left")
                         .assign(formation_session=formation_session)
                     )
         pairs, legs, formation, garch, scores, models = cohorts[formation_session]
