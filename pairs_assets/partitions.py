@@ -20,6 +20,7 @@ import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
+from pairs_assets.util import split_partition_key
 from pairs_assets.errors import InsufficientHistoryError, NotASessionError, PartitionKeyError
 
 CALENDAR_NAME = "XNYS"
@@ -139,12 +140,9 @@ def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitio
     PartitionKeyError
         The key is malformed, its date precedes the first partition, or its sector is unknown.
     """
-    if isinstance(key, dg.MultiPartitionKey):
-        date, sector = key.keys_by_dimension["date"], key.keys_by_dimension["sector"]
-    else:
-        date, sep, sector = str(key).partition("|")
-        if not sep:
-            raise PartitionKeyError(f"partition key {key!r} is not DATE|SECTOR (e.g. 2022-12-28|technology)")
+    if "|" not in str(key):  # a MultiPartitionKey is the string DATE|SECTOR too
+        raise PartitionKeyError(f"partition key {key!r} is not DATE|SECTOR (e.g. 2022-12-28|technology)")
+    date, sector = split_partition_key(key)
     label = f"partition {date}|{sector}:"
     day = check_session(date, what=label)
     daily = daily or daily_partitions_def()  # TRANSITIONAL

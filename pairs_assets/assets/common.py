@@ -23,11 +23,7 @@ GROUP = "daily_pairs"
 def partition_parts(context: dg.AssetExecutionContext) -> tuple[str, str]:
     """(as-of date, sector) of a single-partition run; a key that is not a partition is refused."""
     key = context.partition_key
-    partitions.check_partition_key(key)  # Dagster would move a holiday key to the next session
-    if isinstance(key, dg.MultiPartitionKey):
-        return key.keys_by_dimension["date"], key.keys_by_dimension["sector"]
-    date, _, sector = str(key).partition("|")
-    return date, sector
+    return partitions.check_partition_key(key)  # Dagster would move a holiday key to the next session
 
 
 def universe() -> Universe:
