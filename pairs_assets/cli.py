@@ -161,13 +161,14 @@ def preflight_range(start: str, end: str, sectors: list[str]) -> None:
     from pairs_assets.assets.raw_bars import validate_range
     from pairs_assets.definitions import bar_source_for
     from pairs_assets.partitions import sessions_in_range
+    from pairs_assets.universe import load_universe
 
     p = paths()
     if p.bar_source_kind == "alpaca":
         return
     sessions = list(sessions_in_range(start, end))
     try:
-        validate_range(bar_source_for(p), {sector: sessions for sector in sectors})
+        validate_range(bar_source_for(p), {sector: sessions for sector in sectors}, load_universe(p.universe_file))
     except MissingBarsError as exc:
         raise MissingBarsError(f"raw_bars {start}...{end} not started, nothing written: {exc}") from exc
 

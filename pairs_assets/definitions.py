@@ -23,9 +23,9 @@ from pairs_assets.assets.garch_models import garch_models
 from pairs_assets.assets.gru_models import gru_models
 from pairs_assets.assets.model_performance import model_rankings, model_trends
 from pairs_assets.assets.model_selection import model_selection
-from pairs_assets.assets.raw_bars import raw_bars
+from pairs_assets.assets.raw_bars import raw_bars_asset
 from pairs_assets.assets.trading_config import trading_config
-from pairs_assets.assets.trading_signals import trading_signals
+from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.home import PairsHome
 from pairs_assets.jobs import daily_pairs, executor_for, model_performance_job, signal_job
@@ -46,7 +46,7 @@ def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings
     """Every asset (with its checks); the daily ones on ``daily``'s partitions with ``strategy``'s lookbacks."""
     # TRANSITIONAL (issue 12 item 1 in progress): the module-level assets until each is a factory
     return [
-        raw_bars,
+        raw_bars_asset(daily, strategy),
         correlation_matrix,
         cointegrated_pairs,
         garch_models,
@@ -55,7 +55,7 @@ def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings
         trading_config,
         model_rankings,
         model_trends,
-        trading_signals,
+        trading_signals_asset(daily, strategy),
         walk_forward,
     ]
 

@@ -13,15 +13,16 @@ import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pairs_assets import partitions
-from pairs_assets.assets.correlation_matrix import correlation_matrix
-from pairs_assets.assets.raw_bars import raw_bars
 from pairs_assets.errors import NotASessionError, PartitionKeyError
-from pairs_assets.settings import StrategySettings
+from pairs_assets.home import PairsHome
+from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE, StrategySettings
+from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY, daily_asset
 from resources.bar_sources import EmbeddedBarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 
 ALL_TIME = (pd.Timestamp("1990-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
+raw_bars, correlation_matrix = daily_asset("raw_bars"), daily_asset("correlation_matrix")
 
 
 def _run(assets, selection, tags, store, tmp_path, instance):
@@ -35,6 +36,10 @@ def _run(assets, selection, tags, store, tmp_path, instance):
             "bar_source": EmbeddedBarSource(),
             "strategy": StrategySettings.preset("seed"),
             "io_manager": PartitionedFileIOManager(base_dir=str(tmp_path / "outputs")),
+            "home": PairsHome(
+                home=str(tmp_path), outputs_dir=str(tmp_path / "outputs"), universe_file=str(EMBEDDED_UNIVERSE_FILE),
+                history_start=EMBEDDED_HISTORY_START,
+            ),
         },
         raise_on_error=False,
     )
@@ -121,5 +126,5 @@ def test_a_session_key_still_loads(tmp_path):
 )
 def test_check_partition_key_names_what_is_wrong(key, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)").replace("|", r"\|")):
-        partitions.check_partition_key(key)
-    assert partitions.check_partition_key("2022-12-27|consumer") == ("2022-12-27", "consumer")
+        partitions.check_partition_key(key, EMBEDDED_DAILY)
+    assert partitions.check_partition_key("2022-12-27|consumer", EMBEDDED_DAILY) == ("2022-12-27", "consumer")

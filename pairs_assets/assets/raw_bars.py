@@ -14,9 +14,11 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import checks, partitions
-from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch, universe
+from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch
 from pairs_assets.errors import MissingBarsError
+from pairs_assets.home import PairsHome
 from pairs_assets.settings import StrategySettings
+from pairs_assets.universe import Universe
 from pairs_assets.util import split_partition_key
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
@@ -72,7 +74,7 @@ def load_sector_bars(
 
 
 def validate_range(
-    bar_source: BarSource, sessions_by_sector: dict[str, list[pd.Timestamp]]
+    bar_source: BarSource, sessions_by_sector: dict[str, list[pd.Timestamp]], uni: Universe
 ) -> dict[str, pd.DataFrame]:
     """The validated bars of every sector's sessions, read before anything is written.
 
@@ -81,30 +83,34 @@ def validate_range(
     run when called before it: ``pairs load-bars`` and ``pairs demo`` do, so the UI never marks the
     range's other sessions failed for a run that could not have succeeded).
     """
-    uni = universe()
     return {
         sector: load_sector_bars(bar_source, sector, uni.symbols(sector), sessions)
         for sector, sessions in sorted(sessions_by_sector.items())
     }
 
 
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=checks.RAW_BARS_CHECKS,
-    group_name=GROUP,
-    kinds={"sqlalchemy"},
-    description="The session's bars of the sector's symbols, upserted into the market data store "
-    "(keyed by symbol, timestamp, source). A range of sessions loads in one pass.",
-)
+def raw_bars_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
+    """The asset (and its checks) on ``daily``'s partitions."""
+    return dg.asset(
+        name="raw_bars",
+        partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=checks.check_specs(checks.RAW_BARS_CHECKS, daily),
+        group_name=GROUP,
+        kinds={"sqlalchemy"},
+        description="The session's bars of the sector's symbols, upserted into the market data store "
+        "(keyed by symbol, timestamp, source). A range of sessions loads in one pass.",
+    )(raw_bars)
+
+
 def raw_bars(
-    context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings
+    context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings, home: PairsHome
 ) -> Iterator[dg.MaterializeResult | dg.Output | dg.AssetCheckEvaluation]:
     with stopwatch() as timer:
         by_sector = _keys_by_sector(context)
-        uni = universe()
+        uni = home.universe()
         # every sector and session validated before the one write: a gap anywhere writes nothing
-        bars = pd.concat(list(validate_range(bar_source, by_sector).values()), ignore_index=True)
+        bars = pd.concat(list(validate_range(bar_source, by_sector, uni).values()), ignore_index=True)
         label = ", ".join(by_sector)
         written = store.upsert_bars(bars, context=f"raw_bars {label}")  # one transaction
         findings = {}
@@ -115,7 +121,7 @@ def raw_bars(
             )
             stored = stored.assign(session=session_of(stored["timestamp"]))
             # the jump check scores each bar against earlier ones: read jump_window sessions before too
-            earlier = partitions.sessions_in_range(partitions.nyse_calendar().first_session, sessions[0])
+            earlier = partitions.sessions_in_range(home.history_start, sessions[0])
             history = store.read_bars(
                 symbols,
                 *partitions.sessions_span_utc(earlier[-(strategy.jump_window + 1) :][0], sessions[-1]),

@@ -234,8 +234,12 @@ def compute_sector_signals(
     history_sessions: int,
     drift_window: int,
     drift_tolerance: float,
+    history_start: str | pd.Timestamp | None = None,
 ) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
     """Signals of one parsed trading config; (signals, skipped pairs → reason, model failures → reason).
+
+    The spread history is the ``history_sessions`` sessions ending at the as-of session, none before
+    ``history_start`` (when given).
 
     A pair the config holds but a signal cannot use (a null GARCH parameter, a non-positive
     ``spread_std``, ...) is skipped with the reason; the other pairs still get their signals.
@@ -250,7 +254,9 @@ def compute_sector_signals(
     if not params:
         return [], skipped, {}
     symbols = sorted({s for p in params for s in (p.y, p.x)})
-    earliest = max(partitions.nyse_calendar().first_session, pd.Timestamp(as_of) - pd.Timedelta(days=2 * history_sessions + 10))
+    earliest = pd.Timestamp(as_of) - pd.Timedelta(days=2 * history_sessions + 10)
+    if history_start is not None:
+        earliest = max(pd.Timestamp(history_start), earliest)
     sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
     start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
     history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
@@ -281,16 +287,20 @@ def compute_sector_signals(
     return out, skipped, failures
 
 
-@dg.asset(
-    name=ASSET_NAME,
-    partitions_def=partitions.daily_partitions_def(),
-    deps=[dg.AssetDep("trading_config", partition_mapping=partitions.same_partition_mapping())],
-    group_name=GROUP,
-    kinds={"sql"},
-    description="Per pair of the sector's trading config: spread, GARCH z-score, GRU reversion probability, "
-    "entry/exit/stop decision and confidence, volatility-targeted size, correlation drift — for the session "
-    "after the partition's as-of session, from the latest bars; rows in the store's trading_signals table.",
-)
+def trading_signals_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings | None = None) -> dg.AssetsDefinition:
+    """The asset on ``daily``'s partitions (it reads the same-partition trading config only)."""
+    return dg.asset(
+        name=ASSET_NAME,
+        partitions_def=daily,
+        deps=[dg.AssetDep("trading_config", partition_mapping=partitions.same_partition_mapping())],
+        group_name=GROUP,
+        kinds={"sql"},
+        description="Per pair of the sector's trading config: spread, GARCH z-score, GRU reversion probability, "
+        "entry/exit/stop decision and confidence, volatility-targeted size, correlation drift — for the session "
+        "after the partition's as-of session, from the latest bars; rows in the store's trading_signals table.",
+    )(trading_signals)
+
+
 def trading_signals(
     context: dg.AssetExecutionContext,
     config: SignalRunConfig,
@@ -323,6 +333,7 @@ def trading_signals(
         history_sessions=config.history_sessions,
         drift_window=config.drift_window,
         drift_tolerance=config.drift_tolerance,
+        history_start=partitions.history_start_of(context.assets_def.partitions_def),
     )
     for pair_id, reason in sorted(skipped.items()):
         context.log.warning(f"pair {pair_id} skipped: {reason}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pairs_assets.assets.common import GROUP
+from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.definitions import build_assets, home_resource_for
 from pairs_assets.partitions import daily_partitions_def, partition_key
 from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE, Paths, StrategySettings, paths
@@ -29,6 +30,16 @@ def daily_assets(
 
 
 DAILY_ASSETS = daily_assets()
+#: The daily partitions of the embedded data (its history start × its universe's sectors).
+EMBEDDED_DAILY = daily_partitions_def(EMBEDDED_HISTORY_START, load_universe(EMBEDDED_UNIVERSE_FILE).sector_names)
+#: trading_signals on those partitions.
+TRADING_SIGNALS = trading_signals_asset(EMBEDDED_DAILY)
+
+
+def daily_asset(name: str) -> dg.AssetsDefinition:
+    """One asset of :data:`DAILY_ASSETS` by name."""
+    (found,) = [a for a in DAILY_ASSETS if a.key == dg.AssetKey(name)]
+    return found
 
 
 def resources_for(store_url: str, bar_source: BarSource, *, home: Paths | None = None, **strategy) -> dict:

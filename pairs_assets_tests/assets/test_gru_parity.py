@@ -23,12 +23,12 @@ import torch
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import read_window
-from pairs_assets.assets.trading_signals import trading_signals
 from pairs_assets.quant.features import build_features, entry_event_labels, formation_statistics
 from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.quant.stages import gru_config, gru_stage_fit
 from pairs_assets.quant.walkforward.gru_gate import GRUGate
 from pairs_assets.settings import StrategySettings, paths
+from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history, resources_for
 from pairs_assets_tests.live.signal_setup import live_bar
 from resources.bar_sources import EmbeddedBarSource

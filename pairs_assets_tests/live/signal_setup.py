@@ -18,6 +18,7 @@ from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.quant.features import FEATURE_NAMES
 from pairs_assets.quant.gru import GRUClassifier
 from pairs_assets_tests import trading_configs as configs
+from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
 from resources.bar_sources import EmbeddedBarSource
 from resources.market_data import MarketDataStore
 
@@ -80,7 +81,7 @@ def live_bar(symbol: str, ts: str, close: float, source: str = "recycler:iex") -
             "close": close, "volume": 100.0, "trade_count": 1.0, "vwap": close, "source": source}
 
 
-@dg.asset(name="trading_config", partitions_def=partitions.daily_partitions_def(), group_name="test_stand_in")
+@dg.asset(name="trading_config", partitions_def=EMBEDDED_DAILY, group_name="test_stand_in")
 def stand_in_trading_config(context: dg.AssetExecutionContext, store: MarketDataStore) -> dg.MaterializeResult:
     """Writes CONFIGS[partition]'s document to the store, like the real trading_config does."""
     config = CONFIGS[context.partition_key if isinstance(context.partition_key, str) else str(context.partition_key)]

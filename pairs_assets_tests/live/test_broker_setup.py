@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pairs_assets.assets.trading_signals import trading_signals
+from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets_tests.live import signal_setup as setup
 from pairs_assets_tests.live.test_trading_signals_asset import resources, world  # noqa: F401  (fixture)
 from resources.broker import BrokerError, BrokerResource

@@ -6,7 +6,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pairs_assets.assets.trading_signals import MissingTradingConfigError, trading_signals
+from pairs_assets.assets.trading_signals import MissingTradingConfigError
+from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets.quant.config_model import TradingConfigError
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.live import signal_setup as setup

@@ -8,8 +8,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pairs_assets.assets.trading_signals import trading_signals
-from pairs_assets.partitions import daily_partitions_def
+from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
+from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.live import signal_setup as setup
@@ -137,7 +137,7 @@ def test_a_requested_run_executes_the_signal_job(store, instance):
         setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
         setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(config.pairs[0], pep, -2.4)),
     ]), context="live")
-    signal_job = dg.define_asset_job("signal_job", selection=["trading_signals"], partitions_def=daily_partitions_def())
+    signal_job = dg.define_asset_job("signal_job", selection=["trading_signals"], partitions_def=EMBEDDED_DAILY)
     defs = dg.Definitions(
         assets=[setup.stand_in_trading_config, trading_signals],
         jobs=[signal_job],
