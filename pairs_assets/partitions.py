@@ -17,113 +17,27 @@ import functools
 from collections.abc import Sequence
 
 import dagster as dg
-import exchange_calendars as xcals
 import pandas as pd
 
 from pairs_assets.util import split_partition_key
-from pairs_assets.errors import InsufficientHistoryError, NotASessionError, PartitionKeyError
-
-CALENDAR_NAME = "XNYS"
-EXCHANGE_TZ = "America/New_York"
-DATE_FMT = "%Y-%m-%d"
-#: The first date the default calendar covers (the embedded data's first session); an earlier date
-#: gets a calendar that starts with its year.
-CALENDAR_START = pd.Timestamp("1990-01-02")
-
-
-@functools.cache
-def _calendar_from(start: pd.Timestamp) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(CALENDAR_NAME, start=start - pd.Timedelta(days=10))
-
-
-def nyse_calendar(covering: str | dt.date | pd.Timestamp | None = None) -> xcals.ExchangeCalendar:
-    """The NYSE calendar from 1990 (or from the year of ``covering``, if earlier) to a year past
-    today (exchange_calendars' default end). Built once per start: a pure function of the dates."""
-    start = CALENDAR_START
-    if covering is not None:
-        day = _date(covering)
-        if day < CALENDAR_START:
-            start = pd.Timestamp(year=day.year, month=1, day=1)
-    return _calendar_from(start)
-
-
-def _date(value: str | dt.date | pd.Timestamp) -> pd.Timestamp:
-    """The calendar date of ``value`` as a tz-naive midnight timestamp."""
-    stamp = pd.Timestamp(value).normalize()
-    return stamp.tz_localize(None) if stamp.tzinfo else stamp
-
-
-def is_session(day: str | dt.date | pd.Timestamp) -> bool:
-    return bool(nyse_calendar(day).is_session(_date(day)))
-
-
-def previous_session(day: str | dt.date | pd.Timestamp) -> pd.Timestamp:
-    """The last session strictly before ``day`` (a session or not)."""
-    day = _date(day)
-    return nyse_calendar(day).date_to_session(day - pd.Timedelta(days=1), direction="previous")
-
-
-def next_session(day: str | dt.date | pd.Timestamp) -> pd.Timestamp:
-    """The first session strictly after ``day``."""
-    day = _date(day)
-    return nyse_calendar(day).date_to_session(day + pd.Timedelta(days=1), direction="next")
-
-
-def parse_date(value: str | dt.date | pd.Timestamp, *, what: str = "date") -> pd.Timestamp:
-    """``value`` as a calendar date (tz-naive midnight); ``PartitionKeyError`` unless it is ``YYYY-MM-DD``."""
-    if isinstance(value, str):
-        try:
-            return pd.Timestamp(dt.datetime.strptime(value.strip(), DATE_FMT))
-        except ValueError:
-            raise PartitionKeyError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from None
-    return _date(value)
-
-
-def check_session(value: str | dt.date | pd.Timestamp, *, what: str = "date") -> pd.Timestamp:
-    """The session ``value`` names, or a clear error.
-
-    Parameters
-    ----------
-    value : str, date or Timestamp
-        A date; strings must read ``YYYY-MM-DD``.
-    what : str
-        How the message names the value (``"--as-of"``, ``"partition 2022-12-26|consumer:"``).
-
-    Returns
-    -------
-    pandas.Timestamp
-        The session as a tz-naive date.
-
-    Raises
-    ------
-    NotASessionError
-        ``value`` is a weekend or a holiday; the message names the previous and next session.
-    PartitionKeyError
-        ``value`` is not a date or lies outside the NYSE calendar.
-    """
-    day = parse_date(value, what=what)
-    calendar = nyse_calendar(day)
-    if not calendar.first_session <= day <= calendar.last_session:
-        raise PartitionKeyError(
-            f"{what} {day.date()} is outside the NYSE calendar ({calendar.first_session.date()} → "
-            f"{calendar.last_session.date()})"
-        )
-    if not calendar.is_session(day):
-        raise NotASessionError(f"{what} {non_session_description(day)}")
-    return day
-
-
-def non_session_description(day: str | dt.date | pd.Timestamp) -> str:
-    """``'2022-12-26 is not an NYSE session (Monday); the previous session is 2022-12-23, the next 2022-12-27'``."""
-    day = _date(day)
-    calendar = nyse_calendar(day)
-    before = calendar.date_to_session(day, direction="previous") if day > calendar.first_session else None
-    after = calendar.date_to_session(day, direction="next") if day < calendar.last_session else None
-    return (
-        f"{day.date()} is not an NYSE session ({day.day_name()}); the previous session is "
-        f"{before.date() if before is not None else 'before the calendar'}, the next "
-        f"{after.date() if after is not None else 'after the calendar'}"
-    )
+from pairs_assets.errors import InsufficientHistoryError, PartitionKeyError
+# The calendar helpers live below the resources (pairs_assets.market.calendar); re-exported here for the
+# Dagster layer, which reads sessions and partitions from one module.
+from pairs_assets.market.calendar import (  # noqa: F401
+    DATE_FMT,
+    EXCHANGE_TZ,
+    calendar_date,
+    check_session,
+    is_session,
+    next_session,
+    non_session_description,
+    nyse_calendar,
+    previous_session,
+    session_close_utc,
+    session_open_utc,
+    sessions_in_range,
+    sessions_span_utc,
+)
 
 
 def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitionsDefinition | None = None) -> tuple[str, str]:
@@ -171,37 +85,14 @@ def check_run_partitions(context: dg.AssetExecutionContext) -> None:
         check_partition_key(context.partition_key, daily)
 
 
-def session_close_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:
-    """UTC close of ``session`` (early closes included). Raises if ``session`` is not a session."""
-    session = _date(session)
-    if not is_session(session):
-        raise ValueError(f"{session.date()} is not an NYSE session")
-    return nyse_calendar(session).session_close(session)
-
-
-def session_open_utc(session: str | dt.date | pd.Timestamp) -> pd.Timestamp:
-    return nyse_calendar(session).session_open(_date(session))
-
-
-def sessions_span_utc(first: str | pd.Timestamp, last: str | pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """UTC bounds that hold every bar of the sessions ``first``..``last``: from the evening before
-    ``first`` (pre-market bars; daily bars stamped at midnight New York) to ``last``'s close."""
-    return session_open_utc(first).normalize() - pd.Timedelta(hours=12), session_close_utc(last)
-
-
-def sessions_in_range(start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DatetimeIndex:
-    """Sessions in [start, end], both included, as tz-naive dates."""
-    return nyse_calendar(start).sessions_in_range(_date(start), _date(end))
-
-
 def window_sessions(as_of: str | pd.Timestamp, n: int, *, history_start: str | pd.Timestamp | None = None) -> pd.DatetimeIndex:
     """The ``n`` sessions ending at (and including) ``as_of``.
 
     Raises ``InsufficientHistoryError`` when fewer than ``n`` sessions lie between the history
     start and ``as_of`` — the start-of-history case.
     """
-    as_of = _date(as_of)
-    start = _date(history_start or _transitional_history_start())
+    as_of = calendar_date(as_of)
+    start = calendar_date(history_start or _transitional_history_start())
     available = sessions_in_range(start, as_of)
     if len(available) < n:
         raise InsufficientHistoryError(
@@ -219,7 +110,7 @@ def _excluded_weekdays(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.dateti
 
 def session_partitions_def(start: str | pd.Timestamp) -> dg.TimeWindowPartitionsDefinition:
     """Weekday partitions from ``start`` (the history start) with NYSE non-sessions excluded; keys ``YYYY-MM-DD``."""
-    start_ts = _date(start)
+    start_ts = calendar_date(start)
     calendar = nyse_calendar(start_ts)
     if not is_session(start_ts):
         start_ts = calendar.date_to_session(start_ts, direction="next")
@@ -248,7 +139,7 @@ def daily_partitions_def(history_start: str | pd.Timestamp | None = None, sector
 
         history_start = paths().history_start
         sectors = load_universe(paths().universe_file).sector_names
-    return _daily_partitions_def(str(_date(history_start).date()), tuple(sectors))
+    return _daily_partitions_def(str(calendar_date(history_start).date()), tuple(sectors))
 
 
 @functools.cache
@@ -260,7 +151,7 @@ def _daily_partitions_def(history_start: str, sectors: tuple[str, ...]) -> dg.Mu
 
 def history_start_of(daily: dg.MultiPartitionsDefinition) -> pd.Timestamp:
     """The first session of ``daily``'s ``date`` dimension (tz-naive)."""
-    return _date(daily.get_partitions_def_for_dimension("date").start)
+    return calendar_date(daily.get_partitions_def_for_dimension("date").start)
 
 
 def sectors_of(daily: dg.MultiPartitionsDefinition) -> list[str]:
@@ -300,7 +191,7 @@ def formation_session(as_of: str | pd.Timestamp, every: int, *, history_start: s
     every ``every``-th session since the history start; ``every`` = 1 is the as-of session itself."""
     from pairs_assets.quant.stages import FormationSchedule
 
-    as_of = _date(as_of)
+    as_of = calendar_date(as_of)
     if every == 1:
         return as_of
     return FormationSchedule(sessions_in_range(history_start or _transitional_history_start(), as_of), every)(as_of)

@@ -26,13 +26,14 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, model_validator
 
+from pairs_assets.data import (  # noqa: F401  (the embedded dataset's names, re-exported)
+    EMBEDDED_BARS_FILE,
+    EMBEDDED_HISTORY_START,
+    EMBEDDED_LAST_SESSION,
+    EMBEDDED_UNIVERSE_FILE,
+)
+
 PACKAGE_DIR = Path(__file__).resolve().parent
-DATA_DIR = PACKAGE_DIR / "data"
-EMBEDDED_BARS_FILE = DATA_DIR / "sp500_dataset.csv.gz"
-EMBEDDED_UNIVERSE_FILE = DATA_DIR / "universe.yaml"
-EMBEDDED_SOURCE = "embedded:skfolio-sp500"
-EMBEDDED_HISTORY_START = "1990-01-02"
-EMBEDDED_LAST_SESSION = "2022-12-28"
 
 
 def _default_home() -> Path:

@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field
 
 from pairs_assets.errors import BarsFileError, PairsError
+from pairs_assets.market.calendar import EXCHANGE_TZ, nyse_calendar
 from pairs_assets.market.symbology import is_daily_timeframe, parse_timeframe
 from resources.bar_sources import BarSource
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
@@ -31,8 +32,6 @@ class AlpacaSourceError(PairsError, RuntimeError):
 
 
 def _stamp_at_close(timestamps: pd.Series, symbols: pd.Series) -> pd.Series:
-    from pairs_assets.partitions import EXCHANGE_TZ, nyse_calendar
-
     calendar = nyse_calendar()
     days = timestamps.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
     closes: dict[pd.Timestamp, pd.Timestamp] = {}

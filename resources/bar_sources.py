@@ -17,7 +17,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from pairs_assets.data import EMBEDDED_BARS_FILE, EMBEDDED_SOURCE
 from pairs_assets.errors import BarsFileError
+from pairs_assets.market.calendar import nyse_calendar
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
 
 REQUIRED_FILE_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
@@ -34,8 +36,6 @@ def _stamp_daily_at_close(dates: pd.Series, session_close: Callable[[pd.Timestam
 
 
 def _default_session_close(day: pd.Timestamp) -> pd.Timestamp:
-    from pairs_assets.partitions import nyse_calendar
-
     calendar = nyse_calendar()
     if not calendar.is_session(day):
         raise BarsFileError(f"bars are dated {day.date()}, which is not an NYSE session")
@@ -93,13 +93,9 @@ class EmbeddedBarSource(BarSource):
 
     @property
     def source_name(self) -> str:
-        from pairs_assets.settings import EMBEDDED_SOURCE
-
         return EMBEDDED_SOURCE
 
     def _path(self) -> Path:
-        from pairs_assets.settings import EMBEDDED_BARS_FILE
-
         return Path(self.path) if self.path else EMBEDDED_BARS_FILE
 
     def load_bars(self, symbols: Iterable[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -158,7 +154,7 @@ def _file_timestamps(raw: pd.DataFrame, path: Path) -> pd.Series:
     if not date_only.any():
         return parsed
     days = parsed[date_only].dt.tz_convert(None).dt.normalize()
-    calendar = _nyse_calendar()
+    calendar = nyse_calendar()
     closes = {}
     for day in days.unique():
         day = pd.Timestamp(day)
@@ -184,15 +180,9 @@ def _file_timestamps(raw: pd.DataFrame, path: Path) -> pd.Series:
     return out
 
 
-def _nyse_calendar():
-    from pairs_assets.partitions import nyse_calendar
-
-    return nyse_calendar()
-
-
 def _session_near(day: pd.Timestamp, direction: str) -> str:
     try:
-        return str(_nyse_calendar().date_to_session(day, direction=direction).date())
+        return str(nyse_calendar().date_to_session(day, direction=direction).date())
     except ValueError:  # outside the calendar's range
         return "unknown"
 
