@@ -233,6 +233,12 @@ class StrategySettings(dg.ConfigurableResource):
     gru_patience: int = Field(5, ge=1)
     gru_horizon: int = Field(5, ge=1, description="Sessions within which the spread must revert (label).")
     gru_seed: int = Field(42)
+    gru_gate: bool = Field(
+        False,
+        description="Whether the signal job vetoes entries with the pair's GRU (written to the trading config as "
+        "gru_gate). Off by default: on 1995–2010 the gate added nothing in the walk-forward (README); the seed "
+        "gates. gru_models trains and registers the models either way.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> StrategySettings:
@@ -298,6 +304,7 @@ PRESETS: dict[str, dict] = {
         "garch_window": 1000,
         "garch_holdout": 250,
         "target_daily_vol": 0.01,
+        "gru_gate": True,
     },
     "default": {},
     "trading_period": {},

@@ -158,9 +158,12 @@ def _eval_mode(model: Any) -> None:
 
 
 def gru_probabilities(
-    inputs: list[sig.PairInput], model_registry: Any, seq_len: int
+    inputs: list[sig.PairInput], model_registry: Any, seq_len: int, gate: bool = True
 ) -> tuple[dict[str, float | None], dict[str, list[str]], dict[str, str]]:
     """GRU reversion probabilities per pair (None: ungated), flags per pair, model load failures.
+
+    ``gate`` is the config's ``gru_gate``: when off, no model is loaded and every pair is flagged
+    ``gru_gate_off`` (ungated by the config's choice, not by a failure).
 
     Any failure to load a model is recorded (model → reason) and its pairs go ungated. Each model
     sees the daily features of the session closes up to the as-of session
@@ -175,7 +178,9 @@ def gru_probabilities(
     for pair in inputs:
         p = pair.params
         probabilities[p.pair_id] = None
-        if not p.model_name or p.model_version is None:
+        if not gate:
+            flags[p.pair_id] = ["gru_gate_off"]
+        elif not p.model_name or p.model_version is None:
             flags[p.pair_id] = ["no_model"]
         elif p.model_beats_baselines is False:
             flags[p.pair_id] = ["model_below_baselines"]
@@ -263,7 +268,9 @@ def compute_sector_signals(
     latest = read_latest_bars(store, symbols, as_of_close, cutoff)
     inputs, more_skipped = build_pair_inputs(params, history, latest, as_of_close)
     skipped.update(more_skipped)
-    probabilities, gating_flags, failures = gru_probabilities(inputs, model_registry, strategy.gru_seq_len)
+    probabilities, gating_flags, failures = gru_probabilities(
+        inputs, model_registry, strategy.gru_seq_len, gate=config.gru_gate
+    )
     limits = sig.RiskLimits(strategy.max_portfolio_risk, strategy.max_position, strategy.target_daily_vol).tighter(
         config.risk
     )

@@ -201,6 +201,9 @@ class TradingConfig(_Block):
     symbols: list[str]
     input_fingerprint: str
     formation_session: str | None = None  # when earlier than the as-of session: the trading period's formation
+    #: whether the signal job vetoes entries with each pair's GRU (``StrategySettings.gru_gate``);
+    #: a document written before the field existed was gated
+    gru_gate: bool = True
     thresholds: Thresholds
     windows: Windows
     risk: RiskBlock

@@ -398,3 +398,4 @@ def build_trading_config(
             "pairs": entries,
         }
     )
+            "gru_gate": strategy.gru_gate,

@@ -136,6 +136,23 @@ def test_gru_veto_and_missing_legs(world, sqlite_url):
     assert "HD-BBY" in skipped and "HD, BBY" in skipped
 
 
+def test_a_config_with_the_gru_gate_off_trades_ungated_without_loading_a_model(world):
+    """Issue 8 item 6: the config says whether the GRU gates; off, the veto above does not apply."""
+    store, instance, _ = world
+    bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
+    vetoed = setup.build_config(bars, probability_threshold=1.0)
+    ungated = vetoed.model_copy(update={"gru_gate": False})
+    store.write_trading_config(ungated.document(), path="test")
+    unreachable = setup.TinyModels(missing=[setup.MODEL_NAME])  # loading any model would flag it unavailable
+    result = materialize(instance, store, registry=unreachable, cutoff="2022-12-29T15:01:00Z")
+    assert result.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    assert rows.loc["KO-PEP", "action"] == "short_spread" and rows["gru_probability"].isna().all()
+    assert "gru_gate_off" in rows.loc["KO-PEP", "flags"] and "model_unavailable" not in rows.loc["KO-PEP", "flags"]
+    metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
+    assert metadata["gru_gated"].value == 0 and metadata["model_failures"].value == "_(none)_"
+
+
 def test_no_trading_config_for_the_partition_fails_naming_it(sqlite_url):
     store = MarketDataStore(database_url=sqlite_url)
     with dg.instance_for_test() as instance:

@@ -152,6 +152,17 @@ def written():
     return config, pairs, garch, models, formation, strategy
 
 
+def test_the_config_says_whether_the_gru_gates(written):
+    """Issue 8 item 6: written from the strategy's gru_gate; a document from before the field was gated."""
+    config, *_ = written
+    assert config.gru_gate is True and config.document()["gru_gate"] is True  # the seed gates
+    off = config.model_copy(update={"gru_gate": False})
+    assert TradingConfig.parse(off.to_json_bytes()).gru_gate is False
+    older = {k: v for k, v in config.document().items() if k != "gru_gate"}
+    assert TradingConfig.parse(older).gru_gate is True
+    assert StrategySettings().gru_gate is False and StrategySettings.preset("seed").gru_gate is True
+
+
 def test_round_trip_writer_json_parse_pair_params_keeps_every_number(written):
     config, pairs, garch, models, formation, strategy = written
     assert [p.pair_id for p in config.pairs] == ["KO-PG"]
