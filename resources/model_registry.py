@@ -190,48 +190,6 @@ def _mlflow_uris(uri: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _dataset_source(source: str) -> Any:
-    """MLflow's own source for a path or URL; otherwise a named source (e.g. ``embedded:…``)."""
-    from mlflow.data.dataset_source import DatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return resolve_dataset_source(source)
-    except MlflowException:
-        pass
-
-    class PairsDatasetSource(DatasetSource):
-        """A source MLflow has no resolver for, recorded by name (``{"uri": source}``)."""
-
-        def __init__(self, uri: str) -> None:
-            self._uri = uri
-
-        @staticmethod
-        def _get_source_type() -> str:
-            return "pairs_assets"
-
-        def load(self, **kwargs: Any) -> Any:
-            raise NotImplementedError(f"load {self._uri} with the pairs_assets bar sources")
-
-        @staticmethod
-        def _can_resolve(raw_source: Any) -> bool:
-            return False
-
-        @classmethod
-        def _resolve(cls, raw_source: Any) -> DatasetSource:
-            return cls(str(raw_source))
-
-        def to_dict(self) -> dict[str, Any]:
-            return {"uri": self._uri}
-
-        @classmethod
-        def from_dict(cls, source_dict: dict[str, Any]) -> DatasetSource:
-            return cls(source_dict["uri"])
-
-    return PairsDatasetSource(source)
-
-
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking + model registry for the per-pair GRU models.
 
@@ -422,6 +380,8 @@ class ModelRegistry(dg.ConfigurableResource):
         from mlflow.entities import Metric
         from mlflow.models import infer_signature
 
+        from resources import mlflow_dataset
+
         uri = self.resolved_tracking_uri()
         client = self.client()
         experiment = self.experiment_name(sector)
@@ -475,7 +435,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 )
                 dataset = mlflow.data.from_pandas(
                     dataset_df,
-                    source=_dataset_source(dataset_source),
+                    source=mlflow_dataset.dataset_source(dataset_source),
                     name=f"{pair_id}@{as_of}",
                     digest=fingerprint[:36],
                 )
