@@ -39,6 +39,8 @@ __all__ = [
     "garch_stage",
     "gru_config",
     "gru_stage_fit",
+    "gru_stage_fit_many",
+    "gru_stage_inputs",
     "pair_spread",
     "selection_stage",
     "sigma_forecasts_at",
@@ -204,9 +206,9 @@ def selection_stage(
         weights=tuple(strategy.score_weights),
         threshold=strategy.score_min,
         diag_alpha=strategy.diagnostics_alpha,
+        aic_scale=strategy.aic_scale,
     )
     return scores, backtest_frame
-        aic_scale=strategy.aic_scale,
 
 
 def gru_config(strategy: Any):
@@ -244,24 +246,61 @@ def garch_features(spread_levels: pd.Series, config: Any, horizon: int) -> tuple
     return filtered.reindex(spread_levels.index), params
 
 
-def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
-    """Train the pair's reversion GRU as ``gru_models`` does: (PairModelResult, feature GARCH params, spread, garch frame).
+def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
+    """What ``gru_models`` trains a pair's GRU on: (fit_pair_model keyword arguments, feature GARCH params, spread, garch frame).
 
     ``closes`` holds the legs over ``gru_window`` sessions ending at the as-of session; ``pair`` has
-    pair_id, y, x, hedge_ratio, intercept. Raises ``GRUTrainingError`` (the pair is then skipped).
+    pair_id, y, x, hedge_ratio, intercept. The keyword arguments (all but ``config``) go to
+    :func:`pairs_assets.quant.gru.fit_pair_model` (one pair) or, one dict per pair, to
+    :func:`pairs_assets.quant.gru.fit_pair_models` (many, batched).
     """
-    from pairs_assets.quant.gru import fit_pair_model
-
     config = config or gru_config(strategy)
     levels = pair_spread(closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
     garch, feature_garch = garch_features(levels, config, strategy.gru_horizon)
-    result = fit_pair_model(
-        levels, garch["garch_sigma"], garch["garch_std_resid"], strategy.entry_z, config,
+    kwargs = dict(
+        spread=levels, garch_sigma=garch["garch_sigma"], garch_std_resid=garch["garch_std_resid"], entry_z=strategy.entry_z,
         horizon=strategy.gru_horizon, pair_id=pair.pair_id,
         # the label is the entry rule's event: the strategy's levels and formation window
         formation_window=strategy.formation_window, exit_z=strategy.exit_z, stop_z=strategy.stop_z,
     )
-    return result, feature_garch, levels, garch
+    return kwargs, feature_garch, levels, garch
+
+
+def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
+    """Train the pair's reversion GRU as ``gru_models`` does: (PairModelResult, feature GARCH params, spread, garch frame).
+
+    One pair of :func:`gru_stage_fit_many` (the batched trainer: a pair trained alone and in a
+    partition's or a range's batch gets the same bits). Raises ``GRUTrainingError`` (the pair is
+    then skipped).
+    """
+    ((result, *rest),) = gru_stage_fit_many(closes, [pair], strategy, config)
+    if isinstance(result, Exception):
+        raise result
+    return (result, *rest)
+
+
+def gru_stage_fit_many(closes, pairs: list[Any], strategy: Any, config: Any | None = None) -> list[tuple]:
+    """The GRUs of many pairs trained together (:func:`pairs_assets.quant.gru.fit_pair_models`).
+
+    ``closes``: the legs over ``gru_window`` sessions ending at the as-of session, one frame for all
+    pairs or a list with one frame per pair (pairs of different partitions in one batch). Returns
+    per pair, in order, (PairModelResult or the ``GRUTrainingError`` that stopped it, feature GARCH
+    params, spread, garch frame); the last three are None when the GARCH features already failed.
+    """
+    from pairs_assets.quant.features import GRUTrainingError
+    from pairs_assets.quant.gru import fit_pair_models
+
+    config = config or gru_config(strategy)
+    frames = closes if isinstance(closes, list) else [closes] * len(pairs)
+    prepared: list[tuple] = []
+    for frame, pair in zip(frames, pairs):
+        try:
+            prepared.append(gru_stage_inputs(frame, pair, strategy, config))
+        except GRUTrainingError as exc:
+            prepared.append((exc, None, None, None))
+    ready = [p for p in prepared if isinstance(p[0], dict)]
+    fitted = iter(fit_pair_models([p[0] for p in ready], config))
+    return [(next(fitted), *p[1:]) if isinstance(p[0], dict) else p for p in prepared]
 
 
 def sigma_forecasts_at(closes: pd.DataFrame, pairs: pd.DataFrame, garch: pd.DataFrame) -> pd.Series:
@@ -379,6 +418,7 @@ def build_trading_config(
             "source": source,
             "symbols": list(symbols),
             "input_fingerprint": fingerprint,
+            "gru_gate": strategy.gru_gate,
             "thresholds": {
                 "correlation_min": strategy.correlation_min,
                 "eg_pvalue_max": strategy.eg_pvalue_max,
@@ -398,4 +438,3 @@ def build_trading_config(
             "pairs": entries,
         }
     )
-            "gru_gate": strategy.gru_gate,

@@ -1,8 +1,8 @@
 """The GRU gate in the walk-forward: the gru_models stage per as-of session, and the signal job's veto.
 
 For every as-of session D with selected pairs, :meth:`GRUGate.models_for` trains each pair's GRU
-exactly as the ``gru_models`` asset does (:func:`pairs_assets.quant.stages.gru_stage_fit`, same
-window, same seed), without registering it, and returns the rows ``build_trading_config`` needs.
+exactly as the ``gru_models`` asset does (:func:`pairs_assets.quant.stages.gru_stage_fit_many`: the
+session's pairs in one batch, same window, same seed), without registering it, and returns the rows ``build_trading_config`` needs.
 :meth:`GRUGate.entry_gate` then decides an entry at the close of session t (config as-of D = the
 session before t) as the signal job does (:func:`pairs_assets.assets.trading_signals.gru_probabilities`):
 a model that does not beat its baselines does not gate (the entry stands); otherwise the entry
@@ -22,7 +22,7 @@ import pandas as pd
 from pairs_assets.quant.config_model import PairConfig
 from pairs_assets.quant.features import GRUTrainingError, build_features
 from pairs_assets.quant.garch import filter_fixed
-from pairs_assets.quant.stages import gru_config, gru_stage_fit, pair_spread
+from pairs_assets.quant.stages import gru_config, gru_stage_fit_many, pair_spread
 
 __all__ = ["GRUGate", "SIGNAL_HISTORY_SESSIONS"]
 
@@ -47,12 +47,12 @@ class GRUGate:
 
     def models_for(self, as_of: pd.Timestamp, selected: pd.DataFrame, window: pd.DataFrame) -> pd.DataFrame:
         rows = []
-        for pair in selected.itertuples():
-            try:
-                result, feature_garch, _levels, _garch = gru_stage_fit(window, pair, self.strategy, self.config)
-            except GRUTrainingError as exc:
+        pairs = list(selected.itertuples())
+        # the session's selected pairs trained together, as gru_models trains a partition's
+        for pair, (result, feature_garch, _levels, _garch) in zip(pairs, gru_stage_fit_many(window, pairs, self.strategy, self.config)):
+            if isinstance(result, GRUTrainingError):
                 self.skipped += 1
-                rows.append({"pair_id": pair.pair_id, "status": "skipped", "reason": str(exc)})
+                rows.append({"pair_id": pair.pair_id, "status": "skipped", "reason": str(result)})
                 continue
             self.trained += 1
             self.models[(pd.Timestamp(as_of), pair.pair_id)] = result.model.eval()
