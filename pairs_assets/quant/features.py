@@ -80,7 +80,8 @@ class TrainingDivergedError(GRUTrainingError):
     """The training or validation loss became NaN or infinite."""
 
 
-def _who(pair_id: str | None) -> str:
+def pair_prefix(pair_id: str | None) -> str:
+    """``"pair KO-PEP: "`` to start an error message about a pair, or ``""`` without a pair id."""
     return f"pair {pair_id}: " if pair_id else ""
 
 
@@ -196,7 +197,7 @@ def trim_warmup(features: pd.DataFrame, pair_id: str | None = None) -> pd.DataFr
     complete = finite.all(axis=1)
     if not complete.any():
         raise InsufficientSequencesError(
-            f"{_who(pair_id)}no session has all {features.shape[1]} features "
+            f"{pair_prefix(pair_id)}no session has all {features.shape[1]} features "
             f"({len(features)} sessions; the warm-up alone needs {FEATURE_WARMUP + 1})"
         )
     first = int(np.argmax(complete))
@@ -206,7 +207,7 @@ def trim_warmup(features: pd.DataFrame, pair_id: str | None = None) -> pd.DataFr
         bad_cols = [c for c, b in zip(features.columns, bad.any(axis=0)) if b]
         first_bad = session_label(body.index[int(np.argmax(bad.any(axis=1)))])
         raise NaNFeaturesError(
-            f"{_who(pair_id)}feature(s) {', '.join(bad_cols)} NaN or infinite after the warm-up "
+            f"{pair_prefix(pair_id)}feature(s) {', '.join(bad_cols)} NaN or infinite after the warm-up "
             f"(first at session {first_bad}, {int(bad.any(axis=1).sum())} session(s)); "
             "check the spread and GARCH inputs for gaps"
         )
@@ -422,12 +423,12 @@ def make_sequences(
     if not np.isfinite(values).all():
         bad_cols = [c for c, ok in zip(features.columns, np.isfinite(values).all(axis=0)) if not ok]
         raise NaNFeaturesError(
-            f"{_who(pair_id)}feature(s) {', '.join(bad_cols)} NaN or infinite; "
+            f"{pair_prefix(pair_id)}feature(s) {', '.join(bad_cols)} NaN or infinite; "
             "trim the warm-up with trim_warmup() first"
         )
     if len(features) < seq_len:
         raise InsufficientSequencesError(
-            f"{_who(pair_id)}{len(features)} usable sessions, fewer than seq_len={seq_len}"
+            f"{pair_prefix(pair_id)}{len(features)} usable sessions, fewer than seq_len={seq_len}"
         )
     y_all = labels.reindex(features.index).to_numpy(dtype="float64")
     windows = np.lib.stride_tricks.sliding_window_view(values, seq_len, axis=0)  # [n, F, T]
@@ -435,13 +436,13 @@ def make_sequences(
     end_y = y_all[seq_len - 1 :]
     keep = ~np.isnan(end_y)
     if not keep.any():
-        raise InsufficientSequencesError(f"{_who(pair_id)}no labelled sequence (all futures unknown)")
+        raise InsufficientSequencesError(f"{pair_prefix(pair_id)}no labelled sequence (all futures unknown)")
     with np.errstate(over="ignore"):
         X = np.ascontiguousarray(windows[keep], dtype=np.float32)
     if not np.isfinite(X).all():
         bad_cols = [c for c, ok in zip(features.columns, np.isfinite(X).all(axis=(0, 1))) if not ok]
         raise NaNFeaturesError(
-            f"{_who(pair_id)}feature(s) {', '.join(bad_cols)} overflow float32 (|value| > 3.4e38)"
+            f"{pair_prefix(pair_id)}feature(s) {', '.join(bad_cols)} overflow float32 (|value| > 3.4e38)"
         )
     y = end_y[keep].astype(np.float32)
     end_index = features.index[seq_len - 1 :][keep]
@@ -495,7 +496,7 @@ def chronological_split(
     n_train = usable - n_val - n_test
     if min(n_train, n_val, n_test) < 1:
         raise InsufficientSequencesError(
-            f"{_who(pair_id)}{n} sequences cannot be split into train/validation/test "
+            f"{pair_prefix(pair_id)}{n} sequences cannot be split into train/validation/test "
             f"({val_frac:.0%} / {test_frac:.0%}) with a purge of {purge} at each boundary"
         )
     train = range(0, n_train)

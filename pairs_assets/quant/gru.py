@@ -56,12 +56,12 @@ from pairs_assets.quant.features import (
     NaNFeaturesError,
     SingleClassError,
     TrainingDivergedError,
-    _who,
     build_features,
     chronological_split,
     make_labels,
     make_sequences,
     min_sessions_for,
+    pair_prefix,
     rolling_zscore,
     session_label as _session,
     trim_warmup,
@@ -267,7 +267,7 @@ def train_gru(
     if scaler is None:
         rows = np.concatenate([X_train[0], X_train[1:, -1, :]], axis=0)
         scaler = FeatureScaler.fit(rows, FEATURE_NAMES if n_features == len(FEATURE_NAMES) else None)
-    who = _who(pair_id)
+    who = pair_prefix(pair_id)
     with _deterministic(config.seed, device, config.cpu_threads):
         model = GRUClassifier(n_features, config.hidden, config.dropout, scaler.mean, scaler.std).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -573,7 +573,7 @@ def train_gru_many(
                 values = loss.detach().double().cpu().numpy()
                 for i in np.flatnonzero(active & ~np.isfinite(values)):
                     results[i] = TrainingDivergedError(
-                        f"{_who(pair_ids[i])}training loss became {values[i]} at epoch {epoch}, batch "
+                        f"{pair_prefix(pair_ids[i])}training loss became {values[i]} at epoch {epoch}, batch "
                         f"{step + 1} (lr={config.lr}); check the inputs for extreme values or lower the learning rate"
                     )
                     live[i] = active[i] = False
@@ -609,7 +609,7 @@ def train_gru_many(
             improved = np.zeros(n_pairs, dtype=bool)
             for i in np.flatnonzero(live):
                 if not math.isfinite(val_loss[i]):
-                    results[i] = TrainingDivergedError(f"{_who(pair_ids[i])}validation loss became {val_loss[i]} at epoch {epoch}")
+                    results[i] = TrainingDivergedError(f"{pair_prefix(pair_ids[i])}validation loss became {val_loss[i]} at epoch {epoch}")
                     live[i] = False
                     continue
                 histories[i].append({"epoch": epoch, "train_loss": totals[i] / n_train[i], "val_loss": float(val_loss[i])})
@@ -828,7 +828,7 @@ def _prepare_pair(
     spread, garch_sigma, garch_std_resid, entry_z, config, horizon, min_sequences, *, pair_id, mean_window,
     reversion_fraction, label, formation_window, exit_z, stop_z, label_statistics,
 ) -> _PreparedPair:
-    who = _who(pair_id)
+    who = pair_prefix(pair_id)
     features = trim_warmup(build_features(spread, garch_sigma, garch_std_resid), pair_id)
     labels = make_labels(
         spread, label, horizon=horizon, formation_window=formation_window, exit_z=exit_z, stop_z=stop_z,
@@ -866,7 +866,7 @@ def _prepare_pair(
 def _finish_pair(prepared: _PreparedPair, trained: TrainResult, example_rows: int) -> PairModelResult:
     """Threshold, metrics and baselines of a trained pair model (the rest of :func:`fit_pair_model`)."""
     p = prepared
-    who, data, spread, config, entry_z = _who(p.pair_id), p.data, p.spread, p.config, p.entry_z
+    who, data, spread, config, entry_z = pair_prefix(p.pair_id), p.data, p.spread, p.config, p.entry_z
     label, formation_window, mean_window = p.label, p.formation_window, p.mean_window
     probs = {part: predict_proba(trained.model, values[0]) for part, values in data.items()}
     threshold = select_threshold(data["val"][1], probs["val"])
