@@ -39,6 +39,7 @@ __all__ = [
     "PAIRS_COLUMNS",
     "REJECTED_COLUMNS",
     "CointegrationResult",
+    "EngleGrangerResult",
     "benjamini_hochberg",
     "engle_granger",
     "engle_granger_many",
@@ -46,7 +47,6 @@ __all__ = [
     "half_life",
     "hedge_ratio",
     "spread",
-    "johansen_trace",
     "johansen_trace_many",
 ]
 
@@ -186,8 +186,8 @@ def _mackinnon_pvalues(stats: np.ndarray) -> np.ndarray:
     return np.where(stats < tau_min_c[index], 0.0, pvalues)
 
 
-def _adf_tstats(resid: np.ndarray, diffs: np.ndarray, maxlag: int, autolag: str | None) -> np.ndarray:
-    """ADF t-statistics (no deterministic terms) of each residual row, lag order by ``autolag``."""
+def _adf_tstats(resid: np.ndarray, diffs: np.ndarray, maxlag: int, autolag: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """ADF t-statistics (no deterministic terms) of each residual row and the lag order ``autolag`` chose."""
     n_tests = resid.shape[0]
     # Lag order by information criterion on the common sample of maxlag lags.
     if autolag is None:
@@ -211,7 +211,7 @@ def _adf_tstats(resid: np.ndarray, diffs: np.ndarray, maxlag: int, autolag: str 
     for lags in np.unique(chosen):
         rows = np.flatnonzero(chosen == lags)
         tstats[rows] = _adf_tstat(resid[rows], diffs[rows], int(lags))
-    return tstats
+    return tstats, chosen
 
 
 # Orderings per block: the ADF design of a block (orderings × rows × (maxlag + 2) doubles) stays
@@ -240,8 +240,9 @@ def _block_size(n_obs: int, maxlag: int) -> int:
 
 def _engle_granger_block(
     y_arr: np.ndarray, x_arr: np.ndarray, maxlag: int, autolag: str | None, names: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Engle-Granger statistics and p-values of one block of orderings (columns of y_arr, x_arr)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Engle-Granger statistics, p-values and ADF lags (-1: not tested, collinear) of one block of
+    orderings (columns of y_arr, x_arr)."""
     n_tests = y_arr.shape[1]
     for field, array in (("y", y_arr), ("x", x_arr)):
         bad = ~np.isfinite(array).all(axis=0)
@@ -262,14 +263,15 @@ def _engle_granger_block(
 
     stats = np.full(n_tests, -np.inf)
     pvalues = np.zeros(n_tests)
+    lags = np.full(n_tests, -1)
     testable = np.flatnonzero(r_squared < _COLLINEAR_R2)
     if testable.size == 0:
-        return stats, pvalues
+        return stats, pvalues, lags
     resid = resid[testable]
     diffs = np.diff(resid, axis=1)
 
     try:
-        tstats = _adf_tstats(resid, diffs, maxlag, autolag)
+        tstats, chosen = _adf_tstats(resid, diffs, maxlag, autolag)
     except np.linalg.LinAlgError as error:
         raise ValueError(
             f"ADF regression on the residuals is singular (degenerate price data) for one of: "
@@ -277,7 +279,8 @@ def _engle_granger_block(
         ) from error
     stats[testable] = tstats
     pvalues[testable] = _mackinnon_pvalues(tstats)
-    return stats, pvalues
+    lags[testable] = chosen
+    return stats, pvalues, lags
 
 
 def _engle_granger_columns(
@@ -288,9 +291,11 @@ def _engle_granger_columns(
     maxlag: int | None,
     autolag: str | None,
     names: Sequence[str],
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Engle-Granger of y_values[:, dependents[j]] on x_values[:, regressors[j]] for each j, in blocks.
 
+    Returns ``(stats, pvalues, lags, maxlag)``: per ordering the statistic, p-value and ADF lag
+    order (-1 where the ordering is collinear and not tested), and the maximum lag searched.
     Only one block of orderings is materialised at a time, so memory is bounded by the block
     size whatever the number of orderings (the statistics are computed column by column, so the
     blocks do not change them).
@@ -299,16 +304,17 @@ def _engle_granger_columns(
     n_tests = len(dependents)
     stats = np.empty(n_tests)
     pvalues = np.empty(n_tests)
+    lags = np.empty(n_tests, dtype=int)
     if n_tests == 0:
-        return stats, pvalues
+        return stats, pvalues, lags, 0
     maxlag = _check_maxlag(n_obs, maxlag)
     size = _block_size(n_obs, maxlag)
     for start in range(0, n_tests, size):
         stop = min(start + size, n_tests)
-        stats[start:stop], pvalues[start:stop] = _engle_granger_block(
+        stats[start:stop], pvalues[start:stop], lags[start:stop] = _engle_granger_block(
             y_values[:, dependents[start:stop]], x_values[:, regressors[start:stop]], maxlag, autolag, names[start:stop]
         )
-    return stats, pvalues
+    return stats, pvalues, lags, maxlag
 
 
 def engle_granger_many(
@@ -346,52 +352,149 @@ def engle_granger_many(
     if n_tests == 0:
         return np.empty(0), np.empty(0)
     columns = np.arange(n_tests)
-    return _engle_granger_columns(y_arr, x_arr, columns, columns, maxlag, autolag, names)
+    stats, pvalues, _lags, _maxlag = _engle_granger_columns(y_arr, x_arr, columns, columns, maxlag, autolag, names)
+    return stats, pvalues
 
 
-def engle_granger(y, x, maxlag: int | None = None, autolag: str | None = "aic") -> tuple[float, float]:
-    """Engle-Granger cointegration test of ``y`` on ``x`` (constant in the cointegrating regression).
+@dataclass(frozen=True)
+class EngleGrangerResult:
+    """The result of one Engle-Granger test, as ``arch.unitroot.cointegration.engle_granger`` reports it.
 
-    Inputs: ``y`` (dependent), ``x`` — equal-length 1-D arrays (log prices);
-    ``maxlag``/``autolag`` as in statsmodels ``adfuller`` ("aic", "bic", "t-stat" or None).
-    Output: ``(stat, pvalue)`` — the ADF t-statistic of the OLS residuals and MacKinnon's
-    p-value; identical (1e-8) to ``statsmodels.tsa.stattools.coint(y, x, trend="c")``. "t-stat"
-    lag selection is delegated to ``coint`` itself.
-    Reference: Engle & Granger (1987); MacKinnon (1994, 2010); statsmodels ``coint``.
+    Attributes
+    ----------
+    stat : float
+        The ADF t-statistic of the cointegrating regression's residuals (``-inf`` when ``y`` and
+        ``x`` are collinear: statsmodels' convention, the test is not run).
+    pvalue : float
+        MacKinnon's (1994, 2010) asymptotic p-value for two I(1) variables with a constant.
+    lags : int or None
+        The ADF lag order used (chosen by ``autolag``, or ``max_lags`` without it); None when the
+        test was not run (collinear).
+    max_lags : int
+        The largest lag order searched.
+    critical_values : dict of str to float
+        MacKinnon (2010) critical values at ``"1%"``, ``"5%"`` and ``"10%"`` for ``nobs - 1``
+        observations (statsmodels ``coint``'s choice, matching Stata's ``egranger``).
+    nobs : int
+        Observations in the cointegrating regression.
+    hedge_ratio, intercept : float
+        The cointegrating regression ``y = intercept + hedge_ratio · x + e`` (OLS).
+    """
+
+    stat: float
+    pvalue: float
+    lags: int | None
+    max_lags: int
+    critical_values: dict[str, float]
+    nobs: int
+    hedge_ratio: float
+    intercept: float
+    trend: str = "c"
+    null_hypothesis: str = "No Cointegration"
+    alternative_hypothesis: str = "Cointegration"
+
+    def __str__(self) -> str:
+        crit = ", ".join(f"{level}: {value:.3f}" for level, value in self.critical_values.items())
+        lags = "not run (collinear)" if self.lags is None else f"{self.lags} of at most {self.max_lags}"
+        return (
+            f"Engle-Granger cointegration test (trend {self.trend!r}, {self.nobs} observations): "
+            f"statistic {self.stat:.4f}, p-value {self.pvalue:.4g}, lags {lags}; critical values {crit}. "
+            f"H0: {self.null_hypothesis}; H1: {self.alternative_hypothesis}."
+        )
+
+
+def _critical_values(nobs: int) -> dict[str, float]:
+    from statsmodels.tsa.adfvalues import mackinnoncrit
+
+    return dict(zip(("1%", "5%", "10%"), map(float, mackinnoncrit(N=2, regression="c", nobs=nobs - 1))))
+
+
+def engle_granger(y, x, maxlag: int | None = None, autolag: str | None = "aic") -> EngleGrangerResult:
+    """Engle-Granger cointegration test of ``y`` on ``x``, with a constant in the cointegrating regression.
+
+    Statistic and p-value equal ``statsmodels.tsa.stattools.coint(y, x, trend="c")`` to 1e-8
+    (the tests check it); for "aic", "bic" and None they come from the vectorised path of
+    :func:`engle_granger_many`. "t-stat" lag selection follows ``coint`` itself (an OLS fit, then
+    ``adfuller`` on its residuals).
+
+    Parameters
+    ----------
+    y : array_like
+        The dependent series (log prices), 1-D, finite.
+    x : array_like
+        The regressor, the same length as ``y``, finite and not constant.
+    maxlag : int, optional
+        The largest ADF lag; default Schwert's rule ``ceil(12·(n/100)^¼)`` capped at ``n//2 - 1``.
+    autolag : {"aic", "bic", "t-stat", None}, default "aic"
+        How the lag order is chosen; None uses ``maxlag`` lags.
+
+    Returns
+    -------
+    EngleGrangerResult
+        Statistic, p-value, lags, critical values and the cointegrating regression.
+
+    Raises
+    ------
+    InsufficientHistoryError
+        Too few observations for ``maxlag``.
+    UnusableSeriesError
+        ``x`` or ``y`` is constant.
+    ValueError
+        Unequal lengths, non-finite values or an unknown ``autolag``.
+
+    References
+    ----------
+    Engle & Granger (1987), "Co-integration and error correction", Econometrica 55;
+    MacKinnon (1994, 2010); statsmodels ``coint``; arch ``engle_granger``.
     """
     y_arr, x_arr = _as_pair(y, x)
     if isinstance(autolag, str) and autolag.lower() not in _AUTOLAGS:
         raise ValueError(f"autolag must be one of {_AUTOLAGS} or None, got {autolag!r}")
     if isinstance(autolag, str) and autolag.lower() == "t-stat":
-        from statsmodels.tsa.stattools import coint
+        for field, values in (("y", y_arr), ("x", x_arr)):
+            if not np.isfinite(values).all():
+                raise ValueError(f"{field} contains NaN or infinite values")
+        return _engle_granger_tstat_lags(y_arr, x_arr, maxlag, *hedge_ratio(y_arr, x_arr))
+    columns = np.zeros(1, dtype=np.intp)
+    stats, pvalues, lags, used_maxlag = _engle_granger_columns(
+        y_arr[:, None], x_arr[:, None], columns, columns, maxlag, autolag, ["y-x"]
+    )
+    beta, alpha = hedge_ratio(y_arr, x_arr)
+    return EngleGrangerResult(
+        stat=float(stats[0]),
+        pvalue=float(pvalues[0]),
+        lags=None if lags[0] < 0 else int(lags[0]),
+        max_lags=int(used_maxlag),
+        critical_values=_critical_values(y_arr.size),
+        nobs=int(y_arr.size),
+        hedge_ratio=beta,
+        intercept=alpha,
+    )
 
-        result = coint(y_arr, x_arr, trend="c", maxlag=maxlag, autolag="t-stat", return_results=False)
-        return float(result[0]), float(result[1])
-    stats, pvalues = engle_granger_many(y_arr[:, None], x_arr[:, None], maxlag=maxlag, autolag=autolag)
-    return float(stats[0]), float(pvalues[0])
 
+def _engle_granger_tstat_lags(y_arr: np.ndarray, x_arr: np.ndarray, maxlag: int | None, beta: float, alpha: float) -> EngleGrangerResult:
+    """``coint(y, x, trend="c", autolag="t-stat")`` step by step, keeping the lag ``adfuller`` chose."""
+    from statsmodels.tsa.adfvalues import mackinnonp
+    from statsmodels.tsa.stattools import adfuller
 
-def johansen_trace(y, x, det_order: int = 0, k_ar_diff: int = 1) -> float:
-    """Johansen trace statistic for cointegration rank r = 0 of the system [y, x].
-
-    Inputs: ``y``, ``x`` — equal-length 1-D arrays (log prices); ``det_order`` — -1 none, 0
-    constant, 1 linear trend; ``k_ar_diff`` — lagged differences in the VECM.
-    Output: the r=0 trace statistic (``lr1[0]``; compare with ``cvt[0]`` for critical values).
-    Reference: Johansen (1991); statsmodels ``coint_johansen``.
-    """
-    y_arr, x_arr = _as_pair(y, x)
-    if det_order not in (-1, 0, 1):
-        raise ValueError(f"det_order must be -1, 0 or 1, got {det_order}")
-    if k_ar_diff < 0:
-        raise ValueError(f"k_ar_diff must be >= 0, got {k_ar_diff}")
-    if y_arr.size <= k_ar_diff + 3:
-        raise InsufficientHistoryError(
-            f"johansen_trace with k_ar_diff {k_ar_diff} needs more than {k_ar_diff + 3} observations, got {y_arr.size}"
-        )
-    from statsmodels.tsa.vector_ar.vecm import coint_johansen
-
-    result = coint_johansen(np.column_stack([y_arr, x_arr]), det_order, k_ar_diff)
-    return float(result.lr1[0])
+    used_maxlag = _check_maxlag(y_arr.size, maxlag)
+    resid = y_arr - alpha - beta * x_arr
+    r_squared = 1.0 - float(resid @ resid) / float(((y_arr - y_arr.mean()) ** 2).sum())
+    if r_squared >= _COLLINEAR_R2:
+        stat, lags = -np.inf, None
+    else:
+        result = adfuller(resid, maxlag=used_maxlag, autolag="t-stat", regression="n", result_object=False)
+        stat, lags = float(result[0]), int(result[2])
+    return EngleGrangerResult(
+        stat=float(stat),
+        pvalue=float(mackinnonp(stat, regression="c", N=2)),
+        lags=lags,
+        max_lags=used_maxlag,
+        critical_values=_critical_values(y_arr.size),
+        nobs=int(y_arr.size),
+        hedge_ratio=beta,
+        intercept=alpha,
+    )
 
 
 def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndarray:
@@ -401,8 +504,10 @@ def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndar
     ----------
     y, x : ndarray
         Shape (n_obs, n_systems); column j is one system (log prices).
-    det_order, k_ar_diff : int
-        As in :func:`johansen_trace`.
+    det_order : {-1, 0, 1}, default 0
+        Deterministic terms: -1 none, 0 a constant, 1 a linear trend.
+    k_ar_diff : int, default 1
+        Lagged differences in the VECM.
 
     Returns
     -------
@@ -429,7 +534,7 @@ def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndar
     n_obs, n_systems = y_arr.shape
     if n_obs <= k_ar_diff + 3:
         raise InsufficientHistoryError(
-            f"johansen_trace with k_ar_diff {k_ar_diff} needs more than {k_ar_diff + 3} observations, got {n_obs}"
+            f"the Johansen trace with k_ar_diff {k_ar_diff} needs more than {k_ar_diff + 3} observations, got {n_obs}"
         )
     if n_systems == 0:
         return np.empty(0)
@@ -622,7 +727,7 @@ def find_cointegrated_pairs(
     # one log-price column per symbol; the orderings index into it block by block
     position = {symbol: i for i, symbol in enumerate(involved)}
     symbol_values = log_prices[involved].to_numpy(dtype=float)
-    stats, pvalues = _engle_granger_columns(
+    stats, pvalues, _lags, _maxlag = _engle_granger_columns(
         symbol_values,
         symbol_values,
         np.array([position[s] for s in dependents], dtype=np.intp),

@@ -58,7 +58,7 @@ def pair_entry(bars: pd.DataFrame, y: str, x: str, *, gated: bool = True, probab
         y, x, hedge_ratio=beta, intercept=intercept, spread_mean=float(pair_spread.mean()),
         spread_std=float(pair_spread.std(ddof=1)), garch=garch, model=model,
         correlation=float(np.corrcoef(np.diff(ly), np.diff(lx))[0, 1]), half_life=half_life(pair_spread),
-        eg_pvalue=engle_granger(ly, lx)[1], n_pairs=n_pairs,
+        eg_pvalue=engle_granger(ly, lx).pvalue, n_pairs=n_pairs,
     )
 
 

@@ -27,7 +27,7 @@ from pairs_assets.quant.cointegration import (
     find_cointegrated_pairs,
     half_life,
     hedge_ratio,
-    johansen_trace,
+    johansen_trace_many,
 )
 from pairs_assets.quant.correlation import correlation_long
 from pairs_assets.quant.prices import InsufficientHistoryError, UnusableSeriesError
@@ -59,10 +59,11 @@ def real_cases():
 def test_engle_granger_reproduces_coint_on_real_windows(autolag):
     worst_p = worst_stat = 0.0
     for window, y_sym, x_sym in real_cases():
-        stat, pvalue = engle_granger(window[y_sym], window[x_sym], autolag=autolag)
-        ref_stat, ref_p, _ = coint(window[y_sym], window[x_sym], trend="c", autolag=autolag)
-        worst_p = max(worst_p, abs(pvalue - ref_p))
-        worst_stat = max(worst_stat, abs(stat - ref_stat))
+        result = engle_granger(window[y_sym], window[x_sym], autolag=autolag)
+        ref_stat, ref_p, ref_crit = coint(window[y_sym], window[x_sym], trend="c", autolag=autolag)
+        worst_p = max(worst_p, abs(result.pvalue - ref_p))
+        worst_stat = max(worst_stat, abs(result.stat - ref_stat))
+        assert list(result.critical_values.values()) == pytest.approx(list(ref_crit), abs=1e-12)
     assert worst_p < 1e-8 and worst_stat < 1e-8
 
 
@@ -71,9 +72,25 @@ def test_engle_granger_with_explicit_maxlag_and_tstat_autolag():
     for maxlag in (0, 1, 5):
         ours = engle_granger(window.KO, window.PEP, maxlag=maxlag, autolag="aic")
         ref = coint(window.KO, window.PEP, trend="c", maxlag=maxlag, autolag="aic")
-        np.testing.assert_allclose(ours, ref[:2], rtol=0, atol=1e-8)
+        np.testing.assert_allclose((ours.stat, ours.pvalue), ref[:2], rtol=0, atol=1e-8)
     ours = engle_granger(window.KO, window.PEP, autolag="t-stat")
-    np.testing.assert_allclose(ours, coint(window.KO, window.PEP, trend="c", autolag="t-stat")[:2], atol=1e-12)
+    np.testing.assert_allclose((ours.stat, ours.pvalue), coint(window.KO, window.PEP, trend="c", autolag="t-stat")[:2], atol=1e-8)
+
+
+@pytest.mark.parametrize("autolag", ["aic", "bic", "t-stat", None])
+def test_engle_granger_result_carries_the_lags_adfuller_chooses(autolag):
+    """The result's lag order is the one statsmodels' adfuller picks on coint's residuals."""
+    from statsmodels.regression.linear_model import OLS
+    from statsmodels.tsa.stattools import adfuller
+
+    for window, y_sym, x_sym in list(real_cases())[:3]:
+        result = engle_granger(window[y_sym], window[x_sym], autolag=autolag)
+        fit = OLS(window[y_sym].to_numpy(), np.column_stack([window[x_sym].to_numpy(), np.ones(len(window))])).fit()
+        maxlag = result.max_lags
+        _stat, _p, used_lag, nobs, *_ = adfuller(fit.resid, maxlag=maxlag, autolag=autolag, regression="n", result_object=False)
+        assert result.lags == used_lag and result.nobs == len(window)
+        assert (result.hedge_ratio, result.intercept) == pytest.approx(tuple(fit.params), rel=1e-9)
+        assert str(result).startswith("Engle-Granger cointegration test (trend 'c'")
 
 
 def test_batch_equals_single_calls():
@@ -83,7 +100,8 @@ def test_batch_equals_single_calls():
         window[[y for y, _ in pairs]].to_numpy(), window[[x for _, x in pairs]].to_numpy()
     )
     for (y_sym, x_sym), stat, pvalue in zip(pairs, stats, pvalues):
-        assert (stat, pvalue) == pytest.approx(engle_granger(window[y_sym], window[x_sym]), abs=1e-12)
+        single = engle_granger(window[y_sym], window[x_sym])
+        assert (stat, pvalue) == pytest.approx((single.stat, single.pvalue), abs=1e-12)
 
 
 def test_vectorised_mackinnon_pvalues_equal_statsmodels():
@@ -98,7 +116,9 @@ def test_collinear_pair_is_reported_like_coint():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = coint(y, x, trend="c")
-    assert engle_granger(y, x) == (reference[0], reference[1]) == (-np.inf, 0.0)
+    result = engle_granger(y, x)
+    assert (result.stat, result.pvalue) == (reference[0], reference[1]) == (-np.inf, 0.0)
+    assert result.lags is None
 
 
 def test_engle_granger_bad_inputs_name_the_field():
@@ -122,13 +142,20 @@ def test_hedge_ratio_matches_statsmodels_ols():
     np.testing.assert_allclose([intercept, beta], reference, rtol=1e-10)
 
 
-def test_johansen_trace_matches_statsmodels():
+def johansen_trace(y, x, det_order: int = 0, k_ar_diff: int = 1) -> float:
+    """The reference: statsmodels' r = 0 trace statistic of the system [y, x]."""
+    return coint_johansen(np.column_stack([np.asarray(y, float), np.asarray(x, float)]), det_order, k_ar_diff).lr1[0]
+
+
+def test_johansen_trace_of_one_system_matches_statsmodels():
     window = real_log_prices().iloc[-250:]
     for det_order, k_ar_diff in ((0, 1), (1, 2), (-1, 0)):
-        expected = coint_johansen(window[["XOM", "CVX"]].to_numpy(), det_order, k_ar_diff).lr1[0]
-        assert johansen_trace(window.XOM, window.CVX, det_order, k_ar_diff) == pytest.approx(expected, rel=1e-12)
+        ours = johansen_trace_many(window.XOM.to_numpy(), window.CVX.to_numpy(), det_order, k_ar_diff)[0]
+        assert ours == pytest.approx(johansen_trace(window.XOM, window.CVX, det_order, k_ar_diff), rel=1e-8)
     # the trace statistic does not depend on which series is listed first
-    assert johansen_trace(window.XOM, window.CVX) == pytest.approx(johansen_trace(window.CVX, window.XOM), rel=1e-9)
+    assert johansen_trace_many(window.XOM.to_numpy(), window.CVX.to_numpy())[0] == pytest.approx(
+        johansen_trace_many(window.CVX.to_numpy(), window.XOM.to_numpy())[0], rel=1e-9
+    )
 
 
 def test_half_life_recovers_planted_ar1():
