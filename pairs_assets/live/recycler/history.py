@@ -27,6 +27,7 @@ import pandas as pd
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from pairs_assets.errors import PairsError
 from pairs_assets.live.recycler.data import MAX_PAGE, VALUE_FIELDS, RecyclerSettings, choose_sources
 from pairs_assets.market import wire
 from pairs_assets.market.symbology import is_symbol, is_timeframe
@@ -38,7 +39,7 @@ DEFAULT_PAGE = 1_000
 LOG_MAXLEN = 500_000
 
 
-class HttpError(Exception):
+class HttpError(PairsError):
     """A request the endpoint refuses: ``status`` and a message naming the bad parameter."""
 
     def __init__(self, status: int, message: str) -> None:
