@@ -167,10 +167,11 @@ def gru_probabilities(
 
     Any failure to load a model is recorded (model → reason) and its pairs go ungated. Each model
     sees the daily features of the session closes up to the as-of session
-    (:func:`pairs_assets.quant.signals.gru_sequence`), as in training — no intraday row.
+    (:func:`pairs_assets.quant.signals.gru_sequence`), as in training — no intraday row; all pairs'
+    inputs are built in one vectorised pass and all models run in one forward pass (each pair's own
+    model, stacked: :class:`pairs_assets.quant.gru.StackedGRU`), model by model only where the
+    registry's modules cannot be stacked.
     """
-    import torch
-
     probabilities: dict[str, float | None] = {}
     flags: dict[str, list[str]] = {}
     failures: dict[str, str] = {}
@@ -186,6 +187,7 @@ def gru_probabilities(
             flags[p.pair_id] = ["model_below_baselines"]
         else:
             by_model.setdefault((p.model_name, p.model_version), []).append(pair)
+    loaded: dict[tuple[str, str], Any] = {}
     for (name, version), pairs in sorted(by_model.items()):
         label = f"{name}/{version}"
         try:
@@ -196,34 +198,56 @@ def gru_probabilities(
             for pair in pairs:
                 flags[pair.params.pair_id] = ["model_unavailable"]
             continue
-        batch, ids = [], []
-        for pair in pairs:
-            try:
-                batch.append(sig.gru_sequence(pair, seq_len))
-                ids.append(pair.params.pair_id)
-            except (sig.SignalInputError, ValueError) as exc:
-                flags[pair.params.pair_id] = ["gru_input_unavailable"]
-                failures.setdefault(f"{label}:{pair.params.pair_id}", str(exc)[:300])
-        if not batch:
-            continue
+        loaded[(name, version)] = model
+    # every gated pair's input in one vectorised pass (bit for bit gru_sequence's)
+    gated = [(key, pair) for key, pairs in sorted(by_model.items()) if key in loaded for pair in pairs]
+    ready: list[tuple[tuple[str, str], str, np.ndarray]] = []
+    for (key, pair), sequence in zip(gated, sig.gru_sequences([pair for _, pair in gated], seq_len)):
+        if isinstance(sequence, Exception):
+            flags[pair.params.pair_id] = ["gru_input_unavailable"]
+            failures.setdefault(f"{key[0]}/{key[1]}:{pair.params.pair_id}", str(sequence)[:300])
+        else:
+            ready.append((key, pair.params.pair_id, sequence))
+    if not ready:
+        return probabilities, flags, failures
+    values: dict[str, float] = {}
+    try:
+        # one forward pass: each pair's own model stacked with the others' (quant.gru.StackedGRU)
+        from pairs_assets.quant.gru import predict_proba_many
+
+        out = predict_proba_many([loaded[key] for key, _, _ in ready], np.stack([seq for *_, seq in ready]))
+        values = {pair_id: float(v) for (_, pair_id, _), v in zip(ready, out)}
+    except Exception:  # a model that is not a GRUClassifier's weights: each model runs on its own
+        values = _forward_per_model(loaded, ready, flags, failures)
+    for pair_id, value in values.items():
+        if math.isfinite(value) and 0.0 <= value <= 1.0:
+            probabilities[pair_id] = float(value)
+        else:
+            flags[pair_id] = ["gru_output_invalid"]
+    return probabilities, flags, failures
+
+
+def _forward_per_model(loaded: dict, ready: list, flags: dict, failures: dict) -> dict[str, float]:
+    """Probabilities model by model (the fallback of the stacked forward pass); failures recorded."""
+    import torch
+
+    values: dict[str, float] = {}
+    for key in sorted({key for key, _, _ in ready}):
+        ids = [pair_id for k, pair_id, _ in ready if k == key]
+        batch = np.stack([seq for k, _, seq in ready if k == key])
         try:
             with torch.no_grad():
-                out = model(torch.as_tensor(np.stack(batch), dtype=torch.float32))
-            values = out.detach().double().cpu().numpy().reshape(-1)
-            if len(values) != len(ids):
-                raise ValueError(f"model returned {len(values)} probabilities for {len(ids)} sequences")
+                out = loaded[key](torch.as_tensor(batch, dtype=torch.float32))
+            result = out.detach().double().cpu().numpy().reshape(-1)
+            if len(result) != len(ids):
+                raise ValueError(f"model returned {len(result)} probabilities for {len(ids)} sequences")
         except Exception as exc:  # a model that loads but fails on our input: ungated, recorded
-            failures[label] = f"inference failed: {type(exc).__name__}: {str(exc)[:300]}"
+            failures[f"{key[0]}/{key[1]}"] = f"inference failed: {type(exc).__name__}: {str(exc)[:300]}"
             for pair_id in ids:
                 flags[pair_id] = ["model_unavailable"]
             continue
-        for pair_id, value in zip(ids, values):
-            if math.isfinite(value) and 0.0 <= value <= 1.0:
-                probabilities[pair_id] = float(value)
-            else:
-                flags[pair_id] = ["gru_output_invalid"]
-    return probabilities, flags, failures
-
+        values.update(zip(ids, (float(v) for v in result)))
+    return values
 
 # --- the asset -----------------------------------------------------------------------------------
 

@@ -171,6 +171,81 @@ def build_features(
     return frame.loc[:, list(FEATURE_NAMES)]
 
 
+
+def _column_windows(values: np.ndarray, window: int, kind: str) -> np.ndarray:
+    """pandas' own window kernels on each column of ``values`` ``[T, P]``, as ``Series.rolling(window,
+    min_periods=window).mean()`` / ``.std(ddof=1)`` and ``Series.ewm(alpha=1/window, adjust=False,
+    min_periods=window).mean()`` call them (same bounds, same inputs: bit for bit their results,
+    checked in the tests), without pandas' per-column Python overhead."""
+    from pandas._libs.window import aggregations
+
+    n = values.shape[0]
+    out = np.empty_like(values)
+    if kind == "ewm":
+        start, end = np.array([0], dtype=np.int64), np.array([n], dtype=np.int64)
+        alpha = 1.0 / window
+        com = (1 - alpha) / alpha
+    else:
+        end = np.clip(np.arange(1, n + 1, dtype="int64"), 0, n)
+        start = np.clip(end - window, 0, n)
+    with np.errstate(all="ignore"):
+        for p in range(values.shape[1]):
+            column = np.ascontiguousarray(values[:, p], dtype="float64")
+            column = np.where(np.isinf(column), np.nan, column)
+            if kind == "mean":
+                out[:, p] = aggregations.roll_mean(column, start, end, window)
+            elif kind == "std":
+                variance = aggregations.roll_var(column, start, end, window, ddof=1)
+                out[:, p] = np.where(variance < 0, 0.0, np.sqrt(variance))
+            else:
+                out[:, p] = aggregations.ewm(column, start, end, window, com, False, False, None, True)
+    return out
+
+
+def build_features_wide(spreads, garch_sigma, garch_std_resid) -> np.ndarray:
+    """:func:`build_features` of many pairs at once: ``[n_pairs, n_sessions, n_features]`` float64.
+
+    ``spreads``, ``garch_sigma``, ``garch_std_resid``: ``[n_sessions, n_pairs]`` arrays (or frames),
+    one column per pair, sessions in order. Column p of the output equals ``build_features`` of
+    column p bit for bit — the same elementwise float operations and pandas' own window kernels
+    (checked in the tests) — the signal job's GRU input for a whole sector in one pass.
+    """
+    s = np.asarray(spreads, dtype="float64")
+    sigma = np.asarray(garch_sigma, dtype="float64")
+    resid = np.asarray(garch_std_resid, dtype="float64")
+    if s.ndim != 2 or sigma.shape != s.shape or resid.shape != s.shape:
+        raise ValueError(f"build_features_wide: need three [sessions, pairs] arrays of one shape, got {s.shape}, {sigma.shape}, {resid.shape}")
+
+    def shift(a: np.ndarray, k: int) -> np.ndarray:
+        out = np.full_like(a, np.nan)
+        out[k:] = a[: len(a) - k]
+        return out
+
+    with np.errstate(all="ignore"):
+        columns: dict[str, np.ndarray] = {"spread": s}
+        for k in SPREAD_LAGS:
+            columns[f"lag_{k}"] = shift(s, k)
+        for w in MA_WINDOWS:
+            columns[f"ma_{w}"] = _column_windows(s, w, "mean")
+        # wilder_rsi
+        delta = s - shift(s, 1)
+        nan = np.isnan(delta)
+        gain = np.where(nan, np.nan, np.where(delta >= 0.0, delta, 0.0))
+        loss = -np.where(nan, np.nan, np.where(delta <= 0.0, delta, 0.0))
+        avg_gain = _column_windows(gain, RSI_WINDOW, "ewm")
+        avg_loss = _column_windows(loss, RSI_WINDOW, "ewm")
+        rsi = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+        rsi = np.where((avg_loss == 0) & (avg_gain > 0), 100.0, rsi)
+        columns[f"rsi_{RSI_WINDOW}"] = np.where((avg_loss == 0) & (avg_gain == 0), 50.0, rsi)
+        # rolling_zscore
+        std = _column_windows(s, Z_WINDOW, "std")
+        columns[Z_FEATURE] = (s - _column_windows(s, Z_WINDOW, "mean")) / np.where(std > 0, std, np.nan)
+        columns[f"vol_{VOL_WINDOW}"] = _column_windows(delta, VOL_WINDOW, "std")
+        columns["garch_sigma"] = sigma
+        columns["garch_std_resid"] = resid
+    stacked = np.stack([columns[name] for name in FEATURE_NAMES], axis=-1)  # [T, P, F]
+    return np.ascontiguousarray(stacked.transpose(1, 0, 2))
+
 def rolling_zscore(series: pd.Series, window: int) -> pd.Series:
     """(s_t - mean) / std over the trailing ``window`` values, t included (sample std; NaN if flat).
 

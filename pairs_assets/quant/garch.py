@@ -45,6 +45,7 @@ __all__ = [
     "BATCHED",
     "InsufficientHistoryError",
     "filter_fixed",
+    "filter_fixed_many",
     "fit_garch",
     "fit_garch_many",
     "garch_filter",
@@ -523,6 +524,41 @@ def filter_fixed(
         h = omega + alpha * shock + beta * h
     return sigma, resid
 
+
+
+def filter_fixed_many(changes, *, mu, omega, alpha, beta, fallback_sigma=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`filter_fixed` of many series at once: ``changes`` ``[P, n]``, parameters of length P.
+
+    Row p equals ``filter_fixed(changes[p], mu=mu[p], ...)`` bit for bit (the same start and the
+    same float operations, vectorised across rows; checked in the tests).
+    """
+    r = np.asarray(changes, dtype="float64")
+    if r.ndim != 2:
+        raise ValueError(f"changes must be [P, n], got shape {r.shape}")
+    n_series, n = r.shape
+    mu, omega, alpha, beta = (np.broadcast_to(np.asarray(v, dtype="float64"), (n_series,)) for v in (mu, omega, alpha, beta))
+    fallback = np.full(n_series, math.nan) if fallback_sigma is None else np.broadcast_to(np.asarray(fallback_sigma, dtype="float64"), (n_series,))
+    sigma = np.full((n_series, n), np.nan)
+    resid = np.full((n_series, n), np.nan)
+    if n == 0:
+        return sigma, resid
+    eps = r - mu[:, None]
+    h = np.empty(n_series)
+    for p in range(n_series):  # the start as filter_fixed computes it, scalar by scalar
+        start = unconditional_sigma(float(omega[p]), float(alpha[p]), float(beta[p])) ** 2
+        if not math.isfinite(start):
+            finite = eps[p][np.isfinite(eps[p])]
+            start = float(np.var(finite)) if len(finite) > 1 else float(fallback[p]) ** 2
+        h[p] = start
+    with np.errstate(invalid="ignore"):
+        for t in range(n):
+            sigma[:, t] = np.sqrt(h)
+            e = eps[:, t]
+            ok = np.isfinite(e)
+            resid[:, t] = np.where(ok, e / sigma[:, t], np.nan)
+            shock = np.where(ok, e * e, h)
+            h = omega + alpha * shock + beta * h
+    return sigma, resid
 
 def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> tuple[pd.DataFrame, dict[str, float]]:
     """GARCH(1,1) conditional σ and standardized residuals, parameters fitted on a prefix only.
