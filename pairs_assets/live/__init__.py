@@ -1,6 +1,7 @@
 """The live path: the data recycler (Alpaca-compatible replay server), stream ingestion, live symbols.
 
-Modules: ``wire`` (Alpaca's wire format), ``recycler`` (the server), ``stream`` (ingestion into the
-market data store), ``symbols`` (the live symbol list and proxies), ``commands`` (the click commands
-``pairs recycler``, ``pairs stream`` and ``pairs symbols``).
+Modules: ``recycler`` (the server, a package: data, protocol, history endpoint, runner), ``stream``
+(ingestion into the market data store), ``symbols`` (the live symbol list and proxies), ``commands``
+(the click commands ``pairs recycler``, ``pairs stream`` and ``pairs symbols``). Alpaca's wire format
+and the symbol rule live below, in :mod:`pairs_assets.market`, where the resources may use them too.
 """
