@@ -34,11 +34,22 @@ __all__ = ["BacktestResult", "backtest_pnl", "recent_backtest", "zscore_position
 class BacktestResult:
     """Summary of a backtest over the test window.
 
-    total_return: sum of daily log-return P&L; sharpe: mean/std(ddof=1) of daily P&L ×
-    sqrt(periods_per_year) (0.0 when the P&L has no variance, e.g. no trades); n_trades: positions
-    opened; hit_rate: fraction of trades (an open one marked at the end) with positive P&L (NaN
-    when no trade was held over a session); max_drawdown: largest peak-to-trough fall of cumulative P&L (≥ 0);
-    n_obs: sessions in the test window.
+    Attributes
+    ----------
+    total_return : float
+        Sum of the daily log-return P&L.
+    sharpe : float
+        mean / std(ddof=1) of the daily P&L × sqrt(periods_per_year); 0.0 when the P&L has no
+        variance (e.g. no trades).
+    n_trades : int
+        Positions opened.
+    hit_rate : float
+        Fraction of trades (an open one marked at the end) with positive P&L; NaN when no trade was
+        held over a session.
+    max_drawdown : float
+        Largest peak-to-trough fall of the cumulative P&L (≥ 0).
+    n_obs : int
+        Sessions in the test window.
     """
 
     total_return: float
@@ -61,10 +72,19 @@ def _validate_bands(entry_z: float, exit_z: float, stop_z: float) -> None:
 
 
 def zscore_positions(z: np.ndarray, entry_z: float, exit_z: float, stop_z: float) -> np.ndarray:
-    """Spread position (+1 long, −1 short, 0 flat) decided at each close from z-scores up to then.
+    """Spread position (+1 long, −1 short, 0 flat) decided at each close from the z-scores up to then.
 
-    Inputs: ``z`` — 1-D z-scores in time order; the bands as in the module docstring.
-    Output: int array of the same length; element t depends only on ``z[:t+1]``.
+    Parameters
+    ----------
+    z : ndarray
+        1-D z-scores in time order.
+    entry_z, exit_z, stop_z : float
+        The bands, as in the module docstring.
+
+    Returns
+    -------
+    ndarray of int
+        The same length; element t depends only on ``z[:t+1]``.
     """
     _validate_bands(entry_z, exit_z, stop_z)
     values = np.asarray(z, dtype=float)
@@ -111,9 +131,19 @@ def backtest_pnl(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Daily P&L and positions of the z-score strategy over the last ``test_window`` sessions.
 
-    Inputs: see :func:`recent_backtest`. Output: ``(pnl, positions)``, both of length
-    ``test_window``; ``pnl[i]`` is earned over the session ending at test bar i by the position
-    decided at the previous close (0 for the first test bar: nothing is held at formation's end).
+    Parameters
+    ----------
+    y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z, lag, cost_bp
+        As in :func:`recent_backtest`.
+
+    Returns
+    -------
+    pnl : ndarray
+        Length ``test_window``; ``pnl[i]`` is earned over the session ending at test bar i by the
+        position decided at the previous close (0 for the first test bar: nothing is held at the
+        formation's end).
+    positions : ndarray
+        Length ``test_window``.
     """
     y_arr = _as_log_prices(y_log, "y_log")
     x_arr = _as_log_prices(x_log, "x_log")
@@ -167,16 +197,37 @@ def recent_backtest(
 ) -> BacktestResult:
     """Backtest the pair's z-score rule over its last ``test_window`` sessions, point in time.
 
-    Inputs: ``y_log``, ``x_log`` — equal-length 1-D log prices ending at the as-of session
-    (dependent y first); ``test_window`` — sessions traded; ``formation_window`` — sessions just
-    before them used to estimate hedge ratio, intercept, spread mean and std; ``entry_z``,
-    ``exit_z``, ``stop_z`` — bands (0 <= exit < entry < stop); ``periods_per_year`` — annualisation
-    of the Sharpe ratio; ``lag`` — a position decided at close t trades at close t+lag (0 or 1);
-    ``cost_bp`` — basis points of the unit gross notional traded, charged at each entry and exit.
-    Output: :class:`BacktestResult`.
-    Raises :class:`InsufficientHistoryError` when fewer than test_window + formation_window
-    sessions are given; ``ValueError`` naming the field for NaN/inf input or inconsistent bands.
-    Reference: Gatev, Goetzmann & Rouwenhorst (2006); Sharpe (1966).
+    Parameters
+    ----------
+    y_log, x_log : array_like
+        Equal-length 1-D log prices ending at the as-of session (the dependent y first).
+    test_window : int
+        Sessions traded.
+    formation_window : int
+        Sessions just before them, used to estimate the hedge ratio, intercept, spread mean and std.
+    entry_z, exit_z, stop_z : float
+        The bands, ``0 <= exit < entry < stop``.
+    periods_per_year : int, default 252
+        Annualisation of the Sharpe ratio.
+    lag : int, default 0
+        A position decided at close t trades at close t+lag (0 or 1).
+    cost_bp : float, default 0.0
+        Basis points of the unit gross notional traded, charged at each entry and exit.
+
+    Returns
+    -------
+    BacktestResult
+
+    Raises
+    ------
+    InsufficientHistoryError
+        Fewer than ``test_window + formation_window`` sessions.
+    ValueError
+        NaN/inf input or inconsistent bands (the message names the field).
+
+    References
+    ----------
+    Gatev, Goetzmann & Rouwenhorst (2006); Sharpe (1966).
     """
     pnl, positions = backtest_pnl(y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z, lag, cost_bp)
     held = np.concatenate([np.zeros(1 + lag, dtype=positions.dtype), positions[: positions.size - 1 - lag]])

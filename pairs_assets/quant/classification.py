@@ -31,17 +31,25 @@ def classification_metrics(
 ) -> dict[str, float]:
     """F1, precision, recall, accuracy and ROC AUC of binary predictions.
 
-    Args:
-        y_true: 0/1 labels.
-        prob_or_pred: probabilities (or scores, or hard 0/1 predictions) of class 1.
-        threshold: predict 1 where ``prob_or_pred >= threshold``.
+    Parameters
+    ----------
+    y_true : ndarray
+        0/1 labels.
+    prob_or_pred : ndarray
+        Probabilities (or scores, or hard 0/1 predictions) of class 1.
+    threshold : float, default 0.5
+        Predict 1 where ``prob_or_pred >= threshold``.
 
-    Returns:
-        ``{"f1", "precision", "recall", "accuracy", "roc_auc"}`` as floats. Precision/recall/F1
-        are 0 where undefined (no predicted or no true positives); ``roc_auc`` (from the scores,
-        not the thresholded predictions) is NaN when ``y_true`` holds a single class.
+    Returns
+    -------
+    dict of str to float
+        ``f1``, ``precision``, ``recall``, ``accuracy``, ``roc_auc``. Precision/recall/F1 are 0
+        where undefined (no predicted or no true positives); ``roc_auc`` (from the scores, not the
+        thresholded predictions) is NaN when ``y_true`` holds a single class.
 
-    Reference: scikit-learn ``sklearn.metrics`` (Pedregosa et al., JMLR 12, 2011).
+    References
+    ----------
+    scikit-learn ``sklearn.metrics`` (Pedregosa et al., JMLR 12, 2011).
     """
     y = np.asarray(y_true).astype(int).ravel()
     scores = np.asarray(prob_or_pred, dtype="float64").ravel()
@@ -61,8 +69,18 @@ def classification_metrics(
 def select_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
     """The probability threshold maximising F1 on the given (validation) slice.
 
-    Candidates are the distinct scores (``sklearn.metrics.precision_recall_curve``); ties go to
-    the lowest threshold. Returns 0.5 when the slice has no positive label.
+    Parameters
+    ----------
+    y_true : ndarray
+        0/1 labels.
+    prob : ndarray
+        Probabilities of class 1.
+
+    Returns
+    -------
+    float
+        One of the distinct scores (``sklearn.metrics.precision_recall_curve``), the lowest on a
+        tie; 0.5 when the slice has no positive label.
     """
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(prob, dtype="float64").ravel()
@@ -97,17 +115,27 @@ def baseline_metrics(
       scaler; like the GRU, its threshold maximises F1 on the validation slice.
     - ``z_rule``: "revert whenever |z| > entry level" with z the spread's z-score at the as-of
       session (known at t): ``z_test`` when given (``fit_pair_model`` passes the trailing z over
-      the label's 20-session mean window), else the ``z_7`` feature — whose |z| cannot exceed
+      the label's mean window), else the ``z_7`` feature — whose |z| cannot exceed
       6/sqrt(7) = 2.27, so the rule rarely fires at an entry of 2. |z| is its score for ROC AUC.
 
-    Args:
-        X_*: raw (unscaled) sequences ``[n, seq_len, n_features]``; y_*: 0/1 labels.
-        scaler: the train-only scaler (its ``feature_names`` locate ``z_7``).
-        entry_z: the trading entry level (e.g. 2.0).
-        z_test: z-scores at the test sequences' last sessions, for the rule (optional).
-        seed: random_state of the logistic solver (lbfgs is deterministic anyway).
+    Parameters
+    ----------
+    X_train, X_val, X_test : ndarray
+        Raw (unscaled) sequences ``[n, seq_len, n_features]``.
+    y_train, y_val, y_test : ndarray
+        0/1 labels.
+    scaler : FeatureScaler
+        The train-only scaler (its ``feature_names`` locate ``z_7``).
+    entry_z : float
+        The trading entry level (e.g. 2.0).
+    z_test : ndarray, optional
+        z-scores at the test sequences' last sessions, for the rule.
+    seed : int, default 42
+        random_state of the logistic solver (lbfgs is deterministic anyway).
 
-    Returns:
+    Returns
+    -------
+    dict
         ``{"majority": metrics, "logistic": metrics, "z_rule": metrics}`` as
         :func:`classification_metrics` gives them.
     """

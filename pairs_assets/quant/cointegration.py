@@ -92,19 +92,50 @@ def _as_pair(y, x) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spread(price_y, price_x, hedge_ratio: float, intercept: float = 0.0):
-    """The pair's spread ``ln(P_y) − β·ln(P_x) − a`` from *prices* (scalars, arrays or aligned Series).
+    """The pair's spread ``ln(P_y) − β·ln(P_x) − a`` from prices.
 
-    β and a are the OLS hedge ratio and intercept of :func:`hedge_ratio` on log prices.
+    Parameters
+    ----------
+    price_y, price_x : float, ndarray or pandas.Series
+        Prices (not logs) of the dependent and the regressor; Series must be aligned.
+    hedge_ratio : float
+        β, the OLS slope of :func:`hedge_ratio` on log prices.
+    intercept : float, default 0.0
+        a, the OLS intercept.
+
+    Returns
+    -------
+    float, ndarray or pandas.Series
+        The spread, of the inputs' type.
     """
     return np.log(price_y) - hedge_ratio * np.log(price_x) - intercept
 
 
 def hedge_ratio(y, x) -> tuple[float, float]:
-    """OLS hedge ratio of ``y`` on ``[1, x]``.
+    """OLS hedge ratio of ``y`` on ``[1, x]``: the closed-form solution.
 
-    Inputs: ``y``, ``x`` — equal-length 1-D arrays (log prices), finite, ``x`` not constant.
-    Output: ``(beta, intercept)`` with ``y ≈ intercept + beta·x``; the closed-form OLS solution
-    (equal to ``statsmodels.OLS(y, add_constant(x))``, which the tests check).
+    Parameters
+    ----------
+    y, x : array_like
+        Equal-length 1-D log prices, finite; ``x`` not constant.
+
+    Returns
+    -------
+    beta : float
+        The slope, ``y ≈ intercept + beta·x``.
+    intercept : float
+        The intercept.
+
+    Raises
+    ------
+    InsufficientHistoryError
+        Fewer than 2 observations.
+    UnusableSeriesError
+        ``x`` is constant.
+
+    Notes
+    -----
+    Equal to ``statsmodels.OLS(y, add_constant(x))`` (the tests check it).
     """
     y_arr, x_arr = _as_pair(y, x)
     if y_arr.size < 2:
@@ -326,16 +357,35 @@ def engle_granger_many(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Engle-Granger (augmented) cointegration tests for many (y, x) orderings at once.
 
-    Inputs: ``y``, ``x`` — arrays of shape (n_obs, n_tests): column j tests y[:, j] on x[:, j];
-    ``maxlag`` — the largest ADF lag (default: Schwert's rule ``ceil(12·(n/100)^¼)`` capped at
-    ``n//2 - 1``); ``autolag`` — "aic", "bic" or None (use ``maxlag`` lags); ``labels`` — names of
-    the tests for error messages.
-    Output: ``(stats, pvalues)`` arrays of length n_tests: the ADF t-statistic of the residuals of
-    OLS y on [x, 1] and MacKinnon's asymptotic p-value for N=2 I(1) variables with a constant.
     Orderings whose cointegrating regression has R² ≥ 1 - 100·sqrt(eps) get ``(-inf, 0.0)`` like
-    statsmodels (the test is unreliable there). The orderings are processed in blocks (about
-    64 MB of regression design each), so memory does not grow with n_tests beyond the inputs.
-    Reference: statsmodels ``coint(y, x, trend="c", autolag=...)`` reproduced to 1e-8 (tests);
+    statsmodels (the test is unreliable there). The orderings are processed in blocks (about 64 MB
+    of regression design each), so memory does not grow with ``n_tests`` beyond the inputs.
+
+    Parameters
+    ----------
+    y, x : ndarray
+        Shape (n_obs, n_tests): column j tests ``y[:, j]`` on ``x[:, j]`` (1-D arrays: one test).
+    maxlag : int, optional
+        The largest ADF lag; default Schwert's rule ``ceil(12·(n/100)^¼)`` capped at ``n//2 - 1``.
+    autolag : {"aic", "bic", None}, default "aic"
+        Lag selection; None uses ``maxlag`` lags.
+    labels : sequence of str, optional
+        Names of the tests, for error messages.
+
+    Returns
+    -------
+    stats : ndarray
+        The ADF t-statistic of the residuals of OLS y on [x, 1], one per test.
+    pvalues : ndarray
+        MacKinnon's asymptotic p-value for two I(1) variables with a constant.
+
+    See Also
+    --------
+    engle_granger : one test, as an :class:`EngleGrangerResult` with lags and critical values.
+
+    References
+    ----------
+    statsmodels ``coint(y, x, trend="c", autolag=...)`` reproduced to 1e-8 (tests);
     Engle & Granger (1987); MacKinnon (1994, 2010).
     """
     autolag = autolag.lower() if isinstance(autolag, str) else autolag
@@ -574,12 +624,30 @@ def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndar
 def half_life(spread) -> float:
     """Mean-reversion half-life of a spread, in sessions.
 
-    Inputs: ``spread`` — 1-D array of spread levels (e.g. ``y - intercept - beta·x``).
-    Output: from the OLS AR(1) regression ``Δs_t = c + λ·s_{t-1} + e_t``, the half-life
-    ``-ln 2 / ln(1 + λ)``; ``math.inf`` when λ >= 0 (no mean reversion) or when 1+λ <= -1
-    (explosive oscillation). When -2 < λ < -1 the AR coefficient is negative and the half-life of
-    its envelope, ``-ln 2 / ln|1 + λ|``, is returned (0.0 for λ = -1).
-    Reference: discretised Ornstein-Uhlenbeck process / AR(1) (e.g. Chan, "Algorithmic Trading", 2013).
+    From the OLS AR(1) regression ``Δs_t = c + λ·s_{t-1} + e_t``: ``-ln 2 / ln(1 + λ)``.
+    When -2 < λ < -1 the AR coefficient is negative and the half-life of its envelope,
+    ``-ln 2 / ln|1 + λ|``, is returned (0.0 for λ = -1).
+
+    Parameters
+    ----------
+    spread : array_like
+        1-D spread levels (e.g. ``y - intercept - beta·x``), at least 3.
+
+    Returns
+    -------
+    float
+        The half-life; ``math.inf`` when λ >= 0 (no mean reversion) or 1+λ <= -1 (explosive).
+
+    Raises
+    ------
+    InsufficientHistoryError
+        Fewer than 3 observations.
+    UnusableSeriesError
+        The spread is constant.
+
+    References
+    ----------
+    Discretised Ornstein-Uhlenbeck process / AR(1) (e.g. Chan, "Algorithmic Trading", 2013).
     """
     levels = _as_vector(spread, "spread")
     if levels.size < 3:
@@ -604,9 +672,26 @@ def half_life(spread) -> float:
 def benjamini_hochberg(pvalues, alpha: float) -> np.ndarray:
     """Benjamini-Hochberg step-up rejections at false discovery rate ``alpha``.
 
-    Inputs: ``pvalues`` — 1-D array of p-values in [0, 1] (any order); ``alpha`` in (0, 1).
-    Output: boolean array in the input order, True where the null is rejected.
-    Reference: Benjamini & Hochberg (1995); statsmodels ``multipletests(method="fdr_bh")``.
+    Parameters
+    ----------
+    pvalues : array_like
+        1-D p-values in [0, 1], any order.
+    alpha : float
+        The false discovery rate, in (0, 1).
+
+    Returns
+    -------
+    ndarray of bool
+        In the input order, True where the null is rejected.
+
+    Raises
+    ------
+    ValueError
+        ``alpha`` outside (0, 1), p-values not 1-D, NaN or outside [0, 1].
+
+    References
+    ----------
+    Benjamini & Hochberg (1995); statsmodels ``multipletests(method="fdr_bh")``.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha (fdr_alpha) must be in (0, 1), got {alpha}")
@@ -626,9 +711,13 @@ def benjamini_hochberg(pvalues, alpha: float) -> np.ndarray:
 class CointegrationResult:
     """Output of :func:`find_cointegrated_pairs`.
 
-    ``pairs`` has :data:`PAIRS_COLUMNS` (the ``cointegrated_pairs`` contract); ``rejected`` has
-    :data:`REJECTED_COLUMNS`: every correlation candidate that did not pass, with the reason.
-    Both are sorted by eg_pvalue then pair_id.
+    Attributes
+    ----------
+    pairs : pandas.DataFrame
+        :data:`PAIRS_COLUMNS` (the ``cointegrated_pairs`` contract), sorted by eg_pvalue then pair_id.
+    rejected : pandas.DataFrame
+        :data:`REJECTED_COLUMNS`: every correlation candidate that did not pass, with the reason,
+        in the same order.
     """
 
     pairs: pd.DataFrame
@@ -663,15 +752,6 @@ def find_cointegrated_pairs(
 ) -> CointegrationResult:
     """Screen correlated pairs for cointegration over one formation window.
 
-    Inputs: ``log_prices`` — sessions (sorted DatetimeIndex) × symbols, log closes of the formation
-    window, already cleaned (finite); ``correlations`` — :func:`correlation_long` output for the
-    same window (columns symbol_a, symbol_b, correlation); ``correlation_min`` — candidates have
-    correlation >= this; ``pvalue_max`` — Engle-Granger p-value must be < this;
-    ``require_both_orderings`` — the reverse ordering (x on y) must also have p < pvalue_max;
-    ``fdr_alpha`` — if given, the pair's p-value must also survive Benjamini-Hochberg at this false
-    discovery rate across all candidates (BH is applied to the minimum of the two orderings'
-    p-values, which is anti-conservative; ``require_both_orderings`` tempers that).
-
     The dependent series (y) is the ordering with the lower Engle-Granger p-value (the
     alphabetically first symbol on a tie). For passing pairs the hedge ratio and intercept (OLS y
     on [1, x]), the Johansen r=0 trace statistic (:func:`johansen_trace_many`) and the spread
@@ -680,10 +760,33 @@ def find_cointegrated_pairs(
     Candidates whose series are (almost) perfectly collinear are rejected, because the test is
     unreliable there (statsmodels reports stat -inf).
 
-    Output: :class:`CointegrationResult` (pairs with :data:`PAIRS_COLUMNS`, rejected candidates with
-    :data:`REJECTED_COLUMNS`), each sorted by eg_pvalue then pair_id. Empty inputs give empty
-    frames with those columns.
-    References: see the module docstring (Engle-Granger, MacKinnon, Johansen, Benjamini-Hochberg).
+    Parameters
+    ----------
+    log_prices : pandas.DataFrame
+        Sessions (sorted DatetimeIndex) × symbols: log closes of the formation window, finite.
+    correlations : pandas.DataFrame
+        :func:`~pairs_assets.quant.correlation.correlation_long` of the same window
+        (symbol_a, symbol_b, correlation).
+    correlation_min : float
+        Candidates have correlation >= this.
+    pvalue_max : float
+        The Engle-Granger p-value must be < this.
+    require_both_orderings : bool, default True
+        The reverse ordering (x on y) must also have p < ``pvalue_max``.
+    fdr_alpha : float, optional
+        The pair's p-value must also survive Benjamini-Hochberg at this false discovery rate across
+        all candidates (applied to the smaller of the two orderings' p-values, which is
+        anti-conservative; ``require_both_orderings`` tempers that).
+
+    Returns
+    -------
+    CointegrationResult
+        Pairs with :data:`PAIRS_COLUMNS`, rejected candidates with :data:`REJECTED_COLUMNS`, each
+        sorted by eg_pvalue then pair_id; empty inputs give empty frames with those columns.
+
+    References
+    ----------
+    See the module docstring (Engle-Granger, MacKinnon, Johansen, Benjamini-Hochberg).
     """
     validate_closes(log_prices, "log_prices")
     missing_columns = {"symbol_a", "symbol_b", "correlation"} - set(correlations.columns)

@@ -13,7 +13,13 @@ CORRELATION_COLUMNS = ["symbol_a", "symbol_b", "correlation", "n_obs"]
 
 
 def empty_correlation_frame() -> pd.DataFrame:
-    """An empty ``correlation_long`` frame with the contract's columns and dtypes."""
+    """An empty :func:`correlation_long` frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        No rows; the contract's columns and dtypes.
+    """
     return pd.DataFrame(
         {
             "symbol_a": pd.Series(dtype=object),
@@ -27,13 +33,27 @@ def empty_correlation_frame() -> pd.DataFrame:
 def correlation_long(closes: pd.DataFrame) -> pd.DataFrame:
     """Pearson correlation of log returns for every unordered pair of symbols, in long form.
 
-    Inputs: ``closes`` — sessions (sorted DatetimeIndex) × symbols, positive prices.
-    Output: columns ``symbol_a, symbol_b, correlation, n_obs``; one row per unordered pair with
-    ``symbol_a < symbol_b``, sorted by (symbol_a, symbol_b). ``n_obs`` is the number of return
-    observations used (pairwise-complete when there are missing values). The values are exactly
-    ``pandas.DataFrame.corr(method="pearson")`` of the log returns (a series with zero variance
-    gives NaN). Fewer than 2 symbols gives an empty frame with the same columns and dtypes.
-    Reference: Pearson product-moment correlation; pandas ``DataFrame.corr``.
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions (sorted DatetimeIndex) × symbols, positive prices.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``symbol_a, symbol_b, correlation, n_obs``; one row per unordered pair with
+        ``symbol_a < symbol_b``, sorted by (symbol_a, symbol_b). ``n_obs`` is the number of return
+        observations used (pairwise-complete with missing values). Fewer than 2 symbols give an
+        empty frame with the same columns and dtypes.
+
+    Notes
+    -----
+    The values are exactly ``pandas.DataFrame.corr(method="pearson")`` of the log returns (a series
+    with zero variance gives NaN).
+
+    References
+    ----------
+    Pearson product-moment correlation; pandas ``DataFrame.corr``.
     """
     returns = log_returns(closes)
     symbols = sorted(returns.columns, key=str)

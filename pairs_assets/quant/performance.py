@@ -14,7 +14,18 @@ TREND_COLUMNS = ["sector", "pair_id", "last_session", "f1_last", "f1_mean_7", "f
 
 
 def rank_models(performance: pd.DataFrame) -> pd.DataFrame:
-    """Each pair's latest trained model, ranked by test F1 (1 = best; ties by sector, pair)."""
+    """Each pair's latest trained model, ranked by test F1.
+
+    Parameters
+    ----------
+    performance : pandas.DataFrame
+        The ``model_performance`` table (one row per pair and training).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`RANKING_COLUMNS`, one row per pair, ``rank`` 1 = best (ties by sector, pair).
+    """
     trained = performance[performance["test_f1"].notna()]
     if trained.empty:
         return pd.DataFrame(columns=RANKING_COLUMNS)
@@ -34,7 +45,21 @@ def _slope(values: pd.Series) -> float:
 
 
 def model_trends(performance: pd.DataFrame, short: int = 7, long: int = 30) -> pd.DataFrame:
-    """Per pair: last F1, mean and OLS slope of test F1 over its last ``short`` and ``long`` models."""
+    """Per pair: the last test F1, and the mean and OLS slope of test F1 over its last models.
+
+    Parameters
+    ----------
+    performance : pandas.DataFrame
+        The ``model_performance`` table.
+    short, long : int, default 7 and 30
+        How many of the pair's latest models each window covers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`TREND_COLUMNS`, one row per pair (``f1_mean_7``/``f1_slope_7`` over ``short``,
+        ``…_30`` over ``long`` models).
+    """
     trained = performance[performance["test_f1"].notna()].sort_values("as_of_session")
     rows = []
     for (sector, pair_id), group in trained.groupby(["sector", "pair_id"], sort=True):

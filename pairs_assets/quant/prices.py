@@ -26,11 +26,21 @@ class UnusableSeriesError(PairsError, ValueError):
 
 
 def validate_closes(closes: pd.DataFrame, name: str = "closes") -> None:
-    """Check the *shape* contract of a closes frame (not its values).
+    """Check the shape contract of a closes frame (not its values).
 
-    Inputs: ``closes`` — sessions × symbols; ``name`` — how the frame is called in error messages.
-    Raises ``TypeError`` when it is not a DataFrame with a DatetimeIndex or a column is not numeric,
-    ``ValueError`` when the index is unsorted or duplicated or column names repeat.
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions × symbols.
+    name : str, default "closes"
+        How the frame is called in error messages.
+
+    Raises
+    ------
+    TypeError
+        Not a DataFrame with a DatetimeIndex, or a column is not numeric.
+    ValueError
+        The index is unsorted or duplicated, or column names repeat.
     """
     if not isinstance(closes, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(closes).__name__}")
@@ -56,15 +66,23 @@ def _first_date(index: pd.DatetimeIndex, mask: np.ndarray) -> str:
 def find_unusable_symbols(closes: pd.DataFrame, max_flat_fraction: float = 0.2) -> dict[str, str]:
     """Symbols whose close series cannot be used over this window, with a human reason.
 
-    Inputs: ``closes`` — sessions (sorted DatetimeIndex) × symbols, adjusted closes;
-    ``max_flat_fraction`` — the largest tolerated fraction of zero log returns (sessions where the
-    close did not move). A higher fraction marks the series *stale*: a stale or
-    tick-size-quantised price makes spreads and correlations meaningless.
+    A series is unusable when it has missing (NaN) values, non-positive or non-finite values, is
+    constant over the window, or is stale: more than ``max_flat_fraction`` of its log returns are
+    zero (a stale or tick-size-quantised price makes spreads and correlations meaningless).
 
-    Output: ``{symbol: reason}`` sorted by symbol, for series that have missing (NaN) values,
-    non-positive or non-finite values, are constant over the window, or are stale. Several reasons
-    are joined with ``"; "``; a constant series is reported as constant only. Symbols not in the
-    dict are usable. A window with fewer than 2 sessions makes every symbol unusable.
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions (sorted DatetimeIndex) × symbols, adjusted closes.
+    max_flat_fraction : float, default 0.2
+        The largest tolerated fraction of zero log returns.
+
+    Returns
+    -------
+    dict of str to str
+        ``{symbol: reason}`` sorted by symbol; several reasons joined with ``"; "``, a constant
+        series reported as constant only. Symbols not in the dict are usable; a window with fewer
+        than 2 sessions makes every symbol unusable.
     """
     validate_closes(closes)
     if not 0.0 <= max_flat_fraction <= 1.0:
@@ -107,9 +125,20 @@ def find_unusable_symbols(closes: pd.DataFrame, max_flat_fraction: float = 0.2) 
 def log_returns(closes: pd.DataFrame) -> pd.DataFrame:
     """Log returns ``ln(P_t / P_{t-1})`` of every column; the first session is dropped.
 
-    Inputs: ``closes`` — sessions × symbols (sorted DatetimeIndex), positive prices (NaN allowed
-    and propagated). Output: a frame with the same columns and ``len(closes) - 1`` rows.
-    Raises :class:`UnusableSeriesError` naming the symbols with non-positive or infinite prices.
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions × symbols (sorted DatetimeIndex), positive prices (NaN allowed and propagated).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same columns, ``len(closes) - 1`` rows.
+
+    Raises
+    ------
+    UnusableSeriesError
+        Naming the symbols with non-positive or infinite prices.
     """
     validate_closes(closes)
     values = closes.to_numpy(dtype=float)

@@ -25,9 +25,27 @@ def pair_sizing(
 ) -> dict[str, float]:
     """Leg fractions of equity for one pair.
 
-    Returns ``y_fraction``, ``x_fraction``, ``gross_fraction`` (sum of both legs),
-    ``pair_vol_target`` (v) and ``expected_daily_vol`` (``y_fraction·σ``). A non-positive or
-    non-finite σ gives zero positions (nothing to size against).
+    Parameters
+    ----------
+    sigma_forecast : float
+        The spread's one-session σ forecast.
+    hedge_ratio : float
+        β of the pair (the x leg is |β| times the y leg).
+    target_daily_vol : float
+        The portfolio's daily volatility target.
+    max_position : float
+        The largest fraction of equity in either leg (both legs scale down together).
+    max_portfolio_risk : float
+        The cap on the sum of the pairs' volatility budgets.
+    n_pairs : int
+        Pairs sharing the budget.
+
+    Returns
+    -------
+    dict of str to float
+        ``y_fraction``, ``x_fraction``, ``gross_fraction`` (sum of both legs), ``pair_vol_target``
+        (v) and ``expected_daily_vol`` (``y_fraction·σ``). A non-positive or non-finite σ gives
+        zero positions (nothing to size against).
     """
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be at least 1, got {n_pairs}")
