@@ -57,10 +57,14 @@ _MIN_FORMATION = 20
 
 
 class BaselinePeriod(NamedTuple):
-    """One formation/trading period of the baseline.
+    """One formation/trading period of the baseline; every end is exclusive.
 
-    ``trading_start``/``trading_end`` are positions in the evaluation sessions,
-    ``formation_start``/``formation_end`` positions in the closes calendar; ends are exclusive.
+    Attributes
+    ----------
+    formation_start, formation_end : int
+        Positions in the closes calendar.
+    trading_start, trading_end : int
+        Positions in the evaluation sessions.
     """
 
     formation_start: int

@@ -53,7 +53,37 @@ class WalkForwardError(PairsError, ValueError):
 
 
 class WalkForwardSettings(BaseModel):
-    """Everything that defines a walk-forward (besides the strategy settings and the bars)."""
+    """Everything that defines a walk-forward besides the strategy settings and the bars.
+
+    Attributes
+    ----------
+    start, end : str
+        First decision session and last session of the range (YYYY-MM-DD).
+    sectors : list of str or None
+        Sectors; None = every sector of the universe.
+    costs : list of float
+        Basis points of traded notional per leg, one result per value.
+    lag : int
+        A decision at the close of t executes at the close of t+lag (1; 0 only to compare).
+    on_drop : {"keep", "exit"}
+        An open position whose pair leaves the next config.
+    max_holding : int
+        Close a position held this many sessions (0 = no limit).
+    periods : list of (label, start, end)
+        Sub-periods reported beside the full range.
+    n_trials : int
+        Configurations tried so far (the deflated Sharpe's input).
+    gru : bool
+        Train each selected pair's GRU per session and gate entries as the signals do.
+    score_horizon : int
+        Sessions of forward P&L in the score study.
+    workers : int or None
+        Processes replaying sectors side by side (None: one per CPU).
+    baseline_formation, baseline_trading, baseline_step, baseline_top_n : int
+        The classical baseline's formation and trading periods, step and number of pairs.
+    baseline_pvalue_max, baseline_entry_z, baseline_stop_z : float
+        The baseline's Engle-Granger threshold and z bands.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -129,7 +159,26 @@ class WalkForwardSettings(BaseModel):
 
 @dataclass
 class WalkForwardResult:
-    """What a walk-forward produced (every frame in tidy long form)."""
+    """What a walk-forward produced (every frame in tidy long form).
+
+    Attributes
+    ----------
+    settings : WalkForwardSettings
+    summary : pandas.DataFrame
+        Per strategy, sector, cost and period: the performance table.
+    daily : pandas.DataFrame
+        Daily P&L per strategy, sector and cost (sector ``all``: the total).
+    trades : pandas.DataFrame
+        Every executed trade.
+    configs, config_pairs : dict of str to int
+        Per sector: configs built and pairs they held.
+    seconds : dict of str to float
+        Wall time per phase.
+    gru : dict
+        Per sector: GRU training counts (with ``gru``).
+    score_study, score_evidence : pandas.DataFrame or None
+        Forward P&L of every scored pair and the score's rank evidence.
+    """
 
     settings: WalkForwardSettings
     summary: pd.DataFrame  # SUMMARY_COLUMNS
@@ -144,7 +193,17 @@ class WalkForwardResult:
 
 
 def required_history(strategy, settings: WalkForwardSettings) -> int:
-    """Sessions of bars needed before the first as-of session (the longest window the run reads)."""
+    """Sessions of bars needed before the first as-of session: the longest window the run reads.
+
+    Parameters
+    ----------
+    strategy : StrategySettings
+    settings : WalkForwardSettings
+
+    Returns
+    -------
+    int
+    """
     windows = [strategy.formation_window, strategy.garch_sessions, strategy.backtest_sessions]
     if settings.gru:
         windows.append(strategy.gru_window)
@@ -182,16 +241,34 @@ def run_walk_forward(
     formation_of=None,
     progress: Callable[[int], None] | None = None,
 ) -> WalkForwardResult:
-    """Replay, trade and summarise (module docstring).
+    """Replay, trade and summarise (see the module docstring).
 
-    Inputs: ``panels`` — each sector's closes over the range and the history before it;
-    ``symbols_by_sector`` — the universe; ``next_session`` — the exchange calendar's next session
-    (for the last config's effective session); ``strategy`` — StrategySettings; ``settings`` —
-    :class:`WalkForwardSettings`; ``models_for``/``entry_gate`` — the GRU stage and gate (see
-    :func:`~pairs_assets.quant.walkforward.replay.build_configs` and ``trade_configs``);
-    ``progress(n)`` — called as as-of sessions are done.
-    Output: :class:`WalkForwardResult`.
-    Raises :class:`WalkForwardError` for a range outside the bars or shorter than the longest window.
+    Parameters
+    ----------
+    panels : dict of str to SectorPanel
+        Each sector's closes over the range and the history before it.
+    symbols_by_sector : dict of str to sequence of str
+        The universe.
+    next_session : callable
+        The exchange calendar's next session (for the last config's effective session).
+    strategy : StrategySettings
+    settings : WalkForwardSettings
+    models_for, entry_gate : callable, optional
+        The GRU stage and gate (see :func:`~pairs_assets.quant.walkforward.replay.build_configs`
+        and :func:`~pairs_assets.quant.walkforward.replay.trade_configs`).
+    formation_of : callable, optional
+        The formation session of an as-of session.
+    progress : callable, optional
+        ``progress(n)`` is called as as-of sessions are done.
+
+    Returns
+    -------
+    WalkForwardResult
+
+    Raises
+    ------
+    WalkForwardError
+        A range outside the bars or shorter than the longest window.
     """
     sectors = list(panels)
     if not sectors:

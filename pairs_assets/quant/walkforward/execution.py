@@ -93,12 +93,17 @@ _TRADE_DTYPES = {
 class ExecutionResult:
     """Output of :func:`execute`.
 
-    ``daily``: indexed by the evaluation sessions, columns :data:`DAILY_COLUMNS` — ``pnl`` (net of
-    costs), ``gross_pnl``, ``cost``, ``turnover`` (notional traded that session), ``gross_exposure``
-    (sum of |notional| held at the close) and ``n_positions`` (trades held at the close).
-    ``trades``: the executed trades, columns :data:`EXECUTED_COLUMNS` — the input columns plus
-    ``entry_exec``/``exit_exec`` (execution sessions), ``holding`` (sessions held), ``gross_pnl``,
-    ``cost`` and ``pnl`` (net); trades whose entry would execute after the range are absent.
+    Attributes
+    ----------
+    daily : pandas.DataFrame
+        Indexed by the evaluation sessions, columns :data:`DAILY_COLUMNS`: ``pnl`` (net of costs),
+        ``gross_pnl``, ``cost``, ``turnover`` (notional traded that session), ``gross_exposure``
+        (sum of |notional| held at the close) and ``n_positions`` (trades held at the close).
+    trades : pandas.DataFrame
+        The executed trades, columns :data:`EXECUTED_COLUMNS`: the input columns plus
+        ``entry_exec``/``exit_exec`` (execution sessions), ``holding`` (sessions held),
+        ``gross_pnl``, ``cost`` and ``pnl`` (net); trades whose entry would execute after the range
+        are absent.
     """
 
     daily: pd.DataFrame
@@ -108,15 +113,37 @@ class ExecutionResult:
 def empty_trades(executed: bool = False) -> pd.DataFrame:
     """An empty trades frame with the shared columns and dtypes.
 
-    Inputs: ``executed`` — add the columns :func:`execute` adds (:data:`EXECUTED_COLUMNS`).
-    Output: a zero-row DataFrame.
+    Parameters
+    ----------
+    executed : bool, default False
+        Add the columns :func:`execute` adds (:data:`EXECUTED_COLUMNS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Zero rows.
     """
     columns = EXECUTED_COLUMNS if executed else TRADE_COLUMNS
     return pd.DataFrame({column: pd.Series(dtype=_TRADE_DTYPES[column]) for column in columns})
 
 
 def validate_cost_bp(cost_bp) -> float:
-    """``cost_bp`` as a float; ``ValueError`` naming the field unless it is a finite number ≥ 0."""
+    """``cost_bp`` as a float.
+
+    Parameters
+    ----------
+    cost_bp : float
+        Basis points per leg.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Naming the field, unless it is a finite number ≥ 0.
+    """
     if isinstance(cost_bp, bool) or not isinstance(cost_bp, numbers.Real):
         raise ValueError(f"cost_bp must be a finite number >= 0 (basis points), got {cost_bp!r} ({type(cost_bp).__name__})")
     value = float(cost_bp)
@@ -126,7 +153,22 @@ def validate_cost_bp(cost_bp) -> float:
 
 
 def validate_lag(lag) -> int:
-    """``lag`` as an int; ``ValueError`` unless it is 0 (same close, for comparison) or 1."""
+    """``lag`` as an int.
+
+    Parameters
+    ----------
+    lag : int
+        1, or 0 (the same close, for comparison only).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        Anything but 0 or 1.
+    """
     if isinstance(lag, bool) or not isinstance(lag, numbers.Integral) or int(lag) not in (0, 1):
         raise ValueError(
             f"lag must be 0 (execute at the decision close) or 1 (the next session's close), got {lag!r}"

@@ -31,7 +31,12 @@ SIGNAL_HISTORY_SESSIONS = 120
 
 
 class GRUGate:
-    """Trains and applies the per-pair GRUs of one sector's replay (see the module docstring)."""
+    """Trains and applies the per-pair GRUs of one sector's replay (see the module docstring).
+
+    Its ``models_for`` is :func:`~pairs_assets.quant.walkforward.replay.build_configs`'s GRU stage
+    and its ``entry_gate`` the veto :func:`~pairs_assets.quant.walkforward.replay.trade_configs`
+    applies, as the daily signals gate entries.
+    """
 
     def __init__(self, closes: pd.DataFrame, strategy, sector: str, history_sessions: int = SIGNAL_HISTORY_SESSIONS):
         self.closes = closes

@@ -73,12 +73,20 @@ _SCORED_GARCH = ["n_obs", "aic", "bic", "aic_constant", "bic_constant", "forecas
 class SectorPanel:
     """A sector's closes over a span of sessions, and what is needed to fingerprint any window.
 
-    ``closes``: sessions (tz-naive dates, every exchange session of the span) × the sector's
-    symbols (sorted), the session's last close. ``row_hashes``: per symbol, the row hashes of its
-    stored bars (``symbol, timestamp, source, close``, pandas ``hash_pandas_object``) in timestamp
-    order, one per session of ``closes`` — so the input fingerprint of any window equals
-    :func:`resources.bars.fingerprint_bars` of the same bars read from the store. None: no
-    fingerprints (the configs then carry ``fingerprint_label``).
+    Attributes
+    ----------
+    sector : str
+    closes : pandas.DataFrame
+        Sessions (tz-naive dates, every exchange session of the span) × the sector's symbols
+        (sorted): the session's last close.
+    source : str
+        The bar source the closes come from.
+    row_hashes : dict of str to ndarray or None
+        Per symbol, the row hashes of its stored bars (``symbol, timestamp, source, close``,
+        pandas ``hash_pandas_object``) in timestamp order, one per session of ``closes``, so that
+        the input fingerprint of any window equals :func:`resources.bars.fingerprint_bars` of the
+        same bars read from the store. None: no fingerprints (the configs then carry
+        ``fingerprint_label``).
     """
 
     sector: str
@@ -119,7 +127,17 @@ class SectorPanel:
 
 
 def fingerprint_of(*parts: object) -> str:
-    """SHA-256 (first 16 hex) of JSON-serialisable parts (sorted keys): the configs' input fingerprint."""
+    """The configs' input fingerprint: SHA-256 (first 16 hex) of JSON-serialisable parts, keys sorted.
+
+    Parameters
+    ----------
+    *parts : object
+        JSON-serialisable values.
+
+    Returns
+    -------
+    str
+    """
     import json
 
     payload = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -166,12 +184,22 @@ def _rolling_pair_correlations(values: np.ndarray, formation_window: int) -> tup
 
 def candidate_sessions(closes: pd.DataFrame, formation_window: int, correlation_min: float) -> np.ndarray:
     """For each session (row), whether any pair's log-return correlation over the formation window
-    ending there reaches ``correlation_min`` (minus 1e-9 for rounding). Running sums over all
-    sessions at once; rows without a full window are False.
+    ending there reaches ``correlation_min`` (minus 1e-9 for rounding).
 
-    Inputs: ``closes`` — sessions × symbols of positive prices (NaN allowed: a window touching a
-    NaN counts as a candidate, so the stages see — and report — it).
-    Output: boolean array, one per row.
+    Running sums over all sessions at once; rows without a full window are False.
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions × symbols of positive prices (NaN allowed: a window touching a NaN counts as a
+        candidate, so the stages see — and report — it).
+    formation_window : int
+    correlation_min : float
+
+    Returns
+    -------
+    ndarray of bool
+        One per row.
     """
     corr, _, _ = _rolling_pair_correlations(closes.to_numpy(dtype=float), formation_window)
     return (np.nan_to_num(corr, nan=-2.0) >= correlation_min - 1e-9).any(axis=1)
@@ -187,6 +215,17 @@ def cointegration_screen(closes: pd.DataFrame, strategy) -> np.ndarray:
     uses), and a session is kept when some pair's p-values are below the threshold plus a 1e-9
     margin. Kept sessions run the real stages; the others get the empty config. The stages can
     only drop pairs from this set (stale symbols, collinearity, Benjamini-Hochberg), never add one.
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions × symbols.
+    strategy : StrategySettings
+
+    Returns
+    -------
+    ndarray of bool
+        One per session.
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -239,18 +278,46 @@ def build_configs(
 ) -> dict[pd.Timestamp, TradingConfig]:
     """The trading config of every as-of session, as the daily graph writes it.
 
-    Inputs: ``panel`` — the sector's closes (and row hashes); ``as_of_sessions`` — sessions of the
-    panel; ``effective_sessions`` — the session after each; ``symbols`` — the sector's universe
-    symbols; ``strategy`` — StrategySettings; ``formation_of(as_of)`` — the formation session of an
-    as-of session (``strategy.reselect_every``; None: the as-of session itself); ``models_for(formation,
-    selected_pairs, closes)`` — the GRU stage's output for the selected pairs (None: no GRU stage);
-    ``progress(n)`` — called after each session; ``scored`` — when a list, every formation's scored
-    pairs (selected or not: pair, legs, hedge ratio, score components, selected) are appended to it.
-    Output: ``{as_of: TradingConfig}``. The stages run once per formation session; a later config of
-    the same trading period carries the formation's pairs and numbers with the GARCH σ forecast
-    filtered forward to its own as-of session.
-    Raises :class:`InsufficientHistoryError` when a window starts before the panel and
-    :class:`MissingBarsError` naming the symbol when a window has a gap.
+    The stages run once per formation session; a later config of the same trading period carries
+    the formation's pairs and numbers with the GARCH σ forecast filtered forward to its own as-of
+    session.
+
+    Parameters
+    ----------
+    panel : SectorPanel
+        The sector's closes (and row hashes).
+    as_of_sessions : sequence of pandas.Timestamp
+        Sessions of the panel.
+    effective_sessions : sequence of pandas.Timestamp
+        The session after each.
+    symbols : sequence of str
+        The sector's universe symbols.
+    strategy : StrategySettings
+    formation_of : callable, optional
+        ``formation_of(as_of)``: the formation session of an as-of session
+        (``strategy.reselect_every``); None: the as-of session itself.
+    models_for : callable, optional
+        ``models_for(formation, selected_pairs, closes)``: the GRU stage's output for the selected
+        pairs; None: no GRU stage.
+    progress : callable, optional
+        Called after each session.
+    fingerprint_label : str, default "walk-forward"
+        The fingerprint without row hashes.
+    scored : list, optional
+        Every formation's scored pairs (selected or not: pair, legs, hedge ratio, score
+        components, selected) are appended to it.
+
+    Returns
+    -------
+    dict of pandas.Timestamp to TradingConfig
+        ``{as_of: config}``.
+
+    Raises
+    ------
+    InsufficientHistoryError
+        A window starts before the panel.
+    MissingBarsError
+        A window has a gap (the message names the symbol).
     """
     symbols = sorted(symbols)
     closes = panel.closes[symbols]
@@ -387,14 +454,29 @@ def trade_configs(
     max_holding: int = 20,
     entry_gate: Callable[[PairConfig, pd.Timestamp, pd.Timestamp], bool] | None = None,
 ) -> pd.DataFrame:
-    """Trades implied by daily configs over ``sessions`` (the decision closes), see the module docstring.
+    """Trades implied by daily configs over ``sessions`` (the decision closes); see the module docstring.
 
-    Inputs: ``configs`` — ``{as_of: TradingConfig}``, the config of as-of D applying at the close
-    of the session after D (each config's ``effective_session``); ``closes`` — sessions × symbols
-    covering ``sessions``; ``on_drop`` — "exit" or "keep"; ``max_holding`` — sessions (0 = none);
-    ``entry_gate(pair, as_of, session)`` — optional veto of an entry (the GRU gate).
-    Output: trades frame (:data:`pairs_assets.quant.walkforward.execution.TRADE_COLUMNS`), decisions
-    at closes within ``sessions`` only; positions still open at the end have a NaT exit.
+    Parameters
+    ----------
+    configs : dict of pandas.Timestamp to TradingConfig
+        The config of as-of D applies at the close of the session after D (its
+        ``effective_session``).
+    closes : pandas.DataFrame
+        Sessions × symbols covering ``sessions``.
+    sessions : sequence of pandas.Timestamp
+    strategy_name : str, default "default"
+    on_drop : {"keep", "exit"}, default "keep"
+        An open position whose pair leaves the next config.
+    max_holding : int, default 20
+        Sessions (0 = no limit).
+    entry_gate : callable, optional
+        ``entry_gate(pair, as_of, session)``: a veto of an entry (the GRU gate).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`pairs_assets.quant.walkforward.execution.TRADE_COLUMNS`, decisions at closes within
+        ``sessions`` only; positions still open at the end have a NaT exit.
     """
     if on_drop not in ON_DROP_CHOICES:
         raise ValueError(f"on_drop must be one of {ON_DROP_CHOICES}, got {on_drop!r}")

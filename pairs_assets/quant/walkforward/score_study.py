@@ -26,8 +26,29 @@ SCORE_COMPONENTS = ("aic_score", "forecast_score", "backtest_score", "diagnostic
 def forward_pnl(
     scored: pd.DataFrame, closes: pd.DataFrame, formation_window: int, horizon: int = 20, lag: int = 1, cost_bp: float = 5.0
 ) -> pd.DataFrame:
-    """``scored`` (formation_session, pair_id, y, x, hedge_ratio, intercept, …) plus ``z_formation``
-    and ``forward_pnl`` (NaN when the horizon runs past the closes)."""
+    """The forward P&L of every scored pair after its formation session.
+
+    Parameters
+    ----------
+    scored : pandas.DataFrame
+        Formation_session, pair_id, y, x, hedge_ratio, intercept, score components, selected.
+    closes : pandas.DataFrame
+        Sessions × symbols.
+    formation_window : int
+        Sessions of the formation window (the z-score's mean and std).
+    horizon : int, default 20
+        Sessions of forward P&L.
+    lag : int, default 1
+        Execution lag.
+    cost_bp : float, default 5.0
+        Basis points per leg.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``scored`` plus ``z_formation`` and ``forward_pnl`` (NaN when the horizon runs past the
+        closes).
+    """
     index = closes.index
     out = scored.copy()
     z_values, pnl_values = [], []
@@ -61,7 +82,19 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, int]:
 
 
 def rank_evidence(study: pd.DataFrame) -> pd.DataFrame:
-    """Spearman ρ (95% CI) of each component and the composite with the forward P&L; selected vs rejected means."""
+    """Does the score rank pairs by their forward P&L?
+
+    Parameters
+    ----------
+    study : pandas.DataFrame
+        :func:`forward_pnl`'s output.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per score component and the composite: Spearman ρ with the forward P&L, its 95% CI and n;
+        the mean forward P&L of selected against rejected pairs.
+    """
     rows = []
     y = study["forward_pnl"].to_numpy(dtype=float)
     for column in SCORE_COMPONENTS:
