@@ -72,6 +72,13 @@ class SignalInputError(PairsError, ValueError):
 
 @dataclass(frozen=True)
 class Levels:
+    """A pair's z-score levels; ``0 <= exit_z < entry_z < stop_z`` (else :class:`SignalInputError`).
+
+    Attributes
+    ----------
+    entry_z, exit_z, stop_z : float
+        Enter beyond ``entry_z``, exit within ``exit_z``, stop out beyond ``stop_z`` (in |z|).
+    """
     entry_z: float
     exit_z: float
     stop_z: float
@@ -85,6 +92,17 @@ class Levels:
 
 @dataclass(frozen=True)
 class RiskLimits:
+    """The risk limits sizing works within (fractions of equity).
+
+    Attributes
+    ----------
+    max_portfolio_risk : float, default 0.05
+        Daily volatility the pairs together may plan.
+    max_position : float, default 0.10
+        The largest fraction of equity in either leg.
+    target_daily_vol : float, default 0.01
+        A pair's daily volatility target.
+    """
     max_portfolio_risk: float = 0.05
     max_position: float = 0.10
     target_daily_vol: float = 0.01
@@ -103,6 +121,17 @@ class RiskLimits:
 
 @dataclass(frozen=True)
 class GarchParams:
+    """A pair's GARCH(1,1) parameters for the spread's daily changes (input units).
+
+    Attributes
+    ----------
+    mu, omega, alpha, beta : float
+        Mean, constant, ARCH and GARCH coefficients.
+    sigma_forecast : float
+        The one-session σ forecast at the as-of session.
+    unconditional_sigma : float, optional
+        σ_∞ as the config records it (computed from the parameters when absent).
+    """
     mu: float
     omega: float
     alpha: float
@@ -124,6 +153,31 @@ class GarchParams:
 
 @dataclass(frozen=True)
 class PairParams:
+    """What a signal needs of one pair of a trading config (:meth:`from_pair_config`).
+
+    Attributes
+    ----------
+    pair_id, y, x : str
+        The pair and its legs (y the dependent one).
+    hedge_ratio, intercept : float
+        The spread ``ln(P_y) − hedge_ratio·ln(P_x) − intercept``.
+    spread_mean, spread_std : float
+        The formation window's spread mean and standard deviation.
+    correlation : float
+        The formation correlation (the drift's reference).
+    garch : GarchParams
+    levels : Levels
+    half_life : float, optional
+    model_name, model_version : str, optional
+        The registered GRU that gates entries (None: no gating).
+    probability_threshold : float
+        The GRU probability an entry needs.
+    model_beats_baselines : bool, optional
+    feature_garch : GarchParams, optional
+        The GARCH parameters behind the GRU's σ / residual features (None: ``garch``).
+    feature_hedge : (float, float), optional
+        The GRU's feature spread's hedge ratio and intercept (None: the pair's).
+    """
     pair_id: str
     y: str
     x: str
@@ -248,7 +302,21 @@ def _finite_positive(value: Any) -> bool:
 def garch_filter_fixed(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndarray, np.ndarray]:
     """Conditional σ_t and standardized residuals of ``changes`` under the pair's fixed parameters.
 
-    The same recursion as the GRU's training features (:func:`pairs_assets.quant.garch.filter_fixed`).
+    The same recursion as the GRU's training features (:func:`pairs_assets.quant.garch.filter_fixed`);
+    :func:`pairs_assets.quant.garch.garch_filter` is the one that fits the parameters first.
+
+    Parameters
+    ----------
+    changes : ndarray
+        The spread's session changes (NaN allowed: the recursion carries over a gap).
+    garch : GarchParams
+
+    Returns
+    -------
+    sigma : ndarray
+        Conditional σ_t, one per change.
+    resid : ndarray
+        ``(r_t − μ) / σ_t``.
     """
     return filter_fixed(
         changes, mu=garch.mu, omega=garch.omega, alpha=garch.alpha, beta=garch.beta, fallback_sigma=garch.sigma_forecast
@@ -256,7 +324,23 @@ def garch_filter_fixed(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndar
 
 
 def garch_zscore(spread_value: float, spread_mean: float, spread_std: float, garch: GarchParams) -> tuple[float, float, bool]:
-    """``(z, σ_level, scaled)`` with ``σ_level = spread_std · σ_forecast / σ_∞`` (see module docstring)."""
+    """The spread's z-score against the GARCH-scaled level dispersion (see the module docstring).
+
+    Parameters
+    ----------
+    spread_value, spread_mean, spread_std : float
+        The current spread and the formation window's mean and standard deviation.
+    garch : GarchParams
+
+    Returns
+    -------
+    z : float
+        ``(spread_value − spread_mean) / σ_level``.
+    sigma_level : float
+        ``spread_std · σ_forecast / σ_∞``, or ``spread_std`` when unscaled.
+    scaled : bool
+        False when σ_∞ or σ_forecast is unusable (the signal is flagged ``garch_unscaled``).
+    """
     sigma_inf = garch.sigma_infinity
     scaled = _finite_positive(sigma_inf) and _finite_positive(garch.sigma_forecast)
     level = spread_std * garch.sigma_forecast / sigma_inf if scaled else spread_std
@@ -265,13 +349,39 @@ def garch_zscore(spread_value: float, spread_mean: float, spread_std: float, gar
 
 @dataclass(frozen=True)
 class Decision:
+    """The decision at one bar.
+
+    Attributes
+    ----------
+    action : str
+        One of :data:`ACTIONS`.
+    confidence : float
+        In [0, 1] (see the module docstring).
+    flags : tuple of str
+        ``no_zscore``, ``no_gru_gating``, ``gru_veto``.
+    """
     action: str
     confidence: float
     flags: tuple[str, ...] = ()
 
 
 def decide(z: float, levels: Levels, probability: float | None = None, threshold: float = DEFAULT_PROBABILITY_THRESHOLD) -> Decision:
-    """The entry/exit/stop decision and its confidence (see the module docstring)."""
+    """The entry/exit/stop decision and its confidence (formulas in the module docstring).
+
+    Parameters
+    ----------
+    z : float
+        The spread's z-score (None or non-finite: hold, flagged ``no_zscore``).
+    levels : Levels
+    probability : float, optional
+        The GRU's probability of the label event (None: no gating).
+    threshold : float, default 0.5
+        The probability an entry needs.
+
+    Returns
+    -------
+    Decision
+    """
     if z is None or not math.isfinite(z):
         return Decision(HOLD, 0.0, ("no_zscore",))
     size = abs(z)
@@ -292,7 +402,21 @@ def decide(z: float, levels: Levels, probability: float | None = None, threshold
 
 
 def target_position(action: str, hedge_ratio: float, sizing: Mapping[str, float]) -> tuple[float | None, float | None]:
-    """Signed target fractions of equity (y, x): entries per ``sizing``, exits/stops 0, holds None."""
+    """Signed target fractions of equity of the two legs.
+
+    Parameters
+    ----------
+    action : str
+        The decision's action.
+    hedge_ratio : float
+    sizing : mapping
+        :func:`pairs_assets.quant.sizing.pair_sizing`'s output.
+
+    Returns
+    -------
+    y, x : float or None
+        Entries per ``sizing`` (long spread: +y, −sign(β)·x), exits and stops 0, holds None.
+    """
     if action in (EXIT, STOP):
         return 0.0, 0.0
     if action not in ENTRIES:
@@ -306,7 +430,26 @@ def correlation_drift(
     closes_y: np.ndarray, closes_x: np.ndarray, reference: float, window: int = DEFAULT_DRIFT_WINDOW,
     tolerance: float = DEFAULT_DRIFT_TOLERANCE,
 ) -> tuple[float, bool | None]:
-    """(recent correlation of log returns over ``window`` sessions, drifted?) — None when unknown."""
+    """The legs' recent correlation of log returns, and whether it drifted from the formation's.
+
+    Parameters
+    ----------
+    closes_y, closes_x : ndarray
+        Session closes of the legs, oldest first.
+    reference : float
+        The formation correlation.
+    window : int, default 20
+        Sessions of returns.
+    tolerance : float, default 0.2
+        Drift is a fall below ``reference`` by more than this.
+
+    Returns
+    -------
+    correlation : float
+        NaN when unknown.
+    drifted : bool or None
+        None when unknown (too short, a constant leg).
+    """
     y = np.log(np.asarray(closes_y, dtype="float64"))
     x = np.log(np.asarray(closes_x, dtype="float64"))
     ry, rx = np.diff(y)[-window:], np.diff(x)[-window:]
@@ -325,9 +468,17 @@ def correlation_drift(
 class PairInput:
     """A pair's parameters and prices: session closes up to the as-of session, and the latest prices.
 
-    ``history`` is indexed by session (increasing) with columns ``y`` and ``x`` (closes).
-    ``latest_y``/``latest_x`` are the latest prices after the as-of close (None: none arrived), and
-    ``bar_timestamp`` the time the signal refers to (the later of the two legs' latest bars).
+    Attributes
+    ----------
+    params : PairParams
+    history : pandas.DataFrame
+        Indexed by session (increasing), columns ``y`` and ``x`` (closes).
+    latest_y, latest_x : float or None
+        The latest prices after the as-of close (None: none arrived).
+    bar_timestamp : pandas.Timestamp
+        The time the signal refers to (the later of the two legs' latest bars).
+    flags : list of str
+        Flags gathered while reading the prices.
     """
 
     params: PairParams
@@ -365,15 +516,29 @@ def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
     """The GRU's input ``[seq_len, n_features]`` (raw features, float32) ending at the as-of session.
 
     Built exactly as in training (:func:`pairs_assets.quant.gru.fit_pair_model`): daily features of
-    the session-close spreads (:meth:`PairInput.session_spreads`), the GARCH features filtered with
-    the model's own ``feature_garch`` parameters. The current intraday price is *not* appended as a
-    session row — the model never saw a partial session — so the probability is the model's
-    prediction at the as-of close, the same for every bar of the trading session; the intraday
-    price enters the decision through z only. Rows equal the training features' rows for the same
-    sessions when ``history`` starts where the training window starts (the recursive features —
-    RSI, GARCH σ — forget their start-up like (13/14)^t and β^t otherwise).
+    the session-close spreads of the model's feature spread (:meth:`PairInput.gru_spreads`), the
+    GARCH features filtered with the model's own ``feature_garch`` parameters. The current intraday
+    price is *not* appended as a session row — the model never saw a partial session — so the
+    probability is the model's prediction at the as-of close, the same for every bar of the trading
+    session; the intraday price enters the decision through z only. Rows equal the training
+    features' rows for the same sessions when ``history`` starts where the training window starts
+    (the recursive features — RSI, GARCH σ — forget their start-up like (13/14)^t and β^t otherwise).
 
-    Raises ``SignalInputError`` when the history is too short or a feature is not finite.
+    Parameters
+    ----------
+    pair : PairInput
+    seq_len : int
+        The model's sequence length.
+
+    Returns
+    -------
+    ndarray
+        float32, shape ``(seq_len, n_features)``.
+
+    Raises
+    ------
+    SignalInputError
+        The history is too short or a feature is not finite.
     """
     from pairs_assets.quant.features import build_features
 
@@ -392,12 +557,23 @@ def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
 
 
 def gru_sequences(pairs: Sequence[PairInput], seq_len: int) -> list[np.ndarray | SignalInputError]:
-    """:func:`gru_sequence` of many pairs at once, bit for bit: per pair its ``[seq_len, n_features]``
-    float32 input, or the ``SignalInputError`` :func:`gru_sequence` would raise.
+    """:func:`gru_sequence` of many pairs at once, bit for bit.
 
-    Pairs whose session histories share an index are filtered (:func:`pairs_assets.quant.garch.filter_fixed_many`)
-    and featurised (:func:`pairs_assets.quant.features.build_features_wide`) together: a sector's
-    GRU inputs in a few vectorised passes instead of one pandas pipeline per pair.
+    Pairs whose session histories share an index are filtered
+    (:func:`pairs_assets.quant.garch.filter_fixed_many`) and featurised
+    (:func:`pairs_assets.quant.features.build_features_wide`) together: a sector's GRU inputs in a
+    few vectorised passes instead of one pandas pipeline per pair.
+
+    Parameters
+    ----------
+    pairs : sequence of PairInput
+    seq_len : int
+
+    Returns
+    -------
+    list
+        Per pair its float32 ``[seq_len, n_features]`` input, or the :class:`SignalInputError`
+        :func:`gru_sequence` would raise.
     """
     from pairs_assets.quant.features import build_features_wide
     from pairs_assets.quant.garch import filter_fixed_many
@@ -435,6 +611,27 @@ def gru_sequences(pairs: Sequence[PairInput], seq_len: int) -> list[np.ndarray |
 
 @dataclass(frozen=True)
 class PairSignal:
+    """One pair's signal at one bar: a row of the ``trading_signals`` table (:meth:`as_row`).
+
+    Attributes
+    ----------
+    pair_id, y, x : str
+    bar_timestamp : pandas.Timestamp
+    price_y, price_x : float
+        The latest prices.
+    spread, zscore, sigma_level : float
+        See :func:`garch_zscore`.
+    gru_probability : float or None
+    action : str
+    confidence : float
+    position_y, position_x : float or None
+        Target fractions of equity (:func:`target_position`).
+    gross_fraction : float or None
+    correlation, recent_correlation : float
+        The formation correlation and the recent one (:func:`correlation_drift`).
+    correlation_drift : bool or None
+    flags : tuple of str
+    """
     pair_id: str
     y: str
     x: str
@@ -482,7 +679,26 @@ def compute_pair_signal(
     drift_tolerance: float = DEFAULT_DRIFT_TOLERANCE,
     gating_flags: Sequence[str] = (),
 ) -> PairSignal:
-    """Spread → z → decision → size → drift for one pair (formulas in the module docstring)."""
+    """Spread → z → decision → size → drift for one pair (formulas in the module docstring).
+
+    Parameters
+    ----------
+    pair : PairInput
+    probability : float or None
+        The GRU's probability at the as-of close (None: no gating).
+    limits : RiskLimits
+    n_pairs : int
+        Pairs of the config (they share the portfolio risk).
+    drift_window : int, default 20
+    drift_tolerance : float, default 0.2
+        As in :func:`correlation_drift`.
+    gating_flags : sequence of str, optional
+        Flags explaining a missing probability (e.g. no model).
+
+    Returns
+    -------
+    PairSignal
+    """
     from pairs_assets.quant.sizing import pair_sizing
 
     p = pair.params
@@ -542,7 +758,20 @@ def compute_pair_signal(
 
 @dataclass(frozen=True)
 class OrderIntent:
-    """One leg's order: buy or sell ``qty`` whole shares of ``symbol`` at about ``reference_price``."""
+    """One leg's order: buy or sell ``qty`` whole shares of ``symbol`` at about ``reference_price``.
+
+    Attributes
+    ----------
+    pair_id : str
+    leg : {"y", "x"}
+    symbol : str
+    side : {"buy", "sell"}
+    qty : float
+        Shares to trade (positive).
+    reference_price : float
+    target_qty : float
+        The signed position the order moves to.
+    """
 
     pair_id: str
     leg: str  # "y" or "x"
@@ -556,11 +785,24 @@ class OrderIntent:
 def order_intents(
     signal: PairSignal, equity: float, current_qty: Mapping[str, float], *, min_qty: float = 1.0
 ) -> list[OrderIntent]:
-    """The two legs' orders that move the pair from ``current_qty`` ({'y': …, 'x': …}) to the target.
+    """The two legs' orders that move the pair from ``current_qty`` to the signal's target.
 
     Target shares = round(fraction · equity / price); an order is the difference (at least
     ``min_qty``). Holds give no orders; an entry while already positioned the same way gives none
     (no resizing on every bar).
+
+    Parameters
+    ----------
+    signal : PairSignal
+    equity : float
+    current_qty : mapping
+        ``{"y": shares, "x": shares}`` held now.
+    min_qty : float, default 1.0
+        Smaller differences give no order.
+
+    Returns
+    -------
+    list of OrderIntent
     """
     if signal.position_y is None or signal.position_x is None:
         return []
