@@ -36,15 +36,8 @@ WARN = dg.AssetCheckSeverity.WARN
 
 
 def _spec(asset: str, name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
-    # TRANSITIONAL (issue 12 item 1 in progress): scoped to the environment's partitions until every
-    # asset builds its specs with check_specs(…, daily)
-    from pairs_assets.partitions import daily_partitions_def
-
-    with warnings.catch_warnings():  # a "preview" API in Dagster 1.13, chosen on purpose
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        return dg.AssetCheckSpec(
-            name=name, asset=asset, description=description, blocking=blocking, partitions_def=daily_partitions_def()
-        )
+    # unscoped here; each asset factory scopes its checks to its partitions (check_specs)
+    return dg.AssetCheckSpec(name=name, asset=asset, description=description, blocking=blocking)
 
 
 def check_specs(specs: Sequence[dg.AssetCheckSpec], daily: dg.MultiPartitionsDefinition) -> list[dg.AssetCheckSpec]:

@@ -262,8 +262,7 @@ def load_bars(start: str, end: str, sectors: tuple[str, ...]) -> None:
 
 def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
     """Execute the daily_pairs job for ``as_of`` × each sector on the local instance."""
-    from pairs_assets.assets.trading_config import trading_config_path
-    from pairs_assets.definitions import defs
+    from pairs_assets.definitions import defs, home_resource_for
     from pairs_assets.partitions import partition_key
 
     instance = _instance()
@@ -275,7 +274,7 @@ def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
         result = job.execute_in_process(
             partition_key=partition_key(as_of, sector), instance=instance, raise_on_error=False, run_config=_quiet()
         )
-        path = Path(trading_config_path(as_of, sector))
+        path = home_resource_for(paths()).trading_config_path(as_of, sector)
         n_pairs = len(json.loads(path.read_text())["pairs"]) if result.success and path.exists() else None
         failure = "" if result.success else step_failure(result)
         rows.append(
@@ -310,7 +309,7 @@ def demo(as_of: str, sectors: tuple[str, ...], skip_load: bool) -> None:
     p = paths()
     check_sectors(sectors)  # unknown sectors are refused by name, with --skip-load too
     chosen = list(sectors) or check_sectors([])
-    window = window_sessions(as_of, DEFAULT_STRATEGY.history_sessions)
+    window = window_sessions(as_of, DEFAULT_STRATEGY.history_sessions, history_start=paths().history_start)
     if not skip_load:
         last_data = data_last_session()
         if last_data is not None and as_of > str(last_data.date()):

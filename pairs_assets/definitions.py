@@ -17,14 +17,14 @@ import warnings
 
 import dagster as dg
 
-from pairs_assets.assets.cointegrated_pairs import cointegrated_pairs
-from pairs_assets.assets.correlation_matrix import correlation_matrix
-from pairs_assets.assets.garch_models import garch_models
-from pairs_assets.assets.gru_models import gru_models
+from pairs_assets.assets.cointegrated_pairs import cointegrated_pairs_asset
+from pairs_assets.assets.correlation_matrix import correlation_matrix_asset
+from pairs_assets.assets.garch_models import garch_models_asset
+from pairs_assets.assets.gru_models import gru_models_asset
 from pairs_assets.assets.model_performance import model_rankings, model_trends
-from pairs_assets.assets.model_selection import model_selection
+from pairs_assets.assets.model_selection import model_selection_asset
 from pairs_assets.assets.raw_bars import raw_bars_asset
-from pairs_assets.assets.trading_config import trading_config
+from pairs_assets.assets.trading_config import trading_config_asset
 from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.home import PairsHome
@@ -44,15 +44,14 @@ from sensors.signal_sensor import build_signal_sensor
 
 def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> list:
     """Every asset (with its checks); the daily ones on ``daily``'s partitions with ``strategy``'s lookbacks."""
-    # TRANSITIONAL (issue 12 item 1 in progress): the module-level assets until each is a factory
     return [
         raw_bars_asset(daily, strategy),
-        correlation_matrix,
-        cointegrated_pairs,
-        garch_models,
-        model_selection,
-        gru_models,
-        trading_config,
+        correlation_matrix_asset(daily, strategy),
+        cointegrated_pairs_asset(daily, strategy),
+        garch_models_asset(daily, strategy),
+        model_selection_asset(daily, strategy),
+        gru_models_asset(daily, strategy),
+        trading_config_asset(daily, strategy),
         model_rankings,
         model_trends,
         trading_signals_asset(daily, strategy),

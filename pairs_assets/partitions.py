@@ -40,7 +40,7 @@ from pairs_assets.market.calendar import (  # noqa: F401
 )
 
 
-def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitionsDefinition | None = None) -> tuple[str, str]:
+def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitionsDefinition) -> tuple[str, str]:
     """(date, sector) of a ``date|sector`` key, refusing one that is not a partition of ``daily``.
 
     Dagster's ``TimeWindowPartitionsDefinition`` resolves a key to a time window by moving it to
@@ -59,7 +59,6 @@ def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitio
     date, sector = split_partition_key(key)
     label = f"partition {date}|{sector}:"
     day = check_session(date, what=label)
-    daily = daily or daily_partitions_def()  # TRANSITIONAL
     first = history_start_of(daily)
     if day < first:
         raise PartitionKeyError(f"{label} {day.date()} precedes the first partition {first.date()} (PAIRS_HISTORY_START)")
@@ -85,14 +84,14 @@ def check_run_partitions(context: dg.AssetExecutionContext) -> None:
         check_partition_key(context.partition_key, daily)
 
 
-def window_sessions(as_of: str | pd.Timestamp, n: int, *, history_start: str | pd.Timestamp | None = None) -> pd.DatetimeIndex:
+def window_sessions(as_of: str | pd.Timestamp, n: int, *, history_start: str | pd.Timestamp) -> pd.DatetimeIndex:
     """The ``n`` sessions ending at (and including) ``as_of``.
 
     Raises ``InsufficientHistoryError`` when fewer than ``n`` sessions lie between the history
     start and ``as_of`` — the start-of-history case.
     """
     as_of = calendar_date(as_of)
-    start = calendar_date(history_start or _transitional_history_start())
+    start = calendar_date(history_start)
     available = sessions_in_range(start, as_of)
     if len(available) < n:
         raise InsufficientHistoryError(
@@ -128,17 +127,11 @@ def sector_partitions_def(sectors: Sequence[str]) -> dg.StaticPartitionsDefiniti
     return dg.StaticPartitionsDefinition(list(sectors))
 
 
-def daily_partitions_def(history_start: str | pd.Timestamp | None = None, sectors: Sequence[str] | None = None) -> dg.MultiPartitionsDefinition:
+def daily_partitions_def(history_start: str | pd.Timestamp, sectors: Sequence[str]) -> dg.MultiPartitionsDefinition:
     """``date`` (the sessions from ``history_start``) × ``sector``; keys read ``2022-12-28|technology``.
 
     The same inputs give the same object (built once: the exclusions list every non-session weekday).
     """
-    if history_start is None or sectors is None:  # TRANSITIONAL (issue 12 item 1 in progress)
-        from pairs_assets.settings import paths
-        from pairs_assets.universe import load_universe
-
-        history_start = paths().history_start
-        sectors = load_universe(paths().universe_file).sector_names
     return _daily_partitions_def(str(calendar_date(history_start).date()), tuple(sectors))
 
 
@@ -180,13 +173,7 @@ def same_partition_mapping() -> dg.MultiPartitionMapping:
     return lookback_mapping(1)
 
 
-def _transitional_history_start() -> str:  # TRANSITIONAL (issue 12 item 1 in progress)
-    from pairs_assets.settings import paths
-
-    return paths().history_start
-
-
-def formation_session(as_of: str | pd.Timestamp, every: int, *, history_start: str | pd.Timestamp | None = None) -> pd.Timestamp:
+def formation_session(as_of: str | pd.Timestamp, every: int, *, history_start: str | pd.Timestamp) -> pd.Timestamp:
     """The session a partition's stages run at (:class:`pairs_assets.quant.stages.FormationSchedule`):
     every ``every``-th session since the history start; ``every`` = 1 is the as-of session itself."""
     from pairs_assets.quant.stages import FormationSchedule
@@ -194,4 +181,4 @@ def formation_session(as_of: str | pd.Timestamp, every: int, *, history_start: s
     as_of = calendar_date(as_of)
     if every == 1:
         return as_of
-    return FormationSchedule(sessions_in_range(history_start or _transitional_history_start(), as_of), every)(as_of)
+    return FormationSchedule(sessions_in_range(history_start, as_of), every)(as_of)

@@ -21,7 +21,7 @@ ALL_SYMBOLS = ["AAPL", "AMD", "MSFT", "BAC", "JPM", "JNJ", "LLY", "MRK", "PFE", 
 
 def planted_closes(as_of: str = "2022-12-28", n_sessions: int = 1400, seed: int = 7, phi: float = 0.5) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    sessions = partitions.window_sessions(as_of, n_sessions)
+    sessions = partitions.window_sessions(as_of, n_sessions, history_start="1990-01-02")  # the embedded history
     logs = {}
     for symbol in ALL_SYMBOLS:
         logs[symbol] = np.log(50.0) + np.cumsum(garch_innovations(rng, n_sessions, (4e-6, 0.08, 0.9)))

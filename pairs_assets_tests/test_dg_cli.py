@@ -134,7 +134,7 @@ def test_dg_launch_daily_pairs_job_for_one_partition(dg_env):
     from resources.market_data import _ENGINES, MarketDataStore
 
     energy = load_universe(Path(pairs_assets.__file__).with_name("data") / "universe.yaml").symbols("energy")
-    sessions = partitions.window_sessions("2022-12-28", DEFAULT_STRATEGY.history_sessions)
+    sessions = partitions.window_sessions("2022-12-28", DEFAULT_STRATEGY.history_sessions, history_start="1990-01-02")
     bars = EmbeddedBarSource().load_bars(energy, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
     url = dg_env["PAIRS_DATABASE_URL"]
     assert MarketDataStore(database_url=url).upsert_bars(bars, context="dg test preload") > 0

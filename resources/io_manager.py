@@ -149,6 +149,18 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             {"path": dg.MetadataValue.path(str(as_upath(self.base_dir) / context.asset_key.path[-1])), "files_written": len(keys)}
         )
 
+    def load_partition(self, asset: str, partition_key: str):
+        """The stored object of ``asset``'s partition ``partition_key``, or None if it has none.
+
+        For an asset that reads its own previous output (``gru_models`` reuses unchanged models)
+        through the IO manager that wrote it, wherever ``base_dir`` points.
+        """
+        for suffix, reader in ((".parquet", _read_parquet), (".json", _read_json)):
+            path = partition_path(self.base_dir, asset, partition_key, suffix)
+            if path.exists():
+                return reader(path)
+        return None
+
     def _load_one(self, context: dg.InputContext, key: str):
         upstream = context.upstream_output
         asset_key = context.asset_key

@@ -8,39 +8,46 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch, universe
+from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.prices import find_unusable_symbols
 from pairs_assets.quant.stages import cointegration_stage
-from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
+from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
 
 
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
-    check_specs=checks.COINTEGRATED_PAIRS_CHECKS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    kinds={"statsmodels", "parquet"},
-    description="Pairs with correlation ≥ correlation_min that pass Engle-Granger (p < eg_pvalue_max) with "
-    "hedge ratio, intercept, Johansen trace and half-life; optional Benjamini-Hochberg control.",
-)
+def cointegrated_pairs_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
+    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    return dg.asset(
+        name="cointegrated_pairs",
+        partitions_def=daily,
+        ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.formation_window + strategy.reselect_every - 1))],
+        check_specs=checks.check_specs(checks.COINTEGRATED_PAIRS_CHECKS, daily),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"statsmodels", "parquet"},
+        description="Pairs with correlation ≥ correlation_min that pass Engle-Granger (p < eg_pvalue_max) with "
+        "hedge ratio, intercept, Johansen trace and half-life; optional Benjamini-Hochberg control.",
+    )(cointegrated_pairs)
+
+
 def cointegrated_pairs(
     context: dg.AssetExecutionContext,
     correlation_matrix,
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
+    home: PairsHome,
 ):
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
-        yield from _range(context, correlation_matrix, store, bar_source, strategy)
+        yield from _range(context, correlation_matrix, store, bar_source, strategy, home)
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:
         pairs, metadata, check_results = cointegrated_partition(
-            WindowReader(store, bar_source.source_name), date, sector, correlation_matrix, strategy
+            WindowReader(store, bar_source.source_name, home=home), date, sector, correlation_matrix, strategy
         )
     yield dg.Output(pairs, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
     yield from check_results
@@ -60,9 +67,9 @@ def cointegrated_partition(
     ``screened_out``: the range's vectorised screen found no pair that could pass Engle-Granger in
     this formation window, so the stage tests no candidate (its output is the same empty frame).
     """
-    symbols = universe().symbols(sector)
+    symbols = windows.universe.symbols(sector)
     window = windows.read(
-        symbols, partitions.formation_session(date, strategy.reselect_every), strategy.formation_window,
+        symbols, windows.formation_session(date, strategy.reselect_every), strategy.formation_window,
         partition=f"{date}|{sector}",
     )
     excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)
@@ -90,11 +97,11 @@ def cointegrated_partition(
     return pairs, metadata, check_results
 
 
-def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strategy):
+def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strategy, home: PairsHome):
     from pairs_assets.quant.walkforward.replay import cointegration_screen
 
     with stopwatch() as timer:
-        sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.formation_window)
+        sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.formation_window)
         screened = 0
 
         def compute(rng: ranges.SectorRange, formation: pd.Timestamp, dates: list[pd.Timestamp]):

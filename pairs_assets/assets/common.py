@@ -12,8 +12,9 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.errors import MissingBarsError
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.walkforward.replay import fingerprint_of  # noqa: F401  (one definition, used by the stages' assets)
-from pairs_assets.universe import Universe, load_universe
+from pairs_assets.universe import Universe
 from resources.bars import fingerprint_bars, validate_bars
 from resources.market_data import MarketDataStore
 
@@ -23,13 +24,8 @@ GROUP = "daily_pairs"
 def partition_parts(context: dg.AssetExecutionContext) -> tuple[str, str]:
     """(as-of date, sector) of a single-partition run; a key that is not a partition is refused."""
     key = context.partition_key
-    return partitions.check_partition_key(key)  # Dagster would move a holiday key to the next session
-
-
-def universe() -> Universe:
-    from pairs_assets.settings import paths
-
-    return load_universe(paths().universe_file)
+    # Dagster would move a holiday key to the next session; the run's partitions say which keys exist
+    return partitions.check_partition_key(key, context.assets_def.partitions_def)
 
 
 def session_of(timestamps: pd.Series) -> pd.Series:
@@ -101,13 +97,15 @@ def read_window(
     n_sessions: int,
     *,
     partition: str,
+    history_start: str,
 ) -> Window:
     """The last close of each session for ``symbols`` over the ``n_sessions`` ending at ``as_of``.
 
-    Reads nothing stamped after the as-of session's close. Raises ``InsufficientHistoryError`` at
-    the start of history and ``MissingBarsError`` naming the symbol and sessions that lack bars.
+    Reads nothing stamped after the as-of session's close. Raises ``InsufficientHistoryError`` when
+    fewer than ``n_sessions`` lie between ``history_start`` and ``as_of`` (the start of history), and
+    ``MissingBarsError`` naming the symbol and sessions that lack bars.
     """
-    sessions = partitions.window_sessions(as_of, n_sessions)
+    sessions = partitions.window_sessions(as_of, n_sessions, history_start=history_start)
     bars = store.read_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]), source=source)
     bars = validate_bars(bars, context=f"partition {partition}")
     if not bars.empty:
@@ -140,19 +138,36 @@ class WindowReader:
     panel — the same closes, the same fingerprints (the panel's row hashes are those
     :func:`resources.bars.fingerprint_bars` hashes), the same errors. A window ends at the session
     it is asked for, so a partition never sees a bar after its as-of session.
+
+    It reads one home's history: ``home`` gives the universe and the history start (the first
+    session a window may hold; formation sessions count from it).
     """
 
-    def __init__(self, store: MarketDataStore, source: str, panel=None):
+    def __init__(self, store: MarketDataStore, source: str, panel=None, *, home: PairsHome):
         self.store = store
         self.source = source
         self.panel = panel
+        self.home = home
+        self.history_start = home.history_start
+        self._universe: Universe | None = None
+
+    @property
+    def universe(self) -> Universe:
+        """The home's universe (read once per reader)."""
+        if self._universe is None:
+            self._universe = self.home.universe()
+        return self._universe
+
+    def formation_session(self, as_of, every: int) -> pd.Timestamp:
+        """:func:`pairs_assets.partitions.formation_session` counted from this history's start."""
+        return partitions.formation_session(as_of, every, history_start=self.history_start)
 
     def read(self, symbols: Sequence[str], as_of, n_sessions: int, *, partition: str) -> Window:
         if self.panel is None or self.panel.row_hashes is None:
-            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition)
+            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition, history_start=self.history_start)
         end = self.panel.position(pd.Timestamp(as_of))
         if end - n_sessions + 1 < 0:  # before the panel: the store read says why (start of history)
-            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition)
+            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition, history_start=self.history_start)
         symbols = sorted(symbols)
         closes = self.panel.closes.iloc[end - n_sessions + 1 : end + 1][symbols]
         missing = closes.isna()

@@ -6,28 +6,34 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch, universe
+from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import correlation_stage
-from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
+from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
 
 
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    kinds={"pandas", "parquet"},
-    description="Pearson correlations of daily log returns over the formation window (long form: "
-    "symbol_a, symbol_b, correlation, n_obs). Stale or constant series are excluded with a reason.",
-)
+def correlation_matrix_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
+    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    return dg.asset(
+        name="correlation_matrix",
+        partitions_def=daily,
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.formation_window + strategy.reselect_every - 1))],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"pandas", "parquet"},
+        description="Pearson correlations of daily log returns over the formation window (long form: "
+        "symbol_a, symbol_b, correlation, n_obs). Stale or constant series are excluded with a reason.",
+    )(correlation_matrix)
+
+
 def correlation_matrix(
-    context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings
+    context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings, home: PairsHome
 ) -> dg.Output:
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.formation_window)
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.formation_window)
             outputs = ranges.per_cohort(
                 sector_ranges, lambda rng, _formation, dates: correlation_partition(rng.windows, str(dates[0].date()), rng.sector, strategy)
             )
@@ -41,15 +47,15 @@ def correlation_matrix(
         )
     date, sector = partition_parts(context)
     with stopwatch() as timer:
-        matrix, metadata = correlation_partition(WindowReader(store, bar_source.source_name), date, sector, strategy)
+        matrix, metadata = correlation_partition(WindowReader(store, bar_source.source_name, home=home), date, sector, strategy)
     return dg.Output(matrix, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
 
 
 def correlation_partition(windows: WindowReader, date: str, sector: str, strategy: StrategySettings) -> tuple[pd.DataFrame, dict]:
     """One partition's correlation matrix and its metadata (a one-partition run and a range run alike)."""
-    symbols = universe().symbols(sector)
+    symbols = windows.universe.symbols(sector)
     window = windows.read(
-        symbols, partitions.formation_session(date, strategy.reselect_every), strategy.formation_window,
+        symbols, windows.formation_session(date, strategy.reselect_every), strategy.formation_window,
         partition=f"{date}|{sector}",
     )
     stage = correlation_stage(window.closes, strategy)

@@ -7,34 +7,41 @@ import pandas as pd
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
 from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, stopwatch
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import empty_garch_frame, garch_stage
-from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
+from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
 
 
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.garch_sessions + DEFAULT_STRATEGY.reselect_every - 1))],
-    check_specs=checks.GARCH_CHECKS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    kinds={"arch", "parquet"},
-    description="GARCH(1,1) with constant mean and normal errors on each pair's spread returns over "
-    "garch_window sessions: parameters, log-likelihood, AIC/BIC, persistence, 1-step σ forecast, "
-    "out-of-sample QLIKE against a naive variance forecast, Ljung-Box and ARCH-LM p-values.",
-)
+def garch_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
+    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    return dg.asset(
+        name="garch_models",
+        partitions_def=daily,
+        ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.garch_sessions + strategy.reselect_every - 1))],
+        check_specs=checks.check_specs(checks.GARCH_CHECKS, daily),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"arch", "parquet"},
+        description="GARCH(1,1) with constant mean and normal errors on each pair's spread returns over "
+        "garch_window sessions: parameters, log-likelihood, AIC/BIC, persistence, 1-step σ forecast, "
+        "out-of-sample QLIKE against a naive variance forecast, Ljung-Box and ARCH-LM p-values.",
+    )(garch_models)
+
+
 def garch_models(
     context: dg.AssetExecutionContext,
     cointegrated_pairs,
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
+    home: PairsHome,
 ):
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.garch_sessions)
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.garch_sessions)
             outputs = ranges.per_cohort(
                 sector_ranges,
                 lambda rng, _f, dates: garch_partition(rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], strategy),
@@ -52,7 +59,7 @@ def garch_models(
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:
-        fits, metadata, check_results = garch_partition(WindowReader(store, bar_source.source_name), date, sector, cointegrated_pairs, strategy)
+        fits, metadata, check_results = garch_partition(WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, strategy)
     yield dg.Output(fits, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
     yield from check_results
 
@@ -66,7 +73,7 @@ def garch_partition(
     else:
         legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
         window = windows.read(
-            legs, partitions.formation_session(date, strategy.reselect_every), strategy.garch_sessions,
+            legs, windows.formation_session(date, strategy.reselect_every), strategy.garch_sessions,
             partition=f"{date}|{sector}",
         )
         fits = garch_stage(window.closes, cointegrated_pairs, strategy)

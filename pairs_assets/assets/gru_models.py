@@ -8,11 +8,12 @@ import pandas as pd
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
 from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.features import GRUTrainingError
 from pairs_assets.quant.stages import gru_config, gru_stage_fit, pair_spread
-from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
+from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
-from resources.io_manager import partition_path
+from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore, model_performance_table
 from pairs_assets.util import redact_url
 from resources.model_registry import ModelRegistry
@@ -27,10 +28,10 @@ GRU_COLUMNS = [
 ]
 
 
-def previous_models(date: str, sector: str) -> pd.DataFrame | None:
-    """This partition's last gru_models output, if any (to reuse unchanged models)."""
-    path = partition_path(paths().outputs_dir, "gru_models", f"{date}|{sector}", ".parquet")
-    return pd.read_parquet(path) if path.exists() else None
+def previous_models(io_manager: PartitionedFileIOManager, date: str, sector: str) -> pd.DataFrame | None:
+    """This partition's last gru_models output, if any (to reuse unchanged models), read through the
+    run's IO manager (the one that wrote it)."""
+    return io_manager.load_partition("gru_models", f"{date}|{sector}")
 
 
 def reusable_row(previous: pd.DataFrame | None, pair_id: str, fingerprint: str, registry: ModelRegistry) -> dict | None:
@@ -53,20 +54,25 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object if c in text else "float64") for c in GRU_COLUMNS})
 
 
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    ins={
-        "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-    },
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.gru_window + DEFAULT_STRATEGY.reselect_every - 1))],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    kinds={"pytorch", "mlflow", "parquet"},
-    description="Per selected pair, a GRU predicting whether the spread reverts at least halfway to its "
-    "trailing mean within gru_horizon sessions; chronological train/validation/test; test metrics beside "
-    "majority, logistic-regression and |z|-rule baselines; logged and registered in MLflow.",
-)
+def gru_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
+    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    return dg.asset(
+        name="gru_models",
+        partitions_def=daily,
+        ins={
+            "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+            "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        },
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.gru_window + strategy.reselect_every - 1))],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"pytorch", "mlflow", "parquet"},
+        description="Per selected pair, a GRU predicting whether the spread reverts at least halfway to its "
+        "trailing mean within gru_horizon sessions; chronological train/validation/test; test metrics beside "
+        "majority, logistic-regression and |z|-rule baselines; logged and registered in MLflow.",
+    )(gru_models)
+
+
 def gru_models(
     context: dg.AssetExecutionContext,
     cointegrated_pairs,
@@ -75,24 +81,25 @@ def gru_models(
     bar_source: BarSource,
     strategy: StrategySettings,
     model_registry: ModelRegistry,
+    home: PairsHome,
 ):
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
-        return _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry)
+        return _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home)
     date, sector = partition_parts(context)
     with stopwatch() as timer:
         frame, metadata = gru_partition(
-            context, WindowReader(store, bar_source.source_name), date, sector, cointegrated_pairs, model_selection,
+            context, WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, model_selection,
             bar_source, strategy, model_registry,
         )
         record_performance(store, date, sector, frame)
     return dg.Output(frame, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
 
 
-def _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry) -> dg.Output:
+def _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home) -> dg.Output:
     """A range run: the GRUs of each formation session trained (and registered) once, the frame
     given to each partition of its trading period; one model_performance row set per partition."""
     with stopwatch() as timer:
-        sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.gru_window)
+        sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.gru_window)
         outputs = ranges.per_cohort(
             sector_ranges,
             lambda rng, _f, dates: gru_partition(
@@ -131,11 +138,11 @@ def gru_partition(
     selected = model_selection[model_selection["selected"]] if not model_selection.empty else model_selection
     pairs = cointegrated_pairs.set_index("pair_id").loc[list(selected["pair_id"])] if len(selected) else cointegrated_pairs.iloc[0:0]
     rows = []
-    previous = previous_models(date, sector)
+    previous = previous_models(context.resources.io_manager, date, sector)
     window = None
     if len(pairs):
         legs = sorted(set(pairs["y"]) | set(pairs["x"]))
-        formation = partitions.formation_session(date, strategy.reselect_every)
+        formation = windows.formation_session(date, strategy.reselect_every)
         window = windows.read(legs, formation, strategy.gru_window, partition=key)
     for pair_id, pair in pairs.iterrows():
         spread = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])

@@ -7,30 +7,36 @@ import pandas as pd
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
 from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, stopwatch
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import selection_stage
-from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
+from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
 
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    ins={
-        "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-    },
-    deps=[
-        dg.AssetDep(
-            "raw_bars",
-            partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.backtest_sessions + DEFAULT_STRATEGY.reselect_every - 1),
-        )
-    ],
-    check_specs=checks.MODEL_SELECTION_CHECKS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    kinds={"pandas", "parquet"},
-    description="Composite score on an absolute scale = 0.4·AIC/BIC + 0.3·forecast + 0.2·backtest + "
-    "0.1·diagnostics (see README 'Scoring'); pairs above score_min are selected, ranked.",
-)
+def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
+    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    return dg.asset(
+        name="model_selection",
+        partitions_def=daily,
+        ins={
+            "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+            "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        },
+        deps=[
+            dg.AssetDep(
+                "raw_bars",
+                partition_mapping=partitions.lookback_mapping(strategy.backtest_sessions + strategy.reselect_every - 1),
+            )
+        ],
+        check_specs=checks.check_specs(checks.MODEL_SELECTION_CHECKS, daily),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"pandas", "parquet"},
+        description="Composite score on an absolute scale = 0.4·AIC/BIC + 0.3·forecast + 0.2·backtest + "
+        "0.1·diagnostics (see README 'Scoring'); pairs above score_min are selected, ranked.",
+    )(model_selection)
+
+
 def model_selection(
     context: dg.AssetExecutionContext,
     cointegrated_pairs,
@@ -38,10 +44,11 @@ def model_selection(
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
+    home: PairsHome,
 ):
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.backtest_sessions)
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.backtest_sessions)
             outputs = ranges.per_cohort(
                 sector_ranges,
                 lambda rng, _f, dates: selection_partition(
@@ -65,7 +72,7 @@ def model_selection(
     date, sector = partition_parts(context)
     with stopwatch() as timer:
         scores, metadata, check_results = selection_partition(
-            WindowReader(store, bar_source.source_name), date, sector, cointegrated_pairs, garch_models, strategy
+            WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, garch_models, strategy
         )
     yield dg.Output(scores, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
     yield from check_results
@@ -83,7 +90,7 @@ def selection_partition(
     window_label, closes = "n/a (no pairs)", None
     if not cointegrated_pairs.empty:
         legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
-        formation = partitions.formation_session(date, strategy.reselect_every)
+        formation = windows.formation_session(date, strategy.reselect_every)
         window = windows.read(legs, formation, strategy.backtest_sessions, partition=f"{date}|{sector}")
         window_label, closes = window.label, window.closes
     scores, backtest_frame = selection_stage(closes, cointegrated_pairs, garch_models, strategy)

@@ -29,8 +29,8 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
-from pairs_assets.assets.common import WindowReader, read_panel, universe
-from pairs_assets.settings import paths
+from pairs_assets.assets.common import WindowReader, read_panel
+from pairs_assets.home import PairsHome
 from resources.market_data import MarketDataStore
 
 
@@ -66,16 +66,16 @@ def sessions_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.T
 
 
 def sector_ranges(
-    context: dg.AssetExecutionContext, store: MarketDataStore, source: str, strategy, *, lookback: int
+    context: dg.AssetExecutionContext, store: MarketDataStore, source: str, strategy, home: PairsHome, *, lookback: int
 ) -> list[SectorRange]:
     """Each sector's sessions with a panel of its closes: ``lookback`` sessions before the first
     formation session (the longest window the asset reads) through the last as-of session."""
     from pairs_assets.quant.stages import FormationSchedule
 
-    uni = universe()
+    uni = home.universe()
     by_sector = sessions_by_sector(context)
     last = max(s for dates in by_sector.values() for s in dates)
-    calendar = partitions.sessions_in_range(paths().history_start, last)
+    calendar = partitions.sessions_in_range(home.history_start, last)
     formation_of = FormationSchedule(calendar, strategy.reselect_every)
     out = []
     for sector, dates in by_sector.items():
@@ -84,7 +84,7 @@ def sector_ranges(
         first = calendar.get_loc(min(formation.values())) - lookback + 1
         panel_sessions = calendar[max(0, first) : calendar.get_loc(dates[-1]) + 1]
         panel = read_panel(store, source, sector, symbols, panel_sessions)
-        out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, WindowReader(store, source, panel)))
+        out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, WindowReader(store, source, panel, home=home)))
     return out
 
 

@@ -13,34 +13,36 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch, universe
+from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
+from pairs_assets.home import PairsHome
 from pairs_assets.quant.config_model import SCHEMA_VERSION
 from pairs_assets.quant.stages import build_trading_config, sigma_forecasts_at
-from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings, paths
+from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
-from resources.io_manager import atomic_write_bytes, partition_path
+from resources.io_manager import atomic_write_bytes
 from resources.market_data import MarketDataStore
 
 
-def trading_config_path(as_of: str, sector: str) -> str:
-    return str(partition_path(paths().outputs_dir, "trading_config", f"{as_of}|{sector}", ".json"))
+def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
+    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    return dg.asset(
+        name="trading_config",
+        partitions_def=daily,
+        ins={
+            "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+            "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+            "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+            "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
+        },
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.formation_window + strategy.reselect_every - 1))],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"json"},
+        description="The selected pairs for the next session: legs, hedge ratio, spread mean/σ, GARCH "
+        "parameters and σ forecast, entry/exit/stop z, sizing inputs, scores, input fingerprint.",
+    )(trading_config)
 
 
-@dg.asset(
-    partitions_def=partitions.daily_partitions_def(),
-    ins={
-        "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-    },
-    deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(DEFAULT_STRATEGY.formation_window + DEFAULT_STRATEGY.reselect_every - 1))],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    kinds={"json"},
-    description="The selected pairs for the next session: legs, hedge ratio, spread mean/σ, GARCH "
-    "parameters and σ forecast, entry/exit/stop z, sizing inputs, scores, input fingerprint.",
-)
 def trading_config(
     context: dg.AssetExecutionContext,
     cointegrated_pairs,
@@ -50,10 +52,11 @@ def trading_config(
     store: MarketDataStore,
     bar_source: BarSource,
     strategy: StrategySettings,
+    home: PairsHome,
 ) -> dg.MaterializeResult:
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, lookback=strategy.history_sessions)
+            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.history_sessions)
             n_pairs = 0
             for rng in sector_ranges:
                 for session in rng.sessions:
@@ -66,13 +69,13 @@ def trading_config(
         return dg.MaterializeResult(
             metadata=ranges.range_metadata(
                 sector_ranges, timer["seconds"], pairs=n_pairs, schema_version=SCHEMA_VERSION,
-                path=dg.MetadataValue.path(str(paths().outputs_dir / "trading_config")),
+                path=dg.MetadataValue.path(str(Path(home.outputs_dir) / "trading_config")),
             )
         )
     date, sector = partition_parts(context)
     with stopwatch() as timer:
         _document, _path, metadata = config_partition(
-            WindowReader(store, bar_source.source_name), date, sector, cointegrated_pairs, garch_models, model_selection,
+            WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, garch_models, model_selection,
             gru_models, store, bar_source.source_name, strategy,
         )
     return dg.MaterializeResult(metadata={**metadata, "elapsed_seconds": timer["seconds"]})
@@ -91,9 +94,9 @@ def config_partition(
     strategy: StrategySettings,
 ) -> tuple[dict, str, dict]:
     """One partition's config, written (JSON file + store row): (document, path, metadata)."""
-    symbols = universe().symbols(sector)
+    symbols = windows.universe.symbols(sector)
     key = f"{date}|{sector}"
-    formation_day = partitions.formation_session(date, strategy.reselect_every)
+    formation_day = windows.formation_session(date, strategy.reselect_every)
     formation = windows.read(symbols, formation_day, strategy.formation_window, partition=key)
     legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"])) if len(cointegrated_pairs) else []
     history = windows.read(legs, date, strategy.history_sessions, partition=key) if legs else formation
@@ -122,7 +125,7 @@ def config_partition(
         fingerprint=fingerprint,
     )
     document = config.document()
-    path = trading_config_path(date, sector)
+    path = str(windows.home.trading_config_path(date, sector))
     atomic_write_bytes(Path(path), config.to_json_bytes())
     store.write_trading_config(document, path)
     table = pd.DataFrame(

@@ -342,6 +342,19 @@ def predict_proba(model: nn.Module, X: np.ndarray, batch: int = 1024) -> np.ndar
 _GRU_KEYS = ("gru.weight_ih_l0", "gru.weight_hh_l0", "gru.bias_ih_l0", "gru.bias_hh_l0")
 
 
+def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A model's weights by state-dict key (directly for a GRUClassifier: a state_dict() call costs
+    more than the stacked forward pass of a whole sector)."""
+    if isinstance(module, GRUClassifier):
+        gru = module.gru
+        return {
+            "gru.weight_ih_l0": gru.weight_ih_l0, "gru.weight_hh_l0": gru.weight_hh_l0, "gru.bias_ih_l0": gru.bias_ih_l0,
+            "gru.bias_hh_l0": gru.bias_hh_l0, "head.weight": module.head.weight, "head.bias": module.head.bias,
+            "feature_mean": module.feature_mean, "feature_std": module.feature_std,
+        }
+    return dict(module.state_dict())
+
+
 class StackedGRU(nn.Module):
     """``P`` independent :class:`GRUClassifier` s as one module: the pair is the leading batch dimension.
 
@@ -371,7 +384,7 @@ class StackedGRU(nn.Module):
         """Stack trained models: :class:`GRUClassifier` s, or modules with their state-dict keys (the
         ``torch.export`` modules MLflow loads back). Raises ``ValueError`` when one lacks a weight or
         the shapes differ."""
-        states = [{k: v.detach() for k, v in m.state_dict().items()} for m in modules]
+        states = [_weights(m) for m in modules]
         if not states:
             raise ValueError("from_modules needs at least one model")
         needed = (*_GRU_KEYS, "head.weight", "head.bias", "feature_mean", "feature_std")
@@ -442,17 +455,23 @@ def predict_proba_many(models: StackedGRU | list[nn.Module], sequences: np.ndarr
     ``[P, B, seq_len, n_features]`` (or ``[P, seq_len, n_features]``: one sequence per model, e.g.
     the signal job's latest window of each pair). Returns float64 ``[P, B]`` (or ``[P]``).
     """
-    stacked = models if isinstance(models, StackedGRU) else StackedGRU.from_modules(list(models))
     x = np.asarray(sequences, dtype=np.float32)
     single = x.ndim == 3
     if single:
         x = x[:, None]
-    if x.ndim != 4 or x.shape[0] != stacked.w_ih.shape[0]:
-        raise ValueError(f"sequences must be [P, B, seq_len, n_features] with P={stacked.w_ih.shape[0]}, got {x.shape}")
-    stacked.eval()
-    with torch.no_grad():
-        device = stacked.w_ih.device
-        out = stacked(torch.as_tensor(x, device=device)).double().cpu().numpy()
+    threads = torch.get_num_threads()
+    try:
+        # one thread: these matrices are tiny, and extra threads only wait on each other (measured)
+        torch.set_num_threads(1)
+        stacked = models if isinstance(models, StackedGRU) else StackedGRU.from_modules(list(models))
+        if x.ndim != 4 or x.shape[0] != stacked.w_ih.shape[0]:
+            raise ValueError(f"sequences must be [P, B, seq_len, n_features] with P={stacked.w_ih.shape[0]}, got {x.shape}")
+        stacked.eval()
+        with torch.no_grad():
+            device = stacked.w_ih.device
+            out = stacked(torch.as_tensor(x, device=device)).double().cpu().numpy()
+    finally:
+        torch.set_num_threads(threads)
     return out[:, 0] if single else out
 
 

@@ -16,7 +16,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from pairs_assets import checks, partitions
 from pairs_assets.definitions import defs
-from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS, materialize, preload_history, resources_for
+from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS, EMBEDDED_DAILY, materialize, preload_history, resources_for
 from pairs_assets_tests.planted import planted_closes, write_bars_file
 from resources.bar_sources import FileBarSource
 
@@ -40,7 +40,8 @@ def test_every_check_of_the_graph_is_scoped_to_its_assets_partitions():
     assert {k.name for k in check_keys} >= set(RAW_BARS_CHECK_NAMES) | {"eg_pvalue_below_max", "composite_above_min"}
     for key in check_keys:
         spec = graph.get(key)
-        assert spec.partitions_def == graph.get(key.asset_key).partitions_def == partitions.daily_partitions_def(), key
+        # the definitions' daily partitions (the test environment: the embedded history and universe)
+        assert spec.partitions_def == graph.get(key.asset_key).partitions_def == EMBEDDED_DAILY, key
 
 
 def test_a_one_partition_run_records_its_partition_on_each_check(tmp_path, sqlite_url, bars_file):
@@ -82,7 +83,9 @@ def test_a_range_run_fails_only_the_partition_with_the_bad_bar(tmp_path, sqlite_
             )
             for s in sessions
         }
-        (failed,) = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        # a range run records its evaluations in batches: read them back from the event log
+        evaluations = [r.event.get_dagster_event().asset_check_evaluation_data for n in RAW_BARS_CHECK_NAMES for r in _executions(instance, n)]
+        (failed,) = [e for e in evaluations if not e.passed]
         assert failed.partition == "2022-12-22|technology"
         assert "AMD@2022-12-22" in failed.metadata["examples"].value and failed.metadata["violations"].value == 1
         for name in RAW_BARS_CHECK_NAMES:  # every check judged every partition: none NULL, none left PLANNED

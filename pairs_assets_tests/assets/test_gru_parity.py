@@ -27,7 +27,7 @@ from pairs_assets.quant.features import build_features, entry_event_labels, form
 from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.quant.stages import gru_config, gru_stage_fit
 from pairs_assets.quant.walkforward.gru_gate import GRUGate
-from pairs_assets.settings import StrategySettings, paths
+from pairs_assets.settings import EMBEDDED_HISTORY_START, StrategySettings, paths
 from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history, resources_for
 from pairs_assets_tests.live.signal_setup import live_bar
@@ -105,7 +105,7 @@ def test_signal_job_feeds_the_registered_gru_its_training_features(partition):
 
     # training side: the window gru_models reads and the stage function it calls
     window = read_window(store, EmbeddedBarSource().source_name, [pair["y"], pair["x"]], AS_OF, strategy.gru_window,
-                         partition=f"{AS_OF}|{SECTOR}")
+                         partition=f"{AS_OF}|{SECTOR}", history_start=EMBEDDED_HISTORY_START)
     spec = SimpleNamespace(pair_id=PAIR, y=pair["y"], x=pair["x"], hedge_ratio=pair["hedge_ratio"], intercept=pair["intercept"])
     result, feature_garch, levels, garch = gru_stage_fit(window.closes, spec, strategy, gru_config(strategy))
     assert feature_garch == pytest.approx(block["feature_garch"], rel=1e-12)
@@ -161,7 +161,7 @@ def test_entry_event_label_on_the_registered_window_is_point_in_time(partition):
     store, strategy, doc = partition
     pair = next(p for p in doc["pairs"] if p["pair_id"] == PAIR)
     window = read_window(store, EmbeddedBarSource().source_name, [pair["y"], pair["x"]], AS_OF, strategy.gru_window,
-                         partition=f"{AS_OF}|{SECTOR}")
+                         partition=f"{AS_OF}|{SECTOR}", history_start=EMBEDDED_HISTORY_START)
     from pairs_assets.quant.stages import pair_spread
 
     levels = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])

@@ -106,12 +106,12 @@ def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path,
 
 @pytest.mark.parametrize("bad", ["not a dict", {"2022-12-13|consumer": pd.DataFrame()}])
 def test_the_io_manager_refuses_a_range_output_that_is_not_one_object_per_partition(tmp_path, bad):
-    from pairs_assets.partitions import daily_partitions_def
+    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
     from resources.io_manager import PartitionedFileIOManager
 
     context = dg.build_output_context(
         asset_key=dg.AssetKey("correlation_matrix"),
-        asset_partitions_def=daily_partitions_def(),
+        asset_partitions_def=EMBEDDED_DAILY,
         asset_partition_key_range=dg.PartitionKeyRange("2022-12-13|consumer", "2022-12-14|consumer"),
     )
     with pytest.raises((TypeError, ValueError), match="range run"):

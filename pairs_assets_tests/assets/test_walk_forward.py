@@ -14,7 +14,7 @@ from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.definitions import home_resource_for
 from pairs_assets.quant.walkforward.gru_gate import GRUGate
 from pairs_assets.quant.walkforward.replay import build_configs
-from pairs_assets.settings import StrategySettings, paths
+from pairs_assets.settings import EMBEDDED_HISTORY_START, StrategySettings, paths
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history, resources_for
 from resources.bar_sources import EmbeddedBarSource
 from resources.market_data import MarketDataStore
@@ -53,9 +53,9 @@ def test_walk_forward_configs_equal_the_daily_graph(sqlite_url, date, sector, sy
     assert materialize(date, sector, resources_for(sqlite_url, source, **FAST, **overrides)).success
     graph = _graph_config(date, sector)
 
-    sessions = partitions.window_sessions(date, strategy.history_sessions)
+    sessions = partitions.window_sessions(date, strategy.history_sessions, history_start=EMBEDDED_HISTORY_START)
     panel = read_panel(MarketDataStore(database_url=sqlite_url), source.source_name, sector, symbols, sessions)
-    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every)  # noqa: E731
+    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)  # noqa: E731
     if overrides:
         assert formation_of(date) < pd.Timestamp(date) and graph["formation_session"] == str(formation_of(date).date())
     replay = build_configs(

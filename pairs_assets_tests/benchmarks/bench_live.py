@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pairs_assets.assets.trading_signals import gru_probabilities
 from pairs_assets.live.recycler import RecyclerSettings, recycler_in_thread
 from pairs_assets.live.stream import StreamIngestor, StreamSettings
 from pairs_assets.quant import signals as sig
@@ -62,7 +63,7 @@ def synthetic_pairs(n_pairs: int, sessions: int = 120, seed: int = 0) -> tuple[l
         garch = configs.garch_block(omega=1e-5 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.01)
         entry = configs.pair_config(
             f"Y{k:03d}", f"X{k:03d}", hedge_ratio=beta, intercept=0.1, spread_mean=0.0, spread_std=float(np.std(s)),
-            garch=garch, model=configs.model_block("bench", "1", garch=garch), n_pairs=n_pairs, rank=k + 1,
+            garch=garch, model=configs.model_block("bench", f"v{k}", garch=garch), n_pairs=n_pairs, rank=k + 1,
         )
         entries.append(entry)
         params = sig.PairParams.from_pair_config(entry)
@@ -88,28 +89,36 @@ def bench_signals(n_pairs: int) -> None:
     inputs, config = synthetic_pairs(n_pairs)
     limits = sig.RiskLimits()
     torch.manual_seed(0)
-    model = GRUClassifier(n_features=len(FEATURE_NAMES)).eval()
+    # one model per pair, as the registry holds them (each pair's own registered version)
+    models = {f"v{k}": GRUClassifier(n_features=len(FEATURE_NAMES)).eval() for k in range(n_pairs)}
+
+    class Models:
+        def load_model(self, name, version):
+            return models[version]
 
     def math_only():
         for pair in inputs:
             sig.compute_pair_signal(pair, 0.6, limits, n_pairs)
 
-    def with_gru():
-        batch = np.stack([sig.gru_sequence(pair, 10) for pair in inputs])
-        with torch.no_grad():
-            probabilities = model(torch.as_tensor(batch)).numpy()
-        for pair, p in zip(inputs, probabilities):
-            sig.compute_pair_signal(pair, float(p), limits, n_pairs)
+    def with_gru_pair_by_pair():  # before: each pair's features in pandas, each model's own forward
+        for k, pair in enumerate(inputs):
+            with torch.no_grad():
+                p = float(models[f"v{k}"](torch.as_tensor(sig.gru_sequence(pair, 10)[None]))[0])
+            sig.compute_pair_signal(pair, p, limits, n_pairs)
+
+    def with_gru_batched():  # after: the asset's gru_probabilities — one vectorised pass, one stacked forward
+        probabilities, _, _ = gru_probabilities(inputs, Models(), 10)
+        for pair in inputs:
+            sig.compute_pair_signal(pair, probabilities[pair.params.pair_id], limits, n_pairs)
 
     row(f"signals, {n_pairs} pairs, math only", f"{timed(math_only, 5):.1f} ms", "(spread, z, decision, size, drift)")
-    row(f"signals, {n_pairs} pairs, + GRU features and forward", f"{timed(with_gru, 5):.1f} ms", "(CPU, hidden 64, seq 10)")
+    row(f"signals, {n_pairs} pairs, + GRU pair by pair", f"{timed(with_gru_pair_by_pair, 5):.1f} ms",
+        f"(before: gru_sequence + each of {n_pairs} models' forward; CPU, hidden 64, seq 10)")
+    row(f"signals, {n_pairs} pairs, + GRU one batched pass", f"{timed(with_gru_batched, 11):.1f} ms",
+        f"(gru_sequences + the {n_pairs} models stacked, one forward; model loading excluded)")
 
     from pairs_assets.assets.trading_signals import compute_sector_signals
     from pairs_assets.settings import StrategySettings
-
-    class Models:
-        def load_model(self, name, version):
-            return model
 
     with tempfile.TemporaryDirectory() as tmp:
         store = MarketDataStore(database_url=f"sqlite:///{Path(tmp) / 'bench.sqlite'}")

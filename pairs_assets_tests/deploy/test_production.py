@@ -132,7 +132,8 @@ def queued_runs(deployment):
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-    from pairs_assets.partitions import daily_partitions_def, partition_key
+    from pairs_assets.partitions import partition_key
+    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
 
     instance = deployment["instance"]
     with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
@@ -145,7 +146,7 @@ def queued_runs(deployment):
             key = partition_key(AS_OF, sector)
             run = _create_run(
                 instance=instance, code_location=location, remote_repo=repo, remote_job=job,
-                run_config=_run_config(), tags=daily_partitions_def().get_tags_for_partition_key(key),
+                run_config=_run_config(), tags=EMBEDDED_DAILY.get_tags_for_partition_key(key),
                 op_selection=None, run_id=None,
             )
             instance.submit_run(run.run_id, request)
@@ -230,8 +231,8 @@ def test_steps_executed_in_the_celery_worker_process(deployment, queued_runs):
 
 
 def test_celery_trading_config_equals_in_process(deployment, queued_runs, tmp_path):
-    from pairs_assets.assets.trading_config import trading_config_path
-    from pairs_assets.settings import StrategySettings
+    from pairs_assets.home import PairsHome
+    from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE, StrategySettings
 
     celery_doc = json.loads((deployment["home"] / "trading_config" / AS_OF / "technology.json").read_text())
     assert [p["pair_id"] for p in celery_doc["pairs"]] in (["AAPL-MSFT"], ["MSFT-AAPL"])
@@ -241,10 +242,14 @@ def test_celery_trading_config_equals_in_process(deployment, queued_runs, tmp_pa
         "strategy": StrategySettings.preset("seed", **FAST),
         "io_manager": PartitionedFileIOManager(base_dir=str(tmp_path / "outputs")),
         "model_registry": ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        "home": PairsHome(
+            home=str(tmp_path), outputs_dir=str(tmp_path / "outputs"), universe_file=str(EMBEDDED_UNIVERSE_FILE),
+            history_start=EMBEDDED_HISTORY_START,
+        ),
     }
     result = materialize(AS_OF, "technology", resources)
     assert result.success
-    in_process = json.loads(Path(trading_config_path(AS_OF, "technology")).read_text())
+    in_process = json.loads(resources["home"].trading_config_path(AS_OF, "technology").read_text())
     differences = _differences(celery_doc, in_process)
     # each side logged its model into its own MLflow store: only the run id may differ
     assert [d for d in differences if not d.startswith(".pairs[0].model.mlflow_run_id:")] == []

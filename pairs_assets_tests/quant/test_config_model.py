@@ -112,14 +112,15 @@ def test_non_finite_floats_are_stored_as_null():
 def written():
     """The real stages and writer on the embedded closes of 2022-12-14|consumer, with a GRU row as
     gru_models writes it (its feature GARCH from the real garch_features; registry fields made up)."""
-    from pairs_assets.assets.common import universe
+    from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE
+    from pairs_assets.universe import load_universe
     from pairs_assets.assets.gru_models import GRU_COLUMNS
     from pairs_assets.quant.stages import garch_features, gru_config, pair_spread
     from resources.bar_sources import EmbeddedBarSource
 
     strategy = StrategySettings.preset("seed")
-    symbols = list(universe().symbols(SECTOR))
-    sessions = partitions.window_sessions(AS_OF, strategy.history_sessions)
+    symbols = list(load_universe(EMBEDDED_UNIVERSE_FILE).symbols(SECTOR))
+    sessions = partitions.window_sessions(AS_OF, strategy.history_sessions, history_start=EMBEDDED_HISTORY_START)
     bars = EmbeddedBarSource().load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
     session = bars["timestamp"].dt.tz_convert(partitions.EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
     closes = bars.assign(session=session).pivot(index="session", columns="symbol", values="close").reindex(sessions)

@@ -124,7 +124,7 @@ def test_independent_random_walks_make_no_money_on_average():
     # every pair a candidate, so Engle-Granger's false positives are traded
     strategy = StrategySettings.preset("seed", correlation_min=-1.0, score_min=0.0)
     rng = np.random.default_rng(11)
-    index = partitions.window_sessions("2022-12-28", 1100)
+    index = partitions.window_sessions("2022-12-28", 1100, history_start="1990-01-02")
     pnl = []
     for _ in range(4):
         closes = pd.DataFrame(
