@@ -81,12 +81,33 @@ class TrainingDivergedError(GRUTrainingError):
 
 
 def pair_prefix(pair_id: str | None) -> str:
-    """``"pair KO-PEP: "`` to start an error message about a pair, or ``""`` without a pair id."""
+    """The start of an error message about a pair.
+
+    Parameters
+    ----------
+    pair_id : str or None
+
+    Returns
+    -------
+    str
+        ``"pair KO-PEP: "``, or ``""`` without a pair id.
+    """
     return f"pair {pair_id}: " if pair_id else ""
 
 
 def session_label(value: Any) -> str:
-    """A session as text: ``YYYY-MM-DD`` for a naive midnight timestamp, else ``str(value)``."""
+    """A session as text.
+
+    Parameters
+    ----------
+    value : object
+        A session (typically a ``pandas.Timestamp``).
+
+    Returns
+    -------
+    str
+        ``YYYY-MM-DD`` for a naive midnight timestamp, else ``str(value)``.
+    """
     if isinstance(value, pd.Timestamp) and value.tz is None and value == value.normalize():
         return value.strftime("%Y-%m-%d")
     return str(value)
@@ -98,14 +119,21 @@ def session_label(value: Any) -> str:
 def wilder_rsi(series: pd.Series, window: int = RSI_WINDOW) -> pd.Series:
     """Relative strength index with Wilder's recursive smoothing (alpha = 1/window).
 
-    Args:
-        series: levels (any sign: RSI of a spread uses its changes only).
-        window: smoothing length; the first ``window`` changes are the warm-up (NaN).
+    Parameters
+    ----------
+    series : pandas.Series
+        Levels (any sign: the RSI of a spread uses its changes only).
+    window : int, default 14
+        Smoothing length; the first ``window`` changes are the warm-up (NaN).
 
-    Returns:
+    Returns
+    -------
+    pandas.Series
         RSI in [0, 100]; 100 when there were no down moves in the smoothed window, 50 when flat.
 
-    Reference: J. W. Wilder, *New Concepts in Technical Trading Systems* (1978).
+    References
+    ----------
+    J. W. Wilder, *New Concepts in Technical Trading Systems* (1978).
     """
     delta = series.diff()
     gain = delta.clip(lower=0.0)
@@ -134,24 +162,30 @@ def build_features(
 ) -> pd.DataFrame:
     """The GRU's per-session features, computed from past and current values only.
 
-    Args:
-        spread: the pair's spread (``y - hedge_ratio * x - intercept``) indexed by session.
-        garch_sigma: GARCH(1,1) conditional volatility of the spread changes, same index
-            (re-indexed onto the spread's; a missing session becomes NaN).
-        garch_std_resid: GARCH standardized residuals, same index.
+    - ``spread`` s_t and ``lag_k`` = s_{t-k}, k = 1..5;
+    - ``ma_5``, ``ma_20``: trailing means of s over the last 5 / 20 sessions (t included);
+    - ``rsi_14``: Wilder RSI of the spread changes (:func:`wilder_rsi`);
+    - ``z_7``: (s_t - mean_7) / std_7 over the trailing 7 sessions (sample std);
+    - ``vol_20``: sample std of the last 20 spread changes s_t - s_{t-1};
+    - ``garch_sigma``, ``garch_std_resid``: passed through.
 
-    Returns:
-        Frame indexed like ``spread`` with columns :data:`FEATURE_NAMES`:
+    The first :data:`FEATURE_WARMUP` rows are NaN by construction. No centred windows, no backward
+    fills: changing s after t never changes row t.
 
-        - ``spread`` s_t and ``lag_k`` = s_{t-k}, k = 1..5;
-        - ``ma_5``, ``ma_20``: trailing means of s over the last 5 / 20 sessions (t included);
-        - ``rsi_14``: Wilder RSI of the spread changes (:func:`wilder_rsi`);
-        - ``z_7``: (s_t - mean_7) / std_7 over the trailing 7 sessions (sample std);
-        - ``vol_20``: sample std of the last 20 spread changes s_t - s_{t-1};
-        - ``garch_sigma``, ``garch_std_resid``: passed through.
+    Parameters
+    ----------
+    spread : pandas.Series
+        The pair's spread (``y - hedge_ratio * x - intercept``) indexed by session.
+    garch_sigma : pandas.Series
+        GARCH(1,1) conditional volatility of the spread changes (re-indexed onto the spread's
+        index; a missing session becomes NaN).
+    garch_std_resid : pandas.Series
+        GARCH standardized residuals, likewise.
 
-        The first :data:`FEATURE_WARMUP` rows are NaN by construction. No centred windows,
-        no backward fills: changing s after t never changes row t.
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``spread``, columns :data:`FEATURE_NAMES`.
     """
     s = _check_series("spread", spread)
     sigma = _check_series("garch_sigma", garch_sigma, s.index)
@@ -203,12 +237,21 @@ def _column_windows(values: np.ndarray, window: int, kind: str) -> np.ndarray:
 
 
 def build_features_wide(spreads, garch_sigma, garch_std_resid) -> np.ndarray:
-    """:func:`build_features` of many pairs at once: ``[n_pairs, n_sessions, n_features]`` float64.
+    """:func:`build_features` of many pairs at once.
 
-    ``spreads``, ``garch_sigma``, ``garch_std_resid``: ``[n_sessions, n_pairs]`` arrays (or frames),
-    one column per pair, sessions in order. Column p of the output equals ``build_features`` of
-    column p bit for bit — the same elementwise float operations and pandas' own window kernels
-    (checked in the tests) — the signal job's GRU input for a whole sector in one pass.
+    Column p of the output equals ``build_features`` of column p bit for bit — the same elementwise
+    float operations and pandas' own window kernels (checked in the tests) — the signal job's GRU
+    input for a whole sector in one pass.
+
+    Parameters
+    ----------
+    spreads, garch_sigma, garch_std_resid : ndarray or pandas.DataFrame
+        ``[n_sessions, n_pairs]``, one column per pair, sessions in order.
+
+    Returns
+    -------
+    ndarray
+        float64, ``[n_pairs, n_sessions, n_features]``.
     """
     s = np.asarray(spreads, dtype="float64")
     sigma = np.asarray(garch_sigma, dtype="float64")
@@ -249,8 +292,19 @@ def build_features_wide(spreads, garch_sigma, garch_std_resid) -> np.ndarray:
 def rolling_zscore(series: pd.Series, window: int) -> pd.Series:
     """(s_t - mean) / std over the trailing ``window`` values, t included (sample std; NaN if flat).
 
-    Note: with t inside its own window, |z| is at most (window - 1) / sqrt(window) — 2.27 for 7
-    sessions, 4.25 for 20 — so an entry level of 2 needs a window of about 6 or more to be reachable.
+    Parameters
+    ----------
+    series : pandas.Series
+    window : int
+
+    Returns
+    -------
+    pandas.Series
+
+    Notes
+    -----
+    With t inside its own window, |z| is at most (window - 1) / sqrt(window) — 2.27 for 7 sessions,
+    4.25 for 20 — so an entry level of 2 needs a window of about 6 or more to be reachable.
     """
     mean = series.rolling(window, min_periods=window).mean()
     std = series.rolling(window, min_periods=window).std(ddof=1)
@@ -261,12 +315,24 @@ def rolling_zscore(series: pd.Series, window: int) -> pd.Series:
 def trim_warmup(features: pd.DataFrame, pair_id: str | None = None) -> pd.DataFrame:
     """Drop the leading warm-up rows; any non-finite value after them is an error.
 
-    Returns:
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        :func:`build_features`' output.
+    pair_id : str, optional
+        For error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
         ``features`` from its first all-finite row on.
 
-    Raises:
-        InsufficientSequencesError: no row is fully finite.
-        NaNFeaturesError: a NaN/inf after the warm-up; the message names the columns and session.
+    Raises
+    ------
+    InsufficientSequencesError
+        No row is fully finite.
+    NaNFeaturesError
+        A NaN/inf after the warm-up; the message names the columns and the session.
     """
     finite = np.isfinite(features.to_numpy(dtype="float64"))
     complete = finite.all(axis=1)
@@ -311,15 +377,22 @@ def reversion_labels(
     The mean is frozen at t (m_t, not m_{t+k}) so the target is a move of the spread, not of its
     average. d_t = 0 (no deviation to revert) gives 0. Closes only: an intraday touch is not seen.
 
-    Args:
-        spread: spread levels indexed by session.
-        horizon: sessions ahead (default 5).
-        mean_window: length of the trailing mean (default 20, the ``ma_20`` feature).
-        reversion_fraction: fraction f of the deviation to recover, in (0, 1].
+    Parameters
+    ----------
+    spread : pandas.Series
+        Spread levels indexed by session.
+    horizon : int, default 5
+        Sessions ahead.
+    mean_window : int, default 20
+        Length of the trailing mean (the ``ma_20`` feature).
+    reversion_fraction : float, default 0.5
+        Fraction f of the deviation to recover, in (0, 1].
 
-    Returns:
-        Float series of 0/1 with NaN for the first ``mean_window - 1`` rows (no mean yet) and the
-        last ``horizon`` rows (future unknown). NaN rows are never used for training or scoring.
+    Returns
+    -------
+    pandas.Series
+        0/1 floats, NaN for the first ``mean_window - 1`` rows (no mean yet) and the last
+        ``horizon`` rows (future unknown). NaN rows are never used for training or scoring.
     """
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -353,15 +426,20 @@ def reversion_labels(
 def formation_statistics(spread: pd.Series, formation_window: int = DEFAULT_FORMATION_WINDOW) -> pd.DataFrame:
     """The trading config's spread statistics as they would have been written at each session.
 
-    Args:
-        spread: spread levels indexed by session.
-        formation_window: sessions of the formation window (t included).
+    Parameters
+    ----------
+    spread : pandas.Series
+        Spread levels indexed by session.
+    formation_window : int, default 60
+        Sessions of the formation window (t included).
 
-    Returns:
-        Frame indexed like ``spread`` with ``spread_mean`` (trailing mean of the last
-        ``formation_window`` spreads, t included) and ``spread_std`` (their sample standard
-        deviation, ddof = 1) — what :func:`pairs_assets.quant.stages.build_trading_config` writes
-        as ``spread_mean`` / ``spread_std`` for an as-of session t. NaN before the window is full.
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``spread``: ``spread_mean`` (trailing mean of the last ``formation_window``
+        spreads, t included) and ``spread_std`` (their sample standard deviation, ddof = 1) — what
+        :func:`pairs_assets.quant.stages.build_trading_config` writes for an as-of session t. NaN
+        before the window is full.
     """
     if formation_window < 2:
         raise ValueError(f"formation_window must be >= 2, got {formation_window}")
@@ -402,19 +480,27 @@ def entry_event_labels(
     ``formation_window − 1`` (no statistics yet) are NaN, as is any row with a NaN close in its
     look-ahead or a flat formation window (σ_t = 0). NaN rows are never used for training or scoring.
 
-    Args:
-        spread: spread levels indexed by session (the pair's ``log y − β log x − a``).
-        horizon: sessions ahead (the strategy's ``gru_horizon``).
-        formation_window: the strategy's ``formation_window``.
-        exit_z, stop_z: the strategy's levels, 0 <= exit_z < stop_z.
-        statistics: the config's ``spread_mean`` / ``spread_std`` per session when they are not
-            the trailing formation window's — e.g. with trading periods (``reselect_every`` > 1) a
-            config carries its formation session's statistics through the period: pass those,
-            carried forward, and row t is labelled against the config in force after t. Re-indexed
-            onto ``spread``; default :func:`formation_statistics` (``formation_window``).
+    Parameters
+    ----------
+    spread : pandas.Series
+        Spread levels indexed by session (the pair's ``log y − β log x − a``).
+    horizon : int, default 5
+        Sessions ahead (the strategy's ``gru_horizon``).
+    formation_window : int, default 60
+        The strategy's ``formation_window``.
+    exit_z, stop_z : float
+        The strategy's levels, 0 <= exit_z < stop_z.
+    statistics : pandas.DataFrame, optional
+        The config's ``spread_mean`` / ``spread_std`` per session when they are not the trailing
+        formation window's — e.g. with trading periods (``reselect_every`` > 1) a config carries
+        its formation session's statistics through the period: pass those, carried forward, and row
+        t is labelled against the config in force after t. Re-indexed onto ``spread``; default
+        :func:`formation_statistics` (``formation_window``).
 
-    Returns:
-        Float series of 0/1/NaN named ``entry_event_<horizon>``.
+    Returns
+    -------
+    pandas.Series
+        0/1/NaN floats named ``entry_event_<horizon>``.
     """
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -463,7 +549,23 @@ def make_labels(
     reversion_fraction: float = DEFAULT_REVERSION_FRACTION,
     statistics: pd.DataFrame | None = None,
 ) -> pd.Series:
-    """The GRU's target by name (:data:`LABELS`): ``entry_event`` or ``reversion``."""
+    """The GRU's target by name.
+
+    Parameters
+    ----------
+    spread : pandas.Series
+    label : {"entry_event", "reversion"}, default "entry_event"
+        One of :data:`LABELS`.
+    horizon, formation_window, exit_z, stop_z, statistics
+        As in :func:`entry_event_labels`.
+    mean_window, reversion_fraction
+        As in :func:`reversion_labels`.
+
+    Returns
+    -------
+    pandas.Series
+        0/1/NaN labels per session.
+    """
     if label == "entry_event":
         return entry_event_labels(spread, horizon, formation_window, exit_z, stop_z, statistics)
     if label == "reversion":
@@ -479,18 +581,32 @@ def make_sequences(
 ) -> tuple[np.ndarray, np.ndarray, pd.Index]:
     """Sliding windows of ``seq_len`` consecutive feature rows, each labelled at its last row.
 
-    Args:
-        features: finite features (see :func:`trim_warmup`), one row per session, in order.
-        labels: 0/1/NaN per session (re-indexed onto ``features``); a NaN label drops the window.
-        seq_len: rows per window.
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        Finite features (see :func:`trim_warmup`), one row per session, in order.
+    labels : pandas.Series
+        0/1/NaN per session (re-indexed onto ``features``); a NaN label drops the window.
+    seq_len : int
+        Rows per window.
+    pair_id : str, optional
+        For error messages.
 
-    Returns:
-        ``X`` float32 ``[n, seq_len, n_features]`` (raw, unscaled), ``y`` float32 ``[n]`` and the
-        session of each window's last row (its as-of session). Windows step by one session.
+    Returns
+    -------
+    X : ndarray
+        float32 ``[n, seq_len, n_features]`` (raw, unscaled); windows step by one session.
+    y : ndarray
+        float32 ``[n]``.
+    sessions : pandas.Index
+        The session of each window's last row (its as-of session).
 
-    Raises:
-        NaNFeaturesError: a non-finite feature.
-        InsufficientSequencesError: fewer rows than ``seq_len`` or no labelled window.
+    Raises
+    ------
+    NaNFeaturesError
+        A non-finite feature.
+    InsufficientSequencesError
+        Fewer rows than ``seq_len`` or no labelled window.
     """
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
@@ -526,7 +642,15 @@ def make_sequences(
 
 @dataclass(frozen=True)
 class ChronologicalSplit:
-    """Index ranges of the train / validation / test sequences, in time order, with purge gaps."""
+    """Index ranges of the train / validation / test sequences, in time order, with purge gaps.
+
+    Attributes
+    ----------
+    train, val, test : range
+        Over 0..n-1, in this order.
+    purge : int
+        Sequences dropped at each boundary.
+    """
 
     train: range
     val: range
@@ -554,12 +678,26 @@ def chronological_split(
     slice's first labelled session (consecutive sequences assumed: one per session). The fractions
     apply to the ``n - 2 * purge`` sequences that remain; train gets the rest after rounding.
 
-    Returns:
-        ranges ``train``, ``val``, ``test`` over 0..n-1 with ``val.start - train.stop == purge``
-        and ``test.start - val.stop == purge``; no shuffling across them.
+    Parameters
+    ----------
+    n : int
+        Sequences.
+    val_frac, test_frac : float, default 0.2
+        Fractions of the remaining sequences.
+    purge : int, default 0
+        Sequences dropped at each boundary.
+    pair_id : str, optional
+        For error messages.
 
-    Raises:
-        InsufficientSequencesError: a slice would be empty.
+    Returns
+    -------
+    ChronologicalSplit
+        ``val.start - train.stop == purge`` and ``test.start - val.stop == purge``; no shuffling.
+
+    Raises
+    ------
+    InsufficientSequencesError
+        A slice would be empty.
     """
     if not (0.0 < val_frac < 1.0 and 0.0 < test_frac < 1.0 and val_frac + test_frac < 1.0):
         raise ValueError(f"need 0 < val_frac, test_frac and val_frac + test_frac < 1, got {val_frac}, {test_frac}")
@@ -590,12 +728,25 @@ def min_sessions_for(
 ) -> int:
     """Sessions of spread history that yield ``n_sequences`` labelled sequences.
 
-    The first labelled window ends at the later of the first full feature window
-    (warm-up rows of the features and GARCH, plus ``seq_len - 1``) and the first labelled session
-    (``label_warmup`` leading rows without a label: ``formation_window - 1`` for the
-    ``entry_event`` label, ``mean_window - 1`` for ``reversion``); then ``n_sequences`` and the
-    unlabelled tail of ``horizon``. The split then purges ``2 * horizon`` of them. 1,000
-    sequences at the defaults (entry_event, formation window 60): 1,064 sessions.
+    The first labelled window ends at the later of the first full feature window (warm-up rows of
+    the features and GARCH, plus ``seq_len - 1``) and the first labelled session (``label_warmup``
+    leading rows without a label: ``formation_window - 1`` for the ``entry_event`` label,
+    ``mean_window - 1`` for ``reversion``); then ``n_sequences`` and the unlabelled tail of
+    ``horizon``. The split then purges ``2 * horizon`` of them.
+
+    Parameters
+    ----------
+    n_sequences : int
+    seq_len : int, default 10
+    horizon : int, default 5
+    garch_warmup : int, default 1
+    label_warmup : int, default 59
+        Leading rows without a label.
+
+    Returns
+    -------
+    int
+        1,064 sessions for 1,000 sequences at the defaults (entry_event, formation window 60).
     """
     first_end = max(max(FEATURE_WARMUP, garch_warmup) + seq_len - 1, label_warmup)
     return first_end + n_sequences + horizon
@@ -606,7 +757,14 @@ def min_sessions_for(
 
 @dataclass(frozen=True)
 class FeatureScaler:
-    """Per-feature standardisation (x - mean) / std, fitted on the training slice only."""
+    """Per-feature standardisation (x - mean) / std, fitted on the training slice only.
+
+    Attributes
+    ----------
+    feature_names : tuple of str
+    mean, std : ndarray
+        Per feature (population std; a constant feature gets std 1).
+    """
 
     feature_names: tuple[str, ...]
     mean: np.ndarray
