@@ -430,7 +430,7 @@ def formation_statistics(spread: pd.Series, formation_window: int = DEFAULT_FORM
     ----------
     spread : pandas.Series
         Spread levels indexed by session.
-    formation_window : int, default 60
+    formation_window : int, default DEFAULT_FORMATION_WINDOW
         Sessions of the formation window (t included).
 
     Returns
@@ -486,7 +486,7 @@ def entry_event_labels(
         Spread levels indexed by session (the pair's ``log y − β log x − a``).
     horizon : int, default 5
         Sessions ahead (the strategy's ``gru_horizon``).
-    formation_window : int, default 60
+    formation_window : int, default DEFAULT_FORMATION_WINDOW
         The strategy's ``formation_window``.
     exit_z, stop_z : float
         The strategy's levels, 0 <= exit_z < stop_z.
@@ -740,13 +740,14 @@ def min_sessions_for(
     seq_len : int, default 10
     horizon : int, default 5
     garch_warmup : int, default 1
-    label_warmup : int, default 59
+    label_warmup : int, default DEFAULT_FORMATION_WINDOW - 1
         Leading rows without a label.
 
     Returns
     -------
     int
-        1,064 sessions for 1,000 sequences at the defaults (entry_event, formation window 60).
+        1,256 sessions for 1,000 sequences at the defaults (entry_event, formation window 252);
+        1,064 with a 60-session formation window.
     """
     first_end = max(max(FEATURE_WARMUP, garch_warmup) + seq_len - 1, label_warmup)
     return first_end + n_sequences + horizon
