@@ -48,7 +48,18 @@ class TradingConfigError(PairsError, ValueError):
 
 
 def clean_float(value: Any) -> float | None:
-    """A JSON-safe float: numpy scalars → float, NaN/inf/None → None."""
+    """A JSON-safe float.
+
+    Parameters
+    ----------
+    value : object
+        A number (numpy scalars included) or None.
+
+    Returns
+    -------
+    float or None
+        None for NaN, ±inf or None.
+    """
     if value is None:
         return None
     number = float(value)
@@ -87,7 +98,19 @@ class _Floats(_Block):
 
 
 class GarchBlock(_Floats):
-    """GARCH(1,1) of the spread's daily changes (input units): parameters, 1-step σ, σ_∞."""
+    """GARCH(1,1) of the spread's daily changes (input units).
+
+    Attributes
+    ----------
+    mu, omega, alpha, beta : float or None
+        The fitted parameters (None: no usable fit).
+    persistence : float or None
+        alpha + beta.
+    sigma_forecast : float or None
+        The one-session σ forecast at the as-of session.
+    unconditional_sigma : float or None
+        σ_∞ = √(ω / (1 − α − β)) when stationary.
+    """
 
     mu: float | None
     omega: float | None
@@ -99,13 +122,25 @@ class GarchBlock(_Floats):
 
 
 class Levels(_Floats):
+    """The pair's z-score levels, ``0 <= exit_z < entry_z < stop_z``.
+
+    Attributes
+    ----------
+    entry_z, exit_z, stop_z : float
+    """
     entry_z: float
     exit_z: float
     stop_z: float
 
 
 class Sizing(_Floats):
-    """Leg fractions of equity from :func:`pairs_assets.quant.sizing.pair_sizing`."""
+    """Leg fractions of equity from :func:`pairs_assets.quant.sizing.pair_sizing`.
+
+    Attributes
+    ----------
+    y_fraction, x_fraction, gross_fraction : float or None
+    pair_vol_target, expected_daily_vol : float or None
+    """
 
     y_fraction: float | None
     x_fraction: float | None
@@ -115,6 +150,17 @@ class Sizing(_Floats):
 
 
 class Scores(_Floats):
+    """The pair's selection scores (:mod:`pairs_assets.quant.scoring`).
+
+    Attributes
+    ----------
+    aic_score, forecast_score, backtest_score, diagnostic_score : float or None
+        The components.
+    composite : float or None
+        Their weighted combination.
+    rank : int
+        1 = the sector's best pair.
+    """
     aic_score: float | None
     forecast_score: float | None
     backtest_score: float | None
@@ -124,7 +170,12 @@ class Scores(_Floats):
 
 
 class FeatureGarch(_Floats):
-    """The GARCH parameters behind the GRU's σ / residual features (fitted before its test slice)."""
+    """The GARCH parameters behind the GRU's σ / residual features (fitted before its test slice).
+
+    Attributes
+    ----------
+    mu, omega, alpha, beta : float or None
+    """
 
     mu: float | None
     omega: float | None
@@ -133,7 +184,23 @@ class FeatureGarch(_Floats):
 
 
 class ModelBlock(_Floats):
-    """The registered GRU that gates this pair's entries."""
+    """The registered GRU that gates this pair's entries.
+
+    Attributes
+    ----------
+    name, version : str
+        The registered model and version.
+    mlflow_run_id : str or None
+    probability_threshold : float or None
+        The probability an entry needs.
+    beats_baselines : bool
+    test_f1, best_baseline_f1 : float or None
+    feature_garch : FeatureGarch
+    feature_hedge_ratio, feature_intercept : float or None
+        The spread the GRU's features are built on, ``log y − feature_hedge_ratio·log x −
+        feature_intercept`` (estimated before the GRU's validation and test slices; None: the pair's
+        own hedge ratio).
+    """
 
     name: str
     version: str
@@ -151,7 +218,23 @@ class ModelBlock(_Floats):
 
 
 class PairConfig(_Floats):
-    """One selected pair: y is the dependent leg, spread = ln(P_y) − hedge_ratio·ln(P_x) − intercept."""
+    """One selected pair: y is the dependent leg, spread = ln(P_y) − hedge_ratio·ln(P_x) − intercept.
+
+    Attributes
+    ----------
+    pair_id, y, x : str
+    hedge_ratio, intercept : float
+    spread_mean, spread_std : float
+        The formation window's spread statistics (the z-score's mean and dispersion).
+    half_life, correlation, eg_pvalue : float or None
+    garch : GarchBlock
+    levels : Levels
+    sizing : Sizing
+    scores : Scores
+    model : ModelBlock or None
+        None: no model gates the pair (``model_note`` says why).
+    model_note : str
+    """
 
     pair_id: str
     y: str
@@ -172,12 +255,24 @@ class PairConfig(_Floats):
 
 
 class Thresholds(_Floats):
+    """The selection thresholds the config was built with.
+
+    Attributes
+    ----------
+    correlation_min, eg_pvalue_max, score_min : float
+    """
     correlation_min: float
     eg_pvalue_max: float
     score_min: float
 
 
 class Windows(_Block):
+    """Sessions of the windows the config was built with.
+
+    Attributes
+    ----------
+    formation, garch, backtest, gru : int
+    """
     formation: int
     garch: int
     backtest: int
@@ -185,13 +280,43 @@ class Windows(_Block):
 
 
 class RiskBlock(_Floats):
+    """The risk limits the config was sized with (fractions of equity).
+
+    Attributes
+    ----------
+    max_portfolio_risk, max_position, target_daily_vol : float
+    """
     max_portfolio_risk: float
     max_position: float
     target_daily_vol: float
 
 
 class TradingConfig(_Block):
-    """A sector's trading config for ``effective_session`` (the session after ``as_of_session``)."""
+    """A sector's trading config for ``effective_session`` (the session after ``as_of_session``).
+
+    Read with :meth:`parse` (a :class:`TradingConfigError` names the field at fault), written with
+    :meth:`to_json_bytes` (canonical JSON: byte-identical for the same inputs).
+
+    Attributes
+    ----------
+    schema_version : int
+        One of :data:`SUPPORTED_SCHEMA_VERSIONS`.
+    as_of_session, effective_session : str
+        ``YYYY-MM-DD``.
+    sector, source : str
+    symbols : list of str
+        The sector's symbols.
+    input_fingerprint : str
+        The fingerprint of the bars the config was built from.
+    formation_session : str or None
+        The formation session of the trading period (None: the as-of session).
+    gru_gate : bool
+        Whether the signals gate entries with the pairs' GRUs.
+    thresholds : Thresholds
+    windows : Windows
+    risk : RiskBlock
+    pairs : list of PairConfig
+    """
 
     schema_version: int
     as_of_session: str
