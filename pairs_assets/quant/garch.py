@@ -59,18 +59,37 @@ __all__ = [
 class GarchFit:
     """Everything a caller needs from one GARCH(1,1) fit (see the module docstring for units).
 
-    mu, omega, alpha, beta: parameters of r_t = mu + e_t, h_t = omega + alpha·e²_{t-1} + beta·h_{t-1}
-    (mu, omega in input units). persistence = alpha + beta. loglik, aic, bic: GARCH fit on the
-    scaled data; aic_constant, bic_constant: the constant-mean, constant-variance normal model on
-    the same scaled data (2 parameters). sigma_forecast: 1-step-ahead conditional σ after the last
-    observation (input units). qlike_garch, qlike_naive: mean QLIKE over the holdout;
-    forecast_ratio = qlike_garch / qlike_naive (< 1: GARCH forecasts better). ljung_box_p:
-    Ljung-Box p-value of the standardized residuals; arch_lm_p: Engle's ARCH-LM p-value of the
-    standardized residuals. converged: both the training and full-sample optimisations converged;
-    convergence_message: the optimiser's message(s). n_obs: number of returns; scale: the factor.
-    estimator: which code produced the fits — "arch" (:func:`fit_garch`, or the recorded fallback of
-    :func:`fit_garch_many`), "batched" (the compiled estimator of :func:`fit_garch_many`), or
-    "<full-sample>/<training>" (e.g. "arch/batched") when the two fits came from different code.
+    Attributes
+    ----------
+    mu, omega, alpha, beta : float
+        Parameters of r_t = mu + e_t, h_t = omega + alpha·e²_{t-1} + beta·h_{t-1} (mu, omega in input
+        units).
+    persistence : float
+        alpha + beta.
+    loglik, aic, bic : float
+        Of the GARCH fit on the scaled data.
+    aic_constant, bic_constant : float
+        Of the constant-mean, constant-variance normal model on the same scaled data (2 parameters).
+    sigma_forecast : float
+        One-step-ahead conditional σ after the last observation (input units).
+    qlike_garch, qlike_naive : float
+        Mean QLIKE over the holdout.
+    forecast_ratio : float
+        qlike_garch / qlike_naive (< 1: GARCH forecasts better).
+    ljung_box_p, arch_lm_p : float
+        Ljung-Box and Engle's ARCH-LM p-values of the standardized residuals.
+    converged : bool
+        Both the training and the full-sample optimisations converged.
+    convergence_message : str
+        The optimiser's message(s).
+    n_obs : int
+        Number of returns.
+    scale : float
+        The factor applied before fitting.
+    estimator : str
+        Which code produced the fits: "arch" (:func:`fit_garch`, or the recorded fallback of
+        :func:`fit_garch_many`), "batched" (the compiled estimator of :func:`fit_garch_many`), or
+        "<full-sample>/<training>" (e.g. "arch/batched") when the two fits came from different code.
     """
 
     mu: float
@@ -103,9 +122,20 @@ class GarchFit:
 def qlike(squared_residuals: np.ndarray, variances: np.ndarray, floor: float) -> float:
     """Mean QLIKE loss ``r²/h − ln(r²/h) − 1`` (Patton 2011).
 
-    Inputs: ``squared_residuals`` (the variance proxy r²), ``variances`` (forecasts h > 0), both
-    1-D and equal length; ``floor`` — r² values below it are raised to it so ``ln(r²/h)`` stays
-    finite when a return is exactly zero (stale quote). Output: the mean loss (0 is perfect).
+    Parameters
+    ----------
+    squared_residuals : ndarray
+        The variance proxy r², 1-D.
+    variances : ndarray
+        Forecasts h > 0, the same length.
+    floor : float
+        r² values below it are raised to it, so ``ln(r²/h)`` stays finite when a return is exactly
+        zero (a stale quote).
+
+    Returns
+    -------
+    float
+        The mean loss (0 is perfect).
     """
     proxy = np.maximum(np.asarray(squared_residuals, dtype=float), floor)
     h = np.asarray(variances, dtype=float)
@@ -169,13 +199,26 @@ def _holdout(scaled: np.ndarray, holdout: int):
 def holdout_variance_forecasts(returns, holdout: int, scale: float = 100.0, min_obs: int = 500) -> pd.DataFrame:
     """One-step variance forecasts for the last ``holdout`` returns, without look-ahead.
 
-    Inputs: ``returns`` — 1-D finite array; ``holdout`` — number of final observations to
-    forecast; ``scale``/``min_obs`` as in :func:`fit_garch`.
-    Output: a frame indexed by observation position with ``squared_residual`` (the proxy
-    (r_t − mu)², mu from the training fit), ``garch_variance`` (forecast made at t-1 with
-    parameters fitted on ``returns[:-holdout]``) and ``naive_variance`` (training-sample
-    variance), all in the input's units.
-    Reference: arch ``ARCHModelResult.forecast(start=..., reindex=False)``.
+    Parameters
+    ----------
+    returns : array_like
+        1-D, finite.
+    holdout : int
+        Number of final observations to forecast.
+    scale, min_obs
+        As in :func:`fit_garch`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by observation position: ``squared_residual`` (the proxy (r_t − mu)², mu from the
+        training fit), ``garch_variance`` (forecast made at t-1 with parameters fitted on
+        ``returns[:-holdout]``) and ``naive_variance`` (the training sample's variance), all in the
+        input's units.
+
+    References
+    ----------
+    arch ``ARCHModelResult.forecast(start=..., reindex=False)``.
     """
     values = _validated_returns(returns, holdout, scale, min_obs)
     squared, garch_var, naive_var, _ = _holdout(values * scale, holdout)
@@ -204,20 +247,43 @@ def fit_garch(
 ) -> GarchFit:
     """Fit a constant-mean GARCH(1,1) with normal errors and evaluate its variance forecasts.
 
-    Inputs: ``returns`` — 1-D array of spread log returns (finite); ``holdout`` — number of final
-    observations used for the out-of-sample QLIKE comparison (parameters for it are fitted on the
-    rest); ``scale`` — multiplier applied before fitting (see module docstring); ``min_obs`` —
-    minimum number of returns (and min_obs/2 for the training part); ``ljung_box_lags`` — lag of
-    the Ljung-Box test (statsmodels ``acorr_ljungbox``); ``arch_lm_lags`` — lags of Engle's
-    ARCH-LM test (statsmodels ``het_arch``); ``qlike_floor`` — squared residuals below
-    ``qlike_floor × training variance`` are raised to it in QLIKE (a zero return would make the
-    loss infinite).
-    Output: :class:`GarchFit`; parameters, likelihood, criteria, sigma_forecast and diagnostics come
-    from the full-sample refit. Non-convergence (arch ``convergence_flag != 0``) is recorded in
-    ``converged``/``convergence_message``, never raised.
-    Raises: ``ValueError`` for NaN/inf returns or bad arguments; :class:`InsufficientHistoryError`
-    when ``len(returns) < min_obs`` or the training part is shorter than ``min_obs/2``.
-    References: Bollerslev (1986); Patton (2011) QLIKE; Ljung & Box (1978); Engle (1982); arch.
+    Parameters, likelihood, criteria, sigma_forecast and diagnostics come from the full-sample
+    refit. Non-convergence (arch ``convergence_flag != 0``) is recorded in ``converged`` /
+    ``convergence_message``, never raised.
+
+    Parameters
+    ----------
+    returns : array_like
+        1-D spread log returns, finite.
+    holdout : int
+        Final observations used for the out-of-sample QLIKE comparison (its parameters are fitted
+        on the rest).
+    scale : float, default 100.0
+        Multiplier applied before fitting (see the module docstring).
+    min_obs : int, default 500
+        Minimum number of returns (and min_obs/2 for the training part).
+    ljung_box_lags : int, default 10
+        Lag of the Ljung-Box test (statsmodels ``acorr_ljungbox``).
+    arch_lm_lags : int, default 5
+        Lags of Engle's ARCH-LM test (statsmodels ``het_arch``).
+    qlike_floor : float, default 1e-8
+        Squared residuals below ``qlike_floor × training variance`` are raised to it in QLIKE (a zero
+        return would make the loss infinite).
+
+    Returns
+    -------
+    GarchFit
+
+    Raises
+    ------
+    ValueError
+        NaN/inf returns or bad arguments.
+    InsufficientHistoryError
+        ``len(returns) < min_obs`` or the training part is shorter than ``min_obs/2``.
+
+    References
+    ----------
+    Bollerslev (1986); Patton (2011) QLIKE; Ljung & Box (1978); Engle (1982); arch.
     """
     values = _validated_returns(returns, holdout, scale, min_obs)
     if not qlike_floor > 0.0:
@@ -484,7 +550,17 @@ def _untrusted(row: np.ndarray, offset: int, kernels, check_alpha: bool) -> list
 
 
 def unconditional_sigma(omega: float, alpha: float, beta: float) -> float:
-    """σ_∞ = √(ω / (1 − α − β)) of a stationary GARCH(1,1) (NaN when α + β ≥ 1 or ω ≤ 0)."""
+    """σ_∞ = √(ω / (1 − α − β)) of a stationary GARCH(1,1).
+
+    Parameters
+    ----------
+    omega, alpha, beta : float
+
+    Returns
+    -------
+    float
+        NaN when α + β ≥ 1 or ω ≤ 0.
+    """
     persistence = alpha + beta
     return math.sqrt(omega / (1.0 - persistence)) if persistence < 1.0 and omega > 0.0 else math.nan
 
@@ -500,7 +576,26 @@ def filter_fixed(
     gives a NaN residual — the live path has gaps. It equals arch's ``ARCHModel.fix`` filter once
     the start-up (arch backcasts h_1) has decayed like β^t (checked in the tests); it is written
     out because arch cannot filter across missing values.
-    Reference: Bollerslev (1986), "Generalized autoregressive conditional heteroskedasticity".
+
+    Parameters
+    ----------
+    changes : array_like
+        1-D changes r_t (NaN allowed).
+    mu, omega, alpha, beta : float
+        The parameters (input units).
+    fallback_sigma : float, optional
+        The start σ when the parameters are not stationary and the sample has no variance.
+
+    Returns
+    -------
+    sigma : ndarray
+        σ_t per change.
+    resid : ndarray
+        ε_t / σ_t (NaN where the change is NaN).
+
+    References
+    ----------
+    Bollerslev (1986), "Generalized autoregressive conditional heteroskedasticity".
     """
     r = np.asarray(changes, dtype="float64")
     n = len(r)
@@ -527,10 +622,24 @@ def filter_fixed(
 
 
 def filter_fixed_many(changes, *, mu, omega, alpha, beta, fallback_sigma=None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`filter_fixed` of many series at once: ``changes`` ``[P, n]``, parameters of length P.
+    """:func:`filter_fixed` of many series at once.
 
     Row p equals ``filter_fixed(changes[p], mu=mu[p], ...)`` bit for bit (the same start and the
     same float operations, vectorised across rows; checked in the tests).
+
+    Parameters
+    ----------
+    changes : ndarray
+        ``[P, n]``.
+    mu, omega, alpha, beta : array_like
+        Length P.
+    fallback_sigma : array_like, optional
+        Length P.
+
+    Returns
+    -------
+    sigma, resid : ndarray
+        ``[P, n]`` each.
     """
     r = np.asarray(changes, dtype="float64")
     if r.ndim != 2:
@@ -561,16 +670,30 @@ def filter_fixed_many(changes, *, mu, omega, alpha, beta, fallback_sigma=None) -
     return sigma, resid
 
 def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> tuple[pd.DataFrame, dict[str, float]]:
-    """GARCH(1,1) conditional σ and standardized residuals, parameters fitted on a prefix only.
+    """GARCH(1,1) conditional σ and standardized residuals, the parameters fitted on a prefix only.
 
-    Inputs: ``returns`` — spread returns indexed by session; ``fit_until`` — the parameters are
-    estimated with ``arch`` on ``returns[:fit_until]`` only (e.g. everything before a model's test
-    slice); the whole series is then filtered with them by :func:`filter_fixed` — the recursion the
-    signal job runs on the live spread, so training and trading features agree. σ_t uses returns
-    up to t−1 only: no value after t enters the features at t, and no value after ``fit_until``
-    enters the parameters.
-    Output: (frame indexed like ``returns`` with ``garch_sigma`` (input units) and
-    ``garch_std_resid``; the parameters ``mu, omega, alpha, beta`` in input units).
+    The parameters are estimated with ``arch`` on ``returns[:fit_until]`` (e.g. everything before a
+    model's test slice); the whole series is then filtered with them by :func:`filter_fixed` — the
+    recursion the signal job runs on the live spread
+    (:func:`pairs_assets.quant.signals.garch_filter_fixed`), so training and trading features
+    agree. σ_t uses returns up to t−1 only: no value after t enters the features at t, and no value
+    after ``fit_until`` enters the parameters.
+
+    Parameters
+    ----------
+    returns : pandas.Series
+        Spread returns indexed by session.
+    fit_until : int
+        Returns used for the fit.
+    scale : float, default 100.0
+        As in :func:`fit_garch`.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Indexed like ``returns``: ``garch_sigma`` (input units) and ``garch_std_resid``.
+    params : dict of str to float
+        ``mu, omega, alpha, beta`` in input units.
     """
     values = np.asarray(returns, dtype=float)
     if not np.isfinite(values).all():

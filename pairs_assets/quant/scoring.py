@@ -118,17 +118,33 @@ def score_models(
 ) -> pd.DataFrame:
     """Score each pair's GARCH model and recent backtest (formula in the module docstring).
 
-    Inputs: ``garch`` — one row per pair with (at least) pair_id, aic, bic, aic_constant,
-    bic_constant, forecast_ratio, ljung_box_p, arch_lm_p, converged (see ``garch.GarchFit``);
-    ``backtests`` — one row per pair with pair_id, sharpe, n_trades (see
-    ``backtest.BacktestResult``), covering every pair in ``garch``; ``weights`` — (aic,
-    forecast, backtest, diagnostic) weights, non-negative, summing to 1; ``threshold`` —
-    selection cut-off on the composite; ``diag_alpha`` — significance level of the diagnostics;
-    ``aic_scale`` — ``per_observation`` (needs an ``n_obs`` column in ``garch``) or ``total``.
-    Output: columns pair_id, aic_score, forecast_score, backtest_score, diagnostic_score,
-    composite, selected, rank; sorted by rank.
-    References: Akaike (1974), Schwarz (1978), Burnham & Anderson (2002) for criterion
-    differences; Patton (2011) QLIKE; Ljung & Box (1978); Engle (1982) ARCH-LM; Sharpe (1966).
+    Parameters
+    ----------
+    garch : pandas.DataFrame
+        One row per pair with (at least) pair_id, aic, bic, aic_constant, bic_constant,
+        forecast_ratio, ljung_box_p, arch_lm_p, converged (see :class:`~pairs_assets.quant.garch.GarchFit`).
+    backtests : pandas.DataFrame
+        One row per pair with pair_id, sharpe, n_trades (see
+        :class:`~pairs_assets.quant.backtest.BacktestResult`), covering every pair in ``garch``.
+    weights : tuple of 4 float, default (0.4, 0.3, 0.2, 0.1)
+        (aic, forecast, backtest, diagnostic) weights, non-negative, summing to 1.
+    threshold : float, default 0.7
+        Selection cut-off on the composite.
+    diag_alpha : float, default 0.05
+        Significance level of the diagnostics.
+    aic_scale : {"per_observation", "total"}, default "per_observation"
+        ``per_observation`` needs an ``n_obs`` column in ``garch``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        pair_id, aic_score, forecast_score, backtest_score, diagnostic_score, composite, selected,
+        rank; sorted by rank.
+
+    References
+    ----------
+    Akaike (1974), Schwarz (1978), Burnham & Anderson (2002) for criterion differences; Patton
+    (2011) QLIKE; Ljung & Box (1978); Engle (1982) ARCH-LM; Sharpe (1966).
     """
     if len(weights) != 4:
         raise ValueError(f"weights must have 4 entries (aic, forecast, backtest, diagnostic), got {len(weights)}")
@@ -188,5 +204,16 @@ def score_models(
 
 
 def forecast_score(forecast_ratio):
-    """The forecast component σ(10 · (1 − forecast_ratio)) for a ratio or an array of ratios."""
+    """The forecast component σ(10 · (1 − forecast_ratio)).
+
+    Parameters
+    ----------
+    forecast_ratio : float or ndarray
+        qlike_garch / qlike_naive.
+
+    Returns
+    -------
+    float or ndarray
+        In (0, 1); above 0.5 when GARCH forecasts better than the constant variance.
+    """
     return expit(FORECAST_SLOPE * (1.0 - np.asarray(forecast_ratio, dtype=float)))
