@@ -97,7 +97,32 @@ DEFAULT_TARGET_SEQUENCES = 1000
 
 @dataclass(frozen=True)
 class GRUConfig:
-    """Hyperparameters of the GRU and its training (defaults from the seed design: preset ``seed`` in ``settings.PRESETS``)."""
+    """Hyperparameters of the GRU and its training (defaults from the seed design: preset ``seed`` in ``settings.PRESETS``).
+
+    Attributes
+    ----------
+    seq_len : int
+        Sessions per input sequence.
+    hidden : int
+        GRU hidden units.
+    dropout : float
+        Dropout before the linear head.
+    lr : float
+        Adam's learning rate.
+    batch_size, max_epochs, patience : int
+        Minibatch size; at most ``max_epochs``, stopping after ``patience`` epochs without a lower
+        validation loss.
+    seed : int
+        Seeds initialisation, dropout and batch order.
+    device : str
+        ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    val_frac, test_frac : float
+        Fractions of the sequences in the validation and test slices.
+    grad_clip : float
+        Gradient-norm clip.
+    cpu_threads : int
+        Torch threads on CPU.
+    """
 
     seq_len: int = 10
     hidden: int = 64
@@ -139,7 +164,17 @@ class GRUConfig:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
+    """The torch device a config names.
+
+    Parameters
+    ----------
+    device : str, default "auto"
+        ``auto`` → CUDA when present, else CPU; anything else as torch reads it.
+
+    Returns
+    -------
+    torch.device
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -149,8 +184,18 @@ class GRUClassifier(nn.Module):
     """GRU → dropout → linear → sigmoid over raw features, the train-only scaler folded in.
 
     ``forward(x)``: ``x`` float32 ``[batch, seq_len, n_features]`` of raw features in
-    :data:`~pairs_assets.quant.features.FEATURE_NAMES` order → probability of the label event (1) ``[batch]``.
-    ``logits(x)`` gives the pre-sigmoid scores (used for training with ``BCEWithLogitsLoss``).
+    :data:`~pairs_assets.quant.features.FEATURE_NAMES` order → probability of the label event (1)
+    ``[batch]``. ``logits(x)`` gives the pre-sigmoid scores (for training with
+    ``BCEWithLogitsLoss``).
+
+    Parameters
+    ----------
+    n_features : int
+    hidden : int, default 64
+    dropout : float, default 0.255
+    feature_mean, feature_std : ndarray, optional
+        The train-only scaler, folded into the model (raw features in, probability out); None: no
+        scaling.
     """
 
     def __init__(
@@ -181,7 +226,20 @@ class GRUClassifier(nn.Module):
 
 @dataclass
 class TrainResult:
-    """A trained model (best validation epoch restored, eval mode, on CPU) and its history."""
+    """A trained model (best validation epoch restored, eval mode, on CPU) and its history.
+
+    Attributes
+    ----------
+    model : GRUClassifier
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss``.
+    best_epoch : int
+    stopped_early : bool
+    device : str
+        Where it was trained.
+    seconds : float
+        Training wall time.
+    """
 
     model: GRUClassifier
     history: list[dict[str, float]]
@@ -243,23 +301,35 @@ def train_gru(
 ) -> TrainResult:
     """Train a :class:`GRUClassifier` with Adam and early stopping on validation loss.
 
-    Args:
-        X_train, X_val: raw sequences ``[n, seq_len, n_features]``; y_train, y_val: 0/1 labels.
-        config: hyperparameters; ``config.seed`` seeds initialisation, dropout and batch order.
-        scaler: the train-only scaler folded into the model; fitted here on the training rows
-            when omitted (the first sequence plus the last step of each following one — the
-            distinct rows when sequences step by one session).
-        pair_id: named in error messages.
+    Minibatches are shuffled *within* the training slice by a generator seeded with
+    ``config.seed``; the validation slice is only evaluated. Binary cross-entropy on logits;
+    gradients clipped to ``config.grad_clip``; at most ``max_epochs``, stopping after ``patience``
+    epochs without a lower validation loss.
 
-    Returns:
-        :class:`TrainResult` with the best-validation-loss weights restored. Minibatches are
-        shuffled *within* the training slice by a generator seeded with ``config.seed``; the
-        validation slice is only evaluated. Binary cross-entropy on logits; gradients clipped
-        to ``config.grad_clip``; at most ``max_epochs``, stopping after ``patience`` epochs
-        without a lower validation loss.
+    Parameters
+    ----------
+    X_train, X_val : ndarray
+        Raw sequences ``[n, seq_len, n_features]``.
+    y_train, y_val : ndarray
+        0/1 labels.
+    config : GRUConfig, optional
+        Hyperparameters; ``config.seed`` seeds initialisation, dropout and batch order.
+    scaler : FeatureScaler, optional
+        The train-only scaler folded into the model; fitted here on the training rows when omitted
+        (the first sequence plus the last step of each following one — the distinct rows when
+        sequences step by one session).
+    pair_id : str, optional
+        Named in error messages.
 
-    Raises:
-        TrainingDivergedError: the training or validation loss is NaN or infinite.
+    Returns
+    -------
+    TrainResult
+        With the best-validation-loss weights restored.
+
+    Raises
+    ------
+    TrainingDivergedError
+        The training or validation loss is NaN or infinite.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -325,7 +395,21 @@ def train_gru(
 
 
 def predict_proba(model: nn.Module, X: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """Probabilities of the label event for raw sequences ``X`` (eval mode, no gradients)."""
+    """Probabilities of the label event for raw sequences (eval mode, no gradients).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    X : ndarray
+        float32 ``[n, seq_len, n_features]``.
+    batch : int, default 1024
+        Sequences per forward pass.
+
+    Returns
+    -------
+    ndarray
+        ``[n]``.
+    """
     model.eval()
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -364,6 +448,11 @@ class StackedGRU(nn.Module):
     ``[P, B]``. The recurrence is PyTorch's GRU (gate order r, z, n; ``h' = (h − n)·z + n``, Cho et
     al. 2014) written with batched matrix products, so one call runs every model: equal to each
     model's own ``nn.GRU`` forward up to float32 rounding (checked in the tests).
+
+    See Also
+    --------
+    StackedGRU.from_modules : stack trained models.
+    StackedGRU.unstack : one model back as a :class:`GRUClassifier`.
     """
 
     def __init__(self, n_models: int, n_features: int, hidden: int = 64) -> None:
@@ -451,9 +540,18 @@ class StackedGRU(nn.Module):
 def predict_proba_many(models: StackedGRU | list[nn.Module], sequences: np.ndarray) -> np.ndarray:
     """Probabilities of many models in one forward pass: model p on ``sequences[p]``.
 
-    ``models``: a :class:`StackedGRU` or the list of models to stack; ``sequences`` raw float32
-    ``[P, B, seq_len, n_features]`` (or ``[P, seq_len, n_features]``: one sequence per model, e.g.
-    the signal job's latest window of each pair). Returns float64 ``[P, B]`` (or ``[P]``).
+    Parameters
+    ----------
+    models : StackedGRU or list of torch.nn.Module
+        The models (a list is stacked).
+    sequences : ndarray
+        Raw float32 ``[P, B, seq_len, n_features]``, or ``[P, seq_len, n_features]``: one sequence
+        per model (e.g. the signal job's latest window of each pair).
+
+    Returns
+    -------
+    ndarray
+        float64 ``[P, B]`` (or ``[P]``).
     """
     x = np.asarray(sequences, dtype=np.float32)
     single = x.ndim == 3
@@ -492,18 +590,6 @@ def train_gru_many(
 ) -> list[TrainResult | TrainingDivergedError]:
     """:func:`train_gru` for many pairs at once: one :class:`StackedGRU`, the pair as batch dimension.
 
-    Args:
-        datasets: per pair ``(X_train, y_train, X_val, y_val)`` as for :func:`train_gru` (the pairs'
-            sequence counts may differ; ``seq_len`` and ``n_features`` may not).
-        config: shared hyperparameters (``config.device``: ``auto`` → CUDA when present).
-        scalers: per pair train-only scaler (default: fitted as :func:`train_gru` does).
-        pair_ids: named in error messages.
-
-    Returns:
-        Per pair, in input order, a :class:`TrainResult` (a :class:`GRUClassifier` on CPU with the
-        best-validation-loss weights) or the :class:`TrainingDivergedError` that stopped that pair
-        (the others go on).
-
     Each pair is trained as :func:`train_gru` trains it alone, step for step: the same initial
     weights (seeded with ``config.seed``), the same minibatch order (its own generator seeded with
     ``config.seed``), the same dropout draws (on CPU: each pair's own copy of the seeded global
@@ -513,7 +599,25 @@ def train_gru_many(
     one-at-a-time training within a tolerance (the tests check it), not bit for bit. Deterministic:
     the same inputs on the same machine give the same weights. On CUDA the dropout masks come from
     the CPU generator (then copied), so CPU and CUDA runs differ in rounding only.
-    ``TrainResult.seconds`` is the batch's wall time divided by the number of pairs.
+
+    Parameters
+    ----------
+    datasets : list of tuple
+        Per pair ``(X_train, y_train, X_val, y_val)`` as for :func:`train_gru` (the pairs' sequence
+        counts may differ; ``seq_len`` and ``n_features`` may not).
+    config : GRUConfig, optional
+        Shared hyperparameters (``config.device``: ``auto`` → CUDA when present).
+    scalers : list of FeatureScaler, optional
+        Per pair train-only scaler (default: fitted as :func:`train_gru` does).
+    pair_ids : list of str, optional
+        Named in error messages.
+
+    Returns
+    -------
+    list
+        Per pair, in input order, a :class:`TrainResult` (a :class:`GRUClassifier` on CPU with the
+        best-validation-loss weights; ``seconds`` is the batch's wall time divided by the number of
+        pairs) or the :class:`TrainingDivergedError` that stopped that pair (the others go on).
     """
     started = time.perf_counter()
     n_pairs = len(datasets)
@@ -665,7 +769,44 @@ def train_gru_many(
 
 @dataclass
 class PairModelResult:
-    """Everything a caller needs to log, register and gate a pair's GRU."""
+    """Everything a caller needs to log, register and gate a pair's GRU.
+
+    Attributes
+    ----------
+    pair_id : str
+    model : GRUClassifier
+    config : GRUConfig
+    feature_names : tuple of str
+    scaler : FeatureScaler
+    horizon, mean_window : int
+    reversion_fraction, entry_z : float
+    rule_z_window : int
+        The z window of the ``|z| > entry`` baseline.
+    threshold : float
+        The probability threshold chosen on the validation slice.
+    metrics, baseline_metrics : dict
+        Per slice (and per baseline): :func:`~pairs_assets.quant.classification.classification_metrics`.
+    beats_baselines : bool
+        Test F1 strictly above every baseline's test F1.
+    history : list of dict
+    best_epoch : int
+    stopped_early : bool
+    input_example : ndarray
+        A few raw sequences (the MLflow signature's example).
+    n_sessions, n_sequences : int
+    split : dict of str to int
+    slice_sessions : dict of str to (str, str)
+        First and last session of each slice.
+    positive_rate : dict of str to float
+    device : str
+    train_seconds : float
+    extra : dict
+    label : str
+    exit_z, stop_z : float
+    formation_window : int
+    entry_metrics : dict of str to float
+        Test metrics on the sessions with |z_t| >= entry_z.
+    """
 
     pair_id: str
     model: GRUClassifier
@@ -781,33 +922,50 @@ def fit_pair_model(
 ) -> PairModelResult:
     """Train and score a pair's GRU gate on its spread history up to the as-of session.
 
-    Args:
-        spread: the spread indexed by session, ending at the as-of session (the caller slices the
-            training window: e.g. ``min_sessions_for(DEFAULT_TARGET_SEQUENCES)`` sessions or more).
-        garch_sigma, garch_std_resid: GARCH conditional volatility and standardized residuals on
-            the same sessions (leading NaN = warm-up, dropped).
-        entry_z: the trading entry level, for the ``|z| > entry`` baseline (z over
-            ``formation_window`` for the ``entry_event`` label, over ``mean_window`` for ``reversion``)
-            and the entry-session metrics.
-        config: GRU hyperparameters and split fractions.
-        horizon: label horizon in sessions (see :func:`~pairs_assets.quant.features.entry_event_labels`);
-            also the purge gap at each split boundary.
-        min_sequences: fewer labelled sequences than this raises ``InsufficientSequencesError``.
-        pair_id: named in every error message.
-        label: ``entry_event`` (default, :func:`~pairs_assets.quant.features.entry_event_labels`
-            with ``formation_window``, ``exit_z``, ``stop_z`` — the strategy's values) or
-            ``reversion`` (:func:`~pairs_assets.quant.features.reversion_labels` with
-            ``mean_window``, ``reversion_fraction``).
-        label_statistics: per-session ``spread_mean`` / ``spread_std`` of the config in force
-            (trading periods); default the trailing ``formation_window`` statistics.
+    The threshold maximises F1 on the validation slice; the test metrics use it.
 
-    Returns:
-        :class:`PairModelResult`. The threshold maximises F1 on the validation slice; test metrics
-        use it. ``beats_baselines`` is test F1 strictly above every baseline's test F1.
+    Parameters
+    ----------
+    spread : pandas.Series
+        The spread indexed by session, ending at the as-of session (the caller slices the training
+        window: e.g. ``min_sessions_for(DEFAULT_TARGET_SEQUENCES)`` sessions or more).
+    garch_sigma, garch_std_resid : pandas.Series
+        GARCH conditional volatility and standardized residuals on the same sessions (leading NaN =
+        warm-up, dropped).
+    entry_z : float
+        The trading entry level, for the ``|z| > entry`` baseline (z over ``formation_window`` for
+        the ``entry_event`` label, over ``mean_window`` for ``reversion``) and the entry-session
+        metrics.
+    config : GRUConfig, optional
+        GRU hyperparameters and split fractions.
+    horizon : int, default DEFAULT_HORIZON
+        Label horizon in sessions (see :func:`~pairs_assets.quant.features.entry_event_labels`);
+        also the purge gap at each split boundary.
+    min_sequences : int, default DEFAULT_MIN_SEQUENCES
+        Fewer labelled sequences raise ``InsufficientSequencesError``.
+    pair_id : str, optional
+        Named in every error message.
+    mean_window, reversion_fraction
+        The ``reversion`` label's (:func:`~pairs_assets.quant.features.reversion_labels`).
+    example_rows : int, default 5
+        Sequences kept as ``input_example``.
+    label : {"entry_event", "reversion"}, default "entry_event"
+        ``entry_event``: :func:`~pairs_assets.quant.features.entry_event_labels` with
+        ``formation_window``, ``exit_z``, ``stop_z`` (the strategy's values).
+    formation_window, exit_z, stop_z
+        The ``entry_event`` label's.
+    label_statistics : pandas.DataFrame, optional
+        Per-session ``spread_mean`` / ``spread_std`` of the config in force (trading periods);
+        default the trailing ``formation_window`` statistics.
 
-    Raises:
-        InsufficientSequencesError, SingleClassError, NaNFeaturesError, TrainingDivergedError
-        (all ``GRUTrainingError``, a ``ValueError``), each naming the pair and the field/slice.
+    Returns
+    -------
+    PairModelResult
+
+    Raises
+    ------
+    InsufficientSequencesError, SingleClassError, NaNFeaturesError, TrainingDivergedError
+        All ``GRUTrainingError`` (a ``ValueError``), each naming the pair and the field or slice.
     """
     prepared = _prepare_pair(
         spread, garch_sigma, garch_std_resid, entry_z, config, horizon, min_sequences, pair_id=pair_id,
@@ -955,26 +1113,29 @@ def fit_pair_models(
 
     The batched API of the GRU stage (a partition's selected pairs; a range of partitions in a
     single-run backfill; the walk-forward's pair-sessions): give every pair there is to train in
-    one call.
+    one call. Each pair gets what :func:`train_gru` would give it alone up to float32 rounding
+    (same seeded initial weights, minibatch order, dropout draws and early stopping; see
+    :func:`train_gru_many`), and exactly the same result whatever other pairs share the call (each
+    model's arithmetic is independent of the stack: tested), so a partition trained alone and
+    inside a range backfill agree bit for bit. ``config.device`` ``auto`` → CUDA when present.
 
-    Args:
-        pairs: per pair, the keyword arguments of :func:`fit_pair_model` other than ``config``,
-            ``min_sequences`` and ``example_rows``: ``spread``, ``garch_sigma``,
-            ``garch_std_resid``, ``entry_z`` (required), ``pair_id``, ``horizon``, ``label``,
-            ``formation_window``, ``exit_z``, ``stop_z``, ``label_statistics``, ``mean_window``,
-            ``reversion_fraction`` (optional, same defaults).
-        config, min_sequences, example_rows: shared, as in :func:`fit_pair_model`.
+    Parameters
+    ----------
+    pairs : list of dict
+        Per pair, the keyword arguments of :func:`fit_pair_model` other than ``config``,
+        ``min_sequences`` and ``example_rows``: ``spread``, ``garch_sigma``, ``garch_std_resid``,
+        ``entry_z`` (required), ``pair_id``, ``horizon``, ``label``, ``formation_window``,
+        ``exit_z``, ``stop_z``, ``label_statistics``, ``mean_window``, ``reversion_fraction``
+        (optional, the same defaults).
+    config, min_sequences, example_rows
+        Shared, as in :func:`fit_pair_model`.
 
-    Returns:
+    Returns
+    -------
+    list
         Per pair, in input order: its :class:`PairModelResult`, or the ``GRUTrainingError`` that
-        stopped it (too few sequences, a single-class slice, NaN features, divergence) — one
-        pair's failure never stops the others.
-
-    Each pair gets what :func:`train_gru` would give it alone up to float32 rounding (same seeded
-    initial weights, minibatch order, dropout draws and early stopping; see
-    :func:`train_gru_many`), and exactly the same result whatever other pairs share the call
-    (each model's arithmetic is independent of the stack: tested), so a partition trained alone
-    and inside a range backfill agree bit for bit. ``config.device`` ``auto`` → CUDA when present.
+        stopped it (too few sequences, a single-class slice, NaN features, divergence) — one pair's
+        failure never stops the others.
     """
     prepared: list[_PreparedPair | GRUTrainingError] = []
     for item in pairs:
