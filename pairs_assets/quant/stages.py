@@ -64,10 +64,16 @@ GARCH_MIN_OBS = 500
 class FormationSchedule:
     """Which session a partition's stages run at: every ``every``-th session of the calendar.
 
-    ``sessions``: the exchange sessions from the history start on (tz-naive dates). The formation
-    session of an as-of session with index i (counted from the history start) is the session with
-    index ``i − i mod every``: a fixed schedule, so a partition's formation session depends on the
-    calendar alone, never on earlier runs. ``every`` = 1: every session is its own formation.
+    The formation session of an as-of session with index i (counted from the history start) is the
+    session with index ``i − i mod every``: a fixed schedule, so a partition's formation session
+    depends on the calendar alone, never on earlier runs.
+
+    Attributes
+    ----------
+    sessions : pandas.DatetimeIndex
+        The exchange sessions from the history start on (tz-naive dates).
+    every : int, default 1
+        1: every session is its own formation.
     """
 
     sessions: pd.DatetimeIndex
@@ -83,7 +89,16 @@ class FormationSchedule:
 
 @dataclass(frozen=True)
 class CorrelationStage:
-    """correlation_matrix's output and what it excluded."""
+    """correlation_matrix's output and what it excluded.
+
+    Attributes
+    ----------
+    matrix : pandas.DataFrame
+        :func:`~pairs_assets.quant.correlation.correlation_long` of the usable symbols.
+    excluded : dict of str to str
+        Unusable symbols with the reason.
+    usable : list of str
+    """
 
     matrix: pd.DataFrame
     excluded: dict[str, str]
@@ -91,7 +106,18 @@ class CorrelationStage:
 
 
 def correlation_stage(closes: pd.DataFrame, strategy: Any) -> CorrelationStage:
-    """Log-return correlations of the usable symbols of a formation window (``correlation_matrix``)."""
+    """Log-return correlations of the usable symbols of a formation window (``correlation_matrix``).
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions × symbols of the formation window.
+    strategy : StrategySettings
+
+    Returns
+    -------
+    CorrelationStage
+    """
     excluded = find_unusable_symbols(closes, max_flat_fraction=strategy.max_flat_fraction)
     usable = [s for s in closes.columns if s not in excluded]
     return CorrelationStage(matrix=correlation_long(closes[usable]), excluded=excluded, usable=usable)
@@ -102,7 +128,19 @@ def cointegration_stage(
 ) -> tuple[CointegrationResult, pd.DataFrame]:
     """Engle-Granger screen of the correlated pairs of a formation window (``cointegrated_pairs``).
 
-    Returns the :class:`CointegrationResult` and the log prices it tested (the gate re-tests them).
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        Sessions × symbols of the formation window.
+    correlation_matrix : pandas.DataFrame
+        :func:`correlation_stage`'s matrix.
+    strategy : StrategySettings
+
+    Returns
+    -------
+    result : CointegrationResult
+    log_prices : pandas.DataFrame
+        The log prices it tested (the gate re-tests them).
     """
     excluded = find_unusable_symbols(closes, max_flat_fraction=strategy.max_flat_fraction)
     usable = [s for s in closes.columns if s not in excluded]
@@ -119,11 +157,30 @@ def cointegration_stage(
 
 
 def spread_returns(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
-    """Daily changes of the spread log(y) − β·log(x) − α (the formation window's β and α)."""
+    """Daily changes of the spread log(y) − β·log(x) − α (the formation window's β and α).
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+    y, x : str
+        The legs' columns.
+    hedge_ratio, intercept : float
+
+    Returns
+    -------
+    pandas.Series
+    """
     return spread(closes[y], closes[x], hedge_ratio, intercept).diff().dropna()
 
 
 def empty_garch_frame() -> pd.DataFrame:
+    """An empty ``garch_models`` frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        No rows, the stage's columns.
+    """
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in GARCH_COLUMNS})
     return frame.astype({"pair_id": object, "converged": bool, "n_obs": "int64", "convergence_message": object})
 
@@ -132,9 +189,19 @@ def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> 
     """Spread changes with a hedge ratio estimated before each change: ``Δln y_t − β_{t−1}·Δln x_t``.
 
     β_{t−1} is the OLS slope of ln y on [1, ln x] over the ``window`` sessions ending at t−1, so no
-    change is measured with a β that saw it. Output: one value per session after the first
-    ``window`` (running sums; equal to :func:`pairs_assets.quant.cointegration.hedge_ratio` on each
-    window, checked in the tests).
+    change is measured with a β that saw it (running sums; equal to
+    :func:`pairs_assets.quant.cointegration.hedge_ratio` on each window, checked in the tests).
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+    y, x : str
+    window : int
+
+    Returns
+    -------
+    pandas.Series
+        One value per session after the first ``window``.
     """
     ly = np.log(closes[y].to_numpy(dtype=float))
     lx = np.log(closes[x].to_numpy(dtype=float))
@@ -154,9 +221,20 @@ def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> 
 def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> pd.DataFrame:
     """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
 
-    ``closes`` holds the pairs' legs over ``strategy.garch_sessions`` sessions ending at the
-    formation session: ``garch_window + 1`` for the formation β's spread, ``formation_window`` more
-    with ``causal_hedge`` (each change measured with the β of the window before it).
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        The pairs' legs over ``strategy.garch_sessions`` sessions ending at the formation session:
+        ``garch_window + 1`` for the formation β's spread, ``formation_window`` more with
+        ``causal_hedge`` (each change measured with the β of the window before it).
+    pairs : pandas.DataFrame
+        ``cointegrated_pairs``.
+    strategy : StrategySettings
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: the :class:`~pairs_assets.quant.garch.GarchFit` fields.
     """
     if pairs.empty:
         return empty_garch_frame()
@@ -177,11 +255,24 @@ def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> pd.
 def selection_stage(
     closes: pd.DataFrame, pairs: pd.DataFrame, garch: pd.DataFrame, strategy: Any
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Recent backtest and composite score of each pair (``model_selection``): (scores, backtests).
+    """Recent backtest and composite score of each pair (``model_selection``).
 
-    ``closes`` holds the legs over ``strategy.backtest_sessions`` sessions ending at the formation
-    session (unused when there are no pairs); with ``backtest_before_formation`` the backtest trades
-    the sessions just before the formation window, with ``backtest_lag`` and ``backtest_cost_bp``.
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        The legs over ``strategy.backtest_sessions`` sessions ending at the formation session
+        (unused when there are no pairs); with ``backtest_before_formation`` the backtest trades the
+        sessions just before the formation window, with ``backtest_lag`` and ``backtest_cost_bp``.
+    pairs : pandas.DataFrame
+    garch : pandas.DataFrame
+        :func:`garch_stage`'s output.
+    strategy : StrategySettings
+
+    Returns
+    -------
+    scores : pandas.DataFrame
+        :func:`~pairs_assets.quant.scoring.score_models`' output.
+    backtests : pandas.DataFrame
     """
     backtests = []
     if closes is not None and getattr(strategy, "backtest_before_formation", False):
@@ -212,7 +303,16 @@ def selection_stage(
 
 
 def gru_config(strategy: Any):
-    """The GRU hyperparameters of the strategy settings (:class:`pairs_assets.quant.gru.GRUConfig`)."""
+    """The GRU hyperparameters of the strategy settings.
+
+    Parameters
+    ----------
+    strategy : StrategySettings
+
+    Returns
+    -------
+    pairs_assets.quant.gru.GRUConfig
+    """
     from pairs_assets.quant.gru import GRUConfig
 
     return GRUConfig(
@@ -228,7 +328,18 @@ def gru_config(strategy: Any):
 
 
 def pair_spread(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, intercept: float) -> pd.Series:
-    """log(y) − β·log(x) − α with the as-of formation β and α (the spread the trading side trades)."""
+    """log(y) − β·log(x) − α with the as-of formation β and α (the spread the trading side trades).
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+    y, x : str
+    hedge_ratio, intercept : float
+
+    Returns
+    -------
+    pandas.Series
+    """
     return spread(closes[y], closes[x], hedge_ratio, intercept).rename("spread")
 
 
@@ -237,6 +348,19 @@ def garch_features(spread_levels: pd.Series, config: Any, horizon: int) -> tuple
 
     The test slice is the last ``test_frac`` of the sequences; fitting on the returns before
     ``n·(1 − test_frac) − horizon − seq_len`` keeps every test-slice bar out of the parameters.
+
+    Parameters
+    ----------
+    spread_levels : pandas.Series
+    config : GRUConfig
+    horizon : int
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        ``garch_sigma``, ``garch_std_resid``.
+    params : dict of str to float
+        The feature GARCH parameters.
     """
     from pairs_assets.quant.garch import garch_filter
 
@@ -247,12 +371,26 @@ def garch_features(spread_levels: pd.Series, config: Any, horizon: int) -> tuple
 
 
 def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
-    """What ``gru_models`` trains a pair's GRU on: (fit_pair_model keyword arguments, feature GARCH params, spread, garch frame).
+    """What ``gru_models`` trains a pair's GRU on.
 
-    ``closes`` holds the legs over ``gru_window`` sessions ending at the as-of session; ``pair`` has
-    pair_id, y, x, hedge_ratio, intercept. The keyword arguments (all but ``config``) go to
-    :func:`pairs_assets.quant.gru.fit_pair_model` (one pair) or, one dict per pair, to
-    :func:`pairs_assets.quant.gru.fit_pair_models` (many, batched).
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        The legs over ``gru_window`` sessions ending at the as-of session.
+    pair : object
+        With pair_id, y, x, hedge_ratio, intercept.
+    strategy : StrategySettings
+    config : GRUConfig, optional
+        Default :func:`gru_config`.
+
+    Returns
+    -------
+    kwargs : dict
+        Keyword arguments (all but ``config``) for :func:`pairs_assets.quant.gru.fit_pair_model`
+        (one pair) or, one dict per pair, :func:`pairs_assets.quant.gru.fit_pair_models`.
+    feature_garch : dict
+    spread : pandas.Series
+    garch : pandas.DataFrame
     """
     config = config or gru_config(strategy)
     levels = pair_spread(closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
@@ -267,11 +405,25 @@ def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any
 
 
 def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
-    """Train the pair's reversion GRU as ``gru_models`` does: (PairModelResult, feature GARCH params, spread, garch frame).
+    """Train the pair's GRU as ``gru_models`` does.
 
     One pair of :func:`gru_stage_fit_many` (the batched trainer: a pair trained alone and in a
-    partition's or a range's batch gets the same bits). Raises ``GRUTrainingError`` (the pair is
-    then skipped).
+    partition's or a range's batch gets the same bits).
+
+    Parameters
+    ----------
+    closes, pair, strategy, config
+        As in :func:`gru_stage_inputs`.
+
+    Returns
+    -------
+    tuple
+        (PairModelResult, feature GARCH params, spread, garch frame).
+
+    Raises
+    ------
+    GRUTrainingError
+        The pair is then skipped.
     """
     ((result, *rest),) = gru_stage_fit_many(closes, [pair], strategy, config)
     if isinstance(result, Exception):
@@ -282,10 +434,21 @@ def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | 
 def gru_stage_fit_many(closes, pairs: list[Any], strategy: Any, config: Any | None = None) -> list[tuple]:
     """The GRUs of many pairs trained together (:func:`pairs_assets.quant.gru.fit_pair_models`).
 
-    ``closes``: the legs over ``gru_window`` sessions ending at the as-of session, one frame for all
-    pairs or a list with one frame per pair (pairs of different partitions in one batch). Returns
-    per pair, in order, (PairModelResult or the ``GRUTrainingError`` that stopped it, feature GARCH
-    params, spread, garch frame); the last three are None when the GARCH features already failed.
+    Parameters
+    ----------
+    closes : pandas.DataFrame or list of pandas.DataFrame
+        The legs over ``gru_window`` sessions ending at the as-of session: one frame for all pairs,
+        or one frame per pair (pairs of different partitions in one batch).
+    pairs : list
+    strategy : StrategySettings
+    config : GRUConfig, optional
+
+    Returns
+    -------
+    list of tuple
+        Per pair, in order: (PairModelResult or the ``GRUTrainingError`` that stopped it, feature
+        GARCH params, spread, garch frame); the last three are None when the GARCH features already
+        failed.
     """
     from pairs_assets.quant.features import GRUTrainingError
     from pairs_assets.quant.gru import fit_pair_models
@@ -308,7 +471,18 @@ def sigma_forecasts_at(closes: pd.DataFrame, pairs: pd.DataFrame, garch: pd.Data
 
     For a config later in a trading period than its formation session: the fitted GARCH(1,1) is
     filtered (:func:`pairs_assets.quant.garch.filter_fixed`) through the formation spread's changes
-    up to the config's as-of session. Output indexed by pair_id.
+    up to the config's as-of session.
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+    pairs : pandas.DataFrame
+    garch : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by pair_id.
     """
     from pairs_assets.quant.garch import filter_fixed
 
@@ -362,9 +536,26 @@ def build_trading_config(
 ) -> TradingConfig:
     """The trading config (``trading_config``) for the selected pairs, best rank first.
 
-    ``models`` is the gru_models output (None: no GRU stage in this run, every pair trades ungated).
     Spread mean and σ are those of the formation window's spread; sizing is
     :func:`pairs_assets.quant.sizing.pair_sizing` on the GARCH 1-step σ.
+
+    Parameters
+    ----------
+    as_of, effective_session : str
+    formation_session : str, optional
+    sector, source : str
+    symbols : sequence of str
+    pairs, garch, scores : pandas.DataFrame
+        The stages' outputs.
+    models : pandas.DataFrame or None
+        ``gru_models``' output (None: no GRU stage in this run, every pair trades ungated).
+    formation_closes : pandas.DataFrame
+    strategy : StrategySettings
+    fingerprint : str
+
+    Returns
+    -------
+    TradingConfig
     """
     selected = scores[scores["selected"]].sort_values("rank") if not scores.empty else scores
     merged = selected.merge(pairs, on="pair_id").merge(garch, on="pair_id", suffixes=("", "_garch"))
