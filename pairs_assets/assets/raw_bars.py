@@ -22,6 +22,7 @@ from pairs_assets.universe import Universe
 from pairs_assets.util import split_partition_key
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
+from resources.dagster_sqlite_storage import record_check_evaluations
 from resources.market_data import MarketDataStore
 
 
@@ -156,7 +157,22 @@ def raw_bars(
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
             # the check's (value-less) output, as Dagster yields for an AssetCheckResult
             yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
-        yield from _partition_check_evaluations(findings, by_sector, {k.name for k in context.selected_asset_check_keys})
+        evaluations = list(
+            _partition_check_evaluations(findings, by_sector, {k.name for k in context.selected_asset_check_keys})
+        )
+        # recorded in batches as the run's own check events (one per check and partition), not
+        # yielded one by one: 46,800 yielded evaluations cost Dagster ~15 minutes
+        record_check_evaluations(context, evaluations)
+        failed = [e for e in evaluations if e.blocking and not e.passed and e.severity == checks.ERROR]
+        if failed:
+            # what Dagster does after a step yields a failed blocking ERROR evaluation
+            names = sorted({e.check_name for e in failed})
+            partitions_failed = sorted({e.partition for e in failed})
+            raise dg.Failure(
+                f"{len(failed)} blocking raw_bars check evaluation(s) failed with ERROR severity "
+                f"({', '.join(names)}) in {len(partitions_failed)} partition(s): {', '.join(partitions_failed[:10])}"
+                + (" …" if len(partitions_failed) > 10 else "")
+            )
 
 
 def _partition_check_evaluations(
@@ -164,8 +180,8 @@ def _partition_check_evaluations(
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """A range run's check evaluations, one per check and partition, each on that partition's bars.
 
-    After the materialization, so each is recorded against its partition; a failed blocking one
-    still fails the step (Dagster gates on blocking ERROR evaluations however they are emitted).
+    Recorded after the materialization, so each is recorded against its partition; the caller
+    fails the step when a blocking one failed.
     """
     blocking = {spec.name: spec.blocking for spec in checks.RAW_BARS_CHECKS}
     for sector, sessions in by_sector.items():
