@@ -23,6 +23,7 @@ from pydantic import Field
 from pairs_assets.errors import BarsFileError, PairsError
 from pairs_assets.market.calendar import EXCHANGE_TZ, nyse_calendar
 from pairs_assets.market.symbology import is_daily_timeframe, parse_timeframe
+from pairs_assets.util import to_utc
 from resources.bar_sources import BarSource
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
 
@@ -80,9 +81,7 @@ class AlpacaBarSource(BarSource):
         symbols = sorted(set(symbols))
         if not symbols:
             return empty_bars()
-        start, end = pd.Timestamp(start), pd.Timestamp(end)
-        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-        end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+        start, end = to_utc(start), to_utc(end)
         daily = is_daily_timeframe(self.timeframe)
         # a daily bar is stamped at midnight New York by Alpaca: widen the request to whole days
         request_start = start.tz_convert("America/New_York").normalize() if daily else start

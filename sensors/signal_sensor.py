@@ -30,6 +30,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.quant.config_model import TradingConfig, TradingConfigError
+from pairs_assets.util import to_utc
 from resources.market_data import MarketDataStore
 
 SIGNAL_JOB_NAME = "signal_job"
@@ -72,7 +73,7 @@ def evaluate_tick(
     """The sensor's decision for one tick (see the module docstring); no side effects."""
     result = TickResult(cursor=dict(cursor))
     calendar = partitions.nyse_calendar()
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    now = to_utc(now)
     today: str | None = None
     if not replay:
         minute = now.floor("min")
