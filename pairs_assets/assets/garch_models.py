@@ -1,4 +1,5 @@
-"""garch_models: GARCH(1,1) (``arch``) on each cointegrated pair's spread returns over a long window."""
+"""garch_models: GARCH(1,1) on each cointegrated pair's spread returns over a long window, all pairs of a
+partition in one batched fit (``quant.garch.fit_garch_many``; ``arch`` as its recorded fallback)."""
 
 
 import dagster as dg
@@ -83,11 +84,13 @@ def garch_partition(
         "window": window_label,
         "models": len(fits),
         "converged": int(fits["converged"].sum()) if len(fits) else 0,
+        # which code fitted each pair: the batched estimator, or arch as its recorded fallback
+        "estimators": dg.MetadataValue.json({str(k): int(v) for k, v in fits["estimator"].value_counts().sort_index().items()}),
         "garch_window": strategy.garch_window,
         "forecast_holdout": strategy.garch_holdout,
         "note": "no cointegrated pairs: nothing to fit" if fits.empty else f"{len(fits)} GARCH(1,1) fit(s)",
         "models_table": markdown_table(
-            fits, ["pair_id", "omega", "alpha", "beta", "persistence", "sigma_forecast", "forecast_ratio", "ljung_box_p", "arch_lm_p", "converged"]
+            fits, ["pair_id", "omega", "alpha", "beta", "persistence", "sigma_forecast", "forecast_ratio", "ljung_box_p", "arch_lm_p", "converged", "estimator"]
         ),
         "input_fingerprint": fingerprint,
     }

@@ -29,6 +29,7 @@ __all__ = [
     "BACKTEST_COLUMNS",
     "FormationSchedule",
     "GARCH_COLUMNS",
+    "GARCH_ESTIMATORS",
     "GARCH_MIN_OBS",
     "CorrelationStage",
     "build_trading_config",
@@ -54,6 +55,9 @@ GARCH_COLUMNS = [
     # beyond the contract: what the scores and the trading side need
     "aic_constant", "bic_constant", "qlike_garch", "qlike_naive", "forecast_ratio", "unconditional_sigma",
     "convergence_message", "scale",
+    # which code produced the fit: "batched" (quant.garch.fit_garch_many), "arch" (its recorded
+    # fallback, or estimator="arch"), "<full-sample>/<training>" when the two fits differ
+    "estimator",
 ]
 BACKTEST_COLUMNS = ["pair_id", "sharpe", "total_return", "n_trades", "hit_rate", "max_drawdown"]
 #: Fewest spread returns a GARCH(1,1) is fitted on (the StrategySettings garch_window minimum).
@@ -182,7 +186,7 @@ def empty_garch_frame() -> pd.DataFrame:
         No rows, the stage's columns.
     """
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in GARCH_COLUMNS})
-    return frame.astype({"pair_id": object, "converged": bool, "n_obs": "int64", "convergence_message": object})
+    return frame.astype({"pair_id": object, "converged": bool, "n_obs": "int64", "convergence_message": object, "estimator": object})
 
 
 def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> pd.Series:
@@ -218,34 +222,45 @@ def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> 
     return pd.Series(changes, index=closes.index[window:])
 
 
-def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> pd.DataFrame:
+#: GARCH estimators of :func:`garch_stage`
+GARCH_ESTIMATORS = ("batched", "arch")
+
+
+def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any, estimator: str = "batched") -> pd.DataFrame:
     """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
 
-    Parameters
-    ----------
-    closes : pandas.DataFrame
-        The pairs' legs over ``strategy.garch_sessions`` sessions ending at the formation session:
-        ``garch_window + 1`` for the formation β's spread, ``formation_window`` more with
-        ``causal_hedge`` (each change measured with the β of the window before it).
-    pairs : pandas.DataFrame
-        ``cointegrated_pairs``.
-    strategy : StrategySettings
+    ``closes`` holds the pairs' legs over ``strategy.garch_sessions`` sessions ending at the
+    formation session: ``garch_window + 1`` for the formation β's spread, ``formation_window`` more
+    with ``causal_hedge`` (each change measured with the β of the window before it).
 
-    Returns
-    -------
-    pandas.DataFrame
-        One row per pair: the :class:`~pairs_assets.quant.garch.GarchFit` fields.
+    ``estimator``: ``batched`` (default) fits every pair in one call of
+    :func:`pairs_assets.quant.garch.fit_garch_many` (compiled, arch as recorded fallback where the
+    compiled fit is not trustworthy); ``arch`` fits pair by pair with :func:`pairs_assets.quant.garch.fit_garch`
+    (the reference). The ``estimator`` column says which code produced each row. The two agree to
+    a tolerance, not bit for bit: the configs' selections are the same on the sampled partitions of
+    ``test_garch_stage_batched``, GARCH-derived numbers within its documented tolerance.
     """
+    from pairs_assets.quant.garch import fit_garch_many
+
+    if estimator not in GARCH_ESTIMATORS:
+        raise ValueError(f"garch_stage: estimator must be one of {GARCH_ESTIMATORS}, got {estimator!r}")
     if pairs.empty:
         return empty_garch_frame()
-    rows = []
+    series = []
     for pair in pairs.itertuples():
         if getattr(strategy, "causal_hedge", False):
             returns = causal_spread_changes(closes, pair.y, pair.x, strategy.formation_window).iloc[-strategy.garch_window :]
         else:
             returns = spread_returns(closes.iloc[-(strategy.garch_window + 1) :], pair.y, pair.x, pair.hedge_ratio, pair.intercept)
-        fit = fit_garch(returns.to_numpy(), holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS)
-        row = {"pair_id": pair.pair_id, **fit.as_dict()}
+        series.append(returns.to_numpy())
+    ids = list(pairs["pair_id"])
+    if estimator == "arch":
+        fits = [fit_garch(values, holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS) for values in series]
+    else:
+        fits = fit_garch_many(series, holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS, labels=ids)
+    rows = []
+    for pair_id, fit in zip(ids, fits):
+        row = {"pair_id": pair_id, **fit.as_dict()}
         row["forecast_score"] = float(forecast_score(fit.forecast_ratio))
         row["unconditional_sigma"] = unconditional_sigma(fit.omega, fit.alpha, fit.beta)
         rows.append(row)
