@@ -31,6 +31,7 @@ import pandas as pd
 from pairs_assets import partitions
 from pairs_assets.assets.common import WindowReader, read_panel
 from pairs_assets.home import PairsHome
+from pairs_assets.util import split_partition_key
 from resources.market_data import MarketDataStore
 
 
@@ -60,7 +61,7 @@ def sessions_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.T
     partitions.check_run_partitions(context)  # a holiday key would be moved to the next session
     out: dict[str, list[pd.Timestamp]] = defaultdict(list)
     for key in context.partition_keys:
-        date, _, sector = str(key).partition("|")
+        date, sector = split_partition_key(key)
         out[sector].append(pd.Timestamp(date))
     return {sector: sorted(dates) for sector, dates in sorted(out.items())}
 
@@ -108,7 +109,7 @@ def check_evaluations(
     blocking = {spec.name: spec.blocking for spec in specs}
     asset_key = context.assets_def.key
     for key in sorted(results_by_key):
-        date, _, sector = key.partition("|")
+        date, sector = split_partition_key(key)
         partition = partitions.partition_key(date, sector)
         for result in results_by_key[key]:
             if result.check_name not in selected:
