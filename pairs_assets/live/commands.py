@@ -26,8 +26,17 @@ def _store(database_url: str | None):
 
 def _symbols_path(path: str | None) -> Path:
     from pairs_assets.live.symbols import live_symbols_path
+    from pairs_assets.settings import paths
 
-    return Path(path) if path else live_symbols_path()
+    return Path(path) if path else live_symbols_path(paths().home)
+
+
+def _load_live_symbols(path: Path):
+    """The live symbols at ``path`` (default: the environment's universe, the CLI's edge)."""
+    from pairs_assets.live.symbols import load_live_symbols
+    from pairs_assets.settings import paths
+
+    return load_live_symbols(path, universe_file=paths().universe_file)
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -77,10 +86,8 @@ def recycler(host, port, mode, loops, start, end, speed, bar_interval, restamp, 
     """
     from pairs_assets.live.recycler import RecyclerSettings, serve_until_signalled
     from pairs_assets.live.stream import ENV_RECYCLER_KEY, ENV_RECYCLER_SECRET
-    from pairs_assets.live.symbols import load_live_symbols
-
     _logging(verbose)
-    live = load_live_symbols(_symbols_path(symbols_file))
+    live = _load_live_symbols(_symbols_path(symbols_file))
     proxies = dict(live.proxies)
     for item in proxy_opt:
         symbol, sep, stand_in = item.partition("=")
@@ -140,10 +147,8 @@ def stream(symbols_opt, url, use_alpaca, feed, source, historical_url, backfill_
            report_every, max_seconds, database_url, symbols_file, verbose):
     """Write live bars (Alpaca or the recycler) to the market data store until Ctrl-C / SIGTERM."""
     from pairs_assets.live.stream import StreamIngestor, StreamSettings
-    from pairs_assets.live.symbols import load_live_symbols
-
     _logging(verbose)
-    live = load_live_symbols(_symbols_path(symbols_file))
+    live = _load_live_symbols(_symbols_path(symbols_file))
     if use_alpaca and url:
         raise click.UsageError("--alpaca and --url exclude each other")
     if not use_alpaca and url is None and live.mode == "replay":
@@ -178,10 +183,10 @@ def symbols(ctx, symbols_file):
 
 
 def _update(ctx, change) -> None:
-    from pairs_assets.live.symbols import load_live_symbols, save_live_symbols
+    from pairs_assets.live.symbols import save_live_symbols
 
     path = ctx.obj["path"]
-    config = change(load_live_symbols(path))
+    config = change(_load_live_symbols(path))
     save_live_symbols(config, path)
     click.echo(f"{path}: mode {config.mode}, {len(config.symbols)} symbol(s), {len(config.proxies)} proxy(ies)")
 
@@ -192,9 +197,9 @@ def _update(ctx, change) -> None:
 @click.pass_context
 def symbols_status(ctx, database_url, as_json):
     """Mode, symbols and, per symbol, bars stored and whether a proxy would stand in."""
-    from pairs_assets.live.symbols import load_live_symbols, symbol_status
+    from pairs_assets.live.symbols import symbol_status
 
-    config = load_live_symbols(ctx.obj["path"])
+    config = _load_live_symbols(ctx.obj["path"])
     store = _store(database_url)
     table = symbol_status(config, store.bar_counts())
     if as_json:

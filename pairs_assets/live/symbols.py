@@ -97,25 +97,22 @@ class LiveSymbols:
             raise LiveSymbolsError(f"{source}: {exc}") from exc
 
 
-def live_symbols_path(home: Path | None = None) -> Path:
-    if home is None:
-        from pairs_assets.settings import paths
-
-        home = paths().home
+def live_symbols_path(home: str | Path) -> Path:
+    """``<home>/live_symbols.json``."""
     return Path(home) / FILE_NAME
 
 
-def default_live_symbols() -> LiveSymbols:
-    from pairs_assets.settings import paths
+def default_live_symbols(universe_file: str | Path) -> LiveSymbols:
+    """Every symbol of the universe ``universe_file``, live mode off."""
     from pairs_assets.universe import load_universe
 
-    return LiveSymbols(symbols=tuple(load_universe(paths().universe_file).all_symbols))
+    return LiveSymbols(symbols=tuple(load_universe(universe_file).all_symbols))
 
 
-def load_live_symbols(path: Path | None = None) -> LiveSymbols:
-    path = path or live_symbols_path()
+def load_live_symbols(path: Path, *, universe_file: str | Path) -> LiveSymbols:
+    """The live symbols saved at ``path``; without a file, :func:`default_live_symbols` of ``universe_file``."""
     if not path.exists():
-        return default_live_symbols()
+        return default_live_symbols(universe_file)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -123,9 +120,8 @@ def load_live_symbols(path: Path | None = None) -> LiveSymbols:
     return LiveSymbols.from_json(data, str(path))
 
 
-def save_live_symbols(config: LiveSymbols, path: Path | None = None) -> Path:
+def save_live_symbols(config: LiveSymbols, path: Path) -> Path:
     """Write atomically (temp file in the same folder, fsync, rename)."""
-    path = path or live_symbols_path()
     atomic_write_bytes(path, (json.dumps(config.to_json(), indent=2, sort_keys=False) + "\n").encode())
     return path
 

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from pairs_assets.live import symbols as live
 from pairs_assets.live.commands import main
+from pairs_assets.settings import EMBEDDED_UNIVERSE_FILE
 from pairs_assets_tests.live.helpers import store_with_bars
 from resources.market_data import MarketDataStore
 
@@ -19,7 +20,7 @@ def test_file_round_trip_is_atomic_and_validated(tmp_path):
     config = live.set_proxy(config, "XYZ", "AAPL")
     live.save_live_symbols(config, path)
     assert [p.name for p in tmp_path.iterdir()] == ["live_symbols.json"]  # no temp file left behind
-    loaded = live.load_live_symbols(path)
+    loaded = live.load_live_symbols(path, universe_file=EMBEDDED_UNIVERSE_FILE)
     assert loaded == config and loaded.symbols == ("KO", "PEP") and loaded.proxy_for("XYZ") == "AAPL"
     assert json.loads(path.read_text())["schema_version"] == 1
     with pytest.raises(live.LiveSymbolsError, match="not in the live list"):
@@ -30,14 +31,14 @@ def test_file_round_trip_is_atomic_and_validated(tmp_path):
         live.set_proxy(loaded, "KO", "KO")
     path.write_text(json.dumps({"symbols": "KO"}))
     with pytest.raises(live.LiveSymbolsError, match="field 'symbols' must be a list"):
-        live.load_live_symbols(path)
+        live.load_live_symbols(path, universe_file=EMBEDDED_UNIVERSE_FILE)
     path.write_text(json.dumps({"mode": "yolo"}))
     with pytest.raises(live.LiveSymbolsError, match="mode must be one of replay, alpaca"):
-        live.load_live_symbols(path)
+        live.load_live_symbols(path, universe_file=EMBEDDED_UNIVERSE_FILE)
 
 
 def test_defaults_come_from_the_universe(tmp_path):
-    config = live.load_live_symbols(tmp_path / "absent.json")
+    config = live.load_live_symbols(tmp_path / "absent.json", universe_file=EMBEDDED_UNIVERSE_FILE)
     assert config.mode == "replay" and "KO" in config.symbols and "AAPL" in config.symbols
 
 
@@ -73,7 +74,7 @@ def test_symbols_commands(tmp_path, sqlite_url):
     bad = run("remove", "MSFT")
     assert bad.exit_code == 2 and "MSFT are not in the live list" in bad.output
     assert run("unproxy", "NEW").exit_code == 0 and run("default-proxy", "KO").exit_code == 0
-    assert live.load_live_symbols(tmp_path / "live.json").default_proxy == "KO"
+    assert live.load_live_symbols(tmp_path / "live.json", universe_file=EMBEDDED_UNIVERSE_FILE).default_proxy == "KO"
 
 
 def test_recycler_command_refuses_an_empty_store_with_a_message(tmp_path):
