@@ -148,6 +148,17 @@ def hedge_ratio(y, x) -> tuple[float, float]:
     return beta, float(y_arr.mean() - beta * x_arr.mean())
 
 
+def _as_columns(y, x) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` and ``x`` as float arrays of equal 2-D shape (n_obs, n_series); 1-D inputs are one column."""
+    y_arr = np.asarray(y, dtype=float)
+    x_arr = np.asarray(x, dtype=float)
+    if y_arr.ndim == 1 and x_arr.ndim == 1:
+        y_arr, x_arr = y_arr[:, None], x_arr[:, None]
+    if y_arr.ndim != 2 or y_arr.shape != x_arr.shape:
+        raise ValueError(f"y and x must be 2-D arrays of equal shape, got {y_arr.shape} and {x_arr.shape}")
+    return y_arr, x_arr
+
+
 def _default_maxlag(nobs: int) -> int:
     # Schwert (1989) rule as in statsmodels.adfuller; no deterministic terms in the ADF step.
     maxlag = int(np.ceil(12.0 * np.power(nobs / 100.0, 1 / 4.0)))
@@ -391,12 +402,7 @@ def engle_granger_many(
     autolag = autolag.lower() if isinstance(autolag, str) else autolag
     if autolag not in (None, "aic", "bic"):
         raise ValueError(f"autolag must be 'aic', 'bic' or None for engle_granger_many, got {autolag!r}")
-    y_arr = np.asarray(y, dtype=float)
-    x_arr = np.asarray(x, dtype=float)
-    if y_arr.ndim == 1 and x_arr.ndim == 1:
-        y_arr, x_arr = y_arr[:, None], x_arr[:, None]
-    if y_arr.ndim != 2 or y_arr.shape != x_arr.shape:
-        raise ValueError(f"y and x must be 2-D arrays of equal shape, got {y_arr.shape} and {x_arr.shape}")
+    y_arr, x_arr = _as_columns(y, x)
     n_obs, n_tests = y_arr.shape
     names = _labels(labels, n_tests)
     if n_tests == 0:
@@ -571,12 +577,7 @@ def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndar
     ----------
     Johansen (1991); statsmodels ``coint_johansen``.
     """
-    y_arr = np.asarray(y, dtype=float)
-    x_arr = np.asarray(x, dtype=float)
-    if y_arr.ndim == 1 and x_arr.ndim == 1:
-        y_arr, x_arr = y_arr[:, None], x_arr[:, None]
-    if y_arr.ndim != 2 or y_arr.shape != x_arr.shape:
-        raise ValueError(f"y and x must be 2-D arrays of equal shape, got {y_arr.shape} and {x_arr.shape}")
+    y_arr, x_arr = _as_columns(y, x)
     if det_order not in (-1, 0, 1):
         raise ValueError(f"det_order must be -1, 0 or 1, got {det_order}")
     if k_ar_diff < 0:
