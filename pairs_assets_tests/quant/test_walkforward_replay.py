@@ -9,7 +9,7 @@ import pytest
 from pairs_assets import partitions
 from pairs_assets.quant.walkforward.engine import WalkForwardError, WalkForwardSettings, run_walk_forward
 from pairs_assets.quant.walkforward.execution import execute
-from pairs_assets.quant.walkforward.replay import SectorPanel, build_configs, candidate_sessions, trade_configs
+from pairs_assets.quant.walkforward.replay import SectorPanel, _rolling_pair_correlations, build_configs, trade_configs
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.planted import planted_closes
 from pairs_assets_tests.trading_configs import garch_block, pair_config, trading_config
@@ -74,15 +74,16 @@ def test_bad_trading_settings_are_refused():
         WalkForwardSettings(start="2022-01-03", end="2021-01-04")
 
 
-def test_the_screen_matches_the_correlation_stage():
+def test_the_screen_correlations_match_the_correlation_stage():
+    """The running-sum correlations the screen reads equal the correlation stage's, window by window."""
     closes = planted_closes(n_sessions=400)[["AAPL", "AMD", "MSFT"]]
-    screen = candidate_sessions(closes, 60, 0.8)
+    corr, _, _ = _rolling_pair_correlations(closes.to_numpy(dtype=float), 60)
     from pairs_assets.quant.correlation import correlation_long
 
     for end in range(59, 400, 7):
-        corr = correlation_long(closes.iloc[end - 59 : end + 1])["correlation"].max()
-        assert screen[end] == (corr >= 0.8 - 1e-9), end
-    assert not screen[:59].any()
+        expected = correlation_long(closes.iloc[end - 59 : end + 1])["correlation"].to_numpy()
+        np.testing.assert_allclose(corr[end], expected, rtol=0, atol=1e-9, err_msg=str(end))
+    assert np.isnan(corr[:59]).all()
 
 
 def _planted_panel(phi: float = 0.3):

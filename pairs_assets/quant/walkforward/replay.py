@@ -59,7 +59,6 @@ __all__ = [
     "ON_DROP_CHOICES",
     "SectorPanel",
     "build_configs",
-    "candidate_sessions",
     "cointegration_screen",
     "trade_configs",
 ]
@@ -180,29 +179,6 @@ def _rolling_pair_correlations(values: np.ndarray, formation_window: int) -> tup
     # the window of returns ending at return k covers closes k-m+1 .. k+1 → session row k+1
     corr_out[formation_window - 1 :] = corr
     return corr_out, rows, cols
-
-
-def candidate_sessions(closes: pd.DataFrame, formation_window: int, correlation_min: float) -> np.ndarray:
-    """For each session (row), whether any pair's log-return correlation over the formation window
-    ending there reaches ``correlation_min`` (minus 1e-9 for rounding).
-
-    Running sums over all sessions at once; rows without a full window are False.
-
-    Parameters
-    ----------
-    closes : pandas.DataFrame
-        Sessions × symbols of positive prices (NaN allowed: a window touching a NaN counts as a
-        candidate, so the stages see — and report — it).
-    formation_window : int
-    correlation_min : float
-
-    Returns
-    -------
-    ndarray of bool
-        One per row.
-    """
-    corr, _, _ = _rolling_pair_correlations(closes.to_numpy(dtype=float), formation_window)
-    return (np.nan_to_num(corr, nan=-2.0) >= correlation_min - 1e-9).any(axis=1)
 
 
 def cointegration_screen(closes: pd.DataFrame, strategy) -> np.ndarray:
