@@ -210,6 +210,10 @@ class ModelBlock(_Floats):
     test_f1: float | None
     best_baseline_f1: float | None
     feature_garch: FeatureGarch
+    #: the spread the GRU's features are built on: log y − feature_hedge_ratio·log x − feature_intercept
+    #: (estimated before the GRU's validation and test slices; None: the pair's own hedge ratio)
+    feature_hedge_ratio: float | None = None
+    feature_intercept: float | None = None
 
     @field_validator("version", mode="before")
     @classmethod

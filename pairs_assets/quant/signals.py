@@ -194,6 +194,8 @@ class PairParams:
     probability_threshold: float = DEFAULT_PROBABILITY_THRESHOLD
     model_beats_baselines: bool | None = None
     feature_garch: GarchParams | None = None  # the GRU's own GARCH feature parameters (model.feature_garch)
+    #: the GRU's feature spread (model.feature_hedge_ratio, model.feature_intercept); None: the pair's own
+    feature_hedge: tuple[float, float] | None = None
 
     @classmethod
     def from_pair_config(cls, pair: PairConfig) -> PairParams:
@@ -250,7 +252,7 @@ class PairParams:
             unconditional_sigma=optional(g.unconditional_sigma, "garch.unconditional_sigma"),
         )
         model = pair.model
-        feature_garch = None
+        feature_garch = feature_hedge = None
         threshold = DEFAULT_PROBABILITY_THRESHOLD
         if model is not None:
             threshold = _first_not_none(optional(model.probability_threshold, "model.probability_threshold"), threshold)
@@ -262,6 +264,11 @@ class PairParams:
                 beta=number(f.beta, "model.feature_garch.beta"),
                 sigma_forecast=math.nan,
             )
+            if model.feature_hedge_ratio is not None:
+                feature_hedge = (
+                    number(model.feature_hedge_ratio, "model.feature_hedge_ratio"),
+                    number(model.feature_intercept, "model.feature_intercept"),
+                )
         return cls(
             pair_id=pair_id,
             y=pair.y,
@@ -279,6 +286,7 @@ class PairParams:
             probability_threshold=threshold,
             model_beats_baselines=None if model is None else model.beats_baselines,
             feature_garch=feature_garch,
+            feature_hedge=feature_hedge,
         )
 
 
@@ -494,6 +502,16 @@ class PairInput:
         hist = spread(self.history["y"].to_numpy(float), self.history["x"].to_numpy(float), p.hedge_ratio, p.intercept)
         return pd.Series(np.asarray(hist, dtype="float64"), index=self.history.index, name=p.pair_id)
 
+    def gru_spreads(self) -> pd.Series:
+        """Session-close spreads of the GRU's own feature spread (``feature_hedge``; the pair's spread
+        when the model has none): the series its features were built on in training."""
+        p = self.params
+        if p.feature_hedge is None:
+            return self.session_spreads()
+        hedge, intercept = p.feature_hedge
+        hist = spread(self.history["y"].to_numpy(float), self.history["x"].to_numpy(float), hedge, intercept)
+        return pd.Series(np.asarray(hist, dtype="float64"), index=self.history.index, name=p.pair_id)
+
     def spread_path(self) -> pd.Series:
         """Session spreads up to the as-of session, plus the current spread (if any) as a last row.
 
@@ -542,7 +560,7 @@ def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
     """
     from pairs_assets.quant.features import build_features
 
-    s = pair.session_spreads()
+    s = pair.gru_spreads()
     # the same GARCH parameters the model's features were built with in training, when the config has them
     sigma, resid = garch_filter_fixed(s.diff().to_numpy(), pair.params.feature_garch or pair.params.garch)
     features = build_features(s, pd.Series(sigma, index=s.index), pd.Series(resid, index=s.index))
@@ -589,7 +607,7 @@ def gru_sequences(pairs: Sequence[PairInput], seq_len: int) -> list[np.ndarray |
         else:
             groups.append((index, [i]))
     for index, members in groups:
-        spreads = np.stack([pair.session_spreads().to_numpy() for pair in (pairs[i] for i in members)])  # [P, n]
+        spreads = np.stack([pair.gru_spreads().to_numpy() for pair in (pairs[i] for i in members)])  # [P, n]
         changes = np.diff(spreads, axis=1, prepend=np.nan)
         garch = [pairs[i].params.feature_garch or pairs[i].params.garch for i in members]
         sigma, resid = filter_fixed_many(

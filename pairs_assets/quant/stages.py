@@ -42,6 +42,11 @@ __all__ = [
     "gru_stage_fit",
     "gru_stage_fit_many",
     "gru_stage_inputs",
+    "gru_hedge",
+    "period_statistics",
+    "feature_columns",
+    "feature_hedge",
+    "GRU_TRAINING",
     "pair_spread",
     "selection_stage",
     "sigma_forecasts_at",
@@ -385,6 +390,57 @@ def garch_features(spread_levels: pd.Series, config: Any, horizon: int) -> tuple
     return filtered.reindex(spread_levels.index), params
 
 
+def period_statistics(spread_levels: pd.Series, formation_window: int, every: int) -> pd.DataFrame | None:
+    """The spread mean and σ a trading config in force at each session holds (the GRU's label statistics).
+
+    ``spread_levels`` ends at a formation session; formations fall every ``every`` sessions before
+    it (the fixed calendar schedule, :class:`FormationSchedule`). A session takes the statistics of
+    the formation window of the last formation at or before it — what the config in force that
+    session says — and NaN before the first formation with a full window. ``every`` = 1 (daily
+    re-selection): None, i.e. the trailing statistics the label computes itself.
+    """
+    from pairs_assets.quant.features import formation_statistics
+
+    if every == 1:
+        return None
+    trailing = formation_statistics(spread_levels, formation_window)
+    n = len(spread_levels)
+    formation_row = (np.arange(n) - (n - 1)) // every * every + (n - 1)  # the last formation at or before each row
+    values = trailing.to_numpy()[np.maximum(formation_row, 0)]
+    values[formation_row < 0] = np.nan  # before the window's first formation
+    return pd.DataFrame(values, index=trailing.index, columns=trailing.columns)
+
+
+def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any) -> tuple[float, float]:
+    """The hedge ratio and intercept of the spread the GRU trains, validates and tests on.
+
+    Without ``causal_hedge`` (the seed): the formation's β and α. With it: β and α estimated on the
+    ``formation_window`` sessions ending at the last training sequence's session, so the spread of
+    the validation and test slices — whose labels look at closes after it — is measured with a
+    hedge ratio that saw none of them (the formation's β, estimated on the last sessions of the
+    window, would have seen the test slice). The split is the one :func:`pairs_assets.quant.gru.fit_pair_model`
+    makes: the sequences' sessions do not depend on β (only on which rows are finite).
+    """
+    from pairs_assets.quant.cointegration import hedge_ratio
+    from pairs_assets.quant.features import build_features, chronological_split, make_labels, make_sequences, trim_warmup
+
+    if not strategy.causal_hedge:
+        return float(pair.hedge_ratio), float(pair.intercept)
+    levels = pair_spread(closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
+    ones = pd.Series(1.0, index=levels.index).where(levels.diff().notna())  # the GARCH features' finite rows
+    features = trim_warmup(build_features(levels, ones, ones * 0.0), pair.pair_id)
+    labels = make_labels(
+        levels, "entry_event", horizon=strategy.gru_horizon, formation_window=strategy.formation_window,
+        exit_z=strategy.exit_z, stop_z=strategy.stop_z,
+        statistics=period_statistics(levels, strategy.formation_window, strategy.reselect_every),
+    )
+    _, _, ends = make_sequences(features, labels, config.seq_len, pair.pair_id)
+    split = chronological_split(len(ends), config.val_frac, config.test_frac, purge=strategy.gru_horizon, pair_id=pair.pair_id)
+    last_train = closes.index.get_loc(ends[split.train.stop - 1])
+    window = np.log(closes.iloc[max(0, last_train - strategy.formation_window + 1) : last_train + 1])
+    return hedge_ratio(window[pair.y].to_numpy(), window[pair.x].to_numpy())
+
+
 def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
     """What ``gru_models`` trains a pair's GRU on.
 
@@ -408,15 +464,41 @@ def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any
     garch : pandas.DataFrame
     """
     config = config or gru_config(strategy)
-    levels = pair_spread(closes, pair.y, pair.x, pair.hedge_ratio, pair.intercept)
+    beta, alpha = gru_hedge(closes, pair, strategy, config)
+    levels = pair_spread(closes, pair.y, pair.x, beta, alpha)
     garch, feature_garch = garch_features(levels, config, strategy.gru_horizon)
     kwargs = dict(
         spread=levels, garch_sigma=garch["garch_sigma"], garch_std_resid=garch["garch_std_resid"], entry_z=strategy.entry_z,
         horizon=strategy.gru_horizon, pair_id=pair.pair_id,
         # the label is the entry rule's event: the strategy's levels and formation window
         formation_window=strategy.formation_window, exit_z=strategy.exit_z, stop_z=strategy.stop_z,
+        label_statistics=period_statistics(levels, strategy.formation_window, strategy.reselect_every),
     )
-    return kwargs, feature_garch, levels, garch
+    return kwargs, {**feature_garch, "hedge_ratio": beta, "intercept": alpha}, levels, garch
+
+
+#: What a GRU is trained on, named for gru_models' input fingerprint (a model trained under another
+#: definition is retrained, not reused): the label and the feature spread of :func:`gru_stage_inputs`.
+GRU_TRAINING = "entry_event label vs the config in force (period_statistics); feature spread gru_hedge"
+
+#: gru_models columns of the feature parameters (:func:`gru_stage_inputs`)
+FEATURE_COLUMNS = {
+    "mu": "feature_garch_mu", "omega": "feature_garch_omega", "alpha": "feature_garch_alpha",
+    "beta": "feature_garch_beta", "hedge_ratio": "feature_hedge_ratio", "intercept": "feature_intercept",
+}
+
+
+def feature_hedge(pair: Any) -> tuple[float, float]:
+    """The hedge ratio and intercept of a config pair's GRU feature spread (its own when the model has none)."""
+    model = pair.model
+    if model is not None and model.feature_hedge_ratio is not None:
+        return model.feature_hedge_ratio, model.feature_intercept
+    return pair.hedge_ratio, pair.intercept
+
+
+def feature_columns(feature_params: dict[str, float]) -> dict[str, float]:
+    """The feature parameters of :func:`gru_stage_inputs` under their gru_models column names."""
+    return {FEATURE_COLUMNS[k]: v for k, v in feature_params.items()}
 
 
 def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
@@ -528,6 +610,9 @@ def _model_block(row: Any) -> tuple[dict | None, str]:
             # the GARCH parameters behind the GRU's σ / residual features (fitted before its test
             # slice); the signal job filters the live spread with these, as in training
             "feature_garch": {k: getattr(row, f"feature_garch_{k}") for k in ["mu", "omega", "alpha", "beta"]},
+            # the hedge ratio and intercept of the spread the GRU's features are built on
+            "feature_hedge_ratio": getattr(row, "feature_hedge_ratio", None),
+            "feature_intercept": getattr(row, "feature_intercept", None),
         },
         "trained",
     )

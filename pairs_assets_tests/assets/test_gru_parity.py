@@ -108,7 +108,10 @@ def test_signal_job_feeds_the_registered_gru_its_training_features(partition):
                          partition=f"{AS_OF}|{SECTOR}", history_start=EMBEDDED_HISTORY_START)
     spec = SimpleNamespace(pair_id=PAIR, y=pair["y"], x=pair["x"], hedge_ratio=pair["hedge_ratio"], intercept=pair["intercept"])
     result, feature_garch, levels, garch = gru_stage_fit(window.closes, spec, strategy, gru_config(strategy))
-    assert feature_garch == pytest.approx(block["feature_garch"], rel=1e-12)
+    assert {k: feature_garch[k] for k in ("mu", "omega", "alpha", "beta")} == pytest.approx(block["feature_garch"], rel=1e-12)
+    # the seed's GRU spread is the formation's (causal_hedge off)
+    assert (feature_garch["hedge_ratio"], feature_garch["intercept"]) == (pair["hedge_ratio"], pair["intercept"])
+    assert (block["feature_hedge_ratio"], block["feature_intercept"]) == (pair["hedge_ratio"], pair["intercept"])
     training = build_features(levels, garch["garch_sigma"], garch["garch_std_resid"])
     assert training.index[-1] == pd.Timestamp(AS_OF)
     last_sequence = training.tail(strategy.gru_seq_len).to_numpy(dtype="float64").astype(np.float32)
@@ -168,3 +171,84 @@ def test_entry_event_label_on_the_registered_window_is_point_in_time(partition):
     labels = entry_event_labels(levels, strategy.gru_horizon, strategy.formation_window, strategy.exit_z, strategy.stop_z)
     assert labels.iloc[-strategy.gru_horizon:].isna().all() and labels.iloc[: strategy.formation_window - 1].isna().all()
     assert labels.iloc[strategy.formation_window - 1 : -strategy.gru_horizon].notna().all()
+
+
+# --- the default methodology: trading periods, causal hedge ratio, the gate switched on ------------------
+
+FORMED, TECH, TECH_PAIR = "2022-12-02", "technology", "MSFT-AMD"  # a formation session of the default schedule
+
+
+@pytest.fixture()
+def default_partition(sqlite_url):
+    """The daily graph with the default settings (gate on) at a formation session where MSFT-AMD is selected."""
+    source = EmbeddedBarSource()
+    overrides = {**FAST, "gru_gate": True}
+    strategy = StrategySettings(**overrides)
+    assert partitions.formation_session(FORMED, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START) == pd.Timestamp(FORMED)
+    preload_history(sqlite_url, source, ("AAPL", "AMD", "MSFT"), FORMED, strategy.history_sessions)
+    resources = {**resources_for(sqlite_url, source), "strategy": strategy}
+    assert materialize(FORMED, TECH, resources).success
+    doc = json.loads((Path(paths().outputs_dir) / "trading_config" / FORMED / f"{TECH}.json").read_text())
+    return MarketDataStore(database_url=sqlite_url), strategy, doc
+
+
+def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its_evaluation(default_partition):
+    """Issue 8 items 1 and 5 with the defaults: the model block names the feature spread's β (estimated
+    before the validation and test slices, not the formation's), and the signal job and the
+    walk-forward build the same features on it as training."""
+    from pairs_assets.quant.stages import gru_hedge
+
+    store, strategy, doc = default_partition
+    assert doc["gru_gate"] is True
+    pair = next(p for p in doc["pairs"] if p["pair_id"] == TECH_PAIR)
+    block = pair["model"]
+    assert block is not None, pair["model_note"]
+    window = read_window(store, EmbeddedBarSource().source_name, [pair["y"], pair["x"]], FORMED, strategy.gru_window,
+                         partition=f"{FORMED}|{TECH}", history_start=EMBEDDED_HISTORY_START)
+    spec = SimpleNamespace(pair_id=TECH_PAIR, y=pair["y"], x=pair["x"], hedge_ratio=pair["hedge_ratio"], intercept=pair["intercept"])
+    beta, alpha = gru_hedge(window.closes, spec, strategy, gru_config(strategy))
+    assert (block["feature_hedge_ratio"], block["feature_intercept"]) == (beta, alpha)
+    assert abs(beta - pair["hedge_ratio"]) > 1e-6  # not the formation's β, which saw the test slice
+
+    result, feature_params, levels, garch = gru_stage_fit(window.closes, spec, strategy, gru_config(strategy))
+    assert {k: feature_params[k] for k in ("mu", "omega", "alpha", "beta")} == pytest.approx(block["feature_garch"], rel=1e-12)
+    training = build_features(levels, garch["garch_sigma"], garch["garch_std_resid"])
+    last_sequence = training.tail(strategy.gru_seq_len).to_numpy(dtype="float64").astype(np.float32)
+
+    store.upsert_bars(pd.DataFrame([
+        live_bar("MSFT", "2022-12-05T15:00:00Z", float(window.closes["MSFT"].iloc[-1]) * 1.03),
+        live_bar("AMD", "2022-12-05T15:00:00Z", float(window.closes["AMD"].iloc[-1]) * 0.98),
+    ]), context="live")
+    registered = ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir))
+    model = registered.load_model(block["name"], block["version"])
+    with torch.no_grad():
+        expected = float(model(torch.as_tensor(last_sequence[None]))[0])
+    if not block["beats_baselines"]:
+        # the job loads only models that beat their baselines; this test is about the features, so the
+        # stored config says it does (every other field as written)
+        config = TradingConfig.parse(doc)
+        gated = [p.model_copy(update={"model": p.model.model_copy(update={"beats_baselines": True})}) if p.model else p
+                 for p in config.pairs]
+        store.write_trading_config(config.model_copy(update={"pairs": gated}).document(), path="test")
+    registry = RecordingRegistry(registered)
+    result_run = dg.materialize(
+        [trading_signals],
+        partition_key=partitions.partition_key(FORMED, TECH),
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"store": store, "bar_source": EmbeddedBarSource(), "strategy": strategy,
+                   "model_registry": registry, "broker": BrokerResource()},
+        run_config={"ops": {"trading_signals": {"config": {
+            "bar_cutoff": "2022-12-05T15:00:00Z", "history_sessions": strategy.gru_window, "execute": False,
+        }}}},
+    )
+    assert result_run.success
+    seen = registry.loaded[(block["name"], block["version"])].inputs
+    np.testing.assert_array_equal(seen[0][0], last_sequence)
+    row = store.read_table(trading_signals_table).set_index("pair_id").loc[TECH_PAIR]
+    assert row["gru_probability"] == pytest.approx(expected, abs=1e-7)
+
+    gate = GRUGate(window.closes, strategy, TECH, history_sessions=strategy.gru_window)
+    gate.models_for(pd.Timestamp(FORMED), pd.DataFrame([vars(spec)]), window.closes)
+    parsed = next(p for p in TradingConfig.parse(doc).pairs if p.pair_id == TECH_PAIR)
+    replayed = gate.probability(parsed, pd.Timestamp(FORMED), pd.Timestamp(partitions.next_session(FORMED)))
+    assert replayed == pytest.approx(expected, abs=1e-6)

@@ -22,7 +22,7 @@ import pandas as pd
 from pairs_assets.quant.config_model import PairConfig
 from pairs_assets.quant.features import GRUTrainingError, build_features
 from pairs_assets.quant.garch import filter_fixed
-from pairs_assets.quant.stages import gru_config, gru_stage_fit_many, pair_spread
+from pairs_assets.quant.stages import feature_columns, feature_hedge, gru_config, gru_stage_fit_many, pair_spread
 
 __all__ = ["GRUGate", "SIGNAL_HISTORY_SESSIONS"]
 
@@ -73,7 +73,7 @@ class GRUGate:
                     "beats_baselines": bool(result.beats_baselines),
                     "test_f1": result.metrics["test"]["f1"],
                     "best_baseline_f1": max(b["f1"] for b in result.baseline_metrics.values()),
-                    **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
+                    **feature_columns(feature_garch),
                 }
             )
         return pd.DataFrame(rows)
@@ -92,7 +92,8 @@ class GRUGate:
             return None
         end = self.closes.index.get_loc(as_of)
         history = self.closes.iloc[max(0, end - self.history_sessions + 1) : end + 1]  # the job's sessions
-        levels = pair_spread(history, pair.y, pair.x, pair.hedge_ratio, pair.intercept).reset_index(drop=True)
+        hedge, intercept = feature_hedge(pair)
+        levels = pair_spread(history, pair.y, pair.x, hedge, intercept).reset_index(drop=True)
         g = pair.model.feature_garch
         sigma, resid = filter_fixed(
             levels.diff().to_numpy(), mu=g.mu or 0.0, omega=g.omega, alpha=g.alpha, beta=g.beta,
