@@ -236,13 +236,23 @@ class ModelRegistry(dg.ConfigurableResource):
     def _artifact_root(self, uri: str) -> str | None:
         """Where new experiments keep artifacts (a URI), so they never land in ``./mlruns`` of the cwd.
 
-        ``artifact_root`` when set; else ``<sqlite dir>/artifacts`` for a SQLite store, else
-        ``<local_store_dir>/artifacts`` for any other database store (PostgreSQL, MySQL); ``None``
-        (the server's own ``--artifacts-destination``) for an HTTP tracking server.
+        Parameters
+        ----------
+        uri : str
+            The tracking URI.
 
-        Raises:
-            ModelStoreUnavailableError: a database store with neither an artifact root nor a local
-                store folder (MLflow would write to the working directory).
+        Returns
+        -------
+        str or None
+            ``artifact_root`` when set; else ``<sqlite dir>/artifacts`` for a SQLite store, else
+            ``<local_store_dir>/artifacts`` for any other database store (PostgreSQL, MySQL); None (the
+            server's own ``--artifacts-destination``) for an HTTP tracking server.
+
+        Raises
+        ------
+        ModelStoreUnavailableError
+            A database store with neither an artifact root nor a local store folder (MLflow would write
+            to the working directory).
         """
         if self.artifact_root:
             return _artifact_uri(self.artifact_root)
@@ -284,9 +294,15 @@ class ModelRegistry(dg.ConfigurableResource):
     def client(self) -> MlflowClient:
         """A client bound to the store, after checking it answers.
 
-        Raises:
-            ModelStoreUnavailableError: the store does not answer within ``probe_timeout_s``
-                (HTTP: no retries) or cannot be opened; the message names the URI without credentials.
+        Returns
+        -------
+        mlflow.MlflowClient
+
+        Raises
+        ------
+        ModelStoreUnavailableError
+            The store does not answer within ``probe_timeout_s`` (HTTP: no retries) or cannot be
+            opened; the message names the URI without credentials.
         """
         from mlflow import MlflowClient
 
@@ -351,27 +367,40 @@ class ModelRegistry(dg.ConfigurableResource):
     ) -> RegisteredModelInfo:
         """Log one pair's training as an MLflow run, then register the model as a new version.
 
-        Args:
-            sector, pair_id, as_of: the partition and the pair ("AAA-BBB"); ``as_of`` is the as-of session.
-            dagster_run_id: tagged on the run (``dagster_run_id``, as dagster-mlflow does).
-            result: :func:`pairs_assets.quant.gru.fit_pair_model`'s result.
-            params: the caller's settings to log with the model's own hyperparameters and data
-                parameters (the caller's win on a name clash).
-            dataset_df, dataset_source, fingerprint: the training input, logged as the run's
-                dataset (``mlflow.data.from_pandas`` + ``log_input``; digest = fingerprint[:36],
-                the full fingerprint as a tag).
-            spread, entry_z: for the spread-with-z-bands plot.
-
-        Returns:
-            :class:`RegisteredModelInfo`.
-
         The run is a ``with mlflow.start_run()`` block: closed FINISHED on success, FAILED on any
-        exception. Registration is the block's last step, after every param, metric, artifact,
-        input and the model were logged, so a failed run never has a registered version.
+        exception. Registration is the block's last step, after every param, metric, artifact, input
+        and the model were logged, so a failed run never has a registered version. The figures come
+        from :mod:`pairs_assets.reporting`.
 
-        Raises:
-            ModelStoreUnavailableError: the store cannot be reached (nothing was started).
-            ModelRegistryError: logging or registration failed (the run is FAILED, nothing registered).
+        Parameters
+        ----------
+        sector, pair_id, as_of : str
+            The partition and the pair ("AAA-BBB"); ``as_of`` is the as-of session.
+        dagster_run_id : str
+            Tagged on the run (``dagster_run_id``, as dagster-mlflow does).
+        result : PairModelResult
+            :func:`pairs_assets.quant.gru.fit_pair_model`'s result.
+        params : dict
+            The caller's settings, logged with the model's own hyperparameters and data parameters (the
+            caller's win on a name clash).
+        dataset_df : pandas.DataFrame
+        dataset_source, fingerprint : str
+            The training input, logged as the run's dataset (``mlflow.data.from_pandas`` +
+            ``log_input``; digest = fingerprint[:36], the full fingerprint as a tag).
+        spread : pandas.Series
+        entry_z : float
+            For the spread-with-z-bands figure.
+
+        Returns
+        -------
+        RegisteredModelInfo
+
+        Raises
+        ------
+        ModelStoreUnavailableError
+            The store cannot be reached (nothing was started).
+        ModelRegistryError
+            Logging or registration failed (the run is FAILED, nothing registered).
         """
         import mlflow
         import mlflow.data
