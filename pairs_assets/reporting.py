@@ -17,8 +17,18 @@ if TYPE_CHECKING:
 def equity_figure(daily: pd.DataFrame, cost_bp: float, title: str):
     """Cumulative net P&L (top) and drawdown (bottom) of every strategy's total at ``cost_bp``.
 
-    ``daily``: the walk-forward's long daily frame (strategy, sector, cost_bp, session, pnl).
-    Returns a matplotlib Figure (Agg backend; the caller saves it).
+    Parameters
+    ----------
+    daily : pandas.DataFrame
+        The walk-forward's long daily frame (strategy, sector, cost_bp, session, pnl).
+    cost_bp : float
+        The cost level drawn.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Agg backend; the caller saves it.
     """
     import matplotlib
 
