@@ -7,7 +7,7 @@ Two kinds of setting, each in one place:
   for production ``PAIRS_IO_BASE``, ``PAIRS_EXECUTOR``, ``PAIRS_CELERY_BROKER``,
   ``PAIRS_CELERY_BACKEND``, ``PAIRS_MLFLOW_ARTIFACTS``).
 * ``StrategySettings`` — a Dagster resource whose defaults were chosen on the development years
-  1995–2010 (preset ``default``; the original design's corr ≥ 0.8 / composite > 0.7 / daily
+  1995–2010 (preset ``default``; the seed design's corr ≥ 0.8 / composite > 0.7 / daily
   re-selection is preset ``seed``). Engle-Granger p < 0.05, GRU 10/64/0.255/3e-4/32/50. Assets *and* asset
   checks read thresholds from it, so a gate always checks the threshold the asset used. Override
   any field per run in the launchpad (``resources: strategy: config: …``).
@@ -287,7 +287,7 @@ class StrategySettings(dg.ConfigurableResource):
 #: every cointegrated pair traded (no composite gate), causal β in the GARCH, the recent backtest
 #: before the formation window with lag 1 and 5 bp, a 0.1 %/day per-pair volatility target.
 #: ``trading_period``: the same settings under the name the research runs used. ``seed``: the
-#: original design (a 60-session formation re-selected daily, correlation ≥ 0.8, composite > 0.7,
+#: project's first (seed) design (a 60-session formation re-selected daily, correlation ≥ 0.8, composite > 0.7,
 #: the recent backtest on the selection window without lag or costs, a 1,000-return GARCH window,
 #: a 1 % per-pair volatility target) — one switch away: ``--preset seed`` or the launchpad.
 PRESETS: dict[str, dict] = {

@@ -1,6 +1,6 @@
 """Strategy settings the tests pin.
 
-Most graph and replay tests were written against the original design's daily selection (a
+Most graph and replay tests were written against the seed design's daily selection (a
 60-session formation re-selected daily: KO-PG selected on 2022-12-14|consumer) and keep it through
 the ``seed`` preset, so a change of the defaults does not silently change what they check. Tests of
 the defaults themselves use ``StrategySettings()``.
