@@ -67,12 +67,19 @@ class RunProgress:
 
     def _poll(self) -> None:
         try:
+            counted = self._count()
+        except Exception:  # noqa: BLE001 - the run may not exist yet; progress must never break the run
+            return
+        if counted is not None:
+            self.done, self.checks_done = counted
+            return
+        try:
             connection = self.instance.get_records_for_run(
                 self.run_id,
                 cursor=self._cursor,
                 of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION},
             )
-        except Exception:  # noqa: BLE001 - the run may not exist yet; progress must never break the run
+        except Exception:  # noqa: BLE001 - as above
             return
         self._cursor = connection.cursor or self._cursor
         for record in connection.records:
@@ -80,6 +87,33 @@ class RunProgress:
                 self.done += 1
             else:
                 self.checks_done += 1
+
+    def _count(self) -> tuple[int, int] | None:
+        """(materializations, check evaluations) of the run counted in SQL, or None off a SQL event log.
+
+        Reading the records back instead deserializes every event: 55,000 for ``pairs demo``'s
+        load, a fifth of the load's time.
+        """
+        import sqlalchemy as sa
+        from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as events
+        from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+        storage = self.instance.event_log_storage
+        if not isinstance(storage, SqlEventLogStorage):
+            return None
+        kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION.value: 0, dg.DagsterEventType.ASSET_CHECK_EVALUATION.value: 0}
+        query = (
+            sa.select(events.c.dagster_event_type, sa.func.count())
+            .where(events.c.run_id == self.run_id, events.c.dagster_event_type.in_(list(kinds)))
+            .group_by(events.c.dagster_event_type)
+        )
+        with storage.run_connection(self.run_id) as conn:
+            for kind, n in conn.execute(query):
+                kinds[kind] = n
+        return (
+            kinds[dg.DagsterEventType.ASSET_MATERIALIZATION.value],
+            kinds[dg.DagsterEventType.ASSET_CHECK_EVALUATION.value],
+        )
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self._t0
