@@ -7,7 +7,6 @@ the source, one validation, one transaction — e.g.
 """
 
 
-from collections import defaultdict
 from collections.abc import Iterator
 
 import dagster as dg
@@ -15,24 +14,15 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch
+from pairs_assets.assets.ranges import sessions_by_sector
 from pairs_assets.errors import MissingBarsError
 from pairs_assets.home import PairsHome
 from pairs_assets.settings import StrategySettings
 from pairs_assets.universe import Universe
-from pairs_assets.util import split_partition_key
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
 from resources.dagster_sqlite_storage import record_check_evaluations
 from resources.market_data import MarketDataStore
-
-
-def _keys_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.Timestamp]]:
-    partitions.check_run_partitions(context)  # a holiday key would be moved to the next session
-    by_sector: dict[str, list[pd.Timestamp]] = defaultdict(list)
-    for key in context.partition_keys:
-        date, sector = split_partition_key(key)
-        by_sector[sector].append(pd.Timestamp(date))
-    return {sector: sorted(dates) for sector, dates in sorted(by_sector.items())}
 
 
 def load_sector_bars(
@@ -108,7 +98,7 @@ def raw_bars(
     context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings, home: PairsHome
 ) -> Iterator[dg.MaterializeResult | dg.Output | dg.AssetCheckEvaluation]:
     with stopwatch() as timer:
-        by_sector = _keys_by_sector(context)
+        by_sector = sessions_by_sector(context)
         uni = home.universe()
         # every sector and session validated before the one write: a gap anywhere writes nothing
         bars = pd.concat(list(validate_range(bar_source, by_sector, uni).values()), ignore_index=True)
