@@ -233,6 +233,11 @@ class StrategySettings(dg.ConfigurableResource):
     gru_patience: int = Field(5, ge=1)
     gru_horizon: int = Field(5, ge=1, description="Sessions within which the spread must revert (label).")
     gru_seed: int = Field(42)
+    gru_val_frac: float = Field(0.2, gt=0.0, lt=1.0, description="Share of the GRU's sequences in its validation slice.")
+    gru_test_frac: float = Field(0.2, gt=0.0, lt=1.0, description="Share of the GRU's sequences in its test slice.")
+    gru_min_sequences: int = Field(
+        250, ge=50, description="Fewest labelled sequences a GRU is trained on (fewer: the pair is skipped, saying so)."
+    )
     gru_gate: bool = Field(
         False,
         description="Whether the signal job vetoes entries with the pair's GRU (written to the trading config as "
@@ -248,6 +253,8 @@ class StrategySettings(dg.ConfigurableResource):
             raise ValueError(
                 f"need exit_z < entry_z < stop_z, got {self.exit_z}, {self.entry_z}, {self.stop_z}"
             )
+        if self.gru_val_frac + self.gru_test_frac >= 1.0:
+            raise ValueError(f"gru_val_frac + gru_test_frac must be below 1, got {self.gru_val_frac} + {self.gru_test_frac}")
         if self.garch_holdout * 2 > self.garch_window:
             raise ValueError("garch_holdout must be at most half of garch_window")
         return self

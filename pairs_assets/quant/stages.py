@@ -344,6 +344,8 @@ def gru_config(strategy: Any):
         max_epochs=strategy.gru_max_epochs,
         patience=strategy.gru_patience,
         seed=strategy.gru_seed,
+        val_frac=strategy.gru_val_frac,
+        test_frac=strategy.gru_test_frac,
     )
 
 
@@ -559,7 +561,7 @@ def gru_stage_fit_many(closes, pairs: list[Any], strategy: Any, config: Any | No
         except GRUTrainingError as exc:
             prepared.append((exc, None, None, None))
     ready = [p for p in prepared if isinstance(p[0], dict)]
-    fitted = iter(fit_pair_models([p[0] for p in ready], config))
+    fitted = iter(fit_pair_models([p[0] for p in ready], config, min_sequences=strategy.gru_min_sequences))
     return [(next(fitted), *p[1:]) if isinstance(p[0], dict) else p for p in prepared]
 
 

@@ -96,3 +96,16 @@ def test_period_statistics_hand_checked():
     for rows, formation in [(range(5, 9), 5), (range(9, 10), 9)]:
         for row in rows:
             assert frozen.iloc[row].tolist() == trailing.iloc[formation].tolist()
+
+
+def test_the_gru_split_and_minimum_are_strategy_settings(closes):
+    """Issue 12 item 4: the GRU's validation/test shares and minimum sequences are StrategySettings fields."""
+    from pairs_assets.quant.features import GRUTrainingError
+
+    strategy = StrategySettings(gru_val_frac=0.25, gru_test_frac=0.15, gru_min_sequences=5000)
+    config = stages.gru_config(strategy)
+    assert (config.val_frac, config.test_frac) == (0.25, 0.15)
+    ((result, *_),) = stages.gru_stage_fit_many(closes, [formation_pair(closes, strategy.formation_window)], strategy)
+    assert isinstance(result, GRUTrainingError) and "need at least 5000" in str(result)
+    with pytest.raises(ValueError, match="gru_val_frac \\+ gru_test_frac must be below 1"):
+        StrategySettings(gru_val_frac=0.5, gru_test_frac=0.5)
