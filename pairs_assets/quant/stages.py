@@ -234,16 +234,28 @@ GARCH_ESTIMATORS = ("batched", "arch")
 def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any, estimator: str = "batched") -> pd.DataFrame:
     """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
 
-    ``closes`` holds the pairs' legs over ``strategy.garch_sessions`` sessions ending at the
-    formation session: ``garch_window + 1`` for the formation β's spread, ``formation_window`` more
-    with ``causal_hedge`` (each change measured with the β of the window before it).
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        The pairs' legs over ``strategy.garch_sessions`` sessions ending at the formation session:
+        ``garch_window + 1`` for the formation β's spread, ``formation_window`` more with
+        ``causal_hedge`` (each change measured with the β of the window before it).
+    pairs : pandas.DataFrame
+        ``cointegrated_pairs``.
+    strategy : StrategySettings
+    estimator : {"batched", "arch"}, default "batched"
+        ``batched`` fits every pair in one call of :func:`pairs_assets.quant.garch.fit_garch_many`
+        (compiled, arch as recorded fallback where the compiled fit is not trustworthy); ``arch``
+        fits pair by pair with :func:`pairs_assets.quant.garch.fit_garch` (the reference). The two
+        agree to a tolerance, not bit for bit: the configs' selections are the same on the sampled
+        partitions of ``test_garch_stage_batched``, GARCH-derived numbers within its documented
+        tolerance.
 
-    ``estimator``: ``batched`` (default) fits every pair in one call of
-    :func:`pairs_assets.quant.garch.fit_garch_many` (compiled, arch as recorded fallback where the
-    compiled fit is not trustworthy); ``arch`` fits pair by pair with :func:`pairs_assets.quant.garch.fit_garch`
-    (the reference). The ``estimator`` column says which code produced each row. The two agree to
-    a tolerance, not bit for bit: the configs' selections are the same on the sampled partitions of
-    ``test_garch_stage_batched``, GARCH-derived numbers within its documented tolerance.
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: the :class:`~pairs_assets.quant.garch.GarchFit` fields; the ``estimator``
+        column says which code produced each row.
     """
     from pairs_assets.quant.garch import fit_garch_many
 
