@@ -508,18 +508,28 @@ class StackedGRU(nn.Module):
             model.head.bias.copy_(self.head_b[index].detach().cpu().reshape(1))
         return model.eval()
 
-    def logits(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(
+        self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None, pairs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Pre-sigmoid scores ``[P, B]``; ``dropout_mask`` ``[P, B, H]`` (already scaled by 1/(1−p))
-        multiplies the last hidden state, as ``nn.Dropout`` does in training."""
+        multiplies the last hidden state, as ``nn.Dropout`` does in training. ``pairs``: run only
+        these models (indices), ``x`` then holds their sequences only."""
         p, b, t, f = x.shape
         h_dim = self.hidden
-        scaled = (x - self.feature_mean[:, None, None, :]) / self.feature_std[:, None, None, :]
-        gi = torch.baddbmm(self.b_ih[:, None, :], scaled.reshape(p, b * t, f), self.w_ih.transpose(1, 2))
+        w_ih, w_hh, b_ih, b_hh, head_w, head_b, mean, std = (
+            self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.head_w, self.head_b, self.feature_mean, self.feature_std
+        )
+        if pairs is not None:
+            w_ih, w_hh, b_ih, b_hh, head_w, head_b, mean, std = (
+                v.index_select(0, pairs) for v in (w_ih, w_hh, b_ih, b_hh, head_w, head_b, mean, std)
+            )
+        scaled = (x - mean[:, None, None, :]) / std[:, None, None, :]
+        gi = torch.baddbmm(b_ih[:, None, :], scaled.reshape(p, b * t, f), w_ih.transpose(1, 2))
         gi = gi.reshape(p, b, t, 3 * h_dim)
-        w_hh = self.w_hh.transpose(1, 2)
+        w_hh = w_hh.transpose(1, 2)
         h = x.new_zeros(p, b, h_dim)
         for step in range(t):
-            gh = torch.baddbmm(self.b_hh[:, None, :], h, w_hh)
+            gh = torch.baddbmm(b_hh[:, None, :], h, w_hh)
             i_r, i_z, i_n = gi[:, :, step].chunk(3, dim=-1)
             h_r, h_z, h_n = gh.chunk(3, dim=-1)
             r = torch.sigmoid(i_r + h_r)
@@ -531,7 +541,7 @@ class StackedGRU(nn.Module):
         # an elementwise product and a row sum, not a matrix product: each model's scores must not
         # depend on how many models are stacked with it (a batched matrix-vector product of one model
         # takes another kernel than that of several)
-        return (h * self.head_w[:, None, :, 0]).sum(dim=-1) + self.head_b[:, :, 0]
+        return (h * head_w[:, None, :, 0]).sum(dim=-1) + head_b[:, :, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
@@ -660,7 +670,6 @@ def train_gru_many(
         waited = np.zeros(n_pairs, dtype=int)
         live = np.ones(n_pairs, dtype=bool)  # still training (not stopped early, not diverged)
         stopped_early = np.zeros(n_pairs, dtype=bool)
-        rows = torch.arange(n_pairs, device=device)[:, None]
         for epoch in range(1, config.max_epochs + 1):
             if not live.any():
                 break
@@ -669,66 +678,74 @@ def train_gru_many(
             n_steps = int(max(math.ceil(n_train[i] / bs) for i in range(n_pairs) if live[i]))
             totals = np.zeros(n_pairs)
             for step in range(n_steps):
-                index = torch.zeros(n_pairs, bs, dtype=torch.long)
-                weight = torch.zeros(n_pairs, bs)
-                mask = torch.zeros(n_pairs, bs, hidden) if drop > 0 else None
-                active = np.zeros(n_pairs, dtype=bool)
-                sizes = np.zeros(n_pairs, dtype=int)
-                for i in range(n_pairs):
-                    if not live[i] or step * bs >= n_train[i]:
-                        continue
+                # only the pairs with a minibatch at this step run: a stopped pair costs nothing
+                act_list = [i for i in range(n_pairs) if live[i] and step * bs < n_train[i]]
+                n_act = len(act_list)
+                index = torch.zeros(n_act, bs, dtype=torch.long)
+                weight = torch.zeros(n_act, bs)
+                mask = torch.zeros(n_act, bs, hidden) if drop > 0 else None
+                sizes = np.zeros(n_act, dtype=int)
+                for a, i in enumerate(act_list):
                     idx = perms[i][step * bs : (step + 1) * bs]
                     k = len(idx)
-                    active[i], sizes[i] = True, k
-                    index[i, :k] = idx
-                    weight[i, :k] = 1.0 / k
+                    sizes[a] = k
+                    index[a, :k] = idx
+                    weight[a, :k] = 1.0 / k
                     if mask is not None:  # nn.Dropout's draw from the pair's own RNG stream
                         torch.set_rng_state(rng_states[i])
-                        mask[i, :k] = torch.empty(k, hidden).bernoulli_(1 - drop).div_(1 - drop)
+                        mask[a, :k] = torch.empty(k, hidden).bernoulli_(1 - drop).div_(1 - drop)
                         rng_states[i] = torch.get_rng_state()
+                act = torch.as_tensor(act_list, dtype=torch.long, device=device)
                 index, weight = index.to(device), weight.to(device)
-                logits = model.logits(xt[rows, index], None if mask is None else mask.to(device))
-                per_item = nn.functional.binary_cross_entropy_with_logits(logits, yt[rows, index], reduction="none")
+                logits = model.logits(xt[act[:, None], index], None if mask is None else mask.to(device), pairs=act)
+                per_item = nn.functional.binary_cross_entropy_with_logits(logits, yt[act[:, None], index], reduction="none")
                 loss = (per_item * weight).sum(dim=1)  # each pair's mean over its own minibatch
                 for p in params:
                     p.grad = None
                 loss.sum().backward()
                 values = loss.detach().double().cpu().numpy()
-                for i in np.flatnonzero(active & ~np.isfinite(values)):
+                finite = np.isfinite(values)
+                for a in np.flatnonzero(~finite):
+                    i = act_list[a]
                     results[i] = TrainingDivergedError(
-                        f"{pair_prefix(pair_ids[i])}training loss became {values[i]} at epoch {epoch}, batch "
+                        f"{pair_prefix(pair_ids[i])}training loss became {values[a]} at epoch {epoch}, batch "
                         f"{step + 1} (lr={config.lr}); check the inputs for extreme values or lower the learning rate"
                     )
-                    live[i] = active[i] = False
-                if not active.any():
+                    live[i] = False
+                if not finite.any():
                     continue
-                totals[active] += values[active] * sizes[active]
+                ok = [act_list[a] for a in np.flatnonzero(finite)]
+                totals[ok] += values[finite] * sizes[finite]
                 with torch.no_grad():
-                    grads = [p.grad for p in params]
-                    norm = torch.sqrt(sum(g.reshape(n_pairs, -1).double().pow(2).sum(dim=1) for g in grads)).float()
+                    sel = torch.as_tensor(ok, dtype=torch.long, device=device)
+                    grads = [p.grad.index_select(0, sel) for p in params]
+                    norm = torch.sqrt(sum(g.reshape(len(ok), -1).double().pow(2).sum(dim=1) for g in grads)).float()
                     clip = torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0)
-                    steps[active] += 1
-                    on = torch.as_tensor(active, device=device)
-                    bc1 = torch.as_tensor(1 - beta1 ** steps, dtype=torch.float32, device=device)
-                    bc2_sqrt = torch.as_tensor(np.sqrt(1 - beta2 ** steps), dtype=torch.float32, device=device)
+                    steps[ok] += 1
+                    bc1 = torch.as_tensor(1 - beta1 ** steps[ok], dtype=torch.float32, device=device)
+                    bc2_sqrt = torch.as_tensor(np.sqrt(1 - beta2 ** steps[ok]), dtype=torch.float32, device=device)
                     for p, g, m, v in zip(params, grads, exp_avg, exp_avg_sq):
-                        shape = (n_pairs,) + (1,) * (p.dim() - 1)
+                        shape = (len(ok),) + (1,) * (p.dim() - 1)
                         g = g * clip.reshape(shape)
-                        sel = on.reshape(shape)
-                        m.copy_(torch.where(sel, m.lerp(g, 1 - beta1), m))
-                        v.copy_(torch.where(sel, v * beta2 + (1 - beta2) * g * g, v))
-                        denom = (v.sqrt() / bc2_sqrt.reshape(shape)).add_(eps)
-                        update = (lr / bc1).reshape(shape) * (m / denom)
-                        p.copy_(torch.where(sel, p - update, p))
+                        m_ok = m.index_select(0, sel).lerp_(g, 1 - beta1)
+                        v_ok = v.index_select(0, sel).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                        m.index_copy_(0, sel, m_ok)
+                        v.index_copy_(0, sel, v_ok)
+                        denom = (v_ok.sqrt() / bc2_sqrt.reshape(shape)).add_(eps)
+                        p.index_copy_(0, sel, p.index_select(0, sel) - (lr / bc1).reshape(shape) * (m_ok / denom))
             model.eval()
-            with torch.no_grad():
-                val_sum = torch.zeros(n_pairs, dtype=torch.float64, device=device)
-                chunk = max(bs, 256)
-                for start in range(0, xv.shape[1], chunk):
-                    out = model.logits(xv[:, start : start + chunk])
-                    item = nn.functional.binary_cross_entropy_with_logits(out, yv[:, start : start + chunk], reduction="none")
-                    val_sum += (item * val_weight[:, start : start + chunk]).sum(dim=1).double()
-                val_loss = (val_sum.cpu() / n_val).numpy()
+            val_loss = np.full(n_pairs, np.nan)
+            running = np.flatnonzero(live)
+            if len(running):
+                with torch.no_grad():
+                    run = torch.as_tensor(running, dtype=torch.long, device=device)
+                    val_sum = torch.zeros(len(running), dtype=torch.float64, device=device)
+                    chunk = max(bs, 256)
+                    for start in range(0, xv.shape[1], chunk):
+                        out = model.logits(xv[run, start : start + chunk], pairs=run)
+                        item = nn.functional.binary_cross_entropy_with_logits(out, yv[run, start : start + chunk], reduction="none")
+                        val_sum += (item * val_weight[run, start : start + chunk]).sum(dim=1).double()
+                    val_loss[running] = (val_sum.cpu() / n_val[running]).numpy()
             improved = np.zeros(n_pairs, dtype=bool)
             for i in np.flatnonzero(live):
                 if not math.isfinite(val_loss[i]):
