@@ -1,6 +1,9 @@
 """Benchmark: batched GARCH(1,1) (``fit_garch_many``) against per-pair arch (``fit_garch``).
 
-Run: ``python pairs_assets_tests/benchmarks/bench_garch.py [n_series]`` (default 1,000).
+Run: ``python pairs_assets_tests/benchmarks/bench_garch.py [n_series]`` (default 1,000), or
+``python pairs_assets_tests/benchmarks/bench_garch.py --stage [every]``: the GARCH *stage* per
+partition (``garch_stage``, estimator arch vs batched) on the sampled partitions described in
+:func:`stage`.
 
 Series: spread log returns of every same-sector pair of the embedded dataset (OLS hedge ratio per
 window) over windows of 1,000 returns spread evenly over 1990-2022 — the garch_models stage's
@@ -98,5 +101,61 @@ def main() -> None:
         print(f"{name:<44} {count:>8}")
 
 
+def stage(every: int = 21) -> None:
+    """The garch_models stage per partition, before (arch pair by pair) and after (batched).
+
+    Partitions: every ``every``-th session of 2018-2022 × the embedded sectors with at least one
+    cointegrated pair at the seed settings; the stage's real inputs (the cointegration stage's
+    pairs, the GARCH window's closes) built as the walk-forward builds them. Median of REPEATS
+    timings of each partition's ``garch_stage`` call; agreement of the stage's frames.
+    """
+    import pandas as pd
+
+    from pairs_assets import partitions
+    from pairs_assets.quant.stages import cointegration_stage, correlation_stage, garch_stage
+    from pairs_assets.settings import EMBEDDED_BARS_FILE, EMBEDDED_HISTORY_START, StrategySettings, paths
+    from pairs_assets.universe import load_universe
+
+    strategy = StrategySettings.preset("seed")
+    sectors = load_universe(paths().universe_file).sectors
+    closes_all = pd.read_csv(EMBEDDED_BARS_FILE, index_col="Date", parse_dates=True)
+    sessions = partitions.sessions_in_range("2018-01-02", "2022-12-28")[::every]
+    cases = []
+    for session in sessions:
+        window = partitions.window_sessions(str(session.date()), strategy.garch_sessions, history_start=EMBEDDED_HISTORY_START)
+        for sector, symbols in sorted(sectors.items()):
+            symbols = sorted(symbols)
+            if len(symbols) < 2:
+                continue
+            closes = closes_all.reindex(window)[symbols]
+            formation = closes.iloc[-strategy.formation_window :]
+            result, _ = cointegration_stage(formation, correlation_stage(formation, strategy).matrix, strategy)
+            frame = result.pairs
+            if len(frame):
+                cases.append((f"{session.date()}|{sector}", closes, frame))
+    garch_stage(cases[0][1], cases[0][2], strategy)  # warm-up: the numba kernels load
+    arch_ms, batched_ms, worst = [], [], 0.0
+    estimators: dict[str, int] = {}
+    for key, closes, pairs in cases:
+        arch_ms.append(median_seconds(lambda: garch_stage(closes, pairs, strategy, estimator="arch")) * 1e3)
+        batched_ms.append(median_seconds(lambda: garch_stage(closes, pairs, strategy)) * 1e3)
+        a, b = garch_stage(closes, pairs, strategy, estimator="arch"), garch_stage(closes, pairs, strategy)
+        worst = max(worst, float(np.max(np.abs(a["loglik"].to_numpy() - b["loglik"].to_numpy()))))
+        for name in b["estimator"]:
+            estimators[name] = estimators.get(name, 0) + 1
+    n_pairs = sum(len(p) for _, _, p in cases)
+    print(f"garch_models stage on {len(cases)} partitions with pairs (every {every}th session 2018-2022 × sectors), "
+          f"{n_pairs} pairs ({n_pairs / len(cases):.1f} per partition); medians of {REPEATS} repeats per partition")
+    print(f"{'estimator':<36} {'ms/partition (median)':>22} {'ms/partition (mean)':>20} {'ms/pair':>9}")
+    for name, values in (("arch, pair by pair (before)", arch_ms), ("batched fit_garch_many (after)", batched_ms)):
+        print(f"{name:<36} {statistics.median(values):>22.1f} {statistics.mean(values):>20.1f} {sum(values) / n_pairs:>9.2f}")
+    print(f"speed-up of the stage: {sum(arch_ms) / sum(batched_ms):.1f}x in total, "
+          f"median per partition {statistics.median(a / b for a, b in zip(arch_ms, batched_ms)):.1f}x")
+    print(f"largest |loglik batched - arch| over these fits: {worst:.2e}; estimators: {dict(sorted(estimators.items()))}")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--stage":
+        stage(int(sys.argv[2]) if len(sys.argv) > 2 else 21)
+    else:
+        main()
