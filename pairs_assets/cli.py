@@ -81,7 +81,9 @@ def step_failure(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             error = event.event_specific_data.error
-            while error.cause is not None:  # the innermost error says what is wrong
+            # the innermost error says what is wrong; a worker process's traceback (attached by
+            # concurrent.futures as the cause of the re-raised error) is not an error of its own
+            while error.cause is not None and error.cause.cls_name != "_RemoteTraceback":
                 error = error.cause
             lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
             message = lines[-1] if lines else error.cls_name

@@ -203,3 +203,28 @@ def test_the_live_group_reports_its_errors_in_one_line(tmp_path):
         "SYMBOL=PROXY",
     )
     _one_line_error(CliRunner().invoke(live_main, ["stream", "--url", "http://127.0.0.1:1", "--symbols", "KO"]), "ws:// or wss://")
+
+
+def _fail_in_a_worker():
+    from pairs_assets.errors import MissingBarsError
+
+    raise MissingBarsError("partition 2011-01-28|consumer: symbol BBY has no bars for 19 of the 252 window sessions")
+
+
+def test_an_error_raised_in_a_worker_process_is_named_not_its_remote_traceback():
+    """The walk-forward runs sectors in processes: the one line is the worker's error, not '\"\"\"'."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dagster as dg
+
+    from pairs_assets.cli import step_failure
+
+    @dg.asset
+    def in_a_worker() -> None:
+        with ProcessPoolExecutor(1) as pool:
+            pool.submit(_fail_in_a_worker).result()
+
+    result = dg.materialize([in_a_worker], raise_on_error=False)
+    assert step_failure(result) == (
+        "in_a_worker: MissingBarsError: partition 2011-01-28|consumer: symbol BBY has no bars for 19 of the 252 window sessions"
+    )
