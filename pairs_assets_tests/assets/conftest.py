@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import pytest
 
+from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE, Paths
+
 
 @pytest.fixture()
-def own_pairs_home(tmp_path, monkeypatch):
-    """A PAIRS_HOME of this test only (stage outputs, trading configs), removed with ``tmp_path``.
+def own_pairs_home(tmp_path, pairs_home) -> Paths:
+    """The :class:`Paths` of a home of this test only (stage outputs, trading configs), removed with
+    ``tmp_path``; pass it to ``resources_for(..., home=own_pairs_home)``. Built field by field: no
+    environment variable is read or set.
 
     Graph tests materialize the same partitions (2022-12-28|technology, …) and ``gru_models`` reads its
     own previous output, so a shared home would let one test see another's files. The MLflow store
-    (MLFLOW_TRACKING_URI, set by the top-level conftest) stays the session's: creating one costs seconds.
-    ``paths()`` is read from the environment once per process, so its cache is cleared around the test.
+    stays the session's (``pairs_home``): creating one costs seconds.
     """
-    from pairs_assets.settings import paths
-
     home = tmp_path / "pairs_home"
     home.mkdir()
-    monkeypatch.setenv("PAIRS_HOME", str(home))
-    paths.cache_clear()
-    try:
-        assert paths().home == home.resolve()
-        yield home
-    finally:
-        monkeypatch.undo()
-        paths.cache_clear()
+    return Paths(
+        home=home,
+        database_url=f"sqlite:///{home / 'market_data.sqlite'}",
+        bars_file=None,
+        universe_file=EMBEDDED_UNIVERSE_FILE,
+        history_start=EMBEDDED_HISTORY_START,
+        mlflow_tracking_uri=f"sqlite:///{pairs_home}/mlflow/mlflow.db",
+    )

@@ -10,7 +10,6 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pairs_assets.settings import paths
 from pairs_assets_tests.strategies import SEED
 from pairs_assets_tests.assets.graph_harness import materialize, materialized_keys, preload_history, resources_for
 from pairs_assets_tests.assets.test_bad_input import failure_message
@@ -20,8 +19,8 @@ from resources.market_data import MarketDataStore, model_performance_table
 from resources.model_registry import ModelRegistry
 
 FAST = {"gru_max_epochs": 4, "gru_hidden": 16}
-# each test its own PAIRS_HOME: the tests materialize the same partitions (see assets/conftest.py)
-pytestmark = pytest.mark.usefixtures("own_pairs_home")
+# each test its own home (own_pairs_home, passed to resources_for): the tests materialize the same
+# partitions (see assets/conftest.py)
 
 
 @pytest.fixture()
@@ -35,12 +34,12 @@ def _mlflow_store(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def test_gru_trained_logged_registered_and_in_the_config(tmp_path, sqlite_url, planted):
-    resources = resources_for(sqlite_url, planted, **FAST)
+def test_gru_trained_logged_registered_and_in_the_config(own_pairs_home, tmp_path, sqlite_url, planted):
+    resources = resources_for(sqlite_url, planted, home=own_pairs_home, **FAST)
     resources["model_registry"] = ModelRegistry(tracking_uri=_mlflow_store(tmp_path))
     result = materialize("2022-12-28", "technology", resources)
     assert result.success
-    models = pd.read_parquet(Path(paths().outputs_dir) / "gru_models" / "2022-12-28" / "technology.parquet")
+    models = pd.read_parquet(own_pairs_home.outputs_dir / "gru_models" / "2022-12-28" / "technology.parquet")
     assert models["status"].tolist() == ["trained"]
     row = models.iloc[0]
     for name in ["test_f1", "baseline_majority_f1", "baseline_logistic_f1", "baseline_z_rule_f1"]:
@@ -63,7 +62,7 @@ def test_gru_trained_logged_registered_and_in_the_config(tmp_path, sqlite_url, p
 
     versions = client.search_model_versions("name='pairs_trading_gru_garch_technology'")
     assert [str(v.version) for v in versions] == [row["model_version"]]
-    doc = json.loads((Path(paths().outputs_dir) / "trading_config" / "2022-12-28" / "technology.json").read_text())
+    doc = json.loads((own_pairs_home.outputs_dir / "trading_config" / "2022-12-28" / "technology.json").read_text())
     model = doc["pairs"][0]["model"]
     assert model["name"] == "pairs_trading_gru_garch_technology" and model["version"] == row["model_version"]
     assert model["probability_threshold"] == pytest.approx(row["probability_threshold"])
@@ -87,20 +86,20 @@ def test_gru_trained_logged_registered_and_in_the_config(tmp_path, sqlite_url, p
     assert len(client.search_model_versions("name='pairs_trading_gru_garch_technology'")) == 1
 
 
-def test_too_little_history_skips_the_pair_with_its_reason(tmp_path, sqlite_url, planted):
-    resources = resources_for(sqlite_url, planted, gru_window=200, **FAST)
+def test_too_little_history_skips_the_pair_with_its_reason(own_pairs_home, tmp_path, sqlite_url, planted):
+    resources = resources_for(sqlite_url, planted, home=own_pairs_home, gru_window=200, **FAST)
     resources["model_registry"] = ModelRegistry(tracking_uri=_mlflow_store(tmp_path))
     result = materialize("2022-12-28", "technology", resources)
     assert result.success, "the partition still materializes"
-    models = pd.read_parquet(Path(paths().outputs_dir) / "gru_models" / "2022-12-28" / "technology.parquet")
+    models = pd.read_parquet(own_pairs_home.outputs_dir / "gru_models" / "2022-12-28" / "technology.parquet")
     assert models["status"].tolist() == ["skipped"]
     assert "sequences" in models["reason"].iloc[0] and models["pair_id"].iloc[0] in models["reason"].iloc[0]
-    doc = json.loads((Path(paths().outputs_dir) / "trading_config" / "2022-12-28" / "technology.json").read_text())
+    doc = json.loads((own_pairs_home.outputs_dir / "trading_config" / "2022-12-28" / "technology.json").read_text())
     assert doc["pairs"][0]["model"] is None and doc["pairs"][0]["model_note"].startswith("no model: pair ")
 
 
-def test_unreachable_mlflow_store_fails_the_step_and_registers_nothing(sqlite_url, planted):
-    resources = resources_for(sqlite_url, planted, **FAST)
+def test_unreachable_mlflow_store_fails_the_step_and_registers_nothing(own_pairs_home, sqlite_url, planted):
+    resources = resources_for(sqlite_url, planted, home=own_pairs_home, **FAST)
     resources["model_registry"] = ModelRegistry(tracking_uri="http://127.0.0.1:9", probe_timeout_s=2)
     result = materialize("2022-12-28", "technology", resources)
     assert not result.success

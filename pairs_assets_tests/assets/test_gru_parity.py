@@ -27,7 +27,7 @@ from pairs_assets.quant.features import build_features, entry_event_labels, form
 from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.quant.stages import gru_config, gru_stage_fit
 from pairs_assets.quant.walkforward.gru_gate import GRUGate
-from pairs_assets.settings import EMBEDDED_HISTORY_START, StrategySettings, paths
+from pairs_assets.settings import EMBEDDED_HISTORY_START, StrategySettings
 from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history, resources_for
 from pairs_assets_tests.live.signal_setup import live_bar
@@ -39,7 +39,6 @@ from resources.model_registry import ModelRegistry
 AS_OF, SECTOR, PAIR = "2022-12-14", "consumer", "KO-PG"
 CONSUMER = ("BBY", "HD", "KO", "PEP", "PG", "WMT")
 FAST = {"gru_max_epochs": 3, "gru_hidden": 16}
-pytestmark = pytest.mark.usefixtures("own_pairs_home")
 
 
 class RecordingModel:
@@ -72,13 +71,13 @@ class RecordingRegistry:
 
 
 @pytest.fixture()
-def partition(sqlite_url):
+def partition(own_pairs_home, sqlite_url):
     """The daily graph materialized for the partition: (store, strategy, trading config document)."""
     source = EmbeddedBarSource()
     strategy = StrategySettings.preset("seed", **FAST)
     preload_history(sqlite_url, source, CONSUMER, AS_OF, strategy.history_sessions)
-    assert materialize(AS_OF, SECTOR, resources_for(sqlite_url, source, **FAST)).success
-    doc = json.loads((Path(paths().outputs_dir) / "trading_config" / AS_OF / f"{SECTOR}.json").read_text())
+    assert materialize(AS_OF, SECTOR, resources_for(sqlite_url, source, home=own_pairs_home, **FAST)).success
+    doc = json.loads((own_pairs_home.outputs_dir / "trading_config" / AS_OF / f"{SECTOR}.json").read_text())
     return MarketDataStore(database_url=sqlite_url), strategy, doc
 
 
@@ -97,7 +96,7 @@ def _signals(store, strategy, registry, history_sessions: int, cutoff: str):
     )
 
 
-def test_signal_job_feeds_the_registered_gru_its_training_features(partition):
+def test_signal_job_feeds_the_registered_gru_its_training_features(own_pairs_home, partition):
     store, strategy, doc = partition
     pair = next(p for p in doc["pairs"] if p["pair_id"] == PAIR)
     block = pair["model"]
@@ -129,7 +128,7 @@ def test_signal_job_feeds_the_registered_gru_its_training_features(partition):
         live_bar("PG", "2022-12-15T15:00:00Z", float(window.closes["PG"].iloc[-1]) * 0.98),
     ]), context="live")
 
-    registered = ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir))
+    registered = ModelRegistry(tracking_uri=own_pairs_home.mlflow_tracking_uri, local_store_dir=str(own_pairs_home.mlflow_dir))
     model = registered.load_model(block["name"], block["version"])  # exported in eval mode
     with torch.no_grad():
         expected = float(model(torch.as_tensor(last_sequence[None]))[0])
@@ -179,20 +178,20 @@ FORMED, TECH, TECH_PAIR = "2022-12-02", "technology", "MSFT-AMD"  # a formation 
 
 
 @pytest.fixture()
-def default_partition(sqlite_url):
+def default_partition(own_pairs_home, sqlite_url):
     """The daily graph with the default settings (gate on) at a formation session where MSFT-AMD is selected."""
     source = EmbeddedBarSource()
     overrides = {**FAST, "gru_gate": True}
     strategy = StrategySettings(**overrides)
     assert partitions.formation_session(FORMED, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START) == pd.Timestamp(FORMED)
     preload_history(sqlite_url, source, ("AAPL", "AMD", "MSFT"), FORMED, strategy.history_sessions)
-    resources = {**resources_for(sqlite_url, source), "strategy": strategy}
+    resources = {**resources_for(sqlite_url, source, home=own_pairs_home), "strategy": strategy}
     assert materialize(FORMED, TECH, resources).success
-    doc = json.loads((Path(paths().outputs_dir) / "trading_config" / FORMED / f"{TECH}.json").read_text())
+    doc = json.loads((own_pairs_home.outputs_dir / "trading_config" / FORMED / f"{TECH}.json").read_text())
     return MarketDataStore(database_url=sqlite_url), strategy, doc
 
 
-def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its_evaluation(default_partition):
+def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its_evaluation(own_pairs_home, default_partition):
     """Issue 8 items 1 and 5 with the defaults: the model block names the feature spread's β (estimated
     before the validation and test slices, not the formation's), and the signal job and the
     walk-forward build the same features on it as training."""
@@ -219,7 +218,7 @@ def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its
         live_bar("MSFT", "2022-12-05T15:00:00Z", float(window.closes["MSFT"].iloc[-1]) * 1.03),
         live_bar("AMD", "2022-12-05T15:00:00Z", float(window.closes["AMD"].iloc[-1]) * 0.98),
     ]), context="live")
-    registered = ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir))
+    registered = ModelRegistry(tracking_uri=own_pairs_home.mlflow_tracking_uri, local_store_dir=str(own_pairs_home.mlflow_dir))
     model = registered.load_model(block["name"], block["version"])
     with torch.no_grad():
         expected = float(model(torch.as_tensor(last_sequence[None]))[0])

@@ -25,8 +25,8 @@ CONSUMER = ("BBY", "HD", "KO", "PEP", "PG", "WMT")
 ENERGY = ("CVX", "RRC", "XOM")
 
 
-def _graph_config(date: str, sector: str) -> dict:
-    return json.loads((Path(paths().outputs_dir) / "trading_config" / date / f"{sector}.json").read_text())
+def _graph_config(home, date: str, sector: str) -> dict:
+    return json.loads((home.outputs_dir / "trading_config" / date / f"{sector}.json").read_text())
 
 
 #: the trading-period methodology: stages at a formation session every 5 sessions, causal β in the
@@ -35,7 +35,6 @@ PERIODIC = {"reselect_every": 5, "formation_window": 120, "causal_hedge": True, 
             "backtest_lag": 1, "backtest_cost_bp": 5.0}
 
 
-@pytest.mark.usefixtures("own_pairs_home")  # its daily-graph partitions apart from other tests'
 @pytest.mark.parametrize(
     "date, sector, symbols, overrides",
     [
@@ -45,13 +44,13 @@ PERIODIC = {"reselect_every": 5, "formation_window": 120, "causal_hedge": True, 
         ("2022-12-15", "financial", ("BAC", "JPM"), PERIODIC),
     ],
 )
-def test_walk_forward_configs_equal_the_daily_graph(sqlite_url, date, sector, symbols, overrides):
+def test_walk_forward_configs_equal_the_daily_graph(own_pairs_home, sqlite_url, date, sector, symbols, overrides):
     """Field for field, input fingerprint included; the GRU's registry block aside (no GRU in the replay)."""
     source = EmbeddedBarSource()
     strategy = StrategySettings.preset("seed", **FAST, **overrides)
     preload_history(sqlite_url, source, symbols, date, strategy.history_sessions)
-    assert materialize(date, sector, resources_for(sqlite_url, source, **FAST, **overrides)).success
-    graph = _graph_config(date, sector)
+    assert materialize(date, sector, resources_for(sqlite_url, source, home=own_pairs_home, **FAST, **overrides)).success
+    graph = _graph_config(own_pairs_home, date, sector)
 
     sessions = partitions.window_sessions(date, strategy.history_sessions, history_start=EMBEDDED_HISTORY_START)
     panel = read_panel(MarketDataStore(database_url=sqlite_url), source.source_name, sector, symbols, sessions)
