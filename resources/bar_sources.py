@@ -165,7 +165,7 @@ def _file_timestamps(raw: pd.DataFrame, path: Path) -> pd.Series:
             raise BarsFileError(
                 f"bars file {path}: row {_row_number(path, position)} (symbol {raw['symbol'].iloc[position]}) is "
                 f"dated {day.date()}, outside the NYSE calendar ({calendar.first_session.date()} → "
-                f"{calendar.last_session.date()}; PAIRS_HISTORY_START sets its start)"
+                f"{calendar.last_session.date()})"
             ) from exc
         if not session:
             position = int(days.index[(days == day).to_numpy().argmax()])  # raw has a RangeIndex
