@@ -40,10 +40,6 @@ def init_home() -> Path:
     elif not target.exists():
         target.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(dagster_home)
-    # Dagster hands a range run's materializations to the event log in batches of this size (one
-    # transaction each with the instance's PairsSqliteEventLogStorage) instead of one by one;
-    # inherited by the runs, webserver and daemon `pairs dev` starts
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
     return dagster_home
 
 

@@ -15,7 +15,9 @@ the daemon and every Dagster query read them unchanged. It differs in how it wri
   per use, so other processes see every commit);
 * ``store_event_batch`` writes a batch in one transaction per shard (events, asset-event tags,
   asset records, check rows) — Dagster hands it batches of a range run's materializations when
-  ``DAGSTER_EVENT_BATCH_SIZE`` is set, and :func:`record_check_evaluations` hands it a range run's
+  ``DAGSTER_EVENT_BATCH_SIZE`` is set (the storage sets it to ``event_batch_size`` where it is
+  unset: without batches, `dagster asset materialize` of 1,320 partitions took 159 s instead of
+  20 s, two fsynced commits per event), and :func:`record_check_evaluations` hands it a range run's
   partition-scoped check evaluations;
 * a planned check over a partition range gets one ``PLANNED`` row per partition as in Dagster,
   each holding the planned event narrowed to its own partition. Dagster serializes the whole
@@ -81,7 +83,8 @@ def _status(passed: bool) -> str:
 class PairsSqliteEventLogStorage(SqliteEventLogStorage):
     """Dagster's SQLite event log with reused engines and real batched writes (see the module doc).
 
-    Config: ``base_dir`` (optional; default ``$DAGSTER_HOME/history/runs``, Dagster's own layout).
+    Config: ``base_dir`` (optional; default ``$DAGSTER_HOME/history/runs``, Dagster's own layout);
+    ``event_batch_size`` (default 1000: sets ``DAGSTER_EVENT_BATCH_SIZE`` where it is unset).
     """
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
@@ -91,10 +94,20 @@ class PairsSqliteEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def config_type(cls):
-        return {"base_dir": Field(StringSource, is_required=False)}
+        return {
+            "base_dir": Field(StringSource, is_required=False),
+            "event_batch_size": Field(int, is_required=False, default_value=1000),
+        }
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
+        # Dagster batches a range run's materializations only when DAGSTER_EVENT_BATCH_SIZE is set
+        # (read per event, in every process that opens the instance: runs, `dagster asset
+        # materialize`, webserver, daemon); this storage writes a batch in one transaction, so it
+        # turns batching on where the environment does not say otherwise (0 leaves it off)
+        batch = config_value.get("event_batch_size", 1000)
+        if batch:
+            os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(batch))
         base_dir = config_value.get("base_dir")
         if not base_dir:
             home = os.environ.get("DAGSTER_HOME")
