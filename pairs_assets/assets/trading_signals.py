@@ -58,7 +58,7 @@ class SignalRunConfig(dg.Config):
     )
     execute: bool = Field(True, description="Send actionable signals to the broker (dry-run unless configured).")
     history_sessions: int = Field(
-        120, ge=40, description="Sessions of closes read for the GRU window, the GARCH filter and the drift check."
+        sig.DEFAULT_HISTORY_SESSIONS, ge=40, description="Sessions of closes read for the GRU window, the GARCH filter and the drift check."
     )
     drift_window: int = Field(sig.DEFAULT_DRIFT_WINDOW, ge=5, description="Sessions of returns for the drift check.")
     drift_tolerance: float = Field(

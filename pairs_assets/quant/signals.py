@@ -60,6 +60,9 @@ ENTRIES = (LONG_SPREAD, SHORT_SPREAD)
 
 DEFAULT_PROBABILITY_THRESHOLD = 0.5
 DEFAULT_DRIFT_WINDOW = 20
+#: Sessions of closes the signal job reads for the GRU window, the GARCH filter and the drift check
+#: (the signal job's run config default; the walk-forward's GRU gate reads as many)
+DEFAULT_HISTORY_SESSIONS = 120
 DEFAULT_DRIFT_TOLERANCE = 0.2
 
 

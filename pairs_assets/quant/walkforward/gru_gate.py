@@ -22,12 +22,13 @@ import pandas as pd
 from pairs_assets.quant.config_model import PairConfig
 from pairs_assets.quant.features import GRUTrainingError, build_features
 from pairs_assets.quant.garch import filter_fixed
+from pairs_assets.quant.signals import DEFAULT_HISTORY_SESSIONS
 from pairs_assets.quant.stages import feature_columns, feature_hedge, gru_config, gru_stage_fit_many, pair_spread
 
 __all__ = ["GRUGate", "SIGNAL_HISTORY_SESSIONS"]
 
 #: Sessions of spread history the signal job reads for the GRU's features (SignalRunConfig's default).
-SIGNAL_HISTORY_SESSIONS = 120
+SIGNAL_HISTORY_SESSIONS = DEFAULT_HISTORY_SESSIONS
 
 
 class GRUGate:
