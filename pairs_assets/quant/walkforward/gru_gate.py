@@ -86,7 +86,7 @@ class GRUGate:
         closes up to ``as_of`` only — the session's own close is the intraday price the live job
         does not feed the GRU.
         """
-        import torch
+        from pairs_assets.quant.gru import predict_proba_many
 
         model = self.models.get((pd.Timestamp(as_of), pair.pair_id))
         if model is None or pair.model is None:
@@ -104,8 +104,9 @@ class GRUGate:
         tail = features.tail(self.config.seq_len).to_numpy(dtype="float64")
         if len(tail) < self.config.seq_len or not np.isfinite(tail).all():
             return None
-        with torch.no_grad():
-            return float(model(torch.as_tensor(tail[None], dtype=torch.float32))[0])
+        # the signal job's forward pass (its models stacked, quant.gru.predict_proba_many): a model's
+        # probability does not depend on the other models in the stack, so this is the job's number
+        return float(predict_proba_many([model], tail[None].astype(np.float32))[0])
 
     def entry_gate(self, pair: PairConfig, as_of: pd.Timestamp, session: pd.Timestamp) -> bool:
         if pair.model is None or not pair.model.beats_baselines:
