@@ -150,7 +150,11 @@ def test_a_failed_run_is_one_line_naming_step_and_error(tmp_path):
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in process.stderr, process.stderr[-3000:]
     assert lines[0].startswith("Error: raw_bars 2022-11-04...2022-11-04 failed (run ")
-    assert lines[0].endswith("raw_bars: raw_bars: ohlc_consistent"), lines[0]
+    # the step, then the failed blocking check and the partition it failed in
+    assert lines[0].endswith(
+        "raw_bars: Failure: 1 blocking raw_bars check evaluation(s) failed with ERROR severity (ohlc_consistent) "
+        "in 1 partition(s): 2022-11-04|consumer"
+    ), lines[0]
 
 
 def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()):
