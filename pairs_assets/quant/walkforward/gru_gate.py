@@ -37,6 +37,20 @@ class GRUGate:
     Its ``models_for`` is :func:`~pairs_assets.quant.walkforward.replay.build_configs`'s GRU stage
     and its ``entry_gate`` the veto :func:`~pairs_assets.quant.walkforward.replay.trade_configs`
     applies, as the daily signals gate entries.
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        The sector's session closes over the replay and the history before it.
+    strategy : StrategySettings
+    sector : str
+    history_sessions : int, default SIGNAL_HISTORY_SESSIONS
+        Sessions of spread history the gate reads for a probability, as the signal job does.
+
+    Attributes
+    ----------
+    trained, skipped, vetoed, allowed : int
+        Counts for the walk-forward's report.
     """
 
     def __init__(self, closes: pd.DataFrame, strategy, sector: str, history_sessions: int = SIGNAL_HISTORY_SESSIONS):
