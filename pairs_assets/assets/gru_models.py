@@ -10,7 +10,7 @@ from pairs_assets.assets import ranges
 from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.features import GRUTrainingError
-from pairs_assets.quant.stages import gru_config, gru_stage_fit, pair_spread
+from pairs_assets.quant.stages import gru_config, gru_stage_fit_many, pair_spread
 from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.io_manager import PartitionedFileIOManager
@@ -87,8 +87,8 @@ def gru_models(
         return _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home)
     date, sector = partition_parts(context)
     with stopwatch() as timer:
-        frame, metadata = gru_partition(
-            context, WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, model_selection,
+        ((frame, metadata),) = gru_cohorts(
+            context, [(WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, model_selection)],
             bar_source, strategy, model_registry,
         )
         record_performance(store, date, sector, frame)
@@ -96,21 +96,25 @@ def gru_models(
 
 
 def _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home) -> dg.Output:
-    """A range run: the GRUs of each formation session trained (and registered) once, the frame
-    given to each partition of its trading period; one model_performance row set per partition."""
+    """A range run: the GRUs of every formation session of the range trained together (one batched
+    fit, pair as batch dimension) and registered once each, a frame given to each partition of its
+    trading period; one model_performance row set per partition."""
     with stopwatch() as timer:
         sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.gru_window)
-        outputs = ranges.per_cohort(
-            sector_ranges,
-            lambda rng, _f, dates: gru_partition(
-                context, rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])],
-                model_selection[rng.key(dates[0])], bar_source, strategy, model_registry,
-            )[0],
+        cohorts = [(rng, dates) for rng in sector_ranges for dates in rng.cohorts().values()]
+        frames = gru_cohorts(
+            context,
+            [
+                (rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], model_selection[rng.key(dates[0])])
+                for rng, dates in cohorts
+            ],
+            bar_source, strategy, model_registry,
         )
+        outputs = {rng.key(d): frame for (rng, dates), (frame, _meta) in zip(cohorts, frames) for d in dates}
         for rng in sector_ranges:
             for session in rng.sessions:
                 record_performance(store, str(session.date()), rng.sector, outputs[rng.key(session)])
-    trained = sum(int((f["status"] == "trained").sum()) for f in {id(f): f for f in outputs.values()}.values())
+    trained = sum(int((frame["status"] == "trained").sum()) for frame, _meta in frames)
     return dg.Output(
         outputs,
         metadata=ranges.range_metadata(
@@ -121,98 +125,135 @@ def _range(context, cointegrated_pairs, model_selection, store, bar_source, stra
     )
 
 
-def gru_partition(
+#: Most pairs trained in one batched fit (bounds memory on a long range).
+TRAIN_BATCH = 256
+
+
+def gru_cohorts(
     context: dg.AssetExecutionContext,
-    windows: WindowReader,
-    date: str,
-    sector: str,
-    cointegrated_pairs: pd.DataFrame,
-    model_selection: pd.DataFrame,
+    items: list[tuple[WindowReader, str, str, pd.DataFrame, pd.DataFrame]],
     bar_source: BarSource,
     strategy: StrategySettings,
     model_registry: ModelRegistry,
-) -> tuple[pd.DataFrame, dict]:
-    """One partition's GRUs (trained or reused, registered) and metadata (a one-partition run and a range run alike)."""
-    key = f"{date}|{sector}"
+) -> list[tuple[pd.DataFrame, dict]]:
+    """The GRUs of partitions ``(windows, date, sector, cointegrated_pairs, model_selection)``: each
+    partition's frame and metadata (one partition in a one-partition run; a range's formation
+    sessions in a range run).
+
+    Every selected pair not reusable from the partition's previous output is trained in one
+    batched fit (:func:`pairs_assets.quant.stages.gru_stage_fit_many`: a pair gets the same model
+    alone or in any batch), then registered in MLflow.
+    """
     config = gru_config(strategy)
-    selected = model_selection[model_selection["selected"]] if not model_selection.empty else model_selection
-    pairs = cointegrated_pairs.set_index("pair_id").loc[list(selected["pair_id"])] if len(selected) else cointegrated_pairs.iloc[0:0]
-    rows = []
-    previous = previous_models(context.resources.io_manager, date, sector)
-    window = None
-    if len(pairs):
-        legs = sorted(set(pairs["y"]) | set(pairs["x"]))
-        formation = windows.formation_session(date, strategy.reselect_every)
-        window = windows.read(legs, formation, strategy.gru_window, partition=key)
-    for pair_id, pair in pairs.iterrows():
-        spread = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])
-        fingerprint = fingerprint_of(
-            window.fingerprint, pair_id, float(pair["hedge_ratio"]), float(pair["intercept"]),
-            config.as_params(), strategy.gru_horizon, strategy.entry_z,
-        )
-        reused = reusable_row(previous, pair_id, fingerprint, model_registry)
-        if reused is not None:
-            context.log.info(f"{pair_id}: inputs unchanged, keeping {reused['model_name']} v{reused['model_version']}")
-            rows.append(reused)
-            continue
-        try:
-            result, feature_garch, _levels, garch = gru_stage_fit(
-                window.closes, SimpleNamespace(pair_id=pair_id, **pair[["y", "x", "hedge_ratio", "intercept"]]), strategy, config
+    rows: list[list] = []
+    windows_used: list = []
+    n_selected: list[int] = []
+    pending: list[tuple] = []  # (item, slot, pair_id, pair, spread, fingerprint)
+    for i, (windows, date, sector, cointegrated_pairs, model_selection) in enumerate(items):
+        key = f"{date}|{sector}"
+        selected = model_selection[model_selection["selected"]] if not model_selection.empty else model_selection
+        pairs = cointegrated_pairs.set_index("pair_id").loc[list(selected["pair_id"])] if len(selected) else cointegrated_pairs.iloc[0:0]
+        previous = previous_models(context.resources.io_manager, date, sector)
+        window = None
+        if len(pairs):
+            legs = sorted(set(pairs["y"]) | set(pairs["x"]))
+            formation = windows.formation_session(date, strategy.reselect_every)
+            window = windows.read(legs, formation, strategy.gru_window, partition=key)
+        rows.append([])
+        windows_used.append(window)
+        n_selected.append(len(pairs))
+        for pair_id, pair in pairs.iterrows():
+            spread = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])
+            fingerprint = fingerprint_of(
+                window.fingerprint, pair_id, float(pair["hedge_ratio"]), float(pair["intercept"]),
+                config.as_params(), strategy.gru_horizon, strategy.entry_z,
             )
-        except GRUTrainingError as exc:
-            context.log.warning(f"{key} {pair_id}: GRU skipped: {exc}")
-            rows.append({"pair_id": pair_id, "status": "skipped", "reason": str(exc), "input_fingerprint": fingerprint})
-            continue
-        dataset = window.closes[[pair["y"], pair["x"]]].assign(spread=spread, **garch).reset_index()
-        info = model_registry.log_pair_model(
-            sector=sector,
-            pair_id=pair_id,
-            as_of=date,
-            dagster_run_id=context.run_id,
-            result=result,
-            params={"sector": sector, "as_of_session": date, "gru_window": strategy.gru_window, "bar_source": bar_source.source_name},
-            dataset_df=dataset,
-            dataset_source=bar_source.source_name,
-            fingerprint=fingerprint,
-            spread=spread,
-            entry_z=strategy.entry_z,
+            reused = reusable_row(previous, pair_id, fingerprint, model_registry)
+            if reused is not None:
+                context.log.info(f"{key} {pair_id}: inputs unchanged, keeping {reused['model_name']} v{reused['model_version']}")
+                rows[i].append(reused)
+                continue
+            rows[i].append(None)  # trained below, in the batch
+            pending.append((i, len(rows[i]) - 1, pair_id, pair, spread, fingerprint))
+    for start in range(0, len(pending), TRAIN_BATCH):
+        chunk = pending[start : start + TRAIN_BATCH]
+        fits = gru_stage_fit_many(
+            [windows_used[i].closes for i, *_ in chunk],
+            [SimpleNamespace(pair_id=pair_id, **pair[["y", "x", "hedge_ratio", "intercept"]]) for _, _, pair_id, pair, _, _ in chunk],
+            strategy,
+            config,
         )
-        test = result.metrics["test"]
-        row = {
-            "pair_id": pair_id, "status": "trained", "reason": "", "model_name": info.model_name,
-            "model_version": str(info.version), "mlflow_run_id": info.run_id,
-            "probability_threshold": result.threshold,
-            **{f"test_{k}": test[k] for k in ["f1", "precision", "recall", "accuracy", "roc_auc"]},
-            **{f"baseline_{b}_f1": result.baseline_metrics[b]["f1"] for b in BASELINES},
-            **{f"baseline_{b}_roc_auc": result.baseline_metrics[b]["roc_auc"] for b in BASELINES},
-            "best_baseline_f1": max(result.baseline_metrics[b]["f1"] for b in BASELINES),
-            "beats_baselines": bool(result.beats_baselines),
-            "epochs_run": len(result.history),
-            "train_seconds": result.train_seconds,
-            "n_sequences": result.n_sequences,
-            "input_fingerprint": fingerprint,
-            **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
-        }
-        rows.append(row)
-        context.log.info(f"{pair_id}: test F1 {test['f1']:.3f} vs best baseline {row['best_baseline_f1']:.3f}; {info.model_name} v{info.version}")
-    frame = pd.DataFrame(rows, columns=GRU_COLUMNS) if rows else _empty()
-    trained = frame[frame["status"] == "trained"]
-    return frame, {
-        "window": window.label if window is not None else "n/a (no selected pairs)",
-        "selected_pairs": len(pairs),
-        "trained": len(trained),
-        "skipped": dg.MetadataValue.md(
-            "\n".join(f"- {r.pair_id}: {r.reason}" for r in frame[frame["status"] == "skipped"].itertuples()) or "_(none)_"
-        ),
-        "beats_baselines": int(trained["beats_baselines"].astype(bool).sum()) if len(trained) else 0,
-        "hyperparameters": dg.MetadataValue.json(config.as_params()),
-        "mlflow_tracking_uri": redact_url(model_registry.resolved_tracking_uri(), keep_user=False, keep_query=False),
-        "note": "no selected pairs: nothing to train" if frame.empty else f"{len(trained)} model(s) trained",
-        "test_metrics_vs_baselines": markdown_table(
-            trained,
-            ["pair_id", "test_f1", "test_roc_auc", "baseline_majority_f1", "baseline_logistic_f1", "baseline_z_rule_f1", "beats_baselines", "model_version"],
-        ),
+        for (i, slot, pair_id, pair, spread, fingerprint), (result, feature_garch, _levels, garch) in zip(chunk, fits):
+            _windows, date, sector, *_ = items[i]
+            if isinstance(result, GRUTrainingError):
+                context.log.warning(f"{date}|{sector} {pair_id}: GRU skipped: {result}")
+                rows[i][slot] = {"pair_id": pair_id, "status": "skipped", "reason": str(result), "input_fingerprint": fingerprint}
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            rows[i][slot] = _register(
+                context, windows_used[i], date, sector, pair_id, pair, spread, fingerprint, result, feature_garch, garch,
+                bar_source, strategy, model_registry,
+            )
+    out = []
+    for i, window in enumerate(windows_used):
+        frame = pd.DataFrame(rows[i], columns=GRU_COLUMNS) if rows[i] else _empty()
+        trained = frame[frame["status"] == "trained"]
+        out.append((frame, {
+            "window": window.label if window is not None else "n/a (no selected pairs)",
+            "selected_pairs": n_selected[i],
+            "trained": len(trained),
+            "skipped": dg.MetadataValue.md(
+                "\n".join(f"- {r.pair_id}: {r.reason}" for r in frame[frame["status"] == "skipped"].itertuples()) or "_(none)_"
+            ),
+            "beats_baselines": int(trained["beats_baselines"].astype(bool).sum()) if len(trained) else 0,
+            "hyperparameters": dg.MetadataValue.json(config.as_params()),
+            "mlflow_tracking_uri": redact_url(model_registry.resolved_tracking_uri(), keep_user=False, keep_query=False),
+            "note": "no selected pairs: nothing to train" if frame.empty else f"{len(trained)} model(s) trained",
+            "test_metrics_vs_baselines": markdown_table(
+                trained,
+                ["pair_id", "test_f1", "test_roc_auc", "baseline_majority_f1", "baseline_logistic_f1", "baseline_z_rule_f1", "beats_baselines", "model_version"],
+            ),
+        }))
+    return out
+
+
+def _register(context, window, date, sector, pair_id, pair, spread, fingerprint, result, feature_garch, garch, bar_source, strategy, model_registry) -> dict:
+    """Log and register one trained pair model in MLflow; its gru_models row."""
+    dataset = window.closes[[pair["y"], pair["x"]]].assign(spread=spread, **garch).reset_index()
+    info = model_registry.log_pair_model(
+        sector=sector,
+        pair_id=pair_id,
+        as_of=date,
+        dagster_run_id=context.run_id,
+        result=result,
+        params={"sector": sector, "as_of_session": date, "gru_window": strategy.gru_window, "bar_source": bar_source.source_name},
+        dataset_df=dataset,
+        dataset_source=bar_source.source_name,
+        fingerprint=fingerprint,
+        spread=spread,
+        entry_z=strategy.entry_z,
+    )
+    test = result.metrics["test"]
+    row = {
+        "pair_id": pair_id, "status": "trained", "reason": "", "model_name": info.model_name,
+        "model_version": str(info.version), "mlflow_run_id": info.run_id,
+        "probability_threshold": result.threshold,
+        **{f"test_{k}": test[k] for k in ["f1", "precision", "recall", "accuracy", "roc_auc"]},
+        **{f"baseline_{b}_f1": result.baseline_metrics[b]["f1"] for b in BASELINES},
+        **{f"baseline_{b}_roc_auc": result.baseline_metrics[b]["roc_auc"] for b in BASELINES},
+        "best_baseline_f1": max(result.baseline_metrics[b]["f1"] for b in BASELINES),
+        "beats_baselines": bool(result.beats_baselines),
+        "epochs_run": len(result.history),
+        "train_seconds": result.train_seconds,
+        "n_sequences": result.n_sequences,
+        "input_fingerprint": fingerprint,
+        **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
     }
+    context.log.info(
+        f"{date}|{sector} {pair_id}: test F1 {test['f1']:.3f} vs best baseline {row['best_baseline_f1']:.3f}; {info.model_name} v{info.version}"
+    )
+    return row
 
 
 def record_performance(store: MarketDataStore, date: str, sector: str, frame: pd.DataFrame) -> None:
