@@ -407,11 +407,24 @@ def garch_features(spread_levels: pd.Series, config: Any, horizon: int) -> tuple
 def period_statistics(spread_levels: pd.Series, formation_window: int, every: int) -> pd.DataFrame | None:
     """The spread mean and σ a trading config in force at each session holds (the GRU's label statistics).
 
-    ``spread_levels`` ends at a formation session; formations fall every ``every`` sessions before
-    it (the fixed calendar schedule, :class:`FormationSchedule`). A session takes the statistics of
-    the formation window of the last formation at or before it — what the config in force that
-    session says — and NaN before the first formation with a full window. ``every`` = 1 (daily
-    re-selection): None, i.e. the trailing statistics the label computes itself.
+    Formations fall every ``every`` sessions before the end of ``spread_levels`` (the fixed calendar
+    schedule, :class:`FormationSchedule`). A session takes the statistics of the formation window
+    of the last formation at or before it — what the config in force that session says — and NaN
+    before the first formation with a full window.
+
+    Parameters
+    ----------
+    spread_levels : pandas.Series
+        The spread by session, ending at a formation session.
+    formation_window : int
+    every : int
+        Sessions between formations.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        ``spread_mean``, ``spread_std`` per session; None for ``every`` = 1 (daily re-selection):
+        the trailing statistics the label computes itself.
     """
     from pairs_assets.quant.features import formation_statistics
 
@@ -432,8 +445,22 @@ def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any) -> tu
     ``formation_window`` sessions ending at the last training sequence's session, so the spread of
     the validation and test slices — whose labels look at closes after it — is measured with a
     hedge ratio that saw none of them (the formation's β, estimated on the last sessions of the
-    window, would have seen the test slice). The split is the one :func:`pairs_assets.quant.gru.fit_pair_model`
-    makes: the sequences' sessions do not depend on β (only on which rows are finite).
+    window, would have seen the test slice). The split is the one
+    :func:`pairs_assets.quant.gru.fit_pair_model` makes: the sequences' sessions do not depend on β
+    (only on which rows are finite).
+
+    Parameters
+    ----------
+    closes : pandas.DataFrame
+        The legs over ``gru_window`` sessions ending at the as-of session.
+    pair : object
+        With y, x, hedge_ratio, intercept.
+    strategy : StrategySettings
+    config : GRUConfig
+
+    Returns
+    -------
+    hedge_ratio, intercept : float
     """
     from pairs_assets.quant.cointegration import hedge_ratio
     from pairs_assets.quant.features import build_features, chronological_split, make_labels, make_sequences, trim_warmup
@@ -503,7 +530,18 @@ FEATURE_COLUMNS = {
 
 
 def feature_hedge(pair: Any) -> tuple[float, float]:
-    """The hedge ratio and intercept of a config pair's GRU feature spread (its own when the model has none)."""
+    """The hedge ratio and intercept of a config pair's GRU feature spread.
+
+    Parameters
+    ----------
+    pair : PairConfig
+
+    Returns
+    -------
+    hedge_ratio, intercept : float
+        The model's ``feature_hedge_ratio`` / ``feature_intercept``; the pair's own when the model has
+        none.
+    """
     model = pair.model
     if model is not None and model.feature_hedge_ratio is not None:
         return model.feature_hedge_ratio, model.feature_intercept
@@ -511,7 +549,16 @@ def feature_hedge(pair: Any) -> tuple[float, float]:
 
 
 def feature_columns(feature_params: dict[str, float]) -> dict[str, float]:
-    """The feature parameters of :func:`gru_stage_inputs` under their gru_models column names."""
+    """The feature parameters of :func:`gru_stage_inputs` under their ``gru_models`` column names.
+
+    Parameters
+    ----------
+    feature_params : dict of str to float
+
+    Returns
+    -------
+    dict of str to float
+    """
     return {FEATURE_COLUMNS[k]: v for k, v in feature_params.items()}
 
 
