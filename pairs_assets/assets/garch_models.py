@@ -56,7 +56,7 @@ def garch_models(
             ),
         )
         yield from ranges.check_outputs(context)
-        yield from ranges.check_evaluations(context, checks.GARCH_CHECKS, {k: v[2] for k, v in outputs.items()})
+        ranges.check_evaluations(context, checks.GARCH_CHECKS, {k: v[2] for k, v in outputs.items()})
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:

@@ -66,7 +66,7 @@ def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path,
             DAILY_ASSETS,
             selection=[*STAGES, "trading_config"],
             resources=resources_for(range_url, source, **FAST),
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=(instance := dg.DagsterInstance.ephemeral()),
             tags={ASSET_PARTITION_RANGE_START_TAG: "2022-12-13|consumer", ASSET_PARTITION_RANGE_END_TAG: "2022-12-14|energy"},
         )
         assert result.success
@@ -74,7 +74,11 @@ def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path,
         for stage in [*STAGES, "trading_config"]:
             done = {str(e.partition) for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == stage}
             assert done == keys, stage
-        evaluations = {(e.check_name, str(e.partition)) for e in result.get_asset_check_evaluations()}
+        # recorded in batches straight into the run's event log (not through the step's event stream)
+        records = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        checked = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+        evaluations = {(e.check_name, str(e.partition)) for e in checked}
+        assert len(checked) == len(evaluations)  # one evaluation per check and partition
         assert evaluations == {(c, k) for c in CHECKS for k in keys}
         in_range = {k: _outputs(*k.split("|")) for k in ["2022-12-13|consumer", "2022-12-14|energy"]}
         assert [p["pair_id"] for p in in_range["2022-12-13|consumer"]["trading_config"]["pairs"]] == ["KO-PG"]
