@@ -10,6 +10,11 @@ Pipeline (:func:`fit_pair_model`): features → labels → sequences → chronol
 → scaler fitted on the training slice → GRU trained with early stopping on validation loss →
 threshold chosen on validation → metrics on train / validation / test and baselines on test.
 
+Many pairs at once (:func:`fit_pair_models`, :func:`train_gru_many`): the pairs' GRUs trained as
+one :class:`StackedGRU`, the pair as the batch dimension — each pair's result bit-identical alone or
+in any batch, equal to :func:`fit_pair_model` up to float32 rounding; :func:`predict_proba_many`
+runs many trained models in one forward pass (the signal job's sector).
+
 The model takes *raw* features ``[batch, seq_len, n_features]`` float32 and returns probabilities:
 the train-only scaler is stored in it as buffers, so a model loaded back from MLflow needs nothing
 else. Training is seeded and deterministic (same inputs and machine → same weights and metrics).
