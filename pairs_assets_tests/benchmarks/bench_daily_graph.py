@@ -6,8 +6,10 @@ Dagster instance; the embedded data (2022-12-28, every sector) and one planted-p
 
 ``--overhead [repeats]``: where Dagster's own time goes in one partition. Materializes
 2022-12-28|industrial (one symbol: no pair, so almost all of it is bookkeeping) ``repeats`` times
-(default 5) on one instance after a warm-up partition and prints the median wall time, the asset
-bodies (their ``elapsed_seconds``) and the difference — the per-partition overhead; then one run
+(default 5) on a persistent SQLite instance after a warm-up partition and prints the median wall
+time, the asset bodies (their ``elapsed_seconds``) and the difference — the per-partition overhead —
+with the project's event log (PairsSqliteEventLogStorage) and runs as quiet as ``pairs`` makes them,
+with Dagster's default DEBUG console line per event, and with Dagster's own SQLite event log; then one run
 under cProfile with the cumulative seconds of ``fetch_external_input_asset_version_info`` (data
 provenance of the upstream partitions) and of the time-window partition mapping inside it; then
 the lookback mappings alone (``partitions.lookback_mapping(n)`` for one key), the cost of walking
@@ -16,6 +18,7 @@ Dagster's exclusion-based session calendar one window at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -90,26 +93,56 @@ def overhead(repeats: int = 5) -> None:
     universe = load_universe(paths().universe_file)
     embedded = EmbeddedBarSource()
     preload_history(url, embedded, universe.all_symbols, "2022-12-28", DEFAULT_STRATEGY.history_sessions + 20)
-    instance = dg.DagsterInstance.ephemeral()
-    resources = resources_for(url, embedded)
-    materialize("2022-12-27", "industrial", resources, instance=instance)  # warm-up
-    walls, bodies = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = materialize("2022-12-28", "industrial", resources, instance=instance)
-        walls.append(time.perf_counter() - t0)
-        bodies.append(sum(step_seconds(result).values()))
-    wall, body = statistics.median(walls), statistics.median(bodies)
-    print(f"one partition (2022-12-28|industrial, {len(step_seconds(result))} assets), median of {repeats}:")
-    print(f"{'wall s':>8} {'bodies s':>9} {'overhead s':>11}")
-    print(f"{wall:>8.2f} {body:>9.2f} {wall - body:>11.2f}\n")
+    from pairs_assets.data import EMBEDDED_HISTORY_START
+    from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS
 
+    resources = resources_for(url, embedded)
+    # `pairs demo` / `pairs daily` runs log nothing on the console (cli._quiet); Dagster's default
+    # console logger prints a DEBUG line per event, which is overhead of its own
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    pairs_storage = {
+        "event_log_storage": {
+            "module": "resources.dagster_sqlite_storage", "class": "PairsSqliteEventLogStorage", "config": {},
+        }
+    }
+
+    def run(instance, date: str, run_config: dict | None):
+        return dg.materialize(
+            DAILY_ASSETS, partition_key=partitions.partition_key(date, "industrial"), resources=resources,
+            instance=instance, raise_on_error=False, run_config=run_config,
+        )
+
+    print(f"one partition (2022-12-28|industrial, {len(DAILY_ASSETS)} assets), median of {repeats}:")
+    print(f"{'instance':<44} {'console':<9} {'wall s':>7} {'bodies s':>9} {'overhead s':>11}")
+    cases = [
+        ("SQLite, PairsSqliteEventLogStorage (dagster.yaml)", pairs_storage, quiet, "quiet"),
+        ("SQLite, PairsSqliteEventLogStorage (dagster.yaml)", pairs_storage, None, "DEBUG"),
+        ("SQLite, Dagster's SqliteEventLogStorage", None, quiet, "quiet"),
+    ]
+    for label, overrides, run_config, console in cases:
+        with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home, overrides=overrides) as instance:
+            run(instance, "2022-12-27", quiet)  # warm-up
+            walls, bodies = [], []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                result = run(instance, "2022-12-28", run_config)
+                walls.append(time.perf_counter() - t0)
+                bodies.append(sum(step_seconds(result).values()))
+        wall, body = statistics.median(walls), statistics.median(bodies)
+        print(f"{label:<44} {console:<9} {wall:>7.2f} {body:>9.2f} {wall - body:>11.2f}")
+    print()
+
+    stack = contextlib.ExitStack()
+    home = stack.enter_context(tempfile.TemporaryDirectory())
+    instance = stack.enter_context(dg.instance_for_test(temp_dir=home, overrides=pairs_storage))
+    run(instance, "2022-12-27", quiet)
     profile = cProfile.Profile()
     profile.enable()
     t0 = time.perf_counter()
-    materialize("2022-12-28", "industrial", resources, instance=instance)
+    run(instance, "2022-12-28", quiet)
     profiled_wall = time.perf_counter() - t0
     profile.disable()
+    stack.close()
     stats = pstats.Stats(profile).stats
 
     def cumulative(function_name: str, file_part: str) -> float:
@@ -119,15 +152,19 @@ def overhead(repeats: int = 5) -> None:
         ("fetch_external_input_asset_version_info", cumulative("fetch_external_input_asset_version_info", "data_version_cache")),
         ("  time-window mapping (_offsetted_datetime)", cumulative("_offsetted_datetime", "mapping/time_window")),
         ("  get_prev_partition_window calls", sum(v[1] for (f, _, n), v in stats.items() if n == "get_prev_partition_window")),
-        ("event log writes (store_event)", cumulative("store_event", "sql_event_log")),
+        ("  multi-dimension subsets (_get_dependency_partitions_subset)", cumulative("_get_dependency_partitions_subset", "mapping/multi")),
+        ("  exclusion lists rebuilt per window (_build_exclusion_iterator_list)", cumulative("_build_exclusion_iterator_list", "definition/time_window")),
+        ("events logged (log_dagster_event)", cumulative("log_dagster_event", "log_manager")),
+        ("event log writes (store_event_batch)", cumulative("store_event_batch", "dagster_sqlite_storage")),
+        ("run creation (create_run_for_job)", cumulative("create_run_for_job", "run_domain")),
     ]
     print(f"under cProfile (wall {profiled_wall:.2f} s):")
     for label, value in rows:
         unit = "" if isinstance(value, int) else " s"
         share = f"  ({value / profiled_wall:.0%} of wall)" if not isinstance(value, int) else ""
-        print(f"  {label:<46} {value:>8.2f}{unit}{share}" if unit else f"  {label:<46} {value:>8}")
+        print(f"  {label:<72} {value:>8.2f}{unit}{share}" if unit else f"  {label:<72} {value:>8}")
 
-    pdef = partitions.daily_partitions_def()
+    pdef = partitions.daily_partitions_def(EMBEDDED_HISTORY_START, universe.sector_names)
     subset = pdef.subset_with_partition_keys([partitions.partition_key("2022-12-28", "industrial")])
     n_exclusions = len(pdef.get_partitions_def_for_dimension("date").exclusions)
     print(f"\nlookback mapping of one partition alone ({n_exclusions} holiday exclusions), median of 3:")
