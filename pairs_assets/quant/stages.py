@@ -37,7 +37,9 @@ __all__ = [
     "correlation_stage",
     "empty_garch_frame",
     "garch_features",
+    "garch_series",
     "garch_stage",
+    "garch_stage_many",
     "gru_config",
     "gru_stage_fit",
     "gru_stage_fit_many",
@@ -234,35 +236,22 @@ GARCH_ESTIMATORS = ("batched", "arch")
 def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any, estimator: str = "batched") -> pd.DataFrame:
     """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
 
-    Parameters
-    ----------
-    closes : pandas.DataFrame
-        The pairs' legs over ``strategy.garch_sessions`` sessions ending at the formation session:
-        ``garch_window + 1`` for the formation β's spread, ``formation_window`` more with
-        ``causal_hedge`` (each change measured with the β of the window before it).
-    pairs : pandas.DataFrame
-        ``cointegrated_pairs``.
-    strategy : StrategySettings
-    estimator : {"batched", "arch"}, default "batched"
-        ``batched`` fits every pair in one call of :func:`pairs_assets.quant.garch.fit_garch_many`
-        (compiled, arch as recorded fallback where the compiled fit is not trustworthy); ``arch``
-        fits pair by pair with :func:`pairs_assets.quant.garch.fit_garch` (the reference). The two
-        agree to a tolerance, not bit for bit: the configs' selections are the same on the sampled
-        partitions of ``test_garch_stage_batched``, GARCH-derived numbers within its documented
-        tolerance.
+    ``closes`` holds the pairs' legs over ``strategy.garch_sessions`` sessions ending at the
+    formation session: ``garch_window + 1`` for the formation β's spread, ``formation_window`` more
+    with ``causal_hedge`` (each change measured with the β of the window before it).
 
-    Returns
-    -------
-    pandas.DataFrame
-        One row per pair: the :class:`~pairs_assets.quant.garch.GarchFit` fields; the ``estimator``
-        column says which code produced each row.
+    ``estimator``: ``batched`` (default) fits every pair in one call of
+    :func:`pairs_assets.quant.garch.fit_garch_many` (compiled, arch as recorded fallback where the
+    compiled fit is not trustworthy); ``arch`` fits pair by pair with :func:`pairs_assets.quant.garch.fit_garch`
+    (the reference). The ``estimator`` column says which code produced each row. The two agree to
+    a tolerance, not bit for bit: the configs' selections are the same on the sampled partitions of
+    ``test_garch_stage_batched``, GARCH-derived numbers within its documented tolerance.
     """
-    from pairs_assets.quant.garch import fit_garch_many
+    return garch_stage_many([garch_series(closes, pairs, strategy)], [pairs], strategy, estimator)[0]
 
-    if estimator not in GARCH_ESTIMATORS:
-        raise ValueError(f"garch_stage: estimator must be one of {GARCH_ESTIMATORS}, got {estimator!r}")
-    if pairs.empty:
-        return empty_garch_frame()
+
+def garch_series(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> list[np.ndarray]:
+    """The spread returns :func:`garch_stage` fits, one array per pair (``closes`` as there)."""
     series = []
     for pair in pairs.itertuples():
         if getattr(strategy, "causal_hedge", False):
@@ -270,18 +259,43 @@ def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any, estima
         else:
             returns = spread_returns(closes.iloc[-(strategy.garch_window + 1) :], pair.y, pair.x, pair.hedge_ratio, pair.intercept)
         series.append(returns.to_numpy())
-    ids = list(pairs["pair_id"])
+    return series
+
+
+def garch_stage_many(
+    series: list[list[np.ndarray]], pairs: list[pd.DataFrame], strategy: Any, estimator: str = "batched"
+) -> list[pd.DataFrame]:
+    """:func:`garch_stage` of many partitions (or formation sessions) in one batched fit.
+
+    ``series[k]``: partition k's :func:`garch_series`; ``pairs[k]``: its pairs. Returns the
+    garch_models frame of each, in order — each equal to its own :func:`garch_stage` call (a
+    series' fit does not depend on the others in the call). The walk-forward fits all its
+    formation sessions' pairs this way.
+    """
+    from pairs_assets.quant.garch import fit_garch_many
+
+    if estimator not in GARCH_ESTIMATORS:
+        raise ValueError(f"garch_stage: estimator must be one of {GARCH_ESTIMATORS}, got {estimator!r}")
+    flat = [values for item in series for values in item]
+    ids = [pair_id for frame in pairs for pair_id in (frame["pair_id"] if len(frame) else [])]
     if estimator == "arch":
-        fits = [fit_garch(values, holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS) for values in series]
+        fits = [fit_garch(values, holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS) for values in flat]
     else:
-        fits = fit_garch_many(series, holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS, labels=ids)
-    rows = []
-    for pair_id, fit in zip(ids, fits):
-        row = {"pair_id": pair_id, **fit.as_dict()}
-        row["forecast_score"] = float(forecast_score(fit.forecast_ratio))
-        row["unconditional_sigma"] = unconditional_sigma(fit.omega, fit.alpha, fit.beta)
-        rows.append(row)
-    return pd.DataFrame(rows)[GARCH_COLUMNS]
+        fits = fit_garch_many(flat, holdout=strategy.garch_holdout, min_obs=GARCH_MIN_OBS, labels=ids) if flat else []
+    frames, at = [], 0
+    for frame in pairs:
+        if frame.empty:
+            frames.append(empty_garch_frame())
+            continue
+        rows = []
+        for pair_id, fit in zip(frame["pair_id"], fits[at : at + len(frame)]):
+            row = {"pair_id": pair_id, **fit.as_dict()}
+            row["forecast_score"] = float(forecast_score(fit.forecast_ratio))
+            row["unconditional_sigma"] = unconditional_sigma(fit.omega, fit.alpha, fit.beta)
+            rows.append(row)
+        at += len(frame)
+        frames.append(pd.DataFrame(rows)[GARCH_COLUMNS])
+    return frames
 
 
 def selection_stage(

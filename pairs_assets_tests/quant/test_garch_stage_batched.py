@@ -1,7 +1,8 @@
 """The GARCH stage on the batched estimator (issue 10 item 4) keeps the trading configs (the issue's "Keep").
 
 Before: ``garch_stage(..., estimator="arch")`` — arch pair by pair, what the stage did until now.
-After: the default, one :func:`pairs_assets.quant.garch.fit_garch_many` call per partition. The
+After: the default, one :func:`pairs_assets.quant.garch.fit_garch_many` call per partition (the
+walk-forward: per block of formation sessions, ``garch_stage_many``). The
 configs of sampled partitions (real embedded closes, the walk-forward's config builder — the
 daily graph's own stage functions, parity-tested against it in test_walk_forward.py) must select
 the same pairs in the same order with every field equal, except the numbers derived from the
@@ -38,7 +39,7 @@ def _panel(sector, symbols, date, strategy):
 
 
 def _configs(monkeypatch, estimator, panel, sessions, n, symbols, strategy):
-    monkeypatch.setattr(replay, "garch_stage", functools.partial(stages.garch_stage, estimator=estimator))
+    monkeypatch.setattr(replay, "garch_stage_many", functools.partial(stages.garch_stage_many, estimator=estimator))
     as_of = list(sessions[-n:])
     formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)  # noqa: E731
     effective = [partitions.next_session(str(d.date())) for d in as_of]
@@ -109,5 +110,10 @@ def test_garch_stage_records_its_estimator_and_agrees_with_arch():
     np.testing.assert_allclose(batched["loglik"], arch["loglik"], atol=1e-3)
     assert list(batched["pair_id"]) == list(pairs["pair_id"])
     assert stages.empty_garch_frame().columns.tolist() == stages.GARCH_COLUMNS
+    # many partitions in one call: each frame equals its own garch_stage call
+    half = pairs.iloc[:7].reset_index(drop=True), pairs.iloc[7:].reset_index(drop=True)
+    many = stages.garch_stage_many([stages.garch_series(closes, p, strategy) for p in (*half, pairs.iloc[0:0])], [*half, pairs.iloc[0:0]], strategy)
+    pd.testing.assert_frame_equal(pd.concat(many[:2], ignore_index=True), batched)
+    assert many[2].empty and list(many[2].columns) == stages.GARCH_COLUMNS
     with pytest.raises(ValueError, match="estimator"):
         stages.garch_stage(closes, pairs, strategy, estimator="numba")

@@ -49,7 +49,8 @@ from pairs_assets.quant.stages import (
     cointegration_stage,
     correlation_stage,
     empty_garch_frame,
-    garch_stage,
+    garch_series,
+    garch_stage_many,
     selection_stage,
     sigma_forecasts_at,
 )
@@ -306,24 +307,38 @@ def build_configs(
     empty_template: TradingConfig | None = None
     cohorts: dict[pd.Timestamp, tuple] = {}
     configs: dict[pd.Timestamp, TradingConfig] = {}
-    for as_of, effective in zip(as_of_sessions, effective_sessions):
+    staged: dict[pd.Timestamp, tuple | None] = {}  # formation session -> (pairs, legs); None: screened out
+    garch_of: dict[pd.Timestamp, pd.DataFrame] = {}
+    formation_sessions = [
+        pd.Timestamp(formation_of(pd.Timestamp(d))) if formation_of is not None else pd.Timestamp(d) for d in as_of_sessions
+    ]
+    for position, (as_of, effective) in enumerate(zip(as_of_sessions, effective_sessions)):
         as_of = pd.Timestamp(as_of)
-        formation_session = pd.Timestamp(formation_of(as_of)) if formation_of is not None else as_of
+        formation_session = formation_sessions[position]
+        if position % _GARCH_BLOCK == 0:
+            # the next block's formation sessions through cointegration, then all their pairs'
+            # GARCH fits in one batched call (quant.stages.garch_stage_many)
+            staged.clear(), garch_of.clear()
+            for fs in dict.fromkeys(formation_sessions[position : position + _GARCH_BLOCK]):
+                staged[fs] = _cointegrated(panel, symbols, fs, strategy, screen, gaps)
+            fitted = [fs for fs, item in staged.items() if item is not None and item[1]]
+            frames = garch_stage_many(
+                [garch_series(panel.window(staged[fs][1], panel.position(fs), strategy.garch_sessions), staged[fs][0], strategy) for fs in fitted],
+                [staged[fs][0] for fs in fitted],
+                strategy,
+            )
+            garch_of.update(zip(fitted, frames))
         end_f, end = panel.position(formation_session), panel.position(as_of)
         if formation_session not in cohorts:
-            start = end_f - strategy.formation_window + 1
-            if not screen[end_f] and start >= 0 and gaps[end_f + 1] == gaps[start]:
+            if staged[formation_session] is None:
                 # no pair reaches correlation_min and passes Engle-Granger: the stages would find nothing
                 cohorts = {formation_session: (None, [], None, empty_garch_frame(), empty_scores, None)}
             else:
                 formation = panel.window(symbols, end_f, strategy.formation_window)
-                stage = correlation_stage(formation, strategy)
-                result, _log_prices = cointegration_stage(formation, stage.matrix, strategy)
-                pairs = result.pairs
-                legs = [] if pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
+                pairs, legs = staged[formation_session]
                 garch, scores, models = empty_garch_frame(), empty_scores, None
                 if legs:
-                    garch = garch_stage(panel.window(legs, end_f, strategy.garch_sessions), pairs, strategy)
+                    garch = garch_of[formation_session]
                     scores, _ = selection_stage(panel.window(legs, end_f, strategy.backtest_sessions), pairs, garch, strategy)
                     if models_for is not None:
                         selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
@@ -383,6 +398,24 @@ def build_configs(
         if progress is not None:
             progress(1)
     return configs
+
+
+#: as-of sessions whose formation sessions' GARCH fits go in one batched call
+_GARCH_BLOCK = 256
+
+
+def _cointegrated(panel, symbols, formation_session, strategy, screen, gaps) -> tuple | None:
+    """A formation session's (cointegrated pairs, their legs), or None when the screen shows the
+    stages would find no pair."""
+    end_f = panel.position(formation_session)
+    start = end_f - strategy.formation_window + 1
+    if not screen[end_f] and start >= 0 and gaps[end_f + 1] == gaps[start]:
+        return None
+    formation = panel.window(symbols, end_f, strategy.formation_window)
+    stage = correlation_stage(formation, strategy)
+    result, _log_prices = cointegration_stage(formation, stage.matrix, strategy)
+    pairs = result.pairs
+    return pairs, [] if pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
 
 
 def _empty_pairs() -> pd.DataFrame:
