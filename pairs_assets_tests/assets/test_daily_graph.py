@@ -1,7 +1,6 @@
 """The whole daily graph for one partition, on real and planted data."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -1,7 +1,6 @@
 """gru_models in the graph: MLflow runs and versions, the config's model fields, skips and faults."""
 
 import json
-from pathlib import Path
 
 import mlflow
 import numpy as np

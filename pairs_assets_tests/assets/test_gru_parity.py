@@ -12,7 +12,6 @@ intraday price as an extra session row, which this test refuses.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
