@@ -10,7 +10,7 @@ from pairs_assets.assets import ranges
 from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.features import GRUTrainingError
-from pairs_assets.quant.stages import gru_config, gru_stage_fit_many, pair_spread
+from pairs_assets.quant.stages import GRU_TRAINING, feature_columns, gru_config, gru_stage_fit_many, pair_spread
 from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.io_manager import PartitionedFileIOManager
@@ -25,6 +25,7 @@ GRU_COLUMNS = [
     *[f"baseline_{b}_f1" for b in BASELINES], *[f"baseline_{b}_roc_auc" for b in BASELINES],
     "best_baseline_f1", "beats_baselines", "epochs_run", "train_seconds", "n_sequences", "input_fingerprint",
     "feature_garch_mu", "feature_garch_omega", "feature_garch_alpha", "feature_garch_beta",
+    "feature_hedge_ratio", "feature_intercept",
 ]
 
 
@@ -167,6 +168,9 @@ def gru_cohorts(
             fingerprint = fingerprint_of(
                 window.fingerprint, pair_id, float(pair["hedge_ratio"]), float(pair["intercept"]),
                 config.as_params(), strategy.gru_horizon, strategy.entry_z,
+                # what defines the label and the feature spread: a change retrains instead of reusing
+                GRU_TRAINING, strategy.exit_z, strategy.stop_z, strategy.formation_window, strategy.reselect_every,
+                strategy.causal_hedge,
             )
             reused = reusable_row(previous, pair_id, fingerprint, model_registry)
             if reused is not None:
@@ -248,7 +252,7 @@ def _register(context, window, date, sector, pair_id, pair, spread, fingerprint,
         "train_seconds": result.train_seconds,
         "n_sequences": result.n_sequences,
         "input_fingerprint": fingerprint,
-        **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
+        **feature_columns(feature_garch),
     }
     context.log.info(
         f"{date}|{sector} {pair_id}: test F1 {test['f1']:.3f} vs best baseline {row['best_baseline_f1']:.3f}; {info.model_name} v{info.version}"
