@@ -125,3 +125,30 @@ def test_stacked_forward_equals_each_models_own_forward(batched):
         StackedGRU.from_modules([torch.nn.Linear(3, 1)])
     with pytest.raises(ValueError, match="P=4"):
         predict_proba_many(models, x[:2])
+
+
+def test_real_pairs_batched_equal_one_at_a_time():
+    """KO-PEP and XOM-CVX (embedded closes, 1,300 sessions, arch GARCH features): the same epochs
+    and metrics batched as one at a time, probabilities to float32 rounding."""
+    from arch import arch_model
+
+    from pairs_assets.settings import EMBEDDED_BARS_FILE
+
+    closes = pd.read_csv(EMBEDDED_BARS_FILE, index_col="Date", parse_dates=True, usecols=["Date", "KO", "PEP", "XOM", "CVX"])
+    items = []
+    for y, x in (("KO", "PEP"), ("XOM", "CVX")):
+        logs = np.log(closes[[y, x]].dropna().iloc[-1300:])
+        slope, intercept = np.polyfit(logs[x], logs[y], 1)
+        spread = logs[y] - slope * logs[x] - intercept
+        garch = arch_model(100 * spread.diff().dropna(), vol="GARCH", p=1, q=1).fit(disp="off")
+        items.append({"spread": spread, "garch_sigma": garch.conditional_volatility, "garch_std_resid": garch.std_resid,
+                      "pair_id": f"{y}-{x}", **LABEL})
+    config = GRUConfig(hidden=16, max_epochs=4, device="cpu")
+    for item, many in zip(items, fit_pair_models(items, config)):
+        one = fit_pair_model(item["spread"], item["garch_sigma"], item["garch_std_resid"], 2.0, config,
+                             pair_id=item["pair_id"], formation_window=60)
+        assert many.best_epoch == one.best_epoch and len(many.history) == len(one.history)
+        np.testing.assert_allclose(predict_proba(many.model, many.input_example), predict_proba(one.model, one.input_example), atol=1e-5)
+        assert many.threshold == pytest.approx(one.threshold, abs=1e-4)
+        for metric in ("f1", "roc_auc"):
+            assert many.metrics["test"][metric] == pytest.approx(one.metrics["test"][metric], abs=0.01)
