@@ -121,3 +121,46 @@ def test_the_io_manager_refuses_a_range_output_that_is_not_one_object_per_partit
     with pytest.raises((TypeError, ValueError), match="range run"):
         PartitionedFileIOManager(base_dir=str(tmp_path)).handle_output(context, bad)
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_a_failed_blocking_check_in_one_partition_of_a_range_stops_the_downstream_steps(tmp_path, monkeypatch):
+    """composite_above_min (blocking ERROR) fails in one partition: recorded against that partition
+    only, the model_selection step fails, gru_models and trading_config do not run."""
+    from pairs_assets import checks
+
+    real = checks.model_selection_results
+    calls = []
+
+    def failing_once(scores, strategy):
+        results = real(scores, strategy)
+        calls.append(1)
+        if len(calls) == 1:  # the range's first formation session: 2022-12-13|industrial
+            results = [dg.AssetCheckResult(check_name=r.check_name, asset_key=r.asset_key, passed=False,
+                                           severity=r.severity, metadata={"planted": "failure"}) for r in results]
+        return results
+
+    monkeypatch.setattr(checks, "model_selection_results", failing_once)
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    source = EmbeddedBarSource()
+    strategy = resources_for(url, source)["strategy"]
+    preload_history(url, source, ["GE"], "2022-12-14", strategy.history_sessions + 2)
+    result = dg.materialize(
+        DAILY_ASSETS,
+        selection=[*STAGES, "trading_config"],
+        resources=resources_for(url, source),
+        instance=(instance := dg.DagsterInstance.ephemeral()),
+        tags={ASSET_PARTITION_RANGE_START_TAG: "2022-12-13|industrial", ASSET_PARTITION_RANGE_END_TAG: "2022-12-14|industrial"},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
+    assert failed_steps == {"model_selection"}
+    done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert done == {"correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection"}
+    records = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    selection = {
+        str(e.partition): e.passed
+        for e in (r.event_log_entry.dagster_event.event_specific_data for r in records)
+        if e.check_name == "composite_above_min"
+    }
+    assert selection == {"2022-12-13|industrial": False, "2022-12-14|industrial": True}
