@@ -134,7 +134,7 @@ def test_a_failed_blocking_check_in_one_partition_of_a_range_stops_the_downstrea
     def failing_once(scores, strategy):
         results = real(scores, strategy)
         calls.append(1)
-        if len(calls) == 1:  # the range's first formation session: 2022-12-13|industrial
+        if len(calls) == 1:  # 2022-12-13|industrial (seed settings: every session its own formation)
             results = [dg.AssetCheckResult(check_name=r.check_name, asset_key=r.asset_key, passed=False,
                                            severity=r.severity, metadata={"planted": "failure"}) for r in results]
         return results
