@@ -24,7 +24,8 @@ the daemon and every Dagster query read them unchanged. It differs in how it wri
   range's planned event into every row: for 7,800 partitions that is 7,800 copies of a 180 kB
   document per check — quadratic in the range.
 
-``dagster.yaml`` names it (``event_log_storage``); deploy/dagster.yaml uses PostgreSQL instead.
+dagster.yaml names :class:`PairsDagsterInstance` (``instance_class``), whose default event log it is;
+deploy/dagster.yaml uses PostgreSQL instead.
 """
 
 from __future__ import annotations
@@ -412,3 +413,49 @@ def record_check_evaluations(
     if buffer:
         flush()
     return count
+
+
+class PairsDagsterInstance(dg.DagsterInstance):
+    """The local instance: Dagster's defaults under its home, the event log a :class:`PairsSqliteEventLogStorage`.
+
+    Named by dagster.yaml's ``instance_class``. Dagster hands ``config_defaults`` the instance's
+    directory however the instance is opened (``DagsterInstance.get()`` from ``DAGSTER_HOME``,
+    ``DagsterInstance.from_config(dir)``, a run worker's instance reference), so the event log
+    finds ``<dir>/history/runs`` — the files Dagster's own default uses — without a path in the
+    YAML or an environment variable. An ``event_log_storage`` or ``storage`` block in the YAML
+    still overrides it.
+    """
+
+    @classmethod
+    def config_schema(cls) -> dict:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        import yaml
+        from dagster._core.instance.ref import InstanceRef
+
+        defaults = dict(InstanceRef.config_defaults(base_dir))
+        event_log = ConfigurableClassData(
+            __name__,
+            PairsSqliteEventLogStorage.__name__,
+            yaml.dump({"base_dir": os.path.join(base_dir, "history", "runs", "")}, default_flow_style=False),
+        )
+        defaults["event_log_storage"] = event_log
+
+        def entry(data: ConfigurableClassData) -> dict:
+            return {"module_name": data.module_name, "class_name": data.class_name, "config_yaml": data.config_yaml}
+
+        defaults["storage"] = ConfigurableClassData(
+            "dagster._core.storage.legacy_storage",
+            "CompositeStorage",
+            yaml.dump(
+                {
+                    "run_storage": entry(defaults["run_storage"]),
+                    "event_log_storage": entry(event_log),
+                    "schedule_storage": entry(defaults["schedule_storage"]),
+                },
+                default_flow_style=False,
+            ),
+        )
+        return defaults

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import dagster as dg
 import pandas as pd
@@ -41,10 +40,7 @@ def _failed_partitions_and_runs(home: Path) -> tuple[int, int]:
         return 0, 0  # no instance was even created
     key = dg.AssetKey("raw_bars")
     partitions_def = defs.resolve_asset_graph().get(key).partitions_def
-    # the home's event log storage (PairsSqliteEventLogStorage) finds its files under DAGSTER_HOME
-    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home / "dagster")}), dg.DagsterInstance.from_ref(
-        InstanceRef.from_dir(str(home / "dagster"))
-    ) as instance:
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster"))) as instance:
         value = get_and_update_asset_status_cache_value(instance, key, partitions_def)
         failed = len(value.deserialize_failed_partition_subsets(partitions_def).get_partition_keys()) if value else 0
         return failed, instance.get_runs_count()

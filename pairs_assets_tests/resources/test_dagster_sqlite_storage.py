@@ -209,3 +209,20 @@ def test_a_batch_resolves_planned_rows_inserts_unplanned_ones_and_keeps_the_last
     ]
     # every evaluation is an event of its run, mirrored in the index with its own storage id
     assert len(storage.get_logs_for_run("run-1")) == 4
+
+
+def test_the_projects_dagster_yaml_opens_the_batched_event_log_in_dagsters_own_layout(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    from dagster._core.storage.runs import SqliteRunStorage
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # opened by directory, as `DagsterInstance.from_config` does
+    shutil.copyfile(Path(__file__).resolve().parents[2] / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, PairsSqliteEventLogStorage)
+        assert Path(storage._base_dir) == tmp_path / "history" / "runs"  # where Dagster's default keeps it
+        assert isinstance(instance.run_storage, SqliteRunStorage)
+        # a run worker rebuilds the instance from its reference: the same storage
+        assert type(dg.DagsterInstance.from_ref(instance.get_ref()).event_log_storage) is PairsSqliteEventLogStorage
