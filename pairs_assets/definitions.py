@@ -42,6 +42,12 @@ from sensors.performance import model_performance_refresh
 from sensors.schedules import build_daily_pairs_schedule
 from sensors.signal_sensor import build_signal_sensor
 
+# Two beta APIs we chose deliberately, used by every daily asset factory: without these filters
+# `dagster asset materialize` / `dg launch` print the same notice for each asset built.
+warnings.filterwarnings("ignore", message=r"Class `MultiPartitionMapping` is currently in beta")
+warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of function `asset` is currently in beta")
+
+
 def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> list:
     """Every asset (with its checks); the daily ones on ``daily``'s partitions with ``strategy``'s lookbacks."""
     return [
