@@ -17,7 +17,7 @@ the daemon and every Dagster query read them unchanged. It differs in how it wri
   asset records, check rows) — Dagster hands it batches of a range run's materializations when
   ``DAGSTER_EVENT_BATCH_SIZE`` is set (the storage sets it to ``event_batch_size`` where it is
   unset: without batches, `dagster asset materialize` of 1,320 partitions took 159 s instead of
-  20 s, two fsynced commits per event), and :func:`record_check_evaluations` hands it a range run's
+  26 s, process start included — two fsynced commits per event), and :func:`record_check_evaluations` hands it a range run's
   partition-scoped check evaluations;
 * a planned check over a partition range gets one ``PLANNED`` row per partition as in Dagster,
   each holding the planned event narrowed to its own partition. Dagster serializes the whole
