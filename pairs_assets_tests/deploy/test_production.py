@@ -40,7 +40,10 @@ BIN = Path(sys.executable).parent
 
 
 def _run_config() -> dict:
-    return {"resources": {"strategy": {"config": FAST}}}
+    """The seed's settings (the planted pair is found by its daily 60-session selection), as run config."""
+    from pairs_assets.settings import PRESETS
+
+    return {"resources": {"strategy": {"config": {**PRESETS["seed"], **FAST}}}}
 
 
 @pytest.fixture(scope="module")
