@@ -117,6 +117,12 @@ def read_window(
             f"{sessions[0].date()} → {sessions[-1].date()}; materialize raw_bars for those sessions first"
         )
     closes = session_closes(bars, sessions, symbols)
+    _require_complete(closes, source, len(sessions), partition)
+    return Window(closes=closes, fingerprint=fingerprint_bars(bars), sessions=sessions, n_bars=len(bars))
+
+
+def _require_complete(closes: pd.DataFrame, source: str, n_sessions: int, partition: str) -> None:
+    """Raise ``MissingBarsError`` naming the symbol with the most window sessions without a close."""
     missing = closes.isna()
     if missing.to_numpy().any():
         worst = missing.sum().sort_values(ascending=False)
@@ -124,10 +130,9 @@ def read_window(
         gaps = closes.index[missing[symbol]]
         raise MissingBarsError(
             f"partition {partition}: symbol {symbol} has no bars from source {source!r} for {int(worst.iloc[0])} "
-            f"of the {len(sessions)} window sessions (first {gaps[0].date()}, last {gaps[-1].date()}); "
+            f"of the {n_sessions} window sessions (first {gaps[0].date()}, last {gaps[-1].date()}); "
             f"materialize raw_bars for {gaps[0].date()}...{gaps[-1].date()} first"
         )
-    return Window(closes=closes, fingerprint=fingerprint_bars(bars), sessions=sessions, n_bars=len(bars))
 
 
 class WindowReader:
@@ -170,16 +175,7 @@ class WindowReader:
             return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition, history_start=self.history_start)
         symbols = sorted(symbols)
         closes = self.panel.closes.iloc[end - n_sessions + 1 : end + 1][symbols]
-        missing = closes.isna()
-        if missing.to_numpy().any():
-            worst = missing.sum().sort_values(ascending=False)
-            symbol = str(worst.index[0])
-            gaps = closes.index[missing[symbol]]
-            raise MissingBarsError(
-                f"partition {partition}: symbol {symbol} has no bars from source {self.source!r} for {int(worst.iloc[0])} "
-                f"of the {n_sessions} window sessions (first {gaps[0].date()}, last {gaps[-1].date()}); "
-                f"materialize raw_bars for {gaps[0].date()}...{gaps[-1].date()} first"
-            )
+        _require_complete(closes, self.source, n_sessions, partition)
         return Window(
             closes=closes,
             fingerprint=self.panel.fingerprint(symbols, end, n_sessions),

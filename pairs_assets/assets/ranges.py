@@ -97,6 +97,22 @@ def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
 
 
+def check_evaluation(
+    asset_key: dg.AssetKey, result: dg.AssetCheckResult, blocking: bool, partition: str
+) -> dg.AssetCheckEvaluation:
+    """One partition's check result as the evaluation a range run records against that partition."""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        severity=result.severity,
+        description=result.description,
+        blocking=blocking,
+        partition=str(partition),
+    )
+
+
 def check_evaluations(
     context: dg.AssetExecutionContext,
     specs: Iterable[dg.AssetCheckSpec],
@@ -122,18 +138,7 @@ def check_evaluations(
         for result in results_by_key[key]:
             if result.check_name not in selected:
                 continue
-            evaluations.append(
-                dg.AssetCheckEvaluation(
-                    asset_key=asset_key,
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    description=result.description,
-                    blocking=blocking[result.check_name],
-                    partition=str(partition),
-                )
-            )
+            evaluations.append(check_evaluation(asset_key, result, blocking[result.check_name], partition))
     record_check_evaluations(context, evaluations)
     failed = [e for e in evaluations if e.blocking and not e.passed and e.severity == ERROR]
     if failed:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch
-from pairs_assets.assets.ranges import sessions_by_sector
+from pairs_assets.assets.ranges import check_evaluation, sessions_by_sector
 from pairs_assets.errors import MissingBarsError
 from pairs_assets.home import PairsHome
 from pairs_assets.settings import StrategySettings
@@ -180,13 +180,4 @@ def _partition_check_evaluations(
             for result in findings[sector].results([session]):
                 if result.check_name not in selected:
                     continue
-                yield dg.AssetCheckEvaluation(
-                    asset_key=dg.AssetKey("raw_bars"),
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    description=result.description,
-                    blocking=blocking[result.check_name],
-                    partition=str(key),
-                )
+                yield check_evaluation(dg.AssetKey("raw_bars"), result, blocking[result.check_name], key)
