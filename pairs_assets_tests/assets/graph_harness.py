@@ -8,6 +8,7 @@ process's ``paths()``, which the graph tests' ``own_pairs_home`` fixture points 
 from __future__ import annotations
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pairs_assets.assets.common import GROUP
 from pairs_assets.assets.trading_signals import trading_signals_asset
@@ -15,7 +16,7 @@ from pairs_assets.definitions import build_assets, home_resource_for
 from pairs_assets.partitions import daily_partitions_def, partition_key
 from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE, Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
-from resources.bar_sources import BarSource
+from resources.bar_sources import BarSource, FileBarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
@@ -75,6 +76,21 @@ def materialize(date: str, sector: str, resources: dict, selection=None, instanc
         selection=selection,
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
+    )
+
+
+def materialize_raw_bars_range(instance, store_url: str, bars_file: str, sessions: list[str], sector: str = "technology"):
+    """raw_bars for ``sessions`` of ``sector`` in one range run (a single-run backfill), read from ``bars_file``."""
+    return dg.materialize(
+        DAILY_ASSETS,
+        selection=["raw_bars"],
+        resources=resources_for(store_url, FileBarSource(path=bars_file)),
+        instance=instance,
+        raise_on_error=False,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{sessions[0]}|{sector}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{sessions[-1]}|{sector}",
+        },
     )
 
 

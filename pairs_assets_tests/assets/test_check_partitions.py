@@ -12,11 +12,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pairs_assets import checks, partitions
 from pairs_assets.definitions import defs
-from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS, EMBEDDED_DAILY, materialize, preload_history, resources_for
+from pairs_assets_tests.assets.graph_harness import (
+    EMBEDDED_DAILY,
+    materialize,
+    materialize_raw_bars_range,
+    preload_history,
+    resources_for,
+)
 from pairs_assets_tests.planted import planted_closes, write_bars_file
 from resources.bar_sources import FileBarSource
 
@@ -64,17 +69,7 @@ def test_a_range_run_fails_only_the_partition_with_the_bad_bar(tmp_path, sqlite_
     frame.to_csv(bars_file, index=False)
     sessions = [str(s.date()) for s in partitions.sessions_in_range("2022-12-19", "2022-12-28")]
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        result = dg.materialize(
-            DAILY_ASSETS,
-            selection=["raw_bars"],
-            resources=resources_for(sqlite_url, FileBarSource(path=bars_file)),
-            instance=instance,
-            raise_on_error=False,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: f"{sessions[0]}|technology",
-                ASSET_PARTITION_RANGE_END_TAG: f"{sessions[-1]}|technology",
-            },
-        )
+        result = materialize_raw_bars_range(instance, sqlite_url, bars_file, sessions)
         assert not result.success  # ohlc_consistent is a blocking ERROR gate
         ohlc = {r.partition: r.status for r in _executions(instance, "ohlc_consistent")}
         assert ohlc == {
@@ -97,17 +92,7 @@ def test_a_range_run_fails_only_the_partition_with_the_bad_bar(tmp_path, sqlite_
 def test_a_clean_range_run_succeeds_with_every_check_passed_on_every_partition(tmp_path, sqlite_url, bars_file):
     sessions = [str(s.date()) for s in partitions.sessions_in_range("2022-12-21", "2022-12-28")]
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        result = dg.materialize(
-            DAILY_ASSETS,
-            selection=["raw_bars"],
-            resources=resources_for(sqlite_url, FileBarSource(path=bars_file)),
-            instance=instance,
-            raise_on_error=False,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: f"{sessions[0]}|technology",
-                ASSET_PARTITION_RANGE_END_TAG: f"{sessions[-1]}|technology",
-            },
-        )
+        result = materialize_raw_bars_range(instance, sqlite_url, bars_file, sessions)
         assert result.success
         assert len(result.get_asset_materialization_events()) == len(sessions)
         for name in RAW_BARS_CHECK_NAMES:

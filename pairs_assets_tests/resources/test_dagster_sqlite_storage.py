@@ -16,13 +16,11 @@ from dagster._core.events import AssetCheckEvaluationPlanned, DagsterEvent, Dags
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_shared.serdes import deserialize_value
 
 from pairs_assets import checks, partitions
-from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS, resources_for
+from pairs_assets_tests.assets.graph_harness import materialize_raw_bars_range
 from pairs_assets_tests.planted import planted_closes, write_bars_file
-from resources.bar_sources import FileBarSource
 from resources.dagster_sqlite_storage import PairsSqliteEventLogStorage
 
 TECH = ["AAPL", "AMD", "MSFT"]
@@ -44,20 +42,6 @@ def _instance(tmp_path, name: str, batched: bool):
         else None
     )
     return dg.instance_for_test(temp_dir=str(tmp_path / name), overrides=overrides)
-
-
-def _range_run(instance, sqlite_url: str, bars_file: str, sessions: list[str]):
-    return dg.materialize(
-        DAILY_ASSETS,
-        selection=["raw_bars"],
-        resources=resources_for(sqlite_url, FileBarSource(path=bars_file)),
-        instance=instance,
-        raise_on_error=False,
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: f"{sessions[0]}|technology",
-            ASSET_PARTITION_RANGE_END_TAG: f"{sessions[-1]}|technology",
-        },
-    )
 
 
 def _state(instance, run_id: str) -> dict:
@@ -117,7 +101,7 @@ def test_a_range_run_leaves_what_dagsters_own_sqlite_storage_leaves(tmp_path, sq
     for name, batched in [("dagster", False), ("pairs", True)]:
         with _instance(tmp_path, name, batched) as instance:
             assert isinstance(instance.event_log_storage, PairsSqliteEventLogStorage) == batched
-            result = _range_run(instance, sqlite_url, bad_bar_file, sessions)
+            result = materialize_raw_bars_range(instance, sqlite_url, bad_bar_file, sessions)
             assert not result.success  # ohlc_consistent is a blocking ERROR gate: the step fails either way
             states[name] = _state(instance, result.run_id)
     dagster, pairs = states["dagster"], states["pairs"]
