@@ -277,15 +277,18 @@ class StrategySettings(dg.ConfigurableResource):
         extra = self.formation_window if self.backtest_before_formation else 0
         return self.backtest_window + self.formation_window + extra
 
+    def reach(self, window: int) -> int:
+        """Sessions back from an as-of session that a ``window`` ending at its formation session spans.
+
+        The formation session lies up to ``reselect_every − 1`` sessions before the as-of session,
+        so a stage window of ``window`` sessions ending there reaches that many more back.
+        """
+        return window + self.reselect_every - 1
+
     @property
     def history_sessions(self) -> int:
         """Sessions of bars a partition reads, as-of session included (the longest window + 1 return)."""
-        return max(
-            self.formation_window,
-            self.garch_sessions,
-            self.backtest_sessions,
-            self.gru_window,
-        ) + self.reselect_every - 1
+        return self.reach(max(self.formation_window, self.garch_sessions, self.backtest_sessions, self.gru_window))
 
 
 #: Named strategy settings. ``default``: the defaults of :class:`StrategySettings`, the best of the

@@ -23,7 +23,7 @@ def cointegrated_pairs_asset(daily: dg.MultiPartitionsDefinition, strategy: Stra
         name="cointegrated_pairs",
         partitions_def=daily,
         ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.formation_window + strategy.reselect_every - 1))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
         check_specs=checks.check_specs(checks.COINTEGRATED_PAIRS_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,

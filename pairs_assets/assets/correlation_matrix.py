@@ -19,7 +19,7 @@ def correlation_matrix_asset(daily: dg.MultiPartitionsDefinition, strategy: Stra
     return dg.asset(
         name="correlation_matrix",
         partitions_def=daily,
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.formation_window + strategy.reselect_every - 1))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"pandas", "parquet"},

@@ -21,7 +21,7 @@ def garch_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySe
         name="garch_models",
         partitions_def=daily,
         ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.garch_sessions + strategy.reselect_every - 1))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.garch_sessions)))],
         check_specs=checks.check_specs(checks.GARCH_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,

@@ -64,7 +64,7 @@ def gru_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySett
             "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
             "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.gru_window + strategy.reselect_every - 1))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.gru_window)))],
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"pytorch", "mlflow", "parquet"},

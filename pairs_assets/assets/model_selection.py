@@ -25,7 +25,7 @@ def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: Strateg
         deps=[
             dg.AssetDep(
                 "raw_bars",
-                partition_mapping=partitions.lookback_mapping(strategy.backtest_sessions + strategy.reselect_every - 1),
+                partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.backtest_sessions)),
             )
         ],
         check_specs=checks.check_specs(checks.MODEL_SELECTION_CHECKS, daily),

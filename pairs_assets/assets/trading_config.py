@@ -34,7 +34,7 @@ def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: Strategy
             "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
             "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.formation_window + strategy.reselect_every - 1))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"json"},

@@ -208,7 +208,7 @@ def required_history(strategy, settings: WalkForwardSettings) -> int:
     if settings.gru:
         windows.append(strategy.gru_window)
     # the first configs' formation session may lie up to reselect_every - 1 sessions earlier
-    return max(max(windows) + strategy.reselect_every - 1, settings.baseline_formation + 1)
+    return max(strategy.reach(max(windows)), settings.baseline_formation + 1)
 
 
 def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, end: pd.Timestamp, next_session) -> None:
