@@ -29,8 +29,8 @@ def requests_for_day(
     if not partitions.is_session(day):
         return dg.SkipReason(f"{day.date()} is not an NYSE session: no config to prepare")
     as_of = str(partitions.previous_session(day).date())
-    if last_session is not None and as_of > str(partitions.calendar_date(last_session).date()):
-        last = partitions.calendar_date(last_session).date()
+    last = None if last_session is None else str(partitions.calendar_date(last_session).date())
+    if last is not None and as_of > last:
         return dg.SkipReason(
             f"the bar source's last session is {last}: the {day.date()} tick would request {as_of}, "
             f"past the data (no partition; load newer bars, or use PAIRS_BAR_SOURCE=alpaca)"
