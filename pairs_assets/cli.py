@@ -224,7 +224,8 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
 
 
 def session_range(start: str, end: str, echo=click.echo) -> tuple[str, str]:
-    """[start, end] clipped to its first and last NYSE session (saying so), checked against the data."""
+    """[start, end] clipped to its first and last NYSE session and to the data's last session (the
+    daily partitions' last date), saying so; a range wholly past the data is refused, naming it."""
     from pairs_assets.partitions import non_session_description, sessions_in_range
 
     if start > end:
@@ -237,22 +238,29 @@ def session_range(start: str, end: str, echo=click.echo) -> tuple[str, str]:
         raise click.BadParameter(
             f"no NYSE session between {start} and {end}: {non_session_description(start)}", param_hint="--start/--end"
         )
-    first_session, last_session = str(sessions[0].date()), str(sessions[-1].date())
-    if (first_session, last_session) != (start, end):
-        echo(f"sessions {first_session}...{last_session} (the range's first and last NYSE sessions; {start}...{end} asked)")
     last_data = data_last_session()
-    if last_data is not None:
-        data_end = str(last_data.date())
-        if first_session > data_end:
-            raise click.BadParameter(f"{start} is after the last bar: the data ends on {data_end}", param_hint="--start")
-        if last_session > data_end:
-            raise click.BadParameter(f"{end} is past the data: the data ends on {data_end}", param_hint="--end")
+    past_data = last_data is not None and sessions[-1] > last_data
+    if past_data:
+        if sessions[0] > last_data:
+            raise click.BadParameter(f"{start} is after the last bar: the data ends on {last_data.date()}", param_hint="--start")
+        sessions = sessions[sessions <= last_data]
+    first_session, last_session = str(sessions[0].date()), str(sessions[-1].date())
+    if past_data:
+        echo(
+            f"sessions {first_session}...{last_session} (the data ends on {last_data.date()}, the last partition; "
+            f"{start}...{end} asked)"
+        )
+    elif (first_session, last_session) != (start, end):
+        echo(f"sessions {first_session}...{last_session} (the range's first and last NYSE sessions; {start}...{end} asked)")
     return first_session, last_session
 
 
 @main.command("load-bars")
 @click.option("--start", required=True, type=DATE, help="First session, YYYY-MM-DD (a non-session moves to the next).")
-@click.option("--end", required=True, type=DATE, help="Last session, YYYY-MM-DD (a non-session moves to the previous).")
+@click.option(
+    "--end", required=True, type=DATE,
+    help="Last session, YYYY-MM-DD (a non-session moves to the previous; past the data, the data's last session).",
+)
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all.")
 def load_bars(start: str, end: str, sectors: tuple[str, ...]) -> None:
     """Backfill raw_bars for a range of sessions in one run (one pass over the source)."""

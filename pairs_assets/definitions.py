@@ -137,19 +137,23 @@ def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.
     """Assets, checks, jobs, schedule, sensors and resources of the home ``p`` and the ``strategy``
     (default: :class:`StrategySettings`' defaults).
 
-    The daily partitions are the sessions from ``p.history_start`` × the sectors of
-    ``p.universe_file``; the stages' declared lookbacks are ``strategy``'s windows, and the
-    ``strategy`` resource is ``strategy`` (a launchpad override changes what a run reads).
+    The daily partitions are the sessions from ``p.history_start`` to the bar source's last session
+    (the embedded dataset's or the file's last date, read once when the definitions load; Alpaca:
+    open-ended) × the sectors of ``p.universe_file``; the schedule skips past that session. The
+    stages' declared lookbacks are ``strategy``'s windows, and the ``strategy`` resource is
+    ``strategy`` (a launchpad override changes what a run reads).
     """
     strategy = strategy or StrategySettings()
     sectors = load_universe(p.universe_file).sector_names
-    daily = daily_partitions_def(p.history_start, sectors)
+    resources = build_resources(p, strategy)
+    last_session = resources["bar_source"].last_session()
+    daily = daily_partitions_def(p.history_start, sectors, last_session)
     return dg.Definitions(
         assets=build_assets(daily, strategy),
         jobs=[daily_pairs, model_performance_job, signal_job],
-        schedules=[build_daily_pairs_schedule(sectors)],
+        schedules=[build_daily_pairs_schedule(sectors, last_session)],
         sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors)],
-        resources=build_resources(p, strategy),
+        resources=resources,
         executor=executor_for(p.executor, p.celery_broker, p.celery_backend),
     )
 

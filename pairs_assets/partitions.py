@@ -5,9 +5,13 @@ trading config is for the next session. Sessions come from ``exchange_calendars`
 ``TimeWindowPartitionsDefinition`` with every weekday that is not a session (holidays, ad-hoc
 closures such as 2001-09-11 or 2012-10-29) as an exclusion.
 
-Nothing here reads a setting: the partitions are built from explicit inputs (the history start and
-the sectors, :func:`daily_partitions_def`), and whatever depends on the history start takes it as an
-argument. The calendar helpers answer for any date (:func:`nyse_calendar`).
+Nothing here reads a setting: the partitions are built from explicit inputs (the history start, the
+sectors and the bar source's last session, :func:`daily_partitions_def`), and whatever depends on the
+history start takes it as an argument. The calendar helpers answer for any date (:func:`nyse_calendar`).
+
+The ``date`` dimension ends where the bar source ends: a source that knows its last session (the
+embedded dataset, a user's file) bounds it there; one that does not (Alpaca) leaves it open, so it
+runs to the last completed session (Dagster's default).
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitio
     NotASessionError
         The date is not an NYSE session (the message names the previous and next session).
     PartitionKeyError
-        The key is malformed, its date precedes the first partition, or its sector is unknown.
+        The key is malformed, its date precedes the first partition or follows the last one (the
+        bar source's last session), or its sector is unknown.
     """
     if "|" not in str(key):  # a MultiPartitionKey is the string DATE|SECTOR too
         raise PartitionKeyError(f"partition key {key!r} is not DATE|SECTOR (e.g. 2022-12-28|technology)")
@@ -62,6 +67,12 @@ def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitio
     first = history_start_of(daily)
     if day < first:
         raise PartitionKeyError(f"{label} {day.date()} precedes the first partition {first.date()} (PAIRS_HISTORY_START)")
+    last = last_session_of(daily)
+    if last is not None and day > last:
+        raise PartitionKeyError(
+            f"{label} {day.date()} is past the last partition {last.date()} (the bar source's last session: "
+            f"its data ends there)"
+        )
     sectors = sectors_of(daily)
     if sector not in sectors:
         raise PartitionKeyError(f"{label} unknown sector {sector!r} (known: {', '.join(sectors)})")
@@ -107,16 +118,35 @@ def _excluded_weekdays(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.dateti
     return [d.to_pydatetime() for d in weekdays.difference(sessions_in_range(start, end))]
 
 
-def session_partitions_def(start: str | pd.Timestamp) -> dg.TimeWindowPartitionsDefinition:
-    """Weekday partitions from ``start`` (the history start) with NYSE non-sessions excluded; keys ``YYYY-MM-DD``."""
+def session_partitions_def(
+    start: str | pd.Timestamp, last_session: str | pd.Timestamp | None = None
+) -> dg.TimeWindowPartitionsDefinition:
+    """Weekday partitions from ``start`` (the history start) with NYSE non-sessions excluded; keys ``YYYY-MM-DD``.
+
+    ``last_session`` (the bar source's last session; a non-session moves to the previous session)
+    is the last partition; None leaves the set open (it runs to the last completed session).
+    """
     start_ts = calendar_date(start)
     calendar = nyse_calendar(start_ts)
     if not is_session(start_ts):
         start_ts = calendar.date_to_session(start_ts, direction="next")
+    end = None
     end_ts = calendar.last_session
+    if last_session is not None:
+        last = calendar.date_to_session(calendar_date(last_session), direction="previous")
+        if last < start_ts:
+            raise PartitionKeyError(
+                f"the bar source's last session {last.date()} precedes the history start {start_ts.date()} "
+                f"(PAIRS_HISTORY_START): no partition to build"
+            )
+        # Dagster's end is exclusive (a window ending after it is not a partition): the next session's
+        # midnight keeps the last session's window (which ends at the next weekday) and drops the next
+        end_ts = next_session(last)
+        end = end_ts.to_pydatetime()
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule="0 0 * * 1-5",
         start=start_ts.to_pydatetime(),
+        end=end,
         fmt=DATE_FMT,
         timezone=EXCHANGE_TZ,
         exclusions=_excluded_weekdays(start_ts, end_ts),
@@ -127,24 +157,36 @@ def sector_partitions_def(sectors: Sequence[str]) -> dg.StaticPartitionsDefiniti
     return dg.StaticPartitionsDefinition(list(sectors))
 
 
-def daily_partitions_def(history_start: str | pd.Timestamp, sectors: Sequence[str]) -> dg.MultiPartitionsDefinition:
-    """``date`` (the sessions from ``history_start``) × ``sector``; keys read ``2022-12-28|technology``.
+def daily_partitions_def(
+    history_start: str | pd.Timestamp, sectors: Sequence[str], last_session: str | pd.Timestamp | None = None
+) -> dg.MultiPartitionsDefinition:
+    """``date`` (the sessions from ``history_start`` to ``last_session``) × ``sector``; keys read
+    ``2022-12-28|technology``.
 
-    The same inputs give the same object (built once: the exclusions list every non-session weekday).
+    ``last_session`` is the bar source's last session (``BarSource.last_session()``); None (Alpaca)
+    leaves the dates open-ended. The same inputs give the same object (built once: the exclusions
+    list every non-session weekday).
     """
-    return _daily_partitions_def(str(calendar_date(history_start).date()), tuple(sectors))
+    last = None if last_session is None else str(calendar_date(last_session).date())
+    return _daily_partitions_def(str(calendar_date(history_start).date()), tuple(sectors), last)
 
 
 @functools.cache
-def _daily_partitions_def(history_start: str, sectors: tuple[str, ...]) -> dg.MultiPartitionsDefinition:
+def _daily_partitions_def(history_start: str, sectors: tuple[str, ...], last_session: str | None) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
-        {"date": session_partitions_def(history_start), "sector": sector_partitions_def(sectors)}
+        {"date": session_partitions_def(history_start, last_session), "sector": sector_partitions_def(sectors)}
     )
 
 
 def history_start_of(daily: dg.MultiPartitionsDefinition) -> pd.Timestamp:
     """The first session of ``daily``'s ``date`` dimension (tz-naive)."""
     return calendar_date(daily.get_partitions_def_for_dimension("date").start)
+
+
+def last_session_of(daily: dg.MultiPartitionsDefinition) -> pd.Timestamp | None:
+    """The last session of ``daily``'s ``date`` dimension (tz-naive), or None when it is open-ended."""
+    end = daily.get_partitions_def_for_dimension("date").end
+    return None if end is None else previous_session(calendar_date(end.date()))
 
 
 def sectors_of(daily: dg.MultiPartitionsDefinition) -> list[str]:

@@ -58,7 +58,7 @@ def _runs() -> int:
         (["demo", "--as-of", "2023-01-05"], ["--as-of", "2023-01-05 is past the data: the data ends on 2022-12-28"]),
         (["demo", "--sector", "crypto", "--skip-load"], ["--sector", "unknown sector(s) crypto (known: consumer, energy"]),
         (["load-bars", "--start", "2022-12-28", "--end", "2022-12-01"], ["--start", "2022-12-28 is after --end 2022-12-01"]),
-        (["load-bars", "--start", "2022-12-01", "--end", "2023-01-10"], ["--end", "2023-01-10 is past the data: the data ends on 2022-12-28"]),
+        (["load-bars", "--start", "2023-01-03", "--end", "2023-01-10"], ["--start", "2023-01-03 is after the last bar: the data ends on 2022-12-28"]),
         (["load-bars", "--start", "2022-13-01", "--end", "2022-12-28"], ["'2022-13-01' is not a date"]),
         (["load-bars", "--start", "2022-12-01", "--end", "2022-12-28", "--sector", "crypto"], ["unknown sector(s) crypto"]),
         (["load-bars", "--start", "2022-12-01"], ["Missing option '--end'", "load-bars --help"]),
@@ -91,6 +91,16 @@ def test_a_range_with_non_session_ends_is_clipped_to_its_sessions_and_says_so():
         run = instance.get_runs(limit=1)[0]
     assert run.tags["dagster/asset_partition_range_start"] == "2022-12-27|consumer"
     assert run.tags["dagster/asset_partition_range_end"] == "2022-12-27|consumer"
+
+
+def test_a_range_past_the_data_is_clipped_to_its_last_session_and_says_so():
+    result = _invoke("load-bars", "--start", "2022-12-24", "--end", "2023-01-10", "--sector", "consumer")
+    assert result.exit_code == 0, result.output
+    assert (
+        "sessions 2022-12-27...2022-12-28 (the data ends on 2022-12-28, the last partition; 2022-12-24...2023-01-10 asked)"
+        in result.stdout
+    )
+    assert "raw_bars 2022-12-27...2022-12-28: ok" in result.stdout
 
 
 def test_a_malformed_universe_file_is_one_line(tmp_path, monkeypatch, fresh_paths):

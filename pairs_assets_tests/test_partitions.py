@@ -62,3 +62,40 @@ def test_formation_session_counts_from_the_given_history_start():
     a = partitions.formation_session("2022-12-28", every, history_start="1990-01-02")
     b = partitions.formation_session("2022-12-28", every, history_start="1990-01-03")
     assert a != b and a <= pd.Timestamp("2022-12-28") and b <= pd.Timestamp("2022-12-28")
+
+
+def test_dates_end_at_the_given_last_session_and_refuse_keys_past_it():
+    daily = partitions.daily_partitions_def("2022-01-03", SECTORS, "2022-12-28")
+    dates = daily.get_partitions_def_for_dimension("date")
+    assert dates.get_last_partition_key() == "2022-12-28"
+    assert partitions.last_session_of(daily) == pd.Timestamp("2022-12-28")
+    assert daily.get_partition_keys()[-1] == "2022-12-28|technology"
+    assert len(daily.get_partition_keys()) == 249 * len(SECTORS)  # 2022 has 251 sessions; the 29th and 30th are past the end
+    assert partitions.check_partition_key("2022-12-28|energy", daily) == ("2022-12-28", "energy")
+    with pytest.raises(
+        PartitionKeyError,
+        match=r"partition 2022-12-29\|energy: 2022-12-29 is past the last partition 2022-12-28 \(the bar source's last",
+    ):
+        partitions.check_partition_key("2022-12-29|energy", daily)
+    assert partitions.daily_partitions_def("2022-01-03", SECTORS, pd.Timestamp("2022-12-28")) is daily  # keyed on inputs
+    assert partitions.daily_partitions_def("2022-01-03", SECTORS) is not daily
+
+
+def test_last_session_before_a_holiday_weekend_and_on_a_non_session():
+    # Friday 2022-12-30, then the weekend and Monday 2023-01-02 (New Year's Day observed)
+    friday = partitions.session_partitions_def("2022-12-01", "2022-12-30")
+    assert friday.get_partition_keys()[-2:] == ["2022-12-29", "2022-12-30"]
+    saturday = partitions.session_partitions_def("2022-12-01", "2022-12-31")  # a bar source's last *date*
+    assert saturday.get_last_partition_key() == "2022-12-30"
+
+
+def test_open_ended_dates_run_past_any_data():
+    daily = partitions.daily_partitions_def("2022-01-03", SECTORS)
+    assert partitions.last_session_of(daily) is None
+    assert daily.get_partitions_def_for_dimension("date").get_last_partition_key() > "2023-01-03"
+    assert partitions.check_partition_key("2023-01-03|energy", daily) == ("2023-01-03", "energy")
+
+
+def test_a_source_ending_before_the_history_start_is_a_clear_error():
+    with pytest.raises(PartitionKeyError, match=r"last session 2022-12-28 precedes the history start 2023-01-03"):
+        partitions.daily_partitions_def("2023-01-03", SECTORS, "2022-12-28")

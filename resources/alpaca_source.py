@@ -61,6 +61,10 @@ class AlpacaBarSource(BarSource):
     def describe(self) -> str:
         return f"{self.source_name} {self.timeframe} bars from {self.url_override or 'https://data.alpaca.markets'}"
 
+    def last_session(self) -> pd.Timestamp | None:
+        """None: Alpaca's bars run to today, so the daily partitions stay open-ended."""
+        return None
+
     def _client(self):
         from alpaca.data.historical import StockHistoricalDataClient
 

@@ -73,9 +73,11 @@ class BarSource(dg.ConfigurableResource):
         return self.source_name
 
     def last_session(self) -> pd.Timestamp | None:
-        """The New York date of the source's last bar, where the source knows it (None: unknown).
+        """The New York date of the source's last bar, where the source knows it (None: open-ended).
 
-        Lets a command say "the data ends on 2022-12-28" before it starts a run past the data.
+        The daily partitions end there (``definitions.build_definitions``) and the schedule skips
+        past it, so it must be cheap: it is read when the definitions load, in every process. A
+        command also says "the data ends on 2022-12-28" before it starts a run past the data.
         """
         return None
 
@@ -84,6 +86,18 @@ def _last_new_york_date(timestamps: pd.Series) -> pd.Timestamp | None:
     if timestamps.empty:
         return None
     return timestamps.max().tz_convert("America/New_York").tz_localize(None).normalize()
+
+
+@functools.lru_cache(maxsize=4)
+def _wide_closes_last_date(path: str, mtime: float) -> pd.Timestamp | None:
+    """The last date with any close in a wide closes file (read once per file version: ~30 ms for
+    the embedded one, where stamping every bar at its close, as ``load_bars`` does, takes ~1 s)."""
+    try:
+        wide = pd.read_csv(path, index_col=0, parse_dates=True)
+    except (OSError, ValueError) as exc:
+        raise BarsFileError(f"cannot read bars file {path}: {exc}") from exc
+    dates = wide.dropna(how="all").index
+    return None if dates.empty else pd.Timestamp(dates.max()).normalize()
 
 
 class EmbeddedBarSource(BarSource):
@@ -104,8 +118,9 @@ class EmbeddedBarSource(BarSource):
         return conform_bars(_slice(long, symbols, start, end), self.source_name)
 
     def last_session(self) -> pd.Timestamp | None:
+        """The dataset's last date (2022-12-28 for the vendored one), read from its data."""
         path = self._path()
-        return _last_new_york_date(_read_wide_closes(str(path), path.stat().st_mtime)["timestamp"])
+        return _wide_closes_last_date(str(path), path.stat().st_mtime)
 
 
 def _row_number(path: Path, index: int) -> int:
@@ -245,6 +260,47 @@ def _read_bars_file_cached(path: str, mtime: float) -> pd.DataFrame:
     return read_bars_file(path)
 
 
+def _read_columns(path: Path, wanted: set[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Only the ``wanted`` columns (matched as ``read_bars_file`` matches them: stripped, lower
+    case), and every column name of the file (its header)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            import pyarrow.parquet as pq
+
+            header = [str(n) for n in pq.read_schema(path).names]
+            raw = pd.read_parquet(path, columns=[n for n in header if n.strip().lower() in wanted])
+        elif suffix in {".csv", ".gz", ".txt"}:
+            header = [str(n) for n in pd.read_csv(path, nrows=0).columns]
+            raw = pd.read_csv(path, usecols=lambda c: str(c).strip().lower() in wanted)
+        else:
+            raise BarsFileError(f"bars file {path}: unsupported extension {path.suffix!r} (use .csv or .parquet)")
+    except BarsFileError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file; add the path
+        raise BarsFileError(f"cannot parse bars file {path}: {type(exc).__name__}: {exc}") from exc
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    return raw.reset_index(drop=True), [c.strip().lower() for c in header]
+
+
+@functools.lru_cache(maxsize=4)
+def _bars_file_last_session(path: str, mtime: float) -> pd.Timestamp | None:
+    """The New York date of a bars file's last bar, reading only its symbol and timestamp columns
+    (once per file version), with the same checks and messages as ``read_bars_file``."""
+    file = Path(path)
+    raw, header = _read_columns(file, {"symbol", "timestamp"})
+    missing = [c for c in REQUIRED_FILE_COLUMNS if c not in header]
+    if missing:
+        raise BarsFileError(
+            f"bars file {file} lacks required column(s) {', '.join(missing)} (has: {', '.join(header)})"
+        )
+    if raw.empty:
+        raise BarsFileError(f"bars file {file} has no rows (only a header): nothing to load")
+    if raw["symbol"].isna().any():
+        raise BarsFileError(f"bars file {file}: row {_row_number(file, int(raw['symbol'].isna().idxmax()))} has no symbol")
+    return _last_new_york_date(_file_timestamps(raw, file))
+
+
 class FileBarSource(BarSource):
     """A user's CSV/Parquet bars file (``PAIRS_BARS_FILE``), daily or intraday."""
 
@@ -265,7 +321,8 @@ class FileBarSource(BarSource):
         return conform_bars(sliced, self.source_name)[BAR_COLUMNS]
 
     def last_session(self) -> pd.Timestamp | None:
+        """The New York date of the file's last bar, read from the file once per version of it."""
         path = Path(self.path)
         if not path.exists():
             raise BarsFileError(f"bars file {path} does not exist (PAIRS_BARS_FILE)")
-        return _last_new_york_date(_read_bars_file_cached(str(path), path.stat().st_mtime)["timestamp"])
+        return _bars_file_last_session(str(path), path.stat().st_mtime)
