@@ -38,7 +38,7 @@ from pairs_assets_tests.live.test_trading_signals_asset import resources as sign
 from pairs_assets_tests.live.test_trading_signals_asset import world  # noqa: F401  (fixture)
 from resources.alpaca_source import AlpacaBarSource
 from resources.broker import BrokerResource
-from resources.market_data import orders_table
+from resources.market_data import orders_table, trading_signals_table
 
 ALPACA_KEY = "AKCANARYKEY0021"
 ALPACA_SECRET = "SKCANARYSECRET0021"
@@ -109,6 +109,8 @@ def alpaca_env(monkeypatch):
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     failures = [e for e in result.all_events if e.event_type_value in ("RESOURCE_INIT_FAILURE", "STEP_FAILURE")]
     assert failures, "the run did not fail"
+    # refused when the run sets the resource up, before the step does any work
+    assert failures[0].event_type_value == "RESOURCE_INIT_FAILURE", [e.event_type_value for e in failures]
     error = failures[0].event_specific_data.error
     messages = []
     while error is not None:
@@ -187,7 +189,7 @@ def test_broker_run_config_pointing_at_a_listener_sends_no_alpaca_key(world, alp
     assert not result.success
     message = _failure_message(result)
     assert "broker" in message and url in message and ALPACA_SECRET not in message and ALPACA_KEY not in message
-    assert store.read_table(orders_table).empty
+    assert store.read_table(orders_table).empty and store.read_table(trading_signals_table).empty
 
 
 def test_broker_with_its_own_keys_still_trades_on_a_stand_in(world, alpaca_env):  # noqa: F811
