@@ -213,7 +213,7 @@ def test_alpaca_keys_to_a_look_alike_or_plain_http_alpaca_host_are_refused(alpac
     assert ALPACA_KEY not in str(refused.value) and ALPACA_SECRET not in str(refused.value)
     assert "bar_source" in str(refused.value) and "\n" not in str(refused.value)
     # the resources refuse before alpaca-py is asked to build a client, whatever the keys' spelling
-    for key, secret in ((ALPACA_KEY, "other"), ("other", ALPACA_SECRET)):
+    for key, secret in ((ALPACA_KEY, "other"), ("other", ALPACA_SECRET), (f" {ALPACA_KEY}\n", "other")):
         with pytest.raises(CredentialsDestinationError):
             AlpacaBarSource(api_key=key, secret_key=secret, url_override=url).load_bars(
                 ["KO"], pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-02", tz="UTC")

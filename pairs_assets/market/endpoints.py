@@ -67,7 +67,7 @@ def is_alpaca_url(url: str | None) -> bool:
 def alpaca_key_values(environ: Mapping[str, str] | None = None) -> frozenset[str]:
     """The values of ``ALPACA_API_KEY`` and ``ALPACA_SECRET_KEY`` that are set (empty ones ignored)."""
     env = os.environ if environ is None else environ
-    return frozenset(v for v in (env.get(ENV_API_KEY), env.get(ENV_SECRET_KEY)) if v)
+    return frozenset(v.strip() for v in (env.get(ENV_API_KEY), env.get(ENV_SECRET_KEY)) if v and v.strip())
 
 
 def credentials_for_destination(
@@ -111,7 +111,9 @@ def credentials_for_destination(
     if not (key and secret):
         key = env.get(ENV_RECYCLER_KEY) or ANONYMOUS_RECYCLER_KEY
         secret = env.get(ENV_RECYCLER_SECRET) or ANONYMOUS_RECYCLER_KEY
-    if {key, secret} & (alpaca_key_values(env) | {k for k in alpaca_keys if k}):
+    # by value, whitespace aside: a key pasted with a trailing newline is still Alpaca's key
+    known = alpaca_key_values(env) | {k.strip() for k in alpaca_keys if k and k.strip()}
+    if {str(key).strip(), str(secret).strip()} & known:
         raise CredentialsDestinationError(
             f"{resource}: refused to send Alpaca's keys ({ENV_API_KEY}/{ENV_SECRET_KEY}) to {redact_url(str(url))}: "
             f"they go only to Alpaca's own hosts (*.{ALPACA_DOMAIN}) over https/wss; give that endpoint its own keys "
