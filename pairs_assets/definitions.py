@@ -29,6 +29,14 @@ from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.home import PairsHome
 from pairs_assets.jobs import daily_pairs, executor_for, model_performance_job, signal_job
+from pairs_assets.market.endpoints import (
+    ANONYMOUS_RECYCLER_KEY,
+    ENV_API_KEY,
+    ENV_RECYCLER_KEY,
+    ENV_RECYCLER_SECRET,
+    ENV_SECRET_KEY,
+    is_alpaca_url,
+)
 from pairs_assets.partitions import daily_partitions_def
 from pairs_assets.settings import Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
@@ -69,20 +77,12 @@ def bar_source_for(p: Paths) -> BarSource:
     """``PAIRS_BAR_SOURCE``: ``alpaca`` (keys from the environment), ``file`` (``PAIRS_BARS_FILE``,
     the default when it is set) or ``embedded``."""
     if p.bar_source_kind == "alpaca":
-        from pairs_assets.live.stream import (
-            ANONYMOUS_RECYCLER_KEY,
-            ENV_API_KEY,
-            ENV_RECYCLER_KEY,
-            ENV_RECYCLER_SECRET,
-            ENV_SECRET_KEY,
-            is_alpaca_url,
-        )
-
         if p.alpaca_data_url is None or is_alpaca_url(p.alpaca_data_url):
             key, secret = dg.EnvVar(ENV_API_KEY), dg.EnvVar(ENV_SECRET_KEY)
         else:
             # Alpaca's keys go to Alpaca's own hosts over TLS only; any other data URL (the recycler)
-            # gets the recycler's credentials, or the anonymous placeholder a keyless recycler accepts
+            # gets the recycler's credentials, or the anonymous placeholder a keyless recycler accepts.
+            # The resource applies the same rule (market.endpoints) to whatever a run's config gives it.
             have = os.environ.get(ENV_RECYCLER_KEY) and os.environ.get(ENV_RECYCLER_SECRET)
             key = dg.EnvVar(ENV_RECYCLER_KEY) if have else ANONYMOUS_RECYCLER_KEY
             secret = dg.EnvVar(ENV_RECYCLER_SECRET) if have else ANONYMOUS_RECYCLER_KEY
@@ -100,7 +100,7 @@ def broker_for(p: Paths) -> BrokerResource:
     """Dry-run unless ``PAIRS_BROKER`` says alpaca-paper / alpaca-live (keys from the environment)."""
     if p.broker_mode == "dry-run":
         return BrokerResource()
-    return BrokerResource(mode=p.broker_mode, api_key=dg.EnvVar("ALPACA_API_KEY"), secret_key=dg.EnvVar("ALPACA_SECRET_KEY"))
+    return BrokerResource(mode=p.broker_mode, api_key=dg.EnvVar(ENV_API_KEY), secret_key=dg.EnvVar(ENV_SECRET_KEY))
 
 
 def _url_setting(p: Paths, env_var: str, value: str) -> str:

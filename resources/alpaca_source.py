@@ -6,6 +6,12 @@ are never logged and never written to metadata (``describe()`` and ``source_name
 feed and the endpoint). ``url_override`` points the client elsewhere — the recycler serves the
 same endpoint, which is how this source is tested.
 
+Credentials by destination, whatever the definitions or a run's config say: Alpaca's keys (the
+values of ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``, however given) go only to Alpaca's own hosts
+over https; another ``url_override`` gets the keys configured for it, else the recycler's, else the
+anonymous placeholder, and a run that would send Alpaca's keys there is refused when it sets the
+resource up (``pairs_assets.market.endpoints``), and again before any client is built.
+
 Daily bars: Alpaca stamps a daily bar at midnight New York of its session; the bars contract
 stamps daily bars at the session's close (so the as-of rule is a timestamp compare), so a
 ``1Day`` bar is re-stamped to its session's close (early closes included). Intraday bars keep
@@ -17,13 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from pairs_assets.errors import BarsFileError, PairsError
+from pairs_assets.market.endpoints import ENV_API_KEY, ENV_SECRET_KEY, credentials_for_destination
 from pairs_assets.market.calendar import EXCHANGE_TZ, nyse_calendar
 from pairs_assets.market.symbology import is_daily_timeframe, parse_timeframe
-from pairs_assets.util import to_utc
+from pairs_assets.util import redact_url, to_utc
 from resources.bar_sources import BarSource
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
 
@@ -59,20 +67,27 @@ class AlpacaBarSource(BarSource):
         return f"alpaca:{self.feed}"
 
     def describe(self) -> str:
-        return f"{self.source_name} {self.timeframe} bars from {self.url_override or 'https://data.alpaca.markets'}"
+        return f"{self.source_name} {self.timeframe} bars from {redact_url(self.url_override or 'https://data.alpaca.markets')}"
 
     def last_session(self) -> pd.Timestamp | None:
         """None: Alpaca's bars run to today, so the daily partitions stay open-ended."""
         return None
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse, when a run sets the source up, a configuration that would send Alpaca's keys to
+        another host (``CredentialsDestinationError``: the resource and the URL, never a key)."""
+        self._credentials()
+
+    def _credentials(self) -> tuple[str | None, str | None]:
+        return credentials_for_destination("bar_source", self.url_override, self.api_key, self.secret_key)
+
     def _client(self):
         from alpaca.data.historical import StockHistoricalDataClient
 
-        if not (self.api_key and self.secret_key):
-            raise AlpacaSourceError(
-                "the Alpaca bar source needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment"
-            )
-        return StockHistoricalDataClient(self.api_key, self.secret_key, raw_data=True, url_override=self.url_override)
+        key, secret = self._credentials()  # Alpaca's keys only to Alpaca's own hosts over https
+        if not (key and secret):
+            raise AlpacaSourceError(f"the Alpaca bar source needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment")
+        return StockHistoricalDataClient(key, secret, raw_data=True, url_override=self.url_override)
 
     def load_bars(self, symbols: Iterable[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Bars of ``symbols`` with ``start <= timestamp <= end`` (UTC) in the bars contract."""

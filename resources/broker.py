@@ -16,6 +16,12 @@ Every order's ``client_order_id`` is ``pairs-<pair_id>-<leg>-<bar time>``: re-ru
 for the same bar never submits twice (the id is checked in ``orders`` first, and Alpaca rejects a
 reused id). A pair's legs go y first; if y is rejected, x is not sent (no naked leg). Keys are
 never logged nor recorded; the recorded ``request`` holds only the order's fields.
+
+Credentials by destination, whatever the definitions or a run's config say: Alpaca's keys (the
+values of ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``, however given) go only to Alpaca's own hosts
+over https. A ``url_override`` elsewhere (a paper-trading stand-in) gets the keys configured for it,
+else the recycler's, else the anonymous placeholder; a run that would send Alpaca's keys there is
+refused at setup and again before any client is built (``pairs_assets.market.endpoints``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from pairs_assets.errors import PairsError
+from pairs_assets.market.endpoints import ENV_API_KEY, ENV_SECRET_KEY, credentials_for_destination
 from pairs_assets.util import to_naive_utc, to_utc
 from resources.market_data import MarketDataStore, orders_table, positions_table
 
@@ -71,8 +78,9 @@ class BrokerResource(dg.ConfigurableResource):
             raise BrokerError(f"broker mode must be one of {', '.join(BROKER_MODES)}, got {self.mode!r}")
         if self.mode == "dry-run":
             return
-        if not (self.api_key and self.secret_key):
-            raise BrokerError(f"broker mode {self.mode} needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
+        key, secret = self._credentials()
+        if not (key and secret):
+            raise BrokerError(f"broker mode {self.mode} needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment")
         if self.mode == "alpaca-live" and os.environ.get(ENV_ALLOW_LIVE) != "yes":
             raise BrokerError(
                 f"broker mode alpaca-live trades real money and is refused unless {ENV_ALLOW_LIVE}=yes is set "
@@ -92,16 +100,21 @@ class BrokerResource(dg.ConfigurableResource):
         BrokerError
             Unknown mode, missing keys for an Alpaca mode, or ``alpaca-live`` without
             ``PAIRS_ALLOW_LIVE_TRADING=yes`` (see ``check``).
+        CredentialsDestinationError
+            Alpaca's keys would go to a ``url_override`` that is not Alpaca's over https.
         """
         self.check()
+
+    def _credentials(self) -> tuple[str | None, str | None]:
+        """Alpaca's keys only to Alpaca's own hosts over https (``CredentialsDestinationError`` otherwise)."""
+        return credentials_for_destination("broker", self.url_override, self.api_key, self.secret_key)
 
     def _trading_client(self):
         from alpaca.trading.client import TradingClient
 
         self.check()
-        return TradingClient(
-            self.api_key, self.secret_key, paper=self.mode == "alpaca-paper", raw_data=True, url_override=self.url_override
-        )
+        key, secret = self._credentials()
+        return TradingClient(key, secret, paper=self.mode == "alpaca-paper", raw_data=True, url_override=self.url_override)
 
     def account_equity(self) -> float:
         self.check()

@@ -47,44 +47,36 @@ from alpaca.data.live import StockDataStream
 
 from pairs_assets.errors import PairsError
 from pairs_assets.market import wire
+from pairs_assets.market.endpoints import (  # the one destination rule; re-exported for the stream's callers
+    ALPACA_DOMAIN,
+    ANONYMOUS_RECYCLER_KEY,
+    ENV_API_KEY,
+    ENV_RECYCLER_KEY,
+    ENV_RECYCLER_SECRET,
+    ENV_SECRET_KEY,
+    CredentialsDestinationError,
+    alpaca_key_values,
+    credentials_for_destination,
+    is_alpaca_url,
+)
 from resources.bars import BAR_COLUMNS
 from resources.market_data import MarketDataStore
 
 log = logging.getLogger(__name__)
 
-ENV_API_KEY = "ALPACA_API_KEY"
-ENV_SECRET_KEY = "ALPACA_SECRET_KEY"
-ENV_RECYCLER_KEY = "PAIRS_RECYCLER_KEY"
-ENV_RECYCLER_SECRET = "PAIRS_RECYCLER_SECRET"
-#: Placeholder credentials sent to a recycler that checks none (Alpaca's client insists on some).
-ANONYMOUS_RECYCLER_KEY = "recycler"
-#: Alpaca's domain: its keys are sent to this host and its subdomains only, and only over TLS.
-ALPACA_DOMAIN = "alpaca.markets"
-
-
-def is_alpaca_url(url: str | None) -> bool:
-    """Whether ``url`` is one of Alpaca's own endpoints reached over TLS.
-
-    Parameters
-    ----------
-    url : str or None
-        A stream (``wss://``) or REST (``https://``) URL; ``None`` stands for alpaca-py's default
-        endpoint, which is Alpaca's (``wss://stream.data.alpaca.markets``, ``https://data.alpaca.markets``).
-
-    Returns
-    -------
-    bool
-        True only for the schemes ``wss``/``https`` and the host ``alpaca.markets`` or one of its
-        subdomains (the host as a URL parser reads it: user-info, paths and fragments do not count).
-    """
-    if url is None:
-        return True
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").rstrip(".").lower()
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("wss", "https") and (host == ALPACA_DOMAIN or host.endswith("." + ALPACA_DOMAIN))
+__all__ = [
+    "ALPACA_DOMAIN",
+    "ANONYMOUS_RECYCLER_KEY",
+    "ENV_API_KEY",
+    "ENV_RECYCLER_KEY",
+    "ENV_RECYCLER_SECRET",
+    "ENV_SECRET_KEY",
+    "StreamError",
+    "StreamIngestor",
+    "StreamSettings",
+    "StreamStats",
+    "is_alpaca_url",
+]
 
 
 def _history_url_for(url: str | None, historical_url: str | None) -> str | None:
@@ -143,6 +135,9 @@ class StreamSettings:
                 f"{where} needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment "
                 "(or use the recycler: `pairs stream --url ws://127.0.0.1:8765/v2/iex`)"
             )
+        self.stream_credentials()  # refuse now, not at the first (re)connection, if a key would go astray
+        if self.backfill:
+            self.history_credentials()
 
     @property
     def source_label(self) -> str:
@@ -156,12 +151,24 @@ class StreamSettings:
         return _history_url_for(self.url, self.historical_url)
 
     def credentials_for(self, url: str | None) -> tuple[str, str]:
-        """(key, secret) to send to ``url``: Alpaca's keys only to Alpaca over TLS, else the recycler's."""
+        """(key, secret) to send to ``url``: Alpaca's keys only to Alpaca over TLS, else the recycler's
+        (``market.endpoints.credentials_for_destination``: a recycler key equal to one of Alpaca's is refused)."""
         if is_alpaca_url(url):
             if not (self.api_key and self.secret_key):
                 raise StreamError(f"Alpaca's endpoint needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment")
             return self.api_key, self.secret_key
-        return self.recycler_key or ANONYMOUS_RECYCLER_KEY, self.recycler_secret or ANONYMOUS_RECYCLER_KEY
+        try:
+            key, secret = credentials_for_destination(
+                "stream",
+                url,
+                self.recycler_key,
+                self.recycler_secret,
+                environ={},  # the recycler's keys are the settings' own; Alpaca's are compared below
+                alpaca_keys=frozenset(k for k in (self.api_key, self.secret_key) if k) | alpaca_key_values(),
+            )
+        except CredentialsDestinationError as exc:
+            raise StreamError(str(exc)) from None
+        return key or ANONYMOUS_RECYCLER_KEY, secret or ANONYMOUS_RECYCLER_KEY
 
     def stream_credentials(self) -> tuple[str, str]:
         """(key, secret) for the websocket's auth message, on every (re)connection."""
