@@ -91,6 +91,19 @@ def panel_sessions(settings: WalkForwardSettings, strategy, history_start: str) 
     return available[max(0, len(before) - keep) :]
 
 
+#: The baseline's trading periods are counted in NYSE sessions from this fixed date (the embedded
+#: data's first session), never from ``--start`` or the history-start setting.
+BASELINE_EPOCH = "1990-01-02"
+
+
+def baseline_session_number(day) -> int:
+    """NYSE sessions from :data:`BASELINE_EPOCH` to ``day`` (negative before it)."""
+    day, epoch = pd.Timestamp(day), pd.Timestamp(BASELINE_EPOCH)
+    if day >= epoch:
+        return len(partitions.sessions_in_range(epoch, day)) - 1
+    return -(len(partitions.sessions_in_range(day, epoch)) - 1)
+
+
 def resolve_sectors(settings: WalkForwardSettings, uni: Universe) -> dict[str, tuple[str, ...]]:
     chosen = settings.sectors or uni.sector_names
     unknown = sorted(set(chosen) - set(uni.sector_names))
@@ -165,7 +178,7 @@ def run_and_record(
     schedule = FormationSchedule(partitions.sessions_in_range(history_start, settings.end), strategy.reselect_every)
     result = run_walk_forward(
         panels, sectors, partitions.next_session, strategy, settings, formation_of=schedule, progress=progress,
-        ledger=ledger,
+        ledger=ledger, session_number=baseline_session_number,
     )
     result.seconds["total"] = round(time.perf_counter() - t0, 2)
     fingerprint = fingerprint_of(

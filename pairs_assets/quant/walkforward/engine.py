@@ -9,7 +9,9 @@ One call, :func:`run_walk_forward`, given each sector's closes panel (see
 2. turns them into trades (:func:`~pairs_assets.quant.walkforward.replay.trade_configs`): the config
    for as-of D applies from session D+1;
 3. builds the classical baseline's trades on the same closes
-   (:func:`~pairs_assets.quant.walkforward.baseline.classical_baseline`);
+   (:func:`~pairs_assets.quant.walkforward.baseline.classical_baseline`), its trading periods
+   anchored to the exchange calendar when ``session_number`` is given (the period under way at the
+   range start traded from its own start, only the range's sessions kept);
 4. executes both at every cost with the lag (:func:`~pairs_assets.quant.walkforward.execution.execute`)
    and summarises per sector, in total and by sub-period (:mod:`~pairs_assets.quant.walkforward.metrics`):
    every Sharpe with its block-bootstrap interval, ours beside the baseline's on the same days with
@@ -34,7 +36,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairs_assets.errors import PairsError
-from pairs_assets.quant.walkforward.baseline import classical_baseline
+from pairs_assets.quant.walkforward.baseline import baseline_periods, classical_baseline
 from pairs_assets.quant.walkforward.execution import execute, validate_cost_bp, validate_lag
 from pairs_assets.quant.walkforward.ledger import Trial, TrialCount, count_trials, evaluated_label, trial_key
 from pairs_assets.quant.walkforward.metrics import (
@@ -55,6 +57,7 @@ __all__ = [
     "WalkForwardResult",
     "WalkForwardSettings",
     "required_history",
+    "run_baseline",
     "run_walk_forward",
 ]
 
@@ -252,8 +255,9 @@ def required_history(strategy, settings: WalkForwardSettings) -> int:
     windows = [strategy.formation_window, strategy.garch_sessions, strategy.backtest_sessions]
     if settings.gru:
         windows.append(strategy.gru_window)
-    # the first configs' formation session may lie up to reselect_every - 1 sessions earlier
-    return max(strategy.reach(max(windows)), settings.baseline_formation + 1)
+    # the first configs' formation session may lie up to reselect_every - 1 sessions earlier; the
+    # baseline's period under way at the range start up to baseline_trading - 1 sessions earlier
+    return max(strategy.reach(max(windows)), settings.baseline_formation + settings.baseline_trading)
 
 
 def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, end: pd.Timestamp, next_session) -> None:
@@ -286,6 +290,7 @@ def run_walk_forward(
     formation_of=None,
     progress: Callable[[int], None] | None = None,
     ledger: Sequence[Trial] = (),
+    session_number: Callable[[pd.Timestamp], int] | None = None,
 ) -> WalkForwardResult:
     """Replay, trade and summarise (see the module docstring).
 
@@ -309,6 +314,10 @@ def run_walk_forward(
     ledger : sequence of Trial
         The trials recorded so far on ``settings.selection``
         (:func:`~pairs_assets.quant.walkforward.ledger.trials_from_runs`); this run's own are added.
+    session_number : callable, optional
+        The exchange-session number of a session from a fixed epoch: anchors the baseline's
+        trading periods to the calendar (see :mod:`~pairs_assets.quant.walkforward.baseline`);
+        None: they start at the range start.
 
     Returns
     -------
@@ -327,13 +336,14 @@ def run_walk_forward(
         panel = panels[sector]
         _check_range(panel, _range_sessions(panel, settings), history, pd.Timestamp(settings.end), next_session)
     workers = min(settings.workers or os.cpu_count() or 1, len(sectors))
+    anchors = {s: None if session_number is None else int(session_number(panels[s].closes.index[0])) for s in sectors}
     jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings, formation_of) for s in sectors]
     if workers > 1 and models_for is None and entry_gate is None:
         # the settings travel as (class, fields): a Dagster resource does not pickle itself
         strategy_spec = (type(strategy), strategy.model_dump())
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {
-                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf, formation): panel.sector
+                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf, formation, anchors[panel.sector]): panel.sector
                 for panel, symbols, nxt, _strategy, wf, formation in jobs
             }
             outcomes = {}
@@ -343,7 +353,10 @@ def run_walk_forward(
                     progress(outcomes[futures[future]].n_sessions)
     else:
         outcomes = {
-            job[0].sector: _run_sector(*job, models_for=models_for, entry_gate=entry_gate, progress=progress) for job in jobs
+            job[0].sector: _run_sector(
+                *job, models_for=models_for, entry_gate=entry_gate, progress=progress, baseline_anchor=anchors[job[0].sector]
+            )
+            for job in jobs
         }
     daily_frames, trade_frames = [], []
     configs_built, config_pairs, seconds, gru_counts = {}, {}, {}, {}
@@ -412,17 +425,18 @@ class _SectorOutcome:
     gru: dict  # GRU gate counts: trained, skipped, allowed, vetoed (empty without the gate)
 
 
-def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings, formation_of) -> _SectorOutcome:
+def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings, formation_of, baseline_anchor=None) -> _SectorOutcome:
     cls, fields = strategy_spec
     if settings.gru:
         import torch
 
         torch.set_num_threads(1)  # one process per core already
-    return _run_sector(panel, symbols, next_session, cls(**fields), settings, formation_of)
+    return _run_sector(panel, symbols, next_session, cls(**fields), settings, formation_of, baseline_anchor=baseline_anchor)
 
 
 def _run_sector(
-    panel, symbols, next_session, strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None
+    panel, symbols, next_session, strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None,
+    baseline_anchor=None,
 ) -> _SectorOutcome:
     """One sector: configs, our trades, the baseline's, executed at every cost."""
     t0 = time.perf_counter()
@@ -459,21 +473,67 @@ def _run_sector(
     strategies = [("default", ours("default", None if gate is not None else entry_gate))]
     if gate is not None:  # the same configs with and without the GRU's veto, side by side
         strategies.append(("default_gru", ours("default_gru", entry_gate)))
-    baseline = classical_baseline(
-        panel.closes, sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
-        step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
-        entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector,
-    )
     executions = {}
-    for name, trades in (*strategies, ("baseline", baseline)):
+    for name, trades in strategies:
         for cost in settings.costs:
             result = execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost)
             executions[(name, cost)] = (result.daily, result.trades)
+    for cost, executed in run_baseline(panel.closes, sessions, settings, sector, baseline_anchor).items():
+        executions[("baseline", cost)] = executed
     return _SectorOutcome(
         configs=len(configs), pair_days=sum(len(c.pairs) for c in configs.values()), n_sessions=len(as_of),
         executions=executions, study=study, seconds=round(time.perf_counter() - t0, 2),
         gru={} if gate is None else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
     )
+
+
+def run_baseline(
+    closes: pd.DataFrame, sessions: pd.DatetimeIndex, settings: WalkForwardSettings, sector: str = "", anchor: int | None = None
+) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
+    """The classical baseline of one sector over ``sessions``, executed at every cost.
+
+    Parameters
+    ----------
+    closes : DataFrame
+        The sector's closes: the range and the history before it (contiguous sessions).
+    sessions : DatetimeIndex
+        The range.
+    settings : WalkForwardSettings
+        ``baseline_*``, ``costs`` and ``lag``.
+    sector : str
+    anchor : int, optional
+        Exchange-session number of ``closes.index[0]`` from a fixed epoch. Given, the trading
+        periods are anchored to the calendar and the period under way at the range start is traded
+        from its own start on the bars before the range; only the range's sessions are kept (daily
+        P&L from the first session, trades executed from it on), so every session gets the position
+        and P&L any longer run over it gives. None: the first period starts at the range start.
+
+    Returns
+    -------
+    dict of float to (daily, trades)
+        Per cost, :func:`~pairs_assets.quant.walkforward.execution.execute`'s frames.
+    """
+    index = closes.index
+    base_sessions = sessions
+    if anchor is not None:
+        lead = baseline_periods(
+            index, sessions, settings.baseline_formation, settings.baseline_trading, settings.baseline_step, anchor
+        )[0].formation_end
+        base_sessions = index[min(lead, index.get_loc(sessions[0])) : index.get_loc(sessions[-1]) + 1]
+    trades = classical_baseline(
+        closes, base_sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
+        step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
+        entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector, anchor=anchor,
+    )
+    out = {}
+    for cost in settings.costs:
+        result = execute(trades, closes, base_sessions, lag=settings.lag, cost_bp=cost)
+        if len(base_sessions) > len(sessions):
+            kept = result.trades[result.trades["entry_exec"] >= sessions[0]].reset_index(drop=True)
+            out[cost] = (result.daily.loc[sessions[0] :], kept)
+        else:
+            out[cost] = (result.daily, result.trades)
+    return out
 
 
 def _sum_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
