@@ -28,11 +28,14 @@ PROJECT_DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
 PROJECT_WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
 
 
-def init_home() -> Path:
-    """Create ``PAIRS_HOME`` and ``DAGSTER_HOME`` (with the project's dagster.yaml); export DAGSTER_HOME."""
+def init_home(dagster_home: Path | None = None) -> Path:
+    """Create ``PAIRS_HOME`` and ``DAGSTER_HOME`` (with the project's dagster.yaml); export DAGSTER_HOME.
+
+    ``dagster_home`` defaults to the exported ``DAGSTER_HOME`` (else ``<PAIRS_HOME>/dagster``).
+    """
     p = paths()
     p.home.mkdir(parents=True, exist_ok=True)
-    dagster_home = p.dagster_home
+    dagster_home = Path(dagster_home) if dagster_home is not None else p.dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / "dagster.yaml"
     if PROJECT_DAGSTER_YAML.exists() and not target.exists():
@@ -56,10 +59,18 @@ def main(debug: bool) -> None:
 
 @main.command()
 def init() -> None:
-    """Create the local home (PAIRS_HOME) and the Dagster instance; print the exports to use."""
-    dagster_home = init_home()
+    """Create the local home (PAIRS_HOME) and the Dagster instance; print the exports to use.
+
+    The instance is always the home's own, ``<PAIRS_HOME>/dagster``: a ``DAGSTER_HOME`` exported for
+    another home (a second ``pairs init`` in the same shell) is named and replaced, so the new home's
+    runs do not land in the first home's instance.
+    """
     p = paths()
+    exported = os.environ.get("DAGSTER_HOME")
+    dagster_home = init_home(p.home / "dagster")
     click.echo(f"PAIRS_HOME={p.home}")
+    if exported and Path(exported).resolve() != dagster_home.resolve():
+        click.echo(f"note: DAGSTER_HOME was {exported} (not this home's instance); export the line below")
     click.echo(f"export DAGSTER_HOME={dagster_home}")
     from pairs_assets.util import redact_url
 
