@@ -79,3 +79,11 @@ def test_more_dispersed_trials_deflate_more():
     assert deflated_sharpe_ratio(sharpe, 4000, 0.0, 3.0, 4, wide.variance[5.0]) < deflated_sharpe_ratio(
         sharpe, 4000, 0.0, 3.0, 4, narrow.variance[5.0]
     )
+
+
+def test_a_configuration_that_never_traded_is_a_trial_with_sharpe_zero():
+    never = run("n", "1995-01-03", "2010-12-31", 0.0, formation=126)
+    never["metrics"] = {"default.5bp.full.trades": 0.0, "default.5bp.full.ann_return": 0.0}  # no Sharpe logged (NaN)
+    traded = run("t", "1995-01-03", "2010-12-31", 0.5)
+    trials = trials_from_runs([never, traded], DEV)
+    assert [t.sharpe for t in trials] == [{5.0: 0.0}, {5.0: pytest.approx(0.55)}]

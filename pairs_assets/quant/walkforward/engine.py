@@ -559,7 +559,8 @@ def _current_trials(strategy, settings: WalkForwardSettings, executed) -> list[T
             if name == variant and sector == "all":
                 days = daily.loc[(daily.index >= pd.Timestamp(first)) & (daily.index <= pd.Timestamp(last)), "pnl"]
                 std = float(days.std(ddof=1)) if len(days) >= 2 else 0.0
-                sharpe[float(cost)] = float(days.mean()) / std * 252**0.5 if std > 0.0 else float("nan")
+                never = std == 0.0 and len(trades) == 0  # never traded: a trial that earned nothing
+                sharpe[float(cost)] = float(days.mean()) / std * 252**0.5 if std > 0.0 else 0.0 if never else float("nan")
         if sharpe:
             out.append(Trial(trial_key(params, trade, variant), sharpe))
     return out

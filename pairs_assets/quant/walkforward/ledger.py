@@ -12,7 +12,8 @@ metrics), not typed by hand:
 * a run evaluated the selection range when its full range, or one of its sub-periods clipped to its
   range, starts and ends within :data:`RANGE_SLACK_DAYS` calendar days of the selection range's
   bounds (a run from 1995-03-23 for the GRU's history counts; a run on 2003–2010 alone does not);
-  its Sharpe there is the total's (``all`` sectors) at each cost;
+  its Sharpe there is the total's (``all`` sectors) at each cost (0 for a configuration that never
+  traded: its Sharpe is undefined, it is still a trial);
 * the same configuration run twice is one trial (the latest run's Sharpe); the current run is a
   trial when it evaluates the selection range;
 * V at a cost is the sample variance (ddof 1) of the trials' Sharpe ratios at that cost, in
@@ -200,13 +201,18 @@ def trials_from_runs(runs: Iterable[Mapping], selection: tuple[object, object]) 
         gru = str(params.get("wf.gru", "False")).lower() == "true"
         for variant in _TRIAL_STRATEGIES[: 2 if gru else 1]:
             sharpe = {}
-            prefix, suffix = f"{variant}.", f"bp.{label}.sharpe"
-            for name, value in metrics.items():
-                if name.startswith(prefix) and name.endswith(suffix):
-                    try:
-                        sharpe[float(name[len(prefix) : -len(suffix)])] = float(value)
-                    except ValueError:
-                        continue
+            prefix = f"{variant}."
+            for suffix, zero_trades in ((f"bp.{label}.sharpe", False), (f"bp.{label}.trades", True)):
+                for name, value in metrics.items():
+                    if name.startswith(prefix) and name.endswith(suffix):
+                        try:
+                            cost = float(name[len(prefix) : -len(suffix)])
+                        except ValueError:
+                            continue
+                        if not zero_trades:
+                            sharpe[cost] = float(value)
+                        elif float(value) == 0.0:
+                            sharpe.setdefault(cost, 0.0)  # never traded: a trial that earned nothing
             if not sharpe:
                 continue
             key = trial_key(strategy, trade, variant)
