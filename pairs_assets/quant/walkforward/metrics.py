@@ -276,15 +276,17 @@ def block_bootstrap_sharpes(
     block = min(block, n)
     k = -(-n // block)
     starts = np.random.default_rng(seed).integers(0, n, size=(n_boot, k))
-    lengths = np.full(k, block)
-    lengths[-1] = n - (k - 1) * block
-    ends = starts + lengths
+    last = n - (k - 1) * block  # the last block's length
     doubled = np.concatenate([values, values], axis=1)
     zero = np.zeros((values.shape[0], 1))
-    first = np.concatenate([zero, np.cumsum(doubled, axis=1)], axis=1)
-    second = np.concatenate([zero, np.cumsum(doubled**2, axis=1)], axis=1)
-    s1 = (first[:, ends] - first[:, starts]).sum(axis=2)
-    s2 = (second[:, ends] - second[:, starts]).sum(axis=2)
+    s1 = np.empty((values.shape[0], n_boot))
+    s2 = np.empty((values.shape[0], n_boot))
+    for power, out in ((1, s1), (2, s2)):
+        cumulative = np.concatenate([zero, np.cumsum(doubled**power, axis=1)], axis=1)
+        position = np.arange(n)
+        full = cumulative[:, position + block] - cumulative[:, position]  # the sum of a block starting at each session
+        tail = cumulative[:, position + last] - cumulative[:, position]
+        out[:] = full[:, starts[:, :-1]].sum(axis=2) + tail[:, starts[:, -1]]
     mean = s1 / n
     var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
     # a variance at rounding level of the squares' sum is a constant resample
