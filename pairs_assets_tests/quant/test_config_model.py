@@ -270,3 +270,24 @@ def test_plausible_numbers_still_parse_and_the_writer_round_trip_holds():
     document = config.document()
     document["pairs"][0].update(hedge_ratio=-2.5, intercept=-40.0, spread_std=0.5)  # unusual, not absurd
     assert TradingConfig.parse(document, where=WHERE).pairs[0].hedge_ratio == -2.5
+
+
+def test_the_writer_refuses_what_the_reader_would_naming_the_partition():
+    """The writer parses its document as the reader does: an implausible fit fails the partition
+    with a TradingConfigError, not a config the signal job would trade (or a bare pydantic error)."""
+    rng = np.random.default_rng(3)
+    x = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
+    formation = pd.DataFrame({"KO": x * 1.01, "PG": x})
+    pairs = pd.DataFrame([{"pair_id": "KO-PG", "y": "KO", "x": "PG", "hedge_ratio": 250.0, "intercept": 0.0,
+                           "half_life": 5.0, "correlation": 0.9, "eg_pvalue": 0.01}])
+    garch = pd.DataFrame([{"pair_id": "KO-PG", "mu": 0.0, "omega": 1e-6, "alpha": 0.05, "beta": 0.9, "persistence": 0.95,
+                           "sigma_forecast": 0.01, "unconditional_sigma": 0.0045}])
+    scores = pd.DataFrame([{"pair_id": "KO-PG", "selected": True, "rank": 1, "aic_score": 0.5, "forecast_score": 0.5,
+                            "backtest_score": 0.5, "diagnostic_score": 0.5, "composite": 0.5}])
+    with pytest.raises(TradingConfigError) as raised:
+        stages.build_trading_config(
+            as_of=AS_OF, effective_session="2022-12-15", sector=SECTOR, source="test", symbols=["KO", "PG"],
+            pairs=pairs, garch=garch, scores=scores, models=None, formation_closes=formation,
+            strategy=StrategySettings(), fingerprint="f",
+        )
+    assert str(raised.value).startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: hedge_ratio=250 is not plausible")
