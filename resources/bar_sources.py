@@ -26,8 +26,6 @@ from resources.bars import BAR_COLUMNS, conform_bars, empty_bars
 REQUIRED_FILE_COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
 #: A timestamp written as a date alone (a daily bar): ``2022-12-28``.
 _DATE_ONLY_RE = r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$"
-#: A timestamp that carries its zone: ``…Z``, ``…+01:00``, ``…-0500``.
-_ZONED_RE = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)\s*$"
 
 
 def _stamp_daily_at_close(dates: pd.Series, session_close: Callable[[pd.Timestamp], pd.Timestamp]) -> pd.Series:
@@ -137,8 +135,9 @@ _EPOCH_YEARS = (pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2100-01-01",
 #: Zone names a timestamp may end with: New York's two (checked against the date) and UTC's.
 _ZONE_NAMES = {"EDT": "-04:00", "EST": "-05:00", "UTC": "+00:00", "GMT": "+00:00"}
 _NEW_YORK_OFFSETS = {"EDT": pd.Timedelta(hours=-4), "EST": pd.Timedelta(hours=-5)}
-#: How a timestamp ends: a number alone (an epoch? a yyyymmdd?), an offset, or a zone name after
-#: the time (``… 10:00 EDT``; AM/PM are not zones).
+#: How a timestamp ends: with its offset (``…Z``, ``…+01:00``, ``…-0500``: zoned), or with a zone
+#: name after the time (``… 10:00 EDT``; AM/PM are not zones). A bare number (an epoch? a
+#: yyyymmdd?) is told apart first, by ``_BARE_NUMBER_RE``.
 _TIMESTAMP_END_RE = re.compile(  # searched on the last 8 characters: end-anchored, fast on long files
     r"(?:(?P<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)|(?<=[\d\s])(?P<name>[A-Za-z]{2,5}))$"
 )

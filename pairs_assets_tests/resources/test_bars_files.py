@@ -251,3 +251,25 @@ def test_an_unparseable_timestamp_among_good_ones_names_its_row(tmp_path):
     path = _write(tmp_path, "bad.csv", ["KO,2022-11-04T09:30:00-04:00,1,1,1,1,1", "KO,yesterday,1,1,1,1,1"])
     with pytest.raises(BarsFileError, match=r"symbol KO has an unparseable timestamp 'yesterday' \(row 3\)"):
         read_bars_file(path)
+
+
+def test_rows_are_named_in_a_file_whose_symbols_share_timestamps(tmp_path):
+    """Each distinct timestamp is classified once; the error still names the first row holding it."""
+    path = _write(tmp_path, "shared.csv", [
+        "KO,2022-11-28T15:00:00Z,1,1,1,1,1",
+        "PEP,2022-11-28T15:00:00Z,1,1,1,1,1",
+        "PEP,2022-11-29 15:00:00,1,1,1,1,1",
+        "KO,2022-11-29 15:00:00,1,1,1,1,1",
+    ])
+    with pytest.raises(BarsFileError, match=r"row 4 \(symbol PEP\), field timestamp: '2022-11-29 15:00:00' has no zone while row 2"):
+        read_bars_file(path)
+    gap = _write(tmp_path, "shared_gap.csv", [
+        "KO,2022-11-28T10:00:00-05:00,1,1,1,1,1", "PEP,2022-11-28T10:00:00-05:00,1,1,1,1,1",
+        "KO,2022-11-29 10:00 EST,1,1,1,1,1", "PEP,,1,1,1,1,1",
+    ])
+    with pytest.raises(BarsFileError, match=r"symbol PEP has an unparseable timestamp <NA> \(row 5\)|symbol PEP has an unparseable timestamp nan \(row 5\)"):
+        read_bars_file(gap)
+    good = _write(tmp_path, "shared_fixed.csv", [
+        "KO,2022-11-28T10:00:00-05:00,1,1,1,1,1", "PEP,2022-11-28T10:00:00-05:00,1,1,1,1,1", "KO,2022-11-29 10:00 EST,1,1,1,1,1",
+    ])
+    assert read_bars_file(good)["timestamp"].tolist() == [pd.Timestamp("2022-11-28 15:00", tz=UTC)] * 2 + [pd.Timestamp("2022-11-29 15:00", tz=UTC)]
