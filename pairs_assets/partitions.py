@@ -1,4 +1,4 @@
-"""Trading sessions (NYSE calendar) × sectors, and the window mappings between stages.
+"""Trading sessions (NYSE calendar) × sectors, and the (same-partition) mapping between stages.
 
 The ``date`` key of a partition is its *as-of session*: the last session whose bars it reads. Its
 trading config is for the next session. Sessions come from ``exchange_calendars`` (XNYS): a weekday
@@ -156,21 +156,21 @@ def partition_key(date: str, sector: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"date": date, "sector": sector})
 
 
-def lookback_mapping(sessions: int) -> dg.MultiPartitionMapping:
-    """Map a partition to the ``sessions`` date partitions ending at its own date, same sector."""
-    return dg.MultiPartitionMapping(
-        {
-            "date": dg.DimensionPartitionMapping(
-                "date", dg.TimeWindowPartitionMapping(start_offset=-(sessions - 1), end_offset=0)
-            ),
-            "sector": dg.DimensionPartitionMapping("sector", dg.IdentityPartitionMapping()),
-        }
-    )
+def same_partition_mapping() -> dg.IdentityPartitionMapping:
+    """Same date, same sector: the only mapping between the daily assets, which all share one
+    ``daily_partitions_def`` — each partition maps to itself in both dimensions (nothing unmapped, so
+    never *all sectors*).
 
-
-def same_partition_mapping() -> dg.MultiPartitionMapping:
-    """Same date, same sector — explicit, because an unmapped dimension means *all sectors*."""
-    return lookback_mapping(1)
+    A stage reads the history its windows need from the market data store (``assets/common.py``),
+    not through a date-window mapping: Dagster walks a ``TimeWindowPartitionMapping`` of hundreds of
+    sessions over the exchange calendar for every partition of a backfill (a UI backfill of 10
+    sessions × one sector took over 3 minutes to launch, and targeted every downstream partition
+    inside the windows). A plain identity, not a ``MultiPartitionMapping`` of two identities: Dagster
+    maps it without a per-key walk and groups it with its parent in one run as an identity
+    (launching 63 sessions × 6 sectors of the group: 1.6 s against 6.0 s;
+    ``pairs_assets_tests/benchmarks/bench_ui_backfill.py``).
+    """
+    return dg.IdentityPartitionMapping()
 
 
 def formation_session(as_of: str | pd.Timestamp, every: int, *, history_start: str | pd.Timestamp) -> pd.Timestamp:

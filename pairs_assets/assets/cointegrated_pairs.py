@@ -8,7 +8,7 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.prices import find_unusable_symbols
 from pairs_assets.quant.stages import cointegration_stage
@@ -18,12 +18,14 @@ from resources.market_data import MarketDataStore
 
 
 def cointegrated_pairs_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``formation_window``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="cointegrated_pairs",
         partitions_def=daily,
         ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(strategy, strategy.formation_window),
         check_specs=checks.check_specs(checks.COINTEGRATED_PAIRS_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,

@@ -7,7 +7,7 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import empty_garch_frame, garch_stage
 from pairs_assets.settings import StrategySettings
@@ -16,12 +16,14 @@ from resources.market_data import MarketDataStore
 
 
 def garch_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``garch_sessions``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="garch_models",
         partitions_def=daily,
         ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.garch_sessions)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(strategy, strategy.garch_sessions),
         check_specs=checks.check_specs(checks.GARCH_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,

@@ -30,7 +30,7 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
-from pairs_assets.assets.common import WindowReader, read_panel
+from pairs_assets.assets.common import WindowReader, read_panel, require_coverage
 from pairs_assets.home import PairsHome
 from pairs_assets.util import split_partition_key
 from resources.dagster_sqlite_storage import record_check_evaluations
@@ -46,6 +46,8 @@ class SectorRange:
     sessions: tuple[pd.Timestamp, ...]
     formation: Mapping[pd.Timestamp, pd.Timestamp]
     windows: WindowReader
+    #: the history the range reads from the store, verified complete (:func:`require_coverage`)
+    coverage: str = ""
 
     def key(self, session: pd.Timestamp) -> str:
         return f"{session.date()}|{self.sector}"
@@ -87,7 +89,11 @@ def sector_ranges(
         first = calendar.get_loc(min(formation.values())) - lookback + 1
         panel_sessions = calendar[max(0, first) : calendar.get_loc(dates[-1]) + 1]
         panel = read_panel(store, source, sector, symbols, panel_sessions)
-        out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, WindowReader(store, source, panel, home=home)))
+        # the history the windows read, verified before any partition is computed
+        needs_from = {d: calendar[max(0, calendar.get_loc(formation[d]) - lookback + 1)] for d in dates}
+        coverage = require_coverage(panel.closes, source, sector, needs_from)
+        windows = WindowReader(store, source, panel, home=home)
+        out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, windows, coverage))
     return out
 
 
@@ -161,6 +167,8 @@ def range_metadata(ranges: list[SectorRange], elapsed: float, **counts) -> dict:
         "first_session": str(sessions[0].date()),
         "last_session": str(sessions[-1].date()),
         "formation_sessions": sum(len(r.cohorts()) for r in ranges),
+        # the history read from the store (the stages depend on raw_bars of their own session only)
+        "window_coverage": dg.MetadataValue.md("\n".join(f"- {r.sector}: {r.coverage}" for r in ranges)),
         **counts,
         "note": "a range run: each partition's output is its own file; this metadata sums the range",
         "elapsed_seconds": round(elapsed, 3),

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.config_model import SCHEMA_VERSION
 from pairs_assets.quant.stages import build_trading_config, sigma_forecasts_at
@@ -24,7 +24,8 @@ from resources.market_data import MarketDataStore
 
 
 def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``formation_window``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="trading_config",
         partitions_def=daily,
@@ -34,7 +35,8 @@ def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: Strategy
             "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
             "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(strategy, strategy.formation_window),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"json"},
