@@ -76,12 +76,40 @@ def check_run_partitions(context: dg.AssetExecutionContext) -> None:
     2022-12-27, outside the range.
     """
     daily = context.assets_def.partitions_def
+    check_range_tags(context.run.tags, context.partition_key_range if context.has_partition_key_range else None)
     if context.has_partition_key_range:  # (has_partition_key is False for a range of several keys)
         key_range = context.partition_key_range
         check_partition_key(key_range.start, daily)
         check_partition_key(key_range.end, daily)
     elif context.has_partition_key:
         check_partition_key(context.partition_key, daily)
+
+
+#: The run tags of a range run (Dagster's documented tags; ``dagster asset materialize --partition-range``).
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def check_range_tags(tags: dict, resolved: dg.PartitionKeyRange | None) -> None:
+    """Refuse a range run that Dagster resolves to other partitions than its range tags name.
+
+    A job (partition-set) backfill of ``daily_pairs`` — the job page's *Materialize…* / *Backfill* —
+    with the assets' single-run policy becomes one run tagged with the range, but Dagster 1.13 copies
+    the first partition's dimension tags (``dagster/partition/date``, ``dagster/partition/sector``)
+    onto it, and those win: every step sees only the first partition (dagster-io/dagster#28861), so
+    the run would compute and record one partition while the backfill counts the whole range done.
+    Refused before anything is read or written, naming the range and what to launch instead.
+    """
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if not (start and end) or resolved is None:
+        return
+    if (str(resolved.start), str(resolved.end)) != (start, end):
+        raise PartitionKeyError(
+            f"run tagged with the partition range {start}...{end}, but Dagster resolves it to "
+            f"{resolved.start}...{resolved.end} (the first partition's dagster/partition/* tags, copied onto the "
+            f"range run of a job backfill: dagster-io/dagster#28861); nothing was computed. Launch the range as an "
+            f"asset backfill instead: select the daily_pairs assets (or the group) → Materialize → the partitions, "
+            f"or `dagster asset materialize --partition-range '{start}...{end}'` / `dg launch --partition-range`"
+        )
 
 
 def window_sessions(as_of: str | pd.Timestamp, n: int, *, history_start: str | pd.Timestamp) -> pd.DatetimeIndex:

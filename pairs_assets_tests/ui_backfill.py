@@ -51,7 +51,10 @@ mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
 """
 
 QUEUED = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
-SYNC = {"run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"}}
+SYNC = {
+    "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
+    "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"},
+}
 
 
 def _code_location_source(p: Paths) -> str:
@@ -127,18 +130,21 @@ def launch_asset_backfill(context: WorkspaceProcessContext, assets: Sequence[str
     )
 
 
-def launch_job_backfill(context: WorkspaceProcessContext, job: str, partition_names: Sequence[str]) -> Launched:
-    """The job page's partition-set backfill of ``job`` over ``partition_names``."""
-    return _launch(
-        context,
-        {
-            "selector": {
-                "partitionSetName": f"{job}_partition_set",
-                "repositorySelector": {"repositoryName": "__repository__", "repositoryLocationName": LOCATION},
-            },
-            "partitionNames": list(partition_names),
+def launch_job_backfill(
+    context: WorkspaceProcessContext, job: str, partition_names: Sequence[str], assets: Sequence[str] | None = None
+) -> Launched:
+    """The job page's backfill of ``job`` over ``partition_names``: its partition set, and — as the job
+    page's *Materialize…* dialog sends it — the job's ``assets``."""
+    params = {
+        "selector": {
+            "partitionSetName": f"{job}_partition_set",
+            "repositorySelector": {"repositoryName": "__repository__", "repositoryLocationName": LOCATION},
         },
-    )
+        "partitionNames": list(partition_names),
+    }
+    if assets:
+        params["assetSelection"] = [{"path": [a]} for a in assets]
+    return _launch(context, params)
 
 
 def run_backfill_daemon_once(context: WorkspaceProcessContext) -> list:

@@ -25,7 +25,9 @@ def cointegrated_pairs_asset(daily: dg.MultiPartitionsDefinition, strategy: Stra
         partitions_def=daily,
         ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
-        metadata=history_window_metadata(strategy, strategy.formation_window),
+        metadata=history_window_metadata(
+            strategy.reach(strategy.formation_window), f"{strategy.formation_window} sessions (formation_window) ending at its formation session, every {strategy.reselect_every}"
+        ),
         check_specs=checks.check_specs(checks.COINTEGRATED_PAIRS_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,

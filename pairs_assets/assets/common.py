@@ -21,24 +21,23 @@ from resources.market_data import MarketDataStore
 GROUP = "daily_pairs"
 
 
-def history_window_metadata(strategy, window: int) -> dict:
-    """Definition metadata of a daily stage asset: the history it reads from the store.
+def history_window_metadata(sessions: int, detail: str) -> dict:
+    """Definition metadata of a daily stage asset: the history it reads from the store — ``sessions``
+    sessions up to its as-of session (``detail`` says which windows).
 
     The stages depend on ``raw_bars`` through the same-session partition only
     (:func:`pairs_assets.partitions.same_partition_mapping`): a window of hundreds of sessions
     declared as a partition mapping made Dagster walk every session of it for each partition of a
     backfill (minutes to launch one in the UI, and every downstream partition inside the windows
     targeted). The window is read from the market data store instead, its coverage verified before
-    anything is computed (:func:`require_coverage`, :class:`WindowReader`), and recorded on each
-    materialization (``window``, ``input_fingerprint``; a range run: ``window_coverage``).
+    anything is computed (:func:`require_coverage` for a range, :class:`WindowReader` for one
+    partition), and recorded on each materialization (``window``, ``input_fingerprint``; a range
+    run: ``window_coverage``).
     """
     return {
-        "pairs/history_window_sessions": strategy.reach(window),
-        "pairs/history_window": (
-            f"reads the {strategy.reach(window)} sessions up to its as-of session from the market data store "
-            f"({window}-session window ending at the formation session, formation every {strategy.reselect_every}); "
-            f"depends on raw_bars of its own session only"
-        ),
+        "pairs/history_sessions": sessions,
+        "pairs/history": f"reads the {sessions} sessions up to its as-of session from the market data store ({detail}); "
+        "depends on raw_bars of its own session only",
     }
 
 
@@ -171,6 +170,7 @@ def require_coverage(
     Raises ``MissingBarsError`` naming the symbol with the most sessions without a close, its first
     and last such session, and the first partition (and how many) whose window needs them.
     """
+    closes = closes.loc[min(needs_from.values()) : max(needs_from)]  # the panel may hold more than is read
     missing = closes.isna()
     span = f"{closes.index[0].date()} → {closes.index[-1].date()} ({len(closes)} sessions × {closes.shape[1]} symbols)"
     if not missing.to_numpy().any():

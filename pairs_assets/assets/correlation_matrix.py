@@ -21,7 +21,9 @@ def correlation_matrix_asset(daily: dg.MultiPartitionsDefinition, strategy: Stra
         name="correlation_matrix",
         partitions_def=daily,
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
-        metadata=history_window_metadata(strategy, strategy.formation_window),
+        metadata=history_window_metadata(
+            strategy.reach(strategy.formation_window), f"{strategy.formation_window} sessions (formation_window) ending at its formation session, every {strategy.reselect_every}"
+        ),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"pandas", "parquet"},

@@ -23,7 +23,9 @@ def garch_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySe
         partitions_def=daily,
         ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
-        metadata=history_window_metadata(strategy, strategy.garch_sessions),
+        metadata=history_window_metadata(
+            strategy.reach(strategy.garch_sessions), f"{strategy.garch_sessions} sessions (garch_sessions) ending at its formation session, every {strategy.reselect_every}"
+        ),
         check_specs=checks.check_specs(checks.GARCH_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,

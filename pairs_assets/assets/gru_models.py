@@ -66,7 +66,9 @@ def gru_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySett
             "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
-        metadata=history_window_metadata(strategy, strategy.gru_window),
+        metadata=history_window_metadata(
+            strategy.reach(strategy.gru_window), f"{strategy.gru_window} sessions (gru_window) ending at its formation session, every {strategy.reselect_every}"
+        ),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"pytorch", "mlflow", "parquet"},

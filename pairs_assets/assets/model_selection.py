@@ -24,7 +24,9 @@ def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: Strateg
             "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
-        metadata=history_window_metadata(strategy, strategy.backtest_sessions),
+        metadata=history_window_metadata(
+            strategy.reach(strategy.backtest_sessions), f"{strategy.backtest_sessions} sessions (backtest_sessions) ending at its formation session, every {strategy.reselect_every}"
+        ),
         check_specs=checks.check_specs(checks.MODEL_SELECTION_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,

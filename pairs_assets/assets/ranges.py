@@ -71,10 +71,21 @@ def sessions_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.T
 
 
 def sector_ranges(
-    context: dg.AssetExecutionContext, store: MarketDataStore, source: str, strategy, home: PairsHome, *, lookback: int
+    context: dg.AssetExecutionContext,
+    store: MarketDataStore,
+    source: str,
+    strategy,
+    home: PairsHome,
+    *,
+    lookback: int,
+    longest_window_ends_at_as_of: bool = False,
 ) -> list[SectorRange]:
     """Each sector's sessions with a panel of its closes: ``lookback`` sessions before the first
-    formation session (the longest window the asset reads) through the last as-of session."""
+    formation session (the longest window the asset reads) through the last as-of session.
+
+    The history each partition reads — ``lookback`` sessions ending at its formation session, or at
+    its as-of session when ``longest_window_ends_at_as_of`` (trading_config's history), through its
+    own session — is verified complete before anything is computed (:func:`require_coverage`)."""
     from pairs_assets.quant.stages import FormationSchedule
 
     uni = home.universe()
@@ -90,7 +101,10 @@ def sector_ranges(
         panel_sessions = calendar[max(0, first) : calendar.get_loc(dates[-1]) + 1]
         panel = read_panel(store, source, sector, symbols, panel_sessions)
         # the history the windows read, verified before any partition is computed
-        needs_from = {d: calendar[max(0, calendar.get_loc(formation[d]) - lookback + 1)] for d in dates}
+        needs_from = {
+            d: calendar[max(0, calendar.get_loc(d if longest_window_ends_at_as_of else formation[d]) - lookback + 1)]
+            for d in dates
+        }
         coverage = require_coverage(panel.closes, source, sector, needs_from)
         windows = WindowReader(store, source, panel, home=home)
         out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, windows, coverage))

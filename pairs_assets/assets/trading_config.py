@@ -25,7 +25,7 @@ from resources.market_data import MarketDataStore
 
 def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
     """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
-    reads its window (``strategy``'s ``formation_window``) from the store (see ``common.history_window_metadata``)."""
+    reads its windows (``strategy``'s ``formation_window`` and ``history_sessions``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="trading_config",
         partitions_def=daily,
@@ -36,7 +36,11 @@ def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: Strategy
             "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
-        metadata=history_window_metadata(strategy, strategy.formation_window),
+        metadata=history_window_metadata(
+            strategy.history_sessions,
+            f"the formation window ({strategy.formation_window} sessions ending at its formation session) and its pairs' "
+            f"history_sessions ({strategy.history_sessions}) ending at its as-of session",
+        ),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"json"},
@@ -58,7 +62,10 @@ def trading_config(
 ) -> dg.MaterializeResult:
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.history_sessions)
+            sector_ranges = ranges.sector_ranges(
+                context, store, bar_source.source_name, strategy, home, lookback=strategy.history_sessions,
+                longest_window_ends_at_as_of=True,
+            )
             n_pairs = 0
             for rng in sector_ranges:
                 for session in rng.sessions:
