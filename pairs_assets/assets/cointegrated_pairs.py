@@ -121,6 +121,7 @@ def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strate
         screens: dict[str, dict] = defaultdict(dict)
         outputs = ranges.per_cohort(sector_ranges, compute)
     pairs = {key: value[0] for key, value in outputs.items()}
+    ranges.record_partition_metadata(context, {key: value[1] for key, value in outputs.items()})
     yield dg.Output(
         pairs,
         metadata=ranges.range_metadata(

@@ -42,6 +42,7 @@ def correlation_matrix(
                 sector_ranges, lambda rng, _formation, dates: correlation_partition(rng.windows, str(dates[0].date()), rng.sector, strategy)
             )
         matrices = {key: matrix for key, (matrix, _meta) in outputs.items()}
+        ranges.record_partition_metadata(context, {key: meta for key, (_matrix, meta) in outputs.items()})
         return dg.Output(
             matrices,
             metadata=ranges.range_metadata(

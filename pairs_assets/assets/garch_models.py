@@ -52,6 +52,7 @@ def garch_models(
                 lambda rng, _f, dates: garch_partition(rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], strategy),
             )
         fits = {key: value[0] for key, value in outputs.items()}
+        ranges.record_partition_metadata(context, {key: value[1] for key, value in outputs.items()})
         yield dg.Output(
             fits,
             metadata=ranges.range_metadata(

@@ -116,6 +116,7 @@ def _range(context, cointegrated_pairs, model_selection, store, bar_source, stra
             bar_source, strategy, model_registry,
         )
         outputs = {rng.key(d): frame for (rng, dates), (frame, _meta) in zip(cohorts, frames) for d in dates}
+        ranges.record_partition_metadata(context, {rng.key(d): meta for (rng, dates), (_frame, meta) in zip(cohorts, frames) for d in dates})
         for rng in sector_ranges:
             for session in rng.sessions:
                 record_performance(store, str(session.date()), rng.sector, outputs[rng.key(session)])

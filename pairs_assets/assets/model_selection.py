@@ -56,6 +56,7 @@ def model_selection(
                 ),
             )
         scores = {key: value[0] for key, value in outputs.items()}
+        ranges.record_partition_metadata(context, {key: value[1] for key, value in outputs.items()})
         yield dg.Output(
             scores,
             metadata=ranges.range_metadata(

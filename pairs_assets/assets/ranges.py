@@ -171,6 +171,20 @@ def check_evaluations(
     return evaluations
 
 
+#: Per-partition metadata a range step records on each partition's own materialization.
+PARTITION_FIELDS = ("window", "backtest_window", "history_window", "input_fingerprint")
+
+
+def record_partition_metadata(context: dg.AssetExecutionContext, metadata_by_key: Mapping[str, Mapping]) -> None:
+    """Each partition's own window and input fingerprint on its materialization in a range run
+    (the rest of the range's metadata is its summary, :func:`range_metadata`)."""
+    for key in sorted(metadata_by_key):
+        own = {k: v for k, v in metadata_by_key[key].items() if k in PARTITION_FIELDS}
+        if own:
+            date, sector = split_partition_key(key)
+            context.add_asset_metadata(own, partition_key=partitions.partition_key(date, sector))
+
+
 def range_metadata(ranges: list[SectorRange], elapsed: float, **counts) -> dict:
     """Run-level metadata of a range step (recorded on each partition's materialization)."""
     sessions = sorted({s for r in ranges for s in r.sessions})

@@ -67,14 +67,17 @@ def trading_config(
                 longest_window_ends_at_as_of=True,
             )
             n_pairs = 0
+            partition_meta: dict[str, dict] = {}
             for rng in sector_ranges:
                 for session in rng.sessions:
                     key = rng.key(session)
-                    document, _path, _meta = config_partition(
+                    document, _path, meta = config_partition(
                         rng.windows, str(session.date()), rng.sector, cointegrated_pairs[key], garch_models[key],
                         model_selection[key], gru_models[key], store, bar_source.source_name, strategy,
                     )
                     n_pairs += len(document["pairs"])
+                    partition_meta[key] = meta
+            ranges.record_partition_metadata(context, partition_meta)
         return dg.MaterializeResult(
             metadata=ranges.range_metadata(
                 sector_ranges, timer["seconds"], pairs=n_pairs, schema_version=SCHEMA_VERSION,
@@ -158,6 +161,8 @@ def config_partition(
         "pairs": len(document["pairs"]),
         "note": "no pair selected: trade nothing in this sector" if not document["pairs"] else f"{len(document['pairs'])} pair(s) to trade",
         "selected_pairs": markdown_table(table),
+        "window": formation.label,
+        "history_window": history.label,
         "input_fingerprint": fingerprint,
         "schema_version": SCHEMA_VERSION,
         "document": dg.MetadataValue.json(document),

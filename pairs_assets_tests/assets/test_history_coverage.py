@@ -72,5 +72,9 @@ def test_a_range_run_verifies_its_history_before_computing_and_records_it(own_pa
     coverage = first.metadata["window_coverage"].value
     assert coverage == f"- technology: {window[0].date()} → {LAST} ({span} sessions × 3 symbols): complete"
     assert second.metadata["window_coverage"].value == coverage  # the range's summary, on each partition
+    # and each partition's own window and input fingerprint
+    assert first.metadata["window"].value == f"{window[0].date()} → {FIRST} ({strategy.formation_window} sessions)"
+    assert second.metadata["window"].value.endswith(f"→ {LAST} ({strategy.formation_window} sessions)")
+    assert first.metadata["input_fingerprint"].value != second.metadata["input_fingerprint"].value
     for day in (FIRST, LAST):
         assert not pd.read_parquet(own_pairs_home.outputs_dir / "correlation_matrix" / day / "technology.parquet").empty
