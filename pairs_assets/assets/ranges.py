@@ -1,19 +1,23 @@
 """Range runs of the daily stage assets: a single-run backfill computes a range of sessions at once.
 
-Every daily asset has ``BackfillPolicy.single_run()``: *Materialize → partition range* in the UI,
-``dagster asset materialize --partition-range`` and ``dg launch --partition-range`` run the whole
-range in one run, each asset one step. A step of a range run
+Every daily asset has ``BackfillPolicy.single_run()``: ``dagster asset materialize --partition-range``
+and ``dg launch --partition-range`` run the whole range in one run, each asset one step; the UI's
+*Materialize* (an asset backfill) one run per sector over the range. A step of a range run
+
 
 * reads each sector's closes once (:func:`pairs_assets.assets.common.read_panel`, the walk-forward's
   panel) and gives every partition its windows sliced from it (:class:`WindowReader`): a window
   ends at the partition's own as-of (or formation) session, so no partition sees a later bar;
+* verifies, before computing anything, that the store holds every close its partitions' windows read (:func:`require_coverage`:
+  the stages depend on raw_bars of their own session only, so Dagster does not check this history);
 * runs the asset's one-partition body (the same function a one-partition run calls, on the same
   windows) once per *formation session* — the partitions of one trading period
   (``reselect_every``) share their formation stages — and, for ``cointegrated_pairs``, skips the
   Engle-Granger stage where the walk-forward's vectorised screen
   (:func:`pairs_assets.quant.walkforward.replay.cointegration_screen`: rolling correlations of
   every pair, then Engle-Granger on every (pair, session) that passes) shows no pair can pass;
-* returns ``{partition key: object}``, which the IO manager writes as one file per partition;
+* returns ``{partition key: object}``, which the IO manager writes as one file per partition, and
+  records each partition's own window and input fingerprint on its materialization;
 * records each check per partition (an ``AssetCheckEvaluation`` with the partition's key, written
   in batches by :func:`resources.dagster_sqlite_storage.record_check_evaluations`).
 
