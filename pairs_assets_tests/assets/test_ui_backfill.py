@@ -85,6 +85,31 @@ def test_ui_group_backfill_targets_the_selection_in_one_run(tmp_path, pairs_home
         assert len(backfill_runs(context.instance, launched.backfill_id)) == 1
 
 
+def test_ui_group_backfill_executes_as_one_run_over_the_range(tmp_path, pairs_home):
+    """The same backfill (3 sessions × consumer, raw_bars included) executed: its one run loads the
+    range's bars and materializes each asset's selected partitions, reading the history before the
+    range from the store."""
+    p = _paths(tmp_path, pairs_home)
+    sessions = _last_sessions(4)
+    before, dates = sessions[0], sessions[1:]
+    keys = [f"{d}|consumer" for d in dates]
+    symbols = load_universe(EMBEDDED_UNIVERSE_FILE).symbols("consumer")
+    preload_history(p.database_url, EmbeddedBarSource(), symbols, before, StrategySettings().history_sessions)
+    with ui_workspace(p, execute_runs=True) as context:
+        instance = context.instance
+        group = _group(context)
+        launched = launch_asset_backfill(context, group, keys)
+        assert run_backfill_daemon_once(context) == []
+        (run,) = backfill_runs(instance, launched.backfill_id)
+        run = instance.get_run_by_id(run.run_id)
+        assert run.status == dg.DagsterRunStatus.SUCCESS, _failures(instance, run.run_id)
+        assert _materialized(instance, run.run_id) == {asset: set(keys) for asset in group}
+        bars = MarketDataStore(database_url=p.database_url).read_bars(symbols, *partitions.sessions_span_utc(dates[0], dates[-1]))
+        days = bars["timestamp"].dt.tz_convert(partitions.EXCHANGE_TZ).dt.strftime("%Y-%m-%d")
+        loaded = bars[days.isin(dates)]  # the preload ended before the range: these are raw_bars' work
+        assert set(zip(loaded["symbol"], days[days.isin(dates)])) == {(sym, d) for sym in symbols for d in dates}
+
+
 def _materialized(instance, run_id) -> dict[str, set[str]]:
     done: dict[str, set[str]] = {}
     for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
