@@ -67,7 +67,8 @@ RAW_BARS_CHECKS = [
     ),
     _spec(
         "raw_bars", "price_jumps_plausible",
-        "No close jumps beyond jump_z_max robust σ (trailing median/MAD of log returns) or exceeds price_max (WARN).",
+        "No close jumps beyond jump_z_max robust σ (trailing median/MAD of log returns; with too little history, "
+        "beyond jump_short_history_ratio_max×) or lies outside [price_min, price_max] (WARN).",
         False,
     ),
     _spec(
@@ -159,7 +160,8 @@ class RawBarsFindings:
                 "price_jumps_plausible", "raw_bars", not jumps, WARN,
                 flagged=len(jumps), examples=_first(jumps) or "none",
                 jump_z_max=st.jump_z_max, jump_min_abs_log_return=st.jump_min_abs_log_return,
-                jump_window=st.jump_window, price_max=st.price_max,
+                jump_window=st.jump_window, price_max=st.price_max, price_min=st.price_min,
+                jump_short_history_ratio_max=st.jump_short_history_ratio_max,
                 history_bars=self.history_bars,
             ),
             _result(
@@ -226,19 +228,28 @@ def raw_bars_findings(
         min_history=strategy.jump_min_history,
         price_max=strategy.price_max,
         check_from=stored["timestamp"].min() if not stored.empty else None,
+        short_history_ratio_max=strategy.jump_short_history_ratio_max,
+        price_min=strategy.price_min,
     )
+    notes = {
+        "above price_max": lambda r: f"(above price_max {strategy.price_max:g})",
+        "below price_min": lambda r: f"(below price_min {strategy.price_min:g})",
+        "jump": lambda r: f"(log return {r.log_return:+.3f}, robust z {r.robust_z:+.1f})",
+        "jump (short history)": lambda r: (
+            f"(log return {r.log_return:+.3f}: beyond {strategy.jump_short_history_ratio_max:g}x with fewer than "
+            f"{strategy.jump_min_history} earlier returns)"
+        ),
+    }
     jump_items = [
         (session_of(r.timestamp),
-         f"{bar_name(r.symbol, r.timestamp)}: close {r.close:.6g} after {r.previous_close:.6g} "
-         + (f"(above price_max {strategy.price_max:g})" if r.reason != "jump"
-            else f"(log return {r.log_return:+.3f}, robust z {r.robust_z:+.1f})"))
+         f"{bar_name(r.symbol, r.timestamp)}: close {r.close:.6g} after {r.previous_close:.6g} " + notes[r.reason](r))
         for r in jumps.itertuples()
     ]
 
     # usable in a session: a finite positive close there, no impossible bar (a real jump stays
-    # usable; a close above price_max does not)
+    # usable; a close outside [price_min, price_max] does not)
     impossible = {(r.symbol, session_of(r.timestamp)) for r in ohlc.itertuples()} | {
-        (r.symbol, session_of(r.timestamp)) for r in jumps.itertuples() if r.reason != "jump"
+        (r.symbol, session_of(r.timestamp)) for r in jumps.itertuples() if r.reason.startswith(("above", "below"))
     }
     finite = stored[np.isfinite(close) & (close > 0)]
     usable: dict[pd.Timestamp, set[str]] = {}

@@ -171,6 +171,14 @@ class StrategySettings(dg.ConfigurableResource):
         0.15, ge=0.0, description="... when it is also at least this large (|log return|; a floor for flat series)."
     )
     price_max: float = Field(1e7, gt=0.0, description="A close above this is implausible (BRK.A trades near 7e5).")
+    price_min: float = Field(
+        1e-4, gt=0.0, description="A close below this is implausible (1e-4 is the smallest sub-penny quote; 1e-300 is no price)."
+    )
+    jump_short_history_ratio_max: float = Field(
+        2.0, gt=1.0,
+        description="With fewer than jump_min_history earlier returns (the first sessions of a store) there is no robust "
+        "scale: a close more than this many times the previous one, or less than its reciprocal, is a jump.",
+    )
     # --- GARCH ------------------------------------------------------------------------------
     # --- trading period --------------------------------------------------------------------
     reselect_every: int = Field(

@@ -1,7 +1,8 @@
 """One IO manager for every stage output: ``<base_dir>/<asset>/<date>/<sector>.{parquet,json}``.
 
-A range run (a single-run backfill) returns ``{partition key: object}`` and gets one file per
-partition; its inputs are loaded the same way, ``{partition key: object}`` over the range.
+A range run (a single-run backfill, also over a range of one partition) returns
+``{partition key: object}`` and gets one file per partition; its inputs are loaded the same way,
+``{partition key: object}`` over the range.
 
 DataFrames are written as Parquet, dicts as canonical JSON (sorted keys, 2-space indent). Writes
 are atomic and deterministic: the same frame gives byte-identical files, so a re-materialization
@@ -89,6 +90,17 @@ def _read_json(path: UPath) -> dict:
     return json.loads(path.read_text())
 
 
+def _is_range_run(context: dg.OutputContext | dg.InputContext) -> bool:
+    """Whether the step runs over a partition range (a single-run backfill), even a range of one.
+
+    A run with a partition key (``dagster/partition``) is a one-partition run; a partitioned asset's
+    step without one is a range run (``dagster/asset_partition_range_start``/``_end``), whose asset
+    returns — and whose downstream assets receive — ``{partition key: object}``, also when the range
+    holds a single partition (``--partition-range 'A...A'``, a one-partition job backfill).
+    """
+    return context.has_asset_partitions and not context.has_partition_key
+
+
 class PartitionedFileIOManager(dg.ConfigurableIOManager):
     """Parquet (DataFrames) or JSON (dicts) per partition under ``base_dir`` (a path or fsspec URL)."""
 
@@ -102,7 +114,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:
             return
-        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+        if _is_range_run(context):
             self._handle_range_output(context, obj)
             return
         key = context.asset_partition_key if context.has_asset_partitions else ""
@@ -117,7 +129,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext):
-        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+        if _is_range_run(context):
             # a range run (single-run backfill): every partition's object, by partition key
             return {str(key): self._load_one(context, str(key)) for key in context.asset_partition_keys}
         return self._load_one(context, context.asset_partition_key if context.has_asset_partitions else "")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.prices import find_unusable_symbols
 from pairs_assets.quant.stages import cointegration_stage
@@ -18,12 +18,16 @@ from resources.market_data import MarketDataStore
 
 
 def cointegrated_pairs_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``formation_window``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="cointegrated_pairs",
         partitions_def=daily,
         ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(
+            strategy.reach(strategy.formation_window), f"{strategy.formation_window} sessions (formation_window) ending at its formation session, every {strategy.reselect_every}"
+        ),
         check_specs=checks.check_specs(checks.COINTEGRATED_PAIRS_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
@@ -117,6 +121,7 @@ def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strate
         screens: dict[str, dict] = defaultdict(dict)
         outputs = ranges.per_cohort(sector_ranges, compute)
     pairs = {key: value[0] for key, value in outputs.items()}
+    ranges.record_partition_metadata(context, {key: value[1] for key, value in outputs.items()})
     yield dg.Output(
         pairs,
         metadata=ranges.range_metadata(

@@ -2,7 +2,7 @@
 
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +19,26 @@ from resources.bars import fingerprint_bars, validate_bars
 from resources.market_data import MarketDataStore
 
 GROUP = "daily_pairs"
+
+
+def history_window_metadata(sessions: int, detail: str) -> dict:
+    """Definition metadata of a daily stage asset: the history it reads from the store — ``sessions``
+    sessions up to its as-of session (``detail`` says which windows).
+
+    The stages depend on ``raw_bars`` through the same-session partition only
+    (:func:`pairs_assets.partitions.same_partition_mapping`): a window of hundreds of sessions
+    declared as a partition mapping made Dagster walk every session of it for each partition of a
+    backfill (minutes to launch one in the UI, and every downstream partition inside the windows
+    targeted). The window is read from the market data store instead, its coverage verified before
+    anything is computed (:func:`require_coverage` for a range, :class:`WindowReader` for one
+    partition), and recorded on each materialization (``window``, ``input_fingerprint``; a range
+    run: ``window_coverage``).
+    """
+    return {
+        "pairs/history_sessions": sessions,
+        "pairs/history": f"reads the {sessions} sessions up to its as-of session from the market data store ({detail}); "
+        "depends on raw_bars of its own session only",
+    }
 
 
 def partition_parts(context: dg.AssetExecutionContext) -> tuple[str, str]:
@@ -133,6 +153,39 @@ def _require_complete(closes: pd.DataFrame, source: str, n_sessions: int, partit
             f"of the {n_sessions} window sessions (first {gaps[0].date()}, last {gaps[-1].date()}); "
             f"materialize raw_bars for {gaps[0].date()}...{gaps[-1].date()} first"
         )
+
+
+def require_coverage(
+    closes: pd.DataFrame, source: str, sector: str, needs_from: Mapping[pd.Timestamp, pd.Timestamp]
+) -> str:
+    """Verify, before anything is computed, that a range's history is in the store; return its label.
+
+    ``closes`` are a sector's closes (sessions × every symbol of the sector) over the span the range
+    reads; ``needs_from`` maps each as-of session of the range to the first session its windows read
+    (the partition reads from there through its own session). The stages depend on ``raw_bars``
+    through the same session only, so Dagster does not know about this history: this is where its
+    absence is caught — for the whole range at once, so a gap late in the history fails the step
+    before any partition is computed rather than after hours of them.
+
+    Raises ``MissingBarsError`` naming the symbol with the most sessions without a close, its first
+    and last such session, and the first partition (and how many) whose window needs them.
+    """
+    closes = closes.loc[min(needs_from.values()) : max(needs_from)]  # the panel may hold more than is read
+    missing = closes.isna()
+    span = f"{closes.index[0].date()} → {closes.index[-1].date()} ({len(closes)} sessions × {closes.shape[1]} symbols)"
+    if not missing.to_numpy().any():
+        return f"{span}: complete"
+    worst = missing.sum().sort_values(ascending=False)
+    symbol = str(worst.index[0])
+    gaps = closes.index[missing[symbol]]
+    needing = sorted(d for d, start in needs_from.items() if ((gaps >= start) & (gaps <= d)).any())
+    first = needing[0] if needing else min(needs_from)
+    raise MissingBarsError(
+        f"partition {first.date()}|{sector}: symbol {symbol} has no bars from source {source!r} for {int(worst.iloc[0])} "
+        f"of the {len(closes)} sessions the range's windows read ({span}; first gap {gaps[0].date()}, last "
+        f"{gaps[-1].date()}), needed by {len(needing)} partition(s) of the range; "
+        f"materialize raw_bars for {gaps[0].date()}...{gaps[-1].date()} first (pairs load-bars)"
+    )
 
 
 class WindowReader:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import correlation_stage
 from pairs_assets.settings import StrategySettings
@@ -15,11 +15,15 @@ from resources.market_data import MarketDataStore
 
 
 def correlation_matrix_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``formation_window``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="correlation_matrix",
         partitions_def=daily,
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(
+            strategy.reach(strategy.formation_window), f"{strategy.formation_window} sessions (formation_window) ending at its formation session, every {strategy.reselect_every}"
+        ),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"pandas", "parquet"},
@@ -38,6 +42,7 @@ def correlation_matrix(
                 sector_ranges, lambda rng, _formation, dates: correlation_partition(rng.windows, str(dates[0].date()), rng.sector, strategy)
             )
         matrices = {key: matrix for key, (matrix, _meta) in outputs.items()}
+        ranges.record_partition_metadata(context, {key: meta for key, (_matrix, meta) in outputs.items()})
         return dg.Output(
             matrices,
             metadata=ranges.range_metadata(

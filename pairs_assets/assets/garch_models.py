@@ -7,7 +7,7 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import empty_garch_frame, garch_stage
 from pairs_assets.settings import StrategySettings
@@ -16,12 +16,16 @@ from resources.market_data import MarketDataStore
 
 
 def garch_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``garch_sessions``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="garch_models",
         partitions_def=daily,
         ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.garch_sessions)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(
+            strategy.reach(strategy.garch_sessions), f"{strategy.garch_sessions} sessions (garch_sessions) ending at its formation session, every {strategy.reselect_every}"
+        ),
         check_specs=checks.check_specs(checks.GARCH_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
@@ -48,6 +52,7 @@ def garch_models(
                 lambda rng, _f, dates: garch_partition(rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], strategy),
             )
         fits = {key: value[0] for key, value in outputs.items()}
+        ranges.record_partition_metadata(context, {key: value[1] for key, value in outputs.items()})
         yield dg.Output(
             fits,
             metadata=ranges.range_metadata(

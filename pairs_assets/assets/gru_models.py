@@ -7,7 +7,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.features import GRUTrainingError
 from pairs_assets.quant.stages import GRU_TRAINING, feature_columns, gru_config, gru_stage_fit_many, pair_spread
@@ -56,7 +56,8 @@ def _empty() -> pd.DataFrame:
 
 
 def gru_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``gru_window``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="gru_models",
         partitions_def=daily,
@@ -64,7 +65,10 @@ def gru_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySett
             "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
             "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.gru_window)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(
+            strategy.reach(strategy.gru_window), f"{strategy.gru_window} sessions (gru_window) ending at its formation session, every {strategy.reselect_every}"
+        ),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"pytorch", "mlflow", "parquet"},
@@ -112,6 +116,7 @@ def _range(context, cointegrated_pairs, model_selection, store, bar_source, stra
             bar_source, strategy, model_registry,
         )
         outputs = {rng.key(d): frame for (rng, dates), (frame, _meta) in zip(cohorts, frames) for d in dates}
+        ranges.record_partition_metadata(context, {rng.key(d): meta for (rng, dates), (_frame, meta) in zip(cohorts, frames) for d in dates})
         for rng in sector_ranges:
             for session in rng.sessions:
                 record_performance(store, str(session.date()), rng.sector, outputs[rng.key(session)])

@@ -6,7 +6,7 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import selection_stage
 from pairs_assets.settings import StrategySettings
@@ -14,7 +14,8 @@ from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
 
 def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its window (``strategy``'s ``backtest_sessions``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="model_selection",
         partitions_def=daily,
@@ -22,12 +23,10 @@ def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: Strateg
             "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
             "garch_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
-        deps=[
-            dg.AssetDep(
-                "raw_bars",
-                partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.backtest_sessions)),
-            )
-        ],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(
+            strategy.reach(strategy.backtest_sessions), f"{strategy.backtest_sessions} sessions (backtest_sessions) ending at its formation session, every {strategy.reselect_every}"
+        ),
         check_specs=checks.check_specs(checks.MODEL_SELECTION_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
@@ -57,6 +56,7 @@ def model_selection(
                 ),
             )
         scores = {key: value[0] for key, value in outputs.items()}
+        ranges.record_partition_metadata(context, {key: value[1] for key, value in outputs.items()})
         yield dg.Output(
             scores,
             metadata=ranges.range_metadata(

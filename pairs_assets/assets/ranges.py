@@ -1,19 +1,23 @@
 """Range runs of the daily stage assets: a single-run backfill computes a range of sessions at once.
 
-Every daily asset has ``BackfillPolicy.single_run()``: *Materialize → partition range* in the UI,
-``dagster asset materialize --partition-range`` and ``dg launch --partition-range`` run the whole
-range in one run, each asset one step. A step of a range run
+Every daily asset has ``BackfillPolicy.single_run()``: ``dagster asset materialize --partition-range``
+and ``dg launch --partition-range`` run the whole range in one run, each asset one step; the UI's
+*Materialize* (an asset backfill) one run per sector over the range. A step of a range run
+
 
 * reads each sector's closes once (:func:`pairs_assets.assets.common.read_panel`, the walk-forward's
   panel) and gives every partition its windows sliced from it (:class:`WindowReader`): a window
   ends at the partition's own as-of (or formation) session, so no partition sees a later bar;
+* verifies, before computing anything, that the store holds every close its partitions' windows read (:func:`require_coverage`:
+  the stages depend on raw_bars of their own session only, so Dagster does not check this history);
 * runs the asset's one-partition body (the same function a one-partition run calls, on the same
   windows) once per *formation session* — the partitions of one trading period
   (``reselect_every``) share their formation stages — and, for ``cointegrated_pairs``, skips the
   Engle-Granger stage where the walk-forward's vectorised screen
   (:func:`pairs_assets.quant.walkforward.replay.cointegration_screen`: rolling correlations of
   every pair, then Engle-Granger on every (pair, session) that passes) shows no pair can pass;
-* returns ``{partition key: object}``, which the IO manager writes as one file per partition;
+* returns ``{partition key: object}``, which the IO manager writes as one file per partition, and
+  records each partition's own window and input fingerprint on its materialization;
 * records each check per partition (an ``AssetCheckEvaluation`` with the partition's key, written
   in batches by :func:`resources.dagster_sqlite_storage.record_check_evaluations`).
 
@@ -30,7 +34,7 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
-from pairs_assets.assets.common import WindowReader, read_panel
+from pairs_assets.assets.common import WindowReader, read_panel, require_coverage
 from pairs_assets.home import PairsHome
 from pairs_assets.util import split_partition_key
 from resources.dagster_sqlite_storage import record_check_evaluations
@@ -46,6 +50,8 @@ class SectorRange:
     sessions: tuple[pd.Timestamp, ...]
     formation: Mapping[pd.Timestamp, pd.Timestamp]
     windows: WindowReader
+    #: the history the range reads from the store, verified complete (:func:`require_coverage`)
+    coverage: str = ""
 
     def key(self, session: pd.Timestamp) -> str:
         return f"{session.date()}|{self.sector}"
@@ -69,10 +75,21 @@ def sessions_by_sector(context: dg.AssetExecutionContext) -> dict[str, list[pd.T
 
 
 def sector_ranges(
-    context: dg.AssetExecutionContext, store: MarketDataStore, source: str, strategy, home: PairsHome, *, lookback: int
+    context: dg.AssetExecutionContext,
+    store: MarketDataStore,
+    source: str,
+    strategy,
+    home: PairsHome,
+    *,
+    lookback: int,
+    longest_window_ends_at_as_of: bool = False,
 ) -> list[SectorRange]:
     """Each sector's sessions with a panel of its closes: ``lookback`` sessions before the first
-    formation session (the longest window the asset reads) through the last as-of session."""
+    formation session (the longest window the asset reads) through the last as-of session.
+
+    The history each partition reads — ``lookback`` sessions ending at its formation session, or at
+    its as-of session when ``longest_window_ends_at_as_of`` (trading_config's history), through its
+    own session — is verified complete before anything is computed (:func:`require_coverage`)."""
     from pairs_assets.quant.stages import FormationSchedule
 
     uni = home.universe()
@@ -87,7 +104,14 @@ def sector_ranges(
         first = calendar.get_loc(min(formation.values())) - lookback + 1
         panel_sessions = calendar[max(0, first) : calendar.get_loc(dates[-1]) + 1]
         panel = read_panel(store, source, sector, symbols, panel_sessions)
-        out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, WindowReader(store, source, panel, home=home)))
+        # the history the windows read, verified before any partition is computed
+        needs_from = {
+            d: calendar[max(0, calendar.get_loc(d if longest_window_ends_at_as_of else formation[d]) - lookback + 1)]
+            for d in dates
+        }
+        coverage = require_coverage(panel.closes, source, sector, needs_from)
+        windows = WindowReader(store, source, panel, home=home)
+        out.append(SectorRange(sector, tuple(symbols), tuple(dates), formation, windows, coverage))
     return out
 
 
@@ -151,6 +175,20 @@ def check_evaluations(
     return evaluations
 
 
+#: Per-partition metadata a range step records on each partition's own materialization.
+PARTITION_FIELDS = ("window", "backtest_window", "history_window", "input_fingerprint")
+
+
+def record_partition_metadata(context: dg.AssetExecutionContext, metadata_by_key: Mapping[str, Mapping]) -> None:
+    """Each partition's own window and input fingerprint on its materialization in a range run
+    (the rest of the range's metadata is its summary, :func:`range_metadata`)."""
+    for key in sorted(metadata_by_key):
+        own = {k: v for k, v in metadata_by_key[key].items() if k in PARTITION_FIELDS}
+        if own:
+            date, sector = split_partition_key(key)
+            context.add_asset_metadata(own, partition_key=partitions.partition_key(date, sector))
+
+
 def range_metadata(ranges: list[SectorRange], elapsed: float, **counts) -> dict:
     """Run-level metadata of a range step (recorded on each partition's materialization)."""
     sessions = sorted({s for r in ranges for s in r.sessions})
@@ -161,6 +199,8 @@ def range_metadata(ranges: list[SectorRange], elapsed: float, **counts) -> dict:
         "first_session": str(sessions[0].date()),
         "last_session": str(sessions[-1].date()),
         "formation_sessions": sum(len(r.cohorts()) for r in ranges),
+        # the history read from the store (the stages depend on raw_bars of their own session only)
+        "window_coverage": dg.MetadataValue.md("\n".join(f"- {r.sector}: {r.coverage}" for r in ranges)),
         **counts,
         "note": "a range run: each partition's output is its own file; this metadata sums the range",
         "elapsed_seconds": round(elapsed, 3),

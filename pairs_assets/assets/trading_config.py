@@ -13,7 +13,7 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.config_model import SCHEMA_VERSION
 from pairs_assets.quant.stages import build_trading_config, sigma_forecasts_at
@@ -24,7 +24,8 @@ from resources.market_data import MarketDataStore
 
 
 def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions; its raw_bars lookback is ``strategy``'s window."""
+    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
+    reads its windows (``strategy``'s ``formation_window`` and ``history_sessions``) from the store (see ``common.history_window_metadata``)."""
     return dg.asset(
         name="trading_config",
         partitions_def=daily,
@@ -34,7 +35,12 @@ def trading_config_asset(daily: dg.MultiPartitionsDefinition, strategy: Strategy
             "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
             "gru_models": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
         },
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.lookback_mapping(strategy.reach(strategy.formation_window)))],
+        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
+        metadata=history_window_metadata(
+            strategy.history_sessions,
+            f"the formation window ({strategy.formation_window} sessions ending at its formation session) and its pairs' "
+            f"history_sessions ({strategy.history_sessions}) ending at its as-of session",
+        ),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
         kinds={"json"},
@@ -56,16 +62,22 @@ def trading_config(
 ) -> dg.MaterializeResult:
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.history_sessions)
+            sector_ranges = ranges.sector_ranges(
+                context, store, bar_source.source_name, strategy, home, lookback=strategy.history_sessions,
+                longest_window_ends_at_as_of=True,
+            )
             n_pairs = 0
+            partition_meta: dict[str, dict] = {}
             for rng in sector_ranges:
                 for session in rng.sessions:
                     key = rng.key(session)
-                    document, _path, _meta = config_partition(
+                    document, _path, meta = config_partition(
                         rng.windows, str(session.date()), rng.sector, cointegrated_pairs[key], garch_models[key],
                         model_selection[key], gru_models[key], store, bar_source.source_name, strategy,
                     )
                     n_pairs += len(document["pairs"])
+                    partition_meta[key] = meta
+            ranges.record_partition_metadata(context, partition_meta)
         return dg.MaterializeResult(
             metadata=ranges.range_metadata(
                 sector_ranges, timer["seconds"], pairs=n_pairs, schema_version=SCHEMA_VERSION,
@@ -149,6 +161,8 @@ def config_partition(
         "pairs": len(document["pairs"]),
         "note": "no pair selected: trade nothing in this sector" if not document["pairs"] else f"{len(document['pairs'])} pair(s) to trade",
         "selected_pairs": markdown_table(table),
+        "window": formation.label,
+        "history_window": history.label,
         "input_fingerprint": fingerprint,
         "schema_version": SCHEMA_VERSION,
         "document": dg.MetadataValue.json(document),

@@ -8,22 +8,35 @@ JSON (sorted keys, no wall-clock field) so the same inputs give a byte-identical
 ``schema_version`` is checked on read: a document of an unknown version is refused with
 :class:`TradingConfigError` instead of being half-understood. Floats that are not finite are
 stored as ``null`` (JSON has no NaN).
+
+Numbers are checked for sense on read and on write (issue 21 item 9): a JSON ``true`` or a quoted
+number is not a number (pydantic would read them as 1.0 and 0.8); no number's magnitude exceeds
+:data:`NUMBER_MAX_ABS`; a pair's spread definition is plausible — ``0 < |hedge_ratio| <=``
+:data:`HEDGE_RATIO_MAX_ABS`, ``|intercept|`` and ``|spread_mean| <=`` :data:`SPREAD_LEVEL_MAX_ABS`,
+``spread_std`` between :func:`spread_std_floor` and :data:`SPREAD_STD_MAX` — and ``y != x``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import types
+import typing
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from pairs_assets.errors import PairsError
 
 __all__ = [
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
+    "HEDGE_RATIO_MAX_ABS",
+    "NUMBER_MAX_ABS",
+    "SPREAD_LEVEL_MAX_ABS",
+    "SPREAD_STD_MAX",
+    "SPREAD_STD_MIN",
     "FeatureGarch",
     "GarchBlock",
     "Levels",
@@ -37,10 +50,27 @@ __all__ = [
     "TradingConfigError",
     "Windows",
     "clean_float",
+    "spread_std_floor",
 ]
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
+
+#: No number in a trading config is larger than this in magnitude (GARCH ω, fractions, scores, z
+#: levels and half-lives are all far below; 1e300 is a corrupt document, not a parameter).
+NUMBER_MAX_ABS = 1e9
+#: |β| of a spread of log prices: beyond 100 a 1% move of x is a 100% move of y — not a pair.
+HEDGE_RATIO_MAX_ABS = 100.0
+#: |intercept| and |spread_mean| in log-price units: ln(1e7) ≈ 16, so |ln y − β ln x| < 1,700.
+SPREAD_LEVEL_MAX_ABS = 1e4
+#: The absolute floor of spread_std (log units): 1e-6 is 0.0001 % of the price ratio, a hundredth
+#: of a one-cent tick on a $100 stock; no two traded prices give a spread that still.
+SPREAD_STD_MIN = 1e-6
+#: ... and relative to the spread's scale (max |intercept|, |spread_mean|): below 1e-9 of it the
+#: σ is rounding of the spread's own computation, not dispersion.
+SPREAD_STD_MIN_RELATIVE = 1e-9
+#: A log spread whose σ is 10 moves the price ratio by e^10 ≈ 22,000× per σ.
+SPREAD_STD_MAX = 10.0
 
 
 class TradingConfigError(PairsError, ValueError):
@@ -66,6 +96,20 @@ def clean_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def spread_std_floor(intercept: float, spread_mean: float) -> float:
+    """The least plausible ``spread_std``: :data:`SPREAD_STD_MIN`, or :data:`SPREAD_STD_MIN_RELATIVE`
+    of the spread's scale ``max(|intercept|, |spread_mean|)`` when that is larger."""
+    return max(SPREAD_STD_MIN, SPREAD_STD_MIN_RELATIVE * max(abs(intercept), abs(spread_mean)))
+
+
+def _annotation_types(annotation: Any) -> set[type]:
+    """``float | None`` → {float, NoneType}; a plain class → {it}."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return {t for arg in typing.get_args(annotation) for t in _annotation_types(arg)}
+    origin = typing.get_origin(annotation)
+    return {origin if origin is not None else annotation}
+
+
 def _field_path(data: dict, loc: tuple) -> str:
     """``pairs.0.garch.omega`` → ``pairs[0] (KO-PG).garch.omega``: the pair named, not only its index."""
     parts = [str(part) for part in loc]
@@ -81,6 +125,25 @@ def _field_path(data: dict, loc: tuple) -> str:
 class _Block(BaseModel):
     # Unknown keys are refused: a typo in a writer or a hand-edited file must not pass silently.
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: fields whose own validator bounds them more tightly than NUMBER_MAX_ABS (and says how)
+    _own_bounds: typing.ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `true` as 1.0 and "0.8" as 0.8 in a number field: refuse both
+        kinds = _annotation_types(cls.model_fields[info.field_name].annotation)
+        if not kinds & {float, int}:
+            return value
+        if isinstance(value, (bool, np.bool_)) and bool not in kinds:
+            raise ValueError(f"a boolean ({json.dumps(bool(value))}) is not a number")
+        if isinstance(value, str) and str not in kinds:
+            raise ValueError(f"a string ({value!r}) is not a number")
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+            number = float(value)
+            if math.isfinite(number) and abs(number) > NUMBER_MAX_ABS and info.field_name not in cls._own_bounds:
+                raise ValueError(f"{number:g} is beyond the plausible magnitude {NUMBER_MAX_ABS:g} of a trading config's numbers")
+        return value
 
 
 class _Floats(_Block):
@@ -256,6 +319,49 @@ class PairConfig(_Floats):
     scores: Scores
     model: ModelBlock | None
     model_note: str
+    _own_bounds: typing.ClassVar[frozenset[str]] = frozenset({"hedge_ratio", "intercept", "spread_mean", "spread_std"})
+
+    @field_validator("x")
+    @classmethod
+    def _two_symbols(cls, value: str, info: ValidationInfo) -> str:
+        y = info.data.get("y")
+        if isinstance(y, str) and value.strip().upper() == y.strip().upper():
+            shown = value if value == y else repr(value)
+            raise ValueError(f"x is {shown}, the same symbol as y: a pair needs two symbols")
+        return value
+
+    @field_validator("hedge_ratio")
+    @classmethod
+    def _plausible_hedge_ratio(cls, value: float) -> float:
+        if not 0 < abs(value) <= HEDGE_RATIO_MAX_ABS:
+            raise ValueError(
+                f"hedge_ratio={value:g} is not plausible (a spread of log prices needs "
+                f"0 < |hedge_ratio| <= {HEDGE_RATIO_MAX_ABS:g})"
+            )
+        return value
+
+    @field_validator("intercept", "spread_mean")
+    @classmethod
+    def _plausible_level(cls, value: float, info: ValidationInfo) -> float:
+        if abs(value) > SPREAD_LEVEL_MAX_ABS:
+            raise ValueError(
+                f"{info.field_name}={value:g} is not plausible (log-price units: |{info.field_name}| <= "
+                f"{SPREAD_LEVEL_MAX_ABS:g})"
+            )
+        return value
+
+    @field_validator("spread_std")
+    @classmethod
+    def _plausible_spread_std(cls, value: float, info: ValidationInfo) -> float:
+        intercept, mean = info.data.get("intercept"), info.data.get("spread_mean")
+        floor = spread_std_floor(intercept or 0.0, mean or 0.0) if None not in (intercept, mean) else SPREAD_STD_MIN
+        if not floor <= value <= SPREAD_STD_MAX:
+            raise ValueError(
+                f"spread_std={value:g} is not plausible (at least {floor:g} — {SPREAD_STD_MIN:g}, or "
+                f"{SPREAD_STD_MIN_RELATIVE:g} of max |intercept|, |spread_mean| — and at most {SPREAD_STD_MAX:g}; "
+                "a z-score divides by it)"
+            )
+        return value
 
 
 class Thresholds(_Floats):
@@ -369,8 +475,9 @@ class TradingConfig(_Block):
             return cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
+            reason = first["msg"].removeprefix("Value error, ")  # our own checks' sentences read alone
             raise TradingConfigError(
-                f"{where}: field {_field_path(data, first['loc'])}: {first['msg']} ({exc.error_count()} error(s))"
+                f"{where}: field {_field_path(data, first['loc'])}: {reason} ({exc.error_count()} error(s))"
             ) from None
 
     def document(self) -> dict:

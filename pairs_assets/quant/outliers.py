@@ -11,6 +11,11 @@ the MAD ignore the outliers they are meant to find (breakdown point 50 %), so on
 (a close of 1e308, an unadjusted split) cannot hide itself by inflating the scale, and using only
 earlier returns keeps the score point in time. ``1.4826`` makes the MAD a consistent estimator of
 the standard deviation for normal data (statsmodels ``robust.scale.mad`` uses the same constant).
+
+A bar with fewer than ``min_history`` earlier returns (the first sessions of a store) has no
+robust scale yet; rather than pass unjudged it meets an absolute rule — a close more than
+``short_history_ratio_max`` times the previous one, or less than its reciprocal, is a jump — and
+every close, with or without history, must lie within ``[price_min, price_max]``.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ def price_jumps(
     min_history: int,
     price_max: float,
     check_from: pd.Timestamp | None = None,
+    short_history_ratio_max: float | None = None,
+    price_min: float | None = None,
 ) -> pd.DataFrame:
     """Bars whose close is an implausible jump from the previous bar, or above ``price_max``.
 
@@ -106,11 +113,16 @@ def price_jumps(
     min_history : returns with fewer earlier returns than this are not scored.
     price_max : closes above this are flagged whatever their history (a finite 1e308 is not a price).
     check_from : only bars at or after this time are reported (earlier bars are history).
+    short_history_ratio_max : a bar whose return is not scored (fewer than ``min_history``
+        earlier returns) is a jump when ``|log return| > log(short_history_ratio_max)`` (None: such
+        bars are not judged).
+    price_min : closes below this are flagged whatever their history (None: no floor).
 
     Returns
     -------
-    DataFrame with ``JUMP_COLUMNS`` (``reason``: ``"jump"`` or ``"above price_max"``), sorted by
-    symbol and timestamp; empty when nothing is implausible.
+    DataFrame with ``JUMP_COLUMNS`` (``reason``: ``"jump"``, ``"jump (short history)"`` — no
+    robust z —, ``"above price_max"`` or ``"below price_min"``), sorted by symbol and timestamp;
+    empty when nothing is implausible.
     """
     if bars.empty:
         return pd.DataFrame(columns=JUMP_COLUMNS)
@@ -127,8 +139,13 @@ def price_jumps(
             z = (ret - median) / scale  # scale 0 (a flat window): ±inf for any move, NaN for none
             z = np.where((scale == 0) & (ret == median), 0.0, z)
         jump = (np.abs(z) > z_max) & (np.abs(ret) >= min_abs_log_return)
+        short_jump = np.zeros(len(close), dtype=bool)
+        if short_history_ratio_max is not None:  # no robust scale yet: the absolute rule judges
+            with np.errstate(invalid="ignore"):
+                short_jump = np.isnan(scale) & (np.abs(ret) > np.log(short_history_ratio_max))
         too_high = close > price_max
-        flagged = jump | too_high
+        too_low = close < price_min if price_min is not None else np.zeros(len(close), dtype=bool)
+        flagged = jump | short_jump | too_high | too_low
         if check_from is not None:
             flagged &= (stamps >= check_from).to_numpy()
         for i in np.flatnonzero(flagged):
@@ -141,7 +158,8 @@ def price_jumps(
                     "log_return": ret[i],
                     "robust_z": z[i],
                     "scale": scale[i],
-                    "reason": "above price_max" if too_high[i] else "jump",
+                    "reason": "above price_max" if too_high[i] else "below price_min" if too_low[i]
+                    else "jump (short history)" if short_jump[i] else "jump",
                 }
             )
     return pd.DataFrame(found, columns=JUMP_COLUMNS)

@@ -774,7 +774,8 @@ def build_trading_config(
                 "model_note": model_note,
             }
         )
-    return TradingConfig.model_validate(
+    # parsed as a reader parses it: a number no reader would accept fails here, naming the field
+    return TradingConfig.parse(
         {
             "schema_version": SCHEMA_VERSION,
             "as_of_session": as_of,
@@ -802,5 +803,6 @@ def build_trading_config(
                 "target_daily_vol": strategy.target_daily_vol,
             },
             "pairs": entries,
-        }
+        },
+        where=f"trading config {as_of}|{sector}",
     )

@@ -16,7 +16,7 @@ from pairs_assets.definitions import build_assets, home_resource_for
 from pairs_assets.partitions import daily_partitions_def, partition_key
 from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE, Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
-from resources.bar_sources import BarSource, FileBarSource
+from resources.bar_sources import BarSource, EmbeddedBarSource, FileBarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
@@ -31,8 +31,10 @@ def daily_assets(
 
 
 DAILY_ASSETS = daily_assets()
-#: The daily partitions of the embedded data (its history start × its universe's sectors).
-EMBEDDED_DAILY = daily_partitions_def(EMBEDDED_HISTORY_START, load_universe(EMBEDDED_UNIVERSE_FILE).sector_names)
+#: The daily partitions of the embedded data (its history start × its universe's sectors, to its last session).
+EMBEDDED_DAILY = daily_partitions_def(
+    EMBEDDED_HISTORY_START, load_universe(EMBEDDED_UNIVERSE_FILE).sector_names, EmbeddedBarSource().last_session()
+)
 #: trading_signals on those partitions.
 TRADING_SIGNALS = trading_signals_asset(EMBEDDED_DAILY)
 

@@ -100,16 +100,21 @@ def test_two_definitions_in_one_process_each_with_its_own_home_and_history(two_h
     assert _materialize(defs_a, f"{early}|technology").success
 
 
-def test_the_declared_lookbacks_follow_the_strategy_given(two_homes):
+def test_the_declared_history_follows_the_strategy_given(two_homes):
+    """The stages depend on raw_bars of their own session only; the history they read from the store
+    is declared in their definition metadata, from the strategy the definitions were built with."""
     a, _ = two_homes
     short, long = build_definitions(a, StrategySettings.preset("seed")), build_definitions(a, StrategySettings())
 
-    def raw_bars_window(defs: dg.Definitions) -> int:
+    def declared(defs: dg.Definitions, asset: str) -> int:
         graph = defs.resolve_asset_graph()
-        mapping = graph.get_partition_mapping(dg.AssetKey("correlation_matrix"), dg.AssetKey("raw_bars"))
-        return -mapping.downstream_mappings_by_upstream_dimension["date"].partition_mapping.start_offset + 1
+        key = dg.AssetKey(asset)
+        assert isinstance(graph.get_partition_mapping(key, dg.AssetKey("raw_bars")), dg.IdentityPartitionMapping)
+        return graph.get(key).metadata["pairs/history_sessions"]
 
     seed, default = StrategySettings.preset("seed"), StrategySettings()
-    assert raw_bars_window(short) == seed.formation_window + seed.reselect_every - 1
-    assert raw_bars_window(long) == default.formation_window + default.reselect_every - 1
+    assert declared(short, "correlation_matrix") == seed.formation_window + seed.reselect_every - 1
+    assert declared(long, "correlation_matrix") == default.formation_window + default.reselect_every - 1
+    assert declared(long, "gru_models") == default.gru_window + default.reselect_every - 1
+    assert declared(long, "trading_config") == default.history_sessions
     assert short.resources["strategy"] == seed and long.resources["strategy"] == default

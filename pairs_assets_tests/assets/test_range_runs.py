@@ -54,6 +54,16 @@ def _without_registry(document: dict) -> dict:
     return document
 
 
+def _recorded_inputs(result) -> dict[tuple[str, str], dict]:
+    """(asset, partition) → the window(s) and input fingerprint its materialization recorded."""
+    fields = ("window", "backtest_window", "history_window", "input_fingerprint")
+    out = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.event_specific_data.materialization.metadata
+        out[event.asset_key.to_user_string(), str(event.partition)] = {f: metadata[f].value for f in fields if f in metadata}
+    return out
+
+
 def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path, monkeypatch):
     source = EmbeddedBarSource()
     try:
@@ -81,6 +91,7 @@ def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path,
         assert len(checked) == len(evaluations)  # one evaluation per check and partition
         assert evaluations == {(c, k) for c in CHECKS for k in keys}
         in_range = {k: _outputs(*k.split("|")) for k in ["2022-12-13|consumer", "2022-12-14|energy"]}
+        range_inputs = _recorded_inputs(result)
         assert [p["pair_id"] for p in in_range["2022-12-13|consumer"]["trading_config"]["pairs"]] == ["KO-PG"]
         assert in_range["2022-12-13|consumer"]["trading_config"]["pairs"][0]["model"] is not None
         assert in_range["2022-12-14|energy"]["trading_config"]["pairs"] == []
@@ -95,6 +106,11 @@ def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path,
             single = materialize(date, sector, resources_for(url, source, **FAST), selection=[*STAGES, "trading_config"])
             assert single.success
             singles[key] = _outputs(date, sector)
+            single_inputs = _recorded_inputs(single)
+            # each partition of the range records its own window and input fingerprint, as its run alone does
+            for stage in [*STAGES, "trading_config"]:
+                assert range_inputs[stage, key] == single_inputs[stage, key], (stage, key)
+            assert range_inputs["correlation_matrix", key]["input_fingerprint"]
     finally:
         monkeypatch.undo()
         paths.cache_clear()

@@ -111,3 +111,31 @@ def test_a_one_symbol_sector_warns(sqlite_url):
     assert not sector.passed and sector.severity == dg.AssetCheckSeverity.WARN
     assert _meta(sector, "usable_symbols") == 1 and _meta(sector, "symbols") == "GE"
     assert "no pair can be formed" in _meta(sector, "note")
+
+
+def test_the_first_sessions_of_a_load_are_judged_a_3x_jump_and_a_1e_300_close(tmp_path, sqlite_url, tech_closes):
+    """Issue 21 item 8: a range load into an empty store — before, the jump check was green for its
+    first 20 sessions (no robust scale yet) whatever the bars; now an absolute rule judges them."""
+    from pairs_assets_tests.assets.graph_harness import materialize_raw_bars_range
+    from pairs_assets_tests.planted import write_bars_file
+
+    sessions = [str(s.date()) for s in tech_closes.index[:10]]
+    closes = tech_closes.copy()
+    closes.loc[pd.Timestamp(sessions[4]):, "MSFT"] *= 3.0  # a 3× step that stays (an unadjusted split)
+    closes.loc[pd.Timestamp(sessions[6]), "AMD"] = 1e-300
+    path = write_bars_file(tmp_path / "bars.csv", closes)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = materialize_raw_bars_range(instance, sqlite_url, path, sessions)
+        assert result.success  # the jump check warns; nothing blocks
+        key = dg.AssetCheckKey(dg.AssetKey("raw_bars"), "price_jumps_plausible")
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
+        evaluations = {r.partition: r.event.get_dagster_event().asset_check_evaluation_data for r in records}
+    failed = {p.split("|")[0]: e for p, e in evaluations.items() if not e.passed}
+    # AMD's 1e-300 and its return to a price are both flagged in their sessions
+    assert sorted(failed) == [sessions[4], sessions[6], sessions[7]]
+    msft = _meta(failed[sessions[4]], "examples")
+    assert f"MSFT@{sessions[4]}" in msft and "log return +1.0" in msft and "beyond 2x with fewer than 20 earlier returns" in msft
+    amd = _meta(failed[sessions[6]], "examples")
+    assert f"AMD@{sessions[6]}" in amd and "close 1e-300" in amd and "below price_min 0.0001" in amd
+    assert f"AMD@{sessions[7]}" in _meta(failed[sessions[7]], "examples")
+    assert _meta(failed[sessions[4]], "jump_short_history_ratio_max") == 2.0

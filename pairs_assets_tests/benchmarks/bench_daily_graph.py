@@ -12,7 +12,8 @@ with the project's event log (PairsSqliteEventLogStorage) and runs as quiet as `
 with Dagster's default DEBUG console line per event, and with Dagster's own SQLite event log; then one run
 under cProfile with the cumulative seconds of ``fetch_external_input_asset_version_info`` (data
 provenance of the upstream partitions) and of the time-window partition mapping inside it; then
-the lookback mappings alone (``partitions.lookback_mapping(n)`` for one key), the cost of walking
+the lookback mappings alone (:func:`lookback_mapping` — what the stages declared on raw_bars before
+issue 16 — for one key), the cost of walking
 Dagster's exclusion-based session calendar one window at a time.
 """
 
@@ -170,13 +171,26 @@ def overhead(repeats: int = 5) -> None:
     print(f"\nlookback mapping of one partition alone ({n_exclusions} holiday exclusions), median of 3:")
     print(f"{'sessions':>8} {'ms':>8}")
     for sessions in (1, DEFAULT_STRATEGY.formation_window, DEFAULT_STRATEGY.garch_window + 1, DEFAULT_STRATEGY.history_sessions):
-        mapping = partitions.lookback_mapping(sessions)
+        mapping = lookback_mapping(sessions)
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
             mapping.get_upstream_mapped_partitions_result_for_partitions(subset, pdef, pdef)
             times.append(time.perf_counter() - t0)
         print(f"{sessions:>8} {statistics.median(times) * 1e3:>8.0f}")
+
+
+def lookback_mapping(sessions: int) -> dg.MultiPartitionMapping:
+    """The ``sessions`` date partitions ending at a partition's own date, same sector: the mapping the
+    stages declared on raw_bars before issue 16 (they now depend on their own session only)."""
+    return dg.MultiPartitionMapping(
+        {
+            "date": dg.DimensionPartitionMapping(
+                "date", dg.TimeWindowPartitionMapping(start_offset=-(sessions - 1), end_offset=0)
+            ),
+            "sector": dg.DimensionPartitionMapping("sector", dg.IdentityPartitionMapping()),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -78,13 +78,13 @@ def test_missing_unknown_and_malformed_fields_are_refused_naming_the_field():
     message = _broken(lambda d: d["pairs"][0]["sizing"].update(max_position=0.1))
     assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).sizing.max_position: Extra inputs are not permitted")
     message = _broken(lambda d: d["pairs"][0].update(hedge_ratio="abc"))
-    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: Input should be a valid number")
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: a string ('abc') is not a number")
     message = _broken(lambda d: d["pairs"][0].update(spread_std=None))
     assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).spread_std: Input should be a valid number")
     message = _broken(lambda d: d["pairs"][0]["model"].pop("feature_garch"))
     assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).model.feature_garch: Field required")
     message = _broken(lambda d: d["windows"].update(gru="long"))
-    assert message.startswith(f"{WHERE}: field windows.gru: Input should be a valid integer")
+    assert message.startswith(f"{WHERE}: field windows.gru: a string ('long') is not a number")
 
 
 def test_text_that_is_not_a_config_object_is_refused():
@@ -196,3 +196,98 @@ def test_round_trip_writer_json_parse_pair_params_keeps_every_number(written):
     assert pair.sizing.y_fraction > 0 and pair.sizing.gross_fraction == pytest.approx(
         pair.sizing.y_fraction + pair.sizing.x_fraction
     )
+
+
+# --- numbers that make no sense (issue 21 item 9) -------------------------------------------------
+# Before: each of these parsed (``true`` as 1.0) and the signal job decided STOP on it, no flag.
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "reason"),
+    [
+        (lambda d: d["pairs"][0].update(hedge_ratio=True), "pairs[0] (KO-PG).hedge_ratio", "a boolean (true) is not a number"),
+        (lambda d: d["pairs"][0].update(spread_mean=False), "pairs[0] (KO-PG).spread_mean", "a boolean (false) is not a number"),
+        (lambda d: d["pairs"][0]["levels"].update(stop_z=True), "pairs[0] (KO-PG).levels.stop_z", "a boolean (true) is not a number"),
+        (lambda d: d["pairs"][0]["scores"].update(rank=True), "pairs[0] (KO-PG).scores.rank", "a boolean (true) is not a number"),
+        (lambda d: d["windows"].update(gru=True), "windows.gru", "a boolean (true) is not a number"),
+        (lambda d: d["risk"].update(max_position=True), "risk.max_position", "a boolean (true) is not a number"),
+        (lambda d: d["pairs"][0].update(hedge_ratio="0.8"), "pairs[0] (KO-PG).hedge_ratio", "a string ('0.8') is not a number"),
+    ],
+)
+def test_a_boolean_or_a_quoted_number_is_not_a_number(edit, field, reason):
+    assert _broken(edit) == f"{WHERE}: field {field}: {reason} (1 error(s))"
+
+
+def test_an_implausible_hedge_ratio_is_refused_naming_pair_and_field():
+    message = _broken(lambda d: d["pairs"][0].update(hedge_ratio=1e300))
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: hedge_ratio=1e+300 is not plausible")
+    assert "|hedge_ratio| <= 100" in message
+    message = _broken(lambda d: d["pairs"][0].update(hedge_ratio=0.0))
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: hedge_ratio=0 is not plausible")
+    message = _broken(lambda d: d["pairs"][0].update(hedge_ratio=-250.0))
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: hedge_ratio=-250 is not plausible")
+
+
+@pytest.mark.parametrize("field", ["intercept", "spread_mean"])
+def test_an_implausible_spread_level_is_refused(field):
+    message = _broken(lambda d: d["pairs"][0].update({field: 1e300}))
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).{field}: {field}=1e+300 is not plausible")
+
+
+def test_any_number_beyond_the_plausible_magnitude_is_refused():
+    message = _broken(lambda d: d["pairs"][0]["garch"].update(omega=1e300))
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).garch.omega: 1e+300 is beyond the plausible magnitude 1e+09")
+    message = _broken(lambda d: d["risk"].update(target_daily_vol=-1e300))
+    assert message.startswith(f"{WHERE}: field risk.target_daily_vol: -1e+300 is beyond the plausible magnitude 1e+09")
+
+
+@pytest.mark.parametrize("value", [1e-300, 1e-7, 0.0, -0.02, 1e300])
+def test_a_spread_std_outside_its_floor_and_ceiling_is_refused(value):
+    message = _broken(lambda d: d["pairs"][0].update(spread_std=value))
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).spread_std: spread_std={value:g} is not plausible")
+
+
+def test_the_spread_std_floor_is_relative_to_the_spread_scale():
+    """Absolute floor 1e-6; with a large intercept, 1e-9 of its magnitude (rounding of the spread)."""
+    document = small_config().document()
+    document["pairs"][0].update(spread_std=2e-6)
+    assert TradingConfig.parse(document, where=WHERE).pairs[0].spread_std == 2e-6
+    document["pairs"][0].update(intercept=5000.0)  # floor 5e-6
+    with pytest.raises(TradingConfigError, match=r"spread_std=2e-06 is not plausible \(.*at least 5e-06"):
+        TradingConfig.parse(document, where=WHERE)
+
+
+def test_a_pair_of_one_symbol_with_itself_is_refused():
+    message = _broken(lambda d: d["pairs"][0].update(x="KO"))
+    assert message == f"{WHERE}: field pairs[0] (KO-PG).x: x is KO, the same symbol as y: a pair needs two symbols (1 error(s))"
+    message = _broken(lambda d: d["pairs"][0].update(x=" ko"))
+    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).x: x is ' ko', the same symbol as y")
+
+
+def test_plausible_numbers_still_parse_and_the_writer_round_trip_holds():
+    config = small_config()
+    assert TradingConfig.parse(config.to_json_bytes(), where=WHERE) == config
+    document = config.document()
+    document["pairs"][0].update(hedge_ratio=-2.5, intercept=-40.0, spread_std=0.5)  # unusual, not absurd
+    assert TradingConfig.parse(document, where=WHERE).pairs[0].hedge_ratio == -2.5
+
+
+def test_the_writer_refuses_what_the_reader_would_naming_the_partition():
+    """The writer parses its document as the reader does: an implausible fit fails the partition
+    with a TradingConfigError, not a config the signal job would trade (or a bare pydantic error)."""
+    rng = np.random.default_rng(3)
+    x = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
+    formation = pd.DataFrame({"KO": x * 1.01, "PG": x})
+    pairs = pd.DataFrame([{"pair_id": "KO-PG", "y": "KO", "x": "PG", "hedge_ratio": 250.0, "intercept": 0.0,
+                           "half_life": 5.0, "correlation": 0.9, "eg_pvalue": 0.01}])
+    garch = pd.DataFrame([{"pair_id": "KO-PG", "mu": 0.0, "omega": 1e-6, "alpha": 0.05, "beta": 0.9, "persistence": 0.95,
+                           "sigma_forecast": 0.01, "unconditional_sigma": 0.0045}])
+    scores = pd.DataFrame([{"pair_id": "KO-PG", "selected": True, "rank": 1, "aic_score": 0.5, "forecast_score": 0.5,
+                            "backtest_score": 0.5, "diagnostic_score": 0.5, "composite": 0.5}])
+    with pytest.raises(TradingConfigError) as raised:
+        stages.build_trading_config(
+            as_of=AS_OF, effective_session="2022-12-15", sector=SECTOR, source="test", symbols=["KO", "PG"],
+            pairs=pairs, garch=garch, scores=scores, models=None, formation_closes=formation,
+            strategy=StrategySettings(), fingerprint="f",
+        )
+    assert str(raised.value).startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: hedge_ratio=250 is not plausible")

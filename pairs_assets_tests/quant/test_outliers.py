@@ -84,3 +84,31 @@ def test_ohlc_violations_names_each_broken_relation_and_ignores_unknown_fields()
         "B": "high < low, open > high, open < low, close > high, close < low",
         "D": "open > high, close < low",
     }
+
+
+def test_with_too_little_history_an_absolute_rule_flags_a_3x_jump_and_a_1e_300_close():
+    """Issue 21 item 8: before, the first ``min_history`` returns of a store were never scored —
+    a 3× jump and a close of 1e-300 passed."""
+    kwargs = dict(window=60, z_max=10.0, min_abs_log_return=0.15, min_history=20, price_max=1e7)
+    closes = np.r_[50.0, 50.5, 151.5, 152.0, 1e-300, 150.0, 151.0, 60.0]
+    found = price_jumps(_bars(closes), **kwargs, short_history_ratio_max=2.0, price_min=1e-4)
+    assert list(found["close"]) == [151.5, 1e-300, 150.0, 60.0]
+    assert list(found["reason"]) == ["jump (short history)", "below price_min", "jump (short history)", "jump (short history)"]
+    assert found["log_return"].iloc[0] == pytest.approx(np.log(3.0))
+    assert np.isnan(found["robust_z"].iloc[0])  # no robust scale yet: the absolute rule decided
+    # a 1.9× move in the first sessions is not flagged (the rule is 2× either way)
+    assert price_jumps(_bars(np.r_[50.0, 95.0, 50.0]), **kwargs, short_history_ratio_max=2.0, price_min=1e-4).empty
+    # the very first bar has no previous close: only the absolute price bounds can judge it
+    first = price_jumps(_bars(np.r_[1e-300, 1.0]), **kwargs, short_history_ratio_max=2.0, price_min=1e-4)
+    assert list(first["reason"]) == ["below price_min", "jump (short history)"]
+
+
+def test_once_the_robust_scale_exists_the_absolute_rule_steps_aside():
+    """A volatile series (±10 % a day): ×2.5 is within 10 robust σ, and the absolute rule does not
+    override the scale it was only a stand-in for."""
+    kwargs = dict(window=60, z_max=10.0, min_abs_log_return=0.15, min_history=20, price_max=1e7)
+    returns = np.tile([0.1, -0.1], 20)
+    closes = np.r_[50.0 * np.exp(np.cumsum(np.r_[0.0, returns])), 0.0]
+    closes[-1] = closes[-2] * 2.5
+    found = price_jumps(_bars(closes), **kwargs, short_history_ratio_max=2.0, price_min=1e-4)
+    assert found.empty

@@ -61,15 +61,148 @@ def test_a_date_only_row_among_zoned_rows_is_a_daily_bar_at_the_session_close(tm
         "KO,2022-11-25,60.1,60.3,60.0,60.2,1200",  # the day after Thanksgiving closes at 13:00
         "KO,2022-11-28T10:00:00-05:00,60.5,60.6,60.4,60.5,900",
         "KO,2022-11-28T15:00:00Z,60.6,60.8,60.5,60.7,1100",
-        "KO,2022-11-29 15:30:00,60.6,60.8,60.5,60.7,1100",  # naive: UTC
+        "KO,2022-11-29T09:30:00+09:00,60.6,60.8,60.5,60.7,1100",  # an offset east of UTC
+        "KO,2022-11-30,60.6,60.8,60.5,60.7,1100",  # a date is its New York session, whatever the offsets
     ])
     assert read_bars_file(path)["timestamp"].tolist() == [
         pd.Timestamp("2022-11-23 21:00", tz=UTC),
         pd.Timestamp("2022-11-25 18:00", tz=UTC),
         pd.Timestamp("2022-11-28 15:00", tz=UTC),
         pd.Timestamp("2022-11-28 15:00", tz=UTC),
-        pd.Timestamp("2022-11-29 15:30", tz=UTC),
+        pd.Timestamp("2022-11-29 00:30", tz=UTC),
+        pd.Timestamp("2022-11-30 21:00", tz=UTC),
     ]
+
+
+def test_naive_date_times_are_utc_and_dates_among_them_daily_bars(tmp_path):
+    path = _write(tmp_path, "naive.csv", [
+        "KO,2022-11-28 15:30:00,1,1,1,1,1",
+        "KO,2022-11-29,1,1,1,1,1",
+        "KO,2022-11-30T20:00:00,1,1,1,1,1",
+    ])
+    assert read_bars_file(path)["timestamp"].tolist() == [
+        pd.Timestamp("2022-11-28 15:30", tz=UTC), pd.Timestamp("2022-11-29 21:00", tz=UTC),
+        pd.Timestamp("2022-11-30 20:00", tz=UTC),
+    ]
+
+
+# --- ambiguous timestamps are refused (issue 21 item 8) ---------------------------------------------
+# Before: naive rows among zoned ones took the zoned rows' offset (read as New York time, 4-5 h
+# off; naive midnights among zoned rows became instants after the close: "no bars"); EDT/EST
+# were dropped and the bar read as UTC; epoch integers were read as nanoseconds (1970-01-01).
+
+
+@pytest.mark.parametrize("zoned_first", [True, False])
+def test_naive_and_zoned_date_times_in_one_file_are_refused_naming_file_row_and_field(tmp_path, zoned_first):
+    rows = ["KO,2022-11-28T10:00:00-05:00,1,1,1,1,1", "PEP,2022-11-29 15:30:00,1,1,1,1,1"]
+    path = _write(tmp_path, "mixed.csv", rows if zoned_first else rows[::-1])
+    with pytest.raises(BarsFileError) as caught:
+        read_bars_file(path)
+    message = str(caught.value)
+    naive_row, zoned_row = (3, 2) if zoned_first else (2, 3)
+    assert message.startswith(
+        f"bars file {path}: row {naive_row} (symbol PEP), field timestamp: '2022-11-29 15:30:00' has no zone "
+        f"while row {zoned_row} has one ('2022-11-28T10:00:00-05:00')"
+    )
+    assert "\n" not in message and "naive" in message and "UTC" in message
+
+
+def test_naive_midnights_among_zoned_rows_are_refused_not_read_as_no_bars(tmp_path):
+    path = _write(tmp_path, "daily_mixed.csv", ["KO,2022-11-28 00:00:00,1,1,1,1,1", "KO,2022-11-29T16:00:00-05:00,1,1,1,1,1"])
+    with pytest.raises(BarsFileError, match=r"row 2 \(symbol KO\), field timestamp: '2022-11-28 00:00:00' has no zone while row 3"):
+        FileBarSource(path=path).load_bars(["KO"], *EVERYTHING)
+    with pytest.raises(BarsFileError, match=r"row 2 \(symbol KO\), field timestamp: .* has no zone"):
+        FileBarSource(path=path).last_session()
+
+
+def test_edt_and_est_are_new_york_time(tmp_path):
+    path = _write(tmp_path, "named.csv", [
+        "KO,2022-07-28 10:00:00 EDT,1,1,1,1,1",
+        "KO,2022-11-29 10:00:00 EST,1,1,1,1,1",
+        "KO,2022-11-30T15:59:00EST,1,1,1,1,1",
+        "KO,2022-12-01 16:00:00 UTC,1,1,1,1,1",
+        "KO,2022-12-02 16:00:00 GMT,1,1,1,1,1",
+    ])
+    assert read_bars_file(path)["timestamp"].tolist() == [
+        pd.Timestamp("2022-07-28 14:00", tz=UTC), pd.Timestamp("2022-11-29 15:00", tz=UTC),
+        pd.Timestamp("2022-11-30 20:59", tz=UTC), pd.Timestamp("2022-12-01 16:00", tz=UTC),
+        pd.Timestamp("2022-12-02 16:00", tz=UTC),
+    ]
+
+
+def test_edt_on_a_winter_date_is_refused(tmp_path):
+    path = _write(tmp_path, "wrong_season.csv", ["KO,2022-07-28 10:00:00 EDT,1,1,1,1,1", "KO,2022-01-10 10:00:00 EDT,1,1,1,1,1"])
+    with pytest.raises(BarsFileError) as caught:
+        read_bars_file(path)
+    assert str(caught.value).startswith(
+        f"bars file {path}: row 3 (symbol KO), field timestamp: '2022-01-10 10:00:00 EDT' says EDT (-04:00) "
+        "but New York is on EST (-05:00) then"
+    )
+
+
+@pytest.mark.parametrize("name", ["CST", "PST", "ET", "CET", "BST"])
+def test_a_zone_name_other_than_edt_est_utc_gmt_is_refused_not_dropped(tmp_path, name):
+    path = _write(tmp_path, "cst.csv", ["KO,2022-11-28 10:00:00-05:00,1,1,1,1,1", f"KO,2022-11-29 10:00:00 {name},1,1,1,1,1"])
+    with pytest.raises(BarsFileError) as caught:
+        read_bars_file(path)
+    assert str(caught.value).startswith(
+        f"bars file {path}: row 3 (symbol KO), field timestamp: zone name {name!r} in '2022-11-29 10:00:00 {name}' "
+        "is not understood"
+    )
+
+
+@pytest.mark.parametrize("value", ["1669734000", "1669734000000", "20221128", "1669734000.5"])
+def test_a_bare_number_in_the_timestamp_column_is_refused(tmp_path, value):
+    path = _write(tmp_path, "epoch.csv", [f"KO,{value},1,1,1,1,1"])
+    with pytest.raises(BarsFileError) as caught:
+        read_bars_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"bars file {path}: row 2 (symbol KO), field timestamp: {value} is a bare number")
+    assert "epoch_s" in message and "epoch_ms" in message
+    with pytest.raises(BarsFileError, match="is a bare number"):  # not "the data ends on 1969-12-31"
+        FileBarSource(path=path).last_session()
+
+
+def test_a_bare_number_among_date_strings_is_refused(tmp_path):
+    path = _write(tmp_path, "some_epoch.csv", ["KO,2022-11-28T10:00:00Z,1,1,1,1,1", "KO,1669820400,1,1,1,1,1"])
+    with pytest.raises(BarsFileError, match=r"row 3 \(symbol KO\), field timestamp: 1669820400 is a bare number"):
+        read_bars_file(path)
+
+
+def test_an_integer_timestamp_column_in_parquet_is_refused(tmp_path):
+    path = tmp_path / "epoch.parquet"
+    pd.DataFrame({"symbol": ["KO"], "timestamp": [1669734000], "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+                  "volume": 1.0}).to_parquet(path)
+    with pytest.raises(BarsFileError, match=r"row 1 \(symbol KO\), field timestamp: 1669734000 is a bare number"):
+        read_bars_file(path)
+
+
+@pytest.mark.parametrize(("column", "scale"), [("epoch_s", 1), ("epoch_ms", 1_000), ("epoch_us", 1_000_000), ("epoch_ns", 10**9)])
+def test_epoch_numbers_load_when_the_column_names_their_unit(tmp_path, column, scale):
+    path = tmp_path / "epoch.csv"
+    path.write_text(f"symbol,{column},open,high,low,close,volume\nKO,{1669735800 * scale},1,1,1,1,1\nKO,{1669822200 * scale},1,1,1,1.1,1\n")
+    bars = FileBarSource(path=str(path)).load_bars(["KO"], *EVERYTHING)
+    assert bars["timestamp"].tolist() == [pd.Timestamp("2022-11-29 15:30", tz=UTC), pd.Timestamp("2022-11-30 15:30", tz=UTC)]
+    assert FileBarSource(path=str(path)).last_session() == pd.Timestamp("2022-11-30")
+
+
+def test_an_epoch_column_in_the_wrong_unit_or_beside_a_timestamp_column_is_refused(tmp_path):
+    path = tmp_path / "wrong_unit.csv"
+    path.write_text("symbol,epoch_s,open,high,low,close,volume\nKO,1669735800,1,1,1,1,1\nKO,1669822200000,1,1,1,1,1\n")
+    with pytest.raises(BarsFileError) as caught:
+        read_bars_file(path)
+    assert str(caught.value).startswith(
+        f"bars file {path}: row 3 (symbol KO), field epoch_s: 1669822200000 seconds since 1970 is outside 1900-2100"
+    )
+    both = tmp_path / "both.csv"
+    both.write_text("symbol,timestamp,epoch_ms,open,high,low,close,volume\nKO,2022-11-29,1669735800000,1,1,1,1,1\n")
+    with pytest.raises(BarsFileError, match=r"has both timestamp and epoch_ms: keep one"):
+        read_bars_file(both)
+    words = tmp_path / "words.csv"
+    words.write_text("symbol,epoch_ms,open,high,low,close,volume\nKO,soon,1,1,1,1,1\n")
+    with pytest.raises(BarsFileError, match=r"row 2 \(symbol KO\), field epoch_ms: 'soon' is not a number"):
+        read_bars_file(words)
+
 
 
 def test_daily_files_keep_their_meaning(tmp_path):
@@ -118,3 +251,25 @@ def test_an_unparseable_timestamp_among_good_ones_names_its_row(tmp_path):
     path = _write(tmp_path, "bad.csv", ["KO,2022-11-04T09:30:00-04:00,1,1,1,1,1", "KO,yesterday,1,1,1,1,1"])
     with pytest.raises(BarsFileError, match=r"symbol KO has an unparseable timestamp 'yesterday' \(row 3\)"):
         read_bars_file(path)
+
+
+def test_rows_are_named_in_a_file_whose_symbols_share_timestamps(tmp_path):
+    """Each distinct timestamp is classified once; the error still names the first row holding it."""
+    path = _write(tmp_path, "shared.csv", [
+        "KO,2022-11-28T15:00:00Z,1,1,1,1,1",
+        "PEP,2022-11-28T15:00:00Z,1,1,1,1,1",
+        "PEP,2022-11-29 15:00:00,1,1,1,1,1",
+        "KO,2022-11-29 15:00:00,1,1,1,1,1",
+    ])
+    with pytest.raises(BarsFileError, match=r"row 4 \(symbol PEP\), field timestamp: '2022-11-29 15:00:00' has no zone while row 2"):
+        read_bars_file(path)
+    gap = _write(tmp_path, "shared_gap.csv", [
+        "KO,2022-11-28T10:00:00-05:00,1,1,1,1,1", "PEP,2022-11-28T10:00:00-05:00,1,1,1,1,1",
+        "KO,2022-11-29 10:00 EST,1,1,1,1,1", "PEP,,1,1,1,1,1",
+    ])
+    with pytest.raises(BarsFileError, match=r"symbol PEP has an unparseable timestamp <NA> \(row 5\)|symbol PEP has an unparseable timestamp nan \(row 5\)"):
+        read_bars_file(gap)
+    good = _write(tmp_path, "shared_fixed.csv", [
+        "KO,2022-11-28T10:00:00-05:00,1,1,1,1,1", "PEP,2022-11-28T10:00:00-05:00,1,1,1,1,1", "KO,2022-11-29 10:00 EST,1,1,1,1,1",
+    ])
+    assert read_bars_file(good)["timestamp"].tolist() == [pd.Timestamp("2022-11-28 15:00", tz=UTC)] * 2 + [pd.Timestamp("2022-11-29 15:00", tz=UTC)]
