@@ -28,11 +28,14 @@ PROJECT_DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
 PROJECT_WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
 
 
-def init_home() -> Path:
-    """Create ``PAIRS_HOME`` and ``DAGSTER_HOME`` (with the project's dagster.yaml); export DAGSTER_HOME."""
+def init_home(dagster_home: Path | None = None) -> Path:
+    """Create ``PAIRS_HOME`` and ``DAGSTER_HOME`` (with the project's dagster.yaml); export DAGSTER_HOME.
+
+    ``dagster_home`` defaults to the exported ``DAGSTER_HOME`` (else ``<PAIRS_HOME>/dagster``).
+    """
     p = paths()
     p.home.mkdir(parents=True, exist_ok=True)
-    dagster_home = p.dagster_home
+    dagster_home = Path(dagster_home) if dagster_home is not None else p.dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / "dagster.yaml"
     if PROJECT_DAGSTER_YAML.exists() and not target.exists():
@@ -56,10 +59,18 @@ def main(debug: bool) -> None:
 
 @main.command()
 def init() -> None:
-    """Create the local home (PAIRS_HOME) and the Dagster instance; print the exports to use."""
-    dagster_home = init_home()
+    """Create the local home (PAIRS_HOME) and the Dagster instance; print the exports to use.
+
+    The instance is always the home's own, ``<PAIRS_HOME>/dagster``: a ``DAGSTER_HOME`` exported for
+    another home (a second ``pairs init`` in the same shell) is named and replaced, so the new home's
+    runs do not land in the first home's instance.
+    """
     p = paths()
+    exported = os.environ.get("DAGSTER_HOME")
+    dagster_home = init_home(p.home / "dagster")
     click.echo(f"PAIRS_HOME={p.home}")
+    if exported and Path(exported).resolve() != dagster_home.resolve():
+        click.echo(f"note: DAGSTER_HOME was {exported} (not this home's instance); export the line below")
     click.echo(f"export DAGSTER_HOME={dagster_home}")
     from pairs_assets.util import redact_url
 
@@ -443,22 +454,56 @@ def _load_walk_forward_bars(settings, strategy, resources) -> tuple[int, float]:
     return written, time.perf_counter() - t0
 
 
-def print_walk_forward_summary(summary, echo=click.echo) -> None:
-    """The totals (every cost and period) and each sector at the full range, default beside baseline."""
-    columns = ["sharpe", "ann_return", "ann_vol", "max_drawdown", "trades", "hit_rate", "t_stat", "deflated_sharpe"]
-    header = f"{'strategy':<9} {'sector':<11} {'cost':>4} {'period':<9} " + " ".join(f"{c:>9}" for c in ["sharpe", "ann_ret", "ann_vol", "max_dd", "trades", "hit", "t_stat", "dsr"])
+def _interval(value, low, high) -> str:
+    if value != value:
+        return "nan"
+    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]" if low == low else f"{value:+.2f}"
+
+
+def print_walk_forward_summary(summary, echo=click.echo, min_trades: int = 10) -> None:
+    """The totals (every cost and period) and each sector at the full range, default beside baseline.
+
+    Sharpe and the difference to the baseline on the same days with their 95% block-bootstrap
+    intervals; ``psr`` the probability the Sharpe exceeds 0, ``dsr`` the deflated Sharpe (periods
+    overlapping the selection range); below ``min_trades`` trades Sharpe, t and DSR print "–" with
+    the count.
+    """
+    header = (f"{'strategy':<9} {'sector':<11} {'cost':>4} {'period':<9} {'sharpe [95% CI]':>22} {'vs baseline [95% CI]':>22} "
+              + " ".join(f"{c:>8}" for c in ["ann_ret", "ann_vol", "max_dd", "trades", "hit", "t_stat", "psr", "dsr"]))
     totals = summary[summary["sector"] == "all"]
     sectors = summary[(summary["sector"] != "all") & (summary["period"] == "full")]
+
+    def number(v) -> str:
+        return f"{'nan':>8}" if v != v else f"{v:>8.3f}"
+
     for title, frame in (("total (all sectors)", totals), ("per sector, full range", sectors)):
         echo("")
         echo(title)
         echo(header)
         for row in frame.itertuples():
-            values = []
-            for c in columns:
-                v = getattr(row, c)
-                values.append(f"{int(v):>9d}" if c == "trades" else (f"{'nan':>9}" if v != v else f"{v:>9.3f}"))
-            echo(f"{row.strategy:<9} {row.sector:<11} {row.cost_bp:>4g} {row.period:<9} " + " ".join(values))
+            few = int(row.trades) < min_trades
+            dash = f"– (n={int(row.trades)})"
+            sharpe = dash if few else _interval(row.sharpe, row.sharpe_low, row.sharpe_high)
+            versus = ("" if row.vs_baseline != row.vs_baseline else "–" if few
+                      else _interval(row.vs_baseline, row.vs_baseline_low, row.vs_baseline_high))
+            dsr = f"{'':>8}" if row.deflated_sharpe != row.deflated_sharpe else f"{'–':>8}" if few else number(row.deflated_sharpe)
+            values = [number(row.ann_return), number(row.ann_vol), number(row.max_drawdown), f"{int(row.trades):>8d}",
+                      number(row.hit_rate), f"{'–':>8}" if few else number(row.t_stat),
+                      f"{'–':>8}" if few else number(row.psr), dsr]
+            echo(f"{row.strategy:<9} {row.sector:<11} {row.cost_bp:>4g} {row.period:<9} {sharpe:>22} {versus:>22} " + " ".join(values))
+    used = summary.dropna(subset=["n_trials"])
+    if len(used):
+        first = used.iloc[0]
+        how = {"ledger": "counted by the trials ledger", "override": "given by --trials", "none": "no trial recorded"}
+        spread = "; ".join(
+            f"{c:g} bp: sd of the trials' Sharpes {sd:.2f}" for c, sd in
+            used[used["sector"] == "all"].groupby("cost_bp")["trial_sharpe_sd"].first().items() if sd == sd
+        )
+        echo("")
+        echo(f"dsr: deflated Sharpe on the periods overlapping the selection range, N = {int(first.n_trials)} ({how.get(first.trials_source, first.trials_source)})"
+             + (f"; {spread}" if spread else "; V = the estimator's own variance (fewer than two trials recorded)"))
+    echo(f"psr: probability the true Sharpe exceeds 0; intervals: 95% circular block bootstrap; vs baseline: same days, "
+         f"paired; '–': fewer than {min_trades} trades (n = the count)")
 
 
 def parse_periods(text: str) -> list[tuple[str, str, str]]:
@@ -470,6 +515,14 @@ def parse_periods(text: str) -> list[tuple[str, str, str]]:
             raise click.BadParameter(f"--periods: {item!r} is not YYYY-YYYY")
         periods.append((item, f"{first}-01-01", f"{last}-12-31"))
     return periods
+
+
+def _selection_range(text: str) -> tuple[str, str]:
+    """``"1995-2010"`` → ("1995-01-01", "2010-12-31")."""
+    periods = parse_periods(text)
+    if len(periods) != 1:
+        raise click.BadParameter(f"--selection: {text!r} is not one YYYY-YYYY")
+    return periods[0][1], periods[0][2]
 
 
 def strategy_overrides(preset: str, overrides) -> dict:
@@ -506,7 +559,12 @@ def strategy_overrides(preset: str, overrides) -> dict:
 @click.option("--on-drop", type=click.Choice(["keep", "exit"]), default="keep", show_default=True,
               help="An open position whose pair leaves the next config: keep it (until exit/stop/max holding) or exit.")
 @click.option("--max-holding", default=20, show_default=True, type=int, help="Close positions held this many sessions (0 = never).")
-@click.option("--trials", "n_trials", default=1, show_default=True, type=int, help="Configurations tried (deflated Sharpe).")
+@click.option("--trials", "n_trials", default=None, type=int,
+              help="Override the deflated Sharpe's number of trials (default: counted by the trials ledger in MLflow).")
+@click.option("--selection", default="1995-2010", show_default=True,
+              help="Selection range YYYY-YYYY (development years): the ledger counts trials on it; DSR there, PSR elsewhere.")
+@click.option("--bootstrap-block", default=21, show_default=True, type=int, help="Block length (sessions) of the Sharpe intervals.")
+@click.option("--min-trades", default=10, show_default=True, type=int, help="Below this many trades Sharpe, t and DSR print as '–'.")
 @click.option("--gru/--no-gru", default=False, show_default=True,
               help="Also train each selected pair's GRU per session and trade the configs with its veto (default_gru).")
 @click.option("--workers", default=0, show_default=True, type=int, help="Processes replaying sectors (0: one per CPU).")
@@ -518,8 +576,8 @@ def strategy_overrides(preset: str, overrides) -> dict:
               help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).")
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
 @click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
-def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, gru, workers, periods, preset,
-                         overrides, name, skip_load) -> None:
+def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, selection, bootstrap_block,
+                         min_trades, gru, workers, periods, preset, overrides, name, skip_load) -> None:
     """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline."""
     import pandas as pd
     from pydantic import ValidationError
@@ -534,7 +592,8 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         settings = WalkForwardSettings(
             start=start, end=end, sectors=list(sectors) or None, costs=costs, lag=lag, on_drop=on_drop,
             max_holding=max_holding, n_trials=n_trials, gru=gru, workers=workers or None,
-            periods=parse_periods(periods),
+            periods=parse_periods(periods), selection=_selection_range(selection), bootstrap_block=bootstrap_block,
+            min_trades=min_trades,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -551,7 +610,8 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         click.echo(f"bars            {written} upserted into the store in {seconds:.1f}s")
     config = {"name": name, "start": settings.start, "end": settings.end, "sectors": list(sectors), "costs": settings.costs,
               "lag": settings.lag, "on_drop": on_drop, "max_holding": max_holding, "n_trials": n_trials, "gru": gru,
-              "workers": workers, "periods": [list(p) for p in settings.periods]}
+              "workers": workers, "periods": [list(p) for p in settings.periods], "selection": list(settings.selection),
+              "bootstrap_block": settings.bootstrap_block, "min_trades": settings.min_trades}
     job = defs.resolve_implicit_global_asset_job_def()
     with click.progressbar(length=1, label="walk-forward   ", show_pos=True, show_eta=True) as bar:
         def report(done: int, total: int) -> None:
@@ -574,7 +634,7 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
     if not result.success:
         raise RunFailedError(f"walk-forward {name} failed (run {result.run_id}): {step_failure(result)}")
     target = output_dir(paths().home, name)
-    print_walk_forward_summary(pd.read_csv(target / "summary.csv"))
+    print_walk_forward_summary(pd.read_csv(target / "summary.csv"), min_trades=settings.min_trades)
     if (target / "score_evidence.csv").exists():
         click.echo("")
         click.echo(f"does the score rank pairs by their forward P&L? (Spearman, 95% CI; {settings.lag}-session lag, costs)")

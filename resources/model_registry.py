@@ -535,6 +535,30 @@ class ModelRegistry(dg.ConfigurableResource):
             mlflow.log_artifacts(str(artifacts_dir))
             return run.info.run_id
 
+    def walk_forward_runs(self) -> list[dict[str, Any]]:
+        """Every finished run of experiment ``pairs_trading/walk_forward``, oldest first, as plain
+        records for the trials ledger (:func:`pairs_assets.quant.walkforward.ledger.trials_from_runs`):
+        ``{"run_id", "start_time", "params", "metrics"}``. Empty when the experiment does not exist."""
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment_name("walk_forward"))
+        if experiment is None:
+            return []
+        records, token = [], None
+        with self._http_limits():
+            while True:
+                page = client.search_runs(
+                    [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                    max_results=1000, order_by=["attributes.start_time ASC"], page_token=token,
+                )
+                records.extend(
+                    {"run_id": r.info.run_id, "start_time": r.info.start_time or 0, "params": dict(r.data.params),
+                     "metrics": dict(r.data.metrics)}
+                    for r in page
+                )
+                token = page.token
+                if not token:
+                    return records
+
     def version_exists(self, model_name: str, version: str | int) -> bool:
         """Whether ``model_name`` version ``version`` is registered (the store must answer)."""
         from mlflow.exceptions import MlflowException

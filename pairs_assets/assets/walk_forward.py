@@ -21,8 +21,10 @@ from pairs_assets import partitions
 from pairs_assets.assets.common import fingerprint_of, read_panel
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import FormationSchedule
-from pairs_assets.quant.walkforward.metrics import DEFAULT_PERIODS
+from pairs_assets.quant.walkforward.ledger import trials_from_runs
+from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS
 from pairs_assets.quant.walkforward.engine import (
+    SELECTION_RANGE,
     WalkForwardError,
     WalkForwardResult,
     WalkForwardSettings,
@@ -53,7 +55,17 @@ class WalkForwardConfig(dg.Config):
     lag: int = Field(1, description="Execution lag in sessions: 1 (default) or 0 (comparison only).")
     on_drop: str = Field("keep", description="'keep' or 'exit' an open position whose pair leaves the config.")
     max_holding: int = Field(20, description="Sessions after which a position is closed (0 = no limit).")
-    n_trials: int = Field(1, description="Configurations tried (input of the deflated Sharpe ratio).")
+    n_trials: int | None = Field(
+        None, description="Configurations tried (the deflated Sharpe's N); empty: counted by the trials ledger "
+        "(the walk-forward runs recorded in MLflow that evaluated the selection range)."
+    )
+    selection: list[str] = Field(
+        list(SELECTION_RANGE), description="Selection range [first, last] (development years): DSR there, PSR against 0 elsewhere."
+    )
+    bootstrap_block: int = Field(BOOTSTRAP_BLOCK, description="Block length (sessions) of the Sharpe intervals' bootstrap.")
+    bootstrap_resamples: int = Field(BOOTSTRAP_RESAMPLES, description="Resamples of the Sharpe intervals' bootstrap.")
+    bootstrap_seed: int = Field(0, description="Seed of the Sharpe intervals' bootstrap.")
+    min_trades: int = Field(10, description="Below this many trades Sharpe, t and DSR print as '–' with the count.")
     gru: bool = Field(False, description="Also trade the configs gated by each pair's GRU (strategy default_gru).")
     workers: int = Field(0, description="Processes replaying sectors side by side (0: one per CPU).")
     periods: list[list[str]] = Field(
@@ -64,7 +76,9 @@ class WalkForwardConfig(dg.Config):
         return WalkForwardSettings(
             start=self.start, end=self.end, sectors=self.sectors or None, costs=self.costs, lag=self.lag,
             on_drop=self.on_drop, max_holding=self.max_holding, n_trials=self.n_trials, gru=self.gru,
-            workers=self.workers or None, periods=[tuple(p) for p in self.periods],
+            workers=self.workers or None, periods=[tuple(p) for p in self.periods], selection=tuple(self.selection),
+            bootstrap_block=self.bootstrap_block, bootstrap_resamples=self.bootstrap_resamples,
+            bootstrap_seed=self.bootstrap_seed, min_trades=self.min_trades,
         )
 
 
@@ -75,6 +89,19 @@ def panel_sessions(settings: WalkForwardSettings, strategy, history_start: str) 
     before = available[available < pd.Timestamp(settings.start)]
     keep = required_history(strategy, settings) + 1
     return available[max(0, len(before) - keep) :]
+
+
+#: The baseline's trading periods are counted in NYSE sessions from this fixed date (the embedded
+#: data's first session), never from ``--start`` or the history-start setting.
+BASELINE_EPOCH = "1990-01-02"
+
+
+def baseline_session_number(day) -> int:
+    """NYSE sessions from :data:`BASELINE_EPOCH` to ``day`` (negative before it)."""
+    day, epoch = pd.Timestamp(day), pd.Timestamp(BASELINE_EPOCH)
+    if day >= epoch:
+        return len(partitions.sessions_in_range(epoch, day)) - 1
+    return -(len(partitions.sessions_in_range(day, epoch)) - 1)
 
 
 def resolve_sectors(settings: WalkForwardSettings, uni: Universe) -> dict[str, tuple[str, ...]]:
@@ -145,10 +172,13 @@ def run_and_record(
             last_logged[0] = time.perf_counter()
             log(f"walk-forward: {done}/{total} sector-sessions")
 
+    # the trials ledger: every configuration recorded on the selection range (this run's added by the engine)
+    ledger = trials_from_runs(registry.walk_forward_runs(), settings.selection) if registry is not None else []
     t0 = time.perf_counter()
     schedule = FormationSchedule(partitions.sessions_in_range(history_start, settings.end), strategy.reselect_every)
     result = run_walk_forward(
-        panels, sectors, partitions.next_session, strategy, settings, formation_of=schedule, progress=progress
+        panels, sectors, partitions.next_session, strategy, settings, formation_of=schedule, progress=progress,
+        ledger=ledger, session_number=baseline_session_number,
     )
     result.seconds["total"] = round(time.perf_counter() - t0, 2)
     fingerprint = fingerprint_of(
@@ -166,13 +196,17 @@ def run_and_record(
         metrics = {
             f"{r.strategy}.{r.cost_bp:g}bp.{r.period}.{key}": getattr(r, key)
             for r in totals.itertuples()
-            for key in ("sharpe", "ann_return", "ann_vol", "max_drawdown", "trades", "avg_holding", "hit_rate", "turnover", "exposure", "t_stat", "deflated_sharpe")
+            for key in ("sharpe", "sharpe_low", "sharpe_high", "ann_return", "ann_vol", "max_drawdown", "trades", "avg_holding",
+                        "hit_rate", "turnover", "exposure", "t_stat", "psr", "deflated_sharpe", "vs_baseline",
+                        "vs_baseline_low", "vs_baseline_high")
         }
+        metrics["trials.n"] = result.trials.n_trials
         params = {
             **{f"wf.{k}": v for k, v in settings.model_dump(mode="json").items()},
             **{f"strategy.{k}": v for k, v in strategy.model_dump(mode="json").items()},
             "bar_source": source,
             "input_fingerprint": fingerprint,
+            "trials.source": result.trials.source,
         }
         run_id = registry.log_walk_forward(
             run_name=f"walk_forward_{name}",
@@ -186,7 +220,8 @@ def run_and_record(
 
 def _table(summary: pd.DataFrame) -> dg.MetadataValue:
     shown = summary[summary["period"] == "full"]
-    columns = ["strategy", "sector", "cost_bp", "period", "sharpe", "ann_return", "ann_vol", "max_drawdown", "trades", "hit_rate", "t_stat", "deflated_sharpe"]
+    columns = ["strategy", "sector", "cost_bp", "period", "sharpe", "sharpe_low", "sharpe_high", "vs_baseline", "ann_return",
+               "ann_vol", "max_drawdown", "trades", "hit_rate", "t_stat", "psr", "deflated_sharpe"]
     schema = dg.TableSchema(
         columns=[dg.TableColumn(c, "string" if c in ("strategy", "sector", "period") else "float") for c in columns]
     )
@@ -232,9 +267,11 @@ def walk_forward(
             "configs_built": sum(result.configs.values()),
             "config_pair_days": sum(result.config_pairs.values()),
             "gru_gate": dg.MetadataValue.json(result.gru) if result.gru else "off",
+            "trials": f"{result.trials.n_trials} ({result.trials.source})",
             "sharpe_default_vs_baseline": dg.MetadataValue.md(
                 "\n".join(
-                    f"- {r.strategy} @ {r.cost_bp:g} bp: Sharpe {r.sharpe:.2f}, {int(r.trades)} trades"
+                    f"- {r.strategy} @ {r.cost_bp:g} bp: Sharpe {r.sharpe:.2f} [{r.sharpe_low:.2f}, {r.sharpe_high:.2f}], "
+                    f"{int(r.trades)} trades"
                     for r in headline.itertuples()
                 )
             ),

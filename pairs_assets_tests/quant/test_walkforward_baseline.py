@@ -204,3 +204,47 @@ def test_range_sessions_missing_from_closes_are_rejected():
     closes, sessions, _ = panel(seed=1, n_periods=1)
     with pytest.raises(ValueError, match="session 2030-01-01 of the range is not in closes"):
         classical_baseline(closes, sessions.append(pd.DatetimeIndex(["2030-01-01"])))
+
+
+def test_anchored_periods_follow_the_calendar_not_the_range():
+    calendar = pd.bdate_range("2001-01-01", periods=1000)
+    # anchor 10: calendar position p starts a period when (p + 10) % 126 == 0 → 116, 242, 368, …
+    long = baseline_periods(calendar, calendar[300:900], formation=100, trading=126, step=126, anchor=10)
+    short = baseline_periods(calendar, calendar[500:900], formation=100, trading=126, step=126, anchor=10)
+    assert [p.formation_end for p in long] == [242, 368, 494, 620, 746, 872]
+    assert [p.formation_end for p in short] == [494, 620, 746, 872]
+    # the period under way at the range start trades from the range's first session
+    assert (short[0].trading_start, short[0].trading_end) == (0, 120) and short[-1].trading_end == 400
+    # a calendar starting 26 sessions later with anchor 36 is the same calendar
+    moved = baseline_periods(calendar[26:], calendar[500:900], formation=100, trading=126, step=126, anchor=36)
+    assert [p.formation_end + 26 for p in moved] == [p.formation_end for p in short]
+    with pytest.raises(InsufficientHistoryError, match="needs 106 sessions of closes before the range start"):
+        baseline_periods(calendar[395:], calendar[500:900], formation=100, trading=126, step=126, anchor=10 + 395)
+
+
+def test_the_same_session_gets_the_same_baseline_whatever_the_range():
+    # issue 18 item 5, on the embedded data: 2011–2022 inside a 1995–2022 run equals 2011–2022 alone,
+    # whatever history precedes it — daily P&L, positions and trades
+    from pairs_assets.assets.walk_forward import baseline_session_number
+    from pairs_assets.quant.walkforward.engine import WalkForwardSettings, run_baseline
+
+    closes = pd.read_csv(EMBEDDED_BARS_FILE, index_col="Date", parse_dates=True)
+    settings = WalkForwardSettings(costs=[5.0])
+    for symbols in (["BBY", "HD", "KO", "PEP", "PG", "WMT"], ["BAC", "JPM"]):
+        sector = closes[symbols]
+
+        def run(start, history):
+            sessions = sector.loc[start:"2022-12-28"].index
+            panel = sector.iloc[max(0, sector.index.get_loc(sessions[0]) - history) :]
+            return run_baseline(panel, sessions, settings, "s", baseline_session_number(panel.index[0]))[5.0]
+
+        inside, alone, other = run("1995-01-03", 2000), run("2011-01-03", 400), run("2011-01-03", 1500)
+        pd.testing.assert_frame_equal(inside[0].loc["2011-01-03":], alone[0])
+        in_range = inside[1][inside[1]["entry_exec"] >= "2011-01-03"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(in_range, alone[1])
+        pd.testing.assert_frame_equal(alone[0], other[0])
+        assert len(alone[1]) >= 4  # 47 consumer trades, 4 financial
+    # without the anchor the periods follow the range start and the same years differ
+    sessions = sector.loc["2011-01-03":"2022-12-28"].index
+    loose = run_baseline(sector, sessions, settings, "s")[5.0][0]
+    assert not loose.equals(inside[0].loc["2011-01-03":])

@@ -167,3 +167,17 @@ def test_bad_inputs_are_rejected_naming_the_field():
         summarize(daily, trades, n_trials=0)
     with pytest.raises(ValueError, match="n_trials must be an integer >= 1"):
         summarize(daily.assign(pnl=0.0), trades, n_trials=0)
+
+
+def test_psr_everywhere_and_the_dsr_only_where_selection_happened():
+    daily, trades = hand_case()
+    selected = summarize(daily, trades, n_trials=3)
+    held_out = summarize(daily, trades, n_trials=3, selected=False)
+    pnl = daily["pnl"].to_numpy()
+    psr = probabilistic_sharpe_ratio(pnl.mean() / pnl.std(ddof=1), 0.0, 6, skew(pnl), kurtosis(pnl, fisher=False))
+    assert selected["psr"] == pytest.approx(psr, rel=1e-12) and held_out["psr"] == pytest.approx(psr, rel=1e-12)
+    assert math.isnan(held_out["deflated_sharpe"]) and selected["deflated_sharpe"] < selected["psr"]
+    assert held_out["sharpe_low"] < held_out["sharpe_high"]
+    assert {k: v for k, v in held_out.items() if k != "deflated_sharpe"} == pytest.approx(
+        {k: v for k, v in selected.items() if k != "deflated_sharpe"}, nan_ok=True
+    )

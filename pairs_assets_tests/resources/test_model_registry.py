@@ -175,3 +175,22 @@ def test_redact_tracking_uri():
     assert ModelRegistry.run_name("KO-PEP", pd.Timestamp("2024-01-02 03:04:05").to_pydatetime()) == (
         "GRU_Training_KO-PEP_20240102_030405_v1"
     )
+
+
+def test_walk_forward_runs_feed_the_trials_ledger(registry, tmp_path):
+    from pairs_assets.quant.walkforward.ledger import trials_from_runs
+
+    assert registry.walk_forward_runs() == []
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.csv").write_text("x\n1\n")
+    for formation, sharpe in ((252, 0.7), (126, 0.2)):
+        registry.log_walk_forward(
+            run_name="walk_forward_t", artifacts_dir=tmp_path / "out", tags={},
+            params={"wf.start": "1995-01-03", "wf.end": "2010-12-31", "wf.lag": 1, "wf.on_drop": "keep",
+                    "wf.max_holding": 20, "wf.gru": False, "wf.periods": [], "strategy.formation_window": formation},
+            metrics={"default.5bp.full.sharpe": sharpe, "baseline.5bp.full.sharpe": -0.2},
+        )
+    runs = registry.walk_forward_runs()
+    assert [r["metrics"]["default.5bp.full.sharpe"] for r in runs] == [0.7, 0.2]  # oldest first
+    trials = trials_from_runs(runs, ("1995-01-03", "2010-12-31"))
+    assert sorted(t.sharpe[5.0] for t in trials) == [0.2, 0.7]

@@ -3,9 +3,15 @@
 In the spirit of Gatev, Goetzmann & Rouwenhorst (2006) with the cointegration screen of
 Vidyamurthy (2004) / Engle & Granger (1987):
 
-* the evaluation range is cut into trading periods of ``trading`` sessions starting every ``step``
-  sessions; the first starts at the range's first session; a period ends at the range end if the
-  range ends first;
+* trading periods of ``trading`` sessions start every ``step`` sessions of the exchange calendar,
+  counted from a fixed epoch (``anchor``: the walk-forward counts NYSE sessions from 1990-01-02), so
+  the same session belongs to the same period — and gets the same position — whatever range is
+  run; called directly, a period already under way at the range's first session trades the rest of
+  its sessions from there, starting flat (the walk-forward instead starts the baseline's sessions at
+  that period's own start and keeps only the range's P&L and trades —
+  :func:`~pairs_assets.quant.walkforward.engine.run_baseline` — so positions carry in exactly);
+  a period ends at the range end if the range ends first. Without an anchor the first period
+  starts at the range's first session (the periods then follow ``--start``);
 * each period's formation window is the ``formation`` sessions of ``closes`` just before its first
   session; every unordered pair of symbols with finite, positive, non-constant closes over the
   window is tested once with Engle-Granger on log prices, the dependent being the ordering with the
@@ -80,7 +86,8 @@ def _positive_int(value, field: str, minimum: int = 1) -> int:
 
 
 def baseline_periods(
-    calendar: pd.DatetimeIndex, sessions: pd.DatetimeIndex, formation: int, trading: int, step: int
+    calendar: pd.DatetimeIndex, sessions: pd.DatetimeIndex, formation: int, trading: int, step: int,
+    anchor: int | None = None,
 ) -> list[BaselinePeriod]:
     """The formation/trading periods of the baseline over ``sessions``.
 
@@ -92,35 +99,49 @@ def baseline_periods(
         The evaluation range (sorted, non-empty).
     formation, trading, step : int
         Formation length, trading length and the step between trading starts, in sessions.
+    anchor : int, optional
+        The exchange-session number of ``calendar[0]`` counted from a fixed epoch: periods start at
+        the calendar positions p with ``(p + anchor) % step == 0``, whatever the range. None: period
+        k starts at ``sessions[k·step]``.
 
     Returns
     -------
     list of BaselinePeriod
-        Period k trades ``sessions[k·step : min(k·step + trading, len(sessions))]`` and forms on
-        the ``formation`` calendar sessions just before ``sessions[k·step]``.
+        Each trades the range's sessions from its start (or the range's first session, for a
+        period under way there) to ``trading`` sessions after its start or the range end, and
+        forms on the ``formation`` calendar sessions just before its start.
 
     Raises
     ------
     InsufficientHistoryError
-        When the calendar has fewer than ``formation`` sessions before the range's first session.
+        When the calendar has fewer than ``formation`` sessions before the first period's start.
     """
     positions = calendar.get_indexer(sessions)
     if (positions < 0).any():
         first = sessions[int(np.argmax(positions < 0))]
         raise ValueError(f"session {first.date().isoformat()} of the range is not in closes")
-    if positions[0] < formation:
+    if anchor is None:
+        starts = [int(positions[k]) for k in range(0, len(sessions), step)]
+    else:
+        first, last = int(positions[0]), int(positions[-1])
+        # the earliest start whose trading period reaches the range's first session
+        earliest = first - trading + 1
+        earliest += (-(earliest + int(anchor))) % step
+        starts = list(range(earliest, last + 1, step))
+    if starts[0] < formation:
         first_close = calendar[0].date().isoformat() if len(calendar) else "none"
+        under_way = int(positions[0]) - starts[0]
         raise InsufficientHistoryError(
-            f"classical_baseline needs {formation} sessions of closes before the range start "
-            f"{sessions[0].date().isoformat()} (the first formation window), got {positions[0]} "
-            f"(first close {first_close})"
+            f"classical_baseline needs {formation + max(under_way, 0)} sessions of closes before the range start "
+            f"{sessions[0].date().isoformat()} (the first formation window"
+            + (f", of the trading period under way since {under_way} sessions before it" if under_way > 0 else "")
+            + f"), got {int(positions[0])} (first close {first_close})"
         )
     periods = []
-    for start in range(0, len(sessions), step):
-        calendar_start = int(positions[start])
-        periods.append(
-            BaselinePeriod(calendar_start - formation, calendar_start, start, min(start + trading, len(sessions)))
-        )
+    for calendar_start in starts:
+        begin = int(np.searchsorted(positions, calendar_start))
+        end = int(np.searchsorted(positions, calendar_start + trading))
+        periods.append(BaselinePeriod(calendar_start - formation, calendar_start, begin, end))
     return periods
 
 
@@ -231,6 +252,7 @@ def classical_baseline(
     stop_z: float = 4.0,
     strategy: str = "baseline",
     sector: str = "",
+    anchor: int | None = None,
 ) -> pd.DataFrame:
     """Trades of the classical Engle-Granger pairs baseline over an evaluation range.
 
@@ -252,6 +274,9 @@ def classical_baseline(
         Bands, ``0 ≤ exit_z < entry_z < stop_z`` (defaults 2, 0, 4).
     strategy, sector : str
         Written into the trades' ``strategy`` and ``sector`` columns.
+    anchor : int, optional
+        Exchange-session number of ``closes.index[0]`` from a fixed epoch: periods anchored to the
+        calendar (:func:`baseline_periods`); None: the first period starts at the range start.
 
     Returns
     -------
@@ -290,7 +315,7 @@ def classical_baseline(
     if not index.is_monotonic_increasing or index.has_duplicates:
         raise ValueError("sessions must be sorted ascending without duplicates")
 
-    periods = baseline_periods(closes.index, index, formation, trading, step)
+    periods = baseline_periods(closes.index, index, formation, trading, step, anchor)
     range_positions = closes.index.get_indexer(index)
     rows = []
     for period in periods:
@@ -301,7 +326,10 @@ def classical_baseline(
             continue
         trading_rows = range_positions[period.trading_start : period.trading_end]
         trading_sessions = index[period.trading_start : period.trading_end]
-        cut_short = period.trading_end == len(index) and period.trading_end - period.trading_start < trading
+        if trading_rows.size == 0:
+            continue
+        # the range ends before the period's last session: leave what is open at the range end
+        cut_short = period.trading_end == len(index) and int(trading_rows[-1]) < period.formation_end + trading - 1
         for pair in pairs.itertuples(index=False):
             with np.errstate(divide="ignore", invalid="ignore"):
                 y_log = np.log(closes[pair.y].to_numpy(dtype=float)[trading_rows])

@@ -9,9 +9,15 @@ One call, :func:`run_walk_forward`, given each sector's closes panel (see
 2. turns them into trades (:func:`~pairs_assets.quant.walkforward.replay.trade_configs`): the config
    for as-of D applies from session D+1;
 3. builds the classical baseline's trades on the same closes
-   (:func:`~pairs_assets.quant.walkforward.baseline.classical_baseline`);
+   (:func:`~pairs_assets.quant.walkforward.baseline.classical_baseline`), its trading periods
+   anchored to the exchange calendar when ``session_number`` is given (the period under way at the
+   range start traded from its own start, only the range's sessions kept);
 4. executes both at every cost with the lag (:func:`~pairs_assets.quant.walkforward.execution.execute`)
-   and summarises per sector, in total and by sub-period (:mod:`~pairs_assets.quant.walkforward.metrics`).
+   and summarises per sector, in total and by sub-period (:mod:`~pairs_assets.quant.walkforward.metrics`):
+   every Sharpe with its block-bootstrap interval, ours beside the baseline's on the same days with
+   a paired interval of the difference; the deflated Sharpe on the periods that overlap the
+   selection range (development years) with N and V counted by the trials ledger
+   (:mod:`~pairs_assets.quant.walkforward.ledger`), the PSR against 0 everywhere.
 
 Totals: our configs size positions as fractions of one portfolio's equity, so the total is the sum
 of the sectors' P&L. The baseline gives each traded pair 1/top_n of *its sector's* capital, so its
@@ -30,9 +36,18 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairs_assets.errors import PairsError
-from pairs_assets.quant.walkforward.baseline import classical_baseline
+from pairs_assets.quant.walkforward.baseline import baseline_periods, classical_baseline
 from pairs_assets.quant.walkforward.execution import execute, validate_cost_bp, validate_lag
-from pairs_assets.quant.walkforward.metrics import DEFAULT_PERIODS, SUMMARY_KEYS, by_period, summarize
+from pairs_assets.quant.walkforward.ledger import Trial, TrialCount, count_trials, evaluated_label, trial_key
+from pairs_assets.quant.walkforward.metrics import (
+    BOOTSTRAP_BLOCK,
+    BOOTSTRAP_RESAMPLES,
+    DEFAULT_PERIODS,
+    SUMMARY_KEYS,
+    by_period,
+    sharpe_difference,
+    summarize,
+)
 from pairs_assets.quant.walkforward.replay import ON_DROP_CHOICES, SectorPanel, build_configs, trade_configs
 from pairs_assets.quant.walkforward.score_study import forward_pnl, rank_evidence
 
@@ -42,10 +57,16 @@ __all__ = [
     "WalkForwardResult",
     "WalkForwardSettings",
     "required_history",
+    "run_baseline",
     "run_walk_forward",
 ]
 
-SUMMARY_COLUMNS = ["strategy", "sector", "cost_bp", "period", *SUMMARY_KEYS]
+SUMMARY_COLUMNS = [
+    "strategy", "sector", "cost_bp", "period", *SUMMARY_KEYS,
+    "vs_baseline", "vs_baseline_low", "vs_baseline_high", "n_trials", "trials_source", "trial_sharpe_sd", "few_trades",
+]
+#: The development years: where configurations were compared and the defaults chosen (DESIGN 6b).
+SELECTION_RANGE = ("1995-01-03", "2010-12-31")
 
 
 class WalkForwardError(PairsError, ValueError):
@@ -71,8 +92,15 @@ class WalkForwardSettings(BaseModel):
         Close a position held this many sessions (0 = no limit).
     periods : list of (label, start, end)
         Sub-periods reported beside the full range.
-    n_trials : int
-        Configurations tried so far (the deflated Sharpe's input).
+    n_trials : int or None
+        Configurations tried (the deflated Sharpe's N); None: counted by the trials ledger.
+    selection : (str, str)
+        The selection range (development years): the DSR is reported on periods overlapping it,
+        the ledger counts the trials evaluated on it.
+    bootstrap_block, bootstrap_resamples, bootstrap_seed : int
+        The Sharpe intervals' circular block bootstrap (95%).
+    min_trades : int
+        Below this many trades the tables print Sharpe, t and DSR as "–" with the count.
     gru : bool
         Train each selected pair's GRU per session and gate entries as the signals do.
     score_horizon : int
@@ -101,7 +129,16 @@ class WalkForwardSettings(BaseModel):
     periods: list[tuple[str, str, str]] = Field(
         [tuple(p) for p in DEFAULT_PERIODS], description="Sub-periods (label, first date, last date)."
     )
-    n_trials: int = Field(1, ge=1, description="Configurations tried so far (the deflated Sharpe's input).")
+    n_trials: int | None = Field(
+        None, ge=1, description="Configurations tried (the deflated Sharpe's N); None: counted by the trials ledger."
+    )
+    selection: tuple[str, str] = Field(
+        SELECTION_RANGE, description="Selection range (development years): DSR there, PSR against 0 elsewhere."
+    )
+    bootstrap_block: int = Field(BOOTSTRAP_BLOCK, ge=1, description="Block length (sessions) of the Sharpe intervals' bootstrap.")
+    bootstrap_resamples: int = Field(BOOTSTRAP_RESAMPLES, ge=10, description="Resamples of the Sharpe intervals' bootstrap.")
+    bootstrap_seed: int = Field(0, ge=0, description="Seed of the Sharpe intervals' bootstrap.")
+    min_trades: int = Field(10, ge=0, description="Below this many trades Sharpe, t and DSR print as '–' with the count.")
     gru: bool = Field(False, description="Train each selected pair's GRU per session and gate entries as the signal job does.")
     score_horizon: int = Field(20, ge=1, description="Sessions of forward P&L in the score study.")
     workers: int | None = Field(
@@ -114,6 +151,14 @@ class WalkForwardSettings(BaseModel):
     baseline_pvalue_max: float = Field(0.05, gt=0.0, lt=1.0)
     baseline_entry_z: float = Field(2.0, gt=0.0)
     baseline_stop_z: float = Field(4.0, gt=0.0)
+
+    @field_validator("selection")
+    @classmethod
+    def _selection(cls, value: tuple[str, str]) -> tuple[str, str]:
+        first, last = (cls._date(v) for v in value)
+        if pd.Timestamp(first) > pd.Timestamp(last):
+            raise ValueError(f"selection starts {first}, after its end {last}")
+        return first, last
 
     @field_validator("start", "end")
     @classmethod
@@ -178,6 +223,8 @@ class WalkForwardResult:
         Per sector: GRU training counts (with ``gru``).
     score_study, score_evidence : pandas.DataFrame or None
         Forward P&L of every scored pair and the score's rank evidence.
+    trials : TrialCount or None
+        The deflated Sharpe's N and V and where they came from.
     """
 
     settings: WalkForwardSettings
@@ -190,6 +237,7 @@ class WalkForwardResult:
     gru: dict[str, dict[str, int]] = field(default_factory=dict)  # sector → GRU gate counts
     score_study: pd.DataFrame | None = None  # every scored pair of every formation, with its forward P&L
     score_evidence: pd.DataFrame | None = None  # Spearman of each score with the forward P&L (95% CI)
+    trials: TrialCount | None = None
 
 
 def required_history(strategy, settings: WalkForwardSettings) -> int:
@@ -207,8 +255,9 @@ def required_history(strategy, settings: WalkForwardSettings) -> int:
     windows = [strategy.formation_window, strategy.garch_sessions, strategy.backtest_sessions]
     if settings.gru:
         windows.append(strategy.gru_window)
-    # the first configs' formation session may lie up to reselect_every - 1 sessions earlier
-    return max(strategy.reach(max(windows)), settings.baseline_formation + 1)
+    # the first configs' formation session may lie up to reselect_every - 1 sessions earlier; the
+    # baseline's period under way at the range start up to baseline_trading - 1 sessions earlier
+    return max(strategy.reach(max(windows)), settings.baseline_formation + settings.baseline_trading)
 
 
 def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, end: pd.Timestamp, next_session) -> None:
@@ -240,6 +289,8 @@ def run_walk_forward(
     entry_gate=None,
     formation_of=None,
     progress: Callable[[int], None] | None = None,
+    ledger: Sequence[Trial] = (),
+    session_number: Callable[[pd.Timestamp], int] | None = None,
 ) -> WalkForwardResult:
     """Replay, trade and summarise (see the module docstring).
 
@@ -260,6 +311,13 @@ def run_walk_forward(
         The formation session of an as-of session.
     progress : callable, optional
         ``progress(n)`` is called as as-of sessions are done.
+    ledger : sequence of Trial
+        The trials recorded so far on ``settings.selection``
+        (:func:`~pairs_assets.quant.walkforward.ledger.trials_from_runs`); this run's own are added.
+    session_number : callable, optional
+        The exchange-session number of a session from a fixed epoch: anchors the baseline's
+        trading periods to the calendar (see :mod:`~pairs_assets.quant.walkforward.baseline`);
+        None: they start at the range start.
 
     Returns
     -------
@@ -278,13 +336,14 @@ def run_walk_forward(
         panel = panels[sector]
         _check_range(panel, _range_sessions(panel, settings), history, pd.Timestamp(settings.end), next_session)
     workers = min(settings.workers or os.cpu_count() or 1, len(sectors))
+    anchors = {s: None if session_number is None else int(session_number(panels[s].closes.index[0])) for s in sectors}
     jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings, formation_of) for s in sectors]
     if workers > 1 and models_for is None and entry_gate is None:
         # the settings travel as (class, fields): a Dagster resource does not pickle itself
         strategy_spec = (type(strategy), strategy.model_dump())
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {
-                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf, formation): panel.sector
+                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf, formation, anchors[panel.sector]): panel.sector
                 for panel, symbols, nxt, _strategy, wf, formation in jobs
             }
             outcomes = {}
@@ -294,18 +353,22 @@ def run_walk_forward(
                     progress(outcomes[futures[future]].n_sessions)
     else:
         outcomes = {
-            job[0].sector: _run_sector(*job, models_for=models_for, entry_gate=entry_gate, progress=progress) for job in jobs
+            job[0].sector: _run_sector(
+                *job, models_for=models_for, entry_gate=entry_gate, progress=progress, baseline_anchor=anchors[job[0].sector]
+            )
+            for job in jobs
         }
-    daily_frames, trade_frames, rows = [], [], []
+    daily_frames, trade_frames = [], []
     configs_built, config_pairs, seconds, gru_counts = {}, {}, {}, {}
     totals: dict[tuple[str, float], list[tuple[pd.DataFrame, pd.DataFrame]]] = {}
+    executed: dict[tuple[str, str, float], tuple[pd.DataFrame, pd.DataFrame]] = {}
     for sector in sectors:
         outcome = outcomes[sector]
         configs_built[sector], config_pairs[sector], seconds[sector] = outcome.configs, outcome.pair_days, outcome.seconds
         if outcome.gru:
             gru_counts[sector] = outcome.gru
         for (name, cost), (daily, trades) in outcome.executions.items():
-            rows.extend(_summary_rows(name, sector, cost, daily, trades, settings))
+            executed[(name, sector, cost)] = (daily, trades)
             daily_frames.append(daily.rename_axis("session").reset_index().assign(strategy=name, sector=sector, cost_bp=cost))
             trade_frames.append(trades.assign(cost_bp=cost))
             totals.setdefault((name, cost), []).append((daily, trades))
@@ -316,8 +379,13 @@ def run_walk_forward(
         daily["n_positions"] = summed["n_positions"]  # a count, not scaled
         trades = pd.concat([t for _, t in parts], ignore_index=True)
         trades = trades.assign(pnl=trades["pnl"] * scale)
-        rows.extend(_summary_rows(name, "all", cost, daily, trades, settings))
+        executed[(name, "all", cost)] = (daily, trades)
         daily_frames.append(daily.rename_axis("session").reset_index().assign(strategy=name, sector="all", cost_bp=cost))
+    trials = count_trials(ledger, _current_trials(strategy, settings, executed), override=settings.n_trials)
+    rows, t_summary = [], time.perf_counter()
+    for (name, sector, cost), (daily, trades) in executed.items():
+        rows.extend(_summary_rows(name, sector, cost, daily, trades, settings, trials, executed.get(("baseline", sector, cost))))
+    seconds["summary"] = round(time.perf_counter() - t_summary, 2)  # the bootstrap intervals are most of it
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     # strategy (ours first), sector (the total first), cost, period (full first), as given otherwise
     sector_rank = {s: i for i, s in enumerate(["all", *sectors])}
@@ -338,7 +406,7 @@ def run_walk_forward(
     daily_all = pd.concat(daily_frames, ignore_index=True)
     trades_all = pd.concat(trade_frames, ignore_index=True) if trade_frames else pd.DataFrame()
     return WalkForwardResult(
-        settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds, gru_counts, study, evidence
+        settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds, gru_counts, study, evidence, trials
     )
 
 
@@ -358,17 +426,18 @@ class _SectorOutcome:
     gru: dict  # GRU gate counts: trained, skipped, allowed, vetoed (empty without the gate)
 
 
-def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings, formation_of) -> _SectorOutcome:
+def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings, formation_of, baseline_anchor=None) -> _SectorOutcome:
     cls, fields = strategy_spec
     if settings.gru:
         import torch
 
         torch.set_num_threads(1)  # one process per core already
-    return _run_sector(panel, symbols, next_session, cls(**fields), settings, formation_of)
+    return _run_sector(panel, symbols, next_session, cls(**fields), settings, formation_of, baseline_anchor=baseline_anchor)
 
 
 def _run_sector(
-    panel, symbols, next_session, strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None
+    panel, symbols, next_session, strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None,
+    baseline_anchor=None,
 ) -> _SectorOutcome:
     """One sector: configs, our trades, the baseline's, executed at every cost."""
     t0 = time.perf_counter()
@@ -405,21 +474,67 @@ def _run_sector(
     strategies = [("default", ours("default", None if gate is not None else entry_gate))]
     if gate is not None:  # the same configs with and without the GRU's veto, side by side
         strategies.append(("default_gru", ours("default_gru", entry_gate)))
-    baseline = classical_baseline(
-        panel.closes, sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
-        step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
-        entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector,
-    )
     executions = {}
-    for name, trades in (*strategies, ("baseline", baseline)):
+    for name, trades in strategies:
         for cost in settings.costs:
             result = execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost)
             executions[(name, cost)] = (result.daily, result.trades)
+    for cost, executed in run_baseline(panel.closes, sessions, settings, sector, baseline_anchor).items():
+        executions[("baseline", cost)] = executed
     return _SectorOutcome(
         configs=len(configs), pair_days=sum(len(c.pairs) for c in configs.values()), n_sessions=len(as_of),
         executions=executions, study=study, seconds=round(time.perf_counter() - t0, 2),
         gru={} if gate is None else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
     )
+
+
+def run_baseline(
+    closes: pd.DataFrame, sessions: pd.DatetimeIndex, settings: WalkForwardSettings, sector: str = "", anchor: int | None = None
+) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
+    """The classical baseline of one sector over ``sessions``, executed at every cost.
+
+    Parameters
+    ----------
+    closes : DataFrame
+        The sector's closes: the range and the history before it (contiguous sessions).
+    sessions : DatetimeIndex
+        The range.
+    settings : WalkForwardSettings
+        ``baseline_*``, ``costs`` and ``lag``.
+    sector : str
+    anchor : int, optional
+        Exchange-session number of ``closes.index[0]`` from a fixed epoch. Given, the trading
+        periods are anchored to the calendar and the period under way at the range start is traded
+        from its own start on the bars before the range; only the range's sessions are kept (daily
+        P&L from the first session, trades executed from it on), so every session gets the position
+        and P&L any longer run over it gives. None: the first period starts at the range start.
+
+    Returns
+    -------
+    dict of float to (daily, trades)
+        Per cost, :func:`~pairs_assets.quant.walkforward.execution.execute`'s frames.
+    """
+    index = closes.index
+    base_sessions = sessions
+    if anchor is not None:
+        lead = baseline_periods(
+            index, sessions, settings.baseline_formation, settings.baseline_trading, settings.baseline_step, anchor
+        )[0].formation_end
+        base_sessions = index[min(lead, index.get_loc(sessions[0])) : index.get_loc(sessions[-1]) + 1]
+    trades = classical_baseline(
+        closes, base_sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
+        step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
+        entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector, anchor=anchor,
+    )
+    out = {}
+    for cost in settings.costs:
+        result = execute(trades, closes, base_sessions, lag=settings.lag, cost_bp=cost)
+        if len(base_sessions) > len(sessions):
+            kept = result.trades[result.trades["entry_exec"] >= sessions[0]].reset_index(drop=True)
+            out[cost] = (result.daily.loc[sessions[0] :], kept)
+        else:
+            out[cost] = (result.daily, result.trades)
+    return out
 
 
 def _sum_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -429,11 +544,66 @@ def _sum_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def _summary_rows(name: str, sector: str, cost: float, daily: pd.DataFrame, trades: pd.DataFrame, settings) -> list[list]:
-    full = summarize(daily, trades, n_trials=settings.n_trials)
-    rows = [[name, sector, cost, "full", *[full[k] for k in SUMMARY_KEYS]]]
+def _current_trials(strategy, settings: WalkForwardSettings, executed) -> list[Trial]:
+    """This run's configurations as trials, when it evaluated the selection range."""
+    label = evaluated_label(settings.start, settings.end, settings.periods, settings.selection)
+    if label is None:
+        return []
+    first, last = (settings.start, settings.end) if label == "full" else next(p[1:] for p in settings.periods if p[0] == label)
+    params = strategy.model_dump(mode="json")
+    trade = {"lag": settings.lag, "on_drop": settings.on_drop, "max_holding": settings.max_holding}
+    out = []
+    for variant in ("default", "default_gru"):
+        sharpe = {}
+        for (name, sector, cost), (daily, trades) in executed.items():
+            if name == variant and sector == "all":
+                days = daily.loc[(daily.index >= pd.Timestamp(first)) & (daily.index <= pd.Timestamp(last)), "pnl"]
+                std = float(days.std(ddof=1)) if len(days) >= 2 else 0.0
+                never = std == 0.0 and len(trades) == 0  # never traded: a trial that earned nothing
+                sharpe[float(cost)] = float(days.mean()) / std * 252**0.5 if std > 0.0 else 0.0 if never else float("nan")
+        if sharpe:
+            out.append(Trial(trial_key(params, trade, variant), sharpe))
+    return out
+
+
+def _overlaps(first, last, selection) -> bool:
+    return pd.Timestamp(first) <= pd.Timestamp(selection[1]) and pd.Timestamp(last) >= pd.Timestamp(selection[0])
+
+
+def _summary_rows(
+    name: str, sector: str, cost: float, daily: pd.DataFrame, trades: pd.DataFrame, settings, trials: TrialCount, baseline
+) -> list[list]:
+    """The full range and every sub-period overlapping it: SUMMARY_COLUMNS."""
+    ours = name != "baseline"  # the baseline is fixed in advance: no selection to deflate for
+    variance = trials.variance.get(float(cost), float("nan"))
+    options = {
+        "n_trials": trials.n_trials, "sharpe_variance": variance if variance == variance else None,
+        "block": settings.bootstrap_block, "n_boot": settings.bootstrap_resamples, "seed": settings.bootstrap_seed,
+    }
+    bounds = {"full": (settings.start, settings.end)}
+    stats = {"full": summarize(daily, trades, selected=ours and _overlaps(settings.start, settings.end, settings.selection), **options)}
     # only the sub-periods that overlap the range
-    periods = [tuple(p) for p in settings.periods if pd.Timestamp(p[1]) <= pd.Timestamp(settings.end) and pd.Timestamp(p[2]) >= pd.Timestamp(settings.start)]
-    for label, stats in by_period(daily, trades, periods, n_trials=settings.n_trials).items():
-        rows.append([name, sector, cost, label, *[stats[k] for k in SUMMARY_KEYS]])
+    periods = [tuple(p) for p in settings.periods if _overlaps(p[1], p[2], (settings.start, settings.end))]
+    bounds.update({p[0]: (p[1], p[2]) for p in periods})
+    stats.update(by_period(
+        daily, trades, periods, selected=lambda first, last: ours and _overlaps(first, last, settings.selection), **options
+    ))
+    rows = []
+    for label, row in stats.items():
+        diff = (float("nan"),) * 3
+        if ours and baseline is not None:
+            first, last = (pd.Timestamp(b) for b in bounds[label])
+            days = (daily.index >= first) & (daily.index <= last)
+            base = baseline[0]
+            base_days = (base.index >= first) & (base.index <= last)
+            diff = sharpe_difference(
+                daily.loc[days, "pnl"], base.loc[base_days, "pnl"], settings.bootstrap_block,
+                settings.bootstrap_resamples, settings.bootstrap_seed,
+            )
+        deflated = row["deflated_sharpe"] == row["deflated_sharpe"]
+        rows.append([
+            name, sector, cost, label, *[row[k] for k in SUMMARY_KEYS], *diff,
+            trials.n_trials if deflated else float("nan"), trials.source if deflated else "",
+            trials.sharpe_sd(cost) if deflated else float("nan"), bool(row["trades"] < settings.min_trades),
+        ])
     return rows
