@@ -17,9 +17,22 @@ The store's document is read through the typed model
 
 A pair whose model cannot be loaded (or has too little history for a GRU window) still gets a
 signal, without GRU gating, flagged ``model_unavailable`` / ``gru_input_unavailable``.
+
+**The trading rule and its state.** The decision is the one trading rule
+(:func:`pairs_assets.quant.rule.step`, the walk-forward's): each pair's state (side, shares,
+entry, sessions held, stopped flag, its terms) is read from the store's ``pair_states`` table, the
+run's bar is applied, and the new state is written back after the orders. A bar already applied
+changes nothing (no row, no order); an older bar fails the run naming the pair. A pair held but
+missing from today's config follows ``on_drop`` with its last config's terms; ``max_holding``
+counts exchange sessions.
+
+**Point in time.** A run reads only bars stamped after the as-of session's close and at or before
+``min(bar_cutoff or now, the effective session's close)``: a run for a past partition never sees
+a bar of a later session.
 """
 
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -29,18 +42,19 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import markdown_table, reasons_table, session_of
 from pairs_assets.errors import PairsError
+from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
-from pairs_assets.quant.config_model import TradingConfig
+from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.settings import StrategySettings
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
 from resources.broker import BrokerResource
-from resources.market_data import MarketDataStore, bars_table, trading_signals_table
+from resources.market_data import MarketDataStore, bars_table, pair_states_table, trading_signals_table
 
 GROUP = "live_signals"
 ASSET_NAME = "trading_signals"
@@ -65,6 +79,18 @@ class SignalRunConfig(dg.Config):
         sig.DEFAULT_DRIFT_TOLERANCE, gt=0, le=2, description="Drop below the formation correlation that flags drift."
     )
     trade_on_drift: bool = Field(False, description="Open positions even when the pair's correlation drifted.")
+    on_drop: str = Field(
+        rule.DEFAULT_ON_DROP, description="A held pair missing from today's config: 'keep' (trade it with its last "
+        "config's terms until exit, stop or max_holding) or 'exit' (close it)."
+    )
+    max_holding: int = Field(rule.DEFAULT_MAX_HOLDING, ge=0, description="Close a position held this many exchange sessions (0 = no limit).")
+
+    @field_validator("on_drop")
+    @classmethod
+    def _on_drop(cls, value: str) -> str:
+        if value not in rule.ON_DROP_CHOICES:
+            raise ValueError(f"on_drop must be one of {rule.ON_DROP_CHOICES}, got {value!r}")
+        return value
 
 
 # --- reading bars --------------------------------------------------------------------------------
@@ -143,6 +169,74 @@ def build_pair_inputs(
             bar_timestamp = max(stamps)
         inputs.append(sig.PairInput(p, closes, latest_y, latest_x, pd.Timestamp(bar_timestamp), flags))
     return inputs, skipped
+
+
+# --- the rule's state ---------------------------------------------------------------------------
+
+#: exchange-session ordinals count from here (only differences matter: max_holding)
+ORDINAL_EPOCH = "1990-01-02"
+
+
+def session_ordinal(session: str | pd.Timestamp) -> int:
+    """The exchange session's ordinal (consecutive sessions differ by 1)."""
+    return len(partitions.sessions_in_range(ORDINAL_EPOCH, session)) - 1
+
+
+def _terms_json(terms: Any) -> str | None:
+    return None if terms is None else terms.model_dump_json()
+
+
+def _terms_of(text: Any, pair_id: str, field: str) -> PairConfig | None:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    try:
+        return PairConfig.model_validate_json(text)
+    except ValueError as exc:
+        raise rule.RuleInputError(f"pair {pair_id}: state {field} is not a trading config pair entry: {str(exc)[:200]}") from None
+
+
+def _stamp(value: Any) -> pd.Timestamp | None:
+    if value is None or pd.isna(value):
+        return None
+    return to_utc(pd.Timestamp(value))
+
+
+def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.PairState]:
+    """The sector's pair states from the store (validated: a bad share count fails naming pair and field)."""
+    frame = store.read_table(pair_states_table, pair_states_table.c.sector == sector)
+    states: dict[str, rule.PairState] = {}
+    for row in frame.to_dict("records"):
+        pid = str(row["pair_id"])
+
+        def number(name: str) -> float:
+            value = row[name]
+            return math.nan if value is None else float(value)
+
+        states[pid] = rule.PairState(
+            pair_id=pid, y=str(row["y"]), x=str(row["x"]), side=int(row["side"]),
+            weight_y=float(row["weight_y"]), weight_x=float(row["weight_x"]),
+            shares_y=number("shares_y"), shares_x=number("shares_x"),
+            entry_session=row["entry_session"] or None, entry_ordinal=int(row["entry_ordinal"]),
+            entry_bar=_stamp(row["entry_bar"]), entry_z=number("entry_z"), sessions_held=int(row["sessions_held"]),
+            stopped=bool(row["stopped"]), entry_terms=_terms_of(row["entry_terms"], pid, "entry_terms"),
+            terms=_terms_of(row["terms"], pid, "terms"), last_bar=_stamp(row["last_bar"]),
+        )
+    return states
+
+
+def state_row(state: rule.PairState, *, sector: str, as_of: str, run_id: str) -> dict[str, Any]:
+    """A ``pair_states`` row of a state."""
+    return {
+        "sector": sector, "pair_id": state.pair_id, "y": state.y, "x": state.x, "side": int(state.side),
+        "weight_y": float(state.weight_y), "weight_x": float(state.weight_x),
+        "shares_y": float(state.shares_y), "shares_x": float(state.shares_x),
+        "entry_session": state.entry_session, "entry_ordinal": int(state.entry_ordinal),
+        "entry_bar": None if state.entry_bar is None else to_naive_utc(pd.Timestamp(state.entry_bar)),
+        "entry_z": float(state.entry_z), "sessions_held": int(state.sessions_held), "stopped": bool(state.stopped),
+        "entry_terms": _terms_json(state.entry_terms), "terms": _terms_json(state.terms),
+        "last_bar": None if state.last_bar is None else to_naive_utc(pd.Timestamp(state.last_bar)),
+        "as_of_session": as_of, "run_id": run_id,
+    }
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -264,24 +358,42 @@ def compute_sector_signals(
     drift_window: int,
     drift_tolerance: float,
     history_start: str | pd.Timestamp | None = None,
+    states: dict[str, rule.PairState] | None = None,
+    on_drop: str = rule.DEFAULT_ON_DROP,
+    max_holding: int = rule.DEFAULT_MAX_HOLDING,
 ) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
     """Signals of one parsed trading config; (signals, skipped pairs → reason, model failures → reason).
 
     The spread history is the ``history_sessions`` sessions ending at the as-of session, none before
-    ``history_start`` (when given).
+    ``history_start`` (when given). Each signal applies the trading rule to the pair's state in
+    ``states`` (flat when absent) and carries the new state; pairs held in ``states`` but missing
+    from the config get a signal with their last config's terms (``on_drop``). The bar of each pair
+    is its latest in (as-of close, ``cutoff``]; ``max_holding`` counts sessions from the config's
+    effective session.
 
     A pair the config holds but a signal cannot use (a null GARCH parameter, a non-positive
     ``spread_std``, ...) is skipped with the reason; the other pairs still get their signals.
     """
     as_of = config.as_of_session
+    states = states or {}
     params, skipped = [], {}
+    listed = {pair.pair_id: pair for pair in config.pairs}
     for pair in config.pairs:
         try:
             params.append(sig.PairParams.from_pair_config(pair))
         except sig.SignalInputError as exc:
             skipped[pair.pair_id] = str(exc)
+    n_listed = len(params)
+    for pair_id, state in sorted(states.items()):  # held, dropped from today's config: the last config's terms
+        if state.side and pair_id not in listed and state.terms is not None:
+            try:
+                params.append(sig.PairParams.from_pair_config(state.terms))
+            except sig.SignalInputError as exc:
+                skipped[pair_id] = str(exc)
     if not params:
         return [], skipped, {}
+    session = config.effective_session
+    ordinal = session_ordinal(session)
     symbols = sorted({s for p in params for s in (p.y, p.x)})
     earliest = pd.Timestamp(as_of) - pd.Timedelta(days=2 * history_sessions + 10)
     if history_start is not None:
@@ -293,7 +405,7 @@ def compute_sector_signals(
     inputs, more_skipped = build_pair_inputs(params, history, latest, as_of_close)
     skipped.update(more_skipped)
     probabilities, gating_flags, failures = gru_probabilities(
-        inputs, model_registry, strategy.gru_seq_len, gate=config.gru_gate
+        [pair for pair in inputs if pair.params.pair_id in listed], model_registry, strategy.gru_seq_len, gate=config.gru_gate
     )
     limits = sig.RiskLimits(strategy.max_portfolio_risk, strategy.max_position, strategy.target_daily_vol).tighter(
         config.risk
@@ -307,10 +419,17 @@ def compute_sector_signals(
                     pair,
                     probabilities.get(pid),
                     limits,
-                    n_pairs=len(params),
+                    n_pairs=n_listed,
                     drift_window=drift_window,
                     drift_tolerance=drift_tolerance,
                     gating_flags=gating_flags.get(pid, ()),
+                    state=states.get(pid),
+                    listed=pid in listed,
+                    terms=listed.get(pid),
+                    session=session,
+                    ordinal=ordinal,
+                    on_drop=on_drop,
+                    max_holding=max_holding,
                 )
             )
         except sig.SignalInputError as exc:
@@ -353,7 +472,10 @@ def trading_signals(
         )
     # an unknown schema_version or a malformed field fails the run here, naming the version or field
     trading_config = TradingConfig.parse(document, where=f"trading config {as_of}|{sector}")
-    cutoff = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
+    requested = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
+    # point in time: never a bar after the effective session's close (a past partition stays in its session)
+    cutoff = min(requested, partitions.session_close_utc(trading_config.effective_session))
+    states = read_pair_states(store, sector)
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
         store=store,
@@ -365,7 +487,12 @@ def trading_signals(
         drift_window=config.drift_window,
         drift_tolerance=config.drift_tolerance,
         history_start=partitions.history_start_of(context.assets_def.partitions_def),
+        states=states,
+        on_drop=config.on_drop,
+        max_holding=config.max_holding,
     )
+    repeated = [s.pair_id for s in signals if "bar_already_applied" in s.flags]
+    signals = [s for s in signals if "bar_already_applied" not in s.flags]  # applied before: nothing changes
     for pair_id, reason in sorted(skipped.items()):
         context.log.warning(f"pair {pair_id} skipped: {reason}")
     for model, reason in sorted(failures.items()):
@@ -385,19 +512,34 @@ def trading_signals(
 
     orders: list[dict] = []
     not_traded: dict[str, str] = {}
+    new_states = {s.pair_id: s.state for s in signals}
     actionable = [s for s in signals if s.action != sig.HOLD]
+    for s in actionable:
+        if s.action in sig.ENTRIES and s.correlation_drift and not config.trade_on_drift:
+            not_traded[s.pair_id] = "entry not traded: correlation drift"
+            # the entry did not happen: flat (after any exit on this bar), the bar applied
+            new_states[s.pair_id] = rule.PairState(s.pair_id, s.y, s.x, terms=s.state.terms, last_bar=s.state.last_bar)
     if config.execute and actionable:
         equity = broker.account_equity()
         held = broker.pair_positions(store, [s.pair_id for s in actionable])
         for s in actionable:
-            if s.action in sig.ENTRIES and s.correlation_drift and not config.trade_on_drift:
-                not_traded[s.pair_id] = "entry not traded: correlation drift"
+            if s.pair_id in not_traded:
                 continue
             intents = sig.order_intents(s, equity, held.get(s.pair_id, {}))
             if not intents:
                 continue
+            if s.action in sig.ENTRIES:
+                shares = {i.leg: abs(i.target_qty) for i in intents}
+                new_states[s.pair_id] = dataclasses.replace(
+                    s.state, shares_y=shares.get("y", 0.0), shares_x=shares.get("x", 0.0)
+                )
             extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
             orders.extend(broker.submit(store, intents, s.bar_timestamp, extra))
+    if new_states:
+        store.upsert_rows(
+            pair_states_table,
+            [state_row(st, sector=sector, as_of=as_of, run_id=context.run_id) for _, st in sorted(new_states.items())],
+        )
 
     frame = pd.DataFrame(
         [
@@ -423,6 +565,10 @@ def trading_signals(
             "as_of_session": as_of,
             "effective_session": trading_config.effective_session,
             "bar_cutoff": cutoff.isoformat(),
+            "bars_already_applied": len(repeated),
+            "held_pairs": sum(1 for st in new_states.values() if st.side) + sum(
+                1 for pid, st in states.items() if st.side and pid not in new_states
+            ),
             "latest_bar": max(bar_times).isoformat() if bar_times else "",
             "pairs_in_config": len(trading_config.pairs),
             "signals": len(signals),

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pairs_assets.errors import PairsError
@@ -62,6 +62,9 @@ __all__ = [
     "positions",
     "step",
     "step_action",
+    "close_reason",
+    "flat_step",
+    "target_weights",
 ]
 
 #: an open position whose pair leaves the config: close it ("exit") or trade it on ("keep")
@@ -118,6 +121,27 @@ def entry_side(z: float, levels: Any) -> int:
     if not math.isfinite(z) or not (levels.entry_z <= abs(z) < levels.stop_z):
         return FLAT
     return SHORT if z > 0 else LONG
+
+
+def close_reason(side: int, z: float, levels: Any, held: int, max_holding: int) -> str | None:
+    """Why a held side closes at this bar, in order: stop, exit, max holding (None: it holds)."""
+    if stops(side, z, levels):
+        return STOP
+    if exits(side, z, levels):
+        return EXIT
+    if max_holding and held >= max_holding:
+        return MAX_HOLDING
+    return None
+
+
+def flat_step(stopped: bool, z: float, levels: Any) -> tuple[bool, int]:
+    """A flat pair at this bar: (stopped after it, the side an entry would take or 0).
+
+    A stopped pair re-arms when ``|z| < entry_z`` — a z that cannot enter — so it never enters on
+    the bar that re-arms it."""
+    if stopped:
+        return (False, FLAT) if rearms(z, levels) else (True, FLAT)
+    return False, entry_side(z, levels)
 
 
 # --- state and observation -----------------------------------------------------------------------
@@ -290,11 +314,17 @@ def _gate_allows(obs: Observation) -> tuple[bool, bool]:
     return p >= obs.threshold, True
 
 
+def target_weights(side: int, hedge_ratio: float, sizing: Mapping[str, float]) -> tuple[float, float]:
+    """Signed target fractions of equity of an entry: long the spread ``+y_fraction`` of y and
+    ``−sign(β)·x_fraction`` of x; short the opposite."""
+    hedge_sign = 1.0 if hedge_ratio >= 0 else -1.0
+    return side * float(sizing["y_fraction"]), -side * hedge_sign * float(sizing["x_fraction"])
+
+
 def _target(side: int, terms: Any, sizing: Mapping[str, float] | None) -> tuple[float, float]:
     if sizing is None:
         return float(side), float(-side)
-    hedge_sign = 1.0 if terms.hedge_ratio >= 0 else -1.0
-    return side * float(sizing["y_fraction"]), -side * hedge_sign * float(sizing["x_fraction"])
+    return target_weights(side, terms.hedge_ratio, sizing)
 
 
 def step(
@@ -345,28 +375,19 @@ def step(
         if terms is None and on_drop == "exit":
             reason = CONFIG_DROP
         else:
-            levels = (terms if terms is not None else state.terms).levels
-            if stops(side, z, levels):
-                reason, stopped = STOP, True
-            elif exits(side, z, levels):
-                reason = EXIT
-            elif max_holding and held >= max_holding:
-                reason = MAX_HOLDING
+            reason = close_reason(side, z, (terms if terms is not None else state.terms).levels, held, max_holding)
         if reason is None:
-            new = replace(state, sessions_held=held, last_bar=obs.bar, terms=terms if terms is not None else state.terms)
+            new = PairState(
+                state.pair_id, state.y, state.x, side, state.weight_y, state.weight_x, state.shares_y, state.shares_x,
+                state.entry_session, state.entry_ordinal, state.entry_bar, state.entry_z, held, False,
+                state.entry_terms, terms if terms is not None else state.terms, obs.bar,
+            )
             return new, _HOLD
-        closed, side = state, FLAT
-    if terms is None:
-        if closed is None:
-            return replace(state, last_bar=obs.bar), _HOLD
-        return _flat(state, stopped, state.terms, obs.bar), Step(closed=closed, exit_reason=reason)
-    levels = terms.levels
-    if stopped:
-        if rearms(z, levels):
-            stopped = False
-        else:
-            return _flat(state, stopped, terms, obs.bar), (_HOLD if closed is None else Step(closed=closed, exit_reason=reason))
-    new_side = entry_side(z, levels)
+        closed, stopped = state, reason == STOP
+    done = _HOLD if closed is None else Step(closed=closed, exit_reason=reason)
+    if terms is None:  # not listed: no entry; a flat pair keeps its stopped flag
+        return _flat(state, stopped, state.terms, obs.bar), done
+    stopped, new_side = flat_step(stopped, z, terms.levels)
     if new_side != FLAT:
         w_y, w_x = _target(new_side, terms, obs.sizing)
         if w_y or w_x:
@@ -378,9 +399,7 @@ def step(
                 )
                 return opened, Step(closed=closed, exit_reason=reason, entered=True)
             return _flat(state, stopped, terms, obs.bar), Step(closed=closed, exit_reason=reason, vetoed=True)
-    if closed is None and state.side == FLAT and stopped == state.stopped:
-        return replace(state, terms=terms, last_bar=obs.bar), _HOLD
-    return _flat(state, stopped, terms, obs.bar), (_HOLD if closed is None else Step(closed=closed, exit_reason=reason))
+    return _flat(state, stopped, terms, obs.bar), done
 
 
 def _flat(state: PairState, stopped: bool, terms: Any, bar: Any) -> PairState:
@@ -390,17 +409,11 @@ def _flat(state: PairState, stopped: bool, terms: Any, bar: Any) -> PairState:
 # --- a z path under fixed terms ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Fixed:
-    pair_id: str
-    y: str
-    x: str
-    hedge_ratio: float
-    levels: Bands
-
-
 def positions(z, levels: Bands, *, max_holding: int = 0) -> list[int]:
-    """The rule's side (+1/−1/0) decided at each close of a z path under fixed terms, unit sized.
+    """The rule's side (+1/−1/0) decided at each close of a z path under fixed terms, unit sized, ungated.
+
+    The same transitions as :func:`step` (:func:`close_reason`, :func:`flat_step`) without the
+    state objects: the recent backtest calls it for every candidate pair.
 
     Parameters
     ----------
@@ -415,10 +428,17 @@ def positions(z, levels: Bands, *, max_holding: int = 0) -> list[int]:
     list of int
         One per element of ``z``; element t depends only on ``z[:t+1]``.
     """
-    terms = _Fixed("path", "y", "x", 1.0, levels)
-    state = PairState.flat("path", "y", "x")
     out = []
+    side, stopped, entered = FLAT, False, 0
     for t, score in enumerate(z):
-        state, _ = step(state, Observation(t, t, t, float(score), terms), max_holding=max_holding)
-        out.append(state.side)
+        score = float(score)
+        if side != FLAT:
+            reason = close_reason(side, score, levels, t - entered, max_holding)
+            if reason is not None:
+                side, stopped = FLAT, reason == STOP
+        if side == FLAT:
+            stopped, side = flat_step(stopped, score, levels)
+            if side != FLAT:
+                entered = t
+        out.append(side)
     return out

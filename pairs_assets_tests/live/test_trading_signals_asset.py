@@ -13,7 +13,7 @@ from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.live import signal_setup as setup
 from resources.bar_sources import EmbeddedBarSource
 from resources.broker import BrokerResource
-from resources.market_data import MarketDataStore, orders_table, trading_signals_table
+from resources.market_data import MarketDataStore, orders_table, pair_states_table, trading_signals_table
 
 
 def resources(store: MarketDataStore, registry=None) -> dict:
@@ -81,7 +81,8 @@ def test_signals_rows_orders_and_metadata(world):
     assert ko["position_x"] == pytest.approx(-ko["position_y"] * abs(hedge))
     assert pd.Timestamp(ko["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:00:00")
     pg = rows.loc["PG-WMT"]
-    assert pg["action"] == "exit" and pg["zscore"] == pytest.approx(0.1, abs=1e-6)
+    # flat near the mean: nothing to exit (the trading rule keeps state; quant.rule)
+    assert pg["action"] == "hold" and pg["zscore"] == pytest.approx(0.1, abs=1e-6)
     assert pd.Timestamp(pg["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:01:00")  # the later leg's bar
     orders = store.read_table(orders_table).set_index("leg")
     assert set(orders["pair_id"]) == {"KO-PEP"} and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
@@ -91,9 +92,19 @@ def test_signals_rows_orders_and_metadata(world):
     assert metadata["actions"].value["short_spread"] == 1 and metadata["gru_gated"].value == 2
     assert "KO-PEP" in metadata["signals_table"].value
 
-    again = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # same bars: replaced, not doubled
+    states = store.read_table(pair_states_table).set_index("pair_id")
+    assert states.loc["KO-PEP", "side"] == -1 and states.loc["PG-WMT", "side"] == 0
+    assert states.loc["KO-PEP", "shares_y"] == orders.loc["y", "qty"] and states.loc["KO-PEP", "shares_x"] == orders.loc["x", "qty"]
+    assert states.loc["KO-PEP", "entry_session"] == "2022-12-29"
+
+    again = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # same bars: nothing changes
     assert again.success
     assert len(store.read_table(trading_signals_table)) == 2 and len(store.read_table(orders_table)) == 2
+    assert store.read_table(trading_signals_table).set_index("pair_id").loc["KO-PEP", "action"] == "short_spread"
+    assert again.asset_materializations_for_node("trading_signals")[0].metadata["bars_already_applied"].value == 2
+    pd.testing.assert_frame_equal(
+        store.read_table(pair_states_table).set_index("pair_id").drop(columns="run_id"), states.drop(columns="run_id")
+    )
 
 
 def test_cutoff_before_the_live_bars_uses_the_as_of_close(world):

@@ -4,6 +4,8 @@ import math
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pairs_assets.quant import rule
 from pairs_assets.quant.rule import Bands, Observation, PairState, RuleInputError, step, step_action
@@ -196,3 +198,14 @@ def test_bar_older_than_the_last_applied_is_refused():
 def test_levels_out_of_order_are_refused():
     with pytest.raises(RuleInputError, match="exit_z < entry_z < stop_z"):
         Bands(entry_z=2.0, exit_z=2.0, stop_z=3.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zs=st.lists(st.one_of(st.floats(-5, 5), st.sampled_from([2.0, -2.0, 3.5, -3.5, 0.5, -0.5, math.nan])), max_size=60),
+    max_holding=st.integers(0, 5),
+)
+def test_positions_equals_stepping_the_state_machine(zs, max_holding):
+    """The recent backtest's fast path and the state machine are the same transitions."""
+    stepped = [side for side, _ in run(zs, max_holding=max_holding)[1]]
+    assert rule.positions(zs, LEVELS, max_holding=max_holding) == stepped

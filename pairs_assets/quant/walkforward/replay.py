@@ -15,13 +15,14 @@ Trading (:func:`trade_configs`): the config for as-of D applies from session D+1
 ``effective_session``). At each close t of the range the pairs of the config effective at t are
 traded with the config's own numbers: spread ``s = ln y − β·ln x − a``, ``z = (s − mean)/σ_level``
 with the GARCH-scaled σ of the signal job (:func:`pairs_assets.quant.signals.garch_zscore`), and
-the levels' rule set of the backtest (:func:`pairs_assets.quant.backtest.zscore_positions`):
+the one trading rule (:func:`pairs_assets.quant.rule.step`, a state machine per pair, the rule
+the signal job and the recent backtest also call; band edges in :mod:`pairs_assets.quant.rule`):
 
 * flat → enter when ``entry_z ≤ |z| < stop_z`` (short the spread when z > 0), sized by the config's
-  ``sizing`` (:func:`pairs_assets.quant.signals.target_position`), if the optional GRU gate agrees;
-* long → exit when ``z ≥ −exit_z``, stop when ``z ≤ −stop_z``; short → exit when ``z ≤ exit_z``,
-  stop when ``z ≥ stop_z``; after a stop no new entry of that pair until ``|z| < entry_z``; an exit
-  may be followed by an entry on the same close;
+  ``sizing``, if the optional GRU gate agrees;
+* long → stop when ``z ≤ −stop_z``, else exit when ``z ≥ −exit_z``; short symmetrically; after a
+  stop no new entry of that pair until ``|z| < entry_z``; an exit may be followed by an entry on
+  the same close;
 * an open position whose pair is missing from the effective config: ``on_drop="exit"`` closes it at
   that close (``"config_drop"``); ``on_drop="keep"`` keeps trading it with the numbers of the last
   config that listed the pair until exit, stop or ``max_holding`` sessions (``"max_holding"``);
