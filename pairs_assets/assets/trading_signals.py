@@ -105,27 +105,67 @@ def _session_closes(bars: pd.DataFrame) -> pd.DataFrame:
     return last.unstack("symbol").sort_index()
 
 
-def read_latest_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Per symbol, its latest bar in (after, cutoff] over all sources (real sources before proxies)."""
+def read_session_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Every bar of ``symbols`` in (after, cutoff], one per (symbol, timestamp) over all sources (real
+    sources before proxies), sorted by symbol and time; columns symbol, timestamp (UTC), close, source, is_proxy."""
     t = bars_table.c
     lo, hi = to_naive_utc(after), to_naive_utc(cutoff)
-    latest = (
-        sa.select(t.symbol, sa.func.max(t.timestamp).label("ts"))
-        .where(t.symbol.in_(sorted(set(symbols))), t.timestamp > lo, t.timestamp <= hi)
-        .group_by(t.symbol)
-        .subquery()
-    )
-    query = sa.select(t.symbol, t.timestamp, t.close, t.source).join(
-        latest, sa.and_(t.symbol == latest.c.symbol, t.timestamp == latest.c.ts)
+    query = sa.select(t.symbol, t.timestamp, t.close, t.source).where(
+        t.symbol.in_(sorted(set(symbols))), t.timestamp > lo, t.timestamp <= hi
     )
     with store.engine.connect() as conn:
         frame = pd.read_sql_query(query, conn)
     if frame.empty:
-        return frame
+        return frame.assign(is_proxy=pd.Series(dtype=bool))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
     frame["is_proxy"] = frame["source"].astype(str).str.contains(r"\+proxy:", regex=True)
-    frame = frame.sort_values(["symbol", "is_proxy", "source"]).drop_duplicates("symbol")
-    return frame.set_index("symbol")
+    frame = frame.sort_values(["symbol", "timestamp", "is_proxy", "source"]).drop_duplicates(["symbol", "timestamp"])
+    return frame.reset_index(drop=True)
+
+
+def read_latest_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Per symbol, its latest bar in (after, cutoff] over all sources (real sources before proxies)."""
+    frame = read_session_bars(store, symbols, after, cutoff)
+    if frame.empty:
+        return frame
+    return frame.drop_duplicates("symbol", keep="last").set_index("symbol")
+
+
+def pair_bar_path(
+    p: sig.PairParams,
+    closes: pd.DataFrame,
+    bars: dict[str, pd.DataFrame],
+    as_of_close: pd.Timestamp,
+    last_bar: pd.Timestamp | None,
+) -> list[sig.PairInput]:
+    """The pair's bars to apply in order: one ``PairInput`` per time either leg has a bar in the
+    session (each leg at its latest price up to then, the as-of close before its first bar), after
+    ``last_bar``; the as-of close when no bar arrived. When the session's latest bar is not after
+    ``last_bar`` the path is that one bar (the rule then changes nothing, or refuses an older bar)."""
+    legs = {leg: bars.get(symbol) for leg, symbol in (("y", p.y), ("x", p.x))}
+    stamps = sorted(set().union(*(set(frame["timestamp"]) for frame in legs.values() if frame is not None)))
+    if not stamps:
+        return [sig.PairInput(p, closes, None, None, pd.Timestamp(as_of_close), ["no_bar_after_as_of"])]
+    if last_bar is not None and stamps[-1] > last_bar:
+        stamps = [t for t in stamps if t > last_bar]
+    elif last_bar is not None:
+        stamps = stamps[-1:]
+    path = []
+    for t in stamps:
+        flags: list[str] = []
+        prices = {}
+        for leg, symbol in (("y", p.y), ("x", p.x)):
+            frame = legs[leg]
+            seen = frame[frame["timestamp"] <= t] if frame is not None else None
+            if seen is None or seen.empty:
+                prices[leg] = float(closes[leg].iloc[-1])
+                flags.append("one_leg_stale")
+            else:
+                prices[leg] = float(seen["close"].iloc[-1])
+                if bool(seen["is_proxy"].iloc[-1]):
+                    flags.append(f"proxy_bars:{symbol}")
+        path.append(sig.PairInput(p, closes, prices["y"], prices["x"], pd.Timestamp(t), flags))
+    return path
 
 
 def build_pair_inputs(
@@ -343,6 +383,29 @@ def _forward_per_model(loaded: dict, ready: list, flags: dict, failures: dict) -
         values.update(zip(ids, (float(v) for v in result)))
     return values
 
+def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> sig.PairSignal | None:
+    """The signal whose orders move a pair from its state before a run to its state after the run's
+    last bar (None: no change). Several bars applied in one run net out: an entry and its exit
+    between two runs send nothing; an entry still held sends the entry at the last bar's prices."""
+    after = final.state
+    held_before = before is not None and before.side != 0
+    if after.side:
+        if held_before and before.side == after.side and before.entry_bar == after.entry_bar:
+            return None  # the same position
+        if final.action in sig.ENTRIES:
+            return final
+        action = sig.LONG_SPREAD if after.side == 1 else sig.SHORT_SPREAD
+        return dataclasses.replace(
+            final, action=action, position_y=after.weight_y, position_x=after.weight_x,
+            gross_fraction=abs(after.weight_y) + abs(after.weight_x),
+        )
+    if not held_before:
+        return None
+    if final.action in (sig.EXIT, sig.STOP):
+        return final
+    return dataclasses.replace(final, action=sig.EXIT, position_y=0.0, position_x=0.0, gross_fraction=0.0)
+
+
 # --- the asset -----------------------------------------------------------------------------------
 
 
@@ -362,14 +425,16 @@ def compute_sector_signals(
     on_drop: str = rule.DEFAULT_ON_DROP,
     max_holding: int = rule.DEFAULT_MAX_HOLDING,
 ) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
-    """Signals of one parsed trading config; (signals, skipped pairs → reason, model failures → reason).
+    """Signals of one parsed trading config; (signals in bar order per pair, skipped pairs → reason,
+    model failures → reason).
 
     The spread history is the ``history_sessions`` sessions ending at the as-of session, none before
     ``history_start`` (when given). Each signal applies the trading rule to the pair's state in
     ``states`` (flat when absent) and carries the new state; pairs held in ``states`` but missing
-    from the config get a signal with their last config's terms (``on_drop``). The bar of each pair
-    is its latest in (as-of close, ``cutoff``]; ``max_holding`` counts sessions from the config's
-    effective session.
+    from the config get signals with their last config's terms (``on_drop``). Each pair's new bars in
+    (as-of close, ``cutoff``] — after its state's last bar — are applied in order, one signal each
+    (:func:`pair_bar_path`); the session's closes and the GRU probability are the same for all of
+    them. ``max_holding`` counts sessions from the config's effective session.
 
     A pair the config holds but a signal cannot use (a null GARCH parameter, a non-positive
     ``spread_std``, ...) is skipped with the reason; the other pairs still get their signals.
@@ -401,9 +466,11 @@ def compute_sector_signals(
     sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
     start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
     history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
-    latest = read_latest_bars(store, symbols, as_of_close, cutoff)
+    session_bars = read_session_bars(store, symbols, as_of_close, cutoff)
+    latest = session_bars.drop_duplicates("symbol", keep="last").set_index("symbol")
     inputs, more_skipped = build_pair_inputs(params, history, latest, as_of_close)
     skipped.update(more_skipped)
+    by_symbol = {symbol: frame for symbol, frame in session_bars.groupby("symbol")} if not session_bars.empty else {}
     probabilities, gating_flags, failures = gru_probabilities(
         [pair for pair in inputs if pair.params.pair_id in listed], model_registry, strategy.gru_seq_len, gate=config.gru_gate
     )
@@ -411,11 +478,13 @@ def compute_sector_signals(
         config.risk
     )
     out = []
-    for pair in inputs:
-        pid = pair.params.pair_id
+    for first in inputs:
+        pid = first.params.pair_id
+        state = states.get(pid)
+        path = pair_bar_path(first.params, first.history, by_symbol, as_of_close, None if state is None else state.last_bar)
         try:
-            out.append(
-                sig.compute_pair_signal(
+            for pair in path:  # each new bar in order, the state carried from one to the next
+                signal = sig.compute_pair_signal(
                     pair,
                     probabilities.get(pid),
                     limits,
@@ -423,7 +492,7 @@ def compute_sector_signals(
                     drift_window=drift_window,
                     drift_tolerance=drift_tolerance,
                     gating_flags=gating_flags.get(pid, ()),
-                    state=states.get(pid),
+                    state=state,
                     listed=pid in listed,
                     terms=listed.get(pid),
                     session=session,
@@ -431,7 +500,8 @@ def compute_sector_signals(
                     on_drop=on_drop,
                     max_holding=max_holding,
                 )
-            )
+                out.append(signal)
+                state = signal.state
         except sig.SignalInputError as exc:
             skipped[pid] = str(exc)
     return out, skipped, failures
@@ -512,26 +582,33 @@ def trading_signals(
 
     orders: list[dict] = []
     not_traded: dict[str, str] = {}
-    new_states = {s.pair_id: s.state for s in signals}
-    actionable = [s for s in signals if s.action != sig.HOLD]
-    for s in actionable:
-        if s.action in sig.ENTRIES and s.correlation_drift and not config.trade_on_drift:
-            not_traded[s.pair_id] = "entry not traded: correlation drift"
-            # the entry did not happen: flat (after any exit on this bar), the bar applied
-            new_states[s.pair_id] = rule.PairState(s.pair_id, s.y, s.x, terms=s.state.terms, last_bar=s.state.last_bar)
+    new_states = {s.pair_id: s.state for s in signals}  # each pair's state after its last bar
+    last_signal = {s.pair_id: s for s in signals}
+    actionable = []  # per pair, the order that moves the book from the state before the run to the state after
+    for pid, final in sorted(last_signal.items()):
+        order = net_order_signal(states.get(pid), final)
+        if order is None:
+            continue
+        if order.action in sig.ENTRIES and order.correlation_drift and not config.trade_on_drift:
+            not_traded[pid] = "entry not traded: correlation drift"
+            # the entry did not happen: flat (after any exit), the bars applied
+            new_states[pid] = rule.PairState(pid, final.y, final.x, terms=final.state.terms, last_bar=final.state.last_bar)
+            previous = states.get(pid)
+            if previous is None or not previous.side:
+                continue
+            order = dataclasses.replace(order, action=sig.EXIT, position_y=0.0, position_x=0.0, gross_fraction=0.0)
+        actionable.append(order)
     if config.execute and actionable:
         equity = broker.account_equity()
         held = broker.pair_positions(store, [s.pair_id for s in actionable])
         for s in actionable:
-            if s.pair_id in not_traded:
-                continue
             intents = sig.order_intents(s, equity, held.get(s.pair_id, {}))
             if not intents:
                 continue
             if s.action in sig.ENTRIES:
                 shares = {i.leg: abs(i.target_qty) for i in intents}
                 new_states[s.pair_id] = dataclasses.replace(
-                    s.state, shares_y=shares.get("y", 0.0), shares_x=shares.get("x", 0.0)
+                    new_states[s.pair_id], shares_y=shares.get("y", 0.0), shares_x=shares.get("x", 0.0)
                 )
             extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
             orders.extend(broker.submit(store, intents, s.bar_timestamp, extra))
@@ -572,8 +649,9 @@ def trading_signals(
             "latest_bar": max(bar_times).isoformat() if bar_times else "",
             "pairs_in_config": len(trading_config.pairs),
             "signals": len(signals),
+            "pairs_signalled": len({s.pair_id for s in signals}),
             "actions": dg.MetadataValue.json({a: actions.get(a, 0) for a in sig.ACTIONS}),
-            "gru_gated": sum(1 for s in signals if s.gru_probability is not None),
+            "gru_gated": len({s.pair_id for s in signals if s.gru_probability is not None}),
             "flagged": sum(1 for s in signals if s.flags),
             "correlation_drift": sum(1 for s in signals if s.correlation_drift),
             "skipped_pairs": reasons_table(skipped),

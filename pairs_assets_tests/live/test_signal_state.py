@@ -205,3 +205,28 @@ def test_a_bar_older_than_the_last_applied_fails(world):
     _write_state(store, _held_state(config, last_bar=pd.Timestamp("2022-12-29T16:00Z")))
     ko_bar(store, config, "2022-12-29T15:00:00Z", 1.5)
     _fails_writing_nothing(instance, store, r"pair KO-PEP: bar 2022-12-29 15:00:00\+00:00 is older than the last one applied")
+
+
+def test_every_new_bar_is_applied_in_order_and_orders_net_out(world):
+    """Bars that arrive between two runs all pass through the rule; the book moves once, to the final state."""
+    store, instance, config, _ = world
+    for hhmm, z in (("15:00", 2.6), ("15:01", 3.7), ("15:02", 2.6)):  # entry, stop, still stopped
+        ko_bar(store, config, f"2022-12-29T{hhmm}:00Z", z)
+    assert materialize(instance, store, cutoff="2022-12-29T15:02:00Z").success
+    actions = [ko_signal(store, f"2022-12-29T{hhmm}:00Z")["action"] for hhmm in ("15:00", "15:01", "15:02")]
+    assert actions == ["short_spread", "stop", "hold"]
+    ko_orders = lambda: store.read_table(orders_table).query("pair_id == 'KO-PEP'")  # noqa: E731
+    assert ko_orders().empty  # entered and stopped between two runs: nothing to send
+    state = read_pair_states(store, setup.SECTOR)["KO-PEP"]
+    assert state.side == 0 and state.stopped and state.last_bar == pd.Timestamp("2022-12-29T15:02Z")
+
+    for hhmm, z in (("15:03", 2.6), ("15:04", 1.0), ("15:05", 2.5), ("15:06", 2.3)):  # stopped, re-armed, entry, held
+        ko_bar(store, config, f"2022-12-29T{hhmm}:00Z", z)
+    assert materialize(instance, store, cutoff="2022-12-29T15:06:00Z").success
+    actions = [ko_signal(store, f"2022-12-29T{hhmm}:00Z")["action"] for hhmm in ("15:03", "15:04", "15:05", "15:06")]
+    assert actions == ["hold", "hold", "short_spread", "hold"]
+    orders = ko_orders().set_index("leg")
+    assert len(orders) == 2 and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
+    assert orders.loc["y", "client_order_id"].startswith("pairs-KO-PEP-y-20221229T150600")  # at the last bar's prices
+    state = read_pair_states(store, setup.SECTOR)["KO-PEP"]
+    assert state.side == -1 and state.entry_bar == pd.Timestamp("2022-12-29T15:05Z") and state.shares_y == orders.loc["y", "qty"]

@@ -63,8 +63,11 @@ def test_signals_rows_orders_and_metadata(world):
     store, instance, config = world
     result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
     assert result.success
-    rows = store.read_table(trading_signals_table).set_index("pair_id")
-    assert set(rows.index) == {"KO-PEP", "PG-WMT"}
+    every = store.read_table(trading_signals_table).sort_values(["pair_id", "bar_timestamp"])
+    # each pair's bars in order: KO-PEP one (15:00), PG-WMT two (PG at 15:00 with WMT's as-of close, WMT at 15:01)
+    assert every["pair_id"].tolist() == ["KO-PEP", "PG-WMT", "PG-WMT"]
+    assert "one_leg_stale" in every["flags"].iloc[1] and "one_leg_stale" not in every["flags"].iloc[2]
+    rows = every.drop_duplicates("pair_id", keep="last").set_index("pair_id")
     ko = rows.loc["KO-PEP"]
     assert ko["action"] == "short_spread" and ko["zscore"] == pytest.approx(2.6, abs=1e-6)
     assert 0.0 <= ko["gru_probability"] <= 1.0 and ko["confidence"] == pytest.approx(ko["gru_probability"])
@@ -88,7 +91,7 @@ def test_signals_rows_orders_and_metadata(world):
     assert set(orders["pair_id"]) == {"KO-PEP"} and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
     assert orders.loc["y", "client_order_id"].startswith("pairs-KO-PEP-y-20221229T150000")
     metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
-    assert metadata["signals"].value == 2 and metadata["orders"].value == 2 and metadata["broker"].value == "dry-run"
+    assert metadata["signals"].value == 3 and metadata["pairs_signalled"].value == 2 and metadata["orders"].value == 2 and metadata["broker"].value == "dry-run"
     assert metadata["actions"].value["short_spread"] == 1 and metadata["gru_gated"].value == 2
     assert "KO-PEP" in metadata["signals_table"].value
 
@@ -99,7 +102,7 @@ def test_signals_rows_orders_and_metadata(world):
 
     again = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # same bars: nothing changes
     assert again.success
-    assert len(store.read_table(trading_signals_table)) == 2 and len(store.read_table(orders_table)) == 2
+    assert len(store.read_table(trading_signals_table)) == 3 and len(store.read_table(orders_table)) == 2
     assert store.read_table(trading_signals_table).set_index("pair_id").loc["KO-PEP", "action"] == "short_spread"
     assert again.asset_materializations_for_node("trading_signals")[0].metadata["bars_already_applied"].value == 2
     pd.testing.assert_frame_equal(
@@ -212,6 +215,6 @@ def test_a_pair_with_a_failed_garch_fit_is_skipped_naming_the_field(world):
     result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
     assert result.success
     rows = store.read_table(trading_signals_table)
-    assert list(rows["pair_id"]) == ["PG-WMT"]
+    assert set(rows["pair_id"]) == {"PG-WMT"}  # its two bars (15:00, 15:01)
     skipped = result.asset_materializations_for_node("trading_signals")[0].metadata["skipped_pairs"].value
     assert "KO-PEP" in skipped and "trading config lacks garch.omega (null)" in skipped
