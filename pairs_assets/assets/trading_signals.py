@@ -383,6 +383,24 @@ def _forward_per_model(loaded: dict, ready: list, flags: dict, failures: dict) -
         values.update(zip(ids, (float(v) for v in result)))
     return values
 
+def reconcile(states: dict[str, rule.PairState], book: dict[str, dict[str, float]]) -> dict[str, str]:
+    """Pairs whose state's shares differ from the broker's recorded position (signed shares per leg
+    from its orders): pair → what differs. The state's sign follows its side and the book's legs."""
+    out = {}
+    for pair_id, state in sorted(states.items()):
+        held = book.get(pair_id, {})
+        got = {leg: float(held.get(leg, 0.0)) for leg in ("y", "x")}
+        want = {"y": state.shares_y, "x": state.shares_x}
+        diffs = [f"{leg}: state {want[leg]:g} shares, book {abs(got[leg]):g}" for leg in ("y", "x") if abs(abs(got[leg]) - want[leg]) > 1e-9]
+        if state.side == 0 and any(got.values()):
+            diffs.insert(0, "state flat, book holds " + ", ".join(f"{leg} {got[leg]:g}" for leg in ("y", "x") if got[leg]))
+        if state.side and got["y"] and (got["y"] > 0) != (state.side > 0):
+            diffs.insert(0, f"state side {state.side:+d}, book's y leg {got['y']:g}")
+        if diffs:
+            out[pair_id] = "; ".join(dict.fromkeys(diffs))
+    return out
+
+
 def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> sig.PairSignal | None:
     """The signal whose orders move a pair from its state before a run to its state after the run's
     last bar (None: no change). Several bars applied in one run net out: an entry and its exit
@@ -546,6 +564,10 @@ def trading_signals(
     # point in time: never a bar after the effective session's close (a past partition stays in its session)
     cutoff = min(requested, partitions.session_close_utc(trading_config.effective_session))
     states = read_pair_states(store, sector)
+    # the state's shares against the book this broker recorded: a mismatch is reported, never overwritten
+    mismatches = reconcile(states, broker.pair_positions(store, sorted(states))) if states else {}
+    for pair_id, reason in sorted(mismatches.items()):
+        context.log.warning(f"pair {pair_id}: state and book disagree: {reason}")
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
         store=store,
@@ -666,6 +688,7 @@ def trading_signals(
                 n=25,
             ),
             "not_traded": reasons_table(not_traded),
+            "state_vs_book": reasons_table(mismatches),
             "elapsed_seconds": round(time.perf_counter() - started, 3),
         }
     )

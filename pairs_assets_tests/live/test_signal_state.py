@@ -230,3 +230,15 @@ def test_every_new_bar_is_applied_in_order_and_orders_net_out(world):
     assert orders.loc["y", "client_order_id"].startswith("pairs-KO-PEP-y-20221229T150600")  # at the last bar's prices
     state = read_pair_states(store, setup.SECTOR)["KO-PEP"]
     assert state.side == -1 and state.entry_bar == pd.Timestamp("2022-12-29T15:05Z") and state.shares_y == orders.loc["y", "qty"]
+
+
+def test_a_state_that_disagrees_with_the_book_is_reported_not_overwritten(world):
+    store, instance, config, _ = world
+    _write_state(store, _held_state(config))  # 10 / 12 shares, but no order ever recorded them
+    ko_bar(store, config, "2022-12-29T15:00:00Z", 1.5)
+    result = materialize(instance, store, cutoff="2022-12-29T15:00:00Z")
+    assert result.success
+    report = result.asset_materializations_for_node("trading_signals")[0].metadata["state_vs_book"].value
+    assert "KO-PEP" in report and "y: state 10 shares, book 0" in report and "x: state 12 shares, book 0" in report
+    state = read_pair_states(store, setup.SECTOR)["KO-PEP"]
+    assert (state.side, state.shares_y, state.shares_x) == (-1, 10.0, 12.0)  # not overwritten
