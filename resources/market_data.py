@@ -310,6 +310,16 @@ class MarketDataStore(dg.ConfigurableResource):
             self._upsert(table, clean, conn)
         return len(clean)
 
+    def upsert_tables(self, batches: Sequence[tuple[sa.Table, Sequence[dict]]]) -> int:
+        """Upsert rows into several of the store's tables in ONE transaction (all or nothing)."""
+        n = 0
+        with self.engine.begin() as conn:
+            for table, rows in batches:
+                clean = [{k: _none_if_nan(v) for k, v in row.items()} for row in rows]
+                self._upsert(table, clean, conn)
+                n += len(clean)
+        return n
+
     def read_table(self, table: sa.Table, where: sa.ColumnElement | None = None) -> pd.DataFrame:
         query = sa.select(table)
         if where is not None:

@@ -599,8 +599,6 @@ def trading_signals(
             run_id=context.run_id,
         )
         rows.append(row)
-    if rows:
-        store.upsert_rows(trading_signals_table, rows)
 
     orders: list[dict] = []
     not_traded: dict[str, str] = {}
@@ -634,11 +632,14 @@ def trading_signals(
                 )
             extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
             orders.extend(broker.submit(store, intents, s.bar_timestamp, extra))
-    if new_states:
-        store.upsert_rows(
-            pair_states_table,
-            [state_row(st, sector=sector, as_of=as_of, run_id=context.run_id) for _, st in sorted(new_states.items())],
-        )
+    # the signal rows and the new states in one transaction, after the orders (recorded by the broker as
+    # it sends them: a sent order is never rolled back; a re-run of the same bars sends none twice)
+    store.upsert_tables(
+        [
+            (trading_signals_table, rows),
+            (pair_states_table, [state_row(st, sector=sector, as_of=as_of, run_id=context.run_id) for _, st in sorted(new_states.items())]),
+        ]
+    )
 
     frame = pd.DataFrame(
         [

@@ -242,3 +242,15 @@ def test_a_state_that_disagrees_with_the_book_is_reported_not_overwritten(world)
     assert "KO-PEP" in report and "y: state 10 shares, book 0" in report and "x: state 12 shares, book 0" in report
     state = read_pair_states(store, setup.SECTOR)["KO-PEP"]
     assert (state.side, state.shares_y, state.shares_x) == (-1, 10.0, 12.0)  # not overwritten
+
+
+def test_signal_rows_and_states_are_written_all_or_nothing(sqlite_url):
+    import sqlalchemy as sa
+
+    store = MarketDataStore(database_url=sqlite_url)
+    signal = {"bar_timestamp": pd.Timestamp("2022-12-29 15:00"), "sector": "consumer", "pair_id": "KO-PEP",
+              "as_of_session": "2022-12-28", "action": "hold"}
+    broken_state = {"sector": "consumer", "pair_id": "KO-PEP", "y": "KO", "x": "PEP"}  # no side: NOT NULL fails
+    with pytest.raises(sa.exc.IntegrityError):
+        store.upsert_tables([(trading_signals_table, [signal]), (pair_states_table, [broken_state])])
+    assert store.read_table(trading_signals_table).empty and store.read_table(pair_states_table).empty
