@@ -123,14 +123,6 @@ def read_session_bars(store: MarketDataStore, symbols: list[str], after: pd.Time
     return frame.reset_index(drop=True)
 
 
-def read_latest_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Per symbol, its latest bar in (after, cutoff] over all sources (real sources before proxies)."""
-    frame = read_session_bars(store, symbols, after, cutoff)
-    if frame.empty:
-        return frame
-    return frame.drop_duplicates("symbol", keep="last").set_index("symbol")
-
-
 def pair_bar_path(
     p: sig.PairParams,
     closes: pd.DataFrame,
