@@ -64,6 +64,10 @@ class MissingTradingConfigError(PairsError, LookupError):
     """No trading config for the partition's as-of session and sector."""
 
 
+class UnheldPositionError(PairsError, ValueError):
+    """The broker's book holds a symbol of the sector's pairs that no held pair state accounts for."""
+
+
 class SignalRunConfig(dg.Config):
     """Run settings of the signal job (the sensor fills ``bar_cutoff``)."""
 
@@ -393,6 +397,39 @@ def reconcile(states: dict[str, rule.PairState], book: dict[str, dict[str, float
     return out
 
 
+def reconcile_symbols(
+    states: dict[str, rule.PairState], positions: pd.DataFrame, symbols: set[str], *, where: str, broker: str
+) -> dict[str, str]:
+    """The broker's positions (``positions`` table: symbol, qty) in ``symbols`` against the signed
+    shares the held pair states account for: symbol → what differs.
+
+    Raises
+    ------
+    UnheldPositionError
+        A position in one of ``symbols`` that no held pair state names (one line, naming the symbol).
+    """
+    book = {str(r.symbol): float(r.qty) for r in positions.itertuples(index=False)} if not positions.empty else {}
+    accounted: dict[str, float] = {}
+    held_symbols: set[str] = set()
+    for st in states.values():
+        if not st.side:
+            continue
+        held_symbols |= {st.y, st.x}
+        accounted[st.y] = accounted.get(st.y, 0.0) + math.copysign(st.shares_y, st.weight_y or st.side)
+        accounted[st.x] = accounted.get(st.x, 0.0) + math.copysign(st.shares_x, st.weight_x or -st.side)
+    out = {}
+    for symbol in sorted(symbols):
+        qty = book.get(symbol, 0.0)
+        if qty and symbol not in held_symbols:
+            raise UnheldPositionError(
+                f"partition {where}: broker {broker} holds {qty:g} shares of {symbol} but no held pair state names "
+                f"{symbol}; close the position or record the pair's state before trading"
+            )
+        if abs(qty - accounted.get(symbol, 0.0)) > 1e-9:
+            out[f"symbol {symbol}"] = f"book {qty:g} shares, held pair states {accounted.get(symbol, 0.0):g}"
+    return out
+
+
 def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> sig.PairSignal | None:
     """The signal whose orders move a pair from its state before a run to its state after the run's
     last bar (None: no change). Several bars applied in one run net out: an entry and its exit
@@ -558,6 +595,10 @@ def trading_signals(
     states = read_pair_states(store, sector)
     # the state's shares against the book this broker recorded: a mismatch is reported, never overwritten
     mismatches = reconcile(states, broker.pair_positions(store, sorted(states))) if states else {}
+    symbols_in_play = {leg for p in trading_config.pairs for leg in (p.y, p.x)} | {
+        leg for st in states.values() for leg in (st.y, st.x)
+    }
+    mismatches.update(reconcile_symbols(states, broker.positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
     for pair_id, reason in sorted(mismatches.items()):
         context.log.warning(f"pair {pair_id}: state and book disagree: {reason}")
     signals, skipped, failures = compute_sector_signals(

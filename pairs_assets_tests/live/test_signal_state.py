@@ -254,3 +254,17 @@ def test_signal_rows_and_states_are_written_all_or_nothing(sqlite_url):
     with pytest.raises(sa.exc.IntegrityError):
         store.upsert_tables([(trading_signals_table, [signal]), (pair_states_table, [broken_state])])
     assert store.read_table(trading_signals_table).empty and store.read_table(pair_states_table).empty
+
+
+def test_a_broker_position_no_held_state_accounts_for_fails_naming_the_symbol(world):
+    from pairs_assets.assets.trading_signals import UnheldPositionError
+    from resources.market_data import positions_table
+
+    store, instance, config, _ = world
+    store.upsert_rows(positions_table, [{"broker": "dry-run", "symbol": "KO", "qty": 30.0, "avg_price": 60.0,
+                                         "updated_at": pd.Timestamp("2022-12-28 21:00")}])
+    ko_bar(store, config, "2022-12-29T15:00:00Z", 2.6)
+    with pytest.raises(UnheldPositionError, match=r"^partition 2022-12-28\|consumer: broker dry-run holds 30 shares of KO but no held pair state names KO"):
+        materialize(instance, store, cutoff="2022-12-29T15:00:00Z")
+    assert store.read_table(trading_signals_table).empty and store.read_table(pair_states_table).empty
+    assert store.read_table(orders_table).empty
