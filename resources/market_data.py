@@ -114,6 +114,32 @@ orders_table = sa.Table(
     sa.Column("request", sa.Text),
 )
 
+#: the trading rule's state per (sector, pair): quant.rule.PairState, written by the signal job after each bar
+pair_states_table = sa.Table(
+    "pair_states",
+    metadata,
+    sa.Column("sector", sa.String(64), primary_key=True),
+    sa.Column("pair_id", sa.String(40), primary_key=True),
+    sa.Column("y", sa.String(16), nullable=False),
+    sa.Column("x", sa.String(16), nullable=False),
+    sa.Column("side", sa.Integer, nullable=False),
+    sa.Column("weight_y", sa.Float, nullable=False),
+    sa.Column("weight_x", sa.Float, nullable=False),
+    sa.Column("shares_y", sa.Float),
+    sa.Column("shares_x", sa.Float),
+    sa.Column("entry_session", sa.String(10)),
+    sa.Column("entry_ordinal", sa.Integer, nullable=False),
+    sa.Column("entry_bar", sa.DateTime(timezone=False)),
+    sa.Column("entry_z", sa.Float),
+    sa.Column("sessions_held", sa.Integer, nullable=False),
+    sa.Column("stopped", sa.Boolean, nullable=False),
+    sa.Column("entry_terms", sa.Text),
+    sa.Column("terms", sa.Text),
+    sa.Column("last_bar", sa.DateTime(timezone=False)),
+    sa.Column("as_of_session", sa.String(10)),
+    sa.Column("run_id", sa.String(64)),
+)
+
 positions_table = sa.Table(
     "positions",
     metadata,
@@ -283,6 +309,16 @@ class MarketDataStore(dg.ConfigurableResource):
         with self.engine.begin() as conn:
             self._upsert(table, clean, conn)
         return len(clean)
+
+    def upsert_tables(self, batches: Sequence[tuple[sa.Table, Sequence[dict]]]) -> int:
+        """Upsert rows into several of the store's tables in ONE transaction (all or nothing)."""
+        n = 0
+        with self.engine.begin() as conn:
+            for table, rows in batches:
+                clean = [{k: _none_if_nan(v) for k, v in row.items()} for row in rows]
+                self._upsert(table, clean, conn)
+                n += len(clean)
+        return n
 
     def read_table(self, table: sa.Table, where: sa.ColumnElement | None = None) -> pd.DataFrame:
         query = sa.select(table)

@@ -17,9 +17,22 @@ The store's document is read through the typed model
 
 A pair whose model cannot be loaded (or has too little history for a GRU window) still gets a
 signal, without GRU gating, flagged ``model_unavailable`` / ``gru_input_unavailable``.
+
+**The trading rule and its state.** The decision is the one trading rule
+(:func:`pairs_assets.quant.rule.step`, the walk-forward's): each pair's state (side, shares,
+entry, sessions held, stopped flag, its terms) is read from the store's ``pair_states`` table, the
+run's bar is applied, and the new state is written back after the orders. A bar already applied
+changes nothing (no row, no order); an older bar fails the run naming the pair. A pair held but
+missing from today's config follows ``on_drop`` with its last config's terms; ``max_holding``
+counts exchange sessions.
+
+**Point in time.** A run reads only bars stamped after the as-of session's close and at or before
+``min(bar_cutoff or now, the effective session's close)``: a run for a past partition never sees
+a bar of a later session.
 """
 
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -29,18 +42,19 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import markdown_table, reasons_table, session_of
 from pairs_assets.errors import PairsError
+from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
-from pairs_assets.quant.config_model import TradingConfig
+from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.settings import StrategySettings
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
 from resources.broker import BrokerResource
-from resources.market_data import MarketDataStore, bars_table, trading_signals_table
+from resources.market_data import MarketDataStore, bars_table, pair_states_table, trading_signals_table
 
 GROUP = "live_signals"
 ASSET_NAME = "trading_signals"
@@ -48,6 +62,10 @@ ASSET_NAME = "trading_signals"
 
 class MissingTradingConfigError(PairsError, LookupError):
     """No trading config for the partition's as-of session and sector."""
+
+
+class UnheldPositionError(PairsError, ValueError):
+    """The broker's book holds a symbol of the sector's pairs that no held pair state accounts for."""
 
 
 class SignalRunConfig(dg.Config):
@@ -65,6 +83,18 @@ class SignalRunConfig(dg.Config):
         sig.DEFAULT_DRIFT_TOLERANCE, gt=0, le=2, description="Drop below the formation correlation that flags drift."
     )
     trade_on_drift: bool = Field(False, description="Open positions even when the pair's correlation drifted.")
+    on_drop: str = Field(
+        rule.DEFAULT_ON_DROP, description="A held pair missing from today's config: 'keep' (trade it with its last "
+        "config's terms until exit, stop or max_holding) or 'exit' (close it)."
+    )
+    max_holding: int = Field(rule.DEFAULT_MAX_HOLDING, ge=0, description="Close a position held this many exchange sessions (0 = no limit).")
+
+    @field_validator("on_drop")
+    @classmethod
+    def _on_drop(cls, value: str) -> str:
+        if value not in rule.ON_DROP_CHOICES:
+            raise ValueError(f"on_drop must be one of {rule.ON_DROP_CHOICES}, got {value!r}")
+        return value
 
 
 # --- reading bars --------------------------------------------------------------------------------
@@ -79,27 +109,59 @@ def _session_closes(bars: pd.DataFrame) -> pd.DataFrame:
     return last.unstack("symbol").sort_index()
 
 
-def read_latest_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Per symbol, its latest bar in (after, cutoff] over all sources (real sources before proxies)."""
+def read_session_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Every bar of ``symbols`` in (after, cutoff], one per (symbol, timestamp) over all sources (real
+    sources before proxies), sorted by symbol and time; columns symbol, timestamp (UTC), close, source, is_proxy."""
     t = bars_table.c
     lo, hi = to_naive_utc(after), to_naive_utc(cutoff)
-    latest = (
-        sa.select(t.symbol, sa.func.max(t.timestamp).label("ts"))
-        .where(t.symbol.in_(sorted(set(symbols))), t.timestamp > lo, t.timestamp <= hi)
-        .group_by(t.symbol)
-        .subquery()
-    )
-    query = sa.select(t.symbol, t.timestamp, t.close, t.source).join(
-        latest, sa.and_(t.symbol == latest.c.symbol, t.timestamp == latest.c.ts)
+    query = sa.select(t.symbol, t.timestamp, t.close, t.source).where(
+        t.symbol.in_(sorted(set(symbols))), t.timestamp > lo, t.timestamp <= hi
     )
     with store.engine.connect() as conn:
         frame = pd.read_sql_query(query, conn)
     if frame.empty:
-        return frame
+        return frame.assign(is_proxy=pd.Series(dtype=bool))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
     frame["is_proxy"] = frame["source"].astype(str).str.contains(r"\+proxy:", regex=True)
-    frame = frame.sort_values(["symbol", "is_proxy", "source"]).drop_duplicates("symbol")
-    return frame.set_index("symbol")
+    frame = frame.sort_values(["symbol", "timestamp", "is_proxy", "source"]).drop_duplicates(["symbol", "timestamp"])
+    return frame.reset_index(drop=True)
+
+
+def pair_bar_path(
+    p: sig.PairParams,
+    closes: pd.DataFrame,
+    bars: dict[str, pd.DataFrame],
+    as_of_close: pd.Timestamp,
+    last_bar: pd.Timestamp | None,
+) -> list[sig.PairInput]:
+    """The pair's bars to apply in order: one ``PairInput`` per time either leg has a bar in the
+    session (each leg at its latest price up to then, the as-of close before its first bar), after
+    ``last_bar``; the as-of close when no bar arrived. When the session's latest bar is not after
+    ``last_bar`` the path is that one bar (the rule then changes nothing, or refuses an older bar)."""
+    legs = {leg: bars.get(symbol) for leg, symbol in (("y", p.y), ("x", p.x))}
+    stamps = sorted(set().union(*(set(frame["timestamp"]) for frame in legs.values() if frame is not None)))
+    if not stamps:
+        return [sig.PairInput(p, closes, None, None, pd.Timestamp(as_of_close), ["no_bar_after_as_of"])]
+    if last_bar is not None and stamps[-1] > last_bar:
+        stamps = [t for t in stamps if t > last_bar]
+    elif last_bar is not None:
+        stamps = stamps[-1:]
+    path = []
+    for t in stamps:
+        flags: list[str] = []
+        prices = {}
+        for leg, symbol in (("y", p.y), ("x", p.x)):
+            frame = legs[leg]
+            seen = frame[frame["timestamp"] <= t] if frame is not None else None
+            if seen is None or seen.empty:
+                prices[leg] = float(closes[leg].iloc[-1])
+                flags.append("one_leg_stale")
+            else:
+                prices[leg] = float(seen["close"].iloc[-1])
+                if bool(seen["is_proxy"].iloc[-1]):
+                    flags.append(f"proxy_bars:{symbol}")
+        path.append(sig.PairInput(p, closes, prices["y"], prices["x"], pd.Timestamp(t), flags))
+    return path
 
 
 def build_pair_inputs(
@@ -143,6 +205,74 @@ def build_pair_inputs(
             bar_timestamp = max(stamps)
         inputs.append(sig.PairInput(p, closes, latest_y, latest_x, pd.Timestamp(bar_timestamp), flags))
     return inputs, skipped
+
+
+# --- the rule's state ---------------------------------------------------------------------------
+
+#: exchange-session ordinals count from here (only differences matter: max_holding)
+ORDINAL_EPOCH = "1990-01-02"
+
+
+def session_ordinal(session: str | pd.Timestamp) -> int:
+    """The exchange session's ordinal (consecutive sessions differ by 1)."""
+    return len(partitions.sessions_in_range(ORDINAL_EPOCH, session)) - 1
+
+
+def _terms_json(terms: Any) -> str | None:
+    return None if terms is None else terms.model_dump_json()
+
+
+def _terms_of(text: Any, pair_id: str, field: str) -> PairConfig | None:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    try:
+        return PairConfig.model_validate_json(text)
+    except ValueError as exc:
+        raise rule.RuleInputError(f"pair {pair_id}: state {field} is not a trading config pair entry: {str(exc)[:200]}") from None
+
+
+def _stamp(value: Any) -> pd.Timestamp | None:
+    if value is None or pd.isna(value):
+        return None
+    return to_utc(pd.Timestamp(value))
+
+
+def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.PairState]:
+    """The sector's pair states from the store (validated: a bad share count fails naming pair and field)."""
+    frame = store.read_table(pair_states_table, pair_states_table.c.sector == sector)
+    states: dict[str, rule.PairState] = {}
+    for row in frame.to_dict("records"):
+        pid = str(row["pair_id"])
+
+        def number(name: str) -> float:
+            value = row[name]
+            return math.nan if value is None else float(value)
+
+        states[pid] = rule.PairState(
+            pair_id=pid, y=str(row["y"]), x=str(row["x"]), side=int(row["side"]),
+            weight_y=float(row["weight_y"]), weight_x=float(row["weight_x"]),
+            shares_y=number("shares_y"), shares_x=number("shares_x"),
+            entry_session=row["entry_session"] or None, entry_ordinal=int(row["entry_ordinal"]),
+            entry_bar=_stamp(row["entry_bar"]), entry_z=number("entry_z"), sessions_held=int(row["sessions_held"]),
+            stopped=bool(row["stopped"]), entry_terms=_terms_of(row["entry_terms"], pid, "entry_terms"),
+            terms=_terms_of(row["terms"], pid, "terms"), last_bar=_stamp(row["last_bar"]),
+        )
+    return states
+
+
+def state_row(state: rule.PairState, *, sector: str, as_of: str, run_id: str) -> dict[str, Any]:
+    """A ``pair_states`` row of a state."""
+    return {
+        "sector": sector, "pair_id": state.pair_id, "y": state.y, "x": state.x, "side": int(state.side),
+        "weight_y": float(state.weight_y), "weight_x": float(state.weight_x),
+        "shares_y": float(state.shares_y), "shares_x": float(state.shares_x),
+        "entry_session": state.entry_session, "entry_ordinal": int(state.entry_ordinal),
+        "entry_bar": None if state.entry_bar is None else to_naive_utc(pd.Timestamp(state.entry_bar)),
+        "entry_z": float(state.entry_z), "sessions_held": int(state.sessions_held), "stopped": bool(state.stopped),
+        "entry_terms": _terms_json(state.entry_terms), "terms": _terms_json(state.terms),
+        "last_bar": None if state.last_bar is None else to_naive_utc(pd.Timestamp(state.last_bar)),
+        "as_of_session": as_of, "run_id": run_id,
+    }
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -249,6 +379,80 @@ def _forward_per_model(loaded: dict, ready: list, flags: dict, failures: dict) -
         values.update(zip(ids, (float(v) for v in result)))
     return values
 
+def reconcile(states: dict[str, rule.PairState], book: dict[str, dict[str, float]]) -> dict[str, str]:
+    """Pairs whose state's shares differ from the broker's recorded position (signed shares per leg
+    from its orders): pair → what differs. The state's sign follows its side and the book's legs."""
+    out = {}
+    for pair_id, state in sorted(states.items()):
+        held = book.get(pair_id, {})
+        got = {leg: float(held.get(leg, 0.0)) for leg in ("y", "x")}
+        want = {"y": state.shares_y, "x": state.shares_x}
+        diffs = [f"{leg}: state {want[leg]:g} shares, book {abs(got[leg]):g}" for leg in ("y", "x") if abs(abs(got[leg]) - want[leg]) > 1e-9]
+        if state.side == 0 and any(got.values()):
+            diffs.insert(0, "state flat, book holds " + ", ".join(f"{leg} {got[leg]:g}" for leg in ("y", "x") if got[leg]))
+        if state.side and got["y"] and (got["y"] > 0) != (state.side > 0):
+            diffs.insert(0, f"state side {state.side:+d}, book's y leg {got['y']:g}")
+        if diffs:
+            out[pair_id] = "; ".join(dict.fromkeys(diffs))
+    return out
+
+
+def reconcile_symbols(
+    states: dict[str, rule.PairState], positions: pd.DataFrame, symbols: set[str], *, where: str, broker: str
+) -> dict[str, str]:
+    """The broker's positions (``positions`` table: symbol, qty) in ``symbols`` against the signed
+    shares the held pair states account for: symbol → what differs.
+
+    Raises
+    ------
+    UnheldPositionError
+        A position in one of ``symbols`` that no held pair state names (one line, naming the symbol).
+    """
+    book = {str(r.symbol): float(r.qty) for r in positions.itertuples(index=False)} if not positions.empty else {}
+    accounted: dict[str, float] = {}
+    held_symbols: set[str] = set()
+    for st in states.values():
+        if not st.side:
+            continue
+        held_symbols |= {st.y, st.x}
+        accounted[st.y] = accounted.get(st.y, 0.0) + math.copysign(st.shares_y, st.weight_y or st.side)
+        accounted[st.x] = accounted.get(st.x, 0.0) + math.copysign(st.shares_x, st.weight_x or -st.side)
+    out = {}
+    for symbol in sorted(symbols):
+        qty = book.get(symbol, 0.0)
+        if qty and symbol not in held_symbols:
+            raise UnheldPositionError(
+                f"partition {where}: broker {broker} holds {qty:g} shares of {symbol} but no held pair state names "
+                f"{symbol}; close the position or record the pair's state before trading"
+            )
+        if abs(qty - accounted.get(symbol, 0.0)) > 1e-9:
+            out[f"symbol {symbol}"] = f"book {qty:g} shares, held pair states {accounted.get(symbol, 0.0):g}"
+    return out
+
+
+def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> sig.PairSignal | None:
+    """The signal whose orders move a pair from its state before a run to its state after the run's
+    last bar (None: no change). Several bars applied in one run net out: an entry and its exit
+    between two runs send nothing; an entry still held sends the entry at the last bar's prices."""
+    after = final.state
+    held_before = before is not None and before.side != 0
+    if after.side:
+        if held_before and before.side == after.side and before.entry_bar == after.entry_bar:
+            return None  # the same position
+        if final.action in sig.ENTRIES:
+            return final
+        action = sig.LONG_SPREAD if after.side == 1 else sig.SHORT_SPREAD
+        return dataclasses.replace(
+            final, action=action, position_y=after.weight_y, position_x=after.weight_x,
+            gross_fraction=abs(after.weight_y) + abs(after.weight_x),
+        )
+    if not held_before:
+        return None
+    if final.action in (sig.EXIT, sig.STOP):
+        return final
+    return dataclasses.replace(final, action=sig.EXIT, position_y=0.0, position_x=0.0, gross_fraction=0.0)
+
+
 # --- the asset -----------------------------------------------------------------------------------
 
 
@@ -264,24 +468,44 @@ def compute_sector_signals(
     drift_window: int,
     drift_tolerance: float,
     history_start: str | pd.Timestamp | None = None,
+    states: dict[str, rule.PairState] | None = None,
+    on_drop: str = rule.DEFAULT_ON_DROP,
+    max_holding: int = rule.DEFAULT_MAX_HOLDING,
 ) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
-    """Signals of one parsed trading config; (signals, skipped pairs → reason, model failures → reason).
+    """Signals of one parsed trading config; (signals in bar order per pair, skipped pairs → reason,
+    model failures → reason).
 
     The spread history is the ``history_sessions`` sessions ending at the as-of session, none before
-    ``history_start`` (when given).
+    ``history_start`` (when given). Each signal applies the trading rule to the pair's state in
+    ``states`` (flat when absent) and carries the new state; pairs held in ``states`` but missing
+    from the config get signals with their last config's terms (``on_drop``). Each pair's new bars in
+    (as-of close, ``cutoff``] — after its state's last bar — are applied in order, one signal each
+    (:func:`pair_bar_path`); the session's closes and the GRU probability are the same for all of
+    them. ``max_holding`` counts sessions from the config's effective session.
 
     A pair the config holds but a signal cannot use (a null GARCH parameter, a non-positive
     ``spread_std``, ...) is skipped with the reason; the other pairs still get their signals.
     """
     as_of = config.as_of_session
+    states = states or {}
     params, skipped = [], {}
+    listed = {pair.pair_id: pair for pair in config.pairs}
     for pair in config.pairs:
         try:
             params.append(sig.PairParams.from_pair_config(pair))
         except sig.SignalInputError as exc:
             skipped[pair.pair_id] = str(exc)
+    n_listed = len(params)
+    for pair_id, state in sorted(states.items()):  # held, dropped from today's config: the last config's terms
+        if state.side and pair_id not in listed and state.terms is not None:
+            try:
+                params.append(sig.PairParams.from_pair_config(state.terms))
+            except sig.SignalInputError as exc:
+                skipped[pair_id] = str(exc)
     if not params:
         return [], skipped, {}
+    session = config.effective_session
+    ordinal = session_ordinal(session)
     symbols = sorted({s for p in params for s in (p.y, p.x)})
     earliest = pd.Timestamp(as_of) - pd.Timedelta(days=2 * history_sessions + 10)
     if history_start is not None:
@@ -289,30 +513,42 @@ def compute_sector_signals(
     sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
     start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
     history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
-    latest = read_latest_bars(store, symbols, as_of_close, cutoff)
+    session_bars = read_session_bars(store, symbols, as_of_close, cutoff)
+    latest = session_bars.drop_duplicates("symbol", keep="last").set_index("symbol")
     inputs, more_skipped = build_pair_inputs(params, history, latest, as_of_close)
     skipped.update(more_skipped)
+    by_symbol = {symbol: frame for symbol, frame in session_bars.groupby("symbol")} if not session_bars.empty else {}
     probabilities, gating_flags, failures = gru_probabilities(
-        inputs, model_registry, strategy.gru_seq_len, gate=config.gru_gate
+        [pair for pair in inputs if pair.params.pair_id in listed], model_registry, strategy.gru_seq_len, gate=config.gru_gate
     )
     limits = sig.RiskLimits(strategy.max_portfolio_risk, strategy.max_position, strategy.target_daily_vol).tighter(
         config.risk
     )
     out = []
-    for pair in inputs:
-        pid = pair.params.pair_id
+    for first in inputs:
+        pid = first.params.pair_id
+        state = states.get(pid)
+        path = pair_bar_path(first.params, first.history, by_symbol, as_of_close, None if state is None else state.last_bar)
         try:
-            out.append(
-                sig.compute_pair_signal(
+            for pair in path:  # each new bar in order, the state carried from one to the next
+                signal = sig.compute_pair_signal(
                     pair,
                     probabilities.get(pid),
                     limits,
-                    n_pairs=len(params),
+                    n_pairs=n_listed,
                     drift_window=drift_window,
                     drift_tolerance=drift_tolerance,
                     gating_flags=gating_flags.get(pid, ()),
+                    state=state,
+                    listed=pid in listed,
+                    terms=listed.get(pid),
+                    session=session,
+                    ordinal=ordinal,
+                    on_drop=on_drop,
+                    max_holding=max_holding,
                 )
-            )
+                out.append(signal)
+                state = signal.state
         except sig.SignalInputError as exc:
             skipped[pid] = str(exc)
     return out, skipped, failures
@@ -353,7 +589,18 @@ def trading_signals(
         )
     # an unknown schema_version or a malformed field fails the run here, naming the version or field
     trading_config = TradingConfig.parse(document, where=f"trading config {as_of}|{sector}")
-    cutoff = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
+    requested = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
+    # point in time: never a bar after the effective session's close (a past partition stays in its session)
+    cutoff = min(requested, partitions.session_close_utc(trading_config.effective_session))
+    states = read_pair_states(store, sector)
+    # the state's shares against the book this broker recorded: a mismatch is reported, never overwritten
+    mismatches = reconcile(states, broker.pair_positions(store, sorted(states))) if states else {}
+    symbols_in_play = {leg for p in trading_config.pairs for leg in (p.y, p.x)} | {
+        leg for st in states.values() for leg in (st.y, st.x)
+    }
+    mismatches.update(reconcile_symbols(states, broker.positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
+    for pair_id, reason in sorted(mismatches.items()):
+        context.log.warning(f"pair {pair_id}: state and book disagree: {reason}")
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
         store=store,
@@ -365,7 +612,12 @@ def trading_signals(
         drift_window=config.drift_window,
         drift_tolerance=config.drift_tolerance,
         history_start=partitions.history_start_of(context.assets_def.partitions_def),
+        states=states,
+        on_drop=config.on_drop,
+        max_holding=config.max_holding,
     )
+    repeated = [s.pair_id for s in signals if "bar_already_applied" in s.flags]
+    signals = [s for s in signals if "bar_already_applied" not in s.flags]  # applied before: nothing changes
     for pair_id, reason in sorted(skipped.items()):
         context.log.warning(f"pair {pair_id} skipped: {reason}")
     for model, reason in sorted(failures.items()):
@@ -380,24 +632,47 @@ def trading_signals(
             run_id=context.run_id,
         )
         rows.append(row)
-    if rows:
-        store.upsert_rows(trading_signals_table, rows)
 
     orders: list[dict] = []
     not_traded: dict[str, str] = {}
-    actionable = [s for s in signals if s.action != sig.HOLD]
+    new_states = {s.pair_id: s.state for s in signals}  # each pair's state after its last bar
+    last_signal = {s.pair_id: s for s in signals}
+    actionable = []  # per pair, the order that moves the book from the state before the run to the state after
+    for pid, final in sorted(last_signal.items()):
+        order = net_order_signal(states.get(pid), final)
+        if order is None:
+            continue
+        if order.action in sig.ENTRIES and order.correlation_drift and not config.trade_on_drift:
+            not_traded[pid] = "entry not traded: correlation drift"
+            # the entry did not happen: flat (after any exit), the bars applied
+            new_states[pid] = rule.PairState(pid, final.y, final.x, terms=final.state.terms, last_bar=final.state.last_bar)
+            previous = states.get(pid)
+            if previous is None or not previous.side:
+                continue
+            order = dataclasses.replace(order, action=sig.EXIT, position_y=0.0, position_x=0.0, gross_fraction=0.0)
+        actionable.append(order)
     if config.execute and actionable:
         equity = broker.account_equity()
         held = broker.pair_positions(store, [s.pair_id for s in actionable])
         for s in actionable:
-            if s.action in sig.ENTRIES and s.correlation_drift and not config.trade_on_drift:
-                not_traded[s.pair_id] = "entry not traded: correlation drift"
-                continue
             intents = sig.order_intents(s, equity, held.get(s.pair_id, {}))
             if not intents:
                 continue
+            if s.action in sig.ENTRIES:
+                shares = {i.leg: abs(i.target_qty) for i in intents}
+                new_states[s.pair_id] = dataclasses.replace(
+                    new_states[s.pair_id], shares_y=shares.get("y", 0.0), shares_x=shares.get("x", 0.0)
+                )
             extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
             orders.extend(broker.submit(store, intents, s.bar_timestamp, extra))
+    # the signal rows and the new states in one transaction, after the orders (recorded by the broker as
+    # it sends them: a sent order is never rolled back; a re-run of the same bars sends none twice)
+    store.upsert_tables(
+        [
+            (trading_signals_table, rows),
+            (pair_states_table, [state_row(st, sector=sector, as_of=as_of, run_id=context.run_id) for _, st in sorted(new_states.items())]),
+        ]
+    )
 
     frame = pd.DataFrame(
         [
@@ -423,11 +698,16 @@ def trading_signals(
             "as_of_session": as_of,
             "effective_session": trading_config.effective_session,
             "bar_cutoff": cutoff.isoformat(),
+            "bars_already_applied": len(repeated),
+            "held_pairs": sum(1 for st in new_states.values() if st.side) + sum(
+                1 for pid, st in states.items() if st.side and pid not in new_states
+            ),
             "latest_bar": max(bar_times).isoformat() if bar_times else "",
             "pairs_in_config": len(trading_config.pairs),
             "signals": len(signals),
+            "pairs_signalled": len({s.pair_id for s in signals}),
             "actions": dg.MetadataValue.json({a: actions.get(a, 0) for a in sig.ACTIONS}),
-            "gru_gated": sum(1 for s in signals if s.gru_probability is not None),
+            "gru_gated": len({s.pair_id for s in signals if s.gru_probability is not None}),
             "flagged": sum(1 for s in signals if s.flags),
             "correlation_drift": sum(1 for s in signals if s.correlation_drift),
             "skipped_pairs": reasons_table(skipped),
@@ -442,6 +722,7 @@ def trading_signals(
                 n=25,
             ),
             "not_traded": reasons_table(not_traded),
+            "state_vs_book": reasons_table(mismatches),
             "elapsed_seconds": round(time.perf_counter() - started, 3),
         }
     )

@@ -20,6 +20,7 @@ from pydantic import Field
 from pairs_assets import partitions
 from pairs_assets.assets.common import fingerprint_of, read_panel
 from pairs_assets.home import PairsHome
+from pairs_assets.quant import rule
 from pairs_assets.quant.stages import FormationSchedule
 from pairs_assets.quant.walkforward.ledger import trials_from_runs
 from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS
@@ -53,8 +54,8 @@ class WalkForwardConfig(dg.Config):
     sectors: list[str] = Field([], description="Sectors; empty = all.")
     costs: list[float] = Field([0.0, 5.0, 10.0, 20.0], description="Basis points of traded notional per leg.")
     lag: int = Field(1, description="Execution lag in sessions: 1 (default) or 0 (comparison only).")
-    on_drop: str = Field("keep", description="'keep' or 'exit' an open position whose pair leaves the config.")
-    max_holding: int = Field(20, description="Sessions after which a position is closed (0 = no limit).")
+    on_drop: str = Field(rule.DEFAULT_ON_DROP, description="'keep' or 'exit' an open position whose pair leaves the config.")
+    max_holding: int = Field(rule.DEFAULT_MAX_HOLDING, description="Sessions after which a position is closed (0 = no limit).")
     n_trials: int | None = Field(
         None, description="Configurations tried (the deflated Sharpe's N); empty: counted by the trials ledger "
         "(the walk-forward runs recorded in MLflow that evaluated the selection range)."

@@ -3,13 +3,11 @@
 Formation: the ``formation_window`` sessions immediately before the last ``test_window`` sessions
 give the hedge ratio and intercept (OLS y on [1, x]) and the spread's mean and standard deviation.
 Test: over the last ``test_window`` sessions the spread ``s = y − intercept − β·x`` is standardised
-with those frozen numbers, ``z = (s − mean) / std``, and traded at each close:
-
-* flat: go short the spread when z > entry_z, long when z < −entry_z (not when |z| > stop_z);
-* short: exit when z < exit_z (covers crossing the band or jumping through zero); stop when z > stop_z;
-* long: exit when z > −exit_z; stop when z < −stop_z;
-* after a stop, no new entry until |z| has come back below entry_z; an exit may be followed by an
-  entry on the same close (a reversal).
+with those frozen numbers, ``z = (s − mean) / std``, and traded at each close by the one trading
+rule (:mod:`pairs_assets.quant.rule`, unit sized, no GRU gate): enter when ``entry_z ≤ |z| < stop_z``
+(short the spread when z > 0); a short exits at ``z ≤ exit_z`` and stops at ``z ≥ stop_z`` (a long
+symmetrically); after a stop no entry until ``|z| < entry_z``; an exit may be followed by an entry
+on the same close; a position is closed after ``max_holding`` sessions.
 
 A position decided at close t earns the spread move from t to t+1:
 ``pnl_t = pos_{t-1} · (Δy_t − β·Δx_t) / (1 + |β|)`` — log-return P&L of one unit of y against β
@@ -25,9 +23,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from pairs_assets.quant.cointegration import hedge_ratio
+from pairs_assets.quant import rule
 from pairs_assets.quant.prices import InsufficientHistoryError
 
-__all__ = ["BacktestResult", "backtest_pnl", "recent_backtest", "zscore_positions"]
+__all__ = ["BacktestResult", "backtest_pnl", "recent_backtest"]
 
 
 @dataclass(frozen=True)
@@ -71,44 +70,6 @@ def _validate_bands(entry_z: float, exit_z: float, stop_z: float) -> None:
         raise ValueError(f"stop_z must be greater than entry_z, got stop_z={stop_z}, entry_z={entry_z}")
 
 
-def zscore_positions(z: np.ndarray, entry_z: float, exit_z: float, stop_z: float) -> np.ndarray:
-    """Spread position (+1 long, −1 short, 0 flat) decided at each close from the z-scores up to then.
-
-    Parameters
-    ----------
-    z : ndarray
-        1-D z-scores in time order.
-    entry_z, exit_z, stop_z : float
-        The bands, as in the module docstring.
-
-    Returns
-    -------
-    ndarray of int
-        The same length; element t depends only on ``z[:t+1]``.
-    """
-    _validate_bands(entry_z, exit_z, stop_z)
-    values = np.asarray(z, dtype=float)
-    positions = np.zeros(values.size, dtype=np.int64)
-    position = 0
-    stopped = False
-    for t, score in enumerate(values):
-        if position == -1 and (score > stop_z or score < exit_z):
-            stopped = score > stop_z
-            position = 0
-        elif position == 1 and (score < -stop_z or score > -exit_z):
-            stopped = score < -stop_z
-            position = 0
-        if stopped and abs(score) < entry_z:
-            stopped = False
-        if position == 0 and not stopped and abs(score) <= stop_z:
-            if score > entry_z:
-                position = -1
-            elif score < -entry_z:
-                position = 1
-        positions[t] = position
-    return positions
-
-
 def _as_log_prices(values, field: str) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     if array.ndim != 1:
@@ -128,12 +89,13 @@ def backtest_pnl(
     stop_z: float,
     lag: int = 0,
     cost_bp: float = 0.0,
+    max_holding: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Daily P&L and positions of the z-score strategy over the last ``test_window`` sessions.
 
     Parameters
     ----------
-    y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z, lag, cost_bp
+    y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z, lag, cost_bp, max_holding
         As in :func:`recent_backtest`.
 
     Returns
@@ -168,7 +130,10 @@ def backtest_pnl(
     if std == 0.0:
         raise ValueError("backtest: the formation-window spread is constant (std 0)")
     test_spread = y_arr[start_test:] - intercept - beta * x_arr[start_test:]
-    positions = zscore_positions((test_spread - mean) / std, entry_z, exit_z, stop_z)
+    positions = np.asarray(
+        rule.positions((test_spread - mean) / std, rule.Bands(entry_z, exit_z, stop_z), max_holding=max_holding),
+        dtype=np.int64,
+    )
     # spread returns of test bars, starting with the move from the last formation close
     spread_moves = (np.diff(y_arr[start_test - 1 :]) - beta * np.diff(x_arr[start_test - 1 :])) / (1.0 + abs(beta))
     if lag not in (0, 1):
@@ -194,6 +159,7 @@ def recent_backtest(
     periods_per_year: int = 252,
     lag: int = 0,
     cost_bp: float = 0.0,
+    max_holding: int = 0,
 ) -> BacktestResult:
     """Backtest the pair's z-score rule over its last ``test_window`` sessions, point in time.
 
@@ -213,6 +179,8 @@ def recent_backtest(
         A position decided at close t trades at close t+lag (0 or 1).
     cost_bp : float, default 0.0
         Basis points of the unit gross notional traded, charged at each entry and exit.
+    max_holding : int, default 0
+        Sessions after which a position is closed (0 = no limit), as in :func:`pairs_assets.quant.rule.step`.
 
     Returns
     -------
@@ -229,7 +197,9 @@ def recent_backtest(
     ----------
     Gatev, Goetzmann & Rouwenhorst (2006); Sharpe (1966).
     """
-    pnl, positions = backtest_pnl(y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z, lag, cost_bp)
+    pnl, positions = backtest_pnl(
+        y_log, x_log, test_window, formation_window, entry_z, exit_z, stop_z, lag, cost_bp, max_holding
+    )
     held = np.concatenate([np.zeros(1 + lag, dtype=positions.dtype), positions[: positions.size - 1 - lag]])
     opened = (positions != 0) & (positions != np.concatenate([[0], positions[:-1]]))
     n_trades = int(opened.sum())

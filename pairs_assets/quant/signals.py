@@ -17,15 +17,16 @@ Formulas (per pair; y the dependent leg, x the independent one, β the hedge rat
   σ; then ``z = (s − spread_mean) / σ_level``. In a calm regime (σ_forecast < σ_∞) the bands
   tighten, in a turbulent one they widen. Without a usable σ_∞ (non-stationary fit) the plain
   ``spread_std`` is used and the signal is flagged ``garch_unscaled``.
-* **Decision** with the pair's levels (entry < stop, exit < entry):
-  ``|z| ≥ stop`` → ``stop`` (flatten, confidence 1);
-  ``entry ≤ |z| < stop`` → ``short_spread`` when z > 0 (sell y, buy x), ``long_spread`` when z < 0,
-  if the GRU's reversion probability p reaches the model's threshold (confidence p); a lower p
-  vetoes the entry → ``hold`` flagged ``gru_veto`` (confidence 1 − p); without a usable model the
-  entry stands, flagged ``no_gru_gating`` (confidence 0.5: z alone carries no probability);
-  ``|z| ≤ exit`` → ``exit`` (confidence ``0.5 + 0.5·(1 − |z|/exit)``);
-  otherwise ``hold`` (confidence ``0.5 + 0.5·d``, d the distance to the nearer of exit/entry as a
-  fraction of half the band).
+* **Decision**: the one trading rule (:func:`pairs_assets.quant.rule.step`), applied to the pair's
+  state (side, shares, entry, sessions held, stopped flag, terms) and this bar: entries at
+  ``entry_z ≤ |z| < stop_z`` if the GRU's reversion probability p reaches the model's threshold
+  (no usable model: the entry stands, flagged ``no_gru_gating``; a lower p vetoes it, ``gru_veto``);
+  a held pair exits at ``|z| ≤ exit_z`` on its side (or across the mean), stops at ``|z| ≥ stop_z``
+  on its side, closes after ``max_holding`` sessions or when dropped from the config
+  (``on_drop``); a stopped pair is not re-entered until ``|z| < entry_z``. Confidence: an entry p
+  (0.5 ungated), a veto 1 − p, a stop 1, an exit ``0.5 + 0.5·(1 − |z|/exit)`` inside the exit band
+  (1 outside it: max holding, a drop, a jump across the mean), a hold ``0.5 + 0.5·d`` (d the
+  distance to the nearer of exit/entry as a fraction of half the band, within [0, 1]).
 * **Size** (entries): volatility targeting within risk limits, :func:`pairs_assets.quant.sizing.pair_sizing`:
   ``f_y = min(target_daily_vol, max_portfolio_risk / n_pairs) / σ_forecast``, ``f_x = |β|·f_y``,
   both legs scaled down together until each is at most ``max_position``; signed by the direction
@@ -46,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from pairs_assets.errors import PairsError
+from pairs_assets.quant import rule
 from pairs_assets.quant.cointegration import spread
 from pairs_assets.quant.config_model import PairConfig, RiskBlock
 from pairs_assets.quant.garch import filter_fixed, unconditional_sigma
@@ -358,58 +360,42 @@ def garch_zscore(spread_value: float, spread_mean: float, spread_std: float, gar
     return (spread_value - spread_mean) / level, level, scaled
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The decision at one bar.
-
-    Attributes
-    ----------
-    action : str
-        One of :data:`ACTIONS`.
-    confidence : float
-        In [0, 1] (see the module docstring).
-    flags : tuple of str
-        ``no_zscore``, ``no_gru_gating``, ``gru_veto``.
-    """
-    action: str
-    confidence: float
-    flags: tuple[str, ...] = ()
-
-
-def decide(z: float, levels: Levels, probability: float | None = None, threshold: float = DEFAULT_PROBABILITY_THRESHOLD) -> Decision:
-    """The entry/exit/stop decision and its confidence (formulas in the module docstring).
+def confidence(action: str, z: float, levels: Levels, probability: float | None, vetoed: bool = False) -> tuple[float, tuple[str, ...]]:
+    """The confidence of a rule step's action and its flags (formulas in the module docstring).
 
     Parameters
     ----------
+    action : str
+        One of :data:`ACTIONS`.
     z : float
-        The spread's z-score (None or non-finite: hold, flagged ``no_zscore``).
     levels : Levels
-    probability : float, optional
-        The GRU's probability of the label event (None: no gating).
-    threshold : float, default 0.5
-        The probability an entry needs.
+    probability : float or None
+        The GRU's probability (None or NaN: ungated).
+    vetoed : bool, default False
+        The GRU gate refused an entry on this bar.
 
     Returns
     -------
-    Decision
+    (float, tuple of str)
+        The confidence in [0, 1] and the flags ``no_zscore``, ``no_gru_gating``, ``gru_veto``.
     """
     if z is None or not math.isfinite(z):
-        return Decision(HOLD, 0.0, ("no_zscore",))
+        return (1.0 if action in (EXIT, STOP) else 0.0), ("no_zscore",)
+    gated = probability is not None and math.isfinite(probability)
     size = abs(z)
-    if size >= levels.stop_z:
-        return Decision(STOP, 1.0)
-    if size >= levels.entry_z:
-        direction = SHORT_SPREAD if z > 0 else LONG_SPREAD
-        if probability is None or not math.isfinite(probability):
-            return Decision(direction, 0.5, ("no_gru_gating",))
-        if probability >= threshold:
-            return Decision(direction, float(probability))
-        return Decision(HOLD, float(1 - probability), ("gru_veto",))
-    if size <= levels.exit_z:
-        return Decision(EXIT, 1.0 if levels.exit_z == 0 else 0.5 + 0.5 * (1 - size / levels.exit_z))
+    if action in ENTRIES:
+        return (float(probability), ()) if gated else (0.5, ("no_gru_gating",))
+    if vetoed:
+        return float(1 - probability), ("gru_veto",)
+    if action == STOP:
+        return 1.0, ()
+    if action == EXIT:
+        if size > levels.exit_z:
+            return 1.0, ()
+        return (1.0 if levels.exit_z == 0 else 0.5 + 0.5 * (1 - size / levels.exit_z)), ()
     half_band = (levels.entry_z - levels.exit_z) / 2
     distance = min(size - levels.exit_z, levels.entry_z - size) / half_band
-    return Decision(HOLD, 0.5 + 0.5 * min(1.0, distance))
+    return 0.5 + 0.5 * min(1.0, max(0.0, distance)), ()
 
 
 def target_position(action: str, hedge_ratio: float, sizing: Mapping[str, float]) -> tuple[float | None, float | None]:
@@ -432,9 +418,7 @@ def target_position(action: str, hedge_ratio: float, sizing: Mapping[str, float]
         return 0.0, 0.0
     if action not in ENTRIES:
         return None, None
-    direction = 1.0 if action == LONG_SPREAD else -1.0
-    hedge_sign = 1.0 if hedge_ratio >= 0 else -1.0
-    return direction * sizing["y_fraction"], -direction * hedge_sign * sizing["x_fraction"]
+    return rule.target_weights(1 if action == LONG_SPREAD else -1, hedge_ratio, sizing)
 
 
 def correlation_drift(
@@ -672,6 +656,10 @@ class PairSignal:
     recent_correlation: float
     correlation_drift: bool | None
     flags: tuple[str, ...]
+    #: the pair's state after this bar (:class:`pairs_assets.quant.rule.PairState`)
+    state: rule.PairState | None = None
+    #: why a held position closed at this bar (``exit``, ``stop``, ``max_holding``, ``config_drop``)
+    exit_reason: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -699,8 +687,15 @@ def compute_pair_signal(
     drift_window: int = DEFAULT_DRIFT_WINDOW,
     drift_tolerance: float = DEFAULT_DRIFT_TOLERANCE,
     gating_flags: Sequence[str] = (),
+    state: rule.PairState | None = None,
+    listed: bool = True,
+    terms: Any = None,
+    session: str | None = None,
+    ordinal: int = 0,
+    on_drop: str = rule.DEFAULT_ON_DROP,
+    max_holding: int = rule.DEFAULT_MAX_HOLDING,
 ) -> PairSignal:
-    """Spread → z → decision → size → drift for one pair (formulas in the module docstring).
+    """Spread → z → size → the trading rule's step on the pair's state → drift, for one pair at one bar.
 
     Parameters
     ----------
@@ -715,10 +710,31 @@ def compute_pair_signal(
         As in :func:`correlation_drift`.
     gating_flags : sequence of str, optional
         Flags explaining a missing probability (e.g. no model).
+    state : PairState, optional
+        The pair's state before this bar (None: flat, never traded).
+    listed : bool, default True
+        Today's config lists the pair; False: a held pair dropped from it (its ``pair.params`` are
+        the last config's), handled by ``on_drop``.
+    terms : object, optional
+        What the state keeps as the pair's terms (the config's pair entry); None: ``pair.params``.
+    session : str, optional
+        The bar's exchange session (ISO date; default: the bar's UTC date).
+    ordinal : int, default 0
+        The session's exchange-session ordinal (``max_holding`` counts sessions by it).
+    on_drop, max_holding
+        As in :func:`pairs_assets.quant.rule.step`.
 
     Returns
     -------
     PairSignal
+        With the new ``state``.
+
+    Raises
+    ------
+    SignalInputError
+        A non-positive or non-finite price (naming the pair and symbol).
+    RuleInputError
+        The state and the config disagree on the legs, or the bar is older than the state's last.
     """
     from pairs_assets.quant.sizing import pair_sizing
 
@@ -733,8 +749,6 @@ def compute_pair_signal(
     flags = list(pair.flags) + list(gating_flags)
     if not scaled:
         flags.append("garch_unscaled")
-    decision = decide(z, p.levels, probability, p.probability_threshold)
-    flags.extend(decision.flags)
     sizing = pair_sizing(
         sigma_forecast=p.garch.sigma_forecast,
         hedge_ratio=p.hedge_ratio,
@@ -743,7 +757,31 @@ def compute_pair_signal(
         max_portfolio_risk=limits.max_portfolio_risk,
         n_pairs=max(1, n_pairs),
     )
-    pos_y, pos_x = target_position(decision.action, p.hedge_ratio, sizing)
+    before = state if state is not None else rule.PairState.flat(p.pair_id, p.y, p.x)
+    bar = pd.Timestamp(pair.bar_timestamp)
+    obs = rule.Observation(
+        bar, session if session is not None else str(bar.date()), ordinal, float(z),
+        (terms if terms is not None else p) if listed else None, sigma=float(level), sizing=sizing,
+        probability=probability, threshold=p.probability_threshold,
+    )
+    after, done = rule.step(before, obs, on_drop=on_drop, max_holding=max_holding)
+    action = rule.step_action(done, after)
+    conf, decision_flags = confidence(action, float(z), p.levels, probability, vetoed=done.vetoed)
+    flags.extend(decision_flags)
+    if done.repeated:
+        flags.append("bar_already_applied")
+    if not listed:
+        flags.append("not_in_config")
+    if done.exit_reason in (rule.MAX_HOLDING, rule.CONFIG_DROP):
+        flags.append(done.exit_reason)
+    if action == HOLD and after.side == 0 and after.stopped:
+        flags.append("stopped")
+    if action in ENTRIES:
+        pos_y, pos_x = after.weight_y, after.weight_x
+    elif action in (EXIT, STOP):
+        pos_y, pos_x = 0.0, 0.0
+    else:
+        pos_y = pos_x = None
     closes_y = list(pair.history["y"].to_numpy(float)) + ([pair.latest_y] if pair.latest_y is not None else [])
     closes_x = list(pair.history["x"].to_numpy(float)) + ([pair.latest_x] if pair.latest_x is not None else [])
     recent, drifted = correlation_drift(np.array(closes_y), np.array(closes_x), p.correlation, drift_window, drift_tolerance)
@@ -762,8 +800,8 @@ def compute_pair_signal(
         zscore=float(z),
         sigma_level=float(level),
         gru_probability=None if probability is None else float(probability),
-        action=decision.action,
-        confidence=float(decision.confidence),
+        action=action,
+        confidence=float(conf),
         position_y=pos_y,
         position_x=pos_x,
         gross_fraction=None if pos_y is None else abs(pos_y) + abs(pos_x),
@@ -771,6 +809,8 @@ def compute_pair_signal(
         recent_correlation=recent,
         correlation_drift=drifted,
         flags=tuple(dict.fromkeys(flags)),
+        state=after,
+        exit_reason=done.exit_reason,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pairs_assets.quant import rule
 from pairs_assets.quant.backtest import recent_backtest
 from pairs_assets.quant.cointegration import CointegrationResult, find_cointegrated_pairs, spread
 from pairs_assets.quant.config_model import SCHEMA_VERSION, TradingConfig
@@ -334,6 +335,7 @@ def selection_stage(
             stop_z=strategy.stop_z,
             lag=getattr(strategy, "backtest_lag", 0),
             cost_bp=getattr(strategy, "backtest_cost_bp", 0.0),
+            max_holding=rule.DEFAULT_MAX_HOLDING,  # the rule the walk-forward and the signal job trade
         )
         backtests.append({"pair_id": pair.pair_id, **{c: getattr(result, c) for c in BACKTEST_COLUMNS[1:]}})
     backtest_frame = pd.DataFrame(backtests, columns=BACKTEST_COLUMNS)

@@ -13,7 +13,7 @@ from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.live import signal_setup as setup
 from resources.bar_sources import EmbeddedBarSource
 from resources.broker import BrokerResource
-from resources.market_data import MarketDataStore, orders_table, trading_signals_table
+from resources.market_data import MarketDataStore, orders_table, pair_states_table, trading_signals_table
 
 
 def resources(store: MarketDataStore, registry=None) -> dict:
@@ -63,8 +63,11 @@ def test_signals_rows_orders_and_metadata(world):
     store, instance, config = world
     result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
     assert result.success
-    rows = store.read_table(trading_signals_table).set_index("pair_id")
-    assert set(rows.index) == {"KO-PEP", "PG-WMT"}
+    every = store.read_table(trading_signals_table).sort_values(["pair_id", "bar_timestamp"])
+    # each pair's bars in order: KO-PEP one (15:00), PG-WMT two (PG at 15:00 with WMT's as-of close, WMT at 15:01)
+    assert every["pair_id"].tolist() == ["KO-PEP", "PG-WMT", "PG-WMT"]
+    assert "one_leg_stale" in every["flags"].iloc[1] and "one_leg_stale" not in every["flags"].iloc[2]
+    rows = every.drop_duplicates("pair_id", keep="last").set_index("pair_id")
     ko = rows.loc["KO-PEP"]
     assert ko["action"] == "short_spread" and ko["zscore"] == pytest.approx(2.6, abs=1e-6)
     assert 0.0 <= ko["gru_probability"] <= 1.0 and ko["confidence"] == pytest.approx(ko["gru_probability"])
@@ -81,19 +84,30 @@ def test_signals_rows_orders_and_metadata(world):
     assert ko["position_x"] == pytest.approx(-ko["position_y"] * abs(hedge))
     assert pd.Timestamp(ko["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:00:00")
     pg = rows.loc["PG-WMT"]
-    assert pg["action"] == "exit" and pg["zscore"] == pytest.approx(0.1, abs=1e-6)
+    # flat near the mean: nothing to exit (the trading rule keeps state; quant.rule)
+    assert pg["action"] == "hold" and pg["zscore"] == pytest.approx(0.1, abs=1e-6)
     assert pd.Timestamp(pg["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:01:00")  # the later leg's bar
     orders = store.read_table(orders_table).set_index("leg")
     assert set(orders["pair_id"]) == {"KO-PEP"} and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
     assert orders.loc["y", "client_order_id"].startswith("pairs-KO-PEP-y-20221229T150000")
     metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
-    assert metadata["signals"].value == 2 and metadata["orders"].value == 2 and metadata["broker"].value == "dry-run"
+    assert metadata["signals"].value == 3 and metadata["pairs_signalled"].value == 2 and metadata["orders"].value == 2 and metadata["broker"].value == "dry-run"
     assert metadata["actions"].value["short_spread"] == 1 and metadata["gru_gated"].value == 2
     assert "KO-PEP" in metadata["signals_table"].value
 
-    again = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # same bars: replaced, not doubled
+    states = store.read_table(pair_states_table).set_index("pair_id")
+    assert states.loc["KO-PEP", "side"] == -1 and states.loc["PG-WMT", "side"] == 0
+    assert states.loc["KO-PEP", "shares_y"] == orders.loc["y", "qty"] and states.loc["KO-PEP", "shares_x"] == orders.loc["x", "qty"]
+    assert states.loc["KO-PEP", "entry_session"] == "2022-12-29"
+
+    again = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # same bars: nothing changes
     assert again.success
-    assert len(store.read_table(trading_signals_table)) == 2 and len(store.read_table(orders_table)) == 2
+    assert len(store.read_table(trading_signals_table)) == 3 and len(store.read_table(orders_table)) == 2
+    assert store.read_table(trading_signals_table).set_index("pair_id").loc["KO-PEP", "action"] == "short_spread"
+    assert again.asset_materializations_for_node("trading_signals")[0].metadata["bars_already_applied"].value == 2
+    pd.testing.assert_frame_equal(
+        store.read_table(pair_states_table).set_index("pair_id").drop(columns="run_id"), states.drop(columns="run_id")
+    )
 
 
 def test_cutoff_before_the_live_bars_uses_the_as_of_close(world):
@@ -201,6 +215,6 @@ def test_a_pair_with_a_failed_garch_fit_is_skipped_naming_the_field(world):
     result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
     assert result.success
     rows = store.read_table(trading_signals_table)
-    assert list(rows["pair_id"]) == ["PG-WMT"]
+    assert set(rows["pair_id"]) == {"PG-WMT"}  # its two bars (15:00, 15:01)
     skipped = result.asset_materializations_for_node("trading_signals")[0].metadata["skipped_pairs"].value
     assert "KO-PEP" in skipped and "trading config lacks garch.omega (null)" in skipped

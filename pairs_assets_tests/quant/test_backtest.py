@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pairs_assets.quant.backtest import BacktestResult, backtest_pnl, recent_backtest, zscore_positions
+from pairs_assets.quant import rule
+from pairs_assets.quant.backtest import BacktestResult, backtest_pnl, recent_backtest
 from pairs_assets.quant.prices import InsufficientHistoryError
 from pairs_assets_tests.synthetic import synthetic_panel
 
@@ -38,12 +39,12 @@ def test_position_rules_on_a_known_path():
         (-2.5, 1),  # the short exits and reverses on the same close
         (-0.4, 0),
     ]
-    positions = zscore_positions(np.array([z for z, _ in steps]), **BANDS)
-    assert positions.tolist() == [position for _, position in steps]
+    positions = rule.positions([z for z, _ in steps], rule.Bands(**BANDS))
+    assert positions == [position for _, position in steps]
 
 
 def test_short_position_exits_when_z_jumps_through_zero():
-    assert zscore_positions(np.array([2.5, -1.0]), **BANDS).tolist() == [-1, 0]
+    assert rule.positions([2.5, -1.0], rule.Bands(**BANDS)) == [-1, 0]
 
 
 @settings(max_examples=30, deadline=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 
 from pydantic import ValidationError
 
+from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
 from pairs_assets.quant.config_model import Levels as ConfigLevels
 from pairs_assets.quant.config_model import PairConfig, RiskBlock
@@ -79,27 +81,46 @@ def test_zscore_rescales_the_spread_std_by_the_garch_regime():
     assert not scaled and level == 0.02 and z == pytest.approx(2.0)
 
 
+@dataclass(frozen=True)
+class _Terms:
+    pair_id: str = "KO-PEP"
+    y: str = "KO"
+    x: str = "PEP"
+    hedge_ratio: float = 0.9
+    levels: sig.Levels = LEVELS
+
+
 @pytest.mark.parametrize(
-    ("z", "p", "action", "confidence", "flag"),
+    ("z", "p", "side", "action", "confidence", "flag"),
     [
-        (4.0, 0.9, sig.STOP, 1.0, None),
-        (-3.5, None, sig.STOP, 1.0, None),
-        (2.5, 0.8, sig.SHORT_SPREAD, 0.8, None),
-        (-2.5, 0.6, sig.LONG_SPREAD, 0.6, None),
-        (2.5, 0.3, sig.HOLD, 0.7, "gru_veto"),
-        (-2.0, None, sig.LONG_SPREAD, 0.5, "no_gru_gating"),
-        (0.0, 0.9, sig.EXIT, 1.0, None),
-        (0.25, None, sig.EXIT, 0.75, None),
-        (1.25, None, sig.HOLD, 1.0, None),
-        (1.9, None, sig.HOLD, 0.5 + 0.5 * 0.1 / 0.75, None),
-        (float("nan"), None, sig.HOLD, 0.0, "no_zscore"),
+        (4.0, 0.9, -1, sig.STOP, 1.0, None),
+        (-3.5, None, 1, sig.STOP, 1.0, None),
+        (4.0, 0.9, 0, sig.HOLD, 0.5, None),  # flat beyond the stop: no entry, nothing to stop
+        (2.5, 0.8, 0, sig.SHORT_SPREAD, 0.8, None),
+        (-2.5, 0.6, 0, sig.LONG_SPREAD, 0.6, None),
+        (2.5, 0.3, 0, sig.HOLD, 0.7, "gru_veto"),
+        (-2.0, None, 0, sig.LONG_SPREAD, 0.5, "no_gru_gating"),
+        (2.5, 0.9, -1, sig.HOLD, 0.5, None),  # held: no second entry
+        (0.0, 0.9, -1, sig.EXIT, 1.0, None),
+        (0.25, None, -1, sig.EXIT, 0.75, None),
+        (-1.0, None, -1, sig.EXIT, 1.0, None),  # a short exits across the mean
+        (0.1, None, 0, sig.HOLD, 0.5, None),  # flat near the mean: nothing to exit
+        (1.25, None, 0, sig.HOLD, 1.0, None),
+        (1.9, None, 0, sig.HOLD, 0.5 + 0.5 * 0.1 / 0.75, None),
+        (float("nan"), None, 0, sig.HOLD, 0.0, "no_zscore"),
     ],
 )
-def test_decision_table(z, p, action, confidence, flag):
-    decision = sig.decide(z, LEVELS, p, threshold=0.55)
-    assert decision.action == action
-    assert decision.confidence == pytest.approx(confidence)
-    assert (flag in decision.flags) if flag else not decision.flags
+def test_decision_table(z, p, side, action, confidence, flag):
+    """The trading rule's action on a pair's state and the signal's confidence (quant.rule, sig.confidence)."""
+    state = rule.PairState("KO-PEP", "KO", "PEP", side=side, entry_ordinal=0 if side else -1, terms=_Terms())
+    obs = rule.Observation(1, "s1", 1, z, _Terms(), sizing={"y_fraction": 0.1, "x_fraction": 0.09}, probability=p,
+                           threshold=0.55)
+    after, done = rule.step(state, obs)
+    got = rule.step_action(done, after)
+    conf, flags = sig.confidence(got, z, LEVELS, p, vetoed=done.vetoed)
+    assert got == action
+    assert conf == pytest.approx(confidence)
+    assert (flag in flags) if flag else not flags
 
 
 def test_levels_must_be_ordered():
@@ -207,6 +228,13 @@ def _pair_input(z_target: float, n: int = 80, **pair_overrides) -> sig.PairInput
     return sig.PairInput(params, history, latest_y, latest_x, pd.Timestamp("2022-12-29T15:00Z"))
 
 
+def _later(state: rule.PairState) -> rule.PairState:
+    """The state as if its last bar were an hour before the test bar."""
+    from dataclasses import replace
+
+    return replace(state, last_bar=pd.Timestamp("2022-12-29T14:00Z"), entry_bar=pd.Timestamp("2022-12-29T14:00Z"))
+
+
 def test_compute_pair_signal_entry_size_and_caps():
     pair = _pair_input(2.6)
     limits = sig.RiskLimits(max_portfolio_risk=0.05, max_position=0.10, target_daily_vol=0.01)
@@ -222,9 +250,13 @@ def test_compute_pair_signal_entry_size_and_caps():
     assert vetoed.action == sig.HOLD and vetoed.position_y is None and "gru_veto" in vetoed.flags
     ungated = sig.compute_pair_signal(pair, None, limits, n_pairs=2, gating_flags=("model_unavailable",))
     assert ungated.action == sig.SHORT_SPREAD and {"model_unavailable", "no_gru_gating"} <= set(ungated.flags)
-    assert sig.compute_pair_signal(_pair_input(-5.0), 0.9, limits, 2).action == sig.STOP
-    exit_ = sig.compute_pair_signal(_pair_input(0.1), 0.9, limits, 2)
+    assert signal.state.side == -1 and signal.state.entry_z == pytest.approx(2.6)
+    long_ = sig.compute_pair_signal(_pair_input(-2.6), 0.9, limits, 2).state
+    assert sig.compute_pair_signal(_pair_input(-5.0), 0.9, limits, 2, state=_later(long_)).action == sig.STOP
+    assert sig.compute_pair_signal(_pair_input(-5.0), 0.9, limits, 2).action == sig.HOLD  # flat: nothing to stop
+    exit_ = sig.compute_pair_signal(_pair_input(0.1), 0.9, limits, 2, state=_later(signal.state))
     assert exit_.action == sig.EXIT and exit_.position_y == 0.0 and exit_.correlation_drift is False
+    assert exit_.state.side == 0 and exit_.exit_reason == "exit"
 
 
 def test_compute_pair_signal_rejects_bad_prices():
@@ -264,7 +296,7 @@ def test_order_intents_move_the_pair_to_its_target():
     assert by_leg["x"].side == "buy" and by_leg["x"].symbol == "PEP"
     held = {"y": -by_leg["y"].qty, "x": by_leg["x"].qty}
     assert sig.order_intents(entry, 100_000, held) == []  # already positioned that way: no resizing
-    exit_ = sig.compute_pair_signal(_pair_input(0.1), 0.9, limits, 2)
+    exit_ = sig.compute_pair_signal(_pair_input(0.1), 0.9, limits, 2, state=_later(entry.state))
     closing = {i.leg: i for i in sig.order_intents(exit_, 100_000, held)}
     assert closing["y"].side == "buy" and closing["y"].qty == by_leg["y"].qty and closing["x"].side == "sell"
     assert sig.order_intents(exit_, 100_000, {}) == []  # flat already

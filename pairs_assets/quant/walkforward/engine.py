@@ -36,6 +36,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairs_assets.errors import PairsError
+from pairs_assets.quant import rule
 from pairs_assets.quant.walkforward.baseline import baseline_periods, classical_baseline
 from pairs_assets.quant.walkforward.execution import execute, validate_cost_bp, validate_lag
 from pairs_assets.quant.walkforward.ledger import Trial, TrialCount, count_trials, evaluated_label, trial_key
@@ -121,11 +122,13 @@ class WalkForwardSettings(BaseModel):
     costs: list[float] = Field([0.0, 5.0, 10.0, 20.0], description="Costs in basis points of traded notional per leg.")
     lag: int = Field(1, description="A decision at the close of t executes at the close of t+lag (1; 0 only to compare).")
     on_drop: str = Field(
-        "keep",
+        rule.DEFAULT_ON_DROP,
         description="An open position whose pair leaves the next config: 'exit' at that close, or 'keep' "
         "(trade it with its last config until exit, stop or max_holding).",
     )
-    max_holding: int = Field(20, ge=0, description="Close a position held this many sessions (0 = no limit).")
+    max_holding: int = Field(
+        rule.DEFAULT_MAX_HOLDING, ge=0, description="Close a position held this many sessions (0 = no limit)."
+    )
     periods: list[tuple[str, str, str]] = Field(
         [tuple(p) for p in DEFAULT_PERIODS], description="Sub-periods (label, first date, last date)."
     )

@@ -15,13 +15,14 @@ Trading (:func:`trade_configs`): the config for as-of D applies from session D+1
 ``effective_session``). At each close t of the range the pairs of the config effective at t are
 traded with the config's own numbers: spread ``s = ln y − β·ln x − a``, ``z = (s − mean)/σ_level``
 with the GARCH-scaled σ of the signal job (:func:`pairs_assets.quant.signals.garch_zscore`), and
-the levels' rule set of the backtest (:func:`pairs_assets.quant.backtest.zscore_positions`):
+the one trading rule (:func:`pairs_assets.quant.rule.step`, a state machine per pair, the rule
+the signal job and the recent backtest also call; band edges in :mod:`pairs_assets.quant.rule`):
 
 * flat → enter when ``entry_z ≤ |z| < stop_z`` (short the spread when z > 0), sized by the config's
-  ``sizing`` (:func:`pairs_assets.quant.signals.target_position`), if the optional GRU gate agrees;
-* long → exit when ``z ≥ −exit_z``, stop when ``z ≤ −stop_z``; short → exit when ``z ≤ exit_z``,
-  stop when ``z ≥ stop_z``; after a stop no new entry of that pair until ``|z| < entry_z``; an exit
-  may be followed by an entry on the same close;
+  ``sizing``, if the optional GRU gate agrees;
+* long → stop when ``z ≤ −stop_z``, else exit when ``z ≥ −exit_z``; short symmetrically; after a
+  stop no new entry of that pair until ``|z| < entry_z``; an exit may be followed by an entry on
+  the same close;
 * an open position whose pair is missing from the effective config: ``on_drop="exit"`` closes it at
   that close (``"config_drop"``); ``on_drop="keep"`` keeps trading it with the numbers of the last
   config that listed the pair until exit, stop or ``max_holding`` sessions (``"max_holding"``);
@@ -33,6 +34,7 @@ latest config). The output is a trades frame for :func:`pairs_assets.quant.walkf
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -42,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from pairs_assets.errors import InsufficientHistoryError, MissingBarsError
+from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
 from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.quant.stages import (
@@ -64,7 +67,7 @@ __all__ = [
     "trade_configs",
 ]
 
-ON_DROP_CHOICES = ("exit", "keep")
+ON_DROP_CHOICES = rule.ON_DROP_CHOICES
 #: the GARCH numbers behind the scores, kept beside each scored pair (the score study's raw inputs)
 _SCORED_GARCH = ["n_obs", "aic", "bic", "aic_constant", "bic_constant", "forecast_ratio", "ljung_box_p", "arch_lm_p"]
 
@@ -427,17 +430,6 @@ def _empty_pairs() -> pd.DataFrame:
 # --- trading ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Open:
-    pair: PairConfig
-    side: int
-    w_y: float
-    w_x: float
-    entry: pd.Timestamp
-    z_entry: float
-    held: int = 0
-
-
 def _zscore(pair: PairConfig, price_y: float, price_x: float) -> float:
     s = math.log(price_y) - pair.hedge_ratio * math.log(price_x) - pair.intercept
     g = pair.garch
@@ -491,68 +483,53 @@ def trade_configs(
         raise ValueError(f"on_drop must be one of {ON_DROP_CHOICES}, got {on_drop!r}")
     if isinstance(max_holding, bool) or not isinstance(max_holding, (int, np.integer)) or max_holding < 0:
         raise ValueError(f"max_holding must be a whole number of sessions >= 0, got {max_holding!r}")
+    max_holding = int(max_holding)
     by_effective = {pd.Timestamp(c.effective_session): c for c in configs.values()}
     rows: list[tuple] = []
-    open_: dict[str, _Open] = {}
-    stopped: set[str] = set()
-    last_listed: dict[str, PairConfig] = {}
+    states: dict[str, rule.PairState] = {}
     sector = next(iter(configs.values())).sector if configs else ""
     price = closes.to_dict("series")
 
-    def close(pair_id: str, session: pd.Timestamp, z: float, reason: str) -> None:
-        pos = open_.pop(pair_id)
-        p = pos.pair
+    def record(pos: rule.PairState, session, z: float, reason: str) -> None:
+        p = pos.entry_terms
         rows.append(
-            (strategy_name, sector, p.pair_id, p.y, p.x, pos.side, pos.w_y, pos.w_x, pos.entry, session, pos.z_entry, z, reason)
+            (strategy_name, sector, p.pair_id, p.y, p.x, pos.side, pos.weight_y, pos.weight_x, pos.entry_bar, session,
+             pos.entry_z, z, reason)
         )
 
-    for session in sessions:
+    for ordinal, session in enumerate(sessions):
         session = pd.Timestamp(session)
         config = by_effective.get(session)
         listed = {p.pair_id: p for p in config.pairs} if config is not None else {}
-        last_listed.update(listed)
-        # open positions first: exits, stops, drops, maximum holding
-        for pair_id in sorted(open_):
-            pos = open_[pair_id]
-            pos.held += 1
+        trained_at = pd.Timestamp(config.formation_session or config.as_of_session) if config is not None else None
+        # held pairs and the effective config's pairs, one rule step each (quant.rule)
+        for pair_id in sorted(set(listed) | {k for k, v in states.items() if v.side}):
             pair = listed.get(pair_id)
-            if pair is None and on_drop == "exit":
-                p = pos.pair
-                close(pair_id, session, _zscore(p, price[p.y][session], price[p.x][session]), "config_drop")
-                continue
-            pair = pair or last_listed[pair_id]
-            z = _zscore(pair, price[pair.y][session], price[pair.x][session])
-            lv = pair.levels
-            if (pos.side == 1 and z <= -lv.stop_z) or (pos.side == -1 and z >= lv.stop_z):
-                stopped.add(pair_id)
-                close(pair_id, session, z, "stop")
-            elif (pos.side == 1 and z >= -lv.exit_z) or (pos.side == -1 and z <= lv.exit_z):
-                close(pair_id, session, z, "exit")
-            elif max_holding and pos.held >= max_holding:
-                close(pair_id, session, z, "max_holding")
-        # entries from the effective config
-        for pair_id, pair in sorted(listed.items()):
-            z = _zscore(pair, price[pair.y][session], price[pair.x][session])
-            lv = pair.levels
-            if pair_id in stopped:
-                if math.isfinite(z) and abs(z) < lv.entry_z:
-                    stopped.discard(pair_id)
-                else:
-                    continue
-            if pair_id in open_ or not math.isfinite(z) or not (lv.entry_z <= abs(z) < lv.stop_z):
-                continue
-            action = sig.SHORT_SPREAD if z > 0 else sig.LONG_SPREAD
-            w_y, w_x = sig.target_position(action, pair.hedge_ratio, pair.sizing.model_dump())
-            if not (w_y or w_x):
-                continue
-            trained_at = pd.Timestamp(config.formation_session or config.as_of_session)
-            if entry_gate is not None and not entry_gate(pair, trained_at, session):
-                continue
-            open_[pair_id] = _Open(pair, 1 if action == sig.LONG_SPREAD else -1, float(w_y), float(w_x), session, z)
-    for pair_id in sorted(open_):
-        pos = open_[pair_id]
-        p = pos.pair
-        rows.append((strategy_name, sector, p.pair_id, p.y, p.x, pos.side, pos.w_y, pos.w_x, pos.entry, pd.NaT, pos.z_entry, math.nan, "range_end"))
+            state = states.get(pair_id)
+            if state is None:
+                state = rule.PairState.flat(pair_id, pair.y, pair.x)
+            if pair is not None:
+                terms = pair
+            elif on_drop == "exit":
+                terms = state.entry_terms  # the z reported at a drop: the entry config's
+            else:
+                terms = state.terms
+            z = _zscore(terms, price[terms.y][session], price[terms.x][session])
+            gate = None
+            if pair is not None and entry_gate is not None:
+                gate = functools.partial(entry_gate, pair, trained_at, session)
+            obs = rule.Observation(
+                session, session, ordinal, z, pair, sizing=pair.sizing.model_dump() if pair is not None else None,
+                entry_allowed=gate,
+            )
+            new, done = rule.step(state, obs, on_drop=on_drop, max_holding=max_holding)
+            if done.closed is not None:
+                record(done.closed, session, z, done.exit_reason)
+            states[pair_id] = new
+    for pair_id in sorted(states):
+        pos = states[pair_id]
+        if pos.side:
+            record(pos, pd.NaT, math.nan, "range_end")
     if not rows:
         return empty_trades()
     frame = pd.DataFrame(rows, columns=TRADE_COLUMNS)
