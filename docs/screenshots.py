@@ -28,7 +28,7 @@ What it does, on a fresh temporary home (``--home`` to choose/keep one; otherwis
    * ``raw_bars_checks.png`` — the ``raw_bars`` asset's Checks tab;
    * ``ohlc_consistent_partitions.png`` — the ``ohlc_consistent`` check's Partitions view;
 
-6. prints a table (page, seconds to render) and stops every process it started (Chromium, the
+6. prints a table (page, seconds to render; the log adds each page's slowest GraphQL requests) and stops every process it started (Chromium, the
    daemon and the webserver, each by its process group).
 
 Needs: the project's environment (dagster, dagster-webserver, websockets, Pillow), Chromium, and a
@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -175,6 +176,26 @@ class Browser:
     def __init__(self, ws):
         self.ws = ws
         self.n = 0
+        self.graphql: dict[str, list] = {}  # request id -> [operation, start, end]
+
+    def _event(self, msg: dict) -> None:
+        """Times the page's GraphQL requests (from the Network domain's events)."""
+        method, params = msg.get("method"), msg.get("params", {})
+        if method == "Network.requestWillBeSent" and "/graphql" in params["request"]["url"]:
+            try:
+                operation = json.loads(params["request"].get("postData") or "{}").get("operationName")
+            except ValueError:
+                operation = None
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(params["request"]["url"]).query)
+            operation = operation or (query.get("op") or ["?"])[0]
+            self.graphql[params["requestId"]] = [operation, params["timestamp"], None]
+        elif method in ("Network.loadingFinished", "Network.loadingFailed") and params.get("requestId") in self.graphql:
+            self.graphql[params["requestId"]][2] = params["timestamp"]
+
+    def slowest(self, n: int = 3) -> str:
+        done = sorted(((end - start, op) for op, start, end in self.graphql.values() if end), reverse=True)[:n]
+        pending = [op for op, _, end in self.graphql.values() if end is None]
+        return ", ".join(f"{op} {secs:.1f} s" for secs, op in done) + (f"; unfinished: {', '.join(pending)}" if pending else "")
 
     async def call(self, method: str, **params):
         self.n += 1
@@ -182,6 +203,8 @@ class Browser:
         await self.ws.send(json.dumps({"id": n, "method": method, "params": params}))
         while True:
             msg = json.loads(await self.ws.recv())
+            if "method" in msg:
+                self._event(msg)
             if msg.get("id") == n:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
@@ -266,11 +289,13 @@ async def capture(url: str, pages: list[dict], out: Path, logdir: Path) -> list[
             b = Browser(ws)
             await b.call("Page.enable")
             await b.call("Runtime.enable")
+            await b.call("Network.enable")
             for page in pages:
                 width, height = page.get("viewport", (1600, 1000))
                 await b.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
                 log(f"page {page['name']}: {page['path']}")
                 start = time.perf_counter()
+                b.graphql.clear()
                 await b.call("Page.navigate", url=url + page["path"])
                 ok = await b.ready(page["needles"], page.get("timeout", 120))
                 if ok and page.get("zoom_in"):
@@ -295,6 +320,7 @@ async def capture(url: str, pages: list[dict], out: Path, logdir: Path) -> list[
                 name = page["name"] + (f": after clicking *{page['click']}*" if clicked_s is not None else "")
                 rows.append((name, f"{seconds:.1f}" if ok else f"> {page.get('timeout', 120)} (not rendered)"))
                 log(f"  {'rendered' if ok else 'NOT rendered'} in {seconds:.1f} s -> {page['file']} ({size // 1000} KB)")
+                log(f"  slowest GraphQL requests: {b.slowest()}")
     finally:
         chrome.stop()
     return rows
