@@ -76,28 +76,35 @@ class DeadRun:
         return f"run {self.run_id} ({what}) was left STARTED by process {self.pid}{where}, {self.reason}: marked failed"
 
 
-def _process_start_time(pid: int) -> float | None:
-    """Start time (epoch seconds) of ``pid`` from /proc (Linux); None where /proc cannot say."""
+def _process_state(pid: int) -> tuple[str, float] | None:
+    """(state letter, start time in epoch seconds) of ``pid`` from /proc (Linux); None where /proc cannot say."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         with open("/proc/stat") as f:
             boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):
         return None
 
 
 def process_alive_since(pid: int, since: float) -> bool:
-    """Whether a process ``pid`` exists that started no later than ``since`` (epoch seconds)."""
+    """Whether a live process ``pid`` exists that started no later than ``since`` (epoch seconds).
+
+    A zombie (killed, not yet reaped by its parent — a run worker of a code server that is still up)
+    is not alive: it executes nothing and will never report again.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # it exists, owned by someone else
-    started = _process_start_time(pid)
-    return started is None or started <= since + 1.0
+    state = _process_state(pid)
+    if state is None:
+        return True
+    letter, started = state
+    return letter not in ("Z", "X") and started <= since + 1.0
 
 
 def _is_local_instance(instance: dg.DagsterInstance) -> bool:

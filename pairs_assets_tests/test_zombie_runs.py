@@ -241,3 +241,19 @@ def test_a_run_whose_host_restarted_is_failed(two_launched_runs):
 
         assert dead and "restarted since" in dead[0].reason
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_killed_process_not_yet_reaped_is_not_alive():
+    """A run worker killed under a code server that is still up stays a zombie until reaped."""
+    from pairs_assets.run_recovery import process_alive_since
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert process_alive_since(child.pid, time.time())
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped: a zombie
+        os.kill(child.pid, 0)  # the pid still answers signals
+        assert not process_alive_since(child.pid, time.time())
+    finally:
+        child.wait(timeout=60)
+        child.stdin.close()
