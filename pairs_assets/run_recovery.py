@@ -7,7 +7,7 @@ fails a STARTED run), and a run executed in process (every ``pairs`` command) ha
 What proves a run dead:
 
 - its process on this host is gone. The pid is the one on the run's RUN_START event (the process
-  that executed it); the host is the ``pairs/run_host`` tag (hostname and boot id) that the run
+  that executed it); the host is the ``pairs/run_host`` tag (hostname, boot id, pid namespace) that the run
   worker writes when it starts (:func:`with_run_heartbeat`). A run without that tag is judged on this
   host only on a local (SQLite) instance, whose runs all execute on this machine.
 - its host restarted since (same hostname, another boot id).
@@ -56,9 +56,18 @@ def _boot_id() -> str:
         return "unknown"
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+    except OSError:
+        return "unknown"
+
+
 def this_host() -> str:
-    """``<hostname>/<boot id>``: a restarted machine is another host (its pids start over)."""
-    return f"{socket.gethostname()}/{_boot_id()}"
+    """``<hostname>/<boot id>/<pid namespace>``: where a pid means one process. A restarted machine
+    is another host (its pids start over); so is a container that shares the machine's hostname
+    (``network_mode: host``) but numbers its processes apart."""
+    return f"{socket.gethostname()}/{_boot_id()}/{_pid_namespace()}"
 
 
 @dataclass(frozen=True)
@@ -132,8 +141,9 @@ def _why_dead(instance, record, pid: int, host: str | None, now: float, window: 
         if pid == os.getpid() or process_alive_since(pid, started):
             return None
         return host, "which is gone"
-    name, _, _boot = host.partition("/")
-    if name == socket.gethostname():
+    name, _, rest = host.partition("/")
+    boot = rest.partition("/")[0]
+    if name == socket.gethostname() and boot != _boot_id():
         return host, f"and that host has restarted since (now {me})"
     beat = instance.daemon_cursor_storage.get_cursor_values({heartbeat_key(record.dagster_run.run_id)})
     last = float(beat.get(heartbeat_key(record.dagster_run.run_id), started))

@@ -207,26 +207,29 @@ def test_one_sensor_tick_fails_a_killed_launched_run_and_leaves_a_live_one(two_l
         assert "no STARTED run" in dead_run_recovery(dg.build_sensor_context(instance=instance)).skip_message
 
 
-def test_a_run_on_another_host_fails_only_after_its_heartbeat_window(two_launched_runs):
+@pytest.mark.parametrize("where", ["another machine", "a container sharing this hostname"])
+def test_a_run_on_another_host_fails_only_after_its_heartbeat_window(two_launched_runs, where):
     """Judged by a logical clock: a killed run's host tag is rewritten to a host this process cannot
     see, so only its (stopped) heartbeat can tell."""
+    hostname, boot, _namespace = this_host().split("/")
+    elsewhere = "elsewhere.example/0000/1" if where == "another machine" else f"{hostname}/{boot}/another-pid-namespace"
     home, processes, run_ids = two_launched_runs
     processes["energy"].send_signal(signal.SIGKILL)
     processes["energy"].wait(timeout=60)
     run_id = run_ids["energy"]
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         last = float(instance.daemon_cursor_storage.get_cursor_values({heartbeat_key(run_id)})[heartbeat_key(run_id)])
-        instance.add_run_tags(run_id, {HOST_TAG: "elsewhere.example/0000"})
+        instance.add_run_tags(run_id, {HOST_TAG: elsewhere})
 
         assert fail_dead_runs(instance, now=last + 299, heartbeat_window_s=300) == []  # silent < window: alive
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
 
         (dead,) = fail_dead_runs(instance, now=last + 301, heartbeat_window_s=300)
 
-        assert dead.run_id == run_id and dead.host == "elsewhere.example/0000"
+        assert dead.run_id == run_id and dead.host == elsewhere
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
         message = _failure_message(instance, run_id)
-        assert "on host elsewhere.example/0000, whose run worker last reported 301 s ago (heartbeat window 300 s)" in message
+        assert f"on host {elsewhere}, whose run worker last reported 301 s ago (heartbeat window 300 s)" in message
         assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.STARTED
 
 
@@ -234,8 +237,8 @@ def test_a_run_whose_host_restarted_is_failed(two_launched_runs):
     home, _processes, run_ids = two_launched_runs
     run_id = run_ids["consumer"]
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        hostname = this_host().split("/")[0]
-        instance.add_run_tags(run_id, {HOST_TAG: f"{hostname}/a-previous-boot"})
+        hostname, _boot, namespace = this_host().split("/")
+        instance.add_run_tags(run_id, {HOST_TAG: f"{hostname}/a-previous-boot/{namespace}"})
 
         dead = [d for d in fail_dead_runs(instance) if d.run_id == run_id]
 
