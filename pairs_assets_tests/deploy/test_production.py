@@ -296,12 +296,14 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
     sensor fails the first run, naming run, pid and host; the next queue pass starts the waiting run
     (then terminated: only its start is checked).
     """
+    import logging
     import signal
     import time
 
     from dagster import DagsterEventType, DagsterRunStatus, build_sensor_context
     from dagster._cli.job import _create_run
     from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
     from pairs_assets.partitions import partition_key
@@ -354,6 +356,8 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
 
         services.wait_until(_loaded, 300, "the restarted code server", poll=2.0, procs=procs, logs=logs)
         list(daemon.run_iteration(ctx))
+        # Dagster's run monitoring (on in deploy/dagster.yaml) cannot see it: no worker health check
+        list(execute_run_monitoring_iteration(ctx, logging.getLogger("run_monitoring")))
         assert instance.get_run_by_id(first.run_id).status == DagsterRunStatus.STARTED  # what a lost machine leaves
         assert instance.get_run_by_id(second.run_id).status == DagsterRunStatus.QUEUED  # behind it, for ever
 
