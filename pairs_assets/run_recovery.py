@@ -129,7 +129,9 @@ def _run_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return records[0].event_log_entry.dagster_event.pid
 
 
-def _why_dead(instance, record, pid: int, host: str | None, now: float, window: float) -> tuple[str, str] | None:
+def _why_dead(
+    instance, record, pid: int, host: str | None, now: float, window: float, judge_heartbeats: bool
+) -> tuple[str, str] | None:
     """(host, reason) when the run's process is provably gone, else None."""
     me = this_host()
     started = record.start_time or record.create_timestamp.timestamp()
@@ -145,6 +147,8 @@ def _why_dead(instance, record, pid: int, host: str | None, now: float, window: 
     boot = rest.partition("/")[0]
     if name == socket.gethostname() and boot != _boot_id():
         return host, f"and that host has restarted since (now {me})"
+    if not judge_heartbeats:
+        return None
     beat = instance.daemon_cursor_storage.get_cursor_values({heartbeat_key(record.dagster_run.run_id)})
     last = float(beat.get(heartbeat_key(record.dagster_run.run_id), started))
     if now - last <= window:
@@ -153,7 +157,11 @@ def _why_dead(instance, record, pid: int, host: str | None, now: float, window: 
 
 
 def fail_dead_runs(
-    instance: dg.DagsterInstance, *, now: float | None = None, heartbeat_window_s: float = DEFAULT_HEARTBEAT_WINDOW_S
+    instance: dg.DagsterInstance,
+    *,
+    now: float | None = None,
+    heartbeat_window_s: float = DEFAULT_HEARTBEAT_WINDOW_S,
+    judge_heartbeats: bool = True,
 ) -> list[DeadRun]:
     """Mark FAILURE every STARTED run whose executing process is provably gone (see the module doc).
 
@@ -162,6 +170,9 @@ def fail_dead_runs(
     instance : the Dagster instance (SQLite or PostgreSQL storage).
     now : the time to judge heartbeats at (epoch seconds; default: the clock). Tests pass their own.
     heartbeat_window_s : how long a run worker on another host may stay silent before its run is failed.
+    judge_heartbeats : False where the caller cannot vouch that heartbeats could be written all along
+        (the sensor after a gap in its own ticks: the database or the daemon was down, the workers too
+        may have been unable to write). Runs on this host are judged by their pid regardless.
 
     Returns
     -------
@@ -175,7 +186,7 @@ def fail_dead_runs(
         pid = _run_pid(instance, run.run_id)
         if pid is None:
             continue
-        verdict = _why_dead(instance, record, pid, run.tags.get(HOST_TAG), now, heartbeat_window_s)
+        verdict = _why_dead(instance, record, pid, run.tags.get(HOST_TAG), now, heartbeat_window_s, judge_heartbeats)
         if verdict is None:
             continue
         tags = run.tags

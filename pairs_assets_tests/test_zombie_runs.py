@@ -260,3 +260,29 @@ def test_a_killed_process_not_yet_reaped_is_not_alive():
     finally:
         child.wait(timeout=60)
         child.stdin.close()
+
+
+def test_the_sensor_judges_heartbeats_only_after_watching_without_a_gap(two_launched_runs):
+    """After a gap in its own ticks (first tick, daemon or database down) the sensor gives run workers
+    on other hosts a window to report again; a run whose process on this host is gone is failed anyway."""
+    home, processes, run_ids = two_launched_runs
+    for name in ("energy", "consumer"):
+        processes[name].send_signal(signal.SIGKILL)
+        processes[name].wait(timeout=60)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        foreign = run_ids["energy"]
+        instance.add_run_tags(foreign, {HOST_TAG: "elsewhere.example/0000/1"})
+        instance.daemon_cursor_storage.set_cursor_values({heartbeat_key(foreign): repr(time.time() - 3600)})
+
+        first = dg.build_sensor_context(instance=instance)  # no cursor: its first tick
+        dead_run_recovery(first)
+        assert instance.get_run_by_id(foreign).status == dg.DagsterRunStatus.STARTED  # not judged yet
+        assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.FAILURE  # its pid: judged
+
+        late = dg.build_sensor_context(instance=instance, cursor=repr(time.time() - 3600))  # a tick an hour ago
+        dead_run_recovery(late)
+        assert instance.get_run_by_id(foreign).status == dg.DagsterRunStatus.STARTED
+
+        dead_run_recovery(dg.build_sensor_context(instance=instance, cursor=first.cursor))  # ticking: judged
+        assert instance.get_run_by_id(foreign).status == dg.DagsterRunStatus.FAILURE
+        assert "whose run worker last reported" in _failure_message(instance, foreign)
