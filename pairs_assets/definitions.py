@@ -38,6 +38,7 @@ from pairs_assets.market.endpoints import (
     is_alpaca_url,
 )
 from pairs_assets.partitions import daily_partitions_def
+from pairs_assets.run_recovery import with_run_heartbeat
 from pairs_assets.settings import Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
 from resources.alpaca_source import AlpacaBarSource
@@ -46,6 +47,7 @@ from resources.broker import BrokerResource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
+from sensors.dead_runs import dead_run_recovery
 from sensors.performance import model_performance_refresh
 from sensors.schedules import build_daily_pairs_schedule
 from sensors.signal_sensor import build_signal_sensor
@@ -152,9 +154,10 @@ def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.
         assets=build_assets(daily, strategy),
         jobs=[daily_pairs, model_performance_job, signal_job],
         schedules=[build_daily_pairs_schedule(sectors, last_session)],
-        sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors)],
+        sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors), dead_run_recovery],
         resources=resources,
-        executor=executor_for(p.executor, p.celery_broker, p.celery_backend),
+        # the run worker tags its run with its host and keeps a heartbeat: what dead_run_recovery judges
+        executor=with_run_heartbeat(executor_for(p.executor, p.celery_broker, p.celery_backend)),
     )
 
 

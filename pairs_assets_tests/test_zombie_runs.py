@@ -1,4 +1,4 @@
-"""kill -9 during a run (issue 9, item 8): the run is marked failed, not STARTED forever.
+"""kill -9 during a run (issue 9 item 8; issue 21 items 1, 3): the run is marked failed, not STARTED forever.
 
 Two real processes each execute a run on one local instance and block inside a step; one is
 killed with SIGKILL. The sweep marks that run FAILURE (naming process and partition) and leaves
@@ -19,7 +19,8 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-from pairs_assets.run_recovery import fail_dead_runs
+from pairs_assets.run_recovery import HOST_TAG, fail_dead_runs, heartbeat_key, this_host
+from sensors.dead_runs import dead_run_recovery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +90,7 @@ def test_a_run_killed_with_sigkill_is_marked_failed_and_a_live_one_is_left_alone
             assert dead.partitions == "2022-12-28|energy"
             assert instance.get_run_by_id(run_ids["energy"]).status == dg.DagsterRunStatus.FAILURE
             failure = instance.get_records_for_run(run_ids["energy"], of_type=dg.DagsterEventType.RUN_FAILURE).records
-            assert f"process {processes['energy'].pid}, which is gone" in failure[0].event_log_entry.dagster_event.message
+            assert f"process {processes['energy'].pid} on host {this_host()}, which is gone" in failure[0].event_log_entry.dagster_event.message
             assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.STARTED  # alive: untouched
             assert fail_dead_runs(instance) == []
     finally:
@@ -98,3 +99,190 @@ def test_a_run_killed_with_sigkill_is_marked_failed_and_a_live_one_is_left_alone
                 p.kill()
             p.wait(timeout=60)
             p.stderr.close()
+
+
+# A run launched as the daemon launches one: the job's executor (wrapped as the definitions wrap
+# the code location's) runs in this process, which tags the run with its host and keeps a heartbeat.
+LAUNCHED_WORKER = textwrap.dedent(
+    """
+    import sys, threading
+    from pathlib import Path
+    import dagster as dg
+    from pairs_assets.run_recovery import with_run_heartbeat
+
+    @dg.op
+    def block(context) -> None:
+        Path(sys.argv[1]).write_text(context.run_id)
+        threading.Event().wait()  # until killed
+
+    @dg.job(executor_def=with_run_heartbeat(dg.in_process_executor))
+    def blocking_job():
+        block()
+
+    if __name__ == "__main__":
+        with dg.DagsterInstance.get() as instance:
+            dg.execute_job(dg.reconstructable(blocking_job), instance=instance, tags={"dagster/partition": sys.argv[2]})
+    """
+)
+
+
+def _postgres_home(tmp_path, postgres_url) -> tuple[Path, dict[str, str]]:
+    """A DAGSTER_HOME with the production instance settings (deploy/dagster.yaml) on a fresh database."""
+    home = tmp_path / "dagster_pg"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
+    return home, {"PAIRS_DAGSTER_DB_URL": postgres_url}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_home(request, tmp_path):
+    if request.param == "sqlite":
+        home = tmp_path / "dagster"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env = {}
+    else:
+        home, env = _postgres_home(tmp_path, request.getfixturevalue("postgres_url"))
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the instance settings read the URL from the environment
+    try:
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
+            pass  # the storage exists before two processes open it
+        yield home, env
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture()
+def two_launched_runs(tmp_path, storage_home):
+    """Two real processes each executing a launched-style run that blocks in its step."""
+    home, extra_env = storage_home
+    script = tmp_path / "launched_worker.py"
+    script.write_text(LAUNCHED_WORKER)
+    env = {**os.environ, **extra_env, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / f"{name}.started"), f"2022-12-28|{name}"],
+            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+        )
+        for name in ("energy", "consumer")
+    }
+    try:
+        run_ids = {name: _await(tmp_path / f"{name}.started", p) for name, p in processes.items()}
+        yield home, processes, run_ids
+    finally:
+        for p in processes.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=60)
+            p.stderr.close()
+
+
+def _failure_message(instance, run_id: str) -> str:
+    (record,) = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    return record.event_log_entry.dagster_event.message
+
+
+def test_one_sensor_tick_fails_a_killed_launched_run_and_leaves_a_live_one(two_launched_runs):
+    home, processes, run_ids = two_launched_runs
+    processes["energy"].send_signal(signal.SIGKILL)
+    processes["energy"].wait(timeout=60)
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert instance.get_run_by_id(run_ids["energy"]).tags[HOST_TAG] == this_host()  # written by the run worker
+        assert instance.get_run_by_id(run_ids["energy"]).status == dg.DagsterRunStatus.STARTED
+
+        result = dead_run_recovery(dg.build_sensor_context(instance=instance))
+
+        assert instance.get_run_by_id(run_ids["energy"]).status == dg.DagsterRunStatus.FAILURE
+        message = _failure_message(instance, run_ids["energy"])
+        pid = processes["energy"].pid
+        assert f"run {run_ids['energy']} " in message and f"process {pid} on host {this_host()}, which is gone" in message
+        assert run_ids["energy"] in result.skip_message
+        assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.STARTED  # alive: untouched
+        assert "no STARTED run" in dead_run_recovery(dg.build_sensor_context(instance=instance)).skip_message
+
+
+@pytest.mark.parametrize("where", ["another machine", "a container sharing this hostname"])
+def test_a_run_on_another_host_fails_only_after_its_heartbeat_window(two_launched_runs, where):
+    """Judged by a logical clock: a killed run's host tag is rewritten to a host this process cannot
+    see, so only its (stopped) heartbeat can tell."""
+    hostname, boot, _namespace = this_host().split("/")
+    elsewhere = "elsewhere.example/0000/1" if where == "another machine" else f"{hostname}/{boot}/another-pid-namespace"
+    home, processes, run_ids = two_launched_runs
+    processes["energy"].send_signal(signal.SIGKILL)
+    processes["energy"].wait(timeout=60)
+    run_id = run_ids["energy"]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        last = float(instance.daemon_cursor_storage.get_cursor_values({heartbeat_key(run_id)})[heartbeat_key(run_id)])
+        instance.add_run_tags(run_id, {HOST_TAG: elsewhere})
+
+        assert fail_dead_runs(instance, now=last + 299, heartbeat_window_s=300) == []  # silent < window: alive
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+
+        (dead,) = fail_dead_runs(instance, now=last + 301, heartbeat_window_s=300)
+
+        assert dead.run_id == run_id and dead.host == elsewhere
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        message = _failure_message(instance, run_id)
+        assert f"on host {elsewhere}, whose run worker last reported 301 s ago (heartbeat window 300 s)" in message
+        assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.STARTED
+
+
+def test_a_run_whose_host_restarted_is_failed(two_launched_runs):
+    home, _processes, run_ids = two_launched_runs
+    run_id = run_ids["consumer"]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        hostname, _boot, namespace = this_host().split("/")
+        instance.add_run_tags(run_id, {HOST_TAG: f"{hostname}/a-previous-boot/{namespace}"})
+
+        dead = [d for d in fail_dead_runs(instance) if d.run_id == run_id]
+
+        assert dead and "restarted since" in dead[0].reason
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_killed_process_not_yet_reaped_is_not_alive():
+    """A run worker killed under a code server that is still up stays a zombie until reaped."""
+    from pairs_assets.run_recovery import process_alive_since
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert process_alive_since(child.pid, time.time())
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped: a zombie
+        os.kill(child.pid, 0)  # the pid still answers signals
+        assert not process_alive_since(child.pid, time.time())
+    finally:
+        child.wait(timeout=60)
+        child.stdin.close()
+
+
+def test_the_sensor_judges_heartbeats_only_after_watching_without_a_gap(two_launched_runs):
+    """After a gap in its own ticks (first tick, daemon or database down) the sensor gives run workers
+    on other hosts a window to report again; a run whose process on this host is gone is failed anyway."""
+    home, processes, run_ids = two_launched_runs
+    for name in ("energy", "consumer"):
+        processes[name].send_signal(signal.SIGKILL)
+        processes[name].wait(timeout=60)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        foreign = run_ids["energy"]
+        instance.add_run_tags(foreign, {HOST_TAG: "elsewhere.example/0000/1"})
+        instance.daemon_cursor_storage.set_cursor_values({heartbeat_key(foreign): repr(time.time() - 3600)})
+
+        first = dg.build_sensor_context(instance=instance)  # no cursor: its first tick
+        dead_run_recovery(first)
+        assert instance.get_run_by_id(foreign).status == dg.DagsterRunStatus.STARTED  # not judged yet
+        assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.FAILURE  # its pid: judged
+
+        late = dg.build_sensor_context(instance=instance, cursor=repr(time.time() - 3600))  # a tick an hour ago
+        dead_run_recovery(late)
+        assert instance.get_run_by_id(foreign).status == dg.DagsterRunStatus.STARTED
+
+        dead_run_recovery(dg.build_sensor_context(instance=instance, cursor=first.cursor))  # ticking: judged
+        assert instance.get_run_by_id(foreign).status == dg.DagsterRunStatus.FAILURE
+        assert "whose run worker last reported" in _failure_message(instance, foreign)

@@ -11,6 +11,7 @@ the planted file (real NYSE sessions, AAPL/MSFT cointegrated), so the GRU and ML
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -89,11 +90,12 @@ def deployment(tmp_path_factory):
             [sys.executable, "-m", "pairs_assets.cli", "worker", "-n", worker_name, "-c", "2", "-l", "WARNING"],
             env, str(cwd), logs[0],
         )
-        code_server = services.start(
-            [str(BIN / "dagster"), "code-server", "start", "-m", "pairs_assets.definitions",
-             "--location-name", "pairs_assets", "-h", "127.0.0.1", "-p", str(port)],
-            env, str(cwd), logs[1],
-        )
+        code_server_cmd = [
+            str(BIN / "dagster"), "code-server", "start", "-m", "pairs_assets.definitions",
+            "--location-name", "pairs_assets", "-h", "127.0.0.1", "-p", str(port),
+        ]
+        code_server = services.start(code_server_cmd, env, str(cwd), logs[1])
+        servers = {"code_server": code_server}  # a test may replace it (a lost machine's code server restarted)
         saved = {k: os.environ.get(k) for k in ("PAIRS_DAGSTER_DB_URL", "PAIRS_CODE_SERVER_HOST", "PAIRS_CODE_SERVER_PORT")}
         os.environ.update({k: env[k] for k in saved})
         try:
@@ -115,10 +117,11 @@ def deployment(tmp_path_factory):
             yield {
                 "instance": instance, "target": target, "env": env, "dbs": dbs, "home": home, "cwd": cwd,
                 "artifacts": artifacts, "worker": worker, "logs": logs, "broker": broker, "source": source,
+                "servers": servers, "code_server_cmd": code_server_cmd, "root": root,
             }
             instance.dispose()
         finally:
-            services.stop(code_server)
+            services.stop(servers["code_server"])
             services.stop(worker)
             for key, value in saved.items():
                 if value is None:
@@ -281,3 +284,97 @@ def test_mlflow_on_postgres_keeps_artifacts_under_the_root_and_nothing_in_cwd(de
     assert run.info.status == "FINISHED" and run.data.tags["dagster_run_id"] == queued_runs["ids"]["tech_a"]
     files = {p.name for p in deployment["artifacts"].rglob("*") if p.is_file()}
     assert {"training_history.png", "spread_zbands.png", "scaler.json", "MLmodel"} <= files
+
+
+def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment, queued_runs):
+    """Issue 21 item 1: a run whose process died with its code server (a lost machine) stayed STARTED
+    for ever and held its sector's slot.
+
+    A technology run is launched through the queue (run worker: a subprocess of the code server) and a
+    second one waits behind it. Once the first executes, the code server and its run worker are
+    killed with SIGKILL and the code server is started again. One evaluation of the dead_run_recovery
+    sensor fails the first run, naming run, pid and host; the next queue pass starts the waiting run
+    (then terminated: only its start is checked).
+    """
+    import logging
+    import signal
+    import time
+
+    from dagster import DagsterEventType, DagsterRunStatus, build_sensor_context
+    from dagster._cli.job import _create_run
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from pairs_assets.partitions import partition_key
+    from pairs_assets.run_recovery import HOST_TAG, process_alive_since, this_host
+    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
+    from sensors.dead_runs import dead_run_recovery
+
+    instance, procs, logs = deployment["instance"], [deployment["worker"]], deployment["logs"]
+    servers = deployment["servers"]
+    daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
+        request = ctx.create_request_context()
+        location = request.get_code_location("pairs_assets")
+        repo = next(iter(location.get_repositories().values()))
+        job = repo.get_full_job("daily_pairs")
+        tags = EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology"))
+        first, second = (
+            _create_run(
+                instance=instance, code_location=location, remote_repo=repo, remote_job=job,
+                run_config=_run_config(), tags=tags, op_selection=None, run_id=None,
+            )
+            for _ in range(2)
+        )
+        instance.submit_run(first.run_id, request)
+        list(daemon.run_iteration(ctx))
+        instance.submit_run(second.run_id, request)
+
+    # the run worker tags its run with its host as it starts executing: lose the machine then
+    services.wait_until(
+        lambda: HOST_TAG in instance.get_run_by_id(first.run_id).tags, 600, "the run worker to start", procs=procs, logs=logs
+    )
+    (start,) = instance.get_records_for_run(first.run_id, of_type=DagsterEventType.RUN_START).records
+    pid = start.event_log_entry.dagster_event.pid
+    lost = servers["code_server"]
+    os.killpg(lost.pid, signal.SIGKILL)  # the code server and its run worker (one process group)
+    lost.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # in case the run worker left the group
+    services.wait_until(lambda: not process_alive_since(pid, time.time()), 60, f"killed run worker {pid} to exit")
+    lost._pairs_log.close()
+    log = str(deployment["root"] / "code_server_restarted.log")
+    servers["code_server"] = services.start(deployment["code_server_cmd"], deployment["env"], str(deployment["cwd"]), log)
+    procs, logs = [*procs, servers["code_server"]], [*logs, log]
+
+    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
+
+        def _loaded():
+            request = ctx.create_request_context()
+            return not request.get_code_location_error("pairs_assets") and request.has_code_location("pairs_assets")
+
+        services.wait_until(_loaded, 300, "the restarted code server", poll=2.0, procs=procs, logs=logs)
+        list(daemon.run_iteration(ctx))
+        # Dagster's run monitoring (on in deploy/dagster.yaml) cannot see it: no worker health check
+        list(execute_run_monitoring_iteration(ctx, logging.getLogger("run_monitoring")))
+        assert instance.get_run_by_id(first.run_id).status == DagsterRunStatus.STARTED  # what a lost machine leaves
+        assert instance.get_run_by_id(second.run_id).status == DagsterRunStatus.QUEUED  # behind it, for ever
+
+        dead_run_recovery(build_sensor_context(instance=instance))
+
+        assert instance.get_run_by_id(first.run_id).status == DagsterRunStatus.FAILURE
+        (failure,) = instance.get_records_for_run(first.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+        message = failure.event_log_entry.dagster_event.message
+        assert f"run {first.run_id} (daily_pairs {AS_OF}|technology)" in message
+        assert f"process {pid} on host {this_host()}, which is gone" in message
+
+        list(daemon.run_iteration(ctx))
+        assert instance.get_run_by_id(second.run_id).status != DagsterRunStatus.QUEUED  # the sector's slot is free
+        services.wait_until(
+            lambda: HOST_TAG in instance.get_run_by_id(second.run_id).tags, 600, "the second run to start", procs=procs, logs=logs
+        )
+        instance.run_launcher.terminate(second.run_id)
+        services.wait_until(
+            lambda: instance.get_run_by_id(second.run_id).is_finished, 600, "the second run to stop", procs=procs, logs=logs
+        )
