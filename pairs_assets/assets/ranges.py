@@ -98,9 +98,15 @@ def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
 
 
 def check_evaluation(
-    asset_key: dg.AssetKey, result: dg.AssetCheckResult, blocking: bool, partition: str
+    asset_key: dg.AssetKey, result: dg.AssetCheckResult, blocking: bool, partition: str, target=None
 ) -> dg.AssetCheckEvaluation:
-    """One partition's check result as the evaluation a range run records against that partition."""
+    """One partition's check result as the evaluation a range run records against that partition.
+
+    ``target``: the partition's materialization the evaluation judged (see
+    :func:`materialization_targets`). Dagster's check partition status (the check's *Partitions*
+    view, ``AssetCheckState``) counts an evaluation only while it targets the partition's latest
+    materialization; one without a target reads as Missing.
+    """
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=result.check_name,
@@ -110,7 +116,36 @@ def check_evaluation(
         description=result.description,
         blocking=blocking,
         partition=str(partition),
+        target_materialization_data=target,
     )
+
+
+def materialization_targets(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition_keys) -> dict:
+    """``{partition key: target}`` — each partition's latest materialization by this run, as the
+    target its check evaluations record (what Dagster records for a yielded ``AssetCheckResult``:
+    the partition's latest materialization; one query for the range instead of one per partition).
+
+    Called after the run's materializations are stored (the step's ``MaterializeResult`` was
+    handled). A partition without one in this run gets no target.
+    """
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    keys = sorted({str(k) for k in partition_keys})
+    out: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for start in range(0, len(keys), 5_000):  # bounded IN lists
+        chunk = keys[start : start + 5_000]
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=chunk), limit=len(chunk) * 2
+        ).records  # newest first: a re-run's older rows come after this run's
+        for record in records:
+            if record.partition_key in out or record.run_id != context.run_id:
+                continue
+            out[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    return out
 
 
 def check_evaluations(
@@ -131,14 +166,18 @@ def check_evaluations(
     selected = {k.name for k in context.selected_asset_check_keys}
     blocking = {spec.name: spec.blocking for spec in specs}
     asset_key = context.assets_def.key
+    keys = {str(partitions.partition_key(*split_partition_key(key))) for key in results_by_key}
+    targets = materialization_targets(context, asset_key, keys)
     evaluations = []
     for key in sorted(results_by_key):
         date, sector = split_partition_key(key)
-        partition = partitions.partition_key(date, sector)
+        partition = str(partitions.partition_key(date, sector))
         for result in results_by_key[key]:
             if result.check_name not in selected:
                 continue
-            evaluations.append(check_evaluation(asset_key, result, blocking[result.check_name], partition))
+            evaluations.append(
+                check_evaluation(asset_key, result, blocking[result.check_name], partition, targets.get(partition))
+            )
     record_check_evaluations(context, evaluations)
     failed = [e for e in evaluations if e.blocking and not e.passed and e.severity == ERROR]
     if failed:
