@@ -19,10 +19,8 @@ the daemon and every Dagster query read them unchanged. It differs in how it wri
   unset: without batches, `dagster asset materialize` of 1,320 partitions took 159 s instead of
   26 s, process start included — two fsynced commits per event), and :func:`record_check_evaluations` hands it a range run's
   partition-scoped check evaluations;
-* a planned check over a partition range gets one ``PLANNED`` row per partition as in Dagster,
-  each holding the planned event narrowed to its own partition. Dagster serializes the whole
-  range's planned event into every row: for 7,800 partitions that is 7,800 copies of a 180 kB
-  document per check — quadratic in the range.
+* the planned check rows narrowed per partition and the check state computed in bulk, as on
+  PostgreSQL (``resources.dagster_event_log``, shared with ``resources.dagster_storage``).
 
 dagster.yaml names :class:`PairsDagsterInstance` (``instance_class``), whose default event log it is;
 deploy/dagster.yaml uses PostgreSQL instead.
@@ -30,7 +28,6 @@ deploy/dagster.yaml uses PostgreSQL instead.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,20 +41,18 @@ from dagster._core.events import (
     ASSET_CHECK_EVENTS,
     ASSET_EVENTS,
     EVENT_TYPE_TO_PIPELINE_RUN_STATUS,
-    AssetCheckEvaluationPlanned,
     DagsterEvent,
     DagsterEventType,
 )
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
 from dagster._serdes import ConfigurableClassData
-from dagster_shared.serdes import serialize_value
 from dagster._time import get_current_timestamp
-import sqlalchemy as db
 from sqlalchemy.pool import NullPool
+
+from resources.dagster_event_log import BatchedCheckWrites, BulkCheckState
 
 #: SQLite's busy timeout Dagster uses for its own shards.
 _BUSY_TIMEOUT_S = 30
@@ -66,22 +61,8 @@ _RUN_ENGINES_KEPT = 16
 #: Events per batch :func:`record_check_evaluations` hands the storage.
 CHECK_BATCH = 5_000
 
-_KEY_SENTINEL = "__pairs_partition_key__"
-#: What an evaluation writes into its check-execution row (Dagster's ``_update_asset_check_evaluation``).
-_EVALUATION_COLUMNS = (
-    "execution_status",
-    "evaluation_event",
-    "evaluation_event_timestamp",
-    "evaluation_event_storage_id",
-    "materialization_event_storage_id",
-)
 
-
-def _status(passed: bool) -> str:
-    return (AssetCheckExecutionRecordStatus.SUCCEEDED if passed else AssetCheckExecutionRecordStatus.FAILED).value
-
-
-class PairsSqliteEventLogStorage(SqliteEventLogStorage):
+class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEventLogStorage):
     """Dagster's SQLite event log with reused engines and real batched writes (see the module doc).
 
     Config: ``base_dir`` (optional; default ``$DAGSTER_HOME/history/runs``, Dagster's own layout);
@@ -194,26 +175,7 @@ class PairsSqliteEventLogStorage(SqliteEventLogStorage):
                     [row for _, row in mirrored],
                 )
             ]
-            if len(ids) != len(mirrored) or any(i is None for i in ids):
-                raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
-            asset = [(e, i) for (e, _), i in zip(mirrored, ids) if e.dagster_event_type in ASSET_EVENTS]
-            if asset:
-                self._store_asset_event_tags(conn, [e for e, _ in asset], [i for _, i in asset])
-                last_of_kind: dict[tuple[str, str], int] = {}
-                for n, (event, _) in enumerate(asset):
-                    last_of_kind[(event.get_dagster_event().asset_key.to_string(), event.dagster_event_type)] = n
-                for n in sorted(last_of_kind.values()):
-                    self._store_asset_event(conn, *asset[n])
-            for (event, _), event_id in zip(mirrored, ids):
-                if event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
-                    self._insert_planned_checks(conn, event, event_id)
-            evaluations = [
-                (event, row["event"], event_id)
-                for (event, row), event_id in zip(mirrored, ids)
-                if event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION
-            ]
-            if evaluations:
-                self._record_check_evaluations(conn, evaluations)
+            self.index_batch(conn, [e for e, _ in mirrored], [r for _, r in mirrored], ids)
 
     @staticmethod
     def _mirrored(event: EventLogEntry) -> bool:
@@ -221,129 +183,6 @@ class PairsSqliteEventLogStorage(SqliteEventLogStorage):
         return kind is not None and (
             kind in ASSET_EVENTS or kind in ASSET_CHECK_EVENTS or kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS
         )
-
-    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
-        with self.index_connection() as conn:
-            self._insert_planned_checks(conn, event, event_id)
-
-    def _insert_planned_checks(self, conn, event: EventLogEntry, event_id: int | None) -> None:
-        planned: AssetCheckEvaluationPlanned = event.get_dagster_event().event_specific_data  # type: ignore[assignment]
-        common = dict(
-            asset_key=planned.asset_key.to_string(),
-            check_name=planned.check_name,
-            run_id=event.run_id,
-            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
-            evaluation_event_timestamp=self._event_insert_timestamp(event),
-            evaluation_event_storage_id=event_id,
-        )
-        if planned.partitions_subset is None:
-            conn.execute(
-                AssetCheckExecutionsTable.insert().values(partition=None, evaluation_event=serialize_value(event), **common)
-            )
-            return
-        keys = list(planned.partitions_subset.get_partition_keys())
-        template = self._planned_event_template(event, planned)
-        sentinel = json.dumps(_KEY_SENTINEL)
-        conn.execute(
-            AssetCheckExecutionsTable.insert(),
-            [dict(partition=key, evaluation_event=template.replace(sentinel, json.dumps(key)), **common) for key in keys],
-        )
-
-    @staticmethod
-    def _planned_event_template(event: EventLogEntry, planned: AssetCheckEvaluationPlanned) -> str:
-        """The planned event serialized with its subset narrowed to one placeholder partition key.
-
-        Serialized once; each row substitutes its own (JSON-escaped) key — the same text as
-        serializing the one-partition event per row, without serializing 7,800 times.
-        """
-        from dagster._core.definitions.partitions.subset import DefaultPartitionsSubset
-        from dagster_shared.record import replace
-
-        one = replace(planned, partitions_subset=DefaultPartitionsSubset({_KEY_SENTINEL}))
-        narrowed = event._replace(dagster_event=event.get_dagster_event()._replace(event_specific_data=one))
-        text = serialize_value(narrowed)
-        if text.count(json.dumps(_KEY_SENTINEL)) != 1:
-            raise DagsterInvariantViolationError(f"planned check event template for {planned.check_name}: placeholder not unique")
-        return text
-
-    def _record_check_evaluations(self, conn, evaluations: Sequence[tuple[EventLogEntry, str, int]]) -> None:
-        """Dagster's ``_update_asset_check_evaluation`` (run) / ``_store_runless_asset_check_evaluation``
-        for many (event, serialized event, event id) at once: a run's evaluation resolves the
-        run's ``PLANNED`` row of its check and partition, or is inserted where there is none.
-        """
-        table = AssetCheckExecutionsTable
-        updates: list[dict] = []
-        inserts: list[dict] = []
-        existing = self._existing_rows(
-            conn,
-            {(e.run_id, e.get_dagster_event().asset_check_evaluation_data.asset_key.to_string()) for e, _, _ in evaluations if e.run_id},
-        )
-        for event, text, event_id in evaluations:
-            evaluation = event.get_dagster_event().asset_check_evaluation_data
-            target = evaluation.target_materialization_data
-            row = dict(
-                asset_key=evaluation.asset_key.to_string(),
-                check_name=evaluation.check_name,
-                run_id=event.run_id,
-                partition=evaluation.partition,
-                execution_status=_status(evaluation.passed),
-                evaluation_event=text,
-                evaluation_event_timestamp=self._event_insert_timestamp(event),
-                evaluation_event_storage_id=event_id,
-                materialization_event_storage_id=target.storage_id if target else None,
-            )
-            key = (event.run_id, row["asset_key"], row["check_name"], row["partition"])
-            if not event.run_id:  # runless: always a new row
-                inserts.append(row)
-            elif key in existing:  # the run's planned row (or an earlier evaluation: overwritten, as in Dagster)
-                updates.append(row)
-            else:  # none planned (e.g. a step launched outside the run): inserted, as in Dagster
-                inserts.append(row)
-                existing.add(key)
-        if inserts:
-            conn.execute(table.insert(), inserts)
-        # after the inserts: a later evaluation of a key inserted here overwrites it. Keyed rows and
-        # NULL-partition rows in separate statements, so SQLite can use the unique index for each.
-        for null_partition in (False, True):
-            group = [r for r in updates if (r["partition"] is None) == null_partition]
-            if not group:
-                continue
-            partition_clause = (
-                table.c.partition.is_(None) if null_partition else table.c.partition == db.bindparam("b_partition")
-            )
-            conn.execute(
-                table.update()
-                .where(
-                    table.c.asset_key == db.bindparam("b_asset_key"),
-                    table.c.check_name == db.bindparam("b_check_name"),
-                    table.c.run_id == db.bindparam("b_run_id"),
-                    partition_clause,
-                )
-                .values({c: db.bindparam(f"v_{c}") for c in _EVALUATION_COLUMNS}),
-                [
-                    {
-                        **{f"b_{k}": r[k] for k in ("asset_key", "check_name", "run_id")},
-                        **({} if null_partition else {"b_partition": r["partition"]}),
-                        **{f"v_{c}": r[c] for c in _EVALUATION_COLUMNS},
-                    }
-                    for r in group
-                ],
-            )
-
-    @staticmethod
-    def _existing_rows(conn, runs_and_assets: set[tuple[str, str]]) -> set[tuple[str, str, str, str | None]]:
-        """(run, asset, check, partition) of the check rows of these runs and assets (planned or evaluated)."""
-        table = AssetCheckExecutionsTable.c
-        found: set[tuple[str, str, str, str | None]] = set()
-        for run_id, asset_key in runs_and_assets:
-            rows = conn.execute(
-                db.select(table.check_name, table.partition).where(
-                    table.run_id == run_id,
-                    table.asset_key == asset_key,
-                )
-            )
-            found.update((run_id, asset_key, check_name, partition) for check_name, partition in rows)
-        return found
 
 
 def record_check_evaluations(
@@ -356,14 +195,15 @@ def record_check_evaluations(
     instead of one log call, one event and four SQLite connections each. Every evaluation
     resolves its partition's ``PLANNED`` row of the run, as a yielded one does. Gating is the
     caller's: it must fail the step when a blocking ERROR evaluation failed (Dagster does that for
-    yielded ones). On a storage without batched check writes (PostgreSQL) the events are stored
-    one by one through the instance. Returns how many were recorded.
+    yielded ones). On a storage without batched check writes (Dagster's own) the events are
+    stored one by one through the instance. Returns how many were recorded.
     """
     step_context = context.op_execution_context.get_step_execution_context()
     step = step_context.step
     instance = context.instance
     storage = instance.event_log_storage
-    batched = isinstance(storage, PairsSqliteEventLogStorage)
+    # both project event logs (SQLite, PostgreSQL) write check evaluations in batches
+    batched = isinstance(storage, BatchedCheckWrites)
     run_id, job_name = context.run_id, step_context.job_name
     tags: Mapping[str, str] = step_context.event_tags
     pid = os.getpid()

@@ -19,7 +19,7 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster_shared.serdes import deserialize_value
 
 from pairs_assets import checks, partitions
-from pairs_assets_tests.assets.graph_harness import materialize_raw_bars_range
+from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY, materialize_raw_bars_range
 from pairs_assets_tests.planted import planted_closes, write_bars_file
 from resources.dagster_sqlite_storage import PairsSqliteEventLogStorage
 
@@ -64,12 +64,18 @@ def _state(instance, run_id: str) -> dict:
             [dg.AssetCheckKey(RAW_BARS, n) for n in CHECK_NAMES]
         )
     }
+    check_status = {}  # Dagster's check partition status (the UI's Partitions view): Dagster's code vs BulkCheckState
+    for name in CHECK_NAMES:
+        (state,) = instance.event_log_storage.get_asset_check_state([(dg.AssetCheckKey(RAW_BARS, name), EMBEDDED_DAILY)]).values()
+        check_status[name] = {s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()}
+        check_status[name] = {s: keys for s, keys in check_status[name].items() if keys}
     record = instance.get_asset_records([RAW_BARS])[0].asset_entry
     events = instance.all_logs(run_id)
     return {
         "materialized": sorted(instance.get_materialized_partitions(RAW_BARS)),
         "executions": executions,
         "partition_info": partition_info,
+        "check_status": check_status,
         "event_types": sorted(
             (e.dagster_event_type.value, e.get_dagster_event().partition) for e in events if e.is_dagster_event
             if e.dagster_event_type
@@ -108,6 +114,10 @@ def test_a_range_run_leaves_what_dagsters_own_sqlite_storage_leaves(tmp_path, sq
     assert pairs == dagster
     assert dagster["materialized"] == [f"{s}|technology" for s in sessions]
     assert len(dagster["executions"]) == len(CHECK_NAMES) * len(sessions)
+    assert dagster["check_status"]["ohlc_consistent"] == {
+        "FAILED": ["2022-12-22|technology"],
+        "SUCCEEDED": [f"{s}|technology" for s in sessions if s != "2022-12-22"],
+    }
     ohlc = {p: v[0] for (n, p), v in dagster["executions"].items() if n == "ohlc_consistent"}
     assert ohlc == {
         f"{s}|technology": AssetCheckExecutionRecordStatus.FAILED if s == "2022-12-22" else AssetCheckExecutionRecordStatus.SUCCEEDED
