@@ -211,6 +211,21 @@ def run_storage(storage: str, args) -> dict:
                     seconds, statuses = checks_tab(instance, between)
                     row[f"checks_tab_{attempt}_s"] = seconds
                 row["statuses"] = statuses
+                if args.dagster_check_state:
+                    # the same query with Dagster's own check-state code (the webserver side of the
+                    # query runs in this process): what the UI cost before BulkCheckState
+                    from dagster._core.storage.event_log.base import EventLogStorage
+
+                    from resources.dagster_event_log import BulkCheckState
+
+                    mine = BulkCheckState.get_asset_check_state
+                    BulkCheckState.get_asset_check_state = EventLogStorage.get_asset_check_state
+                    try:
+                        seconds, dagster_statuses = checks_tab(instance, between)
+                    finally:
+                        BulkCheckState.get_asset_check_state = mine
+                    row["checks_tab_dagster_state_s"] = seconds
+                    row["same_statuses"] = dagster_statuses == statuses
         finally:
             instance.dispose()
         return row
@@ -231,6 +246,8 @@ def main() -> None:
     parser.add_argument("--start", default="2017-10-02")
     parser.add_argument("--end", default="2022-12-28")
     parser.add_argument("--graphql", action="store_true", help="also time the raw_bars Checks tab query")
+    parser.add_argument("--dagster-check-state", action="store_true",
+                        help="also time the query with Dagster's own check-state code (before BulkCheckState)")
     args = parser.parse_args()
     sectors = ["consumer", "energy", "financial", "healthcare", "industrial", "technology"]
     args.sector_names = sectors[: args.sectors] if args.sectors < len(sectors) else []
@@ -239,11 +256,13 @@ def main() -> None:
     print(f"pairs load-bars {args.start}...{args.end} × {args.sectors} sector(s); "
           f"event log: {os.environ.get('PAIRS_SQLITE_EVENT_LOG', 'project default')}; "
           f"DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', 'unset')}")
-    print(f"| storage | load (s) | checks tab cold (s) | checks tab warm (s) |")
-    print("|---|---|---|---|")
+    print("| storage | load (s) | checks tab cold (s) | checks tab warm (s) | checks tab, Dagster's check state (s) |")
+    print("|---|---|---|---|---|")
+    nan = float("nan")
     for r in rows:
-        print(f"| {r['storage']} | {r['load_s']:.1f} | {r.get('checks_tab_cold_s', float('nan')):.1f} | "
-              f"{r.get('checks_tab_warm_s', float('nan')):.1f} |")
+        print(f"| {r['storage']} | {r['load_s']:.1f} | {r.get('checks_tab_cold_s', nan):.1f} | "
+              f"{r.get('checks_tab_warm_s', nan):.1f} | {r.get('checks_tab_dagster_state_s', nan):.1f}"
+              + ("" if "same_statuses" not in r else f" (same statuses: {r['same_statuses']})") + " |")
     for r in rows:
         print(f"\n{r['storage']}: {r['last_line']}")
         for k, v in sorted(r["counts"].items()):
