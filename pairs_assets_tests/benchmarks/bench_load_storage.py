@@ -206,6 +206,10 @@ def run_storage(storage: str, args) -> dict:
         instance = dg.DagsterInstance.from_config(str(home / "dagster"))
         try:
             row["counts"] = instance_counts(instance)
+            (record,) = instance.get_run_records(limit=1)
+            # creating the run (its planned events) until RUN_START: what run monitoring's start timeout sees
+            row["run_creation_s"] = record.start_time - record.create_timestamp.timestamp()
+            row["run_s"] = record.end_time - record.create_timestamp.timestamp()
             if args.graphql:
                 for attempt in ("cold", "warm"):
                     seconds, statuses = checks_tab(instance, between)
@@ -264,7 +268,8 @@ def main() -> None:
               f"{r.get('checks_tab_warm_s', nan):.1f} | {r.get('checks_tab_dagster_state_s', nan):.1f}"
               + ("" if "same_statuses" not in r else f" (same statuses: {r['same_statuses']})") + " |")
     for r in rows:
-        print(f"\n{r['storage']}: {r['last_line']}")
+        print(f"\n{r['storage']}: {r['last_line']}; run created in {r['run_creation_s']:.1f}s "
+              f"(until RUN_START), run {r['run_s']:.1f}s from creation to end")
         for k, v in sorted(r["counts"].items()):
             print(f"  {k}: {v:,}")
         for name, counts in sorted(r.get("statuses", {}).items()):
