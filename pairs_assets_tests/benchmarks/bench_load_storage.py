@@ -12,8 +12,9 @@ The load is ``pairs load-bars`` in a fresh process (its start included) — the 
 the instance holds (materializations, check rows by status) and the *Checks* tab's query
 (``AssetChecksQuery`` of the Dagster UI 1.13, with its fragments: each check's latest execution
 and its partition statuses) run against the instance through dagster_graphql, the code location
-loaded from workspace.yaml as the webserver does. ``PAIRS_SQLITE_EVENT_LOG=dagster`` in the
-environment selects Dagster's own SQLite event log (the comparison for issue 16, item 6).
+loaded from workspace.yaml as the webserver does. ``--no-sqlite-batched-writes``: the SQLite
+instance writes events with Dagster's own code (the comparison for issue 16, item 6);
+``--dagster-check-state`` also times the Checks tab with Dagster's own check-state code.
 """
 
 from __future__ import annotations
@@ -184,6 +185,14 @@ def run_storage(storage: str, args) -> dict:
             env["PAIRS_DAGSTER_DB_URL"] = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
             (home / "dagster").mkdir(parents=True)
             shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster" / "dagster.yaml")
+        elif not args.sqlite_batched_writes:
+            # the project's instance with Dagster's own SQLite writes (issue 16 item 6: with / without)
+            (home / "dagster").mkdir(parents=True)
+            text = (ROOT / "dagster.yaml").read_text() + (
+                "event_log_storage:\n  module: resources.dagster_sqlite_storage\n  class: PairsSqliteEventLogStorage\n"
+                f"  config:\n    base_dir: {home / 'dagster' / 'history' / 'runs'}/\n    batched_writes: false\n"
+            )
+            (home / "dagster" / "dagster.yaml").write_text(text)
         cmd = [str(Path(sys.executable).parent / "pairs"), "load-bars", "--start", args.start, "--end", args.end]
         for sector in args.sector_names:
             cmd += ["--sector", sector]
@@ -250,6 +259,8 @@ def main() -> None:
     parser.add_argument("--start", default="2017-10-02")
     parser.add_argument("--end", default="2022-12-28")
     parser.add_argument("--graphql", action="store_true", help="also time the raw_bars Checks tab query")
+    parser.add_argument("--no-sqlite-batched-writes", dest="sqlite_batched_writes", action="store_false",
+                        help="SQLite: Dagster's own event writes (PairsSqliteEventLogStorage batched_writes: false)")
     parser.add_argument("--dagster-check-state", action="store_true",
                         help="also time the query with Dagster's own check-state code (before BulkCheckState)")
     args = parser.parse_args()
@@ -258,7 +269,7 @@ def main() -> None:
     rows = [run_storage(s, args) for s in args.storage]
     print()
     print(f"pairs load-bars {args.start}...{args.end} × {args.sectors} sector(s); "
-          f"event log: {os.environ.get('PAIRS_SQLITE_EVENT_LOG', 'project default')}; "
+          f"SQLite batched writes: {args.sqlite_batched_writes}; "
           f"DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', 'unset')}")
     print("| storage | load (s) | checks tab cold (s) | checks tab warm (s) | checks tab, Dagster's check state (s) |")
     print("|---|---|---|---|---|")
