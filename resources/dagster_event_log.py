@@ -230,19 +230,22 @@ class BulkCheckState:
         keys = list(keys)
         slow = [(key, pdef) for key, pdef in keys if pdef is None]
         out: dict[Any, AssetCheckState] = dict(super().get_asset_check_state(slow)) if slow else {}  # type: ignore[misc]
+        tests: dict[str, Any] = {}  # the checks of an asset share its partitions: one key test for all
         for key, pdef in keys:
             if pdef is not None:
-                out[key] = self._bulk_check_state(key, pdef)
+                ident = pdef.get_serializable_unique_identifier()
+                if ident not in tests:
+                    tests[ident] = _partition_key_test(pdef)
+                out[key] = self._bulk_check_state(key, pdef, tests[ident])
         return out
 
-    def _bulk_check_state(self, key, partitions_def):
+    def _bulk_check_state(self, key, partitions_def, valid):
         from dagster._core.asset_graph_view.serializable_entity_subset import SerializableEntitySubset
         from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionResolvedStatus as Resolved
         from dagster._core.storage.asset_check_state import AssetCheckState
         from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
 
         infos = self.get_asset_check_partition_info([key])  # type: ignore[attr-defined]
-        valid = _partition_key_test(partitions_def)
         by_status: dict[Any, list[str]] = {status: [] for status in Resolved}
         planned_by_run: dict[str, list[str]] = {}
         latest = 0
