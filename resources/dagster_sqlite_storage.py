@@ -268,6 +268,8 @@ def record_check_evaluations(
             flush()
     if buffer:
         flush()
+    if batched and count and hasattr(storage, "analyze"):
+        storage.analyze()  # PostgreSQL: plan the UI's check-status query on the grown tables
     return count
 
 

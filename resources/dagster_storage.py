@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as db
 from dagster._config import Field
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
@@ -73,6 +74,8 @@ class PairsPostgresRunStorage(_Psycopg2Url, PostgresRunStorage):
     """dagster-postgres run storage; a plain ``postgresql://`` URL goes through psycopg2."""
 
 
+#: Rows a process writes in batches before the tables are analyzed again (see ``analyze``).
+ANALYZE_EVERY_ROWS = 10_000
 #: Event kinds :meth:`PairsPostgresEventLogStorage.store_event_batch` writes itself, in one transaction.
 _BATCHED_HERE = frozenset(
     {
@@ -119,6 +122,7 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
                 self.store_event(event)
             return
         rows = [self._event_to_row(event) for event in events]
+        self._rows_since_analyze += len(rows)
         with self.index_transaction() as conn:
             ids = [
                 int(r[0])
@@ -128,6 +132,25 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
                 )
             ]
             self.index_batch(conn, events, rows, ids)
+        if self._rows_since_analyze >= ANALYZE_EVERY_ROWS:
+            self.analyze()
+
+    _rows_since_analyze = 0
+
+    def analyze(self) -> None:
+        """``ANALYZE`` the event and check tables after a bulk write.
+
+        The check-status query Dagster runs for the UI (``get_asset_check_partition_info``:
+        latest check row and latest materialization per partition) is planned from the tables'
+        statistics; on tables that just grew by thousands of rows and were not analyzed yet
+        (autovacuum had not, minutes after a load) PostgreSQL picks a nested loop, quadratic in
+        the partitions: 10.7 s instead of 0.9 s for 1,320 partitions × 6 checks. A skipped ANALYZE
+        (a user that does not own the tables) is only a warning.
+        """
+        self._rows_since_analyze = 0
+        with self.index_transaction() as conn:  # committed: statistics are transactional
+            for table in ("event_logs", "asset_check_executions", "asset_event_tags"):
+                conn.execute(db.text(f"ANALYZE {table}"))
 
 
 class PairsPostgresScheduleStorage(_Psycopg2Url, PostgresScheduleStorage):

@@ -80,6 +80,14 @@ def test_a_range_load_of_1050_partitions_records_its_events_and_one_check_row_ea
         assert max(size for *_, size, _ in rows) < ROW_BYTES_MAX
         assert all(target is not None for *_, target in rows)  # each targets its partition's materialization
 
+        with storage.index_connection() as conn:  # the load analyzed the tables the UI's check-status query plans on
+            analyzed = dict(
+                conn.execute(
+                    sa.text("select relname, last_analyze from pg_stat_user_tables where relname in ('event_logs', 'asset_check_executions')")
+                ).all()
+            )
+        assert set(analyzed) == {"event_logs", "asset_check_executions"} and all(analyzed.values()), analyzed
+
         by_check: dict[str, dict[str, str]] = {}
         for name, partition, status, _, _ in rows:
             by_check.setdefault(name, {})[partition] = status
