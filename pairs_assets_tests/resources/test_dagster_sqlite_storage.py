@@ -220,3 +220,33 @@ def test_the_projects_dagster_yaml_opens_the_batched_event_log_in_dagsters_own_l
         assert isinstance(instance.run_storage, SqliteRunStorage)
         # a run worker rebuilds the instance from its reference: the same storage
         assert type(dg.DagsterInstance.from_ref(instance.get_ref()).event_log_storage) is PairsSqliteEventLogStorage
+
+
+def test_the_bulk_check_status_equals_dagsters_for_planned_evaluated_and_invalid_partitions(tmp_path):
+    """BulkCheckState (both project event logs) against Dagster's own check-state code on the same rows."""
+    from dagster._core.storage.event_log.base import EventLogStorage
+
+    keys = ["2022-12-23|technology", "2022-12-27|technology", "2022-12-28|technology", "2022-12-25|technology"]
+    with _instance(tmp_path, "pairs", batched=True) as instance:
+        storage = instance.event_log_storage
+        storage.store_event(_planned_event("run-1", keys))  # a run the instance does not hold: in progress
+        storage.store_event_batch(
+            [
+                _evaluation_event("run-1", keys[1], True),
+                _evaluation_event("run-1", keys[2], False),
+                _evaluation_event("run-1", keys[3], True),  # a holiday: not a partition, left out by both
+            ]
+        )
+        check = [(dg.AssetCheckKey(RAW_BARS, "bars_unique"), EMBEDDED_DAILY)]
+
+        def status(states) -> dict:
+            (state,) = states.values()
+            return {
+                "subsets": {s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()},
+                "in_progress_runs": {r: sorted(map(str, sub.subset_value.get_partition_keys())) for r, sub in state.in_progress_runs.items()},
+                "latest_storage_id": state.latest_storage_id,
+            }
+
+        ours, dagsters = status(storage.get_asset_check_state(check)), status(EventLogStorage.get_asset_check_state(storage, check))
+        assert ours == dagsters
+        assert ours["subsets"]["IN_PROGRESS"] == [keys[0]] and ours["subsets"]["FAILED"] == [keys[2]]
