@@ -15,7 +15,7 @@ range in one run, each asset one step. A step of a range run
   every pair, then Engle-Granger on every (pair, session) that passes) shows no pair can pass;
 * returns ``{partition key: object}``, which the IO manager writes as one file per partition;
 * records each check per partition (an ``AssetCheckEvaluation`` with the partition's key, written
-  in batches by :func:`resources.dagster_sqlite_storage.record_check_evaluations`).
+  in batches by :func:`pairs_assets.instance.sqlite.record_check_evaluations`).
 
 A one-partition run takes the one-partition path unchanged.
 """
@@ -33,7 +33,7 @@ from pairs_assets import partitions
 from pairs_assets.assets.common import WindowReader, read_panel
 from pairs_assets.home import PairsHome
 from pairs_assets.util import split_partition_key
-from resources.dagster_sqlite_storage import record_check_evaluations
+from pairs_assets.instance.sqlite import record_check_evaluations
 from resources.market_data import MarketDataStore
 
 
@@ -156,7 +156,7 @@ def check_evaluations(
     """Each partition's check results as evaluations recorded against that partition, in batches.
 
     Called after the materialization: the evaluations are recorded as the run's own check events
-    (:func:`resources.dagster_sqlite_storage.record_check_evaluations`, one event per check and
+    (:func:`pairs_assets.instance.sqlite.record_check_evaluations`, one event per check and
     partition, written in batches — yielded one by one they cost Dagster ~15 ms each, minutes over
     a year × every sector). A failed blocking ERROR one then fails the step, as Dagster does for a
     yielded one, so downstream steps of the range stop. Returns the evaluations.

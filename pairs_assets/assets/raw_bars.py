@@ -21,7 +21,7 @@ from pairs_assets.settings import StrategySettings
 from pairs_assets.universe import Universe
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
-from resources.dagster_sqlite_storage import record_check_evaluations
+from pairs_assets.instance.sqlite import record_check_evaluations
 from resources.market_data import MarketDataStore
 
 

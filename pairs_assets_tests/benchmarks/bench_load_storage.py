@@ -189,7 +189,7 @@ def run_storage(storage: str, args) -> dict:
             # the project's instance with Dagster's own SQLite writes (issue 16 item 6: with / without)
             (home / "dagster").mkdir(parents=True)
             text = (ROOT / "dagster.yaml").read_text() + (
-                "event_log_storage:\n  module: resources.dagster_sqlite_storage\n  class: PairsSqliteEventLogStorage\n"
+                "event_log_storage:\n  module: pairs_assets.instance.sqlite\n  class: PairsSqliteEventLogStorage\n"
                 f"  config:\n    base_dir: {home / 'dagster' / 'history' / 'runs'}/\n    batched_writes: false\n"
             )
             (home / "dagster" / "dagster.yaml").write_text(text)
@@ -229,7 +229,7 @@ def run_storage(storage: str, args) -> dict:
                     # query runs in this process): what the UI cost before BulkCheckState
                     from dagster._core.storage.event_log.base import EventLogStorage
 
-                    from resources.dagster_event_log import BulkCheckState
+                    from pairs_assets.instance.event_log import BulkCheckState
 
                     mine = BulkCheckState.get_asset_check_state
                     BulkCheckState.get_asset_check_state = EventLogStorage.get_asset_check_state

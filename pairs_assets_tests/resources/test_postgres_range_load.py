@@ -1,7 +1,7 @@
 """A raw_bars range load on the PostgreSQL Dagster instance (issue 16, items 3 and 4).
 
 One run of 1,050 partitions (the embedded technology bars through 2022-12-28) on deploy/dagster.yaml's
-storages (``resources.dagster_storage``): every partition materialized once, one check row per
+storages (``pairs_assets.instance.postgres``): every partition materialized once, one check row per
 check and partition holding that partition only (Dagster's own rows each hold the whole plan: over
 PostgreSQL's message limit at history scale), none left planned, and the check partition status
 Dagster reads for the UI's *Partitions* view equal to the per-partition results.
@@ -18,7 +18,7 @@ from pairs_assets import checks, partitions
 from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY, materialize_raw_bars_range_with
 from pairs_assets_tests.deploy import services
 from resources.bar_sources import EmbeddedBarSource
-from resources.dagster_storage import PairsPostgresEventLogStorage
+from pairs_assets.instance.postgres import PairsPostgresEventLogStorage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -29,7 +29,7 @@ ROW_BYTES_MAX = 20_000
 
 
 def _pg_instance(tmp_path, url: str):
-    storage = {"module": "resources.dagster_storage", "config": {"postgres_url": url}}
+    storage = {"module": "pairs_assets.instance.postgres", "config": {"postgres_url": url}}
     return dg.instance_for_test(
         temp_dir=str(tmp_path),
         overrides={

@@ -1,5 +1,5 @@
-"""What the project's two Dagster event logs (SQLite: ``resources.dagster_sqlite_storage``;
-PostgreSQL: ``resources.dagster_storage``) add to Dagster's, shared by both.
+"""What the project's two Dagster event logs (SQLite: ``pairs_assets.instance.sqlite``;
+PostgreSQL: ``pairs_assets.instance.postgres``) add to Dagster's, shared by both.
 
 Relies on private Dagster 1.13 names (the event-log SQL tables, ``AssetCheckState``,
 ``AssetCheckPartitionInfo``, the ``_store_asset_*`` hooks of ``SqlEventLogStorage``); re-read them
