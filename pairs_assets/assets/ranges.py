@@ -123,29 +123,15 @@ def check_evaluation(
 def materialization_targets(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition_keys) -> dict:
     """``{partition key: target}`` — each partition's latest materialization by this run, as the
     target its check evaluations record (what Dagster records for a yielded ``AssetCheckResult``:
-    the partition's latest materialization; one query for the range instead of one per partition).
+    the partition's latest materialization; one query for the range instead of one per partition,
+    :func:`pairs_assets.instance.event_log.materialization_targets`).
 
     Called after the run's materializations are stored (the step's ``MaterializeResult`` was
     handled). A partition without one in this run gets no target.
     """
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
+    from pairs_assets.instance.event_log import materialization_targets as targets
 
-    keys = sorted({str(k) for k in partition_keys})
-    out: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
-    for start in range(0, len(keys), 5_000):  # bounded IN lists
-        chunk = keys[start : start + 5_000]
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=chunk), limit=len(chunk) * 2
-        ).records  # newest first: a re-run's older rows come after this run's
-        for record in records:
-            if record.partition_key in out or record.run_id != context.run_id:
-                continue
-            out[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
-                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
-            )
-    return out
+    return targets(context.instance, context.run_id, asset_key, partition_keys)
 
 
 def check_evaluations(

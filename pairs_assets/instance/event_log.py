@@ -363,3 +363,52 @@ def _partition_key_test(partitions_def):
         return valid
     keys = frozenset(partitions_def.get_partition_keys())
     return keys.__contains__
+
+
+def materialization_targets(instance, run_id: str, asset_key, partition_keys) -> dict:
+    """``{partition key: AssetCheckEvaluationTargetMaterializationData}`` — each partition's latest
+    materialization, where ``run_id`` made it: what Dagster records as the target of a yielded
+    ``AssetCheckResult`` (``_get_partitioned_target_materialization_data``, one query per
+    partition). Here one query per 5,000 partitions reading only (id, partition, run, time) from the
+    event table: ``fetch_materializations`` would deserialize every event (a range run copies its
+    metadata onto each partition's materialization).
+    """
+    import datetime as dt
+
+    import dagster as dg
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData as Target,
+    )
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as events
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    keys = sorted({str(k) for k in partition_keys})
+    storage = instance.event_log_storage
+    out: dict[str, Target] = {}
+    for start in range(0, len(keys), 5_000):  # bounded IN lists
+        chunk = keys[start : start + 5_000]
+        if not isinstance(storage, SqlEventLogStorage):  # any other storage: Dagster's records
+            for record in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=chunk), limit=len(chunk) * 2
+            ).records:  # newest first
+                if record.partition_key not in out and record.run_id == run_id:
+                    out[record.partition_key] = Target(storage_id=record.storage_id, run_id=run_id, timestamp=record.timestamp)
+            continue
+        latest = (
+            db.select(db.func.max(events.c.id))
+            .where(
+                events.c.asset_key == asset_key.to_string(),
+                events.c.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION.value,
+                events.c.partition.in_(chunk),
+            )
+            .group_by(events.c.partition)
+        )
+        query = db.select(events.c.id, events.c.partition, events.c.run_id, events.c.timestamp).where(events.c.id.in_(latest))
+        with storage.index_connection() as conn:
+            for storage_id, partition, row_run_id, stamp in conn.execute(query):
+                if row_run_id != run_id:
+                    continue
+                # stored as naive UTC (Dagster's ``_event_insert_timestamp``)
+                when = stamp.replace(tzinfo=dt.timezone.utc).timestamp() if isinstance(stamp, dt.datetime) else float(stamp)
+                out[partition] = Target(storage_id=int(storage_id), run_id=run_id, timestamp=when)
+    return out

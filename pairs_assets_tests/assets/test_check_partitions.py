@@ -118,3 +118,13 @@ def test_a_clean_range_run_succeeds_with_every_check_passed_on_every_partition(t
             assert sorted(r.partition for r in records) == [f"{s}|technology" for s in sessions], name
             assert {r.status for r in records} == {AssetCheckExecutionRecordStatus.SUCCEEDED}, name
             assert check_partition_status(instance, name) == {f"{s}|technology": "SUCCEEDED" for s in sessions}, name
+        # each evaluation targets its partition's materialization, as a yielded AssetCheckResult does
+        materializations = {
+            r.partition_key: r
+            for r in instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_bars")), limit=100).records
+        }
+        for record in _executions(instance, "bars_unique"):
+            target = record.event.get_dagster_event().asset_check_evaluation_data.target_materialization_data
+            mat = materializations[record.partition]
+            assert (target.storage_id, target.run_id) == (mat.storage_id, result.run_id)
+            assert target.timestamp == pytest.approx(mat.timestamp, abs=1e-3)
