@@ -165,10 +165,10 @@ class BatchedCheckWrites:
             if not event.run_id:  # runless: always a new row
                 inserts.append(row)
             elif key in existing:  # the run's planned row (or an earlier evaluation: overwritten, as in Dagster)
-                updates.append(row)
+                updates.append({**row, "row_id": existing[key]})
             else:  # none planned (e.g. a step launched outside the run): inserted, as in Dagster
                 inserts.append(row)
-                existing.add(key)
+                existing[key] = None  # its id is not known here: a later repeat updates it by key
         if inserts:
             conn.execute(table.insert(), inserts)
         # after the inserts: a later evaluation of a key inserted here overwrites it. Keyed rows and
@@ -208,18 +208,20 @@ class BatchedCheckWrites:
         return False
 
     @staticmethod
-    def _existing_rows(conn, runs_and_assets: set[tuple[str, str]]) -> set[tuple[str, str, str, str | None]]:
-        """(run, asset, check, partition) of the check rows of these runs and assets (planned or evaluated)."""
+    def _existing_rows(conn, runs_and_assets: set[tuple[str, str]]) -> dict[tuple[str, str, str, str | None], int | None]:
+        """{(run, asset, check, partition): row id} of the check rows of these runs and assets
+        (planned or evaluated)."""
         table = AssetCheckExecutionsTable.c
-        found: set[tuple[str, str, str, str | None]] = set()
+        found: dict[tuple[str, str, str, str | None], int | None] = {}
         for run_id, asset_key in runs_and_assets:
             rows = conn.execute(
-                db.select(table.check_name, table.partition).where(
+                db.select(table.check_name, table.partition, table.id).where(
                     table.run_id == run_id,
                     table.asset_key == asset_key,
                 )
             )
-            found.update((run_id, asset_key, check_name, partition) for check_name, partition in rows)
+            for check_name, partition, row_id in rows:
+                found[(run_id, asset_key, check_name, partition)] = row_id
         return found
 
 

@@ -136,37 +136,25 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
             self.analyze()
 
     _rows_since_analyze = 0
-    _analyzed_for_updates = False
 
     def _update_evaluated_rows(self, conn, rows) -> bool:
-        """``UPDATE … FROM (VALUES …)``: each evaluated row resolves its run's planned row of its
-        check and partition, 1,000 rows per statement."""
-        from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as table
+        """Each evaluated row resolves its run's planned row by primary key, the statements sent in
+        pages of 500 (psycopg2 ``execute_batch``; its ``executemany`` is one round trip a row, and a
+        join with a VALUES list scanned the table once per statement)."""
+        if any(r.get("row_id") is None for r in rows):
+            return False
+        from psycopg2.extras import execute_batch
 
-        key_columns = ("asset_key", "check_name", "run_id", "partition")
-        value_types = {
-            "execution_status": db.Text,
-            "evaluation_event": db.Text,
-            "evaluation_event_timestamp": db.DateTime,
-            "evaluation_event_storage_id": db.BigInteger,
-            "materialization_event_storage_id": db.BigInteger,
-        }
-        names = key_columns + tuple(value_types)
-        if len(rows) >= 1_000 and not self._analyzed_for_updates:
-            # the planned rows were inserted when the run was created (maybe by another process)
-            # and the table was not analyzed since: planned blind, the join below is quadratic
-            conn.execute(db.text("ANALYZE asset_check_executions"))
-            self._analyzed_for_updates = True
-        for start in range(0, len(rows), 1_000):
-            chunk = rows[start : start + 1_000]
-            v = db.values(
-                *[db.column(n, value_types.get(n, db.Text)) for n in names], name="evaluated"
-            ).data([tuple(r[n] for n in names) for r in chunk])
-            conn.execute(
-                table.update()
-                .where(*[table.c[n] == v.c[n] for n in key_columns])
-                .values({n: db.cast(v.c[n], t) for n, t in value_types.items()})
-            )
+        columns = ("execution_status", "evaluation_event", "evaluation_event_timestamp",
+                   "evaluation_event_storage_id", "materialization_event_storage_id")
+        statement = (
+            "UPDATE asset_check_executions SET " + ", ".join(f"{c} = %s" for c in columns) + " WHERE id = %s"
+        )
+        cursor = conn.connection.cursor()  # the same connection and transaction
+        try:
+            execute_batch(cursor, statement, [tuple(r[c] for c in columns) + (r["row_id"],) for r in rows], page_size=500)
+        finally:
+            cursor.close()
         return True
 
     def analyze(self) -> None:
