@@ -1,8 +1,10 @@
 """Progress of a long in-process run, read from the instance's event log while the run works.
 
-``pairs load-bars`` (and the load step of ``pairs demo``) is one Dagster run that first reads,
-validates and writes the range, then records one materialization and the checks per partition
-(7,800 partitions for 1,300 sessions × 6 sectors, and 6 check evaluations each). :class:`RunProgress` follows the run from a
+``pairs load-bars`` (and the load step of ``pairs demo``) is one Dagster run. Creating it records
+one planned materialization per partition and a planned check per check (7,920 partitions for
+1,320 sessions × 6 sectors); the run then reads, validates and writes the range, and records one
+materialization and the checks per partition (6 check evaluations each). The line says which of
+these it is doing. :class:`RunProgress` follows the run from a
 background thread and prints what it has done: a line that rewrites itself on a terminal, a
 line every few seconds otherwise (logs, CI).
 """
@@ -48,6 +50,8 @@ class RunProgress:
         self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
         self.done = 0
         self.checks_done = 0
+        self.planned = 0  # planned materializations recorded (the run's creation)
+        self.started = False  # the run's RUN_START is recorded
         self.checks_total = checks_total
         self._cursor: str | None = None
         self._stop = threading.Event()
@@ -71,25 +75,36 @@ class RunProgress:
         except Exception:  # noqa: BLE001 - the run may not exist yet; progress must never break the run
             return
         if counted is not None:
-            self.done, self.checks_done = counted
+            self.done, self.checks_done, self.planned, self.started = counted
             return
         try:
             connection = self.instance.get_records_for_run(
                 self.run_id,
                 cursor=self._cursor,
-                of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION},
+                of_type={
+                    dg.DagsterEventType.ASSET_MATERIALIZATION,
+                    dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+                    dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                    dg.DagsterEventType.RUN_START,
+                },
             )
         except Exception:  # noqa: BLE001 - as above
             return
         self._cursor = connection.cursor or self._cursor
         for record in connection.records:
-            if record.event_log_entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            kind = record.event_log_entry.dagster_event_type
+            if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 self.done += 1
-            else:
+            elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                 self.checks_done += 1
+            elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+                self.planned += 1
+            else:
+                self.started = True
 
-    def _count(self) -> tuple[int, int] | None:
-        """(materializations, check evaluations) of the run counted in SQL, or None off a SQL event log.
+    def _count(self) -> tuple[int, int, int, bool] | None:
+        """(materializations, check evaluations, planned materializations, run started) of the run
+        counted in SQL, or None off a SQL event log.
 
         Reading the records back instead deserializes every event: 55,000 for ``pairs demo``'s
         load, a fifth of the load's time.
@@ -101,7 +116,15 @@ class RunProgress:
         storage = self.instance.event_log_storage
         if not isinstance(storage, SqlEventLogStorage):
             return None
-        kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION.value: 0, dg.DagsterEventType.ASSET_CHECK_EVALUATION.value: 0}
+        kinds = {
+            kind.value: 0
+            for kind in (
+                dg.DagsterEventType.ASSET_MATERIALIZATION,
+                dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+                dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                dg.DagsterEventType.RUN_START,
+            )
+        }
         query = (
             sa.select(events.c.dagster_event_type, sa.func.count())
             .where(events.c.run_id == self.run_id, events.c.dagster_event_type.in_(list(kinds)))
@@ -113,16 +136,23 @@ class RunProgress:
         return (
             kinds[dg.DagsterEventType.ASSET_MATERIALIZATION.value],
             kinds[dg.DagsterEventType.ASSET_CHECK_EVALUATION.value],
+            kinds[dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value],
+            kinds[dg.DagsterEventType.RUN_START.value] > 0,
         )
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self._t0
+        if self.done == 0 and not self.started:
+            return (
+                f"{self.label}: creating the run, {self.planned:,}/{self.total:,} planned partitions recorded … "
+                f"{elapsed:.0f}s"
+            )
         if self.done == 0:
-            return f"{self.label}: reading, validating and writing the range … {elapsed:.0f}s"
+            return f"{self.label}: run started: reading, validating and writing the bars … {elapsed:.0f}s"
         rate = (self.done + self.checks_done) / elapsed if elapsed > 0 else 0.0
         checks = f", checks {self.checks_done:,}/{self.checks_total:,}" if self.checks_total else ""
         return (
-            f"{self.label}: {self.done:,}/{self.total:,} partitions recorded{checks}, {elapsed:.0f}s elapsed, "
+            f"{self.label}: bars written; {self.done:,}/{self.total:,} partitions recorded{checks}, {elapsed:.0f}s elapsed, "
             f"{rate:.0f} events/s"
         )
 

@@ -29,3 +29,19 @@ def test_a_partition_range_run_with_dagsters_cli_prints_no_debug_line_per_event(
     assert process.returncode == 0, output[-3000:]
     assert " - DEBUG - " not in output, [line for line in output.splitlines() if " - DEBUG - " in line][:5]
     assert len(output.splitlines()) < 30, output[-3000:]  # was one line per event: hundreds for 19 partitions
+
+
+def test_the_progress_line_says_whether_it_creates_the_run_writes_the_bars_or_records_partitions():
+    import dagster as dg
+
+    from pairs_assets.progress import RunProgress
+
+    with dg.instance_for_test() as instance:
+        progress = RunProgress(instance, "no-such-run", total=7_920, label="raw_bars", checks_total=47_520, write=lambda _: None)
+        progress._t0 = 0.0
+        progress.planned = 1_000
+        assert "creating the run, 1,000/7,920 planned partitions recorded" in progress.line()
+        progress.started = True
+        assert "run started: reading, validating and writing the bars" in progress.line()
+        progress.done, progress.checks_done = 10, 60
+        assert "bars written; 10/7,920 partitions recorded, checks 60/47,520" in progress.line()

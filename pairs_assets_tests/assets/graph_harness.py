@@ -83,10 +83,17 @@ def materialize(date: str, sector: str, resources: dict, selection=None, instanc
 
 def materialize_raw_bars_range(instance, store_url: str, bars_file: str, sessions: list[str], sector: str = "technology"):
     """raw_bars for ``sessions`` of ``sector`` in one range run (a single-run backfill), read from ``bars_file``."""
+    return materialize_raw_bars_range_with(instance, store_url, FileBarSource(path=bars_file), sessions, sector)
+
+
+def materialize_raw_bars_range_with(
+    instance, store_url: str, bar_source: BarSource, sessions: list[str], sector: str = "technology"
+):
+    """raw_bars for ``sessions`` of ``sector`` in one range run, read from ``bar_source``."""
     return dg.materialize(
         DAILY_ASSETS,
         selection=["raw_bars"],
-        resources=resources_for(store_url, FileBarSource(path=bars_file)),
+        resources=resources_for(store_url, bar_source),
         instance=instance,
         raise_on_error=False,
         tags={

@@ -29,6 +29,22 @@ TECH = ["AAPL", "AMD", "MSFT"]
 RAW_BARS_CHECK_NAMES = [spec.name for spec in checks.RAW_BARS_CHECKS]
 
 
+def check_partition_status(instance, check_name: str) -> dict[str, str]:
+    """{partition: status} as Dagster's check partition status has it (the check's *Partitions*
+    view in the UI reads the same ``AssetCheckState``); Missing partitions are absent."""
+    from dagster._core.storage.asset_check_state import AssetCheckState  # what the UI's resolver loads
+
+    key = dg.AssetCheckKey(dg.AssetKey("raw_bars"), check_name)
+    (state,) = instance.event_log_storage.get_asset_check_state([(key, EMBEDDED_DAILY)]).values()
+    assert isinstance(state, AssetCheckState)
+    out: dict[str, str] = {}
+    for status, subset in state.subsets.items():
+        for partition in subset.subset_value.get_partition_keys():
+            assert partition not in out, (partition, out[partition], status)
+            out[str(partition)] = status.value
+    return out
+
+
 def _executions(instance, check_name: str) -> list:
     key = dg.AssetCheckKey(dg.AssetKey("raw_bars"), check_name)
     return list(instance.event_log_storage.get_asset_check_execution_history(key, limit=1000))
@@ -87,6 +103,8 @@ def test_a_range_run_fails_only_the_partition_with_the_bad_bar(tmp_path, sqlite_
             records = _executions(instance, name)
             assert sorted(r.partition for r in records) == [f"{s}|technology" for s in sessions], name
             assert all(r.status != AssetCheckExecutionRecordStatus.PLANNED for r in records), name
+            # the check's partition status (the UI's Partitions view) is each partition's result
+            assert check_partition_status(instance, name) == {r.partition: r.status.value for r in records}, name
 
 
 def test_a_clean_range_run_succeeds_with_every_check_passed_on_every_partition(tmp_path, sqlite_url, bars_file):
@@ -99,3 +117,14 @@ def test_a_clean_range_run_succeeds_with_every_check_passed_on_every_partition(t
             records = _executions(instance, name)
             assert sorted(r.partition for r in records) == [f"{s}|technology" for s in sessions], name
             assert {r.status for r in records} == {AssetCheckExecutionRecordStatus.SUCCEEDED}, name
+            assert check_partition_status(instance, name) == {f"{s}|technology": "SUCCEEDED" for s in sessions}, name
+        # each evaluation targets its partition's materialization, as a yielded AssetCheckResult does
+        materializations = {
+            r.partition_key: r
+            for r in instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_bars")), limit=100).records
+        }
+        for record in _executions(instance, "bars_unique"):
+            target = record.event.get_dagster_event().asset_check_evaluation_data.target_materialization_data
+            mat = materializations[record.partition]
+            assert (target.storage_id, target.run_id) == (mat.storage_id, result.run_id)
+            assert target.timestamp == pytest.approx(mat.timestamp, abs=1e-3)

@@ -19,7 +19,7 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster_shared.serdes import deserialize_value
 
 from pairs_assets import checks, partitions
-from pairs_assets_tests.assets.graph_harness import materialize_raw_bars_range
+from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY, materialize_raw_bars_range
 from pairs_assets_tests.planted import planted_closes, write_bars_file
 from resources.dagster_sqlite_storage import PairsSqliteEventLogStorage
 
@@ -64,12 +64,18 @@ def _state(instance, run_id: str) -> dict:
             [dg.AssetCheckKey(RAW_BARS, n) for n in CHECK_NAMES]
         )
     }
+    check_status = {}  # Dagster's check partition status (the UI's Partitions view): Dagster's code vs BulkCheckState
+    for name in CHECK_NAMES:
+        (state,) = instance.event_log_storage.get_asset_check_state([(dg.AssetCheckKey(RAW_BARS, name), EMBEDDED_DAILY)]).values()
+        check_status[name] = {s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()}
+        check_status[name] = {s: keys for s, keys in check_status[name].items() if keys}
     record = instance.get_asset_records([RAW_BARS])[0].asset_entry
     events = instance.all_logs(run_id)
     return {
         "materialized": sorted(instance.get_materialized_partitions(RAW_BARS)),
         "executions": executions,
         "partition_info": partition_info,
+        "check_status": check_status,
         "event_types": sorted(
             (e.dagster_event_type.value, e.get_dagster_event().partition) for e in events if e.is_dagster_event
             if e.dagster_event_type
@@ -108,6 +114,10 @@ def test_a_range_run_leaves_what_dagsters_own_sqlite_storage_leaves(tmp_path, sq
     assert pairs == dagster
     assert dagster["materialized"] == [f"{s}|technology" for s in sessions]
     assert len(dagster["executions"]) == len(CHECK_NAMES) * len(sessions)
+    assert dagster["check_status"]["ohlc_consistent"] == {
+        "FAILED": ["2022-12-22|technology"],
+        "SUCCEEDED": [f"{s}|technology" for s in sessions if s != "2022-12-22"],
+    }
     ohlc = {p: v[0] for (n, p), v in dagster["executions"].items() if n == "ohlc_consistent"}
     assert ohlc == {
         f"{s}|technology": AssetCheckExecutionRecordStatus.FAILED if s == "2022-12-22" else AssetCheckExecutionRecordStatus.SUCCEEDED
@@ -210,3 +220,33 @@ def test_the_projects_dagster_yaml_opens_the_batched_event_log_in_dagsters_own_l
         assert isinstance(instance.run_storage, SqliteRunStorage)
         # a run worker rebuilds the instance from its reference: the same storage
         assert type(dg.DagsterInstance.from_ref(instance.get_ref()).event_log_storage) is PairsSqliteEventLogStorage
+
+
+def test_the_bulk_check_status_equals_dagsters_for_planned_evaluated_and_invalid_partitions(tmp_path):
+    """BulkCheckState (both project event logs) against Dagster's own check-state code on the same rows."""
+    from dagster._core.storage.event_log.base import EventLogStorage
+
+    keys = ["2022-12-23|technology", "2022-12-27|technology", "2022-12-28|technology", "2022-12-25|technology"]
+    with _instance(tmp_path, "pairs", batched=True) as instance:
+        storage = instance.event_log_storage
+        storage.store_event(_planned_event("run-1", keys))  # a run the instance does not hold: in progress
+        storage.store_event_batch(
+            [
+                _evaluation_event("run-1", keys[1], True),
+                _evaluation_event("run-1", keys[2], False),
+                _evaluation_event("run-1", keys[3], True),  # a holiday: not a partition, left out by both
+            ]
+        )
+        check = [(dg.AssetCheckKey(RAW_BARS, "bars_unique"), EMBEDDED_DAILY)]
+
+        def status(states) -> dict:
+            (state,) = states.values()
+            return {
+                "subsets": {s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()},
+                "in_progress_runs": {r: sorted(map(str, sub.subset_value.get_partition_keys())) for r, sub in state.in_progress_runs.items()},
+                "latest_storage_id": state.latest_storage_id,
+            }
+
+        ours, dagsters = status(storage.get_asset_check_state(check)), status(EventLogStorage.get_asset_check_state(storage, check))
+        assert ours == dagsters
+        assert ours["subsets"]["IN_PROGRESS"] == [keys[0]] and ours["subsets"]["FAILED"] == [keys[2]]
