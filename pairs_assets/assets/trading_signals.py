@@ -24,7 +24,11 @@ entry, sessions held, stopped flag, its terms) is read from the store's ``pair_s
 run's bar is applied, and the new state is written back after the orders. A bar already applied
 changes nothing (no row, no order); an older bar fails the run naming the pair. A pair held but
 missing from today's config follows ``on_drop`` with its last config's terms; ``max_holding``
-counts exchange sessions.
+counts exchange sessions. One position per unordered pair (:func:`pairs_assets.quant.rule.align_orderings`,
+as in the walk-forward): a config listing a held pair's legs in the other ordering gets no signal
+for that ordering (skipped, naming the held one) — the held position is managed as a drop — and a
+flat pair's state moves to the listed ordering (its stopped flag kept); a row the pair left while
+flat stays in ``pair_states`` and is ignored (the held, else the latest, state is the pair's).
 
 **Point in time.** A run reads only bars stamped after the as-of session's close and at or before
 ``min(bar_cutoff or now, the effective session's close)``: a run for a past partition never sees
@@ -487,15 +491,23 @@ def compute_sector_signals(
     ``spread_std``, ...) is skipped with the reason; the other pairs still get their signals.
     """
     as_of = config.as_of_session
-    states = states or {}
     params, skipped = [], {}
-    listed = {pair.pair_id: pair for pair in config.pairs}
+    # one position per unordered pair (quant.rule): a listed ordering whose legs are held in the other
+    # ordering is that position's drop (on_drop), a flat state takes the listed ordering
+    listed, states = rule.align_orderings({pair.pair_id: pair for pair in config.pairs}, states or {})
+    n_listed = 0
     for pair in config.pairs:
         try:
-            params.append(sig.PairParams.from_pair_config(pair))
+            pair_params = sig.PairParams.from_pair_config(pair)
         except sig.SignalInputError as exc:
             skipped[pair.pair_id] = str(exc)
-    n_listed = len(params)
+            continue
+        n_listed += 1  # sizing counts the config's pairs, as the config was written
+        if pair.pair_id in listed:
+            params.append(pair_params)
+        else:
+            held = next(st.pair_id for st in states.values() if rule.pair_key(st.y, st.x) == rule.pair_key(pair.y, pair.x))
+            skipped[pair.pair_id] = f"its legs are held as {held} (one position per unordered pair): it trades once {held} is flat"
     for pair_id, state in sorted(states.items()):  # held, dropped from today's config: the last config's terms
         if state.side and pair_id not in listed and state.terms is not None:
             try:

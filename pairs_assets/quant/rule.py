@@ -33,6 +33,14 @@ not in today's config  ``on_drop="exit"``: a held pair closes (``config_drop``);
                        max holding; a flat pair does nothing (its stopped flag is kept)
 =====================  ========================================================================
 
+**One position per unordered pair** (:func:`align_orderings`, applied by every consumer before
+stepping): a re-formation may list the same two legs in the other ordering (``MRK-PFE`` held,
+``PFE-MRK`` listed). That is one bet, not two: the listing of the other ordering is the held
+ordering leaving the config, so the held position follows ``on_drop`` (``"keep"``: it trades on
+with its own terms until exit, stop or max holding; ``"exit"``: it closes, ``config_drop``) and the
+new ordering may enter only once the pair is flat. A flat pair takes the new ordering and keeps its
+stopped flag.
+
 So ``|z| = entry_z`` enters, ``|z| = stop_z`` neither enters nor holds (it stops), ``|z| = exit_z``
 exits; a gap from beyond the stop back inside the band does not enter a stopped pair (it must pass
 below ``entry_z`` first). Exits are decided before entries on the same bar, so an exit may be
@@ -59,6 +67,8 @@ __all__ = [
     "PairState",
     "RuleInputError",
     "Step",
+    "align_orderings",
+    "pair_key",
     "positions",
     "step",
     "step_action",
@@ -404,6 +414,72 @@ def step(
 
 def _flat(state: PairState, stopped: bool, terms: Any, bar: Any) -> PairState:
     return PairState(state.pair_id, state.y, state.x, FLAT, stopped=stopped, terms=terms, last_bar=bar)
+
+
+# --- one position per unordered pair ----------------------------------------------------------
+
+
+def pair_key(y: str, x: str) -> tuple[str, str]:
+    """The unordered pair of two legs (the same for ``y-x`` and ``x-y``)."""
+    return (y, x) if y <= x else (x, y)
+
+
+def _latest(state: PairState) -> tuple:
+    return (state.side != FLAT, state.last_bar is not None, state.last_bar if state.last_bar is not None else 0)
+
+
+def align_orderings(listed: Mapping[str, Any], states: Mapping[str, PairState]) -> tuple[dict[str, Any], dict[str, PairState]]:
+    """Today's listed pairs and the pair states, at most one of each per unordered pair.
+
+    Parameters
+    ----------
+    listed : mapping of pair id to terms
+        Today's config pairs (each with ``pair_id``, ``y``, ``x``).
+    states : mapping of pair id to PairState
+        The states before this bar (several of one unordered pair are allowed: the held one, else
+        the one with the latest bar, is the pair's state; the others are dropped).
+
+    Returns
+    -------
+    (dict, dict)
+        ``listed`` without the pairs whose legs a held state holds in the other ordering (the held
+        position stays the pair's only position and is stepped as not listed: ``on_drop``), and
+        ``states`` with a flat state of the other ordering re-keyed to the listed ordering (its
+        stopped flag and last bar kept). When a config lists both orderings, the one the state
+        holds is kept, else the first pair id.
+    """
+    by_key: dict[tuple[str, str], PairState] = {}
+    for pid in sorted(states):
+        st = states[pid]
+        key = pair_key(st.y, st.x)
+        kept = by_key.get(key)
+        if kept is None or _latest(st) > _latest(kept):
+            by_key[key] = st
+    out_listed: dict[str, Any] = {}
+    chosen: dict[tuple[str, str], str] = {}
+    for pid in sorted(listed):
+        terms = listed[pid]
+        key = pair_key(terms.y, terms.x)
+        st = by_key.get(key)
+        if key in chosen:
+            if st is not None and st.pair_id == pid:  # both orderings listed: the one the state holds
+                del out_listed[chosen[key]]
+            else:
+                continue
+        chosen[key] = pid
+        out_listed[pid] = terms
+    out_states = {st.pair_id: st for st in by_key.values()}
+    for key, pid in chosen.items():
+        st = by_key.get(key)
+        if st is None or st.pair_id == pid:
+            continue
+        if st.side != FLAT:  # held in the other ordering: that position is the pair's; not listed today
+            del out_listed[pid]
+            continue
+        terms = out_listed[pid]
+        del out_states[st.pair_id]
+        out_states[pid] = PairState(pid, terms.y, terms.x, stopped=st.stopped, last_bar=st.last_bar)
+    return out_listed, out_states
 
 
 # --- a z path under fixed terms ------------------------------------------------------------------

@@ -147,6 +147,39 @@ def test_a_held_pair_dropped_from_the_config_follows_on_drop(world, on_drop, act
         assert ko_signal(store, "2022-12-29T15:05:00Z")["action"] == "exit"
 
 
+def test_a_flipped_ordering_maps_onto_the_held_position(world):
+    """Issue 18: held short KO-PEP, the next config lists PEP-KO (the same legs, other ordering): no
+    second position on the same bet; KO-PEP is managed with its own terms until it exits, then PEP-KO
+    trades as itself."""
+    store, instance, config, bars = world
+    _write_state(store, _held_state(config))
+    pep_ko = setup.pair_entry(bars, "PEP", "KO", gated=False)
+    store.write_trading_config(config.model_copy(update={"pairs": [pep_ko, config.pairs[1]]}).document(), path="test")
+    ko_bar(store, config, "2022-12-29T15:00:00Z", 2.6)  # PEP-KO's own z is about −2.6: an entry, were it a new pair
+    assert materialize(instance, store, cutoff="2022-12-29T15:00:00Z").success
+    assert ko_signal(store, "2022-12-29T15:00:00Z")["action"] == "hold"
+    signals = store.read_table(trading_signals_table)
+    assert "PEP-KO" not in set(signals["pair_id"])
+    states = read_pair_states(store, setup.SECTOR)
+    assert states["KO-PEP"].side == -1 and "PEP-KO" not in states
+    orders = store.read_table(orders_table)
+    assert orders.empty or not set(orders["pair_id"]) & {"PEP-KO"}
+    ko_bar(store, config, "2022-12-29T15:05:00Z", 0.2)  # reverts: KO-PEP exits on its own terms
+    assert materialize(instance, store, cutoff="2022-12-29T15:05:00Z").success
+    assert ko_signal(store, "2022-12-29T15:05:00Z")["action"] == "exit"
+    assert read_pair_states(store, setup.SECTOR)["KO-PEP"].side == 0
+    ts = "2022-12-29T15:10:00Z"  # flat now: PEP-KO may enter (long PEP-KO at its own z −2.6)
+    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", ts, 60.0), setup.live_bar("PEP", ts, setup.price_for_z(pep_ko, 60.0, -2.6))]),
+                      context="live")
+    assert materialize(instance, store, cutoff=ts, trade_on_drift=True).success
+    rows = store.read_table(trading_signals_table)
+    assert list(rows.loc[rows["pair_id"] == "PEP-KO", "action"]) == ["long_spread"]
+    states = read_pair_states(store, setup.SECTOR)
+    assert states["PEP-KO"].side == 1
+    held = [st for st in rule.align_orderings({}, states)[1].values() if {st.y, st.x} == {"KO", "PEP"}]
+    assert [(st.pair_id, st.side) for st in held] == [("PEP-KO", 1)]  # one state per unordered pair
+
+
 def test_a_past_partition_never_reads_a_later_sessions_bar(sqlite_url):
     """Issue 17: `signal_job` for 2022-12-14|consumer on a store loaded to 2022-12-28 used a 2022-12-27 bar."""
     store = MarketDataStore(database_url=sqlite_url)

@@ -209,3 +209,27 @@ def test_positions_equals_stepping_the_state_machine(zs, max_holding):
     """The recent backtest's fast path and the state machine are the same transitions."""
     stepped = [side for side, _ in run(zs, max_holding=max_holding)[1]]
     assert rule.positions(zs, LEVELS, max_holding=max_holding) == stepped
+
+
+def test_align_orderings_one_state_per_unordered_pair():
+    from types import SimpleNamespace
+
+    def terms(y, x):
+        return SimpleNamespace(pair_id=f"{y}-{x}", y=y, x=x)
+
+    held = rule.PairState("A-B", "A", "B", side=-1, weight_y=-0.1, weight_x=0.1, last_bar=3)
+    # held A-B, B-A listed: B-A is left out (the held position is the pair's), the state untouched
+    listed, states = rule.align_orderings({"B-A": terms("B", "A"), "C-D": terms("C", "D")}, {"A-B": held})
+    assert sorted(listed) == ["C-D"] and states == {"A-B": held}
+    # flat A-B (stopped), B-A listed: the state moves to B-A with its stopped flag and last bar
+    flat = rule.PairState("A-B", "A", "B", stopped=True, last_bar=3)
+    listed, states = rule.align_orderings({"B-A": terms("B", "A")}, {"A-B": flat})
+    assert sorted(listed) == ["B-A"] and list(states) == ["B-A"]
+    assert (states["B-A"].y, states["B-A"].stopped, states["B-A"].last_bar, states["B-A"].side) == ("B", True, 3, 0)
+    # two rows of one pair: the held one wins over a later flat one; both orderings listed: the held one's
+    stale = rule.PairState("B-A", "B", "A", last_bar=5)
+    listed, states = rule.align_orderings({"A-B": terms("A", "B"), "B-A": terms("B", "A")}, {"A-B": held, "B-A": stale})
+    assert list(listed) == ["A-B"] and states == {"A-B": held}
+    # two flat rows: the latest bar's
+    listed, states = rule.align_orderings({}, {"A-B": flat, "B-A": stale})
+    assert states == {"B-A": stale}

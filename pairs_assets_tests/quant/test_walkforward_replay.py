@@ -209,3 +209,61 @@ def test_the_screens_skip_only_sessions_whose_config_is_empty(monkeypatch):
         monkeypatch.undo()
         assert screened == every
         assert any(c.pairs for c in every.values()) or symbols == ["CVX", "XOM"]
+
+
+def _flipping_configs(z_path, flip_at: int):
+    """Configs listing Y-X for the first ``flip_at`` sessions, then X-Y (the same legs, the other
+    ordering: β 1, so z of X-Y is −z of Y-X)."""
+    configs, closes, sessions, pair = _one_pair_configs(z_path)
+    flipped = pair.model_copy(update={"pair_id": "X-Y", "y": "X", "x": "Y"})
+    for i, as_of in enumerate(sorted(configs)):
+        if i >= flip_at:
+            configs[as_of] = configs[as_of].model_copy(update={"pairs": [flipped]})
+    return configs, closes, sessions
+
+
+def test_a_flipped_ordering_is_the_held_position_not_a_second_one():
+    """Short Y-X from z 2.5; the re-formation lists X-Y at z −2.4: the same bet, not a second entry."""
+    configs, closes, sessions = _flipping_configs([2.5, 2.6, 2.4, 1.0, 0.3, -0.2], flip_at=2)
+    kept = trade_configs(configs, closes, sessions, max_holding=0)
+    assert list(kept["pair_id"]) == ["Y-X"] and list(kept["exit_reason"]) == ["exit"]
+    assert kept.loc[0, "exit_session"] == sessions[4]  # managed by its own terms until it exits
+    # on_drop="exit": the flip is the held ordering's drop; X-Y may enter once the pair is flat
+    dropped = trade_configs(configs, closes, sessions, on_drop="exit", max_holding=0)
+    assert list(dropped["pair_id"]) == ["Y-X"] and list(dropped["exit_reason"]) == ["config_drop"]
+    assert dropped.loc[0, "exit_session"] == sessions[2]
+    # flat when the ordering flips: X-Y trades as itself (z −2.4 → long X-Y, i.e. short Y-X)
+    configs, closes, sessions = _flipping_configs([0.1, 0.2, 2.4, 1.0, 0.3, -0.2], flip_at=2)
+    flat = trade_configs(configs, closes, sessions, max_holding=0)
+    assert list(flat["pair_id"]) == ["X-Y"] and list(flat["side"]) == [1] and flat.loc[0, "entry_session"] == sessions[2]
+
+
+def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
+    """Embedded data: MRK-PFE short from 2012-06-27; the 2012-06-28 re-formation lists PFE-MRK (z −2.4)
+    — before, a second, opposite-ordered position (long PFE-MRK 2012-06-29, the same bet doubled)."""
+    from pairs_assets.data import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE
+    from pairs_assets.universe import load_universe
+    from resources.bar_sources import EmbeddedBarSource
+
+    strategy = StrategySettings.preset("default")
+    symbols = list(load_universe(EMBEDDED_UNIVERSE_FILE).symbols("healthcare"))
+    hist = partitions.sessions_in_range("2008-06-02", "2012-07-31")
+    bars = EmbeddedBarSource().load_bars(symbols, *partitions.sessions_span_utc(hist[0], hist[-1]))
+    closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
+    closes = closes.pivot(index="session", columns="symbol", values="close").reindex(hist)
+    first = closes.index.get_loc(pd.Timestamp("2012-06-20"))
+    as_of, effective = closes.index[first - 1 : -1], list(closes.index[first:])
+    formation_of = lambda d: partitions.formation_session(d, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)  # noqa: E731
+    configs = build_configs(SectorPanel("healthcare", closes, "embedded"), as_of, effective, symbols, strategy, formation_of=formation_of)
+    listed = {str(d.date()): [p.pair_id for p in c.pairs] for d, c in configs.items()}
+    assert "MRK-PFE" in listed["2012-06-26"] and "PFE-MRK" in listed["2012-06-28"]  # the flip
+    trades = trade_configs(configs, closes, effective)
+    mrk_pfe = trades[trades["pair_id"].isin(["MRK-PFE", "PFE-MRK"])]
+    assert list(mrk_pfe["pair_id"]) == ["MRK-PFE"] and list(mrk_pfe["side"]) == [-1]
+    assert str(mrk_pfe.iloc[0]["entry_session"].date()) == "2012-06-27"
+    assert str(mrk_pfe.iloc[0]["exit_session"].date()) == "2012-07-05" and mrk_pfe.iloc[0]["exit_reason"] == "stop"
+    # at most one open position per unordered pair on every session
+    for session in effective:
+        open_ = trades[(trades["entry_session"] <= session) & ~(trades["exit_session"] <= session)]
+        keys = [tuple(sorted((y, x))) for y, x in zip(open_["y"], open_["x"])]
+        assert len(keys) == len(set(keys)), session

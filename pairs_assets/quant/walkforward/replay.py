@@ -26,7 +26,11 @@ the signal job and the recent backtest also call; band edges in :mod:`pairs_asse
 * an open position whose pair is missing from the effective config: ``on_drop="exit"`` closes it at
   that close (``"config_drop"``); ``on_drop="keep"`` keeps trading it with the numbers of the last
   config that listed the pair until exit, stop or ``max_holding`` sessions (``"max_holding"``);
-* a position held ``max_holding`` sessions is closed (``"max_holding"``; 0 = no limit).
+* a position held ``max_holding`` sessions is closed (``"max_holding"``; 0 = no limit);
+* one position per unordered pair (:func:`pairs_assets.quant.rule.align_orderings`): a config that
+  lists a held pair's legs in the other ordering (``MRK-PFE`` held, ``PFE-MRK`` listed) does not
+  open a second position on the same bet — the held one is the pair that left the config
+  (``on_drop``), and the new ordering trades once the pair is flat.
 
 While a pair stays listed, each day's config gives its numbers (as the live signal job reads the
 latest config). The output is a trades frame for :func:`pairs_assets.quant.walkforward.execution.execute`.
@@ -501,6 +505,8 @@ def trade_configs(
         session = pd.Timestamp(session)
         config = by_effective.get(session)
         listed = {p.pair_id: p for p in config.pairs} if config is not None else {}
+        if listed:  # one position per unordered pair: a flipped ordering is the held one's drop
+            listed, states = rule.align_orderings(listed, states)
         trained_at = pd.Timestamp(config.formation_session or config.as_of_session) if config is not None else None
         # held pairs and the effective config's pairs, one rule step each (quant.rule)
         for pair_id in sorted(set(listed) | {k for k, v in states.items() if v.side}):
