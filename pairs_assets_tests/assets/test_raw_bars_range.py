@@ -81,6 +81,6 @@ def test_a_gap_at_the_end_of_the_range_loads_nothing_starts_no_run_and_names_ses
     process = _load_bars(home, path, "2022-12-01", "2022-12-27")
     assert process.returncode == 0, process.stderr[-3000:]
     # progress (issue 9 item 17): the run's recorded partitions, elapsed and rate, not silence
-    assert "raw_bars 2022-12-01...2022-12-27: 18/18 partitions recorded, checks 108/108, " in process.stdout, process.stdout
+    assert "raw_bars 2022-12-01...2022-12-27: bars written; 18/18 partitions recorded, checks 108/108, " in process.stdout, process.stdout
     assert _stored_bars(home) == 3 * 18
     assert _failed_partitions_and_runs(home) == (0, 1)

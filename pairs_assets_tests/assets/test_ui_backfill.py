@@ -38,19 +38,6 @@ from resources.market_data import MarketDataStore
 LAST = "2022-12-28"
 
 
-def _paths(tmp_path, pairs_home) -> Paths:
-    home = tmp_path / "pairs_home"
-    home.mkdir()
-    return Paths(
-        home=home,
-        database_url=f"sqlite:///{home / 'market_data.sqlite'}",
-        bars_file=None,
-        universe_file=EMBEDDED_UNIVERSE_FILE,
-        history_start=EMBEDDED_HISTORY_START,
-        mlflow_tracking_uri=f"sqlite:///{pairs_home}/mlflow/mlflow.db",
-    )
-
-
 def _last_sessions(n: int) -> list[str]:
     return [str(d.date()) for d in partitions.sessions_in_range(EMBEDDED_HISTORY_START, LAST)[-n:]]
 
@@ -61,9 +48,9 @@ def _group(context) -> list[str]:
 
 
 @pytest.mark.parametrize("n_sessions", [10])
-def test_ui_group_backfill_targets_the_selection_in_one_run(tmp_path, pairs_home, n_sessions):
+def test_ui_group_backfill_targets_the_selection_in_one_run(own_pairs_home, n_sessions):
     keys = [f"{d}|consumer" for d in _last_sessions(n_sessions)]
-    with ui_workspace(_paths(tmp_path, pairs_home)) as context:
+    with ui_workspace(own_pairs_home) as context:
         group = _group(context)
         assert "raw_bars" in group and "trading_config" in group and len(group) == 7
         launched = launch_asset_backfill(context, group, keys)
@@ -85,11 +72,11 @@ def test_ui_group_backfill_targets_the_selection_in_one_run(tmp_path, pairs_home
         assert len(backfill_runs(context.instance, launched.backfill_id)) == 1
 
 
-def test_ui_group_backfill_executes_as_one_run_over_the_range(tmp_path, pairs_home):
+def test_ui_group_backfill_executes_as_one_run_over_the_range(own_pairs_home):
     """The same backfill (3 sessions × consumer, raw_bars included) executed: its one run loads the
     range's bars and materializes each asset's selected partitions, reading the history before the
     range from the store."""
-    p = _paths(tmp_path, pairs_home)
+    p = own_pairs_home
     sessions = _last_sessions(4)
     before, dates = sessions[0], sessions[1:]
     keys = [f"{d}|consumer" for d in dates]
@@ -126,10 +113,10 @@ def _failures(instance, run_id) -> str:
 
 
 @pytest.fixture()
-def energy_history(tmp_path, pairs_home):
+def energy_history(own_pairs_home):
     """A home whose store holds energy's history up to the session before the last two, and those
     two sessions (the range's own sessions are raw_bars' work in the run)."""
-    p = _paths(tmp_path, pairs_home)
+    p = own_pairs_home
     sessions = _last_sessions(3)
     symbols = load_universe(EMBEDDED_UNIVERSE_FILE).symbols("energy")
     preload_history(p.database_url, EmbeddedBarSource(), symbols, sessions[0], StrategySettings().history_sessions)
