@@ -65,11 +65,14 @@ def main() -> None:
     load_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    cpu0 = sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
     result, _files, _run, _fp = run_and_record(
         home=home, store=store, source=source.source_name, strategy=strategy, settings=settings, registry=None,
         name="bench", log=lambda message: None,
     )
     total = time.perf_counter() - t0
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage) - cpu0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
@@ -84,6 +87,7 @@ def main() -> None:
               f"{result.seconds.get(sector, float('nan')):>8.1f} {trained:>13}")
     print(f"{'load bars':<12} {'':>8} {'':>10} {load_seconds:>8.1f}")
     print(f"{'total run':<12} {sum(result.configs.values()):>8} {sum(result.config_pairs.values()):>10} {total:>8.1f}")
+    print(f"CPU seconds of the run (this process and its workers; the wall time above depends on the load): {cpu:.1f}")
     print(f"peak RSS: this process {peak_mb:.0f} MB, largest worker {children_mb:.0f} MB")
 
 
