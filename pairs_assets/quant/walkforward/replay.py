@@ -188,7 +188,7 @@ def cointegration_screen(closes: pd.DataFrame, strategy, at: Sequence[int] | Non
 
     A pair can pass only when its correlation reaches ``correlation_min`` and Engle-Granger gives
     p < ``eg_pvalue_max`` (both orderings when ``eg_require_both_orderings``). The Engle-Granger
-    tests of every (pair, session) that passes the correlation screen run in one vectorised call
+    tests of every (pair, screened session) that passes the correlation screen run in one vectorised call
     (:func:`pairs_assets.quant.cointegration.engle_granger_many`, the function the stage itself
     uses), and a session is kept when some pair's p-values are below the threshold plus a 1e-9
     margin. Kept sessions run the real stages; the others get the empty config. The stages can
