@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["garch_innovations", "synthetic_panel"]
+__all__ = ["factor_market", "garch_innovations", "synthetic_panel"]
 
 START_DATE = "2000-01-03"
 
@@ -90,3 +90,41 @@ def synthetic_panel(
     index = pd.bdate_range(START_DATE, periods=n_obs, name="Date")
     closes = pd.DataFrame({name: series[name] for name in sorted(series)}, index=index)
     return closes, sorted(pairs)
+
+
+def factor_market(
+    template: pd.DataFrame,
+    sectors: dict[str, list[str]],
+    seed: int,
+    factor_share: float = 0.8,
+    garch: tuple[float, float, float] = (4e-6, 0.08, 0.9),
+) -> pd.DataFrame:
+    """A sector-factor market without cointegration, in the layout of ``template``.
+
+    Inputs: ``template`` — a wide closes frame (sessions × symbols; e.g. the embedded dataset)
+    whose index, columns and missing cells (a symbol's history before it lists) are copied, every
+    symbol starting at 50; ``sectors`` — sector → symbols; ``seed`` — numpy seed; ``factor_share`` — the share
+    of each symbol's return variance that is its sector's factor, so any two symbols of a sector
+    have log-return correlation ≈ ``factor_share`` (most pairs pass ``correlation_min``);
+    ``garch`` — (omega, alpha, beta) of the factor's GARCH(1,1) innovations.
+    Each log return is ``f_t + e_t``: ``f`` the sector factor, ``e`` the symbol's own independent
+    GARCH shocks scaled to ``(1 − factor_share)/factor_share`` of the factor's variance. Log prices
+    are random walks with a common stochastic trend per sector and independent ones per symbol:
+    correlated, not cointegrated. Output: closes like ``template`` (same NaNs).
+    """
+    if not 0.0 < factor_share < 1.0:
+        raise ValueError(f"factor_share must lie in (0, 1), got {factor_share}")
+    rng = np.random.default_rng(seed)
+    n = len(template)
+    out = pd.DataFrame(np.nan, index=template.index, columns=template.columns)
+    scale = np.sqrt((1.0 - factor_share) / factor_share)
+    for sector in sorted(sectors):
+        factor = garch_innovations(rng, n, garch)
+        for symbol in sectors[sector]:
+            own = scale * garch_innovations(rng, n, garch)
+            valid = template[symbol].notna().to_numpy()
+            first = int(np.argmax(valid))
+            log_price = np.log(50.0) + np.cumsum(np.r_[0.0, (factor + own)[first + 1 :]])
+            out.iloc[first:, out.columns.get_loc(symbol)] = np.exp(log_price)
+            out.loc[~valid, symbol] = np.nan
+    return out

@@ -112,7 +112,9 @@ def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strate
             nonlocal screened
             closes = rng.windows.panel.closes[list(rng.symbols)]
             if formation not in screens[rng.sector]:
-                screens[rng.sector] = dict(zip(closes.index, cointegration_screen(closes, strategy)))
+                # Engle-Granger on the range's formation sessions only: no other session runs the stage
+                at = closes.index.get_indexer(pd.DatetimeIndex(sorted(set(rng.formation.values()))))
+                screens[rng.sector] = dict(zip(closes.index, cointegration_screen(closes, strategy, at=at[at >= 0])))
             screened_out = not screens[rng.sector][formation]
             screened += screened_out
             key = rng.key(dates[0])

@@ -204,7 +204,7 @@ def test_the_screens_skip_only_sessions_whose_config_is_empty(monkeypatch):
         panel = SectorPanel("s", closes[symbols], "embedded")
         screened = build_configs(panel, as_of, effective, symbols, strategy)
         assert replay.cointegration_screen(closes[symbols], strategy)[510:-1].sum() < len(as_of)  # it does skip
-        monkeypatch.setattr(replay, "cointegration_screen", lambda c, s: np.ones(len(c), dtype=bool))
+        monkeypatch.setattr(replay, "cointegration_screen", lambda c, s, at=None: np.ones(len(c), dtype=bool))
         every = build_configs(panel, as_of, effective, symbols, strategy)
         monkeypatch.undo()
         assert screened == every
@@ -267,3 +267,42 @@ def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
         open_ = trades[(trades["entry_session"] <= session) & ~(trades["exit_session"] <= session)]
         keys = [tuple(sorted((y, x))) for y, x in zip(open_["y"], open_["x"])]
         assert len(keys) == len(set(keys)), session
+
+
+def test_a_scheduled_strategy_screens_its_formation_sessions_only(monkeypatch):
+    """With re-selection every 21 sessions Engle-Granger runs on the formation sessions alone; the
+    screen there equals the every-session screen, and the configs equal those with every formation
+    through the stages (real data, 3 years)."""
+    from pairs_assets.quant import cointegration
+    from pairs_assets.quant.stages import FormationSchedule
+    from pairs_assets.quant.walkforward import replay
+    from resources.bar_sources import EmbeddedBarSource
+
+    calendar = partitions.sessions_in_range("1990-01-02", "2008-12-31")
+    sessions = calendar[calendar >= "2006-01-03"]
+    symbols = ["BAC", "JPM"]
+    bars = EmbeddedBarSource().load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
+    closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
+    closes = closes.pivot(index="session", columns="symbol", values="close").reindex(sessions)
+    strategy = StrategySettings.preset("seed", garch_window=500, garch_holdout=100, reselect_every=21)
+    schedule = FormationSchedule(calendar, strategy.reselect_every)
+    as_of, effective = sessions[540:-1], sessions[541:]
+    formations = sorted({schedule(d) for d in as_of})
+    rows = closes.index.get_indexer(pd.DatetimeIndex(formations))
+    full = replay.cointegration_screen(closes, strategy)
+    only = replay.cointegration_screen(closes, strategy, at=rows)
+    assert (only[rows] == full[rows]).all() and not np.delete(only, rows).any()
+    assert 0 < full[rows].sum() < len(rows)  # some formations screened out, some not
+
+    windows = []
+    eg = cointegration.engle_granger_many
+    monkeypatch.setattr(cointegration, "engle_granger_many", lambda y, x, *a, **k: windows.append(y.shape[-1]) or eg(y, x, *a, **k))
+    panel = SectorPanel("financial", closes, "embedded")
+    screened = build_configs(panel, as_of, effective, symbols, strategy, formation_of=schedule)
+    monkeypatch.undo()
+    assert 0 < sum(windows) <= 2 * len(formations) < len(as_of)  # the screen: one window per formation and ordering
+    monkeypatch.setattr(replay, "cointegration_screen", lambda c, s, at=None: np.ones(len(c), dtype=bool))
+    every = build_configs(panel, as_of, effective, symbols, strategy, formation_of=schedule)
+    monkeypatch.undo()
+    assert screened == every
+    assert any(c.pairs for c in every.values())

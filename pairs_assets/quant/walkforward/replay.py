@@ -5,8 +5,9 @@ the daily graph writes for partition ``D|sector`` — the same stage functions
 (:mod:`pairs_assets.quant.stages`) on the same windows, sliced from one in-memory closes panel
 instead of read from the store per partition. Work is shared between sessions by two screens run
 for all sessions at once: the rolling log-return correlations of every pair of the sector (running
-sums), then Engle-Granger on every (pair, session) that reaches ``correlation_min`` (one vectorised
-call per pair, the stage's own test). A session where no pair passes both gets the empty config
+sums), then Engle-Granger on every (pair, formation session) that reaches ``correlation_min`` (one
+vectorised call per pair, the stage's own test; only formation sessions run stages, so with
+``reselect_every`` = 21 one session in 21 is tested). A session where no pair passes both gets the empty config
 without running the stages — the stages could only drop pairs from that set (stale symbols,
 collinearity, Benjamini-Hochberg), never add one; a test checks screened and unscreened configs are
 equal. Sessions that pass run every stage.
@@ -189,12 +190,12 @@ def _rolling_pair_correlations(values: np.ndarray, formation_window: int) -> tup
     return corr_out, rows, cols
 
 
-def cointegration_screen(closes: pd.DataFrame, strategy) -> np.ndarray:
+def cointegration_screen(closes: pd.DataFrame, strategy, at: Sequence[int] | None = None) -> np.ndarray:
     """For each session, whether the cointegration stage could find a pair there.
 
     A pair can pass only when its correlation reaches ``correlation_min`` and Engle-Granger gives
     p < ``eg_pvalue_max`` (both orderings when ``eg_require_both_orderings``). The Engle-Granger
-    tests of every (pair, session) that passes the correlation screen run in one vectorised call
+    tests of every (pair, screened session) that passes the correlation screen run in one vectorised call
     (:func:`pairs_assets.quant.cointegration.engle_granger_many`, the function the stage itself
     uses), and a session is kept when some pair's p-values are below the threshold plus a 1e-9
     margin. Kept sessions run the real stages; the others get the empty config. The stages can
@@ -205,6 +206,11 @@ def cointegration_screen(closes: pd.DataFrame, strategy) -> np.ndarray:
     closes : pandas.DataFrame
         Sessions × symbols.
     strategy : StrategySettings
+    at : sequence of int, optional
+        Row positions of the sessions to screen (the formation sessions when the strategy
+        re-selects on a schedule: only their stages ever run); the other sessions are False.
+        None: every session. A screened session's answer does not depend on which others are
+        screened.
 
     Returns
     -------
@@ -219,6 +225,10 @@ def cointegration_screen(closes: pd.DataFrame, strategy) -> np.ndarray:
     n = strategy.formation_window
     corr, rows, cols = _rolling_pair_correlations(values, n)
     candidate = np.nan_to_num(corr, nan=-2.0) >= strategy.correlation_min - 1e-9
+    if at is not None:
+        screened = np.zeros(len(values), dtype=bool)
+        screened[np.asarray(at, dtype=int)] = True
+        candidate &= screened[:, None]
     keep = np.zeros(len(values), dtype=bool)
     if len(values) < n:
         return keep
@@ -305,7 +315,13 @@ def build_configs(
     """
     symbols = sorted(symbols)
     closes = panel.closes[symbols]
-    screen = cointegration_screen(closes, strategy)
+    formation_sessions = [
+        pd.Timestamp(formation_of(pd.Timestamp(d))) if formation_of is not None else pd.Timestamp(d) for d in as_of_sessions
+    ]
+    # Engle-Granger only where the stages can run: the formation sessions (a session not in the
+    # panel is left to the stages' own error)
+    formation_rows = closes.index.get_indexer(pd.DatetimeIndex(list(dict.fromkeys(formation_sessions))))
+    screen = cointegration_screen(closes, strategy, at=formation_rows[formation_rows >= 0])
     strategy_dump = strategy.model_dump(mode="json")
     history_n = strategy.history_sessions
     empty_scores, _ = selection_stage(None, _empty_pairs(), empty_garch_frame(), strategy)
@@ -316,9 +332,6 @@ def build_configs(
     configs: dict[pd.Timestamp, TradingConfig] = {}
     staged: dict[pd.Timestamp, tuple | None] = {}  # formation session -> (pairs, legs); None: screened out
     garch_of: dict[pd.Timestamp, pd.DataFrame] = {}
-    formation_sessions = [
-        pd.Timestamp(formation_of(pd.Timestamp(d))) if formation_of is not None else pd.Timestamp(d) for d in as_of_sessions
-    ]
     for position, (as_of, effective) in enumerate(zip(as_of_sessions, effective_sessions)):
         as_of = pd.Timestamp(as_of)
         formation_session = formation_sessions[position]
