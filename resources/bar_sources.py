@@ -384,18 +384,7 @@ def read_bars_file(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise BarsFileError(f"bars file {path} does not exist (PAIRS_BARS_FILE)")
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            raw = pd.read_parquet(path)
-        elif path.suffix.lower() in {".csv", ".gz", ".txt"}:
-            raw = pd.read_csv(path)
-        else:
-            raise BarsFileError(f"bars file {path}: unsupported extension {path.suffix!r} (use .csv or .parquet)")
-    except BarsFileError:
-        raise
-    except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file; add the path
-        raise BarsFileError(f"cannot parse bars file {path}: {type(exc).__name__}: {exc}") from exc
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    raw, _header = _read_columns(path, None)
     field = _timestamp_field(raw.columns, path)
     missing = _missing_columns(raw.columns, field)
     if missing:
@@ -432,19 +421,25 @@ def _read_bars_file_cached(path: str, mtime: float) -> pd.DataFrame:
     return read_bars_file(path)
 
 
-def _read_columns(path: Path, wanted: set[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Only the ``wanted`` columns (matched as ``read_bars_file`` matches them: stripped, lower
-    case), and every column name of the file (its header)."""
+def _read_columns(path: Path, wanted: set[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """The ``wanted`` columns (matched stripped and in lower case; None: every column), named so,
+    and every column name of the file (its header). An unreadable file or an extension that is not
+    CSV or Parquet raises ``BarsFileError`` naming the file."""
     suffix = path.suffix.lower()
     try:
         if suffix in {".parquet", ".pq"}:
             import pyarrow.parquet as pq
 
             header = [str(n) for n in pq.read_schema(path).names]
-            raw = pd.read_parquet(path, columns=[n for n in header if n.strip().lower() in wanted])
+            columns = None if wanted is None else [n for n in header if n.strip().lower() in wanted]
+            raw = pd.read_parquet(path, columns=columns)
         elif suffix in {".csv", ".gz", ".txt"}:
-            header = [str(n) for n in pd.read_csv(path, nrows=0).columns]
-            raw = pd.read_csv(path, usecols=lambda c: str(c).strip().lower() in wanted)
+            if wanted is None:
+                raw = pd.read_csv(path)
+                header = [str(n) for n in raw.columns]
+            else:
+                header = [str(n) for n in pd.read_csv(path, nrows=0).columns]
+                raw = pd.read_csv(path, usecols=lambda c: str(c).strip().lower() in wanted)
         else:
             raise BarsFileError(f"bars file {path}: unsupported extension {path.suffix!r} (use .csv or .parquet)")
     except BarsFileError:
