@@ -13,7 +13,8 @@ the broker turns actionable signals into two leg orders (dry-run unless configur
 The store's document is read through the typed model
 (:meth:`pairs_assets.quant.config_model.TradingConfig.parse`): a config of an unknown
 ``schema_version``, or with a missing, unknown or malformed field, fails the run with a
-:class:`~pairs_assets.quant.config_model.TradingConfigError` naming the partition and the field.
+:class:`~pairs_assets.quant.config_model.TradingConfigError` naming the partition and the field; so
+does a document that is not a JSON object (truncated, empty, an array), in one line naming the file.
 
 A pair whose model cannot be loaded (or has too little history for a GRU window) still gets a
 signal, without GRU gating, flagged ``model_unavailable`` / ``gru_input_unavailable``.
@@ -592,15 +593,16 @@ def trading_signals(
     started = time.perf_counter()
     key = context.partition_key
     as_of, sector = split_partition_key(key)
-    document = store.latest_trading_config(sector, on_or_before=as_of)
-    if document is None or document.get("as_of_session") != as_of:
-        found = f" (latest on or before: {document.get('as_of_session')})" if document else ""
+    stored = store.latest_trading_config_record(sector, on_or_before=as_of)
+    if stored is None or stored.as_of_session != as_of:
+        found = f" (latest on or before: {stored.as_of_session})" if stored else ""
         raise MissingTradingConfigError(
             f"partition {as_of}|{sector}: no trading config as of {as_of} in the store{found}; "
             f"materialize trading_config for {as_of}|{sector} first"
         )
-    # an unknown schema_version or a malformed field fails the run here, naming the version or field
-    trading_config = TradingConfig.parse(document, where=f"trading config {as_of}|{sector}")
+    # an unreadable document (truncated, empty, not an object), an unknown schema_version or a malformed
+    # field fails the run here in one line naming the partition, the file and what is wrong
+    trading_config = TradingConfig.parse_stored(stored.text, partition=f"{as_of}|{sector}", path=stored.path)
     requested = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
     # point in time: never a bar after the effective session's close (a past partition stays in its session)
     cutoff = min(requested, partitions.session_close_utc(trading_config.effective_session))

@@ -218,3 +218,19 @@ def test_a_pair_with_a_failed_garch_fit_is_skipped_naming_the_field(world):
     assert set(rows["pair_id"]) == {"PG-WMT"}  # its two bars (15:00, 15:01)
     skipped = result.asset_materializations_for_node("trading_signals")[0].metadata["skipped_pairs"].value
     assert "KO-PEP" in skipped and "trading config lacks garch.omega (null)" in skipped
+
+
+@pytest.mark.parametrize(
+    "kind, what",
+    [("truncated", "not valid JSON"), ("empty", "not valid JSON"), ("array", "a trading config is a JSON object, got list")],
+)
+def test_an_unreadable_config_fails_the_run_in_one_line_naming_partition_and_file(world, kind, what):
+    """Issue 21 item 5: not a bare JSONDecodeError or "'list' object has no attribute 'get'"."""
+    from pairs_assets_tests.sensors.test_signal_sensor import CONFIG_FILE, bad_documents, corrupt_stored_config
+
+    store, instance, config = world
+    corrupt_stored_config(store, setup.SECTOR, bad_documents(config)[kind])
+    _assert_fails_writing_nothing(instance, store, what)
+    with pytest.raises(TradingConfigError) as raised:
+        materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    assert str(raised.value).endswith(f"(file {CONFIG_FILE})") and "\n" not in str(raised.value)
