@@ -10,6 +10,7 @@ or doubled load. Timestamps are stored as naive UTC.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,20 @@ bars_table = sa.Table(
     sa.Column("trade_count", sa.Float),
     sa.Column("vwap", sa.Float),
 )
+
+@dataclasses.dataclass(frozen=True)
+class StoredTradingConfig:
+    """A ``trading_configs`` row: its partition, the file it was written to and the document's text."""
+
+    as_of_session: str
+    sector: str
+    path: str
+    text: str
+
+    @property
+    def partition_key(self) -> str:
+        return f"{self.as_of_session}|{self.sector}"
+
 
 trading_configs_table = sa.Table(
     "trading_configs",
@@ -343,6 +358,21 @@ class MarketDataStore(dg.ConfigurableResource):
                 }
             ],
         )
+
+    def latest_trading_config_record(self, sector: str, on_or_before: str | None = None) -> StoredTradingConfig | None:
+        """The sector's latest trading config row (on or before ``on_or_before``) with its document as
+        stored, unparsed: a truncated, empty or non-object document is the caller's to report (with
+        the row's partition and file), not a bare ``JSONDecodeError``."""
+        t = trading_configs_table.c
+        query = sa.select(t.as_of_session, t.path, t.document).where(t.sector == sector)
+        if on_or_before is not None:
+            query = query.where(t.as_of_session <= on_or_before)
+        query = query.order_by(t.as_of_session.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return StoredTradingConfig(as_of_session=str(row.as_of_session), sector=sector, path=str(row.path), text=row.document or "")
 
     def latest_trading_config(self, sector: str, on_or_before: str | None = None) -> dict | None:
         t = trading_configs_table.c

@@ -3,8 +3,9 @@
 Every tick (at least ``minimum_interval_seconds`` = 300 s apart), for each sector of the universe:
 
 1. the sector's latest trading config is read from the store and parsed with the typed model;
-   none, or one of an unknown ``schema_version`` or with a malformed field → skip the sector
-   (reason: the parse error, which names the version or the field);
+   none, one that is not a JSON object (truncated, empty, an array), or one of an unknown
+   ``schema_version`` or with a malformed field → skip that sector only (reason: the parse error,
+   which names the partition, the file and the version or the field);
 2. its partition ``<as_of>|<sector>`` must have a ``trading_config`` materialization in this
    Dagster instance (the run's upstream); none → skip (reason);
 3. outside replay mode, NYSE must be open now and the config must be for today's session
@@ -85,12 +86,13 @@ def evaluate_tick(
             return result
         today = str(calendar.minute_to_session(minute).date())
     for sector in sectors:
-        document = store.latest_trading_config(sector)
-        if document is None:
+        stored = store.latest_trading_config_record(sector)
+        if stored is None:
             result.skipped[sector] = "no trading config in the store (materialize trading_config first)"
             continue
         try:
-            config = TradingConfig.parse(document, where=f"trading config {document.get('as_of_session')}|{sector}")
+            # an unreadable document (truncated, empty, not an object) skips this sector only
+            config = TradingConfig.parse_stored(stored.text, partition=stored.partition_key, path=stored.path)
         except TradingConfigError as exc:
             # a run on it would fail with the same error: say why here instead of requesting it
             result.skipped[sector] = str(exc)

@@ -13,7 +13,8 @@ the broker turns actionable signals into two leg orders (dry-run unless configur
 The store's document is read through the typed model
 (:meth:`pairs_assets.quant.config_model.TradingConfig.parse`): a config of an unknown
 ``schema_version``, or with a missing, unknown or malformed field, fails the run with a
-:class:`~pairs_assets.quant.config_model.TradingConfigError` naming the partition and the field.
+:class:`~pairs_assets.quant.config_model.TradingConfigError` naming the partition and the field; so
+does a document that is not a JSON object (truncated, empty, an array), in one line naming the file.
 
 A pair whose model cannot be loaded (or has too little history for a GRU window) still gets a
 signal, without GRU gating, flagged ``model_unavailable`` / ``gru_input_unavailable``.
@@ -29,6 +30,13 @@ as in the walk-forward): a config listing a held pair's legs in the other orderi
 for that ordering (skipped, naming the held one) — the held position is managed as a drop — and a
 flat pair's state moves to the listed ordering (its stopped flag kept); a row the pair left while
 flat stays in ``pair_states`` and is ignored (the held, else the latest, state is the pair's).
+
+**Implausible bars.** Every bar of the session is checked first against its symbol's last close
+with the jump rule of :func:`pairs_assets.quant.outliers.price_jumps` (the ``raw_bars`` check's
+settings, :func:`screen_session_bars`): a failing bar (a replayed 2017 close re-stamped to now, an
+absurd print) is never priced, applied to the rule or traded on. Its pairs' rows are flagged
+``rejected_bar:<symbol>``; a pair with no other new bar gets a ``hold`` row and no order (metadata
+``rejected_bars`` and ``not_traded`` say why; the run log warns per bar).
 
 **Point in time.** A run reads only bars stamped after the as-of session's close and at or before
 ``min(bar_cutoff or now, the effective session's close)``: a run for a past partition never sees
@@ -53,6 +61,7 @@ from pairs_assets.assets.common import markdown_table, reasons_table, session_of
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
+from pairs_assets.quant.outliers import price_jumps
 from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.settings import StrategySettings
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
@@ -129,6 +138,48 @@ def read_session_bars(store: MarketDataStore, symbols: list[str], after: pd.Time
     frame["is_proxy"] = frame["source"].astype(str).str.contains(r"\+proxy:", regex=True)
     frame = frame.sort_values(["symbol", "timestamp", "is_proxy", "source"]).drop_duplicates(["symbol", "timestamp"])
     return frame.reset_index(drop=True)
+
+
+def screen_session_bars(
+    session_bars: pd.DataFrame, history: pd.DataFrame, strategy: StrategySettings
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The session's bars that pass the jump rule of :func:`pairs_assets.quant.outliers.price_jumps`
+    against their symbol's last close (the as-of session's, scored on the robust scale of the session
+    closes before it, with the ``raw_bars`` check's settings), and the rejected ones: symbol → one
+    reason per bar. A replayed or implausible print is never applied, priced or traded on; a symbol
+    without session closes is not judged (its pairs are skipped anyway)."""
+    if session_bars.empty:
+        return session_bars, {}
+    keep = np.ones(len(session_bars), dtype=bool)
+    rejected: dict[str, list[str]] = {}
+    for symbol, group in session_bars.groupby("symbol", sort=True):
+        if symbol not in history.columns:
+            continue
+        closes = history[symbol].dropna().iloc[-(strategy.jump_window + 1):]
+        if closes.empty:
+            continue
+        past = pd.DataFrame({"symbol": symbol, "timestamp": pd.to_datetime(closes.index.astype(str)).tz_localize("UTC"),
+                             "close": closes.to_numpy(dtype="float64")})
+        last_session = str(closes.index[-1])[:10]
+        for position, row in zip(group.index, group.itertuples()):
+            bar = pd.DataFrame({"symbol": [symbol], "timestamp": [row.timestamp], "close": [float(row.close)]})
+            found = price_jumps(
+                pd.concat([past, bar], ignore_index=True),
+                window=strategy.jump_window, z_max=strategy.jump_z_max,
+                min_abs_log_return=strategy.jump_min_abs_log_return, min_history=strategy.jump_min_history,
+                price_max=strategy.price_max, check_from=row.timestamp,
+                short_history_ratio_max=strategy.jump_short_history_ratio_max, price_min=strategy.price_min,
+            )
+            if found.empty:
+                continue
+            keep[session_bars.index.get_loc(position)] = False
+            jump = found.iloc[0]
+            rejected.setdefault(symbol, []).append(
+                f"{symbol} bar {row.timestamp.isoformat()} ({row.source}) close {float(row.close):g} vs last close "
+                f"{float(closes.iloc[-1]):g} ({last_session}): {jump['reason']} (log return {jump['log_return']:+.3f}"
+                + (f", robust z {jump['robust_z']:+.1f})" if np.isfinite(jump["robust_z"]) else ")")
+            )
+    return session_bars[keep].reset_index(drop=True), rejected
 
 
 def pair_bar_path(
@@ -475,6 +526,7 @@ def compute_sector_signals(
     states: dict[str, rule.PairState] | None = None,
     on_drop: str = rule.DEFAULT_ON_DROP,
     max_holding: int = rule.DEFAULT_MAX_HOLDING,
+    rejected_bars: dict[str, list[str]] | None = None,
 ) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
     """Signals of one parsed trading config; (signals in bar order per pair, skipped pairs → reason,
     model failures → reason).
@@ -489,6 +541,10 @@ def compute_sector_signals(
 
     A pair the config holds but a signal cannot use (a null GARCH parameter, a non-positive
     ``spread_std``, ...) is skipped with the reason; the other pairs still get their signals.
+
+    A bar failing the jump rule against its symbol's last close (:func:`screen_session_bars`) is
+    dropped before anything is priced; its pairs' signals are flagged ``rejected_bar:<symbol>`` and
+    ``rejected_bars`` (when given) receives symbol → reasons.
     """
     as_of = config.as_of_session
     params, skipped = [], {}
@@ -526,6 +582,10 @@ def compute_sector_signals(
     start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
     history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
     session_bars = read_session_bars(store, symbols, as_of_close, cutoff)
+    # a bar failing the jump rule against its last close (a replayed or absurd print) is never applied
+    session_bars, rejected = screen_session_bars(session_bars, history, strategy)
+    if rejected_bars is not None:
+        rejected_bars.update(rejected)
     latest = session_bars.drop_duplicates("symbol", keep="last").set_index("symbol")
     inputs, more_skipped = build_pair_inputs(params, history, latest, as_of_close)
     skipped.update(more_skipped)
@@ -541,6 +601,13 @@ def compute_sector_signals(
         pid = first.params.pair_id
         state = states.get(pid)
         path = pair_bar_path(first.params, first.history, by_symbol, as_of_close, None if state is None else state.last_bar)
+        refused = [reason for leg in (first.params.y, first.params.x) for reason in rejected.get(leg, [])]
+        if refused:
+            if "no_bar_after_as_of" in path[0].flags and state is not None and state.last_bar is not None:
+                skipped[pid] = f"no order: every new bar rejected: {refused[0]}"  # nothing to apply, state kept
+                continue
+            marks = [f"rejected_bar:{leg}" for leg in (first.params.y, first.params.x) if leg in rejected]
+            path = [dataclasses.replace(pair, flags=[*pair.flags, *marks]) for pair in path]
         try:
             for pair in path:  # each new bar in order, the state carried from one to the next
                 signal = sig.compute_pair_signal(
@@ -564,6 +631,10 @@ def compute_sector_signals(
         except sig.SignalInputError as exc:
             skipped[pid] = str(exc)
     return out, skipped, failures
+
+
+def _all_bars_rejected(signal: sig.PairSignal) -> bool:
+    return "no_bar_after_as_of" in signal.flags and any(f.startswith("rejected_bar:") for f in signal.flags)
 
 
 def trading_signals_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings | None = None) -> dg.AssetsDefinition:
@@ -592,15 +663,16 @@ def trading_signals(
     started = time.perf_counter()
     key = context.partition_key
     as_of, sector = split_partition_key(key)
-    document = store.latest_trading_config(sector, on_or_before=as_of)
-    if document is None or document.get("as_of_session") != as_of:
-        found = f" (latest on or before: {document.get('as_of_session')})" if document else ""
+    stored = store.latest_trading_config_record(sector, on_or_before=as_of)
+    if stored is None or stored.as_of_session != as_of:
+        found = f" (latest on or before: {stored.as_of_session})" if stored else ""
         raise MissingTradingConfigError(
             f"partition {as_of}|{sector}: no trading config as of {as_of} in the store{found}; "
             f"materialize trading_config for {as_of}|{sector} first"
         )
-    # an unknown schema_version or a malformed field fails the run here, naming the version or field
-    trading_config = TradingConfig.parse(document, where=f"trading config {as_of}|{sector}")
+    # an unreadable document (truncated, empty, not an object), an unknown schema_version or a malformed
+    # field fails the run here in one line naming the partition, the file and what is wrong
+    trading_config = TradingConfig.parse_stored(stored.text, partition=f"{as_of}|{sector}", path=stored.path)
     requested = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
     # point in time: never a bar after the effective session's close (a past partition stays in its session)
     cutoff = min(requested, partitions.session_close_utc(trading_config.effective_session))
@@ -613,6 +685,7 @@ def trading_signals(
     mismatches.update(reconcile_symbols(states, broker.positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
     for pair_id, reason in sorted(mismatches.items()):
         context.log.warning(f"pair {pair_id}: state and book disagree: {reason}")
+    rejected_bars: dict[str, list[str]] = {}
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
         store=store,
@@ -627,9 +700,19 @@ def trading_signals(
         states=states,
         on_drop=config.on_drop,
         max_holding=config.max_holding,
+        rejected_bars=rejected_bars,
     )
+    for symbol, reasons in sorted(rejected_bars.items()):
+        for reason in reasons:
+            context.log.warning(f"bar rejected, never traded on: {reason}")
     repeated = [s.pair_id for s in signals if "bar_already_applied" in s.flags]
     signals = [s for s in signals if "bar_already_applied" not in s.flags]  # applied before: nothing changes
+    # a pair whose every new bar failed the jump rule: its row says hold (and why), no order follows
+    signals = [
+        dataclasses.replace(s, action=sig.HOLD, confidence=0.0, position_y=None, position_x=None, gross_fraction=None)
+        if _all_bars_rejected(s) else s
+        for s in signals
+    ]
     for pair_id, reason in sorted(skipped.items()):
         context.log.warning(f"pair {pair_id} skipped: {reason}")
     for model, reason in sorted(failures.items()):
@@ -651,6 +734,14 @@ def trading_signals(
     last_signal = {s.pair_id: s for s in signals}
     actionable = []  # per pair, the order that moves the book from the state before the run to the state after
     for pid, final in sorted(last_signal.items()):
+        if _all_bars_rejected(final):
+            # every new bar of the pair failed the jump rule: no order, the state as it was
+            not_traded[pid] = "no order: every new bar rejected by the jump rule"
+            if pid in states:
+                new_states[pid] = states[pid]
+            else:
+                new_states.pop(pid, None)
+            continue
         order = net_order_signal(states.get(pid), final)
         if order is None:
             continue
@@ -734,6 +825,7 @@ def trading_signals(
                 n=25,
             ),
             "not_traded": reasons_table(not_traded),
+            "rejected_bars": reasons_table({symbol: "; ".join(reasons) for symbol, reasons in rejected_bars.items()}),
             "state_vs_book": reasons_table(mismatches),
             "elapsed_seconds": round(time.perf_counter() - started, 3),
         }

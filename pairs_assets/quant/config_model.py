@@ -480,6 +480,17 @@ class TradingConfig(_Block):
                 f"{where}: field {_field_path(data, first['loc'])}: {reason} ({exc.error_count()} error(s))"
             ) from None
 
+    @classmethod
+    def parse_stored(cls, text: str | bytes, *, partition: str, path: str) -> TradingConfig:
+        """:meth:`parse` of a stored document (the store's row or the file): a truncated, empty or
+        non-object document, like any bad field, raises :class:`TradingConfigError` in ONE line that
+        names the partition and the file."""
+        try:
+            return cls.parse(text, where=f"trading config {partition}")
+        except TradingConfigError as exc:
+            message = " ".join(str(exc).split())
+            raise TradingConfigError(f"{message} (file {path})") from None
+
     def document(self) -> dict:
         """The plain JSON-ready dict (what the store's ``trading_configs`` row and the file hold)."""
         document = self.model_dump(mode="json")

@@ -218,3 +218,78 @@ def test_a_pair_with_a_failed_garch_fit_is_skipped_naming_the_field(world):
     assert set(rows["pair_id"]) == {"PG-WMT"}  # its two bars (15:00, 15:01)
     skipped = result.asset_materializations_for_node("trading_signals")[0].metadata["skipped_pairs"].value
     assert "KO-PEP" in skipped and "trading config lacks garch.omega (null)" in skipped
+
+
+@pytest.mark.parametrize(
+    "kind, what",
+    [("truncated", "not valid JSON"), ("empty", "not valid JSON"), ("array", "a trading config is a JSON object, got list")],
+)
+def test_an_unreadable_config_fails_the_run_in_one_line_naming_partition_and_file(world, kind, what):
+    """Issue 21 item 5: not a bare JSONDecodeError or "'list' object has no attribute 'get'"."""
+    from pairs_assets_tests.sensors.test_signal_sensor import CONFIG_FILE, bad_documents, corrupt_stored_config
+
+    store, instance, config = world
+    corrupt_stored_config(store, setup.SECTOR, bad_documents(config)[kind])
+    _assert_fails_writing_nothing(instance, store, what)
+    with pytest.raises(TradingConfigError) as raised:
+        materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    assert str(raised.value).endswith(f"(file {CONFIG_FILE})") and "\n" not in str(raised.value)
+
+
+# --- no order follows a bar failing the jump rule against the last close (issue 21 item 7) --------
+
+def _replayed(store, symbol: str, ts: str, factor: float) -> None:
+    """A bar of ``symbol`` at ``factor`` × its as-of close (the recycler re-stamping a 2017 close to now)."""
+    last = store.read_bars([symbol], pd.Timestamp("2022-12-28T00:00:00Z"), pd.Timestamp("2022-12-28T23:59:00Z"))
+    close = float(last.sort_values("timestamp")["close"].iloc[-1]) * factor
+    store.upsert_bars(pd.DataFrame([setup.live_bar(symbol, ts, close)]), context="live")
+
+
+def test_a_pair_whose_bars_all_fail_the_jump_rule_sends_no_order(world):
+    store, instance, config = world
+    _replayed(store, "KO", "2022-12-29T15:00:00Z", 0.55)  # replaces the live bars the fixture wrote
+    _replayed(store, "PEP", "2022-12-29T15:00:00Z", 1.9)
+    # trade_on_drift: the replayed prices' drift flag would not stop the order they decide (before: it was sent)
+    result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z", trade_on_drift=True)
+    assert result.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    ko = rows.loc["KO-PEP"]
+    assert ko["action"] == "hold" and "rejected_bar:KO" in ko["flags"] and "rejected_bar:PEP" in ko["flags"]
+    orders = store.read_table(orders_table)
+    assert "KO-PEP" not in set(orders["pair_id"])  # before: the replayed prices' z decided an order
+    states = store.read_table(pair_states_table).set_index("pair_id")
+    assert "KO-PEP" not in states.index or states.loc["KO-PEP", "side"] == 0
+    metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
+    rejected = metadata["rejected_bars"].value
+    assert "KO bar 2022-12-29T15:00:00+00:00" in rejected and "jump" in rejected and "vs last close" in rejected
+    assert "every new bar rejected by the jump rule" in metadata["not_traded"].value
+
+
+def test_a_rejected_bar_is_never_applied_the_good_ones_are(world):
+    store, instance, config = world
+    _replayed(store, "KO", "2022-12-29T15:01:00Z", 0.55)  # after the fixture's good 15:00 bar
+    result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    assert result.success
+    every = store.read_table(trading_signals_table)
+    ko = every[every["pair_id"] == "KO-PEP"]
+    assert [pd.Timestamp(t) for t in ko["bar_timestamp"]] == [pd.Timestamp("2022-12-29 15:00:00")]  # not 15:01
+    assert ko["action"].iloc[0] == "short_spread" and "rejected_bar:KO" in ko["flags"].iloc[0]
+    states = store.read_table(pair_states_table).set_index("pair_id")
+    assert pd.Timestamp(states.loc["KO-PEP", "last_bar"]) == pd.Timestamp("2022-12-29 15:00:00")
+
+
+def test_a_held_pair_is_not_stopped_by_replayed_bars(world):
+    """The issue's case: a held pair, then replayed closes re-stamped to now (before: z far out, a stop order)."""
+    store, instance, config = world
+    assert materialize(instance, store, cutoff="2022-12-29T15:01:00Z").success  # KO-PEP short at 15:00
+    sent = len(store.read_table(orders_table))
+    _replayed(store, "KO", "2022-12-29T15:02:00Z", 0.55)
+    _replayed(store, "PEP", "2022-12-29T15:02:00Z", 1.9)
+    result = materialize(instance, store, cutoff="2022-12-29T15:02:00Z")
+    assert result.success
+    assert len(store.read_table(orders_table)) == sent  # no order follows the rejected bars
+    states = store.read_table(pair_states_table).set_index("pair_id")
+    assert states.loc["KO-PEP", "side"] == -1
+    assert pd.Timestamp(states.loc["KO-PEP", "last_bar"]) == pd.Timestamp("2022-12-29 15:00:00")
+    metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
+    assert "KO bar 2022-12-29T15:02:00+00:00" in metadata["rejected_bars"].value

@@ -159,3 +159,55 @@ def test_a_requested_run_executes_the_signal_job(store, instance):
     assert rows.loc["KO-PEP", "action"] == "long_spread" and rows.loc["KO-PEP", "zscore"] == pytest.approx(-2.4, abs=1e-6)
     assert "no_bar_after_as_of" in rows.loc["PG-WMT", "flags"]
     assert instance.get_latest_materialization_event(dg.AssetKey("trading_signals")) is not None
+
+
+# --- an unreadable trading config skips its sector only (issue 21 item 5) -------------------------
+
+CONFIG_FILE = "/pairs-home/outputs/trading_config/2022-12-28/consumer.json"
+
+
+def corrupt_stored_config(store: MarketDataStore, sector: str, text: str) -> None:
+    """Overwrite the sector's stored document with ``text`` (what a truncated or hand-edited file gives)."""
+    import sqlalchemy as sa
+
+    from resources.market_data import trading_configs_table
+
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(trading_configs_table).where(trading_configs_table.c.sector == sector)
+            .values(document=text, path=CONFIG_FILE)
+        )
+
+
+def bad_documents(config: TradingConfig) -> dict[str, str]:
+    text = json.dumps(config.document(), sort_keys=True)
+    return {"truncated": text[: len(text) // 2], "empty": "", "array": f"[{text}]"}
+
+
+@pytest.mark.parametrize(
+    "kind, what",
+    [("truncated", "not valid JSON"), ("empty", "not valid JSON"), ("array", "a trading config is a JSON object, got list")],
+)
+def test_an_unreadable_config_skips_only_its_sector(store, instance, kind, what):
+    from pairs_assets_tests import trading_configs as configs
+    from sensors.signal_sensor import evaluate_tick
+
+    config = materialize_config(store, instance)
+    other = "2022-12-28|technology"  # a second sector, readable: it still gets its run
+    setup.CONFIGS[other] = configs.trading_config(
+        list(config.pairs), as_of=setup.AS_OF, effective=setup.EFFECTIVE, sector="technology"
+    )
+    assert dg.materialize([setup.stand_in_trading_config], partition_key=other, instance=instance,
+                          resources={"store": store}).success
+    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0)]), context="live")
+    corrupt_stored_config(store, "consumer", bad_documents(config)[kind])
+
+    result = tick(store, instance)
+    assert isinstance(result, dg.SensorResult)
+    assert [r.partition_key for r in result.run_requests] == [other]
+    assert set(json.loads(result.cursor)) == {"technology"}  # the bad sector's cursor does not move
+
+    decided = evaluate_tick(store=store, instance=instance, cursor={}, now=OPEN, replay=True, sectors=SECTORS)
+    reason = decided.skipped["consumer"]
+    assert reason.startswith("trading config 2022-12-28|consumer: ")
+    assert what in reason and f"(file {CONFIG_FILE})" in reason and "\n" not in reason
