@@ -13,6 +13,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -54,6 +56,27 @@ def _await(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> str
     return path.read_text()
 
 
+@contextmanager
+def _two_workers(tmp_path: Path, script: Path, env: dict) -> Iterator[tuple[dict, dict]]:
+    """Run ``script`` as two real processes (energy and consumer, each a run of 2022-12-28) until
+    both reached their step: ``(processes, run ids)``; killed and reaped on exit."""
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / f"{name}.started"), f"2022-12-28|{name}"],
+            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+        )
+        for name in ("energy", "consumer")
+    }
+    try:
+        yield processes, {name: _await(tmp_path / f"{name}.started", p) for name, p in processes.items()}
+    finally:
+        for p in processes.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=60)
+            p.stderr.close()
+
+
 @pytest.fixture()
 def instance_home(tmp_path):
     home = tmp_path / "dagster"
@@ -68,15 +91,7 @@ def test_a_run_killed_with_sigkill_is_marked_failed_and_a_live_one_is_left_alone
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "DAGSTER_HOME": str(instance_home)}
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / f"{name}.started"), f"2022-12-28|{name}"],
-            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-        )
-        for name in ("energy", "consumer")
-    }
-    try:
-        run_ids = {name: _await(tmp_path / f"{name}.started", p) for name, p in processes.items()}
+    with _two_workers(tmp_path, script, env) as (processes, run_ids):
         processes["energy"].send_signal(signal.SIGKILL)
         processes["energy"].wait(timeout=60)
 
@@ -93,12 +108,6 @@ def test_a_run_killed_with_sigkill_is_marked_failed_and_a_live_one_is_left_alone
             assert f"process {processes['energy'].pid} on host {this_host()}, which is gone" in failure[0].event_log_entry.dagster_event.message
             assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.STARTED  # alive: untouched
             assert fail_dead_runs(instance) == []
-    finally:
-        for p in processes.values():
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=60)
-            p.stderr.close()
 
 
 # A run launched as the daemon launches one: the job's executor (wrapped as the definitions wrap
@@ -164,22 +173,8 @@ def two_launched_runs(tmp_path, storage_home):
     script = tmp_path / "launched_worker.py"
     script.write_text(LAUNCHED_WORKER)
     env = {**os.environ, **extra_env, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / f"{name}.started"), f"2022-12-28|{name}"],
-            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-        )
-        for name in ("energy", "consumer")
-    }
-    try:
-        run_ids = {name: _await(tmp_path / f"{name}.started", p) for name, p in processes.items()}
+    with _two_workers(tmp_path, script, env) as (processes, run_ids):
         yield home, processes, run_ids
-    finally:
-        for p in processes.values():
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=60)
-            p.stderr.close()
 
 
 def _failure_message(instance, run_id: str) -> str:

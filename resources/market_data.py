@@ -45,6 +45,7 @@ bars_table = sa.Table(
     sa.Column("vwap", sa.Float),
 )
 
+
 @dataclasses.dataclass(frozen=True)
 class StoredTradingConfig:
     """A ``trading_configs`` row: its partition, the file it was written to and the document's text."""
@@ -375,11 +376,6 @@ class MarketDataStore(dg.ConfigurableResource):
         return StoredTradingConfig(as_of_session=str(row.as_of_session), sector=sector, path=str(row.path), text=row.document or "")
 
     def latest_trading_config(self, sector: str, on_or_before: str | None = None) -> dict | None:
-        t = trading_configs_table.c
-        query = sa.select(t.document).where(t.sector == sector)
-        if on_or_before is not None:
-            query = query.where(t.as_of_session <= on_or_before)
-        query = query.order_by(t.as_of_session.desc()).limit(1)
-        with self.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return None if value is None else json.loads(value)
+        """The document of :meth:`latest_trading_config_record`, parsed."""
+        record = self.latest_trading_config_record(sector, on_or_before)
+        return None if record is None else json.loads(record.text)
