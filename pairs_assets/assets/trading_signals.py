@@ -58,6 +58,7 @@ from pydantic import Field, field_validator
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import markdown_table, reasons_table, session_of
+from pairs_assets.assets.risk_gate import exposure_block
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
@@ -733,6 +734,10 @@ def trading_signals(
     new_states = {s.pair_id: s.state for s in signals}  # each pair's state after its last bar
     last_signal = {s.pair_id: s for s in signals}
     actionable = []  # per pair, the order that moves the book from the state before the run to the state after
+    # the paper book's exposure check failed last time it ran: no position is opened (exits still go out)
+    blocked = exposure_block(context.instance) if config.execute else None
+    if blocked:
+        context.log.error(f"entries refused: {blocked}")
     for pid, final in sorted(last_signal.items()):
         if _all_bars_rejected(final):
             # every new bar of the pair failed the jump rule: no order, the state as it was
@@ -745,8 +750,13 @@ def trading_signals(
         order = net_order_signal(states.get(pid), final)
         if order is None:
             continue
+        refused = None
         if order.action in sig.ENTRIES and order.correlation_drift and not config.trade_on_drift:
-            not_traded[pid] = "entry not traded: correlation drift"
+            refused = "correlation drift"
+        elif order.action in sig.ENTRIES and blocked:
+            refused = blocked
+        if refused:
+            not_traded[pid] = f"entry not traded: {refused}"
             # the entry did not happen: flat (after any exit), the bars applied
             new_states[pid] = rule.PairState(pid, final.y, final.x, terms=final.state.terms, last_bar=final.state.last_bar)
             previous = states.get(pid)
@@ -827,6 +837,7 @@ def trading_signals(
             "not_traded": reasons_table(not_traded),
             "rejected_bars": reasons_table({symbol: "; ".join(reasons) for symbol, reasons in rejected_bars.items()}),
             "state_vs_book": reasons_table(mismatches),
+            "entries_blocked": blocked or "",
             "elapsed_seconds": round(time.perf_counter() - started, 3),
         }
     )
