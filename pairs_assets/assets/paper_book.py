@@ -41,7 +41,7 @@ from pydantic import Field
 from pairs_assets import checks, partitions
 from pairs_assets.market.calendar import next_session
 from pairs_assets.assets.common import markdown_table
-from pairs_assets.assets.trading_signals import _session_closes
+from pairs_assets.assets.trading_signals import session_closes
 from pairs_assets.home import PairsHome
 from pairs_assets.quant import paper_book as pb
 from pairs_assets.quant import rule
@@ -179,7 +179,7 @@ def paper_book(
     symbols = sorted(set(fills["symbol"]))
     risk_sessions = partitions.sessions_in_range(first - pd.Timedelta(days=2 * config.risk_window + 10), session)
     risk_start = risk_sessions[max(0, len(risk_sessions) - len(sessions) - config.risk_window)]
-    closes = _session_closes(store.read_bars(symbols, partitions.session_open_utc(risk_start) - pd.Timedelta(hours=12), close)) if symbols else pd.DataFrame()
+    closes = session_closes(store.read_bars(symbols, partitions.session_open_utc(risk_start) - pd.Timedelta(hours=12), close)) if symbols else pd.DataFrame()
     stale: dict[str, str] = {}
     if not closes.empty:
         closes.index = pd.DatetimeIndex(closes.index).normalize()

@@ -114,7 +114,7 @@ class SignalRunConfig(dg.Config):
 # --- reading bars --------------------------------------------------------------------------------
 
 
-def _session_closes(bars: pd.DataFrame) -> pd.DataFrame:
+def session_closes(bars: pd.DataFrame) -> pd.DataFrame:
     """Last close per (New York session date, symbol) → sessions × symbols."""
     if bars.empty:
         return pd.DataFrame()
@@ -581,7 +581,7 @@ def compute_sector_signals(
         earliest = max(pd.Timestamp(history_start), earliest)
     sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
     start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
-    history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
+    history = session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
     session_bars = read_session_bars(store, symbols, as_of_close, cutoff)
     # a bar failing the jump rule against its last close (a replayed or absurd print) is never applied
     session_bars, rejected = screen_session_bars(session_bars, history, strategy)
