@@ -67,7 +67,7 @@ from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.settings import StrategySettings
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
-from resources.broker import BrokerResource
+from resources.broker import BrokerResource, PendingWrites
 from resources.market_data import MarketDataStore, bars_table, pair_states_table, trading_signals_table
 
 GROUP = "live_signals"
@@ -764,6 +764,7 @@ def trading_signals(
                 continue
             order = dataclasses.replace(order, action=sig.EXIT, position_y=0.0, position_x=0.0, gross_fraction=0.0)
         actionable.append(order)
+    pending = PendingWrites()
     if config.execute and actionable:
         equity = broker.account_equity()
         held = broker.pair_positions(store, [s.pair_id for s in actionable])
@@ -777,13 +778,15 @@ def trading_signals(
                     new_states[s.pair_id], shares_y=shares.get("y", 0.0), shares_x=shares.get("x", 0.0)
                 )
             extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
-            orders.extend(broker.submit(store, intents, s.bar_timestamp, extra))
-    # the signal rows and the new states in one transaction, after the orders (recorded by the broker as
-    # it sends them: a sent order is never rolled back; a re-run of the same bars sends none twice)
+            orders.extend(broker.submit(store, intents, s.bar_timestamp, extra, pending=pending))
+    # the signal rows, the new states, the orders and the positions they leave in ONE transaction: all of
+    # a run's bookkeeping or none of it; a re-run of the same bars finds its bars applied (no row, no
+    # order) and every client_order_id recorded (never sent twice)
     store.upsert_tables(
         [
             (trading_signals_table, rows),
             (pair_states_table, [state_row(st, sector=sector, as_of=as_of, run_id=context.run_id) for _, st in sorted(new_states.items())]),
+            *pending.batches(),
         ]
     )
 
