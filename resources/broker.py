@@ -326,3 +326,39 @@ class BrokerResource(dg.ConfigurableResource):
 
     def positions(self, store: MarketDataStore) -> pd.DataFrame:
         return store.read_table(positions_table, positions_table.c.broker == self.name)
+
+    def broker_positions(self, store: MarketDataStore) -> pd.DataFrame:
+        """The account's positions as the broker itself reports them now (columns symbol, qty; signed).
+
+        Alpaca modes ask the broker (``TradingClient.get_all_positions``), never the store's mirror: after a
+        restart or on a new machine the mirror may be stale or empty, and the state rebuilt from the store
+        must be reconciled with what the account really holds. The dry-run broker's positions are the store's.
+
+        Raises
+        ------
+        BrokerError
+            The broker cannot be asked (HTTP error, unreachable), or reports a position without a usable
+            symbol or qty — in one line naming the broker and, where known, the symbol.
+        """
+        if self.mode == "dry-run":
+            frame = self.positions(store)
+            return frame[["symbol", "qty"]] if not frame.empty else pd.DataFrame({"symbol": [], "qty": []})
+        from alpaca.common.exceptions import APIError
+
+        try:
+            raw = self._trading_client().get_all_positions() or []
+        except APIError as exc:
+            raise BrokerError(f"broker {self.mode}: cannot read the account's positions: HTTP {exc.status_code}") from None
+        except OSError as exc:
+            raise BrokerError(f"broker {self.mode}: cannot read the account's positions: unreachable ({exc})") from None
+        rows = []
+        for position in raw:
+            symbol = str(position.get("symbol") or "?")
+            try:
+                qty = float(position["qty"])
+            except (KeyError, TypeError, ValueError):
+                raise BrokerError(f"broker {self.mode}: position in {symbol} has no usable qty: {position.get('qty')!r}") from None
+            if str(position.get("side")) == "short" and qty > 0:
+                qty = -qty
+            rows.append((symbol, qty))
+        return pd.DataFrame(rows, columns=["symbol", "qty"])

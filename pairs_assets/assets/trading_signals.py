@@ -486,6 +486,23 @@ def reconcile_symbols(
     return out
 
 
+def frozen_pairs(mismatches: dict[str, str], states: dict[str, rule.PairState], config: TradingConfig) -> dict[str, str]:
+    """Pairs not to trade because their state and the book disagree: pair → the disagreement. A pair-level
+    mismatch (``reconcile``) freezes that pair; a symbol-level one (``reconcile_symbols``) every pair of
+    the state or the config that trades the symbol."""
+    out: dict[str, str] = {}
+    legs = {st.pair_id: (st.y, st.x) for st in states.values()} | {p.pair_id: (p.y, p.x) for p in config.pairs}
+    for key, reason in sorted(mismatches.items()):
+        if key.startswith("symbol "):
+            symbol = key.removeprefix("symbol ")
+            for pid, pair_legs in sorted(legs.items()):
+                if symbol in pair_legs:
+                    out.setdefault(pid, f"{symbol}: {reason}")
+        else:
+            out.setdefault(key, reason)
+    return out
+
+
 def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> sig.PairSignal | None:
     """The signal whose orders move a pair from its state before a run to its state after the run's
     last bar (None: no change). Several bars applied in one run net out: an entry and its exit
@@ -683,9 +700,15 @@ def trading_signals(
     symbols_in_play = {leg for p in trading_config.pairs for leg in (p.y, p.x)} | {
         leg for st in states.values() for leg in (st.y, st.x)
     }
-    mismatches.update(reconcile_symbols(states, broker.positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
+    # the account as the broker reports it now (Alpaca: asked, not the store's mirror — after a restart or
+    # on a new machine the state rebuilt from the store is checked against what the account holds)
+    mismatches.update(reconcile_symbols(states, broker.broker_positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
     for pair_id, reason in sorted(mismatches.items()):
         context.log.warning(f"pair {pair_id}: state and book disagree: {reason}")
+    # against a real account (alpaca-paper/-live) a pair whose state and book disagree is frozen: no order,
+    # its state kept as it was, until a person resolves it (an order computed from a wrong state would
+    # compound the difference). The dry-run book is the store's own record: reported only.
+    frozen = frozen_pairs(mismatches, states, trading_config) if broker.mode != "dry-run" else {}
     rejected_bars: dict[str, list[str]] = {}
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
@@ -739,6 +762,13 @@ def trading_signals(
     if blocked:
         context.log.error(f"entries refused: {blocked}")
     for pid, final in sorted(last_signal.items()):
+        if pid in frozen:
+            not_traded[pid] = f"no order: state and book disagree ({frozen[pid]}); resolve it, the state is kept"
+            if pid in states:
+                new_states[pid] = states[pid]
+            else:
+                new_states.pop(pid, None)
+            continue
         if _all_bars_rejected(final):
             # every new bar of the pair failed the jump rule: no order, the state as it was
             not_traded[pid] = "no order: every new bar rejected by the jump rule"
