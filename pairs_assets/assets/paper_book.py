@@ -121,7 +121,8 @@ def _write_files(target: Path, pairs: pd.DataFrame, figure) -> dict[str, Path]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        pairs.assign(session=pairs["session"].dt.strftime("%Y-%m-%d"), opened=pairs["opened"].dt.strftime("%Y-%m-%d")).to_csv(
+        pairs.assign(session=pd.to_datetime(pairs["session"]).dt.strftime("%Y-%m-%d"),
+                     opened=pd.to_datetime(pairs["opened"]).dt.strftime("%Y-%m-%d")).to_csv(
             staging / "pairs.csv", index=False, float_format="%.6f")
         figure.savefig(staging / "equity.png", dpi=110, metadata={"Software": None})
     except BaseException:

@@ -208,7 +208,9 @@ def mark_book(fills: pd.DataFrame, closes: pd.DataFrame, sessions: Sequence, cos
             previous_net[pair] = net
     legs_frame = pd.DataFrame(leg_rows, columns=LEG_COLUMNS)
     pairs_frame = pd.DataFrame(pair_rows, columns=PAIR_COLUMNS)
+    pairs_frame["session"] = pd.to_datetime(pairs_frame["session"])
     pairs_frame["opened"] = pd.to_datetime(pairs_frame["opened"])
+    legs_frame["session"] = pd.to_datetime(legs_frame["session"])
     summed = pairs_frame.assign(held_pairs=(pairs_frame["side"] != 0).astype(int))
     sum_columns = [c for c in TOTAL_COLUMNS]
     sectors = summed.groupby(["session", "sector"])[sum_columns].sum() if len(summed) else pd.DataFrame(columns=sum_columns)

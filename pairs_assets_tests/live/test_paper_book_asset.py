@@ -127,3 +127,12 @@ def test_a_held_symbol_without_any_close_fails_naming_it(world, tmp_path):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "pair ZZZ-KO: ZZZ is held (5 shares) but has no usable close on 2022-12-29" in failure.event_specific_data.error.cause.message
+
+
+def test_an_empty_book_is_marked_flat_and_passes(world, tmp_path):
+    store, instance, _, _ = world
+    result = mark(instance, store, tmp_path)
+    assert result.success
+    meta = result.asset_materializations_for_node("paper_book")[0].metadata
+    assert (meta["fills"].value, meta["held_pairs"].value, meta["net_pnl"].value, meta["gross_exposure"].value) == (0, 0, 0.0, 0.0)
+    assert all(e.passed for e in checks_of(result).values())

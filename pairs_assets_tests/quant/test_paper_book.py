@@ -126,3 +126,9 @@ def test_held_but_not_replayed_names_pair_and_session():
     assert pb.held_but_not_replayed({"AAA-BBB": (-1, D1)}, sides, D2) == [
         "AAA-BBB on 2022-03-02: book side -1 (opened 2022-03-01), walk-forward side +1"
     ]
+
+
+def test_no_fills_is_a_flat_book():
+    empty = pd.DataFrame({c: [] for c in pb.FILL_COLUMNS})
+    marks = pb.mark_book(empty, CLOSES, [D1, D2], cost_bp=5.0)
+    assert marks.pairs.empty and marks.total["net_pnl"].tolist() == [0.0, 0.0]
