@@ -16,10 +16,13 @@ Modes (``mode``):
 itself: the order rows and the resulting ``positions`` rows collect in ``pending`` and the caller
 writes them together with the pair states and signal rows in one transaction
 (``MarketDataStore.upsert_tables``), so a crash leaves either all of a run's bookkeeping or none.
-The dry-run broker sends nothing, so a run that fails before that transaction leaves no trace; an
-Alpaca order already sent cannot be unsent — a re-run sends it again with the same
-``client_order_id``, which Alpaca refuses as a duplicate (recorded as rejected, the position comes
-from the broker's own positions at the next reconciliation).
+The dry-run broker sends nothing, so a run that fails before that transaction leaves no trace. An
+Alpaca order already sent cannot be unsent: if the transaction then fails, a re-run computes the same
+order with the same ``client_order_id``, which Alpaca's API refuses as a duplicate id (recorded as
+rejected); the account then holds what the store does not, and the next run's reconciliation with
+the broker's positions reports the difference and freezes the pair (``trading_signals``) — it is
+never silently taken over. (The duplicate-id refusal is Alpaca's documented behaviour, not exercised
+by the tests' local trading API.)
 
 Every order's ``client_order_id`` is ``pairs-<pair_id>-<leg>-<bar time>``: re-running a signal run
 for the same bar never submits twice (the id is checked in ``orders`` first, and Alpaca rejects a

@@ -6,7 +6,6 @@ freezes the pair (no order, state kept), never overwritten; a position no state 
 from __future__ import annotations
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from pairs_assets.assets.trading_signals import UnheldPositionError, read_pair_states
@@ -84,7 +83,7 @@ def test_a_broker_position_that_differs_from_the_state_is_reported_and_freezes_t
         assert result.success
         meta = result.asset_materializations_for_node("trading_signals")[0].metadata
         report = meta["state_vs_book"].value
-        assert f"symbol KO" in report and f"book {-(state.shares_y - 3):g} shares, held pair states {-state.shares_y:g}" in report
+        assert "symbol KO" in report and f"book {-(state.shares_y - 3):g} shares, held pair states {-state.shares_y:g}" in report
         assert "KO-PEP" in meta["not_traded"].value and "state and book disagree" in meta["not_traded"].value
         assert len(posted()) == n_posted  # ... but nothing is sent for the frozen pair
         after = read_pair_states(store, setup.SECTOR)["KO-PEP"]

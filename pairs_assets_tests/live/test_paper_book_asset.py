@@ -9,7 +9,6 @@ import pytest
 
 from pairs_assets.assets.paper_book import paper_book_asset
 from pairs_assets.home import PairsHome
-from pairs_assets.quant import paper_book as pb
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
 from pairs_assets_tests.live import signal_setup as setup
