@@ -88,8 +88,8 @@ def fills_from_orders(orders: pd.DataFrame, sectors: dict[str, str], cutoff: pd.
     return pd.DataFrame(rows, columns=pb.FILL_COLUMNS)
 
 
-def replayed_sides(store: MarketDataStore, held: pd.DataFrame, closes: pd.DataFrame, session: pd.Timestamp,
-                   config: PaperBookConfig) -> dict[str, int]:
+def replayed_sides(store: MarketDataStore, held: pd.DataFrame, legs: dict[str, tuple[str, str]], closes: pd.DataFrame,
+                   session: pd.Timestamp, config: PaperBookConfig) -> dict[str, int]:
     """Per held pair, the side the walk-forward's replay (:func:`pairs_assets.quant.walkforward.replay.trade_configs`,
     ungated: the GRU gate only vetoes entries) holds at ``session``'s close, replaying the sector's stored
     trading configs over the same session closes from the session the book opened the pair."""
@@ -106,11 +106,12 @@ def replayed_sides(store: MarketDataStore, held: pd.DataFrame, closes: pd.DataFr
             continue  # no config in force: the walk-forward would not trade it; reported as flat
         trades = trade_configs(configs, closes, sessions, on_drop=config.on_drop, max_holding=config.max_holding)
         sides = pb.replay_sides(trades, session)
-        y, x = row.pair_id.split("-", 1) if "-" in row.pair_id else (row.pair_id, "")
+        y, x = legs[row.pair_id]
+        flipped = {p.pair_id for c in configs.values() for p in c.pairs if (p.y, p.x) == (x, y)}
         if row.pair_id in sides:
             out[row.pair_id] = sides[row.pair_id]
-        elif f"{x}-{y}" in sides:  # the other ordering of the same legs: its long spread is our short
-            out[row.pair_id] = -sides[f"{x}-{y}"]
+        elif flipped & set(sides):  # the other ordering of the same legs: its long spread is our short
+            out[row.pair_id] = -sides[sorted(flipped & set(sides))[0]]
     return out
 
 
@@ -207,7 +208,10 @@ def paper_book(
     fraction = total["pnl"] / equity
     dd = pb.drawdown(fraction)
     dd_now = float(dd.iloc[-1]) if len(dd) else 0.0
-    replayed = replayed_sides(store, held, closes, session, config) if not held.empty else {}
+    pair_legs = {pid: (str(frame.loc[frame["leg"] == "y", "symbol"].iloc[0]) if (frame["leg"] == "y").any() else "",
+                       str(frame.loc[frame["leg"] == "x", "symbol"].iloc[0]) if (frame["leg"] == "x").any() else "")
+                 for pid, frame in legs_today.groupby("pair_id")}
+    replayed = replayed_sides(store, held, pair_legs, closes, session, config) if not held.empty else {}
     disagreements = pb.held_but_not_replayed(
         {r.pair_id: (int(r.side), r.opened) for r in held.itertuples(index=False)}, replayed, session
     )
