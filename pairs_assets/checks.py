@@ -16,6 +16,10 @@ raw_bars evaluates each partition of the range on that partition's bars alone.
 | cointegrated_pairs | correlation_above_min, eg_pvalue_below_max (re-tested with statsmodels ``coint``) | ERROR (blocking) |
 | garch_models | residual_diagnostics (Ljung-Box, ARCH-LM), garch_converged | WARN |
 | model_selection | composite_above_min | ERROR (blocking) |
+| paper_book | exposure_within_limits (every leg ≤ max_position, the book's ex-ante daily volatility ≤ max_portfolio_risk) | ERROR (blocking; the signal job opens no position while its latest evaluation failed) |
+| paper_book | drawdown_within_limit, positions_match_walk_forward | WARN |
+
+The paper book's checks are scoped to sessions (its partitions), not to ``date|sector``.
 """
 
 from __future__ import annotations
@@ -385,3 +389,25 @@ def model_selection_results(scores: pd.DataFrame, strategy: StrategySettings) ->
             selected=int(scores["selected"].sum()) if not scores.empty else 0,
         )
     ]
+
+
+PAPER_BOOK_CHECKS = [
+    _spec(
+        "paper_book", "exposure_within_limits",
+        "At the session's close every leg's |notional| is at most max_position of equity and the book's ex-ante daily "
+        "volatility (held shares × the covariance of risk_window sessions of close changes) at most max_portfolio_risk. "
+        "ERROR: while its latest evaluation failed the signal job opens no position (exits still go out).",
+        True,
+    ),
+    _spec(
+        "paper_book", "drawdown_within_limit",
+        "The book's drawdown (cumulative net P&L as a fraction of equity below its running maximum) is within max_drawdown (WARN).",
+        False,
+    ),
+    _spec(
+        "paper_book", "positions_match_walk_forward",
+        "Every pair held at the close is held, on the same side, by the walk-forward's replay of the stored trading "
+        "configs over the same session closes from the session the book opened it (WARN, naming pair and session).",
+        False,
+    ),
+]

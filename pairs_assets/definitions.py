@@ -23,12 +23,13 @@ from pairs_assets.assets.garch_models import garch_models_asset
 from pairs_assets.assets.gru_models import gru_models_asset
 from pairs_assets.assets.model_performance import model_rankings, model_trends
 from pairs_assets.assets.model_selection import model_selection_asset
+from pairs_assets.assets.paper_book import paper_book_asset
 from pairs_assets.assets.raw_bars import raw_bars_asset
 from pairs_assets.assets.trading_config import trading_config_asset
 from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.home import PairsHome
-from pairs_assets.jobs import daily_pairs, executor_for, model_performance_job, signal_job
+from pairs_assets.jobs import daily_pairs, executor_for, model_performance_job, paper_book_job, signal_job
 from pairs_assets.market.endpoints import (
     ANONYMOUS_RECYCLER_KEY,
     ENV_API_KEY,
@@ -71,6 +72,7 @@ def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings
         model_rankings,
         model_trends,
         trading_signals_asset(daily, strategy),
+        paper_book_asset(daily),
         walk_forward,
     ]
 
@@ -152,7 +154,7 @@ def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.
     daily = daily_partitions_def(p.history_start, sectors, last_session)
     return dg.Definitions(
         assets=build_assets(daily, strategy),
-        jobs=[daily_pairs, model_performance_job, signal_job],
+        jobs=[daily_pairs, model_performance_job, signal_job, paper_book_job],
         schedules=[build_daily_pairs_schedule(sectors, last_session)],
         sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors), dead_run_recovery],
         resources=resources,

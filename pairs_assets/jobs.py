@@ -40,6 +40,14 @@ signal_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+paper_book_job = dg.define_asset_job(
+    "paper_book_job",
+    selection=dg.AssetSelection.assets("paper_book"),
+    description="Mark the paper book at a session's close: positions, P&L, exposure and its checks (the exposure "
+    "check blocks the signal job's entries while it fails).",
+    executor_def=dg.in_process_executor,
+)
+
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
 CELERY_QUEUE = "dagster"

@@ -185,6 +185,10 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
+_PAPER_BOOK = (
+    "{ assetNodes(group: {groupName: \"paper_book\", repositoryName: \"__repository__\", repositoryLocationName: "
+    "\"pairs_assets\"}) { assetKey { path } groupName assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"
+)
 _LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
 
 
@@ -221,6 +225,13 @@ def test_dg_dev_serves_the_code_location_on_loopback(dg_env, tmp_path):
         result = _graphql(port, '{ assetNodes { assetKey { path } } }')
         keys = {"/".join(n["assetKey"]["path"]) for n in result["data"]["assetNodes"]}
         assert DAILY_ASSETS <= keys
+        # the paper book's own group in the UI, with its three checks (exposure blocking)
+        result = _graphql(port, _PAPER_BOOK)
+        nodes = {"/".join(n["assetKey"]["path"]): n for n in result["data"]["assetNodes"]}
+        book = nodes["paper_book"]
+        assert book["groupName"] == "paper_book"
+        checks = {c["name"]: c["blocking"] for c in book["assetChecksOrError"]["checks"]}
+        assert checks == {"exposure_within_limits": True, "drawdown_within_limit": False, "positions_match_walk_forward": False}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)

@@ -12,6 +12,18 @@ Modes (``mode``):
   resource up (before any step does work, whatever the signals turn out to be) and again at
   every order.
 
+**One transaction with the states.** ``submit(..., pending=PendingWrites())`` records nothing
+itself: the order rows and the resulting ``positions`` rows collect in ``pending`` and the caller
+writes them together with the pair states and signal rows in one transaction
+(``MarketDataStore.upsert_tables``), so a crash leaves either all of a run's bookkeeping or none.
+The dry-run broker sends nothing, so a run that fails before that transaction leaves no trace. An
+Alpaca order already sent cannot be unsent: if the transaction then fails, a re-run computes the same
+order with the same ``client_order_id``, which Alpaca's API refuses as a duplicate id (recorded as
+rejected); the account then holds what the store does not, and the next run's reconciliation with
+the broker's positions reports the difference and freezes the pair (``trading_signals``) — it is
+never silently taken over. (The duplicate-id refusal is Alpaca's documented behaviour, not exercised
+by the tests' local trading API.)
+
 Every order's ``client_order_id`` is ``pairs-<pair_id>-<leg>-<bar time>``: re-running a signal run
 for the same bar never submits twice (the id is checked in ``orders`` first, and Alpaca rejects a
 reused id). A pair's legs go y first; if y is rejected, x is not sent (no naked leg). Keys are
@@ -26,6 +38,7 @@ refused at setup and again before any client is built (``pairs_assets.market.end
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -48,6 +61,18 @@ BROKER_MODES = ("dry-run", "alpaca-paper", "alpaca-live")
 ENV_ALLOW_LIVE = "PAIRS_ALLOW_LIVE_TRADING"
 #: Order statuses that do not change a position.
 DEAD_STATUSES = ("rejected", "canceled", "cancelled", "expired", "skipped", "failed")
+
+
+@dataclasses.dataclass
+class PendingWrites:
+    """Order and position rows a ``submit`` collected instead of writing (see the module docstring)."""
+
+    orders: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    positions: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def batches(self) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
+        """``(table, rows)`` for ``MarketDataStore.upsert_tables``."""
+        return [(orders_table, list(self.orders)), (positions_table, [self.positions[s] for s in sorted(self.positions)])]
 
 
 class BrokerError(PairsError, RuntimeError):
@@ -152,15 +177,19 @@ class BrokerResource(dg.ConfigurableResource):
         intents: Sequence[OrderIntent],
         bar_timestamp: pd.Timestamp,
         extra: dict[str, dict[str, Any]] | None = None,
+        pending: PendingWrites | None = None,
     ) -> list[dict[str, Any]]:
         """Submit (or simulate) the orders, y leg before x leg per pair; record and return them.
 
         ``extra`` maps a pair_id to fields added to each recorded request (action, z-score, …).
-        Orders whose ``client_order_id`` is already recorded are skipped (idempotent re-runs).
+        Orders whose ``client_order_id`` is already recorded (or pending) are skipped (idempotent
+        re-runs). With ``pending`` the order and position rows are collected there, not written.
         """
         self.check()
         ids = {(i.pair_id, i.leg): client_order_id(i.pair_id, i.leg, bar_timestamp) for i in intents}
         known = self.known_order_ids(store, list(ids.values()))
+        if pending is not None:
+            known |= {o["client_order_id"] for o in pending.orders}
         client = self._trading_client() if self.mode != "dry-run" else None
         records: list[dict[str, Any]] = []
         failed_pairs: set[str] = set()
@@ -203,12 +232,15 @@ class BrokerResource(dg.ConfigurableResource):
                 if record["status"] in DEAD_STATUSES:
                     failed_pairs.add(intent.pair_id)
             record["request"] = json.dumps(request, sort_keys=True, default=str)
-            store.upsert_rows(orders_table, [record])
+            if pending is None:
+                store.upsert_rows(orders_table, [record])
+            else:
+                pending.orders.append(record)
             records.append(record)
         if client is None:
-            self._apply_dry_run_fills(store, [r for r in records if r["status"] == "filled"])
+            self._apply_dry_run_fills(store, [r for r in records if r["status"] == "filled"], pending)
         elif records:
-            self._sync_alpaca_positions(store, client)
+            self._sync_alpaca_positions(store, client, pending)
         return records
 
     def _submit_alpaca(self, client, intent: OrderIntent, order_id: str, request: dict) -> dict[str, Any]:
@@ -235,13 +267,15 @@ class BrokerResource(dg.ConfigurableResource):
         fill = response.get("filled_avg_price")
         return {"status": str(response.get("status") or "accepted"), "fill_price": float(fill) if fill else None}
 
-    def _apply_dry_run_fills(self, store: MarketDataStore, fills: list[dict[str, Any]]) -> None:
+    def _apply_dry_run_fills(self, store: MarketDataStore, fills: list[dict[str, Any]], pending: PendingWrites | None = None) -> None:
         if not fills:
             return
         t = positions_table.c
         symbols = sorted({f["symbol"] for f in fills})
         current = store.read_table(positions_table, sa.and_(t.broker == self.name, t.symbol.in_(symbols)))
         book = {row.symbol: (float(row.qty), row.avg_price) for row in current.itertuples(index=False)}
+        if pending is not None:  # this run's earlier fills, not written yet
+            book.update({s: (float(r["qty"]), r["avg_price"]) for s, r in pending.positions.items() if s in symbols})
         for fill in fills:
             qty, avg = book.get(fill["symbol"], (0.0, None))
             signed = fill["qty"] if fill["side"] == "buy" else -fill["qty"]
@@ -257,15 +291,16 @@ class BrokerResource(dg.ConfigurableResource):
                 new_avg = avg  # reduced: the average cost of what is left is unchanged
             book[fill["symbol"]] = (new_qty, new_avg)
         now = to_naive_utc(pd.Timestamp.now(tz="UTC"))
-        store.upsert_rows(
-            positions_table,
-            [
-                {"broker": self.name, "symbol": symbol, "qty": qty, "avg_price": avg, "updated_at": now}
-                for symbol, (qty, avg) in sorted(book.items())
-            ],
-        )
+        rows = [
+            {"broker": self.name, "symbol": symbol, "qty": qty, "avg_price": avg, "updated_at": now}
+            for symbol, (qty, avg) in sorted(book.items())
+        ]
+        if pending is None:
+            store.upsert_rows(positions_table, rows)
+        else:
+            pending.positions.update({row["symbol"]: row for row in rows})
 
-    def _sync_alpaca_positions(self, store: MarketDataStore, client) -> None:
+    def _sync_alpaca_positions(self, store: MarketDataStore, client, pending: PendingWrites | None = None) -> None:
         from alpaca.common.exceptions import APIError
 
         try:
@@ -287,8 +322,46 @@ class BrokerResource(dg.ConfigurableResource):
                 )
             except (KeyError, TypeError, ValueError):
                 continue
-        if rows:
+        if rows and pending is None:
             store.upsert_rows(positions_table, rows)
+        elif rows:
+            pending.positions.update({row["symbol"]: row for row in rows})
 
     def positions(self, store: MarketDataStore) -> pd.DataFrame:
         return store.read_table(positions_table, positions_table.c.broker == self.name)
+
+    def broker_positions(self, store: MarketDataStore) -> pd.DataFrame:
+        """The account's positions as the broker itself reports them now (columns symbol, qty; signed).
+
+        Alpaca modes ask the broker (``TradingClient.get_all_positions``), never the store's mirror: after a
+        restart or on a new machine the mirror may be stale or empty, and the state rebuilt from the store
+        must be reconciled with what the account really holds. The dry-run broker's positions are the store's.
+
+        Raises
+        ------
+        BrokerError
+            The broker cannot be asked (HTTP error, unreachable), or reports a position without a usable
+            symbol or qty — in one line naming the broker and, where known, the symbol.
+        """
+        if self.mode == "dry-run":
+            frame = self.positions(store)
+            return frame[["symbol", "qty"]] if not frame.empty else pd.DataFrame({"symbol": [], "qty": []})
+        from alpaca.common.exceptions import APIError
+
+        try:
+            raw = self._trading_client().get_all_positions() or []
+        except APIError as exc:
+            raise BrokerError(f"broker {self.mode}: cannot read the account's positions: HTTP {exc.status_code}") from None
+        except OSError as exc:
+            raise BrokerError(f"broker {self.mode}: cannot read the account's positions: unreachable ({exc})") from None
+        rows = []
+        for position in raw:
+            symbol = str(position.get("symbol") or "?")
+            try:
+                qty = float(position["qty"])
+            except (KeyError, TypeError, ValueError):
+                raise BrokerError(f"broker {self.mode}: position in {symbol} has no usable qty: {position.get('qty')!r}") from None
+            if str(position.get("side")) == "short" and qty > 0:
+                qty = -qty
+            rows.append((symbol, qty))
+        return pd.DataFrame(rows, columns=["symbol", "qty"])

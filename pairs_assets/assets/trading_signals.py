@@ -58,6 +58,7 @@ from pydantic import Field, field_validator
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import markdown_table, reasons_table, session_of
+from pairs_assets.assets.risk_gate import exposure_block
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
@@ -66,7 +67,7 @@ from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.settings import StrategySettings
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
-from resources.broker import BrokerResource
+from resources.broker import BrokerResource, PendingWrites
 from resources.market_data import MarketDataStore, bars_table, pair_states_table, trading_signals_table
 
 GROUP = "live_signals"
@@ -113,7 +114,7 @@ class SignalRunConfig(dg.Config):
 # --- reading bars --------------------------------------------------------------------------------
 
 
-def _session_closes(bars: pd.DataFrame) -> pd.DataFrame:
+def session_closes(bars: pd.DataFrame) -> pd.DataFrame:
     """Last close per (New York session date, symbol) → sessions × symbols."""
     if bars.empty:
         return pd.DataFrame()
@@ -485,6 +486,23 @@ def reconcile_symbols(
     return out
 
 
+def frozen_pairs(mismatches: dict[str, str], states: dict[str, rule.PairState], config: TradingConfig) -> dict[str, str]:
+    """Pairs not to trade because their state and the book disagree: pair → the disagreement. A pair-level
+    mismatch (``reconcile``) freezes that pair; a symbol-level one (``reconcile_symbols``) every pair of
+    the state or the config that trades the symbol."""
+    out: dict[str, str] = {}
+    legs = {st.pair_id: (st.y, st.x) for st in states.values()} | {p.pair_id: (p.y, p.x) for p in config.pairs}
+    for key, reason in sorted(mismatches.items()):
+        if key.startswith("symbol "):
+            symbol = key.removeprefix("symbol ")
+            for pid, pair_legs in sorted(legs.items()):
+                if symbol in pair_legs:
+                    out.setdefault(pid, f"{symbol}: {reason}")
+        else:
+            out.setdefault(key, reason)
+    return out
+
+
 def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> sig.PairSignal | None:
     """The signal whose orders move a pair from its state before a run to its state after the run's
     last bar (None: no change). Several bars applied in one run net out: an entry and its exit
@@ -580,7 +598,7 @@ def compute_sector_signals(
         earliest = max(pd.Timestamp(history_start), earliest)
     sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
     start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
-    history = _session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
+    history = session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
     session_bars = read_session_bars(store, symbols, as_of_close, cutoff)
     # a bar failing the jump rule against its last close (a replayed or absurd print) is never applied
     session_bars, rejected = screen_session_bars(session_bars, history, strategy)
@@ -682,9 +700,15 @@ def trading_signals(
     symbols_in_play = {leg for p in trading_config.pairs for leg in (p.y, p.x)} | {
         leg for st in states.values() for leg in (st.y, st.x)
     }
-    mismatches.update(reconcile_symbols(states, broker.positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
+    # the account as the broker reports it now (Alpaca: asked, not the store's mirror — after a restart or
+    # on a new machine the state rebuilt from the store is checked against what the account holds)
+    mismatches.update(reconcile_symbols(states, broker.broker_positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
     for pair_id, reason in sorted(mismatches.items()):
         context.log.warning(f"pair {pair_id}: state and book disagree: {reason}")
+    # against a real account (alpaca-paper/-live) a pair whose state and book disagree is frozen: no order,
+    # its state kept as it was, until a person resolves it (an order computed from a wrong state would
+    # compound the difference). The dry-run book is the store's own record: reported only.
+    frozen = frozen_pairs(mismatches, states, trading_config) if broker.mode != "dry-run" else {}
     rejected_bars: dict[str, list[str]] = {}
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
@@ -733,7 +757,18 @@ def trading_signals(
     new_states = {s.pair_id: s.state for s in signals}  # each pair's state after its last bar
     last_signal = {s.pair_id: s for s in signals}
     actionable = []  # per pair, the order that moves the book from the state before the run to the state after
+    # the paper book's exposure check failed last time it ran: no position is opened (exits still go out)
+    blocked = exposure_block(context.instance) if config.execute else None
+    if blocked:
+        context.log.error(f"entries refused: {blocked}")
     for pid, final in sorted(last_signal.items()):
+        if pid in frozen:
+            not_traded[pid] = f"no order: state and book disagree ({frozen[pid]}); resolve it, the state is kept"
+            if pid in states:
+                new_states[pid] = states[pid]
+            else:
+                new_states.pop(pid, None)
+            continue
         if _all_bars_rejected(final):
             # every new bar of the pair failed the jump rule: no order, the state as it was
             not_traded[pid] = "no order: every new bar rejected by the jump rule"
@@ -745,8 +780,13 @@ def trading_signals(
         order = net_order_signal(states.get(pid), final)
         if order is None:
             continue
+        refused = None
         if order.action in sig.ENTRIES and order.correlation_drift and not config.trade_on_drift:
-            not_traded[pid] = "entry not traded: correlation drift"
+            refused = "correlation drift"
+        elif order.action in sig.ENTRIES and blocked:
+            refused = blocked
+        if refused:
+            not_traded[pid] = f"entry not traded: {refused}"
             # the entry did not happen: flat (after any exit), the bars applied
             new_states[pid] = rule.PairState(pid, final.y, final.x, terms=final.state.terms, last_bar=final.state.last_bar)
             previous = states.get(pid)
@@ -754,6 +794,7 @@ def trading_signals(
                 continue
             order = dataclasses.replace(order, action=sig.EXIT, position_y=0.0, position_x=0.0, gross_fraction=0.0)
         actionable.append(order)
+    pending = PendingWrites()
     if config.execute and actionable:
         equity = broker.account_equity()
         held = broker.pair_positions(store, [s.pair_id for s in actionable])
@@ -767,13 +808,15 @@ def trading_signals(
                     new_states[s.pair_id], shares_y=shares.get("y", 0.0), shares_x=shares.get("x", 0.0)
                 )
             extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
-            orders.extend(broker.submit(store, intents, s.bar_timestamp, extra))
-    # the signal rows and the new states in one transaction, after the orders (recorded by the broker as
-    # it sends them: a sent order is never rolled back; a re-run of the same bars sends none twice)
+            orders.extend(broker.submit(store, intents, s.bar_timestamp, extra, pending=pending))
+    # the signal rows, the new states, the orders and the positions they leave in ONE transaction: all of
+    # a run's bookkeeping or none of it; a re-run of the same bars finds its bars applied (no row, no
+    # order) and every client_order_id recorded (never sent twice)
     store.upsert_tables(
         [
             (trading_signals_table, rows),
             (pair_states_table, [state_row(st, sector=sector, as_of=as_of, run_id=context.run_id) for _, st in sorted(new_states.items())]),
+            *pending.batches(),
         ]
     )
 
@@ -827,6 +870,7 @@ def trading_signals(
             "not_traded": reasons_table(not_traded),
             "rejected_bars": reasons_table({symbol: "; ".join(reasons) for symbol, reasons in rejected_bars.items()}),
             "state_vs_book": reasons_table(mismatches),
+            "entries_blocked": blocked or "",
             "elapsed_seconds": round(time.perf_counter() - started, 3),
         }
     )

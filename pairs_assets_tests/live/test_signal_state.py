@@ -301,3 +301,51 @@ def test_a_broker_position_no_held_state_accounts_for_fails_naming_the_symbol(wo
         materialize(instance, store, cutoff="2022-12-29T15:00:00Z")
     assert store.read_table(trading_signals_table).empty and store.read_table(pair_states_table).empty
     assert store.read_table(orders_table).empty
+
+
+def test_a_rerun_of_the_same_bars_changes_nothing_and_sends_no_order_twice(world):
+    """Idempotent per bar: the second run of the same bars writes no row, changes no state, sends no order."""
+    from resources.market_data import positions_table
+
+    store, instance, config, _ = world
+    ko_bar(store, config, "2022-12-29T15:00:00Z", 2.6)  # KO-PEP enters
+    first = materialize(instance, store, cutoff="2022-12-29T15:00:00Z")
+    assert first.success
+
+    def snapshot():
+        return {name: store.read_table(table).drop(columns=[c for c in ("run_id", "updated_at") if c in store.read_table(table)])
+                for name, table in (("signals", trading_signals_table), ("states", pair_states_table),
+                                    ("orders", orders_table), ("positions", positions_table))}
+
+    before = snapshot()
+    assert len(before["orders"]) == 4 and before["orders"]["status"].eq("filled").all()
+    again = materialize(instance, store, cutoff="2022-12-29T15:00:00Z")
+    assert again.success
+    meta = again.asset_materializations_for_node("trading_signals")[0].metadata
+    assert meta["orders"].value == 0 and meta["signals"].value == 0 and meta["bars_already_applied"].value == 2
+    after = snapshot()
+    for name in before:
+        pd.testing.assert_frame_equal(before[name], after[name], obj=name)
+    assert set(store.read_table(pair_states_table)["run_id"]) == {first.run_id}  # the states were not rewritten
+
+
+def test_orders_positions_states_and_signals_are_written_in_one_transaction(sqlite_url):
+    """A run's bookkeeping is one upsert_tables call: a failing state row rolls the orders back too."""
+    import sqlalchemy as sa
+
+    from resources.broker import PendingWrites
+    from resources.market_data import positions_table
+    from pairs_assets.quant.signals import OrderIntent
+
+    store = MarketDataStore(database_url=sqlite_url)
+    pending = PendingWrites()
+    records = BrokerResource().submit(store, [OrderIntent("KO-PEP", "y", "KO", "sell", 10.0, 60.0, -10.0)],
+                                      pd.Timestamp("2022-12-29T15:00Z"), pending=pending)
+    assert [r["status"] for r in records] == ["filled"]
+    assert store.read_table(orders_table).empty and store.read_table(positions_table).empty  # nothing written yet
+    broken_state = {"sector": "consumer", "pair_id": "KO-PEP", "y": "KO", "x": "PEP"}  # no side: NOT NULL fails
+    with pytest.raises(sa.exc.IntegrityError):
+        store.upsert_tables([(pair_states_table, [broken_state]), *pending.batches()])
+    assert store.read_table(orders_table).empty and store.read_table(positions_table).empty
+    store.upsert_tables(pending.batches())
+    assert store.read_table(positions_table).set_index("symbol").loc["KO", "qty"] == -10.0

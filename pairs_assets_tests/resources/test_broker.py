@@ -76,6 +76,8 @@ class _LocalTradingHandler(BaseHTTPRequestHandler):
     """Just enough of Alpaca's trading API for TradingClient(raw_data=True): account, orders, positions."""
 
     seen: list[dict] = []
+    #: what GET /v2/positions answers (local_trading_api(positions=…) sets it)
+    positions: list[dict] = []
 
     def log_message(self, *args) -> None:
         pass
@@ -93,7 +95,7 @@ class _LocalTradingHandler(BaseHTTPRequestHandler):
         if self.path == "/v2/account":
             self._reply(200, {"equity": "50000", "status": "ACTIVE"})
         elif self.path == "/v2/positions":
-            self._reply(200, [{"symbol": "KO", "qty": "-160", "side": "short", "avg_entry_price": "62.5"}])
+            self._reply(200, _LocalTradingHandler.positions)
         else:
             self._reply(404, {"code": 40410000, "message": "not found"})
 
@@ -108,8 +110,11 @@ class _LocalTradingHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def local_trading_api():
+def local_trading_api(positions: list[dict] | None = None):
     _LocalTradingHandler.seen = []
+    _LocalTradingHandler.positions = (
+        [{"symbol": "KO", "qty": "-160", "side": "short", "avg_entry_price": "62.5"}] if positions is None else positions
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _LocalTradingHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -43,6 +43,7 @@ __all__ = [
     "ExecutionResult",
     "empty_trades",
     "execute",
+    "cost_rate",
     "validate_cost_bp",
     "validate_lag",
 ]
@@ -152,6 +153,15 @@ def validate_cost_bp(cost_bp) -> float:
     return value
 
 
+def cost_rate(cost_bp) -> float:
+    """The fraction of traded notional charged per leg at ``cost_bp`` basis points (validated).
+
+    The one cost model: :func:`execute` charges ``cost_rate(cost_bp) · notional`` per leg at entry and
+    exit, and the paper book (:mod:`pairs_assets.quant.paper_book`) charges it on every fill.
+    """
+    return validate_cost_bp(cost_bp) / 1e4
+
+
 def validate_lag(lag) -> int:
     """``lag`` as an int.
 
@@ -235,7 +245,7 @@ def execute(trades: pd.DataFrame, closes: pd.DataFrame, sessions, lag: int = 1, 
         message names the field, trade, symbol or date.
     """
     lag = validate_lag(lag)
-    cost_rate = validate_cost_bp(cost_bp) / 1e4
+    rate = cost_rate(cost_bp)
     _check_trades(trades, closes)
     index = _as_sessions(sessions)
     absent = index.difference(closes.index)
@@ -317,10 +327,10 @@ def execute(trades: pd.DataFrame, closes: pd.DataFrame, sessions, lag: int = 1, 
         entry_notional = abs(w_y) + abs(w_x)
         turnover[entry_exec] += entry_notional
         turnover[exit_exec] += exit_notional
-        cost[entry_exec] += cost_rate * entry_notional
-        cost[exit_exec] += cost_rate * exit_notional
+        cost[entry_exec] += rate * entry_notional
+        cost[exit_exec] += rate * exit_notional
         n_positions[entry_exec:exit_exec] += 1
-        trade_cost = cost_rate * (entry_notional + exit_notional)
+        trade_cost = rate * (entry_notional + exit_notional)
 
         kept_rows.append(row)
         reasons.append(reason)
