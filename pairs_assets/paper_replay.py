@@ -23,7 +23,7 @@ paper book and trading configs — the user's store and book are never touched):
    session D (the previous session) puts D's bars from the bar source into the live store — what
    ``raw_bars`` does at 6 AM — so the signal job's history is the daily graph's and the session's
    own bars are the stream's. Then ``signal_job``'s asset (``trading_signals``, the one the signal
-   sensor launches) is materialized in-process through Dagster for partition ``D|sector`` with
+   sensor launches) runs in-process through Dagster (``signal_job``) for partition ``D|sector`` with
    ``bar_cutoff`` = the close of t, for every sector whose config lists a pair or whose pair states
    hold a position. Its orders go through the dry-run broker into the replay store's paper book
    (``orders`` / ``positions``), its states into ``pair_states``.
@@ -329,36 +329,37 @@ def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Seque
 
 
 class SignalRunner:
-    """``signal_job``'s asset (``trading_signals``) materialized in-process, one partition at a time,
-    with the replay home's resources: the live store, the dry-run broker, a registry in the home."""
+    """The platform's ``signal_job`` (:data:`pairs_assets.jobs.signal_job`, the job the signal sensor
+    launches) run in-process, one partition at a time, with the replay home's resources: the live
+    store, the dry-run broker, a model registry in the home. The job is resolved once; each run is a
+    Dagster run on an ephemeral instance."""
 
     def __init__(self, store, strategy, bar_source, home: Path, history_start, sectors, last_session, equity, on_drop, max_holding):
         import dagster as dg
 
-        self._dg = dg
+        from pairs_assets.jobs import signal_job
+
         daily = partitions.daily_partitions_def(history_start, sectors, last_session)
-        self.asset = trading_signals_asset(daily, strategy)
-        self.resources = {
+        resources = {
             "store": store,
             "bar_source": bar_source,
             "strategy": strategy,
             "model_registry": ModelRegistry(tracking_uri=f"file:{home / 'mlruns'}", local_store_dir=str(home / "mlruns")),
             "broker": BrokerResource(equity=equity),
         }
+        defs = dg.Definitions(assets=[trading_signals_asset(daily, strategy)], jobs=[signal_job], resources=resources)
+        self.job = defs.resolve_job_def(signal_job.name)
         self.config = {"on_drop": on_drop, "max_holding": max_holding}
         self.instance = dg.DagsterInstance.ephemeral()
 
     def run(self, partition_key: str, cutoff: pd.Timestamp) -> None:
-        result = self._dg.materialize(
-            [self.asset], partition_key=partition_key, resources=self.resources, instance=self.instance,
+        self.job.execute_in_process(
+            partition_key=partition_key, instance=self.instance, raise_on_error=True,
             run_config={
                 "ops": {SIGNAL_ASSET: {"config": {"bar_cutoff": cutoff.isoformat(), **self.config}}},
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},  # a line per run's warnings only
             },
-            raise_on_error=True,
         )
-        if not result.success:  # pragma: no cover - raise_on_error raises first
-            raise PaperReplayError(f"signal_job {partition_key} failed")
 
 
 # --- round trips ---------------------------------------------------------------------------------
