@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import threading
@@ -317,6 +318,10 @@ def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Seque
         echo=lambda _line: None, on_written=on_written,
     )
     thread = threading.Thread(target=ingestor.run, name="paper-replay-stream", daemon=True)
+    # alpaca-py logs its own websocket's orderly close at the stop as an "error, restarting connection"
+    quiet = logging.getLogger("alpaca.data.live.websocket")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         thread.start()
         if not done.wait(timeout):
@@ -325,6 +330,7 @@ def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Seque
         ingestor.stop()
         thread.join(30)
         handle.stop()
+        quiet.setLevel(level)
     return ingestor.stats.written
 
 
