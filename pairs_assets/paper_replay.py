@@ -260,34 +260,72 @@ def paper_replay(
     t0 = time.perf_counter()
     runner = SignalRunner(live, strategy, bar_source, home, history_start, sectors, sessions[-1], equity, on_drop, max_holding)
     runs = 0
+    bar_day = session_of(bars["timestamp"])
+    intraday = bool(bars.assign(day=bar_day).duplicated(["symbol", "day"]).any())
     for position, session in enumerate(sessions):
         as_of = partitions.previous_session(session)
         if position > 0:  # the 6 AM daily load of the as-of session (the first one's is in the history)
-            live.upsert_bars(bars[session_of(bars["timestamp"]) == as_of], context="paper-replay daily load")
+            live.upsert_bars(bars[bar_day == as_of], context="paper-replay daily load")
         for sector in sectors:
             config = configs[sector][as_of]
             if not config.pairs and not any(st.side for st in read_pair_states(live, sector).values()):
                 continue
-            runner.run(f"{as_of.date()}|{sector}", partitions.session_close_utc(session))
-            runs += 1
+            if intraday:  # a run per bar, as the sensor launches one per new bar (a run nets its bars' orders)
+                today = bars[(bar_day == session) & bars["symbol"].isin(symbols_of[sector])]
+                cutoffs = sorted(pd.DatetimeIndex(today["timestamp"]).unique())
+            else:
+                cutoffs = [partitions.session_close_utc(session)]
+            for cutoff in cutoffs:
+                runner.run(f"{as_of.date()}|{sector}", pd.Timestamp(cutoff))
+                runs += 1
         if (position + 1) % 20 == 0:
             echo(f"paper-replay: {position + 1}/{len(sessions)} sessions, {runs} signal run(s)")
     seconds["signals"] = round(time.perf_counter() - t0, 2)
 
     # 5. the walk-forward over the same range and bars
     t0 = time.perf_counter()
-    result = run_walk_forward(panels, symbols_of, partitions.next_session, strategy, wf_settings, formation_of=schedule)
+    if intraday:
+        wf, closes = wf_on_bars(bars, configs, sessions, symbols_of, on_drop, max_holding)
+    else:
+        result = run_walk_forward(panels, symbols_of, partitions.next_session, strategy, wf_settings, formation_of=schedule)
+        wf = result.trades[result.trades["strategy"] == "default"]
+        closes = pd.concat([p.closes for p in panels.values()], axis=1)
+        closes = closes.loc[:, ~closes.columns.duplicated()]
     seconds["walk_forward"] = round(time.perf_counter() - t0, 2)
-    wf = result.trades[result.trades["strategy"] == "default"]
-    closes = pd.concat([p.closes for p in panels.values()], axis=1)
-    closes = closes.loc[:, ~closes.columns.duplicated()]
-    ours = live_round_trips(live, closes, sessions, sectors)
-    theirs = wf_round_trips(wf, closes, equity)
+    ours = live_round_trips(live, closes, sessions, sectors, intraday=intraday)
+    theirs = wf_round_trips(wf, closes, equity, intraday=intraday)
     parity, verdict = parity_table(ours, theirs)
     orders = live.read_table(orders_table)
-    counts = {"sessions": len(sessions), "sectors": len(sectors), "signal_runs": runs, "bars_streamed": streamed,
+    counts = {"sessions": len(sessions), "sectors": len(sectors), "signal_runs": runs, "bars_streamed": streamed, "intraday": intraday,
               "orders": len(orders), "trades": len(ours), "wf_trades": len(theirs)}
     return ReplayResult(parity, verdict, ours, theirs, home, counts, seconds)
+
+
+def wf_on_bars(
+    bars: pd.DataFrame, configs: dict, sessions: pd.DatetimeIndex, symbols_of: dict, on_drop: str, max_holding: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The walk-forward on intraday bars: every bar of the range a decision
+    (:func:`~pairs_assets.quant.walkforward.replay.trade_configs` with ``bar_sessions``), each symbol
+    at its latest price up to the bar (the as-of close before its first bar of a session, as the
+    signal job prices a pair), executed on the same bars at lag 0 and cost 0 (the dry-run fill).
+    Returns (executed trades of every sector, the bar panel)."""
+    from pairs_assets.quant.walkforward.execution import execute
+    from pairs_assets.quant.walkforward.replay import trade_configs
+
+    first = partitions.session_open_utc(sessions[0])
+    prices = bars.pivot_table(index="timestamp", columns="symbol", values="close", aggfunc="last").sort_index().ffill()
+    aware = prices.index[(prices.index > first) & (prices.index <= partitions.session_close_utc(sessions[-1]))]
+    days = session_of(pd.Series(aware)).to_numpy()
+    # the trades frame keeps naive UTC times (its dtypes); the bar panel follows
+    prices.index = prices.index.tz_convert(None)
+    in_range = aware.tz_convert(None)
+    frames = []
+    for sector, symbols in sorted(symbols_of.items()):
+        closes = prices[list(symbols)]
+        trades = trade_configs(configs[sector], closes, in_range, on_drop=on_drop, max_holding=max_holding,
+                               bar_sessions=list(pd.DatetimeIndex(days))).assign(sector=sector)
+        frames.append(execute(trades, closes, in_range, lag=0, cost_bp=0.0).trades)
+    return pd.concat(frames, ignore_index=True), prices
 
 
 def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Sequence[str], first: pd.Timestamp, last: pd.Timestamp, timeout: float = 600.0) -> int:
@@ -371,7 +409,9 @@ class SignalRunner:
 # --- round trips ---------------------------------------------------------------------------------
 
 
-def live_round_trips(store: MarketDataStore, closes: pd.DataFrame, sessions: pd.DatetimeIndex, sectors: Sequence[str]) -> pd.DataFrame:
+def live_round_trips(
+    store: MarketDataStore, closes: pd.DataFrame, sessions: pd.DatetimeIndex, sectors: Sequence[str], *, intraday: bool = False
+) -> pd.DataFrame:
     """The paper book's round trips: per pair, from the fills of its orders (y then x per bar).
 
     A trade opens when the pair's y leg goes from flat to held and closes when it goes back to flat
@@ -404,7 +444,7 @@ def live_round_trips(store: MarketDataStore, closes: pd.DataFrame, sessions: pd.
             bar = bar.tz_localize("UTC") if bar.tzinfo is None else bar
             moves = {leg: (float(g["signed"].sum()), float(g["fill_price"].iloc[-1])) for leg, g in group.groupby("leg")}
             after = {leg: held[leg] + moves.get(leg, (0.0, 0.0))[0] for leg in held}
-            session = pd.Timestamp(str(session_of(pd.Series([bar])).iloc[0]))
+            session = bar if intraday else pd.Timestamp(str(session_of(pd.Series([bar])).iloc[0]))
             if open_trade is not None and (after["y"] == 0 or math.copysign(1, after["y"]) != math.copysign(1, held["y"])):
                 # close: the held shares go back at this bar's fill prices
                 open_trade["pnl"] += sum(held[leg] * moves.get(leg, (0.0, 0.0))[1] for leg in held if leg in moves)
@@ -422,13 +462,14 @@ def live_round_trips(store: MarketDataStore, closes: pd.DataFrame, sessions: pd.
                 }
             held = after
         if open_trade is not None:
-            open_trade["pnl"] += held["y"] * float(closes.at[last, y]) + held["x"] * float(closes.at[last, x])
+            mark = closes.index[-1] if intraday else last
+            open_trade["pnl"] += held["y"] * float(closes.at[mark, y]) + held["x"] * float(closes.at[mark, x])
             open_trade.update(exit=pd.NaT, reason="range_end")
             out.append(open_trade)
     return pd.DataFrame(out, columns=columns)
 
 
-def wf_round_trips(trades: pd.DataFrame, closes: pd.DataFrame, equity: float) -> pd.DataFrame:
+def wf_round_trips(trades: pd.DataFrame, closes: pd.DataFrame, equity: float, *, intraday: bool = False) -> pd.DataFrame:
     """The walk-forward's executed trades (cost 0, lag 0) as round trips in the paper book's units:
     shares ``round(|w|·equity/P_entry)`` per leg, P&L × equity, and the share-rounding tolerance
     ``Σ_legs ½·|P_exit − P_entry|`` (P_exit the close the trade is executed or marked at)."""
@@ -439,7 +480,8 @@ def wf_round_trips(trades: pd.DataFrame, closes: pd.DataFrame, equity: float) ->
         q_y, q_x = float(closes.at[t.exit_exec, t.y]), float(closes.at[t.exit_exec, t.x])
         out.append({
             "sector": t.sector, "pair_id": t.pair_id, "y": t.y, "x": t.x, "side": int(t.side),
-            "entry": pd.Timestamp(t.entry_session), "exit": pd.Timestamp(t.exit_session),
+            "entry": _utc(t.entry_session) if intraday else pd.Timestamp(t.entry_session),
+            "exit": _utc(t.exit_session) if intraday else pd.Timestamp(t.exit_session),
             "reason": "range_end" if pd.isna(t.exit_session) else t.exit_reason,
             "shares_y": float(round(abs(t.w_y) * equity / p_y)), "shares_x": float(round(abs(t.w_x) * equity / p_x)),
             "pnl": float(t.pnl) * equity, "tolerance": 0.5 * abs(q_y - p_y) + 0.5 * abs(q_x - p_x),
@@ -447,8 +489,19 @@ def wf_round_trips(trades: pd.DataFrame, closes: pd.DataFrame, equity: float) ->
     return pd.DataFrame(out, columns=columns)
 
 
+def _utc(value) -> pd.Timestamp:
+    """A naive UTC bar time of the trades frame, made aware (NaT stays NaT)."""
+    return pd.NaT if pd.isna(value) else pd.Timestamp(value).tz_localize("UTC")
+
+
 def _day(value) -> str:
-    return "open" if value is None or pd.isna(value) else str(pd.Timestamp(value).date())
+    """A session (YYYY-MM-DD) or, for an intraday bar (a UTC time), its New York time (YYYY-MM-DD HH:MM)."""
+    if value is None or pd.isna(value):
+        return "open"
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        return stamp.tz_convert(partitions.EXCHANGE_TZ).strftime("%Y-%m-%d %H:%M")
+    return str(stamp.date())
 
 
 def parity_table(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
