@@ -31,6 +31,15 @@ paper book and trading configs — the user's store and book are never touched):
    of ``pairs walk-forward``) over the same range, panel and strategy, at cost 0 and lag 0: the
    dry-run broker fills an order at its signal bar's close, which is the walk-forward's lag 0.
 
+**Intraday bars.** When the bar source has several bars a session (a user's file, e.g. hourly or
+5-minute), the signal job runs once per bar time of the session (``bar_cutoff`` = that bar), as the
+sensor launches a run per new bar — one run nets the orders of all the bars it applies, so a run per
+bar is what trades each bar — and the walk-forward decides on the same bars
+(:func:`~pairs_assets.quant.walkforward.replay.trade_configs` with ``bar_sessions``: each symbol at
+its latest price up to the bar, the config effective in the bar's session, ``max_holding`` in
+sessions), executed at lag 0 on the bar index (:func:`wf_on_bars`). Entries and exits are then
+stamped with their bar (New York time).
+
 The parity table (:func:`parity_table`) sets each pair's round trips side by side — entry (session,
 side, shares per leg), exit (session, reason) and P&L — ours from the paper book's fills (whole
 shares; an open position marked at the last close), the walk-forward's from its executed trades

@@ -109,3 +109,28 @@ def test_a_range_outside_the_bars_is_one_line_and_creates_nothing(pairs_home, tm
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and result.output.startswith("Error: " + message), result.output
     assert not (Path(paths().home) / "paper_replay" / "bad").exists()
+
+
+@pytest.mark.slow
+def test_intraday_file_every_bar_a_decision_identical_on_both_paths(tmp_path):
+    """A generated hourly bars file (the planted AAPL-MSFT market, 7 bars a session): signal_job runs
+    once per bar, the walk-forward decides on the same bars; identical entries and exits (bar, side,
+    shares), |ΔP&L| within the share rounding."""
+    from pairs_assets_tests.intraday import intraday_bars_file
+    from resources.bar_sources import FileBarSource
+
+    path = intraday_bars_file(tmp_path / "hourly.csv")
+    first = pd.read_csv(path, nrows=1)["timestamp"].iloc[0][:10]
+    result = paper_replay(
+        "2022-12-21", "2022-12-28", ["technology"], universe=load_universe(paths().universe_file), home=tmp_path / "home",
+        history_start=first, strategy=StrategySettings(), bar_source=FileBarSource(path=path), echo=lambda _line: None,
+    )
+    assert result.counts["intraday"] is True
+    assert result.counts["sessions"] == 5 and result.counts["signal_runs"] == 5 * 7
+    assert result.verdict.startswith("PARITY: 5 round trip(s) in 1 pair(s)"), result.verdict
+    parity = result.parity
+    assert set(parity["match"]) == {"yes"} and set(parity["pair_id"]) == {"AAPL-MSFT"}
+    # decisions inside sessions, not only at closes; a stop among them; entries stamped with their bar
+    assert any(not entry.endswith("16:00") for entry in parity["entry"])
+    assert {"exit", "stop"} <= set(parity["reason"])
+    assert (parity["d_pnl"].abs() <= parity["tolerance"] + 1e-6).all()
