@@ -445,7 +445,8 @@ def live_round_trips(
     last = sessions[-1]
     out = []
     for pair_id, fills in orders.sort_values(["bar", "leg"], ascending=[True, False]).groupby("pair_id", sort=True):
-        y, x = pair_id.split("-", 1)
+        legs = dict(zip(fills["leg"], fills["symbol"]))  # the legs' symbols (a ticker may hold a '-')
+        y, x = legs.get("y"), legs.get("x")
         held = {"y": 0.0, "x": 0.0}
         open_trade = None
         for bar, group in fills.groupby("bar", sort=True):
@@ -472,7 +473,7 @@ def live_round_trips(
             held = after
         if open_trade is not None:
             mark = closes.index[-1] if intraday else last
-            open_trade["pnl"] += held["y"] * float(closes.at[mark, y]) + held["x"] * float(closes.at[mark, x])
+            open_trade["pnl"] += sum(held[leg] * float(closes.at[mark, symbol]) for leg, symbol in (("y", y), ("x", x)) if held[leg])
             open_trade.update(exit=pd.NaT, reason="range_end")
             out.append(open_trade)
     return pd.DataFrame(out, columns=columns)
