@@ -685,7 +685,7 @@ def paper_replay_command(start, end, sectors, preset, overrides, on_drop, max_ho
     click.echo(f"live path       {c['sessions']} sessions x {c['sectors']} sector(s): {c['bars_streamed']} bars streamed, "
                f"{c['signal_runs']} signal_job runs{' (intraday: one per bar)' if c['intraday'] else ''}, {c['orders']} orders "
                "(dry-run, filled at the signal bar's close)")
-    click.echo(f"walk-forward    same range, bars and configs; cost 0, lag 0 (the dry-run broker's fill)")
+    click.echo("walk-forward    same range, bars and configs; cost 0, lag 0 (the dry-run broker's fill)")
     click.echo("")
     print_parity(result, echo=click.echo)
     click.echo(f"seconds         {json.dumps(result.seconds)}; total {time.perf_counter() - started:.1f}")

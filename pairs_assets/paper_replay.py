@@ -343,7 +343,11 @@ def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Seque
 
     Waits on events, not on time: the ingestion's write callback counts the bars until all the
     recycler loaded are in the store (``timeout`` only bounds a broken stream)."""
-    from pairs_assets.live.recycler import RecyclerSettings, load_replay_data, start_recycler_thread
+    from pairs_assets.live.recycler import (
+        RecyclerSettings,
+        load_replay_data,
+        start_recycler_thread,
+    )
     from pairs_assets.live.stream import StreamIngestor, StreamSettings
 
     settings = RecyclerSettings(
