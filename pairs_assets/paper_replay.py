@@ -557,8 +557,9 @@ def parity_table(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[pd.DataFrame
                    f"max |ΔP&L| ${max_d:,.2f}, within share rounding")
     else:
         first = bad.iloc[0]
+        ours_entry, wf_entry = (v if isinstance(v, str) else "none" for v in (first["entry"], first["wf_entry"]))
         verdict = (f"DIVERGED: {len(bad)} of {n} round trip(s) differ (first: {first['pair_id']} trade {first['trade']}, "
-                   f"ours entry {first['entry']} vs walk-forward {first['wf_entry']}); max |ΔP&L| ${max_d:,.2f}")
+                   f"ours entry {ours_entry} vs walk-forward {wf_entry}); max |ΔP&L| ${max_d:,.2f}")
     return frame, verdict
 
 
@@ -570,17 +571,24 @@ def print_parity(result: ReplayResult, echo: Callable[[str], None] = print) -> N
     echo(header)
     echo("-" * len(header))
 
-    def text(value, width, fmt=None) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "–".rjust(width)
-        return (fmt.format(value) if fmt else str(value)).rjust(width) if fmt or isinstance(value, (int, float)) else str(value).ljust(width)
+    def missing(value) -> bool:
+        return value is None or (isinstance(value, float) and math.isnan(value))
+
+    def left(value, width: int) -> str:
+        return ("–" if missing(value) else str(value)).ljust(width)
+
+    def number(value, width: int, fmt: str) -> str:
+        return ("–" if missing(value) else fmt.format(value)).rjust(width)
+
+    def side(value) -> str:
+        return ("–" if missing(value) else f"{int(value):+d}").rjust(4)
 
     for r in frame.itertuples(index=False):
         echo(
-            f"{r.pair_id:<10} {r.trade:>2}  {text(r.entry, 10)} {text(r.side, 4, '{:+d}')} {text(r.shares, 11).rjust(11)} {text(r.exit, 10)} "
-            f"{text(r.reason, 11)} {text(r.pnl, 10, '{:,.2f}')}   {text(r.wf_entry, 10)} {text(r.wf_side, 4, '{:+d}')} "
-            f"{text(r.wf_shares, 11).rjust(11)} {text(r.wf_exit, 10)} {text(r.wf_reason, 11)} {text(r.wf_pnl, 10, '{:,.2f}')} "
-            f"{text(r.d_pnl, 8, '{:+,.2f}')} {text(r.tolerance, 7, '{:,.2f}')}  {r.match}"
+            f"{r.pair_id:<10} {r.trade:>2}  {left(r.entry, 10)} {side(r.side)} {left(r.shares, 11)} {left(r.exit, 10)} "
+            f"{left(r.reason, 11)} {number(r.pnl, 10, '{:,.2f}')}   {left(r.wf_entry, 10)} {side(r.wf_side)} "
+            f"{left(r.wf_shares, 11)} {left(r.wf_exit, 10)} {left(r.wf_reason, 11)} {number(r.wf_pnl, 10, '{:,.2f}')} "
+            f"{number(r.d_pnl, 8, '{:+,.2f}')} {number(r.tolerance, 7, '{:,.2f}')}  {r.match}"
         )
     total, wf_total = result.live_trades["pnl"].sum(), result.wf_trades["pnl"].sum()
     echo(f"total P&L: paper book ${total:,.2f}, walk-forward ${wf_total:,.2f} (Δ ${total - wf_total:+,.2f})")

@@ -22,7 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from pairs_assets.cli import main
-from pairs_assets.paper_replay import PaperReplayError, paper_replay, parity_table
+from pairs_assets.paper_replay import (
+    PaperReplayError,
+    ReplayResult,
+    paper_replay,
+    parity_table,
+    print_parity,
+)
 from pairs_assets.settings import StrategySettings, paths
 from pairs_assets.universe import load_universe
 from resources.market_data import (
@@ -95,8 +101,13 @@ def test_parity_table_reports_a_divergence():
     for change in ({"entry": day("2022-01-04")}, {"shares_x": 6.0}, {"pnl": 101.0}, {"reason": "stop"}):
         frame, verdict = parity_table(pd.DataFrame([{**base, **change}]), theirs)
         assert verdict.startswith("DIVERGED: 1 of 1") and list(frame["match"]) == ["NO"], change
-    frame, verdict = parity_table(pd.DataFrame([base, {**base, "entry": day("2022-02-01")}]), theirs)
-    assert verdict.startswith("DIVERGED: 1 of 2")
+    ours = pd.DataFrame([base, {**base, "entry": day("2022-02-01"), "exit": pd.NaT, "reason": "range_end"}])
+    frame, verdict = parity_table(ours, theirs)
+    assert verdict.startswith("DIVERGED: 1 of 2 round trip(s) differ (first: A-B trade 2, ours entry 2022-02-01 vs walk-forward none)")
+    lines = []  # a trade only one side made prints with dashes on the other
+    print_parity(ReplayResult(frame, verdict, ours, theirs, Path("."), {}, {}), echo=lines.append)
+    assert lines[3].split()[:8] == ["A-B", "2", "2022-02-01", "+1", "10/5", "open", "range_end", "100.00"]
+    assert lines[3].rstrip().endswith("–  NO") and lines[-1] == verdict
 
 
 @pytest.mark.parametrize(
