@@ -278,13 +278,21 @@ def _terms_json(terms: Any) -> str | None:
     return None if terms is None else terms.model_dump_json()
 
 
-def _terms_of(text: Any, pair_id: str, field: str) -> PairConfig | None:
+def _terms_of(text: Any, pair_id: str, field: str, parsed: dict[str, PairConfig] | None = None) -> PairConfig | None:
+    """A state's terms (a config's pair entry as JSON), validated; ``parsed`` reuses the entry of a
+    text already read (a state's entry terms and current terms are usually the same document, and
+    the model is frozen)."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return None
+    if parsed is not None and text in parsed:
+        return parsed[text]
     try:
-        return PairConfig.model_validate_json(text)
+        terms = PairConfig.model_validate_json(text)
     except ValueError as exc:
         raise rule.RuleInputError(f"pair {pair_id}: state {field} is not a trading config pair entry: {str(exc)[:200]}") from None
+    if parsed is not None:
+        parsed[text] = terms
+    return terms
 
 
 def _stamp(value: Any) -> pd.Timestamp | None:
@@ -297,6 +305,7 @@ def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.Pair
     """The sector's pair states from the store (validated: a bad share count fails naming pair and field)."""
     frame = store.read_table(pair_states_table, pair_states_table.c.sector == sector)
     states: dict[str, rule.PairState] = {}
+    parsed: dict[str, PairConfig] = {}
     for row in frame.to_dict("records"):
         pid = str(row["pair_id"])
 
@@ -310,8 +319,8 @@ def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.Pair
             shares_y=number("shares_y"), shares_x=number("shares_x"),
             entry_session=row["entry_session"] or None, entry_ordinal=int(row["entry_ordinal"]),
             entry_bar=_stamp(row["entry_bar"]), entry_z=number("entry_z"), sessions_held=int(row["sessions_held"]),
-            stopped=bool(row["stopped"]), entry_terms=_terms_of(row["entry_terms"], pid, "entry_terms"),
-            terms=_terms_of(row["terms"], pid, "terms"), last_bar=_stamp(row["last_bar"]),
+            stopped=bool(row["stopped"]), entry_terms=_terms_of(row["entry_terms"], pid, "entry_terms", parsed),
+            terms=_terms_of(row["terms"], pid, "terms", parsed), last_bar=_stamp(row["last_bar"]),
         )
     return states
 

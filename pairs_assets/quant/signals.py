@@ -445,14 +445,22 @@ def correlation_drift(
     drifted : bool or None
         None when unknown (too short, a constant leg).
     """
-    y = np.log(np.asarray(closes_y, dtype="float64"))
-    x = np.log(np.asarray(closes_x, dtype="float64"))
-    ry, rx = np.diff(y)[-window:], np.diff(x)[-window:]
+    # only the last window of returns is used: log and difference the last window + 1 closes
+    y = np.log(np.asarray(closes_y, dtype="float64")[-(window + 1):])
+    x = np.log(np.asarray(closes_x, dtype="float64")[-(window + 1):])
+    ry, rx = np.diff(y), np.diff(x)
     ok = np.isfinite(ry) & np.isfinite(rx)
-    ry, rx = ry[ok], rx[ok]
-    if len(ry) < max(3, window // 2) or np.std(ry) == 0 or np.std(rx) == 0 or not math.isfinite(reference):
+    if not ok.all():
+        ry, rx = ry[ok], rx[ok]
+    if len(ry) < max(3, window // 2) or not math.isfinite(reference):
         return math.nan, None
-    recent = float(np.corrcoef(ry, rx)[0, 1])
+    # Pearson's r from the centred sums (np.corrcoef's value, without its general-purpose overhead:
+    # the signal job calls this per pair per bar); a constant leg has no correlation
+    dy, dx = ry - ry.mean(), rx - rx.mean()
+    syy, sxx = float(dy @ dy), float(dx @ dx)
+    if syy == 0.0 or sxx == 0.0:
+        return math.nan, None
+    recent = max(-1.0, min(1.0, float(dy @ dx) / math.sqrt(syy * sxx)))
     return recent, bool(recent < reference - tolerance)
 
 
@@ -782,9 +790,15 @@ def compute_pair_signal(
         pos_y, pos_x = 0.0, 0.0
     else:
         pos_y = pos_x = None
-    closes_y = list(pair.history["y"].to_numpy(float)) + ([pair.latest_y] if pair.latest_y is not None else [])
-    closes_x = list(pair.history["x"].to_numpy(float)) + ([pair.latest_x] if pair.latest_x is not None else [])
-    recent, drifted = correlation_drift(np.array(closes_y), np.array(closes_x), p.correlation, drift_window, drift_tolerance)
+    # the drift check reads the last drift_window returns: the last drift_window + 1 closes are enough
+    tail = drift_window + 1
+    closes_y = pair.history["y"].to_numpy(float)[-tail:]
+    closes_x = pair.history["x"].to_numpy(float)[-tail:]
+    if pair.latest_y is not None:
+        closes_y = np.append(closes_y, pair.latest_y)
+    if pair.latest_x is not None:
+        closes_x = np.append(closes_x, pair.latest_x)
+    recent, drifted = correlation_drift(closes_y, closes_x, p.correlation, drift_window, drift_tolerance)
     if drifted is None:
         flags.append("drift_unknown")
     elif drifted:

@@ -155,6 +155,27 @@ def test_correlation_drift():
     recent, drifted = sig.correlation_drift(y, unrelated, reference=0.9, window=20, tolerance=0.2)
     assert recent < 0.7 and drifted is True
     assert sig.correlation_drift(y[:5], x[:5], 0.9, window=20)[1] is None
+    assert sig.correlation_drift(y, np.full(61, 7.0), 0.9, window=20) == (pytest.approx(math.nan, nan_ok=True), None)
+
+
+def test_correlation_drift_equals_numpy_corrcoef_on_the_last_window():
+    """The centred-sums Pearson r of the last ``window`` returns is np.corrcoef's (the reference it replaced),
+    with missing closes dropped as before; a gap inside the window shortens it."""
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        n, window = int(rng.integers(8, 130)), int(rng.integers(5, 40))
+        y = np.exp(4 + np.cumsum(rng.normal(0, 0.01, n)))
+        x = np.exp(3 + 0.5 * np.log(y) + np.cumsum(rng.normal(0, 0.01, n)))
+        if trial % 5 == 0:
+            y[rng.integers(0, n)] = np.nan
+        ry, rx = np.diff(np.log(y))[-window:], np.diff(np.log(x))[-window:]
+        ok = np.isfinite(ry) & np.isfinite(rx)
+        recent, drifted = sig.correlation_drift(y, x, reference=0.5, window=window, tolerance=0.2)
+        if ok.sum() < max(3, window // 2):
+            assert drifted is None and math.isnan(recent)
+            continue
+        expected = float(np.corrcoef(ry[ok], rx[ok])[0, 1])
+        assert recent == pytest.approx(expected, abs=1e-12) and drifted is (expected < 0.3)
 
 
 def test_pair_params_from_a_typed_pair_config():

@@ -58,6 +58,32 @@ def test_max_holding_and_dropped_pairs():
     assert list(kept["exit_reason"]) == ["range_end"] and pd.isna(kept.loc[0, "exit_session"])
 
 
+def test_intraday_bars_decide_on_every_bar_and_hold_for_sessions():
+    """Two bars a session (a midday bar and the close): each bar is a decision with its session's config,
+    max_holding counts sessions, and executing on the bar index with lag 1 fills at the next bar."""
+    configs, daily, sessions, _ = _one_pair_configs([0.0, 0.0, 0.0, 0.0])
+    # z per bar: enter short at session 1's midday bar, exit at its close; enter again at session 2's
+    # close and hold (|z| between exit and entry) until max_holding = 1 session closes it at session 3's midday bar
+    z = [2.5, 0.3, 1.0, 2.4, 1.5, 1.2, 1.0, 0.9]
+    bars, days = [], []
+    for day in sessions:
+        midday, close = partitions.session_open_utc(day) + pd.Timedelta(hours=3), partitions.session_close_utc(day)
+        bars += [midday.tz_convert(None), close.tz_convert(None)]
+        days += [day, day]
+    closes = pd.DataFrame({"X": 100.0, "Y": 100.0 * np.exp(np.asarray(z) * 0.01)}, index=pd.DatetimeIndex(bars))
+    trades = trade_configs(configs, closes, closes.index, max_holding=1, bar_sessions=days)
+    assert list(trades["side"]) == [-1, -1]
+    assert list(trades["entry_session"]) == [bars[0], bars[3]]
+    assert list(trades["exit_session"]) == [bars[1], bars[4]]
+    assert list(trades["exit_reason"]) == ["exit", "max_holding"]
+    executed = execute(trades, closes, closes.index, lag=1).trades
+    assert list(executed["entry_exec"]) == [bars[1], bars[4]] and list(executed["exit_exec"]) == [bars[2], bars[5]]
+    # one bar per session: the daily path, unchanged
+    assert trade_configs(configs, daily, sessions, bar_sessions=list(sessions)).equals(trade_configs(configs, daily, sessions))
+    with pytest.raises(ValueError, match="bar_sessions has 2 entries for 8 bars"):
+        trade_configs(configs, closes, closes.index, bar_sessions=days[:2])
+
+
 def test_bad_trading_settings_are_refused():
     configs, closes, sessions, _ = _one_pair_configs([2.5])
     with pytest.raises(ValueError, match="on_drop"):

@@ -471,8 +471,15 @@ def trade_configs(
     on_drop: str = "keep",
     max_holding: int = 20,
     entry_gate: Callable[[PairConfig, pd.Timestamp, pd.Timestamp], bool] | None = None,
+    bar_sessions: Sequence[pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
     """Trades implied by daily configs over ``sessions`` (the decision closes); see the module docstring.
+
+    Intraday bars: with ``bar_sessions``, ``sessions`` are bar times (``closes`` indexed by them,
+    each symbol at its latest price up to the bar) and ``bar_sessions[i]`` is bar i's exchange
+    session. Every bar is a decision, with the config effective in its session; ``max_holding``
+    counts sessions, not bars; entries and exits are stamped with their bar (execute the trades on
+    the same bar index: lag 1 = the next bar). Without it, one bar per session, as before.
 
     Parameters
     ----------
@@ -514,9 +521,13 @@ def trade_configs(
              pos.entry_z, z, reason)
         )
 
-    for ordinal, session in enumerate(sessions):
+    if bar_sessions is not None and len(bar_sessions) != len(sessions):
+        raise ValueError(f"bar_sessions has {len(bar_sessions)} entries for {len(sessions)} bars")
+    days = [pd.Timestamp(s) for s in (sessions if bar_sessions is None else bar_sessions)]
+    ordinals = list(range(len(days))) if bar_sessions is None else list(pd.factorize(pd.DatetimeIndex(days))[0])
+    for ordinal, session, day in zip(ordinals, sessions, days):
         session = pd.Timestamp(session)
-        config = by_effective.get(session)
+        config = by_effective.get(day)
         listed = {p.pair_id: p for p in config.pairs} if config is not None else {}
         if listed:  # one position per unordered pair: a flipped ordering is the held one's drop
             listed, states = rule.align_orderings(listed, states)
@@ -536,9 +547,9 @@ def trade_configs(
             z = _zscore(terms, price[terms.y][session], price[terms.x][session])
             gate = None
             if pair is not None and entry_gate is not None:
-                gate = functools.partial(entry_gate, pair, trained_at, session)
+                gate = functools.partial(entry_gate, pair, trained_at, day)
             obs = rule.Observation(
-                session, session, ordinal, z, pair, sizing=pair.sizing.model_dump() if pair is not None else None,
+                session, day, int(ordinal), z, pair, sizing=pair.sizing.model_dump() if pair is not None else None,
                 entry_allowed=gate,
             )
             new, done = rule.step(state, obs, on_drop=on_drop, max_holding=max_holding)
