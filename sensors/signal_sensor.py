@@ -30,6 +30,7 @@ import dagster as dg
 import pandas as pd
 
 from pairs_assets import partitions
+from pairs_assets.errors import PairsError
 from pairs_assets.quant.config_model import TradingConfig, TradingConfigError
 from pairs_assets.util import to_utc
 from resources.market_data import MarketDataStore
@@ -53,6 +54,16 @@ class TickResult:
 
     def skip_reason(self) -> str:
         return "; ".join(f"{sector}: {reason}" for sector, reason in sorted(self.skipped.items())) or "nothing to do"
+
+
+def held_symbols(store: MarketDataStore, sector: str) -> set[str]:
+    """The legs of the sector's held pairs: a pair dropped from today's config is still managed
+    (``on_drop``, ``max_holding``, stops), so its bars must trigger a run even when the config
+    selects no pair at all."""
+    from pairs_assets.assets.trading_signals import read_pair_states
+
+    held = [st for st in read_pair_states(store, sector).values() if st.side != 0]
+    return {leg for st in held for leg in (st.y, st.x)}
 
 
 def _materialized(instance: dg.DagsterInstance, partition_key: str) -> bool:
@@ -106,9 +117,15 @@ def evaluate_tick(
         if today is not None and effective != today:
             result.skipped[sector] = f"latest trading config is for session {effective}, not today's session {today}"
             continue
-        symbols = sorted({s for pair in config.pairs for s in (pair.y, pair.x)})
+        try:
+            held = held_symbols(store, sector)
+        except PairsError as exc:
+            # the run would fail on the same state row: say why here instead of requesting it
+            result.skipped[sector] = str(exc)
+            continue
+        symbols = sorted({s for pair in config.pairs for s in (pair.y, pair.x)} | held)
         if not symbols:
-            result.skipped[sector] = f"trading config {partition_key} selects no pairs"
+            result.skipped[sector] = f"trading config {partition_key} selects no pairs and none is held"
             continue
         latest = store.latest_bar_timestamp(symbols)
         threshold = partitions.session_close_utc(as_of)
