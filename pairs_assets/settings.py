@@ -58,7 +58,7 @@ class Paths:
     alpaca_feed: str = "iex"
     alpaca_data_url: str | None = None
     broker_mode: str = "dry-run"
-    # --- production (README "Production") ---------------------------------------------------
+    # --- production (docs/production.md) -----------------------------------------------------
     io_base: str = ""
     executor: str = "in_process"
     celery_broker: str = ""
@@ -216,7 +216,7 @@ class StrategySettings(dg.ConfigurableResource):
     score_min: float = Field(
         0.0, ge=0.0, le=1.0,
         description="Composite score a pair must exceed (0: no composite gate; on 1995–2010 the composite "
-        "ranked forward P&L the wrong way, README \"Does the score rank pairs?\"; the seed gates at 0.7).",
+        "ranked forward P&L the wrong way, docs/research/walk-forward.md \"Does the score rank pairs?\"; the seed gates at 0.7).",
     )
     diagnostics_alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Level of Ljung-Box / ARCH-LM.")
     # --- trading levels ---------------------------------------------------------------------
@@ -249,7 +249,7 @@ class StrategySettings(dg.ConfigurableResource):
     gru_gate: bool = Field(
         False,
         description="Whether the signal job vetoes entries with the pair's GRU (written to the trading config as "
-        "gru_gate). Off by default: on 1995–2010 the gate added nothing in the walk-forward (README); the seed "
+        "gru_gate). Off by default: on 1995–2010 the gate added nothing in the walk-forward (docs/research/walk-forward.md); the seed "
         "gates. gru_models trains and registers the models either way.",
     )
 
@@ -300,7 +300,7 @@ class StrategySettings(dg.ConfigurableResource):
 
 
 #: Named strategy settings. ``default``: the defaults of :class:`StrategySettings`, the best of the
-#: configurations tried on the development years 1995–2010 (README "Does it make money?"): a
+#: configurations tried on the development years 1995–2010 (docs/research/walk-forward.md): a
 #: 252-session formation re-selected every 21 sessions (the trading period), correlation ≥ 0.7,
 #: every cointegrated pair traded (no composite gate), causal β in the GARCH, the recent backtest
 #: before the formation window with lag 1 and 5 bp, a 0.1 %/day per-pair volatility target.

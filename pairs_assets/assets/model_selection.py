@@ -32,7 +32,7 @@ def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: Strateg
         group_name=GROUP,
         kinds={"pandas", "parquet"},
         description="Composite score on an absolute scale = 0.4·AIC/BIC + 0.3·forecast + 0.2·backtest + "
-        "0.1·diagnostics (see README 'Scoring'); pairs above score_min are selected, ranked.",
+        "0.1·diagnostics (see docs/methodology.md 'Scoring'); pairs above score_min are selected, ranked.",
     )(model_selection)
 
 

@@ -7,7 +7,7 @@ configs of sampled partitions (real embedded closes, the walk-forward's config b
 daily graph's own stage functions, parity-tested against it in test_walk_forward.py) must select
 the same pairs in the same order with every field equal, except the numbers derived from the
 GARCH fit, which may differ by the two optimisers' stopping points (SLSQP vs Newton on the same
-likelihood) within the tolerances below — the decision documented in the README:
+likelihood) within the tolerances below — the decision documented in docs/benchmarks.md and docs/methodology.md:
 
 * GARCH parameters μ, ω, α, β, persistence: relative 5e-3 (a flat likelihood ridge);
 * σ forecast, σ_∞ and the sizing built on the σ forecast: relative 1e-3;
