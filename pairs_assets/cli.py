@@ -132,14 +132,15 @@ def _relax_dagster_sqlite_fsync() -> None:
     events of the run (not the bars: the market data store keeps its own settings). Set
     PAIRS_SQLITE_FSYNC=1 to keep SQLite's default.
     """
-    if os.environ.get("PAIRS_SQLITE_FSYNC") == "1":
+    home_paths = paths()
+    if home_paths.sqlite_fsync:
         return
     import sqlite3
 
     import sqlalchemy as sa
     from sqlalchemy.engine import Engine
 
-    dagster_home = str(paths().dagster_home)
+    dagster_home = str(home_paths.dagster_home)
 
     @sa.event.listens_for(Engine, "connect")
     def _no_fsync(dbapi_conn, _record):

@@ -64,6 +64,8 @@ class Paths:
     celery_broker: str = ""
     celery_backend: str = "rpc://"
     mlflow_artifacts: str = ""
+    #: ``PAIRS_SQLITE_FSYNC=1``: the ``pairs`` commands keep SQLite's fsync per Dagster event
+    sqlite_fsync: bool = False
     #: environment variables that carried a URL (possibly with a password): resources get them
     #: as ``dg.EnvVar`` so the UI shows the variable's name, never its value.
     url_env_vars: frozenset[str] = frozenset()
@@ -116,6 +118,7 @@ class Paths:
             celery_broker=env.get("PAIRS_CELERY_BROKER") or "",
             celery_backend=env.get("PAIRS_CELERY_BACKEND") or "rpc://",
             mlflow_artifacts=_io_base(env.get("PAIRS_MLFLOW_ARTIFACTS") or ""),
+            sqlite_fsync=env.get("PAIRS_SQLITE_FSYNC") == "1",
             url_env_vars=frozenset(
                 name for name in ("PAIRS_DATABASE_URL", "MLFLOW_TRACKING_URI") if env.get(name)
             ),
@@ -180,6 +183,10 @@ class StrategySettings(dg.ConfigurableResource):
         "scale: a close more than this many times the previous one, or less than its reciprocal, is a jump.",
     )
     # --- GARCH ------------------------------------------------------------------------------
+    garch_window: int = Field(750, ge=500, description="Spread returns used to fit GARCH(1,1) (≥ 500).")
+    garch_holdout: int = Field(
+        250, ge=20, description="Last returns of the GARCH window held out for 1-step forecast accuracy."
+    )
     # --- trading period --------------------------------------------------------------------
     reselect_every: int = Field(
         21, ge=1,
@@ -199,10 +206,6 @@ class StrategySettings(dg.ConfigurableResource):
     )
     backtest_lag: int = Field(1, ge=0, le=1, description="Execution lag of the recent backtest (the walk-forward's is 1).")
     backtest_cost_bp: float = Field(5.0, ge=0.0, description="Cost of the recent backtest, basis points per leg.")
-    garch_window: int = Field(750, ge=500, description="Spread returns used to fit GARCH(1,1) (≥ 500).")
-    garch_holdout: int = Field(
-        250, ge=20, description="Last returns of the GARCH window held out for 1-step forecast accuracy."
-    )
     # --- scoring ----------------------------------------------------------------------------
     backtest_window: int = Field(60, ge=10, description="Sessions of the recent out-of-sample backtest.")
     score_weights: list[float] = Field(

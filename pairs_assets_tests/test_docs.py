@@ -150,3 +150,32 @@ def test_slug_matches_github():
     assert slug("## Environment variables read outside `Paths`") == "environment-variables-read-outside-paths"
     assert slug("### Time: the as-of rule") == "time-the-as-of-rule"
     assert slug("## Issue 10: the local instance's batched event log") == "issue-10-the-local-instances-batched-event-log"
+
+
+ENV_NAME = re.compile(r"^(PAIRS|ALPACA|MLFLOW|DAGSTER)_[A-Z0-9_]+$")
+#: string constants of the product that look like environment variables and are not
+NOT_ENVIRONMENT = {
+    "ALPACA_DOMAIN",  # live/stream.py: Alpaca's host name suffix
+    "PAIRS_COLUMNS",  # quant/cointegration.py: the cointegrated_pairs column list
+}
+
+
+def environment_variables_in_code() -> dict[str, list[str]]:
+    import ast
+
+    names: dict[str, set[str]] = {}
+    for package in ("pairs_assets", "resources", "sensors"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and ENV_NAME.match(node.value):
+                    names.setdefault(node.value, set()).add(str(path.relative_to(ROOT)))
+    return {name: sorted(files) for name, files in sorted(names.items()) if name not in NOT_ENVIRONMENT}
+
+
+def test_every_environment_variable_the_code_names_is_documented():
+    """README.md or docs/ name each one in code (`NAME`): the tables of operations.md and production.md,
+    and operations.md's list of those read outside ``Paths`` with why."""
+    docs = "\n".join(path.read_text() for path in doc_files())
+    undocumented = {name: files for name, files in environment_variables_in_code().items() if f"`{name}`" not in docs}
+    assert not undocumented, f"environment variables named in code but not in the docs: {undocumented}"
+    assert "PAIRS_ALLOW_LIVE_TRADING" in environment_variables_in_code()  # the scan itself works
