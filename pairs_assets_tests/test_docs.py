@@ -101,13 +101,19 @@ def references(kind: str) -> list[tuple[str, str]]:
         if kind == "dotted":
             for snippet in code:
                 for name in DOTTED.findall(snippet):
-                    if name.split(".")[0] in ROOTS + SHORT_ROOTS and not name.endswith((".py", ".md", ".json", ".yaml")):
+                    if name.split(".")[0] in ROOTS + SHORT_ROOTS and not name.endswith(
+                        (".py", ".md", ".json", ".yaml")
+                    ):
                         refs.add((rel, name))
         elif kind == "path":
             for snippet in code:
                 for name in PATHLIKE.findall(snippet):
                     name = name.rstrip(".,:;")
-                    if name.startswith(PATH_PREFIXES) and not PLACEHOLDER.search(name) and name not in CREATED_BY_A_COMMAND:
+                    if (
+                        name.startswith(PATH_PREFIXES)
+                        and not PLACEHOLDER.search(name)
+                        and name not in CREATED_BY_A_COMMAND
+                    ):
                         refs.add((rel, name))
         else:
             for line in prose:
@@ -149,7 +155,9 @@ def test_relative_link_resolves(doc, target):
 def test_slug_matches_github():
     assert slug("## Environment variables read outside `Paths`") == "environment-variables-read-outside-paths"
     assert slug("### Time: the as-of rule") == "time-the-as-of-rule"
-    assert slug("## Issue 10: the local instance's batched event log") == "issue-10-the-local-instances-batched-event-log"
+    assert (
+        slug("## Issue 10: the local instance's batched event log") == "issue-10-the-local-instances-batched-event-log"
+    )
 
 
 ENV_NAME = re.compile(r"^(PAIRS|ALPACA|MLFLOW|DAGSTER)_[A-Z0-9_]+$")

@@ -80,7 +80,7 @@ def deployment(tmp_path_factory):
         bars_file = write_bars_file(root / "planted_bars.csv", planted_closes())
         env["PAIRS_BARS_FILE"] = bars_file
         source = FileBarSource(path=bars_file)
-        for sector, symbols in SECTORS.items():
+        for symbols in SECTORS.values():
             preload_history(dbs["store"], source, symbols, AS_OF, SEED.history_sessions)
         # MLflow creates its schema on first contact; do it once, before concurrent steps do
         ModelRegistry(tracking_uri=env["MLFLOW_TRACKING_URI"], artifact_root=str(artifacts)).client()
