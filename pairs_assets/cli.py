@@ -153,7 +153,7 @@ def _relax_dagster_sqlite_fsync() -> None:
 def _instance():
     import dagster as dg
 
-    from pairs_assets.run_recovery import fail_dead_runs
+    from pairs_assets.instance.run_recovery import fail_dead_runs
 
     init_home()
     _relax_dagster_sqlite_fsync()
@@ -209,7 +209,7 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
 
     from pairs_assets.checks import RAW_BARS_CHECKS
     from pairs_assets.partitions import sessions_in_range
-    from pairs_assets.progress import RunProgress
+    from pairs_assets.instance.progress import RunProgress
 
     job = defs.resolve_implicit_global_asset_job_def()
     instance, run_id = _instance(), make_new_run_id()
@@ -387,7 +387,7 @@ def worker(queues: tuple[str, ...], concurrency: int | None, pool: str, name: st
     per machine (more for more throughput); each needs the code server's environment.
     """
     from pairs_assets.jobs import CELERY_QUEUE
-    from pairs_assets.worker import make_worker_app
+    from pairs_assets.instance.worker import make_worker_app
     from pairs_assets.util import redact_url
 
     p = paths()
