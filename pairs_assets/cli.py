@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -194,9 +195,8 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
     seconds); a failed run raises ``RunFailedError`` naming the step and its innermost error.
     """
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
     from pairs_assets.definitions import defs
+    from pairs_assets.instance.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     all_sectors = check_sectors([])
     chosen = check_sectors(sectors)
@@ -205,14 +205,12 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
         raise click.BadParameter("give one sector, all sectors, or a contiguous range of sectors")
     t0 = time.perf_counter()
     preflight_range(start, end, chosen)
-    from dagster._core.utils import make_new_run_id
-
     from pairs_assets.checks import RAW_BARS_CHECKS
     from pairs_assets.partitions import sessions_in_range
     from pairs_assets.instance.progress import RunProgress
 
     job = defs.resolve_implicit_global_asset_job_def()
-    instance, run_id = _instance(), make_new_run_id()
+    instance, run_id = _instance(), str(uuid.uuid4())  # a run id as Dagster makes one (make_new_run_id)
     total = len(sessions_in_range(start, end)) * len(chosen)
     progress = RunProgress(
         instance, run_id, total, f"  raw_bars {start}...{end}", checks_total=total * len(RAW_BARS_CHECKS),

@@ -28,12 +28,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as db
-from dagster._core.errors import DagsterInvariantViolationError
-from dagster._core.events import ASSET_EVENTS, AssetCheckEvaluationPlanned, DagsterEventType
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEventType, DagsterInvariantViolationError, EventLogEntry, serialize_value
+from dagster._core.events import ASSET_EVENTS, AssetCheckEvaluationPlanned
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster_shared.serdes import serialize_value
 
 _KEY_SENTINEL = "__pairs_partition_key__"
 #: Planned check rows per INSERT statement (bounded statements on either database).
@@ -303,7 +301,8 @@ class BulkCheckState:
         from dagster._core.asset_graph_view.serializable_entity_subset import SerializableEntitySubset
         from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionResolvedStatus as Resolved
         from dagster._core.storage.asset_check_state import AssetCheckState
-        from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
+        from dagster import DagsterRunStatus, RunsFilter
+        from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
         by_status: dict[Any, list[str]] = {status: [] for status in Resolved}
         planned_by_run: dict[str, list[str]] = {}

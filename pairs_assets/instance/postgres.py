@@ -23,9 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as db
-from dagster._config import Field
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEventType, EventLogEntry, Field
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 
 from dagster._core.storage.config import pg_config

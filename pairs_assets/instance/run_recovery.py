@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.executor.base import Executor
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
+from dagster import Executor
+
+from pairs_assets.instance.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 
 HOST_TAG = "pairs/run_host"
 HEARTBEAT_INTERVAL_S = 30.0

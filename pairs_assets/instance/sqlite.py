@@ -35,16 +35,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from dagster._config import Field, StringSource
-from dagster._core.errors import DagsterInvariantViolationError
-from dagster._core.events import (
-    ASSET_CHECK_EVENTS,
-    ASSET_EVENTS,
-    EVENT_TYPE_TO_PIPELINE_RUN_STATUS,
-    DagsterEvent,
-    DagsterEventType,
-)
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEvent, DagsterEventType, DagsterInvariantViolationError, EventLogEntry, Field, StringSource
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
