@@ -67,7 +67,7 @@ def model_selection(
             ),
         )
         yield from ranges.check_outputs(context)
-        ranges.check_evaluations(context, checks.MODEL_SELECTION_CHECKS, {k: v[2] for k, v in outputs.items()})
+        yield from ranges.check_evaluations(context, checks.MODEL_SELECTION_CHECKS, {k: v[2] for k, v in outputs.items()})
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:

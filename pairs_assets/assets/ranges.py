@@ -126,14 +126,16 @@ def check_evaluations(
     context: dg.AssetExecutionContext,
     specs: Iterable[dg.AssetCheckSpec],
     results_by_key: Mapping[str, list[dg.AssetCheckResult]],
-) -> list[dg.AssetCheckEvaluation]:
-    """Each partition's check results as evaluations recorded against that partition, in batches.
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """Each partition's check results as evaluations recorded against that partition (``yield from``).
 
-    Called after the materialization: the evaluations are recorded as the run's own check events
-    (:func:`pairs_assets.instance.record_partition_checks`, one event per check and partition,
-    written in batches — yielded one by one they cost Dagster ~15 ms each, minutes over a year ×
-    every sector), each targeting its partition's materialization by this run. A failed blocking ERROR one then fails the step, as Dagster does for a
-    yielded one, so downstream steps of the range stop. Returns the evaluations.
+    Called after the materialization, through :func:`pairs_assets.instance.record_partition_checks`:
+    one evaluation per check and partition, each targeting its partition's materialization by this
+    run, written in batches as the run's own check events (yielded one by one they cost Dagster
+    ~15 ms each, minutes over a year × every sector) — or, where the event log says
+    ``range_checks: yielded``, yielded here (Dagster's public path). A failed blocking ERROR one
+    then fails the step, as Dagster does for a yielded check result, so downstream steps of the
+    range stop.
     """
     from pairs_assets.checks import ERROR
 
@@ -146,8 +148,9 @@ def check_evaluations(
         for result in results_by_key[key]:
             if result.check_name in selected:
                 rows.append((partition, result, blocking[result.check_name]))
-    evaluations = record_partition_checks(context, asset_key, rows)
-    failed = [e for e in evaluations if e.blocking and not e.passed and e.severity == ERROR]
+    recorded = record_partition_checks(context, asset_key, rows)
+    yield from recorded.to_yield
+    failed = [e for e in recorded.evaluations if e.blocking and not e.passed and e.severity == ERROR]
     if failed:
         names = sorted({e.check_name for e in failed})
         where = sorted({e.partition for e in failed})
@@ -155,7 +158,6 @@ def check_evaluations(
             f"{len(failed)} blocking {asset_key.to_user_string()} check evaluation(s) failed with ERROR severity "
             f"({', '.join(names)}) in {len(where)} partition(s): {', '.join(where[:10])}" + (" …" if len(where) > 10 else "")
         )
-    return evaluations
 
 
 #: Per-partition metadata a range step records on each partition's own materialization.

@@ -149,12 +149,13 @@ def raw_bars(
             yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
         # recorded in batches as the run's own check events (one per check and partition), not
         # yielded one by one: 46,800 yielded evaluations cost Dagster ~15 minutes
-        evaluations = record_partition_checks(
+        recorded = record_partition_checks(
             context,
             dg.AssetKey("raw_bars"),
             _partition_check_results(findings, by_sector, {k.name for k in context.selected_asset_check_keys}),
         )
-        failed = [e for e in evaluations if e.blocking and not e.passed and e.severity == checks.ERROR]
+        yield from recorded.to_yield  # Dagster's public path, where the event log says range_checks: yielded
+        failed = [e for e in recorded.evaluations if e.blocking and not e.passed and e.severity == checks.ERROR]
         if failed:
             # what Dagster does after a step yields a failed blocking ERROR evaluation
             names = sorted({e.check_name for e in failed})

@@ -15,24 +15,41 @@ and ``pairs_assets.run_recovery`` / ``.progress`` / ``.worker`` are the old impo
 dagster.yaml names them).
 
 The assets reach this package through one function, :func:`record_partition_checks`; it imports
-the storage modules only when a range run records its checks.
+the storage modules only when a range run records its checks. How (the event log's ``range_checks``
+setting): ``batched`` — written in batches as the run's own events, through private Dagster names —
+or ``yielded`` — yielded by the step, Dagster's public path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import dagster as dg
+
+
+class RecordedChecks(NamedTuple):
+    """What :func:`record_partition_checks` did: ``evaluations`` (every one, as recorded or to
+    record) and ``to_yield`` (those the step must yield itself: Dagster's public path; empty when
+    they were written here in batches)."""
+
+    evaluations: list
+    to_yield: list
+
+
+def range_checks_path(instance: dg.DagsterInstance) -> str:
+    """``batched`` or ``yielded``: the event log's ``range_checks`` setting. A storage that is not one
+    of the project's (Dagster's own, in ``dg.instance_for_test``) takes the public path."""
+    return getattr(instance.event_log_storage, "range_checks", "yielded")
 
 
 def record_partition_checks(
     context: dg.AssetExecutionContext,
     asset_key: dg.AssetKey,
     results: Iterable[tuple[str, dg.AssetCheckResult, bool]],
-) -> list[dg.AssetCheckEvaluation]:
-    """Record a range run's check results, each against its own partition. Returns the evaluations.
+) -> RecordedChecks:
+    """Record a range run's check results, each against its own partition.
 
     Parameters
     ----------
@@ -45,17 +62,19 @@ def record_partition_checks(
 
     Returns
     -------
-    list of dagster.AssetCheckEvaluation
-        As recorded: each names its partition and targets that partition's latest materialization
-        by this run (so the check's *Partitions* view counts it, as for a one-partition run).
-        Written as the run's own ``ASSET_CHECK_EVALUATION`` events in batches
-        (:func:`pairs_assets.instance.sqlite.record_check_evaluations`). Gating is the caller's: fail
-        the step when a blocking ERROR evaluation failed, as Dagster does for a yielded one.
+    RecordedChecks
+        The ``AssetCheckEvaluation``s: each names its partition and targets that partition's latest
+        materialization by this run (so the check's *Partitions* view counts it, as for a
+        one-partition run). With the event log's ``range_checks: batched`` (the default of both
+        project event logs) they are written here as the run's own ``ASSET_CHECK_EVALUATION``
+        events, in batches (:func:`pairs_assets.instance.sqlite.record_check_evaluations`); with
+        ``yielded`` (or on a storage that is not the project's) they come back in ``to_yield`` and
+        the step yields them — Dagster's public path. Gating is the caller's either way: fail the
+        step when a blocking ERROR evaluation failed, as Dagster does for a yielded check result.
     """
     import dagster as dg
 
     from pairs_assets.instance.event_log import materialization_targets
-    from pairs_assets.instance.sqlite import record_check_evaluations
 
     rows = [(str(partition), result, blocking) for partition, result, blocking in results]
     targets = materialization_targets(context.instance, context.run_id, asset_key, sorted({p for p, _r, _b in rows}))
@@ -73,5 +92,9 @@ def record_partition_checks(
         )
         for partition, result, blocking in rows
     ]
+    if range_checks_path(context.instance) == "yielded":
+        return RecordedChecks(evaluations, evaluations)
+    from pairs_assets.instance.sqlite import record_check_evaluations
+
     record_check_evaluations(context, evaluations)
-    return evaluations
+    return RecordedChecks(evaluations, [])
