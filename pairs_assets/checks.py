@@ -1,7 +1,10 @@
 """Every quality gate of the daily graph, in one place.
 
-Gates are asset checks evaluated as the asset materializes (``MaterializeResult(check_results=…)``)
-so that they see exactly what was written. ERROR gates are *blocking*: when one fails, the stages
+Gates are asset checks evaluated as the asset materializes, on exactly what was written. Two shapes,
+both Dagster's public API: ``raw_bars`` returns ``MaterializeResult(check_results=…)``;
+``cointegrated_pairs``, ``garch_models`` and ``model_selection`` yield their ``Output`` and then each
+``AssetCheckResult``. A range run (one run for many partitions, ``pairs_assets.assets.ranges``)
+records each partition's results as ``AssetCheckEvaluation``s against that partition. ERROR gates are *blocking*: when one fails, the stages
 downstream of that asset do not run in the same run, and the check's metadata says why. WARN gates
 record a warning and let the run continue.
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -132,14 +133,15 @@ def _relax_dagster_sqlite_fsync() -> None:
     events of the run (not the bars: the market data store keeps its own settings). Set
     PAIRS_SQLITE_FSYNC=1 to keep SQLite's default.
     """
-    if os.environ.get("PAIRS_SQLITE_FSYNC") == "1":
+    home_paths = paths()
+    if home_paths.sqlite_fsync:
         return
     import sqlite3
 
     import sqlalchemy as sa
     from sqlalchemy.engine import Engine
 
-    dagster_home = str(paths().dagster_home)
+    dagster_home = str(home_paths.dagster_home)
 
     @sa.event.listens_for(Engine, "connect")
     def _no_fsync(dbapi_conn, _record):
@@ -152,7 +154,7 @@ def _relax_dagster_sqlite_fsync() -> None:
 def _instance():
     import dagster as dg
 
-    from pairs_assets.run_recovery import fail_dead_runs
+    from pairs_assets.instance.run_recovery import fail_dead_runs
 
     init_home()
     _relax_dagster_sqlite_fsync()
@@ -193,9 +195,8 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
     seconds); a failed run raises ``RunFailedError`` naming the step and its innermost error.
     """
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
     from pairs_assets.definitions import defs
+    from pairs_assets.instance.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     all_sectors = check_sectors([])
     chosen = check_sectors(sectors)
@@ -204,14 +205,12 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
         raise click.BadParameter("give one sector, all sectors, or a contiguous range of sectors")
     t0 = time.perf_counter()
     preflight_range(start, end, chosen)
-    from dagster._core.utils import make_new_run_id
-
     from pairs_assets.checks import RAW_BARS_CHECKS
     from pairs_assets.partitions import sessions_in_range
-    from pairs_assets.progress import RunProgress
+    from pairs_assets.instance.progress import RunProgress
 
     job = defs.resolve_implicit_global_asset_job_def()
-    instance, run_id = _instance(), make_new_run_id()
+    instance, run_id = _instance(), str(uuid.uuid4())  # a run id as Dagster makes one (make_new_run_id)
     total = len(sessions_in_range(start, end)) * len(chosen)
     progress = RunProgress(
         instance, run_id, total, f"  raw_bars {start}...{end}", checks_total=total * len(RAW_BARS_CHECKS),
@@ -386,7 +385,7 @@ def worker(queues: tuple[str, ...], concurrency: int | None, pool: str, name: st
     per machine (more for more throughput); each needs the code server's environment.
     """
     from pairs_assets.jobs import CELERY_QUEUE
-    from pairs_assets.worker import make_worker_app
+    from pairs_assets.instance.worker import make_worker_app
     from pairs_assets.util import redact_url
 
     p = paths()

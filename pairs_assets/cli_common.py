@@ -34,8 +34,8 @@ def _expected(exc: BaseException) -> bool:
     pandas_parsing = sys.modules.get("pandas._libs.tslibs.parsing")
     if pandas_parsing is not None and isinstance(exc, pandas_parsing.DateParseError):
         return True
-    dagster_errors = sys.modules.get("dagster._core.errors")
-    return dagster_errors is not None and isinstance(exc, dagster_errors.DagsterUnknownPartitionError)
+    dagster = sys.modules.get("dagster")  # only when a command has imported it
+    return dagster is not None and isinstance(exc, dagster.DagsterUnknownPartitionError)
 
 
 def one_line(exc: BaseException) -> str:

@@ -39,7 +39,7 @@ from pairs_assets.market.endpoints import (
     is_alpaca_url,
 )
 from pairs_assets.partitions import daily_partitions_def
-from pairs_assets.run_recovery import with_run_heartbeat
+from pairs_assets.instance.run_recovery import with_run_heartbeat
 from pairs_assets.settings import Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
 from resources.alpaca_source import AlpacaBarSource

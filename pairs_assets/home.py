@@ -2,7 +2,7 @@
 
 It carries what the assets used to read from the process-wide ``paths()``: the home folder, the
 folder of the trading-config JSON files, the universe file and the history start. ``build_definitions``
-makes one from a :class:`pairs_assets.settings.Paths` (``Paths.home_resource``); a test makes its own.
+makes one from a :class:`pairs_assets.settings.Paths` (:func:`pairs_assets.definitions.home_resource_for`); a test makes its own.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pairs_assets.assets.common import GROUP
+from pairs_assets.instance.worker import celery_app_settings
 
 # The partitioned jobs take the partitions of the assets they select (Dagster infers them), so
 # they follow whatever build_definitions was given.
@@ -96,13 +97,3 @@ def executor_for(kind: str, celery_broker: str = "", celery_backend: str = "rpc:
         },
         name="celery",
     )
-
-
-def celery_app_settings() -> dict:
-    """Celery settings shared by the executor and ``pairs worker`` (they must agree)."""
-    return {
-        # a step can train GRUs for minutes: take one task at a time, acknowledge it when done
-        "worker_prefetch_multiplier": 1,
-        "task_acks_late": True,
-        "broker_connection_retry_on_startup": True,
-    }

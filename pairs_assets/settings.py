@@ -58,12 +58,14 @@ class Paths:
     alpaca_feed: str = "iex"
     alpaca_data_url: str | None = None
     broker_mode: str = "dry-run"
-    # --- production (README "Production") ---------------------------------------------------
+    # --- production (docs/production.md) -----------------------------------------------------
     io_base: str = ""
     executor: str = "in_process"
     celery_broker: str = ""
     celery_backend: str = "rpc://"
     mlflow_artifacts: str = ""
+    #: ``PAIRS_SQLITE_FSYNC=1``: the ``pairs`` commands keep SQLite's fsync per Dagster event
+    sqlite_fsync: bool = False
     #: environment variables that carried a URL (possibly with a password): resources get them
     #: as ``dg.EnvVar`` so the UI shows the variable's name, never its value.
     url_env_vars: frozenset[str] = frozenset()
@@ -116,6 +118,7 @@ class Paths:
             celery_broker=env.get("PAIRS_CELERY_BROKER") or "",
             celery_backend=env.get("PAIRS_CELERY_BACKEND") or "rpc://",
             mlflow_artifacts=_io_base(env.get("PAIRS_MLFLOW_ARTIFACTS") or ""),
+            sqlite_fsync=env.get("PAIRS_SQLITE_FSYNC") == "1",
             url_env_vars=frozenset(
                 name for name in ("PAIRS_DATABASE_URL", "MLFLOW_TRACKING_URI") if env.get(name)
             ),
@@ -180,6 +183,10 @@ class StrategySettings(dg.ConfigurableResource):
         "scale: a close more than this many times the previous one, or less than its reciprocal, is a jump.",
     )
     # --- GARCH ------------------------------------------------------------------------------
+    garch_window: int = Field(750, ge=500, description="Spread returns used to fit GARCH(1,1) (≥ 500).")
+    garch_holdout: int = Field(
+        250, ge=20, description="Last returns of the GARCH window held out for 1-step forecast accuracy."
+    )
     # --- trading period --------------------------------------------------------------------
     reselect_every: int = Field(
         21, ge=1,
@@ -199,10 +206,6 @@ class StrategySettings(dg.ConfigurableResource):
     )
     backtest_lag: int = Field(1, ge=0, le=1, description="Execution lag of the recent backtest (the walk-forward's is 1).")
     backtest_cost_bp: float = Field(5.0, ge=0.0, description="Cost of the recent backtest, basis points per leg.")
-    garch_window: int = Field(750, ge=500, description="Spread returns used to fit GARCH(1,1) (≥ 500).")
-    garch_holdout: int = Field(
-        250, ge=20, description="Last returns of the GARCH window held out for 1-step forecast accuracy."
-    )
     # --- scoring ----------------------------------------------------------------------------
     backtest_window: int = Field(60, ge=10, description="Sessions of the recent out-of-sample backtest.")
     score_weights: list[float] = Field(
@@ -216,7 +219,7 @@ class StrategySettings(dg.ConfigurableResource):
     score_min: float = Field(
         0.0, ge=0.0, le=1.0,
         description="Composite score a pair must exceed (0: no composite gate; on 1995–2010 the composite "
-        "ranked forward P&L the wrong way, README \"Does the score rank pairs?\"; the seed gates at 0.7).",
+        "ranked forward P&L the wrong way, docs/research/walk-forward.md \"Does the score rank pairs?\"; the seed gates at 0.7).",
     )
     diagnostics_alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Level of Ljung-Box / ARCH-LM.")
     # --- trading levels ---------------------------------------------------------------------
@@ -249,7 +252,7 @@ class StrategySettings(dg.ConfigurableResource):
     gru_gate: bool = Field(
         False,
         description="Whether the signal job vetoes entries with the pair's GRU (written to the trading config as "
-        "gru_gate). Off by default: on 1995–2010 the gate added nothing in the walk-forward (README); the seed "
+        "gru_gate). Off by default: on 1995–2010 the gate added nothing in the walk-forward (docs/research/walk-forward.md); the seed "
         "gates. gru_models trains and registers the models either way.",
     )
 
@@ -300,7 +303,7 @@ class StrategySettings(dg.ConfigurableResource):
 
 
 #: Named strategy settings. ``default``: the defaults of :class:`StrategySettings`, the best of the
-#: configurations tried on the development years 1995–2010 (README "Does it make money?"): a
+#: configurations tried on the development years 1995–2010 (docs/research/walk-forward.md): a
 #: 252-session formation re-selected every 21 sessions (the trading period), correlation ≥ 0.7,
 #: every cointegrated pair traded (no composite gate), causal β in the GARCH, the recent backtest
 #: before the formation window with lag 1 and 5 bp, a 0.1 %/day per-pair volatility target.

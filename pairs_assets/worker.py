@@ -1,45 +1,8 @@
-"""The Celery app behind ``pairs worker``: dagster-celery's step task on the configured broker.
+"""Moved to :mod:`pairs_assets.instance.worker` (issue 20: the instance plugins in one package); this old
+path stays importable and is the same module object."""
 
-A worker and the ``celery`` executor (:func:`pairs_assets.jobs.executor_for`) must agree on the
-broker, the result backend and the Celery settings, so both build them from the same inputs:
-``PAIRS_CELERY_BROKER``, ``PAIRS_CELERY_BACKEND`` (default ``rpc://``) and
-:func:`pairs_assets.jobs.celery_app_settings`. The worker never writes the broker URL (which may
-hold a password) to disk, unlike ``dagster-celery worker start``, which writes a config module.
+import sys
 
-Each task rebuilds the job from its code origin (``pairs_assets.definitions``) and opens the run's
-Dagster instance from the reference the run sends, so a worker needs the same environment as the
-code server: ``PAIRS_*``, ``MLFLOW_TRACKING_URI``, the instance's database variables, and a
-``PAIRS_IO_BASE`` every worker can read.
-"""
+from pairs_assets.instance import worker as _moved
 
-from __future__ import annotations
-
-from celery import Celery
-from dagster._core.execution.retries import RetryMode
-from dagster_celery.executor import CeleryExecutor
-from dagster_celery.make_app import make_app
-from dagster_celery.tasks import create_task
-
-from pairs_assets.jobs import celery_app_settings
-
-
-def make_worker_app(broker: str, backend: str = "rpc://") -> Celery:
-    """A Celery app with dagster-celery's ``execute_plan`` task, configured as the executor is.
-
-    Parameters
-    ----------
-    broker : str
-        Broker URL (``amqp://…`` for RabbitMQ, ``redis://…``).
-    backend : str
-        Result backend URL (``rpc://`` returns results over the broker).
-
-    Returns
-    -------
-    celery.Celery
-    """
-    executor = CeleryExecutor(
-        retries=RetryMode.DISABLED, broker=broker, backend=backend, config_source=celery_app_settings()
-    )
-    app = make_app(executor.app_args())
-    create_task(app)
-    return app
+sys.modules[__name__] = _moved

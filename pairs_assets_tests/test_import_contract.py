@@ -62,7 +62,8 @@ def test_every_module_is_in_a_layer():
 
 
 def test_the_contract_catches_violations(tmp_path):
-    """A copy of the tree with three planted violations: each is reported, the run fails."""
+    """A copy of the tree with planted violations (of each of the three contracts): each is reported,
+    the run fails."""
     for package in PACKAGES:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.csv.gz"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
@@ -75,11 +76,17 @@ def test_the_contract_catches_violations(tmp_path):
     plant("pairs_assets/quant/sizing.py", "import dagster")
     plant("pairs_assets/quant/scoring.py", "from pairs_assets.quant import correlation")
     plant("pairs_assets/quant/correlation.py", "from pairs_assets.quant import scoring")
+    # sub-packages of quant are covered too (the contract replaced quant/test_boundaries.py, which
+    # scanned quant/*.py only and never saw quant/gru/ or quant/walkforward/)
+    plant("pairs_assets/quant/gru/model.py", "def _registry():\n    import mlflow\n\n    return mlflow")
+    plant("pairs_assets/quant/walkforward/engine.py", "def _store():\n    from resources import market_data\n\n    return market_data")
     result = _lint(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "resources is not allowed to import pairs_assets.partitions" in result.stdout
     assert "resources.bars -> pairs_assets.partitions" in result.stdout
     assert "pairs_assets.quant.sizing -> dagster" in result.stdout
+    assert "pairs_assets.quant.gru.model -> mlflow" in result.stdout
+    assert "pairs_assets.quant.walkforward.engine -> resources.market_data" in result.stdout
     assert "No cycles are allowed in pairs_assets.quant" in result.stdout
     assert re.search(r"\.(scoring -> \.correlation|correlation -> \.scoring)", result.stdout)
     assert re.search(r"Contracts: 0 kept, 3 broken\.", result.stdout), result.stdout

@@ -34,7 +34,7 @@ def test_a_partition_range_run_with_dagsters_cli_prints_no_debug_line_per_event(
 def test_the_progress_line_says_whether_it_creates_the_run_writes_the_bars_or_records_partitions():
     import dagster as dg
 
-    from pairs_assets.progress import RunProgress
+    from pairs_assets.instance.progress import RunProgress
 
     with dg.instance_for_test() as instance:
         progress = RunProgress(instance, "no-such-run", total=7_920, label="raw_bars", checks_total=47_520, write=lambda _: None)

@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-from pairs_assets.run_recovery import HOST_TAG, fail_dead_runs, heartbeat_key, this_host
+from pairs_assets.instance.run_recovery import HOST_TAG, fail_dead_runs, heartbeat_key, this_host
 from sensors.dead_runs import dead_run_recovery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ LAUNCHED_WORKER = textwrap.dedent(
     import sys, threading
     from pathlib import Path
     import dagster as dg
-    from pairs_assets.run_recovery import with_run_heartbeat
+    from pairs_assets.instance.run_recovery import with_run_heartbeat
 
     @dg.op
     def block(context) -> None:
@@ -243,7 +243,7 @@ def test_a_run_whose_host_restarted_is_failed(two_launched_runs):
 
 def test_a_killed_process_not_yet_reaped_is_not_alive():
     """A run worker killed under a code server that is still up stays a zombie until reaped."""
-    from pairs_assets.run_recovery import process_alive_since
+    from pairs_assets.instance.run_recovery import process_alive_since
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:

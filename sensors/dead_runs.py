@@ -9,7 +9,7 @@ import time
 
 import dagster as dg
 
-from pairs_assets.run_recovery import DEFAULT_HEARTBEAT_WINDOW_S, fail_dead_runs
+from pairs_assets.instance.run_recovery import DEFAULT_HEARTBEAT_WINDOW_S, fail_dead_runs
 
 INTERVAL_S = 60
 

@@ -134,4 +134,4 @@ def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strate
         ),
     )
     yield from ranges.check_outputs(context)
-    ranges.check_evaluations(context, checks.COINTEGRATED_PAIRS_CHECKS, {k: v[2] for k, v in outputs.items()})
+    yield from ranges.check_evaluations(context, checks.COINTEGRATED_PAIRS_CHECKS, {k: v[2] for k, v in outputs.items()})

@@ -61,7 +61,7 @@ def garch_models(
             ),
         )
         yield from ranges.check_outputs(context)
-        ranges.check_evaluations(context, checks.GARCH_CHECKS, {k: v[2] for k, v in outputs.items()})
+        yield from ranges.check_evaluations(context, checks.GARCH_CHECKS, {k: v[2] for k, v in outputs.items()})
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:

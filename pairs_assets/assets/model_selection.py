@@ -32,7 +32,7 @@ def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: Strateg
         group_name=GROUP,
         kinds={"pandas", "parquet"},
         description="Composite score on an absolute scale = 0.4·AIC/BIC + 0.3·forecast + 0.2·backtest + "
-        "0.1·diagnostics (see README 'Scoring'); pairs above score_min are selected, ranked.",
+        "0.1·diagnostics (see docs/methodology.md 'Scoring'); pairs above score_min are selected, ranked.",
     )(model_selection)
 
 
@@ -67,7 +67,7 @@ def model_selection(
             ),
         )
         yield from ranges.check_outputs(context)
-        ranges.check_evaluations(context, checks.MODEL_SELECTION_CHECKS, {k: v[2] for k, v in outputs.items()})
+        yield from ranges.check_evaluations(context, checks.MODEL_SELECTION_CHECKS, {k: v[2] for k, v in outputs.items()})
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:

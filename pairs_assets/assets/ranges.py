@@ -20,7 +20,7 @@ and ``dg launch --partition-range`` run the whole range in one run, each asset o
 * returns ``{partition key: object}``, which the IO manager writes as one file per partition, and
   records each partition's own window and input fingerprint on its materialization;
 * records each check per partition (an ``AssetCheckEvaluation`` with the partition's key, written
-  in batches by :func:`pairs_assets.instance.sqlite.record_check_evaluations`).
+  in batches through :func:`pairs_assets.instance.record_partition_checks`).
 
 A one-partition run takes the one-partition path unchanged.
 """
@@ -38,7 +38,7 @@ from pairs_assets import partitions
 from pairs_assets.assets.common import WindowReader, read_panel, require_coverage
 from pairs_assets.home import PairsHome
 from pairs_assets.util import split_partition_key
-from pairs_assets.instance.sqlite import record_check_evaluations
+from pairs_assets.instance import record_partition_checks
 from resources.market_data import MarketDataStore
 
 
@@ -122,75 +122,35 @@ def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
 
 
-def check_evaluation(
-    asset_key: dg.AssetKey, result: dg.AssetCheckResult, blocking: bool, partition: str, target=None
-) -> dg.AssetCheckEvaluation:
-    """One partition's check result as the evaluation a range run records against that partition.
-
-    ``target``: the partition's materialization the evaluation judged (see
-    :func:`materialization_targets`). Dagster's check partition status (the check's *Partitions*
-    view, ``AssetCheckState``) counts an evaluation only while it targets the partition's latest
-    materialization; one without a target reads as Missing.
-    """
-    return dg.AssetCheckEvaluation(
-        asset_key=asset_key,
-        check_name=result.check_name,
-        passed=result.passed,
-        metadata=result.metadata,
-        severity=result.severity,
-        description=result.description,
-        blocking=blocking,
-        partition=str(partition),
-        target_materialization_data=target,
-    )
-
-
-def materialization_targets(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partition_keys) -> dict:
-    """``{partition key: target}`` — each partition's latest materialization by this run, as the
-    target its check evaluations record (what Dagster records for a yielded ``AssetCheckResult``:
-    the partition's latest materialization; one query for the range instead of one per partition,
-    :func:`pairs_assets.instance.event_log.materialization_targets`).
-
-    Called after the run's materializations are stored (the step's ``MaterializeResult`` was
-    handled). A partition without one in this run gets no target.
-    """
-    from pairs_assets.instance.event_log import materialization_targets as targets
-
-    return targets(context.instance, context.run_id, asset_key, partition_keys)
-
-
 def check_evaluations(
     context: dg.AssetExecutionContext,
     specs: Iterable[dg.AssetCheckSpec],
     results_by_key: Mapping[str, list[dg.AssetCheckResult]],
-) -> list[dg.AssetCheckEvaluation]:
-    """Each partition's check results as evaluations recorded against that partition, in batches.
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """Each partition's check results as evaluations recorded against that partition (``yield from``).
 
-    Called after the materialization: the evaluations are recorded as the run's own check events
-    (:func:`pairs_assets.instance.sqlite.record_check_evaluations`, one event per check and
-    partition, written in batches — yielded one by one they cost Dagster ~15 ms each, minutes over
-    a year × every sector). A failed blocking ERROR one then fails the step, as Dagster does for a
-    yielded one, so downstream steps of the range stop. Returns the evaluations.
+    Called after the materialization, through :func:`pairs_assets.instance.record_partition_checks`:
+    one evaluation per check and partition, each targeting its partition's materialization by this
+    run, written in batches as the run's own check events (yielded one by one they cost Dagster
+    ~15 ms each, minutes over a year × every sector) — or, where the event log says
+    ``range_checks: yielded``, yielded here (Dagster's public path). A failed blocking ERROR one
+    then fails the step, as Dagster does for a yielded check result, so downstream steps of the
+    range stop.
     """
     from pairs_assets.checks import ERROR
 
     selected = {k.name for k in context.selected_asset_check_keys}
     blocking = {spec.name: spec.blocking for spec in specs}
     asset_key = context.assets_def.key
-    keys = {str(partitions.partition_key(*split_partition_key(key))) for key in results_by_key}
-    targets = materialization_targets(context, asset_key, keys)
-    evaluations = []
+    rows = []
     for key in sorted(results_by_key):
-        date, sector = split_partition_key(key)
-        partition = str(partitions.partition_key(date, sector))
+        partition = str(partitions.partition_key(*split_partition_key(key)))
         for result in results_by_key[key]:
-            if result.check_name not in selected:
-                continue
-            evaluations.append(
-                check_evaluation(asset_key, result, blocking[result.check_name], partition, targets.get(partition))
-            )
-    record_check_evaluations(context, evaluations)
-    failed = [e for e in evaluations if e.blocking and not e.passed and e.severity == ERROR]
+            if result.check_name in selected:
+                rows.append((partition, result, blocking[result.check_name]))
+    recorded = record_partition_checks(context, asset_key, rows)
+    yield from recorded.to_yield
+    failed = [e for e in recorded.evaluations if e.blocking and not e.passed and e.severity == ERROR]
     if failed:
         names = sorted({e.check_name for e in failed})
         where = sorted({e.partition for e in failed})
@@ -198,7 +158,6 @@ def check_evaluations(
             f"{len(failed)} blocking {asset_key.to_user_string()} check evaluation(s) failed with ERROR severity "
             f"({', '.join(names)}) in {len(where)} partition(s): {', '.join(where[:10])}" + (" …" if len(where) > 10 else "")
         )
-    return evaluations
 
 
 #: Per-partition metadata a range step records on each partition's own materialization.

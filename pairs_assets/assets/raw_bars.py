@@ -14,14 +14,14 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwatch
-from pairs_assets.assets.ranges import check_evaluation, materialization_targets, sessions_by_sector
+from pairs_assets.assets.ranges import sessions_by_sector
 from pairs_assets.errors import MissingBarsError
 from pairs_assets.home import PairsHome
 from pairs_assets.settings import StrategySettings
 from pairs_assets.universe import Universe
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
-from pairs_assets.instance.sqlite import record_check_evaluations
+from pairs_assets.instance import record_partition_checks
 from resources.market_data import MarketDataStore
 
 
@@ -147,17 +147,15 @@ def raw_bars(
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
             # the check's (value-less) output, as Dagster yields for an AssetCheckResult
             yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))
-        keys = [str(partitions.partition_key(str(s.date()), sector)) for sector, ss in by_sector.items() for s in ss]
-        targets = materialization_targets(context, dg.AssetKey("raw_bars"), keys)
-        evaluations = list(
-            _partition_check_evaluations(
-                findings, by_sector, {k.name for k in context.selected_asset_check_keys}, targets
-            )
-        )
         # recorded in batches as the run's own check events (one per check and partition), not
         # yielded one by one: 46,800 yielded evaluations cost Dagster ~15 minutes
-        record_check_evaluations(context, evaluations)
-        failed = [e for e in evaluations if e.blocking and not e.passed and e.severity == checks.ERROR]
+        recorded = record_partition_checks(
+            context,
+            dg.AssetKey("raw_bars"),
+            _partition_check_results(findings, by_sector, {k.name for k in context.selected_asset_check_keys}),
+        )
+        yield from recorded.to_yield  # Dagster's public path, where the event log says range_checks: yielded
+        failed = [e for e in recorded.evaluations if e.blocking and not e.passed and e.severity == checks.ERROR]
         if failed:
             # what Dagster does after a step yields a failed blocking ERROR evaluation
             names = sorted({e.check_name for e in failed})
@@ -169,19 +167,16 @@ def raw_bars(
             )
 
 
-def _partition_check_evaluations(
+def _partition_check_results(
     findings: dict[str, checks.RawBarsFindings],
     by_sector: dict[str, list[pd.Timestamp]],
     selected: set[str],
-    targets: dict | None = None,
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """A range run's check evaluations, one per check and partition, each on that partition's bars.
-
-    Recorded after the materialization, so each is recorded against its partition and targets
-    that partition's materialization (``targets``: :func:`pairs_assets.assets.ranges.materialization_targets`);
-    the caller fails the step when a blocking one failed.
+) -> Iterator[tuple[str, dg.AssetCheckResult, bool]]:
+    """A range run's check results, one per check and partition, each on that partition's bars:
+    ``(partition key, result, blocking)`` for :func:`pairs_assets.instance.record_partition_checks`,
+    which records each against its partition's materialization; the caller fails the step when a
+    blocking one failed.
     """
-    targets = targets or {}
     blocking = {spec.name: spec.blocking for spec in checks.RAW_BARS_CHECKS}
     for sector, sessions in by_sector.items():
         for session in sessions:
@@ -189,4 +184,4 @@ def _partition_check_evaluations(
             for result in findings[sector].results([session]):
                 if result.check_name not in selected:
                     continue
-                yield check_evaluation(dg.AssetKey("raw_bars"), result, blocking[result.check_name], key, targets.get(str(key)))
+                yield str(key), result, blocking[result.check_name]

@@ -309,7 +309,7 @@ def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.Pair
     for row in frame.to_dict("records"):
         pid = str(row["pair_id"])
 
-        def number(name: str) -> float:
+        def number(name: str, row: dict = row) -> float:
             value = row[name]
             return math.nan if value is None else float(value)
 
@@ -735,7 +735,7 @@ def trading_signals(
         max_holding=config.max_holding,
         rejected_bars=rejected_bars,
     )
-    for symbol, reasons in sorted(rejected_bars.items()):
+    for _symbol, reasons in sorted(rejected_bars.items()):
         for reason in reasons:
             context.log.warning(f"bar rejected, never traded on: {reason}")
     repeated = [s.pair_id for s in signals if "bar_already_applied" in s.flags]

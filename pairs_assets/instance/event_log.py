@@ -28,12 +28,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as db
-from dagster._core.errors import DagsterInvariantViolationError
-from dagster._core.events import ASSET_EVENTS, AssetCheckEvaluationPlanned, DagsterEventType
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEventType, DagsterInvariantViolationError, Enum, EnumValue, EventLogEntry, Field, serialize_value
+from dagster._core.events import ASSET_EVENTS, AssetCheckEvaluationPlanned
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster_shared.serdes import serialize_value
 
 _KEY_SENTINEL = "__pairs_partition_key__"
 #: Planned check rows per INSERT statement (bounded statements on either database).
@@ -52,9 +50,26 @@ def _status(passed: bool) -> str:
     return (AssetCheckExecutionRecordStatus.SUCCEEDED if passed else AssetCheckExecutionRecordStatus.FAILED).value
 
 
+#: How a range run's check results reach the event log (the event logs' ``range_checks`` config):
+#: ``batched`` — written by :func:`pairs_assets.instance.sqlite.record_check_evaluations` as the run's
+#: own events, in batches (private Dagster names); ``yielded`` — yielded by the step as
+#: ``AssetCheckEvaluation``s, Dagster's public path (one event and statement each: slower).
+RANGE_CHECK_PATHS = ("batched", "yielded")
+
+
+def range_checks_field() -> Field:
+    """The ``range_checks`` config field of the project's event logs (default ``batched``)."""
+    return Field(
+        Enum("RangeChecks", [EnumValue(path) for path in RANGE_CHECK_PATHS]), is_required=False, default_value="batched"
+    )
+
+
 class BatchedCheckWrites:
     """Mixin for a ``SqlEventLogStorage``: planned check rows narrowed per partition, and the index
     side of a batch of events written with a few statements (see the module doc)."""
+
+    #: how range runs record their check results here (``RANGE_CHECK_PATHS``; config ``range_checks``)
+    range_checks = "batched"
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
         with self.index_connection() as conn:  # type: ignore[attr-defined]
@@ -303,7 +318,8 @@ class BulkCheckState:
         from dagster._core.asset_graph_view.serializable_entity_subset import SerializableEntitySubset
         from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionResolvedStatus as Resolved
         from dagster._core.storage.asset_check_state import AssetCheckState
-        from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
+        from dagster import DagsterRunStatus, RunsFilter
+        from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
         by_status: dict[Any, list[str]] = {status: [] for status in Resolved}
         planned_by_run: dict[str, list[str]] = {}

@@ -23,9 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as db
-from dagster._config import Field
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEventType, EventLogEntry, Field
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 
 from dagster._core.storage.config import pg_config
@@ -34,7 +32,7 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState
+from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState, range_checks_field
 
 _PLAIN_SCHEMES = ("postgresql://", "postgres://")
 
@@ -92,12 +90,18 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
     with batched writes of a range run's planned events and check results (see the module doc).
 
     Config: dagster-postgres's, plus ``event_batch_size`` (default 1000: sets
-    ``DAGSTER_EVENT_BATCH_SIZE`` where it is unset; 0 leaves it off).
+    ``DAGSTER_EVENT_BATCH_SIZE`` where it is unset; 0 leaves it off) and ``range_checks``
+    (``batched``, the default, or ``yielded``: Dagster's public path, see
+    :data:`pairs_assets.instance.event_log.RANGE_CHECK_PATHS`).
     """
 
     @classmethod
     def config_type(cls):
-        return {**pg_config(), "event_batch_size": Field(int, is_required=False, default_value=1000)}
+        return {
+            **pg_config(),
+            "event_batch_size": Field(int, is_required=False, default_value=1000),
+            "range_checks": range_checks_field(),
+        }
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
@@ -105,7 +109,9 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
         if batch:
             # read per event by every process that opens the instance (runs, webserver, daemon)
             os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(batch))
-        return cls(inst_data=inst_data, **_kwargs(config_value))
+        storage = cls(inst_data=inst_data, **_kwargs(config_value))
+        storage.range_checks = config_value.get("range_checks", "batched")
+        return storage
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Planned materializations, planned checks, check evaluations (and materializations mixed

@@ -35,16 +35,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from dagster._config import Field, StringSource
-from dagster._core.errors import DagsterInvariantViolationError
-from dagster._core.events import (
-    ASSET_CHECK_EVENTS,
-    ASSET_EVENTS,
-    EVENT_TYPE_TO_PIPELINE_RUN_STATUS,
-    DagsterEvent,
-    DagsterEventType,
-)
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEvent, DagsterEventType, DagsterInvariantViolationError, EventLogEntry, Field, StringSource
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
@@ -52,7 +44,7 @@ from dagster._serdes import ConfigurableClassData
 from dagster._time import get_current_timestamp
 from sqlalchemy.pool import NullPool
 
-from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState
+from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState, range_checks_field
 
 #: SQLite's busy timeout Dagster uses for its own shards.
 _BUSY_TIMEOUT_S = 30
@@ -68,13 +60,22 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
     Config: ``base_dir`` (optional; default ``$DAGSTER_HOME/history/runs``, Dagster's own layout);
     ``event_batch_size`` (default 1000: sets ``DAGSTER_EVENT_BATCH_SIZE`` where it is unset);
     ``batched_writes`` (default true; false writes every event with Dagster's own SQLite code —
-    only the shared planned-row and check-state parts stay: the comparison the benchmark makes).
+    only the shared planned-row and check-state parts stay: the comparison the benchmark makes);
+    ``range_checks`` (``batched``, the default, or ``yielded``: Dagster's public path, see
+    :data:`pairs_assets.instance.event_log.RANGE_CHECK_PATHS`).
     """
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None, batched_writes: bool = True):
+    def __init__(
+        self,
+        base_dir: str,
+        inst_data: ConfigurableClassData | None = None,
+        batched_writes: bool = True,
+        range_checks: str = "batched",
+    ):
         self._engines: OrderedDict[str, Any] = OrderedDict()
         self._has_check_table = False
         self.batched_writes = batched_writes
+        self.range_checks = range_checks
         super().__init__(base_dir, inst_data=inst_data)
 
     @property
@@ -87,6 +88,7 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
             "base_dir": Field(StringSource, is_required=False),
             "event_batch_size": Field(int, is_required=False, default_value=1000),
             "batched_writes": Field(bool, is_required=False, default_value=True),
+            "range_checks": range_checks_field(),
         }
 
     @classmethod
@@ -106,7 +108,12 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
                     "PairsSqliteEventLogStorage: set DAGSTER_HOME or give event_log_storage.config.base_dir"
                 )
             base_dir = os.path.join(home, "history", "runs")
-        return cls(base_dir, inst_data=inst_data, batched_writes=config_value.get("batched_writes", True))
+        return cls(
+            base_dir,
+            inst_data=inst_data,
+            batched_writes=config_value.get("batched_writes", True),
+            range_checks=config_value.get("range_checks", "batched"),
+        )
 
     # --- connections -------------------------------------------------------------------------
     def _engine(self, shard: str):

@@ -136,7 +136,7 @@ def stage(every: int = 21) -> None:
     garch_stage(cases[0][1], cases[0][2], strategy)  # warm-up: the numba kernels load
     arch_ms, batched_ms, worst = [], [], 0.0
     estimators: dict[str, int] = {}
-    for key, closes, pairs in cases:
+    for _key, closes, pairs in cases:
         arch_ms.append(median_seconds(lambda: garch_stage(closes, pairs, strategy, estimator="arch")) * 1e3)
         batched_ms.append(median_seconds(lambda: garch_stage(closes, pairs, strategy)) * 1e3)
         a, b = garch_stage(closes, pairs, strategy, estimator="arch"), garch_stage(closes, pairs, strategy)

@@ -72,7 +72,9 @@ def main() -> None:
     for device in devices:
         config = GRUConfig(device=device)
         fit_pair_models(items[:1], GRUConfig(device=device, max_epochs=1))  # warm-up (first-call costs)
-        kwargs = lambda item: {k: v for k, v in item.items() if k not in ("spread", "garch_sigma", "garch_std_resid", "entry_z")}  # noqa: E731
+        def kwargs(item):
+            return {k: v for k, v in item.items() if k not in ("spread", "garch_sigma", "garch_std_resid", "entry_z")}
+
         alone = {}
         for size in sorted({1, min(4, len(items)), len(items)}):
             batch = items[:size]

@@ -184,7 +184,16 @@ def run_storage(storage: str, args) -> dict:
                 conn.execute(sa.text(f'create database "{db_name}"'))
             env["PAIRS_DAGSTER_DB_URL"] = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
             (home / "dagster").mkdir(parents=True)
-            shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster" / "dagster.yaml")
+            text = (ROOT / "deploy" / "dagster.yaml").read_text()
+            if args.range_checks != "batched":  # the event log's range_checks setting (issue 20)
+                old = "  class: PairsPostgresEventLogStorage\n  config: *postgres\n"
+                assert old in text, "deploy/dagster.yaml's event_log_storage changed"
+                text = text.replace(
+                    old,
+                    "  class: PairsPostgresEventLogStorage\n  config:\n    postgres_url:\n      env: PAIRS_DAGSTER_DB_URL\n"
+                    f"    range_checks: {args.range_checks}\n",
+                )
+            (home / "dagster" / "dagster.yaml").write_text(text)
         elif not args.sqlite_batched_writes:
             # the project's instance with Dagster's own SQLite writes (issue 16 item 6: with / without)
             (home / "dagster").mkdir(parents=True)
@@ -261,6 +270,8 @@ def main() -> None:
     parser.add_argument("--graphql", action="store_true", help="also time the raw_bars Checks tab query")
     parser.add_argument("--no-sqlite-batched-writes", dest="sqlite_batched_writes", action="store_false",
                         help="SQLite: Dagster's own event writes (PairsSqliteEventLogStorage batched_writes: false)")
+    parser.add_argument("--range-checks", default="batched", choices=["batched", "yielded"],
+                        help="PostgreSQL: how a range run records its check results (the event log's range_checks)")
     parser.add_argument("--dagster-check-state", action="store_true",
                         help="also time the query with Dagster's own check-state code (before BulkCheckState)")
     args = parser.parse_args()
@@ -269,7 +280,7 @@ def main() -> None:
     rows = [run_storage(s, args) for s in args.storage]
     print()
     print(f"pairs load-bars {args.start}...{args.end} × {args.sectors} sector(s); "
-          f"SQLite batched writes: {args.sqlite_batched_writes}; "
+          f"SQLite batched writes: {args.sqlite_batched_writes}; PostgreSQL range_checks: {args.range_checks}; "
           f"DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', 'unset')}")
     print("| storage | load (s) | checks tab cold (s) | checks tab warm (s) | checks tab, Dagster's check state (s) |")
     print("|---|---|---|---|---|")

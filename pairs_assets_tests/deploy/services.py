@@ -56,7 +56,7 @@ def postgres_databases(*labels: str) -> Iterator[dict[str, str]]:
     finally:
         from resources import market_data
 
-        for label, name in names.items():
+        for name in names.values():
             for url in (f"{base}/{name}", plain_url(f"{base}/{name}")):
                 engine = market_data._ENGINES.pop(url, None)
                 if engine is not None:

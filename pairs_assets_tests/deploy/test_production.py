@@ -80,7 +80,7 @@ def deployment(tmp_path_factory):
         bars_file = write_bars_file(root / "planted_bars.csv", planted_closes())
         env["PAIRS_BARS_FILE"] = bars_file
         source = FileBarSource(path=bars_file)
-        for sector, symbols in SECTORS.items():
+        for symbols in SECTORS.values():
             preload_history(dbs["store"], source, symbols, AS_OF, SEED.history_sessions)
         # MLflow creates its schema on first contact; do it once, before concurrent steps do
         ModelRegistry(tracking_uri=env["MLFLOW_TRACKING_URI"], artifact_root=str(artifacts)).client()
@@ -99,7 +99,7 @@ def deployment(tmp_path_factory):
         saved = {k: os.environ.get(k) for k in ("PAIRS_DAGSTER_DB_URL", "PAIRS_CODE_SERVER_HOST", "PAIRS_CODE_SERVER_PORT")}
         os.environ.update({k: env[k] for k in saved})
         try:
-            from pairs_assets.worker import make_worker_app
+            from pairs_assets.instance.worker import make_worker_app
 
             app = make_worker_app(broker)
             services.wait_until(
@@ -307,7 +307,7 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
     from pairs_assets.partitions import partition_key
-    from pairs_assets.run_recovery import HOST_TAG, process_alive_since, this_host
+    from pairs_assets.instance.run_recovery import HOST_TAG, process_alive_since, this_host
     from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
     from sensors.dead_runs import dead_run_recovery
 

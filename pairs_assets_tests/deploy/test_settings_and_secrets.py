@@ -78,7 +78,7 @@ def test_celery_without_broker_and_unknown_executor_are_named_errors():
 def test_connection_errors_mask_the_password():
     url = "postgresql://pairs:hunter2@127.0.0.1:1/market"  # nothing listens on port 1
     with pytest.raises(StoreUnavailableError) as info:
-        MarketDataStore(database_url=url).engine
+        _ = MarketDataStore(database_url=url).engine
     message = str(info.value)
     assert "hunter2" not in message and "pairs:***@127.0.0.1:1/market" in message
     assert info.value.__cause__ is None and info.value.__suppress_context__  # tracebacks omit the raw error

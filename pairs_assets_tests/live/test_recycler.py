@@ -14,6 +14,7 @@ from alpaca.data.models import Bar
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from pairs_assets.live.recycler import RecyclerError, RecyclerSettings, recycler_in_thread
 from pairs_assets_tests.live.helpers import TEST_SOURCE, store_with_bars, stream_client, synthetic_bars, wait_until
@@ -152,8 +153,8 @@ def test_authentication_and_auth_timeout(store):
             _recv(ws)
             ws.send(msgpack.packb({"action": "auth", "key": "wrong", "secret": "keys"}))
             assert _recv(ws) == [{"T": "error", "code": 402, "msg": "auth failed"}]
-            with pytest.raises(Exception):
-                _recv(ws, timeout=2)  # closed by the server
+            with pytest.raises(ConnectionClosed):
+                _recv(ws, timeout=2)  # closed by the server (a timeout would mean it was not)
         with connect(recycler.ws_url, open_timeout=5) as ws:
             _recv(ws)
             assert _recv(ws, timeout=3)[0]["code"] == 404  # nothing sent: auth timeout

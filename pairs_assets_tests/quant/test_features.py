@@ -84,8 +84,8 @@ def test_wilder_rsi_known_answer():
     delta = np.diff(s.to_numpy())
     gain, loss = np.clip(delta, 0, None), np.clip(-delta, 0, None)
     ag, al = gain[0], loss[0]
-    for g, l in zip(gain[1:], loss[1:]):
-        ag, al = ag + (g - ag) / 14, al + (l - al) / 14
+    for g, lo in zip(gain[1:], loss[1:]):
+        ag, al = ag + (g - ag) / 14, al + (lo - al) / 14
     assert wilder_rsi(s).iloc[-1] == pytest.approx(100 - 100 / (1 + ag / al))
     assert wilder_rsi(_series(np.arange(40.0))).iloc[-1] == 100.0  # only up moves
     assert wilder_rsi(_series(np.ones(40))).iloc[-1] == 50.0  # flat

@@ -7,7 +7,7 @@ configs of sampled partitions (real embedded closes, the walk-forward's config b
 daily graph's own stage functions, parity-tested against it in test_walk_forward.py) must select
 the same pairs in the same order with every field equal, except the numbers derived from the
 GARCH fit, which may differ by the two optimisers' stopping points (SLSQP vs Newton on the same
-likelihood) within the tolerances below — the decision documented in the README:
+likelihood) within the tolerances below — the decision documented in docs/benchmarks.md and docs/methodology.md:
 
 * GARCH parameters μ, ω, α, β, persistence: relative 5e-3 (a flat likelihood ridge);
 * σ forecast, σ_∞ and the sizing built on the σ forecast: relative 1e-3;
@@ -41,7 +41,9 @@ def _panel(sector, symbols, date, strategy):
 def _configs(monkeypatch, estimator, panel, sessions, n, symbols, strategy):
     monkeypatch.setattr(replay, "garch_stage_many", functools.partial(stages.garch_stage_many, estimator=estimator))
     as_of = list(sessions[-n:])
-    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)  # noqa: E731
+    def formation_of(day):
+        return partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)
+
     effective = [partitions.next_session(str(d.date())) for d in as_of]
     return build_configs(panel, as_of, effective, symbols, strategy, formation_of=formation_of)
 

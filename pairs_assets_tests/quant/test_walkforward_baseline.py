@@ -233,7 +233,7 @@ def test_the_same_session_gets_the_same_baseline_whatever_the_range():
     for symbols in (["BBY", "HD", "KO", "PEP", "PG", "WMT"], ["BAC", "JPM"]):
         sector = closes[symbols]
 
-        def run(start, history):
+        def run(start, history, sector=sector):
             sessions = sector.loc[start:"2022-12-28"].index
             panel = sector.iloc[max(0, sector.index.get_loc(sessions[0]) - history) :]
             return run_baseline(panel, sessions, settings, "s", baseline_session_number(panel.index[0]))[5.0]

@@ -279,7 +279,9 @@ def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
     closes = closes.pivot(index="session", columns="symbol", values="close").reindex(hist)
     first = closes.index.get_loc(pd.Timestamp("2012-06-20"))
     as_of, effective = closes.index[first - 1 : -1], list(closes.index[first:])
-    formation_of = lambda d: partitions.formation_session(d, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)  # noqa: E731
+    def formation_of(d):
+        return partitions.formation_session(d, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)
+
     configs = build_configs(SectorPanel("healthcare", closes, "embedded"), as_of, effective, symbols, strategy, formation_of=formation_of)
     listed = {str(d.date()): [p.pair_id for p in c.pairs] for d, c in configs.items()}
     assert "MRK-PFE" in listed["2012-06-26"] and "PFE-MRK" in listed["2012-06-28"]  # the flip

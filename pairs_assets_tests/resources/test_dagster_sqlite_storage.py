@@ -3,7 +3,9 @@
 Parity with Dagster's own ``SqliteEventLogStorage``: the same raw_bars range run (a bad bar in one
 partition) on an instance of each leaves the same materialized partitions, the same check
 execution per check and partition (status, partition, metadata), the same event types in the
-run and the same asset record — the batched storage only writes them differently.
+run and the same asset record — the batched storage only writes them differently. With
+``range_checks: yielded`` the project's storage takes Dagster's public path for a range run's check
+results (the step yields them) and leaves the same again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster_shared.serdes import deserialize_value
 
 from pairs_assets import checks, partitions
+from pairs_assets.instance import range_checks_path
 from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY, materialize_raw_bars_range
 from pairs_assets_tests.planted import planted_closes, write_bars_file
 from resources.dagster_sqlite_storage import PairsSqliteEventLogStorage
@@ -28,14 +31,17 @@ RAW_BARS = dg.AssetKey("raw_bars")
 CHECK_NAMES = [spec.name for spec in checks.RAW_BARS_CHECKS]
 
 
-def _instance(tmp_path, name: str, batched: bool):
+def _instance(tmp_path, name: str, batched: bool, range_checks: str | None = None):
     (tmp_path / name).mkdir()
+    config = {"base_dir": str(tmp_path / name / "history" / "runs")}
+    if range_checks:
+        config["range_checks"] = range_checks
     overrides = (
         {
             "event_log_storage": {
                 "module": "resources.dagster_sqlite_storage",
                 "class": "PairsSqliteEventLogStorage",
-                "config": {"base_dir": str(tmp_path / name / "history" / "runs")},
+                "config": config,
             }
         }
         if batched
@@ -104,14 +110,19 @@ def test_a_range_run_leaves_what_dagsters_own_sqlite_storage_leaves(tmp_path, sq
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "4")  # Dagster hands materializations over in batches
     sessions = [str(s.date()) for s in partitions.sessions_in_range("2022-12-19", "2022-12-28")]
     states = {}
-    for name, batched in [("dagster", False), ("pairs", True)]:
-        with _instance(tmp_path, name, batched) as instance:
+    # Dagster's own storage takes the public path (the step yields the evaluations); the project's
+    # writes them in batches by default, or yields them too with range_checks: yielded
+    cases = [("dagster", False, None, "yielded"), ("pairs", True, None, "batched"), ("pairs_yielded", True, "yielded", "yielded")]
+    for name, batched, setting, path in cases:
+        with _instance(tmp_path, name, batched, setting) as instance:
             assert isinstance(instance.event_log_storage, PairsSqliteEventLogStorage) == batched
+            assert range_checks_path(instance) == path
             result = materialize_raw_bars_range(instance, sqlite_url, bad_bar_file, sessions)
             assert not result.success  # ohlc_consistent is a blocking ERROR gate: the step fails either way
             states[name] = _state(instance, result.run_id)
     dagster, pairs = states["dagster"], states["pairs"]
     assert pairs == dagster
+    assert states["pairs_yielded"] == dagster
     assert dagster["materialized"] == [f"{s}|technology" for s in sessions]
     assert len(dagster["executions"]) == len(CHECK_NAMES) * len(sessions)
     assert dagster["check_status"]["ohlc_consistent"] == {

@@ -28,13 +28,14 @@ CHECK_NAMES = sorted(spec.name for spec in checks.RAW_BARS_CHECKS)
 ROW_BYTES_MAX = 20_000
 
 
-def _pg_instance(tmp_path, url: str):
+def _pg_instance(tmp_path, url: str, **event_log_config):
     storage = {"module": "pairs_assets.instance.postgres", "config": {"postgres_url": url}}
+    event_log = {"module": storage["module"], "config": {"postgres_url": url, **event_log_config}}
     return dg.instance_for_test(
         temp_dir=str(tmp_path),
         overrides={
             "run_storage": {**storage, "class": "PairsPostgresRunStorage"},
-            "event_log_storage": {**storage, "class": "PairsPostgresEventLogStorage"},
+            "event_log_storage": {**event_log, "class": "PairsPostgresEventLogStorage"},
             "schedule_storage": {**storage, "class": "PairsPostgresScheduleStorage"},
         },
     )
@@ -71,7 +72,9 @@ def test_a_range_load_of_1050_partitions_records_its_events_and_one_check_row_ea
         assert events["ASSET_MATERIALIZATION"] == SESSIONS
         assert events["ASSET_MATERIALIZATION_PLANNED"] == SESSIONS
         assert events["ASSET_CHECK_EVALUATION"] == SESSIONS * len(CHECK_NAMES)
-        assert events["ASSET_CHECK_EVALUATION_PLANNED"] == len(CHECK_NAMES)  # one planned event per check, for the range
+        assert events["ASSET_CHECK_EVALUATION_PLANNED"] == len(
+            CHECK_NAMES
+        )  # one planned event per check, for the range
         assert len(rows) == SESSIONS * len(CHECK_NAMES)  # one row per check and partition
         assert sorted((name, partition) for name, partition, *_ in rows) == sorted(
             (name, key) for name in CHECK_NAMES for key in keys
@@ -83,7 +86,9 @@ def test_a_range_load_of_1050_partitions_records_its_events_and_one_check_row_ea
         with storage.index_connection() as conn:  # the load analyzed the tables the UI's check-status query plans on
             analyzed = dict(
                 conn.execute(
-                    sa.text("select relname, last_analyze from pg_stat_user_tables where relname in ('event_logs', 'asset_check_executions')")
+                    sa.text(
+                        "select relname, last_analyze from pg_stat_user_tables where relname in ('event_logs', 'asset_check_executions')"
+                    )
                 ).all()
             )
         assert set(analyzed) == {"event_logs", "asset_check_executions"} and all(analyzed.values()), analyzed
@@ -98,3 +103,36 @@ def test_a_range_load_of_1050_partitions_records_its_events_and_one_check_row_ea
                 str(p): s.value for s, subset in state.subsets.items() for p in subset.subset_value.get_partition_keys()
             }
             assert status == by_check[name], name
+
+
+def test_range_checks_yielded_takes_dagsters_public_path_with_the_same_rows(tmp_path, monkeypatch):
+    """``range_checks: yielded``: the step yields each partition's check evaluation (Dagster stores
+    them one by one); the rows are those of the batched path — one per check and partition, each
+    targeting its partition's materialization, the check status equal to the results."""
+    from pairs_assets.instance import range_checks_path
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    sessions = [str(s.date()) for s in partitions.window_sessions("2022-12-28", 20, history_start="1990-01-02")]
+    with (
+        services.postgres_databases("dagster", "store") as dbs,
+        _pg_instance(tmp_path, dbs["dagster"], range_checks="yielded") as instance,
+    ):
+        assert range_checks_path(instance) == "yielded"
+        result = materialize_raw_bars_range_with(instance, dbs["store"], EmbeddedBarSource(), sessions)
+        assert result.success
+        yielded = [e for e in result.get_asset_check_evaluations()]  # in the step's own event stream
+        assert sorted((e.check_name, e.partition) for e in yielded) == sorted(
+            (name, f"{s}|technology") for name in CHECK_NAMES for s in sessions
+        )
+        with instance.event_log_storage.index_connection() as conn:
+            rows = conn.execute(
+                sa.select(
+                    AssetCheckExecutionsTable.c.check_name,
+                    AssetCheckExecutionsTable.c.partition,
+                    AssetCheckExecutionsTable.c.execution_status,
+                    AssetCheckExecutionsTable.c.materialization_event_storage_id,
+                ).where(AssetCheckExecutionsTable.c.run_id == result.run_id)
+            ).all()
+        assert sorted((n, p) for n, p, _, _ in rows) == sorted((e.check_name, e.partition) for e in yielded)
+        assert {status for _, _, status, _ in rows} == {"SUCCEEDED"}
+        assert all(target is not None for *_, target in rows)

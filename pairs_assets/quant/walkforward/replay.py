@@ -16,8 +16,11 @@ Trading (:func:`trade_configs`): the config for as-of D applies from session D+1
 ``effective_session``). At each close t of the range the pairs of the config effective at t are
 traded with the config's own numbers: spread ``s = ln y − β·ln x − a``, ``z = (s − mean)/σ_level``
 with the GARCH-scaled σ of the signal job (:func:`pairs_assets.quant.signals.garch_zscore`), and
-the one trading rule (:func:`pairs_assets.quant.rule.step`, a state machine per pair, the rule
-the signal job and the recent backtest also call; band edges in :mod:`pairs_assets.quant.rule`):
+the one trading rule (:func:`pairs_assets.quant.rule.step`, a state machine per pair, which the
+signal job also calls; band edges in :mod:`pairs_assets.quant.rule`). The recent backtest uses the
+same entry, exit, stop and ``max_holding`` transitions through :func:`pairs_assets.quant.rule.positions`
+— unit sized, ungated, on fixed terms, so without the sizing, the GRU gate, ``on_drop`` or the
+ordering rule below:
 
 * flat → enter when ``entry_z ≤ |z| < stop_z`` (short the spread when z > 0), sized by the config's
   ``sizing``, if the optional GRU gate agrees;

@@ -1,0 +1,58 @@
+"""The Celery app behind ``pairs worker``: dagster-celery's step task on the configured broker.
+
+A worker and the ``celery`` executor (:func:`pairs_assets.jobs.executor_for`) must agree on the
+broker, the result backend and the Celery settings, so both build them from the same inputs:
+``PAIRS_CELERY_BROKER``, ``PAIRS_CELERY_BACKEND`` (default ``rpc://``) and
+:func:`celery_app_settings` (here, below the jobs that use it). The worker never writes the broker URL (which may
+hold a password) to disk, unlike ``dagster-celery worker start``, which writes a config module.
+
+Each task rebuilds the job from its code origin (``pairs_assets.definitions``) and opens the run's
+Dagster instance from the reference the run sends, so a worker needs the same environment as the
+code server: ``PAIRS_*``, ``MLFLOW_TRACKING_URI``, the instance's database variables, and a
+``PAIRS_IO_BASE`` every worker can read.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+def celery_app_settings() -> dict:
+    """Celery settings shared by the executor and ``pairs worker`` (they must agree)."""
+    return {
+        # a step can train GRUs for minutes: take one task at a time, acknowledge it when done
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": True,
+        "broker_connection_retry_on_startup": True,
+    }
+
+
+def make_worker_app(broker: str, backend: str = "rpc://") -> Celery:
+    """A Celery app with dagster-celery's ``execute_plan`` task, configured as the executor is.
+
+    Parameters
+    ----------
+    broker : str
+        Broker URL (``amqp://…`` for RabbitMQ, ``redis://…``).
+    backend : str
+        Result backend URL (``rpc://`` returns results over the broker).
+
+    Returns
+    -------
+    celery.Celery
+    """
+    # celery and dagster-celery load only in `pairs worker` (the jobs import the settings above)
+    from dagster._core.execution.retries import RetryMode
+    from dagster_celery.executor import CeleryExecutor
+    from dagster_celery.make_app import make_app
+    from dagster_celery.tasks import create_task
+
+    executor = CeleryExecutor(
+        retries=RetryMode.DISABLED, broker=broker, backend=backend, config_source=celery_app_settings()
+    )
+    app = make_app(executor.app_args())
+    create_task(app)
+    return app
