@@ -137,14 +137,26 @@ def _write_files(target: Path, pairs: pd.DataFrame, figure) -> dict[str, Path]:
     return {"pairs": target / "pairs.csv", "equity": target / "equity.png"}
 
 
-def paper_book_asset(daily: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
-    """The asset on the sessions of ``daily``'s ``date`` dimension and the session after its last (the
-    session its last partition trades), with its checks."""
+def last_book_session(daily: dg.MultiPartitionsDefinition) -> pd.Timestamp | None:
+    """The book's last partition: the session after ``daily``'s last (the session its last partition
+    trades); None when ``daily`` is open-ended (Alpaca)."""
     last = partitions.last_session_of(daily)
-    # the signal job's partition D trades the session after D: the book is marked one session past the last
-    sessions_def = partitions.session_partitions_def(
-        partitions.history_start_of(daily), None if last is None else next_session(last)
+    return None if last is None else next_session(last)
+
+
+def book_partitions_def(daily: dg.MultiPartitionsDefinition) -> dg.TimeWindowPartitionsDefinition:
+    """The sessions of ``daily``'s ``date`` dimension and one more: the signal job's partition D trades
+    the session after D, so the book is marked one session past the last. Open-ended (Alpaca), that
+    is the session in progress, so that its partition exists at its close (the paper_book schedule's
+    16:30 tick), not only after midnight."""
+    return partitions.session_partitions_def(
+        partitions.history_start_of(daily), last_book_session(daily), include_current=True
     )
+
+
+def paper_book_asset(daily: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
+    """The asset on :func:`book_partitions_def` of ``daily``, with its checks."""
+    sessions_def = book_partitions_def(daily)
     return dg.asset(
         name=ASSET_NAME,
         partitions_def=sessions_def,
