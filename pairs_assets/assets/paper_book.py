@@ -24,6 +24,10 @@ per sector and in total, with the equity and drawdown plot the walk-forward draw
 Its checks (``pairs_assets.checks.PAPER_BOOK_CHECKS``): ``exposure_within_limits`` (ERROR, blocking:
 while its latest evaluation failed, the signal job sends no order that opens a position),
 ``drawdown_within_limit`` (WARN) and ``positions_match_walk_forward`` (WARN).
+
+What materializes it: ``paper_book_schedule`` (:mod:`sensors.paper_book_schedule`: 16:30 New York
+each session, today's partition; stopped by default, like the 6 AM schedule); past sessions by
+launching their partitions (``dg launch --job paper_book_job --partition <session>``).
 """
 
 
