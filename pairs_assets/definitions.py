@@ -23,7 +23,7 @@ from pairs_assets.assets.garch_models import garch_models_asset
 from pairs_assets.assets.gru_models import gru_models_asset
 from pairs_assets.assets.model_performance import model_rankings, model_trends
 from pairs_assets.assets.model_selection import model_selection_asset
-from pairs_assets.assets.paper_book import paper_book_asset
+from pairs_assets.assets.paper_book import last_book_session, paper_book_asset
 from pairs_assets.assets.raw_bars import raw_bars_asset
 from pairs_assets.assets.trading_config import trading_config_asset
 from pairs_assets.assets.trading_signals import trading_signals_asset
@@ -49,6 +49,7 @@ from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
 from sensors.dead_runs import dead_run_recovery
+from sensors.paper_book_schedule import build_paper_book_schedule
 from sensors.performance import model_performance_refresh
 from sensors.schedules import build_daily_pairs_schedule
 from sensors.signal_sensor import build_signal_sensor
@@ -143,7 +144,8 @@ def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.
 
     The daily partitions are the sessions from ``p.history_start`` to the bar source's last session
     (the embedded dataset's or the file's last date, read once when the definitions load; Alpaca:
-    open-ended) × the sectors of ``p.universe_file``; the schedule skips past that session. The
+    open-ended) × the sectors of ``p.universe_file``; the 6 AM schedule skips past that session, the
+    paper book's close schedule past the session after it (the book's last partition). The
     stages' declared lookbacks are ``strategy``'s windows, and the ``strategy`` resource is
     ``strategy`` (a launchpad override changes what a run reads).
     """
@@ -155,7 +157,7 @@ def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.
     return dg.Definitions(
         assets=build_assets(daily, strategy),
         jobs=[daily_pairs, model_performance_job, signal_job, paper_book_job],
-        schedules=[build_daily_pairs_schedule(sectors, last_session)],
+        schedules=[build_daily_pairs_schedule(sectors, last_session), build_paper_book_schedule(last_book_session(daily))],
         sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors), dead_run_recovery],
         resources=resources,
         # the run worker tags its run with its host and keeps a heartbeat: what dead_run_recovery judges

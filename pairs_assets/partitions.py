@@ -147,12 +147,15 @@ def _excluded_weekdays(start: pd.Timestamp, end: pd.Timestamp) -> list[dt.dateti
 
 
 def session_partitions_def(
-    start: str | pd.Timestamp, last_session: str | pd.Timestamp | None = None
+    start: str | pd.Timestamp, last_session: str | pd.Timestamp | None = None, *, include_current: bool = False
 ) -> dg.TimeWindowPartitionsDefinition:
     """Weekday partitions from ``start`` (the history start) with NYSE non-sessions excluded; keys ``YYYY-MM-DD``.
 
     ``last_session`` (the bar source's last session; a non-session moves to the previous session)
     is the last partition; None leaves the set open (it runs to the last completed session).
+    ``include_current`` adds the session in progress (Dagster's ``end_offset=1``; never past
+    ``last_session``): for an asset marked at a session's close, before its weekday window ends at
+    midnight.
     """
     start_ts = calendar_date(start)
     calendar = nyse_calendar(start_ts)
@@ -178,6 +181,7 @@ def session_partitions_def(
         fmt=DATE_FMT,
         timezone=EXCHANGE_TZ,
         exclusions=_excluded_weekdays(start_ts, end_ts),
+        end_offset=1 if include_current else 0,
     )
 
 

@@ -24,6 +24,10 @@ per sector and in total, with the equity and drawdown plot the walk-forward draw
 Its checks (``pairs_assets.checks.PAPER_BOOK_CHECKS``): ``exposure_within_limits`` (ERROR, blocking:
 while its latest evaluation failed, the signal job sends no order that opens a position),
 ``drawdown_within_limit`` (WARN) and ``positions_match_walk_forward`` (WARN).
+
+What materializes it: ``paper_book_schedule`` (:mod:`sensors.paper_book_schedule`: 16:30 New York
+each session, today's partition; stopped by default, like the 6 AM schedule); past sessions by
+launching their partitions (``dg launch --job paper_book_job --partition <session>``).
 """
 
 
@@ -137,14 +141,26 @@ def _write_files(target: Path, pairs: pd.DataFrame, figure) -> dict[str, Path]:
     return {"pairs": target / "pairs.csv", "equity": target / "equity.png"}
 
 
-def paper_book_asset(daily: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
-    """The asset on the sessions of ``daily``'s ``date`` dimension and the session after its last (the
-    session its last partition trades), with its checks."""
+def last_book_session(daily: dg.MultiPartitionsDefinition) -> pd.Timestamp | None:
+    """The book's last partition: the session after ``daily``'s last (the session its last partition
+    trades); None when ``daily`` is open-ended (Alpaca)."""
     last = partitions.last_session_of(daily)
-    # the signal job's partition D trades the session after D: the book is marked one session past the last
-    sessions_def = partitions.session_partitions_def(
-        partitions.history_start_of(daily), None if last is None else next_session(last)
+    return None if last is None else next_session(last)
+
+
+def book_partitions_def(daily: dg.MultiPartitionsDefinition) -> dg.TimeWindowPartitionsDefinition:
+    """The sessions of ``daily``'s ``date`` dimension and one more: the signal job's partition D trades
+    the session after D, so the book is marked one session past the last. Open-ended (Alpaca), that
+    is the session in progress, so that its partition exists at its close (the paper_book schedule's
+    16:30 tick), not only after midnight."""
+    return partitions.session_partitions_def(
+        partitions.history_start_of(daily), last_book_session(daily), include_current=True
     )
+
+
+def paper_book_asset(daily: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
+    """The asset on :func:`book_partitions_def` of ``daily``, with its checks."""
+    sessions_def = book_partitions_def(daily)
     return dg.asset(
         name=ASSET_NAME,
         partitions_def=sessions_def,
