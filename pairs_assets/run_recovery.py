@@ -232,13 +232,12 @@ def revoke_run_tasks(instance: dg.DagsterInstance, run_id: str, app=None) -> lis
     return ids
 
 
-def revoke_closed_runs_tasks(instance: dg.DagsterInstance, since: float) -> dict[str, list[str]]:
+def revoke_closed_runs_tasks(instance: dg.DagsterInstance, since: float, app=None) -> dict[str, list[str]]:
     """Revoke the tasks of every run FAILED or CANCELED (updated) since ``since`` (epoch seconds) whose
     tasks were not revoked yet: ``{run id: task ids}``. The sensor calls it with its previous tick."""
     from datetime import datetime, timezone
 
     revoked: dict[str, list[str]] = {}
-    app = None
     records = instance.get_run_records(
         filters=dg.RunsFilter(
             statuses=list(CLOSED_STATUSES), updated_after=datetime.fromtimestamp(since, tz=timezone.utc)
