@@ -77,9 +77,8 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.sql import create_engine
 from dagster._serdes import ConfigurableClassData
 from dagster._time import get_current_timestamp
-from sqlalchemy.pool import NullPool
-
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState, ClosedRunGuard
 
@@ -118,6 +117,8 @@ def _after_run_commit() -> None:
 
 def _is_lock_error(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError) and "locked" in str(exc.orig if hasattr(exc, "orig") else exc)
+
+
 #: Run shards whose engine is kept; a long-lived process (webserver, daemon) touches many runs.
 _RUN_ENGINES_KEPT = 16
 #: Events per batch :func:`record_check_evaluations` hands the storage.
@@ -148,8 +149,9 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
         self._journal_shards: set[str] = set()
         self._repaired = False
         self._stale_intents: set[str] = set()  # intents this process could not drop (index.db locked)
-        # events of a batch refused for a lock, by id(): Dagster's fallback gets the same error
-        self._refused: tuple[set[int], BaseException] | None = None
+        # the events of a batch refused for a lock (held, so their ids stay theirs) and the error:
+        # Dagster's fallback, storing them next one by one, gets the same error at once
+        self._refused: tuple[list[EventLogEntry], set[int], BaseException] | None = None
         super().__init__(base_dir, inst_data=inst_data)
 
     @property
@@ -235,9 +237,10 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
     def store_event(self, event: EventLogEntry) -> None:
         if not self.batched_writes:
             return super().store_event(event)
-        if self._refused is not None and id(event) in self._refused[0]:
+        refused, self._refused = self._refused, None
+        if refused is not None and id(event) in refused[1]:
             # Dagster's fallback for a batch refused for a lock: the same error, nothing stored twice
-            raise self._refused[1]
+            raise refused[2]
         self.store_event_batch([event])
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
@@ -261,6 +264,7 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
             return
         if not self.batched_writes:
             return super().store_event_batch(events)
+        self._refused = None
         if not self._repaired:  # once per process: batches a dead writer left half-written
             try:
                 self.repair_interrupted_batches()
@@ -282,7 +286,7 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
             try:
                 self._store_run_batch(run_id, pairs)
             except EventLogLockedError as error:
-                self._refused = ({id(e) for e in events}, error)
+                self._refused = (list(events), {id(e) for e in events}, error)
                 raise
 
     def _store_run_batch(self, run_id: str, pairs: Sequence[tuple[EventLogEntry, dict]]) -> None:
