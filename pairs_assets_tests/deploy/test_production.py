@@ -461,3 +461,75 @@ def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions("name = 'pairs_trading_gru_garch_technology'")
     assert [v for v in versions if client.get_run(v.run_id).data.tags.get("dagster_run_id") == run.run_id] == []
+
+
+def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers_nothing(deployment):
+    """Issue 21 item 4, the guard behind the revocation: a revocation is a broadcast that a worker may
+    miss (down, restarting). Here the run is failed while ``gru_models`` trains on the worker and its
+    task is *not* revoked: the step trains to the end, then its MLflow registration and its
+    materialization are refused — the step fails naming the run and its status; the run's log and
+    the catalog hold no gru_models materialization of it, MLflow no version of it.
+    """
+    from dagster import AssetKey, DagsterEventType, DagsterRunStatus
+    from dagster._cli.job import _create_run
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+    from mlflow import MlflowClient
+
+    from pairs_assets.partitions import partition_key
+    from pairs_assets.run_recovery import CELERY_REVOKED_TAG, run_task_ids
+    from pairs_assets.worker import make_worker_app
+    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
+
+    instance, procs, logs = deployment["instance"], [deployment["worker"]], deployment["logs"]
+    slow = _run_config()
+    slow["resources"]["strategy"]["config"].update(gru_max_epochs=300, gru_patience=300)  # minutes, then done
+    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
+        request = ctx.create_request_context()
+        location = request.get_code_location("pairs_assets")
+        repo = next(iter(location.get_repositories().values()))
+        run = _create_run(
+            instance=instance, code_location=location, remote_repo=repo, remote_job=repo.get_full_job("daily_pairs"),
+            run_config=slow, tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
+            op_selection=None, run_id=None,
+        )
+        instance.submit_run(run.run_id, request)
+        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
+
+    def _gru_started():
+        starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
+        return any(r.event_log_entry.step_key == "gru_models" for r in starts)
+
+    services.wait_until(_gru_started, 900, "gru_models to start on the worker", poll=1.0, procs=procs, logs=logs)
+    instance.report_run_failed(instance.get_run_by_id(run.run_id), message="test: failed while gru_models trains")
+    task_id = run_task_ids(instance.get_run_by_id(run.run_id))["gru_models"]
+    app = make_worker_app(deployment["broker"])
+
+    def _gru_failed():
+        failures = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
+        return [r for r in failures if r.event_log_entry.step_key == "gru_models"]
+
+    (failure,) = services.wait_until(_gru_failed, 900, "gru_models to end on the worker", poll=2.0, procs=procs, logs=logs)
+    error = failure.event_log_entry.dagster_event.event_specific_data.error
+    text = error.to_string()
+    assert f"RunClosedError: run {run.run_id} is FAILURE: registering pairs_trading_gru_garch_technology for" in text
+    assert CELERY_REVOKED_TAG not in instance.get_run_by_id(run.run_id).tags  # no revocation helped here
+    active = {t["id"] for tasks in (app.control.inspect(timeout=2.0).active() or {}).values() for t in tasks}
+    assert task_id not in active
+
+    gru = AssetKey("gru_models")
+    assert not [
+        r for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        if r.event_log_entry.dagster_event.asset_key == gru
+    ]
+    assert run.run_id not in {r.run_id for r in instance.fetch_materializations(gru, limit=1000).records}
+    uri = deployment["env"]["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions("name = 'pairs_trading_gru_garch_technology'")
+    assert [v for v in versions if client.get_run(v.run_id).data.tags.get("dagster_run_id") == run.run_id] == []
+    tracked = client.search_runs(
+        [client.get_experiment_by_name("pairs_trading/technology").experiment_id],
+        filter_string=f"tags.dagster_run_id = '{run.run_id}'",
+    )
+    assert tracked and {r.info.status for r in tracked} == {"FAILED"}  # trained, logged, not registered
+    services.wait_until(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, 60, "the run to stay failed")
