@@ -45,6 +45,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 import sqlalchemy as sa
@@ -235,12 +236,10 @@ def revoke_run_tasks(instance: dg.DagsterInstance, run_id: str, app=None) -> lis
 def revoke_closed_runs_tasks(instance: dg.DagsterInstance, since: float, app=None) -> dict[str, list[str]]:
     """Revoke the tasks of every run FAILED or CANCELED (updated) since ``since`` (epoch seconds) whose
     tasks were not revoked yet: ``{run id: task ids}``. The sensor calls it with its previous tick."""
-    from datetime import datetime, timezone
-
     revoked: dict[str, list[str]] = {}
     records = instance.get_run_records(
         filters=dg.RunsFilter(
-            statuses=list(CLOSED_STATUSES), updated_after=datetime.fromtimestamp(since, tz=timezone.utc)
+            statuses=list(CLOSED_STATUSES), updated_after=datetime.fromtimestamp(since, tz=UTC)
         )
     )
     for record in records:
@@ -297,8 +296,8 @@ def _submit_tracked_task(app, plan_context, step, queue, priority, known_state):
     import uuid
 
     from dagster._grpc.types import ExecuteStepArgs
-    from dagster_celery.tasks import create_task
     from dagster._serdes import pack_value
+    from dagster_celery.tasks import create_task
 
     run_id = plan_context.dagster_run.run_id
     instance = plan_context.instance

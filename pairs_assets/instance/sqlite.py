@@ -62,6 +62,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._config import Field, StringSource
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.events import (
@@ -77,7 +78,6 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.sql import create_engine
 from dagster._serdes import ConfigurableClassData
 from dagster._time import get_current_timestamp
-import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState, ClosedRunGuard
