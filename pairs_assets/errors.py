@@ -39,3 +39,14 @@ class NotASessionError(PartitionKeyError):
 
 class RunFailedError(PairsError, RuntimeError):
     """A Dagster run the ``pairs`` CLI started failed; the message names the step and its innermost error."""
+
+
+class RunClosedError(PairsError, RuntimeError):
+    """A step tried to record an asset event or register a model after its run was FAILED or CANCELED
+    (an orphaned step: its run worker died or was canceled while a Celery worker still executed it);
+    the message names the run, its status and what was refused."""
+
+
+class EventLogLockedError(PairsError, RuntimeError):
+    """The event log's SQLite file stayed locked by another connection past the lock timeout; the
+    message names the file and the timeout, and says that nothing of the batch was kept."""

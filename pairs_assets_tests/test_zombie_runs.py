@@ -281,3 +281,51 @@ def test_the_sensor_judges_heartbeats_only_after_watching_without_a_gap(two_laun
         dead_run_recovery(dg.build_sensor_context(instance=instance, cursor=first.cursor))  # ticking: judged
         assert instance.get_run_by_id(foreign).status == dg.DagsterRunStatus.FAILURE
         assert "whose run worker last reported" in _failure_message(instance, foreign)
+
+
+class _RecordingControl:
+    """Stands in for a Celery app's ``control`` (the broadcast itself is exercised on a real worker in
+    deploy/test_production.py): records what would be revoked and how."""
+
+    def __init__(self):
+        self.calls: list[tuple[list[str], dict]] = []
+        self.control = self
+
+    def revoke(self, ids, **kwargs):
+        self.calls.append((list(ids), kwargs))
+
+
+def test_tasks_of_runs_closed_since_the_last_tick_are_revoked_once_with_termination(tmp_path):
+    """Issue 21 item 4: a run failed or canceled by anyone (a step failure, the UI) leaves its Celery
+    steps executing; the sensor's sweep revokes them — terminating a running one — exactly once."""
+    import json
+    from datetime import datetime, timezone
+
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from pairs_assets.run_recovery import CELERY_REVOKED_TAG, CELERY_TASKS_TAG, revoke_closed_runs_tasks
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        def add(run_id: str, tasks: dict | None, status=DagsterRunStatus.STARTED) -> DagsterRun:
+            tags = {CELERY_TASKS_TAG: json.dumps(tasks)} if tasks else {}
+            return instance.add_run(DagsterRun(job_name="daily_pairs", run_id=run_id, status=status, tags=tags))
+
+        old = add("old", {"gru_models": "t-5"})
+        instance.report_run_failed(old, message="test: failed before the sensor's last tick")
+        (record,) = instance.get_run_records(dg.RunsFilter(run_ids=["old"]))
+        since = record.update_timestamp.timestamp()  # the last tick: "old" is not newer
+        failed, canceled = add("failed", {"gru_models": "t-1", "garch_models": "t-2"}), add("canceled", {"gru_models": "t-3"})
+        add("succeeded", {"gru_models": "t-4"}, status=DagsterRunStatus.SUCCESS)  # a success closes nothing
+        add("running", {"gru_models": "t-6"})  # still STARTED: its tasks are its own
+        local = add("local", None)
+        instance.report_run_failed(failed, message="test: a step failed")
+        instance.report_run_canceled(canceled, message="test: canceled in the UI")
+        instance.report_run_failed(local, message="test: no Celery")
+        app = _RecordingControl()
+        revoked = revoke_closed_runs_tasks(instance, since, app=app)
+        assert revoked == {"failed": ["t-1", "t-2"], "canceled": ["t-3"]}
+        kill = {"terminate": True, "signal": "SIGKILL"}
+        assert sorted(app.calls) == [(["t-1", "t-2"], kill), (["t-3"], kill)]
+        assert instance.get_run_by_id("failed").tags[CELERY_REVOKED_TAG] == "t-1,t-2"
+        assert revoke_closed_runs_tasks(instance, since, app=app) == {}  # once
+        assert len(app.calls) == 2

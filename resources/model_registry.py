@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from pairs_assets.errors import PairsError
+from pairs_assets.errors import PairsError, RunClosedError
 from pairs_assets.reporting import spread_zbands_figure, training_history_figure
 from pairs_assets.util import redact_text, redact_url
 
@@ -364,6 +364,7 @@ class ModelRegistry(dg.ConfigurableResource):
         fingerprint: str,
         spread: pd.Series,
         entry_z: float,
+        before_register: Callable[[], None] | None = None,
     ) -> RegisteredModelInfo:
         """Log one pair's training as an MLflow run, then register the model as a new version.
 
@@ -401,6 +402,9 @@ class ModelRegistry(dg.ConfigurableResource):
             The store cannot be reached (nothing was started).
         ModelRegistryError
             Logging or registration failed (the run is FAILED, nothing registered).
+        RunClosedError
+            ``before_register`` refused (the caller's Dagster run was failed or canceled meanwhile):
+            the MLflow run is FAILED, nothing registered.
         """
         import mlflow
         import mlflow.data
@@ -479,12 +483,17 @@ class ModelRegistry(dg.ConfigurableResource):
                         input_example=example,
                         pip_requirements=[f"torch=={torch_version}"],
                     )
-                # last: only a run whose logging fully succeeded gets a registered version
+                # last: only a run whose logging fully succeeded gets a registered version, and
+                # only while the caller still may (its Dagster run not failed or canceled meanwhile)
+                if before_register is not None:
+                    before_register()
                 version = mlflow.register_model(
                     model_info.model_uri,
                     model_name,
                     tags={"pair": pair_id, "as_of_session": as_of, "sector": sector, "run_id": run_id},
                 )
+        except RunClosedError:  # the MLflow run is FAILED, nothing registered; the message says why
+            raise
         except Exception as exc:  # the run is already FAILED; add the pair and store for the caller
             raise ModelRegistryError(
                 f"pair {pair_id} ({sector}, {as_of}): MLflow run {run_id or '(not started)'} in "

@@ -9,6 +9,7 @@ from pairs_assets import partitions
 from pairs_assets.assets import ranges
 from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
 from pairs_assets.home import PairsHome
+from pairs_assets.instance.liveness import ensure_run_open
 from pairs_assets.quant.features import GRUTrainingError
 from pairs_assets.quant.stages import GRU_TRAINING, feature_columns, gru_config, gru_stage_fit_many, pair_spread
 from pairs_assets.settings import StrategySettings
@@ -242,6 +243,10 @@ def _register(context, window, date, sector, pair_id, pair, spread, fingerprint,
         fingerprint=fingerprint,
         spread=spread,
         entry_z=strategy.entry_z,
+        # an orphaned step (its run failed or canceled while it trained) registers nothing
+        before_register=lambda: ensure_run_open(
+            context.instance, context.run_id, f"registering {model_registry.model_name(sector)} for {pair_id} ({date})"
+        ),
     )
     test = result.metrics["test"]
     row = {

@@ -13,6 +13,9 @@ on a Dagster upgrade. Rows written are those Dagster writes; only how many state
     length``);
   - :meth:`BatchedCheckWrites.index_batch` writes the index side of many events at once (asset
     event tags, asset records, planned check rows, check evaluations resolving their planned rows).
+* :class:`ClosedRunGuard` — no asset materialization, observation or check evaluation is recorded
+  for a run that is FAILED or CANCELED (an orphaned Celery step of a run whose worker died: issue
+  21 item 4); the write raises :class:`~pairs_assets.errors.RunClosedError` naming run and assets.
 * :class:`BulkCheckState` — the check partition status the UI's Checks tab and a check's
   *Partitions* view read (``get_asset_check_state``), computed from the rows Dagster reads
   (``get_asset_check_partition_info``'s: latest check row and latest materialization per
@@ -44,6 +47,68 @@ _EVALUATION_COLUMNS = (
     "evaluation_event_storage_id",
     "materialization_event_storage_id",
 )
+
+
+#: Event kinds that write into the asset catalog: refused for a closed run (:class:`ClosedRunGuard`).
+CATALOG_EVENTS = frozenset(
+    {
+        DagsterEventType.ASSET_MATERIALIZATION,
+        DagsterEventType.ASSET_OBSERVATION,
+        DagsterEventType.ASSET_CHECK_EVALUATION,
+    }
+)
+
+
+class ClosedRunGuard:
+    """Mixin for a ``SqlEventLogStorage``: :meth:`refuse_closed_runs` before a write.
+
+    The run statuses come from :meth:`_run_statuses`: here the instance's run storage (a separate
+    database on SQLite: read just before the write); PostgreSQL reads them in the writing
+    transaction under a share lock on the runs' rows, so a run cannot be failed between the check
+    and the commit.
+    """
+
+    def refuse_closed_runs(self, conn, events: Sequence[EventLogEntry]) -> None:
+        from pairs_assets.errors import RunClosedError
+        from pairs_assets.instance.liveness import CLOSED_STATUSES, closed_run_message
+
+        by_run: dict[str, list[EventLogEntry]] = {}
+        for event in events:
+            if event.run_id and event.is_dagster_event and event.dagster_event_type in CATALOG_EVENTS:
+                by_run.setdefault(event.run_id, []).append(event)
+        if not by_run:
+            return
+        statuses = self._run_statuses(conn, sorted(by_run))
+        closed = {run_id: status for run_id, status in statuses.items() if status in {s.value for s in CLOSED_STATUSES}}
+        if not closed:
+            return
+        run_id, status = next(iter(sorted(closed.items())))
+        refused = by_run[run_id]
+        kinds = sorted({e.dagster_event_type.value.lower().replace("_", " ") for e in refused})
+        keys = sorted({self._asset_key_of(e) for e in refused})
+        what = f"{len(refused)} {' / '.join(kinds)} event(s) of {', '.join(keys[:5])}{' …' if len(keys) > 5 else ''}"
+        raise RunClosedError(closed_run_message(run_id, status, what))
+
+    @staticmethod
+    def _asset_key_of(event: EventLogEntry) -> str:
+        dagster_event = event.get_dagster_event()
+        data = dagster_event.event_specific_data
+        if dagster_event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            return f"{data.asset_key.to_user_string()}:{data.check_name}"  # type: ignore[union-attr]
+        key = dagster_event.asset_key.to_user_string() if dagster_event.asset_key else "?"
+        partition = dagster_event.partition
+        return f"{key}[{partition}]" if partition else key
+
+    def _run_statuses(self, conn, run_ids: Sequence[str]) -> dict[str, str]:
+        if not getattr(self, "has_instance", False):  # a storage used on its own: nothing to judge by
+            return {}
+        instance = self._instance  # type: ignore[attr-defined]
+        found = {}
+        for run_id in run_ids:
+            run = instance.get_run_by_id(run_id)
+            if run is not None:
+                found[run_id] = run.status.value
+        return found
 
 
 def _status(passed: bool) -> str:

@@ -32,7 +32,13 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState, range_checks_field
+from pairs_assets.instance.event_log import (
+    CATALOG_EVENTS,
+    BatchedCheckWrites,
+    BulkCheckState,
+    ClosedRunGuard,
+    range_checks_field,
+)
 
 _PLAIN_SCHEMES = ("postgresql://", "postgres://")
 
@@ -78,6 +84,7 @@ ANALYZE_EVERY_ROWS = 10_000
 _BATCHED_HERE = frozenset(
     {
         DagsterEventType.ASSET_MATERIALIZATION,
+        DagsterEventType.ASSET_OBSERVATION,
         DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
         DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
         DagsterEventType.ASSET_CHECK_EVALUATION,
@@ -85,9 +92,18 @@ _BATCHED_HERE = frozenset(
 )
 
 
-class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckState, PostgresEventLogStorage):
+class PairsPostgresEventLogStorage(
+    _Psycopg2Url, ClosedRunGuard, BatchedCheckWrites, BulkCheckState, PostgresEventLogStorage
+):
     """dagster-postgres event log (runs' events, materializations, check results) through psycopg2,
     with batched writes of a range run's planned events and check results (see the module doc).
+
+    Every asset materialization, observation and check evaluation — alone or in a batch — is written
+    with its index rows in one transaction (dagster-postgres commits the event, then its index rows:
+    a kill between the two left a materialization in the run's log that the asset catalog never
+    got), and refused when its run is FAILED or CANCELED (:class:`ClosedRunGuard`): the runs' rows
+    are read ``FOR SHARE`` in that transaction, so a run failed concurrently is failed either after
+    the commit or before the check, never in between.
 
     Config: dagster-postgres's, plus ``event_batch_size`` (default 1000: sets
     ``DAGSTER_EVENT_BATCH_SIZE`` where it is unset; 0 leaves it off) and ``range_checks``
@@ -113,16 +129,19 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
         storage.range_checks = config_value.get("range_checks", "batched")
         return storage
 
+    def store_event(self, event: EventLogEntry) -> None:
+        if event.is_dagster_event and event.dagster_event_type in CATALOG_EVENTS:
+            return self.store_event_batch([event])  # one transaction, run status checked
+        return super().store_event(event)
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        """Planned materializations, planned checks, check evaluations (and materializations mixed
-        with them) in one transaction: one multi-row insert of the events, then their index rows
-        (:meth:`BatchedCheckWrites.index_batch`). Materializations or observations alone take
-        dagster-postgres's own batch insert; any other kind is stored one by one, as there."""
+        """Materializations, observations, planned materializations, planned checks, check
+        evaluations in one transaction: the closed-run check, one multi-row insert of the events,
+        then their index rows (:meth:`BatchedCheckWrites.index_batch`). Any other kind is stored
+        one by one, as dagster-postgres does."""
         if not events:
             return
         kinds = {event.dagster_event_type for event in events}
-        if kinds <= {DagsterEventType.ASSET_MATERIALIZATION} or kinds <= {DagsterEventType.ASSET_OBSERVATION}:
-            return super().store_event_batch(events)
         if not kinds <= _BATCHED_HERE:
             for event in events:
                 self.store_event(event)
@@ -130,6 +149,7 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
         rows = [self._event_to_row(event) for event in events]
         self._rows_since_analyze += len(rows)
         with self.index_transaction() as conn:
+            self.refuse_closed_runs(conn, events)
             ids = [
                 int(r[0])
                 for r in conn.execute(
@@ -142,6 +162,19 @@ class PairsPostgresEventLogStorage(_Psycopg2Url, BatchedCheckWrites, BulkCheckSt
             self.analyze()
 
     _rows_since_analyze = 0
+    _runs_table_here: bool | None = None
+
+    def _run_statuses(self, conn, run_ids) -> dict[str, str]:
+        """The runs' statuses read in the writing transaction, ``FOR SHARE`` (the run storage's
+        ``runs`` table, where it shares this database, as in deploy/dagster.yaml); else the instance's."""
+        if self._runs_table_here is None:
+            self._runs_table_here = db.inspect(conn).has_table("runs")
+        if not self._runs_table_here:
+            return super()._run_statuses(conn, run_ids)
+        rows = conn.execute(
+            db.text("SELECT run_id, status FROM runs WHERE run_id = ANY(:ids) FOR SHARE"), {"ids": list(run_ids)}
+        )
+        return {run_id: status for run_id, status in rows}
 
     def _update_evaluated_rows(self, conn, rows) -> bool:
         """Each evaluated row resolves its run's planned row by primary key, the statements sent in

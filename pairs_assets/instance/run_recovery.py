@@ -18,6 +18,21 @@ What proves a run dead:
 Anything else is left alone. The ``dead_run_recovery`` sensor (sensors/dead_runs.py) runs
 :func:`fail_dead_runs` every minute inside the daemon's loop, on SQLite and PostgreSQL alike; the
 ``pairs`` commands run it when they open the instance.
+
+Orphaned steps. With the Celery executor a step runs on a ``pairs worker``, not in the run worker:
+killing the run worker (or failing its run) leaves the step executing. Three things keep it from
+writing into the closed run:
+
+- the run worker records each step's Celery task id on the run (tag ``pairs/celery_tasks``) before
+  it sends the task (:func:`with_run_heartbeat` wraps dagster-celery's loop), and a cancel revokes
+  the tasks *with* termination (dagster-celery revokes without: a running step went on to the end);
+- :func:`fail_dead_runs` revokes the tasks of every run it fails, and the sensor revokes those of
+  runs FAILED or CANCELED since its last tick (:func:`revoke_closed_runs_tasks`): the worker kills
+  the step's process (SIGKILL) and drops a task still queued;
+- :func:`ensure_run_open`: the event logs refuse an asset materialization, observation or check
+  evaluation of a FAILED or CANCELED run (on PostgreSQL in the transaction that writes it, under a
+  share lock on the run's row), and ``gru_models`` checks before it registers an MLflow version.
+  Revocation is a broadcast that a worker may miss (down, restarting); this check is not.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 import sqlalchemy as sa
@@ -37,7 +53,22 @@ from dagster import Executor
 
 from pairs_assets.instance.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 
+# where a pid means one process, and what a closed run is: shared with the event logs (a lower layer)
+from pairs_assets.instance.liveness import (  # noqa: F401 - re-exported
+    CLOSED_STATUSES,
+    boot_id,
+    closed_run_message,
+    ensure_run_open,
+    process_alive_since,
+    this_host,
+)
+
 HOST_TAG = "pairs/run_host"
+#: ``{step key: Celery task id}`` (JSON) of a run's steps sent to Celery workers.
+CELERY_TASKS_TAG = "pairs/celery_tasks"
+#: Set once a run's Celery tasks were revoked (the ids, comma-separated).
+CELERY_REVOKED_TAG = "pairs/celery_revoked"
+
 HEARTBEAT_INTERVAL_S = 30.0
 # Ten missed heartbeats: a loaded machine or a database hiccup delays a few, never ten.
 DEFAULT_HEARTBEAT_WINDOW_S = 300.0
@@ -47,28 +78,6 @@ _log = logging.getLogger(__name__)
 
 def heartbeat_key(run_id: str) -> str:
     return f"pairs/run_heartbeat/{run_id}"
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
-    except OSError:
-        return "unknown"
-
-
-def this_host() -> str:
-    """``<hostname>/<boot id>/<pid namespace>``: where a pid means one process. A restarted machine
-    is another host (its pids start over); so is a container that shares the machine's hostname
-    (``network_mode: host``) but numbers its processes apart."""
-    return f"{socket.gethostname()}/{_boot_id()}/{_pid_namespace()}"
 
 
 @dataclass(frozen=True)
@@ -84,37 +93,6 @@ class DeadRun:
         what = f"{self.job_name} {self.partitions}".strip()
         where = f" on host {self.host}" if self.host else ""
         return f"run {self.run_id} ({what}) was left STARTED by process {self.pid}{where}, {self.reason}: marked failed"
-
-
-def _process_state(pid: int) -> tuple[str, float] | None:
-    """(state letter, start time in epoch seconds) of ``pid`` from /proc (Linux); None where /proc cannot say."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat") as f:
-            boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
-        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None
-
-
-def process_alive_since(pid: int, since: float) -> bool:
-    """Whether a live process ``pid`` exists that started no later than ``since`` (epoch seconds).
-
-    A zombie (killed, not yet reaped by its parent — a run worker of a code server that is still up)
-    is not alive: it executes nothing and will never report again.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, owned by someone else
-    state = _process_state(pid)
-    if state is None:
-        return True
-    letter, started = state
-    return letter not in ("Z", "X") and started <= since + 1.0
 
 
 def _is_local_instance(instance: dg.DagsterInstance) -> bool:
@@ -146,7 +124,7 @@ def _why_dead(
         return host, "which is gone"
     name, _, rest = host.partition("/")
     boot = rest.partition("/")[0]
-    if name == socket.gethostname() and boot != _boot_id():
+    if name == socket.gethostname() and boot != boot_id():
         return host, f"and that host has restarted since (now {me})"
     if not judge_heartbeats:
         return None
@@ -181,6 +159,10 @@ def fail_dead_runs(
     (the STARTED runs) when nothing runs.
     """
     now = time.time() if now is None else now
+    repair = getattr(instance.event_log_storage, "repair_interrupted_batches", None)
+    if repair is not None:  # the SQLite event log: batches a killed writer left between its commits
+        for batch, run_id, n in repair():
+            _log.warning("event log: batch %s of run %s, interrupted between its commits, settled (%d catalog events written)", batch, run_id, n)
     dead = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         run = record.dagster_run
@@ -199,8 +181,77 @@ def fail_dead_runs(
             run_id=run.run_id, job_name=run.job_name, pid=pid, partitions=partitions, host=verdict[0], reason=verdict[1]
         )
         instance.report_run_failed(run, message=found.describe() + "; rerun it to record what the store holds")
+        revoke_run_tasks(instance, run.run_id)
         dead.append(found)
     return dead
+
+
+# --- orphaned steps ---------------------------------------------------------------------------
+def _celery_app():
+    """A Celery app on ``PAIRS_CELERY_BROKER`` (the workers' broker), or None where it is unset."""
+    broker = os.environ.get("PAIRS_CELERY_BROKER", "")
+    if not broker:
+        return None
+    from dagster._core.execution.retries import RetryMode
+    from dagster_celery.executor import CeleryExecutor
+    from dagster_celery.make_app import make_app
+
+    from pairs_assets.jobs import celery_app_settings
+
+    backend = os.environ.get("PAIRS_CELERY_BACKEND", "rpc://")
+    executor = CeleryExecutor(retries=RetryMode.DISABLED, broker=broker, backend=backend, config_source=celery_app_settings())
+    return make_app(executor.app_args())  # as pairs_assets.worker builds the workers' app
+
+
+def run_task_ids(run: dg.DagsterRun) -> dict[str, str]:
+    """``{step key: Celery task id}`` the run worker recorded for ``run`` (empty without Celery)."""
+    import json
+
+    try:
+        value = json.loads(run.tags.get(CELERY_TASKS_TAG, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def revoke_run_tasks(instance: dg.DagsterInstance, run_id: str, app=None) -> list[str]:
+    """Revoke the Celery tasks of run ``run_id`` with termination (SIGKILL to a running step's process;
+    a queued one is dropped) and tag the run ``pairs/celery_revoked``. Returns the ids revoked: none
+    where the run sent no task, they were revoked already, or no broker is configured (logged)."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or CELERY_REVOKED_TAG in run.tags:
+        return []
+    ids = sorted(set(run_task_ids(run).values()))
+    if not ids:
+        return []
+    app = app or _celery_app()
+    if app is None:
+        _log.warning("run %s: Celery tasks %s not revoked: PAIRS_CELERY_BROKER is not set here", run_id, ", ".join(ids))
+        return []
+    app.control.revoke(ids, terminate=True, signal="SIGKILL")
+    instance.add_run_tags(run_id, {CELERY_REVOKED_TAG: ",".join(ids)})
+    _log.warning("run %s is %s: revoked its Celery tasks %s", run_id, run.status.value, ", ".join(ids))
+    return ids
+
+
+def revoke_closed_runs_tasks(instance: dg.DagsterInstance, since: float, app=None) -> dict[str, list[str]]:
+    """Revoke the tasks of every run FAILED or CANCELED (updated) since ``since`` (epoch seconds) whose
+    tasks were not revoked yet: ``{run id: task ids}``. The sensor calls it with its previous tick."""
+    revoked: dict[str, list[str]] = {}
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=list(CLOSED_STATUSES), updated_after=datetime.fromtimestamp(since, tz=UTC)
+        )
+    )
+    for record in records:
+        run = record.dagster_run
+        if CELERY_TASKS_TAG not in run.tags or CELERY_REVOKED_TAG in run.tags:
+            continue
+        app = app or _celery_app()
+        ids = revoke_run_tasks(instance, run.run_id, app=app)
+        if ids:
+            revoked[run.run_id] = ids
+    return revoked
 
 
 @contextmanager
@@ -235,16 +286,66 @@ def run_heartbeat(instance: dg.DagsterInstance, run_id: str, interval_s: float =
         thread.join(timeout=interval_s)
 
 
+def _submit_tracked_task(app, plan_context, step, queue, priority, known_state):
+    """dagster-celery's ``_submit_task`` (dagster_celery/executor.py, 0.29) with two changes: the
+    task id is chosen here and recorded on the run (:data:`CELERY_TASKS_TAG`) *before* the task is
+    sent, so a run worker killed right after cannot leave an untracked step; and the returned
+    result's ``revoke`` terminates (dagster-celery's loop revokes on a cancel without ``terminate``,
+    which leaves a running step to finish and write)."""
+    import functools
+    import json
+    import uuid
+
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import pack_value
+    from dagster_celery.tasks import create_task
+
+    run_id = plan_context.dagster_run.run_id
+    instance = plan_context.instance
+    task_id = str(uuid.uuid4())
+    run = instance.get_run_by_id(run_id)
+    tasks = run_task_ids(run) if run is not None else {}
+    tasks[step.key] = task_id
+    instance.add_run_tags(run_id, {CELERY_TASKS_TAG: json.dumps(tasks, sort_keys=True)})
+    execute_step_args = ExecuteStepArgs(
+        job_origin=plan_context.reconstructable_job.get_python_origin(),
+        run_id=run_id,
+        step_keys_to_execute=[step.key],
+        instance_ref=instance.get_ref(),
+        retry_mode=plan_context.executor.retries.for_inner_plan(),
+        known_state=known_state,
+        print_serialized_events=True,
+    )
+    signature = create_task(app).si(
+        execute_step_args_packed=pack_value(execute_step_args),
+        executable_dict=plan_context.reconstructable_job.to_dict(),
+    )
+    result = signature.apply_async(
+        task_id=task_id, priority=priority, queue=queue, routing_key=f"{queue}.execute_plan"
+    )
+    result.revoke = functools.partial(result.revoke, terminate=True, signal="SIGKILL")
+    return result
+
+
 class _HeartbeatExecutor(Executor):
     """Runs the wrapped executor inside :func:`run_heartbeat` (in the run worker, the process that
-    orchestrates the steps: with Celery, the steps' workers do not keep a dead run alive)."""
+    orchestrates the steps: with Celery, the steps' workers do not keep a dead run alive). A Celery
+    executor's steps are sent by :func:`_submit_tracked_task` (task ids on the run, cancel terminates)."""
 
     def __init__(self, inner: Executor):
         self._inner = inner
 
     def execute(self, plan_context, execution_plan):
         with run_heartbeat(plan_context.instance, plan_context.run_id):
-            yield from self._inner.execute(plan_context, execution_plan)
+            from dagster_celery.core_execution_loop import core_celery_execution_loop
+            from dagster_celery.executor import CeleryExecutor
+
+            if isinstance(self._inner, CeleryExecutor):
+                yield from core_celery_execution_loop(
+                    plan_context, execution_plan, step_execution_fn=_submit_tracked_task
+                )
+            else:
+                yield from self._inner.execute(plan_context, execution_plan)
 
     @property
     def retries(self):

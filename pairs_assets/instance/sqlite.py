@@ -20,7 +20,34 @@ the daemon and every Dagster query read them unchanged. It differs in how it wri
   26 s, process start included — two fsynced commits per event), and :func:`record_check_evaluations` hands it a range run's
   partition-scoped check evaluations;
 * the planned check rows narrowed per partition and the check state computed in bulk, as on
-  PostgreSQL (``pairs_assets.instance.event_log``, shared with ``pairs_assets.instance.postgres``).
+  PostgreSQL (``pairs_assets.instance.event_log``, shared with ``pairs_assets.instance.postgres``);
+* a FAILED or CANCELED run's materializations, observations and check evaluations are refused
+  (``ClosedRunGuard``: an orphaned step writes nothing into a closed run).
+
+Failure modes. A run's events live in its own file and the asset catalog (the mirrored asset,
+check and run-status events, asset records, check rows) in ``index.db``: two files, two commits,
+and SQLite's WAL mode makes no transaction atomic across files. Dagster's own storage commits per
+event (a kill between its two commits loses at most one event from the catalog); a batch of 1,000
+would lose up to 1,000. Here a batch with mirrored events is written under a journal:
+
+1. ``index.db``: an intent row (``pairs_pending_batches``: batch id, run, writer pid/host/start);
+2. the run's file: the events and a mark (``pairs_batch_marks``: batch id, first and last event id);
+3. ``index.db``: the catalog rows, and the intent row deleted — one transaction.
+
+A kill after 1 leaves an intent whose writer is gone. :meth:`PairsSqliteEventLogStorage.
+repair_interrupted_batches` settles each: without the mark (killed before 2 committed) the intent
+is dropped — neither side has the batch; with it (killed between 2 and 3) the batch's mirrored
+events are read back from the run's file and written to the catalog with the intent's deletion,
+in one transaction — both sides have it. It runs when a process first writes to the event log and
+on every ``dead_run_recovery`` tick (``fail_dead_runs``): "repaired on the next start".
+
+A lock held past ``lock_timeout_s`` (default 30 s, Dagster's busy timeout) raises
+:class:`~pairs_assets.errors.EventLogLockedError`, naming the file. When it strikes the catalog
+write (3) the run file's rows of the batch are deleted again first, so nothing of the batch is
+kept; and Dagster's fallback (``handle_new_event`` stores a failed batch again one event at a
+time) gets the same error at once for those events instead of storing them again: Dagster's stock
+fallback re-inserted a batch whose run-file commit had succeeded — 8,920 materializations for 7,920
+partitions, and the run "succeeded".
 
 dagster.yaml names :class:`PairsDagsterInstance` (``instance_class``), whose default event log it is;
 deploy/dagster.yaml uses PostgreSQL instead.
@@ -35,6 +62,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster import DagsterEvent, DagsterEventType, DagsterInvariantViolationError, EventLogEntry, Field, StringSource
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
@@ -44,17 +72,52 @@ from dagster._serdes import ConfigurableClassData
 from dagster._time import get_current_timestamp
 from sqlalchemy.pool import NullPool
 
-from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState, range_checks_field
+from pairs_assets.instance.event_log import BatchedCheckWrites, BulkCheckState, ClosedRunGuard, range_checks_field
 
-#: SQLite's busy timeout Dagster uses for its own shards.
+#: SQLite's busy timeout Dagster uses for its own shards: the default ``lock_timeout_s``.
 _BUSY_TIMEOUT_S = 30
+
+# The write journal (see the module doc): intents in index.db, marks in each run's file.
+_journal = sa.MetaData()
+PendingBatches = sa.Table(
+    "pairs_pending_batches",
+    _journal,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("run_id", sa.String(255), nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+)
+BatchMarks = sa.Table(
+    "pairs_batch_marks",
+    _journal,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("first_id", sa.Integer, nullable=False),
+    sa.Column("last_id", sa.Integer, nullable=False),
+)
+
+
+def _after_intent_commit() -> None:
+    """Called between a batch's intent commit (index.db) and its run-file commit; a test replaces it
+    to crash a process exactly there."""
+
+
+def _after_run_commit() -> None:
+    """Called between a batch's run-file commit and its catalog commit; a test replaces it to crash
+    a process exactly there (or to lock index.db from another connection)."""
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.OperationalError) and "locked" in str(exc.orig if hasattr(exc, "orig") else exc)
+
+
 #: Run shards whose engine is kept; a long-lived process (webserver, daemon) touches many runs.
 _RUN_ENGINES_KEPT = 16
 #: Events per batch :func:`record_check_evaluations` hands the storage.
 CHECK_BATCH = 5_000
 
 
-class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEventLogStorage):
+class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckState, SqliteEventLogStorage):
     """Dagster's SQLite event log with reused engines and real batched writes (see the module doc).
 
     Config: ``base_dir`` (optional; default ``$DAGSTER_HOME/history/runs``, Dagster's own layout);
@@ -62,7 +125,8 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
     ``batched_writes`` (default true; false writes every event with Dagster's own SQLite code —
     only the shared planned-row and check-state parts stay: the comparison the benchmark makes);
     ``range_checks`` (``batched``, the default, or ``yielded``: Dagster's public path, see
-    :data:`pairs_assets.instance.event_log.RANGE_CHECK_PATHS`).
+    :data:`pairs_assets.instance.event_log.RANGE_CHECK_PATHS`);
+    ``lock_timeout_s`` (default 30: how long a write waits for a file another connection locks).
     """
 
     def __init__(
@@ -71,11 +135,19 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
         inst_data: ConfigurableClassData | None = None,
         batched_writes: bool = True,
         range_checks: str = "batched",
+        lock_timeout_s: float = _BUSY_TIMEOUT_S,
     ):
         self._engines: OrderedDict[str, Any] = OrderedDict()
         self._has_check_table = False
         self.batched_writes = batched_writes
         self.range_checks = range_checks
+        self.lock_timeout_s = float(lock_timeout_s)
+        self._journal_shards: set[str] = set()
+        self._repaired = False
+        self._stale_intents: set[str] = set()  # intents this process could not drop (index.db locked)
+        # the events of a batch refused for a lock (held, so their ids stay theirs) and the error:
+        # Dagster's fallback, storing them next one by one, gets the same error at once
+        self._refused: tuple[list[EventLogEntry], set[int], BaseException] | None = None
         super().__init__(base_dir, inst_data=inst_data)
 
     @property
@@ -89,6 +161,7 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
             "event_batch_size": Field(int, is_required=False, default_value=1000),
             "batched_writes": Field(bool, is_required=False, default_value=True),
             "range_checks": range_checks_field(),
+            "lock_timeout_s": Field(float, is_required=False, default_value=float(_BUSY_TIMEOUT_S)),
         }
 
     @classmethod
@@ -113,6 +186,7 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
             inst_data=inst_data,
             batched_writes=config_value.get("batched_writes", True),
             range_checks=config_value.get("range_checks", "batched"),
+            lock_timeout_s=config_value.get("lock_timeout_s", _BUSY_TIMEOUT_S),
         )
 
     # --- connections -------------------------------------------------------------------------
@@ -120,7 +194,7 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
         engine = self._engines.get(shard)
         if engine is None:
             engine = create_engine(
-                self.conn_string_for_shard(shard), poolclass=NullPool, connect_args={"timeout": _BUSY_TIMEOUT_S}
+                self.conn_string_for_shard(shard), poolclass=NullPool, connect_args={"timeout": self.lock_timeout_s}
             )
             self._engines[shard] = engine
             run_shards = [s for s in self._engines if s != INDEX_SHARD_NAME]
@@ -161,44 +235,190 @@ class PairsSqliteEventLogStorage(BatchedCheckWrites, BulkCheckState, SqliteEvent
     def store_event(self, event: EventLogEntry) -> None:
         if not self.batched_writes:
             return super().store_event(event)
+        refused, self._refused = self._refused, None
+        if refused is not None and id(event) in refused[1]:
+            # Dagster's fallback for a batch refused for a lock: the same error, nothing stored twice
+            raise refused[2]
         self.store_event_batch([event])
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        """Store ``events`` (any types, any runs) with one transaction per shard.
+        """Store ``events`` (any types, any runs): per run, one transaction in its file and one in
+        the catalog (under the write journal, see the module doc).
 
         The rows are those ``SqliteEventLogStorage.store_event`` writes for each event: the run
         shard's event rows, then in the index shard the mirrored asset/check/run-status events
         with their tags, the asset records and the check-execution rows. Each event is serialized
         once. An asset's record (last materialization, last run) is updated with the last event of
         each kind per asset — the same final row as updating it once per event in order.
+
+        Raises
+        ------
+        RunClosedError
+            A materialization, observation or check evaluation of a FAILED or CANCELED run.
+        EventLogLockedError
+            A file stayed locked past ``lock_timeout_s``; nothing of that run's events was kept.
         """
         if not events:
             return
         if not self.batched_writes:
             return super().store_event_batch(events)
+        self._refused = None
+        if not self._repaired:  # once per process: batches a dead writer left half-written
+            try:
+                self.repair_interrupted_batches()
+                self._repaired = True
+            except sa.exc.OperationalError:
+                pass  # locked now: tried again at the next write
+        self.refuse_closed_runs(None, events)
         rows = [self._event_to_row(event) for event in events]  # one serialization each
-        by_run: dict[str, list[dict]] = {}
+        by_run: dict[str, list[tuple[EventLogEntry, dict]]] = {}
         for event, row in zip(events, rows):
-            by_run.setdefault(event.run_id, []).append(row)
-        for run_id, run_rows in by_run.items():
-            with self.run_connection(run_id) as conn:
-                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
-        mirrored = [(event, row) for event, row in zip(events, rows) if self._mirrored(event)]
-        if not mirrored:
-            return
-        if any(e.dagster_event_type in ASSET_CHECK_EVENTS for e, _ in mirrored) and not self.supports_asset_checks:
+            by_run.setdefault(event.run_id, []).append((event, row))
+        if any(e.dagster_event_type in ASSET_CHECK_EVENTS for e in events if self._mirrored(e)) and not self.supports_asset_checks:
             raise DagsterInvariantViolationError(
                 "Asset checks require a database schema migration. Run `dagster instance migrate`."
             )
-        with self.index_connection() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
-                    [row for _, row in mirrored],
+        from pairs_assets.errors import EventLogLockedError
+
+        for run_id, pairs in by_run.items():
+            try:
+                self._store_run_batch(run_id, pairs)
+            except EventLogLockedError as error:
+                self._refused = (list(events), {id(e) for e in events}, error)
+                raise
+
+    def _store_run_batch(self, run_id: str, pairs: Sequence[tuple[EventLogEntry, dict]]) -> None:
+        import uuid
+
+        from pairs_assets.instance.liveness import this_host
+
+        mirrored = [(e, r) for e, r in pairs if self._mirrored(e)]
+        if not mirrored:  # the run's file only: one commit
+            with self._writing(run_id, run_id, len(pairs)) as conn:
+                conn.execute(SqlEventLogStorageTable.insert(), [r for _, r in pairs])
+            return
+        batch = uuid.uuid4().hex
+        n = len(pairs)
+        with self._writing(INDEX_SHARD_NAME, run_id, n) as conn:  # 1. intent
+            self._ensure_journal(conn, INDEX_SHARD_NAME)
+            if self._stale_intents:
+                conn.execute(PendingBatches.delete().where(PendingBatches.c.batch_id.in_(sorted(self._stale_intents))))
+                self._stale_intents.clear()
+            conn.execute(
+                PendingBatches.insert().values(
+                    batch_id=batch, run_id=run_id, host=this_host(), pid=os.getpid(), created=get_current_timestamp()
                 )
-            ]
-            self.index_batch(conn, [e for e, _ in mirrored], [r for _, r in mirrored], ids)
+            )
+        _after_intent_commit()
+        try:
+            with self._writing(run_id, run_id, n) as conn:  # 2. the run's events and the mark
+                self._ensure_journal(conn, run_id)
+                ids = self._insert_returning_ids(conn, [r for _, r in pairs])
+                conn.execute(BatchMarks.insert().values(batch_id=batch, first_id=ids[0], last_id=ids[-1]))
+        except BaseException:
+            self._drop_intent(batch)  # nothing was written to the run's file
+            raise
+        _after_run_commit()
+        try:
+            with self._writing(INDEX_SHARD_NAME, run_id, n) as conn:  # 3. the catalog, and the intent settled
+                conn.execute(PendingBatches.delete().where(PendingBatches.c.batch_id == batch))
+                self._mirror(conn, mirrored)
+        except BaseException:
+            # nothing of the batch may stay: the run's rows go again (the intent, if it cannot be
+            # dropped now, is dropped by the repair: no mark)
+            with self.run_connection(run_id) as conn:
+                conn.execute(SqlEventLogStorageTable.delete().where(SqlEventLogStorageTable.c.id.between(ids[0], ids[-1])))
+                conn.execute(BatchMarks.delete().where(BatchMarks.c.batch_id == batch))
+            self._drop_intent(batch)
+            raise
+
+    @staticmethod
+    def _insert_returning_ids(conn, rows: Sequence[dict]) -> list[int]:
+        return [
+            int(r[0])
+            for r in conn.execute(
+                SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
+                rows,
+            )
+        ]
+
+    def _mirror(self, conn, mirrored: Sequence[tuple[EventLogEntry, dict]]) -> None:
+        ids = self._insert_returning_ids(conn, [r for _, r in mirrored])
+        self.index_batch(conn, [e for e, _ in mirrored], [r for _, r in mirrored], ids)
+
+    def _ensure_journal(self, conn, shard: str) -> None:
+        if shard not in self._journal_shards:
+            table = PendingBatches if shard == INDEX_SHARD_NAME else BatchMarks
+            table.create(conn, checkfirst=True)
+            self._journal_shards.add(shard)
+
+    def _drop_intent(self, batch: str) -> None:
+        try:
+            with self.index_connection() as conn:
+                conn.execute(PendingBatches.delete().where(PendingBatches.c.batch_id == batch))
+        except sa.exc.OperationalError:
+            # still locked: dropped with this process's next intent, or by the repair once it is gone
+            self._stale_intents.add(batch)
+
+    @contextmanager
+    def _writing(self, shard: str, run_id: str, n_events: int) -> Iterator[Any]:
+        """A write transaction on ``shard``; a lock past ``lock_timeout_s`` raises
+        :class:`~pairs_assets.errors.EventLogLockedError` naming the file."""
+        from pairs_assets.errors import EventLogLockedError
+
+        try:
+            with self._connect(shard) as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            if not _is_lock_error(exc):
+                raise
+            raise EventLogLockedError(
+                f"event log {self.path_for_shard(shard)}: database is locked — another connection held it for "
+                f"more than {self.lock_timeout_s:g} s (lock_timeout_s); {n_events} event(s) of run {run_id} not "
+                "stored, nothing of them kept"
+            ) from exc
+
+    def repair_interrupted_batches(self) -> list[tuple[str, str, int]]:
+        """Settle every batch whose writer died between its commits (see the module doc).
+
+        Returns ``(batch id, run id, events mirrored)`` per settled batch: 0 where the run's file
+        never got it (intent dropped), else how many catalog events were written from the run's file.
+        A batch whose writer still lives (same host, its pid alive since the intent) is left alone.
+        """
+        from dagster._serdes import deserialize_value
+
+        from pairs_assets.instance.liveness import process_alive_since, this_host
+
+        with self.index_connection() as conn:
+            self._ensure_journal(conn, INDEX_SHARD_NAME)
+            pending = conn.execute(sa.select(PendingBatches)).mappings().all()
+        me, settled = this_host(), []
+        for intent in pending:
+            if intent["host"] != me or process_alive_since(intent["pid"], intent["created"]):
+                continue  # in flight, or written from another host (a shared file): not judged here
+            batch, run_id = intent["batch_id"], intent["run_id"]
+            rows = []
+            if os.path.exists(self.path_for_shard(run_id)):
+                with self.run_connection(run_id) as conn:
+                    self._ensure_journal(conn, run_id)
+                    mark = conn.execute(sa.select(BatchMarks).where(BatchMarks.c.batch_id == batch)).mappings().first()
+                    if mark is not None:
+                        table = SqlEventLogStorageTable
+                        rows = conn.execute(
+                            sa.select(*[c for c in table.c if c.name != "id"]).where(
+                                table.c.id.between(mark["first_id"], mark["last_id"])
+                            ).order_by(table.c.id)
+                        ).mappings().all()
+            events = [(deserialize_value(r["event"], EventLogEntry), dict(r)) for r in rows]
+            mirrored = [(e, r) for e, r in events if self._mirrored(e)]
+            with self.index_connection() as conn:
+                claimed = conn.execute(PendingBatches.delete().where(PendingBatches.c.batch_id == batch)).rowcount
+                if not claimed:
+                    continue  # another process settled it
+                if mirrored:
+                    self._mirror(conn, mirrored)
+            settled.append((batch, run_id, len(mirrored)))
+        return settled
 
     @staticmethod
     def _mirrored(event: EventLogEntry) -> bool:

@@ -378,3 +378,158 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
         services.wait_until(
             lambda: instance.get_run_by_id(second.run_id).is_finished, 600, "the second run to stop", procs=procs, logs=logs
         )
+
+
+def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(deployment, monkeypatch):
+    """Issue 21 item 4: after the run process was killed during ``gru_models`` the run was FAILED and
+    its sector freed, but the step on the Celery worker went on: it recorded its materialization and
+    registered an MLflow version into the failed run; nothing revoked the task.
+
+    A technology run trains a GRU that would not stop by itself (epochs and patience 100,000): once
+    ``gru_models`` started on the worker, only the run worker (the code server's subprocess) is killed.
+    One ``dead_run_recovery`` tick fails the run and revokes its tasks: the worker kills the step's
+    process, the worker itself stays up. The run's log and the asset catalog hold no gru_models
+    materialization, MLflow no version of the run; the run's tags name the task and its revocation.
+    """
+    import signal
+    import time
+
+    from dagster import AssetKey, DagsterEventType, DagsterRunStatus, build_sensor_context
+    from dagster._cli.job import _create_run
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+    from mlflow import MlflowClient
+
+    from pairs_assets.partitions import partition_key
+    from pairs_assets.run_recovery import CELERY_REVOKED_TAG, process_alive_since, run_task_ids
+    from pairs_assets.worker import make_worker_app
+    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
+    from sensors.dead_runs import dead_run_recovery
+
+    instance, procs, logs = deployment["instance"], [deployment["worker"]], deployment["logs"]
+    monkeypatch.setenv("PAIRS_CELERY_BROKER", deployment["broker"])  # the sensor's process has the workers' broker
+    endless = _run_config()
+    endless["resources"]["strategy"]["config"].update(gru_max_epochs=100_000, gru_patience=100_000)
+    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
+        request = ctx.create_request_context()
+        location = request.get_code_location("pairs_assets")
+        repo = next(iter(location.get_repositories().values()))
+        run = _create_run(
+            instance=instance, code_location=location, remote_repo=repo, remote_job=repo.get_full_job("daily_pairs"),
+            run_config=endless, tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
+            op_selection=None, run_id=None,
+        )
+        instance.submit_run(run.run_id, request)
+        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
+
+    def _gru_started():
+        starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
+        return any(r.event_log_entry.step_key == "gru_models" for r in starts)
+
+    services.wait_until(_gru_started, 900, "gru_models to start on the worker", poll=1.0, procs=procs, logs=logs)
+    task_id = run_task_ids(instance.get_run_by_id(run.run_id))["gru_models"]
+    app = make_worker_app(deployment["broker"])
+
+    def _active_ids():
+        return {task["id"] for tasks in (app.control.inspect(timeout=2.0).active() or {}).values() for task in tasks}
+
+    services.wait_until(lambda: task_id in _active_ids(), 300, "the gru_models task to be active", procs=procs, logs=logs)
+    (start,) = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START).records
+    pid = start.event_log_entry.dagster_event.pid
+    os.kill(pid, signal.SIGKILL)  # the run worker only: the code server and the Celery worker stay up
+    services.wait_until(lambda: not process_alive_since(pid, time.time()), 60, f"killed run worker {pid} to exit")
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+
+    dead_run_recovery(build_sensor_context(instance=instance))
+
+    after = instance.get_run_by_id(run.run_id)
+    assert after.status == DagsterRunStatus.FAILURE
+    assert task_id in after.tags[CELERY_REVOKED_TAG].split(",")
+    # the worker killed the step's process (it would train for ever): the task leaves, the worker stays
+    services.wait_until(lambda: task_id not in _active_ids(), 300, "the revoked task to stop", procs=procs, logs=logs)
+    assert app.control.ping(timeout=5.0) and deployment["worker"].poll() is None
+
+    gru = AssetKey("gru_models")
+    materialized = [
+        r for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        if r.event_log_entry.dagster_event.asset_key == gru
+    ]
+    assert materialized == []
+    catalog = instance.fetch_materializations(gru, limit=1000).records
+    assert run.run_id not in {r.run_id for r in catalog}
+    uri = deployment["env"]["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions("name = 'pairs_trading_gru_garch_technology'")
+    assert [v for v in versions if client.get_run(v.run_id).data.tags.get("dagster_run_id") == run.run_id] == []
+
+
+def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers_nothing(deployment):
+    """Issue 21 item 4, the guard behind the revocation: a revocation is a broadcast that a worker may
+    miss (down, restarting). Here the run is failed while ``gru_models`` trains on the worker and its
+    task is *not* revoked: the step trains to the end, then its MLflow registration and its
+    materialization are refused — the step fails naming the run and its status; the run's log and
+    the catalog hold no gru_models materialization of it, MLflow no version of it.
+    """
+    from dagster import AssetKey, DagsterEventType, DagsterRunStatus
+    from dagster._cli.job import _create_run
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+    from mlflow import MlflowClient
+
+    from pairs_assets.partitions import partition_key
+    from pairs_assets.run_recovery import CELERY_REVOKED_TAG, run_task_ids
+    from pairs_assets.worker import make_worker_app
+    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
+
+    instance, procs, logs = deployment["instance"], [deployment["worker"]], deployment["logs"]
+    slow = _run_config()
+    slow["resources"]["strategy"]["config"].update(gru_max_epochs=300, gru_patience=300)  # minutes, then done
+    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
+        request = ctx.create_request_context()
+        location = request.get_code_location("pairs_assets")
+        repo = next(iter(location.get_repositories().values()))
+        run = _create_run(
+            instance=instance, code_location=location, remote_repo=repo, remote_job=repo.get_full_job("daily_pairs"),
+            run_config=slow, tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
+            op_selection=None, run_id=None,
+        )
+        instance.submit_run(run.run_id, request)
+        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
+
+    def _gru_started():
+        starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
+        return any(r.event_log_entry.step_key == "gru_models" for r in starts)
+
+    services.wait_until(_gru_started, 900, "gru_models to start on the worker", poll=1.0, procs=procs, logs=logs)
+    instance.report_run_failed(instance.get_run_by_id(run.run_id), message="test: failed while gru_models trains")
+    task_id = run_task_ids(instance.get_run_by_id(run.run_id))["gru_models"]
+    app = make_worker_app(deployment["broker"])
+
+    def _gru_failed():
+        failures = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
+        return [r for r in failures if r.event_log_entry.step_key == "gru_models"]
+
+    (failure,) = services.wait_until(_gru_failed, 900, "gru_models to end on the worker", poll=2.0, procs=procs, logs=logs)
+    error = failure.event_log_entry.dagster_event.event_specific_data.error
+    text = error.to_string()
+    assert f"RunClosedError: run {run.run_id} is FAILURE: registering pairs_trading_gru_garch_technology for" in text
+    assert CELERY_REVOKED_TAG not in instance.get_run_by_id(run.run_id).tags  # no revocation helped here
+    active = {t["id"] for tasks in (app.control.inspect(timeout=2.0).active() or {}).values() for t in tasks}
+    assert task_id not in active
+
+    gru = AssetKey("gru_models")
+    assert not [
+        r for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        if r.event_log_entry.dagster_event.asset_key == gru
+    ]
+    assert run.run_id not in {r.run_id for r in instance.fetch_materializations(gru, limit=1000).records}
+    uri = deployment["env"]["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    versions = client.search_model_versions("name = 'pairs_trading_gru_garch_technology'")
+    assert [v for v in versions if client.get_run(v.run_id).data.tags.get("dagster_run_id") == run.run_id] == []
+    tracked = client.search_runs(
+        [client.get_experiment_by_name("pairs_trading/technology").experiment_id],
+        filter_string=f"tags.dagster_run_id = '{run.run_id}'",
+    )
+    assert tracked and {r.info.status for r in tracked} == {"FAILED"}  # trained, logged, not registered
+    services.wait_until(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, 60, "the run to stay failed")

@@ -194,3 +194,26 @@ def test_walk_forward_runs_feed_the_trials_ledger(registry, tmp_path):
     assert [r["metrics"]["default.5bp.full.sharpe"] for r in runs] == [0.7, 0.2]  # oldest first
     trials = trials_from_runs(runs, ("1995-01-03", "2010-12-31"))
     assert sorted(t.sharpe[5.0] for t in trials) == [0.2, 0.7]
+
+
+def test_a_refused_registration_leaves_the_run_failed_and_registers_nothing(registry, trained, store):
+    """Issue 21 item 4: ``gru_models`` passes a check of its Dagster run as ``before_register``; an
+    orphaned step (its run FAILED meanwhile) registers no version."""
+    from pairs_assets.errors import RunClosedError
+
+    spread, result = trained
+
+    def closed():
+        raise RunClosedError("run r-1 is FAILURE: registering pairs_trading_gru_garch_financial for AAA-BBB refused")
+
+    with pytest.raises(RunClosedError, match="run r-1 is FAILURE"):
+        registry.log_pair_model(
+            sector="financial", pair_id="AAA-BBB", as_of=AS_OF, dagster_run_id="r-1", result=result,
+            params={"gru_window": 1300}, dataset_df=spread.to_frame("spread"), dataset_source="embedded:skfolio-sp500",
+            fingerprint=FINGERPRINT, spread=spread, entry_z=2.0, before_register=closed,
+        )
+    assert mlflow.active_run() is None
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("pairs_trading/financial").experiment_id])
+    assert run.info.status == "FAILED"
+    assert client.search_model_versions("name='pairs_trading_gru_garch_financial'") == []
