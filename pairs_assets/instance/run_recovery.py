@@ -196,7 +196,7 @@ def _celery_app():
     from dagster_celery.executor import CeleryExecutor
     from dagster_celery.make_app import make_app
 
-    from pairs_assets.jobs import celery_app_settings
+    from pairs_assets.instance.worker import celery_app_settings
 
     backend = os.environ.get("PAIRS_CELERY_BACKEND", "rpc://")
     executor = CeleryExecutor(retries=RetryMode.DISABLED, broker=broker, backend=backend, config_source=celery_app_settings())

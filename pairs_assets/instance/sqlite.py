@@ -385,7 +385,7 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
         never got it (intent dropped), else how many catalog events were written from the run's file.
         A batch whose writer still lives (same host, its pid alive since the intent) is left alone.
         """
-        from dagster._serdes import deserialize_value
+        from dagster import deserialize_value
 
         from pairs_assets.instance.liveness import process_alive_since, this_host
 
