@@ -266,7 +266,7 @@ class Recycler:
 
     def _error(self, client: _Client, code: int, detail: str | None = None) -> None:
         self.stats.protocol_errors += 1
-        log.info("client %s: error %d %s", client.peer, code, detail or "")
+        log.info("client %s: error %d %s", client.peer, code, wire.encodable(detail or ""))
         if not client.closing and client.queue.qsize() >= self.settings.max_pending_frames:
             # it sends faster than it reads our answers: the same bound as for bars
             self._drop_slow_client(client)
