@@ -74,7 +74,7 @@ def _logging(verbose: bool) -> None:
 @click.option("--exit-when-done", is_flag=True, help="Exit when the replay ends (date_range, single_pass, finite loops).")
 @click.option("--report-every", default=30.0, show_default=True, type=float, help="Seconds between status lines.")
 @click.option("--max-emitted-bars", default=1_000_000, show_default=True, type=int,
-              help="Re-stamped bars kept for the historical endpoint, all symbols together (the oldest go first; ~190 bytes each).")
+              help="Re-stamped bars kept for the historical endpoint, all symbols together (the oldest go first; ~75 bytes each).")
 @click.option("--database-url", default=None, help="Market data store URL (default: PAIRS_DATABASE_URL or the SQLite file under PAIRS_HOME).")
 @click.option("--symbols-file", default=None, help="Live symbols file (default: <PAIRS_HOME>/live_symbols.json).")
 @click.option("--verbose", is_flag=True)

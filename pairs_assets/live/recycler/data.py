@@ -61,7 +61,8 @@ class RecyclerSettings:
     slow_client_grace_s: float = 5.0
     max_page_size: int = MAX_PAGE
     #: emitted bars kept for the historical endpoint, over all symbols together (the oldest go first);
-    #: ~190 bytes each: the default 1,000,000 holds ~190 MB whatever the number of symbols
+    #: ~75 bytes each (measured, loop mode: 200,000 bars of 20 symbols held 14.9 MB): the default 1,000,000
+    #: holds ~75 MB whatever the number of symbols
     max_emitted_bars: int = 1_000_000
 
     def __post_init__(self) -> None:
