@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -366,7 +365,62 @@ def dev(port: int, host: str) -> None:
     exe = Path(sys.executable).with_name("dagster")
     cmd = [str(exe) if exe.exists() else "dagster", "dev", "-w", str(PROJECT_WORKSPACE), "-h", host, "-p", str(port)]
     click.echo(" ".join(cmd))
-    raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
+    from pairs_assets.servers import run_server
+
+    # SIGTERM/SIGINT reach dagster dev's whole process group (UI, daemon, code servers): nothing stays bound
+    raise SystemExit(run_server(cmd, env=os.environ.copy()))
+
+
+@main.command("launch", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("launch_args", nargs=-1, type=click.UNPROCESSED)
+def launch(launch_args: tuple[str, ...]) -> None:
+    """``dagster job launch`` on the project's workspace, printing the run's id (Dagster's prints none).
+
+    Every argument goes to ``dagster job launch`` (``-j``/``--job``, ``--config-json``, ``--tags``, …);
+    the run id is chosen here (``--run-id``, unless given) and the run is looked up in the instance
+    afterwards, e.g. ``pairs launch -j signal_job --tags '{"dagster/partition": "2022-12-28|consumer"}'``.
+    """
+    import subprocess
+    import uuid
+
+    args = list(launch_args)
+    run_id = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--run-id"), None)
+    run_id = run_id or next((a.split("=", 1)[1] for a in args if a.startswith("--run-id=")), None)
+    if run_id is None:
+        run_id = str(uuid.uuid4())
+        args += ["--run-id", run_id]
+    if not any(a in ("-w", "--workspace") or a.startswith("--workspace=") for a in args):
+        args = ["-w", str(PROJECT_WORKSPACE), *args]
+    instance = _instance()  # the home and DAGSTER_HOME the launched command uses too
+    exe = Path(sys.executable).with_name("dagster")
+    status = subprocess.call([str(exe) if exe.exists() else "dagster", "job", "launch", *args], env=os.environ.copy())
+    if status != 0:
+        raise SystemExit(status)
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise RunFailedError(f"dagster job launch exited 0 but no run {run_id} is in the instance {os.environ.get('DAGSTER_HOME')}")
+    click.echo(f"run {run_id} {run.status.value} (job {run.job_name}"
+               + (f", partition {run.tags['dagster/partition']}" if "dagster/partition" in run.tags else "")
+               + f"); follow it: dagster run list --limit 5, or the UI at /runs/{run_id}")
+
+
+@main.command("code-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default).")
+@click.option("--port", default=4000, show_default=True)
+def code_server(host: str, port: int) -> None:
+    """Serve the code location over gRPC (``dagster code-server start -m pairs_assets.definitions``).
+
+    Refuses a port something already serves: gRPC binds with SO_REUSEPORT, so a second
+    ``dagster code-server start`` on it would serve beside the first (two code versions, one location).
+    """
+    from pairs_assets.servers import refuse_served_port, run_server
+
+    refuse_served_port(host, port, "code server")
+    exe = Path(sys.executable).with_name("dagster")
+    cmd = [str(exe) if exe.exists() else "dagster", "code-server", "start", "-m", "pairs_assets.definitions",
+           "--location-name", "pairs_assets", "-h", host, "-p", str(port)]
+    click.echo(" ".join(cmd))
+    raise SystemExit(run_server(cmd, env=os.environ.copy()))
 
 
 @main.command()
@@ -435,7 +489,10 @@ def mlflow_server(host: str, port: int, workers: int | None, allowed_hosts: str 
     # the backend URL travels in the environment, not argv: `ps` would show its password
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
     click.echo(" ".join(cmd) + f"   (backend store {redact_url(backend)})")
-    raise SystemExit(subprocess.call(cmd, env=env))
+    from pairs_assets.servers import run_server
+
+    # SIGTERM/SIGINT reach the server and its workers: the port is released
+    raise SystemExit(run_server(cmd, env=env))
 
 
 def _load_walk_forward_bars(settings, strategy, resources) -> tuple[int, float]:
@@ -581,12 +638,13 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
     import pandas as pd
     from pydantic import ValidationError
 
-    from pairs_assets.assets.walk_forward import PROGRESS
+    from pairs_assets.assets.walk_forward import PROGRESS, check_history
     from pairs_assets.definitions import defs
     from pairs_assets.quant.walkforward.engine import WalkForwardSettings
     from pairs_assets.settings import StrategySettings
     from resources.walk_forward_outputs import output_dir
 
+    check_sectors(sectors)  # an unknown sector is refused before any run is created
     try:
         settings = WalkForwardSettings(
             start=start, end=end, sectors=list(sectors) or None, costs=costs, lag=lag, on_drop=on_drop,
@@ -598,7 +656,17 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         first = exc.errors()[0]
         raise click.BadParameter(f"{'.'.join(map(str, first['loc'])) or 'settings'}: {first['msg']}") from None
     output_dir(paths().home, name)  # refuse a bad name before any work
+    if click.get_current_context().get_parameter_source("periods") is not click.core.ParameterSource.DEFAULT:
+        # a sub-period asked for by name is reported or refused, never dropped silently
+        outside = [label for label, first, last in settings.periods if last < settings.start or first > settings.end]
+        if outside:
+            raise click.BadParameter(
+                f"{', '.join(outside)} {'lies' if len(outside) == 1 else 'lie'} outside the range {settings.start} → {settings.end}: nothing of it would be "
+                "replayed; give sub-periods within the range (or widen --start/--end)", param_hint="--periods",
+            )
     strategy_config = strategy_overrides(preset, overrides)
+    # a window longer than the history is refused here, in one line, before the bars are loaded
+    check_history(settings, StrategySettings(**strategy_config), paths().history_start)
     instance = _instance()
     click.echo(f"PAIRS_HOME      {paths().home}")
     click.echo(f"range           {settings.start} → {settings.end}, costs {', '.join(f'{c:g}' for c in settings.costs)} bp/leg, lag {settings.lag}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -170,6 +171,30 @@ class DagsterHomeWarning(UserWarning):
 
 
 _warned_dagster_home = False
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def stock_storage_reason(dagster_home: Path) -> str | None:
+    """Why the instance at ``dagster_home`` gets Dagster's stock storage (no ``dagster.yaml``, or one
+    naming none of the project's instance or storage classes in ``pairs_assets.instance``), else None."""
+    import yaml
+
+    config_file = dagster_home / "dagster.yaml"
+    if not dagster_home.is_dir():
+        return None  # not created yet: `pairs` creates it with the project's settings; Dagster refuses it
+    if not config_file.exists():
+        return "no dagster.yaml"
+    try:
+        config = yaml.safe_load(config_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return f"its dagster.yaml cannot be read ({type(exc).__name__})"
+    modules = [
+        str(section.get("module", "")) for section in (config.values() if isinstance(config, dict) else [])
+        if isinstance(section, dict)
+    ]
+    if any(module.startswith("pairs_assets.instance") for module in modules):
+        return None
+    return "its dagster.yaml names none of the project's instance settings (instance_class or storage in pairs_assets.instance)"
 
 
 def warn_without_dagster_home(p: Paths | None = None) -> bool:
@@ -180,8 +205,22 @@ def warn_without_dagster_home(p: Paths | None = None) -> bool:
     the UI never shows them (the bars and files it wrote stay). The ``pairs`` commands set it.
     """
     global _warned_dagster_home
-    if os.environ.get("DAGSTER_HOME") or _warned_dagster_home:
+    if _warned_dagster_home:
         return False
+    if os.environ.get("DAGSTER_HOME"):
+        stock = stock_storage_reason(Path(os.environ["DAGSTER_HOME"]))
+        if stock is None:
+            return False
+        _warned_dagster_home = True
+        warnings.warn(
+            f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: {stock}, so Dagster uses its stock storage — slow at this "
+            f"project's partition counts (UI backfills, check status, the catalog). Run `pairs init` (it writes the "
+            f"project's dagster.yaml there), or copy {PROJECT_ROOT / 'dagster.yaml'} (SQLite) or "
+            f"{PROJECT_ROOT / 'deploy' / 'dagster.yaml'} (PostgreSQL) to it.",
+            DagsterHomeWarning,
+            stacklevel=2,
+        )
+        return True
     _warned_dagster_home = True
     home = (p or paths()).home / "dagster"  # the edge: the environment's home by default
     warnings.warn(

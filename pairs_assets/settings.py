@@ -141,6 +141,28 @@ def _io_base(location: str) -> str:
     return str(Path(location).expanduser().resolve())
 
 
+#: ``1``: the signal path trades on replayed bars (any source, market hours ignored) and says so
+ENV_SIGNAL_REPLAY = "PAIRS_SIGNAL_REPLAY"
+#: the store source whose bars are live (default: what ``pairs stream --alpaca`` writes)
+ENV_LIVE_SOURCE = "PAIRS_LIVE_SOURCE"
+
+
+def signal_replay_from_env(environ: dict | None = None) -> bool:
+    """Replay mode of the signal path: ``PAIRS_SIGNAL_REPLAY`` is 1/true/yes/on. Read by the process
+    that decides — the daemon's signal sensor at each tick (it passes the value to the run it
+    requests), or the run's own process for a signal run launched by hand without ``replay``."""
+    value = (os.environ if environ is None else environ).get(ENV_SIGNAL_REPLAY, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def live_source_from_env(environ: dict | None = None) -> str:
+    """The live source: ``PAIRS_LIVE_SOURCE``, else ``alpaca:<PAIRS_ALPACA_FEED or iex>-stream`` —
+    the label ``pairs stream --alpaca`` stores its bars under (the recycler's bars are ``recycler:<feed>``:
+    replayed, never live)."""
+    env = os.environ if environ is None else environ
+    return (env.get(ENV_LIVE_SOURCE) or "").strip() or f"alpaca:{(env.get('PAIRS_ALPACA_FEED') or 'iex').strip()}-stream"
+
+
 @functools.cache
 def paths() -> Paths:
     """The process's paths, read from the environment once."""

@@ -18,6 +18,10 @@ os.environ["PAIRS_HOME"] = _SESSION_HOME
 os.environ.pop("PAIRS_BARS_FILE", None)
 os.environ.pop("PAIRS_UNIVERSE_FILE", None)
 os.environ.pop("PAIRS_DATABASE_URL", None)
+# the signal path's mode is each test's to choose: a developer's `PAIRS_SIGNAL_REPLAY=1` (set for `pairs dev`)
+# or own live source must not change what the signal tests see
+for _name in ("PAIRS_SIGNAL_REPLAY", "PAIRS_LIVE_SOURCE", "PAIRS_ALPACA_FEED"):
+    os.environ.pop(_name, None)
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_HOME}/mlflow/mlflow.db"
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 

@@ -64,6 +64,16 @@ def _runs() -> int:
         (["load-bars", "--start", "2022-12-01"], ["Missing option '--end'", "load-bars --help"]),
         (["stream", "--url", "http://127.0.0.1:1", "--symbols", "KO"], ["stream url must start with ws:// or wss://"]),
         (["symbols", "proxy", "KO", "1$"], ["'1$' is not a ticker"]),
+        # issue 21 item 10: each was a failed run (IndexError), a silent drop, a run failed after creation
+        (["walk-forward", "--skip-load", "--set", "formation_window=100000"],
+         ["the longest window needs 200081 sessions of bars before it", "no start can", "lower the strategy windows (formation_window 100000"]),
+        (["walk-forward", "--skip-load", "--periods", "1900-1901"],
+         ["--periods", "1900-1901 lies outside the range 1995-01-03 → 2022-12-28: nothing of it would be replayed"]),
+        (["walk-forward", "--skip-load", "--start", "2020-01-02", "--periods", "2016-2022,2011-2015"],
+         ["--periods", "2011-2015 lies outside the range 2020-01-02 → 2022-12-28"]),
+        (["walk-forward", "--skip-load", "--sector", "crypto"], ["--sector", "unknown sector(s) crypto (known: consumer"]),
+        (["symbols", "--symbols-file", os.devnull + ".d/none.json", "from-universe", "--sector", "crypto"],
+         ["sector 'crypto' is not in the universe"]),
     ],
 )
 def test_bad_input_is_one_line_with_exit_status_2(args, expected):

@@ -30,13 +30,40 @@ def test_warns_once_when_dagster_home_is_unset(monkeypatch, tmp_path):
     assert f"export DAGSTER_HOME={tmp_path / 'dagster'}" in message
 
 
-def test_no_warning_with_dagster_home(monkeypatch, tmp_path):
+@pytest.mark.parametrize("config", ["dagster.yaml", "deploy/dagster.yaml"])
+def test_no_warning_with_dagster_home_and_the_projects_instance_settings(monkeypatch, tmp_path, config):
+    (tmp_path / "dagster.yaml").write_text((ROOT / config).read_text())
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setattr(definitions, "_warned_dagster_home", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert definitions.warn_without_dagster_home() is False
     assert not [w for w in caught if w.category is definitions.DagsterHomeWarning]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "no dagster.yaml"),
+        ("telemetry:\n  enabled: false\n", "names none of the project's instance settings"),
+        ("storage: [unclosed\n", "its dagster.yaml cannot be read (ParserError)"),
+    ],
+    ids=["none", "stock", "unreadable"],
+)
+def test_a_dagster_home_without_the_projects_instance_settings_warns_of_the_stock_storage(monkeypatch, tmp_path, content, reason):
+    """Issue 21 item 12: a fresh DAGSTER_HOME silently got Dagster's stock (slow) storage."""
+    if content is not None:
+        (tmp_path / "dagster.yaml").write_text(content)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setattr(definitions, "_warned_dagster_home", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert definitions.warn_without_dagster_home() is True
+        assert definitions.warn_without_dagster_home() is False  # once per process
+    (warning,) = [w for w in caught if w.category is definitions.DagsterHomeWarning]
+    message = str(warning.message)
+    assert message.startswith(f"DAGSTER_HOME={tmp_path}: ") and reason in message
+    assert "stock storage" in message and "pairs init" in message and str(ROOT / "deploy" / "dagster.yaml") in message
 
 
 def _env(tmp_path, **extra) -> dict:

@@ -93,6 +93,12 @@ model_performance_table = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
+def of_source(column: sa.ColumnElement, source: str) -> sa.ColumnElement:
+    """``column`` is ``source`` or one of its proxy stand-ins (``<source>+proxy:<SYMBOL>``, as the
+    stream labels a proxy's bars)."""
+    return sa.or_(column == source, column.startswith(f"{source}+proxy:", autoescape=True))
+
+
 trading_signals_table = sa.Table(
     "trading_signals",
     metadata,
@@ -309,11 +315,17 @@ class MarketDataStore(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return pd.read_sql_query(query, conn)
 
-    def latest_bar_timestamp(self, symbols: Iterable[str], source: str | None = None) -> pd.Timestamp | None:
+    def latest_bar_timestamp(
+        self, symbols: Iterable[str], source: str | None = None, *, live_source: str | None = None
+    ) -> pd.Timestamp | None:
+        """The latest bar's time of ``symbols`` (of ``source`` only; of ``live_source`` and its
+        ``+proxy:`` stand-ins only), None without one."""
         t = bars_table.c
         query = sa.select(sa.func.max(t.timestamp)).where(t.symbol.in_(sorted(set(symbols))))
         if source is not None:
             query = query.where(t.source == source)
+        if live_source is not None:
+            query = query.where(of_source(t.source, live_source))
         with self.engine.connect() as conn:
             value = conn.execute(query).scalar()
         return None if value is None else to_utc(value)

@@ -12,17 +12,19 @@ Every tick (at least ``minimum_interval_seconds`` = 300 s apart), for each secto
    (its ``effective_session``); in replay mode (``PAIRS_SIGNAL_REPLAY=1`` or ``replay=True``)
    market hours are ignored and the current session is the config's effective session;
 4. a bar of the config's symbols must have arrived after both the sector's cursor and the as-of
-   session's close; none → skip (reason).
+   session's close — outside replay mode a bar of the live source (``PAIRS_LIVE_SOURCE``, default
+   ``alpaca:<feed>-stream``, and its proxy stand-ins): a recycler's replayed bars never trigger a run;
+   none → skip (reason, naming the other sources' bars it ignored).
 
 Then it requests ``RunRequest(partition_key="<as_of>|<sector>", run_key="signals:<sector>:<as_of>:<latest bar>")``
 — the run key deduplicates: the same bars never trigger two runs — with run config
-``bar_cutoff = <latest bar>`` so the run uses exactly the bars the sensor saw. The cursor (JSON:
+``bar_cutoff = <latest bar>`` so the run uses exactly the bars the sensor saw, and the sensor's
+``replay`` and ``live_source`` (the daemon's ``PAIRS_SIGNAL_REPLAY``: the run process needs none). The cursor (JSON:
 sector → latest bar seen) advances for the requested sectors only.
 """
 
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,18 +34,20 @@ import pandas as pd
 from pairs_assets import partitions
 from pairs_assets.errors import PairsError
 from pairs_assets.quant.config_model import TradingConfig, TradingConfigError
+from pairs_assets.settings import ENV_SIGNAL_REPLAY, live_source_from_env, signal_replay_from_env
 from pairs_assets.util import to_utc
 from resources.market_data import MarketDataStore
 
 SIGNAL_JOB_NAME = "signal_job"
 SIGNAL_ASSET = "trading_signals"
-ENV_REPLAY = "PAIRS_SIGNAL_REPLAY"
+ENV_REPLAY = ENV_SIGNAL_REPLAY
 MINIMUM_INTERVAL_SECONDS = 300
 
 
 def replay_from_env(environ: dict | None = None) -> bool:
-    value = (os.environ if environ is None else environ).get(ENV_REPLAY, "")
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    """``PAIRS_SIGNAL_REPLAY`` of the process evaluating the sensor: the daemon's (``dagster-daemon``,
+    or ``dg dev`` / ``pairs dev`` locally)."""
+    return signal_replay_from_env(environ)
 
 
 @dataclass
@@ -81,6 +85,7 @@ def evaluate_tick(
     now: pd.Timestamp,
     replay: bool,
     sectors: list[str],
+    live_source: str | None = None,
 ) -> TickResult:
     """The sensor's decision for one tick (see the module docstring); no side effects."""
     result = TickResult(cursor=dict(cursor))
@@ -127,19 +132,30 @@ def evaluate_tick(
         if not symbols:
             result.skipped[sector] = f"trading config {partition_key} selects no pairs and none is held"
             continue
-        latest = store.latest_bar_timestamp(symbols)
+        # outside replay mode only the live source's bars count (a recycler's replayed bars never trigger)
+        only = None if replay else (live_source or live_source_from_env())
+        latest = store.latest_bar_timestamp(symbols, live_source=only)
         threshold = partitions.session_close_utc(as_of)
         if sector in cursor:
             threshold = max(threshold, pd.Timestamp(cursor[sector]))
         if latest is None or latest <= threshold:
-            result.skipped[sector] = f"no new bars of {', '.join(symbols)} since {threshold.isoformat()}"
+            of = "" if only is None else f" from the live source {only!r}"
+            result.skipped[sector] = f"no new bars of {', '.join(symbols)}{of} since {threshold.isoformat()}"
+            if only is not None:
+                other = store.latest_bar_timestamp(symbols)
+                if other is not None and other > threshold:
+                    result.skipped[sector] += (
+                        f" (bars of other sources up to {other.isoformat()} ignored: replay mode is off; "
+                        f"set {ENV_REPLAY}=1 for the daemon to trade on replayed bars)"
+                    )
             continue
         latest_iso = latest.isoformat()
         result.run_requests.append(
             dg.RunRequest(
                 run_key=f"signals:{sector}:{as_of}:{latest.strftime('%Y%m%dT%H%M%S%f')}",
                 partition_key=partition_key,
-                run_config={"ops": {SIGNAL_ASSET: {"config": {"bar_cutoff": latest_iso}}}},
+                run_config={"ops": {SIGNAL_ASSET: {"config": {"bar_cutoff": latest_iso, "replay": replay,
+                                                              **({} if only is None else {"live_source": only})}}}},
                 tags={"pairs/sector": sector, "pairs/trigger": "signal_sensor", "pairs/replay": str(replay).lower()},
             )
         )
@@ -153,12 +169,14 @@ def build_signal_sensor(
     name: str = "signal_sensor",
     job_name: str = SIGNAL_JOB_NAME,
     replay: bool | None = None,
+    live_source: str | None = None,
     minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     clock: Callable[[], pd.Timestamp] | None = None,
 ) -> dg.SensorDefinition:
     """The signal sensor over ``sectors`` (the daily partitions' sectors). ``replay=None`` reads
-    ``PAIRS_SIGNAL_REPLAY`` at every tick."""
+    ``PAIRS_SIGNAL_REPLAY`` at every tick, ``live_source=None`` ``PAIRS_LIVE_SOURCE`` (default
+    ``alpaca:<feed>-stream``) — both in the daemon's environment."""
     sectors = list(sectors)
 
     @dg.sensor(
@@ -179,6 +197,7 @@ def build_signal_sensor(
             now=now,
             replay=replay_from_env() if replay is None else replay,
             sectors=sectors,
+            live_source=live_source,
         )
         for sector, reason in sorted(result.skipped.items()):
             context.log.info(f"signal sensor: {sector}: {reason}")

@@ -38,6 +38,14 @@ absurd print) is never priced, applied to the rule or traded on. Its pairs' rows
 ``rejected_bar:<symbol>``; a pair with no other new bar gets a ``hold`` row and no order (metadata
 ``rejected_bars`` and ``not_traded`` say why; the run log warns per bar).
 
+**Live bars only, unless replay.** Outside replay mode a run trades only on the bars of the live
+source (``live_source``: ``PAIRS_LIVE_SOURCE``, default ``alpaca:<feed>-stream``, and its
+``+proxy:`` stand-ins); any other source's bars in the session — a recycler's, re-stamped to now —
+are ignored and counted in the metadata's ``ignored_bars`` line. Replay mode (run config ``replay``,
+set by the signal sensor from the daemon's ``PAIRS_SIGNAL_REPLAY``; for a run launched by hand the
+step process's ``PAIRS_SIGNAL_REPLAY``) trades on every source; the run is tagged ``pairs/replay``
+and ``pairs/live_source``, each row is flagged ``replay``.
+
 **Point in time.** A run reads only bars stamped after the as-of session's close and at or before
 ``min(bar_cutoff or now, the effective session's close)``: a run for a past partition never sees
 a bar of a later session.
@@ -64,7 +72,7 @@ from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
 from pairs_assets.quant.outliers import price_jumps
 from pairs_assets.quant.config_model import PairConfig, TradingConfig
-from pairs_assets.settings import StrategySettings
+from pairs_assets.settings import ENV_SIGNAL_REPLAY, StrategySettings, live_source_from_env, signal_replay_from_env
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
 from resources.broker import BrokerResource, PendingWrites
@@ -102,6 +110,15 @@ class SignalRunConfig(dg.Config):
         "config's terms until exit, stop or max_holding) or 'exit' (close it)."
     )
     max_holding: int = Field(rule.DEFAULT_MAX_HOLDING, ge=0, description="Close a position held this many exchange sessions (0 = no limit).")
+    replay: bool | None = Field(
+        None, description="Replay mode: trade on the bars of any source (a recycler's replayed ones too); the rows are "
+        "flagged 'replay' and the run tagged pairs/replay=true. Default: PAIRS_SIGNAL_REPLAY of the process running "
+        "the step (the signal sensor always sets it, from the daemon's environment)."
+    )
+    live_source: str | None = Field(
+        None, description="Outside replay mode only this store source's bars (and its '+proxy:' stand-ins) are traded "
+        "on. Default: PAIRS_LIVE_SOURCE, else alpaca:<PAIRS_ALPACA_FEED>-stream (what `pairs stream --alpaca` stores)."
+    )
 
     @field_validator("on_drop")
     @classmethod
@@ -123,9 +140,14 @@ def session_closes(bars: pd.DataFrame) -> pd.DataFrame:
     return last.unstack("symbol").sort_index()
 
 
-def read_session_bars(store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp) -> pd.DataFrame:
+def read_session_bars(
+    store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp,
+    *, live_source: str | None = None, ignored: Counter | None = None,
+) -> pd.DataFrame:
     """Every bar of ``symbols`` in (after, cutoff], one per (symbol, timestamp) over all sources (real
-    sources before proxies), sorted by symbol and time; columns symbol, timestamp (UTC), close, source, is_proxy."""
+    sources before proxies), sorted by symbol and time; columns symbol, timestamp (UTC), close, source, is_proxy.
+    With ``live_source``, only that source's bars and its ``+proxy:`` stand-ins; the others are counted
+    per source in ``ignored``."""
     t = bars_table.c
     lo, hi = to_naive_utc(after), to_naive_utc(cutoff)
     query = sa.select(t.symbol, t.timestamp, t.close, t.source).where(
@@ -133,6 +155,12 @@ def read_session_bars(store: MarketDataStore, symbols: list[str], after: pd.Time
     )
     with store.engine.connect() as conn:
         frame = pd.read_sql_query(query, conn)
+    if live_source is not None and not frame.empty:
+        source = frame["source"].astype(str)
+        live = (source == live_source) | source.str.startswith(f"{live_source}+proxy:")
+        if ignored is not None:
+            ignored.update(source[~live].tolist())
+        frame = frame[live].reset_index(drop=True)
     if frame.empty:
         return frame.assign(is_proxy=pd.Series(dtype=bool))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
@@ -554,6 +582,8 @@ def compute_sector_signals(
     on_drop: str = rule.DEFAULT_ON_DROP,
     max_holding: int = rule.DEFAULT_MAX_HOLDING,
     rejected_bars: dict[str, list[str]] | None = None,
+    live_source: str | None = None,
+    ignored_bars: Counter | None = None,
 ) -> tuple[list[sig.PairSignal], dict[str, str], dict[str, str]]:
     """Signals of one parsed trading config; (signals in bar order per pair, skipped pairs → reason,
     model failures → reason).
@@ -608,7 +638,8 @@ def compute_sector_signals(
     sessions = partitions.sessions_in_range(earliest, as_of)[-history_sessions:]
     start, as_of_close = partitions.sessions_span_utc(sessions[0], as_of)
     history = session_closes(store.read_bars(symbols, start, as_of_close, source=history_source))
-    session_bars = read_session_bars(store, symbols, as_of_close, cutoff)
+    # outside replay mode only the live source's bars are traded on (a recycler's replayed bars never)
+    session_bars = read_session_bars(store, symbols, as_of_close, cutoff, live_source=live_source, ignored=ignored_bars)
     # a bar failing the jump rule against its last close (a replayed or absurd print) is never applied
     session_bars, rejected = screen_session_bars(session_bars, history, strategy)
     if rejected_bars is not None:
@@ -703,6 +734,12 @@ def trading_signals(
     requested = to_utc(config.bar_cutoff) if config.bar_cutoff else pd.Timestamp.now(tz="UTC")
     # point in time: never a bar after the effective session's close (a past partition stays in its session)
     cutoff = min(requested, partitions.session_close_utc(trading_config.effective_session))
+    replay = signal_replay_from_env() if config.replay is None else config.replay
+    live_source = config.live_source or live_source_from_env()
+    # the mode in the run's tags whatever launched it (the sensor's runs carry them already)
+    context.instance.add_run_tags(context.run_id, {"pairs/replay": str(replay).lower(), "pairs/live_source": live_source})
+    if replay:
+        context.log.warning(f"replay mode: bars of every source are traded on, rows flagged 'replay' (live source: {live_source})")
     states = read_pair_states(store, sector)
     # the state's shares against the book this broker recorded: a mismatch is reported, never overwritten
     mismatches = reconcile(states, broker.pair_positions(store, sorted(states))) if states else {}
@@ -719,6 +756,7 @@ def trading_signals(
     # compound the difference). The dry-run book is the store's own record: reported only.
     frozen = frozen_pairs(mismatches, states, trading_config) if broker.mode != "dry-run" else {}
     rejected_bars: dict[str, list[str]] = {}
+    ignored_bars: Counter = Counter()
     signals, skipped, failures = compute_sector_signals(
         config=trading_config,
         store=store,
@@ -734,7 +772,19 @@ def trading_signals(
         on_drop=config.on_drop,
         max_holding=config.max_holding,
         rejected_bars=rejected_bars,
+        live_source=None if replay else live_source,
+        ignored_bars=ignored_bars,
     )
+    ignored_line = ""
+    if ignored_bars:
+        ignored_line = (
+            f"{sum(ignored_bars.values())} bar(s) ignored, not from the live source {live_source!r}: "
+            + ", ".join(f"{n} of {source}" for source, n in sorted(ignored_bars.items()))
+            + f" (replay mode is off: set {ENV_SIGNAL_REPLAY}=1 to trade on replayed bars)"
+        )
+        context.log.warning(ignored_line)
+    if replay:  # every row says it was computed on replayed bars
+        signals = [dataclasses.replace(s, flags=(*s.flags, "replay")) for s in signals]
     for _symbol, reasons in sorted(rejected_bars.items()):
         for reason in reasons:
             context.log.warning(f"bar rejected, never traded on: {reason}")
@@ -877,6 +927,9 @@ def trading_signals(
                 n=25,
             ),
             "not_traded": reasons_table(not_traded),
+            "replay": replay,
+            "live_source": live_source,
+            "ignored_bars": ignored_line or "none",
             "rejected_bars": reasons_table({symbol: "; ".join(reasons) for symbol, reasons in rejected_bars.items()}),
             "state_vs_book": reasons_table(mismatches),
             "entries_blocked": blocked or "",

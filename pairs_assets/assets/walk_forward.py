@@ -92,6 +92,33 @@ def panel_sessions(settings: WalkForwardSettings, strategy, history_start: str) 
     return available[max(0, len(before) - keep) :]
 
 
+def check_history(settings: WalkForwardSettings, strategy, history_start: str) -> pd.DatetimeIndex:
+    """The panel's sessions (:func:`panel_sessions`), or a ``WalkForwardError`` in one line when the
+    range holds no session or the longest window needs more sessions before ``settings.start`` than
+    the history (from ``history_start``) has — naming the earliest start that works, or, when no
+    start in the calendar does (``formation_window=100000``), the windows to lower."""
+    sessions = panel_sessions(settings, strategy, history_start)
+    if sessions.empty or sessions[-1] < pd.Timestamp(settings.start):
+        raise WalkForwardError(f"the range {settings.start} → {settings.end} holds no NYSE session")
+    needed = required_history(strategy, settings) + 1
+    before = int((sessions < pd.Timestamp(settings.start)).sum())
+    if before < needed:
+        calendar = partitions.sessions_in_range(history_start, partitions.nyse_calendar().last_session)
+        if needed < len(calendar):
+            remedy = f"start on or after {calendar[needed].date()}"
+        else:
+            remedy = (
+                f"no start can: the calendar holds {len(calendar)} sessions from {history_start}; lower the strategy "
+                f"windows (formation_window {strategy.formation_window}, garch_window {strategy.garch_window}, "
+                f"backtest_window {strategy.backtest_window})"
+            )
+        raise WalkForwardError(
+            f"the range starts {settings.start} but the longest window needs {needed} sessions of bars before it "
+            f"and the history (from {history_start}) has {before}; {remedy}"
+        )
+    return sessions
+
+
 #: The baseline's trading periods are counted in NYSE sessions from this fixed date (the embedded
 #: data's first session), never from ``--start`` or the history-start setting.
 BASELINE_EPOCH = "1990-01-02"
@@ -132,17 +159,7 @@ def run_and_record(
     history_start = home.history_start
     target = output_dir(home.home, name)
     sectors = resolve_sectors(settings, home.universe())
-    sessions = panel_sessions(settings, strategy, history_start)
-    if sessions.empty or sessions[-1] < pd.Timestamp(settings.start):
-        raise WalkForwardError(f"the range {settings.start} → {settings.end} holds no NYSE session")
-    needed = required_history(strategy, settings) + 1
-    before = int((sessions < pd.Timestamp(settings.start)).sum())
-    if before < needed:
-        raise WalkForwardError(
-            f"the range starts {settings.start} but the longest window needs {needed} sessions of bars before it "
-            f"and the history (from {history_start}) has {before}; start on or after "
-            f"{partitions.sessions_in_range(history_start, partitions.nyse_calendar().last_session)[needed].date()}"
-        )
+    sessions = check_history(settings, strategy, history_start)
     panels = {}
     for sector, symbols in sectors.items():
         panel = read_panel(store, source, sector, symbols, sessions)

@@ -54,5 +54,9 @@ def make_worker_app(broker: str, backend: str = "rpc://") -> Celery:
         retries=RetryMode.DISABLED, broker=broker, backend=backend, config_source=celery_app_settings()
     )
     app = make_app(executor.app_args())
+    # Dagster's console logger writes each event line (its level in the line) to the step's stderr;
+    # Celery's default redirect re-logged every such line at WARNING, DEBUG events included (issue 21
+    # item 12). Unredirected, the lines keep their own level and Celery's own records theirs.
+    app.conf.worker_redirect_stdouts = False
     create_task(app)
     return app

@@ -73,11 +73,13 @@ def _logging(verbose: bool) -> None:
 @click.option("--tail", default=None, type=int, help="Replay only the last N bar steps.")
 @click.option("--exit-when-done", is_flag=True, help="Exit when the replay ends (date_range, single_pass, finite loops).")
 @click.option("--report-every", default=30.0, show_default=True, type=float, help="Seconds between status lines.")
+@click.option("--max-emitted-bars", default=1_000_000, show_default=True, type=int,
+              help="Re-stamped bars kept for the historical endpoint, all symbols together (the oldest go first; ~75 bytes each).")
 @click.option("--database-url", default=None, help="Market data store URL (default: PAIRS_DATABASE_URL or the SQLite file under PAIRS_HOME).")
 @click.option("--symbols-file", default=None, help="Live symbols file (default: <PAIRS_HOME>/live_symbols.json).")
 @click.option("--verbose", is_flag=True)
 def recycler(host, port, mode, loops, start, end, speed, bar_interval, restamp, symbols_opt, all_symbols, proxy_opt, default_proxy,
-             source, tail, exit_when_done, report_every, database_url, symbols_file, verbose):
+             source, tail, exit_when_done, report_every, max_emitted_bars, database_url, symbols_file, verbose):
     """Replay stored bars as Alpaca's market-data stream and historical endpoint.
 
     Clients: StockDataStream(key, secret, url_override="ws://HOST:PORT/v2/iex") and
@@ -110,6 +112,7 @@ def recycler(host, port, mode, loops, start, end, speed, bar_interval, restamp, 
         default_proxy=(default_proxy or live.default_proxy),
         source=source,
         tail=tail,
+        max_emitted_bars=max_emitted_bars,
         api_key=os.environ.get(ENV_RECYCLER_KEY) or None,
         secret_key=os.environ.get(ENV_RECYCLER_SECRET) or None,
     )

@@ -94,7 +94,13 @@ def error_message(code: int, detail: str | None = None) -> dict:
     Never puts "insufficient subscription" in a detail: alpaca-py stops for good on that text.
     """
     text = ERROR_MESSAGES.get(code, "error")
-    return {"T": "error", "code": code, "msg": f"{text}: {detail}" if detail else text}
+    return {"T": "error", "code": code, "msg": f"{text}: {encodable(detail)}" if detail else text}
+
+
+def encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry (a lone surrogate a client's JSON key smuggled in via
+    ``\\ud800``) escaped as ``\\ud800``: it can go into a frame or a log line."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def subscription_message(subscribed: Mapping[str, Iterable[str]]) -> dict:
@@ -258,3 +264,5 @@ class Codec:
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
             kind = "binary" if isinstance(frame, (bytes, bytearray, memoryview)) else "text"
             raise WireError(400, f"{kind} frame is neither msgpack nor JSON ({type(exc).__name__})") from exc
+        except RecursionError:  # JSON nested deeper than the interpreter's stack ([[[[…]]]])
+            raise WireError(400, "frame nested too deeply") from None

@@ -49,6 +49,11 @@ def store_with_bars(url: str, symbols: list[str], n: int, **kwargs) -> MarketDat
     return store
 
 
+#: a test's wait for a frame, a counter or a process: generous, because a loaded 2-core machine stalls
+#: threads for seconds; it only bounds a hung test (each wait ends on what it waits for, never on the clock)
+WAIT_S = 60
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -76,7 +76,8 @@ def price_for_z(entry: PairConfig, x_price: float, z: float) -> float:
     return math.exp(s + entry.hedge_ratio * math.log(x_price) + entry.intercept)
 
 
-def live_bar(symbol: str, ts: str, close: float, source: str = "recycler:iex") -> dict:
+def live_bar(symbol: str, ts: str, close: float, source: str = "alpaca:iex-stream") -> dict:
+    """A bar as `pairs stream --alpaca` stores it (the live source outside replay mode)."""
     return {"symbol": symbol, "timestamp": pd.Timestamp(ts), "open": close, "high": close, "low": close,
             "close": close, "volume": 100.0, "trade_count": 1.0, "vwap": close, "source": source}
 

@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from pairs_assets.live.recycler import RecyclerError, RecyclerSettings, recycler_in_thread
-from pairs_assets_tests.live.helpers import TEST_SOURCE, store_with_bars, stream_client, synthetic_bars, wait_until
+from pairs_assets_tests.live.helpers import TEST_SOURCE, WAIT_S, store_with_bars, stream_client, synthetic_bars, wait_until
 from resources.market_data import MarketDataStore
 
 FAST = 60.0 / 0.02  # one step every 20 ms
@@ -40,7 +40,7 @@ def test_stream_client_receives_bars_of_several_symbols_restamped(store):
     with recycler_in_thread(store, settings()) as recycler:
         with stream_client(recycler.ws_url, ["AAPL", "KO", "MSFT"]) as client:
             assert recycler.wait_finished(15), recycler.stats
-            assert wait_until(lambda: len(client.received) == 90, 5), len(client.received)
+            assert wait_until(lambda: len(client.received) == 90, WAIT_S), len(client.received)
     bars = client.received
     assert all(isinstance(b, Bar) for b in bars)
     assert {b.symbol for b in bars} == {"AAPL", "KO", "MSFT"}
@@ -57,7 +57,7 @@ def test_keep_timestamps_and_loop_count(store):
     with recycler_in_thread(store, settings(mode="loop", loops=2, restamp=False)) as recycler:
         with stream_client(recycler.ws_url, ["PEP"]) as client:
             assert recycler.wait_finished(15)
-            assert wait_until(lambda: len(client.received) == 60, 5), len(client.received)
+            assert wait_until(lambda: len(client.received) == 60, WAIT_S), len(client.received)
     stored = store.read_bars(["PEP"], pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
     expected = [t.to_pydatetime() for t in stored["timestamp"]] * 2
     assert [b.timestamp for b in client.received] == expected
@@ -80,7 +80,7 @@ def test_closes_only_bars_are_sent_filled_and_labelled(sqlite_url):
     with recycler_in_thread(store, settings(proxies={"ZZZ": "AAPL"})) as recycler:
         with stream_client(recycler.ws_url, ["AAPL", "ZZZ"], raw=True) as client:
             assert recycler.wait_finished(10)
-            assert wait_until(lambda: len(client.received) == 10, 5)
+            assert wait_until(lambda: len(client.received) == 10, WAIT_S)
     raw = client.received
     assert all(m["o"] == m["c"] and m["v"] == 0 and m["filled"] == ["o", "h", "l", "v"] for m in raw)
     assert {m["S"] for m in raw if m.get("proxy") == "AAPL"} == {"ZZZ"}
@@ -105,14 +105,14 @@ def test_unknown_configured_symbols_are_named(store):
         assert recycler.recycler.resolve("NOPE") == "KO"
 
 
-def _recv(ws, timeout: float = 5.0):
+def _recv(ws, timeout: float = WAIT_S):
     frame = ws.recv(timeout=timeout)
     return msgpack.unpackb(frame) if isinstance(frame, bytes) else json.loads(frame)
 
 
 def test_malformed_and_unexpected_client_messages(store):
     with recycler_in_thread(store, settings(api_key="k", secret_key="s", start_on_subscribe=True)) as recycler:
-        with connect(recycler.ws_url, open_timeout=5) as ws:  # JSON client (no msgpack header)
+        with connect(recycler.ws_url, open_timeout=WAIT_S) as ws:  # JSON client (no msgpack header)
             assert _recv(ws) == [{"T": "success", "msg": "connected"}]
             ws.send(b"\xc1\xc1 not msgpack")
             assert _recv(ws)[0]["code"] == 400
@@ -148,16 +148,18 @@ def test_malformed_and_unexpected_client_messages(store):
 
 
 def test_authentication_and_auth_timeout(store):
-    with recycler_in_thread(store, settings(api_key="right", secret_key="keys", auth_timeout_s=0.5)) as recycler:
-        with connect(recycler.ws_url, open_timeout=5, additional_headers={"Content-Type": "application/msgpack"}) as ws:
+    with recycler_in_thread(store, settings(api_key="right", secret_key="keys", auth_timeout_s=5.0)) as recycler:
+        with connect(recycler.ws_url, open_timeout=WAIT_S, additional_headers={"Content-Type": "application/msgpack"}) as ws:
             _recv(ws)
             ws.send(msgpack.packb({"action": "auth", "key": "wrong", "secret": "keys"}))
             assert _recv(ws) == [{"T": "error", "code": 402, "msg": "auth failed"}]
             with pytest.raises(ConnectionClosed):
-                _recv(ws, timeout=2)  # closed by the server (a timeout would mean it was not)
-        with connect(recycler.ws_url, open_timeout=5) as ws:
+                _recv(ws, timeout=WAIT_S)  # closed by the server (a timeout would mean it was not)
+        with connect(recycler.ws_url, open_timeout=WAIT_S) as ws:
             _recv(ws)
-            assert _recv(ws, timeout=3)[0]["code"] == 404  # nothing sent: auth timeout
+            # nothing sent: the 404 after the 5 s auth timeout (5 s, not 0.5: the first client must
+            # get its wrong keys in before it on a loaded machine)
+            assert _recv(ws)[0]["code"] == 404
         # the real client with wrong keys never gets a bar
         with stream_client(recycler.ws_url, ["AAPL"], key="wrong", secret="keys") as client:
             assert not wait_until(lambda: client.received, 1.0)
@@ -167,7 +169,7 @@ def test_authentication_and_auth_timeout(store):
 def test_bad_stream_path_is_refused(store):
     with recycler_in_thread(store, settings()) as recycler:
         with pytest.raises(Exception, match="404"):
-            connect(recycler.http_url.replace("http", "ws") + "/v1/nothing", open_timeout=5)
+            connect(recycler.http_url.replace("http", "ws") + "/v1/nothing", open_timeout=WAIT_S)
 
 
 def test_historical_client_reads_all_pages(store):
@@ -223,3 +225,40 @@ def test_settings_are_validated():
     assert RecyclerSettings(speed=2.0).step_seconds == 30.0
     assert RecyclerSettings(speed=math.inf).step_seconds == 0.0
     assert synthetic_bars(["A"], 1)["source"].iloc[0] == TEST_SOURCE
+
+
+def test_the_emitted_bar_log_is_capped_in_total_not_per_symbol(store):
+    """Issue 21 item 10: the log was capped per symbol (500,000 each: ~36 MB a symbol, 943 MB with 20)."""
+    from pairs_assets.live.recycler.history import HistoryEndpoint
+
+    symbols = [f"S{i:02d}" for i in range(20)]
+    endpoint = HistoryEndpoint(store, settings(max_emitted_bars=1_000))
+    values = (1.0, 1.0, 1.0, 1.0, 100.0, 1.0, 1.0)
+    for step in range(200):  # 200 steps × 20 symbols = 4,000 bars emitted
+        endpoint.record({s: values for s in symbols}, pd.Timestamp("2026-01-02T15:00:00Z") + pd.Timedelta(minutes=step))
+    assert endpoint.emitted_bars_kept == 1_000
+    kept = endpoint.emitted_bars()
+    assert len(kept) == 1_000 and kept.groupby("symbol").size().eq(50).all()  # the newest 50 steps of each
+    assert kept["timestamp"].min() == pd.Timestamp("2026-01-02T15:00:00Z") + pd.Timedelta(minutes=150)
+    with pytest.raises(RecyclerError, match="max_emitted_bars must be at least 1, got 0"):
+        settings(max_emitted_bars=0)
+
+
+def test_deeply_nested_json_and_a_lone_surrogate_key_get_alpacas_400(store, caplog):
+    """Issue 21 item 10: both closed the connection with 1011 and logged a server traceback."""
+    caplog.set_level("DEBUG")
+    with recycler_in_thread(store, settings()) as recycler:
+        with connect(recycler.ws_url, open_timeout=WAIT_S) as ws:  # a real websockets client, JSON frames
+            assert _recv(ws) == [{"T": "success", "msg": "connected"}]
+            ws.send("[" * 100_000 + "]" * 100_000)
+            assert _recv(ws) == [{"T": "error", "code": 400, "msg": "invalid syntax: frame nested too deeply"}]
+            ws.send('{"\\ud800": 1}')  # valid JSON text: a key of one lone surrogate
+            reply = _recv(ws)[0]
+            assert reply["code"] == 400 and "without 'action' (keys: \\ud800)" in reply["msg"]
+            ws.send('{"action": "\\udfff"}')
+            assert "unknown action" in _recv(ws)[0]["msg"]
+            ws.send(json.dumps({"action": "auth", "key": "k", "secret": "s"}))  # the connection still works
+            assert _recv(ws) == [{"T": "success", "msg": "authenticated"}]
+        assert recycler.stats.protocol_errors == 3
+    failures = [r for r in caplog.records if r.exc_info or r.levelname in ("ERROR", "CRITICAL")]
+    assert not failures, [r.getMessage() for r in failures]

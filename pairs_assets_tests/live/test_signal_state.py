@@ -190,8 +190,9 @@ def test_a_past_partition_never_reads_a_later_sessions_bar(sqlite_url):
     with dg.instance_for_test() as instance:
         dg.materialize([setup.stand_in_trading_config], partition_key=partition, instance=instance,
                        resources={"store": store})
+        # the session's bars here are the daily source's (not the live source): replay mode trades on them
         for cutoff in (None, "2022-12-28T21:00:00Z"):  # now, and an explicit later cutoff
-            assert materialize(instance, store, cutoff=cutoff, partition=partition, execute=False).success
+            assert materialize(instance, store, cutoff=cutoff, partition=partition, execute=False, replay=True).success
             stamps = pd.to_datetime(store.read_table(trading_signals_table)["bar_timestamp"])
             # the effective session's (2022-12-15) close bar, never 2022-12-16 … 2022-12-28
             assert (stamps == pd.Timestamp("2022-12-15 21:00:00")).all(), stamps.tolist()
@@ -199,7 +200,7 @@ def test_a_past_partition_never_reads_a_later_sessions_bar(sqlite_url):
         with store.engine.begin() as conn:
             conn.execute(pair_states_table.delete())
             conn.execute(trading_signals_table.delete())
-        assert materialize(instance, store, cutoff="2022-12-15T18:00:00Z", partition=partition, execute=False).success
+        assert materialize(instance, store, cutoff="2022-12-15T18:00:00Z", partition=partition, execute=False, replay=True).success
         stamps = pd.to_datetime(store.read_table(trading_signals_table)["bar_timestamp"])
         assert (stamps == pd.Timestamp("2022-12-14 21:00:00")).all()  # no bar yet: the as-of close
 

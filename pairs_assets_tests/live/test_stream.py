@@ -16,7 +16,7 @@ import pytest
 
 from pairs_assets.live.recycler import RecyclerSettings, recycler_in_thread
 from pairs_assets.live.stream import StreamError, StreamIngestor, StreamSettings
-from pairs_assets_tests.live.helpers import store_with_bars, synthetic_bars, wait_until
+from pairs_assets_tests.live.helpers import WAIT_S, store_with_bars, synthetic_bars, wait_until
 from resources.market_data import MarketDataStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def _ingest_single_pass(url_of_store: str, steps: int = 40) -> None:
         try:
             assert recycler.wait_finished(20), recycler.stats
             emitted = recycler.recycler.emitted_bars()
-            assert wait_until(lambda: running.ingestor.stats.written >= len(emitted), 10), running.ingestor.stats
+            assert wait_until(lambda: running.ingestor.stats.written >= len(emitted), WAIT_S), running.ingestor.stats
         finally:
             running.stop()
     rows = stored(store, ["AAPL", "KO", "PEP"], "recycler:iex")
@@ -87,11 +87,11 @@ def test_dropped_stream_reconnects_without_lost_or_duplicated_bars(sqlite_url):
     with recycler_in_thread(store, RecyclerSettings(port=0, mode="single_pass", speed=60 / 0.04)) as recycler:
         running = Running(store, stream_settings(recycler.ws_url, ["AAPL", "KO"]))
         try:
-            assert wait_until(lambda: running.ingestor.stats.received >= 20, 10)
+            assert wait_until(lambda: running.ingestor.stats.received >= 20, WAIT_S)
             assert recycler.drop_connections() == 1
             assert recycler.wait_finished(20)
             emitted = recycler.recycler.emitted_bars()
-            assert wait_until(lambda: len(stored(store, ["AAPL", "KO"], "recycler:iex")) >= len(emitted), 15)
+            assert wait_until(lambda: len(stored(store, ["AAPL", "KO"], "recycler:iex")) >= len(emitted), WAIT_S)
         finally:
             # stop() returns after the ingestor's final flush (queued bars and pending backfills written),
             # so the rows read below are everything it will ever write: an extra or duplicated bar shows.
@@ -114,7 +114,7 @@ def test_replayed_duplicates_are_written_once(sqlite_url):
         running = Running(store, stream_settings(recycler.ws_url, ["KO"], source="recycler:test"))
         try:
             assert recycler.wait_finished(15)
-            assert wait_until(lambda: running.ingestor.stats.received >= 45, 10)
+            assert wait_until(lambda: running.ingestor.stats.received >= 45, WAIT_S)
         finally:
             running.stop()
     rows = stored(store, ["KO"], "recycler:test")

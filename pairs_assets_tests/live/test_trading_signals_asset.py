@@ -293,3 +293,80 @@ def test_a_held_pair_is_not_stopped_by_replayed_bars(world):
     assert pd.Timestamp(states.loc["KO-PEP", "last_bar"]) == pd.Timestamp("2022-12-29 15:00:00")
     metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
     assert "KO bar 2022-12-29T15:02:00+00:00" in metadata["rejected_bars"].value
+
+
+def _as_the_recycler_streamed_them(store) -> str:
+    """The fixture's live bars replaced by the same prices as ``pairs stream`` stores a recycler's
+    (loop mode: stored bars re-stamped to now, source ``recycler:<feed>``); returns that source."""
+    from pairs_assets.live.stream import StreamSettings
+    from resources.market_data import bars_table
+
+    source = StreamSettings(symbols=("KO",), url="ws://127.0.0.1:8765/v2/iex", backfill=False).source_label
+    live = store.read_bars(["KO", "PEP", "PG", "WMT"], pd.Timestamp("2022-12-29T00:00:00Z"), pd.Timestamp("2022-12-30T00:00:00Z"))
+    with store.engine.begin() as conn:
+        conn.execute(bars_table.delete().where(bars_table.c.source == "alpaca:iex-stream"))
+    store.upsert_bars(live.assign(source=source), context="recycler")
+    return source
+
+
+def test_replayed_bars_are_not_traded_outside_replay_mode(world, monkeypatch):
+    """The issue's case: the recycler's re-stamped bars in the store, replay mode off → no signal from them."""
+    monkeypatch.delenv("PAIRS_SIGNAL_REPLAY", raising=False)
+    monkeypatch.delenv("PAIRS_LIVE_SOURCE", raising=False)
+    store, instance, _ = world
+    source = _as_the_recycler_streamed_them(store)
+    assert source == "recycler:iex"
+    result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # before: KO-PEP short_spread, 2 orders
+    assert result.success
+    rows = store.read_table(trading_signals_table)
+    assert rows["flags"].str.contains("no_bar_after_as_of").all() and not rows["flags"].str.contains("replay").any()
+    assert (pd.to_datetime(rows["bar_timestamp"]) == pd.Timestamp("2022-12-28 21:00:00")).all()  # the as-of close
+    # nothing computed from the replayed prices: each pair's row is its as-of close's (as with no bar at all)
+    assert rows.set_index("pair_id").loc["KO-PEP", "zscore"] != pytest.approx(2.6, abs=0.1)  # the replayed bar's z
+    orders = store.read_table(orders_table)
+    assert orders.empty or not orders["client_order_id"].str.contains("20221229T15").any()  # none on a replayed bar
+    metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
+    assert metadata["ignored_bars"].value == (
+        "4 bar(s) ignored, not from the live source 'alpaca:iex-stream': 4 of recycler:iex "
+        "(replay mode is off: set PAIRS_SIGNAL_REPLAY=1 to trade on replayed bars)"
+    )
+    assert metadata["replay"].value is False and metadata["live_source"].value == "alpaca:iex-stream"
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert tags["pairs/replay"] == "false" and tags["pairs/live_source"] == "alpaca:iex-stream"
+
+
+@pytest.mark.parametrize("how", ["run_config", "environment"])
+def test_replay_mode_trades_on_them_and_says_so(world, monkeypatch, how):
+    monkeypatch.delenv("PAIRS_LIVE_SOURCE", raising=False)
+    store, instance, _ = world
+    _as_the_recycler_streamed_them(store)
+    if how == "environment":  # a run launched by hand: the step process's PAIRS_SIGNAL_REPLAY
+        monkeypatch.setenv("PAIRS_SIGNAL_REPLAY", "1")
+        result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    else:
+        monkeypatch.setenv("PAIRS_SIGNAL_REPLAY", "0")  # run config wins (the sensor sets it from the daemon's)
+        result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z", replay=True)
+    assert result.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    assert rows.loc["KO-PEP", "action"] == "short_spread"
+    assert rows["flags"].str.split(",").map(lambda flags: "replay" in flags).all()
+    assert len(store.read_table(orders_table)) == 2
+    metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
+    assert metadata["replay"].value is True and metadata["ignored_bars"].value == "none"
+    assert instance.get_run_by_id(result.run_id).tags["pairs/replay"] == "true"
+
+
+def test_a_configured_live_source_and_its_proxies_are_traded(world, monkeypatch):
+    monkeypatch.delenv("PAIRS_SIGNAL_REPLAY", raising=False)
+    monkeypatch.setenv("PAIRS_LIVE_SOURCE", "recycler:iex")  # e.g. a paper desk that calls its own feed live
+    store, instance, _ = world
+    _as_the_recycler_streamed_them(store)
+    from resources.market_data import bars_table
+
+    with store.engine.begin() as conn:  # KO's bar as a proxy stand-in of the live source
+        conn.execute(bars_table.update().where(bars_table.c.symbol == "KO", bars_table.c.source == "recycler:iex").values(source="recycler:iex+proxy:AAPL"))
+    result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
+    assert result.success
+    rows = store.read_table(trading_signals_table).set_index("pair_id")
+    assert rows.loc["KO-PEP", "action"] == "short_spread" and "proxy_bars:KO" in rows.loc["KO-PEP", "flags"]
+    assert result.asset_materializations_for_node("trading_signals")[0].metadata["ignored_bars"].value == "none"

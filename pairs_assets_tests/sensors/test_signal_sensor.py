@@ -104,7 +104,9 @@ def test_new_bars_request_one_run_per_sector_once(store, instance):
     request = first.run_requests[0]
     assert request.partition_key == "2022-12-28|consumer"
     assert request.run_key == "signals:consumer:2022-12-28:20221229T150000000000"
-    assert request.run_config == {"ops": {"trading_signals": {"config": {"bar_cutoff": "2022-12-29T15:00:00+00:00"}}}}
+    # replay mode (tick's default here) travels in the run config: the run's process needs no PAIRS_SIGNAL_REPLAY
+    assert request.run_config == {"ops": {"trading_signals": {"config": {"bar_cutoff": "2022-12-29T15:00:00+00:00", "replay": True}}}}
+    assert request.tags["pairs/replay"] == "true"
     assert json.loads(first.cursor) == {"consumer": "2022-12-29T15:00:00+00:00"}
 
     same = tick(store, instance, cursor=first.cursor)
@@ -127,6 +129,27 @@ def test_market_hours_outside_replay(store, instance, monkeypatch):
     assert len(tick(store, instance, replay=None, now=CLOSED).run_requests) == 1
     monkeypatch.setenv("PAIRS_SIGNAL_REPLAY", "0")
     assert isinstance(tick(store, instance, replay=None, now=CLOSED), dg.SkipReason)
+
+
+def test_replayed_bars_trigger_no_run_outside_replay_mode(store, instance, monkeypatch):
+    """A recycler in loop mode streams re-stamped bars during market hours: replay off → no run, a reason."""
+    monkeypatch.delenv("PAIRS_LIVE_SOURCE", raising=False)
+    materialize_config(store, instance)
+    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0, source="recycler:iex")]), context="live")
+    skipped = tick(store, instance, replay=False, now=OPEN)
+    assert isinstance(skipped, dg.SkipReason)
+    assert (
+        "consumer: no new bars of KO, PEP, PG, WMT from the live source 'alpaca:iex-stream' since 2022-12-28T21:00:00+00:00 "
+        "(bars of other sources up to 2022-12-29T15:00:00+00:00 ignored: replay mode is off; "
+        "set PAIRS_SIGNAL_REPLAY=1 for the daemon to trade on replayed bars)"
+    ) in skipped.skip_message
+    replayed = tick(store, instance, replay=True, now=OPEN)
+    assert replayed.run_requests[0].run_config["ops"]["trading_signals"]["config"]["replay"] is True
+    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:01:00Z", 62.0)]), context="live")  # a live bar
+    live = tick(store, instance, replay=False, now=OPEN).run_requests[0]
+    assert live.run_config["ops"]["trading_signals"]["config"] == {
+        "bar_cutoff": "2022-12-29T15:01:00+00:00", "replay": False, "live_source": "alpaca:iex-stream"}
+    assert live.tags["pairs/replay"] == "false"
 
 
 def test_a_requested_run_executes_the_signal_job(store, instance):

@@ -35,8 +35,6 @@ from resources.market_data import MarketDataStore
 
 #: Page size when the request names none (Alpaca's default).
 DEFAULT_PAGE = 1_000
-#: Emitted bars kept per symbol for the historical endpoint.
-LOG_MAXLEN = 500_000
 
 
 class HttpError(PairsError):
@@ -72,7 +70,10 @@ class HistoryEndpoint:
     def __init__(self, store: MarketDataStore, settings: RecyclerSettings) -> None:
         self.store = store
         self.settings = settings
-        self._log: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=LOG_MAXLEN))
+        # per symbol its emitted (ns, values) in order, and the symbols in emission order: the cap
+        # (settings.max_emitted_bars) is on the total — 20 symbols no longer keep 20 × a per-symbol cap
+        self._log: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self._log_order: collections.deque = collections.deque()
         self._log_lock = threading.Lock()
         self._history_cache: dict[tuple, tuple[float, list]] = {}
         self._sources_cache: tuple[float, dict[str, str]] | None = None
@@ -82,9 +83,23 @@ class HistoryEndpoint:
         if not self.settings.restamp:
             return
         ns = stamp.value
+        cap = self.settings.max_emitted_bars
         with self._log_lock:
             for symbol, values in step.items():
                 self._log[symbol].append((ns, values))
+                self._log_order.append(symbol)
+            while len(self._log_order) > cap:  # the oldest bar overall is its symbol's oldest
+                oldest = self._log_order.popleft()
+                entries = self._log[oldest]
+                entries.popleft()
+                if not entries:
+                    del self._log[oldest]
+
+    @property
+    def emitted_bars_kept(self) -> int:
+        """Emitted bars held for the historical endpoint (at most ``max_emitted_bars``)."""
+        with self._log_lock:
+            return len(self._log_order)
 
     async def respond(self, request: Request, parts: SplitResult) -> Response:
         """The response to a GET of ``/v2/stocks/bars`` (keys checked when the recycler has them)."""
