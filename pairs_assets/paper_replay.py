@@ -406,7 +406,9 @@ class SignalRunner:
         }
         defs = dg.Definitions(assets=[trading_signals_asset(daily, strategy)], jobs=[signal_job], resources=resources)
         self.job = defs.resolve_job_def(signal_job.name)
-        self.config = {"on_drop": on_drop, "max_holding": max_holding}
+        # the recycler is this replay's live source: the job's live-source filter stays on (replay mode
+        # off), so the session's bars it trades are the streamed ones, as live
+        self.config = {"on_drop": on_drop, "max_holding": max_holding, "replay": False, "live_source": f"recycler:{STREAM_FEED}"}
         self.instance = dg.DagsterInstance.ephemeral()
 
     def run(self, partition_key: str, cutoff: pd.Timestamp) -> None:
