@@ -64,6 +64,11 @@ def _runs() -> int:
         (["load-bars", "--start", "2022-12-01"], ["Missing option '--end'", "load-bars --help"]),
         (["stream", "--url", "http://127.0.0.1:1", "--symbols", "KO"], ["stream url must start with ws:// or wss://"]),
         (["symbols", "proxy", "KO", "1$"], ["'1$' is not a ticker"]),
+        (["walk-forward", "--set", "formation_window=5"],
+         ["strategy setting formation_window = 5: Input should be greater than or equal to 20"]),
+        (["walk-forward", "--preset", "seed", "--set", "exit_z=2.5"],
+         ["strategy settings: need exit_z < entry_z < stop_z, got 2.5, 2.0, 3.5"]),
+        (["walk-forward", "--preset", "sed"], ["'sed' is not one of 'default', 'seed', 'trading_period'"]),
     ],
 )
 def test_bad_input_is_one_line_with_exit_status_2(args, expected):

@@ -169,3 +169,13 @@ def test_the_windows_each_stage_reads():
 def test_the_pure_model_pickles_for_the_walk_forwards_workers():
     strategy = StrategySettings.preset("seed").strategy()
     assert pickle.loads(pickle.dumps(strategy)) == strategy
+
+
+def test_the_clis_preset_and_overrides_are_the_models():
+    from pairs_assets import cli
+
+    config = cli.strategy_overrides("seed", ["entry_z=2.2", "fdr_alpha=0.1", "aic_scale=per_observation"])
+    assert config == {**PRESETS["seed"], "entry_z": 2.2, "fdr_alpha": 0.1, "aic_scale": "per_observation"}
+    assert Strategy.parse(config) == Strategy.preset("seed", entry_z=2.2, fdr_alpha=0.1, aic_scale="per_observation")
+    choices = {p.name: p.type.choices for p in cli.walk_forward_command.params if p.name == "preset"}
+    assert list(choices["preset"]) == sorted(PRESETS)
