@@ -4,12 +4,13 @@ defaults, presets, validators and windows, which the Dagster resource only wraps
 from __future__ import annotations
 
 import ast
+import inspect
 import pickle
 from pathlib import Path
 
 import pytest
 
-from pairs_assets.quant import features, signals
+from pairs_assets.quant import features, prices, scoring, signals
 from pairs_assets.quant.gru import pairs as gru_pairs
 from pairs_assets.quant.strategy import DEFAULT_STRATEGY, PRESETS, STAGE_WINDOWS, Strategy, StrategyError
 from pairs_assets.settings import StrategySettings
@@ -64,6 +65,13 @@ def test_the_quant_layers_defaults_are_read_from_the_model():
     limits = signals.RiskLimits()
     assert (limits.max_portfolio_risk, limits.max_position) == (d.max_portfolio_risk, d.max_position)
     assert limits.target_daily_vol == Strategy.preset("seed").target_daily_vol
+    score = inspect.signature(scoring.score_models).parameters
+    assert (list(score["weights"].default), score["diag_alpha"].default, score["aic_scale"].default) == (
+        d.score_weights, d.diagnostics_alpha, d.aic_scale
+    )
+    assert score["threshold"].default == Strategy.preset("seed").score_min
+    flat = inspect.signature(prices.find_unusable_symbols).parameters["max_flat_fraction"]
+    assert flat.default == d.max_flat_fraction
 
 
 def test_the_gru_configs_defaults_are_the_strategys():
