@@ -187,3 +187,27 @@ def test_the_clis_preset_and_overrides_are_the_models():
     assert Strategy.parse(config) == Strategy.preset("seed", entry_z=2.2, fdr_alpha=0.1, aic_scale="per_observation")
     choices = {p.name: p.type.choices for p in cli.walk_forward_command.params if p.name == "preset"}
     assert list(choices["preset"]) == sorted(PRESETS)
+
+
+def test_the_walk_forwards_workers_replay_the_pure_model_as_one_process_does():
+    """``run_walk_forward`` unwraps a resource into the pure model, which its worker processes get as
+    is: two sectors on two workers give what one process gives."""
+    import pandas as pd
+
+    from pairs_assets import partitions
+    from pairs_assets.quant.walkforward.engine import WalkForwardSettings, run_walk_forward
+    from pairs_assets.quant.walkforward.replay import SectorPanel
+    from pairs_assets_tests.planted import planted_closes
+
+    closes = planted_closes(n_sessions=1160, phi=0.3)[["AAPL", "AMD", "MSFT"]]
+    panels = {s: SectorPanel(sector=s, closes=closes, source="planted") for s in ("technology", "utilities")}
+    symbols = {s: ["AAPL", "AMD", "MSFT"] for s in panels}
+    results = {}
+    for workers in (1, 2):
+        settings = WalkForwardSettings(
+            start="2022-12-01", end="2022-12-28", costs=[5], periods=[], bootstrap_resamples=50, workers=workers,
+            n_trials=1,
+        )
+        results[workers] = run_walk_forward(panels, symbols, partitions.next_session, StrategySettings.preset("seed"), settings)
+    pd.testing.assert_frame_equal(results[1].summary, results[2].summary)
+    assert (results[2].summary["trades"] > 0).any()
