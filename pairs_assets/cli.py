@@ -22,7 +22,7 @@ warnings.filterwarnings("ignore", message="Asset job .* materializes assets with
 
 from pairs_assets.cli_common import DATE, SESSION, is_debug, pairs_group
 from pairs_assets.errors import MissingBarsError, RunFailedError
-from pairs_assets.settings import EMBEDDED_LAST_SESSION, PACKAGE_DIR, paths
+from pairs_assets.settings import EMBEDDED_LAST_SESSION, PACKAGE_DIR, PRESETS, paths
 
 PROJECT_DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
 PROJECT_WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
@@ -585,24 +585,21 @@ def strategy_overrides(preset: str, overrides) -> dict:
     """The strategy resource's config for a preset plus ``KEY=VALUE`` overrides (validated)."""
     import json
 
-    from pydantic import ValidationError
-
-    from pairs_assets.settings import PRESETS, StrategySettings
+    from pairs_assets.quant.strategy import Strategy, StrategyError
 
     config = dict(PRESETS[preset])
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or key not in StrategySettings.model_fields:
+        if not sep or key not in Strategy.model_fields:
             raise click.BadParameter(f"--set {item!r}: expected KEY=VALUE with KEY a strategy setting")
         try:
             config[key] = json.loads(value)
         except json.JSONDecodeError:
             config[key] = value
     try:
-        StrategySettings(**config)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise click.BadParameter(f"strategy setting {'.'.join(map(str, first['loc'])) or '?'}: {first['msg']}") from None
+        Strategy.parse(config)
+    except StrategyError as exc:
+        raise click.BadParameter(str(exc)) from None
     return config
 
 
@@ -626,7 +623,7 @@ def strategy_overrides(preset: str, overrides) -> dict:
 @click.option("--workers", default=0, show_default=True, type=int, help="Processes replaying sectors (0: one per CPU).")
 @click.option("--periods", default="1995-2005,2006-2015,2016-2022", show_default=True,
               help="Sub-periods as YYYY-YYYY, comma-separated (each reported beside the full range).")
-@click.option("--preset", type=click.Choice(["default", "seed", "trading_period"]), default="default", show_default=True,
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
               help="Strategy settings: the defaults, the seed design's (the first settings), or the trading-period methodology.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).")
@@ -718,7 +715,7 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
 @click.option("--start", required=True, type=DATE, help="First session traded, YYYY-MM-DD.")
 @click.option("--end", required=True, type=DATE, help="Last session traded, YYYY-MM-DD.")
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all.")
-@click.option("--preset", type=click.Choice(["default", "seed", "trading_period"]), default="default", show_default=True,
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
               help="Strategy preset (as for walk-forward).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one strategy setting (repeatable).")
 @click.option("--on-drop", type=click.Choice(["keep", "exit"]), default="keep", show_default=True,

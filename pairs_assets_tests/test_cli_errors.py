@@ -74,6 +74,11 @@ def _runs() -> int:
         (["walk-forward", "--skip-load", "--sector", "crypto"], ["--sector", "unknown sector(s) crypto (known: consumer"]),
         (["symbols", "--symbols-file", os.devnull + ".d/none.json", "from-universe", "--sector", "crypto"],
          ["sector 'crypto' is not in the universe"]),
+        (["walk-forward", "--set", "formation_window=5"],
+         ["strategy setting formation_window = 5: Input should be greater than or equal to 20"]),
+        (["walk-forward", "--preset", "seed", "--set", "exit_z=2.5"],
+         ["strategy settings: need exit_z < entry_z < stop_z, got 2.5, 2.0, 3.5"]),
+        (["walk-forward", "--preset", "sed"], ["'sed' is not one of 'default', 'seed', 'trading_period'"]),
     ],
 )
 def test_bad_input_is_one_line_with_exit_status_2(args, expected):

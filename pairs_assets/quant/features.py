@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pairs_assets.errors import PairsError
+from pairs_assets.quant.strategy import DEFAULT_STRATEGY
 
 SPREAD_LAGS = (1, 2, 3, 4, 5)
 MA_WINDOWS = (5, 20)
@@ -25,14 +26,14 @@ RSI_WINDOW = 14
 Z_WINDOW = 7
 VOL_WINDOW = 20
 DEFAULT_MEAN_WINDOW = 20
-DEFAULT_HORIZON = 5
 DEFAULT_REVERSION_FRACTION = 0.5
-# The entry rule's levels and formation window at their StrategySettings defaults (a test keeps them
-# equal); callers pass the strategy's own values.
-DEFAULT_FORMATION_WINDOW = 252
-DEFAULT_ENTRY_Z = 2.0
-DEFAULT_EXIT_Z = 0.5
-DEFAULT_STOP_Z = 3.5
+# The label horizon, the entry rule's levels and the formation window at the strategy's defaults
+# (read from the pure model, stated there once); callers pass the strategy's own values.
+DEFAULT_HORIZON = DEFAULT_STRATEGY.gru_horizon
+DEFAULT_FORMATION_WINDOW = DEFAULT_STRATEGY.formation_window
+DEFAULT_ENTRY_Z = DEFAULT_STRATEGY.entry_z
+DEFAULT_EXIT_Z = DEFAULT_STRATEGY.exit_z
+DEFAULT_STOP_Z = DEFAULT_STRATEGY.stop_z
 #: The GRU's targets: ``entry_event`` (:func:`entry_event_labels`, the default: the event the entry
 #: rule trades) and ``reversion`` (:func:`reversion_labels`, the seed design's target).
 LABELS = ("entry_event", "reversion")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pairs_assets.errors import InsufficientHistoryError, PairsError
+from pairs_assets.quant.strategy import DEFAULT_STRATEGY
 
 __all__ = [
     "InsufficientHistoryError",
@@ -63,7 +64,7 @@ def _first_date(index: pd.DatetimeIndex, mask: np.ndarray) -> str:
     return index[np.argmax(mask)].date().isoformat()
 
 
-def find_unusable_symbols(closes: pd.DataFrame, max_flat_fraction: float = 0.2) -> dict[str, str]:
+def find_unusable_symbols(closes: pd.DataFrame, max_flat_fraction: float = DEFAULT_STRATEGY.max_flat_fraction) -> dict[str, str]:
     """Symbols whose close series cannot be used over this window, with a human reason.
 
     A series is unusable when it has missing (NaN) values, non-positive or non-finite values, is

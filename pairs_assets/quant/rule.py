@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pairs_assets.errors import PairsError
+from pairs_assets.quant.strategy import Levels
 
 __all__ = [
     "DEFAULT_MAX_HOLDING",
@@ -111,29 +112,29 @@ class Bands:
 # --- the band edges, defined once ----------------------------------------------------------------
 
 
-def stops(side: int, z: float, levels: Any) -> bool:
+def stops(side: int, z: float, levels: Levels) -> bool:
     """A held side's stop: long at ``z ≤ −stop_z``, short at ``z ≥ stop_z``."""
     return (side == LONG and z <= -levels.stop_z) or (side == SHORT and z >= levels.stop_z)
 
 
-def exits(side: int, z: float, levels: Any) -> bool:
+def exits(side: int, z: float, levels: Levels) -> bool:
     """A held side's exit: long at ``z ≥ −exit_z``, short at ``z ≤ exit_z`` (jumps across the mean included)."""
     return (side == LONG and z >= -levels.exit_z) or (side == SHORT and z <= levels.exit_z)
 
 
-def rearms(z: float, levels: Any) -> bool:
+def rearms(z: float, levels: Levels) -> bool:
     """A stopped pair may enter again once ``|z| < entry_z``."""
     return math.isfinite(z) and abs(z) < levels.entry_z
 
 
-def entry_side(z: float, levels: Any) -> int:
+def entry_side(z: float, levels: Levels) -> int:
     """The side an entry takes at ``z``: ``entry_z ≤ |z| < stop_z`` → short when z > 0, long when z < 0; else 0."""
     if not math.isfinite(z) or not (levels.entry_z <= abs(z) < levels.stop_z):
         return FLAT
     return SHORT if z > 0 else LONG
 
 
-def close_reason(side: int, z: float, levels: Any, held: int, max_holding: int) -> str | None:
+def close_reason(side: int, z: float, levels: Levels, held: int, max_holding: int) -> str | None:
     """Why a held side closes at this bar, in order: stop, exit, max holding (None: it holds)."""
     if stops(side, z, levels):
         return STOP
@@ -144,7 +145,7 @@ def close_reason(side: int, z: float, levels: Any, held: int, max_holding: int) 
     return None
 
 
-def flat_step(stopped: bool, z: float, levels: Any) -> tuple[bool, int]:
+def flat_step(stopped: bool, z: float, levels: Levels) -> tuple[bool, int]:
     """A flat pair at this bar: (stopped after it, the side an entry would take or 0).
 
     A stopped pair re-arms when ``|z| < entry_z`` — a z that cannot enter — so it never enters on

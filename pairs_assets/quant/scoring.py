@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from pairs_assets.quant.strategy import DEFAULT_STRATEGY, Strategy
+
 __all__ = [
     "AIC_PER_OBS_SCALE",
     "AIC_SCALES",
@@ -108,13 +110,17 @@ def _check_frame(frame: pd.DataFrame, name: str, columns: list[str]) -> None:
             raise ValueError(f"{name}.{column} is missing or not finite for pair(s): {sorted(map(str, bad))}")
 
 
+#: The seed design's composite gate (preset ``seed``'s ``score_min``): this function's default cut-off.
+_SEED_SCORE_MIN = Strategy.preset("seed").score_min
+
+
 def score_models(
     garch: pd.DataFrame,
     backtests: pd.DataFrame,
-    weights: tuple[float, float, float, float] = (0.4, 0.3, 0.2, 0.1),
-    threshold: float = 0.7,
-    diag_alpha: float = 0.05,
-    aic_scale: str = "per_observation",
+    weights: tuple[float, float, float, float] = tuple(DEFAULT_STRATEGY.score_weights),
+    threshold: float = _SEED_SCORE_MIN,
+    diag_alpha: float = DEFAULT_STRATEGY.diagnostics_alpha,
+    aic_scale: str = DEFAULT_STRATEGY.aic_scale,
 ) -> pd.DataFrame:
     """Score each pair's GARCH model and recent backtest (formula in the module docstring).
 

@@ -51,6 +51,7 @@ from pairs_assets.quant import rule
 from pairs_assets.quant.cointegration import spread
 from pairs_assets.quant.config_model import PairConfig, RiskBlock
 from pairs_assets.quant.garch import filter_fixed, unconditional_sigma
+from pairs_assets.quant.strategy import DEFAULT_STRATEGY, Strategy
 
 LONG_SPREAD = "long_spread"
 SHORT_SPREAD = "short_spread"
@@ -101,16 +102,17 @@ class RiskLimits:
 
     Attributes
     ----------
-    max_portfolio_risk : float, default 0.05
-        Daily volatility the pairs together may plan.
-    max_position : float, default 0.10
-        The largest fraction of equity in either leg.
-    target_daily_vol : float, default 0.01
-        A pair's daily volatility target.
+    max_portfolio_risk : float
+        Daily volatility the pairs together may plan (default: the strategy's, 0.05).
+    max_position : float
+        The largest fraction of equity in either leg (default: the strategy's, 0.10).
+    target_daily_vol : float
+        A pair's daily volatility target (default: the seed preset's, 0.01; the signal job passes
+        the strategy's own).
     """
-    max_portfolio_risk: float = 0.05
-    max_position: float = 0.10
-    target_daily_vol: float = 0.01
+    max_portfolio_risk: float = DEFAULT_STRATEGY.max_portfolio_risk
+    max_position: float = DEFAULT_STRATEGY.max_position
+    target_daily_vol: float = Strategy.preset("seed").target_daily_vol
 
     def tighter(self, other: RiskBlock | None) -> RiskLimits:
         """The tighter of these limits and a config's ``risk`` block (non-positive values ignored)."""

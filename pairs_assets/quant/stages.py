@@ -11,7 +11,7 @@ materializing one partition cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,10 @@ from pairs_assets.quant.garch import fit_garch, unconditional_sigma
 from pairs_assets.quant.prices import find_unusable_symbols
 from pairs_assets.quant.scoring import forecast_score, score_models
 from pairs_assets.quant.sizing import pair_sizing
+from pairs_assets.quant.strategy import Strategy
+
+if TYPE_CHECKING:  # torch is imported only where a GRU is trained
+    from pairs_assets.quant.gru import GRUConfig
 
 __all__ = [
     "BACKTEST_COLUMNS",
@@ -117,14 +121,14 @@ class CorrelationStage:
     usable: list[str]
 
 
-def correlation_stage(closes: pd.DataFrame, strategy: Any) -> CorrelationStage:
+def correlation_stage(closes: pd.DataFrame, strategy: Strategy) -> CorrelationStage:
     """Log-return correlations of the usable symbols of a formation window (``correlation_matrix``).
 
     Parameters
     ----------
     closes : pandas.DataFrame
         Sessions × symbols of the formation window.
-    strategy : StrategySettings
+    strategy : Strategy
 
     Returns
     -------
@@ -136,7 +140,7 @@ def correlation_stage(closes: pd.DataFrame, strategy: Any) -> CorrelationStage:
 
 
 def cointegration_stage(
-    closes: pd.DataFrame, correlation_matrix: pd.DataFrame, strategy: Any
+    closes: pd.DataFrame, correlation_matrix: pd.DataFrame, strategy: Strategy
 ) -> tuple[CointegrationResult, pd.DataFrame]:
     """Engle-Granger screen of the correlated pairs of a formation window (``cointegrated_pairs``).
 
@@ -146,7 +150,7 @@ def cointegration_stage(
         Sessions × symbols of the formation window.
     correlation_matrix : pandas.DataFrame
         :func:`correlation_stage`'s matrix.
-    strategy : StrategySettings
+    strategy : Strategy
 
     Returns
     -------
@@ -234,7 +238,7 @@ def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> 
 GARCH_ESTIMATORS = ("batched", "arch")
 
 
-def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any, estimator: str = "batched") -> pd.DataFrame:
+def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Strategy, estimator: str = "batched") -> pd.DataFrame:
     """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
 
     ``closes`` holds the pairs' legs over ``strategy.garch_sessions`` sessions ending at the
@@ -251,7 +255,7 @@ def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any, estima
     return garch_stage_many([garch_series(closes, pairs, strategy)], [pairs], strategy, estimator)[0]
 
 
-def garch_series(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> list[np.ndarray]:
+def garch_series(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Strategy) -> list[np.ndarray]:
     """The spread returns :func:`garch_stage` fits, one array per pair (``closes`` as there)."""
     series = []
     for pair in pairs.itertuples():
@@ -264,7 +268,7 @@ def garch_series(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Any) -> li
 
 
 def garch_stage_many(
-    series: list[list[np.ndarray]], pairs: list[pd.DataFrame], strategy: Any, estimator: str = "batched"
+    series: list[list[np.ndarray]], pairs: list[pd.DataFrame], strategy: Strategy, estimator: str = "batched"
 ) -> list[pd.DataFrame]:
     """:func:`garch_stage` of many partitions (or formation sessions) in one batched fit.
 
@@ -300,7 +304,7 @@ def garch_stage_many(
 
 
 def selection_stage(
-    closes: pd.DataFrame, pairs: pd.DataFrame, garch: pd.DataFrame, strategy: Any
+    closes: pd.DataFrame, pairs: pd.DataFrame, garch: pd.DataFrame, strategy: Strategy
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Recent backtest and composite score of each pair (``model_selection``).
 
@@ -313,7 +317,7 @@ def selection_stage(
     pairs : pandas.DataFrame
     garch : pandas.DataFrame
         :func:`garch_stage`'s output.
-    strategy : StrategySettings
+    strategy : Strategy
 
     Returns
     -------
@@ -350,12 +354,12 @@ def selection_stage(
     return scores, backtest_frame
 
 
-def gru_config(strategy: Any):
+def gru_config(strategy: Strategy) -> GRUConfig:
     """The GRU hyperparameters of the strategy settings.
 
     Parameters
     ----------
-    strategy : StrategySettings
+    strategy : Strategy
 
     Returns
     -------
@@ -393,7 +397,7 @@ def pair_spread(closes: pd.DataFrame, y: str, x: str, hedge_ratio: float, interc
     return spread(closes[y], closes[x], hedge_ratio, intercept).rename("spread")
 
 
-def garch_features(spread_levels: pd.Series, config: Any, horizon: int) -> tuple[pd.DataFrame, dict[str, float]]:
+def garch_features(spread_levels: pd.Series, config: GRUConfig, horizon: int) -> tuple[pd.DataFrame, dict[str, float]]:
     """GARCH σ and standardized residuals with parameters fitted strictly before the GRU test slice.
 
     The test slice is the last ``test_frac`` of the sequences; fitting on the returns before
@@ -454,7 +458,7 @@ def period_statistics(spread_levels: pd.Series, formation_window: int, every: in
     return pd.DataFrame(values, index=trailing.index, columns=trailing.columns)
 
 
-def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any) -> tuple[float, float]:
+def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Strategy, config: GRUConfig) -> tuple[float, float]:
     """The hedge ratio and intercept of the spread the GRU trains, validates and tests on.
 
     Without ``causal_hedge`` (the seed): the formation's β and α. With it: β and α estimated on the
@@ -471,7 +475,7 @@ def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any) -> tu
         The legs over ``gru_window`` sessions ending at the as-of session.
     pair : object
         With y, x, hedge_ratio, intercept.
-    strategy : StrategySettings
+    strategy : Strategy
     config : GRUConfig
 
     Returns
@@ -498,7 +502,7 @@ def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any) -> tu
     return hedge_ratio(window[pair.y].to_numpy(), window[pair.x].to_numpy())
 
 
-def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
+def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Strategy, config: GRUConfig | None = None):
     """What ``gru_models`` trains a pair's GRU on.
 
     Parameters
@@ -507,7 +511,7 @@ def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any
         The legs over ``gru_window`` sessions ending at the as-of session.
     pair : object
         With pair_id, y, x, hedge_ratio, intercept.
-    strategy : StrategySettings
+    strategy : Strategy
     config : GRUConfig, optional
         Default :func:`gru_config`.
 
@@ -578,7 +582,7 @@ def feature_columns(feature_params: dict[str, float]) -> dict[str, float]:
     return {FEATURE_COLUMNS[k]: v for k, v in feature_params.items()}
 
 
-def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | None = None):
+def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Strategy, config: GRUConfig | None = None):
     """Train the pair's GRU as ``gru_models`` does.
 
     One pair of :func:`gru_stage_fit_many` (the batched trainer: a pair trained alone and in a
@@ -605,7 +609,7 @@ def gru_stage_fit(closes: pd.DataFrame, pair: Any, strategy: Any, config: Any | 
     return (result, *rest)
 
 
-def gru_stage_fit_many(closes, pairs: list[Any], strategy: Any, config: Any | None = None) -> list[tuple]:
+def gru_stage_fit_many(closes, pairs: list[Any], strategy: Strategy, config: GRUConfig | None = None) -> list[tuple]:
     """The GRUs of many pairs trained together (:func:`pairs_assets.quant.gru.fit_pair_models`).
 
     Parameters
@@ -614,7 +618,7 @@ def gru_stage_fit_many(closes, pairs: list[Any], strategy: Any, config: Any | No
         The legs over ``gru_window`` sessions ending at the as-of session: one frame for all pairs,
         or one frame per pair (pairs of different partitions in one batch).
     pairs : list
-    strategy : StrategySettings
+    strategy : Strategy
     config : GRUConfig, optional
 
     Returns
@@ -708,7 +712,7 @@ def build_trading_config(
     scores: pd.DataFrame,
     models: pd.DataFrame | None,
     formation_closes: pd.DataFrame,
-    strategy: Any,
+    strategy: Strategy,
     fingerprint: str,
 ) -> TradingConfig:
     """The trading config (``trading_config``) for the selected pairs, best rank first.
@@ -727,7 +731,7 @@ def build_trading_config(
     models : pandas.DataFrame or None
         ``gru_models``' output (None: no GRU stage in this run, every pair trades ungated).
     formation_closes : pandas.DataFrame
-    strategy : StrategySettings
+    strategy : Strategy
     fingerprint : str
 
     Returns

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pairs_assets.quant.strategy import DEFAULT_STRATEGY
+
 __all__ = [
     "GRUClassifier",
     "GRUConfig",
@@ -34,7 +36,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class GRUConfig:
-    """Hyperparameters of the GRU and its training (defaults from the seed design: preset ``seed`` in ``settings.PRESETS``).
+    """Hyperparameters of the GRU and its training (defaults: the strategy's ``gru_*`` defaults,
+    :data:`pairs_assets.quant.strategy.DEFAULT_STRATEGY`; every preset keeps them).
 
     Attributes
     ----------
@@ -61,17 +64,17 @@ class GRUConfig:
         Torch threads on CPU.
     """
 
-    seq_len: int = 10
-    hidden: int = 64
-    dropout: float = 0.255
-    lr: float = 3e-4
-    batch_size: int = 32
-    max_epochs: int = 50
-    patience: int = 5
-    seed: int = 42
+    seq_len: int = DEFAULT_STRATEGY.gru_seq_len
+    hidden: int = DEFAULT_STRATEGY.gru_hidden
+    dropout: float = DEFAULT_STRATEGY.gru_dropout
+    lr: float = DEFAULT_STRATEGY.gru_lr
+    batch_size: int = DEFAULT_STRATEGY.gru_batch_size
+    max_epochs: int = DEFAULT_STRATEGY.gru_max_epochs
+    patience: int = DEFAULT_STRATEGY.gru_patience
+    seed: int = DEFAULT_STRATEGY.gru_seed
     device: str = "auto"
-    val_frac: float = 0.2
-    test_frac: float = 0.2
+    val_frac: float = DEFAULT_STRATEGY.gru_val_frac
+    test_frac: float = DEFAULT_STRATEGY.gru_test_frac
     grad_clip: float = 1.0
     #: intra-op threads while training on CPU: 1 is the fastest for a model this small (measured)
     #: and gives the same floating-point sums on any machine, whatever its core count

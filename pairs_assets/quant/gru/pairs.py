@@ -47,6 +47,7 @@ from pairs_assets.quant.features import (
 )
 from pairs_assets.quant.gru.model import GRUClassifier, GRUConfig, predict_proba
 from pairs_assets.quant.gru.training import TrainResult, train_gru, train_gru_many
+from pairs_assets.quant.strategy import DEFAULT_STRATEGY
 
 __all__ = [
     "DEFAULT_MIN_SEQUENCES",
@@ -56,8 +57,9 @@ __all__ = [
     "fit_pair_models",
 ]
 
-#: Hard floor: below this many sequences the 20 % test slice is too small to score (≈ 50).
-DEFAULT_MIN_SEQUENCES = 250
+#: Floor: below this many sequences the 20 % test slice is too small to score (≈ 50); the
+#: strategy's ``gru_min_sequences`` default.
+DEFAULT_MIN_SEQUENCES = DEFAULT_STRATEGY.gru_min_sequences
 #: What the training window should provide where history allows (see ``min_sessions_for``).
 DEFAULT_TARGET_SEQUENCES = 1000
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import rule
+from pairs_assets.quant.strategy import Strategy
 from pairs_assets.quant.walkforward.baseline import baseline_periods, classical_baseline
 from pairs_assets.quant.walkforward.execution import execute, validate_cost_bp, validate_lag
 from pairs_assets.quant.walkforward.ledger import Trial, TrialCount, count_trials, evaluated_label, trial_key
@@ -243,12 +244,12 @@ class WalkForwardResult:
     trials: TrialCount | None = None
 
 
-def required_history(strategy, settings: WalkForwardSettings) -> int:
+def required_history(strategy: Strategy, settings: WalkForwardSettings) -> int:
     """Sessions of bars needed before the first as-of session: the longest window the run reads.
 
     Parameters
     ----------
-    strategy : StrategySettings
+    strategy : Strategy
     settings : WalkForwardSettings
 
     Returns
@@ -285,7 +286,7 @@ def run_walk_forward(
     panels: dict[str, SectorPanel],
     symbols_by_sector: dict[str, Sequence[str]],
     next_session: Callable[[pd.Timestamp], pd.Timestamp],
-    strategy,
+    strategy: Strategy,
     settings: WalkForwardSettings,
     *,
     models_for=None,
@@ -305,7 +306,7 @@ def run_walk_forward(
         The universe.
     next_session : callable
         The exchange calendar's next session (for the last config's effective session).
-    strategy : StrategySettings
+    strategy : Strategy
     settings : WalkForwardSettings
     models_for, entry_gate : callable, optional
         The GRU stage and gate (see :func:`~pairs_assets.quant.walkforward.replay.build_configs`
@@ -331,6 +332,7 @@ def run_walk_forward(
     WalkForwardError
         A range outside the bars or shorter than the longest window.
     """
+    strategy = strategy.strategy()  # the pure model (a Dagster resource passed in is unwrapped)
     sectors = list(panels)
     if not sectors:
         raise WalkForwardError("no sector to walk forward")
@@ -342,11 +344,9 @@ def run_walk_forward(
     anchors = {s: None if session_number is None else int(session_number(panels[s].closes.index[0])) for s in sectors}
     jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings, formation_of) for s in sectors]
     if workers > 1 and models_for is None and entry_gate is None:
-        # the settings travel as (class, fields): a Dagster resource does not pickle itself
-        strategy_spec = (type(strategy), strategy.model_dump())
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {
-                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy_spec, wf, formation, anchors[panel.sector]): panel.sector
+                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy, wf, formation, anchors[panel.sector]): panel.sector
                 for panel, symbols, nxt, _strategy, wf, formation in jobs
             }
             outcomes = {}
@@ -429,17 +429,18 @@ class _SectorOutcome:
     gru: dict  # GRU gate counts: trained, skipped, allowed, vetoed (empty without the gate)
 
 
-def _run_sector_in_worker(panel, symbols, next_session, strategy_spec, settings, formation_of, baseline_anchor=None) -> _SectorOutcome:
-    cls, fields = strategy_spec
+def _run_sector_in_worker(
+    panel, symbols, next_session, strategy: Strategy, settings, formation_of, baseline_anchor=None
+) -> _SectorOutcome:
     if settings.gru:
         import torch
 
         torch.set_num_threads(1)  # one process per core already
-    return _run_sector(panel, symbols, next_session, cls(**fields), settings, formation_of, baseline_anchor=baseline_anchor)
+    return _run_sector(panel, symbols, next_session, strategy, settings, formation_of, baseline_anchor=baseline_anchor)
 
 
 def _run_sector(
-    panel, symbols, next_session, strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None,
+    panel, symbols, next_session, strategy: Strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None,
     baseline_anchor=None,
 ) -> _SectorOutcome:
     """One sector: configs, our trades, the baseline's, executed at every cost."""
@@ -547,7 +548,7 @@ def _sum_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def _current_trials(strategy, settings: WalkForwardSettings, executed) -> list[Trial]:
+def _current_trials(strategy: Strategy, settings: WalkForwardSettings, executed) -> list[Trial]:
     """This run's configurations as trials, when it evaluated the selection range."""
     label = evaluated_label(settings.start, settings.end, settings.periods, settings.selection)
     if label is None:

@@ -24,6 +24,7 @@ from pairs_assets.quant.features import GRUTrainingError, build_features
 from pairs_assets.quant.garch import filter_fixed
 from pairs_assets.quant.signals import DEFAULT_HISTORY_SESSIONS
 from pairs_assets.quant.stages import feature_columns, feature_hedge, gru_config, gru_stage_fit_many, pair_spread
+from pairs_assets.quant.strategy import Strategy
 
 __all__ = ["GRUGate", "SIGNAL_HISTORY_SESSIONS"]
 
@@ -42,7 +43,7 @@ class GRUGate:
     ----------
     closes : pandas.DataFrame
         The sector's session closes over the replay and the history before it.
-    strategy : StrategySettings
+    strategy : Strategy
     sector : str
     history_sessions : int, default SIGNAL_HISTORY_SESSIONS
         Sessions of spread history the gate reads for a probability, as the signal job does.
@@ -53,7 +54,7 @@ class GRUGate:
         Counts for the walk-forward's report.
     """
 
-    def __init__(self, closes: pd.DataFrame, strategy, sector: str, history_sessions: int = SIGNAL_HISTORY_SESSIONS):
+    def __init__(self, closes: pd.DataFrame, strategy: Strategy, sector: str, history_sessions: int = SIGNAL_HISTORY_SESSIONS):
         self.closes = closes
         self.strategy = strategy
         self.sector = sector

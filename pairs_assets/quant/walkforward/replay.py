@@ -65,6 +65,7 @@ from pairs_assets.quant.stages import (
     selection_stage,
     sigma_forecasts_at,
 )
+from pairs_assets.quant.strategy import Strategy
 from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, empty_trades
 
 __all__ = [
@@ -193,7 +194,7 @@ def _rolling_pair_correlations(values: np.ndarray, formation_window: int) -> tup
     return corr_out, rows, cols
 
 
-def cointegration_screen(closes: pd.DataFrame, strategy, at: Sequence[int] | None = None) -> np.ndarray:
+def cointegration_screen(closes: pd.DataFrame, strategy: Strategy, at: Sequence[int] | None = None) -> np.ndarray:
     """For each session, whether the cointegration stage could find a pair there.
 
     A pair can pass only when its correlation reaches ``correlation_min`` and Engle-Granger gives
@@ -208,7 +209,7 @@ def cointegration_screen(closes: pd.DataFrame, strategy, at: Sequence[int] | Non
     ----------
     closes : pandas.DataFrame
         Sessions × symbols.
-    strategy : StrategySettings
+    strategy : Strategy
     at : sequence of int, optional
         Row positions of the sessions to screen (the formation sessions when the strategy
         re-selects on a schedule: only their stages ever run); the other sessions are False.
@@ -265,7 +266,7 @@ def build_configs(
     as_of_sessions: Sequence[pd.Timestamp],
     effective_sessions: Sequence[pd.Timestamp],
     symbols: Sequence[str],
-    strategy,
+    strategy: Strategy,
     *,
     formation_of: Callable[[pd.Timestamp], pd.Timestamp] | None = None,
     models_for: Callable[[pd.Timestamp, pd.DataFrame, pd.DataFrame], pd.DataFrame | None] | None = None,
@@ -289,7 +290,7 @@ def build_configs(
         The session after each.
     symbols : sequence of str
         The sector's universe symbols.
-    strategy : StrategySettings
+    strategy : Strategy
     formation_of : callable, optional
         ``formation_of(as_of)``: the formation session of an as-of session
         (``strategy.reselect_every``); None: the as-of session itself.
@@ -427,7 +428,7 @@ def build_configs(
 _GARCH_BLOCK = 256
 
 
-def _cointegrated(panel, symbols, formation_session, strategy, screen, gaps) -> tuple | None:
+def _cointegrated(panel, symbols, formation_session, strategy: Strategy, screen, gaps) -> tuple | None:
     """A formation session's (cointegrated pairs, their legs), or None when the screen shows the
     stages would find no pair."""
     end_f = panel.position(formation_session)
