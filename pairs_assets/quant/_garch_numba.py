@@ -246,7 +246,7 @@ def newton(y, x0, sd, target, backcast, lower, upper, max_iter, tol, decrement_t
     have_derivatives = False  # grad_t/hess_t already hold the derivatives at x (accepted full step)
     grad_new = np.zeros(4)
     hess_new = np.zeros((4, 4))
-    for _iteration in range(1, max_iter + 1):
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is returned after the loop
         if not have_derivatives:
             mu, omega, alpha, beta = _theta(x, sd, target)
             f, clipped = negloglik_derivatives(y, mu, omega, alpha, beta, backcast, lower, upper, grad_t, hess_t)
