@@ -216,9 +216,10 @@ class WindowReader:
             self._universe = self.home.universe()
         return self._universe
 
-    def formation_session(self, as_of, every: int) -> pd.Timestamp:
-        """:func:`pairs_assets.partitions.formation_session` counted from this history's start."""
-        return partitions.formation_session(as_of, every, history_start=self.history_start)
+    def formation_session(self, as_of, every: int, phase: int = 0) -> pd.Timestamp:
+        """:func:`pairs_assets.partitions.formation_session`: the fixed exchange-calendar schedule (the
+        same whatever this history's start)."""
+        return partitions.formation_session(as_of, every, phase=phase)
 
     def read(self, symbols: Sequence[str], as_of, n_sessions: int, *, partition: str) -> Window:
         if self.panel is None or self.panel.row_hashes is None:

@@ -54,7 +54,7 @@ def test_walk_forward_configs_equal_the_daily_graph(own_pairs_home, sqlite_url, 
 
     sessions = partitions.window_sessions(date, strategy.history_sessions, history_start=EMBEDDED_HISTORY_START)
     panel = read_panel(MarketDataStore(database_url=sqlite_url), source.source_name, sector, symbols, sessions)
-    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)  # noqa: E731
+    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every)  # noqa: E731
     if overrides:
         assert formation_of(date) < pd.Timestamp(date) and graph["formation_session"] == str(formation_of(date).date())
     replay = build_configs(

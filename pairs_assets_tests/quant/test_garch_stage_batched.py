@@ -41,7 +41,7 @@ def _panel(sector, symbols, date, strategy):
 def _configs(monkeypatch, estimator, panel, sessions, n, symbols, strategy):
     monkeypatch.setattr(replay, "garch_stage_many", functools.partial(stages.garch_stage_many, estimator=estimator))
     as_of = list(sessions[-n:])
-    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)  # noqa: E731
+    formation_of = lambda day: partitions.formation_session(day, strategy.reselect_every)  # noqa: E731
     effective = [partitions.next_session(str(d.date())) for d in as_of]
     return build_configs(panel, as_of, effective, symbols, strategy, formation_of=formation_of)
 
