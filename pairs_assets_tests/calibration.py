@@ -23,7 +23,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from pairs_assets import partitions
-from pairs_assets.quant.walkforward.engine import WalkForwardSettings, required_history, run_walk_forward
+from pairs_assets.quant.walkforward.engine import (
+    WalkForwardSettings,
+    required_history,
+    run_walk_forward,
+)
 from pairs_assets.quant.walkforward.replay import SectorPanel
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.synthetic import calibration_market

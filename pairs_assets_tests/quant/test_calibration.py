@@ -49,11 +49,11 @@ def test_the_generated_markets_are_what_they_claim():
 
     sessions = partitions.sessions_in_range("2000-01-03", "2003-12-31")
     for kind, low, high in (("independent", -0.15, 0.15), ("factor", 0.7, 0.9)):
-        closes, by_sector, planted = calibration_market(kind, sessions, {"a": 4}, seed=3)
+        closes, _, planted = calibration_market(kind, sessions, {"a": 4}, seed=3)
         returns = np.log(closes).diff().dropna()
         corr = returns.corr().to_numpy()[np.triu_indices(4, 1)]
         assert low < corr.mean() < high and not planted
-    closes, by_sector, planted = calibration_market("planted", sessions, {"a": 4, "b": 3}, seed=3)
+    closes, _, planted = calibration_market("planted", sessions, {"a": 4, "b": 3}, seed=3)
     assert planted == [("a", "A_0", "A_1"), ("b", "B_0", "B_1")] and list(closes.index) == list(sessions)
     spread = np.log(closes["A_0"]) - 0.9 * np.log(closes["A_1"])
     assert abs(spread.mean() - 0.1) < 0.01 and spread.std() < 0.02  # stationary around its intercept

@@ -96,7 +96,7 @@ def variants(strategy: Mapping[str, object], phase_step: int = 3) -> list[Varian
             if isinstance(centre, int) and not isinstance(centre, bool):
                 values = [int(v) for v in values]
         else:
-            values = [max(1, int(round(centre / step))), int(round(centre * step))]
+            values = [max(1, round(centre / step)), round(centre * step)]
         for value in values:
             config = {**strategy, setting: value}
             if setting == "reselect_every":
