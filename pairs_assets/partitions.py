@@ -7,7 +7,9 @@ closures such as 2001-09-11 or 2012-10-29) as an exclusion.
 
 Nothing here reads a setting: the partitions are built from explicit inputs (the history start, the
 sectors and the bar source's last session, :func:`daily_partitions_def`), and whatever depends on the
-history start takes it as an argument. The calendar helpers answer for any date (:func:`nyse_calendar`).
+history start takes it as an argument. The formation schedule (:func:`formation_schedule`) depends on
+the exchange calendar alone: every ``reselect_every``-th session from a fixed epoch, whatever the
+history start. The calendar helpers answer for any date (:func:`nyse_calendar`).
 
 The ``date`` dimension ends where the bar source ends: a source that knows its last session (the
 embedded dataset, a user's file) bounds it there; one that does not (Alpaca) leaves it open, so it

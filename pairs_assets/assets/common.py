@@ -198,7 +198,7 @@ class WindowReader:
     it is asked for, so a partition never sees a bar after its as-of session.
 
     It reads one home's history: ``home`` gives the universe and the history start (the first
-    session a window may hold; formation sessions count from it).
+    session a window may hold; the formation schedule does not depend on it: :func:`pairs_assets.partitions.formation_schedule`).
     """
 
     def __init__(self, store: MarketDataStore, source: str, panel=None, *, home: PairsHome):
