@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", default="1995-01-03")
     parser.add_argument("--end", default="2022-12-28")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", default="3", help="N (seeds 1..N) or a comma-separated list")
     parser.add_argument("--sectors", default="3x6", help="NxM: N sectors of M symbols")
     parser.add_argument("--preset", default="default", choices=["default", "seed", "trading_period"])
     parser.add_argument("--kinds", default="independent,factor,planted")
@@ -33,16 +33,17 @@ def main() -> None:
     from pairs_assets_tests.calibration import run_calibration
 
     n, m = (int(v) for v in args.sectors.split("x"))
+    seeds = [int(v) for v in args.seeds.split(",")] if "," in args.seeds else list(range(1, int(args.seeds) + 1))
     sectors = {f"s{i}": m for i in range(n)}
     strategy = StrategySettings.preset(args.preset)
     print(f"calibration: walk-forward {args.start} → {args.end}, preset {args.preset}, {n} sectors × {m} symbols, "
-          f"seeds 1..{args.seeds}, 5 bp per leg, lag 1; cpus {os.cpu_count()}, load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+          f"seeds {','.join(map(str, seeds))}, 5 bp per leg, lag 1; cpus {os.cpu_count()}, load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     header = (f"{'market':<12} {'seed':>4} {'Sharpe 5bp [95% CI]':>24} {'ann_ret':>8} {'trades':>7} {'pairs':>6} "
               f"{'planted found':>14} {'planted trades':>15} {'baseline':>9} {'seconds':>8}")
     print(header)
     for kind in args.kinds.split(","):
         runs = []
-        for seed in range(1, args.seeds + 1):
+        for seed in seeds:
             t0 = time.perf_counter()
             r = run_calibration(kind, seed, args.start, args.end, sectors=sectors, strategy=strategy, workers=args.workers)
             runs.append(r)
