@@ -157,6 +157,7 @@ def test_asset_writes_results_mlflow_run_and_reruns_identically(loaded_store, mo
         (["--start", "2022-10-03", "--end", "2023-06-30", "--sector", "consumer"], "the bars end on 2022-12-28"),
         (["--start", "1990-06-01", "--end", "1990-12-31", "--sector", "consumer"], "sessions of bars before it"),
         (["--name", "../x"], "walk-forward name"),
+        (["--robustness", "--phase-step", "-1"], "--phase-step"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(loaded_store, args, message):
