@@ -263,7 +263,7 @@ def record_robustness(
             run_name=f"walk_forward_robustness_{name}",
             params={"robustness.name": name, "robustness.variants": ",".join(variants), "robustness.phase_step": phase_step,
                     "robustness.range": f"{settings.start} → {settings.end}", "robustness.cost_bp": cost,
-                    "robustness.periods": ",".join(f"{p}={l}" for p, l in dict.fromkeys(zip(table["period"], table["period_label"])))},
+                    "robustness.periods": ",".join(f"{p}={label}" for p, label in dict.fromkeys(zip(table["period"], table["period_label"])))},
             metrics=metrics, artifacts_dir=Path(target),
             tags={"walk_forward_name": f"{name}.robustness", "robustness": "true"},
         )

@@ -241,7 +241,7 @@ def test_a_flipped_ordering_is_the_held_position_not_a_second_one():
 def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
     """Embedded data: MRK-PFE short from 2012-06-27; the 2012-06-28 re-formation lists PFE-MRK (z −2.4)
     — before, a second, opposite-ordered position (long PFE-MRK 2012-06-29, the same bet doubled)."""
-    from pairs_assets.data import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE
+    from pairs_assets.data import EMBEDDED_UNIVERSE_FILE
     from pairs_assets.universe import load_universe
     from resources.bar_sources import EmbeddedBarSource
 
