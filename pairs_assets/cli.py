@@ -586,11 +586,11 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
                          phase_step) -> None:
     """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline.
 
-    With --robustness the centre (these settings) and each variant of
-    :func:`pairs_assets.quant.walkforward.robustness.variants` run as ordinary walk-forwards named
-    ``<name>.<setting>.<value>``, their totals on the selection range (development years) and on the
-    rest of the range (held out) go to ``<PAIRS_HOME>/walk_forward/<name>.robustness/`` as
-    robustness.csv and robustness.png, and to one MLflow run.
+    With --robustness the centre (these settings), the one-step neighbours of each tuned setting
+    and the formation phases (pairs_assets.quant.walkforward.robustness) run as ordinary
+    walk-forwards named <name>.<setting>.<value>; their totals on the selection range (development
+    years) and on the rest of the range (held out) go to <PAIRS_HOME>/walk_forward/<name>.robustness/
+    as robustness.csv and robustness.png, and to one MLflow run.
     """
     import pandas as pd
     from pydantic import ValidationError
