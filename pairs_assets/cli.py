@@ -629,24 +629,43 @@ def strategy_overrides(preset: str, overrides) -> dict:
               help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).")
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
 @click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
+@click.option("--robustness", is_flag=True,
+              help="Also run the one-step neighbourhood of each tuned setting and the formation phases (each a "
+                   "recorded walk-forward, so a trial of the ledger); write robustness.csv and robustness.png.")
+@click.option("--phase-step", default=3, show_default=True, type=int,
+              help="With --robustness: every this-many-th formation phase of reselect_every (0: no phases).")
 def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, selection, bootstrap_block,
-                         min_trades, gru, workers, periods, preset, overrides, name, skip_load) -> None:
-    """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline."""
+                         min_trades, gru, workers, periods, preset, overrides, name, skip_load, robustness,
+                         phase_step) -> None:
+    """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline.
+
+    With --robustness the centre (these settings), the one-step neighbours of each tuned setting
+    and the formation phases (pairs_assets.quant.walkforward.robustness) run as ordinary
+    walk-forwards named <name>.<setting>.<value>; their totals on the selection range (development
+    years) and on the rest of the range (held out) go to <PAIRS_HOME>/walk_forward/<name>.robustness/
+    as robustness.csv and robustness.png, and to one MLflow run.
+    """
     import pandas as pd
     from pydantic import ValidationError
 
-    from pairs_assets.assets.walk_forward import PROGRESS, check_history
+    from pairs_assets.assets.walk_forward import check_history
     from pairs_assets.definitions import defs
     from pairs_assets.quant.walkforward.engine import WalkForwardSettings
     from pairs_assets.settings import StrategySettings
     from resources.walk_forward_outputs import output_dir
 
     check_sectors(sectors)  # an unknown sector is refused before any run is created
+    period_list = parse_periods(periods)
+    if robustness:
+        if phase_step < 0:
+            raise click.BadParameter(f"{phase_step} is below 0", param_hint="--phase-step")
+        robust_periods = _robustness_periods(selection, end)
+        period_list += [p for p in robust_periods.values() if p[0] not in {q[0] for q in period_list}]
     try:
         settings = WalkForwardSettings(
             start=start, end=end, sectors=list(sectors) or None, costs=costs, lag=lag, on_drop=on_drop,
             max_holding=max_holding, n_trials=n_trials, gru=gru, workers=workers or None,
-            periods=parse_periods(periods), selection=_selection_range(selection), bootstrap_block=bootstrap_block,
+            periods=period_list, selection=_selection_range(selection), bootstrap_block=bootstrap_block,
             min_trades=min_trades,
         )
     except ValidationError as exc:
@@ -676,8 +695,31 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
               "lag": settings.lag, "on_drop": on_drop, "max_holding": max_holding, "n_trials": n_trials, "gru": gru,
               "workers": workers, "periods": [list(p) for p in settings.periods], "selection": list(settings.selection),
               "bootstrap_block": settings.bootstrap_block, "min_trades": settings.min_trades}
+    if robustness:
+        _run_robustness(config, strategy_config, instance, settings, robust_periods, phase_step)
+        return
+    result = _run_walk_forward_job(config, strategy_config, instance)
+    target = output_dir(paths().home, name)
+    print_walk_forward_summary(pd.read_csv(target / "summary.csv"), min_trades=settings.min_trades)
+    if (target / "score_evidence.csv").exists():
+        click.echo("")
+        click.echo(f"does the score rank pairs by their forward P&L? (Spearman, 95% CI; {settings.lag}-session lag, costs)")
+        for row in pd.read_csv(target / "score_evidence.csv").itertuples():
+            ci = "" if row.ci_low != row.ci_low else f"  [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+            click.echo(f"  {row.score:<30} {row.spearman:+.4f}{ci}  n={row.n}")
+    click.echo("")
+    click.echo(f"results         {target}/ (summary.csv, trades.csv, daily_pnl.csv.gz, equity.png)")
+    materialization = result.asset_materializations_for_node("walk_forward")[0]
+    click.echo(f"MLflow run      {materialization.metadata['mlflow_run_id'].value} (experiment pairs_trading/walk_forward)")
+
+
+def _run_walk_forward_job(config: dict, strategy_config: dict, instance, label: str = "walk-forward   "):
+    """One in-process run of the ``walk_forward`` asset with a progress bar; raises on failure."""
+    from pairs_assets.assets.walk_forward import PROGRESS
+    from pairs_assets.definitions import defs
+
     job = defs.resolve_implicit_global_asset_job_def()
-    with click.progressbar(length=1, label="walk-forward   ", show_pos=True, show_eta=True) as bar:
+    with click.progressbar(length=1, label=label, show_pos=True, show_eta=True) as bar:
         def report(done: int, total: int) -> None:
             bar.length = total
             bar.update(done - bar.pos)
@@ -696,19 +738,73 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         finally:
             PROGRESS.reset(token)
     if not result.success:
-        raise RunFailedError(f"walk-forward {name} failed (run {result.run_id}): {step_failure(result)}")
-    target = output_dir(paths().home, name)
-    print_walk_forward_summary(pd.read_csv(target / "summary.csv"), min_trades=settings.min_trades)
-    if (target / "score_evidence.csv").exists():
-        click.echo("")
-        click.echo(f"does the score rank pairs by their forward P&L? (Spearman, 95% CI; {settings.lag}-session lag, costs)")
-        for row in pd.read_csv(target / "score_evidence.csv").itertuples():
-            ci = "" if row.ci_low != row.ci_low else f"  [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
-            click.echo(f"  {row.score:<30} {row.spearman:+.4f}{ci}  n={row.n}")
+        raise RunFailedError(f"walk-forward {config['name']} failed (run {result.run_id}): {step_failure(result)}")
+    return result
+
+
+def _robustness_periods(selection: str, end: str) -> dict[str, tuple[str, str, str]]:
+    """``dev``: the selection range; ``held_out``: from the year after it to ``end``'s year."""
+    (label, first, last), = parse_periods(selection)
+    following = int(label[-4:]) + 1
+    final = int(str(end)[:4])
+    periods = {"dev": (label, first, last)}
+    if following <= final:
+        periods["held_out"] = (f"{following}-{final}", f"{following}-01-01", f"{final}-12-31")
+    return periods
+
+
+def _run_robustness(config: dict, strategy_config: dict, instance, settings, periods: dict, phase_step: int) -> None:
+    """Run the centre and every variant, then write and log the robustness table and heat-map."""
+    import pandas as pd
+
+    from pairs_assets.assets.walk_forward import record_robustness
+    from pairs_assets.definitions import defs
+    from pairs_assets.quant.walkforward.robustness import robustness_table, variants
+    from pairs_assets.settings import StrategySettings
+    from resources.walk_forward_outputs import output_dir
+
+    name = config["name"]
+    centre = StrategySettings(**strategy_config).model_dump(mode="json")
+    plan = variants(centre, phase_step)
+    click.echo(f"robustness      {len(plan)} walk-forwards: {', '.join(v.label for v in plan)}")
+    summaries = []
+    for i, variant in enumerate(plan, 1):
+        run_name = name if variant.setting == "default" else f"{name}.{variant.setting}.{variant.value}"
+        output_dir(paths().home, run_name)
+        _run_walk_forward_job({**config, "name": run_name}, {**strategy_config, **variant.overrides}, instance,
+                              label=f"{i:>2}/{len(plan)} {variant.label:<22}")
+        summaries.append((variant, pd.read_csv(output_dir(paths().home, run_name) / "summary.csv")))
+    table = robustness_table(summaries, {k: p[0] for k, p in periods.items()})
+    with dg.build_resources({"model_registry": defs.resources["model_registry"]}) as built:
+        target, run_id = record_robustness(
+            home=paths().home, name=name, table=table, settings=settings, phase_step=phase_step,
+            registry=built.model_registry,
+        )
+    print_robustness(table, settings)
     click.echo("")
-    click.echo(f"results         {target}/ (summary.csv, trades.csv, daily_pnl.csv.gz, equity.png)")
-    materialization = result.asset_materializations_for_node("walk_forward")[0]
-    click.echo(f"MLflow run      {materialization.metadata['mlflow_run_id'].value} (experiment pairs_trading/walk_forward)")
+    click.echo(f"results         {target}/ (robustness.csv, robustness.png)")
+    click.echo(f"MLflow run      {run_id} (experiment pairs_trading/walk_forward)")
+
+
+def print_robustness(table, settings, echo=click.echo) -> None:
+    """The robustness table at the first non-zero cost: each variant's Sharpe per period with its interval."""
+    cost = next((c for c in settings.costs if c > 0), settings.costs[0])
+    at = table[table["cost_bp"] == cost]
+    periods = list(dict.fromkeys(at["period"]))
+    labels = {p: at[at["period"] == p]["period_label"].iloc[0] for p in periods}
+    echo("")
+    echo(f"robustness: the total's Sharpe at {cost:g} bp [95% CI]; * the interval excludes zero; "
+         f"'–': fewer than {settings.min_trades} trades")
+    echo(f"{'variant':<26} " + " ".join(f"{p + ' ' + labels[p]:>30}" for p in periods))
+    for variant, rows in at.groupby("variant", sort=False):
+        cells = []
+        for p in periods:
+            r = rows[rows["period"] == p].iloc[0]
+            if r.trades < settings.min_trades:
+                cells.append(f"– (n={int(r.trades)})")
+            else:
+                cells.append(_interval(r.sharpe, r.sharpe_low, r.sharpe_high) + (" *" if r.excludes_zero else "") + f" n={int(r.trades)}")
+        echo(f"{variant:<26} " + " ".join(f"{c:>30}" for c in cells))
 
 
 @main.command("paper-replay")

@@ -69,7 +69,6 @@ from pairs_assets.assets.trading_signals import read_pair_states, trading_signal
 from pairs_assets.assets.walk_forward import panel_sessions
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import rule
-from pairs_assets.quant.stages import FormationSchedule
 from pairs_assets.quant.walkforward.engine import WalkForwardSettings, run_walk_forward
 from pairs_assets.quant.walkforward.replay import build_configs
 from pairs_assets.settings import StrategySettings
@@ -245,7 +244,8 @@ def paper_replay(
 
     # 2. the trading configs, as the daily graph writes them
     t0 = time.perf_counter()
-    schedule = FormationSchedule(partitions.sessions_in_range(history_start, sessions[-1]), strategy.reselect_every)
+    # the daily graph's formation calendar (fixed epoch, the strategy's phase), whatever the history start
+    schedule = partitions.formation_schedule(strategy.reselect_every, sessions[-1], phase=strategy.formation_phase, since=history_start)
     configs: dict[str, dict[pd.Timestamp, object]] = {}
     for sector in sectors:
         index = panels[sector].closes.index

@@ -7,7 +7,9 @@ closures such as 2001-09-11 or 2012-10-29) as an exclusion.
 
 Nothing here reads a setting: the partitions are built from explicit inputs (the history start, the
 sectors and the bar source's last session, :func:`daily_partitions_def`), and whatever depends on the
-history start takes it as an argument. The calendar helpers answer for any date (:func:`nyse_calendar`).
+history start takes it as an argument. The formation schedule (:func:`formation_schedule`) depends on
+the exchange calendar alone: every ``reselect_every``-th session from a fixed epoch, whatever the
+history start. The calendar helpers answer for any date (:func:`nyse_calendar`).
 
 The ``date`` dimension ends where the bar source ends: a source that knows its last session (the
 embedded dataset, a user's file) bounds it there; one that does not (Alpaca) leaves it open, so it
@@ -247,12 +249,27 @@ def same_partition_mapping() -> dg.IdentityPartitionMapping:
     return dg.IdentityPartitionMapping()
 
 
-def formation_session(as_of: str | pd.Timestamp, every: int, *, history_start: str | pd.Timestamp) -> pd.Timestamp:
-    """The session a partition's stages run at (:class:`pairs_assets.quant.stages.FormationSchedule`):
-    every ``every``-th session since the history start; ``every`` = 1 is the as-of session itself."""
-    from pairs_assets.quant.stages import FormationSchedule
+def formation_schedule(every: int, through: str | pd.Timestamp, *, phase: int = 0, since: str | pd.Timestamp | None = None):
+    """The formation calendar (:class:`pairs_assets.quant.stages.FormationSchedule`) over the sessions
+    from the epoch (or ``since``, when earlier) through ``through``: every ``every``-th session counted
+    from the fixed epoch :data:`~pairs_assets.quant.stages.FORMATION_EPOCH`, shifted by ``phase`` —
+    the same for every history start."""
+    from pairs_assets.quant.stages import FORMATION_EPOCH, FormationSchedule
 
+    epoch = pd.Timestamp(FORMATION_EPOCH)
+    first = epoch
+    if since is not None and calendar_date(since) < epoch:
+        # before the epoch: start early enough that ``since``'s own formation session is included
+        first = calendar_date(since) - pd.Timedelta(days=2 * every + 10)
+    last = max(calendar_date(through), epoch)
+    return FormationSchedule(sessions_in_range(first, last), every, phase)
+
+
+def formation_session(as_of: str | pd.Timestamp, every: int, *, phase: int = 0) -> pd.Timestamp:
+    """The session a partition's stages run at (:func:`formation_schedule`): every ``every``-th
+    session counted from the fixed epoch, shifted by ``phase``; ``every`` = 1 is the as-of session
+    itself. It does not depend on the history start."""
     as_of = calendar_date(as_of)
     if every == 1:
         return as_of
-    return FormationSchedule(sessions_in_range(history_start, as_of), every)(as_of)
+    return formation_schedule(every, as_of, phase=phase, since=as_of)(as_of)

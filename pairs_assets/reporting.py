@@ -135,3 +135,65 @@ def spread_zbands_figure(spread: pd.Series, entry_z: float, z_window: int, title
     bottom.set_ylabel("z")
     fig.tight_layout()
     return fig
+
+
+def robustness_figure(table: pd.DataFrame, cost_bp: float, title: str):
+    """Heat-map of the robustness study: each variant's Sharpe (colour, centred on 0) on the
+    development and held-out periods side by side, the 95% interval written in the cell and a ★
+    where it excludes zero; "–" in place of the Sharpe below the minimum number of trades.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`pairs_assets.quant.walkforward.robustness.robustness_table`.
+    cost_bp : float
+        The cost level drawn.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Agg backend; the caller saves it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    at = table[table["cost_bp"] == cost_bp]
+    if at.empty:
+        raise ValueError(f"robustness figure: no row at {cost_bp:g} bp")
+    variants = list(dict.fromkeys(at["variant"]))
+    periods = list(dict.fromkeys(at["period"]))
+    cell = {(r.variant, r.period): r for r in at.itertuples()}
+    # below the minimum number of trades a Sharpe means nothing: the cell is grey, not coloured
+    values = np.array([[cell[(v, p)].sharpe if (v, p) in cell and not cell[(v, p)].few_trades else np.nan for p in periods]
+                       for v in variants])
+    finite = np.abs(values[np.isfinite(values)])
+    bound = max(0.5, float(finite.max()) if finite.size else 0.5)
+    fig, ax = plt.subplots(figsize=(3.2 + 2.6 * len(periods), 0.9 + 0.42 * len(variants)))
+    cmap = matplotlib.colormaps["RdBu"].copy()
+    cmap.set_bad("#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-bound, vmax=bound, aspect="auto")
+    for i, v in enumerate(variants):
+        for j, p in enumerate(periods):
+            r = cell.get((v, p))
+            if r is None:
+                continue
+            if r.few_trades:
+                text = f"– (n={r.trades})"
+            elif np.isfinite(r.sharpe_low):
+                text = f"{r.sharpe:+.2f} [{r.sharpe_low:+.2f}, {r.sharpe_high:+.2f}]{' ★' if r.excludes_zero else ''}"
+            else:
+                text = f"{r.sharpe:+.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if not r.few_trades and np.isfinite(r.sharpe) and abs(r.sharpe) > 0.6 * bound else "black")
+    labels = {p: at[at["period"] == p]["period_label"].iloc[0] for p in periods}
+    ax.set_xticks(range(len(periods)), [f"{p.replace('_', '-')} {labels[p]}" for p in periods])
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(variants)), variants, fontsize=8)
+    fig.colorbar(image, ax=ax, label=f"Sharpe at {cost_bp:g} bp", fraction=0.05)
+    ax.set_title(f"{title}\nSharpe [95% block-bootstrap interval]; ★ the interval excludes zero; grey: too few trades", fontsize=9)
+    fig.tight_layout()
+    return fig

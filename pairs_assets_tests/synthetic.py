@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["factor_market", "garch_innovations", "synthetic_panel"]
+__all__ = ["CALIBRATION_KINDS", "calibration_market", "factor_market", "garch_innovations", "synthetic_panel"]
 
 START_DATE = "2000-01-03"
 
@@ -128,3 +128,63 @@ def factor_market(
             out.iloc[first:, out.columns.get_loc(symbol)] = np.exp(log_price)
             out.loc[~valid, symbol] = np.nan
     return out
+
+
+#: The generated markets of the calibration (``calibration_market``'s ``kind``).
+CALIBRATION_KINDS = ("independent", "factor", "planted")
+
+
+def calibration_market(
+    kind: str,
+    sessions: pd.DatetimeIndex,
+    sectors: dict[str, int],
+    seed: int,
+    factor_share: float = 0.8,
+    garch: tuple[float, float, float] = (4e-6, 0.08, 0.9),
+    half_life: float = 5.0,
+    spread_sigma: float = 0.006,
+) -> tuple[pd.DataFrame, dict[str, list[str]], list[tuple[str, str, str]]]:
+    """A generated market for calibrating the walk-forward: what it must find, and what it must not.
+
+    Inputs: ``kind`` — ``independent`` (every symbol an independent GARCH(1,1) random walk in log
+    price: no correlation, no cointegration), ``factor`` (a sector-factor market, see
+    :func:`factor_market`: any two symbols of a sector correlated ≈ ``factor_share``, none
+    cointegrated) or ``planted`` (the factor market with, in each sector, one planted cointegrated
+    pair: its first symbol is ``a + b·x + s`` in logs, ``x`` the sector's second symbol and ``s`` an
+    AR(1) spread of half-life ``half_life`` sessions and shock σ ``spread_sigma``);
+    ``sessions`` — the trading sessions (e.g. NYSE sessions from the partitions' calendar);
+    ``sectors`` — sector → number of symbols (≥ 2); ``seed`` — numpy seed (same seed, same market).
+    Output: ``(closes, symbols_by_sector, planted)``: closes sessions × symbols (``<SECTOR>_<k>``,
+    prices > 0), each sector's symbols, and the planted pairs as (sector, y, x).
+    """
+    if kind not in CALIBRATION_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(CALIBRATION_KINDS)}, got {kind!r}")
+    if not 0.0 < factor_share < 1.0:
+        raise ValueError(f"factor_share must lie in (0, 1), got {factor_share}")
+    rng = np.random.default_rng(seed)
+    n = len(sessions)
+    logs: dict[str, np.ndarray] = {}
+    by_sector: dict[str, list[str]] = {}
+    planted: list[tuple[str, str, str]] = []
+    scale = np.sqrt((1.0 - factor_share) / factor_share)
+    phi = 2.0 ** (-1.0 / half_life)
+    for sector in sorted(sectors):
+        if sectors[sector] < 2:
+            raise ValueError(f"sector {sector}: need at least 2 symbols, got {sectors[sector]}")
+        names = [f"{sector.upper()}_{k}" for k in range(sectors[sector])]
+        by_sector[sector] = names
+        factor = garch_innovations(rng, n, garch) if kind != "independent" else np.zeros(n)
+        for name in names:
+            own = garch_innovations(rng, n, garch) * (scale if kind != "independent" else 1.0)
+            logs[name] = np.log(50.0) + np.cumsum(factor + own)
+        if kind == "planted":
+            y, x = names[0], names[1]
+            shocks = rng.standard_normal(n) * spread_sigma
+            spread = np.empty(n)
+            spread[0] = shocks[0] / np.sqrt(1.0 - phi**2)
+            for t in range(1, n):
+                spread[t] = phi * spread[t - 1] + shocks[t]
+            logs[y] = 0.1 + 0.9 * logs[x] + spread
+            planted.append((sector, y, x))
+    closes = pd.DataFrame({name: np.exp(v) for name, v in logs.items()}, index=pd.DatetimeIndex(sessions))
+    return closes[sorted(closes.columns)], by_sector, planted

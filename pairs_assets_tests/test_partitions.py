@@ -56,12 +56,39 @@ def test_window_at_start_of_history_is_a_clear_error():
     assert len(partitions.window_sessions("1990-02-01", 60, history_start="1989-01-03")) == 60
 
 
-def test_formation_session_counts_from_the_given_history_start():
+def test_the_formation_schedule_is_the_exchange_calendar_s_not_the_history_start_s():
+    """Every 21st NYSE session counted from the fixed epoch 1990-01-02 (issue 18 item 3): the same
+    whatever the history start, which takes no part in it any more."""
+    from pairs_assets.quant.stages import FORMATION_EPOCH
+
     every = 21
-    assert partitions.formation_session("2022-12-28", 1, history_start="1990-01-02") == pd.Timestamp("2022-12-28")
-    a = partitions.formation_session("2022-12-28", every, history_start="1990-01-02")
-    b = partitions.formation_session("2022-12-28", every, history_start="1990-01-03")
-    assert a != b and a <= pd.Timestamp("2022-12-28") and b <= pd.Timestamp("2022-12-28")
+    assert partitions.formation_session("2022-12-28", 1) == pd.Timestamp("2022-12-28")
+    calendar = partitions.sessions_in_range(FORMATION_EPOCH, "2022-12-28")
+    for day in calendar[::97]:
+        i = calendar.get_loc(day)
+        assert partitions.formation_session(day, every) == calendar[i - i % every]
+        # history starts that used to shift the schedule by one and by 20 sessions
+        for start in ("1990-01-03", "1990-01-31", "1993-06-01"):
+            schedule = partitions.formation_schedule(every, "2022-12-28", since=start)
+            if day >= pd.Timestamp(start):
+                assert schedule(day) == calendar[i - i % every]
+    # the phase shifts the blocks; the formation session never follows its as-of session
+    assert partitions.formation_session("2022-12-28", every) == pd.Timestamp("2022-12-02")
+    assert partitions.formation_session("2022-12-28", every, phase=3) == pd.Timestamp("2022-12-07")
+    assert partitions.formation_session("2022-12-06", every, phase=3) == calendar[calendar.get_loc("2022-12-07") - every]
+    # before the epoch the blocks continue backwards
+    before = partitions.sessions_in_range("1989-01-03", FORMATION_EPOCH)
+    formed = partitions.formation_session("1989-06-01", every)
+    assert (len(before) - 1 - before.get_loc(formed)) % every == 0 and formed <= pd.Timestamp("1989-06-01")
+
+
+def test_a_bad_formation_phase_is_refused():
+    from pairs_assets.settings import StrategySettings
+
+    with pytest.raises(ValueError, match="formation_phase must be below reselect_every"):
+        StrategySettings(reselect_every=21, formation_phase=21)
+    with pytest.raises(ValueError, match="0 <= phase < every"):
+        partitions.formation_schedule(21, "2022-12-28", phase=-1)
 
 
 def test_dates_end_at_the_given_last_session_and_refuse_keys_past_it():

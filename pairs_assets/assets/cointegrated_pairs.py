@@ -73,7 +73,7 @@ def cointegrated_partition(
     """
     symbols = windows.universe.symbols(sector)
     window = windows.read(
-        symbols, windows.formation_session(date, strategy.reselect_every), strategy.formation_window,
+        symbols, windows.formation_session(date, strategy.reselect_every, strategy.formation_phase), strategy.formation_window,
         partition=f"{date}|{sector}",
     )
     excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)

@@ -198,7 +198,7 @@ class WindowReader:
     it is asked for, so a partition never sees a bar after its as-of session.
 
     It reads one home's history: ``home`` gives the universe and the history start (the first
-    session a window may hold; formation sessions count from it).
+    session a window may hold; the formation schedule does not depend on it: :func:`pairs_assets.partitions.formation_schedule`).
     """
 
     def __init__(self, store: MarketDataStore, source: str, panel=None, *, home: PairsHome):
@@ -216,9 +216,10 @@ class WindowReader:
             self._universe = self.home.universe()
         return self._universe
 
-    def formation_session(self, as_of, every: int) -> pd.Timestamp:
-        """:func:`pairs_assets.partitions.formation_session` counted from this history's start."""
-        return partitions.formation_session(as_of, every, history_start=self.history_start)
+    def formation_session(self, as_of, every: int, phase: int = 0) -> pd.Timestamp:
+        """:func:`pairs_assets.partitions.formation_session`: the fixed exchange-calendar schedule (the
+        same whatever this history's start)."""
+        return partitions.formation_session(as_of, every, phase=phase)
 
     def read(self, symbols: Sequence[str], as_of, n_sessions: int, *, partition: str) -> Window:
         if self.panel is None or self.panel.row_hashes is None:

@@ -60,7 +60,7 @@ def correlation_partition(windows: WindowReader, date: str, sector: str, strateg
     """One partition's correlation matrix and its metadata (a one-partition run and a range run alike)."""
     symbols = windows.universe.symbols(sector)
     window = windows.read(
-        symbols, windows.formation_session(date, strategy.reselect_every), strategy.formation_window,
+        symbols, windows.formation_session(date, strategy.reselect_every, strategy.formation_phase), strategy.formation_window,
         partition=f"{date}|{sector}",
     )
     stage = correlation_stage(window.closes, strategy)

@@ -79,7 +79,7 @@ def garch_partition(
     else:
         legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
         window = windows.read(
-            legs, windows.formation_session(date, strategy.reselect_every), strategy.garch_sessions,
+            legs, windows.formation_session(date, strategy.reselect_every, strategy.formation_phase), strategy.garch_sessions,
             partition=f"{date}|{sector}",
         )
         fits = garch_stage(window.closes, cointegrated_pairs, strategy)

@@ -164,7 +164,7 @@ def gru_cohorts(
         window = None
         if len(pairs):
             legs = sorted(set(pairs["y"]) | set(pairs["x"]))
-            formation = windows.formation_session(date, strategy.reselect_every)
+            formation = windows.formation_session(date, strategy.reselect_every, strategy.formation_phase)
             window = windows.read(legs, formation, strategy.gru_window, partition=key)
         rows.append([])
         windows_used.append(window)

@@ -90,7 +90,7 @@ def selection_partition(
     window_label, closes = "n/a (no pairs)", None
     if not cointegrated_pairs.empty:
         legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
-        formation = windows.formation_session(date, strategy.reselect_every)
+        formation = windows.formation_session(date, strategy.reselect_every, strategy.formation_phase)
         window = windows.read(legs, formation, strategy.backtest_sessions, partition=f"{date}|{sector}")
         window_label, closes = window.label, window.closes
     scores, backtest_frame = selection_stage(closes, cointegrated_pairs, garch_models, strategy)

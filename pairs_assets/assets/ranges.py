@@ -91,23 +91,23 @@ def sector_ranges(
     The history each partition reads — ``lookback`` sessions ending at its formation session, or at
     its as-of session when ``longest_window_ends_at_as_of`` (trading_config's history), through its
     own session — is verified complete before anything is computed (:func:`require_coverage`)."""
-    from pairs_assets.quant.stages import FormationSchedule
-
     uni = home.universe()
     by_sector = sessions_by_sector(context)
     last = max(s for dates in by_sector.values() for s in dates)
     calendar = partitions.sessions_in_range(home.history_start, last)
-    formation_of = FormationSchedule(calendar, strategy.reselect_every)
+    formation_of = partitions.formation_schedule(strategy.reselect_every, last, phase=strategy.formation_phase, since=calendar[0])
     out = []
     for sector, dates in by_sector.items():
         symbols = uni.symbols(sector)
         formation = {d: formation_of(d) for d in dates}
-        first = calendar.get_loc(min(formation.values())) - lookback + 1
+        # a formation session before the history start (the schedule counts from a fixed epoch) sits at 0:
+        # its partition's window read then fails naming the start of history
+        first = int(calendar.searchsorted(min(formation.values()))) - lookback + 1
         panel_sessions = calendar[max(0, first) : calendar.get_loc(dates[-1]) + 1]
         panel = read_panel(store, source, sector, symbols, panel_sessions)
         # the history the windows read, verified before any partition is computed
         needs_from = {
-            d: calendar[max(0, calendar.get_loc(d if longest_window_ends_at_as_of else formation[d]) - lookback + 1)]
+            d: calendar[max(0, int(calendar.searchsorted(d if longest_window_ends_at_as_of else formation[d])) - lookback + 1)]
             for d in dates
         }
         coverage = require_coverage(panel.closes, source, sector, needs_from)

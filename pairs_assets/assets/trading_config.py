@@ -108,7 +108,7 @@ def config_partition(
     """One partition's config, written (JSON file + store row): (document, path, metadata)."""
     symbols = windows.universe.symbols(sector)
     key = f"{date}|{sector}"
-    formation_day = windows.formation_session(date, strategy.reselect_every)
+    formation_day = windows.formation_session(date, strategy.reselect_every, strategy.formation_phase)
     formation = windows.read(symbols, formation_day, strategy.formation_window, partition=key)
     legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"])) if len(cointegrated_pairs) else []
     history = windows.read(legs, date, strategy.history_sessions, partition=key) if legs else formation

@@ -21,7 +21,6 @@ from pairs_assets import partitions
 from pairs_assets.assets.common import fingerprint_of, read_panel
 from pairs_assets.home import PairsHome
 from pairs_assets.quant import rule
-from pairs_assets.quant.stages import FormationSchedule
 from pairs_assets.quant.walkforward.ledger import trials_from_runs
 from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS
 from pairs_assets.quant.walkforward.engine import (
@@ -193,7 +192,8 @@ def run_and_record(
     # the trials ledger: every configuration recorded on the selection range (this run's added by the engine)
     ledger = trials_from_runs(registry.walk_forward_runs(), settings.selection) if registry is not None else []
     t0 = time.perf_counter()
-    schedule = FormationSchedule(partitions.sessions_in_range(history_start, settings.end), strategy.reselect_every)
+    # the exchange calendar's formation schedule (a fixed epoch, not the history start): the daily graph's
+    schedule = partitions.formation_schedule(strategy.reselect_every, settings.end, phase=strategy.formation_phase, since=history_start)
     result = run_walk_forward(
         panels, sectors, partitions.next_session, strategy, settings, formation_of=schedule, progress=progress,
         ledger=ledger, session_number=baseline_session_number,
@@ -234,6 +234,57 @@ def run_and_record(
             tags={"walk_forward_name": name, "dagster_run_id": dagster_run_id, "input_fingerprint": fingerprint},
         )
     return result, files, run_id, fingerprint
+
+
+def record_robustness(
+    *, home, name: str, table: pd.DataFrame, settings: WalkForwardSettings, phase_step: int, registry: ModelRegistry | None
+) -> tuple:
+    """Write ``<home>/walk_forward/<name>.robustness/`` (robustness.csv, robustness.png: the heat-map at
+    the first non-zero cost) all at once, and log it as one MLflow run in ``pairs_trading/walk_forward``
+    (its params carry no walk-forward range, so the trials ledger does not count it: the variants'
+    own runs are the trials). Returns (folder, MLflow run id or None)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from pairs_assets.reporting import robustness_figure
+
+    target = output_dir(home, f"{name}.robustness")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    cost = next((c for c in settings.costs if c > 0), settings.costs[0])
+    try:
+        table.to_csv(staging / "robustness.csv", index=False, float_format="%.6g")
+        figure = robustness_figure(table, cost, f"walk-forward robustness {name}: {settings.start} → {settings.end}, all sectors")
+        figure.savefig(staging / "robustness.png", dpi=110, metadata={"Software": None})
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    run_id = None
+    if registry is not None:
+        at = table[table["cost_bp"] == cost]
+        metrics = {f"{r.variant.replace('=', ':')}.{r.period}.{cost:g}bp.{key}": getattr(r, key)
+                   for r in at.itertuples() for key in ("sharpe", "sharpe_low", "sharpe_high", "trades")}
+        variants = list(dict.fromkeys(table["variant"]))
+        run_id = registry.log_walk_forward(
+            run_name=f"walk_forward_robustness_{name}",
+            params={"robustness.name": name, "robustness.variants": ",".join(variants), "robustness.phase_step": phase_step,
+                    "robustness.range": f"{settings.start} → {settings.end}", "robustness.cost_bp": cost,
+                    "robustness.periods": ",".join(f"{p}={label}" for p, label in dict.fromkeys(zip(table["period"], table["period_label"])))},
+            metrics=metrics, artifacts_dir=Path(target),
+            tags={"walk_forward_name": f"{name}.robustness", "robustness": "true"},
+        )
+    return target, run_id
 
 
 def _table(summary: pd.DataFrame) -> dg.MetadataValue:

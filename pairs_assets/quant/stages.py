@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # torch is imported only where a GRU is trained
 
 __all__ = [
     "BACKTEST_COLUMNS",
+    "FORMATION_EPOCH",
     "FormationSchedule",
     "GARCH_COLUMNS",
     "GARCH_ESTIMATORS",
@@ -76,31 +77,74 @@ BACKTEST_COLUMNS = ["pair_id", "sharpe", "total_return", "n_trades", "hit_rate",
 GARCH_MIN_OBS = 500
 
 
+#: The session the formation calendar counts from: the NYSE's first session of 1990 (the first
+#: session of the embedded history, and the epoch of the baseline's trading periods and of the
+#: signal job's session ordinals). A fixed exchange date, not a data setting.
+FORMATION_EPOCH = "1990-01-02"
+
+
 @dataclass(frozen=True)
 class FormationSchedule:
-    """Which session a partition's stages run at: every ``every``-th session of the calendar.
+    """Which session a partition's stages run at: every ``every``-th exchange session counted from a
+    fixed epoch session (:data:`FORMATION_EPOCH`), shifted by ``phase``.
 
-    The formation session of an as-of session with index i (counted from the history start) is the
-    session with index ``i − i mod every``: a fixed schedule, so a partition's formation session
-    depends on the calendar alone, never on earlier runs.
+    Number the sessions n = 0, 1, 2, … from the epoch (negative before it). The formation sessions
+    are those with (n − phase) mod every = 0, and the formation session of an as-of session n is
+    n − ((n − phase) mod every): a fixed schedule that depends on the exchange calendar alone — never
+    on the history start (``PAIRS_HISTORY_START``, a data setting), on the range a walk-forward
+    runs, or on earlier runs. The walk-forward and the daily graph use this one schedule.
+
+    Why a fixed epoch and not month starts: a calendar month holds 19–23 sessions, so month starts
+    cannot express any ``reselect_every`` but ≈ 21 (the 10- and 42-session neighbours of the
+    robustness study, or the seed's 1); blocks of ``every`` sessions from one epoch keep the setting's
+    meaning exactly for every value. The epoch is the embedded history's first session (so the
+    default home's schedule is the one it always had: the history started there) and the same date
+    the baseline's 126-session periods count from. Which of the ``every`` phases is used is a
+    strategy setting (``formation_phase``, 0 by default), so each phase a study runs is a recorded,
+    counted trial; ``pairs walk-forward --robustness`` reports all of them.
 
     Attributes
     ----------
     sessions : pandas.DatetimeIndex
-        The exchange sessions from the history start on (tz-naive dates).
+        Consecutive exchange sessions (tz-naive dates) holding the epoch, or starting on a formation
+        session before it, through the last as-of session asked about
+        (:func:`pairs_assets.partitions.formation_schedule` builds them).
     every : int, default 1
         1: every session is its own formation.
+    phase : int, default 0
+        0 ≤ phase < every: the formation sessions are the epoch's block shifted by this many sessions.
+    epoch : str or Timestamp
     """
 
     sessions: pd.DatetimeIndex
     every: int = 1
+    phase: int = 0
+    epoch: str | pd.Timestamp = FORMATION_EPOCH
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or not 0 <= self.phase < max(self.every, 1):
+            raise ValueError(f"formation schedule: need every >= 1 and 0 <= phase < every, got every={self.every}, phase={self.phase}")
+
+    def _epoch_position(self) -> int:
+        epoch = pd.Timestamp(self.epoch)
+        if len(self.sessions) and self.sessions[0] <= epoch:
+            return int(self.sessions.get_loc(epoch))
+        raise ValueError(
+            f"formation schedule: the calendar starts {self.sessions[0].date() if len(self.sessions) else '(empty)'}, "
+            f"after the epoch {epoch.date()}; pass sessions from the epoch on (partitions.formation_schedule)"
+        )
 
     def __call__(self, as_of) -> pd.Timestamp:
         as_of = pd.Timestamp(as_of)
         if self.every == 1:
             return as_of
         i = int(self.sessions.get_loc(as_of))
-        return self.sessions[i - i % self.every]
+        n = i - self._epoch_position()
+        f = i - (n - self.phase) % self.every
+        if f < 0:
+            raise ValueError(f"formation schedule: the formation session of {as_of.date()} precedes the calendar given "
+                             f"(from {self.sessions[0].date()})")
+        return self.sessions[f]
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,15 @@ class Strategy(BaseModel):
     reselect_every: int = Field(
         21, ge=1,
         description="Sessions between pair selections (the trading period): every stage runs at the formation "
-        "session (every reselect_every-th session of the calendar since the history start) and the pairs "
-        "selected there are traded, with their formation numbers, until the next one. 1 = re-select daily.",
+        "session (every reselect_every-th NYSE session counted from the fixed epoch 1990-01-02, shifted by "
+        "formation_phase — not from the history start) and the pairs selected there are traded, with their "
+        "formation numbers, until the next one. 1 = re-select daily.",
+    )
+    formation_phase: int = Field(
+        0, ge=0,
+        description="Which of the reselect_every phases of the formation calendar (0 ≤ phase < reselect_every): the "
+        "formation sessions are the epoch's blocks shifted by this many sessions. 0 by default (the epoch's own "
+        "blocks); `pairs walk-forward --robustness` reports every phase.",
     )
     causal_hedge: bool = Field(
         True,
@@ -163,6 +170,10 @@ class Strategy(BaseModel):
             )
         if self.gru_val_frac + self.gru_test_frac >= 1.0:
             raise ValueError(f"gru_val_frac + gru_test_frac must be below 1, got {self.gru_val_frac} + {self.gru_test_frac}")
+        if self.formation_phase >= self.reselect_every:
+            raise ValueError(
+                f"formation_phase must be below reselect_every, got {self.formation_phase} with reselect_every {self.reselect_every}"
+            )
         if self.garch_holdout * 2 > self.garch_window:
             raise ValueError(
                 f"garch_holdout must be at most half of garch_window, got {self.garch_holdout} of {self.garch_window}"

@@ -182,7 +182,7 @@ def default_partition(own_pairs_home, sqlite_url):
     source = EmbeddedBarSource()
     overrides = {**FAST, "gru_gate": True}
     strategy = StrategySettings(**overrides)
-    assert partitions.formation_session(FORMED, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START) == pd.Timestamp(FORMED)
+    assert partitions.formation_session(FORMED, strategy.reselect_every) == pd.Timestamp(FORMED)
     preload_history(sqlite_url, source, ("AAPL", "AMD", "MSFT"), FORMED, strategy.history_sessions)
     resources = {**resources_for(sqlite_url, source, home=own_pairs_home), "strategy": strategy}
     assert materialize(FORMED, TECH, resources).success

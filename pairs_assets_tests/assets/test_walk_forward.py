@@ -15,7 +15,7 @@ from pairs_assets.definitions import home_resource_for
 from pairs_assets.quant.walkforward.gru_gate import GRUGate
 from pairs_assets.quant.walkforward.replay import build_configs
 from pairs_assets.settings import EMBEDDED_HISTORY_START, StrategySettings, paths
-from pairs_assets_tests.assets.graph_harness import materialize, preload_history, resources_for
+from pairs_assets_tests.assets.graph_harness import daily_assets, materialize, preload_history, resources_for
 from resources.bar_sources import EmbeddedBarSource
 from resources.market_data import MarketDataStore
 from resources.model_registry import ModelRegistry
@@ -55,7 +55,7 @@ def test_walk_forward_configs_equal_the_daily_graph(own_pairs_home, sqlite_url, 
     sessions = partitions.window_sessions(date, strategy.history_sessions, history_start=EMBEDDED_HISTORY_START)
     panel = read_panel(MarketDataStore(database_url=sqlite_url), source.source_name, sector, symbols, sessions)
     def formation_of(day):
-        return partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)
+        return partitions.formation_session(day, strategy.reselect_every)
 
     if overrides:
         assert formation_of(date) < pd.Timestamp(date) and graph["formation_session"] == str(formation_of(date).date())
@@ -159,6 +159,7 @@ def test_asset_writes_results_mlflow_run_and_reruns_identically(loaded_store, mo
         (["--start", "2022-10-03", "--end", "2023-06-30", "--sector", "consumer"], "the bars end on 2022-12-28"),
         (["--start", "1990-06-01", "--end", "1990-12-31", "--sector", "consumer"], "sessions of bars before it"),
         (["--name", "../x"], "walk-forward name"),
+        (["--robustness", "--phase-step", "-1"], "--phase-step"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(loaded_store, args, message):
@@ -167,3 +168,100 @@ def test_cli_bad_input_is_one_clear_line(loaded_store, args, message):
     result = CliRunner().invoke(main, ["walk-forward", "--skip-load", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_the_history_start_no_longer_changes_the_daily_graph_s_config(tmp_path, sqlite_url, own_pairs_home):
+    """Issue 18 item 3: the formation schedule is the exchange calendar's (every reselect_every-th
+    session from 1990-01-02), so two homes whose histories start one session apart — which used to
+    shift every formation session by one — write the same config for the same partition."""
+    import dataclasses
+
+    date, sector, symbols = "2022-12-15", "financial", ("BAC", "JPM")
+    source = EmbeddedBarSource()
+    strategy = StrategySettings.preset("seed", **FAST, **PERIODIC)
+    preload_history(sqlite_url, source, symbols, date, strategy.history_sessions)
+    configs = []
+    for start in ("2017-01-03", "2017-01-04"):
+        home = dataclasses.replace(own_pairs_home, home=tmp_path / start, history_start=start)
+        home.home.mkdir()
+        assets = daily_assets(history_start=start, strategy=strategy)
+        assert materialize(date, sector, resources_for(sqlite_url, source, home=home, **FAST, **PERIODIC), assets=assets).success
+        configs.append(_graph_config(home, date, sector))
+    for config in configs:
+        for pair in config["pairs"]:
+            for registry_id in ("name", "version", "mlflow_run_id"):
+                (pair.get("model") or {}).pop(registry_id, None)
+        config.pop("generated_at", None)
+    assert configs[0]["formation_session"] == str(partitions.formation_session(date, 5).date())
+    assert configs[0] == configs[1]
+
+
+def test_the_history_start_no_longer_changes_the_walk_forward(loaded_store, tmp_path):
+    """The same range from two history starts one session apart: the same configs, trades and daily
+    P&L (re-selection every 5 sessions, so the old history-start schedule differed)."""
+    import dataclasses
+
+    strategy = StrategySettings.preset("seed", reselect_every=5, correlation_min=0.6, score_min=0.0)
+    config = {"start": "2022-10-03", "end": "2022-12-28", "sectors": ["consumer"], "costs": [0.0, 5.0], "workers": 1}
+    outputs = []
+    for start in ("2018-06-01", "2018-06-04"):
+        p = dataclasses.replace(paths(), home=tmp_path / start, history_start=start)
+        resources = {
+            "store": MarketDataStore(database_url=loaded_store), "bar_source": EmbeddedBarSource(), "strategy": strategy,
+            "model_registry": ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)),
+            "home": home_resource_for(p),
+        }
+        result = dg.materialize(
+            [walk_forward], resources=resources, run_config={"ops": {"walk_forward": {"config": {**config, "name": "hs"}}}},
+            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        )
+        assert result.success
+        folder = tmp_path / start / "walk_forward" / "hs"
+        outputs.append({f: (folder / f).read_bytes() for f in ("trades.csv", "daily_pnl.csv.gz", "configs.csv", "summary.csv")})
+    assert outputs[0] == outputs[1]
+    import io
+
+    assert pd.read_csv(io.BytesIO(outputs[0]["configs.csv"]))["pair_days"].sum() > 0  # something was selected and traded
+    assert len(pd.read_csv(io.BytesIO(outputs[0]["trades.csv"]))) > 0
+
+
+def test_robustness_runs_the_neighbourhood_writes_the_table_and_heat_map_and_counts_every_trial(loaded_store):
+    """`pairs walk-forward --robustness` on a short range (consumer, 2021–2022, selection 2021): the
+    centre and the ten one-step neighbours run as recorded walk-forwards, robustness.csv and the
+    heat-map land in <name>.robustness/ and in MLflow, and every variant is a trial of the ledger."""
+    import mlflow
+
+    from pairs_assets.cli import main
+    from pairs_assets.quant.walkforward.ledger import trials_from_runs
+
+    args = ["walk-forward", "--start", "2021-01-04", "--end", "2022-12-28", "--sector", "consumer", "--costs", "0,5",
+            "--selection", "2021-2021", "--periods", "2021-2021", "--workers", "1", "--robustness", "--phase-step", "0",
+            "--name", "rb"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    folder = Path(paths().home) / "walk_forward" / "rb.robustness"
+    table = pd.read_csv(folder / "robustness.csv")
+    variants = list(dict.fromkeys(table["variant"]))
+    assert variants == ["default", "correlation_min=0.6", "correlation_min=0.8", "formation_window=189", "formation_window=315",
+                        "reselect_every=10", "reselect_every=42", "entry_z=1.5", "entry_z=2.5", "exit_z=0.25", "exit_z=0.75"]
+    assert len(table) == 11 * 2 * 2 and set(table["period"]) == {"dev", "held_out"}
+    assert set(table["period_label"]) == {"2021-2021", "2022-2022"}
+    # each variant's row is its own run's summary
+    own = pd.read_csv(Path(paths().home) / "walk_forward" / "rb.formation_window.189" / "summary.csv")
+    mine = own[(own["strategy"] == "default") & (own["sector"] == "all") & (own["cost_bp"] == 5) & (own["period"] == "2022-2022")]
+    row = table[(table["variant"] == "formation_window=189") & (table["period"] == "held_out") & (table["cost_bp"] == 5)]
+    assert int(row["trades"].iloc[0]) == int(mine["trades"].iloc[0])
+    assert (folder / "robustness.png").stat().st_size > 10_000
+    assert "robustness: the total's Sharpe at 5 bp" in result.output and "formation_window=315" in result.output
+    registry = ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir))
+    runs = registry.walk_forward_runs()
+    logged = [r for r in runs if r["params"].get("robustness.name") == "rb"]
+    assert len(logged) == 1
+    client = mlflow.MlflowClient(tracking_uri=paths().mlflow_tracking_uri)
+    assert {a.path for a in client.list_artifacts(logged[0]["run_id"])} == {"robustness.csv", "robustness.png"}
+    # the ledger counts every variant as a distinct configuration on the selection range (the
+    # robustness run itself is not a trial), so the DSR's N grew with each run
+    trials = trials_from_runs(runs, ("2021-01-01", "2021-12-31"))
+    assert len({t.key for t in trials}) >= 11
+    traded = table[(table["period"] == "dev") & (table["cost_bp"] == 5) & table["n_trials"].notna()]
+    assert traded["n_trials"].is_monotonic_increasing and traded["n_trials"].iloc[-1] >= traded["n_trials"].iloc[0] + 1

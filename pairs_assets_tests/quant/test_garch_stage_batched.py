@@ -42,7 +42,7 @@ def _configs(monkeypatch, estimator, panel, sessions, n, symbols, strategy):
     monkeypatch.setattr(replay, "garch_stage_many", functools.partial(stages.garch_stage_many, estimator=estimator))
     as_of = list(sessions[-n:])
     def formation_of(day):
-        return partitions.formation_session(day, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)
+        return partitions.formation_session(day, strategy.reselect_every)
 
     effective = [partitions.next_session(str(d.date())) for d in as_of]
     return build_configs(panel, as_of, effective, symbols, strategy, formation_of=formation_of)

@@ -87,3 +87,14 @@ def test_a_configuration_that_never_traded_is_a_trial_with_sharpe_zero():
     traded = run("t", "1995-01-03", "2010-12-31", 0.5)
     trials = trials_from_runs([never, traded], DEV)
     assert [t.sharpe for t in trials] == [{5.0: 0.0}, {5.0: pytest.approx(0.55)}]
+
+
+def test_formation_phase_0_is_the_trial_recorded_before_the_setting_existed():
+    """A run recorded before ``formation_phase`` existed (no such param) and one after at phase 0
+    are one configuration; another phase is another trial."""
+    from pairs_assets.quant.walkforward.ledger import trial_key
+
+    trade = {"lag": 1, "on_drop": "keep", "max_holding": 20}
+    before = {"correlation_min": 0.7, "reselect_every": 21}
+    assert trial_key({**before, "formation_phase": 0}, trade, "default") == trial_key(before, trade, "default")
+    assert trial_key({**before, "formation_phase": 3}, trade, "default") != trial_key(before, trade, "default")

@@ -267,7 +267,7 @@ def test_a_flipped_ordering_is_the_held_position_not_a_second_one():
 def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
     """Embedded data: MRK-PFE short from 2012-06-27; the 2012-06-28 re-formation lists PFE-MRK (z −2.4)
     — before, a second, opposite-ordered position (long PFE-MRK 2012-06-29, the same bet doubled)."""
-    from pairs_assets.data import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE
+    from pairs_assets.data import EMBEDDED_UNIVERSE_FILE
     from pairs_assets.universe import load_universe
     from resources.bar_sources import EmbeddedBarSource
 
@@ -280,7 +280,7 @@ def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
     first = closes.index.get_loc(pd.Timestamp("2012-06-20"))
     as_of, effective = closes.index[first - 1 : -1], list(closes.index[first:])
     def formation_of(d):
-        return partitions.formation_session(d, strategy.reselect_every, history_start=EMBEDDED_HISTORY_START)
+        return partitions.formation_session(d, strategy.reselect_every)
 
     configs = build_configs(SectorPanel("healthcare", closes, "embedded"), as_of, effective, symbols, strategy, formation_of=formation_of)
     listed = {str(d.date()): [p.pair_id for p in c.pairs] for d, c in configs.items()}
@@ -302,7 +302,6 @@ def test_a_scheduled_strategy_screens_its_formation_sessions_only(monkeypatch):
     screen there equals the every-session screen, and the configs equal those with every formation
     through the stages (real data, 3 years)."""
     from pairs_assets.quant import cointegration
-    from pairs_assets.quant.stages import FormationSchedule
     from pairs_assets.quant.walkforward import replay
     from resources.bar_sources import EmbeddedBarSource
 
@@ -313,7 +312,7 @@ def test_a_scheduled_strategy_screens_its_formation_sessions_only(monkeypatch):
     closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
     closes = closes.pivot(index="session", columns="symbol", values="close").reindex(sessions)
     strategy = StrategySettings.preset("seed", garch_window=500, garch_holdout=100, reselect_every=21)
-    schedule = FormationSchedule(calendar, strategy.reselect_every)
+    schedule = partitions.formation_schedule(strategy.reselect_every, calendar[-1])
     as_of, effective = sessions[540:-1], sessions[541:]
     formations = sorted({schedule(d) for d in as_of})
     rows = closes.index.get_indexer(pd.DatetimeIndex(formations))

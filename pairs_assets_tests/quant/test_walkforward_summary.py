@@ -90,3 +90,30 @@ def test_the_table_prints_intervals_and_dashes_below_the_minimum_trades():
     few = next(line for line in lines if "1995-2002" in line)
     assert "– (n=1)" in few and "+0.20" not in few and "0.180" not in few and "+0.70" not in few
     assert "N = 11 (counted by the trials ledger); 5 bp: sd of the trials' Sharpes 0.40" in text
+
+
+def test_robustness_variants_are_the_one_step_neighbours_and_the_phases():
+    from pairs_assets.quant.walkforward.robustness import robustness_table, variants
+    from pairs_assets.settings import StrategySettings
+
+    plan = variants(StrategySettings().model_dump(mode="json"), phase_step=3)
+    labels = [v.label for v in plan]
+    assert labels == ["default", "correlation_min=0.6", "correlation_min=0.8", "formation_window=189", "formation_window=315",
+                      "reselect_every=10", "reselect_every=42", "entry_z=1.5", "entry_z=2.5", "exit_z=0.25", "exit_z=0.75",
+                      *[f"formation_phase={p}" for p in (3, 6, 9, 12, 15, 18)]]
+    assert plan[1].overrides == {"correlation_min": 0.6} and plan[-1].overrides == {"formation_phase": 18}
+    # a neighbour that breaks a constraint is left out, not clipped onto another value
+    tight = variants({**StrategySettings().model_dump(mode="json"), "exit_z": 1.8}, phase_step=0)
+    assert "entry_z=1.5" not in [v.label for v in tight] and "exit_z=2.05" not in [v.label for v in tight]
+    import pandas as pd
+
+    summary = pd.DataFrame([
+        {"strategy": "default", "sector": "all", "cost_bp": 5.0, "period": label, "sharpe": s, "sharpe_low": lo,
+         "sharpe_high": hi, "trades": 12, "few_trades": False, "vs_baseline": 0.1, "vs_baseline_low": -0.1,
+         "vs_baseline_high": 0.3, "ann_return": 0.01, "psr": 0.9, "deflated_sharpe": float("nan"), "n_trials": 3}
+        for label, s, lo, hi in (("1995-2010", 0.6, 0.1, 1.1), ("2011-2022", 0.1, -0.5, 0.6))
+    ])
+    table = robustness_table([(plan[0], summary)], {"dev": "1995-2010", "held_out": "2011-2022"})
+    assert table["excludes_zero"].tolist() == [True, False]
+    with pytest.raises(ValueError, match="no period '2023-2024'"):
+        robustness_table([(plan[0], summary)], {"later": "2023-2024"})

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "NEUTRAL_DEFAULTS",
     "RANGE_SLACK_DAYS",
     "TRADE_SETTINGS",
     "Trial",
@@ -53,6 +54,11 @@ __all__ = [
 RANGE_SLACK_DAYS = 93
 #: The walk-forward settings that change the trades (besides the strategy's own settings).
 TRADE_SETTINGS = ("lag", "on_drop", "max_holding")
+#: Strategy settings added after runs were recorded, at the value those runs had implicitly: left out
+#: of a trial's identity at that value, so a run recorded before the setting existed and one after
+#: with the same configuration are one trial (``formation_phase`` 0: the epoch's own blocks, which the
+#: default home's history start of 1990-01-02 always gave).
+NEUTRAL_DEFAULTS = {"formation_phase": "0"}
 #: Strategies of a run that are trials (the baseline is fixed in advance, not selected).
 _TRIAL_STRATEGIES = ("default", "default_gru")
 
@@ -121,7 +127,7 @@ def trial_key(strategy_params: Mapping[str, object], trade_settings: Mapping[str
     str
         16 hex digits.
     """
-    items = sorted((f"strategy.{k}", str(v)) for k, v in strategy_params.items())
+    items = sorted((f"strategy.{k}", str(v)) for k, v in strategy_params.items() if NEUTRAL_DEFAULTS.get(k) != str(v))
     items += [(f"wf.{k}", str(trade_settings[k])) for k in TRADE_SETTINGS]
     items.append(("variant", variant))
     return hashlib.sha256(repr(items).encode()).hexdigest()[:16]
