@@ -100,7 +100,9 @@ class Server:
     def __init__(self, name: str, cmd: list[str], env: dict, logdir: Path):
         self.name = name
         self.logfile = open(logdir / f"{name}.log", "w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.logfile, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=self.logfile, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,7 +197,9 @@ class Browser:
     def slowest(self, n: int = 3) -> str:
         done = sorted(((end - start, op) for op, start, end in self.graphql.values() if end), reverse=True)[:n]
         pending = [op for op, _, end in self.graphql.values() if end is None]
-        return ", ".join(f"{op} {secs:.1f} s" for secs, op in done) + (f"; unfinished: {', '.join(pending)}" if pending else "")
+        return ", ".join(f"{op} {secs:.1f} s" for secs, op in done) + (
+            f"; unfinished: {', '.join(pending)}" if pending else ""
+        )
 
     async def call(self, method: str, **params):
         self.n += 1
@@ -266,9 +270,20 @@ async def capture(url: str, pages: list[dict], out: Path, logdir: Path) -> list[
     profile = tempfile.mkdtemp(prefix="pairs_chromium_")
     chrome = Server(
         "chromium",
-        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1600,1000",
-         f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", "about:blank"],
-        os.environ.copy(), logdir,
+        [
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1600,1000",
+            f"--remote-debugging-port={port}",
+            "--remote-debugging-address=127.0.0.1",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        os.environ.copy(),
+        logdir,
     )
     rows = []
     try:
@@ -292,7 +307,9 @@ async def capture(url: str, pages: list[dict], out: Path, logdir: Path) -> list[
             await b.call("Network.enable")
             for page in pages:
                 width, height = page.get("viewport", (1600, 1000))
-                await b.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+                await b.call(
+                    "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+                )
                 log(f"page {page['name']}: {page['path']}")
                 start = time.perf_counter()
                 b.graphql.clear()
@@ -305,7 +322,9 @@ async def capture(url: str, pages: list[dict], out: Path, logdir: Path) -> list[
                     ok = await b.ready(page["needles"], page.get("timeout", 120))
                 clicked_s = None
                 if ok and page.get("click"):
-                    rows.append((f"{page['name']}: the page before the click", f"{time.perf_counter() - start - 1.0:.1f}"))
+                    rows.append(
+                        (f"{page['name']}: the page before the click", f"{time.perf_counter() - start - 1.0:.1f}")
+                    )
                     clicked = await b.wait(CLICK_TAB_JS % json.dumps(page["click"]), 30)
                     start = time.perf_counter()
                     ok = clicked and await b.ready(page["after_click"], page.get("timeout", 120))
@@ -319,7 +338,9 @@ async def capture(url: str, pages: list[dict], out: Path, logdir: Path) -> list[
                 size = (out / page["file"]).stat().st_size
                 name = page["name"] + (f": after clicking *{page['click']}*" if clicked_s is not None else "")
                 rows.append((name, f"{seconds:.1f}" if ok else f"> {page.get('timeout', 120)} (not rendered)"))
-                log(f"  {'rendered' if ok else 'NOT rendered'} in {seconds:.1f} s -> {page['file']} ({size // 1000} KB)")
+                log(
+                    f"  {'rendered' if ok else 'NOT rendered'} in {seconds:.1f} s -> {page['file']} ({size // 1000} KB)"
+                )
                 log(f"  slowest GraphQL requests: {b.slowest()}")
     finally:
         chrome.stop()
@@ -342,8 +363,12 @@ def main() -> None:
     logdir = home / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PAIRS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "PAIRS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     os.environ.update({k: env[k] for k in ("PAIRS_HOME", "DAGSTER_HOME")})
     sys.path.insert(0, str(ROOT))
@@ -352,7 +377,7 @@ def main() -> None:
 
     sessions = [str(d.date()) for d in partitions.sessions_in_range(paths().history_start, LAST)]
     history = StrategySettings().history_sessions
-    dates = sessions[-args.sessions:]
+    dates = sessions[-args.sessions :]
     first_load = sessions[-args.sessions - history - 1]
     last_load = sessions[-args.sessions - 1]
     log(f"home {home}; range {dates[0]}...{dates[-1]} × {args.sector}; history {first_load}...{last_load}")
@@ -360,8 +385,12 @@ def main() -> None:
     subprocess.run([str(BIN / "pairs"), "init"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     if not args.skip_load and not args.backfill_id:
         start = time.perf_counter()
-        subprocess.run([str(BIN / "pairs"), "load-bars", "--start", first_load, "--end", last_load, "--sector", args.sector],
-                       cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [str(BIN / "pairs"), "load-bars", "--start", first_load, "--end", last_load, "--sector", args.sector],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         log(f"history loaded in {time.perf_counter() - start:.0f} s")
 
     servers: list[Server] = []
@@ -370,7 +399,12 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     try:
         start = time.perf_counter()
-        web = Server("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"], env, logdir)
+        web = Server(
+            "webserver",
+            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            env,
+            logdir,
+        )
         servers.append(web)
         repo = wait_for_webserver(url, web)
         rows.append(("webserver: code location loaded", f"{time.perf_counter() - start:.1f}"))
@@ -379,15 +413,21 @@ def main() -> None:
         backfill_id = args.backfill_id
         if backfill_id is None:
             servers.append(Server("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logdir))
-            assets = [n["assetKey"]["path"] for n in graphql(url, GROUP_ASSETS)["assetNodes"] if n["groupName"] == GROUP]
+            assets = [
+                n["assetKey"]["path"] for n in graphql(url, GROUP_ASSETS)["assetNodes"] if n["groupName"] == GROUP
+            ]
             keys = [f"{d}|{args.sector}" for d in dates]
             start = time.perf_counter()
-            answer = graphql(url, LAUNCH, {"p": {"assetSelection": [{"path": a} for a in assets], "partitionNames": keys}})
+            answer = graphql(
+                url, LAUNCH, {"p": {"assetSelection": [{"path": a} for a in assets], "partitionNames": keys}}
+            )
             launched = answer["launchPartitionBackfill"]
             if launched["__typename"] != "LaunchBackfillSuccess":
                 raise RuntimeError(f"launchPartitionBackfill: {launched}")
             backfill_id = launched["backfillId"]
-            rows.append((f"GraphQL launch: {len(assets)} assets × {len(keys)} partitions", f"{time.perf_counter() - start:.1f}"))
+            rows.append(
+                (f"GraphQL launch: {len(assets)} assets × {len(keys)} partitions", f"{time.perf_counter() - start:.1f}")
+            )
             log(f"backfill {backfill_id} launched in {rows[-1][1]} s: {', '.join('/'.join(a) for a in assets)}")
             deadline = time.time() + args.backfill_timeout
             status = None
@@ -400,24 +440,53 @@ def main() -> None:
                     break
                 time.sleep(5)
             runs = graphql(url, BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]["runs"]
-            rows.append((f"backfill executed (daemon): {status}, runs {', '.join(r['status'] for r in runs)}", f"{time.perf_counter() - start:.0f}"))
+            rows.append(
+                (
+                    f"backfill executed (daemon): {status}, runs {', '.join(r['status'] for r in runs)}",
+                    f"{time.perf_counter() - start:.0f}",
+                )
+            )
             servers.pop().stop()  # the daemon: nothing more to run while the pages are timed
 
         pages = [
-            {"name": f"asset group `{GROUP}` (lineage)", "file": "daily_pairs_lineage.png",
-             "path": f"/locations/{repo}/asset-groups/{GROUP}", "needles": ["raw_bars", "cointegrated_pairs"],
-             # a wider viewport: at 1600 px Dagster draws the 7 nodes zoomed out (names only); at 2400 px
-             # it draws the full cards (status, checks, partitions), kept at 2400 px
-             "viewport": (2400, 1350), "settle": 3.0},
-            {"name": "backfill page: Overview (partitions per asset)", "file": "backfill.png", "path": f"/runs/b/{backfill_id}",
-             "needles": ["raw_bars", "cointegrated_pairs", "trading_config"]},
-            {"name": "backfill page: Runs", "file": "backfill_runs.png", "path": f"/runs/b/{backfill_id}?tab=runs",
-             "needles": ["Succeeded"]},
-            {"name": "raw_bars Checks tab", "file": "raw_bars_checks.png", "path": "/assets/raw_bars?view=checks",
-             "needles": [CHECK, "bars_unique"], "timeout": 600},
-            {"name": f"raw_bars → {CHECK} check", "file": f"{CHECK}_partitions.png",
-             "path": f"/assets/raw_bars?view=checks&checkDetail={CHECK}", "needles": [CHECK], "click": "Partitions",
-             "after_click": [CHECK], "timeout": 600},
+            {
+                "name": f"asset group `{GROUP}` (lineage)",
+                "file": "daily_pairs_lineage.png",
+                "path": f"/locations/{repo}/asset-groups/{GROUP}",
+                "needles": ["raw_bars", "cointegrated_pairs"],
+                # a wider viewport: at 1600 px Dagster draws the 7 nodes zoomed out (names only); at 2400 px
+                # it draws the full cards (status, checks, partitions), kept at 2400 px
+                "viewport": (2400, 1350),
+                "settle": 3.0,
+            },
+            {
+                "name": "backfill page: Overview (partitions per asset)",
+                "file": "backfill.png",
+                "path": f"/runs/b/{backfill_id}",
+                "needles": ["raw_bars", "cointegrated_pairs", "trading_config"],
+            },
+            {
+                "name": "backfill page: Runs",
+                "file": "backfill_runs.png",
+                "path": f"/runs/b/{backfill_id}?tab=runs",
+                "needles": ["Succeeded"],
+            },
+            {
+                "name": "raw_bars Checks tab",
+                "file": "raw_bars_checks.png",
+                "path": "/assets/raw_bars?view=checks",
+                "needles": [CHECK, "bars_unique"],
+                "timeout": 600,
+            },
+            {
+                "name": f"raw_bars → {CHECK} check",
+                "file": f"{CHECK}_partitions.png",
+                "path": f"/assets/raw_bars?view=checks&checkDetail={CHECK}",
+                "needles": [CHECK],
+                "click": "Partitions",
+                "after_click": [CHECK],
+                "timeout": 600,
+            },
         ]
         pages = [p for p in pages if not args.only or any(p["file"].startswith(o) for o in args.only)]
         rows += asyncio.run(capture(url, pages, args.out, logdir))

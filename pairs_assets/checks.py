@@ -57,7 +57,10 @@ def check_specs(specs: Sequence[dg.AssetCheckSpec], daily: dg.MultiPartitionsDef
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [
             dg.AssetCheckSpec(
-                name=spec.name, asset=spec.asset_key, description=spec.description, blocking=spec.blocking,
+                name=spec.name,
+                asset=spec.asset_key,
+                description=spec.description,
+                blocking=spec.blocking,
                 partitions_def=daily,
             )
             for spec in specs
@@ -69,17 +72,21 @@ RAW_BARS_CHECKS = [
     _spec("raw_bars", "prices_positive_finite", "Every stored price is positive and finite.", True),
     _spec("raw_bars", "sector_symbols_present", "Every sector symbol has bars in every session.", True),
     _spec(
-        "raw_bars", "ohlc_consistent",
-        "Where open/high/low are known: low ≤ open, close ≤ high (and low ≤ high). An impossible bar blocks.", True,
+        "raw_bars",
+        "ohlc_consistent",
+        "Where open/high/low are known: low ≤ open, close ≤ high (and low ≤ high). An impossible bar blocks.",
+        True,
     ),
     _spec(
-        "raw_bars", "price_jumps_plausible",
+        "raw_bars",
+        "price_jumps_plausible",
         "No close jumps beyond jump_z_max robust σ (trailing median/MAD of log returns; with too little history, "
         "beyond jump_short_history_ratio_max×) or lies outside [price_min, price_max] (WARN).",
         False,
     ),
     _spec(
-        "raw_bars", "sector_has_two_usable_symbols",
+        "raw_bars",
+        "sector_has_two_usable_symbols",
         "The sector has at least two symbols with usable bars in every session: one symbol never yields a pair (WARN).",
         False,
     ),
@@ -143,37 +150,61 @@ class RawBarsFindings:
         usable = sorted(
             s for s in self.symbols if all(s in self.usable.get(session, frozenset()) for session in chosen)
         )
-        sector_note = (
-            f"{len(usable)} usable symbol(s) ({', '.join(usable) or 'none'}) of {len(self.symbols)}: "
-            + ("no pair can be formed in this sector" if len(usable) < 2 else "pairs can be formed")
+        sector_note = f"{len(usable)} usable symbol(s) ({', '.join(usable) or 'none'}) of {len(self.symbols)}: " + (
+            "no pair can be formed in this sector" if len(usable) < 2 else "pairs can be formed"
         )
         st = self.strategy
         return [
             _result("bars_unique", "raw_bars", not dup, ERROR, duplicates=len(dup), examples=_first(dup) or "none"),
             _result(
-                "prices_positive_finite", "raw_bars", not bad, ERROR,
-                bad_prices=len(bad), examples=_first(bad) or "none",
+                "prices_positive_finite",
+                "raw_bars",
+                not bad,
+                ERROR,
+                bad_prices=len(bad),
+                examples=_first(bad) or "none",
             ),
             _result(
-                "sector_symbols_present", "raw_bars", not missing, ERROR,
-                missing=len(missing), examples=_first(missing) or "none", symbols=", ".join(self.symbols),
+                "sector_symbols_present",
+                "raw_bars",
+                not missing,
+                ERROR,
+                missing=len(missing),
+                examples=_first(missing) or "none",
+                symbols=", ".join(self.symbols),
             ),
             _result(
-                "ohlc_consistent", "raw_bars", not ohlc, ERROR,
-                violations=len(ohlc), bars_with_ohlc=sum(self.bars_with_ohlc.get(x, 0) for x in chosen),
+                "ohlc_consistent",
+                "raw_bars",
+                not ohlc,
+                ERROR,
+                violations=len(ohlc),
+                bars_with_ohlc=sum(self.bars_with_ohlc.get(x, 0) for x in chosen),
                 examples=_first(ohlc) or "none",
             ),
             _result(
-                "price_jumps_plausible", "raw_bars", not jumps, WARN,
-                flagged=len(jumps), examples=_first(jumps) or "none",
-                jump_z_max=st.jump_z_max, jump_min_abs_log_return=st.jump_min_abs_log_return,
-                jump_window=st.jump_window, price_max=st.price_max, price_min=st.price_min,
+                "price_jumps_plausible",
+                "raw_bars",
+                not jumps,
+                WARN,
+                flagged=len(jumps),
+                examples=_first(jumps) or "none",
+                jump_z_max=st.jump_z_max,
+                jump_min_abs_log_return=st.jump_min_abs_log_return,
+                jump_window=st.jump_window,
+                price_max=st.price_max,
+                price_min=st.price_min,
                 jump_short_history_ratio_max=st.jump_short_history_ratio_max,
                 history_bars=self.history_bars,
             ),
             _result(
-                "sector_has_two_usable_symbols", "raw_bars", len(usable) >= 2, WARN,
-                usable_symbols=len(usable), symbols=", ".join(self.symbols), note=sector_note,
+                "sector_has_two_usable_symbols",
+                "raw_bars",
+                len(usable) >= 2,
+                WARN,
+                usable_symbols=len(usable),
+                symbols=", ".join(self.symbols),
+                note=sector_note,
             ),
         ]
 
@@ -207,13 +238,16 @@ def raw_bars_findings(
 
     sessions = tuple(sorted({pd.Timestamp(x) for x in sessions}))
     dup = stored.duplicated(["symbol", "timestamp", "source"], keep=False)
-    dup_items = sorted({(r.session, f"{r.symbol}@{r.timestamp.isoformat()}") for r in stored[dup].itertuples()},
-                       key=lambda x: x[1])
+    dup_items = sorted(
+        {(r.session, f"{r.symbol}@{r.timestamp.isoformat()}") for r in stored[dup].itertuples()}, key=lambda x: x[1]
+    )
     prices = stored[["open", "high", "low", "close", "vwap"]].to_numpy(dtype="float64")
     close = stored["close"].to_numpy(dtype="float64")
     bad = (~np.isnan(prices) & (~np.isfinite(prices) | (prices <= 0))).any(axis=1) | ~np.isfinite(close)
-    bad_items = sorted({(r.session, f"{r.symbol}@{r.timestamp.isoformat()} close={r.close}") for r in stored[bad].itertuples()},
-                       key=lambda x: x[1])
+    bad_items = sorted(
+        {(r.session, f"{r.symbol}@{r.timestamp.isoformat()} close={r.close}") for r in stored[bad].itertuples()},
+        key=lambda x: x[1],
+    )
     present = set(zip(stored["symbol"], stored["session"]))
     missing = sorted(
         ((s, f"{symbol}@{s.date()}") for symbol in symbols for s in sessions if (symbol, s) not in present),
@@ -221,9 +255,13 @@ def raw_bars_findings(
     )
 
     ohlc = ohlc_violations(stored)
-    ohlc_items = [(session_of(r.timestamp),
-                   f"{bar_name(r.symbol, r.timestamp)}: {r.problem} (o={r.open:g} h={r.high:g} l={r.low:g} c={r.close:g})")
-                  for r in ohlc.itertuples()]
+    ohlc_items = [
+        (
+            session_of(r.timestamp),
+            f"{bar_name(r.symbol, r.timestamp)}: {r.problem} (o={r.open:g} h={r.high:g} l={r.low:g} c={r.close:g})",
+        )
+        for r in ohlc.itertuples()
+    ]
     known = stored[["open", "high", "low"]].notna().any(axis=1)
     bars_with_ohlc = stored.loc[known, "session"].value_counts().to_dict()
 
@@ -248,8 +286,11 @@ def raw_bars_findings(
         ),
     }
     jump_items = [
-        (session_of(r.timestamp),
-         f"{bar_name(r.symbol, r.timestamp)}: close {r.close:.6g} after {r.previous_close:.6g} " + notes[r.reason](r))
+        (
+            session_of(r.timestamp),
+            f"{bar_name(r.symbol, r.timestamp)}: close {r.close:.6g} after {r.previous_close:.6g} "
+            + notes[r.reason](r),
+        )
         for r in jumps.itertuples()
     ]
 
@@ -346,14 +387,25 @@ def cointegrated_pairs_results(
             failures.append(f"{row.pair_id} (stored p={row.eg_pvalue:.4g}, statsmodels p={p_ref:.4g})")
     return [
         _result(
-            "correlation_above_min", "cointegrated_pairs", not low_corr, ERROR,
-            threshold=strategy.correlation_min, violations=_first(low_corr) or "none", pairs=len(pairs),
+            "correlation_above_min",
+            "cointegrated_pairs",
+            not low_corr,
+            ERROR,
+            threshold=strategy.correlation_min,
+            violations=_first(low_corr) or "none",
+            pairs=len(pairs),
         ),
         _result(
-            "eg_pvalue_below_max", "cointegrated_pairs", not failures, ERROR,
-            threshold=strategy.eg_pvalue_max, violations=_first(failures) or "none",
-            max_abs_diff_vs_statsmodels=float(max_gap), pairs=len(pairs),
-            retested_with_statsmodels=len(retested), retest_selection=selection,
+            "eg_pvalue_below_max",
+            "cointegrated_pairs",
+            not failures,
+            ERROR,
+            threshold=strategy.eg_pvalue_max,
+            violations=_first(failures) or "none",
+            max_abs_diff_vs_statsmodels=float(max_gap),
+            pairs=len(pairs),
+            retested_with_statsmodels=len(retested),
+            retest_selection=selection,
         ),
     ]
 
@@ -369,8 +421,12 @@ def garch_results(fits: pd.DataFrame, strategy: StrategySettings) -> list[dg.Ass
     )
     not_converged = sorted(fits.loc[~fits["converged"], "pair_id"]) if not fits.empty else []
     return [
-        _result("residual_diagnostics", "garch_models", not flagged, WARN, alpha=alpha, flagged=_first(flagged) or "none"),
-        _result("garch_converged", "garch_models", not not_converged, WARN, not_converged=_first(not_converged) or "none"),
+        _result(
+            "residual_diagnostics", "garch_models", not flagged, WARN, alpha=alpha, flagged=_first(flagged) or "none"
+        ),
+        _result(
+            "garch_converged", "garch_models", not not_converged, WARN, not_converged=_first(not_converged) or "none"
+        ),
     ]
 
 
@@ -380,15 +436,21 @@ def model_selection_results(scores: pd.DataFrame, strategy: StrategySettings) ->
     w = strategy.score_weights
     bad: list[str] = []
     for row in scores.itertuples():
-        recomputed = w[0] * row.aic_score + w[1] * row.forecast_score + w[2] * row.backtest_score + w[3] * row.diagnostic_score
+        recomputed = (
+            w[0] * row.aic_score + w[1] * row.forecast_score + w[2] * row.backtest_score + w[3] * row.diagnostic_score
+        )
         if abs(recomputed - row.composite) > 1e-9:
             bad.append(f"{row.pair_id} (composite {row.composite:.4f} ≠ weighted sum {recomputed:.4f})")
         if row.selected and not row.composite > strategy.score_min:
             bad.append(f"{row.pair_id} (selected with composite {row.composite:.4f} ≤ {strategy.score_min})")
     return [
         _result(
-            "composite_above_min", "model_selection", not bad, ERROR,
-            threshold=strategy.score_min, violations=_first(bad) or "none",
+            "composite_above_min",
+            "model_selection",
+            not bad,
+            ERROR,
+            threshold=strategy.score_min,
+            violations=_first(bad) or "none",
             selected=int(scores["selected"].sum()) if not scores.empty else 0,
         )
     ]
@@ -396,19 +458,22 @@ def model_selection_results(scores: pd.DataFrame, strategy: StrategySettings) ->
 
 PAPER_BOOK_CHECKS = [
     _spec(
-        "paper_book", "exposure_within_limits",
+        "paper_book",
+        "exposure_within_limits",
         "At the session's close every leg's |notional| is at most max_position of equity and the book's ex-ante daily "
         "volatility (held shares × the covariance of risk_window sessions of close changes) at most max_portfolio_risk. "
         "ERROR: while its latest evaluation failed the signal job opens no position (exits still go out).",
         True,
     ),
     _spec(
-        "paper_book", "drawdown_within_limit",
+        "paper_book",
+        "drawdown_within_limit",
         "The book's drawdown (cumulative net P&L as a fraction of equity below its running maximum) is within max_drawdown (WARN).",
         False,
     ),
     _spec(
-        "paper_book", "positions_match_walk_forward",
+        "paper_book",
+        "positions_match_walk_forward",
         "Every pair held at the close is held, on the same side, by the walk-forward's replay of the stored trading "
         "configs over the same session closes from the session the book opened it (WARN, naming pair and session).",
         False,

@@ -120,7 +120,9 @@ def check_sectors(sectors, param_hint: str = "--sector") -> list[str]:
     chosen = sorted(sectors) if sectors else all_sectors
     unknown = sorted(set(chosen) - set(all_sectors))
     if unknown:
-        raise click.BadParameter(f"unknown sector(s) {', '.join(unknown)} (known: {', '.join(all_sectors)})", param_hint=param_hint)
+        raise click.BadParameter(
+            f"unknown sector(s) {', '.join(unknown)} (known: {', '.join(all_sectors)})", param_hint=param_hint
+        )
     return chosen
 
 
@@ -194,6 +196,7 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
     seconds); a failed run raises ``RunFailedError`` naming the step and its innermost error.
     """
     import dagster as dg
+
     from pairs_assets.definitions import defs
     from pairs_assets.instance.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -205,14 +208,18 @@ def load_bars_range(start: str, end: str, sectors: list[str] | None = None) -> t
     t0 = time.perf_counter()
     preflight_range(start, end, chosen)
     from pairs_assets.checks import RAW_BARS_CHECKS
-    from pairs_assets.partitions import sessions_in_range
     from pairs_assets.instance.progress import RunProgress
+    from pairs_assets.partitions import sessions_in_range
 
     job = defs.resolve_implicit_global_asset_job_def()
     instance, run_id = _instance(), str(uuid.uuid4())  # a run id as Dagster makes one (make_new_run_id)
     total = len(sessions_in_range(start, end)) * len(chosen)
     progress = RunProgress(
-        instance, run_id, total, f"  raw_bars {start}...{end}", checks_total=total * len(RAW_BARS_CHECKS),
+        instance,
+        run_id,
+        total,
+        f"  raw_bars {start}...{end}",
+        checks_total=total * len(RAW_BARS_CHECKS),
         write=lambda text: click.echo(text, nl=False),
     )
     with progress:
@@ -241,7 +248,9 @@ def session_range(start: str, end: str, echo=click.echo) -> tuple[str, str]:
         raise click.BadParameter(f"{start} is after --end {end}", param_hint="--start")
     first = paths().history_start
     if start < first:
-        raise click.BadParameter(f"{start} precedes the first partition {first} (PAIRS_HISTORY_START)", param_hint="--start")
+        raise click.BadParameter(
+            f"{start} precedes the first partition {first} (PAIRS_HISTORY_START)", param_hint="--start"
+        )
     sessions = sessions_in_range(start, end)
     if len(sessions) == 0:
         raise click.BadParameter(
@@ -251,7 +260,9 @@ def session_range(start: str, end: str, echo=click.echo) -> tuple[str, str]:
     past_data = last_data is not None and sessions[-1] > last_data
     if past_data:
         if sessions[0] > last_data:
-            raise click.BadParameter(f"{start} is after the last bar: the data ends on {last_data.date()}", param_hint="--start")
+            raise click.BadParameter(
+                f"{start} is after the last bar: the data ends on {last_data.date()}", param_hint="--start"
+            )
         sessions = sessions[sessions <= last_data]
     first_session, last_session = str(sessions[0].date()), str(sessions[-1].date())
     if past_data:
@@ -260,14 +271,18 @@ def session_range(start: str, end: str, echo=click.echo) -> tuple[str, str]:
             f"{start}...{end} asked)"
         )
     elif (first_session, last_session) != (start, end):
-        echo(f"sessions {first_session}...{last_session} (the range's first and last NYSE sessions; {start}...{end} asked)")
+        echo(
+            f"sessions {first_session}...{last_session} (the range's first and last NYSE sessions; {start}...{end} asked)"
+        )
     return first_session, last_session
 
 
 @main.command("load-bars")
 @click.option("--start", required=True, type=DATE, help="First session, YYYY-MM-DD (a non-session moves to the next).")
 @click.option(
-    "--end", required=True, type=DATE,
+    "--end",
+    required=True,
+    type=DATE,
     help="Last session, YYYY-MM-DD (a non-session moves to the previous; past the data, the data's last session).",
 )
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all.")
@@ -316,7 +331,9 @@ def run_daily(as_of: str, sectors: list[str]) -> list[dict]:
 
 
 @main.command()
-@click.option("--as-of", default=EMBEDDED_LAST_SESSION, show_default=True, type=SESSION, help="As-of session (partition date).")
+@click.option(
+    "--as-of", default=EMBEDDED_LAST_SESSION, show_default=True, type=SESSION, help="As-of session (partition date)."
+)
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all sectors of the universe.")
 @click.option("--skip-load", is_flag=True, help="Assume raw_bars for the history window are already loaded.")
 def demo(as_of: str, sectors: tuple[str, ...], skip_load: bool) -> None:
@@ -332,7 +349,9 @@ def demo(as_of: str, sectors: tuple[str, ...], skip_load: bool) -> None:
     if not skip_load:
         last_data = data_last_session()
         if last_data is not None and as_of > str(last_data.date()):
-            raise click.BadParameter(f"{as_of} is past the data: the data ends on {last_data.date()}", param_hint="--as-of")
+            raise click.BadParameter(
+                f"{as_of} is past the data: the data ends on {last_data.date()}", param_hint="--as-of"
+            )
     click.echo(f"PAIRS_HOME      {p.home}")
     click.echo(f"DAGSTER_HOME    {p.dagster_home}")
     click.echo(f"bars source     {p.bars_file or 'embedded dataset (skfolio S&P 500 closes)'}")
@@ -398,10 +417,14 @@ def launch(launch_args: tuple[str, ...]) -> None:
         raise SystemExit(status)
     run = instance.get_run_by_id(run_id)
     if run is None:
-        raise RunFailedError(f"dagster job launch exited 0 but no run {run_id} is in the instance {os.environ.get('DAGSTER_HOME')}")
-    click.echo(f"run {run_id} {run.status.value} (job {run.job_name}"
-               + (f", partition {run.tags['dagster/partition']}" if "dagster/partition" in run.tags else "")
-               + f"); follow it: dagster run list --limit 5, or the UI at /runs/{run_id}")
+        raise RunFailedError(
+            f"dagster job launch exited 0 but no run {run_id} is in the instance {os.environ.get('DAGSTER_HOME')}"
+        )
+    click.echo(
+        f"run {run_id} {run.status.value} (job {run.job_name}"
+        + (f", partition {run.tags['dagster/partition']}" if "dagster/partition" in run.tags else "")
+        + f"); follow it: dagster run list --limit 5, or the UI at /runs/{run_id}"
+    )
 
 
 @main.command("code-server")
@@ -417,8 +440,19 @@ def code_server(host: str, port: int) -> None:
 
     refuse_served_port(host, port, "code server")
     exe = Path(sys.executable).with_name("dagster")
-    cmd = [str(exe) if exe.exists() else "dagster", "code-server", "start", "-m", "pairs_assets.definitions",
-           "--location-name", "pairs_assets", "-h", host, "-p", str(port)]
+    cmd = [
+        str(exe) if exe.exists() else "dagster",
+        "code-server",
+        "start",
+        "-m",
+        "pairs_assets.definitions",
+        "--location-name",
+        "pairs_assets",
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
     click.echo(" ".join(cmd))
     raise SystemExit(run_server(cmd, env=os.environ.copy()))
 
@@ -427,7 +461,10 @@ def code_server(host: str, port: int) -> None:
 @click.option("--queue", "-q", "queues", multiple=True, help="Queue(s) to consume; default: dagster (every step).")
 @click.option("--concurrency", "-c", type=int, default=None, help="Steps at once; default: the CPU count.")
 @click.option(
-    "--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True,
+    "--pool",
+    type=click.Choice(["prefork", "solo", "threads"]),
+    default="prefork",
+    show_default=True,
     help="prefork: one child process per concurrent step.",
 )
 @click.option("--name", "-n", default=None, help="Worker name; default pairs-<pid>@<host>.")
@@ -438,8 +475,8 @@ def worker(queues: tuple[str, ...], concurrency: int | None, pool: str, name: st
     Broker from PAIRS_CELERY_BROKER, results from PAIRS_CELERY_BACKEND (default rpc://). Start one
     per machine (more for more throughput); each needs the code server's environment.
     """
-    from pairs_assets.jobs import CELERY_QUEUE
     from pairs_assets.instance.worker import make_worker_app
+    from pairs_assets.jobs import CELERY_QUEUE
     from pairs_assets.util import redact_url
 
     p = paths()
@@ -459,7 +496,8 @@ def worker(queues: tuple[str, ...], concurrency: int | None, pool: str, name: st
 @click.option("--port", default=5000, show_default=True)
 @click.option("--workers", default=None, type=int, help="Server worker processes (MLflow's default if unset).")
 @click.option(
-    "--allowed-hosts", default=None,
+    "--allowed-hosts",
+    default=None,
     help="Host headers MLflow accepts (its default: localhost and private IPs), e.g. mlflow,mlflow:5000.",
 )
 def mlflow_server(host: str, port: int, workers: int | None, allowed_hosts: str | None) -> None:
@@ -480,8 +518,17 @@ def mlflow_server(host: str, port: int, workers: int | None, allowed_hosts: str 
     if "://" not in artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--host", host, "--port", str(port),
-           "--serve-artifacts", "--artifacts-destination", artifacts]
+    cmd = [
+        str(exe) if exe.exists() else "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--serve-artifacts",
+        "--artifacts-destination",
+        artifacts,
+    ]
     if workers:
         cmd += ["--workers", str(workers)]
     if allowed_hosts:
@@ -524,8 +571,10 @@ def print_walk_forward_summary(summary, echo=click.echo, min_trades: int = 10) -
     overlapping the selection range); below ``min_trades`` trades Sharpe, t and DSR print "–" with
     the count.
     """
-    header = (f"{'strategy':<9} {'sector':<11} {'cost':>4} {'period':<9} {'sharpe [95% CI]':>22} {'vs baseline [95% CI]':>22} "
-              + " ".join(f"{c:>8}" for c in ["ann_ret", "ann_vol", "max_dd", "trades", "hit", "t_stat", "psr", "dsr"]))
+    header = (
+        f"{'strategy':<9} {'sector':<11} {'cost':>4} {'period':<9} {'sharpe [95% CI]':>22} {'vs baseline [95% CI]':>22} "
+        + " ".join(f"{c:>8}" for c in ["ann_ret", "ann_vol", "max_dd", "trades", "hit", "t_stat", "psr", "dsr"])
+    )
     totals = summary[summary["sector"] == "all"]
     sectors = summary[(summary["sector"] != "all") & (summary["period"] == "full")]
 
@@ -540,26 +589,52 @@ def print_walk_forward_summary(summary, echo=click.echo, min_trades: int = 10) -
             few = int(row.trades) < min_trades
             dash = f"– (n={int(row.trades)})"
             sharpe = dash if few else _interval(row.sharpe, row.sharpe_low, row.sharpe_high)
-            versus = ("" if row.vs_baseline != row.vs_baseline else "–" if few
-                      else _interval(row.vs_baseline, row.vs_baseline_low, row.vs_baseline_high))
-            dsr = f"{'':>8}" if row.deflated_sharpe != row.deflated_sharpe else f"{'–':>8}" if few else number(row.deflated_sharpe)
-            values = [number(row.ann_return), number(row.ann_vol), number(row.max_drawdown), f"{int(row.trades):>8d}",
-                      number(row.hit_rate), f"{'–':>8}" if few else number(row.t_stat),
-                      f"{'–':>8}" if few else number(row.psr), dsr]
-            echo(f"{row.strategy:<9} {row.sector:<11} {row.cost_bp:>4g} {row.period:<9} {sharpe:>22} {versus:>22} " + " ".join(values))
+            versus = (
+                ""
+                if row.vs_baseline != row.vs_baseline
+                else "–"
+                if few
+                else _interval(row.vs_baseline, row.vs_baseline_low, row.vs_baseline_high)
+            )
+            dsr = (
+                f"{'':>8}"
+                if row.deflated_sharpe != row.deflated_sharpe
+                else f"{'–':>8}"
+                if few
+                else number(row.deflated_sharpe)
+            )
+            values = [
+                number(row.ann_return),
+                number(row.ann_vol),
+                number(row.max_drawdown),
+                f"{int(row.trades):>8d}",
+                number(row.hit_rate),
+                f"{'–':>8}" if few else number(row.t_stat),
+                f"{'–':>8}" if few else number(row.psr),
+                dsr,
+            ]
+            echo(
+                f"{row.strategy:<9} {row.sector:<11} {row.cost_bp:>4g} {row.period:<9} {sharpe:>22} {versus:>22} "
+                + " ".join(values)
+            )
     used = summary.dropna(subset=["n_trials"])
     if len(used):
         first = used.iloc[0]
         how = {"ledger": "counted by the trials ledger", "override": "given by --trials", "none": "no trial recorded"}
         spread = "; ".join(
-            f"{c:g} bp: sd of the trials' Sharpes {sd:.2f}" for c, sd in
-            used[used["sector"] == "all"].groupby("cost_bp")["trial_sharpe_sd"].first().items() if sd == sd
+            f"{c:g} bp: sd of the trials' Sharpes {sd:.2f}"
+            for c, sd in used[used["sector"] == "all"].groupby("cost_bp")["trial_sharpe_sd"].first().items()
+            if sd == sd
         )
         echo("")
-        echo(f"dsr: deflated Sharpe on the periods overlapping the selection range, N = {int(first.n_trials)} ({how.get(first.trials_source, first.trials_source)})"
-             + (f"; {spread}" if spread else "; V = the estimator's own variance (fewer than two trials recorded)"))
-    echo(f"psr: probability the true Sharpe exceeds 0; intervals: 95% circular block bootstrap; vs baseline: same days, "
-         f"paired; '–': fewer than {min_trades} trades (n = the count)")
+        echo(
+            f"dsr: deflated Sharpe on the periods overlapping the selection range, N = {int(first.n_trials)} ({how.get(first.trials_source, first.trials_source)})"
+            + (f"; {spread}" if spread else "; V = the estimator's own variance (fewer than two trials recorded)")
+        )
+    echo(
+        f"psr: probability the true Sharpe exceeds 0; intervals: 95% circular block bootstrap; vs baseline: same days, "
+        f"paired; '–': fewer than {min_trades} trades (n = the count)"
+    )
 
 
 def parse_periods(text: str) -> list[tuple[str, str, str]]:
@@ -609,34 +684,111 @@ def strategy_overrides(preset: str, overrides) -> dict:
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all.")
 @click.option("--costs", default="0,5,10,20", show_default=True, help="Basis points per leg, comma-separated.")
 @click.option("--lag", default=1, show_default=True, type=int, help="Execution lag: 1, or 0 for comparison only.")
-@click.option("--on-drop", type=click.Choice(["keep", "exit"]), default="keep", show_default=True,
-              help="An open position whose pair leaves the next config: keep it (until exit/stop/max holding) or exit.")
-@click.option("--max-holding", default=20, show_default=True, type=int, help="Close positions held this many sessions (0 = never).")
-@click.option("--trials", "n_trials", default=None, type=int,
-              help="Override the deflated Sharpe's number of trials (default: counted by the trials ledger in MLflow).")
-@click.option("--selection", default="1995-2010", show_default=True,
-              help="Selection range YYYY-YYYY (development years): the ledger counts trials on it; DSR there, PSR elsewhere.")
-@click.option("--bootstrap-block", default=21, show_default=True, type=int, help="Block length (sessions) of the Sharpe intervals.")
-@click.option("--min-trades", default=10, show_default=True, type=int, help="Below this many trades Sharpe, t and DSR print as '–'.")
-@click.option("--gru/--no-gru", default=False, show_default=True,
-              help="Also train each selected pair's GRU per session and trade the configs with its veto (default_gru).")
+@click.option(
+    "--on-drop",
+    type=click.Choice(["keep", "exit"]),
+    default="keep",
+    show_default=True,
+    help="An open position whose pair leaves the next config: keep it (until exit/stop/max holding) or exit.",
+)
+@click.option(
+    "--max-holding",
+    default=20,
+    show_default=True,
+    type=int,
+    help="Close positions held this many sessions (0 = never).",
+)
+@click.option(
+    "--trials",
+    "n_trials",
+    default=None,
+    type=int,
+    help="Override the deflated Sharpe's number of trials (default: counted by the trials ledger in MLflow).",
+)
+@click.option(
+    "--selection",
+    default="1995-2010",
+    show_default=True,
+    help="Selection range YYYY-YYYY (development years): the ledger counts trials on it; DSR there, PSR elsewhere.",
+)
+@click.option(
+    "--bootstrap-block",
+    default=21,
+    show_default=True,
+    type=int,
+    help="Block length (sessions) of the Sharpe intervals.",
+)
+@click.option(
+    "--min-trades",
+    default=10,
+    show_default=True,
+    type=int,
+    help="Below this many trades Sharpe, t and DSR print as '–'.",
+)
+@click.option(
+    "--gru/--no-gru",
+    default=False,
+    show_default=True,
+    help="Also train each selected pair's GRU per session and trade the configs with its veto (default_gru).",
+)
 @click.option("--workers", default=0, show_default=True, type=int, help="Processes replaying sectors (0: one per CPU).")
-@click.option("--periods", default="1995-2005,2006-2015,2016-2022", show_default=True,
-              help="Sub-periods as YYYY-YYYY, comma-separated (each reported beside the full range).")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
-              help="Strategy settings: the defaults, the seed design's (the first settings), or the trading-period methodology.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).")
+@click.option(
+    "--periods",
+    default="1995-2005,2006-2015,2016-2022",
+    show_default=True,
+    help="Sub-periods as YYYY-YYYY, comma-separated (each reported beside the full range).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="default",
+    show_default=True,
+    help="Strategy settings: the defaults, the seed design's (the first settings), or the trading-period methodology.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).",
+)
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
 @click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
-@click.option("--robustness", is_flag=True,
-              help="Also run the one-step neighbourhood of each tuned setting and the formation phases (each a "
-                   "recorded walk-forward, so a trial of the ledger); write robustness.csv and robustness.png.")
-@click.option("--phase-step", default=3, show_default=True, type=int,
-              help="With --robustness: every this-many-th formation phase of reselect_every (0: no phases).")
-def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, n_trials, selection, bootstrap_block,
-                         min_trades, gru, workers, periods, preset, overrides, name, skip_load, robustness,
-                         phase_step) -> None:
+@click.option(
+    "--robustness",
+    is_flag=True,
+    help="Also run the one-step neighbourhood of each tuned setting and the formation phases (each a "
+    "recorded walk-forward, so a trial of the ledger); write robustness.csv and robustness.png.",
+)
+@click.option(
+    "--phase-step",
+    default=3,
+    show_default=True,
+    type=int,
+    help="With --robustness: every this-many-th formation phase of reselect_every (0: no phases).",
+)
+def walk_forward_command(
+    start,
+    end,
+    sectors,
+    costs,
+    lag,
+    on_drop,
+    max_holding,
+    n_trials,
+    selection,
+    bootstrap_block,
+    min_trades,
+    gru,
+    workers,
+    periods,
+    preset,
+    overrides,
+    name,
+    skip_load,
+    robustness,
+    phase_step,
+) -> None:
     """Replay the daily configs over a range, trade them with lag and costs, report beside the baseline.
 
     With --robustness the centre (these settings), the one-step neighbours of each tuned setting
@@ -663,9 +815,19 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         period_list += [p for p in robust_periods.values() if p[0] not in {q[0] for q in period_list}]
     try:
         settings = WalkForwardSettings(
-            start=start, end=end, sectors=list(sectors) or None, costs=costs, lag=lag, on_drop=on_drop,
-            max_holding=max_holding, n_trials=n_trials, gru=gru, workers=workers or None,
-            periods=period_list, selection=_selection_range(selection), bootstrap_block=bootstrap_block,
+            start=start,
+            end=end,
+            sectors=list(sectors) or None,
+            costs=costs,
+            lag=lag,
+            on_drop=on_drop,
+            max_holding=max_holding,
+            n_trials=n_trials,
+            gru=gru,
+            workers=workers or None,
+            periods=period_list,
+            selection=_selection_range(selection),
+            bootstrap_block=bootstrap_block,
             min_trades=min_trades,
         )
     except ValidationError as exc:
@@ -678,23 +840,39 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
         if outside:
             raise click.BadParameter(
                 f"{', '.join(outside)} {'lies' if len(outside) == 1 else 'lie'} outside the range {settings.start} → {settings.end}: nothing of it would be "
-                "replayed; give sub-periods within the range (or widen --start/--end)", param_hint="--periods",
+                "replayed; give sub-periods within the range (or widen --start/--end)",
+                param_hint="--periods",
             )
     strategy_config = strategy_overrides(preset, overrides)
     # a window longer than the history is refused here, in one line, before the bars are loaded
     check_history(settings, StrategySettings(**strategy_config), paths().history_start)
     instance = _instance()
     click.echo(f"PAIRS_HOME      {paths().home}")
-    click.echo(f"range           {settings.start} → {settings.end}, costs {', '.join(f'{c:g}' for c in settings.costs)} bp/leg, lag {settings.lag}")
+    click.echo(
+        f"range           {settings.start} → {settings.end}, costs {', '.join(f'{c:g}' for c in settings.costs)} bp/leg, lag {settings.lag}"
+    )
     if not skip_load:
         resources = {k: v for k, v in defs.resources.items() if k in ("store", "bar_source")}
         with dg.build_resources(resources) as built:
             written, seconds = _load_walk_forward_bars(settings, StrategySettings(**strategy_config), built)
         click.echo(f"bars            {written} upserted into the store in {seconds:.1f}s")
-    config = {"name": name, "start": settings.start, "end": settings.end, "sectors": list(sectors), "costs": settings.costs,
-              "lag": settings.lag, "on_drop": on_drop, "max_holding": max_holding, "n_trials": n_trials, "gru": gru,
-              "workers": workers, "periods": [list(p) for p in settings.periods], "selection": list(settings.selection),
-              "bootstrap_block": settings.bootstrap_block, "min_trades": settings.min_trades}
+    config = {
+        "name": name,
+        "start": settings.start,
+        "end": settings.end,
+        "sectors": list(sectors),
+        "costs": settings.costs,
+        "lag": settings.lag,
+        "on_drop": on_drop,
+        "max_holding": max_holding,
+        "n_trials": n_trials,
+        "gru": gru,
+        "workers": workers,
+        "periods": [list(p) for p in settings.periods],
+        "selection": list(settings.selection),
+        "bootstrap_block": settings.bootstrap_block,
+        "min_trades": settings.min_trades,
+    }
     if robustness:
         _run_robustness(config, strategy_config, instance, settings, robust_periods, phase_step)
         return
@@ -703,14 +881,18 @@ def walk_forward_command(start, end, sectors, costs, lag, on_drop, max_holding, 
     print_walk_forward_summary(pd.read_csv(target / "summary.csv"), min_trades=settings.min_trades)
     if (target / "score_evidence.csv").exists():
         click.echo("")
-        click.echo(f"does the score rank pairs by their forward P&L? (Spearman, 95% CI; {settings.lag}-session lag, costs)")
+        click.echo(
+            f"does the score rank pairs by their forward P&L? (Spearman, 95% CI; {settings.lag}-session lag, costs)"
+        )
         for row in pd.read_csv(target / "score_evidence.csv").itertuples():
             ci = "" if row.ci_low != row.ci_low else f"  [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
             click.echo(f"  {row.score:<30} {row.spearman:+.4f}{ci}  n={row.n}")
     click.echo("")
     click.echo(f"results         {target}/ (summary.csv, trades.csv, daily_pnl.csv.gz, equity.png)")
     materialization = result.asset_materializations_for_node("walk_forward")[0]
-    click.echo(f"MLflow run      {materialization.metadata['mlflow_run_id'].value} (experiment pairs_trading/walk_forward)")
+    click.echo(
+        f"MLflow run      {materialization.metadata['mlflow_run_id'].value} (experiment pairs_trading/walk_forward)"
+    )
 
 
 def _run_walk_forward_job(config: dict, strategy_config: dict, instance, label: str = "walk-forward   "):
@@ -720,6 +902,7 @@ def _run_walk_forward_job(config: dict, strategy_config: dict, instance, label: 
 
     job = defs.resolve_implicit_global_asset_job_def()
     with click.progressbar(length=1, label=label, show_pos=True, show_eta=True) as bar:
+
         def report(done: int, total: int) -> None:
             bar.length = total
             bar.update(done - bar.pos)
@@ -727,7 +910,8 @@ def _run_walk_forward_job(config: dict, strategy_config: dict, instance, label: 
         token = PROGRESS.set(report)
         try:
             result = job.execute_in_process(
-                instance=instance, asset_selection=[dg.AssetKey("walk_forward")],
+                instance=instance,
+                asset_selection=[dg.AssetKey("walk_forward")],
                 run_config={
                     **_quiet(),
                     "ops": {"walk_forward": {"config": config}},
@@ -744,7 +928,7 @@ def _run_walk_forward_job(config: dict, strategy_config: dict, instance, label: 
 
 def _robustness_periods(selection: str, end: str) -> dict[str, tuple[str, str, str]]:
     """``dev``: the selection range; ``held_out``: from the year after it to ``end``'s year."""
-    (label, first, last), = parse_periods(selection)
+    ((label, first, last),) = parse_periods(selection)
     following = int(label[-4:]) + 1
     final = int(str(end)[:4])
     periods = {"dev": (label, first, last)}
@@ -771,13 +955,21 @@ def _run_robustness(config: dict, strategy_config: dict, instance, settings, per
     for i, variant in enumerate(plan, 1):
         run_name = name if variant.setting == "default" else f"{name}.{variant.setting}.{variant.value}"
         output_dir(paths().home, run_name)
-        _run_walk_forward_job({**config, "name": run_name}, {**strategy_config, **variant.overrides}, instance,
-                              label=f"{i:>2}/{len(plan)} {variant.label:<22}")
+        _run_walk_forward_job(
+            {**config, "name": run_name},
+            {**strategy_config, **variant.overrides},
+            instance,
+            label=f"{i:>2}/{len(plan)} {variant.label:<22}",
+        )
         summaries.append((variant, pd.read_csv(output_dir(paths().home, run_name) / "summary.csv")))
     table = robustness_table(summaries, {k: p[0] for k, p in periods.items()})
     with dg.build_resources({"model_registry": defs.resources["model_registry"]}) as built:
         target, run_id = record_robustness(
-            home=paths().home, name=name, table=table, settings=settings, phase_step=phase_step,
+            home=paths().home,
+            name=name,
+            table=table,
+            settings=settings,
+            phase_step=phase_step,
             registry=built.model_registry,
         )
     print_robustness(table, settings)
@@ -793,8 +985,10 @@ def print_robustness(table, settings, echo=click.echo) -> None:
     periods = list(dict.fromkeys(at["period"]))
     labels = {p: at[at["period"] == p]["period_label"].iloc[0] for p in periods}
     echo("")
-    echo(f"robustness: the total's Sharpe at {cost:g} bp [95% CI]; * the interval excludes zero; "
-         f"'–': fewer than {settings.min_trades} trades")
+    echo(
+        f"robustness: the total's Sharpe at {cost:g} bp [95% CI]; * the interval excludes zero; "
+        f"'–': fewer than {settings.min_trades} trades"
+    )
     echo(f"{'variant':<26} " + " ".join(f"{p + ' ' + labels[p]:>30}" for p in periods))
     for variant, rows in at.groupby("variant", sort=False):
         cells = []
@@ -803,7 +997,11 @@ def print_robustness(table, settings, echo=click.echo) -> None:
             if r.trades < settings.min_trades:
                 cells.append(f"– (n={int(r.trades)})")
             else:
-                cells.append(_interval(r.sharpe, r.sharpe_low, r.sharpe_high) + (" *" if r.excludes_zero else "") + f" n={int(r.trades)}")
+                cells.append(
+                    _interval(r.sharpe, r.sharpe_low, r.sharpe_high)
+                    + (" *" if r.excludes_zero else "")
+                    + f" n={int(r.trades)}"
+                )
         echo(f"{variant:<26} " + " ".join(f"{c:>30}" for c in cells))
 
 
@@ -811,15 +1009,37 @@ def print_robustness(table, settings, echo=click.echo) -> None:
 @click.option("--start", required=True, type=DATE, help="First session traded, YYYY-MM-DD.")
 @click.option("--end", required=True, type=DATE, help="Last session traded, YYYY-MM-DD.")
 @click.option("--sector", "sectors", multiple=True, help="Sector(s); default all.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
-              help="Strategy preset (as for walk-forward).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one strategy setting (repeatable).")
-@click.option("--on-drop", type=click.Choice(["keep", "exit"]), default="keep", show_default=True,
-              help="A held pair missing from the next config: keep trading it, or exit (both sides get the same).")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="default",
+    show_default=True,
+    help="Strategy preset (as for walk-forward).",
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one strategy setting (repeatable)."
+)
+@click.option(
+    "--on-drop",
+    type=click.Choice(["keep", "exit"]),
+    default="keep",
+    show_default=True,
+    help="A held pair missing from the next config: keep trading it, or exit (both sides get the same).",
+)
 @click.option("--max-holding", default=20, show_default=True, type=click.IntRange(min=0), help="Sessions (0 = never).")
-@click.option("--equity", default=100_000.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="The dry-run broker's equity (and the walk-forward's P&L scale).")
-@click.option("--name", default="default", show_default=True, help="The replay home: <PAIRS_HOME>/paper_replay/<name>/ (replaced).")
+@click.option(
+    "--equity",
+    default=100_000.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="The dry-run broker's equity (and the walk-forward's P&L scale).",
+)
+@click.option(
+    "--name",
+    default="default",
+    show_default=True,
+    help="The replay home: <PAIRS_HOME>/paper_replay/<name>/ (replaced).",
+)
 def paper_replay_command(start, end, sectors, preset, overrides, on_drop, max_holding, equity, name) -> None:
     """Drive the live path over history (recycler → stream → signal_job → dry-run broker → paper book),
     run the walk-forward over the same bars, and print the parity table."""
@@ -836,15 +1056,28 @@ def paper_replay_command(start, end, sectors, preset, overrides, on_drop, max_ho
     strategy = StrategySettings(**strategy_overrides(preset, overrides))
     started = time.perf_counter()
     result = paper_replay(
-        start, end, list(sectors), universe=load_universe(p.universe_file), home=Path(p.home) / "paper_replay" / name,
-        history_start=p.history_start, strategy=strategy, bar_source=bar_source_for(p), equity=equity,
-        on_drop=on_drop, max_holding=max_holding, echo=click.echo,
+        start,
+        end,
+        list(sectors),
+        universe=load_universe(p.universe_file),
+        home=Path(p.home) / "paper_replay" / name,
+        history_start=p.history_start,
+        strategy=strategy,
+        bar_source=bar_source_for(p),
+        equity=equity,
+        on_drop=on_drop,
+        max_holding=max_holding,
+        echo=click.echo,
     )
     c = result.counts
-    click.echo(f"replay home     {result.home} (paper book: paper.sqlite, tables orders, positions, pair_states, trading_signals)")
-    click.echo(f"live path       {c['sessions']} sessions x {c['sectors']} sector(s): {c['bars_streamed']} bars streamed, "
-               f"{c['signal_runs']} signal_job runs{' (intraday: one per bar)' if c['intraday'] else ''}, {c['orders']} orders "
-               "(dry-run, filled at the signal bar's close)")
+    click.echo(
+        f"replay home     {result.home} (paper book: paper.sqlite, tables orders, positions, pair_states, trading_signals)"
+    )
+    click.echo(
+        f"live path       {c['sessions']} sessions x {c['sectors']} sector(s): {c['bars_streamed']} bars streamed, "
+        f"{c['signal_runs']} signal_job runs{' (intraday: one per bar)' if c['intraday'] else ''}, {c['orders']} orders "
+        "(dry-run, filled at the signal bar's close)"
+    )
     click.echo("walk-forward    same range, bars and configs; cost 0, lag 0 (the dry-run broker's fill)")
     click.echo("")
     print_parity(result, echo=click.echo)

@@ -30,6 +30,7 @@ from pairs_assets.assets.trading_config import trading_config_asset
 from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.home import PairsHome
+from pairs_assets.instance.run_recovery import with_run_heartbeat
 from pairs_assets.jobs import daily_pairs, executor_for, model_performance_job, paper_book_job, signal_job
 from pairs_assets.market.endpoints import (
     ANONYMOUS_RECYCLER_KEY,
@@ -40,7 +41,6 @@ from pairs_assets.market.endpoints import (
     is_alpaca_url,
 )
 from pairs_assets.partitions import daily_partitions_def
-from pairs_assets.instance.run_recovery import with_run_heartbeat
 from pairs_assets.settings import Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
 from resources.alpaca_source import AlpacaBarSource
@@ -119,7 +119,10 @@ def home_resource_for(p: Paths) -> PairsHome:
     """The ``home`` resource of ``p``: where the stages find the universe, the history start and the
     trading configs' folder."""
     return PairsHome(
-        home=str(p.home), outputs_dir=str(p.outputs_dir), universe_file=str(p.universe_file), history_start=p.history_start
+        home=str(p.home),
+        outputs_dir=str(p.outputs_dir),
+        universe_file=str(p.universe_file),
+        history_start=p.history_start,
     )
 
 
@@ -158,7 +161,10 @@ def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.
     return dg.Definitions(
         assets=build_assets(daily, strategy),
         jobs=[daily_pairs, model_performance_job, signal_job, paper_book_job],
-        schedules=[build_daily_pairs_schedule(sectors, last_session), build_paper_book_schedule(last_book_session(daily))],
+        schedules=[
+            build_daily_pairs_schedule(sectors, last_session),
+            build_paper_book_schedule(last_book_session(daily)),
+        ],
         sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors), dead_run_recovery],
         resources=resources,
         # the run worker tags its run with its host and keeps a heartbeat: what dead_run_recovery judges
@@ -189,7 +195,8 @@ def stock_storage_reason(dagster_home: Path) -> str | None:
     except (OSError, yaml.YAMLError) as exc:
         return f"its dagster.yaml cannot be read ({type(exc).__name__})"
     modules = [
-        str(section.get("module", "")) for section in (config.values() if isinstance(config, dict) else [])
+        str(section.get("module", ""))
+        for section in (config.values() if isinstance(config, dict) else [])
         if isinstance(section, dict)
     ]
     if any(module.startswith("pairs_assets.instance") for module in modules):

@@ -84,8 +84,24 @@ __all__ = ["PaperReplayError", "ReplayResult", "paper_replay", "parity_table", "
 #: the stream's source label when it reads a recycler (``StreamSettings.source_label``)
 STREAM_FEED = "iex"
 PARITY_COLUMNS = [
-    "sector", "pair_id", "trade", "entry", "side", "shares", "exit", "reason",
-    "wf_entry", "wf_side", "wf_shares", "wf_exit", "wf_reason", "pnl", "wf_pnl", "d_pnl", "tolerance", "match",
+    "sector",
+    "pair_id",
+    "trade",
+    "entry",
+    "side",
+    "shares",
+    "exit",
+    "reason",
+    "wf_entry",
+    "wf_side",
+    "wf_shares",
+    "wf_exit",
+    "wf_reason",
+    "pnl",
+    "wf_pnl",
+    "d_pnl",
+    "tolerance",
+    "match",
 ]
 
 
@@ -126,7 +142,12 @@ class ReplayResult:
 
 
 def check_range(
-    start: str, end: str, sectors: Sequence[str], universe: Universe, bar_source: BarSource, strategy: StrategySettings,
+    start: str,
+    end: str,
+    sectors: Sequence[str],
+    universe: Universe,
+    bar_source: BarSource,
+    strategy: StrategySettings,
     history_start: str,
 ) -> tuple[pd.DatetimeIndex, WalkForwardSettings]:
     """The replay's sessions and walk-forward settings; ``PaperReplayError`` (one line) when the range
@@ -150,8 +171,14 @@ def check_range(
     if len(sessions) == 0:
         raise PaperReplayError(f"replay range {start} → {end} holds no NYSE session")
     settings = WalkForwardSettings(
-        start=str(sessions[0].date()), end=str(sessions[-1].date()), sectors=list(sectors), costs=[0.0], lag=0,
-        workers=1, bootstrap_resamples=10, min_trades=0,
+        start=str(sessions[0].date()),
+        end=str(sessions[-1].date()),
+        sectors=list(sectors),
+        costs=[0.0],
+        lag=0,
+        workers=1,
+        bootstrap_resamples=10,
+        min_trades=0,
     )
     available = partitions.sessions_in_range(history_start, sessions[-1])
     before = int((available < sessions[0]).sum())
@@ -245,14 +272,18 @@ def paper_replay(
     # 2. the trading configs, as the daily graph writes them
     t0 = time.perf_counter()
     # the daily graph's formation calendar (fixed epoch, the strategy's phase), whatever the history start
-    schedule = partitions.formation_schedule(strategy.reselect_every, sessions[-1], phase=strategy.formation_phase, since=history_start)
+    schedule = partitions.formation_schedule(
+        strategy.reselect_every, sessions[-1], phase=strategy.formation_phase, since=history_start
+    )
     configs: dict[str, dict[pd.Timestamp, object]] = {}
     for sector in sectors:
         index = panels[sector].closes.index
         first = index.get_loc(sessions[0])
         as_of = index[first - 1 : index.get_loc(sessions[-1])]
         effective = list(index[first : first + len(as_of)])
-        configs[sector] = build_configs(panels[sector], as_of, effective, symbols_of[sector], strategy, formation_of=schedule)
+        configs[sector] = build_configs(
+            panels[sector], as_of, effective, symbols_of[sector], strategy, formation_of=schedule
+        )
         for day, config in configs[sector].items():
             path = home / "outputs" / "trading_config" / str(day.date()) / f"{sector}.json"
             atomic_write_bytes(path, config.to_json_bytes())
@@ -263,11 +294,15 @@ def paper_replay(
     t0 = time.perf_counter()
     streamed = stream_range(archive, live, symbols, sessions[0], sessions[-1])
     seconds["stream"] = round(time.perf_counter() - t0, 2)
-    echo(f"paper-replay: streamed {streamed} bar(s) of {len(symbols)} symbol(s) into {live.display_url} (source recycler:{STREAM_FEED})")
+    echo(
+        f"paper-replay: streamed {streamed} bar(s) of {len(symbols)} symbol(s) into {live.display_url} (source recycler:{STREAM_FEED})"
+    )
 
     # 4. the signal job, session by session
     t0 = time.perf_counter()
-    runner = SignalRunner(live, strategy, bar_source, home, history_start, sectors, sessions[-1], equity, on_drop, max_holding)
+    runner = SignalRunner(
+        live, strategy, bar_source, home, history_start, sectors, sessions[-1], equity, on_drop, max_holding
+    )
     runs = 0
     bar_day = session_of(bars["timestamp"])
     intraday = bool(bars.assign(day=bar_day).duplicated(["symbol", "day"]).any())
@@ -296,7 +331,9 @@ def paper_replay(
     if intraday:
         wf, closes = wf_on_bars(bars, configs, sessions, symbols_of, on_drop, max_holding)
     else:
-        result = run_walk_forward(panels, symbols_of, partitions.next_session, strategy, wf_settings, formation_of=schedule)
+        result = run_walk_forward(
+            panels, symbols_of, partitions.next_session, strategy, wf_settings, formation_of=schedule
+        )
         wf = result.trades[result.trades["strategy"] == "default"]
         closes = pd.concat([p.closes for p in panels.values()], axis=1)
         closes = closes.loc[:, ~closes.columns.duplicated()]
@@ -305,13 +342,26 @@ def paper_replay(
     theirs = wf_round_trips(wf, closes, equity, intraday=intraday)
     parity, verdict = parity_table(ours, theirs)
     orders = live.read_table(orders_table)
-    counts = {"sessions": len(sessions), "sectors": len(sectors), "signal_runs": runs, "bars_streamed": streamed, "intraday": intraday,
-              "orders": len(orders), "trades": len(ours), "wf_trades": len(theirs)}
+    counts = {
+        "sessions": len(sessions),
+        "sectors": len(sectors),
+        "signal_runs": runs,
+        "bars_streamed": streamed,
+        "intraday": intraday,
+        "orders": len(orders),
+        "trades": len(ours),
+        "wf_trades": len(theirs),
+    }
     return ReplayResult(parity, verdict, ours, theirs, home, counts, seconds)
 
 
 def wf_on_bars(
-    bars: pd.DataFrame, configs: dict, sessions: pd.DatetimeIndex, symbols_of: dict, on_drop: str, max_holding: int,
+    bars: pd.DataFrame,
+    configs: dict,
+    sessions: pd.DatetimeIndex,
+    symbols_of: dict,
+    on_drop: str,
+    max_holding: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The walk-forward on intraday bars: every bar of the range a decision
     (:func:`~pairs_assets.quant.walkforward.replay.trade_configs` with ``bar_sessions``), each symbol
@@ -331,13 +381,26 @@ def wf_on_bars(
     frames = []
     for sector, symbols in sorted(symbols_of.items()):
         closes = prices[list(symbols)]
-        trades = trade_configs(configs[sector], closes, in_range, on_drop=on_drop, max_holding=max_holding,
-                               bar_sessions=list(pd.DatetimeIndex(days))).assign(sector=sector)
+        trades = trade_configs(
+            configs[sector],
+            closes,
+            in_range,
+            on_drop=on_drop,
+            max_holding=max_holding,
+            bar_sessions=list(pd.DatetimeIndex(days)),
+        ).assign(sector=sector)
         frames.append(execute(trades, closes, in_range, lag=0, cost_bp=0.0).trades)
     return pd.concat(frames, ignore_index=True), prices
 
 
-def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Sequence[str], first: pd.Timestamp, last: pd.Timestamp, timeout: float = 600.0) -> int:
+def stream_range(
+    archive: MarketDataStore,
+    live: MarketDataStore,
+    symbols: Sequence[str],
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    timeout: float = 600.0,
+) -> int:
     """Replay the archive's bars of sessions ``first``..``last`` through a recycler (stored timestamps,
     one pass, full speed) into ``live`` with the stream ingestion; return the bars written.
 
@@ -351,7 +414,12 @@ def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Seque
     from pairs_assets.live.stream import StreamIngestor, StreamSettings
 
     settings = RecyclerSettings(
-        port=0, mode="date_range", start=str(first.date()), end=str(last.date()), speed=math.inf, restamp=False,
+        port=0,
+        mode="date_range",
+        start=str(first.date()),
+        end=str(last.date()),
+        speed=math.inf,
+        restamp=False,
         symbols=tuple(symbols),
     )
     expected = load_replay_data(archive, settings).n_bars
@@ -365,8 +433,10 @@ def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Seque
             done.set()
 
     ingestor = StreamIngestor(
-        live, StreamSettings.from_env(symbols, url=handle.ws_url, flush_interval_s=0.05, report_interval_s=3600.0),
-        echo=lambda _line: None, on_written=on_written,
+        live,
+        StreamSettings.from_env(symbols, url=handle.ws_url, flush_interval_s=0.05, report_interval_s=3600.0),
+        echo=lambda _line: None,
+        on_written=on_written,
     )
     thread = threading.Thread(target=ingestor.run, name="paper-replay-stream", daemon=True)
     # alpaca-py logs its own websocket's orderly close at the stop as an "error, restarting connection"
@@ -376,7 +446,9 @@ def stream_range(archive: MarketDataStore, live: MarketDataStore, symbols: Seque
     try:
         thread.start()
         if not done.wait(timeout):
-            raise PaperReplayError(f"the stream wrote {written[0]} of the {expected} replayed bars within {timeout:.0f} s")
+            raise PaperReplayError(
+                f"the stream wrote {written[0]} of the {expected} replayed bars within {timeout:.0f} s"
+            )
     finally:
         ingestor.stop()
         thread.join(30)
@@ -391,7 +463,19 @@ class SignalRunner:
     store, the dry-run broker, a model registry in the home. The job is resolved once; each run is a
     Dagster run on an ephemeral instance."""
 
-    def __init__(self, store, strategy, bar_source, home: Path, history_start, sectors, last_session, equity, on_drop, max_holding):
+    def __init__(
+        self,
+        store,
+        strategy,
+        bar_source,
+        home: Path,
+        history_start,
+        sectors,
+        last_session,
+        equity,
+        on_drop,
+        max_holding,
+    ):
         import dagster as dg
 
         from pairs_assets.jobs import signal_job
@@ -401,19 +485,28 @@ class SignalRunner:
             "store": store,
             "bar_source": bar_source,
             "strategy": strategy,
-            "model_registry": ModelRegistry(tracking_uri=f"file:{home / 'mlruns'}", local_store_dir=str(home / "mlruns")),
+            "model_registry": ModelRegistry(
+                tracking_uri=f"file:{home / 'mlruns'}", local_store_dir=str(home / "mlruns")
+            ),
             "broker": BrokerResource(equity=equity),
         }
         defs = dg.Definitions(assets=[trading_signals_asset(daily, strategy)], jobs=[signal_job], resources=resources)
         self.job = defs.resolve_job_def(signal_job.name)
         # the recycler is this replay's live source: the job's live-source filter stays on (replay mode
         # off), so the session's bars it trades are the streamed ones, as live
-        self.config = {"on_drop": on_drop, "max_holding": max_holding, "replay": False, "live_source": f"recycler:{STREAM_FEED}"}
+        self.config = {
+            "on_drop": on_drop,
+            "max_holding": max_holding,
+            "replay": False,
+            "live_source": f"recycler:{STREAM_FEED}",
+        }
         self.instance = dg.DagsterInstance.ephemeral()
 
     def run(self, partition_key: str, cutoff: pd.Timestamp) -> None:
         self.job.execute_in_process(
-            partition_key=partition_key, instance=self.instance, raise_on_error=True,
+            partition_key=partition_key,
+            instance=self.instance,
+            raise_on_error=True,
             run_config={
                 "ops": {SIGNAL_ASSET: {"config": {"bar_cutoff": cutoff.isoformat(), **self.config}}},
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},  # a line per run's warnings only
@@ -425,7 +518,12 @@ class SignalRunner:
 
 
 def live_round_trips(
-    store: MarketDataStore, closes: pd.DataFrame, sessions: pd.DatetimeIndex, sectors: Sequence[str], *, intraday: bool = False
+    store: MarketDataStore,
+    closes: pd.DataFrame,
+    sessions: pd.DatetimeIndex,
+    sectors: Sequence[str],
+    *,
+    intraday: bool = False,
 ) -> pd.DataFrame:
     """The paper book's round trips: per pair, from the fills of its orders (y then x per bar).
 
@@ -446,8 +544,17 @@ def live_round_trips(
     reasons = {}
     for row in signals.itertuples(index=False):
         flags = str(row.flags or "").split(",")
-        reason = "stop" if row.action == "stop" else next((f for f in ("max_holding", "config_drop") if f in flags), "exit")
-        reasons[(row.pair_id, pd.Timestamp(row.bar_timestamp).tz_localize("UTC") if pd.Timestamp(row.bar_timestamp).tzinfo is None else pd.Timestamp(row.bar_timestamp))] = reason
+        reason = (
+            "stop" if row.action == "stop" else next((f for f in ("max_holding", "config_drop") if f in flags), "exit")
+        )
+        reasons[
+            (
+                row.pair_id,
+                pd.Timestamp(row.bar_timestamp).tz_localize("UTC")
+                if pd.Timestamp(row.bar_timestamp).tzinfo is None
+                else pd.Timestamp(row.bar_timestamp),
+            )
+        ] = reason
     last = sessions[-1]
     out = []
     for pair_id, fills in orders.sort_values(["bar", "leg"], ascending=[True, False]).groupby("pair_id", sort=True):
@@ -458,10 +565,14 @@ def live_round_trips(
         for bar, group in fills.groupby("bar", sort=True):
             bar = pd.Timestamp(bar)
             bar = bar.tz_localize("UTC") if bar.tzinfo is None else bar
-            moves = {leg: (float(g["signed"].sum()), float(g["fill_price"].iloc[-1])) for leg, g in group.groupby("leg")}
+            moves = {
+                leg: (float(g["signed"].sum()), float(g["fill_price"].iloc[-1])) for leg, g in group.groupby("leg")
+            }
             after = {leg: held[leg] + moves.get(leg, (0.0, 0.0))[0] for leg in held}
             session = bar if intraday else pd.Timestamp(str(session_of(pd.Series([bar])).iloc[0]))
-            if open_trade is not None and (after["y"] == 0 or math.copysign(1, after["y"]) != math.copysign(1, held["y"])):
+            if open_trade is not None and (
+                after["y"] == 0 or math.copysign(1, after["y"]) != math.copysign(1, held["y"])
+            ):
                 # close: the held shares go back at this bar's fill prices
                 open_trade["pnl"] += sum(held[leg] * moves.get(leg, (0.0, 0.0))[1] for leg in held if leg in moves)
                 open_trade.update(exit=session, reason=reasons.get((pair_id, bar), "exit"))
@@ -471,37 +582,69 @@ def live_round_trips(
             if after["y"] != 0 and open_trade is None:
                 opened = {leg: after[leg] - held[leg] for leg in held}
                 open_trade = {
-                    "sector": group["sector"].iloc[0], "pair_id": pair_id, "y": y, "x": x,
-                    "side": 1 if after["y"] > 0 else -1, "entry": session, "exit": pd.NaT, "reason": None,
-                    "shares_y": abs(after["y"]), "shares_x": abs(after["x"]),
+                    "sector": group["sector"].iloc[0],
+                    "pair_id": pair_id,
+                    "y": y,
+                    "x": x,
+                    "side": 1 if after["y"] > 0 else -1,
+                    "entry": session,
+                    "exit": pd.NaT,
+                    "reason": None,
+                    "shares_y": abs(after["y"]),
+                    "shares_x": abs(after["x"]),
                     "pnl": -sum(opened[leg] * moves[leg][1] for leg in held if leg in moves),
                 }
             held = after
         if open_trade is not None:
             mark = closes.index[-1] if intraday else last
-            open_trade["pnl"] += sum(held[leg] * float(closes.at[mark, symbol]) for leg, symbol in (("y", y), ("x", x)) if held[leg])
+            open_trade["pnl"] += sum(
+                held[leg] * float(closes.at[mark, symbol]) for leg, symbol in (("y", y), ("x", x)) if held[leg]
+            )
             open_trade.update(exit=pd.NaT, reason="range_end")
             out.append(open_trade)
     return pd.DataFrame(out, columns=columns)
 
 
-def wf_round_trips(trades: pd.DataFrame, closes: pd.DataFrame, equity: float, *, intraday: bool = False) -> pd.DataFrame:
+def wf_round_trips(
+    trades: pd.DataFrame, closes: pd.DataFrame, equity: float, *, intraday: bool = False
+) -> pd.DataFrame:
     """The walk-forward's executed trades (cost 0, lag 0) as round trips in the paper book's units:
     shares ``round(|w|·equity/P_entry)`` per leg, P&L × equity, and the share-rounding tolerance
     ``Σ_legs ½·|P_exit − P_entry|`` (P_exit the close the trade is executed or marked at)."""
-    columns = ["sector", "pair_id", "y", "x", "side", "entry", "exit", "reason", "shares_y", "shares_x", "pnl", "tolerance"]
+    columns = [
+        "sector",
+        "pair_id",
+        "y",
+        "x",
+        "side",
+        "entry",
+        "exit",
+        "reason",
+        "shares_y",
+        "shares_x",
+        "pnl",
+        "tolerance",
+    ]
     out = []
     for t in trades.itertuples(index=False):
         p_y, p_x = float(closes.at[t.entry_exec, t.y]), float(closes.at[t.entry_exec, t.x])
         q_y, q_x = float(closes.at[t.exit_exec, t.y]), float(closes.at[t.exit_exec, t.x])
-        out.append({
-            "sector": t.sector, "pair_id": t.pair_id, "y": t.y, "x": t.x, "side": int(t.side),
-            "entry": _utc(t.entry_session) if intraday else pd.Timestamp(t.entry_session),
-            "exit": _utc(t.exit_session) if intraday else pd.Timestamp(t.exit_session),
-            "reason": "range_end" if pd.isna(t.exit_session) else t.exit_reason,
-            "shares_y": float(round(abs(t.w_y) * equity / p_y)), "shares_x": float(round(abs(t.w_x) * equity / p_x)),
-            "pnl": float(t.pnl) * equity, "tolerance": 0.5 * abs(q_y - p_y) + 0.5 * abs(q_x - p_x),
-        })
+        out.append(
+            {
+                "sector": t.sector,
+                "pair_id": t.pair_id,
+                "y": t.y,
+                "x": t.x,
+                "side": int(t.side),
+                "entry": _utc(t.entry_session) if intraday else pd.Timestamp(t.entry_session),
+                "exit": _utc(t.exit_session) if intraday else pd.Timestamp(t.exit_session),
+                "reason": "range_end" if pd.isna(t.exit_session) else t.exit_reason,
+                "shares_y": float(round(abs(t.w_y) * equity / p_y)),
+                "shares_x": float(round(abs(t.w_x) * equity / p_x)),
+                "pnl": float(t.pnl) * equity,
+                "tolerance": 0.5 * abs(q_y - p_y) + 0.5 * abs(q_x - p_x),
+            }
+        )
     return pd.DataFrame(out, columns=columns)
 
 
@@ -535,13 +678,28 @@ def parity_table(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[pd.DataFrame
             wf = b.iloc[k] if k < len(b) else None
             row = {"sector": (mine if mine is not None else wf)["sector"], "pair_id": pair_id, "trade": k + 1}
             if mine is not None:
-                row.update(entry=_day(mine["entry"]), side=int(mine["side"]), shares=f"{mine['shares_y']:g}/{mine['shares_x']:g}",
-                           exit=_day(mine["exit"]), reason=mine["reason"], pnl=float(mine["pnl"]))
+                row.update(
+                    entry=_day(mine["entry"]),
+                    side=int(mine["side"]),
+                    shares=f"{mine['shares_y']:g}/{mine['shares_x']:g}",
+                    exit=_day(mine["exit"]),
+                    reason=mine["reason"],
+                    pnl=float(mine["pnl"]),
+                )
             if wf is not None:
-                row.update(wf_entry=_day(wf["entry"]), wf_side=int(wf["side"]), wf_shares=f"{wf['shares_y']:g}/{wf['shares_x']:g}",
-                           wf_exit=_day(wf["exit"]), wf_reason=wf["reason"], wf_pnl=float(wf["pnl"]), tolerance=float(wf["tolerance"]))
-            same = mine is not None and wf is not None and all(
-                row[f] == row[f"wf_{f}"] for f in ("entry", "side", "shares", "exit", "reason")
+                row.update(
+                    wf_entry=_day(wf["entry"]),
+                    wf_side=int(wf["side"]),
+                    wf_shares=f"{wf['shares_y']:g}/{wf['shares_x']:g}",
+                    wf_exit=_day(wf["exit"]),
+                    wf_reason=wf["reason"],
+                    wf_pnl=float(wf["pnl"]),
+                    tolerance=float(wf["tolerance"]),
+                )
+            same = (
+                mine is not None
+                and wf is not None
+                and all(row[f] == row[f"wf_{f}"] for f in ("entry", "side", "shares", "exit", "reason"))
             )
             if mine is not None and wf is not None:
                 row["d_pnl"] = row["pnl"] - row["wf_pnl"]
@@ -555,21 +713,27 @@ def parity_table(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[pd.DataFrame
     if n == 0:
         verdict = "PARITY (vacuous): neither side traded in the range"
     elif bad.empty:
-        verdict = (f"PARITY: {n} round trip(s) in {len(pairs)} pair(s), identical entries and exits; "
-                   f"max |ΔP&L| ${max_d:,.2f}, within share rounding")
+        verdict = (
+            f"PARITY: {n} round trip(s) in {len(pairs)} pair(s), identical entries and exits; "
+            f"max |ΔP&L| ${max_d:,.2f}, within share rounding"
+        )
     else:
         first = bad.iloc[0]
         ours_entry, wf_entry = (v if isinstance(v, str) else "none" for v in (first["entry"], first["wf_entry"]))
-        verdict = (f"DIVERGED: {len(bad)} of {n} round trip(s) differ (first: {first['pair_id']} trade {first['trade']}, "
-                   f"ours entry {ours_entry} vs walk-forward {wf_entry}); max |ΔP&L| ${max_d:,.2f}")
+        verdict = (
+            f"DIVERGED: {len(bad)} of {n} round trip(s) differ (first: {first['pair_id']} trade {first['trade']}, "
+            f"ours entry {ours_entry} vs walk-forward {wf_entry}); max |ΔP&L| ${max_d:,.2f}"
+        )
     return frame, verdict
 
 
 def print_parity(result: ReplayResult, echo: Callable[[str], None] = print) -> None:
     """The parity table, the totals and the verdict."""
     frame = result.parity
-    header = (f"{'pair':<10} {'#':>2}  {'entry':<10} {'side':>4} {'shares y/x':>11} {'exit':<10} {'reason':<11} {'P&L':>10}   "
-              f"{'wf entry':<10} {'side':>4} {'shares y/x':>11} {'wf exit':<10} {'reason':<11} {'wf P&L':>10} {'ΔP&L':>8} {'tol':>7}  ok")
+    header = (
+        f"{'pair':<10} {'#':>2}  {'entry':<10} {'side':>4} {'shares y/x':>11} {'exit':<10} {'reason':<11} {'P&L':>10}   "
+        f"{'wf entry':<10} {'side':>4} {'shares y/x':>11} {'wf exit':<10} {'reason':<11} {'wf P&L':>10} {'ΔP&L':>8} {'tol':>7}  ok"
+    )
     echo(header)
     echo("-" * len(header))
 

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
-from pairs_assets.util import split_partition_key
 from pairs_assets.errors import InsufficientHistoryError, PartitionKeyError
+
 # The calendar helpers live below the resources (pairs_assets.market.calendar); re-exported here for the
 # Dagster layer, which reads sessions and partitions from one module.
 from pairs_assets.market.calendar import (  # noqa: F401
@@ -44,6 +44,7 @@ from pairs_assets.market.calendar import (  # noqa: F401
     sessions_in_range,
     sessions_span_utc,
 )
+from pairs_assets.util import split_partition_key
 
 
 def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitionsDefinition) -> tuple[str, str]:
@@ -68,7 +69,9 @@ def check_partition_key(key: str | dg.MultiPartitionKey, daily: dg.MultiPartitio
     day = check_session(date, what=label)
     first = history_start_of(daily)
     if day < first:
-        raise PartitionKeyError(f"{label} {day.date()} precedes the first partition {first.date()} (PAIRS_HISTORY_START)")
+        raise PartitionKeyError(
+            f"{label} {day.date()} precedes the first partition {first.date()} (PAIRS_HISTORY_START)"
+        )
     last = last_session_of(daily)
     if last is not None and day > last:
         raise PartitionKeyError(
@@ -206,7 +209,9 @@ def daily_partitions_def(
 
 
 @functools.cache
-def _daily_partitions_def(history_start: str, sectors: tuple[str, ...], last_session: str | None) -> dg.MultiPartitionsDefinition:
+def _daily_partitions_def(
+    history_start: str, sectors: tuple[str, ...], last_session: str | None
+) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
         {"date": session_partitions_def(history_start, last_session), "sector": sector_partitions_def(sectors)}
     )
@@ -249,7 +254,9 @@ def same_partition_mapping() -> dg.IdentityPartitionMapping:
     return dg.IdentityPartitionMapping()
 
 
-def formation_schedule(every: int, through: str | pd.Timestamp, *, phase: int = 0, since: str | pd.Timestamp | None = None):
+def formation_schedule(
+    every: int, through: str | pd.Timestamp, *, phase: int = 0, since: str | pd.Timestamp | None = None
+):
     """The formation calendar (:class:`pairs_assets.quant.stages.FormationSchedule`) over the sessions
     from the epoch (or ``since``, when earlier) through ``through``: every ``every``-th session counted
     from the fixed epoch :data:`~pairs_assets.quant.stages.FORMATION_EPOCH`, shifted by ``phase`` —

@@ -168,8 +168,12 @@ def robustness_figure(table: pd.DataFrame, cost_bp: float, title: str):
     periods = list(dict.fromkeys(at["period"]))
     cell = {(r.variant, r.period): r for r in at.itertuples()}
     # below the minimum number of trades a Sharpe means nothing: the cell is grey, not coloured
-    values = np.array([[cell[(v, p)].sharpe if (v, p) in cell and not cell[(v, p)].few_trades else np.nan for p in periods]
-                       for v in variants])
+    values = np.array(
+        [
+            [cell[(v, p)].sharpe if (v, p) in cell and not cell[(v, p)].few_trades else np.nan for p in periods]
+            for v in variants
+        ]
+    )
     finite = np.abs(values[np.isfinite(values)])
     bound = max(0.5, float(finite.max()) if finite.size else 0.5)
     fig, ax = plt.subplots(figsize=(3.2 + 2.6 * len(periods), 0.9 + 0.42 * len(variants)))
@@ -187,13 +191,25 @@ def robustness_figure(table: pd.DataFrame, cost_bp: float, title: str):
                 text = f"{r.sharpe:+.2f} [{r.sharpe_low:+.2f}, {r.sharpe_high:+.2f}]{' ★' if r.excludes_zero else ''}"
             else:
                 text = f"{r.sharpe:+.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if not r.few_trades and np.isfinite(r.sharpe) and abs(r.sharpe) > 0.6 * bound else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white"
+                if not r.few_trades and np.isfinite(r.sharpe) and abs(r.sharpe) > 0.6 * bound
+                else "black",
+            )
     labels = {p: at[at["period"] == p]["period_label"].iloc[0] for p in periods}
     ax.set_xticks(range(len(periods)), [f"{p.replace('_', '-')} {labels[p]}" for p in periods])
     ax.xaxis.tick_top()
     ax.set_yticks(range(len(variants)), variants, fontsize=8)
     fig.colorbar(image, ax=ax, label=f"Sharpe at {cost_bp:g} bp", fraction=0.05)
-    ax.set_title(f"{title}\nSharpe [95% block-bootstrap interval]; ★ the interval excludes zero; grey: too few trades", fontsize=9)
+    ax.set_title(
+        f"{title}\nSharpe [95% block-bootstrap interval]; ★ the interval excludes zero; grey: too few trades",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig

@@ -105,9 +105,7 @@ class Paths:
             home=home,
             database_url=env.get("PAIRS_DATABASE_URL") or f"sqlite:///{home / 'market_data.sqlite'}",
             bars_file=Path(bars).expanduser().resolve() if bars else None,
-            universe_file=Path(env.get("PAIRS_UNIVERSE_FILE") or EMBEDDED_UNIVERSE_FILE)
-            .expanduser()
-            .resolve(),
+            universe_file=Path(env.get("PAIRS_UNIVERSE_FILE") or EMBEDDED_UNIVERSE_FILE).expanduser().resolve(),
             history_start=env.get("PAIRS_HISTORY_START") or EMBEDDED_HISTORY_START,
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}",
             bar_source_kind=env.get("PAIRS_BAR_SOURCE") or ("file" if bars else "embedded"),
@@ -120,9 +118,7 @@ class Paths:
             celery_backend=env.get("PAIRS_CELERY_BACKEND") or "rpc://",
             mlflow_artifacts=_io_base(env.get("PAIRS_MLFLOW_ARTIFACTS") or ""),
             sqlite_fsync=env.get("PAIRS_SQLITE_FSYNC") == "1",
-            url_env_vars=frozenset(
-                name for name in ("PAIRS_DATABASE_URL", "MLFLOW_TRACKING_URI") if env.get(name)
-            ),
+            url_env_vars=frozenset(name for name in ("PAIRS_DATABASE_URL", "MLFLOW_TRACKING_URI") if env.get(name)),
         )
 
 
@@ -161,7 +157,9 @@ def live_source_from_env(environ: dict | None = None) -> str:
     the label ``pairs stream --alpaca`` stores its bars under (the recycler's bars are ``recycler:<feed>``:
     replayed, never live)."""
     env = os.environ if environ is None else environ
-    return (env.get(ENV_LIVE_SOURCE) or "").strip() or f"alpaca:{(env.get('PAIRS_ALPACA_FEED') or 'iex').strip()}-stream"
+    return (
+        env.get(ENV_LIVE_SOURCE) or ""
+    ).strip() or f"alpaca:{(env.get('PAIRS_ALPACA_FEED') or 'iex').strip()}-stream"
 
 
 @functools.cache

@@ -65,9 +65,7 @@ def parse_universe(data: object, source: str) -> Universe:
     owner: dict[str, str] = {}
     for sector, symbols in raw.items():
         if not isinstance(sector, str) or not _SECTOR_RE.match(sector):
-            raise UniverseError(
-                f"{source}: sector name {sector!r} must be a lower-case identifier (e.g. 'technology')"
-            )
+            raise UniverseError(f"{source}: sector name {sector!r} must be a lower-case identifier (e.g. 'technology')")
         if not isinstance(symbols, list) or not symbols:
             raise UniverseError(f"{source}: sectors.{sector} must be a non-empty list of symbols")
         for symbol in symbols:

@@ -98,7 +98,12 @@ def run_calibration(
     strategy = strategy or StrategySettings()
     sectors = sectors or {"alpha": 6, "beta": 6, "gamma": 6}
     settings = WalkForwardSettings(
-        start=start, end=end, costs=[0.0, cost_bp], workers=workers, periods=[], min_trades=1,
+        start=start,
+        end=end,
+        costs=[0.0, cost_bp],
+        workers=workers,
+        periods=[],
+        min_trades=1,
         bootstrap_resamples=500,
     )
     history = required_history(strategy, settings)
@@ -109,15 +114,27 @@ def run_calibration(
     from pairs_assets.assets.walk_forward import baseline_session_number
 
     result = run_walk_forward(
-        panels, {s: tuple(v) for s, v in by_sector.items()}, partitions.next_session, strategy, settings,
+        panels,
+        {s: tuple(v) for s, v in by_sector.items()},
+        partitions.next_session,
+        strategy,
+        settings,
         formation_of=partitions.formation_schedule(strategy.reselect_every, end, phase=strategy.formation_phase),
         session_number=baseline_session_number,
     )
     summary = result.summary
-    row = summary[(summary["strategy"] == "default") & (summary["sector"] == "all") & (summary["cost_bp"] == cost_bp)
-                  & (summary["period"] == "full")].iloc[0]
-    base = summary[(summary["strategy"] == "baseline") & (summary["sector"] == "all") & (summary["cost_bp"] == cost_bp)
-                   & (summary["period"] == "full")].iloc[0]
+    row = summary[
+        (summary["strategy"] == "default")
+        & (summary["sector"] == "all")
+        & (summary["cost_bp"] == cost_bp)
+        & (summary["period"] == "full")
+    ].iloc[0]
+    base = summary[
+        (summary["strategy"] == "baseline")
+        & (summary["sector"] == "all")
+        & (summary["cost_bp"] == cost_bp)
+        & (summary["period"] == "full")
+    ].iloc[0]
     trades = result.trades[(result.trades["strategy"] == "default") & (result.trades["cost_bp"] == cost_bp)]
     unordered = {frozenset((t.y, t.x)) for t in trades.itertuples()}
     planted_sets = {frozenset((y, x)) for _, y, x in planted}
@@ -127,16 +144,24 @@ def run_calibration(
         chosen = study[study["selected"].astype(bool)]
         selected = {frozenset((r.y, r.x)) for r in chosen.itertuples()}
     found = len(planted_sets & (selected | unordered))
-    on_planted = pd.Series([frozenset((t.y, t.x)) in planted_sets for t in trades.itertuples()], index=trades.index, dtype=bool)
+    on_planted = pd.Series(
+        [frozenset((t.y, t.x)) in planted_sets for t in trades.itertuples()], index=trades.index, dtype=bool
+    )
     traded = int(row["trades"])
     nothing = traded == 0
     return CalibrationRun(
-        kind=kind, seed=seed,
+        kind=kind,
+        seed=seed,
         sharpe=0.0 if nothing else float(row["sharpe"]),
         sharpe_low=0.0 if nothing else float(row["sharpe_low"]),
         sharpe_high=0.0 if nothing else float(row["sharpe_high"]),
         ann_return=float(row["ann_return"]) if row["ann_return"] == row["ann_return"] else 0.0,
-        trades=traded, baseline_sharpe=float(base["sharpe"]), planted=len(planted_sets), found=found,
-        traded_pairs=len(unordered), planted_trades=int(on_planted.sum()),
-        planted_pnl=float(trades.loc[on_planted, "pnl"].sum()), other_pnl=float(trades.loc[~on_planted, "pnl"].sum()),
+        trades=traded,
+        baseline_sharpe=float(base["sharpe"]),
+        planted=len(planted_sets),
+        found=found,
+        traded_pairs=len(unordered),
+        planted_trades=int(on_planted.sum()),
+        planted_pnl=float(trades.loc[on_planted, "pnl"].sum()),
+        other_pnl=float(trades.loc[~on_planted, "pnl"].sum()),
     )

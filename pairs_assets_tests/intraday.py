@@ -9,8 +9,15 @@ from pairs_assets import partitions
 from pairs_assets_tests.planted import planted_closes
 
 
-def intraday_bars_file(path, symbols=("AAPL", "AMD", "MSFT"), *, every_minutes: int = 60, n_sessions: int = 1400,
-                       noise: float = 0.002, seed: int = 11) -> str:
+def intraday_bars_file(
+    path,
+    symbols=("AAPL", "AMD", "MSFT"),
+    *,
+    every_minutes: int = 60,
+    n_sessions: int = 1400,
+    noise: float = 0.002,
+    seed: int = 11,
+) -> str:
     """Write a CSV of bars every ``every_minutes`` from each session's open, the last one at the close
     (its close the planted market's session close: :func:`pairs_assets_tests.planted.planted_closes`,
     AAPL-MSFT cointegrated), the bars between on a log-price Brownian bridge from the previous close
@@ -21,7 +28,11 @@ def intraday_bars_file(path, symbols=("AAPL", "AMD", "MSFT"), *, every_minutes: 
     previous = closes.iloc[0]
     for day, close in closes.iterrows():
         opens, ends = partitions.session_open_utc(day), partitions.session_close_utc(day)
-        times = list(pd.date_range(opens + pd.Timedelta(minutes=every_minutes), ends, freq=f"{every_minutes}min", inclusive="left")) + [ends]
+        times = list(
+            pd.date_range(
+                opens + pd.Timedelta(minutes=every_minutes), ends, freq=f"{every_minutes}min", inclusive="left"
+            )
+        ) + [ends]
         k = len(times)
         for symbol in symbols:
             a, b = np.log(previous[symbol]), np.log(close[symbol])

@@ -15,8 +15,28 @@ from pairs_assets import partitions
 from pairs_assets_tests.synthetic import garch_innovations
 
 PLANTED = {"technology": ("AAPL", "MSFT"), "consumer": ("KO", "PEP")}
-ALL_SYMBOLS = ["AAPL", "AMD", "MSFT", "BAC", "JPM", "JNJ", "LLY", "MRK", "PFE", "UNH", "CVX", "RRC", "XOM",
-               "BBY", "HD", "KO", "PEP", "PG", "WMT", "GE"]
+ALL_SYMBOLS = [
+    "AAPL",
+    "AMD",
+    "MSFT",
+    "BAC",
+    "JPM",
+    "JNJ",
+    "LLY",
+    "MRK",
+    "PFE",
+    "UNH",
+    "CVX",
+    "RRC",
+    "XOM",
+    "BBY",
+    "HD",
+    "KO",
+    "PEP",
+    "PG",
+    "WMT",
+    "GE",
+]
 
 
 def planted_closes(as_of: str = "2022-12-28", n_sessions: int = 1400, seed: int = 7, phi: float = 0.5) -> pd.DataFrame:
@@ -35,7 +55,9 @@ def planted_closes(as_of: str = "2022-12-28", n_sessions: int = 1400, seed: int 
 
 
 def write_bars_file(path, closes: pd.DataFrame) -> str:
-    long = closes.rename_axis("timestamp").reset_index().melt(id_vars="timestamp", var_name="symbol", value_name="close")
+    long = (
+        closes.rename_axis("timestamp").reset_index().melt(id_vars="timestamp", var_name="symbol", value_name="close")
+    )
     long["timestamp"] = long["timestamp"].dt.strftime("%Y-%m-%d")
     long["open"] = long["close"]
     long["high"] = long["close"] * 1.001

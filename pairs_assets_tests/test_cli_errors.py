@@ -54,30 +54,64 @@ def _runs() -> int:
     ("args", "expected"),
     [
         (["demo", "--as-of", "notadate"], ["'notadate' is not a date (YYYY-MM-DD)"]),
-        (["demo", "--as-of", "2022-12-25"], ["2022-12-25 is not an NYSE session (Sunday); the previous session is 2022-12-23, the next 2022-12-27"]),
+        (
+            ["demo", "--as-of", "2022-12-25"],
+            ["2022-12-25 is not an NYSE session (Sunday); the previous session is 2022-12-23, the next 2022-12-27"],
+        ),
         (["demo", "--as-of", "2023-01-05"], ["--as-of", "2023-01-05 is past the data: the data ends on 2022-12-28"]),
-        (["demo", "--sector", "crypto", "--skip-load"], ["--sector", "unknown sector(s) crypto (known: consumer, energy"]),
-        (["load-bars", "--start", "2022-12-28", "--end", "2022-12-01"], ["--start", "2022-12-28 is after --end 2022-12-01"]),
-        (["load-bars", "--start", "2023-01-03", "--end", "2023-01-10"], ["--start", "2023-01-03 is after the last bar: the data ends on 2022-12-28"]),
+        (
+            ["demo", "--sector", "crypto", "--skip-load"],
+            ["--sector", "unknown sector(s) crypto (known: consumer, energy"],
+        ),
+        (
+            ["load-bars", "--start", "2022-12-28", "--end", "2022-12-01"],
+            ["--start", "2022-12-28 is after --end 2022-12-01"],
+        ),
+        (
+            ["load-bars", "--start", "2023-01-03", "--end", "2023-01-10"],
+            ["--start", "2023-01-03 is after the last bar: the data ends on 2022-12-28"],
+        ),
         (["load-bars", "--start", "2022-13-01", "--end", "2022-12-28"], ["'2022-13-01' is not a date"]),
-        (["load-bars", "--start", "2022-12-01", "--end", "2022-12-28", "--sector", "crypto"], ["unknown sector(s) crypto"]),
+        (
+            ["load-bars", "--start", "2022-12-01", "--end", "2022-12-28", "--sector", "crypto"],
+            ["unknown sector(s) crypto"],
+        ),
         (["load-bars", "--start", "2022-12-01"], ["Missing option '--end'", "load-bars --help"]),
         (["stream", "--url", "http://127.0.0.1:1", "--symbols", "KO"], ["stream url must start with ws:// or wss://"]),
         (["symbols", "proxy", "KO", "1$"], ["'1$' is not a ticker"]),
         # issue 21 item 10: each was a failed run (IndexError), a silent drop, a run failed after creation
-        (["walk-forward", "--skip-load", "--set", "formation_window=100000"],
-         ["the longest window needs 200081 sessions of bars before it", "no start can", "lower the strategy windows (formation_window 100000"]),
-        (["walk-forward", "--skip-load", "--periods", "1900-1901"],
-         ["--periods", "1900-1901 lies outside the range 1995-01-03 → 2022-12-28: nothing of it would be replayed"]),
-        (["walk-forward", "--skip-load", "--start", "2020-01-02", "--periods", "2016-2022,2011-2015"],
-         ["--periods", "2011-2015 lies outside the range 2020-01-02 → 2022-12-28"]),
-        (["walk-forward", "--skip-load", "--sector", "crypto"], ["--sector", "unknown sector(s) crypto (known: consumer"]),
-        (["symbols", "--symbols-file", os.devnull + ".d/none.json", "from-universe", "--sector", "crypto"],
-         ["sector 'crypto' is not in the universe"]),
-        (["walk-forward", "--set", "formation_window=5"],
-         ["strategy setting formation_window = 5: Input should be greater than or equal to 20"]),
-        (["walk-forward", "--preset", "seed", "--set", "exit_z=2.5"],
-         ["strategy settings: need exit_z < entry_z < stop_z, got 2.5, 2.0, 3.5"]),
+        (
+            ["walk-forward", "--skip-load", "--set", "formation_window=100000"],
+            [
+                "the longest window needs 200081 sessions of bars before it",
+                "no start can",
+                "lower the strategy windows (formation_window 100000",
+            ],
+        ),
+        (
+            ["walk-forward", "--skip-load", "--periods", "1900-1901"],
+            ["--periods", "1900-1901 lies outside the range 1995-01-03 → 2022-12-28: nothing of it would be replayed"],
+        ),
+        (
+            ["walk-forward", "--skip-load", "--start", "2020-01-02", "--periods", "2016-2022,2011-2015"],
+            ["--periods", "2011-2015 lies outside the range 2020-01-02 → 2022-12-28"],
+        ),
+        (
+            ["walk-forward", "--skip-load", "--sector", "crypto"],
+            ["--sector", "unknown sector(s) crypto (known: consumer"],
+        ),
+        (
+            ["symbols", "--symbols-file", os.devnull + ".d/none.json", "from-universe", "--sector", "crypto"],
+            ["sector 'crypto' is not in the universe"],
+        ),
+        (
+            ["walk-forward", "--set", "formation_window=5"],
+            ["strategy setting formation_window = 5: Input should be greater than or equal to 20"],
+        ),
+        (
+            ["walk-forward", "--preset", "seed", "--set", "exit_z=2.5"],
+            ["strategy settings: need exit_z < entry_z < stop_z, got 2.5, 2.0, 3.5"],
+        ),
         (["walk-forward", "--preset", "sed"], ["'sed' is not one of 'default', 'seed', 'trading_period'"]),
     ],
 )
@@ -100,7 +134,10 @@ def test_a_non_session_range_is_refused_and_nothing_is_loaded():
 def test_a_range_with_non_session_ends_is_clipped_to_its_sessions_and_says_so():
     result = _invoke("load-bars", "--start", "2022-12-24", "--end", "2022-12-27", "--sector", "consumer")
     assert result.exit_code == 0, result.output
-    assert "sessions 2022-12-27...2022-12-27 (the range's first and last NYSE sessions; 2022-12-24...2022-12-27 asked)" in result.stdout
+    assert (
+        "sessions 2022-12-27...2022-12-27 (the range's first and last NYSE sessions; 2022-12-24...2022-12-27 asked)"
+        in result.stdout
+    )
     assert "raw_bars 2022-12-27...2022-12-27: ok" in result.stdout
     with dg.DagsterInstance.get() as instance:
         run = instance.get_runs(limit=1)[0]
@@ -140,7 +177,11 @@ def test_debug_adds_the_traceback():
     result = _invoke("--debug", "demo", "--as-of", "2023-01-05")
     assert result.exit_code == 2
     assert "Traceback (most recent call last)" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: Invalid value for --as-of: 2023-01-05 is past the data")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("Error: Invalid value for --as-of: 2023-01-05 is past the data")
+    )
 
 
 def test_every_command_takes_the_one_path_even_one_added_later():
@@ -163,13 +204,31 @@ def test_a_failed_run_is_one_line_naming_step_and_error(tmp_path):
     """In its own process: the bar source a run uses is fixed when the definitions are imported."""
     bars = tmp_path / "ny.csv"
     # complete (a gap is refused before any run starts: test_raw_bars_range), but KO's high < low
-    rows = [f"{s},2022-11-04T15:59:00-04:00,1,{'0.5,2' if s == 'KO' else '1,1'},1,1" for s in ("BBY", "HD", "KO", "PEP", "PG", "WMT")]
+    rows = [
+        f"{s},2022-11-04T15:59:00-04:00,1,{'0.5,2' if s == 'KO' else '1,1'},1,1"
+        for s in ("BBY", "HD", "KO", "PEP", "PG", "WMT")
+    ]
     bars.write_text("symbol,timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
     env = {**os.environ, "PAIRS_HOME": str(tmp_path / "home"), "PAIRS_BARS_FILE": str(bars)}
     env.pop("DAGSTER_HOME", None)
     process = subprocess.run(
-        [sys.executable, "-m", "pairs_assets.cli", "load-bars", "--start", "2022-11-04", "--end", "2022-11-04", "--sector", "consumer"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pairs_assets.cli",
+            "load-bars",
+            "--start",
+            "2022-11-04",
+            "--end",
+            "2022-11-04",
+            "--sector",
+            "consumer",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert process.returncode == 2, process.stderr[-3000:]
     lines = process.stderr.strip().splitlines()
@@ -207,6 +266,7 @@ def test_every_command_of_every_group_reports_a_pairs_error_as_one_line(root, mo
     if root == "pairs":
         assert {("walk-forward",), ("load-bars",), ("demo",), ("dev",), ("worker",)} <= set(leaves)
     for path, command in leaves.items():
+
         def fail(*args, _path=path, **kwargs):
             raise BarsFileError(f"{' '.join(_path)}: bars file x.csv: row 7 has no symbol")
 
@@ -226,12 +286,19 @@ def test_walk_forward_refuses_a_bad_name_in_one_line():
 def test_the_live_group_reports_its_errors_in_one_line(tmp_path):
     live_main = _live_main()
     symbols_file = str(tmp_path / "live.json")
-    _one_line_error(CliRunner().invoke(live_main, ["symbols", "--symbols-file", symbols_file, "proxy", "KO", "1$"]), "'1$' is not a ticker")
     _one_line_error(
-        CliRunner().invoke(live_main, ["recycler", "--proxy", "XYZ", "--database-url", f"sqlite:///{tmp_path / 's.sqlite'}"]),
+        CliRunner().invoke(live_main, ["symbols", "--symbols-file", symbols_file, "proxy", "KO", "1$"]),
+        "'1$' is not a ticker",
+    )
+    _one_line_error(
+        CliRunner().invoke(
+            live_main, ["recycler", "--proxy", "XYZ", "--database-url", f"sqlite:///{tmp_path / 's.sqlite'}"]
+        ),
         "SYMBOL=PROXY",
     )
-    _one_line_error(CliRunner().invoke(live_main, ["stream", "--url", "http://127.0.0.1:1", "--symbols", "KO"]), "ws:// or wss://")
+    _one_line_error(
+        CliRunner().invoke(live_main, ["stream", "--url", "http://127.0.0.1:1", "--symbols", "KO"]), "ws:// or wss://"
+    )
 
 
 def _fail_in_a_worker():
@@ -256,7 +323,9 @@ def test_an_error_raised_in_a_worker_process_is_named_not_its_remote_traceback()
     except Exception:  # the error as the parent sees it, a worker's traceback chained as its cause
         error = serializable_error_info_from_exc_info(sys.exc_info())
     assert error.cause is not None and error.cause.cls_name == "_RemoteTraceback"
-    failed = SimpleNamespace(is_step_failure=True, step_key="walk_forward", event_specific_data=SimpleNamespace(error=error))
+    failed = SimpleNamespace(
+        is_step_failure=True, step_key="walk_forward", event_specific_data=SimpleNamespace(error=error)
+    )
     assert step_failure(SimpleNamespace(all_events=[failed])) == (
         "walk_forward: MissingBarsError: partition 2011-01-28|consumer: symbol BBY has no bars for 19 of the 252 window sessions"
     )

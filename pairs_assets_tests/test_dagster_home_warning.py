@@ -50,7 +50,9 @@ def test_no_warning_with_dagster_home_and_the_projects_instance_settings(monkeyp
     ],
     ids=["none", "stock", "unreadable"],
 )
-def test_a_dagster_home_without_the_projects_instance_settings_warns_of_the_stock_storage(monkeypatch, tmp_path, content, reason):
+def test_a_dagster_home_without_the_projects_instance_settings_warns_of_the_stock_storage(
+    monkeypatch, tmp_path, content, reason
+):
     """Issue 21 item 12: a fresh DAGSTER_HOME silently got Dagster's stock (slow) storage."""
     if content is not None:
         (tmp_path / "dagster.yaml").write_text(content)
@@ -77,7 +79,11 @@ def test_importing_the_definitions_warns_once_and_pairs_commands_do_not(tmp_path
     """What `dagster job execute -m pairs_assets.definitions` does first: import the module."""
     imported = subprocess.run(
         [sys.executable, "-c", "import pairs_assets.definitions as d; assert d.warn_without_dagster_home() is False"],
-        cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert imported.stderr.count("DagsterHomeWarning: DAGSTER_HOME is not set") == 1, imported.stderr[-3000:]
@@ -86,7 +92,11 @@ def test_importing_the_definitions_warns_once_and_pairs_commands_do_not(tmp_path
     # `pairs` exports the local instance before it imports the definitions
     command = subprocess.run(
         [sys.executable, "-m", "pairs_assets.cli", "load-bars", "--start", "2022-12-24", "--end", "2022-12-26"],
-        cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert command.returncode == 2, command.stderr[-3000:]
     assert "DagsterHomeWarning" not in command.stderr, command.stderr[-3000:]

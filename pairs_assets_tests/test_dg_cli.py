@@ -186,8 +186,8 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 _PAPER_BOOK = (
-    "{ assetNodes(group: {groupName: \"paper_book\", repositoryName: \"__repository__\", repositoryLocationName: "
-    "\"pairs_assets\"}) { assetKey { path } groupName assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"
+    '{ assetNodes(group: {groupName: "paper_book", repositoryName: "__repository__", repositoryLocationName: '
+    '"pairs_assets"}) { assetKey { path } groupName assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }'
 )
 _LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
 
@@ -222,7 +222,7 @@ def test_dg_dev_serves_the_code_location_on_loopback(dg_env, tmp_path):
         assert entries == [{"name": "pairs_assets", "loadStatus": "LOADED"}], log_path.read_text()[-4000:]
         if Path("/proc/net/tcp").exists():
             assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, and nothing on other interfaces
-        result = _graphql(port, '{ assetNodes { assetKey { path } } }')
+        result = _graphql(port, "{ assetNodes { assetKey { path } } }")
         keys = {"/".join(n["assetKey"]["path"]) for n in result["data"]["assetNodes"]}
         assert DAILY_ASSETS <= keys
         # the paper book's own group in the UI, with its three checks (exposure blocking)
@@ -231,7 +231,11 @@ def test_dg_dev_serves_the_code_location_on_loopback(dg_env, tmp_path):
         book = nodes["paper_book"]
         assert book["groupName"] == "paper_book"
         checks = {c["name"]: c["blocking"] for c in book["assetChecksOrError"]["checks"]}
-        assert checks == {"exposure_within_limits": True, "drawdown_within_limit": False, "positions_match_walk_forward": False}
+        assert checks == {
+            "exposure_within_limits": True,
+            "drawdown_within_limit": False,
+            "positions_match_walk_forward": False,
+        }
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)

@@ -12,8 +12,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pairs_assets", "resources", "sensors")
-BUILTIN_EXCEPTIONS = {name for name, value in vars(builtins).items()
-                      if isinstance(value, type) and issubclass(value, BaseException) and not issubclass(value, Warning)}
+BUILTIN_EXCEPTIONS = {
+    name
+    for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException) and not issubclass(value, Warning)
+}
 
 
 def _classes() -> dict[str, tuple[list[str], str]]:
@@ -47,8 +50,11 @@ def test_every_project_exception_derives_from_pairs_error():
     classes = _classes()
     exceptions = {name for name in classes if _is_exception(name, classes)}
     assert len(exceptions) >= 20, sorted(exceptions)  # the scan finds the platform's errors at all
-    outside = [f"{name} ({classes[name][1]})" for name in sorted(exceptions)
-               if name != "PairsError" and not _derives_from_pairs_error(name, classes)]
+    outside = [
+        f"{name} ({classes[name][1]})"
+        for name in sorted(exceptions)
+        if name != "PairsError" and not _derives_from_pairs_error(name, classes)
+    ]
     assert outside == [], "exceptions outside the PairsError hierarchy: " + ", ".join(outside)
 
 
@@ -63,6 +69,15 @@ def test_the_names_stay_importable_where_they_are_used():
     from resources.broker import BrokerError
     from resources.market_data import StoreUnavailableError
 
-    for error in (StreamError, LiveSymbolsError, WireError, TradingConfigError, GRUTrainingError,
-                  InsufficientSequencesError, SignalInputError, BrokerError, StoreUnavailableError):
+    for error in (
+        StreamError,
+        LiveSymbolsError,
+        WireError,
+        TradingConfigError,
+        GRUTrainingError,
+        InsufficientSequencesError,
+        SignalInputError,
+        BrokerError,
+        StoreUnavailableError,
+    ):
         assert issubclass(error, PairsError), error

@@ -8,9 +8,8 @@ graph_snapshot.json. After an intended change, regenerate it with the explicit c
 import json
 from pathlib import Path
 
-import pytest
-
 import dagster as dg
+import pytest
 
 from pairs_assets.definitions import defs
 
@@ -48,9 +47,9 @@ def graph_snapshot() -> dict:
                 else (type(partitions).__name__ if partitions else None)
             ),
             "checks": sorted(c.name for c in node.check_keys),
-            "blocking_checks": sorted(
-                spec.name for spec in defs.resolve_assets_def(key).check_specs if spec.blocking
-            ) if node.is_materializable else [],
+            "blocking_checks": sorted(spec.name for spec in defs.resolve_assets_def(key).check_specs if spec.blocking)
+            if node.is_materializable
+            else [],
         }
     out["__jobs__"] = sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__"))
     out["__schedules__"] = sorted(s.name for s in defs.schedules or [])

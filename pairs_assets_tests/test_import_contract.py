@@ -72,14 +72,20 @@ def test_the_contract_catches_violations(tmp_path):
         with (tmp_path / relative).open("a") as handle:
             handle.write("\n\n" + code + "\n")
 
-    plant("resources/bars.py", "def _session_close(day):\n    from pairs_assets.partitions import session_close_utc\n\n    return session_close_utc(day)")
+    plant(
+        "resources/bars.py",
+        "def _session_close(day):\n    from pairs_assets.partitions import session_close_utc\n\n    return session_close_utc(day)",
+    )
     plant("pairs_assets/quant/sizing.py", "import dagster")
     plant("pairs_assets/quant/scoring.py", "from pairs_assets.quant import correlation")
     plant("pairs_assets/quant/correlation.py", "from pairs_assets.quant import scoring")
     # sub-packages of quant are covered too (the contract replaced quant/test_boundaries.py, which
     # scanned quant/*.py only and never saw quant/gru/ or quant/walkforward/)
     plant("pairs_assets/quant/gru/model.py", "def _registry():\n    import mlflow\n\n    return mlflow")
-    plant("pairs_assets/quant/walkforward/engine.py", "def _store():\n    from resources import market_data\n\n    return market_data")
+    plant(
+        "pairs_assets/quant/walkforward/engine.py",
+        "def _store():\n    from resources import market_data\n\n    return market_data",
+    )
     result = _lint(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "resources is not allowed to import pairs_assets.partitions" in result.stdout

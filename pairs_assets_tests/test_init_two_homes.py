@@ -16,10 +16,10 @@ def test_two_homes_one_after_the_other_in_one_shell(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     script = f"""
 set -e
-export PAIRS_HOME={tmp_path / 'one'}
+export PAIRS_HOME={tmp_path / "one"}
 eval "$($PAIRS init | grep '^export ')"
 echo "first DAGSTER_HOME=$DAGSTER_HOME"
-export PAIRS_HOME={tmp_path / 'two'}
+export PAIRS_HOME={tmp_path / "two"}
 $PAIRS init
 eval "$($PAIRS init | grep '^export ')"
 echo "second DAGSTER_HOME=$DAGSTER_HOME"

@@ -21,11 +21,28 @@ def test_pairs_launch_prints_the_id_of_the_run_it_queued(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PAIRS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
     result = subprocess.run(
-        [sys.executable, "-m", "pairs_assets.cli", "launch", "-j", "signal_job", "--tags", '{"dagster/partition": "2022-12-28|consumer"}'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,  # generous: loading the code location
+        [
+            sys.executable,
+            "-m",
+            "pairs_assets.cli",
+            "launch",
+            "-j",
+            "signal_job",
+            "--tags",
+            '{"dagster/partition": "2022-12-28|consumer"}',
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,  # generous: loading the code location
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    match = re.search(r"^run ([0-9a-f-]{36}) QUEUED \(job signal_job, partition 2022-12-28\|consumer\); follow it: ", result.stdout, re.M)
+    match = re.search(
+        r"^run ([0-9a-f-]{36}) QUEUED \(job signal_job, partition 2022-12-28\|consumer\); follow it: ",
+        result.stdout,
+        re.M,
+    )
     assert match, result.stdout
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         runs = instance.get_runs()

@@ -22,6 +22,8 @@ def test_importing_the_definitions_leaves_the_heavy_modules_unimported(tmp_path)
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     env = {"PATH": "/usr/bin:/bin", "PAIRS_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
-    process = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     assert json.loads(process.stdout.strip().splitlines()[-1]) == []

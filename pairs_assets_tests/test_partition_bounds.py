@@ -57,8 +57,15 @@ def test_file_last_session_of_intraday_and_parquet_bars(tmp_path):
     assert FileBarSource(path=str(intraday)).last_session() == pd.Timestamp("2022-11-07")
     parquet = tmp_path / "bars.parquet"
     frame = pd.DataFrame(
-        {"symbol": ["KO", "KO"], "timestamp": pd.to_datetime(["2022-12-27", "2022-12-28"]), "open": 1.0,
-         "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}
+        {
+            "symbol": ["KO", "KO"],
+            "timestamp": pd.to_datetime(["2022-12-27", "2022-12-28"]),
+            "open": 1.0,
+            "high": 1.0,
+            "low": 1.0,
+            "close": 1.0,
+            "volume": 1.0,
+        }
     )
     frame.to_parquet(parquet)
     assert FileBarSource(path=str(parquet)).last_session() == pd.Timestamp("2022-12-28")
@@ -80,7 +87,9 @@ def test_file_last_session_refuses_what_the_load_would_refuse(tmp_path):
     with pytest.raises(BarsFileError, match=r"lacks required column\(s\) volume"):
         FileBarSource(path=str(no_volume)).last_session()
     weekend = tmp_path / "weekend.csv"
-    weekend.write_text("symbol,timestamp,open,high,low,close,volume\nKO,2022-12-23,1,1,1,1,1\nKO,2022-12-24,1,1,1,1,1\n")
+    weekend.write_text(
+        "symbol,timestamp,open,high,low,close,volume\nKO,2022-12-23,1,1,1,1,1\nKO,2022-12-24,1,1,1,1,1\n"
+    )
     with pytest.raises(BarsFileError, match=r"row 3 \(symbol KO\) is dated 2022-12-24, which is not an NYSE session"):
         FileBarSource(path=str(weekend)).last_session()
 

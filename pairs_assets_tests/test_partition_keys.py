@@ -37,7 +37,9 @@ def _run(assets, selection, tags, store, tmp_path, instance):
             "strategy": StrategySettings.preset("seed"),
             "io_manager": PartitionedFileIOManager(base_dir=str(tmp_path / "outputs")),
             "home": PairsHome(
-                home=str(tmp_path), outputs_dir=str(tmp_path / "outputs"), universe_file=str(EMBEDDED_UNIVERSE_FILE),
+                home=str(tmp_path),
+                outputs_dir=str(tmp_path / "outputs"),
+                universe_file=str(EMBEDDED_UNIVERSE_FILE),
                 history_start=EMBEDDED_HISTORY_START,
             ),
         },
@@ -95,8 +97,12 @@ def test_a_downstream_stage_refuses_a_holiday_key_too(tmp_path):
     store = MarketDataStore(database_url=f"sqlite:///{tmp_path / 'store.sqlite'}")
     with dg.instance_for_test() as instance:
         result = _run(
-            [raw_bars, correlation_matrix], [correlation_matrix], {"dagster/partition": "2022-12-26|consumer"},
-            store, tmp_path, instance,
+            [raw_bars, correlation_matrix],
+            [correlation_matrix],
+            {"dagster/partition": "2022-12-26|consumer"},
+            store,
+            tmp_path,
+            instance,
         )
         assert not result.success
         assert _innermost_failure(result).startswith("NotASessionError: partition 2022-12-26|consumer")
@@ -117,7 +123,11 @@ def test_a_session_key_still_loads(tmp_path):
 @pytest.mark.parametrize(
     ("key", "error", "message"),
     [
-        ("2022-12-24|consumer", NotASessionError, "2022-12-24 is not an NYSE session (Saturday); the previous session is 2022-12-23, the next 2022-12-27"),
+        (
+            "2022-12-24|consumer",
+            NotASessionError,
+            "2022-12-24 is not an NYSE session (Saturday); the previous session is 2022-12-23, the next 2022-12-27",
+        ),
         ("2022-12-27|crypto", PartitionKeyError, "unknown sector 'crypto'"),
         ("2022-13-01|consumer", PartitionKeyError, "'2022-13-01' is not a date"),
         ("2022-12-27", PartitionKeyError, "is not DATE|SECTOR"),

@@ -49,7 +49,9 @@ def test_previous_and_next_session_are_holiday_aware():
 
 
 def test_window_at_start_of_history_is_a_clear_error():
-    with pytest.raises(InsufficientHistoryError, match=r"partition 1990-02-01: the window needs 60 sessions but only 23"):
+    with pytest.raises(
+        InsufficientHistoryError, match=r"partition 1990-02-01: the window needs 60 sessions but only 23"
+    ):
         partitions.window_sessions("1990-02-01", 60, history_start="1990-01-02")
     window = partitions.window_sessions("2022-12-28", 60, history_start="1990-01-02")
     assert len(window) == 60 and window[-1] == pd.Timestamp("2022-12-28")
@@ -75,7 +77,9 @@ def test_the_formation_schedule_is_the_exchange_calendar_s_not_the_history_start
     # the phase shifts the blocks; the formation session never follows its as-of session
     assert partitions.formation_session("2022-12-28", every) == pd.Timestamp("2022-12-02")
     assert partitions.formation_session("2022-12-28", every, phase=3) == pd.Timestamp("2022-12-07")
-    assert partitions.formation_session("2022-12-06", every, phase=3) == calendar[calendar.get_loc("2022-12-07") - every]
+    assert (
+        partitions.formation_session("2022-12-06", every, phase=3) == calendar[calendar.get_loc("2022-12-07") - every]
+    )
     # before the epoch the blocks continue backwards
     before = partitions.sessions_in_range("1989-01-03", FORMATION_EPOCH)
     formed = partitions.formation_session("1989-06-01", every)
@@ -97,14 +101,18 @@ def test_dates_end_at_the_given_last_session_and_refuse_keys_past_it():
     assert dates.get_last_partition_key() == "2022-12-28"
     assert partitions.last_session_of(daily) == pd.Timestamp("2022-12-28")
     assert daily.get_partition_keys()[-1] == "2022-12-28|technology"
-    assert len(daily.get_partition_keys()) == 249 * len(SECTORS)  # 2022 has 251 sessions; the 29th and 30th are past the end
+    assert len(daily.get_partition_keys()) == 249 * len(
+        SECTORS
+    )  # 2022 has 251 sessions; the 29th and 30th are past the end
     assert partitions.check_partition_key("2022-12-28|energy", daily) == ("2022-12-28", "energy")
     with pytest.raises(
         PartitionKeyError,
         match=r"partition 2022-12-29\|energy: 2022-12-29 is past the last partition 2022-12-28 \(the bar source's last",
     ):
         partitions.check_partition_key("2022-12-29|energy", daily)
-    assert partitions.daily_partitions_def("2022-01-03", SECTORS, pd.Timestamp("2022-12-28")) is daily  # keyed on inputs
+    assert (
+        partitions.daily_partitions_def("2022-01-03", SECTORS, pd.Timestamp("2022-12-28")) is daily
+    )  # keyed on inputs
     assert partitions.daily_partitions_def("2022-01-03", SECTORS) is not daily
 
 

@@ -21,9 +21,22 @@ def test_a_partition_range_run_with_dagsters_cli_prints_no_debug_line_per_event(
     env = {**os.environ, "PAIRS_HOME": str(home), "PAIRS_BARS_FILE": bars, "DAGSTER_HOME": str(home / "dagster")}
     dagster = str(Path(sys.executable).with_name("dagster"))
     process = subprocess.run(
-        [dagster, "asset", "materialize", "-m", "pairs_assets.definitions", "--select", "raw_bars",
-         "--partition-range", "2022-12-01|technology...2022-12-28|technology"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "pairs_assets.definitions",
+            "--select",
+            "raw_bars",
+            "--partition-range",
+            "2022-12-01|technology...2022-12-28|technology",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     output = process.stdout + process.stderr
     assert process.returncode == 0, output[-3000:]
@@ -37,7 +50,9 @@ def test_the_progress_line_says_whether_it_creates_the_run_writes_the_bars_or_re
     from pairs_assets.instance.progress import RunProgress
 
     with dg.instance_for_test() as instance:
-        progress = RunProgress(instance, "no-such-run", total=7_920, label="raw_bars", checks_total=47_520, write=lambda _: None)
+        progress = RunProgress(
+            instance, "no-such-run", total=7_920, label="raw_bars", checks_total=47_520, write=lambda _: None
+        )
         progress._t0 = 0.0
         progress.planned = 1_000
         assert "creating the run, 1,000/7,920 planned partitions recorded" in progress.line()

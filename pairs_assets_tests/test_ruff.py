@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Set to True in the commit that runs ``ruff format .`` and ``ruff check --fix .`` on the whole tree.
-TREE_FORMATTED = False
+TREE_FORMATTED = True
 pending_tree_format = pytest.mark.xfail(
     not TREE_FORMATTED,
     strict=True,

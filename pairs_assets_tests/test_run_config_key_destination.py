@@ -157,7 +157,9 @@ def test_bar_source_run_config_pointing_at_a_listener_sends_no_alpaca_key(alpaca
 def _signals_with_broker(instance, store, run_config_broker: dict) -> dg.ExecuteInProcessResult:
     """trading_signals with an order to send; the broker `PAIRS_BROKER=alpaca-paper` builds, replaced by run config
     (Dagster replaces a resource's whole config with the run's: the mode is given again)."""
-    broker = BrokerResource(mode="alpaca-paper", api_key=dg.EnvVar("ALPACA_API_KEY"), secret_key=dg.EnvVar("ALPACA_SECRET_KEY"))
+    broker = BrokerResource(
+        mode="alpaca-paper", api_key=dg.EnvVar("ALPACA_API_KEY"), secret_key=dg.EnvVar("ALPACA_SECRET_KEY")
+    )
     return dg.materialize(
         [setup.stand_in_trading_config, trading_signals],
         selection=["trading_signals"],
@@ -196,15 +198,25 @@ def test_broker_with_its_own_keys_still_trades_on_a_stand_in(world, alpaca_env):
     """Keys that are not Alpaca's go where the run config points (a paper-trading stand-in here)."""
     store, instance, _ = world
     with capture_listener() as (url, seen):
-        result = _signals_with_broker(instance, store, {"mode": "alpaca-paper", "url_override": url, "api_key": "standin-key", "secret_key": "standin-secret"})
+        result = _signals_with_broker(
+            instance,
+            store,
+            {"mode": "alpaca-paper", "url_override": url, "api_key": "standin-key", "secret_key": "standin-secret"},
+        )
     assert result.success
     assert seen and {(key, secret) for _, key, secret in seen} == {("standin-key", "standin-secret")}
     assert not store.read_table(orders_table).empty
 
 
 @pytest.mark.parametrize(
-    "url", ["http://data.alpaca.markets", "http://paper-api.alpaca.markets", "ws://stream.data.alpaca.markets/v2/iex",
-            "https://data.alpaca.markets.evil.example", "https://data.alpaca.markets@127.0.0.1:9"]
+    "url",
+    [
+        "http://data.alpaca.markets",
+        "http://paper-api.alpaca.markets",
+        "ws://stream.data.alpaca.markets/v2/iex",
+        "https://data.alpaca.markets.evil.example",
+        "https://data.alpaca.markets@127.0.0.1:9",
+    ],
 )
 def test_alpaca_keys_to_a_look_alike_or_plain_http_alpaca_host_are_refused(alpaca_env, url):
     assert not is_alpaca_url(url)
@@ -245,14 +257,22 @@ def test_recycler_path_still_works_with_its_own_keys(alpaca_env, monkeypatch, sq
     store = store_with_bars(sqlite_url, ["KO"], 5)
     settings = RecyclerSettings(port=0, api_key="recycler-key", secret_key="recycler-secret")
     with recycler_in_thread(store, settings) as recycler:
-        p = Paths.from_env({"PAIRS_HOME": str(tmp_path), "PAIRS_BAR_SOURCE": "alpaca", "PAIRS_ALPACA_DATA_URL": recycler.http_url})
+        p = Paths.from_env(
+            {"PAIRS_HOME": str(tmp_path), "PAIRS_BAR_SOURCE": "alpaca", "PAIRS_ALPACA_DATA_URL": recycler.http_url}
+        )
         source = build_definitions(p).resolve_job_def("daily_pairs").resource_defs["bar_source"]
         with dg.build_resources({"bar_source": source}) as built:
-            bars = built.bar_source.load_bars(["KO"], pd.Timestamp("2022-11-01", tz="UTC"), pd.Timestamp("2022-11-02", tz="UTC"))
+            bars = built.bar_source.load_bars(
+                ["KO"], pd.Timestamp("2022-11-01", tz="UTC"), pd.Timestamp("2022-11-02", tz="UTC")
+            )
         assert not bars.empty and set(bars["symbol"]) == {"KO"}
         # run config naming the recycler's variables is accepted too
-        configured = AlpacaBarSource(api_key=os.environ["PAIRS_RECYCLER_KEY"], secret_key="recycler-secret", url_override=recycler.http_url)
-        assert not configured.load_bars(["KO"], pd.Timestamp("2022-11-01", tz="UTC"), pd.Timestamp("2022-11-02", tz="UTC")).empty
+        configured = AlpacaBarSource(
+            api_key=os.environ["PAIRS_RECYCLER_KEY"], secret_key="recycler-secret", url_override=recycler.http_url
+        )
+        assert not configured.load_bars(
+            ["KO"], pd.Timestamp("2022-11-01", tz="UTC"), pd.Timestamp("2022-11-02", tz="UTC")
+        ).empty
         assert recycler.stats.http_requests >= 2
 
 
@@ -284,7 +304,11 @@ def test_the_issues_dg_launch_command_sends_no_alpaca_key(tmp_path):
         config = {
             "resources": {
                 "bar_source": {
-                    "config": {"url_override": url, "api_key": {"env": "ALPACA_API_KEY"}, "secret_key": {"env": "ALPACA_SECRET_KEY"}}
+                    "config": {
+                        "url_override": url,
+                        "api_key": {"env": "ALPACA_API_KEY"},
+                        "secret_key": {"env": "ALPACA_SECRET_KEY"},
+                    }
                 }
             }
         }
@@ -308,8 +332,12 @@ def test_the_stream_refuses_a_recycler_key_that_is_alpacas(alpaca_env):
     from pairs_assets.live.stream import StreamError, StreamSettings
 
     environ = {"PAIRS_RECYCLER_KEY": ALPACA_KEY, "PAIRS_RECYCLER_SECRET": "rs"}
-    with pytest.raises(StreamError, match=r"stream: refused to send Alpaca's keys .* ws://127\.0\.0\.1:9/v2/iex") as refused:
+    with pytest.raises(
+        StreamError, match=r"stream: refused to send Alpaca's keys .* ws://127\.0\.0\.1:9/v2/iex"
+    ) as refused:
         StreamSettings.from_env(["AAPL"], url="ws://127.0.0.1:9/v2/iex", environ=environ)
     assert ALPACA_KEY not in str(refused.value)
-    ok = StreamSettings.from_env(["AAPL"], url="ws://127.0.0.1:9/v2/iex", environ={"PAIRS_RECYCLER_KEY": "rk", "PAIRS_RECYCLER_SECRET": "rs"})
+    ok = StreamSettings.from_env(
+        ["AAPL"], url="ws://127.0.0.1:9/v2/iex", environ={"PAIRS_RECYCLER_KEY": "rk", "PAIRS_RECYCLER_SECRET": "rs"}
+    )
     assert ok.stream_credentials() == ("rk", "rs") and ok.history_credentials() == ("rk", "rs")

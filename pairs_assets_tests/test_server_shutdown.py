@@ -73,7 +73,9 @@ def _poll(predicate, timeout: float, what: str, proc: subprocess.Popen, log: Pat
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} within {timeout:g} s; log:\n{log.read_text()[-3000:]}")
         if proc.poll() is not None and what.startswith("serving"):
-            raise AssertionError(f"the command exited {proc.returncode} before serving; log:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"the command exited {proc.returncode} before serving; log:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.2)  # polling a port or /proc: neither offers an event to wait on
 
 
@@ -89,8 +91,13 @@ def _stops_with_everything_on_sigterm(cmd: list[str], port: int, env: dict, tmp_
         proc.send_signal(signal.SIGTERM)  # the pairs process only, as a service manager's stop does
         proc.wait(STOP_S)
         _poll(lambda: not _serves(port), STOP_S, f"port {port} released", proc, log)
-        _poll(lambda: not any(_alive(p) for p in started), STOP_S,
-              f"no process it started remaining (left: {sorted(p for p in started if _alive(p))})", proc, log)
+        _poll(
+            lambda: not any(_alive(p) for p in started),
+            STOP_S,
+            f"no process it started remaining (left: {sorted(p for p in started if _alive(p))})",
+            proc,
+            log,
+        )
     finally:
         for pid in started | ({proc.pid} if proc.poll() is None else set()):
             with contextlib.suppress(ProcessLookupError):
@@ -100,16 +107,24 @@ def _stops_with_everything_on_sigterm(cmd: list[str], port: int, env: dict, tmp_
 
 
 def _env(tmp_path: Path, **extra: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PAIRS_HOME": str(tmp_path / "home"),
-           "DAGSTER_HOME": str(tmp_path / "home" / "dagster"), **extra}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PAIRS_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
+        **extra,
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 
 
 def test_mlflow_server_releases_its_port_and_workers_on_sigterm(tmp_path):
     port = _free_port()
-    env = _env(tmp_path, PAIRS_MLFLOW_BACKEND_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-               PAIRS_MLFLOW_ARTIFACTS=str(tmp_path / "artifacts"))
+    env = _env(
+        tmp_path,
+        PAIRS_MLFLOW_BACKEND_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        PAIRS_MLFLOW_ARTIFACTS=str(tmp_path / "artifacts"),
+    )
     cmd = [sys.executable, "-m", "pairs_assets.cli", "mlflow-server", "--port", str(port), "--workers", "2"]
     _stops_with_everything_on_sigterm(cmd, port, env, tmp_path)
 
@@ -125,8 +140,13 @@ def test_run_server_passes_the_signal_to_the_whole_group_and_reports_it(tmp_path
     marker = tmp_path / "grandchild.pid"
     script = f"sleep 600 & echo $! > {marker}; wait"
     runner = subprocess.Popen(
-        [sys.executable, "-c", f"import sys; from pairs_assets.servers import run_server; sys.exit(run_server(['sh', '-c', {script!r}], grace_s=5))"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from pairs_assets.servers import run_server; sys.exit(run_server(['sh', '-c', {script!r}], grace_s=5))",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     deadline = time.monotonic() + START_S
     while not (marker.exists() and marker.read_text().strip()):
@@ -150,7 +170,11 @@ def test_a_second_code_server_on_a_served_port_is_refused(tmp_path):
             refuse_served_port("127.0.0.1", port, "code server")
         result = subprocess.run(
             [sys.executable, "-m", "pairs_assets.cli", "code-server", "--port", str(port)],
-            cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=START_S,
+            cwd=ROOT,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=START_S,
         )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

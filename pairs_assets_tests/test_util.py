@@ -23,7 +23,10 @@ def test_to_utc_takes_naive_values_as_utc_and_converts_zoned_ones():
 
 def test_split_partition_key_reads_strings_and_multi_partition_keys():
     assert split_partition_key("2022-12-28|technology") == ("2022-12-28", "technology")
-    assert split_partition_key(dg.MultiPartitionKey({"sector": "energy", "date": "2022-12-28"})) == ("2022-12-28", "energy")
+    assert split_partition_key(dg.MultiPartitionKey({"sector": "energy", "date": "2022-12-28"})) == (
+        "2022-12-28",
+        "energy",
+    )
     assert split_partition_key("2022-12-28") == ("2022-12-28", "")
 
 
@@ -43,12 +46,20 @@ def test_atomic_write_replaces_the_whole_file_or_leaves_the_old_one(tmp_path, mo
 @pytest.mark.parametrize(
     ("url", "kwargs", "expected"),
     [
-        ("postgresql+psycopg2://pairs:hunter2@db:5432/market?sslmode=require", {}, "postgresql+psycopg2://pairs:***@db:5432/market?sslmode=require"),
+        (
+            "postgresql+psycopg2://pairs:hunter2@db:5432/market?sslmode=require",
+            {},
+            "postgresql+psycopg2://pairs:***@db:5432/market?sslmode=require",
+        ),
         ("redis://:hunter2@127.0.0.1:6379/1", {}, "redis://:***@127.0.0.1:6379/1"),
         ("amqp://desk:p@ss@mq:5672/pairs", {}, "amqp://desk:***@mq:5672/pairs"),
         ("not a url://u:hunter2@h/x", {}, "not a url://u:***@h/x"),
         ("sqlite:////tmp/x/mlflow.db", {}, "sqlite:////tmp/x/mlflow.db"),
-        ("http://user:s3cret@mlflow:5000/?token=abc", {"keep_user": False, "keep_query": False}, "http://***@mlflow:5000/"),
+        (
+            "http://user:s3cret@mlflow:5000/?token=abc",
+            {"keep_user": False, "keep_query": False},
+            "http://***@mlflow:5000/",
+        ),
         ("https://token@host/path", {"keep_user": False}, "https://***@host/path"),
     ],
 )
@@ -59,5 +70,8 @@ def test_redact_url(url, kwargs, expected):
 def test_redact_text_masks_quoted_urls_and_the_bare_password():
     url = "postgresql://pairs:hunter%212@127.0.0.1:1/market"
     text = f"connection to {url} failed: password 'hunter!2' rejected"
-    assert redact_text(text, url) == "connection to postgresql://pairs:***@127.0.0.1:1/market failed: password '***' rejected"
+    assert (
+        redact_text(text, url)
+        == "connection to postgresql://pairs:***@127.0.0.1:1/market failed: password '***' rejected"
+    )
     assert redact_text("see http://u:p@h/x", keep_user=False) == "see http://***@h/x"

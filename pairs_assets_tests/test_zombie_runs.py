@@ -63,7 +63,10 @@ def _two_workers(tmp_path: Path, script: Path, env: dict) -> Iterator[tuple[dict
     processes = {
         name: subprocess.Popen(
             [sys.executable, str(script), str(tmp_path / f"{name}.started"), f"2022-12-28|{name}"],
-            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for name in ("energy", "consumer")
     }
@@ -105,7 +108,10 @@ def test_a_run_killed_with_sigkill_is_marked_failed_and_a_live_one_is_left_alone
             assert dead.partitions == "2022-12-28|energy"
             assert instance.get_run_by_id(run_ids["energy"]).status == dg.DagsterRunStatus.FAILURE
             failure = instance.get_records_for_run(run_ids["energy"], of_type=dg.DagsterEventType.RUN_FAILURE).records
-            assert f"process {processes['energy'].pid} on host {this_host()}, which is gone" in failure[0].event_log_entry.dagster_event.message
+            assert (
+                f"process {processes['energy'].pid} on host {this_host()}, which is gone"
+                in failure[0].event_log_entry.dagster_event.message
+            )
             assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.STARTED  # alive: untouched
             assert fail_dead_runs(instance) == []
 
@@ -196,7 +202,9 @@ def test_one_sensor_tick_fails_a_killed_launched_run_and_leaves_a_live_one(two_l
         assert instance.get_run_by_id(run_ids["energy"]).status == dg.DagsterRunStatus.FAILURE
         message = _failure_message(instance, run_ids["energy"])
         pid = processes["energy"].pid
-        assert f"run {run_ids['energy']} " in message and f"process {pid} on host {this_host()}, which is gone" in message
+        assert (
+            f"run {run_ids['energy']} " in message and f"process {pid} on host {this_host()}, which is gone" in message
+        )
         assert run_ids["energy"] in result.skip_message
         assert instance.get_run_by_id(run_ids["consumer"]).status == dg.DagsterRunStatus.STARTED  # alive: untouched
         assert "no STARTED run" in dead_run_recovery(dg.build_sensor_context(instance=instance)).skip_message
@@ -299,13 +307,13 @@ def test_tasks_of_runs_closed_since_the_last_tick_are_revoked_once_with_terminat
     """Issue 21 item 4: a run failed or canceled by anyone (a step failure, the UI) leaves its Celery
     steps executing; the sensor's sweep revokes them — terminating a running one — exactly once."""
     import json
-    from datetime import datetime, timezone
 
     from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
     from pairs_assets.run_recovery import CELERY_REVOKED_TAG, CELERY_TASKS_TAG, revoke_closed_runs_tasks
 
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+
         def add(run_id: str, tasks: dict | None, status=DagsterRunStatus.STARTED) -> DagsterRun:
             tags = {CELERY_TASKS_TAG: json.dumps(tasks)} if tasks else {}
             return instance.add_run(DagsterRun(job_name="daily_pairs", run_id=run_id, status=status, tags=tags))
@@ -314,7 +322,10 @@ def test_tasks_of_runs_closed_since_the_last_tick_are_revoked_once_with_terminat
         instance.report_run_failed(old, message="test: failed before the sensor's last tick")
         (record,) = instance.get_run_records(dg.RunsFilter(run_ids=["old"]))
         since = record.update_timestamp.timestamp()  # the last tick: "old" is not newer
-        failed, canceled = add("failed", {"gru_models": "t-1", "garch_models": "t-2"}), add("canceled", {"gru_models": "t-3"})
+        failed, canceled = (
+            add("failed", {"gru_models": "t-1", "garch_models": "t-2"}),
+            add("canceled", {"gru_models": "t-3"}),
+        )
         add("succeeded", {"gru_models": "t-4"}, status=DagsterRunStatus.SUCCESS)  # a success closes nothing
         add("running", {"gru_models": "t-6"})  # still STARTED: its tasks are its own
         local = add("local", None)

@@ -32,34 +32,56 @@ from pairs_assets_tests.strategies import SEED
 
 
 def garch_block(
-    *, omega: float, alpha: float, beta: float, sigma_forecast: float, mu: float = 0.0,
+    *,
+    omega: float,
+    alpha: float,
+    beta: float,
+    sigma_forecast: float,
+    mu: float = 0.0,
     unconditional_sigma: float | None = None,
 ) -> GarchBlock:
     """A GARCH block; σ_∞ defaults to √(ω / (1 − α − β)) (None when not stationary), as the writer stores it."""
     if unconditional_sigma is None:
         unconditional_sigma = implied_unconditional_sigma(omega, alpha, beta)
     return GarchBlock(
-        mu=mu, omega=omega, alpha=alpha, beta=beta, persistence=alpha + beta, sigma_forecast=sigma_forecast,
+        mu=mu,
+        omega=omega,
+        alpha=alpha,
+        beta=beta,
+        persistence=alpha + beta,
+        sigma_forecast=sigma_forecast,
         unconditional_sigma=unconditional_sigma,
     )
 
 
 def model_block(
-    name: str, version: str = "1", *, garch: GarchBlock, probability_threshold: float | None = 0.5,
-    beats_baselines: bool = True, mlflow_run_id: str | None = None, test_f1: float | None = 0.6,
+    name: str,
+    version: str = "1",
+    *,
+    garch: GarchBlock,
+    probability_threshold: float | None = 0.5,
+    beats_baselines: bool = True,
+    mlflow_run_id: str | None = None,
+    test_f1: float | None = 0.6,
     best_baseline_f1: float | None = 0.5,
 ) -> ModelBlock:
     """A registered GRU's block; its feature GARCH is ``garch``'s parameters (the σ / residual features)."""
     return ModelBlock(
-        name=name, version=version, mlflow_run_id=mlflow_run_id, probability_threshold=probability_threshold,
-        beats_baselines=beats_baselines, test_f1=test_f1, best_baseline_f1=best_baseline_f1,
+        name=name,
+        version=version,
+        mlflow_run_id=mlflow_run_id,
+        probability_threshold=probability_threshold,
+        beats_baselines=beats_baselines,
+        test_f1=test_f1,
+        best_baseline_f1=best_baseline_f1,
         feature_garch=FeatureGarch(mu=garch.mu, omega=garch.omega, alpha=garch.alpha, beta=garch.beta),
     )
 
 
 def risk_block(strategy: StrategySettings = SEED) -> RiskBlock:
     return RiskBlock(
-        max_portfolio_risk=strategy.max_portfolio_risk, max_position=strategy.max_position,
+        max_portfolio_risk=strategy.max_portfolio_risk,
+        max_position=strategy.max_position,
         target_daily_vol=strategy.target_daily_vol,
     )
 
@@ -139,7 +161,9 @@ def trading_config(
             correlation_min=strategy.correlation_min, eg_pvalue_max=strategy.eg_pvalue_max, score_min=strategy.score_min
         ),
         windows=Windows(
-            formation=strategy.formation_window, garch=strategy.garch_window, backtest=strategy.backtest_window,
+            formation=strategy.formation_window,
+            garch=strategy.garch_window,
+            backtest=strategy.backtest_window,
             gru=strategy.gru_window,
         ),
         risk=risk_block(strategy),

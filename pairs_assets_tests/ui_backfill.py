@@ -53,7 +53,10 @@ mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
 QUEUED = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
 SYNC = {
     "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
-    "run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher", "class": "SyncInMemoryRunLauncher"},
+    "run_launcher": {
+        "module": "dagster._core.launcher.sync_in_memory_run_launcher",
+        "class": "SyncInMemoryRunLauncher",
+    },
 }
 
 
@@ -82,7 +85,9 @@ def project_instance_config() -> dict:
 
 
 @contextmanager
-def ui_workspace(p: Paths, *, execute_runs: bool = False, project_instance: bool = False) -> Iterator[WorkspaceProcessContext]:
+def ui_workspace(
+    p: Paths, *, execute_runs: bool = False, project_instance: bool = False
+) -> Iterator[WorkspaceProcessContext]:
     """A temporary instance and a workspace over the project's definitions for ``p``, in-process.
 
     ``execute_runs``: runs launch synchronously in this process (else they are queued, not run).
@@ -118,11 +123,15 @@ def _launch(context: WorkspaceProcessContext, params: dict) -> Launched:
     seconds = time.perf_counter() - start
     data = result.data["launchPartitionBackfill"]
     if data["__typename"] != "LaunchBackfillSuccess":
-        raise RuntimeError(f"launchPartitionBackfill answered {data['__typename']}: {data.get('message')}\n{data.get('stack', '')}")
+        raise RuntimeError(
+            f"launchPartitionBackfill answered {data['__typename']}: {data.get('message')}\n{data.get('stack', '')}"
+        )
     return Launched(data["backfillId"], seconds)
 
 
-def launch_asset_backfill(context: WorkspaceProcessContext, assets: Sequence[str], partition_names: Sequence[str]) -> Launched:
+def launch_asset_backfill(
+    context: WorkspaceProcessContext, assets: Sequence[str], partition_names: Sequence[str]
+) -> Launched:
     """The asset graph's *Materialize all* → partitions: ``assets`` × ``partition_names``."""
     return _launch(
         context,

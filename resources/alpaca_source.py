@@ -28,8 +28,8 @@ import pandas as pd
 from pydantic import Field
 
 from pairs_assets.errors import BarsFileError, PairsError
-from pairs_assets.market.endpoints import ENV_API_KEY, ENV_SECRET_KEY, credentials_for_destination
 from pairs_assets.market.calendar import EXCHANGE_TZ, nyse_calendar
+from pairs_assets.market.endpoints import ENV_API_KEY, ENV_SECRET_KEY, credentials_for_destination
 from pairs_assets.market.symbology import is_daily_timeframe, parse_timeframe
 from pairs_assets.util import redact_url, to_utc
 from resources.bar_sources import BarSource
@@ -86,7 +86,9 @@ class AlpacaBarSource(BarSource):
 
         key, secret = self._credentials()  # Alpaca's keys only to Alpaca's own hosts over https
         if not (key and secret):
-            raise AlpacaSourceError(f"the Alpaca bar source needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment")
+            raise AlpacaSourceError(
+                f"the Alpaca bar source needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment"
+            )
         return StockHistoricalDataClient(key, secret, raw_data=True, url_override=self.url_override)
 
     def load_bars(self, symbols: Iterable[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

@@ -184,7 +184,9 @@ def _epoch_timestamps(values: pd.Series, field: str, where: Callable[[int], str]
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.isna().any():
         i = int(numbers.isna().to_numpy().argmax())
-        raise BarsFileError(f"{where(i)}: {values.iloc[i]!r} is not a number ({field} holds {words} since 1970-01-01 UTC)")
+        raise BarsFileError(
+            f"{where(i)}: {values.iloc[i]!r} is not a number ({field} holds {words} since 1970-01-01 UTC)"
+        )
     lo, hi = ((bound - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(1, unit=unit) for bound in _EPOCH_YEARS)
     outside = ((numbers < lo) | (numbers > hi)).to_numpy()
     if outside.any():
@@ -319,7 +321,9 @@ def _file_timestamps(raw: pd.DataFrame, path: Path, field: str = "timestamp") ->
         present = codes >= 0
         if len(values):
             parsed = pd.Series(parsed.array.take(np.where(present, codes, 0)), index=rows_of_values.index)
-            date_only = pd.Series(date_only.to_numpy()[np.where(present, codes, 0)] & present, index=rows_of_values.index)
+            date_only = pd.Series(
+                date_only.to_numpy()[np.where(present, codes, 0)] & present, index=rows_of_values.index
+            )
         else:  # no value at all: every row unparseable
             parsed = pd.Series(pd.NaT, index=rows_of_values.index, dtype="datetime64[ns, UTC]")
             date_only = pd.Series(False, index=rows_of_values.index)
@@ -389,14 +393,15 @@ def read_bars_file(path: str | Path) -> pd.DataFrame:
     missing = _missing_columns(raw.columns, field)
     if missing:
         raise BarsFileError(
-            f"bars file {path} lacks required column(s) {', '.join(missing)} "
-            f"(has: {', '.join(raw.columns)})"
+            f"bars file {path} lacks required column(s) {', '.join(missing)} (has: {', '.join(raw.columns)})"
         )
     if raw.empty:
         raise BarsFileError(f"bars file {path} has no rows (only a header): nothing to load")
     raw = raw.reset_index(drop=True)
     if raw["symbol"].isna().any():
-        raise BarsFileError(f"bars file {path}: row {_row_number(path, int(raw['symbol'].isna().idxmax()))} has no symbol")
+        raise BarsFileError(
+            f"bars file {path}: row {_row_number(path, int(raw['symbol'].isna().idxmax()))} has no symbol"
+        )
     timestamps = _file_timestamps(raw, path, field)
     if field != "timestamp":
         raw = raw.drop(columns=field)
@@ -465,7 +470,9 @@ def _bars_file_last_session(path: str, mtime: float) -> pd.Timestamp | None:
     if raw.empty:
         raise BarsFileError(f"bars file {file} has no rows (only a header): nothing to load")
     if raw["symbol"].isna().any():
-        raise BarsFileError(f"bars file {file}: row {_row_number(file, int(raw['symbol'].isna().idxmax()))} has no symbol")
+        raise BarsFileError(
+            f"bars file {file}: row {_row_number(file, int(raw['symbol'].isna().idxmax()))} has no symbol"
+        )
     return _last_new_york_date(_file_timestamps(raw, file, field))
 
 

@@ -78,7 +78,9 @@ def validate_bars(bars: pd.DataFrame, *, context: str) -> pd.DataFrame:
     volume = bars["volume"].to_numpy(dtype="float64")
     if (~np.isnan(volume) & ((volume < 0) | ~np.isfinite(volume))).any():
         row = bars[~np.isnan(volume) & ((volume < 0) | ~np.isfinite(volume))].iloc[0]
-        raise BadBarsError(f"{context}: symbol {row['symbol']} has volume={row['volume']} at {row['timestamp'].isoformat()}")
+        raise BadBarsError(
+            f"{context}: symbol {row['symbol']} has volume={row['volume']} at {row['timestamp'].isoformat()}"
+        )
     return bars.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
 
 
@@ -89,6 +91,8 @@ def fingerprint_bars(bars: pd.DataFrame) -> str:
     digest.update(
         pd.util.hash_pandas_object(
             ordered[["symbol", "timestamp", "source", "close"]].reset_index(drop=True), index=False
-        ).to_numpy().tobytes()
+        )
+        .to_numpy()
+        .tobytes()
     )
     return digest.hexdigest()[:16]

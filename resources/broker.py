@@ -72,7 +72,10 @@ class PendingWrites:
 
     def batches(self) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
         """``(table, rows)`` for ``MarketDataStore.upsert_tables``."""
-        return [(orders_table, list(self.orders)), (positions_table, [self.positions[s] for s in sorted(self.positions)])]
+        return [
+            (orders_table, list(self.orders)),
+            (positions_table, [self.positions[s] for s in sorted(self.positions)]),
+        ]
 
 
 class BrokerError(PairsError, RuntimeError):
@@ -89,7 +92,9 @@ class BrokerResource(dg.ConfigurableResource):
 
     mode: str = Field(default="dry-run", description="dry-run | alpaca-paper | alpaca-live")
     api_key: str | None = Field(default=None, repr=False, description="ALPACA_API_KEY (dg.EnvVar); alpaca modes only.")
-    secret_key: str | None = Field(default=None, repr=False, description="ALPACA_SECRET_KEY (dg.EnvVar); alpaca modes only.")
+    secret_key: str | None = Field(
+        default=None, repr=False, description="ALPACA_SECRET_KEY (dg.EnvVar); alpaca modes only."
+    )
     equity: float = Field(default=100_000.0, gt=0, description="Account equity of the dry-run broker.")
     url_override: str | None = Field(default=None, description="Trading API base URL instead of Alpaca's.")
 
@@ -139,7 +144,9 @@ class BrokerResource(dg.ConfigurableResource):
 
         self.check()
         key, secret = self._credentials()
-        return TradingClient(key, secret, paper=self.mode == "alpaca-paper", raw_data=True, url_override=self.url_override)
+        return TradingClient(
+            key, secret, paper=self.mode == "alpaca-paper", raw_data=True, url_override=self.url_override
+        )
 
     def account_equity(self) -> float:
         self.check()
@@ -267,7 +274,9 @@ class BrokerResource(dg.ConfigurableResource):
         fill = response.get("filled_avg_price")
         return {"status": str(response.get("status") or "accepted"), "fill_price": float(fill) if fill else None}
 
-    def _apply_dry_run_fills(self, store: MarketDataStore, fills: list[dict[str, Any]], pending: PendingWrites | None = None) -> None:
+    def _apply_dry_run_fills(
+        self, store: MarketDataStore, fills: list[dict[str, Any]], pending: PendingWrites | None = None
+    ) -> None:
         if not fills:
             return
         t = positions_table.c
@@ -315,7 +324,8 @@ class BrokerResource(dg.ConfigurableResource):
                     {
                         "broker": self.name,
                         "symbol": str(position["symbol"]),
-                        "qty": float(position["qty"]) * (-1 if str(position.get("side")) == "short" and float(position["qty"]) > 0 else 1),
+                        "qty": float(position["qty"])
+                        * (-1 if str(position.get("side")) == "short" and float(position["qty"]) > 0 else 1),
                         "avg_price": float(position["avg_entry_price"]) if position.get("avg_entry_price") else None,
                         "updated_at": now,
                     }
@@ -351,7 +361,9 @@ class BrokerResource(dg.ConfigurableResource):
         try:
             raw = self._trading_client().get_all_positions() or []
         except APIError as exc:
-            raise BrokerError(f"broker {self.mode}: cannot read the account's positions: HTTP {exc.status_code}") from None
+            raise BrokerError(
+                f"broker {self.mode}: cannot read the account's positions: HTTP {exc.status_code}"
+            ) from None
         except OSError as exc:
             raise BrokerError(f"broker {self.mode}: cannot read the account's positions: unreachable ({exc})") from None
         rows = []
@@ -360,7 +372,9 @@ class BrokerResource(dg.ConfigurableResource):
             try:
                 qty = float(position["qty"])
             except (KeyError, TypeError, ValueError):
-                raise BrokerError(f"broker {self.mode}: position in {symbol} has no usable qty: {position.get('qty')!r}") from None
+                raise BrokerError(
+                    f"broker {self.mode}: position in {symbol} has no usable qty: {position.get('qty')!r}"
+                ) from None
             if str(position.get("side")) == "short" and qty > 0:
                 qty = -qty
             rows.append((symbol, qty))

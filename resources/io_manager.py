@@ -21,12 +21,12 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from upath import UPath
-from upath.implementations.local import LocalPath
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
+from upath import UPath
+from upath.implementations.local import LocalPath
 
 from pairs_assets.util import atomic_write_bytes as local_atomic_write_bytes
 from pairs_assets.util import split_partition_key
@@ -158,7 +158,10 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
             else:
                 raise TypeError(f"{name} partition {key}: cannot store a {type(value).__name__}")
         context.add_output_metadata(
-            {"path": dg.MetadataValue.path(str(as_upath(self.base_dir) / context.asset_key.path[-1])), "files_written": len(keys)}
+            {
+                "path": dg.MetadataValue.path(str(as_upath(self.base_dir) / context.asset_key.path[-1])),
+                "files_written": len(keys),
+            }
         )
 
     def load_partition(self, asset: str, partition_key: str):
@@ -183,5 +186,9 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
         raise FileNotFoundError(
             f"{asset_key.to_user_string()} partition {key} has not been materialized "
             f"(no file under {as_upath(self.base_dir) / asset_key.path[-1]}); materialize it first"
-            + (f" (upstream of {upstream.asset_key.to_user_string()})" if upstream is not None and upstream.has_asset_key else "")
+            + (
+                f" (upstream of {upstream.asset_key.to_user_string()})"
+                if upstream is not None and upstream.has_asset_key
+                else ""
+            )
         )

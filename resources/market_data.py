@@ -93,6 +93,7 @@ model_performance_table = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
+
 def of_source(column: sa.ColumnElement, source: str) -> sa.ColumnElement:
     """``column`` is ``source`` or one of its proxy stand-ins (``<source>+proxy:<SYMBOL>``, as the
     stream labels a proxy's bars)."""
@@ -306,10 +307,17 @@ class MarketDataStore(dg.ConfigurableResource):
     def bar_counts(self, source: str | None = None) -> pd.DataFrame:
         """Per (symbol, source): number of bars, first and last timestamp."""
         t = bars_table.c
-        query = sa.select(
-            t.symbol, t.source, sa.func.count().label("bars"), sa.func.min(t.timestamp).label("first"),
-            sa.func.max(t.timestamp).label("last"),
-        ).group_by(t.symbol, t.source).order_by(t.symbol, t.source)
+        query = (
+            sa.select(
+                t.symbol,
+                t.source,
+                sa.func.count().label("bars"),
+                sa.func.min(t.timestamp).label("first"),
+                sa.func.max(t.timestamp).label("last"),
+            )
+            .group_by(t.symbol, t.source)
+            .order_by(t.symbol, t.source)
+        )
         if source is not None:
             query = query.where(t.source == source)
         with self.engine.connect() as conn:
@@ -385,7 +393,9 @@ class MarketDataStore(dg.ConfigurableResource):
             row = conn.execute(query).first()
         if row is None:
             return None
-        return StoredTradingConfig(as_of_session=str(row.as_of_session), sector=sector, path=str(row.path), text=row.document or "")
+        return StoredTradingConfig(
+            as_of_session=str(row.as_of_session), sector=sector, path=str(row.path), text=row.document or ""
+        )
 
     def latest_trading_config(self, sector: str, on_or_before: str | None = None) -> dict | None:
         """The document of :meth:`latest_trading_config_record`, parsed."""

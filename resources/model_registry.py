@@ -36,7 +36,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -278,7 +278,7 @@ class ModelRegistry(dg.ConfigurableResource):
 
     @staticmethod
     def run_name(pair_id: str, when: datetime | None = None) -> str:
-        stamp = (when or datetime.now(timezone.utc)).strftime("%Y%m%d_%H%M%S")
+        stamp = (when or datetime.now(UTC)).strftime("%Y%m%d_%H%M%S")
         return f"GRU_Training_{pair_id}_{stamp}_{RUN_NAME_VERSION}"
 
     # --- reachability ------------------------------------------------------------------------
@@ -441,15 +441,17 @@ class ModelRegistry(dg.ConfigurableResource):
         run_id = ""
         try:
             experiment_id = self._experiment_id(client, uri, sector)
-            with self._http_limits(), _mlflow_uris(uri), mlflow.start_run(
-                experiment_id=experiment_id, run_name=run_name, tags=tags
-            ) as run:
+            with (
+                self._http_limits(),
+                _mlflow_uris(uri),
+                mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run,
+            ):
                 run_id = run.info.run_id
                 items = list(all_params.items())
                 for start in range(0, len(items), _MAX_PARAMS_PER_BATCH):
                     mlflow.log_params(dict(items[start : start + _MAX_PARAMS_PER_BATCH]))
                 mlflow.log_metrics(result.flat_metrics())
-                now = int(datetime.now(timezone.utc).timestamp() * 1000)
+                now = int(datetime.now(UTC).timestamp() * 1000)
                 history = [
                     Metric(key, float(entry[key]), now, int(entry["epoch"]))
                     for entry in result.history
@@ -533,9 +535,11 @@ class ModelRegistry(dg.ConfigurableResource):
         experiment_id = self._experiment_id(client, uri, "walk_forward")
         items = sorted((str(k), str(v)[:_MAX_PARAM_VALUE]) for k, v in params.items())
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-        with self._http_limits(), _mlflow_uris(uri), mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=tags
-        ) as run:
+        with (
+            self._http_limits(),
+            _mlflow_uris(uri),
+            mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run,
+        ):
             for start in range(0, len(items), _MAX_PARAMS_PER_BATCH):
                 mlflow.log_params(dict(items[start : start + _MAX_PARAMS_PER_BATCH]))
             keys = sorted(finite)
@@ -556,12 +560,19 @@ class ModelRegistry(dg.ConfigurableResource):
         with self._http_limits():
             while True:
                 page = client.search_runs(
-                    [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'",
-                    max_results=1000, order_by=["attributes.start_time ASC"], page_token=token,
+                    [experiment.experiment_id],
+                    filter_string="attributes.status = 'FINISHED'",
+                    max_results=1000,
+                    order_by=["attributes.start_time ASC"],
+                    page_token=token,
                 )
                 records.extend(
-                    {"run_id": r.info.run_id, "start_time": r.info.start_time or 0, "params": dict(r.data.params),
-                     "metrics": dict(r.data.metrics)}
+                    {
+                        "run_id": r.info.run_id,
+                        "start_time": r.info.start_time or 0,
+                        "params": dict(r.data.params),
+                        "metrics": dict(r.data.metrics),
+                    }
                     for r in page
                 )
                 token = page.token

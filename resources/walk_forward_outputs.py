@@ -60,11 +60,17 @@ def write_outputs(result, target: Path, figure=None) -> dict[str, Path]:
         # mtime=0 keeps the gzip byte-identical across reruns
         daily.to_csv(files["daily_pnl"], index=False, float_format="%.8g", compression={"method": "gzip", "mtime": 0})
         pd.DataFrame(
-            {"sector": list(result.configs), "configs": list(result.configs.values()), "pair_days": [result.config_pairs[s] for s in result.configs]}
+            {
+                "sector": list(result.configs),
+                "configs": list(result.configs.values()),
+                "pair_days": [result.config_pairs[s] for s in result.configs],
+            }
         ).to_csv(files["configs"], index=False)
         if result.score_study is not None:
             files["score_study"] = staging / "score_study.csv"
-            study = result.score_study.assign(formation_session=pd.to_datetime(result.score_study["formation_session"]).dt.strftime("%Y-%m-%d"))
+            study = result.score_study.assign(
+                formation_session=pd.to_datetime(result.score_study["formation_session"]).dt.strftime("%Y-%m-%d")
+            )
             study.to_csv(files["score_study"], index=False, float_format="%.8g")
             files["score_evidence"] = staging / "score_evidence.csv"
             result.score_evidence.to_csv(files["score_evidence"], index=False, float_format="%.6g")

@@ -39,7 +39,7 @@ def dead_run_recovery(context: dg.SensorEvaluationContext):
     lines = [run.describe() for run in dead] + [
         f"run {run_id}: revoked its Celery tasks {', '.join(ids)}" for run_id, ids in revoked.items()
     ]
-    for line in lines[len(dead):]:
+    for line in lines[len(dead) :]:
         context.log.warning(line)
     if not lines:
         return dg.SkipReason("no STARTED run whose process is gone")

@@ -43,7 +43,9 @@ SCHEDULE_NAME = "paper_book_schedule"
 CLOSE_CRON = "30 16 * * 1-5"
 
 
-def close_requests_for_day(day: pd.Timestamp, last_book_session: pd.Timestamp | None = None) -> list[dg.RunRequest] | dg.SkipReason:
+def close_requests_for_day(
+    day: pd.Timestamp, last_book_session: pd.Timestamp | None = None
+) -> list[dg.RunRequest] | dg.SkipReason:
     """The run request of the close tick on ``day`` (a New York calendar date); ``last_book_session``
     is the book's last partition (None: open-ended)."""
     day = pd.Timestamp(day).normalize()
@@ -56,8 +58,13 @@ def close_requests_for_day(day: pd.Timestamp, last_book_session: pd.Timestamp | 
             f"the paper book's last session is {last} (the session after the bar source's last): the {session} "
             f"close has no partition (load newer bars, or use PAIRS_BAR_SOURCE=alpaca)"
         )
-    return [dg.RunRequest(run_key=f"paper_book:{session}", partition_key=session,
-                          tags={"pairs/session": session, "pairs/trigger": SCHEDULE_NAME})]
+    return [
+        dg.RunRequest(
+            run_key=f"paper_book:{session}",
+            partition_key=session,
+            tags={"pairs/session": session, "pairs/trigger": SCHEDULE_NAME},
+        )
+    ]
 
 
 def build_paper_book_schedule(last_book_session: pd.Timestamp | str | None = None) -> dg.ScheduleDefinition:

@@ -8,7 +8,6 @@ embedded dataset ends on 2022-12-28; a file on its last bar) there is no partiti
 naming that session and the one requested. Alpaca's data runs to today: no such bound.
 """
 
-
 from collections.abc import Sequence
 
 import dagster as dg

@@ -23,7 +23,6 @@ Then it requests ``RunRequest(partition_key="<as_of>|<sector>", run_key="signals
 sector → latest bar seen) advances for the requested sectors only.
 """
 
-
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -117,7 +116,9 @@ def evaluate_tick(
         effective = config.effective_session
         partition_key = f"{as_of}|{sector}"
         if not _materialized(instance, partition_key):
-            result.skipped[sector] = f"trading_config {partition_key} is in the store but not materialized in this instance"
+            result.skipped[sector] = (
+                f"trading_config {partition_key} is in the store but not materialized in this instance"
+            )
             continue
         if today is not None and effective != today:
             result.skipped[sector] = f"latest trading config is for session {effective}, not today's session {today}"
@@ -154,8 +155,17 @@ def evaluate_tick(
             dg.RunRequest(
                 run_key=f"signals:{sector}:{as_of}:{latest.strftime('%Y%m%dT%H%M%S%f')}",
                 partition_key=partition_key,
-                run_config={"ops": {SIGNAL_ASSET: {"config": {"bar_cutoff": latest_iso, "replay": replay,
-                                                              **({} if only is None else {"live_source": only})}}}},
+                run_config={
+                    "ops": {
+                        SIGNAL_ASSET: {
+                            "config": {
+                                "bar_cutoff": latest_iso,
+                                "replay": replay,
+                                **({} if only is None else {"live_source": only}),
+                            }
+                        }
+                    }
+                },
                 tags={"pairs/sector": sector, "pairs/trigger": "signal_sensor", "pairs/replay": str(replay).lower()},
             )
         )
@@ -206,4 +216,3 @@ def build_signal_sensor(
         return dg.SensorResult(run_requests=result.run_requests, cursor=json.dumps(result.cursor, sort_keys=True))
 
     return _signal_sensor
-

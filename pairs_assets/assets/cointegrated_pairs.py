@@ -1,6 +1,5 @@
 """cointegrated_pairs: correlation ≥ threshold, then Engle-Granger both ways, Johansen, half-life."""
 
-
 from collections import defaultdict
 
 import dagster as dg
@@ -8,7 +7,15 @@ import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, reasons_table, stopwatch
+from pairs_assets.assets.common import (
+    GROUP,
+    WindowReader,
+    history_window_metadata,
+    markdown_table,
+    partition_parts,
+    reasons_table,
+    stopwatch,
+)
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.prices import find_unusable_symbols
 from pairs_assets.quant.stages import cointegration_stage
@@ -26,7 +33,8 @@ def cointegrated_pairs_asset(daily: dg.MultiPartitionsDefinition, strategy: Stra
         ins={"correlation_matrix": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
         metadata=history_window_metadata(
-            strategy.reach(strategy.formation_window), f"{strategy.formation_window} sessions (formation_window) ending at its formation session, every {strategy.reselect_every}"
+            strategy.reach(strategy.formation_window),
+            f"{strategy.formation_window} sessions (formation_window) ending at its formation session, every {strategy.reselect_every}",
         ),
         check_specs=checks.check_specs(checks.COINTEGRATED_PAIRS_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -73,7 +81,9 @@ def cointegrated_partition(
     """
     symbols = windows.universe.symbols(sector)
     window = windows.read(
-        symbols, windows.formation_session(date, strategy.reselect_every, strategy.formation_phase), strategy.formation_window,
+        symbols,
+        windows.formation_session(date, strategy.reselect_every, strategy.formation_phase),
+        strategy.formation_window,
         partition=f"{date}|{sector}",
     )
     excluded = find_unusable_symbols(window.closes, max_flat_fraction=strategy.max_flat_fraction)
@@ -94,7 +104,8 @@ def cointegrated_partition(
         "rejected_candidates": reasons_table(rejected),
         "note": "no cointegrated pairs in this window" if pairs.empty else f"{len(pairs)} cointegrated pair(s)",
         "top_pairs": markdown_table(
-            pairs, ["pair_id", "correlation", "hedge_ratio", "eg_pvalue", "eg_pvalue_reverse", "johansen_trace", "half_life"]
+            pairs,
+            ["pair_id", "correlation", "hedge_ratio", "eg_pvalue", "eg_pvalue_reverse", "johansen_trace", "half_life"],
         ),
         "input_fingerprint": window.fingerprint,
     }
@@ -105,7 +116,9 @@ def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strate
     from pairs_assets.quant.walkforward.replay import cointegration_screen
 
     with stopwatch() as timer:
-        sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.formation_window)
+        sector_ranges = ranges.sector_ranges(
+            context, store, bar_source.source_name, strategy, home, lookback=strategy.formation_window
+        )
         screened = 0
 
         def compute(rng: ranges.SectorRange, formation: pd.Timestamp, dates: list[pd.Timestamp]):
@@ -118,7 +131,9 @@ def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strate
             screened_out = not screens[rng.sector][formation]
             screened += screened_out
             key = rng.key(dates[0])
-            return cointegrated_partition(rng.windows, str(dates[0].date()), rng.sector, matrices[key], strategy, screened_out=screened_out)
+            return cointegrated_partition(
+                rng.windows, str(dates[0].date()), rng.sector, matrices[key], strategy, screened_out=screened_out
+            )
 
         screens: dict[str, dict] = defaultdict(dict)
         outputs = ranges.per_cohort(sector_ranges, compute)
@@ -127,11 +142,16 @@ def _range(context, matrices: dict[str, pd.DataFrame], store, bar_source, strate
     yield dg.Output(
         pairs,
         metadata=ranges.range_metadata(
-            sector_ranges, timer["seconds"], pairs=sum(len(p) for p in pairs.values()),
+            sector_ranges,
+            timer["seconds"],
+            pairs=sum(len(p) for p in pairs.values()),
             partitions_with_pairs=sum(not p.empty for p in pairs.values()),
-            formations_screened_out=screened, correlation_min=strategy.correlation_min,
+            formations_screened_out=screened,
+            correlation_min=strategy.correlation_min,
             eg_pvalue_max=strategy.eg_pvalue_max,
         ),
     )
     yield from ranges.check_outputs(context)
-    yield from ranges.check_evaluations(context, checks.COINTEGRATED_PAIRS_CHECKS, {k: v[2] for k, v in outputs.items()})
+    yield from ranges.check_evaluations(
+        context, checks.COINTEGRATED_PAIRS_CHECKS, {k: v[2] for k, v in outputs.items()}
+    )

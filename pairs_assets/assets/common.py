@@ -1,6 +1,5 @@
 """Helpers shared by the stage assets: partition keys, window reads from the store, metadata."""
 
-
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -69,9 +68,9 @@ class Window:
 
 def session_closes(bars: pd.DataFrame, sessions: pd.DatetimeIndex, symbols: Sequence[str]) -> pd.DataFrame:
     """The last close of each (session, symbol) of bars that carry a ``session`` column."""
-    closes = (
-        bars.sort_values("timestamp").groupby(["session", "symbol"])["close"].last().unstack("symbol")
-    ).reindex(index=sessions, columns=sorted(symbols))
+    closes = (bars.sort_values("timestamp").groupby(["session", "symbol"])["close"].last().unstack("symbol")).reindex(
+        index=sessions, columns=sorted(symbols)
+    )
     closes.index.name = "session"
     return closes
 
@@ -223,10 +222,26 @@ class WindowReader:
 
     def read(self, symbols: Sequence[str], as_of, n_sessions: int, *, partition: str) -> Window:
         if self.panel is None or self.panel.row_hashes is None:
-            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition, history_start=self.history_start)
+            return read_window(
+                self.store,
+                self.source,
+                symbols,
+                str(pd.Timestamp(as_of).date()),
+                n_sessions,
+                partition=partition,
+                history_start=self.history_start,
+            )
         end = self.panel.position(pd.Timestamp(as_of))
         if end - n_sessions + 1 < 0:  # before the panel: the store read says why (start of history)
-            return read_window(self.store, self.source, symbols, str(pd.Timestamp(as_of).date()), n_sessions, partition=partition, history_start=self.history_start)
+            return read_window(
+                self.store,
+                self.source,
+                symbols,
+                str(pd.Timestamp(as_of).date()),
+                n_sessions,
+                partition=partition,
+                history_start=self.history_start,
+            )
         symbols = sorted(symbols)
         closes = self.panel.closes.iloc[end - n_sessions + 1 : end + 1][symbols]
         _require_complete(closes, self.source, n_sessions, partition)

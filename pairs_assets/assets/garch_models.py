@@ -1,13 +1,19 @@
 """garch_models: GARCH(1,1) on each cointegrated pair's spread returns over a long window, all pairs of a
 partition in one batched fit (``quant.garch.fit_garch_many``; ``arch`` as its recorded fallback)."""
 
-
 import dagster as dg
 import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import (
+    GROUP,
+    WindowReader,
+    history_window_metadata,
+    markdown_table,
+    partition_parts,
+    stopwatch,
+)
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import empty_garch_frame, garch_stage
 from pairs_assets.settings import StrategySettings
@@ -24,7 +30,8 @@ def garch_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySe
         ins={"cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping())},
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
         metadata=history_window_metadata(
-            strategy.reach(strategy.garch_sessions), f"{strategy.garch_sessions} sessions (garch_sessions) ending at its formation session, every {strategy.reselect_every}"
+            strategy.reach(strategy.garch_sessions),
+            f"{strategy.garch_sessions} sessions (garch_sessions) ending at its formation session, every {strategy.reselect_every}",
         ),
         check_specs=checks.check_specs(checks.GARCH_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -46,18 +53,25 @@ def garch_models(
 ):
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.garch_sessions)
+            sector_ranges = ranges.sector_ranges(
+                context, store, bar_source.source_name, strategy, home, lookback=strategy.garch_sessions
+            )
             outputs = ranges.per_cohort(
                 sector_ranges,
-                lambda rng, _f, dates: garch_partition(rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], strategy),
+                lambda rng, _f, dates: garch_partition(
+                    rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], strategy
+                ),
             )
         fits = {key: value[0] for key, value in outputs.items()}
         ranges.record_partition_metadata(context, {key: value[1] for key, value in outputs.items()})
         yield dg.Output(
             fits,
             metadata=ranges.range_metadata(
-                sector_ranges, timer["seconds"], models=sum(len(f) for f in fits.values()),
-                garch_window=strategy.garch_window, forecast_holdout=strategy.garch_holdout,
+                sector_ranges,
+                timer["seconds"],
+                models=sum(len(f) for f in fits.values()),
+                garch_window=strategy.garch_window,
+                forecast_holdout=strategy.garch_holdout,
             ),
         )
         yield from ranges.check_outputs(context)
@@ -65,7 +79,9 @@ def garch_models(
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:
-        fits, metadata, check_results = garch_partition(WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, strategy)
+        fits, metadata, check_results = garch_partition(
+            WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, strategy
+        )
     yield dg.Output(fits, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
     yield from check_results
 
@@ -79,7 +95,9 @@ def garch_partition(
     else:
         legs = sorted(set(cointegrated_pairs["y"]) | set(cointegrated_pairs["x"]))
         window = windows.read(
-            legs, windows.formation_session(date, strategy.reselect_every, strategy.formation_phase), strategy.garch_sessions,
+            legs,
+            windows.formation_session(date, strategy.reselect_every, strategy.formation_phase),
+            strategy.garch_sessions,
             partition=f"{date}|{sector}",
         )
         fits = garch_stage(window.closes, cointegrated_pairs, strategy)
@@ -90,12 +108,27 @@ def garch_partition(
         "models": len(fits),
         "converged": int(fits["converged"].sum()) if len(fits) else 0,
         # which code fitted each pair: the batched estimator, or arch as its recorded fallback
-        "estimators": dg.MetadataValue.json({str(k): int(v) for k, v in fits["estimator"].value_counts().sort_index().items()}),
+        "estimators": dg.MetadataValue.json(
+            {str(k): int(v) for k, v in fits["estimator"].value_counts().sort_index().items()}
+        ),
         "garch_window": strategy.garch_window,
         "forecast_holdout": strategy.garch_holdout,
         "note": "no cointegrated pairs: nothing to fit" if fits.empty else f"{len(fits)} GARCH(1,1) fit(s)",
         "models_table": markdown_table(
-            fits, ["pair_id", "omega", "alpha", "beta", "persistence", "sigma_forecast", "forecast_ratio", "ljung_box_p", "arch_lm_p", "converged", "estimator"]
+            fits,
+            [
+                "pair_id",
+                "omega",
+                "alpha",
+                "beta",
+                "persistence",
+                "sigma_forecast",
+                "forecast_ratio",
+                "ljung_box_p",
+                "arch_lm_p",
+                "converged",
+                "estimator",
+            ],
         ),
         "input_fingerprint": fingerprint,
     }

@@ -7,26 +7,54 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import (
+    GROUP,
+    WindowReader,
+    fingerprint_of,
+    history_window_metadata,
+    markdown_table,
+    partition_parts,
+    stopwatch,
+)
 from pairs_assets.home import PairsHome
 from pairs_assets.instance.liveness import ensure_run_open
 from pairs_assets.quant.features import GRUTrainingError
 from pairs_assets.quant.stages import GRU_TRAINING, feature_columns, gru_config, gru_stage_fit_many, pair_spread
 from pairs_assets.settings import StrategySettings
+from pairs_assets.util import redact_url
 from resources.bar_sources import BarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore, model_performance_table
-from pairs_assets.util import redact_url
 from resources.model_registry import ModelRegistry
 
 BASELINES = ("majority", "logistic", "z_rule")
 GRU_COLUMNS = [
-    "pair_id", "status", "reason", "model_name", "model_version", "mlflow_run_id", "probability_threshold",
-    "test_f1", "test_precision", "test_recall", "test_accuracy", "test_roc_auc",
-    *[f"baseline_{b}_f1" for b in BASELINES], *[f"baseline_{b}_roc_auc" for b in BASELINES],
-    "best_baseline_f1", "beats_baselines", "epochs_run", "train_seconds", "n_sequences", "input_fingerprint",
-    "feature_garch_mu", "feature_garch_omega", "feature_garch_alpha", "feature_garch_beta",
-    "feature_hedge_ratio", "feature_intercept",
+    "pair_id",
+    "status",
+    "reason",
+    "model_name",
+    "model_version",
+    "mlflow_run_id",
+    "probability_threshold",
+    "test_f1",
+    "test_precision",
+    "test_recall",
+    "test_accuracy",
+    "test_roc_auc",
+    *[f"baseline_{b}_f1" for b in BASELINES],
+    *[f"baseline_{b}_roc_auc" for b in BASELINES],
+    "best_baseline_f1",
+    "beats_baselines",
+    "epochs_run",
+    "train_seconds",
+    "n_sequences",
+    "input_fingerprint",
+    "feature_garch_mu",
+    "feature_garch_omega",
+    "feature_garch_alpha",
+    "feature_garch_beta",
+    "feature_hedge_ratio",
+    "feature_intercept",
 ]
 
 
@@ -44,7 +72,11 @@ def reusable_row(previous: pd.DataFrame | None, pair_id: str, fingerprint: str, 
     """
     if previous is None or "input_fingerprint" not in previous:
         return None
-    match = previous[(previous["pair_id"] == pair_id) & (previous["input_fingerprint"] == fingerprint) & (previous["status"] == "trained")]
+    match = previous[
+        (previous["pair_id"] == pair_id)
+        & (previous["input_fingerprint"] == fingerprint)
+        & (previous["status"] == "trained")
+    ]
     if match.empty:
         return None
     row = match.iloc[0].to_dict()
@@ -68,7 +100,8 @@ def gru_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySett
         },
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
         metadata=history_window_metadata(
-            strategy.reach(strategy.gru_window), f"{strategy.gru_window} sessions (gru_window) ending at its formation session, every {strategy.reselect_every}"
+            strategy.reach(strategy.gru_window),
+            f"{strategy.gru_window} sessions (gru_window) ending at its formation session, every {strategy.reselect_every}",
         ),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=GROUP,
@@ -94,30 +127,55 @@ def gru_models(
     date, sector = partition_parts(context)
     with stopwatch() as timer:
         ((frame, metadata),) = gru_cohorts(
-            context, [(WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, model_selection)],
-            bar_source, strategy, model_registry,
+            context,
+            [
+                (
+                    WindowReader(store, bar_source.source_name, home=home),
+                    date,
+                    sector,
+                    cointegrated_pairs,
+                    model_selection,
+                )
+            ],
+            bar_source,
+            strategy,
+            model_registry,
         )
         record_performance(store, date, sector, frame)
     return dg.Output(frame, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
 
 
-def _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home) -> dg.Output:
+def _range(
+    context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home
+) -> dg.Output:
     """A range run: the GRUs of every formation session of the range trained together (one batched
     fit, pair as batch dimension) and registered once each, a frame given to each partition of its
     trading period; one model_performance row set per partition."""
     with stopwatch() as timer:
-        sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.gru_window)
+        sector_ranges = ranges.sector_ranges(
+            context, store, bar_source.source_name, strategy, home, lookback=strategy.gru_window
+        )
         cohorts = [(rng, dates) for rng in sector_ranges for dates in rng.cohorts().values()]
         frames = gru_cohorts(
             context,
             [
-                (rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])], model_selection[rng.key(dates[0])])
+                (
+                    rng.windows,
+                    str(dates[0].date()),
+                    rng.sector,
+                    cointegrated_pairs[rng.key(dates[0])],
+                    model_selection[rng.key(dates[0])],
+                )
                 for rng, dates in cohorts
             ],
-            bar_source, strategy, model_registry,
+            bar_source,
+            strategy,
+            model_registry,
         )
         outputs = {rng.key(d): frame for (rng, dates), (frame, _meta) in zip(cohorts, frames) for d in dates}
-        ranges.record_partition_metadata(context, {rng.key(d): meta for (rng, dates), (_frame, meta) in zip(cohorts, frames) for d in dates})
+        ranges.record_partition_metadata(
+            context, {rng.key(d): meta for (rng, dates), (_frame, meta) in zip(cohorts, frames) for d in dates}
+        )
         for rng in sector_ranges:
             for session in rng.sessions:
                 record_performance(store, str(session.date()), rng.sector, outputs[rng.key(session)])
@@ -125,7 +183,9 @@ def _range(context, cointegrated_pairs, model_selection, store, bar_source, stra
     return dg.Output(
         outputs,
         metadata=ranges.range_metadata(
-            sector_ranges, timer["seconds"], models_trained_or_reused=trained,
+            sector_ranges,
+            timer["seconds"],
+            models_trained_or_reused=trained,
             partitions_with_models=sum(not f.empty for f in outputs.values()),
             hyperparameters=dg.MetadataValue.json(gru_config(strategy).as_params()),
         ),
@@ -159,7 +219,11 @@ def gru_cohorts(
     for i, (windows, date, sector, cointegrated_pairs, model_selection) in enumerate(items):
         key = f"{date}|{sector}"
         selected = model_selection[model_selection["selected"]] if not model_selection.empty else model_selection
-        pairs = cointegrated_pairs.set_index("pair_id").loc[list(selected["pair_id"])] if len(selected) else cointegrated_pairs.iloc[0:0]
+        pairs = (
+            cointegrated_pairs.set_index("pair_id").loc[list(selected["pair_id"])]
+            if len(selected)
+            else cointegrated_pairs.iloc[0:0]
+        )
         previous = previous_models(context.resources.io_manager, date, sector)
         window = None
         if len(pairs):
@@ -172,15 +236,26 @@ def gru_cohorts(
         for pair_id, pair in pairs.iterrows():
             spread = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])
             fingerprint = fingerprint_of(
-                window.fingerprint, pair_id, float(pair["hedge_ratio"]), float(pair["intercept"]),
-                config.as_params(), strategy.gru_horizon, strategy.entry_z,
+                window.fingerprint,
+                pair_id,
+                float(pair["hedge_ratio"]),
+                float(pair["intercept"]),
+                config.as_params(),
+                strategy.gru_horizon,
+                strategy.entry_z,
                 # what defines the label and the feature spread: a change retrains instead of reusing
-                GRU_TRAINING, strategy.exit_z, strategy.stop_z, strategy.formation_window, strategy.reselect_every,
+                GRU_TRAINING,
+                strategy.exit_z,
+                strategy.stop_z,
+                strategy.formation_window,
+                strategy.reselect_every,
                 strategy.causal_hedge,
             )
             reused = reusable_row(previous, pair_id, fingerprint, model_registry)
             if reused is not None:
-                context.log.info(f"{key} {pair_id}: inputs unchanged, keeping {reused['model_name']} v{reused['model_version']}")
+                context.log.info(
+                    f"{key} {pair_id}: inputs unchanged, keeping {reused['model_name']} v{reused['model_version']}"
+                )
                 rows[i].append(reused)
                 continue
             rows[i].append(None)  # trained below, in the batch
@@ -189,7 +264,10 @@ def gru_cohorts(
         chunk = pending[start : start + TRAIN_BATCH]
         fits = gru_stage_fit_many(
             [windows_used[i].closes for i, *_ in chunk],
-            [SimpleNamespace(pair_id=pair_id, **pair[["y", "x", "hedge_ratio", "intercept"]]) for _, _, pair_id, pair, _, _ in chunk],
+            [
+                SimpleNamespace(pair_id=pair_id, **pair[["y", "x", "hedge_ratio", "intercept"]])
+                for _, _, pair_id, pair, _, _ in chunk
+            ],
             strategy,
             config,
         )
@@ -197,38 +275,91 @@ def gru_cohorts(
             _windows, date, sector, *_ = items[i]
             if isinstance(result, GRUTrainingError):
                 context.log.warning(f"{date}|{sector} {pair_id}: GRU skipped: {result}")
-                rows[i][slot] = {"pair_id": pair_id, "status": "skipped", "reason": str(result), "input_fingerprint": fingerprint}
+                rows[i][slot] = {
+                    "pair_id": pair_id,
+                    "status": "skipped",
+                    "reason": str(result),
+                    "input_fingerprint": fingerprint,
+                }
                 continue
             if isinstance(result, BaseException):
                 raise result
             rows[i][slot] = _register(
-                context, windows_used[i], date, sector, pair_id, pair, spread, fingerprint, result, feature_garch, garch,
-                bar_source, strategy, model_registry,
+                context,
+                windows_used[i],
+                date,
+                sector,
+                pair_id,
+                pair,
+                spread,
+                fingerprint,
+                result,
+                feature_garch,
+                garch,
+                bar_source,
+                strategy,
+                model_registry,
             )
     out = []
     for i, window in enumerate(windows_used):
         frame = pd.DataFrame(rows[i], columns=GRU_COLUMNS) if rows[i] else _empty()
         trained = frame[frame["status"] == "trained"]
-        out.append((frame, {
-            "window": window.label if window is not None else "n/a (no selected pairs)",
-            "selected_pairs": n_selected[i],
-            "trained": len(trained),
-            "skipped": dg.MetadataValue.md(
-                "\n".join(f"- {r.pair_id}: {r.reason}" for r in frame[frame["status"] == "skipped"].itertuples()) or "_(none)_"
-            ),
-            "beats_baselines": int(trained["beats_baselines"].astype(bool).sum()) if len(trained) else 0,
-            "hyperparameters": dg.MetadataValue.json(config.as_params()),
-            "mlflow_tracking_uri": redact_url(model_registry.resolved_tracking_uri(), keep_user=False, keep_query=False),
-            "note": "no selected pairs: nothing to train" if frame.empty else f"{len(trained)} model(s) trained",
-            "test_metrics_vs_baselines": markdown_table(
-                trained,
-                ["pair_id", "test_f1", "test_roc_auc", "baseline_majority_f1", "baseline_logistic_f1", "baseline_z_rule_f1", "beats_baselines", "model_version"],
-            ),
-        }))
+        out.append(
+            (
+                frame,
+                {
+                    "window": window.label if window is not None else "n/a (no selected pairs)",
+                    "selected_pairs": n_selected[i],
+                    "trained": len(trained),
+                    "skipped": dg.MetadataValue.md(
+                        "\n".join(
+                            f"- {r.pair_id}: {r.reason}" for r in frame[frame["status"] == "skipped"].itertuples()
+                        )
+                        or "_(none)_"
+                    ),
+                    "beats_baselines": int(trained["beats_baselines"].astype(bool).sum()) if len(trained) else 0,
+                    "hyperparameters": dg.MetadataValue.json(config.as_params()),
+                    "mlflow_tracking_uri": redact_url(
+                        model_registry.resolved_tracking_uri(), keep_user=False, keep_query=False
+                    ),
+                    "note": "no selected pairs: nothing to train"
+                    if frame.empty
+                    else f"{len(trained)} model(s) trained",
+                    "test_metrics_vs_baselines": markdown_table(
+                        trained,
+                        [
+                            "pair_id",
+                            "test_f1",
+                            "test_roc_auc",
+                            "baseline_majority_f1",
+                            "baseline_logistic_f1",
+                            "baseline_z_rule_f1",
+                            "beats_baselines",
+                            "model_version",
+                        ],
+                    ),
+                },
+            )
+        )
     return out
 
 
-def _register(context, window, date, sector, pair_id, pair, spread, fingerprint, result, feature_garch, garch, bar_source, strategy, model_registry) -> dict:
+def _register(
+    context,
+    window,
+    date,
+    sector,
+    pair_id,
+    pair,
+    spread,
+    fingerprint,
+    result,
+    feature_garch,
+    garch,
+    bar_source,
+    strategy,
+    model_registry,
+) -> dict:
     """Log and register one trained pair model in MLflow; its gru_models row."""
     dataset = window.closes[[pair["y"], pair["x"]]].assign(spread=spread, **garch).reset_index()
     info = model_registry.log_pair_model(
@@ -237,7 +368,12 @@ def _register(context, window, date, sector, pair_id, pair, spread, fingerprint,
         as_of=date,
         dagster_run_id=context.run_id,
         result=result,
-        params={"sector": sector, "as_of_session": date, "gru_window": strategy.gru_window, "bar_source": bar_source.source_name},
+        params={
+            "sector": sector,
+            "as_of_session": date,
+            "gru_window": strategy.gru_window,
+            "bar_source": bar_source.source_name,
+        },
         dataset_df=dataset,
         dataset_source=bar_source.source_name,
         fingerprint=fingerprint,
@@ -250,8 +386,12 @@ def _register(context, window, date, sector, pair_id, pair, spread, fingerprint,
     )
     test = result.metrics["test"]
     row = {
-        "pair_id": pair_id, "status": "trained", "reason": "", "model_name": info.model_name,
-        "model_version": str(info.version), "mlflow_run_id": info.run_id,
+        "pair_id": pair_id,
+        "status": "trained",
+        "reason": "",
+        "model_name": info.model_name,
+        "model_version": str(info.version),
+        "mlflow_run_id": info.run_id,
         "probability_threshold": result.threshold,
         **{f"test_{k}": test[k] for k in ["f1", "precision", "recall", "accuracy", "roc_auc"]},
         **{f"baseline_{b}_f1": result.baseline_metrics[b]["f1"] for b in BASELINES},
@@ -276,12 +416,21 @@ def record_performance(store: MarketDataStore, date: str, sector: str, frame: pd
         model_performance_table,
         [
             {
-                "as_of_session": date, "sector": sector, "pair_id": r.pair_id, "mlflow_run_id": r.mlflow_run_id,
-                "model_name": r.model_name, "model_version": r.model_version, "test_f1": r.test_f1,
-                "test_precision": r.test_precision, "test_recall": r.test_recall, "test_accuracy": r.test_accuracy,
-                "test_roc_auc": r.test_roc_auc, "best_baseline_f1": r.best_baseline_f1,
+                "as_of_session": date,
+                "sector": sector,
+                "pair_id": r.pair_id,
+                "mlflow_run_id": r.mlflow_run_id,
+                "model_name": r.model_name,
+                "model_version": r.model_version,
+                "test_f1": r.test_f1,
+                "test_precision": r.test_precision,
+                "test_recall": r.test_recall,
+                "test_accuracy": r.test_accuracy,
+                "test_roc_auc": r.test_roc_auc,
+                "best_baseline_f1": r.best_baseline_f1,
                 "beats_baselines": None if pd.isna(r.beats_baselines) else bool(r.beats_baselines),
-                "status": r.status, "reason": r.reason or None,
+                "status": r.status,
+                "reason": r.reason or None,
             }
             for r in frame.itertuples()
         ],

@@ -19,8 +19,12 @@ def _performance(store: MarketDataStore) -> pd.DataFrame:
     return store.read_table(model_performance_table, model_performance_table.c.status == "trained")
 
 
-@dg.asset(group_name=PERFORMANCE_GROUP, kinds={"pandas", "parquet"}, deps=["gru_models"],
-          description="Each pair's latest GRU, ranked by test F1, beside its best baseline.")
+@dg.asset(
+    group_name=PERFORMANCE_GROUP,
+    kinds={"pandas", "parquet"},
+    deps=["gru_models"],
+    description="Each pair's latest GRU, ranked by test F1, beside its best baseline.",
+)
 def model_rankings(store: MarketDataStore) -> dg.Output[pd.DataFrame]:
     with stopwatch() as timer:
         rankings = rank_models(_performance(store))
@@ -28,15 +32,21 @@ def model_rankings(store: MarketDataStore) -> dg.Output[pd.DataFrame]:
         rankings,
         metadata={
             "pairs": len(rankings),
-            "beating_baselines": int(rankings["beats_baselines"].fillna(False).astype(bool).sum()) if len(rankings) else 0,
+            "beating_baselines": int(rankings["beats_baselines"].fillna(False).astype(bool).sum())
+            if len(rankings)
+            else 0,
             "rankings": markdown_table(rankings, n=20),
             "elapsed_seconds": timer["seconds"],
         },
     )
 
 
-@dg.asset(group_name=PERFORMANCE_GROUP, kinds={"pandas", "parquet"}, deps=["gru_models"],
-          description="Per pair: last test F1, mean and slope over the last 7 and 30 models (sessions).")
+@dg.asset(
+    group_name=PERFORMANCE_GROUP,
+    kinds={"pandas", "parquet"},
+    deps=["gru_models"],
+    description="Per pair: last test F1, mean and slope over the last 7 and 30 models (sessions).",
+)
 def model_trends(store: MarketDataStore) -> dg.Output[pd.DataFrame]:
     with stopwatch() as timer:
         trends = compute_trends(_performance(store))

@@ -1,17 +1,24 @@
 """model_selection: the composite score (40% AIC/BIC, 30% forecast, 20% recent backtest, 10% diagnostics)."""
 
-
 import dagster as dg
 import pandas as pd
 
 from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import (
+    GROUP,
+    WindowReader,
+    history_window_metadata,
+    markdown_table,
+    partition_parts,
+    stopwatch,
+)
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.stages import selection_stage
 from pairs_assets.settings import StrategySettings
 from resources.bar_sources import BarSource
 from resources.market_data import MarketDataStore
+
 
 def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
     """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
@@ -25,7 +32,8 @@ def model_selection_asset(daily: dg.MultiPartitionsDefinition, strategy: Strateg
         },
         deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
         metadata=history_window_metadata(
-            strategy.reach(strategy.backtest_sessions), f"{strategy.backtest_sessions} sessions (backtest_sessions) ending at its formation session, every {strategy.reselect_every}"
+            strategy.reach(strategy.backtest_sessions),
+            f"{strategy.backtest_sessions} sessions (backtest_sessions) ending at its formation session, every {strategy.reselect_every}",
         ),
         check_specs=checks.check_specs(checks.MODEL_SELECTION_CHECKS, daily),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -47,12 +55,18 @@ def model_selection(
 ):
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
-            sector_ranges = ranges.sector_ranges(context, store, bar_source.source_name, strategy, home, lookback=strategy.backtest_sessions)
+            sector_ranges = ranges.sector_ranges(
+                context, store, bar_source.source_name, strategy, home, lookback=strategy.backtest_sessions
+            )
             outputs = ranges.per_cohort(
                 sector_ranges,
                 lambda rng, _f, dates: selection_partition(
-                    rng.windows, str(dates[0].date()), rng.sector, cointegrated_pairs[rng.key(dates[0])],
-                    garch_models[rng.key(dates[0])], strategy,
+                    rng.windows,
+                    str(dates[0].date()),
+                    rng.sector,
+                    cointegrated_pairs[rng.key(dates[0])],
+                    garch_models[rng.key(dates[0])],
+                    strategy,
                 ),
             )
         scores = {key: value[0] for key, value in outputs.items()}
@@ -60,19 +74,28 @@ def model_selection(
         yield dg.Output(
             scores,
             metadata=ranges.range_metadata(
-                sector_ranges, timer["seconds"], pairs_scored=sum(len(s) for s in scores.values()),
+                sector_ranges,
+                timer["seconds"],
+                pairs_scored=sum(len(s) for s in scores.values()),
                 selected=sum(int(s["selected"].sum()) for s in scores.values() if len(s)),
                 partitions_with_selected_pairs=sum(bool(len(s)) and bool(s["selected"].any()) for s in scores.values()),
                 score_min=strategy.score_min,
             ),
         )
         yield from ranges.check_outputs(context)
-        yield from ranges.check_evaluations(context, checks.MODEL_SELECTION_CHECKS, {k: v[2] for k, v in outputs.items()})
+        yield from ranges.check_evaluations(
+            context, checks.MODEL_SELECTION_CHECKS, {k: v[2] for k, v in outputs.items()}
+        )
         return
     date, sector = partition_parts(context)
     with stopwatch() as timer:
         scores, metadata, check_results = selection_partition(
-            WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, garch_models, strategy
+            WindowReader(store, bar_source.source_name, home=home),
+            date,
+            sector,
+            cointegrated_pairs,
+            garch_models,
+            strategy,
         )
     yield dg.Output(scores, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
     yield from check_results
@@ -105,7 +128,18 @@ def selection_partition(
         "note": "no pairs to score" if scores.empty else f"{int(scores['selected'].sum())} of {len(scores)} selected",
         "ranking": markdown_table(
             shown.sort_values("rank"),
-            ["rank", "pair_id", "composite", "aic_score", "forecast_score", "backtest_score", "diagnostic_score", "sharpe", "n_trades", "selected"],
+            [
+                "rank",
+                "pair_id",
+                "composite",
+                "aic_score",
+                "forecast_score",
+                "backtest_score",
+                "diagnostic_score",
+                "sharpe",
+                "n_trades",
+                "selected",
+            ],
         ),
     }
     return scores, metadata, check_results

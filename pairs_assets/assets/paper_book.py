@@ -30,7 +30,6 @@ each session, today's partition; stopped by default, like the 6 AM schedule); pa
 launching their partitions (``dg launch --job paper_book_job --partition <session>``).
 """
 
-
 import json
 import os
 import shutil
@@ -43,10 +42,10 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from pairs_assets import checks, partitions
-from pairs_assets.market.calendar import next_session
 from pairs_assets.assets.common import markdown_table
 from pairs_assets.assets.trading_signals import session_closes
 from pairs_assets.home import PairsHome
+from pairs_assets.market.calendar import next_session
 from pairs_assets.quant import paper_book as pb
 from pairs_assets.quant import rule
 from pairs_assets.quant.config_model import TradingConfig
@@ -65,11 +64,21 @@ DEFAULT_COST_BP = 5.0
 class PaperBookConfig(dg.Config):
     """How the book is marked and judged."""
 
-    cost_bp: float = Field(DEFAULT_COST_BP, ge=0.0, description="Cost in basis points of traded notional per leg (the walk-forward's model).")
-    max_drawdown: float = Field(0.02, gt=0.0, le=1.0, description="drawdown_within_limit warns past this drawdown (fraction of equity).")
-    risk_window: int = Field(60, ge=5, description="Sessions of close changes behind the book's ex-ante daily volatility.")
+    cost_bp: float = Field(
+        DEFAULT_COST_BP,
+        ge=0.0,
+        description="Cost in basis points of traded notional per leg (the walk-forward's model).",
+    )
+    max_drawdown: float = Field(
+        0.02, gt=0.0, le=1.0, description="drawdown_within_limit warns past this drawdown (fraction of equity)."
+    )
+    risk_window: int = Field(
+        60, ge=5, description="Sessions of close changes behind the book's ex-ante daily volatility."
+    )
     on_drop: str = Field(rule.DEFAULT_ON_DROP, description="The walk-forward replay's on_drop (as the signal job's).")
-    max_holding: int = Field(rule.DEFAULT_MAX_HOLDING, ge=0, description="The walk-forward replay's max_holding (as the signal job's).")
+    max_holding: int = Field(
+        rule.DEFAULT_MAX_HOLDING, ge=0, description="The walk-forward replay's max_holding (as the signal job's)."
+    )
 
 
 def fills_from_orders(orders: pd.DataFrame, sectors: dict[str, str], cutoff: pd.Timestamp) -> pd.DataFrame:
@@ -87,13 +96,29 @@ def fills_from_orders(orders: pd.DataFrame, sectors: dict[str, str], cutoff: pd.
         price = row.fill_price if row.fill_price is not None and pd.notna(row.fill_price) else row.reference_price
         sector = request.get("sector") or sectors.get(row.pair_id, "unknown")
         qty = float(row.qty) if row.side == "buy" else -float(row.qty)
-        rows.append((bar, bar.tz_convert(partitions.EXCHANGE_TZ).tz_localize(None).normalize(), sector, row.pair_id,
-                     row.leg, row.symbol, qty, float(price)))
+        rows.append(
+            (
+                bar,
+                bar.tz_convert(partitions.EXCHANGE_TZ).tz_localize(None).normalize(),
+                sector,
+                row.pair_id,
+                row.leg,
+                row.symbol,
+                qty,
+                float(price),
+            )
+        )
     return pd.DataFrame(rows, columns=pb.FILL_COLUMNS)
 
 
-def replayed_sides(store: MarketDataStore, held: pd.DataFrame, legs: dict[str, tuple[str, str]], closes: pd.DataFrame,
-                   session: pd.Timestamp, config: PaperBookConfig) -> dict[str, int]:
+def replayed_sides(
+    store: MarketDataStore,
+    held: pd.DataFrame,
+    legs: dict[str, tuple[str, str]],
+    closes: pd.DataFrame,
+    session: pd.Timestamp,
+    config: PaperBookConfig,
+) -> dict[str, int]:
     """Per held pair, the side the walk-forward's replay (:func:`pairs_assets.quant.walkforward.replay.trade_configs`,
     ungated: the GRU gate only vetoes entries) holds at ``session``'s close, replaying the sector's stored
     trading configs over the same session closes from the session the book opened the pair."""
@@ -102,10 +127,20 @@ def replayed_sides(store: MarketDataStore, held: pd.DataFrame, legs: dict[str, t
     for row in held.itertuples(index=False):
         opened = pd.Timestamp(row.opened)
         sessions = partitions.sessions_in_range(opened, session)
-        stored = store.read_table(trading_configs_table, sa.and_(
-            t.sector == row.sector, t.effective_session >= str(opened.date()), t.effective_session <= str(session.date())))
-        configs = {pd.Timestamp(r.as_of_session): TradingConfig.parse_stored(r.document, partition=f"{r.as_of_session}|{r.sector}", path=r.path)
-                   for r in stored.itertuples(index=False)}
+        stored = store.read_table(
+            trading_configs_table,
+            sa.and_(
+                t.sector == row.sector,
+                t.effective_session >= str(opened.date()),
+                t.effective_session <= str(session.date()),
+            ),
+        )
+        configs = {
+            pd.Timestamp(r.as_of_session): TradingConfig.parse_stored(
+                r.document, partition=f"{r.as_of_session}|{r.sector}", path=r.path
+            )
+            for r in stored.itertuples(index=False)
+        }
         if not configs:
             continue  # no config in force: the walk-forward would not trade it; reported as flat
         trades = trade_configs(configs, closes, sessions, on_drop=config.on_drop, max_holding=config.max_holding)
@@ -126,9 +161,10 @@ def _write_files(target: Path, pairs: pd.DataFrame, figure) -> dict[str, Path]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        pairs.assign(session=pd.to_datetime(pairs["session"]).dt.strftime("%Y-%m-%d"),
-                     opened=pd.to_datetime(pairs["opened"]).dt.strftime("%Y-%m-%d")).to_csv(
-            staging / "pairs.csv", index=False, float_format="%.6f")
+        pairs.assign(
+            session=pd.to_datetime(pairs["session"]).dt.strftime("%Y-%m-%d"),
+            opened=pd.to_datetime(pairs["opened"]).dt.strftime("%Y-%m-%d"),
+        ).to_csv(staging / "pairs.csv", index=False, float_format="%.6f")
         figure.savefig(staging / "equity.png", dpi=110, metadata={"Software": None})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -186,7 +222,9 @@ def paper_book(
     close = partitions.session_close_utc(session)
     states = store.read_table(pair_states_table)
     sectors = dict(zip(states["pair_id"], states["sector"])) if not states.empty else {}
-    orders = store.read_table(orders_table, sa.and_(orders_table.c.broker == broker.name, orders_table.c.submitted_at.is_not(None)))
+    orders = store.read_table(
+        orders_table, sa.and_(orders_table.c.broker == broker.name, orders_table.c.submitted_at.is_not(None))
+    )
     fills = fills_from_orders(orders, sectors, close)
     equity = broker.account_equity()
     if fills.empty:
@@ -197,7 +235,13 @@ def paper_book(
     symbols = sorted(set(fills["symbol"]))
     risk_sessions = partitions.sessions_in_range(first - pd.Timedelta(days=2 * config.risk_window + 10), session)
     risk_start = risk_sessions[max(0, len(risk_sessions) - len(sessions) - config.risk_window)]
-    closes = session_closes(store.read_bars(symbols, partitions.session_open_utc(risk_start) - pd.Timedelta(hours=12), close)) if symbols else pd.DataFrame()
+    closes = (
+        session_closes(
+            store.read_bars(symbols, partitions.session_open_utc(risk_start) - pd.Timedelta(hours=12), close)
+        )
+        if symbols
+        else pd.DataFrame()
+    )
     stale: dict[str, str] = {}
     if not closes.empty:
         closes.index = pd.DatetimeIndex(closes.index).normalize()
@@ -218,15 +262,23 @@ def paper_book(
     # checks: the risk limits on the whole account, the drawdown, the walk-forward's replay of the same bars
     breaches = pb.position_limit_breaches(legs_today, equity, strategy.max_position)
     shares = legs_today.groupby("symbol")["shares"].sum().to_dict() if not legs_today.empty else {}
-    daily_vol = pb.book_daily_volatility(shares, closes.loc[:session] if not closes.empty else closes, config.risk_window)
+    daily_vol = pb.book_daily_volatility(
+        shares, closes.loc[:session] if not closes.empty else closes, config.risk_window
+    )
     if daily_vol > strategy.max_portfolio_risk * equity + 1e-9:
-        breaches.append(f"book ex-ante daily volatility {daily_vol / equity:.2%} of equity > {strategy.max_portfolio_risk:.0%}")
+        breaches.append(
+            f"book ex-ante daily volatility {daily_vol / equity:.2%} of equity > {strategy.max_portfolio_risk:.0%}"
+        )
     fraction = total["pnl"] / equity
     dd = pb.drawdown(fraction)
     dd_now = float(dd.iloc[-1]) if len(dd) else 0.0
-    pair_legs = {pid: (str(frame.loc[frame["leg"] == "y", "symbol"].iloc[0]) if (frame["leg"] == "y").any() else "",
-                       str(frame.loc[frame["leg"] == "x", "symbol"].iloc[0]) if (frame["leg"] == "x").any() else "")
-                 for pid, frame in legs_today.groupby("pair_id")}
+    pair_legs = {
+        pid: (
+            str(frame.loc[frame["leg"] == "y", "symbol"].iloc[0]) if (frame["leg"] == "y").any() else "",
+            str(frame.loc[frame["leg"] == "x", "symbol"].iloc[0]) if (frame["leg"] == "x").any() else "",
+        )
+        for pid, frame in legs_today.groupby("pair_id")
+    }
     replayed = replayed_sides(store, held, pair_legs, closes, session, config) if not held.empty else {}
     disagreements = pb.held_but_not_replayed(
         {r.pair_id: (int(r.side), r.opened) for r in held.itertuples(index=False)}, replayed, session
@@ -238,8 +290,15 @@ def paper_book(
 
     from pairs_assets.reporting import equity_figure
 
-    long = pd.DataFrame({"strategy": "paper book", "sector": "all", "cost_bp": config.cost_bp, "session": total.index,
-                         "pnl": fraction.to_numpy()})
+    long = pd.DataFrame(
+        {
+            "strategy": "paper book",
+            "sector": "all",
+            "cost_bp": config.cost_bp,
+            "session": total.index,
+            "pnl": fraction.to_numpy(),
+        }
+    )
     figure = equity_figure(long, config.cost_bp, f"paper book ({broker.name}) to {session.date()}")
     try:
         files = _write_files(Path(home.home) / "paper_book" / str(session.date()), marks.pairs, figure)
@@ -247,26 +306,54 @@ def paper_book(
         import matplotlib.pyplot as plt
 
         plt.close(figure)
-    by_sector = marks.sectors.xs(session, level="session").reset_index() if (not marks.sectors.empty and session in
-                                                                             marks.sectors.index.get_level_values("session")) else pd.DataFrame()
-    pair_table = pairs_today[["sector", "pair_id", "side", "shares_y", "shares_x", "realised", "unrealised", "cost",
-                              "net_pnl", "pnl", "gross_exposure", "net_exposure"]].sort_values(["sector", "pair_id"])
+    by_sector = (
+        marks.sectors.xs(session, level="session").reset_index()
+        if (not marks.sectors.empty and session in marks.sectors.index.get_level_values("session"))
+        else pd.DataFrame()
+    )
+    pair_table = pairs_today[
+        [
+            "sector",
+            "pair_id",
+            "side",
+            "shares_y",
+            "shares_x",
+            "realised",
+            "unrealised",
+            "cost",
+            "net_pnl",
+            "pnl",
+            "gross_exposure",
+            "net_exposure",
+        ]
+    ].sort_values(["sector", "pair_id"])
     result_checks = [
         dg.AssetCheckResult(
-            check_name="exposure_within_limits", passed=not breaches, severity=checks.ERROR,
-            metadata={"breaches": dg.MetadataValue.md("\n".join(f"- {b}" for b in breaches) or "_(none)_"),
-                      "max_leg_fraction": float(legs_today["notional"].abs().max() / equity) if not legs_today.empty else 0.0,
-                      "max_position": strategy.max_position, "book_daily_vol_fraction": daily_vol / equity,
-                      "max_portfolio_risk": strategy.max_portfolio_risk},
+            check_name="exposure_within_limits",
+            passed=not breaches,
+            severity=checks.ERROR,
+            metadata={
+                "breaches": dg.MetadataValue.md("\n".join(f"- {b}" for b in breaches) or "_(none)_"),
+                "max_leg_fraction": float(legs_today["notional"].abs().max() / equity) if not legs_today.empty else 0.0,
+                "max_position": strategy.max_position,
+                "book_daily_vol_fraction": daily_vol / equity,
+                "max_portfolio_risk": strategy.max_portfolio_risk,
+            },
         ),
         dg.AssetCheckResult(
-            check_name="drawdown_within_limit", passed=dd_now >= -config.max_drawdown, severity=checks.WARN,
+            check_name="drawdown_within_limit",
+            passed=dd_now >= -config.max_drawdown,
+            severity=checks.WARN,
             metadata={"drawdown": dd_now, "max_drawdown": config.max_drawdown},
         ),
         dg.AssetCheckResult(
-            check_name="positions_match_walk_forward", passed=not disagreements, severity=checks.WARN,
-            metadata={"held_not_replayed": dg.MetadataValue.md("\n".join(f"- {d}" for d in disagreements) or "_(none)_"),
-                      "held_pairs": len(held)},
+            check_name="positions_match_walk_forward",
+            passed=not disagreements,
+            severity=checks.WARN,
+            metadata={
+                "held_not_replayed": dg.MetadataValue.md("\n".join(f"- {d}" for d in disagreements) or "_(none)_"),
+                "held_pairs": len(held),
+            },
         ),
     ]
     return dg.MaterializeResult(
@@ -298,4 +385,3 @@ def paper_book(
         },
         check_results=result_checks,
     )
-

@@ -37,8 +37,8 @@ import pandas as pd
 from pairs_assets import partitions
 from pairs_assets.assets.common import WindowReader, read_panel, require_coverage
 from pairs_assets.home import PairsHome
-from pairs_assets.util import split_partition_key
 from pairs_assets.instance import record_partition_checks
+from pairs_assets.util import split_partition_key
 from resources.market_data import MarketDataStore
 
 
@@ -95,7 +95,9 @@ def sector_ranges(
     by_sector = sessions_by_sector(context)
     last = max(s for dates in by_sector.values() for s in dates)
     calendar = partitions.sessions_in_range(home.history_start, last)
-    formation_of = partitions.formation_schedule(strategy.reselect_every, last, phase=strategy.formation_phase, since=calendar[0])
+    formation_of = partitions.formation_schedule(
+        strategy.reselect_every, last, phase=strategy.formation_phase, since=calendar[0]
+    )
     out = []
     for sector, dates in by_sector.items():
         symbols = uni.symbols(sector)
@@ -107,7 +109,9 @@ def sector_ranges(
         panel = read_panel(store, source, sector, symbols, panel_sessions)
         # the history the windows read, verified before any partition is computed
         needs_from = {
-            d: calendar[max(0, int(calendar.searchsorted(d if longest_window_ends_at_as_of else formation[d])) - lookback + 1)]
+            d: calendar[
+                max(0, int(calendar.searchsorted(d if longest_window_ends_at_as_of else formation[d])) - lookback + 1)
+            ]
             for d in dates
         }
         coverage = require_coverage(panel.closes, source, sector, needs_from)
@@ -156,7 +160,8 @@ def check_evaluations(
         where = sorted({e.partition for e in failed})
         raise dg.Failure(
             f"{len(failed)} blocking {asset_key.to_user_string()} check evaluation(s) failed with ERROR severity "
-            f"({', '.join(names)}) in {len(where)} partition(s): {', '.join(where[:10])}" + (" …" if len(where) > 10 else "")
+            f"({', '.join(names)}) in {len(where)} partition(s): {', '.join(where[:10])}"
+            + (" …" if len(where) > 10 else "")
         )
 
 

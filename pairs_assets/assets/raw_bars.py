@@ -6,7 +6,6 @@ the source, one validation, one transaction — e.g.
 "2017-01-03|consumer...2022-12-28|technology"``.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -17,11 +16,11 @@ from pairs_assets.assets.common import GROUP, markdown_table, session_of, stopwa
 from pairs_assets.assets.ranges import sessions_by_sector
 from pairs_assets.errors import MissingBarsError
 from pairs_assets.home import PairsHome
+from pairs_assets.instance import record_partition_checks
 from pairs_assets.settings import StrategySettings
 from pairs_assets.universe import Universe
 from resources.bar_sources import BarSource
 from resources.bars import fingerprint_bars, validate_bars
-from pairs_assets.instance import record_partition_checks
 from resources.market_data import MarketDataStore
 
 
@@ -29,7 +28,11 @@ def load_sector_bars(
     bar_source: BarSource, sector: str, symbols: tuple[str, ...], sessions: list[pd.Timestamp]
 ) -> pd.DataFrame:
     """Bars of ``symbols`` for exactly ``sessions`` from the source, checked complete and valid."""
-    label = f"{sessions[0].date()}|{sector}" if len(sessions) == 1 else f"{sessions[0].date()}...{sessions[-1].date()}|{sector}"
+    label = (
+        f"{sessions[0].date()}|{sector}"
+        if len(sessions) == 1
+        else f"{sessions[0].date()}...{sessions[-1].date()}|{sector}"
+    )
     bars = bar_source.load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
     if not bars.empty:
         bars = bars.assign(session=session_of(bars["timestamp"]))
@@ -95,7 +98,11 @@ def raw_bars_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettin
 
 
 def raw_bars(
-    context: dg.AssetExecutionContext, store: MarketDataStore, bar_source: BarSource, strategy: StrategySettings, home: PairsHome
+    context: dg.AssetExecutionContext,
+    store: MarketDataStore,
+    bar_source: BarSource,
+    strategy: StrategySettings,
+    home: PairsHome,
 ) -> Iterator[dg.MaterializeResult | dg.Output | dg.AssetCheckEvaluation]:
     with stopwatch() as timer:
         by_sector = sessions_by_sector(context)
@@ -132,7 +139,9 @@ def raw_bars(
             "sectors": label,
             "symbols": len(set(bars["symbol"])),
             "bars_written": written,
-            "null_fields": ", ".join(c for c in ["open", "high", "low", "volume", "trade_count", "vwap"] if bars[c].isna().all())
+            "null_fields": ", ".join(
+                c for c in ["open", "high", "low", "volume", "trade_count", "vwap"] if bars[c].isna().all()
+            )
             or "none",
             "input_fingerprint": fingerprint_bars(bars),
             "last_bars": markdown_table(

@@ -5,7 +5,6 @@ file) to ``<PAIRS_HOME>/trading_config/<date>/<sector>.json`` and as a row of th
 ``trading_configs`` table.
 """
 
-
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +12,15 @@ import pandas as pd
 
 from pairs_assets import partitions
 from pairs_assets.assets import ranges
-from pairs_assets.assets.common import GROUP, history_window_metadata, WindowReader, fingerprint_of, markdown_table, partition_parts, stopwatch
+from pairs_assets.assets.common import (
+    GROUP,
+    WindowReader,
+    fingerprint_of,
+    history_window_metadata,
+    markdown_table,
+    partition_parts,
+    stopwatch,
+)
 from pairs_assets.home import PairsHome
 from pairs_assets.quant.config_model import SCHEMA_VERSION
 from pairs_assets.quant.stages import build_trading_config, sigma_forecasts_at
@@ -63,7 +70,12 @@ def trading_config(
     if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
         with stopwatch() as timer:
             sector_ranges = ranges.sector_ranges(
-                context, store, bar_source.source_name, strategy, home, lookback=strategy.history_sessions,
+                context,
+                store,
+                bar_source.source_name,
+                strategy,
+                home,
+                lookback=strategy.history_sessions,
                 longest_window_ends_at_as_of=True,
             )
             n_pairs = 0
@@ -72,23 +84,42 @@ def trading_config(
                 for session in rng.sessions:
                     key = rng.key(session)
                     document, _path, meta = config_partition(
-                        rng.windows, str(session.date()), rng.sector, cointegrated_pairs[key], garch_models[key],
-                        model_selection[key], gru_models[key], store, bar_source.source_name, strategy,
+                        rng.windows,
+                        str(session.date()),
+                        rng.sector,
+                        cointegrated_pairs[key],
+                        garch_models[key],
+                        model_selection[key],
+                        gru_models[key],
+                        store,
+                        bar_source.source_name,
+                        strategy,
                     )
                     n_pairs += len(document["pairs"])
                     partition_meta[key] = meta
             ranges.record_partition_metadata(context, partition_meta)
         return dg.MaterializeResult(
             metadata=ranges.range_metadata(
-                sector_ranges, timer["seconds"], pairs=n_pairs, schema_version=SCHEMA_VERSION,
+                sector_ranges,
+                timer["seconds"],
+                pairs=n_pairs,
+                schema_version=SCHEMA_VERSION,
                 path=dg.MetadataValue.path(str(Path(home.outputs_dir) / "trading_config")),
             )
         )
     date, sector = partition_parts(context)
     with stopwatch() as timer:
         _document, _path, metadata = config_partition(
-            WindowReader(store, bar_source.source_name, home=home), date, sector, cointegrated_pairs, garch_models, model_selection,
-            gru_models, store, bar_source.source_name, strategy,
+            WindowReader(store, bar_source.source_name, home=home),
+            date,
+            sector,
+            cointegrated_pairs,
+            garch_models,
+            model_selection,
+            gru_models,
+            store,
+            bar_source.source_name,
+            strategy,
         )
     return dg.MaterializeResult(metadata={**metadata, "elapsed_seconds": timer["seconds"]})
 
@@ -118,7 +149,9 @@ def config_partition(
         ahead = len(partitions.sessions_in_range(formation_day, date)) - 1
         garch_models = garch_models.assign(
             sigma_forecast=garch_models["pair_id"].map(
-                sigma_forecasts_at(history.closes.iloc[-(strategy.garch_window + 1 + ahead) :], cointegrated_pairs, garch_models)
+                sigma_forecasts_at(
+                    history.closes.iloc[-(strategy.garch_window + 1 + ahead) :], cointegrated_pairs, garch_models
+                )
             )
         )
     config = build_trading_config(
@@ -159,7 +192,9 @@ def config_partition(
         "as_of_session": date,
         "effective_session": document["effective_session"],
         "pairs": len(document["pairs"]),
-        "note": "no pair selected: trade nothing in this sector" if not document["pairs"] else f"{len(document['pairs'])} pair(s) to trade",
+        "note": "no pair selected: trade nothing in this sector"
+        if not document["pairs"]
+        else f"{len(document['pairs'])} pair(s) to trade",
         "selected_pairs": markdown_table(table),
         "window": formation.label,
         "history_window": history.label,

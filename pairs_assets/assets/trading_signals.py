@@ -51,7 +51,6 @@ and ``pairs/live_source``, each row is flagged ``replay``.
 a bar of a later session.
 """
 
-
 import dataclasses
 import math
 import time
@@ -70,8 +69,8 @@ from pairs_assets.assets.risk_gate import exposure_block
 from pairs_assets.errors import PairsError
 from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
-from pairs_assets.quant.outliers import price_jumps
 from pairs_assets.quant.config_model import PairConfig, TradingConfig
+from pairs_assets.quant.outliers import price_jumps
 from pairs_assets.settings import ENV_SIGNAL_REPLAY, StrategySettings, live_source_from_env, signal_replay_from_env
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
@@ -98,7 +97,9 @@ class SignalRunConfig(dg.Config):
     )
     execute: bool = Field(True, description="Send actionable signals to the broker (dry-run unless configured).")
     history_sessions: int = Field(
-        sig.DEFAULT_HISTORY_SESSIONS, ge=40, description="Sessions of closes read for the GRU window, the GARCH filter and the drift check."
+        sig.DEFAULT_HISTORY_SESSIONS,
+        ge=40,
+        description="Sessions of closes read for the GRU window, the GARCH filter and the drift check.",
     )
     drift_window: int = Field(sig.DEFAULT_DRIFT_WINDOW, ge=5, description="Sessions of returns for the drift check.")
     drift_tolerance: float = Field(
@@ -106,18 +107,23 @@ class SignalRunConfig(dg.Config):
     )
     trade_on_drift: bool = Field(False, description="Open positions even when the pair's correlation drifted.")
     on_drop: str = Field(
-        rule.DEFAULT_ON_DROP, description="A held pair missing from today's config: 'keep' (trade it with its last "
-        "config's terms until exit, stop or max_holding) or 'exit' (close it)."
+        rule.DEFAULT_ON_DROP,
+        description="A held pair missing from today's config: 'keep' (trade it with its last "
+        "config's terms until exit, stop or max_holding) or 'exit' (close it).",
     )
-    max_holding: int = Field(rule.DEFAULT_MAX_HOLDING, ge=0, description="Close a position held this many exchange sessions (0 = no limit).")
+    max_holding: int = Field(
+        rule.DEFAULT_MAX_HOLDING, ge=0, description="Close a position held this many exchange sessions (0 = no limit)."
+    )
     replay: bool | None = Field(
-        None, description="Replay mode: trade on the bars of any source (a recycler's replayed ones too); the rows are "
+        None,
+        description="Replay mode: trade on the bars of any source (a recycler's replayed ones too); the rows are "
         "flagged 'replay' and the run tagged pairs/replay=true. Default: PAIRS_SIGNAL_REPLAY of the process running "
-        "the step (the signal sensor always sets it, from the daemon's environment)."
+        "the step (the signal sensor always sets it, from the daemon's environment).",
     )
     live_source: str | None = Field(
-        None, description="Outside replay mode only this store source's bars (and its '+proxy:' stand-ins) are traded "
-        "on. Default: PAIRS_LIVE_SOURCE, else alpaca:<PAIRS_ALPACA_FEED>-stream (what `pairs stream --alpaca` stores)."
+        None,
+        description="Outside replay mode only this store source's bars (and its '+proxy:' stand-ins) are traded "
+        "on. Default: PAIRS_LIVE_SOURCE, else alpaca:<PAIRS_ALPACA_FEED>-stream (what `pairs stream --alpaca` stores).",
     )
 
     @field_validator("on_drop")
@@ -141,8 +147,13 @@ def session_closes(bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_session_bars(
-    store: MarketDataStore, symbols: list[str], after: pd.Timestamp, cutoff: pd.Timestamp,
-    *, live_source: str | None = None, ignored: Counter | None = None,
+    store: MarketDataStore,
+    symbols: list[str],
+    after: pd.Timestamp,
+    cutoff: pd.Timestamp,
+    *,
+    live_source: str | None = None,
+    ignored: Counter | None = None,
 ) -> pd.DataFrame:
     """Every bar of ``symbols`` in (after, cutoff], one per (symbol, timestamp) over all sources (real
     sources before proxies), sorted by symbol and time; columns symbol, timestamp (UTC), close, source, is_proxy.
@@ -184,20 +195,29 @@ def screen_session_bars(
     for symbol, group in session_bars.groupby("symbol", sort=True):
         if symbol not in history.columns:
             continue
-        closes = history[symbol].dropna().iloc[-(strategy.jump_window + 1):]
+        closes = history[symbol].dropna().iloc[-(strategy.jump_window + 1) :]
         if closes.empty:
             continue
-        past = pd.DataFrame({"symbol": symbol, "timestamp": pd.to_datetime(closes.index.astype(str)).tz_localize("UTC"),
-                             "close": closes.to_numpy(dtype="float64")})
+        past = pd.DataFrame(
+            {
+                "symbol": symbol,
+                "timestamp": pd.to_datetime(closes.index.astype(str)).tz_localize("UTC"),
+                "close": closes.to_numpy(dtype="float64"),
+            }
+        )
         last_session = str(closes.index[-1])[:10]
         for position, row in zip(group.index, group.itertuples()):
             bar = pd.DataFrame({"symbol": [symbol], "timestamp": [row.timestamp], "close": [float(row.close)]})
             found = price_jumps(
                 pd.concat([past, bar], ignore_index=True),
-                window=strategy.jump_window, z_max=strategy.jump_z_max,
-                min_abs_log_return=strategy.jump_min_abs_log_return, min_history=strategy.jump_min_history,
-                price_max=strategy.price_max, check_from=row.timestamp,
-                short_history_ratio_max=strategy.jump_short_history_ratio_max, price_min=strategy.price_min,
+                window=strategy.jump_window,
+                z_max=strategy.jump_z_max,
+                min_abs_log_return=strategy.jump_min_abs_log_return,
+                min_history=strategy.jump_min_history,
+                price_max=strategy.price_max,
+                check_from=row.timestamp,
+                short_history_ratio_max=strategy.jump_short_history_ratio_max,
+                price_min=strategy.price_min,
             )
             if found.empty:
                 continue
@@ -317,7 +337,9 @@ def _terms_of(text: Any, pair_id: str, field: str, parsed: dict[str, PairConfig]
     try:
         terms = PairConfig.model_validate_json(text)
     except ValueError as exc:
-        raise rule.RuleInputError(f"pair {pair_id}: state {field} is not a trading config pair entry: {str(exc)[:200]}") from None
+        raise rule.RuleInputError(
+            f"pair {pair_id}: state {field} is not a trading config pair entry: {str(exc)[:200]}"
+        ) from None
     if parsed is not None:
         parsed[text] = terms
     return terms
@@ -342,13 +364,23 @@ def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.Pair
             return math.nan if value is None else float(value)
 
         states[pid] = rule.PairState(
-            pair_id=pid, y=str(row["y"]), x=str(row["x"]), side=int(row["side"]),
-            weight_y=float(row["weight_y"]), weight_x=float(row["weight_x"]),
-            shares_y=number("shares_y"), shares_x=number("shares_x"),
-            entry_session=row["entry_session"] or None, entry_ordinal=int(row["entry_ordinal"]),
-            entry_bar=_stamp(row["entry_bar"]), entry_z=number("entry_z"), sessions_held=int(row["sessions_held"]),
-            stopped=bool(row["stopped"]), entry_terms=_terms_of(row["entry_terms"], pid, "entry_terms", parsed),
-            terms=_terms_of(row["terms"], pid, "terms", parsed), last_bar=_stamp(row["last_bar"]),
+            pair_id=pid,
+            y=str(row["y"]),
+            x=str(row["x"]),
+            side=int(row["side"]),
+            weight_y=float(row["weight_y"]),
+            weight_x=float(row["weight_x"]),
+            shares_y=number("shares_y"),
+            shares_x=number("shares_x"),
+            entry_session=row["entry_session"] or None,
+            entry_ordinal=int(row["entry_ordinal"]),
+            entry_bar=_stamp(row["entry_bar"]),
+            entry_z=number("entry_z"),
+            sessions_held=int(row["sessions_held"]),
+            stopped=bool(row["stopped"]),
+            entry_terms=_terms_of(row["entry_terms"], pid, "entry_terms", parsed),
+            terms=_terms_of(row["terms"], pid, "terms", parsed),
+            last_bar=_stamp(row["last_bar"]),
         )
     return states
 
@@ -356,15 +388,26 @@ def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.Pair
 def state_row(state: rule.PairState, *, sector: str, as_of: str, run_id: str) -> dict[str, Any]:
     """A ``pair_states`` row of a state."""
     return {
-        "sector": sector, "pair_id": state.pair_id, "y": state.y, "x": state.x, "side": int(state.side),
-        "weight_y": float(state.weight_y), "weight_x": float(state.weight_x),
-        "shares_y": float(state.shares_y), "shares_x": float(state.shares_x),
-        "entry_session": state.entry_session, "entry_ordinal": int(state.entry_ordinal),
+        "sector": sector,
+        "pair_id": state.pair_id,
+        "y": state.y,
+        "x": state.x,
+        "side": int(state.side),
+        "weight_y": float(state.weight_y),
+        "weight_x": float(state.weight_x),
+        "shares_y": float(state.shares_y),
+        "shares_x": float(state.shares_x),
+        "entry_session": state.entry_session,
+        "entry_ordinal": int(state.entry_ordinal),
         "entry_bar": None if state.entry_bar is None else to_naive_utc(pd.Timestamp(state.entry_bar)),
-        "entry_z": float(state.entry_z), "sessions_held": int(state.sessions_held), "stopped": bool(state.stopped),
-        "entry_terms": _terms_json(state.entry_terms), "terms": _terms_json(state.terms),
+        "entry_z": float(state.entry_z),
+        "sessions_held": int(state.sessions_held),
+        "stopped": bool(state.stopped),
+        "entry_terms": _terms_json(state.entry_terms),
+        "terms": _terms_json(state.terms),
         "last_bar": None if state.last_bar is None else to_naive_utc(pd.Timestamp(state.last_bar)),
-        "as_of_session": as_of, "run_id": run_id,
+        "as_of_session": as_of,
+        "run_id": run_id,
     }
 
 
@@ -472,6 +515,7 @@ def _forward_per_model(loaded: dict, ready: list, flags: dict, failures: dict) -
         values.update(zip(ids, (float(v) for v in result)))
     return values
 
+
 def reconcile(states: dict[str, rule.PairState], book: dict[str, dict[str, float]]) -> dict[str, str]:
     """Pairs whose state's shares differ from the broker's recorded position (signed shares per leg
     from its orders): pair → what differs. The state's sign follows its side and the book's legs."""
@@ -480,9 +524,15 @@ def reconcile(states: dict[str, rule.PairState], book: dict[str, dict[str, float
         held = book.get(pair_id, {})
         got = {leg: float(held.get(leg, 0.0)) for leg in ("y", "x")}
         want = {"y": state.shares_y, "x": state.shares_x}
-        diffs = [f"{leg}: state {want[leg]:g} shares, book {abs(got[leg]):g}" for leg in ("y", "x") if abs(abs(got[leg]) - want[leg]) > 1e-9]
+        diffs = [
+            f"{leg}: state {want[leg]:g} shares, book {abs(got[leg]):g}"
+            for leg in ("y", "x")
+            if abs(abs(got[leg]) - want[leg]) > 1e-9
+        ]
         if state.side == 0 and any(got.values()):
-            diffs.insert(0, "state flat, book holds " + ", ".join(f"{leg} {got[leg]:g}" for leg in ("y", "x") if got[leg]))
+            diffs.insert(
+                0, "state flat, book holds " + ", ".join(f"{leg} {got[leg]:g}" for leg in ("y", "x") if got[leg])
+            )
         if state.side and got["y"] and (got["y"] > 0) != (state.side > 0):
             diffs.insert(0, f"state side {state.side:+d}, book's y leg {got['y']:g}")
         if diffs:
@@ -523,7 +573,9 @@ def reconcile_symbols(
     return out
 
 
-def frozen_pairs(mismatches: dict[str, str], states: dict[str, rule.PairState], config: TradingConfig) -> dict[str, str]:
+def frozen_pairs(
+    mismatches: dict[str, str], states: dict[str, rule.PairState], config: TradingConfig
+) -> dict[str, str]:
     """Pairs not to trade because their state and the book disagree: pair → the disagreement. A pair-level
     mismatch (``reconcile``) freezes that pair; a symbol-level one (``reconcile_symbols``) every pair of
     the state or the config that trades the symbol."""
@@ -553,7 +605,10 @@ def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> si
             return final
         action = sig.LONG_SPREAD if after.side == 1 else sig.SHORT_SPREAD
         return dataclasses.replace(
-            final, action=action, position_y=after.weight_y, position_x=after.weight_x,
+            final,
+            action=action,
+            position_y=after.weight_y,
+            position_x=after.weight_x,
             gross_fraction=abs(after.weight_y) + abs(after.weight_x),
         )
     if not held_before:
@@ -619,8 +674,12 @@ def compute_sector_signals(
         if pair.pair_id in listed:
             params.append(pair_params)
         else:
-            held = next(st.pair_id for st in states.values() if rule.pair_key(st.y, st.x) == rule.pair_key(pair.y, pair.x))
-            skipped[pair.pair_id] = f"its legs are held as {held} (one position per unordered pair): it trades once {held} is flat"
+            held = next(
+                st.pair_id for st in states.values() if rule.pair_key(st.y, st.x) == rule.pair_key(pair.y, pair.x)
+            )
+            skipped[pair.pair_id] = (
+                f"its legs are held as {held} (one position per unordered pair): it trades once {held} is flat"
+            )
     for pair_id, state in sorted(states.items()):  # held, dropped from today's config: the last config's terms
         if state.side and pair_id not in listed and state.terms is not None:
             try:
@@ -649,7 +708,10 @@ def compute_sector_signals(
     skipped.update(more_skipped)
     by_symbol = {symbol: frame for symbol, frame in session_bars.groupby("symbol")} if not session_bars.empty else {}
     probabilities, gating_flags, failures = gru_probabilities(
-        [pair for pair in inputs if pair.params.pair_id in listed], model_registry, strategy.gru_seq_len, gate=config.gru_gate
+        [pair for pair in inputs if pair.params.pair_id in listed],
+        model_registry,
+        strategy.gru_seq_len,
+        gate=config.gru_gate,
     )
     limits = sig.RiskLimits(strategy.max_portfolio_risk, strategy.max_position, strategy.target_daily_vol).tighter(
         config.risk
@@ -658,7 +720,9 @@ def compute_sector_signals(
     for first in inputs:
         pid = first.params.pair_id
         state = states.get(pid)
-        path = pair_bar_path(first.params, first.history, by_symbol, as_of_close, None if state is None else state.last_bar)
+        path = pair_bar_path(
+            first.params, first.history, by_symbol, as_of_close, None if state is None else state.last_bar
+        )
         refused = [reason for leg in (first.params.y, first.params.x) for reason in rejected.get(leg, [])]
         if refused:
             if "no_bar_after_as_of" in path[0].flags and state is not None and state.last_bar is not None:
@@ -695,7 +759,9 @@ def _all_bars_rejected(signal: sig.PairSignal) -> bool:
     return "no_bar_after_as_of" in signal.flags and any(f.startswith("rejected_bar:") for f in signal.flags)
 
 
-def trading_signals_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings | None = None) -> dg.AssetsDefinition:
+def trading_signals_asset(
+    daily: dg.MultiPartitionsDefinition, strategy: StrategySettings | None = None
+) -> dg.AssetsDefinition:
     """The asset on ``daily``'s partitions (it reads the same-partition trading config only)."""
     return dg.asset(
         name=ASSET_NAME,
@@ -737,9 +803,13 @@ def trading_signals(
     replay = signal_replay_from_env() if config.replay is None else config.replay
     live_source = config.live_source or live_source_from_env()
     # the mode in the run's tags whatever launched it (the sensor's runs carry them already)
-    context.instance.add_run_tags(context.run_id, {"pairs/replay": str(replay).lower(), "pairs/live_source": live_source})
+    context.instance.add_run_tags(
+        context.run_id, {"pairs/replay": str(replay).lower(), "pairs/live_source": live_source}
+    )
     if replay:
-        context.log.warning(f"replay mode: bars of every source are traded on, rows flagged 'replay' (live source: {live_source})")
+        context.log.warning(
+            f"replay mode: bars of every source are traded on, rows flagged 'replay' (live source: {live_source})"
+        )
     states = read_pair_states(store, sector)
     # the state's shares against the book this broker recorded: a mismatch is reported, never overwritten
     mismatches = reconcile(states, broker.pair_positions(store, sorted(states))) if states else {}
@@ -748,7 +818,11 @@ def trading_signals(
     }
     # the account as the broker reports it now (Alpaca: asked, not the store's mirror — after a restart or
     # on a new machine the state rebuilt from the store is checked against what the account holds)
-    mismatches.update(reconcile_symbols(states, broker.broker_positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name))
+    mismatches.update(
+        reconcile_symbols(
+            states, broker.broker_positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name
+        )
+    )
     for pair_id, reason in sorted(mismatches.items()):
         context.log.warning(f"pair {pair_id}: state and book disagree: {reason}")
     # against a real account (alpaca-paper/-live) a pair whose state and book disagree is frozen: no order,
@@ -793,7 +867,8 @@ def trading_signals(
     # a pair whose every new bar failed the jump rule: its row says hold (and why), no order follows
     signals = [
         dataclasses.replace(s, action=sig.HOLD, confidence=0.0, position_y=None, position_x=None, gross_fraction=None)
-        if _all_bars_rejected(s) else s
+        if _all_bars_rejected(s)
+        else s
         for s in signals
     ]
     for pair_id, reason in sorted(skipped.items()):
@@ -847,7 +922,9 @@ def trading_signals(
         if refused:
             not_traded[pid] = f"entry not traded: {refused}"
             # the entry did not happen: flat (after any exit), the bars applied
-            new_states[pid] = rule.PairState(pid, final.y, final.x, terms=final.state.terms, last_bar=final.state.last_bar)
+            new_states[pid] = rule.PairState(
+                pid, final.y, final.x, terms=final.state.terms, last_bar=final.state.last_bar
+            )
             previous = states.get(pid)
             if previous is None or not previous.side:
                 continue
@@ -866,7 +943,14 @@ def trading_signals(
                 new_states[s.pair_id] = dataclasses.replace(
                     new_states[s.pair_id], shares_y=shares.get("y", 0.0), shares_x=shares.get("x", 0.0)
                 )
-            extra = {s.pair_id: {"action": s.action, "zscore": round(s.zscore, 6), "confidence": round(s.confidence, 6), "sector": sector}}
+            extra = {
+                s.pair_id: {
+                    "action": s.action,
+                    "zscore": round(s.zscore, 6),
+                    "confidence": round(s.confidence, 6),
+                    "sector": sector,
+                }
+            }
             orders.extend(broker.submit(store, intents, s.bar_timestamp, extra, pending=pending))
     # the signal rows, the new states, the orders and the positions they leave in ONE transaction: all of
     # a run's bookkeeping or none of it; a re-run of the same bars finds its bars applied (no row, no
@@ -874,7 +958,13 @@ def trading_signals(
     store.upsert_tables(
         [
             (trading_signals_table, rows),
-            (pair_states_table, [state_row(st, sector=sector, as_of=as_of, run_id=context.run_id) for _, st in sorted(new_states.items())]),
+            (
+                pair_states_table,
+                [
+                    state_row(st, sector=sector, as_of=as_of, run_id=context.run_id)
+                    for _, st in sorted(new_states.items())
+                ],
+            ),
             *pending.batches(),
         ]
     )
@@ -904,9 +994,8 @@ def trading_signals(
             "effective_session": trading_config.effective_session,
             "bar_cutoff": cutoff.isoformat(),
             "bars_already_applied": len(repeated),
-            "held_pairs": sum(1 for st in new_states.values() if st.side) + sum(
-                1 for pid, st in states.items() if st.side and pid not in new_states
-            ),
+            "held_pairs": sum(1 for st in new_states.values() if st.side)
+            + sum(1 for pid, st in states.items() if st.side and pid not in new_states),
             "latest_bar": max(bar_times).isoformat() if bar_times else "",
             "pairs_in_config": len(trading_config.pairs),
             "signals": len(signals),

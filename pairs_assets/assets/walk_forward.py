@@ -8,7 +8,6 @@ across sectors. Each run writes ``<PAIRS_HOME>/walk_forward/<name>/`` and one ML
 session).
 """
 
-
 import contextvars
 import time
 from collections.abc import Callable
@@ -21,16 +20,15 @@ from pairs_assets import partitions
 from pairs_assets.assets.common import fingerprint_of, read_panel
 from pairs_assets.home import PairsHome
 from pairs_assets.quant import rule
-from pairs_assets.quant.walkforward.ledger import trials_from_runs
-from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS
 from pairs_assets.quant.walkforward.engine import (
     SELECTION_RANGE,
     WalkForwardError,
-    WalkForwardResult,
     WalkForwardSettings,
     required_history,
     run_walk_forward,
 )
+from pairs_assets.quant.walkforward.ledger import trials_from_runs
+from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS
 from pairs_assets.settings import StrategySettings
 from pairs_assets.universe import Universe
 from resources.bar_sources import BarSource
@@ -41,7 +39,9 @@ from resources.walk_forward_outputs import output_dir, write_outputs
 GROUP = "walk_forward"
 
 #: Set by the ``pairs walk-forward`` command to draw a progress bar: called with (done, total).
-PROGRESS: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar("walk_forward_progress", default=None)
+PROGRESS: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar(
+    "walk_forward_progress", default=None
+)
 
 
 class WalkForwardConfig(dg.Config):
@@ -53,16 +53,24 @@ class WalkForwardConfig(dg.Config):
     sectors: list[str] = Field([], description="Sectors; empty = all.")
     costs: list[float] = Field([0.0, 5.0, 10.0, 20.0], description="Basis points of traded notional per leg.")
     lag: int = Field(1, description="Execution lag in sessions: 1 (default) or 0 (comparison only).")
-    on_drop: str = Field(rule.DEFAULT_ON_DROP, description="'keep' or 'exit' an open position whose pair leaves the config.")
-    max_holding: int = Field(rule.DEFAULT_MAX_HOLDING, description="Sessions after which a position is closed (0 = no limit).")
+    on_drop: str = Field(
+        rule.DEFAULT_ON_DROP, description="'keep' or 'exit' an open position whose pair leaves the config."
+    )
+    max_holding: int = Field(
+        rule.DEFAULT_MAX_HOLDING, description="Sessions after which a position is closed (0 = no limit)."
+    )
     n_trials: int | None = Field(
-        None, description="Configurations tried (the deflated Sharpe's N); empty: counted by the trials ledger "
-        "(the walk-forward runs recorded in MLflow that evaluated the selection range)."
+        None,
+        description="Configurations tried (the deflated Sharpe's N); empty: counted by the trials ledger "
+        "(the walk-forward runs recorded in MLflow that evaluated the selection range).",
     )
     selection: list[str] = Field(
-        list(SELECTION_RANGE), description="Selection range [first, last] (development years): DSR there, PSR against 0 elsewhere."
+        list(SELECTION_RANGE),
+        description="Selection range [first, last] (development years): DSR there, PSR against 0 elsewhere.",
     )
-    bootstrap_block: int = Field(BOOTSTRAP_BLOCK, description="Block length (sessions) of the Sharpe intervals' bootstrap.")
+    bootstrap_block: int = Field(
+        BOOTSTRAP_BLOCK, description="Block length (sessions) of the Sharpe intervals' bootstrap."
+    )
     bootstrap_resamples: int = Field(BOOTSTRAP_RESAMPLES, description="Resamples of the Sharpe intervals' bootstrap.")
     bootstrap_seed: int = Field(0, description="Seed of the Sharpe intervals' bootstrap.")
     min_trades: int = Field(10, description="Below this many trades Sharpe, t and DSR print as '–' with the count.")
@@ -74,11 +82,22 @@ class WalkForwardConfig(dg.Config):
 
     def settings(self) -> WalkForwardSettings:
         return WalkForwardSettings(
-            start=self.start, end=self.end, sectors=self.sectors or None, costs=self.costs, lag=self.lag,
-            on_drop=self.on_drop, max_holding=self.max_holding, n_trials=self.n_trials, gru=self.gru,
-            workers=self.workers or None, periods=[tuple(p) for p in self.periods], selection=tuple(self.selection),
-            bootstrap_block=self.bootstrap_block, bootstrap_resamples=self.bootstrap_resamples,
-            bootstrap_seed=self.bootstrap_seed, min_trades=self.min_trades,
+            start=self.start,
+            end=self.end,
+            sectors=self.sectors or None,
+            costs=self.costs,
+            lag=self.lag,
+            on_drop=self.on_drop,
+            max_holding=self.max_holding,
+            n_trials=self.n_trials,
+            gru=self.gru,
+            workers=self.workers or None,
+            periods=[tuple(p) for p in self.periods],
+            selection=tuple(self.selection),
+            bootstrap_block=self.bootstrap_block,
+            bootstrap_resamples=self.bootstrap_resamples,
+            bootstrap_seed=self.bootstrap_seed,
+            min_trades=self.min_trades,
         )
 
 
@@ -175,7 +194,14 @@ def run_and_record(
                 f"(source {source!r}); end the range on or before {last.date()}"
             )
         panels[sector] = panel
-    total = sum(len(p.closes.index[(p.closes.index >= pd.Timestamp(settings.start)) & (p.closes.index <= pd.Timestamp(settings.end))]) for p in panels.values())
+    total = sum(
+        len(
+            p.closes.index[
+                (p.closes.index >= pd.Timestamp(settings.start)) & (p.closes.index <= pd.Timestamp(settings.end))
+            ]
+        )
+        for p in panels.values()
+    )
     reporter = PROGRESS.get()
     done = 0
     last_logged = [time.perf_counter()]
@@ -193,15 +219,26 @@ def run_and_record(
     ledger = trials_from_runs(registry.walk_forward_runs(), settings.selection) if registry is not None else []
     t0 = time.perf_counter()
     # the exchange calendar's formation schedule (a fixed epoch, not the history start): the daily graph's
-    schedule = partitions.formation_schedule(strategy.reselect_every, settings.end, phase=strategy.formation_phase, since=history_start)
+    schedule = partitions.formation_schedule(
+        strategy.reselect_every, settings.end, phase=strategy.formation_phase, since=history_start
+    )
     result = run_walk_forward(
-        panels, sectors, partitions.next_session, strategy, settings, formation_of=schedule, progress=progress,
-        ledger=ledger, session_number=baseline_session_number,
+        panels,
+        sectors,
+        partitions.next_session,
+        strategy,
+        settings,
+        formation_of=schedule,
+        progress=progress,
+        ledger=ledger,
+        session_number=baseline_session_number,
     )
     result.seconds["total"] = round(time.perf_counter() - t0, 2)
     fingerprint = fingerprint_of(
         {s: p.fingerprint(list(sectors[s]), len(p.closes) - 1, len(p.closes)) for s, p in panels.items()},
-        source, strategy.model_dump(mode="json"), settings.model_dump(mode="json"),
+        source,
+        strategy.model_dump(mode="json"),
+        settings.model_dump(mode="json"),
     )
     from pairs_assets.reporting import equity_figure
 
@@ -214,9 +251,25 @@ def run_and_record(
         metrics = {
             f"{r.strategy}.{r.cost_bp:g}bp.{r.period}.{key}": getattr(r, key)
             for r in totals.itertuples()
-            for key in ("sharpe", "sharpe_low", "sharpe_high", "ann_return", "ann_vol", "max_drawdown", "trades", "avg_holding",
-                        "hit_rate", "turnover", "exposure", "t_stat", "psr", "deflated_sharpe", "vs_baseline",
-                        "vs_baseline_low", "vs_baseline_high")
+            for key in (
+                "sharpe",
+                "sharpe_low",
+                "sharpe_high",
+                "ann_return",
+                "ann_vol",
+                "max_drawdown",
+                "trades",
+                "avg_holding",
+                "hit_rate",
+                "turnover",
+                "exposure",
+                "t_stat",
+                "psr",
+                "deflated_sharpe",
+                "vs_baseline",
+                "vs_baseline_low",
+                "vs_baseline_high",
+            )
         }
         metrics["trials.n"] = result.trials.n_trials
         params = {
@@ -237,7 +290,13 @@ def run_and_record(
 
 
 def record_robustness(
-    *, home, name: str, table: pd.DataFrame, settings: WalkForwardSettings, phase_step: int, registry: ModelRegistry | None
+    *,
+    home,
+    name: str,
+    table: pd.DataFrame,
+    settings: WalkForwardSettings,
+    phase_step: int,
+    registry: ModelRegistry | None,
 ) -> tuple:
     """Write ``<home>/walk_forward/<name>.robustness/`` (robustness.csv, robustness.png: the heat-map at
     the first non-zero cost) all at once, and log it as one MLflow run in ``pairs_trading/walk_forward``
@@ -257,7 +316,9 @@ def record_robustness(
     cost = next((c for c in settings.costs if c > 0), settings.costs[0])
     try:
         table.to_csv(staging / "robustness.csv", index=False, float_format="%.6g")
-        figure = robustness_figure(table, cost, f"walk-forward robustness {name}: {settings.start} → {settings.end}, all sectors")
+        figure = robustness_figure(
+            table, cost, f"walk-forward robustness {name}: {settings.start} → {settings.end}, all sectors"
+        )
         figure.savefig(staging / "robustness.png", dpi=110, metadata={"Software": None})
         import matplotlib.pyplot as plt
 
@@ -273,15 +334,26 @@ def record_robustness(
     run_id = None
     if registry is not None:
         at = table[table["cost_bp"] == cost]
-        metrics = {f"{r.variant.replace('=', ':')}.{r.period}.{cost:g}bp.{key}": getattr(r, key)
-                   for r in at.itertuples() for key in ("sharpe", "sharpe_low", "sharpe_high", "trades")}
+        metrics = {
+            f"{r.variant.replace('=', ':')}.{r.period}.{cost:g}bp.{key}": getattr(r, key)
+            for r in at.itertuples()
+            for key in ("sharpe", "sharpe_low", "sharpe_high", "trades")
+        }
         variants = list(dict.fromkeys(table["variant"]))
         run_id = registry.log_walk_forward(
             run_name=f"walk_forward_robustness_{name}",
-            params={"robustness.name": name, "robustness.variants": ",".join(variants), "robustness.phase_step": phase_step,
-                    "robustness.range": f"{settings.start} → {settings.end}", "robustness.cost_bp": cost,
-                    "robustness.periods": ",".join(f"{p}={label}" for p, label in dict.fromkeys(zip(table["period"], table["period_label"])))},
-            metrics=metrics, artifacts_dir=Path(target),
+            params={
+                "robustness.name": name,
+                "robustness.variants": ",".join(variants),
+                "robustness.phase_step": phase_step,
+                "robustness.range": f"{settings.start} → {settings.end}",
+                "robustness.cost_bp": cost,
+                "robustness.periods": ",".join(
+                    f"{p}={label}" for p, label in dict.fromkeys(zip(table["period"], table["period_label"]))
+                ),
+            },
+            metrics=metrics,
+            artifacts_dir=Path(target),
             tags={"walk_forward_name": f"{name}.robustness", "robustness": "true"},
         )
     return target, run_id
@@ -289,13 +361,34 @@ def record_robustness(
 
 def _table(summary: pd.DataFrame) -> dg.MetadataValue:
     shown = summary[summary["period"] == "full"]
-    columns = ["strategy", "sector", "cost_bp", "period", "sharpe", "sharpe_low", "sharpe_high", "vs_baseline", "ann_return",
-               "ann_vol", "max_drawdown", "trades", "hit_rate", "t_stat", "psr", "deflated_sharpe"]
+    columns = [
+        "strategy",
+        "sector",
+        "cost_bp",
+        "period",
+        "sharpe",
+        "sharpe_low",
+        "sharpe_high",
+        "vs_baseline",
+        "ann_return",
+        "ann_vol",
+        "max_drawdown",
+        "trades",
+        "hit_rate",
+        "t_stat",
+        "psr",
+        "deflated_sharpe",
+    ]
     schema = dg.TableSchema(
         columns=[dg.TableColumn(c, "string" if c in ("strategy", "sector", "period") else "float") for c in columns]
     )
     records = [
-        dg.TableRecord({c: (v if isinstance(v, str) else (None if pd.isna(v) else round(float(v), 4))) for c, v in zip(columns, row)})
+        dg.TableRecord(
+            {
+                c: (v if isinstance(v, str) else (None if pd.isna(v) else round(float(v), 4)))
+                for c, v in zip(columns, row)
+            }
+        )
         for row in shown[columns].itertuples(index=False)
     ]
     return dg.MetadataValue.table(records, schema=schema)
@@ -320,8 +413,15 @@ def walk_forward(
 ) -> dg.MaterializeResult:
     settings = config.settings()
     result, files, run_id, fingerprint = run_and_record(
-        home=home, store=store, source=bar_source.source_name, strategy=strategy, settings=settings, registry=model_registry,
-        name=config.name, dagster_run_id=context.run_id, log=context.log.info,
+        home=home,
+        store=store,
+        source=bar_source.source_name,
+        strategy=strategy,
+        settings=settings,
+        registry=model_registry,
+        name=config.name,
+        dagster_run_id=context.run_id,
+        log=context.log.info,
     )
     summary = result.summary
     headline = summary[(summary["sector"] == "all") & (summary["period"] == "full")]

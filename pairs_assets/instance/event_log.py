@@ -31,7 +31,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as db
-from dagster import DagsterEventType, DagsterInvariantViolationError, Enum, EnumValue, EventLogEntry, Field, serialize_value
+from dagster import (
+    DagsterEventType,
+    DagsterInvariantViolationError,
+    Enum,
+    EnumValue,
+    EventLogEntry,
+    Field,
+    serialize_value,
+)
 from dagster._core.events import ASSET_EVENTS, AssetCheckEvaluationPlanned
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
@@ -183,7 +191,9 @@ class BatchedCheckWrites:
         )
         if planned.partitions_subset is None:
             conn.execute(
-                AssetCheckExecutionsTable.insert().values(partition=None, evaluation_event=serialize_value(event), **common)
+                AssetCheckExecutionsTable.insert().values(
+                    partition=None, evaluation_event=serialize_value(event), **common
+                )
             )
             return
         keys = list(planned.partitions_subset.get_partition_keys())
@@ -212,7 +222,9 @@ class BatchedCheckWrites:
         narrowed = event._replace(dagster_event=event.get_dagster_event()._replace(event_specific_data=one))
         text = serialize_value(narrowed)
         if text.count(json.dumps(_KEY_SENTINEL)) != 1:
-            raise DagsterInvariantViolationError(f"planned check event template for {planned.check_name}: placeholder not unique")
+            raise DagsterInvariantViolationError(
+                f"planned check event template for {planned.check_name}: placeholder not unique"
+            )
         return text
 
     def _record_check_evaluations(self, conn, evaluations: Sequence[tuple[EventLogEntry, str, int]]) -> None:
@@ -225,7 +237,11 @@ class BatchedCheckWrites:
         inserts: list[dict] = []
         existing = self._existing_rows(
             conn,
-            {(e.run_id, e.get_dagster_event().asset_check_evaluation_data.asset_key.to_string()) for e, _, _ in evaluations if e.run_id},
+            {
+                (e.run_id, e.get_dagster_event().asset_check_evaluation_data.asset_key.to_string())
+                for e, _, _ in evaluations
+                if e.run_id
+            },
         )
         for event, text, event_id in evaluations:
             evaluation = event.get_dagster_event().asset_check_evaluation_data
@@ -288,7 +304,9 @@ class BatchedCheckWrites:
         return False
 
     @staticmethod
-    def _existing_rows(conn, runs_and_assets: set[tuple[str, str]]) -> dict[tuple[str, str, str, str | None], int | None]:
+    def _existing_rows(
+        conn, runs_and_assets: set[tuple[str, str]]
+    ) -> dict[tuple[str, str, str, str | None], int | None]:
         """{(run, asset, check, partition): row id} of the check rows of these runs and assets
         (planned or evaluated)."""
         table = AssetCheckExecutionsTable.c
@@ -380,10 +398,10 @@ class BulkCheckState:
         return rows, materialized
 
     def _bulk_check_state(self, key, partitions_def, valid, rows, materialized):
+        from dagster import DagsterRunStatus, RunsFilter
         from dagster._core.asset_graph_view.serializable_entity_subset import SerializableEntitySubset
         from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionResolvedStatus as Resolved
         from dagster._core.storage.asset_check_state import AssetCheckState
-        from dagster import DagsterRunStatus, RunsFilter
         from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
         by_status: dict[Any, list[str]] = {status: [] for status in Resolved}
@@ -397,10 +415,15 @@ class BulkCheckState:
                 continue
             if status == AssetCheckExecutionRecordStatus.PLANNED.value:
                 planned_by_run.setdefault(run_id, []).append(pk)
-            elif status in (AssetCheckExecutionRecordStatus.SUCCEEDED.value, AssetCheckExecutionRecordStatus.FAILED.value):
+            elif status in (
+                AssetCheckExecutionRecordStatus.SUCCEEDED.value,
+                AssetCheckExecutionRecordStatus.FAILED.value,
+            ):
                 if latest_mat is None or latest_mat == target_id:  # AssetCheckPartitionInfo.is_current
                     by_status[
-                        Resolved.SUCCEEDED if status == AssetCheckExecutionRecordStatus.SUCCEEDED.value else Resolved.FAILED
+                        Resolved.SUCCEEDED
+                        if status == AssetCheckExecutionRecordStatus.SUCCEEDED.value
+                        else Resolved.FAILED
                     ].append(pk)
         finished: Mapping[str, DagsterRunStatus] = {}
         if planned_by_run:
@@ -436,6 +459,7 @@ def _partition_key_test(partitions_def):
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         dims = [(d.name, frozenset(d.partitions_def.get_partition_keys())) for d in partitions_def.partitions_defs]
         names = [name for name, _ in dims]
+
         # a multi-partition key's string joins the dimensions' keys in the definition's order
         def valid(pk: str) -> bool:
             parts = pk.split("|")
@@ -475,7 +499,9 @@ def materialization_targets(instance, run_id: str, asset_key, partition_keys) ->
                 dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=chunk), limit=len(chunk) * 2
             ).records:  # newest first
                 if record.partition_key not in out and record.run_id == run_id:
-                    out[record.partition_key] = Target(storage_id=record.storage_id, run_id=run_id, timestamp=record.timestamp)
+                    out[record.partition_key] = Target(
+                        storage_id=record.storage_id, run_id=run_id, timestamp=record.timestamp
+                    )
             continue
         latest = (
             db.select(db.func.max(events.c.id))
@@ -486,12 +512,14 @@ def materialization_targets(instance, run_id: str, asset_key, partition_keys) ->
             )
             .group_by(events.c.partition)
         )
-        query = db.select(events.c.id, events.c.partition, events.c.run_id, events.c.timestamp).where(events.c.id.in_(latest))
+        query = db.select(events.c.id, events.c.partition, events.c.run_id, events.c.timestamp).where(
+            events.c.id.in_(latest)
+        )
         with storage.index_connection() as conn:
             for storage_id, partition, row_run_id, stamp in conn.execute(query):
                 if row_run_id != run_id:
                     continue
                 # stored as naive UTC (Dagster's ``_event_insert_timestamp``)
-                when = stamp.replace(tzinfo=dt.timezone.utc).timestamp() if isinstance(stamp, dt.datetime) else float(stamp)
+                when = stamp.replace(tzinfo=dt.UTC).timestamp() if isinstance(stamp, dt.datetime) else float(stamp)
                 out[partition] = Target(storage_id=int(storage_id), run_id=run_id, timestamp=when)
     return out

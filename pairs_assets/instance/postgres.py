@@ -24,9 +24,8 @@ from typing import Any
 
 import sqlalchemy as db
 from dagster import DagsterEventType, EventLogEntry, Field
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
-
 from dagster._core.storage.config import pg_config
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
@@ -153,7 +152,9 @@ class PairsPostgresEventLogStorage(
             ids = [
                 int(r[0])
                 for r in conn.execute(
-                    SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
+                    SqlEventLogStorageTable.insert().returning(
+                        SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                    ),
                     rows,
                 )
             ]
@@ -184,14 +185,19 @@ class PairsPostgresEventLogStorage(
             return False
         from psycopg2.extras import execute_batch
 
-        columns = ("execution_status", "evaluation_event", "evaluation_event_timestamp",
-                   "evaluation_event_storage_id", "materialization_event_storage_id")
-        statement = (
-            "UPDATE asset_check_executions SET " + ", ".join(f"{c} = %s" for c in columns) + " WHERE id = %s"
+        columns = (
+            "execution_status",
+            "evaluation_event",
+            "evaluation_event_timestamp",
+            "evaluation_event_storage_id",
+            "materialization_event_storage_id",
         )
+        statement = "UPDATE asset_check_executions SET " + ", ".join(f"{c} = %s" for c in columns) + " WHERE id = %s"
         cursor = conn.connection.cursor()  # the same connection and transaction
         try:
-            execute_batch(cursor, statement, [tuple(r[c] for c in columns) + (r["row_id"],) for r in rows], page_size=500)
+            execute_batch(
+                cursor, statement, [tuple(r[c] for c in columns) + (r["row_id"],) for r in rows], page_size=500
+            )
         finally:
             cursor.close()
         return True

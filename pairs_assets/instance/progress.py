@@ -167,4 +167,3 @@ class RunProgress:
         while not self._stop.wait(self.interval):
             self._poll()
             self._emit()
-

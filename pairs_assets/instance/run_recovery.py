@@ -51,8 +51,6 @@ import dagster as dg
 import sqlalchemy as sa
 from dagster import Executor
 
-from pairs_assets.instance.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
-
 # where a pid means one process, and what a closed run is: shared with the event logs (a lower layer)
 from pairs_assets.instance.liveness import (  # noqa: F401 - re-exported
     CLOSED_STATUSES,
@@ -61,6 +59,11 @@ from pairs_assets.instance.liveness import (  # noqa: F401 - re-exported
     ensure_run_open,
     process_alive_since,
     this_host,
+)
+from pairs_assets.instance.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
 )
 
 HOST_TAG = "pairs/run_host"
@@ -162,7 +165,12 @@ def fail_dead_runs(
     repair = getattr(instance.event_log_storage, "repair_interrupted_batches", None)
     if repair is not None:  # the SQLite event log: batches a killed writer left between its commits
         for batch, run_id, n in repair():
-            _log.warning("event log: batch %s of run %s, interrupted between its commits, settled (%d catalog events written)", batch, run_id, n)
+            _log.warning(
+                "event log: batch %s of run %s, interrupted between its commits, settled (%d catalog events written)",
+                batch,
+                run_id,
+                n,
+            )
     dead = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         run = record.dagster_run
@@ -199,7 +207,9 @@ def _celery_app():
     from pairs_assets.instance.worker import celery_app_settings
 
     backend = os.environ.get("PAIRS_CELERY_BACKEND", "rpc://")
-    executor = CeleryExecutor(retries=RetryMode.DISABLED, broker=broker, backend=backend, config_source=celery_app_settings())
+    executor = CeleryExecutor(
+        retries=RetryMode.DISABLED, broker=broker, backend=backend, config_source=celery_app_settings()
+    )
     return make_app(executor.app_args())  # as pairs_assets.worker builds the workers' app
 
 
@@ -239,9 +249,7 @@ def revoke_closed_runs_tasks(instance: dg.DagsterInstance, since: float, app=Non
     tasks were not revoked yet: ``{run id: task ids}``. The sensor calls it with its previous tick."""
     revoked: dict[str, list[str]] = {}
     records = instance.get_run_records(
-        filters=dg.RunsFilter(
-            statuses=list(CLOSED_STATUSES), updated_after=datetime.fromtimestamp(since, tz=UTC)
-        )
+        filters=dg.RunsFilter(statuses=list(CLOSED_STATUSES), updated_after=datetime.fromtimestamp(since, tz=UTC))
     )
     for record in records:
         run = record.dagster_run
@@ -255,7 +263,9 @@ def revoke_closed_runs_tasks(instance: dg.DagsterInstance, since: float, app=Non
 
 
 @contextmanager
-def run_heartbeat(instance: dg.DagsterInstance, run_id: str, interval_s: float = HEARTBEAT_INTERVAL_S) -> Iterator[None]:
+def run_heartbeat(
+    instance: dg.DagsterInstance, run_id: str, interval_s: float = HEARTBEAT_INTERVAL_S
+) -> Iterator[None]:
     """Tag the run with this host and write its heartbeat every ``interval_s`` until the block ends.
 
     A failed write (a locked SQLite file, a database restart) is logged and retried at the next
@@ -320,9 +330,7 @@ def _submit_tracked_task(app, plan_context, step, queue, priority, known_state):
         execute_step_args_packed=pack_value(execute_step_args),
         executable_dict=plan_context.reconstructable_job.to_dict(),
     )
-    result = signature.apply_async(
-        task_id=task_id, priority=priority, queue=queue, routing_key=f"{queue}.execute_plan"
-    )
+    result = signature.apply_async(task_id=task_id, priority=priority, queue=queue, routing_key=f"{queue}.execute_plan")
     result.revoke = functools.partial(result.revoke, terminate=True, signal="SIGKILL")
     return result
 

@@ -274,7 +274,10 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
         by_run: dict[str, list[tuple[EventLogEntry, dict]]] = {}
         for event, row in zip(events, rows):
             by_run.setdefault(event.run_id, []).append((event, row))
-        if any(e.dagster_event_type in ASSET_CHECK_EVENTS for e in events if self._mirrored(e)) and not self.supports_asset_checks:
+        if (
+            any(e.dagster_event_type in ASSET_CHECK_EVENTS for e in events if self._mirrored(e))
+            and not self.supports_asset_checks
+        ):
             raise DagsterInvariantViolationError(
                 "Asset checks require a database schema migration. Run `dagster instance migrate`."
             )
@@ -327,7 +330,9 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
             # nothing of the batch may stay: the run's rows go again (the intent, if it cannot be
             # dropped now, is dropped by the repair: no mark)
             with self.run_connection(run_id) as conn:
-                conn.execute(SqlEventLogStorageTable.delete().where(SqlEventLogStorageTable.c.id.between(ids[0], ids[-1])))
+                conn.execute(
+                    SqlEventLogStorageTable.delete().where(SqlEventLogStorageTable.c.id.between(ids[0], ids[-1]))
+                )
                 conn.execute(BatchMarks.delete().where(BatchMarks.c.batch_id == batch))
             self._drop_intent(batch)
             raise
@@ -404,11 +409,15 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
                     mark = conn.execute(sa.select(BatchMarks).where(BatchMarks.c.batch_id == batch)).mappings().first()
                     if mark is not None:
                         table = SqlEventLogStorageTable
-                        rows = conn.execute(
-                            sa.select(*[c for c in table.c if c.name != "id"]).where(
-                                table.c.id.between(mark["first_id"], mark["last_id"])
-                            ).order_by(table.c.id)
-                        ).mappings().all()
+                        rows = (
+                            conn.execute(
+                                sa.select(*[c for c in table.c if c.name != "id"])
+                                .where(table.c.id.between(mark["first_id"], mark["last_id"]))
+                                .order_by(table.c.id)
+                            )
+                            .mappings()
+                            .all()
+                        )
             events = [(deserialize_value(r["event"], EventLogEntry), dict(r)) for r in rows]
             mirrored = [(e, r) for e, r in events if self._mirrored(e)]
             with self.index_connection() as conn:
@@ -428,9 +437,7 @@ class PairsSqliteEventLogStorage(ClosedRunGuard, BatchedCheckWrites, BulkCheckSt
         )
 
 
-def record_check_evaluations(
-    context: dg.AssetExecutionContext, evaluations: Iterable[dg.AssetCheckEvaluation]
-) -> int:
+def record_check_evaluations(context: dg.AssetExecutionContext, evaluations: Iterable[dg.AssetCheckEvaluation]) -> int:
     """Record ``evaluations`` as the run's own ``ASSET_CHECK_EVALUATION`` events, in batches.
 
     The events are those Dagster records when a step yields an ``AssetCheckEvaluation`` (same

@@ -47,7 +47,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("websockets", "websockets.server", "websockets.client", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -56,30 +58,88 @@ def _logging(verbose: bool) -> None:
 
 
 @click.command("recycler")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1 = this machine only).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1 = this machine only)."
+)
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0 = any free port).")
 @click.option("--mode", type=click.Choice(["loop", "date_range", "single_pass"]), default="loop", show_default=True)
 @click.option("--loops", default=-1, show_default=True, type=int, help="Passes in loop mode (-1 = forever).")
 @click.option("--start", default=None, help="First date/time replayed (New York date or ISO timestamp).")
 @click.option("--end", default=None, help="Last date/time replayed (inclusive).")
-@click.option("--speed", default=1.0, show_default=True, type=float, help="Speed factor: 1 = one bar step per --bar-interval seconds; 'inf' = as fast as clients read.")
-@click.option("--bar-interval", default=60.0, show_default=True, type=float, help="Seconds between bar steps at speed 1.")
-@click.option("--restamp/--keep-timestamps", default=True, show_default=True, help="Stamp bars with the current time, or keep the stored times.")
-@click.option("--symbols", "symbols_opt", multiple=True, help="Symbols to replay (comma-separated; default: the live symbol list).")
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Speed factor: 1 = one bar step per --bar-interval seconds; 'inf' = as fast as clients read.",
+)
+@click.option(
+    "--bar-interval", default=60.0, show_default=True, type=float, help="Seconds between bar steps at speed 1."
+)
+@click.option(
+    "--restamp/--keep-timestamps",
+    default=True,
+    show_default=True,
+    help="Stamp bars with the current time, or keep the stored times.",
+)
+@click.option(
+    "--symbols",
+    "symbols_opt",
+    multiple=True,
+    help="Symbols to replay (comma-separated; default: the live symbol list).",
+)
 @click.option("--all-symbols", is_flag=True, help="Replay every symbol in the store.")
-@click.option("--proxy", "proxy_opt", multiple=True, help="SYMBOL=PROXY: replay PROXY's bars as SYMBOL (labelled 'proxy').")
-@click.option("--default-proxy", default=None, help="Stand-in for any symbol without stored bars (the original used AAPL).")
-@click.option("--source", default=None, help="Replay only this stored source (default: per symbol, the source with most bars).")
+@click.option(
+    "--proxy", "proxy_opt", multiple=True, help="SYMBOL=PROXY: replay PROXY's bars as SYMBOL (labelled 'proxy')."
+)
+@click.option(
+    "--default-proxy", default=None, help="Stand-in for any symbol without stored bars (the original used AAPL)."
+)
+@click.option(
+    "--source", default=None, help="Replay only this stored source (default: per symbol, the source with most bars)."
+)
 @click.option("--tail", default=None, type=int, help="Replay only the last N bar steps.")
-@click.option("--exit-when-done", is_flag=True, help="Exit when the replay ends (date_range, single_pass, finite loops).")
+@click.option(
+    "--exit-when-done", is_flag=True, help="Exit when the replay ends (date_range, single_pass, finite loops)."
+)
 @click.option("--report-every", default=30.0, show_default=True, type=float, help="Seconds between status lines.")
-@click.option("--max-emitted-bars", default=1_000_000, show_default=True, type=int,
-              help="Re-stamped bars kept for the historical endpoint, all symbols together (the oldest go first; ~75 bytes each).")
-@click.option("--database-url", default=None, help="Market data store URL (default: PAIRS_DATABASE_URL or the SQLite file under PAIRS_HOME).")
+@click.option(
+    "--max-emitted-bars",
+    default=1_000_000,
+    show_default=True,
+    type=int,
+    help="Re-stamped bars kept for the historical endpoint, all symbols together (the oldest go first; ~75 bytes each).",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="Market data store URL (default: PAIRS_DATABASE_URL or the SQLite file under PAIRS_HOME).",
+)
 @click.option("--symbols-file", default=None, help="Live symbols file (default: <PAIRS_HOME>/live_symbols.json).")
 @click.option("--verbose", is_flag=True)
-def recycler(host, port, mode, loops, start, end, speed, bar_interval, restamp, symbols_opt, all_symbols, proxy_opt, default_proxy,
-             source, tail, exit_when_done, report_every, max_emitted_bars, database_url, symbols_file, verbose):
+def recycler(
+    host,
+    port,
+    mode,
+    loops,
+    start,
+    end,
+    speed,
+    bar_interval,
+    restamp,
+    symbols_opt,
+    all_symbols,
+    proxy_opt,
+    default_proxy,
+    source,
+    tail,
+    exit_when_done,
+    report_every,
+    max_emitted_bars,
+    database_url,
+    symbols_file,
+    verbose,
+):
     """Replay stored bars as Alpaca's market-data stream and historical endpoint.
 
     Clients: StockDataStream(key, secret, url_override="ws://HOST:PORT/v2/iex") and
@@ -88,6 +148,7 @@ def recycler(host, port, mode, loops, start, end, speed, bar_interval, restamp, 
     """
     from pairs_assets.live.recycler import RecyclerSettings, serve_until_signalled
     from pairs_assets.live.stream import ENV_RECYCLER_KEY, ENV_RECYCLER_SECRET
+
     _logging(verbose)
     live = _load_live_symbols(_symbols_path(symbols_file))
     proxies = dict(live.proxies)
@@ -124,32 +185,72 @@ def recycler(host, port, mode, loops, start, end, speed, bar_interval, restamp, 
             + " (bars labelled 'proxy'; stored with source …+proxy:<SYMBOL>)"
         )
     store = _store(database_url)
-    stats = asyncio.run(serve_until_signalled(store, settings, report_every_s=report_every, exit_when_done=exit_when_done, echo=click.echo))
-    click.echo(f"recycler stopped: {stats.steps_emitted} steps, {stats.bars_emitted} bars emitted, {stats.bars_sent} sent")
+    stats = asyncio.run(
+        serve_until_signalled(
+            store, settings, report_every_s=report_every, exit_when_done=exit_when_done, echo=click.echo
+        )
+    )
+    click.echo(
+        f"recycler stopped: {stats.steps_emitted} steps, {stats.bars_emitted} bars emitted, {stats.bars_sent} sent"
+    )
 
 
 # --- stream --------------------------------------------------------------------------------------
 
 
 @click.command("stream")
-@click.option("--symbols", "symbols_opt", multiple=True, help="Symbols (comma-separated; default: the live symbol list).")
+@click.option(
+    "--symbols", "symbols_opt", multiple=True, help="Symbols (comma-separated; default: the live symbol list)."
+)
 @click.option("--url", default=None, help="Stream URL, e.g. ws://127.0.0.1:8765/v2/iex (default: by live mode).")
-@click.option("--alpaca", "use_alpaca", is_flag=True, help="Stream from Alpaca (keys from ALPACA_API_KEY / ALPACA_SECRET_KEY).")
+@click.option(
+    "--alpaca", "use_alpaca", is_flag=True, help="Stream from Alpaca (keys from ALPACA_API_KEY / ALPACA_SECRET_KEY)."
+)
 @click.option("--feed", default="iex", show_default=True, type=click.Choice(["iex", "sip"]))
-@click.option("--source", default=None, help="Source label of the stored bars (default: alpaca:<feed>-stream or recycler:<feed>).")
-@click.option("--historical-url", default=None, help="Historical endpoint for gap backfills (default: the stream's host, or Alpaca).")
+@click.option(
+    "--source", default=None, help="Source label of the stored bars (default: alpaca:<feed>-stream or recycler:<feed>)."
+)
+@click.option(
+    "--historical-url",
+    default=None,
+    help="Historical endpoint for gap backfills (default: the stream's host, or Alpaca).",
+)
 @click.option("--backfill-timeframe", default="1Min", show_default=True)
 @click.option("--no-backfill", is_flag=True, help="Do not fetch the bars missed while disconnected.")
 @click.option("--flush-interval", default=1.0, show_default=True, type=float, help="Seconds between writes.")
 @click.option("--report-every", default=30.0, show_default=True, type=float, help="Seconds between count reports.")
-@click.option("--max-seconds", default=None, type=float, help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).")
-@click.option("--database-url", default=None, help="Market data store URL (default: PAIRS_DATABASE_URL or the SQLite file under PAIRS_HOME).")
+@click.option(
+    "--max-seconds",
+    default=None,
+    type=float,
+    help="Stop after this many seconds (default: run until Ctrl-C / SIGTERM).",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="Market data store URL (default: PAIRS_DATABASE_URL or the SQLite file under PAIRS_HOME).",
+)
 @click.option("--symbols-file", default=None, help="Live symbols file (default: <PAIRS_HOME>/live_symbols.json).")
 @click.option("--verbose", is_flag=True)
-def stream(symbols_opt, url, use_alpaca, feed, source, historical_url, backfill_timeframe, no_backfill, flush_interval,
-           report_every, max_seconds, database_url, symbols_file, verbose):
+def stream(
+    symbols_opt,
+    url,
+    use_alpaca,
+    feed,
+    source,
+    historical_url,
+    backfill_timeframe,
+    no_backfill,
+    flush_interval,
+    report_every,
+    max_seconds,
+    database_url,
+    symbols_file,
+    verbose,
+):
     """Write live bars (Alpaca or the recycler) to the market data store until Ctrl-C / SIGTERM."""
     from pairs_assets.live.stream import StreamIngestor, StreamSettings
+
     _logging(verbose)
     live = _load_live_symbols(_symbols_path(symbols_file))
     if use_alpaca and url:
@@ -170,8 +271,18 @@ def stream(symbols_opt, url, use_alpaca, feed, source, historical_url, backfill_
     )
     ingestor = StreamIngestor(_store(database_url), settings, echo=click.echo)
     stats = ingestor.run(max_seconds=max_seconds, install_signal_handlers=True)
-    click.echo(json.dumps({"received": stats.received, "written": stats.written, "backfilled": stats.backfilled,
-                           "rejected": stats.rejected, "reconnects": stats.reconnects}, sort_keys=True))
+    click.echo(
+        json.dumps(
+            {
+                "received": stats.received,
+                "written": stats.written,
+                "backfilled": stats.backfilled,
+                "rejected": stats.rejected,
+                "reconnects": stats.reconnects,
+            },
+            sort_keys=True,
+        )
+    )
 
 
 # --- symbols -------------------------------------------------------------------------------------
@@ -195,7 +306,9 @@ def _update(ctx, change) -> None:
 
 
 @symbols.command("status")
-@click.option("--database-url", default=None, help="Market data store URL (default: PAIRS_DATABASE_URL or PAIRS_HOME's SQLite).")
+@click.option(
+    "--database-url", default=None, help="Market data store URL (default: PAIRS_DATABASE_URL or PAIRS_HOME's SQLite)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def symbols_status(ctx, database_url, as_json):
@@ -206,17 +319,34 @@ def symbols_status(ctx, database_url, as_json):
     store = _store(database_url)
     table = symbol_status(config, store.bar_counts())
     if as_json:
-        click.echo(json.dumps({**config.to_json(), "store": store.display_url, "status": table.to_dict("records")}, default=str, indent=2))
+        click.echo(
+            json.dumps(
+                {**config.to_json(), "store": store.display_url, "status": table.to_dict("records")},
+                default=str,
+                indent=2,
+            )
+        )
         return
-    click.echo(f"file:         {ctx.obj['path']}{'' if ctx.obj['path'].exists() else ' (absent: defaults from the universe)'}")
-    click.echo(f"mode:         {config.mode}" + (f" (recycler {config.recycler_url})" if config.mode == "replay" else " (Alpaca, keys from ALPACA_API_KEY / ALPACA_SECRET_KEY)"))
+    click.echo(
+        f"file:         {ctx.obj['path']}{'' if ctx.obj['path'].exists() else ' (absent: defaults from the universe)'}"
+    )
+    click.echo(
+        f"mode:         {config.mode}"
+        + (
+            f" (recycler {config.recycler_url})"
+            if config.mode == "replay"
+            else " (Alpaca, keys from ALPACA_API_KEY / ALPACA_SECRET_KEY)"
+        )
+    )
     click.echo(f"store:        {store.display_url}")
     click.echo(f"default proxy: {config.default_proxy or '-'}")
     click.echo(table.to_string(index=False) if not table.empty else "(no symbols)")
     missing = table[table["status"].str.startswith("missing")]["symbol"].tolist() if not table.empty else []
     if missing:
-        click.echo(f"\n{len(missing)} symbol(s) without data or proxy: {', '.join(missing)} — the recycler refuses them; "
-                   "add a proxy (`pairs symbols proxy SYMBOL AAPL`) or load their bars.")
+        click.echo(
+            f"\n{len(missing)} symbol(s) without data or proxy: {', '.join(missing)} — the recycler refuses them; "
+            "add a proxy (`pairs symbols proxy SYMBOL AAPL`) or load their bars."
+        )
 
 
 @symbols.command("add")

@@ -130,7 +130,9 @@ class StreamSettings:
             raise StreamError(f"stream url must start with ws:// or wss://, got {self.url!r}")
         needs_alpaca = is_alpaca_url(self.url) or (self.backfill and is_alpaca_url(self.history_url))
         if needs_alpaca and not (self.api_key and self.secret_key):
-            where = "streaming from Alpaca" if is_alpaca_url(self.url) else "backfilling from Alpaca's historical endpoint"
+            where = (
+                "streaming from Alpaca" if is_alpaca_url(self.url) else "backfilling from Alpaca's historical endpoint"
+            )
             raise StreamError(
                 f"{where} needs {ENV_API_KEY} and {ENV_SECRET_KEY} in the environment "
                 "(or use the recycler: `pairs stream --url ws://127.0.0.1:8765/v2/iex`)"
@@ -179,7 +181,9 @@ class StreamSettings:
         return self.credentials_for(self.history_url)
 
     @classmethod
-    def from_env(cls, symbols: Sequence[str], url: str | None = None, environ: dict | None = None, **kwargs) -> StreamSettings:
+    def from_env(
+        cls, symbols: Sequence[str], url: str | None = None, environ: dict | None = None, **kwargs
+    ) -> StreamSettings:
         """Settings with credentials from the environment.
 
         Alpaca's keys (``ALPACA_API_KEY``/``ALPACA_SECRET_KEY``) are read only when the stream or
@@ -364,7 +368,9 @@ class StreamIngestor:
             from alpaca.data.historical import StockHistoricalDataClient
 
             key, secret = self.settings.history_credentials()  # never Alpaca's keys to a foreign host
-            self._history_client = StockHistoricalDataClient(key, secret, raw_data=True, url_override=self.settings.history_url)
+            self._history_client = StockHistoricalDataClient(
+                key, secret, raw_data=True, url_override=self.settings.history_url
+            )
         return self._history_client
 
     def _backfill(self) -> None:
@@ -408,7 +414,9 @@ class StreamIngestor:
             written = self._write(rows, context=f"backfill {symbol}")
             self.stats.backfilled += written
             self.stats.written += written
-            self._echo(f"stream: backfilled {written} bar(s) of {symbol} between {after.isoformat()} and {before.isoformat()}")
+            self._echo(
+                f"stream: backfilled {written} bar(s) of {symbol} between {after.isoformat()} and {before.isoformat()}"
+            )
 
     def flush(self) -> int:
         """Write everything queued now (and run pending backfills); return the bars written."""

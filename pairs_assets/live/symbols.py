@@ -40,7 +40,9 @@ class LiveSymbolsError(PairsError, ValueError):
 def check_symbol(symbol: str, field: str = "symbol") -> str:
     value = str(symbol).strip().upper()
     if not is_symbol(value):
-        raise LiveSymbolsError(f"{field}: {symbol!r} is not a ticker (letters, digits, '.' or '-', up to {MAX_SYMBOL_LENGTH})")
+        raise LiveSymbolsError(
+            f"{field}: {symbol!r} is not a ticker (letters, digits, '.' or '-', up to {MAX_SYMBOL_LENGTH})"
+        )
     return value
 
 
@@ -87,7 +89,10 @@ class LiveSymbols:
             return cls(
                 mode=str(data.get("mode", "replay")),
                 symbols=tuple(sorted({check_symbol(s, f"{source}: symbols") for s in symbols})),
-                proxies={check_symbol(k, f"{source}: proxies"): check_symbol(v, f"{source}: proxies.{k}") for k, v in proxies.items()},
+                proxies={
+                    check_symbol(k, f"{source}: proxies"): check_symbol(v, f"{source}: proxies.{k}")
+                    for k, v in proxies.items()
+                },
                 default_proxy=check_symbol(default_proxy, f"{source}: default_proxy") if default_proxy else None,
                 recycler_url=str(data.get("recycler_url") or DEFAULT_RECYCLER_URL),
             )
@@ -134,7 +139,9 @@ def remove_symbols(config: LiveSymbols, symbols: list[str]) -> LiveSymbols:
     drop = {check_symbol(s) for s in symbols}
     unknown = sorted(drop - set(config.symbols))
     if unknown:
-        raise LiveSymbolsError(f"symbol(s) {', '.join(unknown)} are not in the live list ({', '.join(config.symbols) or 'empty'})")
+        raise LiveSymbolsError(
+            f"symbol(s) {', '.join(unknown)} are not in the live list ({', '.join(config.symbols) or 'empty'})"
+        )
     proxies = {k: v for k, v in config.proxies.items() if k not in drop}
     return dataclasses.replace(config, symbols=tuple(s for s in config.symbols if s not in drop), proxies=proxies)
 

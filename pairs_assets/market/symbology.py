@@ -44,8 +44,18 @@ SYMBOL_PATTERN = re.compile(rf"[A-Z][A-Z0-9.\-]{{0,{MAX_SYMBOL_LENGTH - 1}}}")
 #: A timeframe's text: an amount and a unit (matched against the whole string).
 TIMEFRAME_PATTERN = re.compile(r"([1-9][0-9]*)(Min|T|Hour|H|Day|D|Week|W|Month|M)")
 
-_UNITS = {"Min": "Minute", "T": "Minute", "Hour": "Hour", "H": "Hour", "Day": "Day", "D": "Day",
-          "Week": "Week", "W": "Week", "Month": "Month", "M": "Month"}
+_UNITS = {
+    "Min": "Minute",
+    "T": "Minute",
+    "Hour": "Hour",
+    "H": "Hour",
+    "Day": "Day",
+    "D": "Day",
+    "Week": "Week",
+    "W": "Week",
+    "Month": "Month",
+    "M": "Month",
+}
 _MONTH_AMOUNTS = (1, 2, 3, 6, 12)
 
 

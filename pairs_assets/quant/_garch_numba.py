@@ -400,7 +400,6 @@ def newton(y, x0, sd, target, backcast, lower, upper, max_iter, tol, decrement_t
     return x, f, iterations, converged, clipped
 
 
-
 @njit(cache=True)
 def fit_one(y, max_iter, tol, decrement_tol, n_starts):
     """Maximise the GARCH(1,1) likelihood of one (scaled) sample.
@@ -423,7 +422,6 @@ def fit_one(y, max_iter, tol, decrement_tol, n_starts):
         target += resids0[t] * resids0[t]
     target /= n
     sd = math.sqrt(target)
-
 
     # arch's starting-value grid (alpha x alpha + beta), mean at the sample mean
     alphas = (0.01, 0.05, 0.1, 0.2)

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pairs_assets.quant.cointegration import hedge_ratio
 from pairs_assets.quant import rule
+from pairs_assets.quant.cointegration import hedge_ratio
 from pairs_assets.quant.prices import InsufficientHistoryError
 
 __all__ = ["BacktestResult", "backtest_pnl", "recent_backtest"]
@@ -206,7 +206,9 @@ def recent_backtest(
     if n_trades:
         # trade k collects the P&L of every bar that its position is held over
         trade_of_bar = np.cumsum(opened)
-        trade_of_held = np.concatenate([np.zeros(1 + lag, dtype=trade_of_bar.dtype), trade_of_bar[: trade_of_bar.size - 1 - lag]])
+        trade_of_held = np.concatenate(
+            [np.zeros(1 + lag, dtype=trade_of_bar.dtype), trade_of_bar[: trade_of_bar.size - 1 - lag]]
+        )
         trade_ids = trade_of_held[held != 0]
         trade_pnl = np.bincount(trade_ids, weights=pnl[held != 0], minlength=n_trades + 1)[1:]
         bars_held = np.bincount(trade_ids, minlength=n_trades + 1)[1:]

@@ -26,9 +26,7 @@ METRIC_NAMES = ("f1", "precision", "recall", "accuracy", "roc_auc")
 BASELINE_NAMES = ("majority", "logistic", "z_rule")
 
 
-def classification_metrics(
-    y_true: np.ndarray, prob_or_pred: np.ndarray, threshold: float = 0.5
-) -> dict[str, float]:
+def classification_metrics(y_true: np.ndarray, prob_or_pred: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """F1, precision, recall, accuracy and ROC AUC of binary predictions.
 
     Parameters

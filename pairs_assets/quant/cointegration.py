@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 # statsmodels/scipy are imported inside the functions that use them: importing the definitions
 # (a code server start) should not pay for them (issue 9 item 16).
-
 from pairs_assets.quant.prices import (
     InsufficientHistoryError,
     UnusableSeriesError,
@@ -228,7 +228,9 @@ def _mackinnon_pvalues(stats: np.ndarray) -> np.ndarray:
     return np.where(stats < tau_min_c[index], 0.0, pvalues)
 
 
-def _adf_tstats(resid: np.ndarray, diffs: np.ndarray, maxlag: int, autolag: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _adf_tstats(
+    resid: np.ndarray, diffs: np.ndarray, maxlag: int, autolag: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """ADF t-statistics (no deterministic terms) of each residual row and the lag order ``autolag`` chose."""
     n_tests = resid.shape[0]
     # Lag order by information criterion on the common sample of maxlag lags.
@@ -528,7 +530,9 @@ def engle_granger(y, x, maxlag: int | None = None, autolag: str | None = "aic") 
     )
 
 
-def _engle_granger_tstat_lags(y_arr: np.ndarray, x_arr: np.ndarray, maxlag: int | None, beta: float, alpha: float) -> EngleGrangerResult:
+def _engle_granger_tstat_lags(
+    y_arr: np.ndarray, x_arr: np.ndarray, maxlag: int | None, beta: float, alpha: float
+) -> EngleGrangerResult:
     """``coint(y, x, trend="c", autolag="t-stat")`` step by step, keeping the lag ``adfuller`` chose."""
     from statsmodels.tsa.adfvalues import mackinnonp
     from statsmodels.tsa.stattools import adfuller
@@ -607,8 +611,11 @@ def johansen_trace_many(y, x, det_order: int = 0, k_ar_diff: int = 1) -> np.ndar
     dx = np.diff(endog, axis=1)
     # lagmat(dx, k)[k:]: row t holds dx[t-1], ..., dx[t-k] (each lag's two columns together)
     n_rows = dx.shape[1] - k_ar_diff
-    z = np.concatenate([dx[:, k_ar_diff - lag : k_ar_diff - lag + n_rows] for lag in range(1, k_ar_diff + 1)], axis=2) \
-        if k_ar_diff > 0 else np.empty((n_systems, n_rows, 0))
+    z = (
+        np.concatenate([dx[:, k_ar_diff - lag : k_ar_diff - lag + n_rows] for lag in range(1, k_ar_diff + 1)], axis=2)
+        if k_ar_diff > 0
+        else np.empty((n_systems, n_rows, 0))
+    )
     z = detrend(z, lagged_order)
     r0t = partial_out(detrend(dx[:, k_ar_diff:], lagged_order), z)
     levels = endog[:, : n_obs - k_ar_diff][:, 1:]

@@ -142,7 +142,9 @@ class _Block(BaseModel):
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
             number = float(value)
             if math.isfinite(number) and abs(number) > NUMBER_MAX_ABS and info.field_name not in cls._own_bounds:
-                raise ValueError(f"{number:g} is beyond the plausible magnitude {NUMBER_MAX_ABS:g} of a trading config's numbers")
+                raise ValueError(
+                    f"{number:g} is beyond the plausible magnitude {NUMBER_MAX_ABS:g} of a trading config's numbers"
+                )
         return value
 
 
@@ -191,6 +193,7 @@ class Levels(_Floats):
     ----------
     entry_z, exit_z, stop_z : float
     """
+
     entry_z: float
     exit_z: float
     stop_z: float
@@ -224,6 +227,7 @@ class Scores(_Floats):
     rank : int
         1 = the sector's best pair.
     """
+
     aic_score: float | None
     forecast_score: float | None
     backtest_score: float | None
@@ -371,6 +375,7 @@ class Thresholds(_Floats):
     ----------
     correlation_min, eg_pvalue_max, score_min : float
     """
+
     correlation_min: float
     eg_pvalue_max: float
     score_min: float
@@ -383,6 +388,7 @@ class Windows(_Block):
     ----------
     formation, garch, backtest, gru : int
     """
+
     formation: int
     garch: int
     backtest: int
@@ -396,6 +402,7 @@ class RiskBlock(_Floats):
     ----------
     max_portfolio_risk, max_position, target_daily_vol : float
     """
+
     max_portfolio_risk: float
     max_position: float
     target_daily_vol: float

@@ -158,9 +158,7 @@ def _check_series(name: str, series: pd.Series, index: pd.Index | None = None) -
     return series.astype("float64")
 
 
-def build_features(
-    spread: pd.Series, garch_sigma: pd.Series, garch_std_resid: pd.Series
-) -> pd.DataFrame:
+def build_features(spread: pd.Series, garch_sigma: pd.Series, garch_std_resid: pd.Series) -> pd.DataFrame:
     """The GRU's per-session features, computed from past and current values only.
 
     - ``spread`` s_t and ``lag_k`` = s_{t-k}, k = 1..5;
@@ -204,7 +202,6 @@ def build_features(
     columns["garch_std_resid"] = resid
     frame = pd.DataFrame(columns, index=s.index)
     return frame.loc[:, list(FEATURE_NAMES)]
-
 
 
 def _column_windows(values: np.ndarray, window: int, kind: str) -> np.ndarray:
@@ -258,7 +255,9 @@ def build_features_wide(spreads, garch_sigma, garch_std_resid) -> np.ndarray:
     sigma = np.asarray(garch_sigma, dtype="float64")
     resid = np.asarray(garch_std_resid, dtype="float64")
     if s.ndim != 2 or sigma.shape != s.shape or resid.shape != s.shape:
-        raise ValueError(f"build_features_wide: need three [sessions, pairs] arrays of one shape, got {s.shape}, {sigma.shape}, {resid.shape}")
+        raise ValueError(
+            f"build_features_wide: need three [sessions, pairs] arrays of one shape, got {s.shape}, {sigma.shape}, {resid.shape}"
+        )
 
     def shift(a: np.ndarray, k: int) -> np.ndarray:
         out = np.full_like(a, np.nan)
@@ -289,6 +288,7 @@ def build_features_wide(spreads, garch_sigma, garch_std_resid) -> np.ndarray:
         columns["garch_std_resid"] = resid
     stacked = np.stack([columns[name] for name in FEATURE_NAMES], axis=-1)  # [T, P, F]
     return np.ascontiguousarray(stacked.transpose(1, 0, 2))
+
 
 def rolling_zscore(series: pd.Series, window: int) -> pd.Series:
     """(s_t - mean) / std over the trailing ``window`` values, t included (sample std; NaN if flat).
@@ -780,8 +780,8 @@ class FeatureScaler:
             values = rows.to_numpy(dtype="float64")
         else:
             values = np.asarray(rows, dtype="float64")
-            names = tuple(feature_names) if feature_names is not None else tuple(
-                f"f{i}" for i in range(values.shape[1])
+            names = (
+                tuple(feature_names) if feature_names is not None else tuple(f"f{i}" for i in range(values.shape[1]))
             )
         if values.ndim != 2 or len(values) == 0:
             raise ValueError(f"scaler needs a non-empty 2-D array, got shape {values.shape}")

@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
+
 # arch/statsmodels are imported inside the functions that use them: importing the definitions
 # (a code server start) should not pay for them (issue 9 item 16).
-
 from pairs_assets.quant.prices import InsufficientHistoryError, UnusableSeriesError
 
 __all__ = [
@@ -156,7 +156,9 @@ def _validated_returns(returns, holdout: int, scale: float, min_obs: int) -> np.
     if not isinstance(holdout, (int, np.integer)) or holdout < 1:
         raise ValueError(f"holdout must be a positive integer, got {holdout!r}")
     if values.size < min_obs:
-        raise InsufficientHistoryError(f"returns has {values.size} observations; GARCH needs at least min_obs={min_obs}")
+        raise InsufficientHistoryError(
+            f"returns has {values.size} observations; GARCH needs at least min_obs={min_obs}"
+        )
     if values.size - holdout < min_obs / 2:
         raise InsufficientHistoryError(
             f"holdout={holdout} leaves {values.size - holdout} training observations of {values.size}; "
@@ -351,10 +353,14 @@ ARCH = "arch"
 def _as_series_list(series) -> list:
     if isinstance(series, np.ndarray):
         if series.ndim != 2:
-            raise ValueError(f"series must be a 2-D array (one row per series) or a list of 1-D series, got shape {series.shape}")
+            raise ValueError(
+                f"series must be a 2-D array (one row per series) or a list of 1-D series, got shape {series.shape}"
+            )
         return list(series)
     if isinstance(series, pd.DataFrame):
-        raise ValueError("series as a DataFrame is ambiguous; pass a list of columns or a 2-D array with one row per series")
+        raise ValueError(
+            "series as a DataFrame is ambiguous; pass a list of columns or a 2-D array with one row per series"
+        )
     return list(series)
 
 
@@ -439,8 +445,15 @@ def fit_garch_many(
     raw = np.empty((len(validated), kernels.RESULT_SIZE))
     for i, values in enumerate(validated):
         raw[i] = kernels.fit_series(
-            values * scale, int(holdout), int(ljung_box_lags), int(arch_lm_lags), float(qlike_floor),
-            _BATCH_MAX_ITER, _BATCH_GRADIENT_TOL, _BATCH_DECREMENT_TOL, 1,
+            values * scale,
+            int(holdout),
+            int(ljung_box_lags),
+            int(arch_lm_lags),
+            float(qlike_floor),
+            _BATCH_MAX_ITER,
+            _BATCH_GRADIENT_TOL,
+            _BATCH_DECREMENT_TOL,
+            1,
         )
 
     estimators: list[tuple[str, str]] = []
@@ -449,7 +462,10 @@ def fit_garch_many(
     for i, values in enumerate(validated):
         row = raw[i]
         used, messages = [], []
-        for part, offset, last_obs in (("full-sample", 0, None), ("training", kernels.TRAIN_OFFSET, values.size - holdout)):
+        for part, offset, last_obs in (
+            ("full-sample", 0, None),
+            ("training", kernels.TRAIN_OFFSET, values.size - holdout),
+        ):
             reasons = _untrusted(row, offset, kernels, check_alpha=offset == 0)
             if not reasons or not fallback:
                 used.append(BATCHED)
@@ -470,13 +486,20 @@ def fit_garch_many(
             used.append(ARCH)
             messages.append(f"{part} fit: arch fallback ({'; '.join(reasons)}): {_message(result)}")
         if ARCH in used:
-            kernels.summarise(values * scale, int(holdout), row, int(ljung_box_lags), int(arch_lm_lags), float(qlike_floor))
+            kernels.summarise(
+                values * scale, int(holdout), row, int(ljung_box_lags), int(arch_lm_lags), float(qlike_floor)
+            )
         if row[kernels.BAD_FORECAST] != 0.0:
             messages.append("a forecast variance is not positive and finite")
             if fallback:  # fit_garch decides (it raises on a non-positive forecast variance)
                 replaced[i] = fit_garch(
-                    values, holdout=holdout, scale=scale, min_obs=min_obs, ljung_box_lags=ljung_box_lags,
-                    arch_lm_lags=arch_lm_lags, qlike_floor=qlike_floor,
+                    values,
+                    holdout=holdout,
+                    scale=scale,
+                    min_obs=min_obs,
+                    ljung_box_lags=ljung_box_lags,
+                    arch_lm_lags=arch_lm_lags,
+                    qlike_floor=qlike_floor,
                 )
                 replaced[i] = replace(replaced[i], convergence_message="arch fallback: " + "; ".join(messages))
         estimators.append((used[0], used[1]))
@@ -522,7 +545,9 @@ def fit_garch_many(
                 convergence_message=notes[i],
                 n_obs=int(n_obs),
                 scale=float(scale),
-                estimator=full_estimator if full_estimator == train_estimator else f"{full_estimator}/{train_estimator}",
+                estimator=full_estimator
+                if full_estimator == train_estimator
+                else f"{full_estimator}/{train_estimator}",
             )
         )
     return fits
@@ -620,7 +645,6 @@ def filter_fixed(
     return sigma, resid
 
 
-
 def filter_fixed_many(changes, *, mu, omega, alpha, beta, fallback_sigma=None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`filter_fixed` of many series at once.
 
@@ -645,8 +669,14 @@ def filter_fixed_many(changes, *, mu, omega, alpha, beta, fallback_sigma=None) -
     if r.ndim != 2:
         raise ValueError(f"changes must be [P, n], got shape {r.shape}")
     n_series, n = r.shape
-    mu, omega, alpha, beta = (np.broadcast_to(np.asarray(v, dtype="float64"), (n_series,)) for v in (mu, omega, alpha, beta))
-    fallback = np.full(n_series, math.nan) if fallback_sigma is None else np.broadcast_to(np.asarray(fallback_sigma, dtype="float64"), (n_series,))
+    mu, omega, alpha, beta = (
+        np.broadcast_to(np.asarray(v, dtype="float64"), (n_series,)) for v in (mu, omega, alpha, beta)
+    )
+    fallback = (
+        np.full(n_series, math.nan)
+        if fallback_sigma is None
+        else np.broadcast_to(np.asarray(fallback_sigma, dtype="float64"), (n_series,))
+    )
     sigma = np.full((n_series, n), np.nan)
     resid = np.full((n_series, n), np.nan)
     if n == 0:
@@ -668,6 +698,7 @@ def filter_fixed_many(changes, *, mu, omega, alpha, beta, fallback_sigma=None) -
             shock = np.where(ok, e * e, h)
             h = omega + alpha * shock + beta * h
     return sigma, resid
+
 
 def garch_filter(returns: pd.Series, fit_until: int, scale: float = 100.0) -> tuple[pd.DataFrame, dict[str, float]]:
     """GARCH(1,1) conditional σ and standardized residuals, the parameters fitted on a prefix only.

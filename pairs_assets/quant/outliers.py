@@ -158,8 +158,13 @@ def price_jumps(
                     "log_return": ret[i],
                     "robust_z": z[i],
                     "scale": scale[i],
-                    "reason": "above price_max" if too_high[i] else "below price_min" if too_low[i]
-                    else "jump (short history)" if short_jump[i] else "jump",
+                    "reason": "above price_max"
+                    if too_high[i]
+                    else "below price_min"
+                    if too_low[i]
+                    else "jump (short history)"
+                    if short_jump[i]
+                    else "jump",
                 }
             )
     return pd.DataFrame(found, columns=JUMP_COLUMNS)

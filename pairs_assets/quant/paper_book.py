@@ -50,8 +50,20 @@ __all__ = [
 #: one row per fill: the session its bar belongs to, signed shares (buy > 0), the fill price
 FILL_COLUMNS = ["bar_timestamp", "session", "sector", "pair_id", "leg", "symbol", "qty", "price"]
 PAIR_COLUMNS = [
-    "session", "sector", "pair_id", "shares_y", "shares_x", "realised", "unrealised", "cost", "net_pnl", "pnl",
-    "gross_exposure", "net_exposure", "side", "opened",
+    "session",
+    "sector",
+    "pair_id",
+    "shares_y",
+    "shares_x",
+    "realised",
+    "unrealised",
+    "cost",
+    "net_pnl",
+    "pnl",
+    "gross_exposure",
+    "net_exposure",
+    "side",
+    "opened",
 ]
 LEG_COLUMNS = ["session", "sector", "pair_id", "leg", "symbol", "shares", "avg_price", "close", "notional"]
 TOTAL_COLUMNS = ["realised", "unrealised", "cost", "net_pnl", "pnl", "gross_exposure", "net_exposure", "held_pairs"]
@@ -100,9 +112,13 @@ def _check_fills(fills: pd.DataFrame) -> pd.DataFrame:
         raise BookInputError(f"fills lack column(s) {missing}")
     for row in fills.itertuples(index=False):
         if not (math.isfinite(row.qty) and row.qty != 0):
-            raise BookInputError(f"pair {row.pair_id}: fill of {row.symbol} at {row.bar_timestamp} has qty {row.qty!r} (finite, non-zero)")
+            raise BookInputError(
+                f"pair {row.pair_id}: fill of {row.symbol} at {row.bar_timestamp} has qty {row.qty!r} (finite, non-zero)"
+            )
         if not (math.isfinite(row.price) and row.price > 0):
-            raise BookInputError(f"pair {row.pair_id}: fill of {row.symbol} at {row.bar_timestamp} has price {row.price!r} (finite, > 0)")
+            raise BookInputError(
+                f"pair {row.pair_id}: fill of {row.symbol} at {row.bar_timestamp} has price {row.price!r} (finite, > 0)"
+            )
         if row.leg not in ("y", "x"):
             raise BookInputError(f"pair {row.pair_id}: fill of {row.symbol} has leg {row.leg!r} (y or x)")
     return fills.sort_values(["bar_timestamp", "pair_id", "leg"], kind="mergesort")
@@ -183,7 +199,11 @@ def mark_book(fills: pd.DataFrame, closes: pd.DataFrame, sessions: Sequence, cos
             leg, symbol = legs[key], symbols[key]
             close = math.nan
             if leg.shares:
-                close = float(closes.at[session, symbol]) if (session in closes.index and symbol in closes.columns) else math.nan
+                close = (
+                    float(closes.at[session, symbol])
+                    if (session in closes.index and symbol in closes.columns)
+                    else math.nan
+                )
                 if not (math.isfinite(close) and close > 0):
                     raise BookInputError(
                         f"pair {key[1]}: {symbol} is held ({leg.shares:g} shares) but has no usable close on {session.date()}"
@@ -191,8 +211,18 @@ def mark_book(fills: pd.DataFrame, closes: pd.DataFrame, sessions: Sequence, cos
             notional = leg.shares * close if leg.shares else 0.0
             unrealised = leg.shares * (close - leg.avg) if leg.shares else 0.0
             leg_rows.append((session, key[0], key[1], key[2], symbol, leg.shares, leg.avg, close, notional))
-            agg = by_pair.setdefault(key[:2], {"shares_y": 0.0, "shares_x": 0.0, "realised": 0.0, "unrealised": 0.0,
-                                               "cost": 0.0, "gross_exposure": 0.0, "net_exposure": 0.0})
+            agg = by_pair.setdefault(
+                key[:2],
+                {
+                    "shares_y": 0.0,
+                    "shares_x": 0.0,
+                    "realised": 0.0,
+                    "unrealised": 0.0,
+                    "cost": 0.0,
+                    "gross_exposure": 0.0,
+                    "net_exposure": 0.0,
+                },
+            )
             agg[f"shares_{key[2]}"] = leg.shares
             agg["realised"] += leg.realised
             agg["unrealised"] += unrealised
@@ -201,10 +231,29 @@ def mark_book(fills: pd.DataFrame, closes: pd.DataFrame, sessions: Sequence, cos
             agg["net_exposure"] += notional
         for pair, agg in by_pair.items():
             net = agg["realised"] + agg["unrealised"] - agg["cost"]
-            side = int(np.sign(agg["shares_y"])) if agg["shares_y"] else (int(-np.sign(agg["shares_x"])) if agg["shares_x"] else 0)
-            pair_rows.append((session, pair[0], pair[1], agg["shares_y"], agg["shares_x"], agg["realised"], agg["unrealised"],
-                              agg["cost"], net, net - previous_net.get(pair, 0.0), agg["gross_exposure"], agg["net_exposure"],
-                              side, opened.get(pair) if side else pd.NaT))
+            side = (
+                int(np.sign(agg["shares_y"]))
+                if agg["shares_y"]
+                else (int(-np.sign(agg["shares_x"])) if agg["shares_x"] else 0)
+            )
+            pair_rows.append(
+                (
+                    session,
+                    pair[0],
+                    pair[1],
+                    agg["shares_y"],
+                    agg["shares_x"],
+                    agg["realised"],
+                    agg["unrealised"],
+                    agg["cost"],
+                    net,
+                    net - previous_net.get(pair, 0.0),
+                    agg["gross_exposure"],
+                    agg["net_exposure"],
+                    side,
+                    opened.get(pair) if side else pd.NaT,
+                )
+            )
             previous_net[pair] = net
     legs_frame = pd.DataFrame(leg_rows, columns=LEG_COLUMNS)
     pairs_frame = pd.DataFrame(pair_rows, columns=PAIR_COLUMNS)
@@ -213,9 +262,13 @@ def mark_book(fills: pd.DataFrame, closes: pd.DataFrame, sessions: Sequence, cos
     legs_frame["session"] = pd.to_datetime(legs_frame["session"])
     summed = pairs_frame.assign(held_pairs=(pairs_frame["side"] != 0).astype(int))
     sum_columns = [c for c in TOTAL_COLUMNS]
-    sectors = summed.groupby(["session", "sector"])[sum_columns].sum() if len(summed) else pd.DataFrame(columns=sum_columns)
-    total = summed.groupby("session")[sum_columns].sum().reindex(index, fill_value=0.0) if len(summed) else (
-        pd.DataFrame(0.0, index=index, columns=sum_columns)
+    sectors = (
+        summed.groupby(["session", "sector"])[sum_columns].sum() if len(summed) else pd.DataFrame(columns=sum_columns)
+    )
+    total = (
+        summed.groupby("session")[sum_columns].sum().reindex(index, fill_value=0.0)
+        if len(summed)
+        else (pd.DataFrame(0.0, index=index, columns=sum_columns))
     )
     total.index.name = "session"
     return BookMarks(legs=legs_frame, pairs=pairs_frame, sectors=sectors, total=total)
@@ -235,7 +288,9 @@ def position_limit_breaches(legs: pd.DataFrame, equity: float, max_position: flo
     for row in legs.itertuples(index=False):
         fraction = abs(row.notional) / equity
         if row.shares and fraction > max_position + 1e-12:
-            out.append(f"{row.pair_id} {row.symbol} {row.shares:+g} shares = {fraction:.2%} of equity > {max_position:.0%}")
+            out.append(
+                f"{row.pair_id} {row.symbol} {row.shares:+g} shares = {fraction:.2%} of equity > {max_position:.0%}"
+            )
     return out
 
 
@@ -255,7 +310,7 @@ def book_daily_volatility(shares: Mapping[str, float], closes: pd.DataFrame, win
     absent = [s for s in held if s not in closes.columns]
     if absent:
         raise BookInputError(f"no closes of held symbol(s) {absent} to measure the book's risk")
-    changes = closes[list(held)].iloc[-(window + 1):].diff().iloc[1:].dropna()
+    changes = closes[list(held)].iloc[-(window + 1) :].diff().iloc[1:].dropna()
     if len(changes) < 2:
         raise BookInputError(f"only {len(changes)} session change(s) of {list(held)} in the risk window of {window}")
     q = np.array(list(held.values()))
@@ -263,7 +318,9 @@ def book_daily_volatility(shares: Mapping[str, float], closes: pd.DataFrame, win
     return float(math.sqrt(max(q @ cov @ q, 0.0)))
 
 
-def held_but_not_replayed(held: Mapping[str, tuple[int, pd.Timestamp]], replayed: Mapping[str, int], session) -> list[str]:
+def held_but_not_replayed(
+    held: Mapping[str, tuple[int, pd.Timestamp]], replayed: Mapping[str, int], session
+) -> list[str]:
     """Pairs the book holds at ``session``'s close that the walk-forward's replay of the same bars
     does not hold on the same side: one line each naming the pair and the session.
 
@@ -275,7 +332,9 @@ def held_but_not_replayed(held: Mapping[str, tuple[int, pd.Timestamp]], replayed
         theirs = int(replayed.get(pair_id, 0))
         if theirs != side:
             what = "flat" if theirs == 0 else f"side {theirs:+d}"
-            out.append(f"{pair_id} on {day}: book side {side:+d} (opened {pd.Timestamp(opened).date()}), walk-forward {what}")
+            out.append(
+                f"{pair_id} on {day}: book side {side:+d} (opened {pd.Timestamp(opened).date()}), walk-forward {what}"
+            )
     return out
 
 
@@ -290,4 +349,3 @@ def replay_sides(trades: pd.DataFrame, session) -> dict[str, int]:
         if entered and open_after:
             out[str(row.pair_id)] = int(row.side)
     return out
-

@@ -9,8 +9,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RANKING_COLUMNS = ["rank", "sector", "pair_id", "as_of_session", "test_f1", "best_baseline_f1", "beats_baselines", "model_name", "model_version"]
-TREND_COLUMNS = ["sector", "pair_id", "last_session", "f1_last", "f1_mean_7", "f1_mean_30", "f1_slope_7", "f1_slope_30", "n_models"]
+RANKING_COLUMNS = [
+    "rank",
+    "sector",
+    "pair_id",
+    "as_of_session",
+    "test_f1",
+    "best_baseline_f1",
+    "beats_baselines",
+    "model_name",
+    "model_version",
+]
+TREND_COLUMNS = [
+    "sector",
+    "pair_id",
+    "last_session",
+    "f1_last",
+    "f1_mean_7",
+    "f1_mean_30",
+    "f1_slope_7",
+    "f1_slope_30",
+    "n_models",
+]
 
 
 def rank_models(performance: pd.DataFrame) -> pd.DataFrame:

@@ -64,7 +64,9 @@ def _first_date(index: pd.DatetimeIndex, mask: np.ndarray) -> str:
     return index[np.argmax(mask)].date().isoformat()
 
 
-def find_unusable_symbols(closes: pd.DataFrame, max_flat_fraction: float = DEFAULT_STRATEGY.max_flat_fraction) -> dict[str, str]:
+def find_unusable_symbols(
+    closes: pd.DataFrame, max_flat_fraction: float = DEFAULT_STRATEGY.max_flat_fraction
+) -> dict[str, str]:
     """Symbols whose close series cannot be used over this window, with a human reason.
 
     A series is unusable when it has missing (NaN) values, non-positive or non-finite values, is
@@ -99,14 +101,12 @@ def find_unusable_symbols(closes: pd.DataFrame, max_flat_fraction: float = DEFAU
         missing = np.isnan(values)
         if missing.any():
             problems.append(
-                f"{int(missing.sum())} missing value(s) of {n_sessions}, "
-                f"first on {_first_date(closes.index, missing)}"
+                f"{int(missing.sum())} missing value(s) of {n_sessions}, first on {_first_date(closes.index, missing)}"
             )
         bad = ~missing & (~np.isfinite(values) | (values <= 0.0))
         if bad.any():
             problems.append(
-                f"{int(bad.sum())} non-positive or non-finite close(s), "
-                f"first on {_first_date(closes.index, bad)}"
+                f"{int(bad.sum())} non-positive or non-finite close(s), first on {_first_date(closes.index, bad)}"
             )
         good = values[~missing & ~bad]
         if good.size >= 2 and np.all(good == good[0]):
@@ -114,10 +114,7 @@ def find_unusable_symbols(closes: pd.DataFrame, max_flat_fraction: float = DEFAU
         elif not problems:
             flat = float(np.mean(np.diff(np.log(values)) == 0.0))
             if flat > max_flat_fraction:
-                problems.append(
-                    f"stale: {flat:.1%} of log returns are zero "
-                    f"(max_flat_fraction {max_flat_fraction:g})"
-                )
+                problems.append(f"stale: {flat:.1%} of log returns are zero (max_flat_fraction {max_flat_fraction:g})")
         if problems:
             reasons[symbol] = "; ".join(problems)
     return reasons
@@ -146,7 +143,5 @@ def log_returns(closes: pd.DataFrame) -> pd.DataFrame:
     invalid = ~np.isnan(values) & (~np.isfinite(values) | (values <= 0.0))
     if invalid.any():
         symbols = sorted(str(s) for s in closes.columns[invalid.any(axis=0)])
-        raise UnusableSeriesError(
-            f"log returns need positive finite closes; invalid values in: {', '.join(symbols)}"
-        )
+        raise UnusableSeriesError(f"log returns need positive finite closes; invalid values in: {', '.join(symbols)}")
     return np.log(closes.astype(float)).diff().iloc[1:]

@@ -389,9 +389,23 @@ def step(
             reason = close_reason(side, z, (terms if terms is not None else state.terms).levels, held, max_holding)
         if reason is None:
             new = PairState(
-                state.pair_id, state.y, state.x, side, state.weight_y, state.weight_x, state.shares_y, state.shares_x,
-                state.entry_session, state.entry_ordinal, state.entry_bar, state.entry_z, held, False,
-                state.entry_terms, terms if terms is not None else state.terms, obs.bar,
+                state.pair_id,
+                state.y,
+                state.x,
+                side,
+                state.weight_y,
+                state.weight_x,
+                state.shares_y,
+                state.shares_x,
+                state.entry_session,
+                state.entry_ordinal,
+                state.entry_bar,
+                state.entry_z,
+                held,
+                False,
+                state.entry_terms,
+                terms if terms is not None else state.terms,
+                obs.bar,
             )
             return new, _HOLD
         closed, stopped = state, reason == STOP
@@ -405,8 +419,23 @@ def step(
             allowed, _gated = _gate_allows(obs)
             if allowed:
                 opened = PairState(
-                    state.pair_id, state.y, state.x, new_side, w_y, w_x, 0.0, 0.0, str(obs.session), obs.ordinal,
-                    obs.bar, float(z), 0, False, terms, terms, obs.bar,
+                    state.pair_id,
+                    state.y,
+                    state.x,
+                    new_side,
+                    w_y,
+                    w_x,
+                    0.0,
+                    0.0,
+                    str(obs.session),
+                    obs.ordinal,
+                    obs.bar,
+                    float(z),
+                    0,
+                    False,
+                    terms,
+                    terms,
+                    obs.bar,
                 )
                 return opened, Step(closed=closed, exit_reason=reason, entered=True)
             return _flat(state, stopped, terms, obs.bar), Step(closed=closed, exit_reason=reason, vetoed=True)
@@ -429,7 +458,9 @@ def _latest(state: PairState) -> tuple:
     return (state.side != FLAT, state.last_bar is not None, state.last_bar if state.last_bar is not None else 0)
 
 
-def align_orderings(listed: Mapping[str, Any], states: Mapping[str, PairState]) -> tuple[dict[str, Any], dict[str, PairState]]:
+def align_orderings(
+    listed: Mapping[str, Any], states: Mapping[str, PairState]
+) -> tuple[dict[str, Any], dict[str, PairState]]:
     """Today's listed pairs and the pair states, at most one of each per unordered pair.
 
     Parameters

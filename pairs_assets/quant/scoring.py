@@ -176,7 +176,9 @@ def score_models(
     n_obs = garch["n_obs"].to_numpy(dtype=float) if per_observation else None
     if per_observation and (n_obs <= 0).any():
         raise ValueError(f"garch.n_obs must be positive for pair(s): {sorted(map(str, garch['pair_id'][n_obs <= 0]))}")
-    merged = garch[_GARCH_COLUMNS + (["n_obs"] if per_observation else [])].merge(backtests[_BACKTEST_COLUMNS], on="pair_id", how="left", validate="one_to_one")
+    merged = garch[_GARCH_COLUMNS + (["n_obs"] if per_observation else [])].merge(
+        backtests[_BACKTEST_COLUMNS], on="pair_id", how="left", validate="one_to_one"
+    )
     column = {name: merged[name].to_numpy(dtype=float) for name in _GARCH_COLUMNS[1:-1] + _BACKTEST_COLUMNS[1:]}
     delta_aic = column["aic_constant"] - column["aic"]
     delta_bic = column["bic_constant"] - column["bic"]
@@ -192,7 +194,9 @@ def score_models(
         1.0, column["arch_lm_p"] / diag_alpha
     )
     w_aic, w_forecast, w_backtest, w_diag = weights
-    composite = w_aic * aic_score + w_forecast * forecast_component + w_backtest * backtest_score + w_diag * diagnostic_score
+    composite = (
+        w_aic * aic_score + w_forecast * forecast_component + w_backtest * backtest_score + w_diag * diagnostic_score
+    )
     scores = pd.DataFrame(
         {
             "pair_id": merged["pair_id"].astype(object).to_numpy(),
@@ -204,7 +208,9 @@ def score_models(
             "selected": (composite > threshold) & merged["converged"].astype(bool).to_numpy(),
         }
     )
-    scores = scores.sort_values(["composite", "pair_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    scores = scores.sort_values(["composite", "pair_id"], ascending=[False, True], kind="mergesort").reset_index(
+        drop=True
+    )
     scores["rank"] = np.arange(1, len(scores) + 1, dtype=np.int64)
     return scores[SCORE_COLUMNS]
 

@@ -85,6 +85,7 @@ class Levels:
     entry_z, exit_z, stop_z : float
         Enter beyond ``entry_z``, exit within ``exit_z``, stop out beyond ``stop_z`` (in |z|).
     """
+
     entry_z: float
     exit_z: float
     stop_z: float
@@ -110,6 +111,7 @@ class RiskLimits:
         A pair's daily volatility target (default: the seed preset's, 0.01; the signal job passes
         the strategy's own).
     """
+
     max_portfolio_risk: float = DEFAULT_STRATEGY.max_portfolio_risk
     max_position: float = DEFAULT_STRATEGY.max_position
     target_daily_vol: float = Strategy.preset("seed").target_daily_vol
@@ -123,6 +125,7 @@ class RiskLimits:
             value = getattr(other, name)
             mine = getattr(self, name)
             return min(mine, float(value)) if _finite_positive(value) else mine
+
         return RiskLimits(pick("max_portfolio_risk"), pick("max_position"), pick("target_daily_vol"))
 
 
@@ -139,6 +142,7 @@ class GarchParams:
     unconditional_sigma : float, optional
         σ_∞ as the config records it (computed from the parameters when absent).
     """
+
     mu: float
     omega: float
     alpha: float
@@ -185,6 +189,7 @@ class PairParams:
     feature_hedge : (float, float), optional
         The GRU's feature spread's hedge ratio and intercept (None: the pair's).
     """
+
     pair_id: str
     y: str
     x: str
@@ -338,7 +343,9 @@ def garch_filter_fixed(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndar
     )
 
 
-def garch_zscore(spread_value: float, spread_mean: float, spread_std: float, garch: GarchParams) -> tuple[float, float, bool]:
+def garch_zscore(
+    spread_value: float, spread_mean: float, spread_std: float, garch: GarchParams
+) -> tuple[float, float, bool]:
     """The spread's z-score against the GARCH-scaled level dispersion (see the module docstring).
 
     Parameters
@@ -362,7 +369,9 @@ def garch_zscore(spread_value: float, spread_mean: float, spread_std: float, gar
     return (spread_value - spread_mean) / level, level, scaled
 
 
-def confidence(action: str, z: float, levels: Levels, probability: float | None, vetoed: bool = False) -> tuple[float, tuple[str, ...]]:
+def confidence(
+    action: str, z: float, levels: Levels, probability: float | None, vetoed: bool = False
+) -> tuple[float, tuple[str, ...]]:
     """The confidence of a rule step's action and its flags (formulas in the module docstring).
 
     Parameters
@@ -424,7 +433,10 @@ def target_position(action: str, hedge_ratio: float, sizing: Mapping[str, float]
 
 
 def correlation_drift(
-    closes_y: np.ndarray, closes_x: np.ndarray, reference: float, window: int = DEFAULT_DRIFT_WINDOW,
+    closes_y: np.ndarray,
+    closes_x: np.ndarray,
+    reference: float,
+    window: int = DEFAULT_DRIFT_WINDOW,
     tolerance: float = DEFAULT_DRIFT_TOLERANCE,
 ) -> tuple[float, bool | None]:
     """The legs' recent correlation of log returns, and whether it drifted from the formation's.
@@ -448,8 +460,8 @@ def correlation_drift(
         None when unknown (too short, a constant leg).
     """
     # only the last window of returns is used: log and difference the last window + 1 closes
-    y = np.log(np.asarray(closes_y, dtype="float64")[-(window + 1):])
-    x = np.log(np.asarray(closes_x, dtype="float64")[-(window + 1):])
+    y = np.log(np.asarray(closes_y, dtype="float64")[-(window + 1) :])
+    x = np.log(np.asarray(closes_x, dtype="float64")[-(window + 1) :])
     ry, rx = np.diff(y), np.diff(x)
     ok = np.isfinite(ry) & np.isfinite(rx)
     if not ok.all():
@@ -570,7 +582,6 @@ def gru_sequence(pair: PairInput, seq_len: int) -> np.ndarray:
     return tail.astype(np.float32)
 
 
-
 def gru_sequences(pairs: Sequence[PairInput], seq_len: int) -> list[np.ndarray | SignalInputError]:
     """:func:`gru_sequence` of many pairs at once, bit for bit.
 
@@ -608,8 +619,12 @@ def gru_sequences(pairs: Sequence[PairInput], seq_len: int) -> list[np.ndarray |
         changes = np.diff(spreads, axis=1, prepend=np.nan)
         garch = [pairs[i].params.feature_garch or pairs[i].params.garch for i in members]
         sigma, resid = filter_fixed_many(
-            changes, mu=[g.mu for g in garch], omega=[g.omega for g in garch], alpha=[g.alpha for g in garch],
-            beta=[g.beta for g in garch], fallback_sigma=[g.sigma_forecast for g in garch],
+            changes,
+            mu=[g.mu for g in garch],
+            omega=[g.omega for g in garch],
+            alpha=[g.alpha for g in garch],
+            beta=[g.beta for g in garch],
+            fallback_sigma=[g.sigma_forecast for g in garch],
         )
         features = build_features_wide(spreads.T, sigma.T, resid.T)
         tails = features[:, -seq_len:, :]
@@ -623,6 +638,7 @@ def gru_sequences(pairs: Sequence[PairInput], seq_len: int) -> list[np.ndarray |
             else:
                 out[i] = tail.astype(np.float32)
     return out  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class PairSignal:
@@ -647,6 +663,7 @@ class PairSignal:
     correlation_drift : bool or None
     flags : tuple of str
     """
+
     pair_id: str
     y: str
     x: str
@@ -770,9 +787,15 @@ def compute_pair_signal(
     before = state if state is not None else rule.PairState.flat(p.pair_id, p.y, p.x)
     bar = pd.Timestamp(pair.bar_timestamp)
     obs = rule.Observation(
-        bar, session if session is not None else str(bar.date()), ordinal, float(z),
-        (terms if terms is not None else p) if listed else None, sigma=float(level), sizing=sizing,
-        probability=probability, threshold=p.probability_threshold,
+        bar,
+        session if session is not None else str(bar.date()),
+        ordinal,
+        float(z),
+        (terms if terms is not None else p) if listed else None,
+        sigma=float(level),
+        sizing=sizing,
+        probability=probability,
+        threshold=p.probability_threshold,
     )
     after, done = rule.step(before, obs, on_drop=on_drop, max_holding=max_holding)
     action = rule.step_action(done, after)

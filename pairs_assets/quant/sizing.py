@@ -49,12 +49,22 @@ def pair_sizing(
     """
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be at least 1, got {n_pairs}")
-    for name, value in (("target_daily_vol", target_daily_vol), ("max_position", max_position), ("max_portfolio_risk", max_portfolio_risk)):
+    for name, value in (
+        ("target_daily_vol", target_daily_vol),
+        ("max_position", max_position),
+        ("max_portfolio_risk", max_portfolio_risk),
+    ):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be positive and finite, got {value}")
     target = min(target_daily_vol, max_portfolio_risk / n_pairs)
     if not (math.isfinite(sigma_forecast) and sigma_forecast > 0) or not math.isfinite(hedge_ratio):
-        return {"y_fraction": 0.0, "x_fraction": 0.0, "gross_fraction": 0.0, "pair_vol_target": target, "expected_daily_vol": 0.0}
+        return {
+            "y_fraction": 0.0,
+            "x_fraction": 0.0,
+            "gross_fraction": 0.0,
+            "pair_vol_target": target,
+            "expected_daily_vol": 0.0,
+        }
     y_fraction = target / sigma_forecast
     x_fraction = y_fraction * abs(hedge_ratio)
     largest = max(y_fraction, x_fraction)

@@ -63,11 +63,30 @@ __all__ = [
 ]
 
 GARCH_COLUMNS = [
-    "pair_id", "mu", "omega", "alpha", "beta", "persistence", "loglik", "aic", "bic", "sigma_forecast",
-    "forecast_score", "ljung_box_p", "arch_lm_p", "converged", "n_obs",
+    "pair_id",
+    "mu",
+    "omega",
+    "alpha",
+    "beta",
+    "persistence",
+    "loglik",
+    "aic",
+    "bic",
+    "sigma_forecast",
+    "forecast_score",
+    "ljung_box_p",
+    "arch_lm_p",
+    "converged",
+    "n_obs",
     # beyond the contract: what the scores and the trading side need
-    "aic_constant", "bic_constant", "qlike_garch", "qlike_naive", "forecast_ratio", "unconditional_sigma",
-    "convergence_message", "scale",
+    "aic_constant",
+    "bic_constant",
+    "qlike_garch",
+    "qlike_naive",
+    "forecast_ratio",
+    "unconditional_sigma",
+    "convergence_message",
+    "scale",
     # which code produced the fit: "batched" (quant.garch.fit_garch_many), "arch" (its recorded
     # fallback, or estimator="arch"), "<full-sample>/<training>" when the two fits differ
     "estimator",
@@ -123,7 +142,9 @@ class FormationSchedule:
 
     def __post_init__(self) -> None:
         if self.every < 1 or not 0 <= self.phase < max(self.every, 1):
-            raise ValueError(f"formation schedule: need every >= 1 and 0 <= phase < every, got every={self.every}, phase={self.phase}")
+            raise ValueError(
+                f"formation schedule: need every >= 1 and 0 <= phase < every, got every={self.every}, phase={self.phase}"
+            )
 
     def _epoch_position(self) -> int:
         epoch = pd.Timestamp(self.epoch)
@@ -142,8 +163,10 @@ class FormationSchedule:
         n = i - self._epoch_position()
         f = i - (n - self.phase) % self.every
         if f < 0:
-            raise ValueError(f"formation schedule: the formation session of {as_of.date()} precedes the calendar given "
-                             f"(from {self.sessions[0].date()})")
+            raise ValueError(
+                f"formation schedule: the formation session of {as_of.date()} precedes the calendar given "
+                f"(from {self.sessions[0].date()})"
+            )
         return self.sessions[f]
 
 
@@ -242,7 +265,9 @@ def empty_garch_frame() -> pd.DataFrame:
         No rows, the stage's columns.
     """
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in GARCH_COLUMNS})
-    return frame.astype({"pair_id": object, "converged": bool, "n_obs": "int64", "convergence_message": object, "estimator": object})
+    return frame.astype(
+        {"pair_id": object, "converged": bool, "n_obs": "int64", "convergence_message": object, "estimator": object}
+    )
 
 
 def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> pd.Series:
@@ -282,7 +307,9 @@ def causal_spread_changes(closes: pd.DataFrame, y: str, x: str, window: int) -> 
 GARCH_ESTIMATORS = ("batched", "arch")
 
 
-def garch_stage(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Strategy, estimator: str = "batched") -> pd.DataFrame:
+def garch_stage(
+    closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Strategy, estimator: str = "batched"
+) -> pd.DataFrame:
     """GARCH(1,1) of each pair's spread returns over the GARCH window (``garch_models``).
 
     ``closes`` holds the pairs' legs over ``strategy.garch_sessions`` sessions ending at the
@@ -304,9 +331,13 @@ def garch_series(closes: pd.DataFrame, pairs: pd.DataFrame, strategy: Strategy) 
     series = []
     for pair in pairs.itertuples():
         if getattr(strategy, "causal_hedge", False):
-            returns = causal_spread_changes(closes, pair.y, pair.x, strategy.formation_window).iloc[-strategy.garch_window :]
+            returns = causal_spread_changes(closes, pair.y, pair.x, strategy.formation_window).iloc[
+                -strategy.garch_window :
+            ]
         else:
-            returns = spread_returns(closes.iloc[-(strategy.garch_window + 1) :], pair.y, pair.x, pair.hedge_ratio, pair.intercept)
+            returns = spread_returns(
+                closes.iloc[-(strategy.garch_window + 1) :], pair.y, pair.x, pair.hedge_ratio, pair.intercept
+            )
         series.append(returns.to_numpy())
     return series
 
@@ -527,7 +558,13 @@ def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Strategy, config: GRUCo
     hedge_ratio, intercept : float
     """
     from pairs_assets.quant.cointegration import hedge_ratio
-    from pairs_assets.quant.features import build_features, chronological_split, make_labels, make_sequences, trim_warmup
+    from pairs_assets.quant.features import (
+        build_features,
+        chronological_split,
+        make_labels,
+        make_sequences,
+        trim_warmup,
+    )
 
     if not strategy.causal_hedge:
         return float(pair.hedge_ratio), float(pair.intercept)
@@ -535,12 +572,18 @@ def gru_hedge(closes: pd.DataFrame, pair: Any, strategy: Strategy, config: GRUCo
     ones = pd.Series(1.0, index=levels.index).where(levels.diff().notna())  # the GARCH features' finite rows
     features = trim_warmup(build_features(levels, ones, ones * 0.0), pair.pair_id)
     labels = make_labels(
-        levels, "entry_event", horizon=strategy.gru_horizon, formation_window=strategy.formation_window,
-        exit_z=strategy.exit_z, stop_z=strategy.stop_z,
+        levels,
+        "entry_event",
+        horizon=strategy.gru_horizon,
+        formation_window=strategy.formation_window,
+        exit_z=strategy.exit_z,
+        stop_z=strategy.stop_z,
         statistics=period_statistics(levels, strategy.formation_window, strategy.reselect_every),
     )
     _, _, ends = make_sequences(features, labels, config.seq_len, pair.pair_id)
-    split = chronological_split(len(ends), config.val_frac, config.test_frac, purge=strategy.gru_horizon, pair_id=pair.pair_id)
+    split = chronological_split(
+        len(ends), config.val_frac, config.test_frac, purge=strategy.gru_horizon, pair_id=pair.pair_id
+    )
     last_train = closes.index.get_loc(ends[split.train.stop - 1])
     window = np.log(closes.iloc[max(0, last_train - strategy.formation_window + 1) : last_train + 1])
     return hedge_ratio(window[pair.y].to_numpy(), window[pair.x].to_numpy())
@@ -573,10 +616,16 @@ def gru_stage_inputs(closes: pd.DataFrame, pair: Any, strategy: Strategy, config
     levels = pair_spread(closes, pair.y, pair.x, beta, alpha)
     garch, feature_garch = garch_features(levels, config, strategy.gru_horizon)
     kwargs = dict(
-        spread=levels, garch_sigma=garch["garch_sigma"], garch_std_resid=garch["garch_std_resid"], entry_z=strategy.entry_z,
-        horizon=strategy.gru_horizon, pair_id=pair.pair_id,
+        spread=levels,
+        garch_sigma=garch["garch_sigma"],
+        garch_std_resid=garch["garch_std_resid"],
+        entry_z=strategy.entry_z,
+        horizon=strategy.gru_horizon,
+        pair_id=pair.pair_id,
         # the label is the entry rule's event: the strategy's levels and formation window
-        formation_window=strategy.formation_window, exit_z=strategy.exit_z, stop_z=strategy.stop_z,
+        formation_window=strategy.formation_window,
+        exit_z=strategy.exit_z,
+        stop_z=strategy.stop_z,
         label_statistics=period_statistics(levels, strategy.formation_window, strategy.reselect_every),
     )
     return kwargs, {**feature_garch, "hedge_ratio": beta, "intercept": alpha}, levels, garch
@@ -588,8 +637,12 @@ GRU_TRAINING = "entry_event label vs the config in force (period_statistics); fe
 
 #: gru_models columns of the feature parameters (:func:`gru_stage_inputs`)
 FEATURE_COLUMNS = {
-    "mu": "feature_garch_mu", "omega": "feature_garch_omega", "alpha": "feature_garch_alpha",
-    "beta": "feature_garch_beta", "hedge_ratio": "feature_hedge_ratio", "intercept": "feature_intercept",
+    "mu": "feature_garch_mu",
+    "omega": "feature_garch_omega",
+    "alpha": "feature_garch_alpha",
+    "beta": "feature_garch_beta",
+    "hedge_ratio": "feature_hedge_ratio",
+    "intercept": "feature_intercept",
 }
 
 

@@ -63,7 +63,9 @@ class Strategy(BaseModel):
         0.2, ge=0.0, le=1.0, description="A series with more zero log-returns than this is stale and excluded."
     )
     # --- data plausibility (raw_bars checks; WARN) -------------------------------------------
-    jump_window: int = Field(60, ge=10, description="Earlier bars' log returns in the robust (median/MAD) scale of a jump.")
+    jump_window: int = Field(
+        60, ge=10, description="Earlier bars' log returns in the robust (median/MAD) scale of a jump."
+    )
     jump_min_history: int = Field(20, ge=5, description="Earlier returns a bar needs before its return is scored.")
     jump_z_max: float = Field(10.0, gt=0.0, description="A return beyond this many robust σ is a jump ...")
     jump_min_abs_log_return: float = Field(
@@ -71,10 +73,13 @@ class Strategy(BaseModel):
     )
     price_max: float = Field(1e7, gt=0.0, description="A close above this is implausible (BRK.A trades near 7e5).")
     price_min: float = Field(
-        1e-4, gt=0.0, description="A close below this is implausible (1e-4 is the smallest sub-penny quote; 1e-300 is no price)."
+        1e-4,
+        gt=0.0,
+        description="A close below this is implausible (1e-4 is the smallest sub-penny quote; 1e-300 is no price).",
     )
     jump_short_history_ratio_max: float = Field(
-        2.0, gt=1.0,
+        2.0,
+        gt=1.0,
         description="With fewer than jump_min_history earlier returns (the first sessions of a store) there is no robust "
         "scale: a close more than this many times the previous one, or less than its reciprocal, is a jump.",
     )
@@ -85,14 +90,16 @@ class Strategy(BaseModel):
     )
     # --- trading period --------------------------------------------------------------------
     reselect_every: int = Field(
-        21, ge=1,
+        21,
+        ge=1,
         description="Sessions between pair selections (the trading period): every stage runs at the formation "
         "session (every reselect_every-th NYSE session counted from the fixed epoch 1990-01-02, shifted by "
         "formation_phase — not from the history start) and the pairs selected there are traded, with their "
         "formation numbers, until the next one. 1 = re-select daily.",
     )
     formation_phase: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="Which of the reselect_every phases of the formation calendar (0 ≤ phase < reselect_every): the "
         "formation sessions are the epoch's blocks shifted by this many sessions. 0 by default (the epoch's own "
         "blocks); `pairs walk-forward --robustness` reports every phase.",
@@ -107,7 +114,9 @@ class Strategy(BaseModel):
         description="Run the recent backtest on the backtest_window sessions just BEFORE the formation window "
         "(estimated on the formation_window sessions before those), not on the window that selected the pair.",
     )
-    backtest_lag: int = Field(1, ge=0, le=1, description="Execution lag of the recent backtest (the walk-forward's is 1).")
+    backtest_lag: int = Field(
+        1, ge=0, le=1, description="Execution lag of the recent backtest (the walk-forward's is 1)."
+    )
     backtest_cost_bp: float = Field(5.0, ge=0.0, description="Cost of the recent backtest, basis points per leg.")
     # --- scoring ----------------------------------------------------------------------------
     backtest_window: int = Field(60, ge=10, description="Sessions of the recent out-of-sample backtest.")
@@ -120,9 +129,11 @@ class Strategy(BaseModel):
         "(discriminates between real pairs), or the seed's σ(ΔIC/10) of the total (1.0 for every real pair).",
     )
     score_min: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="Composite score a pair must exceed (0: no composite gate; on 1995–2010 the composite "
-        "ranked forward P&L the wrong way, docs/research/walk-forward.md \"Does the score rank pairs?\"; the seed gates at 0.7).",
+        'ranked forward P&L the wrong way, docs/research/walk-forward.md "Does the score rank pairs?"; the seed gates at 0.7).',
     )
     diagnostics_alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Level of Ljung-Box / ARCH-LM.")
     # --- trading levels ---------------------------------------------------------------------
@@ -132,7 +143,8 @@ class Strategy(BaseModel):
     max_portfolio_risk: float = Field(0.05, gt=0.0, le=1.0, description="Total risk budget, fraction of equity.")
     max_position: float = Field(0.10, gt=0.0, le=1.0, description="Largest gross position per pair leg.")
     target_daily_vol: float = Field(
-        0.001, gt=0.0,
+        0.001,
+        gt=0.0,
         description="Daily P&L volatility per pair, fraction of equity (deliverable inside max_position for a "
         "spread σ ≥ 1%; the seed preset asks 1%, which the 10% position limit cannot deliver).",
     )
@@ -147,7 +159,9 @@ class Strategy(BaseModel):
     gru_patience: int = Field(5, ge=1)
     gru_horizon: int = Field(5, ge=1, description="Sessions within which the spread must revert (label).")
     gru_seed: int = Field(42)
-    gru_val_frac: float = Field(0.2, gt=0.0, lt=1.0, description="Share of the GRU's sequences in its validation slice.")
+    gru_val_frac: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Share of the GRU's sequences in its validation slice."
+    )
     gru_test_frac: float = Field(0.2, gt=0.0, lt=1.0, description="Share of the GRU's sequences in its test slice.")
     gru_min_sequences: int = Field(
         250, ge=50, description="Fewest labelled sequences a GRU is trained on (fewer: the pair is skipped, saying so)."
@@ -159,17 +173,16 @@ class Strategy(BaseModel):
         "gates. gru_models trains and registers the models either way.",
     )
 
-
     @model_validator(mode="after")
     def _consistent(self):
         if len(self.score_weights) != 4 or abs(sum(self.score_weights) - 1.0) > 1e-9:
             raise ValueError(f"score_weights must be four weights summing to 1, got {self.score_weights}")
         if not self.exit_z < self.entry_z < self.stop_z:
-            raise ValueError(
-                f"need exit_z < entry_z < stop_z, got {self.exit_z}, {self.entry_z}, {self.stop_z}"
-            )
+            raise ValueError(f"need exit_z < entry_z < stop_z, got {self.exit_z}, {self.entry_z}, {self.stop_z}")
         if self.gru_val_frac + self.gru_test_frac >= 1.0:
-            raise ValueError(f"gru_val_frac + gru_test_frac must be below 1, got {self.gru_val_frac} + {self.gru_test_frac}")
+            raise ValueError(
+                f"gru_val_frac + gru_test_frac must be below 1, got {self.gru_val_frac} + {self.gru_test_frac}"
+            )
         if self.formation_phase >= self.reselect_every:
             raise ValueError(
                 f"formation_phase must be below reselect_every, got {self.formation_phase} with reselect_every {self.reselect_every}"

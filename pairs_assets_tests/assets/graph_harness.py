@@ -23,7 +23,9 @@ from resources.model_registry import ModelRegistry
 
 
 def daily_assets(
-    history_start: str = EMBEDDED_HISTORY_START, universe_file=EMBEDDED_UNIVERSE_FILE, strategy: StrategySettings | None = None
+    history_start: str = EMBEDDED_HISTORY_START,
+    universe_file=EMBEDDED_UNIVERSE_FILE,
+    strategy: StrategySettings | None = None,
 ) -> list:
     """The daily_pairs group built for ``history_start`` × the sectors of ``universe_file``."""
     daily = daily_partitions_def(history_start, load_universe(universe_file).sector_names)
@@ -59,7 +61,13 @@ def resources_for(store_url: str, bar_source: BarSource, *, home: Paths | None =
 
 
 def preload_history(
-    store_url: str, bar_source: BarSource, symbols, as_of: str, n_sessions: int, *, history_start: str = EMBEDDED_HISTORY_START
+    store_url: str,
+    bar_source: BarSource,
+    symbols,
+    as_of: str,
+    n_sessions: int,
+    *,
+    history_start: str = EMBEDDED_HISTORY_START,
 ) -> int:
     """Load the window's history straight into the store (the graph's own raw_bars test is separate)."""
     from pairs_assets import partitions
@@ -81,7 +89,9 @@ def materialize(date: str, sector: str, resources: dict, selection=None, instanc
     )
 
 
-def materialize_raw_bars_range(instance, store_url: str, bars_file: str, sessions: list[str], sector: str = "technology"):
+def materialize_raw_bars_range(
+    instance, store_url: str, bars_file: str, sessions: list[str], sector: str = "technology"
+):
     """raw_bars for ``sessions`` of ``sector`` in one range run (a single-run backfill), read from ``bars_file``."""
     return materialize_raw_bars_range_with(instance, store_url, FileBarSource(path=bars_file), sessions, sector)
 

@@ -55,10 +55,15 @@ def test_missing_bar_for_one_symbol(tmp_path, sqlite_url, tech_closes):
         selection=["raw_bars"],
         resources=resources_for(sqlite_url, FileBarSource(path=path)),
         instance=dg.DagsterInstance.ephemeral(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: "2022-12-20|technology", ASSET_PARTITION_RANGE_END_TAG: "2022-12-28|technology"},
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2022-12-20|technology",
+            ASSET_PARTITION_RANGE_END_TAG: "2022-12-28|technology",
+        },
         raise_on_error=False,
     )
-    assert "partition 2022-12-27|technology: symbol(s) MSFT have no bar for session 2022-12-27" in failure_message(result)
+    assert "partition 2022-12-27|technology: symbol(s) MSFT have no bar for session 2022-12-27" in failure_message(
+        result
+    )
     assert MarketDataStore(database_url=sqlite_url).bar_counts().empty, "nothing of the range is written"
 
 
@@ -72,7 +77,9 @@ def test_duplicated_bars(tmp_path, sqlite_url, tech_closes):
     path = write_bars_file(tmp_path / "bars.csv", tech_closes)
     frame = pd.read_csv(path)
     pd.concat([frame, frame.tail(1)]).to_csv(path, index=False)
-    result = materialize("2022-12-28", "technology", resources_for(sqlite_url, FileBarSource(path=path)), selection=["raw_bars"])
+    result = materialize(
+        "2022-12-28", "technology", resources_for(sqlite_url, FileBarSource(path=path)), selection=["raw_bars"]
+    )
     assert "duplicated bar for symbol MSFT at 2022-12-28T21:00:00+00:00" in failure_message(result)
     assert MarketDataStore(database_url=sqlite_url).bar_counts().empty
 
@@ -90,26 +97,38 @@ def test_nan_price_in_file_is_a_missing_bar(tmp_path, sqlite_url, tech_closes):
     frame = pd.read_csv(path, dtype={"close": str})  # the file's text, so the cell can hold the text "NaN"
     frame.loc[frame.index[-1], "close"] = "NaN"
     frame.to_csv(path, index=False)
-    result = materialize("2022-12-28", "technology", resources_for(sqlite_url, FileBarSource(path=path)), selection=["raw_bars"])
+    result = materialize(
+        "2022-12-28", "technology", resources_for(sqlite_url, FileBarSource(path=path)), selection=["raw_bars"]
+    )
     assert "symbol MSFT has close=nan at 2022-12-28T21:00:00+00:00" in failure_message(result)
 
 
 def test_malformed_bars_file(tmp_path, sqlite_url):
     path = tmp_path / "bars.csv"
     path.write_text("symbol,when,close\nAAPL,2022-12-28,1\n")
-    result = materialize("2022-12-28", "technology", resources_for(sqlite_url, FileBarSource(path=str(path))), selection=["raw_bars"])
+    result = materialize(
+        "2022-12-28", "technology", resources_for(sqlite_url, FileBarSource(path=str(path))), selection=["raw_bars"]
+    )
     assert "lacks required column(s) timestamp, open, high, low, volume" in failure_message(result)
 
 
 def test_window_shorter_than_minimum_at_start_of_history(sqlite_url):
     result = materialize(
-        "1990-02-01", "technology", resources_for(sqlite_url, EmbeddedBarSource()), selection=["raw_bars", "correlation_matrix"]
+        "1990-02-01",
+        "technology",
+        resources_for(sqlite_url, EmbeddedBarSource()),
+        selection=["raw_bars", "correlation_matrix"],
     )
     assert not result.success
     assert "partition 1990-02-01: the window needs 60 sessions but only 23 exist" in failure_message(result)
 
 
 def test_window_not_loaded_says_what_to_materialize(sqlite_url):
-    result = materialize("2022-12-28", "technology", resources_for(sqlite_url, EmbeddedBarSource()), selection=["raw_bars", "correlation_matrix"])
+    result = materialize(
+        "2022-12-28",
+        "technology",
+        resources_for(sqlite_url, EmbeddedBarSource()),
+        selection=["raw_bars", "correlation_matrix"],
+    )
     msg = failure_message(result)
     assert "partition 2022-12-28|technology" in msg and "materialize raw_bars for 2022-10-04...2022-12-27 first" in msg

@@ -74,7 +74,9 @@ def test_a_one_partition_run_records_its_partition_on_each_check(tmp_path, sqlit
     source = FileBarSource(path=bars_file)
     preload_history(sqlite_url, source, TECH, "2022-12-27", 70)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        result = materialize("2022-12-28", "technology", resources_for(sqlite_url, source), selection=["raw_bars"], instance=instance)
+        result = materialize(
+            "2022-12-28", "technology", resources_for(sqlite_url, source), selection=["raw_bars"], instance=instance
+        )
         assert result.success
         assert {e.partition for e in result.get_asset_check_evaluations()} == {"2022-12-28|technology"}
         for name in RAW_BARS_CHECK_NAMES:
@@ -95,12 +97,18 @@ def test_a_range_run_fails_only_the_partition_with_the_bad_bar(tmp_path, sqlite_
         ohlc = {r.partition: r.status for r in _executions(instance, "ohlc_consistent")}
         assert ohlc == {
             f"{s}|technology": (
-                AssetCheckExecutionRecordStatus.FAILED if s == "2022-12-22" else AssetCheckExecutionRecordStatus.SUCCEEDED
+                AssetCheckExecutionRecordStatus.FAILED
+                if s == "2022-12-22"
+                else AssetCheckExecutionRecordStatus.SUCCEEDED
             )
             for s in sessions
         }
         # a range run records its evaluations in batches: read them back from the event log
-        evaluations = [r.event.get_dagster_event().asset_check_evaluation_data for n in RAW_BARS_CHECK_NAMES for r in _executions(instance, n)]
+        evaluations = [
+            r.event.get_dagster_event().asset_check_evaluation_data
+            for n in RAW_BARS_CHECK_NAMES
+            for r in _executions(instance, n)
+        ]
         (failed,) = [e for e in evaluations if not e.passed]
         assert failed.partition == "2022-12-22|technology"
         assert "AMD@2022-12-22" in failed.metadata["examples"].value and failed.metadata["violations"].value == 1
@@ -126,7 +134,9 @@ def test_a_clean_range_run_succeeds_with_every_check_passed_on_every_partition(t
         # each evaluation targets its partition's materialization, as a yielded AssetCheckResult does
         materializations = {
             r.partition_key: r
-            for r in instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_bars")), limit=100).records
+            for r in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_bars")), limit=100
+            ).records
         }
         for record in _executions(instance, "bars_unique"):
             target = record.event.get_dagster_event().asset_check_evaluation_data.target_materialization_data

@@ -6,13 +6,21 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pairs_assets_tests.strategies import SEED
 from pairs_assets_tests.assets.graph_harness import materialize, materialized_keys, preload_history, resources_for
 from pairs_assets_tests.planted import planted_closes, write_bars_file
+from pairs_assets_tests.strategies import SEED
 from resources.bar_sources import EmbeddedBarSource, FileBarSource
 from resources.market_data import MarketDataStore, bars_table
 
-ALL = {"raw_bars", "correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "gru_models", "trading_config"}
+ALL = {
+    "raw_bars",
+    "correlation_matrix",
+    "cointegrated_pairs",
+    "garch_models",
+    "model_selection",
+    "gru_models",
+    "trading_config",
+}
 FAST = {"gru_max_epochs": 3, "gru_hidden": 16}
 # each test its own home (own_pairs_home, passed to resources_for): the tests materialize the same
 # partitions (see assets/conftest.py)
@@ -80,7 +88,10 @@ def test_stale_series_is_excluded_with_reason(own_pairs_home, sqlite_url):
     source = EmbeddedBarSource()
     preload_history(sqlite_url, source, ["CVX", "RRC", "XOM"], "1990-06-29", 60)
     result = materialize(
-        "1990-06-29", "energy", resources_for(sqlite_url, source, home=own_pairs_home), selection=["raw_bars", "correlation_matrix"]
+        "1990-06-29",
+        "energy",
+        resources_for(sqlite_url, source, home=own_pairs_home),
+        selection=["raw_bars", "correlation_matrix"],
     )
     assert result.success
     meta = result.asset_materializations_for_node("correlation_matrix")[0].metadata
@@ -97,7 +108,10 @@ def test_failing_gate_blocks_downstream(own_pairs_home, sqlite_url):
     with store.engine.begin() as conn:
         conn.execute(
             sa.insert(bars_table).values(
-                symbol="AMD", timestamp=pd.Timestamp("2022-12-28 15:00").to_pydatetime(), source=source.source_name, close=0.0
+                symbol="AMD",
+                timestamp=pd.Timestamp("2022-12-28 15:00").to_pydatetime(),
+                source=source.source_name,
+                close=0.0,
             )
         )
     result = materialize("2022-12-28", "technology", resources_for(sqlite_url, source, home=own_pairs_home))
@@ -120,7 +134,10 @@ def test_raw_bars_range_loads_in_one_run(own_pairs_home, sqlite_url):
         selection=["raw_bars"],
         resources=resources_for(sqlite_url, EmbeddedBarSource(), home=own_pairs_home),
         instance=dg.DagsterInstance.ephemeral(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: "2022-12-01|financial", ASSET_PARTITION_RANGE_END_TAG: "2022-12-28|healthcare"},
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2022-12-01|financial",
+            ASSET_PARTITION_RANGE_END_TAG: "2022-12-28|healthcare",
+        },
     )
     assert result.success
     partitions_done = {e.partition for e in result.get_asset_materialization_events()}

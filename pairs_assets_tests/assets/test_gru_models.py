@@ -2,17 +2,16 @@
 
 import json
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pairs_assets_tests.strategies import SEED
 from pairs_assets_tests.assets.graph_harness import materialize, materialized_keys, preload_history, resources_for
 from pairs_assets_tests.assets.test_bad_input import failure_message
 from pairs_assets_tests.planted import planted_closes, write_bars_file
+from pairs_assets_tests.strategies import SEED
 from resources.bar_sources import FileBarSource
 from resources.market_data import MarketDataStore, model_performance_table
 from resources.model_registry import ModelRegistry
@@ -57,7 +56,11 @@ def test_gru_trained_logged_registered_and_in_the_config(own_pairs_home, tmp_pat
     assert "test_f1" in run.data.metrics and "baseline_logistic_f1" in run.data.metrics
     # no bar after the as-of session in any slice, and the test slice comes last
     assert run.data.params["test_last_session"] <= "2022-12-28"
-    assert run.data.params["train_last_session"] < run.data.params["val_first_session"] < run.data.params["test_first_session"]
+    assert (
+        run.data.params["train_last_session"]
+        < run.data.params["val_first_session"]
+        < run.data.params["test_first_session"]
+    )
 
     versions = client.search_model_versions("name='pairs_trading_gru_garch_technology'")
     assert [str(v.version) for v in versions] == [row["model_version"]]
@@ -70,7 +73,9 @@ def test_gru_trained_logged_registered_and_in_the_config(own_pairs_home, tmp_pat
     assert 0 < model["feature_garch"]["alpha"] + model["feature_garch"]["beta"] < 1
 
     perf = MarketDataStore(database_url=sqlite_url).read_table(model_performance_table)
-    assert perf[["pair_id", "mlflow_run_id", "status"]].values.tolist() == [[row["pair_id"], run.info.run_id, "trained"]]
+    assert perf[["pair_id", "mlflow_run_id", "status"]].values.tolist() == [
+        [row["pair_id"], run.info.run_id, "trained"]
+    ]
 
     # the registered version loads back and predicts like the model that was trained
     loaded = ModelRegistry(tracking_uri=_mlflow_store(tmp_path)).load_model(model["name"], model["version"])

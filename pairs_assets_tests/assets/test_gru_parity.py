@@ -22,8 +22,8 @@ import torch
 
 from pairs_assets import partitions
 from pairs_assets.assets.common import read_window
-from pairs_assets.quant.features import build_features, entry_event_labels, formation_statistics
 from pairs_assets.quant.config_model import TradingConfig
+from pairs_assets.quant.features import build_features, entry_event_labels, formation_statistics
 from pairs_assets.quant.stages import gru_config, gru_stage_fit
 from pairs_assets.quant.walkforward.gru_gate import GRUGate
 from pairs_assets.settings import EMBEDDED_HISTORY_START, StrategySettings
@@ -86,12 +86,23 @@ def _signals(store, strategy, registry, history_sessions: int, cutoff: str):
         partition_key=partitions.partition_key(AS_OF, SECTOR),
         instance=dg.DagsterInstance.ephemeral(),
         resources={
-            "store": store, "bar_source": EmbeddedBarSource(), "strategy": strategy,
-            "model_registry": registry, "broker": BrokerResource(),
+            "store": store,
+            "bar_source": EmbeddedBarSource(),
+            "strategy": strategy,
+            "model_registry": registry,
+            "broker": BrokerResource(),
         },
-        run_config={"ops": {"trading_signals": {"config": {
-            "bar_cutoff": cutoff, "history_sessions": history_sessions, "execute": False,
-        }}}},
+        run_config={
+            "ops": {
+                "trading_signals": {
+                    "config": {
+                        "bar_cutoff": cutoff,
+                        "history_sessions": history_sessions,
+                        "execute": False,
+                    }
+                }
+            }
+        },
     )
 
 
@@ -102,11 +113,22 @@ def test_signal_job_feeds_the_registered_gru_its_training_features(own_pairs_hom
     assert block is not None, pair["model_note"]
 
     # training side: the window gru_models reads and the stage function it calls
-    window = read_window(store, EmbeddedBarSource().source_name, [pair["y"], pair["x"]], AS_OF, strategy.gru_window,
-                         partition=f"{AS_OF}|{SECTOR}", history_start=EMBEDDED_HISTORY_START)
-    spec = SimpleNamespace(pair_id=PAIR, y=pair["y"], x=pair["x"], hedge_ratio=pair["hedge_ratio"], intercept=pair["intercept"])
+    window = read_window(
+        store,
+        EmbeddedBarSource().source_name,
+        [pair["y"], pair["x"]],
+        AS_OF,
+        strategy.gru_window,
+        partition=f"{AS_OF}|{SECTOR}",
+        history_start=EMBEDDED_HISTORY_START,
+    )
+    spec = SimpleNamespace(
+        pair_id=PAIR, y=pair["y"], x=pair["x"], hedge_ratio=pair["hedge_ratio"], intercept=pair["intercept"]
+    )
     result, feature_garch, levels, garch = gru_stage_fit(window.closes, spec, strategy, gru_config(strategy))
-    assert {k: feature_garch[k] for k in ("mu", "omega", "alpha", "beta")} == pytest.approx(block["feature_garch"], rel=1e-12)
+    assert {k: feature_garch[k] for k in ("mu", "omega", "alpha", "beta")} == pytest.approx(
+        block["feature_garch"], rel=1e-12
+    )
     # the seed's GRU spread is the formation's (causal_hedge off)
     assert (feature_garch["hedge_ratio"], feature_garch["intercept"]) == (pair["hedge_ratio"], pair["intercept"])
     assert (block["feature_hedge_ratio"], block["feature_intercept"]) == (pair["hedge_ratio"], pair["intercept"])
@@ -122,12 +144,19 @@ def test_signal_job_feeds_the_registered_gru_its_training_features(own_pairs_hom
     assert result.label == "entry_event" and result.formation_window == strategy.formation_window
 
     # a live bar in the next session far from the close: an intraday row would change every feature
-    store.upsert_bars(pd.DataFrame([
-        live_bar("KO", "2022-12-15T15:00:00Z", float(window.closes["KO"].iloc[-1]) * 1.03),
-        live_bar("PG", "2022-12-15T15:00:00Z", float(window.closes["PG"].iloc[-1]) * 0.98),
-    ]), context="live")
+    store.upsert_bars(
+        pd.DataFrame(
+            [
+                live_bar("KO", "2022-12-15T15:00:00Z", float(window.closes["KO"].iloc[-1]) * 1.03),
+                live_bar("PG", "2022-12-15T15:00:00Z", float(window.closes["PG"].iloc[-1]) * 0.98),
+            ]
+        ),
+        context="live",
+    )
 
-    registered = ModelRegistry(tracking_uri=own_pairs_home.mlflow_tracking_uri, local_store_dir=str(own_pairs_home.mlflow_dir))
+    registered = ModelRegistry(
+        tracking_uri=own_pairs_home.mlflow_tracking_uri, local_store_dir=str(own_pairs_home.mlflow_dir)
+    )
     model = registered.load_model(block["name"], block["version"])  # exported in eval mode
     with torch.no_grad():
         expected = float(model(torch.as_tensor(last_sequence[None]))[0])
@@ -161,13 +190,24 @@ def test_entry_event_label_on_the_registered_window_is_point_in_time(partition):
     """Labels of the training window never use a close after the as-of session."""
     store, strategy, doc = partition
     pair = next(p for p in doc["pairs"] if p["pair_id"] == PAIR)
-    window = read_window(store, EmbeddedBarSource().source_name, [pair["y"], pair["x"]], AS_OF, strategy.gru_window,
-                         partition=f"{AS_OF}|{SECTOR}", history_start=EMBEDDED_HISTORY_START)
+    window = read_window(
+        store,
+        EmbeddedBarSource().source_name,
+        [pair["y"], pair["x"]],
+        AS_OF,
+        strategy.gru_window,
+        partition=f"{AS_OF}|{SECTOR}",
+        history_start=EMBEDDED_HISTORY_START,
+    )
     from pairs_assets.quant.stages import pair_spread
 
     levels = pair_spread(window.closes, pair["y"], pair["x"], pair["hedge_ratio"], pair["intercept"])
-    labels = entry_event_labels(levels, strategy.gru_horizon, strategy.formation_window, strategy.exit_z, strategy.stop_z)
-    assert labels.iloc[-strategy.gru_horizon:].isna().all() and labels.iloc[: strategy.formation_window - 1].isna().all()
+    labels = entry_event_labels(
+        levels, strategy.gru_horizon, strategy.formation_window, strategy.exit_z, strategy.stop_z
+    )
+    assert (
+        labels.iloc[-strategy.gru_horizon :].isna().all() and labels.iloc[: strategy.formation_window - 1].isna().all()
+    )
     assert labels.iloc[strategy.formation_window - 1 : -strategy.gru_horizon].notna().all()
 
 
@@ -190,7 +230,9 @@ def default_partition(own_pairs_home, sqlite_url):
     return MarketDataStore(database_url=sqlite_url), strategy, doc
 
 
-def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its_evaluation(own_pairs_home, default_partition):
+def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its_evaluation(
+    own_pairs_home, default_partition
+):
     """Issue 8 items 1 and 5 with the defaults: the model block names the feature spread's β (estimated
     before the validation and test slices, not the formation's), and the signal job and the
     walk-forward build the same features on it as training."""
@@ -201,23 +243,41 @@ def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its
     pair = next(p for p in doc["pairs"] if p["pair_id"] == TECH_PAIR)
     block = pair["model"]
     assert block is not None, pair["model_note"]
-    window = read_window(store, EmbeddedBarSource().source_name, [pair["y"], pair["x"]], FORMED, strategy.gru_window,
-                         partition=f"{FORMED}|{TECH}", history_start=EMBEDDED_HISTORY_START)
-    spec = SimpleNamespace(pair_id=TECH_PAIR, y=pair["y"], x=pair["x"], hedge_ratio=pair["hedge_ratio"], intercept=pair["intercept"])
+    window = read_window(
+        store,
+        EmbeddedBarSource().source_name,
+        [pair["y"], pair["x"]],
+        FORMED,
+        strategy.gru_window,
+        partition=f"{FORMED}|{TECH}",
+        history_start=EMBEDDED_HISTORY_START,
+    )
+    spec = SimpleNamespace(
+        pair_id=TECH_PAIR, y=pair["y"], x=pair["x"], hedge_ratio=pair["hedge_ratio"], intercept=pair["intercept"]
+    )
     beta, alpha = gru_hedge(window.closes, spec, strategy, gru_config(strategy))
     assert (block["feature_hedge_ratio"], block["feature_intercept"]) == (beta, alpha)
     assert abs(beta - pair["hedge_ratio"]) > 1e-6  # not the formation's β, which saw the test slice
 
     result, feature_params, levels, garch = gru_stage_fit(window.closes, spec, strategy, gru_config(strategy))
-    assert {k: feature_params[k] for k in ("mu", "omega", "alpha", "beta")} == pytest.approx(block["feature_garch"], rel=1e-12)
+    assert {k: feature_params[k] for k in ("mu", "omega", "alpha", "beta")} == pytest.approx(
+        block["feature_garch"], rel=1e-12
+    )
     training = build_features(levels, garch["garch_sigma"], garch["garch_std_resid"])
     last_sequence = training.tail(strategy.gru_seq_len).to_numpy(dtype="float64").astype(np.float32)
 
-    store.upsert_bars(pd.DataFrame([
-        live_bar("MSFT", "2022-12-05T15:00:00Z", float(window.closes["MSFT"].iloc[-1]) * 1.03),
-        live_bar("AMD", "2022-12-05T15:00:00Z", float(window.closes["AMD"].iloc[-1]) * 0.98),
-    ]), context="live")
-    registered = ModelRegistry(tracking_uri=own_pairs_home.mlflow_tracking_uri, local_store_dir=str(own_pairs_home.mlflow_dir))
+    store.upsert_bars(
+        pd.DataFrame(
+            [
+                live_bar("MSFT", "2022-12-05T15:00:00Z", float(window.closes["MSFT"].iloc[-1]) * 1.03),
+                live_bar("AMD", "2022-12-05T15:00:00Z", float(window.closes["AMD"].iloc[-1]) * 0.98),
+            ]
+        ),
+        context="live",
+    )
+    registered = ModelRegistry(
+        tracking_uri=own_pairs_home.mlflow_tracking_uri, local_store_dir=str(own_pairs_home.mlflow_dir)
+    )
     model = registered.load_model(block["name"], block["version"])
     with torch.no_grad():
         expected = float(model(torch.as_tensor(last_sequence[None]))[0])
@@ -225,19 +285,34 @@ def test_the_default_gru_trains_and_trades_on_a_hedge_ratio_estimated_before_its
         # the job loads only models that beat their baselines; this test is about the features, so the
         # stored config says it does (every other field as written)
         config = TradingConfig.parse(doc)
-        gated = [p.model_copy(update={"model": p.model.model_copy(update={"beats_baselines": True})}) if p.model else p
-                 for p in config.pairs]
+        gated = [
+            p.model_copy(update={"model": p.model.model_copy(update={"beats_baselines": True})}) if p.model else p
+            for p in config.pairs
+        ]
         store.write_trading_config(config.model_copy(update={"pairs": gated}).document(), path="test")
     registry = RecordingRegistry(registered)
     result_run = dg.materialize(
         [trading_signals],
         partition_key=partitions.partition_key(FORMED, TECH),
         instance=dg.DagsterInstance.ephemeral(),
-        resources={"store": store, "bar_source": EmbeddedBarSource(), "strategy": strategy,
-                   "model_registry": registry, "broker": BrokerResource()},
-        run_config={"ops": {"trading_signals": {"config": {
-            "bar_cutoff": "2022-12-05T15:00:00Z", "history_sessions": strategy.gru_window, "execute": False,
-        }}}},
+        resources={
+            "store": store,
+            "bar_source": EmbeddedBarSource(),
+            "strategy": strategy,
+            "model_registry": registry,
+            "broker": BrokerResource(),
+        },
+        run_config={
+            "ops": {
+                "trading_signals": {
+                    "config": {
+                        "bar_cutoff": "2022-12-05T15:00:00Z",
+                        "history_sessions": strategy.gru_window,
+                        "execute": False,
+                    }
+                }
+            }
+        },
     )
     assert result_run.success
     seen = registry.loaded[(block["name"], block["version"])].inputs

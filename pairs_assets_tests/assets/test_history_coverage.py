@@ -22,7 +22,10 @@ from resources.market_data import MarketDataStore, bars_table
 
 TECH = ["AAPL", "AMD", "MSFT"]
 FIRST, LAST = "2022-12-27", "2022-12-28"
-RANGE = {"dagster/asset_partition_range_start": f"{FIRST}|technology", "dagster/asset_partition_range_end": f"{LAST}|technology"}
+RANGE = {
+    "dagster/asset_partition_range_start": f"{FIRST}|technology",
+    "dagster/asset_partition_range_end": f"{LAST}|technology",
+}
 
 
 def _run(resources: dict) -> dg.ExecuteInProcessResult:
@@ -52,7 +55,9 @@ def test_a_range_run_verifies_its_history_before_computing_and_records_it(own_pa
     with store.engine.begin() as conn:
         t = bars_table
         removed = conn.execute(
-            sa.delete(t).where(t.c.symbol == "AAPL", t.c.timestamp >= start.tz_localize(None), t.c.timestamp <= end.tz_localize(None))
+            sa.delete(t).where(
+                t.c.symbol == "AAPL", t.c.timestamp >= start.tz_localize(None), t.c.timestamp <= end.tz_localize(None)
+            )
         ).rowcount
     assert removed == 2
 
@@ -60,8 +65,13 @@ def test_a_range_run_verifies_its_history_before_computing_and_records_it(own_pa
     assert not failed.success
     message = failure_message(failed)
     assert "MissingBarsError" in message or "has no bars" in message
-    assert f"partition {FIRST}|technology: symbol AAPL has no bars from source '{source.source_name}' for 2 of the {span} sessions" in message, message
-    assert f"first gap {gap[0].date()}, last {gap[-1].date()}" in message and "needed by 2 partition(s)" in message, message
+    assert (
+        f"partition {FIRST}|technology: symbol AAPL has no bars from source '{source.source_name}' for 2 of the {span} sessions"
+        in message
+    ), message
+    assert f"first gap {gap[0].date()}, last {gap[-1].date()}" in message and "needed by 2 partition(s)" in message, (
+        message
+    )
     assert f"materialize raw_bars for {gap[0].date()}...{gap[-1].date()} first" in message
     assert not (own_pairs_home.outputs_dir / "correlation_matrix").exists()  # nothing computed or written
 

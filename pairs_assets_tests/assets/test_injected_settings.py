@@ -73,7 +73,9 @@ def test_two_definitions_in_one_process_each_with_its_own_home_and_history(two_h
 
     # one partition materialized into each home, from each home's own store
     for p in (a, b):
-        preload_history(p.database_url, EmbeddedBarSource(), TECH, AS_OF, STRATEGY.formation_window, history_start=p.history_start)
+        preload_history(
+            p.database_url, EmbeddedBarSource(), TECH, AS_OF, STRATEGY.formation_window, history_start=p.history_start
+        )
     result_a, result_b = _materialize(defs_a, f"{AS_OF}|technology"), _materialize(defs_b, f"{AS_OF}|technology")
     assert result_a.success and result_b.success
     files = {p.home.name: p.home / "correlation_matrix" / AS_OF / "technology.parquet" for p in (a, b)}
@@ -96,7 +98,9 @@ def test_two_definitions_in_one_process_each_with_its_own_home_and_history(two_h
         error = error.cause
     assert error.cls_name == InsufficientHistoryError.__name__
     assert "between the history start 2022-06-01 and the as-of session" in error.message
-    preload_history(a.database_url, EmbeddedBarSource(), TECH, early, STRATEGY.formation_window, history_start=a.history_start)
+    preload_history(
+        a.database_url, EmbeddedBarSource(), TECH, early, STRATEGY.formation_window, history_start=a.history_start
+    )
     assert _materialize(defs_a, f"{early}|technology").success
 
 

@@ -31,7 +31,13 @@ FAST = {"gru_max_epochs": 3, "gru_hidden": 16}
 SYMBOLS = ["BBY", "HD", "KO", "PEP", "PG", "WMT", "CVX", "RRC", "XOM"]
 STAGES = ["correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "gru_models"]
 REGISTRY_FIELDS = {"model_version", "mlflow_run_id", "train_seconds"}  # each run registers its own model
-CHECKS = {"correlation_above_min", "eg_pvalue_below_max", "residual_diagnostics", "garch_converged", "composite_above_min"}
+CHECKS = {
+    "correlation_above_min",
+    "eg_pvalue_below_max",
+    "residual_diagnostics",
+    "garch_converged",
+    "composite_above_min",
+}
 
 
 def _use_home(monkeypatch, home: Path) -> None:
@@ -60,7 +66,9 @@ def _recorded_inputs(result) -> dict[tuple[str, str], dict]:
     out = {}
     for event in result.get_asset_materialization_events():
         metadata = event.event_specific_data.materialization.metadata
-        out[event.asset_key.to_user_string(), str(event.partition)] = {f: metadata[f].value for f in fields if f in metadata}
+        out[event.asset_key.to_user_string(), str(event.partition)] = {
+            f: metadata[f].value for f in fields if f in metadata
+        }
     return out
 
 
@@ -77,15 +85,24 @@ def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path,
             selection=[*STAGES, "trading_config"],
             resources=resources_for(range_url, source, **FAST),
             instance=(instance := dg.DagsterInstance.ephemeral()),
-            tags={ASSET_PARTITION_RANGE_START_TAG: "2022-12-13|consumer", ASSET_PARTITION_RANGE_END_TAG: "2022-12-14|energy"},
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: "2022-12-13|consumer",
+                ASSET_PARTITION_RANGE_END_TAG: "2022-12-14|energy",
+            },
         )
         assert result.success
         keys = {"2022-12-13|consumer", "2022-12-13|energy", "2022-12-14|consumer", "2022-12-14|energy"}
         for stage in [*STAGES, "trading_config"]:
-            done = {str(e.partition) for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == stage}
+            done = {
+                str(e.partition)
+                for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == stage
+            }
             assert done == keys, stage
         # recorded in batches straight into the run's event log (not through the step's event stream)
-        records = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        records = instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
         checked = [r.event_log_entry.dagster_event.event_specific_data for r in records]
         evaluations = {(e.check_name, str(e.partition)) for e in checked}
         assert len(checked) == len(evaluations)  # one evaluation per check and partition
@@ -103,7 +120,9 @@ def test_range_run_equals_one_partition_runs_with_checks_per_partition(tmp_path,
             _use_home(monkeypatch, tmp_path / f"single_{date}_{sector}")
             url = f"sqlite:///{tmp_path / f'single_{date}_{sector}.sqlite'}"
             preload_history(url, source, SYMBOLS, as_of, strategy.history_sessions + 2)
-            single = materialize(date, sector, resources_for(url, source, **FAST), selection=[*STAGES, "trading_config"])
+            single = materialize(
+                date, sector, resources_for(url, source, **FAST), selection=[*STAGES, "trading_config"]
+            )
             assert single.success
             singles[key] = _outputs(date, sector)
             single_inputs = _recorded_inputs(single)
@@ -151,8 +170,16 @@ def test_a_failed_blocking_check_in_one_partition_of_a_range_stops_the_downstrea
         results = real(scores, strategy)
         calls.append(1)
         if len(calls) == 1:  # 2022-12-13|industrial (seed settings: every session its own formation)
-            results = [dg.AssetCheckResult(check_name=r.check_name, asset_key=r.asset_key, passed=False,
-                                           severity=r.severity, metadata={"planted": "failure"}) for r in results]
+            results = [
+                dg.AssetCheckResult(
+                    check_name=r.check_name,
+                    asset_key=r.asset_key,
+                    passed=False,
+                    severity=r.severity,
+                    metadata={"planted": "failure"},
+                )
+                for r in results
+            ]
         return results
 
     monkeypatch.setattr(checks, "model_selection_results", failing_once)
@@ -165,7 +192,10 @@ def test_a_failed_blocking_check_in_one_partition_of_a_range_stops_the_downstrea
         selection=[*STAGES, "trading_config"],
         resources=resources_for(url, source),
         instance=(instance := dg.DagsterInstance.ephemeral()),
-        tags={ASSET_PARTITION_RANGE_START_TAG: "2022-12-13|industrial", ASSET_PARTITION_RANGE_END_TAG: "2022-12-14|industrial"},
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2022-12-13|industrial",
+            ASSET_PARTITION_RANGE_END_TAG: "2022-12-14|industrial",
+        },
         raise_on_error=False,
     )
     assert not result.success

@@ -43,7 +43,9 @@ def test_inconsistent_ohlc_is_an_error_naming_the_bar(tmp_path, sqlite_url, tech
     source = FileBarSource(path=path)
     preload_history(sqlite_url, source, TECH, "2022-12-27", 70)
 
-    result = materialize(AS_OF, "technology", resources_for(sqlite_url, source), selection=["raw_bars", "correlation_matrix"])
+    result = materialize(
+        AS_OF, "technology", resources_for(sqlite_url, source), selection=["raw_bars", "correlation_matrix"]
+    )
     checks = _checks(result)
     ohlc = checks["ohlc_consistent"]
     assert not ohlc.passed and ohlc.severity == dg.AssetCheckSeverity.ERROR
@@ -70,11 +72,15 @@ def test_clean_bars_pass_every_plausibility_check(tmp_path, sqlite_url, tech_clo
     assert _meta(checks["sector_has_two_usable_symbols"], "usable_symbols") == 3
 
 
-def test_a_close_of_1e308_and_a_doubling_are_flagged_as_implausible_with_the_bar_named(tmp_path, sqlite_url, tech_closes):
+def test_a_close_of_1e308_and_a_doubling_are_flagged_as_implausible_with_the_bar_named(
+    tmp_path, sqlite_url, tech_closes
+):
     closes = tech_closes.copy()
     closes.loc[pd.Timestamp(AS_OF), "AMD"] = 1e308
     closes.loc[pd.Timestamp(AS_OF), "MSFT"] *= 2.0
-    long = closes.rename_axis("timestamp").reset_index().melt(id_vars="timestamp", var_name="symbol", value_name="close")
+    long = (
+        closes.rename_axis("timestamp").reset_index().melt(id_vars="timestamp", var_name="symbol", value_name="close")
+    )
     long["timestamp"] = long["timestamp"].dt.strftime("%Y-%m-%d")
     path = tmp_path / "closes.csv"
     long[["open", "high", "low", "volume"]] = float("nan")  # closes only: OHLC unknown (empty fields)
@@ -121,7 +127,7 @@ def test_the_first_sessions_of_a_load_are_judged_a_3x_jump_and_a_1e_300_close(tm
 
     sessions = [str(s.date()) for s in tech_closes.index[:10]]
     closes = tech_closes.copy()
-    closes.loc[pd.Timestamp(sessions[4]):, "MSFT"] *= 3.0  # a 3× step that stays (an unadjusted split)
+    closes.loc[pd.Timestamp(sessions[4]) :, "MSFT"] *= 3.0  # a 3× step that stays (an unadjusted split)
     closes.loc[pd.Timestamp(sessions[6]), "AMD"] = 1e-300
     path = write_bars_file(tmp_path / "bars.csv", closes)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
@@ -134,7 +140,11 @@ def test_the_first_sessions_of_a_load_are_judged_a_3x_jump_and_a_1e_300_close(tm
     # AMD's 1e-300 and its return to a price are both flagged in their sessions
     assert sorted(failed) == [sessions[4], sessions[6], sessions[7]]
     msft = _meta(failed[sessions[4]], "examples")
-    assert f"MSFT@{sessions[4]}" in msft and "log return +1.0" in msft and "beyond 2x with fewer than 20 earlier returns" in msft
+    assert (
+        f"MSFT@{sessions[4]}" in msft
+        and "log return +1.0" in msft
+        and "beyond 2x with fewer than 20 earlier returns" in msft
+    )
     amd = _meta(failed[sessions[6]], "examples")
     assert f"AMD@{sessions[6]}" in amd and "close 1e-300" in amd and "below price_min 0.0001" in amd
     assert f"AMD@{sessions[7]}" in _meta(failed[sessions[7]], "examples")

@@ -27,14 +27,30 @@ def _load_bars(home: Path, bars: str, start: str, end: str) -> subprocess.Comple
     env = {**os.environ, "PAIRS_HOME": str(home), "PAIRS_BARS_FILE": bars}
     env.pop("DAGSTER_HOME", None)
     return subprocess.run(
-        [sys.executable, "-m", "pairs_assets.cli", "load-bars", "--start", start, "--end", end, "--sector", "technology"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pairs_assets.cli",
+            "load-bars",
+            "--start",
+            start,
+            "--end",
+            end,
+            "--sector",
+            "technology",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def _failed_partitions_and_runs(home: Path) -> tuple[int, int]:
-    from pairs_assets.definitions import defs
     from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    from pairs_assets.definitions import defs
 
     if not (home / "dagster").is_dir():
         return 0, 0  # no instance was even created
@@ -63,7 +79,9 @@ def test_a_gap_at_the_end_of_the_range_loads_nothing_starts_no_run_and_names_ses
     closes = planted_closes(n_sessions=30)[TECH]
     path = write_bars_file(tmp_path / "bars.csv", closes)
     frame = pd.read_csv(path)
-    frame = frame[~((frame["symbol"] == "MSFT") & (frame["timestamp"] == "2022-12-28"))]  # one bar missing, last session
+    frame = frame[
+        ~((frame["symbol"] == "MSFT") & (frame["timestamp"] == "2022-12-28"))
+    ]  # one bar missing, last session
     frame.to_csv(path, index=False)
     home = tmp_path / "home"
 
@@ -81,6 +99,8 @@ def test_a_gap_at_the_end_of_the_range_loads_nothing_starts_no_run_and_names_ses
     process = _load_bars(home, path, "2022-12-01", "2022-12-27")
     assert process.returncode == 0, process.stderr[-3000:]
     # progress (issue 9 item 17): the run's recorded partitions, elapsed and rate, not silence
-    assert "raw_bars 2022-12-01...2022-12-27: bars written; 18/18 partitions recorded, checks 108/108, " in process.stdout, process.stdout
+    assert (
+        "raw_bars 2022-12-01...2022-12-27: bars written; 18/18 partitions recorded, checks 108/108, " in process.stdout
+    ), process.stdout
     assert _stored_bars(home) == 3 * 18
     assert _failed_partitions_and_runs(home) == (0, 1)

@@ -91,7 +91,9 @@ def test_ui_group_backfill_executes_as_one_run_over_the_range(own_pairs_home):
         run = instance.get_run_by_id(run.run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS, _failures(instance, run.run_id)
         assert _materialized(instance, run.run_id) == {asset: set(keys) for asset in group}
-        bars = MarketDataStore(database_url=p.database_url).read_bars(symbols, *partitions.sessions_span_utc(dates[0], dates[-1]))
+        bars = MarketDataStore(database_url=p.database_url).read_bars(
+            symbols, *partitions.sessions_span_utc(dates[0], dates[-1])
+        )
         days = bars["timestamp"].dt.tz_convert(partitions.EXCHANGE_TZ).dt.strftime("%Y-%m-%d")
         loaded = bars[days.isin(dates)]  # the preload ended before the range: these are raw_bars' work
         assert set(zip(loaded["symbol"], days[days.isin(dates)])) == {(sym, d) for sym in symbols for d in dates}
@@ -108,7 +110,8 @@ def _materialized(instance, run_id) -> dict[str, set[str]]:
 def _failures(instance, run_id) -> str:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     return "; ".join(
-        f"{r.event_log_entry.step_key}: {r.event_log_entry.dagster_event.step_failure_data.error.to_string()}" for r in records
+        f"{r.event_log_entry.step_key}: {r.event_log_entry.dagster_event.step_failure_data.error.to_string()}"
+        for r in records
     )
 
 
@@ -139,17 +142,23 @@ def test_ui_job_backfill_of_a_range_is_refused_before_anything_is_written(energy
         assert run_backfill_daemon_once(context) == []
         (run,) = backfill_runs(instance, launched.backfill_id)
         assert run.job_name == "daily_pairs"
-        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (keys[0], keys[-1])
+        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+            keys[0],
+            keys[-1],
+        )
         assert run.tags["dagster/partition/date"] == sessions[0]  # Dagster's copy of the first partition's tags
         run = instance.get_run_by_id(run.run_id)
         assert run.status == dg.DagsterRunStatus.FAILURE
         failures = _failures(instance, run.run_id)
         assert failures.startswith("raw_bars: ") and "PartitionKeyError" in failures, failures
-        assert f"partition range {keys[0]}...{keys[-1]}" in failures and "dagster-io/dagster#28861" in failures, failures
+        assert f"partition range {keys[0]}...{keys[-1]}" in failures and "dagster-io/dagster#28861" in failures, (
+            failures
+        )
         assert "asset backfill" in failures
         assert _materialized(instance, run.run_id) == {}
         bars = MarketDataStore(database_url=p.database_url).read_bars(
-            load_universe(EMBEDDED_UNIVERSE_FILE).symbols("energy"), *partitions.sessions_span_utc(sessions[0], sessions[-1])
+            load_universe(EMBEDDED_UNIVERSE_FILE).symbols("energy"),
+            *partitions.sessions_span_utc(sessions[0], sessions[-1]),
         )
         assert bars.empty  # raw_bars wrote nothing
         assert not (p.outputs_dir / "correlation_matrix").exists()
@@ -168,7 +177,10 @@ def test_ui_job_backfill_of_one_partition_runs_the_range_path(energy_history):
         launched = launch_job_backfill(context, "daily_pairs", [key], assets=group)
         assert run_backfill_daemon_once(context) == []
         (run,) = backfill_runs(instance, launched.backfill_id)
-        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (key, key)
+        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+            key,
+            key,
+        )
         assert "dagster/partition" not in run.tags  # a range run, not a one-partition run
         run = instance.get_run_by_id(run.run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS, _failures(instance, run.run_id)

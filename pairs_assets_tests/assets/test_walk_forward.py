@@ -31,8 +31,14 @@ def _graph_config(home, date: str, sector: str) -> dict:
 
 #: the trading-period methodology: stages at a formation session every 5 sessions, causal β in the
 #: GARCH, the backtest before the formation window with lag and costs
-PERIODIC = {"reselect_every": 5, "formation_window": 120, "causal_hedge": True, "backtest_before_formation": True,
-            "backtest_lag": 1, "backtest_cost_bp": 5.0}
+PERIODIC = {
+    "reselect_every": 5,
+    "formation_window": 120,
+    "causal_hedge": True,
+    "backtest_before_formation": True,
+    "backtest_lag": 1,
+    "backtest_cost_bp": 5.0,
+}
 
 
 @pytest.mark.parametrize(
@@ -49,11 +55,14 @@ def test_walk_forward_configs_equal_the_daily_graph(own_pairs_home, sqlite_url, 
     source = EmbeddedBarSource()
     strategy = StrategySettings.preset("seed", **FAST, **overrides)
     preload_history(sqlite_url, source, symbols, date, strategy.history_sessions)
-    assert materialize(date, sector, resources_for(sqlite_url, source, home=own_pairs_home, **FAST, **overrides)).success
+    assert materialize(
+        date, sector, resources_for(sqlite_url, source, home=own_pairs_home, **FAST, **overrides)
+    ).success
     graph = _graph_config(own_pairs_home, date, sector)
 
     sessions = partitions.window_sessions(date, strategy.history_sessions, history_start=EMBEDDED_HISTORY_START)
     panel = read_panel(MarketDataStore(database_url=sqlite_url), source.source_name, sector, symbols, sessions)
+
     def formation_of(day):
         return partitions.formation_session(day, strategy.reselect_every)
 
@@ -68,7 +77,12 @@ def test_walk_forward_configs_equal_the_daily_graph(own_pairs_home, sqlite_url, 
     # with the GRU stage: the same model block as gru_models wrote, registry ids aside
     gate = GRUGate(panel.closes, strategy, sector)
     gated = build_configs(
-        panel, [sessions[-1]], [partitions.next_session(date)], symbols, strategy, formation_of=formation_of,
+        panel,
+        [sessions[-1]],
+        [partitions.next_session(date)],
+        symbols,
+        strategy,
+        formation_of=formation_of,
         models_for=gate.models_for,
     )[sessions[-1]].document()
     for pair, graph_pair in zip(gated["pairs"], graph["pairs"]):
@@ -99,12 +113,17 @@ def _materialize(url: str, **config):
         "store": MarketDataStore(database_url=url),
         "bar_source": EmbeddedBarSource(),
         "strategy": StrategySettings.preset("seed"),
-        "model_registry": ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)),
+        "model_registry": ModelRegistry(
+            tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)
+        ),
         "home": home_resource_for(paths()),
     }
     return dg.materialize(
-        [walk_forward], resources=resources, run_config={"ops": {"walk_forward": {"config": config}}},
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        [walk_forward],
+        resources=resources,
+        run_config={"ops": {"walk_forward": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
 
 
@@ -113,7 +132,9 @@ def test_asset_writes_results_mlflow_run_and_reruns_identically(loaded_store, mo
     result = _materialize(loaded_store, **config)
     assert result.success
     metadata = result.asset_materializations_for_node("walk_forward")[0].metadata
-    assert metadata["dagster/row_count"].value == 2 * 2 * 2 * 2  # strategies × sectors(+all) × costs × (full, 2016-2022)
+    assert (
+        metadata["dagster/row_count"].value == 2 * 2 * 2 * 2
+    )  # strategies × sectors(+all) × costs × (full, 2016-2022)
     assert {c.name for c in metadata["summary"].value.schema.columns} >= {"strategy", "sector", "cost_bp", "sharpe"}
     folder = Path(paths().home) / "walk_forward" / "t1"
     summary = pd.read_csv(folder / "summary.csv")
@@ -185,7 +206,9 @@ def test_the_history_start_no_longer_changes_the_daily_graph_s_config(tmp_path, 
         home = dataclasses.replace(own_pairs_home, home=tmp_path / start, history_start=start)
         home.home.mkdir()
         assets = daily_assets(history_start=start, strategy=strategy)
-        assert materialize(date, sector, resources_for(sqlite_url, source, home=home, **FAST, **PERIODIC), assets=assets).success
+        assert materialize(
+            date, sector, resources_for(sqlite_url, source, home=home, **FAST, **PERIODIC), assets=assets
+        ).success
         configs.append(_graph_config(home, date, sector))
     for config in configs:
         for pair in config["pairs"]:
@@ -207,21 +230,32 @@ def test_the_history_start_no_longer_changes_the_walk_forward(loaded_store, tmp_
     for start in ("2018-06-01", "2018-06-04"):
         p = dataclasses.replace(paths(), home=tmp_path / start, history_start=start)
         resources = {
-            "store": MarketDataStore(database_url=loaded_store), "bar_source": EmbeddedBarSource(), "strategy": strategy,
-            "model_registry": ModelRegistry(tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)),
+            "store": MarketDataStore(database_url=loaded_store),
+            "bar_source": EmbeddedBarSource(),
+            "strategy": strategy,
+            "model_registry": ModelRegistry(
+                tracking_uri=paths().mlflow_tracking_uri, local_store_dir=str(paths().mlflow_dir)
+            ),
             "home": home_resource_for(p),
         }
         result = dg.materialize(
-            [walk_forward], resources=resources, run_config={"ops": {"walk_forward": {"config": {**config, "name": "hs"}}}},
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+            [walk_forward],
+            resources=resources,
+            run_config={"ops": {"walk_forward": {"config": {**config, "name": "hs"}}}},
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
         )
         assert result.success
         folder = tmp_path / start / "walk_forward" / "hs"
-        outputs.append({f: (folder / f).read_bytes() for f in ("trades.csv", "daily_pnl.csv.gz", "configs.csv", "summary.csv")})
+        outputs.append(
+            {f: (folder / f).read_bytes() for f in ("trades.csv", "daily_pnl.csv.gz", "configs.csv", "summary.csv")}
+        )
     assert outputs[0] == outputs[1]
     import io
 
-    assert pd.read_csv(io.BytesIO(outputs[0]["configs.csv"]))["pair_days"].sum() > 0  # something was selected and traded
+    assert (
+        pd.read_csv(io.BytesIO(outputs[0]["configs.csv"]))["pair_days"].sum() > 0
+    )  # something was selected and traded
     assert len(pd.read_csv(io.BytesIO(outputs[0]["trades.csv"]))) > 0
 
 
@@ -234,22 +268,59 @@ def test_robustness_runs_the_neighbourhood_writes_the_table_and_heat_map_and_cou
     from pairs_assets.cli import main
     from pairs_assets.quant.walkforward.ledger import trials_from_runs
 
-    args = ["walk-forward", "--start", "2021-01-04", "--end", "2022-12-28", "--sector", "consumer", "--costs", "0,5",
-            "--selection", "2021-2021", "--periods", "2021-2021", "--workers", "1", "--robustness", "--phase-step", "0",
-            "--name", "rb"]
+    args = [
+        "walk-forward",
+        "--start",
+        "2021-01-04",
+        "--end",
+        "2022-12-28",
+        "--sector",
+        "consumer",
+        "--costs",
+        "0,5",
+        "--selection",
+        "2021-2021",
+        "--periods",
+        "2021-2021",
+        "--workers",
+        "1",
+        "--robustness",
+        "--phase-step",
+        "0",
+        "--name",
+        "rb",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     folder = Path(paths().home) / "walk_forward" / "rb.robustness"
     table = pd.read_csv(folder / "robustness.csv")
     variants = list(dict.fromkeys(table["variant"]))
-    assert variants == ["default", "correlation_min=0.6", "correlation_min=0.8", "formation_window=189", "formation_window=315",
-                        "reselect_every=10", "reselect_every=42", "entry_z=1.5", "entry_z=2.5", "exit_z=0.25", "exit_z=0.75"]
+    assert variants == [
+        "default",
+        "correlation_min=0.6",
+        "correlation_min=0.8",
+        "formation_window=189",
+        "formation_window=315",
+        "reselect_every=10",
+        "reselect_every=42",
+        "entry_z=1.5",
+        "entry_z=2.5",
+        "exit_z=0.25",
+        "exit_z=0.75",
+    ]
     assert len(table) == 11 * 2 * 2 and set(table["period"]) == {"dev", "held_out"}
     assert set(table["period_label"]) == {"2021-2021", "2022-2022"}
     # each variant's row is its own run's summary
     own = pd.read_csv(Path(paths().home) / "walk_forward" / "rb.formation_window.189" / "summary.csv")
-    mine = own[(own["strategy"] == "default") & (own["sector"] == "all") & (own["cost_bp"] == 5) & (own["period"] == "2022-2022")]
-    row = table[(table["variant"] == "formation_window=189") & (table["period"] == "held_out") & (table["cost_bp"] == 5)]
+    mine = own[
+        (own["strategy"] == "default")
+        & (own["sector"] == "all")
+        & (own["cost_bp"] == 5)
+        & (own["period"] == "2022-2022")
+    ]
+    row = table[
+        (table["variant"] == "formation_window=189") & (table["period"] == "held_out") & (table["cost_bp"] == 5)
+    ]
     assert int(row["trades"].iloc[0]) == int(mine["trades"].iloc[0])
     assert (folder / "robustness.png").stat().st_size > 10_000
     assert "robustness: the total's Sharpe at 5 bp" in result.output and "formation_window=315" in result.output

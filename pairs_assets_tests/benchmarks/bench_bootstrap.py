@@ -53,7 +53,9 @@ def main() -> None:
     long = sparse(2_000_000, np.random.default_rng(12345), 0.1)
     processes["sparse (10% in position)"] = (lambda rng: sparse(n, rng, 0.1), long.mean() / long.std())
     print(f"95% interval of the annualised Sharpe, {n} sessions, {args.seeds} seeds, 1,000 resamples")
-    print(f"{'process':<26} {'true SR':>8} " + " ".join(f"{'cover b=' + str(b):>11} {'width':>6}" for b in (1, 5, 21, 63)))
+    print(
+        f"{'process':<26} {'true SR':>8} " + " ".join(f"{'cover b=' + str(b):>11} {'width':>6}" for b in (1, 5, 21, 63))
+    )
     for name, (draw, per_period) in processes.items():
         true = per_period * math.sqrt(252)
         cells = []
@@ -75,7 +77,9 @@ def main() -> None:
     for _ in range(20):
         sharpe_difference(series, series * 0.5 + 0.1)
     paired = (time.perf_counter() - t0) / 20
-    print(f"\n7,000 sessions, 2,000 resamples, 21-session blocks: interval {one * 1000:.0f} ms, paired difference {paired * 1000:.0f} ms")
+    print(
+        f"\n7,000 sessions, 2,000 resamples, 21-session blocks: interval {one * 1000:.0f} ms, paired difference {paired * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -36,27 +36,38 @@ def main() -> None:
     seeds = [int(v) for v in args.seeds.split(",")] if "," in args.seeds else list(range(1, int(args.seeds) + 1))
     sectors = {f"s{i}": m for i in range(n)}
     strategy = StrategySettings.preset(args.preset)
-    print(f"calibration: walk-forward {args.start} → {args.end}, preset {args.preset}, {n} sectors × {m} symbols, "
-          f"seeds {','.join(map(str, seeds))}, 5 bp per leg, lag 1; cpus {os.cpu_count()}, load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    header = (f"{'market':<12} {'seed':>4} {'Sharpe 5bp [95% CI]':>24} {'ann_ret':>8} {'trades':>7} {'pairs':>6} "
-              f"{'planted found':>14} {'planted trades':>15} {'baseline':>9} {'seconds':>8}")
+    print(
+        f"calibration: walk-forward {args.start} → {args.end}, preset {args.preset}, {n} sectors × {m} symbols, "
+        f"seeds {','.join(map(str, seeds))}, 5 bp per leg, lag 1; cpus {os.cpu_count()}, load {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    header = (
+        f"{'market':<12} {'seed':>4} {'Sharpe 5bp [95% CI]':>24} {'ann_ret':>8} {'trades':>7} {'pairs':>6} "
+        f"{'planted found':>14} {'planted trades':>15} {'baseline':>9} {'seconds':>8}"
+    )
     print(header)
     for kind in args.kinds.split(","):
         runs = []
         for seed in seeds:
             t0 = time.perf_counter()
-            r = run_calibration(kind, seed, args.start, args.end, sectors=sectors, strategy=strategy, workers=args.workers)
+            r = run_calibration(
+                kind, seed, args.start, args.end, sectors=sectors, strategy=strategy, workers=args.workers
+            )
             runs.append(r)
             ci = f"{r.sharpe:+.2f} [{r.sharpe_low:+.2f}, {r.sharpe_high:+.2f}]" if r.trades else "no trade"
-            print(f"{kind:<12} {seed:>4} {ci:>24} {r.ann_return:>8.4f} {r.trades:>7} {r.traded_pairs:>6} "
-                  f"{f'{r.found}/{r.planted}':>14} {r.planted_trades:>15} {r.baseline_sharpe:>+9.2f} {time.perf_counter() - t0:>8.1f}",
-                  flush=True)
+            print(
+                f"{kind:<12} {seed:>4} {ci:>24} {r.ann_return:>8.4f} {r.trades:>7} {r.traded_pairs:>6} "
+                f"{f'{r.found}/{r.planted}':>14} {r.planted_trades:>15} {r.baseline_sharpe:>+9.2f} {time.perf_counter() - t0:>8.1f}",
+                flush=True,
+            )
         mean = statistics.fmean(r.sharpe for r in runs)
         sd = statistics.stdev(r.sharpe for r in runs) if len(runs) > 1 else float("nan")
-        print(f"{kind:<12} {'mean':>4} {f'{mean:+.2f} (sd {sd:.2f})':>24} {statistics.fmean(r.ann_return for r in runs):>8.4f} "
-              f"{statistics.fmean(r.trades for r in runs):>7.1f} {'':>6} "
-              f"{f'{sum(r.found for r in runs)}/{sum(r.planted for r in runs)}':>14} {'':>15} "
-              f"{statistics.fmean(r.baseline_sharpe for r in runs):>+9.2f}", flush=True)
+        print(
+            f"{kind:<12} {'mean':>4} {f'{mean:+.2f} (sd {sd:.2f})':>24} {statistics.fmean(r.ann_return for r in runs):>8.4f} "
+            f"{statistics.fmean(r.trades for r in runs):>7.1f} {'':>6} "
+            f"{f'{sum(r.found for r in runs)}/{sum(r.planted for r in runs)}':>14} {'':>15} "
+            f"{statistics.fmean(r.baseline_sharpe for r in runs):>+9.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

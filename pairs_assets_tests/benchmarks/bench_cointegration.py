@@ -76,7 +76,9 @@ def main() -> None:
         rows.append((window, len(pairs), len(pairs) / ours_s, len(pairs) / ref_s, float(np.max(np.abs(our_p - ref_p)))))
 
     print(f"Engle-Granger, both orderings per pair, {len(symbols)} symbols, windows ending {AS_OF}")
-    print(f"{'window':>6}  {'pairs':>5}  {'our pairs/s':>12}  {'statsmodels pairs/s':>19}  {'speed-up':>8}  {'max |Δp|':>9}")
+    print(
+        f"{'window':>6}  {'pairs':>5}  {'our pairs/s':>12}  {'statsmodels pairs/s':>19}  {'speed-up':>8}  {'max |Δp|':>9}"
+    )
     for window, n_pairs, ours, ref, max_dp in rows:
         print(f"{window:>6}  {n_pairs:>5}  {ours:>12,.0f}  {ref:>19,.1f}  {ours / ref:>7,.0f}x  {max_dp:>9.1e}")
 
@@ -126,14 +128,22 @@ def scale(n_symbols: int, window: int = 60, repeats: int = 3) -> None:
     retest_all = time.perf_counter() - start
 
     n_candidates = len(correlations)
-    print(f"Screening {n_symbols} synthetic random walks, {window}-session window, every pair a candidate; "
-          f"medians of {repeats}")
-    print(f"{'candidates':>10}  {'orderings':>9}  {'passing':>7}  {'screen s':>8}  {'traced peak':>11}  {'peak RSS':>9}")
-    print(f"{n_candidates:>10,}  {2 * n_candidates:>9,}  {len(pairs):>7,}  {statistics.median(times):>8.1f}  "
-          f"{traced_peak / 2**30:>9.2f} GB  {max_rss / 2**30:>6.2f} GB")
+    print(
+        f"Screening {n_symbols} synthetic random walks, {window}-session window, every pair a candidate; "
+        f"medians of {repeats}"
+    )
+    print(
+        f"{'candidates':>10}  {'orderings':>9}  {'passing':>7}  {'screen s':>8}  {'traced peak':>11}  {'peak RSS':>9}"
+    )
+    print(
+        f"{n_candidates:>10,}  {2 * n_candidates:>9,}  {len(pairs):>7,}  {statistics.median(times):>8.1f}  "
+        f"{traced_peak / 2**30:>9.2f} GB  {max_rss / 2**30:>6.2f} GB"
+    )
     print(f"{'p-value gate':<44} {'seconds':>8}")
-    print(f"{'gate (' + str(gate.metadata['retested_with_statsmodels'].value) + ' re-tested, every p vs threshold)':<44} "
-          f"{statistics.median(gate_times):>8.1f}")
+    print(
+        f"{'gate (' + str(gate.metadata['retested_with_statsmodels'].value) + ' re-tested, every p vs threshold)':<44} "
+        f"{statistics.median(gate_times):>8.1f}"
+    )
     print(f"{'statsmodels re-test of all ' + str(len(pairs)) + ' passing pairs':<44} {retest_all:>8.1f}")
     print(f"gate passed: {gate.passed}; selection: {gate.metadata['retest_selection'].value}")
 

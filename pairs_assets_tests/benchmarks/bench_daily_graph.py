@@ -35,9 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import dagster as dg  # noqa: E402
 
-from pairs_assets.settings import DEFAULT_STRATEGY  # noqa: E402
+from pairs_assets.settings import (
+    DEFAULT_STRATEGY,  # noqa: E402
+    paths,  # noqa: E402
+)
 from pairs_assets.universe import load_universe  # noqa: E402
-from pairs_assets.settings import paths  # noqa: E402
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history, resources_for  # noqa: E402
 from pairs_assets_tests.planted import planted_closes, write_bars_file  # noqa: E402
 from resources.bar_sources import EmbeddedBarSource, FileBarSource  # noqa: E402
@@ -58,7 +60,9 @@ def main() -> None:
     embedded = EmbeddedBarSource()
     t0 = time.perf_counter()
     preload_history(url, embedded, universe.all_symbols, "2022-12-28", DEFAULT_STRATEGY.history_sessions + 20)
-    print(f"preloaded {DEFAULT_STRATEGY.history_sessions + 20} sessions × {len(universe.all_symbols)} symbols in {time.perf_counter() - t0:.2f}s\n")
+    print(
+        f"preloaded {DEFAULT_STRATEGY.history_sessions + 20} sessions × {len(universe.all_symbols)} symbols in {time.perf_counter() - t0:.2f}s\n"
+    )
     planted = FileBarSource(path=write_bars_file(paths().home / "planted.csv", planted_closes()))
     planted_url = f"sqlite:///{paths().home / 'planted.sqlite'}"
     preload_history(planted_url, planted, ["AAPL", "AMD", "MSFT"], "2022-12-28", DEFAULT_STRATEGY.history_sessions)
@@ -66,7 +70,15 @@ def main() -> None:
         ("embedded", "2022-12-14", "consumer", url, embedded),  # KO-PG is selected: GRU + MLflow on real data
         ("planted", "2022-12-28", "technology", planted_url, planted),
     ]
-    columns = ["raw_bars", "correlation_matrix", "cointegrated_pairs", "garch_models", "model_selection", "gru_models", "trading_config"]
+    columns = [
+        "raw_bars",
+        "correlation_matrix",
+        "cointegrated_pairs",
+        "garch_models",
+        "model_selection",
+        "gru_models",
+        "trading_config",
+    ]
     print(f"{'data':<9} {'partition':<24} {'pairs':>5} {'wall s':>7}  " + " ".join(f"{c[:10]:>10}" for c in columns))
     for label, date, sector, store_url, source in cases:
         instance = dg.DagsterInstance.ephemeral()
@@ -103,14 +115,20 @@ def overhead(repeats: int = 5) -> None:
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     pairs_storage = {
         "event_log_storage": {
-            "module": "resources.dagster_sqlite_storage", "class": "PairsSqliteEventLogStorage", "config": {},
+            "module": "resources.dagster_sqlite_storage",
+            "class": "PairsSqliteEventLogStorage",
+            "config": {},
         }
     }
 
     def run(instance, date: str, run_config: dict | None):
         return dg.materialize(
-            DAILY_ASSETS, partition_key=partitions.partition_key(date, "industrial"), resources=resources,
-            instance=instance, raise_on_error=False, run_config=run_config,
+            DAILY_ASSETS,
+            partition_key=partitions.partition_key(date, "industrial"),
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            run_config=run_config,
         )
 
     print(f"one partition (2022-12-28|industrial, {len(DAILY_ASSETS)} assets), median of {repeats}:")
@@ -121,7 +139,10 @@ def overhead(repeats: int = 5) -> None:
         ("SQLite, Dagster's SqliteEventLogStorage", None, quiet, "quiet"),
     ]
     for label, overrides, run_config, console in cases:
-        with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home, overrides=overrides) as instance:
+        with (
+            tempfile.TemporaryDirectory() as home,
+            dg.instance_for_test(temp_dir=home, overrides=overrides) as instance,
+        ):
             run(instance, "2022-12-27", quiet)  # warm-up
             walls, bodies = [], []
             for _ in range(repeats):
@@ -150,11 +171,23 @@ def overhead(repeats: int = 5) -> None:
         return sum(v[3] for (f, _, name), v in stats.items() if name == function_name and file_part in f)
 
     rows = [
-        ("fetch_external_input_asset_version_info", cumulative("fetch_external_input_asset_version_info", "data_version_cache")),
+        (
+            "fetch_external_input_asset_version_info",
+            cumulative("fetch_external_input_asset_version_info", "data_version_cache"),
+        ),
         ("  time-window mapping (_offsetted_datetime)", cumulative("_offsetted_datetime", "mapping/time_window")),
-        ("  get_prev_partition_window calls", sum(v[1] for (f, _, n), v in stats.items() if n == "get_prev_partition_window")),
-        ("  multi-dimension subsets (_get_dependency_partitions_subset)", cumulative("_get_dependency_partitions_subset", "mapping/multi")),
-        ("  exclusion lists rebuilt per window (_build_exclusion_iterator_list)", cumulative("_build_exclusion_iterator_list", "definition/time_window")),
+        (
+            "  get_prev_partition_window calls",
+            sum(v[1] for (f, _, n), v in stats.items() if n == "get_prev_partition_window"),
+        ),
+        (
+            "  multi-dimension subsets (_get_dependency_partitions_subset)",
+            cumulative("_get_dependency_partitions_subset", "mapping/multi"),
+        ),
+        (
+            "  exclusion lists rebuilt per window (_build_exclusion_iterator_list)",
+            cumulative("_build_exclusion_iterator_list", "definition/time_window"),
+        ),
         ("events logged (log_dagster_event)", cumulative("log_dagster_event", "log_manager")),
         ("event log writes (store_event_batch)", cumulative("store_event_batch", "dagster_sqlite_storage")),
         ("run creation (create_run_for_job)", cumulative("create_run_for_job", "run_domain")),
@@ -170,7 +203,12 @@ def overhead(repeats: int = 5) -> None:
     n_exclusions = len(pdef.get_partitions_def_for_dimension("date").exclusions)
     print(f"\nlookback mapping of one partition alone ({n_exclusions} holiday exclusions), median of 3:")
     print(f"{'sessions':>8} {'ms':>8}")
-    for sessions in (1, DEFAULT_STRATEGY.formation_window, DEFAULT_STRATEGY.garch_window + 1, DEFAULT_STRATEGY.history_sessions):
+    for sessions in (
+        1,
+        DEFAULT_STRATEGY.formation_window,
+        DEFAULT_STRATEGY.garch_window + 1,
+        DEFAULT_STRATEGY.history_sessions,
+    ):
         mapping = lookback_mapping(sessions)
         times = []
         for _ in range(3):

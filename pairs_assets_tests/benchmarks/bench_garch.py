@@ -79,8 +79,10 @@ def main() -> None:
     for fit in fits:
         estimators[fit.estimator] = estimators.get(fit.estimator, 0) + 1
 
-    print(f"GARCH(1,1) on {len(series)} real same-sector spreads (1,000 returns, holdout {HOLDOUT}); "
-          f"arch timed on {len(sample)} of them; medians of {REPEATS} repeats")
+    print(
+        f"GARCH(1,1) on {len(series)} real same-sector spreads (1,000 returns, holdout {HOLDOUT}); "
+        f"arch timed on {len(sample)} of them; medians of {REPEATS} repeats"
+    )
     print(f"{'path':<44} {'ms per series':>14} {'vs fit_garch':>13} {'vs 1 arch fit':>14}")
     for name, seconds in (
         ("fit_garch (2 arch fits + forecasts + tests)", per_pair),
@@ -122,7 +124,9 @@ def stage(every: int = 21) -> None:
     sessions = partitions.sessions_in_range("2018-01-02", "2022-12-28")[::every]
     cases = []
     for session in sessions:
-        window = partitions.window_sessions(str(session.date()), strategy.garch_sessions, history_start=EMBEDDED_HISTORY_START)
+        window = partitions.window_sessions(
+            str(session.date()), strategy.garch_sessions, history_start=EMBEDDED_HISTORY_START
+        )
         for sector, symbols in sorted(sectors.items()):
             symbols = sorted(symbols)
             if len(symbols) < 2:
@@ -144,14 +148,22 @@ def stage(every: int = 21) -> None:
         for name in b["estimator"]:
             estimators[name] = estimators.get(name, 0) + 1
     n_pairs = sum(len(p) for _, _, p in cases)
-    print(f"garch_models stage on {len(cases)} partitions with pairs (every {every}th session 2018-2022 × sectors), "
-          f"{n_pairs} pairs ({n_pairs / len(cases):.1f} per partition); medians of {REPEATS} repeats per partition")
+    print(
+        f"garch_models stage on {len(cases)} partitions with pairs (every {every}th session 2018-2022 × sectors), "
+        f"{n_pairs} pairs ({n_pairs / len(cases):.1f} per partition); medians of {REPEATS} repeats per partition"
+    )
     print(f"{'estimator':<36} {'ms/partition (median)':>22} {'ms/partition (mean)':>20} {'ms/pair':>9}")
     for name, values in (("arch, pair by pair (before)", arch_ms), ("batched fit_garch_many (after)", batched_ms)):
-        print(f"{name:<36} {statistics.median(values):>22.1f} {statistics.mean(values):>20.1f} {sum(values) / n_pairs:>9.2f}")
-    print(f"speed-up of the stage: {sum(arch_ms) / sum(batched_ms):.1f}x in total, "
-          f"median per partition {statistics.median(a / b for a, b in zip(arch_ms, batched_ms)):.1f}x")
-    print(f"largest |loglik batched - arch| over these fits: {worst:.2e}; estimators: {dict(sorted(estimators.items()))}")
+        print(
+            f"{name:<36} {statistics.median(values):>22.1f} {statistics.mean(values):>20.1f} {sum(values) / n_pairs:>9.2f}"
+        )
+    print(
+        f"speed-up of the stage: {sum(arch_ms) / sum(batched_ms):.1f}x in total, "
+        f"median per partition {statistics.median(a / b for a, b in zip(arch_ms, batched_ms)):.1f}x"
+    )
+    print(
+        f"largest |loglik batched - arch| over these fits: {worst:.2e}; estimators: {dict(sorted(estimators.items()))}"
+    )
 
 
 if __name__ == "__main__":

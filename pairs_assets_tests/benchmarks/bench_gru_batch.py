@@ -21,7 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pairs_assets.quant.gru import GRUConfig, fit_pair_model, fit_pair_models  # noqa: E402
@@ -41,7 +40,9 @@ def real_pairs(n: int, sessions: int) -> list[dict]:
     items = []
     for name in names:
         spread, sigma, resid = pair_inputs(*name.split("-"), sessions)
-        items.append({"spread": spread, "garch_sigma": sigma, "garch_std_resid": resid, "entry_z": 2.0, "pair_id": name})
+        items.append(
+            {"spread": spread, "garch_sigma": sigma, "garch_std_resid": resid, "entry_z": 2.0, "pair_id": name}
+        )
     checked = fit_pair_models(items, GRUConfig(max_epochs=1, hidden=4))
     return [item for item, result in zip(items, checked) if not isinstance(result, Exception)][:n]
 
@@ -63,15 +64,20 @@ def main() -> None:
     args = parser.parse_args()
     items = real_pairs(args.pairs, args.sessions)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}; {len(items)} real pairs, {args.sessions} sessions; defaults {GRUConfig()}; "
-          f"medians of {args.repeats} repeat(s)")
-    header = (f"{'device':<6} {'batch':>5} {'one-at-a-time s/pair':>21} {'batched s/pair':>15} {'speed-up':>9} "
-              f"{'max|dF1|':>9} {'max|dAUC|':>10} {'max|dthr|':>10} {'same best epoch':>16}")
+    print(
+        f"torch {torch.__version__}; {len(items)} real pairs, {args.sessions} sessions; defaults {GRUConfig()}; "
+        f"medians of {args.repeats} repeat(s)"
+    )
+    header = (
+        f"{'device':<6} {'batch':>5} {'one-at-a-time s/pair':>21} {'batched s/pair':>15} {'speed-up':>9} "
+        f"{'max|dF1|':>9} {'max|dAUC|':>10} {'max|dthr|':>10} {'same best epoch':>16}"
+    )
     print(header)
     print("-" * len(header))
     for device in devices:
         config = GRUConfig(device=device)
         fit_pair_models(items[:1], GRUConfig(device=device, max_epochs=1))  # warm-up (first-call costs)
+
         def kwargs(item):
             return {k: v for k, v in item.items() if k not in ("spread", "garch_sigma", "garch_std_resid", "entry_z")}
 
@@ -79,7 +85,15 @@ def main() -> None:
         for size in sorted({1, min(4, len(items)), len(items)}):
             batch = items[:size]
             missing = [i for i in batch if i["pair_id"] not in alone]
-            one_s, ones = timed(lambda: [fit_pair_model(i["spread"], i["garch_sigma"], i["garch_std_resid"], i["entry_z"], config, **kwargs(i)) for i in missing], args.repeats)
+            one_s, ones = timed(
+                lambda: [
+                    fit_pair_model(
+                        i["spread"], i["garch_sigma"], i["garch_std_resid"], i["entry_z"], config, **kwargs(i)
+                    )
+                    for i in missing
+                ],
+                args.repeats,
+            )
             if missing:
                 per_pair_one = one_s / len(missing)
                 alone.update({i["pair_id"]: r for i, r in zip(missing, ones)})
@@ -90,8 +104,10 @@ def main() -> None:
             auc = max(abs(a.metrics["test"]["roc_auc"] - b.metrics["test"]["roc_auc"]) for a, b in pairs)
             thr = max(abs(a.threshold - b.threshold) for a, b in pairs)
             same = sum(a.best_epoch == b.best_epoch for a, b in pairs)
-            print(f"{device:<6} {size:>5} {alone_rate:>21.2f} {many_s / size:>15.2f} {alone_rate / (many_s / size):>8.1f}x "
-                  f"{f1:>9.4f} {auc:>10.2e} {thr:>10.2e} {same:>10}/{size}")
+            print(
+                f"{device:<6} {size:>5} {alone_rate:>21.2f} {many_s / size:>15.2f} {alone_rate / (many_s / size):>8.1f}x "
+                f"{f1:>9.4f} {auc:>10.2e} {thr:>10.2e} {same:>10}/{size}"
+            )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,17 @@ def main() -> None:
             started = time.perf_counter()
             try:
                 r = fit_pair_model(
-                    levels, garch["garch_sigma"], garch["garch_std_resid"], strategy.entry_z, config,
-                    horizon=strategy.gru_horizon, pair_id=pair_id, label=label,
-                    formation_window=strategy.formation_window, exit_z=strategy.exit_z, stop_z=strategy.stop_z,
+                    levels,
+                    garch["garch_sigma"],
+                    garch["garch_std_resid"],
+                    strategy.entry_z,
+                    config,
+                    horizon=strategy.gru_horizon,
+                    pair_id=pair_id,
+                    label=label,
+                    formation_window=strategy.formation_window,
+                    exit_z=strategy.exit_z,
+                    stop_z=strategy.stop_z,
                 )
             except GRUTrainingError as exc:
                 rows.append({"pair": pair_id, "as_of": day, "label": label, "note": str(exc)[:60]})
@@ -63,14 +71,20 @@ def main() -> None:
             b = r.baseline_metrics
             rows.append(
                 {
-                    "pair": pair_id, "as_of": day, "label": label,
+                    "pair": pair_id,
+                    "as_of": day,
+                    "label": label,
                     "pos_rate_test": round(r.positive_rate["test"], 3),
-                    "gru_auc": round(r.metrics["test"]["roc_auc"], 3), "gru_f1": round(r.metrics["test"]["f1"], 3),
-                    "logit_auc": round(b["logistic"]["roc_auc"], 3), "logit_f1": round(b["logistic"]["f1"], 3),
-                    "zrule_f1": round(b["z_rule"]["f1"], 3), "major_f1": round(b["majority"]["f1"], 3),
+                    "gru_auc": round(r.metrics["test"]["roc_auc"], 3),
+                    "gru_f1": round(r.metrics["test"]["f1"], 3),
+                    "logit_auc": round(b["logistic"]["roc_auc"], 3),
+                    "logit_f1": round(b["logistic"]["f1"], 3),
+                    "zrule_f1": round(b["z_rule"]["f1"], 3),
+                    "major_f1": round(b["majority"]["f1"], 3),
                     "gru_auc_at_entry": round(r.entry_metrics.get("roc_auc", float("nan")), 3),
                     "n_at_entry": int(r.entry_metrics.get("n", 0)),
-                    "beats": r.beats_baselines, "s": round(time.perf_counter() - started, 1),
+                    "beats": r.beats_baselines,
+                    "s": round(time.perf_counter() - started, 1),
                 }
             )
             print(rows[-1], flush=True)

@@ -24,7 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["torch", "mlflow", "arch", "statsmodels", "scipy.stats", "numba", "matplotlib", "polars"]
-CODE = f"import json, sys; import pairs_assets.definitions; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+CODE = (
+    f"import json, sys; import pairs_assets.definitions; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+)
 
 
 def one_import(tree: Path) -> tuple[float, float, list[str]]:
@@ -32,7 +34,9 @@ def one_import(tree: Path) -> tuple[float, float, list[str]]:
         env = {**os.environ, "PAIRS_HOME": home, "DAGSTER_HOME": home, "PYTHONPATH": str(tree)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CODE], cwd=tree, env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CODE], cwd=tree, env=env, capture_output=True, text=True, check=True
+        )
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

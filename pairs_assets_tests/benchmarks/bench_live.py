@@ -60,10 +60,20 @@ def synthetic_pairs(n_pairs: int, sessions: int = 120, seed: int = 0) -> tuple[l
         for t in range(1, sessions + 1):
             s[t] = 0.9 * s[t - 1] + rng.normal(0, 0.01)
         y = np.exp(beta * np.log(x) + 0.1 + s)
-        garch = configs.garch_block(omega=1e-5 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.01)
+        garch = configs.garch_block(
+            omega=1e-5 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.01
+        )
         entry = configs.pair_config(
-            f"Y{k:03d}", f"X{k:03d}", hedge_ratio=beta, intercept=0.1, spread_mean=0.0, spread_std=float(np.std(s)),
-            garch=garch, model=configs.model_block("bench", f"v{k}", garch=garch), n_pairs=n_pairs, rank=k + 1,
+            f"Y{k:03d}",
+            f"X{k:03d}",
+            hedge_ratio=beta,
+            intercept=0.1,
+            spread_mean=0.0,
+            spread_std=float(np.std(s)),
+            garch=garch,
+            model=configs.model_block("bench", f"v{k}", garch=garch),
+            n_pairs=n_pairs,
+            rank=k + 1,
         )
         entries.append(entry)
         params = sig.PairParams.from_pair_config(entry)
@@ -112,10 +122,16 @@ def bench_signals(n_pairs: int) -> None:
             sig.compute_pair_signal(pair, probabilities[pair.params.pair_id], limits, n_pairs)
 
     row(f"signals, {n_pairs} pairs, math only", f"{timed(math_only, 5):.1f} ms", "(spread, z, decision, size, drift)")
-    row(f"signals, {n_pairs} pairs, + GRU pair by pair", f"{timed(with_gru_pair_by_pair, 5):.1f} ms",
-        f"(before: gru_sequence + each of {n_pairs} models' forward; CPU, hidden 64, seq 10)")
-    row(f"signals, {n_pairs} pairs, + GRU one batched pass", f"{timed(with_gru_batched, 11):.1f} ms",
-        f"(gru_sequences + the {n_pairs} models stacked, one forward; model loading excluded)")
+    row(
+        f"signals, {n_pairs} pairs, + GRU pair by pair",
+        f"{timed(with_gru_pair_by_pair, 5):.1f} ms",
+        f"(before: gru_sequence + each of {n_pairs} models' forward; CPU, hidden 64, seq 10)",
+    )
+    row(
+        f"signals, {n_pairs} pairs, + GRU one batched pass",
+        f"{timed(with_gru_batched, 11):.1f} ms",
+        f"(gru_sequences + the {n_pairs} models stacked, one forward; model loading excluded)",
+    )
 
     from pairs_assets.assets.trading_signals import compute_sector_signals
     from pairs_assets.settings import StrategySettings
@@ -131,21 +147,41 @@ def bench_signals(n_pairs: int) -> None:
             for leg, column in ((pair.params.y, "y"), (pair.params.x, "x")):
                 values = pair.history[column].to_numpy()
                 closes.append(pd.DataFrame({"symbol": leg, "timestamp": stamps, "close": values}))
-                closes.append(pd.DataFrame({"symbol": leg, "timestamp": [pd.Timestamp("2022-12-29T15:00Z")],
-                                            "close": [pair.latest_y if column == "y" else pair.latest_x], "source": "live"}))
+                closes.append(
+                    pd.DataFrame(
+                        {
+                            "symbol": leg,
+                            "timestamp": [pd.Timestamp("2022-12-29T15:00Z")],
+                            "close": [pair.latest_y if column == "y" else pair.latest_x],
+                            "source": "live",
+                        }
+                    )
+                )
         frame = pd.concat(closes, ignore_index=True)
         frame["source"] = frame["source"].fillna("bench")
         for column in ["open", "high", "low", "volume", "trade_count", "vwap"]:
             frame[column] = np.nan
         store.upsert_bars(frame, context="bench")
+
         def sector():
             signals, skipped, failures = compute_sector_signals(
-                config=config, store=store, history_source="bench", strategy=StrategySettings(), model_registry=Models(),
-                cutoff=pd.Timestamp("2022-12-30T00:00Z"), history_sessions=120, drift_window=20, drift_tolerance=0.2,
+                config=config,
+                store=store,
+                history_source="bench",
+                strategy=StrategySettings(),
+                model_registry=Models(),
+                cutoff=pd.Timestamp("2022-12-30T00:00Z"),
+                history_sessions=120,
+                drift_window=20,
+                drift_tolerance=0.2,
             )
             assert len(signals) == n_pairs, (skipped, failures)
 
-        row(f"signals, {n_pairs} pairs, whole sector run (asset core)", f"{timed(sector, 3):.1f} ms", "(SQLite reads of 200 symbols included)")
+        row(
+            f"signals, {n_pairs} pairs, whole sector run (asset core)",
+            f"{timed(sector, 3):.1f} ms",
+            "(SQLite reads of 200 symbols included)",
+        )
 
 
 def bench_throughput(total_bars: int, raw: bool) -> None:
@@ -184,8 +220,9 @@ def bench_lag(seconds: float, flush_interval: float, steps_per_second: float = 1
         store.upsert_bars(synthetic_bars(symbols, steps), context="bench")
         settings = RecyclerSettings(port=0, mode="single_pass", speed=60.0 * steps_per_second)
         with recycler_in_thread(store, settings) as recycler:
-            stream_settings = StreamSettings.from_env(symbols, url=recycler.ws_url, environ={}, flush_interval_s=flush_interval,
-                                                      report_interval_s=3600)
+            stream_settings = StreamSettings.from_env(
+                symbols, url=recycler.ws_url, environ={}, flush_interval_s=flush_interval, report_interval_s=3600
+            )
             ingestor = StreamIngestor(store, stream_settings, echo=lambda line: None, on_written=on_written)
             thread = threading.Thread(target=ingestor.run, kwargs={"max_seconds": seconds + 30}, daemon=True)
             thread.start()

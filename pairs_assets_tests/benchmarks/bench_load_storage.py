@@ -133,7 +133,9 @@ def checks_tab(instance, sessions_between) -> tuple[float, dict]:
             days = sessions_between(rng["primaryDimStartKey"], rng["primaryDimEndKey"])
             for field, keys in rng["secondaryDim"].items():
                 if keys:
-                    counts[field.replace("Partitions", "")] = counts.get(field.replace("Partitions", ""), 0) + len(keys) * days
+                    counts[field.replace("Partitions", "")] = (
+                        counts.get(field.replace("Partitions", ""), 0) + len(keys) * days
+                    )
         latest = check.get("executionForLatestMaterialization")
         counts["latest"] = latest["status"] if latest else None
         out[check["name"]] = counts
@@ -151,17 +153,24 @@ def instance_counts(instance) -> dict[str, int]:
     out: dict[str, int] = {}
     with storage.index_connection() as conn:
         for kind, n in conn.execute(
-            sa.select(events.c.dagster_event_type, sa.func.count()).where(
+            sa.select(events.c.dagster_event_type, sa.func.count())
+            .where(
                 events.c.dagster_event_type.in_(
-                    [dg.DagsterEventType.ASSET_MATERIALIZATION.value, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value,
-                     dg.DagsterEventType.ASSET_CHECK_EVALUATION.value, dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value]
+                    [
+                        dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+                        dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value,
+                        dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                        dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
+                    ]
                 )
-            ).group_by(events.c.dagster_event_type)
+            )
+            .group_by(events.c.dagster_event_type)
         ):
             out[kind] = n
         for status, n, size in conn.execute(
-            sa.select(checks_t.c.execution_status, sa.func.count(), sa.func.max(sa.func.length(checks_t.c.evaluation_event)))
-            .group_by(checks_t.c.execution_status)
+            sa.select(
+                checks_t.c.execution_status, sa.func.count(), sa.func.max(sa.func.length(checks_t.c.evaluation_event))
+            ).group_by(checks_t.c.execution_status)
         ):
             out[f"check rows {status}"] = n
             out[f"max row bytes {status}"] = size or 0
@@ -268,30 +277,48 @@ def main() -> None:
     parser.add_argument("--start", default="2017-10-02")
     parser.add_argument("--end", default="2022-12-28")
     parser.add_argument("--graphql", action="store_true", help="also time the raw_bars Checks tab query")
-    parser.add_argument("--no-sqlite-batched-writes", dest="sqlite_batched_writes", action="store_false",
-                        help="SQLite: Dagster's own event writes (PairsSqliteEventLogStorage batched_writes: false)")
-    parser.add_argument("--range-checks", default="batched", choices=["batched", "yielded"],
-                        help="PostgreSQL: how a range run records its check results (the event log's range_checks)")
-    parser.add_argument("--dagster-check-state", action="store_true",
-                        help="also time the query with Dagster's own check-state code (before BulkCheckState)")
+    parser.add_argument(
+        "--no-sqlite-batched-writes",
+        dest="sqlite_batched_writes",
+        action="store_false",
+        help="SQLite: Dagster's own event writes (PairsSqliteEventLogStorage batched_writes: false)",
+    )
+    parser.add_argument(
+        "--range-checks",
+        default="batched",
+        choices=["batched", "yielded"],
+        help="PostgreSQL: how a range run records its check results (the event log's range_checks)",
+    )
+    parser.add_argument(
+        "--dagster-check-state",
+        action="store_true",
+        help="also time the query with Dagster's own check-state code (before BulkCheckState)",
+    )
     args = parser.parse_args()
     sectors = ["consumer", "energy", "financial", "healthcare", "industrial", "technology"]
     args.sector_names = sectors[: args.sectors] if args.sectors < len(sectors) else []
     rows = [run_storage(s, args) for s in args.storage]
     print()
-    print(f"pairs load-bars {args.start}...{args.end} × {args.sectors} sector(s); "
-          f"SQLite batched writes: {args.sqlite_batched_writes}; PostgreSQL range_checks: {args.range_checks}; "
-          f"DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', 'unset')}")
+    print(
+        f"pairs load-bars {args.start}...{args.end} × {args.sectors} sector(s); "
+        f"SQLite batched writes: {args.sqlite_batched_writes}; PostgreSQL range_checks: {args.range_checks}; "
+        f"DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', 'unset')}"
+    )
     print("| storage | load (s) | checks tab cold (s) | checks tab warm (s) | checks tab, Dagster's check state (s) |")
     print("|---|---|---|---|---|")
     nan = float("nan")
     for r in rows:
-        print(f"| {r['storage']} | {r['load_s']:.1f} | {r.get('checks_tab_cold_s', nan):.1f} | "
-              f"{r.get('checks_tab_warm_s', nan):.1f} | {r.get('checks_tab_dagster_state_s', nan):.1f}"
-              + ("" if "same_statuses" not in r else f" (same statuses: {r['same_statuses']})") + " |")
+        print(
+            f"| {r['storage']} | {r['load_s']:.1f} | {r.get('checks_tab_cold_s', nan):.1f} | "
+            f"{r.get('checks_tab_warm_s', nan):.1f} | {r.get('checks_tab_dagster_state_s', nan):.1f}"
+            + ("" if "same_statuses" not in r else f" (same statuses: {r['same_statuses']})")
+            + " |"
+        )
     for r in rows:
-        print(f"\n{r['storage']}: {r['last_line']}; run created in {r['run_creation_s']:.1f}s "
-              f"(until RUN_START), run {r['run_s']:.1f}s from creation to end")
+        print(
+            f"\n{r['storage']}: {r['last_line']}; run created in {r['run_creation_s']:.1f}s "
+            f"(until RUN_START), run {r['run_s']:.1f}s from creation to end"
+        )
         for k, v in sorted(r["counts"].items()):
             print(f"  {k}: {v:,}")
         for name, counts in sorted(r.get("statuses", {}).items()):

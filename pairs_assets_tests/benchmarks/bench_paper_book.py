@@ -58,10 +58,13 @@ def main() -> None:
     last = sessions[-1]
     with tempfile.TemporaryDirectory(prefix="bench_paper_book_") as tmp:
         store = MarketDataStore(database_url=f"sqlite:///{tmp}/store.sqlite")
-        bars = EmbeddedBarSource().load_bars(symbols, pd.Timestamp(f"{args.year - 1}-09-01", tz="UTC"),
-                                             partitions.session_close_utc(last))
+        bars = EmbeddedBarSource().load_bars(
+            symbols, pd.Timestamp(f"{args.year - 1}-09-01", tz="UTC"), partitions.session_close_utc(last)
+        )
         store.upsert_bars(bars, context="bench")
-        closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
+        closes = bars.assign(
+            session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
+        )
         closes = closes.pivot_table(index="session", columns="symbol", values="close")
         orders = []
         pairs = list(itertools.combinations(sorted(symbols), 2))
@@ -73,13 +76,22 @@ def main() -> None:
                     for leg, symbol, direction in (("y", y, sign), ("x", x, -sign)):
                         price = float(closes.at[when, symbol])
                         qty = round(5000.0 / float(closes.at[sessions[start], symbol]))
-                        orders.append({
-                            "client_order_id": f"pairs-{pair_id}-{leg}-{bar:%Y%m%dT%H%M%S}", "submitted_at": bar.tz_localize(None),
-                            "broker": "dry-run", "pair_id": pair_id, "leg": leg, "symbol": symbol,
-                            "side": "buy" if direction > 0 else "sell", "qty": float(qty), "reference_price": price,
-                            "fill_price": price, "status": "filled",
-                            "request": json.dumps({"bar_timestamp": bar.isoformat(), "sector": args.sector}),
-                        })
+                        orders.append(
+                            {
+                                "client_order_id": f"pairs-{pair_id}-{leg}-{bar:%Y%m%dT%H%M%S}",
+                                "submitted_at": bar.tz_localize(None),
+                                "broker": "dry-run",
+                                "pair_id": pair_id,
+                                "leg": leg,
+                                "symbol": symbol,
+                                "side": "buy" if direction > 0 else "sell",
+                                "qty": float(qty),
+                                "reference_price": price,
+                                "fill_price": price,
+                                "status": "filled",
+                                "request": json.dumps({"bar_timestamp": bar.isoformat(), "sector": args.sector}),
+                            }
+                        )
         store.upsert_rows(orders_table, orders)
         rows = []
 
@@ -97,18 +109,23 @@ def main() -> None:
         with dg.instance_for_test() as instance:
             tracemalloc.start()
             t0 = time.perf_counter()
-            result = dg.materialize([asset], partition_key=str(last.date()), instance=instance,
-                                    resources={"store": store, "broker": BrokerResource(), "home": home,
-                                               "strategy": StrategySettings()})
+            result = dg.materialize(
+                [asset],
+                partition_key=str(last.date()),
+                instance=instance,
+                resources={"store": store, "broker": BrokerResource(), "home": home, "strategy": StrategySettings()},
+            )
             seconds = time.perf_counter() - t0
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             meta = result.asset_materializations_for_node("paper_book")[0].metadata
             rows.append(("paper_book asset (dg.materialize)", seconds, peak, len(marks.pairs)))
 
-    print(f"paper book, sector {args.sector} ({len(symbols)} symbols, {len(pairs)} pairs), {sessions[0].date()} … {last.date()} "
-          f"({len(sessions)} sessions), {len(orders)} orders; net P&L {meta['net_pnl'].value:,.0f}, "
-          f"step elapsed {meta['elapsed_seconds'].value:.2f} s")
+    print(
+        f"paper book, sector {args.sector} ({len(symbols)} symbols, {len(pairs)} pairs), {sessions[0].date()} … {last.date()} "
+        f"({len(sessions)} sessions), {len(orders)} orders; net P&L {meta['net_pnl'].value:,.0f}, "
+        f"step elapsed {meta['elapsed_seconds'].value:.2f} s"
+    )
     print(f"{'what':<36} {'seconds':>8} {'peak MB':>8} {'pair-session rows':>18}")
     for name, seconds, peak, n in rows:
         print(f"{name:<36} {seconds:>8.2f} {peak / 2**20:>8.1f} {n:>18,}")

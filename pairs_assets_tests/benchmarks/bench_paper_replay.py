@@ -36,8 +36,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-paper-replay-") as tmp:
         started = time.perf_counter()
         result = paper_replay(
-            args.start, args.end, args.sector, universe=universe, home=Path(tmp) / "replay",
-            history_start=paths().history_start, strategy=StrategySettings(), echo=lambda _line: None,
+            args.start,
+            args.end,
+            args.sector,
+            universe=universe,
+            home=Path(tmp) / "replay",
+            history_start=paths().history_start,
+            strategy=StrategySettings(),
+            echo=lambda _line: None,
         )
         total = time.perf_counter() - started
     c, s = result.counts, result.seconds

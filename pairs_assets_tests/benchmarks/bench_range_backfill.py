@@ -74,11 +74,15 @@ def main() -> None:
     bars = defs.resources["bar_source"].load_bars(uni.all_symbols, *partitions.sessions_span_utc(start, LAST))
     store = MarketDataStore(database_url=paths().database_url)
     store.upsert_bars(bars, context="benchmark preload")
-    print(f"preloaded {len(bars):,} bars ({start.date()} → {LAST}, {len(uni.all_symbols)} symbols) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"preloaded {len(bars):,} bars ({start.date()} → {LAST}, {len(uni.all_symbols)} symbols) in {time.perf_counter() - t0:.1f} s"
+    )
     n_partitions = len(sessions) * len(uni.sector_names)
 
     # before: one run per partition, a sample of sessions × every sector
-    picks = [sessions[int(i)] for i in [round(k * (len(sessions) - 1) / max(1, args.sample - 1)) for k in range(args.sample)]]
+    picks = [
+        sessions[int(i)] for i in [round(k * (len(sessions) - 1) / max(1, args.sample - 1)) for k in range(args.sample)]
+    ]
     job_assets = [a for a in defs.assets if a.key.to_user_string() in {"raw_bars", *STAGES}]
     walls = []
     with dg.DagsterInstance.get() as instance:
@@ -86,8 +90,12 @@ def main() -> None:
             for sector in uni.sector_names:
                 t0 = time.perf_counter()
                 result = dg.materialize(
-                    job_assets, selection=STAGES, partition_key=f"{session.date()}|{sector}", resources=resources,
-                    instance=instance, raise_on_error=False,
+                    job_assets,
+                    selection=STAGES,
+                    partition_key=f"{session.date()}|{sector}",
+                    resources=resources,
+                    instance=instance,
+                    raise_on_error=False,
                 )
                 walls.append(time.perf_counter() - t0)
                 if not result.success:
@@ -99,11 +107,23 @@ def main() -> None:
     # after: the whole range in one run, Dagster's CLI
     partition_range = f"{first}|{uni.sector_names[0]}...{LAST}|{uni.sector_names[-1]}"
     command = [
-        sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pairs_assets.definitions",
-        "--select", ",".join(STAGES), "--partition-range", partition_range,
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "pairs_assets.definitions",
+        "--select",
+        ",".join(STAGES),
+        "--partition-range",
+        partition_range,
     ]
     if args.preset:  # the preset's every field as the strategy resource's run config (as in the launchpad)
-        command += ["--config-json", json.dumps({"resources": {"strategy": {"config": strategy.model_dump(mode="json")}}})]
+        command += [
+            "--config-json",
+            json.dumps({"resources": {"strategy": {"config": strategy.model_dump(mode="json")}}}),
+        ]
     print("after:", " ".join(command[2:11]), "(+ the preset's run config)" if args.preset else "")
     t0 = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -114,10 +134,10 @@ def main() -> None:
 
     with dg.DagsterInstance.get() as instance:
         run = instance.get_runs(limit=1)[0]
-        materialized = {
-            stage: len(instance.get_materialized_partitions(dg.AssetKey(stage))) for stage in STAGES
-        }
-        records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=100_000).records
+        materialized = {stage: len(instance.get_materialized_partitions(dg.AssetKey(stage))) for stage in STAGES}
+        records = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=100_000
+        ).records
         step_seconds = {
             s.step_key: (s.end_time or 0) - (s.start_time or 0) for s in instance.get_run_step_stats(run.run_id)
         }
@@ -129,18 +149,26 @@ def main() -> None:
     trained = gru_rows[gru_rows["status"] == "trained"]
     models = len(trained[["model_name", "model_version"]].drop_duplicates())
 
-    print(f"\n{args.sessions} sessions ({first} → {LAST}) × {len(uni.sector_names)} sectors = {n_partitions} partitions; "
-          f"strategy {args.preset or 'default'} (reselect_every {strategy.reselect_every}); {os.cpu_count()} CPUs\n")
+    print(
+        f"\n{args.sessions} sessions ({first} → {LAST}) × {len(uni.sector_names)} sectors = {n_partitions} partitions; "
+        f"strategy {args.preset or 'default'} (reselect_every {strategy.reselect_every}); {os.cpu_count()} CPUs\n"
+    )
     print(f"{'path':<58} {'runs':>5} {'wall s':>9} {'min':>7}")
-    print(f"{'before: one run per partition (mean of ' + str(len(walls)) + ', extrapolated)':<58} {n_partitions:>5} "
-          f"{per_partition * n_partitions:>9.0f} {per_partition * n_partitions / 60:>7.1f}")
+    print(
+        f"{'before: one run per partition (mean of ' + str(len(walls)) + ', extrapolated)':<58} {n_partitions:>5} "
+        f"{per_partition * n_partitions:>9.0f} {per_partition * n_partitions / 60:>7.1f}"
+    )
     print(f"{'after: one single-run backfill (dagster CLI, process incl.)':<58} {1:>5} {wall:>9.0f} {wall / 60:>7.1f}")
-    print(f"\none-partition runs: median {statistics.median(walls):.2f} s, mean {per_partition:.2f} s, max {max(walls):.2f} s")
+    print(
+        f"\none-partition runs: median {statistics.median(walls):.2f} s, mean {per_partition:.2f} s, max {max(walls):.2f} s"
+    )
     print("range run steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in step_seconds.items()))
     print(f"materialized partitions per asset: {materialized}")
     print(f"check evaluations recorded (each with its partition): {len(records)}")
-    print(f"trading configs written: {len(configs)} ({with_pairs} with a pair); GRU models trained and registered by the range run: {models} "
-          f"({len(trained)} partition rows carry one: a trading period's partitions share its models)")
+    print(
+        f"trading configs written: {len(configs)} ({with_pairs} with a pair); GRU models trained and registered by the range run: {models} "
+        f"({len(trained)} partition rows carry one: a trading period's partitions share its models)"
+    )
     shutil.rmtree(HOME, ignore_errors=True)
 
 

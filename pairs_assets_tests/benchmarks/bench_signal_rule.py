@@ -61,7 +61,9 @@ def main() -> None:
     # a z path per pair through the bands: 0 → 2.6 (entry) → 3.8 (stop) → 2.5 (stopped) → 1 → 2.4 → 0.2 (exit)
     shape = np.array([0.0, 2.6, 2.2, 3.8, 2.5, 1.0, 2.4, 1.2, 0.2, -2.3, -1.0, 0.0])
     rng = np.random.default_rng(1)
-    z_path = np.array([np.roll(np.resize(shape, args.bars), k % len(shape)) for k in range(n)]) + rng.normal(0, 0.05, (n, args.bars))
+    z_path = np.array([np.roll(np.resize(shape, args.bars), k % len(shape)) for k in range(n)]) + rng.normal(
+        0, 0.05, (n, args.bars)
+    )
     bars = pd.date_range("2022-12-29T14:35Z", periods=args.bars, freq="5min")
 
     def prices_for(pair: sig.PairInput, z: float) -> tuple[float, float]:
@@ -70,7 +72,12 @@ def main() -> None:
         x = pair.latest_x
         return float(np.exp(p.hedge_ratio * np.log(x) + p.intercept + p.spread_mean + z * level)), x
 
-    rows: dict[str, list[float]] = {"rule only": [], "signal math with state": [], "+ GRU (batched, CPU)": [], "state I/O (SQLite)": []}
+    rows: dict[str, list[float]] = {
+        "rule only": [],
+        "signal math with state": [],
+        "+ GRU (batched, CPU)": [],
+        "state I/O (SQLite)": [],
+    }
     states = {p.params.pair_id: rule.PairState.flat(p.params.pair_id, p.params.y, p.params.x) for p in inputs}
     rule_states = dict(states)
     actions: dict[str, int] = {}
@@ -81,23 +88,48 @@ def main() -> None:
             start = time.perf_counter()
             for k, pair in enumerate(inputs):
                 pid = pair.params.pair_id
-                obs = rule.Observation(bar, "2022-12-29", 0, float(z_path[k, b]), terms[pid],
-                                       sizing={"y_fraction": 0.01, "x_fraction": 0.01})
+                obs = rule.Observation(
+                    bar,
+                    "2022-12-29",
+                    0,
+                    float(z_path[k, b]),
+                    terms[pid],
+                    sizing={"y_fraction": 0.01, "x_fraction": 0.01},
+                )
                 rule_states[pid], _ = rule.step(rule_states[pid], obs)
             rows["rule only"].append((time.perf_counter() - start) * 1000)
-            priced = [dataclasses.replace(pair, latest_y=prices_for(pair, z_path[k, b])[0], bar_timestamp=bar)
-                      for k, pair in enumerate(inputs)]
+            priced = [
+                dataclasses.replace(pair, latest_y=prices_for(pair, z_path[k, b])[0], bar_timestamp=bar)
+                for k, pair in enumerate(inputs)
+            ]
             # the math with state
             start = time.perf_counter()
-            out = [sig.compute_pair_signal(pair, 0.6, limits, n, state=states[pair.params.pair_id],
-                                           terms=terms[pair.params.pair_id], session="2022-12-29") for pair in priced]
+            out = [
+                sig.compute_pair_signal(
+                    pair,
+                    0.6,
+                    limits,
+                    n,
+                    state=states[pair.params.pair_id],
+                    terms=terms[pair.params.pair_id],
+                    session="2022-12-29",
+                )
+                for pair in priced
+            ]
             rows["signal math with state"].append((time.perf_counter() - start) * 1000)
             # + GRU: the probabilities, then the math (from the same states)
             start = time.perf_counter()
             probabilities, _, _ = gru_probabilities(priced, Models(), 10)
             for pair in priced:
-                sig.compute_pair_signal(pair, probabilities[pair.params.pair_id], limits, n,
-                                        state=states[pair.params.pair_id], terms=terms[pair.params.pair_id], session="2022-12-29")
+                sig.compute_pair_signal(
+                    pair,
+                    probabilities[pair.params.pair_id],
+                    limits,
+                    n,
+                    state=states[pair.params.pair_id],
+                    terms=terms[pair.params.pair_id],
+                    session="2022-12-29",
+                )
             rows["+ GRU (batched, CPU)"].append((time.perf_counter() - start) * 1000)
             states = {s.pair_id: s.state for s in out}
             for s in out:
@@ -105,8 +137,10 @@ def main() -> None:
             # state I/O
             start = time.perf_counter()
             read_pair_states(store, "bench")
-            store.upsert_rows(pair_states_table, [state_row(st, sector="bench", as_of="2022-12-28", run_id="bench")
-                                                  for _, st in sorted(states.items())])
+            store.upsert_rows(
+                pair_states_table,
+                [state_row(st, sector="bench", as_of="2022-12-28", run_id="bench") for _, st in sorted(states.items())],
+            )
             rows["state I/O (SQLite)"].append((time.perf_counter() - start) * 1000)
 
     print(f"signal decision per bar, {n} pairs with state, {args.bars} bars (median / p95 / max ms per bar)")
@@ -115,8 +149,10 @@ def main() -> None:
         q = np.percentile(samples[1:] or samples, [50, 95, 100])  # the first bar warms up
         print(f"{name:<28} {q[0]:>8.2f} {q[1]:>8.2f} {q[2]:>8.2f}")
     print("actions over the path: " + ", ".join(f"{a} {c}" for a, c in sorted(actions.items())))
-    print(f"held at the end: {sum(1 for st in states.values() if st.side)} of {n}; "
-          f"stopped flat: {sum(1 for st in states.values() if st.stopped)}")
+    print(
+        f"held at the end: {sum(1 for st in states.values() if st.side)} of {n}; "
+        f"stopped flat: {sum(1 for st in states.values() if st.stopped)}"
+    )
 
 
 if __name__ == "__main__":

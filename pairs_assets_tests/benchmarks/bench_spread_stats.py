@@ -36,7 +36,9 @@ def drift(study: pd.DataFrame, closes: pd.DataFrame, formation_window: int, stop
         s = (logs[row.y] - row.hedge_ratio * logs[row.x] - row.intercept).to_numpy()
         window = s[end - formation_window + 1 : end + 1]
         z = (s[end : end + 21] - window.mean()) / window.std(ddof=1)
-        rows.append({"z1": abs(z[1]), "z5": abs(z[5]), "z20": abs(z[20]), "stop": bool((np.abs(z[1:]) >= stop_z).any())})
+        rows.append(
+            {"z1": abs(z[1]), "z5": abs(z[5]), "z20": abs(z[20]), "stop": bool((np.abs(z[1:]) >= stop_z).any())}
+        )
     frame = pd.DataFrame(rows)
     return {
         "pairs": len(frame),
@@ -53,7 +55,9 @@ def main() -> None:
     for arg in sys.argv[1:]:
         folder, _, window = arg.partition("=")
         study = pd.read_csv(Path(folder) / "score_study.csv")
-        table.append({"run": Path(folder).name, "formation": int(window or 60), **drift(study, closes, int(window or 60))})
+        table.append(
+            {"run": Path(folder).name, "formation": int(window or 60), **drift(study, closes, int(window or 60))}
+        )
     print(pd.DataFrame(table).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 

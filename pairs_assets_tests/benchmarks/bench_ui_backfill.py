@@ -47,7 +47,13 @@ def one_case(sessions: int, sectors: int, execute: bool = False) -> dict:
     from pairs_assets.settings import paths
     from pairs_assets.universe import load_universe
     from pairs_assets_tests.assets.graph_harness import DAILY_ASSETS
-    from pairs_assets_tests.ui_backfill import backfill_runs, launch_asset_backfill, run_backfill_daemon_once, targeted_partitions, ui_workspace
+    from pairs_assets_tests.ui_backfill import (
+        backfill_runs,
+        launch_asset_backfill,
+        run_backfill_daemon_once,
+        targeted_partitions,
+        ui_workspace,
+    )
 
     p = paths()
     group = [a.key.to_user_string() for a in DAILY_ASSETS]
@@ -67,7 +73,11 @@ def one_case(sessions: int, sectors: int, execute: bool = False) -> dict:
         preload_history(p.database_url, EmbeddedBarSource(), symbols, before, StrategySettings().history_sessions)
         preload_s = time.perf_counter() - start
     with ui_workspace(p, project_instance=True, execute_runs=execute) as context:
-        print(f"STAGE instance {type(context.instance).__name__} / {type(context.instance.event_log_storage).__name__}", file=sys.stderr, flush=True)
+        print(
+            f"STAGE instance {type(context.instance).__name__} / {type(context.instance.event_log_storage).__name__}",
+            file=sys.stderr,
+            flush=True,
+        )
         print("STAGE launching the backfill (code location loaded)", file=sys.stderr, flush=True)
         launched = launch_asset_backfill(context, group, keys)
         print(f"STAGE launched in {launched.seconds:.1f} s", file=sys.stderr, flush=True)
@@ -80,7 +90,9 @@ def one_case(sessions: int, sectors: int, execute: bool = False) -> dict:
         materialized = {}
         if execute:
             for r in runs:
-                records = context.instance.get_records_for_run(r.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+                records = context.instance.get_records_for_run(
+                    r.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+                ).records
                 for record in records:
                     asset = record.event_log_entry.asset_materialization.asset_key.to_user_string()
                     materialized[asset] = materialized.get(asset, 0) + 1
@@ -104,7 +116,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", action="append", help="SESSIONSxSECTORS (default: 10x1)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per case")
-    parser.add_argument("--execute", action="store_true", help="load the history first and execute the runs (in-process, one after another)")
+    parser.add_argument(
+        "--execute",
+        action="store_true",
+        help="load the history first and execute the runs (in-process, one after another)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -118,23 +134,40 @@ def main() -> None:
         try:
             done = subprocess.run(
                 [sys.executable, __file__, "--child", case, *(["--execute"] if args.execute else [])],
-                cwd=ROOT, capture_output=True, text=True, timeout=args.timeout,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
             )
         except subprocess.TimeoutExpired as stopped:
             err = stopped.stderr.decode() if isinstance(stopped.stderr, bytes) else (stopped.stderr or "")
             stages = [x[len("STAGE ") :] for x in err.splitlines() if x.startswith("STAGE ")]
-            rows.append((case, f"> {args.timeout:.0f} s (stopped while {stages[-1] if stages else 'loading'})", "-", "-", "-"))
+            rows.append(
+                (case, f"> {args.timeout:.0f} s (stopped while {stages[-1] if stages else 'loading'})", "-", "-", "-")
+            )
             continue
         lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
         if not lines:
-            rows.append((case, f"failed after {time.perf_counter() - start:.0f} s: {done.stderr.strip().splitlines()[-1:]}", "-", "-", "-"))
+            rows.append(
+                (
+                    case,
+                    f"failed after {time.perf_counter() - start:.0f} s: {done.stderr.strip().splitlines()[-1:]}",
+                    "-",
+                    "-",
+                    "-",
+                )
+            )
             continue
         r = json.loads(lines[0][len("RESULT ") :])
         targeted = ", ".join(f"{a} {n}" for a, n in r["targeted"].items())
-        runs = f"{r['runs']} ({'; '.join(r['ranges'])})" + (f" errors: {r['daemon_errors']}" if r["daemon_errors"] else "")
+        runs = f"{r['runs']} ({'; '.join(r['ranges'])})" + (
+            f" errors: {r['daemon_errors']}" if r["daemon_errors"] else ""
+        )
         if args.execute:
             done = ", ".join(f"{a} {n}" for a, n in sorted(r["materialized"].items()))
-            runs += f"; executed: {', '.join(r['statuses'])}; materialized {done} (history preloaded in {r['preload_s']} s)"
+            runs += (
+                f"; executed: {', '.join(r['statuses'])}; materialized {done} (history preloaded in {r['preload_s']} s)"
+            )
         rows.append((case, f"{r['launch_s']:.2f} s", targeted, f"{r['daemon_s']:.2f} s", runs))
 
     print("| sessions × sectors | GraphQL launch | targeted partitions per asset | daemon iteration | runs (range) |")

@@ -65,10 +65,19 @@ def main() -> None:
     load_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cpu0 = sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+    cpu0 = sum(
+        u.ru_utime + u.ru_stime
+        for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
     result, _files, _run, _fp = run_and_record(
-        home=home, store=store, source=source.source_name, strategy=strategy, settings=settings, registry=None,
-        name="bench", log=lambda message: None,
+        home=home,
+        store=store,
+        source=source.source_name,
+        strategy=strategy,
+        settings=settings,
+        registry=None,
+        name="bench",
+        log=lambda message: None,
     )
     total = time.perf_counter() - t0
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
@@ -78,13 +87,17 @@ def main() -> None:
 
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     market = "embedded bars" if args.market == "embedded" else f"factor market seed {args.seed}"
-    print(f"walk-forward {settings.start} → {settings.end}, {market}, preset {args.preset}, GRU gate {'on' if args.gru else 'off'}, "
-          f"costs {settings.costs}, lag {settings.lag}, workers {settings.workers or os.cpu_count()}, cpus {os.cpu_count()}, load average {load}")
+    print(
+        f"walk-forward {settings.start} → {settings.end}, {market}, preset {args.preset}, GRU gate {'on' if args.gru else 'off'}, "
+        f"costs {settings.costs}, lag {settings.lag}, workers {settings.workers or os.cpu_count()}, cpus {os.cpu_count()}, load average {load}"
+    )
     print(f"{'sector':<12} {'configs':>8} {'pair-days':>10} {'seconds':>8} {'GRUs trained':>13}")
     for sector in result.configs:
         trained = result.gru.get(sector, {}).get("trained", "-")
-        print(f"{sector:<12} {result.configs[sector]:>8} {result.config_pairs[sector]:>10} "
-              f"{result.seconds.get(sector, float('nan')):>8.1f} {trained:>13}")
+        print(
+            f"{sector:<12} {result.configs[sector]:>8} {result.config_pairs[sector]:>10} "
+            f"{result.seconds.get(sector, float('nan')):>8.1f} {trained:>13}"
+        )
     print(f"{'load bars':<12} {'':>8} {'':>10} {load_seconds:>8.1f}")
     print(f"{'total run':<12} {sum(result.configs.values()):>8} {sum(result.config_pairs.values()):>10} {total:>8.1f}")
     print(f"CPU seconds of the run (this process and its workers; the wall time above depends on the load): {cpu:.1f}")

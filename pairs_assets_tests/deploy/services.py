@@ -82,7 +82,10 @@ def rabbitmq_vhost() -> Iterator[str]:
     subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)
     try:
         subprocess.run(
-            [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True, timeout=60
+            [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         yield f"amqp://guest:guest@{RABBIT_URL}:5672/{vhost}"
     finally:

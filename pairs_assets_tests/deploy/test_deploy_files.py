@@ -61,7 +61,9 @@ def test_compose_file_matches_the_compose_spec_schema(compose):
 
 
 def test_topology_has_every_process(compose):
-    assert {"postgres", "rabbitmq", "mlflow", "code-server", "webserver", "daemon", "worker"} <= set(compose["services"])
+    assert {"postgres", "rabbitmq", "mlflow", "code-server", "webserver", "daemon", "worker"} <= set(
+        compose["services"]
+    )
 
 
 def test_commands_name_real_entry_points(compose):
@@ -89,7 +91,10 @@ def test_dagster_processes_get_every_variable_the_instance_and_workspace_read(co
         env = compose["services"][name]["environment"]
         assert needed <= set(env), f"{name} lacks {sorted(needed - set(env))}"
         assert env["PAIRS_EXECUTOR"] == "celery" and env["PAIRS_IO_BASE"]
-    assert compose["services"]["code-server"]["command"][-1] == compose["services"]["webserver"]["environment"]["PAIRS_CODE_SERVER_PORT"]
+    assert (
+        compose["services"]["code-server"]["command"][-1]
+        == compose["services"]["webserver"]["environment"]["PAIRS_CODE_SERVER_PORT"]
+    )
 
 
 def test_published_ports_bind_loopback_and_secrets_come_from_the_environment(compose):

@@ -46,21 +46,35 @@ def test_mlflow_server_on_postgres_keeps_artifacts_under_the_root(tmp_path, monk
         log = str(tmp_path / "mlflow_server.log")
         server = services.start(
             [sys.executable, "-m", "pairs_assets.cli", "mlflow-server", "--port", str(port), "--workers", "1"],
-            env, str(server_cwd), log,
+            env,
+            str(server_cwd),
+            log,
         )
         try:
-            services.wait_until(lambda: _healthy(url), 2 * CLIENT_TIMEOUT_S, "the MLflow server", procs=[server], logs=[log])
+            services.wait_until(
+                lambda: _healthy(url), 2 * CLIENT_TIMEOUT_S, "the MLflow server", procs=[server], logs=[log]
+            )
             spread, sigma, resid, _ = planted_pair(n=700)
             result = fit_pair_model(spread, sigma, resid, 2.0, GRUConfig(hidden=8, max_epochs=2), pair_id="AAA-BBB")
             monkeypatch.chdir(client_cwd)
             monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
             # generous client timeouts: the store probe's 5 s default failed on a loaded 2-core machine
             # (issue 21 item 11) while the one-worker server was busy; they only bound a hung server
-            registry = ModelRegistry(tracking_uri=url, probe_timeout_s=CLIENT_TIMEOUT_S, request_timeout_s=CLIENT_TIMEOUT_S)
+            registry = ModelRegistry(
+                tracking_uri=url, probe_timeout_s=CLIENT_TIMEOUT_S, request_timeout_s=CLIENT_TIMEOUT_S
+            )
             info = registry.log_pair_model(
-                sector="technology", pair_id="AAA-BBB", as_of="2022-12-28", dagster_run_id="run-1", result=result,
-                params={"gru_window": 1300}, dataset_df=spread.to_frame("spread"), dataset_source="embedded:test",
-                fingerprint="sha256:" + "ab" * 32, spread=spread, entry_z=2.0,
+                sector="technology",
+                pair_id="AAA-BBB",
+                as_of="2022-12-28",
+                dagster_run_id="run-1",
+                result=result,
+                params={"gru_window": 1300},
+                dataset_df=spread.to_frame("spread"),
+                dataset_source="embedded:test",
+                fingerprint="sha256:" + "ab" * 32,
+                spread=spread,
+                entry_z=2.0,
             )
             monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", str(CLIENT_TIMEOUT_S))
             client = MlflowClient(tracking_uri=url, registry_uri=url)
@@ -77,7 +91,15 @@ def test_mlflow_server_on_postgres_keeps_artifacts_under_the_root(tmp_path, monk
         engine = sa.create_engine(dbs["mlflowsrv"])
         try:
             with engine.connect() as conn:
-                assert conn.execute(sa.text("select count(*) from runs where run_uuid = :r"), {"r": info.run_id}).scalar() == 1
-                assert conn.execute(sa.text("select count(*) from model_versions where name = :n"), {"n": info.model_name}).scalar() == 1
+                assert (
+                    conn.execute(sa.text("select count(*) from runs where run_uuid = :r"), {"r": info.run_id}).scalar()
+                    == 1
+                )
+                assert (
+                    conn.execute(
+                        sa.text("select count(*) from model_versions where name = :n"), {"n": info.model_name}
+                    ).scalar()
+                    == 1
+                )
         finally:
             engine.dispose()

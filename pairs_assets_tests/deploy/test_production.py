@@ -22,10 +22,10 @@ import pytest
 import sqlalchemy as sa
 
 from pairs_assets.settings import PACKAGE_DIR
-from pairs_assets_tests.strategies import SEED
 from pairs_assets_tests.assets.graph_harness import materialize, preload_history
 from pairs_assets_tests.deploy import services
 from pairs_assets_tests.planted import planted_closes, write_bars_file
+from pairs_assets_tests.strategies import SEED
 from resources.bar_sources import FileBarSource
 from resources.io_manager import PartitionedFileIOManager
 from resources.market_data import MarketDataStore
@@ -88,15 +88,28 @@ def deployment(tmp_path_factory):
         logs = [str(root / "worker.log"), str(root / "code_server.log")]
         worker = services.start(
             [sys.executable, "-m", "pairs_assets.cli", "worker", "-n", worker_name, "-c", "2", "-l", "WARNING"],
-            env, str(cwd), logs[0],
+            env,
+            str(cwd),
+            logs[0],
         )
         code_server_cmd = [
-            str(BIN / "dagster"), "code-server", "start", "-m", "pairs_assets.definitions",
-            "--location-name", "pairs_assets", "-h", "127.0.0.1", "-p", str(port),
+            str(BIN / "dagster"),
+            "code-server",
+            "start",
+            "-m",
+            "pairs_assets.definitions",
+            "--location-name",
+            "pairs_assets",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
         ]
         code_server = services.start(code_server_cmd, env, str(cwd), logs[1])
         servers = {"code_server": code_server}  # a test may replace it (a lost machine's code server restarted)
-        saved = {k: os.environ.get(k) for k in ("PAIRS_DAGSTER_DB_URL", "PAIRS_CODE_SERVER_HOST", "PAIRS_CODE_SERVER_PORT")}
+        saved = {
+            k: os.environ.get(k) for k in ("PAIRS_DAGSTER_DB_URL", "PAIRS_CODE_SERVER_HOST", "PAIRS_CODE_SERVER_PORT")
+        }
         os.environ.update({k: env[k] for k in saved})
         try:
             from pairs_assets.instance.worker import make_worker_app
@@ -111,13 +124,26 @@ def deployment(tmp_path_factory):
             def _loaded():
                 with WorkspaceProcessContext(instance, target) as ctx:
                     request = ctx.create_request_context()
-                    return not request.get_code_location_error("pairs_assets") and request.has_code_location("pairs_assets")
+                    return not request.get_code_location_error("pairs_assets") and request.has_code_location(
+                        "pairs_assets"
+                    )
 
             services.wait_until(_loaded, 300, "the code server", poll=2.0, procs=[code_server], logs=logs)
             yield {
-                "instance": instance, "target": target, "env": env, "dbs": dbs, "home": home, "cwd": cwd,
-                "artifacts": artifacts, "worker": worker, "logs": logs, "broker": broker, "source": source,
-                "servers": servers, "code_server_cmd": code_server_cmd, "root": root,
+                "instance": instance,
+                "target": target,
+                "env": env,
+                "dbs": dbs,
+                "home": home,
+                "cwd": cwd,
+                "artifacts": artifacts,
+                "worker": worker,
+                "logs": logs,
+                "broker": broker,
+                "source": source,
+                "servers": servers,
+                "code_server_cmd": code_server_cmd,
+                "root": root,
             }
             instance.dispose()
         finally:
@@ -151,9 +177,14 @@ def queued_runs(deployment):
         for label, sector in (("tech_a", "technology"), ("tech_b", "technology"), ("industrial", "industrial")):
             key = partition_key(AS_OF, sector)
             run = _create_run(
-                instance=instance, code_location=location, remote_repo=repo, remote_job=job,
-                run_config=_run_config(), tags=EMBEDDED_DAILY.get_tags_for_partition_key(key),
-                op_selection=None, run_id=None,
+                instance=instance,
+                code_location=location,
+                remote_repo=repo,
+                remote_job=job,
+                run_config=_run_config(),
+                tags=EMBEDDED_DAILY.get_tags_for_partition_key(key),
+                op_selection=None,
+                run_id=None,
             )
             instance.submit_run(run.run_id, request)
             run_ids[label] = run.run_id
@@ -168,12 +199,18 @@ def queued_runs(deployment):
             runs = [instance.get_run_by_id(run_ids[k]) for k in ("tech_a", "industrial")]
             return all(r.is_finished for r in runs)
 
-        services.wait_until(_done, 900, "the two started runs", poll=1.0, procs=[deployment["worker"]], logs=deployment["logs"])
+        services.wait_until(
+            _done, 900, "the two started runs", poll=1.0, procs=[deployment["worker"]], logs=deployment["logs"]
+        )
         still_queued = instance.get_run_by_id(run_ids["tech_b"]).status
         instance.report_run_canceled(instance.get_run_by_id(run_ids["tech_b"]), "test: only its queueing is checked")
     return {
-        "ids": run_ids, "submitted": submitted, "after_first_pass": after_first_pass,
-        "after_second_pass": after_second_pass, "still_queued": still_queued, "QUEUED": DagsterRunStatus.QUEUED,
+        "ids": run_ids,
+        "submitted": submitted,
+        "after_first_pass": after_first_pass,
+        "after_second_pass": after_second_pass,
+        "still_queued": still_queued,
+        "QUEUED": DagsterRunStatus.QUEUED,
     }
 
 
@@ -183,7 +220,11 @@ def _failure_text(instance, run_id) -> str:
         if record.is_dagster_event and record.dagster_event.is_step_failure:
             error = record.dagster_event.event_specific_data.error
             lines.append(f"{record.step_key}: {error.to_string() if error else ''}")
-        elif record.is_dagster_event and record.dagster_event.event_type_value in ("PIPELINE_FAILURE", "RUN_FAILURE", "ENGINE_EVENT"):
+        elif record.is_dagster_event and record.dagster_event.event_type_value in (
+            "PIPELINE_FAILURE",
+            "RUN_FAILURE",
+            "ENGINE_EVENT",
+        ):
             lines.append(record.message or "")
     return "\n".join(lines)[-5000:]
 
@@ -226,7 +267,11 @@ def test_steps_executed_in_the_celery_worker_process(deployment, queued_runs):
 
     instance, run_id = deployment["instance"], queued_runs["ids"]["tech_a"]
     records = instance.all_logs(run_id)
-    run_pid = next(r.dagster_event.pid for r in records if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_START)
+    run_pid = next(
+        r.dagster_event.pid
+        for r in records
+        if r.dagster_event and r.dagster_event.event_type == DagsterEventType.RUN_START
+    )
     worker_pids = services.process_tree(deployment["worker"].pid)
     step_starts = [r for r in records if r.dagster_event and r.dagster_event.event_type == DagsterEventType.STEP_START]
     assert len(step_starts) >= 7
@@ -249,7 +294,9 @@ def test_celery_trading_config_equals_in_process(deployment, queued_runs, tmp_pa
         "io_manager": PartitionedFileIOManager(base_dir=str(tmp_path / "outputs")),
         "model_registry": ModelRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
         "home": PairsHome(
-            home=str(tmp_path), outputs_dir=str(tmp_path / "outputs"), universe_file=str(EMBEDDED_UNIVERSE_FILE),
+            home=str(tmp_path),
+            outputs_dir=str(tmp_path / "outputs"),
+            universe_file=str(EMBEDDED_UNIVERSE_FILE),
             history_start=EMBEDDED_HISTORY_START,
         ),
     }
@@ -306,8 +353,8 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
     from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-    from pairs_assets.partitions import partition_key
     from pairs_assets.instance.run_recovery import HOST_TAG, process_alive_since, this_host
+    from pairs_assets.partitions import partition_key
     from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
     from sensors.dead_runs import dead_run_recovery
 
@@ -322,8 +369,14 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
         tags = EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology"))
         first, second = (
             _create_run(
-                instance=instance, code_location=location, remote_repo=repo, remote_job=job,
-                run_config=_run_config(), tags=tags, op_selection=None, run_id=None,
+                instance=instance,
+                code_location=location,
+                remote_repo=repo,
+                remote_job=job,
+                run_config=_run_config(),
+                tags=tags,
+                op_selection=None,
+                run_id=None,
             )
             for _ in range(2)
         )
@@ -333,7 +386,11 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
 
     # the run worker tags its run with its host as it starts executing: lose the machine then
     services.wait_until(
-        lambda: HOST_TAG in instance.get_run_by_id(first.run_id).tags, 600, "the run worker to start", procs=procs, logs=logs
+        lambda: HOST_TAG in instance.get_run_by_id(first.run_id).tags,
+        600,
+        "the run worker to start",
+        procs=procs,
+        logs=logs,
     )
     (start,) = instance.get_records_for_run(first.run_id, of_type=DagsterEventType.RUN_START).records
     pid = start.event_log_entry.dagster_event.pid
@@ -345,7 +402,9 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
     services.wait_until(lambda: not process_alive_since(pid, time.time()), 60, f"killed run worker {pid} to exit")
     lost._pairs_log.close()
     log = str(deployment["root"] / "code_server_restarted.log")
-    servers["code_server"] = services.start(deployment["code_server_cmd"], deployment["env"], str(deployment["cwd"]), log)
+    servers["code_server"] = services.start(
+        deployment["code_server_cmd"], deployment["env"], str(deployment["cwd"]), log
+    )
     procs, logs = [*procs, servers["code_server"]], [*logs, log]
 
     with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
@@ -372,11 +431,19 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
         list(daemon.run_iteration(ctx))
         assert instance.get_run_by_id(second.run_id).status != DagsterRunStatus.QUEUED  # the sector's slot is free
         services.wait_until(
-            lambda: HOST_TAG in instance.get_run_by_id(second.run_id).tags, 600, "the second run to start", procs=procs, logs=logs
+            lambda: HOST_TAG in instance.get_run_by_id(second.run_id).tags,
+            600,
+            "the second run to start",
+            procs=procs,
+            logs=logs,
         )
         instance.run_launcher.terminate(second.run_id)
         services.wait_until(
-            lambda: instance.get_run_by_id(second.run_id).is_finished, 600, "the second run to stop", procs=procs, logs=logs
+            lambda: instance.get_run_by_id(second.run_id).is_finished,
+            600,
+            "the second run to stop",
+            procs=procs,
+            logs=logs,
         )
 
 
@@ -415,9 +482,14 @@ def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(
         location = request.get_code_location("pairs_assets")
         repo = next(iter(location.get_repositories().values()))
         run = _create_run(
-            instance=instance, code_location=location, remote_repo=repo, remote_job=repo.get_full_job("daily_pairs"),
-            run_config=endless, tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
-            op_selection=None, run_id=None,
+            instance=instance,
+            code_location=location,
+            remote_repo=repo,
+            remote_job=repo.get_full_job("daily_pairs"),
+            run_config=endless,
+            tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
+            op_selection=None,
+            run_id=None,
         )
         instance.submit_run(run.run_id, request)
         list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
@@ -433,7 +505,9 @@ def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(
     def _active_ids():
         return {task["id"] for tasks in (app.control.inspect(timeout=2.0).active() or {}).values() for task in tasks}
 
-    services.wait_until(lambda: task_id in _active_ids(), 300, "the gru_models task to be active", procs=procs, logs=logs)
+    services.wait_until(
+        lambda: task_id in _active_ids(), 300, "the gru_models task to be active", procs=procs, logs=logs
+    )
     (start,) = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START).records
     pid = start.event_log_entry.dagster_event.pid
     os.kill(pid, signal.SIGKILL)  # the run worker only: the code server and the Celery worker stay up
@@ -451,7 +525,8 @@ def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(
 
     gru = AssetKey("gru_models")
     materialized = [
-        r for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        r
+        for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
         if r.event_log_entry.dagster_event.asset_key == gru
     ]
     assert materialized == []
@@ -489,9 +564,14 @@ def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers
         location = request.get_code_location("pairs_assets")
         repo = next(iter(location.get_repositories().values()))
         run = _create_run(
-            instance=instance, code_location=location, remote_repo=repo, remote_job=repo.get_full_job("daily_pairs"),
-            run_config=slow, tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
-            op_selection=None, run_id=None,
+            instance=instance,
+            code_location=location,
+            remote_repo=repo,
+            remote_job=repo.get_full_job("daily_pairs"),
+            run_config=slow,
+            tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
+            op_selection=None,
+            run_id=None,
         )
         instance.submit_run(run.run_id, request)
         list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
@@ -509,7 +589,9 @@ def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers
         failures = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
         return [r for r in failures if r.event_log_entry.step_key == "gru_models"]
 
-    (failure,) = services.wait_until(_gru_failed, 900, "gru_models to end on the worker", poll=2.0, procs=procs, logs=logs)
+    (failure,) = services.wait_until(
+        _gru_failed, 900, "gru_models to end on the worker", poll=2.0, procs=procs, logs=logs
+    )
     error = failure.event_log_entry.dagster_event.event_specific_data.error
     text = error.to_string()
     assert f"RunClosedError: run {run.run_id} is FAILURE: registering pairs_trading_gru_garch_technology for" in text
@@ -519,7 +601,8 @@ def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers
 
     gru = AssetKey("gru_models")
     assert not [
-        r for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        r
+        for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
         if r.event_log_entry.dagster_event.asset_key == gru
     ]
     assert run.run_id not in {r.run_id for r in instance.fetch_materializations(gru, limit=1000).records}
@@ -532,4 +615,6 @@ def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers
         filter_string=f"tags.dagster_run_id = '{run.run_id}'",
     )
     assert tracked and {r.info.status for r in tracked} == {"FAILED"}  # trained, logged, not registered
-    services.wait_until(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, 60, "the run to stay failed")
+    services.wait_until(
+        lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, 60, "the run to stay failed"
+    )

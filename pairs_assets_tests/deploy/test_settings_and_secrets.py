@@ -4,8 +4,6 @@ artifact root is never the working directory."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 import pytest
@@ -13,9 +11,9 @@ import pytest
 from pairs_assets.definitions import build_definitions
 from pairs_assets.jobs import executor_for
 from pairs_assets.settings import Paths
+from pairs_assets.util import redact_url
 from resources.dagster_storage import psycopg2_url
 from resources.io_manager import PartitionedFileIOManager, partition_path
-from pairs_assets.util import redact_url
 from resources.market_data import MarketDataStore, StoreUnavailableError
 from resources.model_registry import ModelRegistry, ModelStoreUnavailableError
 
@@ -129,14 +127,20 @@ def test_io_manager_round_trips_partitions_through_upath(base, tmp_path):
     key = dg.AssetKey("cointegrated_pairs")
     out = dg.build_output_context(asset_key=key, partition_key="2022-12-28|technology")
     manager.handle_output(out, frame)
-    manager.handle_output(dg.build_output_context(asset_key=dg.AssetKey("doc"), partition_key="2022-12-28|technology"), {"b": 1, "a": 2})
+    manager.handle_output(
+        dg.build_output_context(asset_key=dg.AssetKey("doc"), partition_key="2022-12-28|technology"), {"b": 1, "a": 2}
+    )
     path = partition_path(base, "cointegrated_pairs", "2022-12-28|technology", ".parquet")
     assert path.exists() and str(path).startswith(base)
     loaded = manager.load_input(dg.build_input_context(asset_key=key, partition_key="2022-12-28|technology"))
     pd.testing.assert_frame_equal(loaded, frame)
-    doc = manager.load_input(dg.build_input_context(asset_key=dg.AssetKey("doc"), partition_key="2022-12-28|technology"))
+    doc = manager.load_input(
+        dg.build_input_context(asset_key=dg.AssetKey("doc"), partition_key="2022-12-28|technology")
+    )
     assert doc == {"a": 2, "b": 1}
-    with pytest.raises(FileNotFoundError, match=r"cointegrated_pairs partition 2022-12-29\|technology has not been materialized"):
+    with pytest.raises(
+        FileNotFoundError, match=r"cointegrated_pairs partition 2022-12-29\|technology has not been materialized"
+    ):
         manager.load_input(dg.build_input_context(asset_key=key, partition_key="2022-12-29|technology"))
 
 

@@ -52,11 +52,15 @@ def test_a_dagster_debug_line_keeps_its_level_in_the_worker_log(config, tmp_path
     script = tmp_path / "worker_script.py"
     script.write_text(SCRIPT)
     result = subprocess.run(
-        [sys.executable, str(script), config], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, timeout=600,  # generous: a bound on a hung worker only
+        [sys.executable, str(script), config],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,  # generous: a bound on a hung worker only
     )
     output = result.stdout + result.stderr
-    line = next((l for l in output.splitlines() if "STEP_START - Started execution of step" in l), None)
+    line = next((text for text in output.splitlines() if "STEP_START - Started execution of step" in text), None)
     assert line is not None, output[-3000:]
     assert "dagster - DEBUG - STEP_START" in line
     if config == "pairs":

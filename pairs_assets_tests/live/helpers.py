@@ -17,8 +17,16 @@ from resources.market_data import MarketDataStore
 TEST_SOURCE = "test:synthetic"
 
 
-def synthetic_bars(symbols: list[str], n: int, *, start: str = "2022-11-01 14:30", freq: str = "1min",
-                   closes_only: bool = False, source: str = TEST_SOURCE, seed: int = 7) -> pd.DataFrame:
+def synthetic_bars(
+    symbols: list[str],
+    n: int,
+    *,
+    start: str = "2022-11-01 14:30",
+    freq: str = "1min",
+    closes_only: bool = False,
+    source: str = TEST_SOURCE,
+    seed: int = 7,
+) -> pd.DataFrame:
     """``n`` bars per symbol (random walks) in the bars contract; ``closes_only`` leaves OHLV null."""
     rng = np.random.default_rng(seed)
     times = pd.date_range(start, periods=n, freq=freq, tz="UTC")
@@ -66,8 +74,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 class StreamClient:
     """The real alpaca-py ``StockDataStream`` running in a thread, collecting what it receives."""
 
-    def __init__(self, url: str, symbols: list[str], *, key: str = "key", secret: str = "secret", raw: bool = False,
-                 channel: str = "bars") -> None:
+    def __init__(
+        self,
+        url: str,
+        symbols: list[str],
+        *,
+        key: str = "key",
+        secret: str = "secret",
+        raw: bool = False,
+        channel: str = "bars",
+    ) -> None:
         self.received: list = []
         self.stream = StockDataStream(key, secret, raw_data=raw, url_override=url)
 
@@ -77,7 +93,7 @@ class StreamClient:
         getattr(self.stream, f"subscribe_{'bars' if channel == 'bars' else 'daily_bars'}")(handler, *symbols)
         self.thread = threading.Thread(target=self.stream.run, name="test-stream", daemon=True)
 
-    def start(self) -> "StreamClient":
+    def start(self) -> StreamClient:
         self.thread.start()
         return self
 

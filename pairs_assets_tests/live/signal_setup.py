@@ -2,7 +2,6 @@
 typed model, a stand-in ``trading_config`` asset (same key and partitions) that really materializes it,
 and a tiny model registry."""
 
-
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -36,14 +35,23 @@ CONFIGS: dict[str, TradingConfig] = {}
 def load_history(store: MarketDataStore, symbols: list[str], sessions: int = 160) -> pd.DataFrame:
     """The embedded closes of ``symbols`` for the last ``sessions`` sessions up to AS_OF, into the store."""
     days = partitions.sessions_in_range("2022-01-01", AS_OF)[-sessions:]
-    bars = EmbeddedBarSource().load_bars(symbols, partitions.session_open_utc(days[0]) - pd.Timedelta(hours=12),
-                                         partitions.session_close_utc(days[-1]))
+    bars = EmbeddedBarSource().load_bars(
+        symbols, partitions.session_open_utc(days[0]) - pd.Timedelta(hours=12), partitions.session_close_utc(days[-1])
+    )
     store.upsert_bars(bars, context="test history")
     return bars
 
 
-def pair_entry(bars: pd.DataFrame, y: str, x: str, *, gated: bool = True, probability_threshold: float = 0.0,
-               n_pairs: int = len(PAIRS), window: int = 60) -> PairConfig:
+def pair_entry(
+    bars: pd.DataFrame,
+    y: str,
+    x: str,
+    *,
+    gated: bool = True,
+    probability_threshold: float = 0.0,
+    n_pairs: int = len(PAIRS),
+    window: int = 60,
+) -> PairConfig:
     """The pair's config from its last ``window`` closes: OLS hedge ratio and spread statistics, the
     Engle-Granger p-value and half-life, a GARCH block whose σ forecast equals its σ_∞ (the sample σ
     of the spread's changes), sizing as the writer computes it, and (``gated``) the sector's GRU."""
@@ -52,21 +60,45 @@ def pair_entry(bars: pd.DataFrame, y: str, x: str, *, gated: bool = True, probab
     beta, intercept = hedge_ratio(ly, lx)
     pair_spread = spread(closes[y].to_numpy(), closes[x].to_numpy(), beta, intercept)
     sigma = float(np.std(np.diff(pair_spread), ddof=1))
-    garch = configs.garch_block(omega=sigma**2 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=sigma, unconditional_sigma=sigma)
-    model = configs.model_block(MODEL_NAME, "1", garch=garch, probability_threshold=probability_threshold) if gated else None
+    garch = configs.garch_block(
+        omega=sigma**2 * 0.05, alpha=0.05, beta=0.9, sigma_forecast=sigma, unconditional_sigma=sigma
+    )
+    model = (
+        configs.model_block(MODEL_NAME, "1", garch=garch, probability_threshold=probability_threshold)
+        if gated
+        else None
+    )
     return configs.pair_config(
-        y, x, hedge_ratio=beta, intercept=intercept, spread_mean=float(pair_spread.mean()),
-        spread_std=float(pair_spread.std(ddof=1)), garch=garch, model=model,
-        correlation=float(np.corrcoef(np.diff(ly), np.diff(lx))[0, 1]), half_life=half_life(pair_spread),
-        eg_pvalue=engle_granger(ly, lx).pvalue, n_pairs=n_pairs,
+        y,
+        x,
+        hedge_ratio=beta,
+        intercept=intercept,
+        spread_mean=float(pair_spread.mean()),
+        spread_std=float(pair_spread.std(ddof=1)),
+        garch=garch,
+        model=model,
+        correlation=float(np.corrcoef(np.diff(ly), np.diff(lx))[0, 1]),
+        half_life=half_life(pair_spread),
+        eg_pvalue=engle_granger(ly, lx).pvalue,
+        n_pairs=n_pairs,
     )
 
 
-def build_config(bars: pd.DataFrame, *, pairs=PAIRS, gated: bool = True, probability_threshold: float = 0.0,
-                 extra: Sequence[PairConfig] = (), as_of: str = AS_OF, effective: str = EFFECTIVE) -> TradingConfig:
+def build_config(
+    bars: pd.DataFrame,
+    *,
+    pairs=PAIRS,
+    gated: bool = True,
+    probability_threshold: float = 0.0,
+    extra: Sequence[PairConfig] = (),
+    as_of: str = AS_OF,
+    effective: str = EFFECTIVE,
+) -> TradingConfig:
     """The sector's trading config for ``pairs`` (each gated by the sector's GRU unless ``gated=False``)."""
-    entries = [pair_entry(bars, y, x, gated=gated, probability_threshold=probability_threshold, n_pairs=len(pairs))
-               for y, x in pairs]
+    entries = [
+        pair_entry(bars, y, x, gated=gated, probability_threshold=probability_threshold, n_pairs=len(pairs))
+        for y, x in pairs
+    ]
     return configs.trading_config([*entries, *extra], as_of=as_of, effective=effective, sector=SECTOR)
 
 
@@ -78,8 +110,18 @@ def price_for_z(entry: PairConfig, x_price: float, z: float) -> float:
 
 def live_bar(symbol: str, ts: str, close: float, source: str = "alpaca:iex-stream") -> dict:
     """A bar as `pairs stream --alpaca` stores it (the live source outside replay mode)."""
-    return {"symbol": symbol, "timestamp": pd.Timestamp(ts), "open": close, "high": close, "low": close,
-            "close": close, "volume": 100.0, "trade_count": 1.0, "vwap": close, "source": source}
+    return {
+        "symbol": symbol,
+        "timestamp": pd.Timestamp(ts),
+        "open": close,
+        "high": close,
+        "low": close,
+        "close": close,
+        "volume": 100.0,
+        "trade_count": 1.0,
+        "vwap": close,
+        "source": source,
+    }
 
 
 @dg.asset(name="trading_config", partitions_def=EMBEDDED_DAILY, group_name="test_stand_in")

@@ -22,11 +22,17 @@ from resources.market_data import orders_table, positions_table
 def run(instance, store, url: str, cutoff: str) -> dg.ExecuteInProcessResult:
     """One signal run in a fresh resource set (nothing carried in memory from an earlier run: a restart)."""
     return dg.materialize(
-        [setup.stand_in_trading_config, trading_signals], selection=["trading_signals"], partition_key=setup.PARTITION,
+        [setup.stand_in_trading_config, trading_signals],
+        selection=["trading_signals"],
+        partition_key=setup.PARTITION,
         instance=instance,
-        resources={"store": store, "bar_source": EmbeddedBarSource(), "strategy": StrategySettings.preset("seed"),
-                   "model_registry": setup.TinyModels(),
-                   "broker": BrokerResource(mode="alpaca-paper", api_key="AKPAPER", secret_key="SKPAPER", url_override=url)},
+        resources={
+            "store": store,
+            "bar_source": EmbeddedBarSource(),
+            "strategy": StrategySettings.preset("seed"),
+            "model_registry": setup.TinyModels(),
+            "broker": BrokerResource(mode="alpaca-paper", api_key="AKPAPER", secret_key="SKPAPER", url_override=url),
+        },
         run_config={"ops": {"trading_signals": {"config": {"bar_cutoff": cutoff}}}},
     )
 
@@ -39,9 +45,13 @@ def fill_everything_posted() -> None:
     """The broker fills what it was sent: its positions become the signed sum of the posted orders."""
     book: dict[str, float] = {}
     for order in posted():
-        book[order["symbol"]] = book.get(order["symbol"], 0.0) + (1 if order["side"] == "buy" else -1) * float(order["qty"])
+        book[order["symbol"]] = book.get(order["symbol"], 0.0) + (1 if order["side"] == "buy" else -1) * float(
+            order["qty"]
+        )
     _LocalTradingHandler.positions = [
-        {"symbol": s, "qty": str(abs(q)), "side": "long" if q > 0 else "short", "avg_entry_price": "1"} for s, q in sorted(book.items()) if q
+        {"symbol": s, "qty": str(abs(q)), "side": "long" if q > 0 else "short", "avg_entry_price": "1"}
+        for s, q in sorted(book.items())
+        if q
     ]
 
 
@@ -74,8 +84,9 @@ def test_a_broker_position_that_differs_from_the_state_is_reported_and_freezes_t
         fill_everything_posted()
         state = read_pair_states(store, setup.SECTOR)["KO-PEP"]
         # someone closed part of KO by hand at the broker
-        _LocalTradingHandler.positions = [p if p["symbol"] != "KO" else {**p, "qty": str(state.shares_y - 3)}
-                                          for p in _LocalTradingHandler.positions]
+        _LocalTradingHandler.positions = [
+            p if p["symbol"] != "KO" else {**p, "qty": str(state.shares_y - 3)} for p in _LocalTradingHandler.positions
+        ]
         new_machine(store)
         n_posted = len(posted())
         ko_bar(store, config, "2022-12-29T15:05:00Z", 0.2)  # the rule says exit ...
@@ -83,17 +94,29 @@ def test_a_broker_position_that_differs_from_the_state_is_reported_and_freezes_t
         assert result.success
         meta = result.asset_materializations_for_node("trading_signals")[0].metadata
         report = meta["state_vs_book"].value
-        assert "symbol KO" in report and f"book {-(state.shares_y - 3):g} shares, held pair states {-state.shares_y:g}" in report
+        assert (
+            "symbol KO" in report
+            and f"book {-(state.shares_y - 3):g} shares, held pair states {-state.shares_y:g}" in report
+        )
         assert "KO-PEP" in meta["not_traded"].value and "state and book disagree" in meta["not_traded"].value
         assert len(posted()) == n_posted  # ... but nothing is sent for the frozen pair
         after = read_pair_states(store, setup.SECTOR)["KO-PEP"]
-        assert (after.side, after.shares_y, after.shares_x) == (state.side, state.shares_y, state.shares_x)  # not overwritten
+        assert (after.side, after.shares_y, after.shares_x) == (
+            state.side,
+            state.shares_y,
+            state.shares_x,
+        )  # not overwritten
 
 
 def test_a_broker_position_with_no_state_row_fails_naming_the_symbol(world):
     store, instance, config, _ = world
-    with local_trading_api(positions=[{"symbol": "KO", "qty": "160", "side": "short", "avg_entry_price": "62.5"}]) as url:
+    with local_trading_api(
+        positions=[{"symbol": "KO", "qty": "160", "side": "short", "avg_entry_price": "62.5"}]
+    ) as url:
         ko_bar(store, config, "2022-12-29T15:00:00Z", 2.6)
-        with pytest.raises(UnheldPositionError, match=r"^partition 2022-12-28\|consumer: broker alpaca-paper holds -160 shares of KO but no held pair state names KO"):
+        with pytest.raises(
+            UnheldPositionError,
+            match=r"^partition 2022-12-28\|consumer: broker alpaca-paper holds -160 shares of KO but no held pair state names KO",
+        ):
             run(instance, store, url, "2022-12-29T15:00:00Z")
         assert posted() == [] and store.read_table(orders_table).empty

@@ -22,7 +22,9 @@ def test_daily_bars_match_the_stored_ones_with_paging(sqlite_url):
     embedded = EmbeddedBarSource().load_bars(["KO", "PEP"], START, END)
     store = MarketDataStore(database_url=sqlite_url)
     store.upsert_bars(embedded, context="test")
-    with recycler_in_thread(store, RecyclerSettings(port=0, max_page_size=9, api_key="AKTEST", secret_key="SKTEST")) as recycler:
+    with recycler_in_thread(
+        store, RecyclerSettings(port=0, max_page_size=9, api_key="AKTEST", secret_key="SKTEST")
+    ) as recycler:
         source = AlpacaBarSource(api_key="AKTEST", secret_key="SKTEST", url_override=recycler.http_url)
         bars = source.load_bars(["PEP", "KO", "NOPE"], START, END)
         assert recycler.stats.http_requests >= len(embedded) // 9
@@ -52,13 +54,17 @@ def test_errors_name_the_cause_but_never_the_secret(sqlite_url):
     store = store_with_bars(sqlite_url, ["KO"], 5)
     with recycler_in_thread(store, RecyclerSettings(port=0, api_key="right", secret_key="keys")) as recycler:
         with pytest.raises(AlpacaSourceError, match=r"refused bars of KO \(HTTP 401\)") as denied:
-            AlpacaBarSource(api_key="wrong", secret_key="VERYSECRET", url_override=recycler.http_url).load_bars(["KO"], START, END)
+            AlpacaBarSource(api_key="wrong", secret_key="VERYSECRET", url_override=recycler.http_url).load_bars(
+                ["KO"], START, END
+            )
     assert "VERYSECRET" not in str(denied.value)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
     with pytest.raises(AlpacaSourceError, match="unreachable"):
-        AlpacaBarSource(api_key="k", secret_key="s", url_override=f"http://127.0.0.1:{closed_port}").load_bars(["KO"], START, END)
+        AlpacaBarSource(api_key="k", secret_key="s", url_override=f"http://127.0.0.1:{closed_port}").load_bars(
+            ["KO"], START, END
+        )
     with pytest.raises(ValueError, match="timeframe"):
         parse_timeframe("2Fortnights")
     assert parse_timeframe("5Min").value == "5Min"

@@ -21,12 +21,23 @@ SESSION = "2022-12-29"
 
 
 def mark(instance, store, tmp_path, session: str = SESSION, **strategy) -> dg.ExecuteInProcessResult:
-    home = PairsHome(home=str(tmp_path / "home"), outputs_dir=str(tmp_path / "home" / "outputs"),
-                     universe_file="unused.yaml", history_start="2017-01-03")
+    home = PairsHome(
+        home=str(tmp_path / "home"),
+        outputs_dir=str(tmp_path / "home" / "outputs"),
+        universe_file="unused.yaml",
+        history_start="2017-01-03",
+    )
     return dg.materialize(
-        [PAPER_BOOK], partition_key=session, instance=instance, raise_on_error=False,
-        resources={"store": store, "broker": BrokerResource(), "home": home,
-                   "strategy": StrategySettings.preset("seed", **strategy)},
+        [PAPER_BOOK],
+        partition_key=session,
+        instance=instance,
+        raise_on_error=False,
+        resources={
+            "store": store,
+            "broker": BrokerResource(),
+            "home": home,
+            "strategy": StrategySettings.preset("seed", **strategy),
+        },
     )
 
 
@@ -47,16 +58,22 @@ def test_the_book_marks_the_signal_jobs_fills_at_the_close(world, tmp_path):
     meta = result.asset_materializations_for_node("paper_book")[0].metadata
     # every fill marked at its symbol's close: KO and PEP at the 20:55 bar, PG and WMT (entered on the as-of
     # close, no bar since) at their 2022-12-28 closes, reported as stale
-    last = store.read_bars(["KO", "PEP", "PG", "WMT"], pd.Timestamp("2022-12-28T00:00Z"), pd.Timestamp("2022-12-29T21:00Z"))
+    last = store.read_bars(
+        ["KO", "PEP", "PG", "WMT"], pd.Timestamp("2022-12-28T00:00Z"), pd.Timestamp("2022-12-29T21:00Z")
+    )
     mark_price = last.groupby("symbol")["close"].last().to_dict()
-    assert mark_price["KO"] == pytest.approx(setup.price_for_z(config.pairs[0], 181.0, 2.2)) and mark_price["PEP"] == 181.0
+    assert (
+        mark_price["KO"] == pytest.approx(setup.price_for_z(config.pairs[0], 181.0, 2.2)) and mark_price["PEP"] == 181.0
+    )
     sign = orders["side"].map({"buy": 1.0, "sell": -1.0})
     unrealised = float((sign * orders["qty"] * (orders["symbol"].map(mark_price) - orders["fill_price"])).sum())
     cost = 5.0 / 1e4 * float((orders["qty"] * orders["fill_price"]).sum())
     assert meta["unrealised"].value == pytest.approx(unrealised)
     assert meta["cost"].value == pytest.approx(cost)
     assert meta["net_pnl"].value == pytest.approx(unrealised - cost) and meta["realised"].value == 0.0
-    assert meta["gross_exposure"].value == pytest.approx(float((orders["qty"] * orders["symbol"].map(mark_price)).sum()))
+    assert meta["gross_exposure"].value == pytest.approx(
+        float((orders["qty"] * orders["symbol"].map(mark_price)).sum())
+    )
     assert meta["stale_marks"].value == {"PG": "2022-12-28", "WMT": "2022-12-28"}
     assert meta["held_pairs"].value == 2 and "consumer" in meta["by_sector"].value and "KO-PEP" in meta["by_pair"].value
     assert meta["equity_plot"].value.endswith("paper_book/2022-12-29/equity.png")
@@ -77,7 +94,10 @@ def test_a_position_the_walk_forward_would_not_hold_warns_naming_pair_and_sessio
     result = mark(instance, store, tmp_path)
     evaluation = checks_of(result)["positions_match_walk_forward"]
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
-    assert "KO-PEP on 2022-12-29: book side -1 (opened 2022-12-29), walk-forward flat" in evaluation.metadata["held_not_replayed"].value
+    assert (
+        "KO-PEP on 2022-12-29: book side -1 (opened 2022-12-29), walk-forward flat"
+        in evaluation.metadata["held_not_replayed"].value
+    )
     assert result.success  # WARN: the materialization stands
 
 
@@ -117,15 +137,32 @@ def test_a_breached_exposure_limit_blocks_entries_until_it_passes_again(world, t
 
 def test_a_held_symbol_without_any_close_fails_naming_it(world, tmp_path):
     store, instance, config, _ = world
-    store.upsert_rows(orders_table, [{
-        "client_order_id": "pairs-ZZZ-KO-y-20221229T150000000000", "submitted_at": pd.Timestamp("2022-12-29 15:00"),
-        "broker": "dry-run", "pair_id": "ZZZ-KO", "leg": "y", "symbol": "ZZZ", "side": "buy", "qty": 5.0,
-        "reference_price": 10.0, "fill_price": 10.0, "status": "filled",
-        "request": '{"bar_timestamp": "2022-12-29T15:00:00+00:00", "sector": "consumer"}'}])
+    store.upsert_rows(
+        orders_table,
+        [
+            {
+                "client_order_id": "pairs-ZZZ-KO-y-20221229T150000000000",
+                "submitted_at": pd.Timestamp("2022-12-29 15:00"),
+                "broker": "dry-run",
+                "pair_id": "ZZZ-KO",
+                "leg": "y",
+                "symbol": "ZZZ",
+                "side": "buy",
+                "qty": 5.0,
+                "reference_price": 10.0,
+                "fill_price": 10.0,
+                "status": "filled",
+                "request": '{"bar_timestamp": "2022-12-29T15:00:00+00:00", "sector": "consumer"}',
+            }
+        ],
+    )
     result = mark(instance, store, tmp_path)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "pair ZZZ-KO: ZZZ is held (5 shares) but has no usable close on 2022-12-29" in failure.event_specific_data.error.cause.message
+    assert (
+        "pair ZZZ-KO: ZZZ is held (5 shares) but has no usable close on 2022-12-29"
+        in failure.event_specific_data.error.cause.message
+    )
 
 
 def test_an_empty_book_is_marked_flat_and_passes(world, tmp_path):
@@ -133,7 +170,12 @@ def test_an_empty_book_is_marked_flat_and_passes(world, tmp_path):
     result = mark(instance, store, tmp_path)
     assert result.success
     meta = result.asset_materializations_for_node("paper_book")[0].metadata
-    assert (meta["fills"].value, meta["held_pairs"].value, meta["net_pnl"].value, meta["gross_exposure"].value) == (0, 0, 0.0, 0.0)
+    assert (meta["fills"].value, meta["held_pairs"].value, meta["net_pnl"].value, meta["gross_exposure"].value) == (
+        0,
+        0,
+        0.0,
+        0.0,
+    )
     assert all(e.passed for e in checks_of(result).values())
 
 
@@ -145,16 +187,35 @@ def other_ordering(entry):
 
     b, g = entry.hedge_ratio, entry.garch
     assert b > 0
-    garch = configs.garch_block(omega=g.omega / b**2, alpha=g.alpha, beta=g.beta, sigma_forecast=g.sigma_forecast / b,
-                                unconditional_sigma=g.unconditional_sigma / b)
-    return configs.pair_config(entry.x, entry.y, hedge_ratio=1 / b, intercept=-entry.intercept / b,
-                               spread_mean=-entry.spread_mean / b, spread_std=entry.spread_std / b, garch=garch, n_pairs=2)
+    garch = configs.garch_block(
+        omega=g.omega / b**2,
+        alpha=g.alpha,
+        beta=g.beta,
+        sigma_forecast=g.sigma_forecast / b,
+        unconditional_sigma=g.unconditional_sigma / b,
+    )
+    return configs.pair_config(
+        entry.x,
+        entry.y,
+        hedge_ratio=1 / b,
+        intercept=-entry.intercept / b,
+        spread_mean=-entry.spread_mean / b,
+        spread_std=entry.spread_std / b,
+        garch=garch,
+        n_pairs=2,
+    )
 
 
-@pytest.mark.parametrize("close_z, expected", [
-    (2.2, None),  # PEP-KO at −2.2: the walk-forward is long PEP-KO = short KO-PEP, the book's side
-    (-2.2, "KO-PEP on 2022-12-29: book side -1 (opened 2022-12-29), walk-forward side +1"),  # short PEP-KO = long KO-PEP
-])
+@pytest.mark.parametrize(
+    "close_z, expected",
+    [
+        (2.2, None),  # PEP-KO at −2.2: the walk-forward is long PEP-KO = short KO-PEP, the book's side
+        (
+            -2.2,
+            "KO-PEP on 2022-12-29: book side -1 (opened 2022-12-29), walk-forward side +1",
+        ),  # short PEP-KO = long KO-PEP
+    ],
+)
 def test_the_walk_forward_holding_the_other_ordering_is_matched_by_its_legs(world, tmp_path, close_z, expected):
     """The book holds KO-PEP; the config the walk-forward replays lists PEP-KO (the same legs, the other
     ordering: one position per unordered pair, ``rule.align_orderings``). Its long PEP-KO is the book's

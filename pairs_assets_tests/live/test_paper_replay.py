@@ -42,8 +42,14 @@ from resources.market_data import (
 
 def _replay(home: Path, sector: str, start: str, end: str, strategy: StrategySettings):
     return paper_replay(
-        start, end, [sector], universe=load_universe(paths().universe_file), home=home,
-        history_start=paths().history_start, strategy=strategy, echo=lambda _line: None,
+        start,
+        end,
+        [sector],
+        universe=load_universe(paths().universe_file),
+        home=home,
+        history_start=paths().history_start,
+        strategy=strategy,
+        echo=lambda _line: None,
     )
 
 
@@ -52,7 +58,13 @@ def test_technology_defaults_live_path_equals_the_walk_forward(tmp_path):
     assert result.counts["sessions"] == 71 and result.counts["sessions"] >= 60
     assert result.verdict.startswith("PARITY: 1 round trip"), result.verdict
     (row,) = result.parity.itertuples(index=False)
-    assert (row.pair_id, row.entry, row.side, row.exit, row.reason) == ("MSFT-AMD", "2022-12-14", -1, "2022-12-28", "exit")
+    assert (row.pair_id, row.entry, row.side, row.exit, row.reason) == (
+        "MSFT-AMD",
+        "2022-12-14",
+        -1,
+        "2022-12-28",
+        "exit",
+    )
     assert (row.wf_entry, row.wf_side, row.wf_shares, row.wf_exit) == (row.entry, row.side, row.shares, row.exit)
     assert abs(row.d_pnl) <= row.tolerance and row.match == "yes"
 
@@ -74,8 +86,20 @@ def test_technology_defaults_live_path_equals_the_walk_forward(tmp_path):
 
 def test_consumer_seed_two_pairs_sharing_a_leg_via_the_cli(pairs_home):
     result = CliRunner().invoke(
-        main, ["paper-replay", "--start", "2022-05-02", "--end", "2022-07-29", "--sector", "consumer", "--preset", "seed",
-               "--name", "consumer"],
+        main,
+        [
+            "paper-replay",
+            "--start",
+            "2022-05-02",
+            "--end",
+            "2022-07-29",
+            "--sector",
+            "consumer",
+            "--preset",
+            "seed",
+            "--name",
+            "consumer",
+        ],
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -87,15 +111,28 @@ def test_consumer_seed_two_pairs_sharing_a_leg_via_the_cli(pairs_home):
     (verdict,) = [line for line in lines if line.startswith(("PARITY", "DIVERGED"))]
     assert verdict.startswith("PARITY: 2 round trip(s) in 2 pair(s), identical entries and exits"), result.output
     assert "62 sessions x 1 sector(s)" in result.output
-    book = MarketDataStore(database_url=f"sqlite:///{Path(paths().home) / 'paper_replay' / 'consumer' / 'paper.sqlite'}")
+    book = MarketDataStore(
+        database_url=f"sqlite:///{Path(paths().home) / 'paper_replay' / 'consumer' / 'paper.sqlite'}"
+    )
     assert len(book.read_table(orders_table)) == 8
 
 
 def test_parity_table_reports_a_divergence():
     """The comparison can fail: a shifted entry, a different share count, a P&L past the rounding."""
     day = pd.Timestamp
-    base = {"sector": "s", "pair_id": "A-B", "y": "A", "x": "B", "side": 1, "entry": day("2022-01-03"),
-            "exit": day("2022-01-10"), "reason": "exit", "shares_y": 10.0, "shares_x": 5.0, "pnl": 100.0}
+    base = {
+        "sector": "s",
+        "pair_id": "A-B",
+        "y": "A",
+        "x": "B",
+        "side": 1,
+        "entry": day("2022-01-03"),
+        "exit": day("2022-01-10"),
+        "reason": "exit",
+        "shares_y": 10.0,
+        "shares_x": 5.0,
+        "pnl": 100.0,
+    }
     theirs = pd.DataFrame([{**base, "pnl": 100.4, "tolerance": 0.5}])
     assert parity_table(pd.DataFrame([base]), theirs)[1].startswith("PARITY: 1 round trip")
     for change in ({"entry": day("2022-01-04")}, {"shares_x": 6.0}, {"pnl": 101.0}, {"reason": "stop"}):
@@ -103,7 +140,9 @@ def test_parity_table_reports_a_divergence():
         assert verdict.startswith("DIVERGED: 1 of 1") and list(frame["match"]) == ["NO"], change
     ours = pd.DataFrame([base, {**base, "entry": day("2022-02-01"), "exit": pd.NaT, "reason": "range_end"}])
     frame, verdict = parity_table(ours, theirs)
-    assert verdict.startswith("DIVERGED: 1 of 2 round trip(s) differ (first: A-B trade 2, ours entry 2022-02-01 vs walk-forward none)")
+    assert verdict.startswith(
+        "DIVERGED: 1 of 2 round trip(s) differ (first: A-B trade 2, ours entry 2022-02-01 vs walk-forward none)"
+    )
     lines = []  # a trade only one side made prints with dashes on the other
     print_parity(ReplayResult(frame, verdict, ours, theirs, Path("."), {}, {}), echo=lines.append)
     assert lines[3].split()[:8] == ["A-B", "2", "2022-02-01", "+1", "10/5", "open", "range_end", "100.00"]
@@ -113,8 +152,14 @@ def test_parity_table_reports_a_divergence():
 @pytest.mark.parametrize(
     "start, end, message",
     [
-        ("2022-12-01", "2023-03-01", ("replay range 2022-12-01 → 2023-03-01 is outside the bars: source "
-                                      "'embedded:skfolio-sp500' ends on 2022-12-28; end the range on or before it")),
+        (
+            "2022-12-01",
+            "2023-03-01",
+            (
+                "replay range 2022-12-01 → 2023-03-01 is outside the bars: source "
+                "'embedded:skfolio-sp500' ends on 2022-12-28; end the range on or before it"
+            ),
+        ),
         ("1990-03-01", "1990-06-01", "replay range 1990-03-01 → 1990-06-01 is outside the bars: its windows need"),
         ("2022-12-24", "2022-12-26", "replay range 2022-12-24 → 2022-12-26 holds no NYSE session"),
     ],
@@ -140,8 +185,15 @@ def test_intraday_file_every_bar_a_decision_identical_on_both_paths(tmp_path):
     path = intraday_bars_file(tmp_path / "hourly.csv")
     first = pd.read_csv(path, nrows=1)["timestamp"].iloc[0][:10]
     result = paper_replay(
-        "2022-12-21", "2022-12-28", ["technology"], universe=load_universe(paths().universe_file), home=tmp_path / "home",
-        history_start=first, strategy=StrategySettings(), bar_source=FileBarSource(path=path), echo=lambda _line: None,
+        "2022-12-21",
+        "2022-12-28",
+        ["technology"],
+        universe=load_universe(paths().universe_file),
+        home=tmp_path / "home",
+        history_start=first,
+        strategy=StrategySettings(),
+        bar_source=FileBarSource(path=path),
+        echo=lambda _line: None,
     )
     assert result.counts["intraday"] is True
     assert result.counts["sessions"] == 5 and result.counts["signal_runs"] == 5 * 7

@@ -13,11 +13,18 @@ from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.models import Bar
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
-from websockets.sync.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from pairs_assets.live.recycler import RecyclerError, RecyclerSettings, recycler_in_thread
-from pairs_assets_tests.live.helpers import TEST_SOURCE, WAIT_S, store_with_bars, stream_client, synthetic_bars, wait_until
+from pairs_assets_tests.live.helpers import (
+    TEST_SOURCE,
+    WAIT_S,
+    store_with_bars,
+    stream_client,
+    synthetic_bars,
+    wait_until,
+)
 from resources.market_data import MarketDataStore
 
 FAST = 60.0 / 0.02  # one step every 20 ms
@@ -149,7 +156,9 @@ def test_malformed_and_unexpected_client_messages(store):
 
 def test_authentication_and_auth_timeout(store):
     with recycler_in_thread(store, settings(api_key="right", secret_key="keys", auth_timeout_s=5.0)) as recycler:
-        with connect(recycler.ws_url, open_timeout=WAIT_S, additional_headers={"Content-Type": "application/msgpack"}) as ws:
+        with connect(
+            recycler.ws_url, open_timeout=WAIT_S, additional_headers={"Content-Type": "application/msgpack"}
+        ) as ws:
             _recv(ws)
             ws.send(msgpack.packb({"action": "auth", "key": "wrong", "secret": "keys"}))
             assert _recv(ws) == [{"T": "error", "code": 402, "msg": "auth failed"}]
@@ -176,11 +185,16 @@ def test_historical_client_reads_all_pages(store):
     with recycler_in_thread(store, settings(max_page_size=7)) as recycler:
         client = StockHistoricalDataClient("key", "secret", url_override=recycler.http_url)
         barset = client.get_stock_bars(
-            StockBarsRequest(symbol_or_symbols=["AAPL", "MSFT", "NOPE"], timeframe=TimeFrame.Minute,
-                             start=pd.Timestamp("2022-11-01", tz="UTC").to_pydatetime())
+            StockBarsRequest(
+                symbol_or_symbols=["AAPL", "MSFT", "NOPE"],
+                timeframe=TimeFrame.Minute,
+                start=pd.Timestamp("2022-11-01", tz="UTC").to_pydatetime(),
+            )
         )
         assert recycler.stats.http_requests >= math.ceil(60 / 7)
-        stored = store.read_bars(["AAPL", "MSFT"], pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
+        stored = store.read_bars(
+            ["AAPL", "MSFT"], pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC")
+        )
         assert set(barset.data) == {"AAPL", "MSFT"}
         for symbol in ("AAPL", "MSFT"):
             got = barset.data[symbol]
@@ -188,12 +202,20 @@ def test_historical_client_reads_all_pages(store):
             assert [b.close for b in got] == pytest.approx(want["close"].tolist())
             assert [pd.Timestamp(b.timestamp) for b in got] == list(want["timestamp"])
         window = client.get_stock_bars(
-            StockBarsRequest(symbol_or_symbols="KO", timeframe=TimeFrame.Minute, limit=5,
-                             start=pd.Timestamp("2022-11-01T14:35:00Z").to_pydatetime(),
-                             end=pd.Timestamp("2022-11-01T14:50:00Z").to_pydatetime())
+            StockBarsRequest(
+                symbol_or_symbols="KO",
+                timeframe=TimeFrame.Minute,
+                limit=5,
+                start=pd.Timestamp("2022-11-01T14:35:00Z").to_pydatetime(),
+                end=pd.Timestamp("2022-11-01T14:50:00Z").to_pydatetime(),
+            )
         )
         assert [pd.Timestamp(b.timestamp).strftime("%H:%M") for b in window.data["KO"]] == [
-            "14:35", "14:36", "14:37", "14:38", "14:39"
+            "14:35",
+            "14:36",
+            "14:37",
+            "14:38",
+            "14:39",
         ]
 
 

@@ -75,11 +75,17 @@ def test_unlimited_speed_idles_until_a_client_subscribes(store):
 # also dropped the reading client when the loaded machine stalled its thread (issue 21 item 11); 5,000
 # frames is a 10 s stall — the reading client keeps up on a busy machine, the one that never reads still
 # gets its 407 (it only takes longer). Unlimited, the pace is the fastest reader's: 50 is enough.
-@pytest.mark.parametrize(("speed", "max_pending_frames"), [(math.inf, 50), (60.0 / 0.002, 5_000)],
-                         ids=["unlimited", "one-step-per-2ms"])
+@pytest.mark.parametrize(
+    ("speed", "max_pending_frames"), [(math.inf, 50), (60.0 / 0.002, 5_000)], ids=["unlimited", "one-step-per-2ms"]
+)
 def test_slow_client_gets_407_and_is_closed_while_a_fast_client_keeps_its_pace(store, speed, max_pending_frames):
     settings = RecyclerSettings(
-        port=0, speed=speed, mode="loop", loops=-1, restamp=False, max_pending_frames=max_pending_frames,
+        port=0,
+        speed=speed,
+        mode="loop",
+        loops=-1,
+        restamp=False,
+        max_pending_frames=max_pending_frames,
         slow_client_grace_s=30,
     )
     with recycler_in_thread(store, settings) as handle:
@@ -206,7 +212,8 @@ def test_http_post_gets_405_and_a_request_body_gets_413(store):
         port = handle.recycler.port
         host = f"Host: 127.0.0.1:{port}"
         status, headers, body = _http(
-            port, f"POST /v2/stocks/bars HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: 17",
+            port,
+            f"POST /v2/stocks/bars HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: 17",
             b'{"symbols":"S00"}',
         )
         assert status == 405 and headers["Allow"] == "GET" and "POST" in body["message"]
@@ -215,9 +222,13 @@ def test_http_post_gets_405_and_a_request_body_gets_413(store):
         status, _, _ = _http(port, f"DELETE /healthz HTTP/1.1\r\n{host}")
         assert status == 405
         # a body announced as a terabyte is refused at once, without reading it
-        status, _, body = _http(port, f"GET /v2/stocks/bars?symbols=S00&timeframe=1Min HTTP/1.1\r\n{host}\r\nContent-Length: 1000000000000")
+        status, _, body = _http(
+            port, f"GET /v2/stocks/bars?symbols=S00&timeframe=1Min HTTP/1.1\r\n{host}\r\nContent-Length: 1000000000000"
+        )
         assert status == 413 and "Content-Length: 1000000000000" in body["message"]
-        status, _, body = _http(port, f"GET /healthz HTTP/1.1\r\n{host}\r\nTransfer-Encoding: chunked", b"5\r\nhello\r\n0\r\n\r\n")
+        status, _, body = _http(
+            port, f"GET /healthz HTTP/1.1\r\n{host}\r\nTransfer-Encoding: chunked", b"5\r\nhello\r\n0\r\n\r\n"
+        )
         assert status == 413 and "chunked" in body["message"]
         # and the server still answers ordinary requests
         status, _, body = _http(port, f"GET /healthz HTTP/1.1\r\n{host}")

@@ -42,8 +42,12 @@ def world(sqlite_url):
     config = setup.build_config(bars, gated=False)
     setup.CONFIGS[setup.PARTITION] = config
     with dg.instance_for_test() as instance:
-        dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
-                       resources={"store": store})
+        dg.materialize(
+            [setup.stand_in_trading_config],
+            partition_key=setup.PARTITION,
+            instance=instance,
+            resources={"store": store},
+        )
         yield store, instance, config, bars
 
 
@@ -53,14 +57,22 @@ PEP = 181.0
 def ko_bar(store, config, ts: str, z: float) -> None:
     """A bar of both KO-PEP legs at ``ts`` that puts its spread at ``z``."""
     ko_pep = config.pairs[0]
-    store.upsert_bars(pd.DataFrame([
-        setup.live_bar("PEP", ts, PEP), setup.live_bar("KO", ts, setup.price_for_z(ko_pep, PEP, z)),
-    ]), context="live")
+    store.upsert_bars(
+        pd.DataFrame(
+            [
+                setup.live_bar("PEP", ts, PEP),
+                setup.live_bar("KO", ts, setup.price_for_z(ko_pep, PEP, z)),
+            ]
+        ),
+        context="live",
+    )
 
 
 def ko_signal(store, ts: str) -> pd.Series:
     rows = store.read_table(trading_signals_table)
-    rows = rows[(rows["pair_id"] == "KO-PEP") & (pd.to_datetime(rows["bar_timestamp"]) == pd.Timestamp(ts).tz_localize(None))]
+    rows = rows[
+        (rows["pair_id"] == "KO-PEP") & (pd.to_datetime(rows["bar_timestamp"]) == pd.Timestamp(ts).tz_localize(None))
+    ]
     assert len(rows) == 1, f"no KO-PEP signal at {ts}"
     return rows.iloc[0]
 
@@ -68,8 +80,14 @@ def ko_signal(store, ts: str) -> pd.Series:
 def test_no_reentry_on_the_next_bar_after_a_stop(world):
     """Issue 17: the stateless job re-entered a stopped pair as soon as |z| was back in the band."""
     store, instance, config, _ = world
-    path = [("15:00", 2.6, "short_spread"), ("15:05", 3.7, "stop"), ("15:10", 2.6, "hold"), ("15:15", 2.9, "hold"),
-            ("15:20", 1.5, "hold"), ("15:25", 2.6, "short_spread")]
+    path = [
+        ("15:00", 2.6, "short_spread"),
+        ("15:05", 3.7, "stop"),
+        ("15:10", 2.6, "hold"),
+        ("15:15", 2.9, "hold"),
+        ("15:20", 1.5, "hold"),
+        ("15:25", 2.6, "short_spread"),
+    ]
     for hhmm, z, action in path:
         ts = f"2022-12-29T{hhmm}:00Z"
         ko_bar(store, config, ts, z)
@@ -102,9 +120,22 @@ def test_exit_when_held_and_the_spread_reverts(world):
 def _held_state(config, **changes) -> rule.PairState:
     ko_pep = config.pairs[0]
     fields = dict(
-        pair_id="KO-PEP", y="KO", x="PEP", side=-1, weight_y=-0.05, weight_x=0.04, shares_y=10.0, shares_x=12.0,
-        entry_session="2022-12-20", entry_ordinal=session_ordinal("2022-12-20"), entry_bar=pd.Timestamp("2022-12-20T15:00Z"),
-        entry_z=2.4, sessions_held=5, stopped=False, entry_terms=ko_pep, terms=ko_pep,
+        pair_id="KO-PEP",
+        y="KO",
+        x="PEP",
+        side=-1,
+        weight_y=-0.05,
+        weight_x=0.04,
+        shares_y=10.0,
+        shares_x=12.0,
+        entry_session="2022-12-20",
+        entry_ordinal=session_ordinal("2022-12-20"),
+        entry_bar=pd.Timestamp("2022-12-20T15:00Z"),
+        entry_z=2.4,
+        sessions_held=5,
+        stopped=False,
+        entry_terms=ko_pep,
+        terms=ko_pep,
         last_bar=pd.Timestamp("2022-12-28T20:00Z"),
     )
     fields.update(changes)
@@ -169,8 +200,12 @@ def test_a_flipped_ordering_maps_onto_the_held_position(world):
     assert ko_signal(store, "2022-12-29T15:05:00Z")["action"] == "exit"
     assert read_pair_states(store, setup.SECTOR)["KO-PEP"].side == 0
     ts = "2022-12-29T15:10:00Z"  # flat now: PEP-KO may enter (long PEP-KO at its own z −2.6)
-    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", ts, 60.0), setup.live_bar("PEP", ts, setup.price_for_z(pep_ko, 60.0, -2.6))]),
-                      context="live")
+    store.upsert_bars(
+        pd.DataFrame(
+            [setup.live_bar("KO", ts, 60.0), setup.live_bar("PEP", ts, setup.price_for_z(pep_ko, 60.0, -2.6))]
+        ),
+        context="live",
+    )
     assert materialize(instance, store, cutoff=ts, trade_on_drift=True).success
     rows = store.read_table(trading_signals_table)
     assert list(rows.loc[rows["pair_id"] == "PEP-KO", "action"]) == ["long_spread"]
@@ -188,8 +223,9 @@ def test_a_past_partition_never_reads_a_later_sessions_bar(sqlite_url):
     past = bars[bars["timestamp"] <= pd.Timestamp("2022-12-15", tz="UTC")]
     setup.CONFIGS[partition] = setup.build_config(past, gated=False, as_of="2022-12-14", effective="2022-12-15")
     with dg.instance_for_test() as instance:
-        dg.materialize([setup.stand_in_trading_config], partition_key=partition, instance=instance,
-                       resources={"store": store})
+        dg.materialize(
+            [setup.stand_in_trading_config], partition_key=partition, instance=instance, resources={"store": store}
+        )
         # the session's bars here are the daily source's (not the live source): replay mode trades on them
         for cutoff in (None, "2022-12-28T21:00:00Z"):  # now, and an explicit later cutoff
             assert materialize(instance, store, cutoff=cutoff, partition=partition, execute=False, replay=True).success
@@ -200,7 +236,9 @@ def test_a_past_partition_never_reads_a_later_sessions_bar(sqlite_url):
         with store.engine.begin() as conn:
             conn.execute(pair_states_table.delete())
             conn.execute(trading_signals_table.delete())
-        assert materialize(instance, store, cutoff="2022-12-15T18:00:00Z", partition=partition, execute=False, replay=True).success
+        assert materialize(
+            instance, store, cutoff="2022-12-15T18:00:00Z", partition=partition, execute=False, replay=True
+        ).success
         stamps = pd.to_datetime(store.read_table(trading_signals_table)["bar_timestamp"])
         assert (stamps == pd.Timestamp("2022-12-14 21:00:00")).all()  # no bar yet: the as-of close
 
@@ -221,7 +259,9 @@ def test_a_state_whose_legs_disagree_with_the_config_fails(world):
     store, instance, config, _ = world
     _write_state(store, _held_state(config), x="PG")
     ko_bar(store, config, "2022-12-29T15:00:00Z", 1.5)
-    _fails_writing_nothing(instance, store, r"pair KO-PEP: the state's legs \(KO, PG\) disagree with the config's \(KO, PEP\)")
+    _fails_writing_nothing(
+        instance, store, r"pair KO-PEP: the state's legs \(KO, PG\) disagree with the config's \(KO, PEP\)"
+    )
 
 
 @pytest.mark.parametrize("field, value", [("shares_y", -3.0), ("shares_x", float("nan"))])
@@ -238,7 +278,9 @@ def test_a_bar_older_than_the_last_applied_fails(world):
     store, instance, config, _ = world
     _write_state(store, _held_state(config, last_bar=pd.Timestamp("2022-12-29T16:00Z")))
     ko_bar(store, config, "2022-12-29T15:00:00Z", 1.5)
-    _fails_writing_nothing(instance, store, r"pair KO-PEP: bar 2022-12-29 15:00:00\+00:00 is older than the last one applied")
+    _fails_writing_nothing(
+        instance, store, r"pair KO-PEP: bar 2022-12-29 15:00:00\+00:00 is older than the last one applied"
+    )
 
 
 def test_every_new_bar_is_applied_in_order_and_orders_net_out(world):
@@ -263,7 +305,11 @@ def test_every_new_bar_is_applied_in_order_and_orders_net_out(world):
     assert len(orders) == 2 and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
     assert orders.loc["y", "client_order_id"].startswith("pairs-KO-PEP-y-20221229T150600")  # at the last bar's prices
     state = read_pair_states(store, setup.SECTOR)["KO-PEP"]
-    assert state.side == -1 and state.entry_bar == pd.Timestamp("2022-12-29T15:05Z") and state.shares_y == orders.loc["y", "qty"]
+    assert (
+        state.side == -1
+        and state.entry_bar == pd.Timestamp("2022-12-29T15:05Z")
+        and state.shares_y == orders.loc["y", "qty"]
+    )
 
 
 def test_a_state_that_disagrees_with_the_book_is_reported_not_overwritten(world):
@@ -282,8 +328,13 @@ def test_signal_rows_and_states_are_written_all_or_nothing(sqlite_url):
     import sqlalchemy as sa
 
     store = MarketDataStore(database_url=sqlite_url)
-    signal = {"bar_timestamp": pd.Timestamp("2022-12-29 15:00"), "sector": "consumer", "pair_id": "KO-PEP",
-              "as_of_session": "2022-12-28", "action": "hold"}
+    signal = {
+        "bar_timestamp": pd.Timestamp("2022-12-29 15:00"),
+        "sector": "consumer",
+        "pair_id": "KO-PEP",
+        "as_of_session": "2022-12-28",
+        "action": "hold",
+    }
     broken_state = {"sector": "consumer", "pair_id": "KO-PEP", "y": "KO", "x": "PEP"}  # no side: NOT NULL fails
     with pytest.raises(sa.exc.IntegrityError):
         store.upsert_tables([(trading_signals_table, [signal]), (pair_states_table, [broken_state])])
@@ -295,10 +346,23 @@ def test_a_broker_position_no_held_state_accounts_for_fails_naming_the_symbol(wo
     from resources.market_data import positions_table
 
     store, instance, config, _ = world
-    store.upsert_rows(positions_table, [{"broker": "dry-run", "symbol": "KO", "qty": 30.0, "avg_price": 60.0,
-                                         "updated_at": pd.Timestamp("2022-12-28 21:00")}])
+    store.upsert_rows(
+        positions_table,
+        [
+            {
+                "broker": "dry-run",
+                "symbol": "KO",
+                "qty": 30.0,
+                "avg_price": 60.0,
+                "updated_at": pd.Timestamp("2022-12-28 21:00"),
+            }
+        ],
+    )
     ko_bar(store, config, "2022-12-29T15:00:00Z", 2.6)
-    with pytest.raises(UnheldPositionError, match=r"^partition 2022-12-28\|consumer: broker dry-run holds 30 shares of KO but no held pair state names KO"):
+    with pytest.raises(
+        UnheldPositionError,
+        match=r"^partition 2022-12-28\|consumer: broker dry-run holds 30 shares of KO but no held pair state names KO",
+    ):
         materialize(instance, store, cutoff="2022-12-29T15:00:00Z")
     assert store.read_table(trading_signals_table).empty and store.read_table(pair_states_table).empty
     assert store.read_table(orders_table).empty
@@ -314,9 +378,17 @@ def test_a_rerun_of_the_same_bars_changes_nothing_and_sends_no_order_twice(world
     assert first.success
 
     def snapshot():
-        return {name: store.read_table(table).drop(columns=[c for c in ("run_id", "updated_at") if c in store.read_table(table)])
-                for name, table in (("signals", trading_signals_table), ("states", pair_states_table),
-                                    ("orders", orders_table), ("positions", positions_table))}
+        return {
+            name: store.read_table(table).drop(
+                columns=[c for c in ("run_id", "updated_at") if c in store.read_table(table)]
+            )
+            for name, table in (
+                ("signals", trading_signals_table),
+                ("states", pair_states_table),
+                ("orders", orders_table),
+                ("positions", positions_table),
+            )
+        }
 
     before = snapshot()
     assert len(before["orders"]) == 4 and before["orders"]["status"].eq("filled").all()
@@ -334,14 +406,18 @@ def test_orders_positions_states_and_signals_are_written_in_one_transaction(sqli
     """A run's bookkeeping is one upsert_tables call: a failing state row rolls the orders back too."""
     import sqlalchemy as sa
 
+    from pairs_assets.quant.signals import OrderIntent
     from resources.broker import PendingWrites
     from resources.market_data import positions_table
-    from pairs_assets.quant.signals import OrderIntent
 
     store = MarketDataStore(database_url=sqlite_url)
     pending = PendingWrites()
-    records = BrokerResource().submit(store, [OrderIntent("KO-PEP", "y", "KO", "sell", 10.0, 60.0, -10.0)],
-                                      pd.Timestamp("2022-12-29T15:00Z"), pending=pending)
+    records = BrokerResource().submit(
+        store,
+        [OrderIntent("KO-PEP", "y", "KO", "sell", 10.0, 60.0, -10.0)],
+        pd.Timestamp("2022-12-29T15:00Z"),
+        pending=pending,
+    )
     assert [r["status"] for r in records] == ["filled"]
     assert store.read_table(orders_table).empty and store.read_table(positions_table).empty  # nothing written yet
     broken_state = {"sector": "consumer", "pair_id": "KO-PEP", "y": "KO", "x": "PEP"}  # no side: NOT NULL fails

@@ -103,7 +103,9 @@ def test_dropped_stream_reconnects_without_lost_or_duplicated_bars(sqlite_url):
     assert len(rows) == len(emitted) == 160
     assert not rows.duplicated(["symbol", "timestamp"]).any()
     key = ["symbol", "timestamp"]
-    assert rows[key].sort_values(key).reset_index(drop=True).equals(emitted[key].sort_values(key).reset_index(drop=True))
+    assert (
+        rows[key].sort_values(key).reset_index(drop=True).equals(emitted[key].sort_values(key).reset_index(drop=True))
+    )
     assert any("backfilled" in line for line in running.lines)
 
 
@@ -129,9 +131,29 @@ def test_sigint_stops_cleanly_and_writes_every_received_bar(sqlite_url, tmp_path
         target = f"sqlite:///{tmp_path / 'ingested.sqlite'}"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ALPACA_API_KEY": "", "ALPACA_SECRET_KEY": ""}
         process = subprocess.Popen(
-            [sys.executable, "-m", "pairs_assets.live.commands", "stream", "--url", recycler.ws_url, "--symbols", "AAPL,KO",
-             "--database-url", target, "--flush-interval", "60", "--report-every", "60", "--symbols-file", str(tmp_path / "none.json")],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pairs_assets.live.commands",
+                "stream",
+                "--url",
+                recycler.ws_url,
+                "--symbols",
+                "AAPL,KO",
+                "--database-url",
+                target,
+                "--flush-interval",
+                "60",
+                "--report-every",
+                "60",
+                "--symbols-file",
+                str(tmp_path / "none.json"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             # bars reach the process but are not flushed yet (60 s flush interval)

@@ -25,7 +25,6 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from pairs_assets.market import wire
 from pairs_assets.live.stream import (
     ANONYMOUS_RECYCLER_KEY,
     StreamError,
@@ -33,6 +32,7 @@ from pairs_assets.live.stream import (
     StreamSettings,
     is_alpaca_url,
 )
+from pairs_assets.market import wire
 from pairs_assets_tests.live.helpers import wait_until
 from resources.market_data import MarketDataStore
 
@@ -79,9 +79,13 @@ class CaptureServer:
             ("http", request.headers.get("APCA-API-KEY-ID") or "", request.headers.get("APCA-API-SECRET-KEY") or "")
         )
         path = urlsplit(request.path).path
-        body = json.dumps({"bars": {}, "next_page_token": None} if path == "/v2/stocks/bars" else {"message": "not found"}).encode()
+        body = json.dumps(
+            {"bars": {}, "next_page_token": None} if path == "/v2/stocks/bars" else {"message": "not found"}
+        ).encode()
         status = 200 if path == "/v2/stocks/bars" else 404
-        headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")])
+        headers = Headers(
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")]
+        )
         return Response(status, "OK" if status == 200 else "Not Found", headers, body)
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -96,7 +100,9 @@ class CaptureServer:
         await ws.send(msgpack.packb([wire.subscription_message({"bars": symbols})], default=_msgpack_default))
         # one bar per connection, 5 minutes apart: every reconnect leaves a gap the stream backfills
         bars = [
-            wire.bar_message(s, FIRST_BAR + pd.Timedelta(minutes=5 * n), open=10.0, high=10.5, low=9.5, close=10.0, volume=100.0)
+            wire.bar_message(
+                s, FIRST_BAR + pd.Timedelta(minutes=5 * n), open=10.0, high=10.5, low=9.5, close=10.0, volume=100.0
+            )
             for s in symbols
         ]
         await ws.send(msgpack.packb(bars, default=_msgpack_default))
@@ -133,19 +139,29 @@ def test_alpaca_keys_never_reach_a_non_alpaca_stream_across_reconnects(sqlite_ur
     environ = dict(ALPACA_ENV)  # PAIRS_RECYCLER_KEY unset: the case that used to fall back to Alpaca's keys
     with CaptureServer() as server:
         settings = StreamSettings.from_env(["KO"], url=server.ws_url, environ=environ, flush_interval_s=0.05)
-        _run_ingestor(settings, MarketDataStore(database_url=sqlite_url), lambda: server.connections >= 3 and server.http_requests >= 1)
+        _run_ingestor(
+            settings,
+            MarketDataStore(database_url=sqlite_url),
+            lambda: server.connections >= 3 and server.http_requests >= 1,
+        )
     channels = {channel for channel, _, _ in server.credentials}
     assert channels == {"ws", "http"}  # the stream auth and the gap backfill were both seen
     assert sum(channel == "ws" for channel, _, _ in server.credentials) >= 3
     assert ALPACA_KEY not in server.received() and ALPACA_SECRET not in server.received()
-    assert {(key, secret) for _, key, secret in server.credentials} == {(ANONYMOUS_RECYCLER_KEY, ANONYMOUS_RECYCLER_KEY)}
+    assert {(key, secret) for _, key, secret in server.credentials} == {
+        (ANONYMOUS_RECYCLER_KEY, ANONYMOUS_RECYCLER_KEY)
+    }
 
 
 def test_a_recycler_gets_its_own_credentials(sqlite_url):
     environ = {**ALPACA_ENV, "PAIRS_RECYCLER_KEY": "RKEY", "PAIRS_RECYCLER_SECRET": "RSECRET"}
     with CaptureServer() as server:
         settings = StreamSettings.from_env(["KO"], url=server.ws_url, environ=environ, flush_interval_s=0.05)
-        _run_ingestor(settings, MarketDataStore(database_url=sqlite_url), lambda: server.connections >= 2 and server.http_requests >= 1)
+        _run_ingestor(
+            settings,
+            MarketDataStore(database_url=sqlite_url),
+            lambda: server.connections >= 2 and server.http_requests >= 1,
+        )
     assert {(key, secret) for _, key, secret in server.credentials} == {("RKEY", "RSECRET")}
 
 
@@ -174,9 +190,27 @@ def test_pairs_stream_command_sends_no_alpaca_key_to_a_ws_url(tmp_path):
     env.update(ALPACA_ENV, PAIRS_HOME=str(tmp_path / "home"))
     with CaptureServer() as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pairs_assets.live.commands", "stream", "--url", server.ws_url, "--symbols", "KO",
-             "--max-seconds", "90", "--flush-interval", "0.1", "--database-url", f"sqlite:///{tmp_path / 'bars.sqlite'}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pairs_assets.live.commands",
+                "stream",
+                "--url",
+                server.ws_url,
+                "--symbols",
+                "KO",
+                "--max-seconds",
+                "90",
+                "--flush-interval",
+                "0.1",
+                "--database-url",
+                f"sqlite:///{tmp_path / 'bars.sqlite'}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             reached = wait_until(lambda: server.connections >= 3 or process.poll() is not None, 60)
@@ -217,7 +251,9 @@ def test_only_alpaca_hosts_over_tls_count_as_alpaca(url, alpaca):
         settings = StreamSettings.from_env(["KO"], url=url, environ=dict(ALPACA_ENV))
         assert (settings.stream_credentials() == (ALPACA_KEY, ALPACA_SECRET)) is alpaca
         if not alpaca:
-            assert ALPACA_KEY not in settings.stream_credentials() and ALPACA_SECRET not in settings.stream_credentials()
+            assert (
+                ALPACA_KEY not in settings.stream_credentials() and ALPACA_SECRET not in settings.stream_credentials()
+            )
             assert ALPACA_KEY not in settings.history_credentials()
             assert settings.source_label == "recycler:iex"
         else:

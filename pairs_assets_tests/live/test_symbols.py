@@ -89,5 +89,7 @@ def test_recycler_command_refuses_an_empty_store_with_a_message(tmp_path):
 def test_stream_command_needs_keys_for_alpaca(tmp_path, monkeypatch):
     monkeypatch.delenv("ALPACA_API_KEY", raising=False)
     monkeypatch.delenv("ALPACA_SECRET_KEY", raising=False)
-    result = CliRunner().invoke(main, ["stream", "--alpaca", "--symbols", "KO", "--symbols-file", str(tmp_path / "x.json")])
+    result = CliRunner().invoke(
+        main, ["stream", "--alpaca", "--symbols", "KO", "--symbols-file", str(tmp_path / "x.json")]
+    )
     assert result.exit_code == 2 and "ALPACA_API_KEY and ALPACA_SECRET_KEY" in result.output

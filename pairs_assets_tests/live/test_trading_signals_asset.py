@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from pairs_assets.assets.trading_signals import MissingTradingConfigError
-from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets.quant.config_model import TradingConfigError
 from pairs_assets.settings import StrategySettings
+from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets_tests.live import signal_setup as setup
 from resources.bar_sources import EmbeddedBarSource
 from resources.broker import BrokerResource
@@ -46,16 +46,27 @@ def world(sqlite_url):
     config = setup.build_config(bars)
     setup.CONFIGS[setup.PARTITION] = config
     with dg.instance_for_test() as instance:
-        dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
-                       resources={"store": store})
+        dg.materialize(
+            [setup.stand_in_trading_config],
+            partition_key=setup.PARTITION,
+            instance=instance,
+            resources={"store": store},
+        )
         ko_pep, pg_wmt = config.pairs
         pep, wmt = 181.0, 145.0
-        store.upsert_bars(pd.DataFrame([
-            setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
-            setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(ko_pep, pep, 2.6)),  # short the spread
-            setup.live_bar("WMT", "2022-12-29T15:01:00Z", wmt),
-            setup.live_bar("PG", "2022-12-29T15:00:00Z", setup.price_for_z(pg_wmt, wmt, 0.1)),  # near the mean
-        ]), context="live")
+        store.upsert_bars(
+            pd.DataFrame(
+                [
+                    setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
+                    setup.live_bar(
+                        "KO", "2022-12-29T15:00:00Z", setup.price_for_z(ko_pep, pep, 2.6)
+                    ),  # short the spread
+                    setup.live_bar("WMT", "2022-12-29T15:01:00Z", wmt),
+                    setup.live_bar("PG", "2022-12-29T15:00:00Z", setup.price_for_z(pg_wmt, wmt, 0.1)),  # near the mean
+                ]
+            ),
+            context="live",
+        )
         yield store, instance, config
 
 
@@ -77,9 +88,14 @@ def test_signals_rows_orders_and_metadata(world):
     from pairs_assets_tests.strategies import SEED as S
 
     # volatility targeting within the limits, on the config's GARCH σ forecast, two pairs in the config
-    sizing = pair_sizing(sigma_forecast=config.pairs[0].garch.sigma_forecast, hedge_ratio=hedge,
-                         target_daily_vol=S.target_daily_vol, max_position=S.max_position,
-                         max_portfolio_risk=S.max_portfolio_risk, n_pairs=2)
+    sizing = pair_sizing(
+        sigma_forecast=config.pairs[0].garch.sigma_forecast,
+        hedge_ratio=hedge,
+        target_daily_vol=S.target_daily_vol,
+        max_position=S.max_position,
+        max_portfolio_risk=S.max_portfolio_risk,
+        n_pairs=2,
+    )
     assert abs(ko["position_y"]) == pytest.approx(sizing["y_fraction"])
     assert ko["position_x"] == pytest.approx(-ko["position_y"] * abs(hedge))
     assert pd.Timestamp(ko["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:00:00")
@@ -88,16 +104,26 @@ def test_signals_rows_orders_and_metadata(world):
     assert pg["action"] == "hold" and pg["zscore"] == pytest.approx(0.1, abs=1e-6)
     assert pd.Timestamp(pg["bar_timestamp"]) == pd.Timestamp("2022-12-29 15:01:00")  # the later leg's bar
     orders = store.read_table(orders_table).set_index("leg")
-    assert set(orders["pair_id"]) == {"KO-PEP"} and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
+    assert (
+        set(orders["pair_id"]) == {"KO-PEP"} and orders.loc["y", "side"] == "sell" and orders.loc["x", "side"] == "buy"
+    )
     assert orders.loc["y", "client_order_id"].startswith("pairs-KO-PEP-y-20221229T150000")
     metadata = result.asset_materializations_for_node("trading_signals")[0].metadata
-    assert metadata["signals"].value == 3 and metadata["pairs_signalled"].value == 2 and metadata["orders"].value == 2 and metadata["broker"].value == "dry-run"
+    assert (
+        metadata["signals"].value == 3
+        and metadata["pairs_signalled"].value == 2
+        and metadata["orders"].value == 2
+        and metadata["broker"].value == "dry-run"
+    )
     assert metadata["actions"].value["short_spread"] == 1 and metadata["gru_gated"].value == 2
     assert "KO-PEP" in metadata["signals_table"].value
 
     states = store.read_table(pair_states_table).set_index("pair_id")
     assert states.loc["KO-PEP", "side"] == -1 and states.loc["PG-WMT", "side"] == 0
-    assert states.loc["KO-PEP", "shares_y"] == orders.loc["y", "qty"] and states.loc["KO-PEP", "shares_x"] == orders.loc["x", "qty"]
+    assert (
+        states.loc["KO-PEP", "shares_y"] == orders.loc["y", "qty"]
+        and states.loc["KO-PEP", "shares_x"] == orders.loc["x", "qty"]
+    )
     assert states.loc["KO-PEP", "entry_session"] == "2022-12-29"
 
     again = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")  # same bars: nothing changes
@@ -137,7 +163,9 @@ def test_a_model_that_cannot_be_loaded_gives_ungated_flagged_signals(world):
 def test_gru_veto_and_missing_legs(world, sqlite_url):
     store, instance, _ = world
     bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
-    no_closes = setup.pair_entry(bars, "KO", "PEP", gated=False).model_copy(update={"pair_id": "HD-BBY", "y": "HD", "x": "BBY"})
+    no_closes = setup.pair_entry(bars, "KO", "PEP", gated=False).model_copy(
+        update={"pair_id": "HD-BBY", "y": "HD", "x": "BBY"}
+    )
     # an untrained model never reaches a threshold of 1.0
     vetoed = setup.build_config(bars, probability_threshold=1.0, extra=[no_closes])
     store.write_trading_config(vetoed.document(), path="test")
@@ -204,7 +232,9 @@ def test_a_malformed_field_fails_the_run_naming_pair_and_field(world):
     document = config.document()
     document["pairs"][0]["sizing"]["max_position"] = 0.1  # a key the model does not know
     store.write_trading_config(document, path="test")
-    _assert_fails_writing_nothing(instance, store, "field pairs[0] (KO-PEP).sizing.max_position: Extra inputs are not permitted")
+    _assert_fails_writing_nothing(
+        instance, store, "field pairs[0] (KO-PEP).sizing.max_position: Extra inputs are not permitted"
+    )
 
 
 def test_a_pair_with_a_failed_garch_fit_is_skipped_naming_the_field(world):
@@ -222,7 +252,11 @@ def test_a_pair_with_a_failed_garch_fit_is_skipped_naming_the_field(world):
 
 @pytest.mark.parametrize(
     "kind, what",
-    [("truncated", "not valid JSON"), ("empty", "not valid JSON"), ("array", "a trading config is a JSON object, got list")],
+    [
+        ("truncated", "not valid JSON"),
+        ("empty", "not valid JSON"),
+        ("array", "a trading config is a JSON object, got list"),
+    ],
 )
 def test_an_unreadable_config_fails_the_run_in_one_line_naming_partition_and_file(world, kind, what):
     """Issue 21 item 5: not a bare JSONDecodeError or "'list' object has no attribute 'get'"."""
@@ -237,6 +271,7 @@ def test_an_unreadable_config_fails_the_run_in_one_line_naming_partition_and_fil
 
 
 # --- no order follows a bar failing the jump rule against the last close (issue 21 item 7) --------
+
 
 def _replayed(store, symbol: str, ts: str, factor: float) -> None:
     """A bar of ``symbol`` at ``factor`` × its as-of close (the recycler re-stamping a 2017 close to now)."""
@@ -302,7 +337,9 @@ def _as_the_recycler_streamed_them(store) -> str:
     from resources.market_data import bars_table
 
     source = StreamSettings(symbols=("KO",), url="ws://127.0.0.1:8765/v2/iex", backfill=False).source_label
-    live = store.read_bars(["KO", "PEP", "PG", "WMT"], pd.Timestamp("2022-12-29T00:00:00Z"), pd.Timestamp("2022-12-30T00:00:00Z"))
+    live = store.read_bars(
+        ["KO", "PEP", "PG", "WMT"], pd.Timestamp("2022-12-29T00:00:00Z"), pd.Timestamp("2022-12-30T00:00:00Z")
+    )
     with store.engine.begin() as conn:
         conn.execute(bars_table.delete().where(bars_table.c.source == "alpaca:iex-stream"))
     store.upsert_bars(live.assign(source=source), context="recycler")
@@ -364,7 +401,11 @@ def test_a_configured_live_source_and_its_proxies_are_traded(world, monkeypatch)
     from resources.market_data import bars_table
 
     with store.engine.begin() as conn:  # KO's bar as a proxy stand-in of the live source
-        conn.execute(bars_table.update().where(bars_table.c.symbol == "KO", bars_table.c.source == "recycler:iex").values(source="recycler:iex+proxy:AAPL"))
+        conn.execute(
+            bars_table.update()
+            .where(bars_table.c.symbol == "KO", bars_table.c.source == "recycler:iex")
+            .values(source="recycler:iex+proxy:AAPL")
+        )
     result = materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
     assert result.success
     rows = store.read_table(trading_signals_table).set_index("pair_id")

@@ -75,8 +75,13 @@ def test_files_and_settings_take_the_symbol_as_written_the_cli_normalises_typing
         check_symbol("abcdefghijk")
 
 
-UNIT_TEXT = {TimeFrameUnit.Minute: ["Min", "T"], TimeFrameUnit.Hour: ["Hour", "H"], TimeFrameUnit.Day: ["Day", "D"],
-             TimeFrameUnit.Week: ["Week", "W"], TimeFrameUnit.Month: ["Month", "M"]}
+UNIT_TEXT = {
+    TimeFrameUnit.Minute: ["Min", "T"],
+    TimeFrameUnit.Hour: ["Hour", "H"],
+    TimeFrameUnit.Day: ["Day", "D"],
+    TimeFrameUnit.Week: ["Week", "W"],
+    TimeFrameUnit.Month: ["Month", "M"],
+}
 
 
 def _alpaca_accepts(amount: int, unit: TimeFrameUnit) -> bool:

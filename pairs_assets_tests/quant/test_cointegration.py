@@ -74,7 +74,9 @@ def test_engle_granger_with_explicit_maxlag_and_tstat_autolag():
         ref = coint(window.KO, window.PEP, trend="c", maxlag=maxlag, autolag="aic")
         np.testing.assert_allclose((ours.stat, ours.pvalue), ref[:2], rtol=0, atol=1e-8)
     ours = engle_granger(window.KO, window.PEP, autolag="t-stat")
-    np.testing.assert_allclose((ours.stat, ours.pvalue), coint(window.KO, window.PEP, trend="c", autolag="t-stat")[:2], atol=1e-8)
+    np.testing.assert_allclose(
+        (ours.stat, ours.pvalue), coint(window.KO, window.PEP, trend="c", autolag="t-stat")[:2], atol=1e-8
+    )
 
 
 @pytest.mark.parametrize("autolag", ["aic", "bic", "t-stat", None])
@@ -87,7 +89,9 @@ def test_engle_granger_result_carries_the_lags_adfuller_chooses(autolag):
         result = engle_granger(window[y_sym], window[x_sym], autolag=autolag)
         fit = OLS(window[y_sym].to_numpy(), np.column_stack([window[x_sym].to_numpy(), np.ones(len(window))])).fit()
         maxlag = result.max_lags
-        _stat, _p, used_lag, nobs, *_ = adfuller(fit.resid, maxlag=maxlag, autolag=autolag, regression="n", result_object=False)
+        _stat, _p, used_lag, nobs, *_ = adfuller(
+            fit.resid, maxlag=maxlag, autolag=autolag, regression="n", result_object=False
+        )
         assert result.lags == used_lag and result.nobs == len(window)
         assert (result.hedge_ratio, result.intercept) == pytest.approx(tuple(fit.params), rel=1e-9)
         assert str(result).startswith("Engle-Granger cointegration test (trend 'c'")
@@ -203,7 +207,9 @@ def screen(log_prices, correlation_min=-1.0, **kwargs):
 def test_planted_pairs_are_found():
     closes, planted = synthetic_panel(n_cointegrated_pairs=5, n_random_walks=0, n_obs=500, seed=11)
     result = screen(np.log(closes))
-    found = {(row.y, row.x) for row in result.pairs.itertuples()} | {(row.x, row.y) for row in result.pairs.itertuples()}
+    found = {(row.y, row.x) for row in result.pairs.itertuples()} | {
+        (row.x, row.y) for row in result.pairs.itertuples()
+    }
     assert sum(pair in found for pair in planted) >= 4
 
 
@@ -314,7 +320,9 @@ def test_batched_johansen_matches_statsmodels(det_order, k_ar_diff):
     y = prices[[a for a, _ in pairs]].to_numpy()
     x = prices[[b for _, b in pairs]].to_numpy()
     ours = johansen_trace_many(y, x, det_order, k_ar_diff)
-    reference = [coint_johansen(np.column_stack([y[:, j], x[:, j]]), det_order, k_ar_diff).lr1[0] for j in range(len(pairs))]
+    reference = [
+        coint_johansen(np.column_stack([y[:, j], x[:, j]]), det_order, k_ar_diff).lr1[0] for j in range(len(pairs))
+    ]
     np.testing.assert_allclose(ours, reference, rtol=1e-8)
     with pytest.raises(ValueError, match="det_order"):
         johansen_trace_many(y, x, 2)

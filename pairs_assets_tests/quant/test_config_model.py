@@ -25,7 +25,13 @@ WHERE = f"trading config {AS_OF}|{SECTOR}"
 def small_config() -> TradingConfig:
     garch = configs.garch_block(omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01)
     pair = configs.pair_config(
-        "KO", "PG", hedge_ratio=0.8, intercept=0.3, spread_mean=0.01, spread_std=0.02, garch=garch,
+        "KO",
+        "PG",
+        hedge_ratio=0.8,
+        intercept=0.3,
+        spread_mean=0.01,
+        spread_std=0.02,
+        garch=garch,
         model=configs.model_block("pairs_trading_gru_garch_consumer", "2", garch=garch),
     )
     return configs.trading_config([pair], as_of=AS_OF, effective="2022-12-15", sector=SECTOR)
@@ -96,8 +102,17 @@ def test_text_that_is_not_a_config_object_is_refused():
 
 def test_non_finite_floats_are_stored_as_null():
     garch = configs.garch_block(omega=1e-6, alpha=0.3, beta=0.8, sigma_forecast=float("nan"))  # not stationary
-    pair = configs.pair_config("KO", "PG", hedge_ratio=0.8, intercept=0.3, spread_mean=0.0, spread_std=0.02,
-                               garch=garch, half_life=math.inf, correlation=np.float64(0.9))
+    pair = configs.pair_config(
+        "KO",
+        "PG",
+        hedge_ratio=0.8,
+        intercept=0.3,
+        spread_mean=0.0,
+        spread_std=0.02,
+        garch=garch,
+        half_life=math.inf,
+        correlation=np.float64(0.9),
+    )
     config = configs.trading_config([pair], as_of=AS_OF, effective="2022-12-15", sector=SECTOR)
     stored = json.loads(config.to_json_bytes())["pairs"][0]
     assert stored["garch"]["sigma_forecast"] is None and stored["garch"]["unconditional_sigma"] is None
@@ -112,10 +127,10 @@ def test_non_finite_floats_are_stored_as_null():
 def written():
     """The real stages and writer on the embedded closes of 2022-12-14|consumer, with a GRU row as
     gru_models writes it (its feature GARCH from the real garch_features; registry fields made up)."""
-    from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE
-    from pairs_assets.universe import load_universe
     from pairs_assets.assets.gru_models import GRU_COLUMNS
     from pairs_assets.quant.stages import garch_features, gru_config, pair_spread
+    from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE
+    from pairs_assets.universe import load_universe
     from resources.bar_sources import EmbeddedBarSource
 
     strategy = StrategySettings.preset("seed")
@@ -125,30 +140,50 @@ def written():
     session = bars["timestamp"].dt.tz_convert(partitions.EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
     closes = bars.assign(session=session).pivot(index="session", columns="symbol", values="close").reindex(sessions)
     assert not closes.isna().to_numpy().any()
-    formation = closes.iloc[-strategy.formation_window:]
+    formation = closes.iloc[-strategy.formation_window :]
     correlation = stages.correlation_stage(formation, strategy)
     result, _ = stages.cointegration_stage(formation, correlation.matrix, strategy)
     pairs = result.pairs
     legs = sorted(set(pairs["y"]) | set(pairs["x"]))
-    garch = stages.garch_stage(closes[legs].iloc[-(strategy.garch_window + 1):], pairs, strategy)
+    garch = stages.garch_stage(closes[legs].iloc[-(strategy.garch_window + 1) :], pairs, strategy)
     scores, _ = stages.selection_stage(
-        closes[legs].iloc[-(strategy.backtest_window + strategy.formation_window):], pairs, garch, strategy
+        closes[legs].iloc[-(strategy.backtest_window + strategy.formation_window) :], pairs, garch, strategy
     )
     rows = []
     for pair in pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])].itertuples():
-        pair_spread_ = pair_spread(closes.iloc[-strategy.gru_window:], pair.y, pair.x, pair.hedge_ratio, pair.intercept)
+        pair_spread_ = pair_spread(
+            closes.iloc[-strategy.gru_window :], pair.y, pair.x, pair.hedge_ratio, pair.intercept
+        )
         _, feature_garch = garch_features(pair_spread_, gru_config(strategy), strategy.gru_horizon)
-        rows.append({
-            "pair_id": pair.pair_id, "status": "trained", "reason": "", "model_name": "pairs_trading_gru_garch_consumer",
-            "model_version": "4", "mlflow_run_id": "0f1e2d3c", "probability_threshold": 0.4375, "test_f1": 0.61,
-            "best_baseline_f1": 0.52, "beats_baselines": True,
-            **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
-        })
+        rows.append(
+            {
+                "pair_id": pair.pair_id,
+                "status": "trained",
+                "reason": "",
+                "model_name": "pairs_trading_gru_garch_consumer",
+                "model_version": "4",
+                "mlflow_run_id": "0f1e2d3c",
+                "probability_threshold": 0.4375,
+                "test_f1": 0.61,
+                "best_baseline_f1": 0.52,
+                "beats_baselines": True,
+                **{f"feature_garch_{k}": v for k, v in feature_garch.items()},
+            }
+        )
     models = pd.DataFrame(rows, columns=GRU_COLUMNS)
     config = stages.build_trading_config(
-        as_of=AS_OF, effective_session=str(partitions.next_session(AS_OF).date()), sector=SECTOR,
-        source="embedded:skfolio-sp500", symbols=symbols, pairs=pairs, garch=garch, scores=scores, models=models,
-        formation_closes=formation, strategy=strategy, fingerprint="round-trip",
+        as_of=AS_OF,
+        effective_session=str(partitions.next_session(AS_OF).date()),
+        sector=SECTOR,
+        source="embedded:skfolio-sp500",
+        symbols=symbols,
+        pairs=pairs,
+        garch=garch,
+        scores=scores,
+        models=models,
+        formation_closes=formation,
+        strategy=strategy,
+        fingerprint="round-trip",
     )
     return config, pairs, garch, models, formation, strategy
 
@@ -182,7 +217,11 @@ def test_round_trip_writer_json_parse_pair_params_keeps_every_number(written):
     assert params.correlation == source["correlation"] and params.half_life == source["half_life"]
     assert params.spread_mean == formation_spread.mean() and params.spread_std == formation_spread.std(ddof=1)
     assert params.garch == GarchParams(
-        mu=fit["mu"], omega=fit["omega"], alpha=fit["alpha"], beta=fit["beta"], sigma_forecast=fit["sigma_forecast"],
+        mu=fit["mu"],
+        omega=fit["omega"],
+        alpha=fit["alpha"],
+        beta=fit["beta"],
+        sigma_forecast=fit["sigma_forecast"],
         unconditional_sigma=fit["unconditional_sigma"],
     )
     assert params.levels == Levels(strategy.entry_z, strategy.exit_z, strategy.stop_z)
@@ -205,13 +244,33 @@ def test_round_trip_writer_json_parse_pair_params_keeps_every_number(written):
 @pytest.mark.parametrize(
     ("edit", "field", "reason"),
     [
-        (lambda d: d["pairs"][0].update(hedge_ratio=True), "pairs[0] (KO-PG).hedge_ratio", "a boolean (true) is not a number"),
-        (lambda d: d["pairs"][0].update(spread_mean=False), "pairs[0] (KO-PG).spread_mean", "a boolean (false) is not a number"),
-        (lambda d: d["pairs"][0]["levels"].update(stop_z=True), "pairs[0] (KO-PG).levels.stop_z", "a boolean (true) is not a number"),
-        (lambda d: d["pairs"][0]["scores"].update(rank=True), "pairs[0] (KO-PG).scores.rank", "a boolean (true) is not a number"),
+        (
+            lambda d: d["pairs"][0].update(hedge_ratio=True),
+            "pairs[0] (KO-PG).hedge_ratio",
+            "a boolean (true) is not a number",
+        ),
+        (
+            lambda d: d["pairs"][0].update(spread_mean=False),
+            "pairs[0] (KO-PG).spread_mean",
+            "a boolean (false) is not a number",
+        ),
+        (
+            lambda d: d["pairs"][0]["levels"].update(stop_z=True),
+            "pairs[0] (KO-PG).levels.stop_z",
+            "a boolean (true) is not a number",
+        ),
+        (
+            lambda d: d["pairs"][0]["scores"].update(rank=True),
+            "pairs[0] (KO-PG).scores.rank",
+            "a boolean (true) is not a number",
+        ),
         (lambda d: d["windows"].update(gru=True), "windows.gru", "a boolean (true) is not a number"),
         (lambda d: d["risk"].update(max_position=True), "risk.max_position", "a boolean (true) is not a number"),
-        (lambda d: d["pairs"][0].update(hedge_ratio="0.8"), "pairs[0] (KO-PG).hedge_ratio", "a string ('0.8') is not a number"),
+        (
+            lambda d: d["pairs"][0].update(hedge_ratio="0.8"),
+            "pairs[0] (KO-PG).hedge_ratio",
+            "a string ('0.8') is not a number",
+        ),
     ],
 )
 def test_a_boolean_or_a_quoted_number_is_not_a_number(edit, field, reason):
@@ -236,7 +295,9 @@ def test_an_implausible_spread_level_is_refused(field):
 
 def test_any_number_beyond_the_plausible_magnitude_is_refused():
     message = _broken(lambda d: d["pairs"][0]["garch"].update(omega=1e300))
-    assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).garch.omega: 1e+300 is beyond the plausible magnitude 1e+09")
+    assert message.startswith(
+        f"{WHERE}: field pairs[0] (KO-PG).garch.omega: 1e+300 is beyond the plausible magnitude 1e+09"
+    )
     message = _broken(lambda d: d["risk"].update(target_daily_vol=-1e300))
     assert message.startswith(f"{WHERE}: field risk.target_daily_vol: -1e+300 is beyond the plausible magnitude 1e+09")
 
@@ -259,7 +320,10 @@ def test_the_spread_std_floor_is_relative_to_the_spread_scale():
 
 def test_a_pair_of_one_symbol_with_itself_is_refused():
     message = _broken(lambda d: d["pairs"][0].update(x="KO"))
-    assert message == f"{WHERE}: field pairs[0] (KO-PG).x: x is KO, the same symbol as y: a pair needs two symbols (1 error(s))"
+    assert (
+        message
+        == f"{WHERE}: field pairs[0] (KO-PG).x: x is KO, the same symbol as y: a pair needs two symbols (1 error(s))"
+    )
     message = _broken(lambda d: d["pairs"][0].update(x=" ko"))
     assert message.startswith(f"{WHERE}: field pairs[0] (KO-PG).x: x is ' ko', the same symbol as y")
 
@@ -278,16 +342,63 @@ def test_the_writer_refuses_what_the_reader_would_naming_the_partition():
     rng = np.random.default_rng(3)
     x = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
     formation = pd.DataFrame({"KO": x * 1.01, "PG": x})
-    pairs = pd.DataFrame([{"pair_id": "KO-PG", "y": "KO", "x": "PG", "hedge_ratio": 250.0, "intercept": 0.0,
-                           "half_life": 5.0, "correlation": 0.9, "eg_pvalue": 0.01}])
-    garch = pd.DataFrame([{"pair_id": "KO-PG", "mu": 0.0, "omega": 1e-6, "alpha": 0.05, "beta": 0.9, "persistence": 0.95,
-                           "sigma_forecast": 0.01, "unconditional_sigma": 0.0045}])
-    scores = pd.DataFrame([{"pair_id": "KO-PG", "selected": True, "rank": 1, "aic_score": 0.5, "forecast_score": 0.5,
-                            "backtest_score": 0.5, "diagnostic_score": 0.5, "composite": 0.5}])
+    pairs = pd.DataFrame(
+        [
+            {
+                "pair_id": "KO-PG",
+                "y": "KO",
+                "x": "PG",
+                "hedge_ratio": 250.0,
+                "intercept": 0.0,
+                "half_life": 5.0,
+                "correlation": 0.9,
+                "eg_pvalue": 0.01,
+            }
+        ]
+    )
+    garch = pd.DataFrame(
+        [
+            {
+                "pair_id": "KO-PG",
+                "mu": 0.0,
+                "omega": 1e-6,
+                "alpha": 0.05,
+                "beta": 0.9,
+                "persistence": 0.95,
+                "sigma_forecast": 0.01,
+                "unconditional_sigma": 0.0045,
+            }
+        ]
+    )
+    scores = pd.DataFrame(
+        [
+            {
+                "pair_id": "KO-PG",
+                "selected": True,
+                "rank": 1,
+                "aic_score": 0.5,
+                "forecast_score": 0.5,
+                "backtest_score": 0.5,
+                "diagnostic_score": 0.5,
+                "composite": 0.5,
+            }
+        ]
+    )
     with pytest.raises(TradingConfigError) as raised:
         stages.build_trading_config(
-            as_of=AS_OF, effective_session="2022-12-15", sector=SECTOR, source="test", symbols=["KO", "PG"],
-            pairs=pairs, garch=garch, scores=scores, models=None, formation_closes=formation,
-            strategy=StrategySettings(), fingerprint="f",
+            as_of=AS_OF,
+            effective_session="2022-12-15",
+            sector=SECTOR,
+            source="test",
+            symbols=["KO", "PG"],
+            pairs=pairs,
+            garch=garch,
+            scores=scores,
+            models=None,
+            formation_closes=formation,
+            strategy=StrategySettings(),
+            fingerprint="f",
         )
-    assert str(raised.value).startswith(f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: hedge_ratio=250 is not plausible")
+    assert str(raised.value).startswith(
+        f"{WHERE}: field pairs[0] (KO-PG).hedge_ratio: hedge_ratio=250 is not plausible"
+    )

@@ -62,7 +62,9 @@ def test_fewer_than_two_symbols_gives_typed_empty_frame():
 def test_correlations_are_bounded_and_complete(seed, n_symbols, n_obs):
     rng = np.random.default_rng(seed)
     prices = np.exp(np.cumsum(rng.normal(0, 0.01, (n_obs, n_symbols)), axis=0))
-    closes = pd.DataFrame(prices, columns=[f"S{i}" for i in range(n_symbols)], index=pd.bdate_range("2021-01-01", periods=n_obs))
+    closes = pd.DataFrame(
+        prices, columns=[f"S{i}" for i in range(n_symbols)], index=pd.bdate_range("2021-01-01", periods=n_obs)
+    )
     long = correlation_long(closes)
     assert len(long) == n_symbols * (n_symbols - 1) // 2
     assert ((long.correlation >= -1.0 - 1e-12) & (long.correlation <= 1.0 + 1e-12)).all()

@@ -336,7 +336,9 @@ def test_entry_event_label_uses_nothing_after_t_plus_horizon_and_no_stale_statis
 def test_entry_event_label_against_given_statistics_a_trading_periods_config():
     s = _hand_spread()
     trailing = formation_statistics(s, 60)
-    pd.testing.assert_series_equal(entry_event_labels(s, 3, statistics=trailing), entry_event_labels(s, 3, formation_window=60))
+    pd.testing.assert_series_equal(
+        entry_event_labels(s, 3, statistics=trailing), entry_event_labels(s, 3, formation_window=60)
+    )
     # a config formed at session 59 and kept for the rest: z against its frozen mean 0 and σ
     frozen = trailing.copy()
     frozen.iloc[59:] = trailing.iloc[59].to_numpy()
@@ -372,5 +374,10 @@ def test_label_defaults_are_the_strategy_defaults():
     from pairs_assets.quant import features
     from pairs_assets.settings import DEFAULT_STRATEGY as d
 
-    assert (features.DEFAULT_FORMATION_WINDOW, features.DEFAULT_ENTRY_Z, features.DEFAULT_EXIT_Z, features.DEFAULT_STOP_Z,
-            features.DEFAULT_HORIZON) == (d.formation_window, d.entry_z, d.exit_z, d.stop_z, d.gru_horizon)
+    assert (
+        features.DEFAULT_FORMATION_WINDOW,
+        features.DEFAULT_ENTRY_Z,
+        features.DEFAULT_EXIT_Z,
+        features.DEFAULT_STOP_Z,
+        features.DEFAULT_HORIZON,
+    ) == (d.formation_window, d.entry_z, d.exit_z, d.stop_z, d.gru_horizon)

@@ -49,7 +49,9 @@ def test_parameters_and_likelihood_match_arch():
     assert fit.alpha == pytest.approx(params["alpha[1]"], rel=1e-10)
     assert fit.beta == pytest.approx(params["beta[1]"], rel=1e-10)
     assert fit.persistence == pytest.approx(params["alpha[1]"] + params["beta[1]"], rel=1e-12)
-    assert (fit.loglik, fit.aic, fit.bic) == pytest.approx((reference.loglikelihood, reference.aic, reference.bic), rel=1e-12)
+    assert (fit.loglik, fit.aic, fit.bic) == pytest.approx(
+        (reference.loglikelihood, reference.aic, reference.bic), rel=1e-12
+    )
     sigma_next = math.sqrt(reference.forecast(horizon=1, reindex=False).variance.iloc[-1, 0]) / 100.0
     assert fit.sigma_forecast == pytest.approx(sigma_next, rel=1e-12)
     assert fit.converged and fit.n_obs == 1000 and fit.scale == 100.0
@@ -66,7 +68,9 @@ def test_constant_variance_criteria_match_arch_constant_model():
 def test_diagnostics_match_statsmodels():
     std_resid = np.asarray(direct_fit().std_resid)
     fit = ko_pep_fit()
-    assert fit.ljung_box_p == pytest.approx(acorr_ljungbox(std_resid, lags=[10], return_df=True)["lb_pvalue"].iloc[0], rel=1e-9)
+    assert fit.ljung_box_p == pytest.approx(
+        acorr_ljungbox(std_resid, lags=[10], return_df=True)["lb_pvalue"].iloc[0], rel=1e-9
+    )
     assert fit.arch_lm_p == pytest.approx(het_arch(std_resid, nlags=5, result_object=True).lmpval, rel=1e-9)
 
 

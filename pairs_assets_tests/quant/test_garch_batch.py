@@ -97,7 +97,7 @@ def test_deterministic_parts_equal_arch_and_statsmodels_given_the_parameters():
         full = arch_model(scaled, mean="Constant", vol="GARCH", p=1, q=1).fit(disp="off")
         train = arch_model(scaled, mean="Constant", vol="GARCH", p=1, q=1).fit(disp="off", last_obs=n_train)
         out = np.full(kernels.RESULT_SIZE, np.nan)
-        out[: 4] = full.params.to_numpy()
+        out[:4] = full.params.to_numpy()
         out[kernels.TRAIN_OFFSET : kernels.TRAIN_OFFSET + 4] = train.params.to_numpy()
         kernels.summarise(scaled, HOLDOUT, out, 10, 5, 1e-8)
 
@@ -137,7 +137,8 @@ def test_analytic_derivatives_match_finite_differences():
         up[i] += step
         down[i] -= step
         numeric_grad[i] = (
-            kernels.negloglik(scaled, *up, backcast, lower, upper) - kernels.negloglik(scaled, *down, backcast, lower, upper)
+            kernels.negloglik(scaled, *up, backcast, lower, upper)
+            - kernels.negloglik(scaled, *down, backcast, lower, upper)
         ) / (2 * step)
         g_up, g_down, h_tmp = np.zeros(4), np.zeros(4), np.zeros((4, 4))
         kernels.negloglik_derivatives(scaled, *up, backcast, lower, upper, g_up, h_tmp)
@@ -156,8 +157,21 @@ def test_non_convergence_falls_back_to_arch_and_is_recorded(monkeypatch):
         assert fit.estimator == ARCH
         assert "full-sample fit: arch fallback (no convergence in 1 iterations)" in fit.convergence_message
         assert "training fit: arch fallback (no convergence in 1 iterations)" in fit.convergence_message
-        for field in ("mu", "omega", "alpha", "beta", "loglik", "aic", "bic", "sigma_forecast", "qlike_garch",
-                      "qlike_naive", "forecast_ratio", "ljung_box_p", "arch_lm_p"):
+        for field in (
+            "mu",
+            "omega",
+            "alpha",
+            "beta",
+            "loglik",
+            "aic",
+            "bic",
+            "sigma_forecast",
+            "qlike_garch",
+            "qlike_naive",
+            "forecast_ratio",
+            "ljung_box_p",
+            "arch_lm_p",
+        ):
             assert getattr(fit, field) == pytest.approx(getattr(reference, field), rel=1e-8, abs=1e-12), field
         assert fit.converged == reference.converged
 

@@ -27,8 +27,14 @@ from pairs_assets.quant.walkforward import replay
 from pairs_assets.quant.walkforward.replay import SectorPanel, build_configs
 from pairs_assets.settings import EMBEDDED_BARS_FILE, EMBEDDED_HISTORY_START, StrategySettings
 
-PERIODIC = {"reselect_every": 5, "formation_window": 120, "causal_hedge": True, "backtest_before_formation": True,
-            "backtest_lag": 1, "backtest_cost_bp": 5.0}
+PERIODIC = {
+    "reselect_every": 5,
+    "formation_window": 120,
+    "causal_hedge": True,
+    "backtest_before_formation": True,
+    "backtest_lag": 1,
+    "backtest_cost_bp": 5.0,
+}
 GARCH_PARAMS = ("mu", "omega", "alpha", "beta", "persistence")
 
 
@@ -41,6 +47,7 @@ def _panel(sector, symbols, date, strategy):
 def _configs(monkeypatch, estimator, panel, sessions, n, symbols, strategy):
     monkeypatch.setattr(replay, "garch_stage_many", functools.partial(stages.garch_stage_many, estimator=estimator))
     as_of = list(sessions[-n:])
+
     def formation_of(day):
         return partitions.formation_session(day, strategy.reselect_every)
 
@@ -85,7 +92,9 @@ def test_configs_before_and_after_the_batched_garch(monkeypatch, sector, symbols
     before = _configs(monkeypatch, "arch", panel, window, sessions, symbols, strategy)
     after = _configs(monkeypatch, "batched", panel, window, sessions, symbols, strategy)
     assert list(after) == list(before)
-    selected = sum(_assert_same_config(before[d].document(), after[d].document(), f"{d.date()}|{sector}") for d in before)
+    selected = sum(
+        _assert_same_config(before[d].document(), after[d].document(), f"{d.date()}|{sector}") for d in before
+    )
     if sector == "consumer":
         assert [p["pair_id"] for p in after[pd.Timestamp("2022-12-14")].document()["pairs"]] == ["KO-PG"]
         assert selected > 0
@@ -97,24 +106,32 @@ def test_garch_stage_records_its_estimator_and_agrees_with_arch():
     panel, window = _panel("consumer", symbols, "2022-12-14", strategy)
     closes = panel.closes.iloc[-strategy.garch_sessions :]
     pairs = pd.DataFrame(
-        [(f"{y}-{x}", y, x) for i, y in enumerate(sorted(symbols)) for x in sorted(symbols)[i + 1 :]], columns=["pair_id", "y", "x"]
+        [(f"{y}-{x}", y, x) for i, y in enumerate(sorted(symbols)) for x in sorted(symbols)[i + 1 :]],
+        columns=["pair_id", "y", "x"],
     )
-    from pairs_assets.quant.cointegration import hedge_ratio
     import numpy as np
 
+    from pairs_assets.quant.cointegration import hedge_ratio
+
     logs = np.log(closes.iloc[-strategy.formation_window :])
-    pairs[["hedge_ratio", "intercept"]] = [hedge_ratio(logs[y].to_numpy(), logs[x].to_numpy()) for y, x in zip(pairs["y"], pairs["x"])]
+    pairs[["hedge_ratio", "intercept"]] = [
+        hedge_ratio(logs[y].to_numpy(), logs[x].to_numpy()) for y, x in zip(pairs["y"], pairs["x"])
+    ]
     batched = stages.garch_stage(closes, pairs, strategy)
     arch = stages.garch_stage(closes, pairs, strategy, estimator="arch")
     assert list(batched.columns) == stages.GARCH_COLUMNS and "estimator" in batched
     assert set(arch["estimator"]) == {"arch"}
-    assert set(batched["estimator"]) <= {"batched", "arch", "arch/batched", "batched/arch"} and "batched" in set(batched["estimator"])
+    assert set(batched["estimator"]) <= {"batched", "arch", "arch/batched", "batched/arch"} and "batched" in set(
+        batched["estimator"]
+    )
     np.testing.assert_allclose(batched["loglik"], arch["loglik"], atol=1e-3)
     assert list(batched["pair_id"]) == list(pairs["pair_id"])
     assert stages.empty_garch_frame().columns.tolist() == stages.GARCH_COLUMNS
     # many partitions in one call: each frame equals its own garch_stage call
     half = pairs.iloc[:7].reset_index(drop=True), pairs.iloc[7:].reset_index(drop=True)
-    many = stages.garch_stage_many([stages.garch_series(closes, p, strategy) for p in (*half, pairs.iloc[0:0])], [*half, pairs.iloc[0:0]], strategy)
+    many = stages.garch_stage_many(
+        [stages.garch_series(closes, p, strategy) for p in (*half, pairs.iloc[0:0])], [*half, pairs.iloc[0:0]], strategy
+    )
     pd.testing.assert_frame_equal(pd.concat(many[:2], ignore_index=True), batched)
     assert many[2].empty and list(many[2].columns) == stages.GARCH_COLUMNS
     with pytest.raises(ValueError, match="estimator"):

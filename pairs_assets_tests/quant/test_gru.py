@@ -87,9 +87,7 @@ def planted_result(planted):
 
 
 def _equal_metrics(a: dict, b: dict) -> bool:
-    return all(
-        (math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a
-    ) and a.keys() == b.keys()
+    return all((math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a) and a.keys() == b.keys()
 
 
 # --- learning --------------------------------------------------------------------------------------
@@ -202,7 +200,9 @@ def test_same_inputs_give_same_weights_and_metrics(planted):
     torch.manual_seed(123)
     fit_pair_model(spread, sigma, resid, 2.0, TINY, pair_id="SYN-A", formation_window=60)
     assert torch.equal(torch.get_rng_state(), state_after)
-    c = fit_pair_model(spread, sigma, resid, 2.0, GRUConfig(hidden=8, max_epochs=3, seed=1), pair_id="SYN-A", formation_window=60)
+    c = fit_pair_model(
+        spread, sigma, resid, 2.0, GRUConfig(hidden=8, max_epochs=3, seed=1), pair_id="SYN-A", formation_window=60
+    )
     assert not torch.equal(a.model.head.weight, c.model.head.weight)
 
 
@@ -211,10 +211,17 @@ def test_same_inputs_give_same_weights_and_metrics(planted):
 
 def test_too_little_history(planted):
     spread, sigma, resid, _ = planted
-    with pytest.raises(InsufficientSequencesError, match=r"pair SYN-A: 136 labelled sequences .* need at least 250: provide at least 314 sessions"):
-        fit_pair_model(spread.iloc[:200], sigma.iloc[:200], resid.iloc[:200], 2.0, TINY, pair_id="SYN-A", formation_window=60)
+    with pytest.raises(
+        InsufficientSequencesError,
+        match=r"pair SYN-A: 136 labelled sequences .* need at least 250: provide at least 314 sessions",
+    ):
+        fit_pair_model(
+            spread.iloc[:200], sigma.iloc[:200], resid.iloc[:200], 2.0, TINY, pair_id="SYN-A", formation_window=60
+        )
     with pytest.raises(InsufficientSequencesError, match="pair SYN-A: no session has all"):
-        fit_pair_model(spread.iloc[:20], sigma.iloc[:20], resid.iloc[:20], 2.0, TINY, pair_id="SYN-A", formation_window=60)
+        fit_pair_model(
+            spread.iloc[:20], sigma.iloc[:20], resid.iloc[:20], 2.0, TINY, pair_id="SYN-A", formation_window=60
+        )
 
 
 def test_single_class_slice_names_the_slice(planted):
@@ -253,7 +260,13 @@ def test_nan_loss_raises_training_diverged(planted):
 
 def test_config_is_validated():
     assert GRUConfig() == GRUConfig(10, 64, 0.255, 3e-4, 32, 50, 5, 42, "auto")
-    for bad in ({"dropout": 1.0}, {"lr": 0.0}, {"lr": float("inf")}, {"val_frac": 0.5, "test_frac": 0.5}, {"device": "tpu"}):
+    for bad in (
+        {"dropout": 1.0},
+        {"lr": 0.0},
+        {"lr": float("inf")},
+        {"val_frac": 0.5, "test_frac": 0.5},
+        {"device": "tpu"},
+    ):
         with pytest.raises(ValueError, match="invalid GRUConfig"):
             GRUConfig(**bad)
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -267,9 +280,7 @@ def test_classification_metrics_known_answers():
     p = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.2])
     m = classification_metrics(y, p, threshold=0.5)
     # predictions 0 1 1 0 1 0: tp 2, fp 1, fn 1, tn 2
-    assert m == pytest.approx(
-        {"f1": 2 / 3, "precision": 2 / 3, "recall": 2 / 3, "accuracy": 4 / 6, "roc_auc": 8 / 9}
-    )
+    assert m == pytest.approx({"f1": 2 / 3, "precision": 2 / 3, "recall": 2 / 3, "accuracy": 4 / 6, "roc_auc": 8 / 9})
     single = classification_metrics(np.ones(4), np.array([0.2, 0.4, 0.6, 0.8]))
     assert math.isnan(single["roc_auc"]) and single["recall"] == 0.5
     assert classification_metrics(np.array([0, 1]), np.array([0, 0]))["precision"] == 0.0
@@ -333,8 +344,13 @@ def test_fits_a_real_pair_ko_pep():
     if r.entry_metrics:  # test sessions with |z| >= entry_z, where the gate acts
         assert r.flat_metrics()["test_entry_n"] == r.entry_metrics["n"] >= 10
     old = fit_pair_model(
-        spread, garch.conditional_volatility, garch.std_resid, 2.0, GRUConfig(hidden=16, max_epochs=2),
-        pair_id="KO-PEP", label="reversion",
+        spread,
+        garch.conditional_volatility,
+        garch.std_resid,
+        2.0,
+        GRUConfig(hidden=16, max_epochs=2),
+        pair_id="KO-PEP",
+        label="reversion",
     )
     assert old.n_sequences == 1300 - 20 - 9 - 5 and old.rule_z_window == 20 and old.params()["label"] == "reversion"
     assert 0.2 < r.positive_rate["train"] < 0.9

@@ -51,7 +51,9 @@ def test_batched_training_matches_one_at_a_time(pairs, batched):
     for item, many in zip(pairs, batched):
         assert isinstance(many, PairModelResult), many
         kwargs = {k: v for k, v in item.items() if k not in ("spread", "garch_sigma", "garch_std_resid", "entry_z")}
-        one = fit_pair_model(item["spread"], item["garch_sigma"], item["garch_std_resid"], item["entry_z"], SMALL, **kwargs)
+        one = fit_pair_model(
+            item["spread"], item["garch_sigma"], item["garch_std_resid"], item["entry_z"], SMALL, **kwargs
+        )
         # same epochs, same early stopping, losses equal to float32 rounding
         assert [h["epoch"] for h in many.history] == [h["epoch"] for h in one.history]
         assert many.best_epoch == one.best_epoch and many.stopped_early == one.stopped_early
@@ -134,21 +136,39 @@ def test_real_pairs_batched_equal_one_at_a_time():
 
     from pairs_assets.settings import EMBEDDED_BARS_FILE
 
-    closes = pd.read_csv(EMBEDDED_BARS_FILE, index_col="Date", parse_dates=True, usecols=["Date", "KO", "PEP", "XOM", "CVX"])
+    closes = pd.read_csv(
+        EMBEDDED_BARS_FILE, index_col="Date", parse_dates=True, usecols=["Date", "KO", "PEP", "XOM", "CVX"]
+    )
     items = []
     for y, x in (("KO", "PEP"), ("XOM", "CVX")):
         logs = np.log(closes[[y, x]].dropna().iloc[-1300:])
         slope, intercept = np.polyfit(logs[x], logs[y], 1)
         spread = logs[y] - slope * logs[x] - intercept
         garch = arch_model(100 * spread.diff().dropna(), vol="GARCH", p=1, q=1).fit(disp="off")
-        items.append({"spread": spread, "garch_sigma": garch.conditional_volatility, "garch_std_resid": garch.std_resid,
-                      "pair_id": f"{y}-{x}", **LABEL})
+        items.append(
+            {
+                "spread": spread,
+                "garch_sigma": garch.conditional_volatility,
+                "garch_std_resid": garch.std_resid,
+                "pair_id": f"{y}-{x}",
+                **LABEL,
+            }
+        )
     config = GRUConfig(hidden=16, max_epochs=4, device="cpu")
     for item, many in zip(items, fit_pair_models(items, config)):
-        one = fit_pair_model(item["spread"], item["garch_sigma"], item["garch_std_resid"], 2.0, config,
-                             pair_id=item["pair_id"], formation_window=60)
+        one = fit_pair_model(
+            item["spread"],
+            item["garch_sigma"],
+            item["garch_std_resid"],
+            2.0,
+            config,
+            pair_id=item["pair_id"],
+            formation_window=60,
+        )
         assert many.best_epoch == one.best_epoch and len(many.history) == len(one.history)
-        np.testing.assert_allclose(predict_proba(many.model, many.input_example), predict_proba(one.model, one.input_example), atol=1e-5)
+        np.testing.assert_allclose(
+            predict_proba(many.model, many.input_example), predict_proba(one.model, one.input_example), atol=1e-5
+        )
         assert many.threshold == pytest.approx(one.threshold, abs=1e-4)
         for metric in ("f1", "roc_auc"):
             assert many.metrics["test"][metric] == pytest.approx(one.metrics["test"][metric], abs=0.01)

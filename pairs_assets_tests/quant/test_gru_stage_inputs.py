@@ -12,7 +12,12 @@ import pytest
 from pairs_assets.quant import stages
 from pairs_assets.quant.cointegration import hedge_ratio
 from pairs_assets.quant.features import (
-    build_features, chronological_split, formation_statistics, make_labels, make_sequences, trim_warmup,
+    build_features,
+    chronological_split,
+    formation_statistics,
+    make_labels,
+    make_sequences,
+    trim_warmup,
 )
 from pairs_assets.settings import EMBEDDED_BARS_FILE, StrategySettings
 from pairs_assets_tests.strategies import SEED
@@ -37,8 +42,13 @@ def last_training_session(closes, pair, strategy) -> pd.Timestamp:
     config = stages.gru_config(strategy)
     levels = stages.pair_spread(closes, "KO", "PEP", pair.hedge_ratio, pair.intercept)
     ones = pd.Series(1.0, index=levels.index).where(levels.diff().notna())
-    labels = make_labels(levels, "entry_event", horizon=strategy.gru_horizon, formation_window=strategy.formation_window,
-                         statistics=stages.period_statistics(levels, strategy.formation_window, strategy.reselect_every))
+    labels = make_labels(
+        levels,
+        "entry_event",
+        horizon=strategy.gru_horizon,
+        formation_window=strategy.formation_window,
+        statistics=stages.period_statistics(levels, strategy.formation_window, strategy.reselect_every),
+    )
     _, _, ends = make_sequences(trim_warmup(build_features(levels, ones, ones * 0)), labels, config.seq_len)
     split = chronological_split(len(ends), config.val_frac, config.test_frac, purge=strategy.gru_horizon)
     return ends[split.train.stop - 1], ends[split.val.start], ends[split.test.start], ends
@@ -78,12 +88,22 @@ def test_the_inputs_use_that_spread_and_the_trading_periods_statistics(closes):
     trailing = formation_statistics(levels, DEFAULT.formation_window)
     # a session takes the statistics of the last formation at or before it (every 21st row back from the end)
     last = len(levels) - 1
-    for row, formation in [(last, last), (last - 1, last - 21), (last - 21, last - 21), (last - 22, last - 42), (300, 300 - (300 - last) % 21)]:
+    for row, formation in [
+        (last, last),
+        (last - 1, last - 21),
+        (last - 21, last - 21),
+        (last - 22, last - 42),
+        (300, 300 - (300 - last) % 21),
+    ]:
         pd.testing.assert_series_equal(statistics.iloc[row], trailing.iloc[formation], check_names=False)
     assert statistics.iloc[: DEFAULT.formation_window - 1].isna().all().all()
     assert stages.feature_columns(params) == {
-        "feature_garch_mu": params["mu"], "feature_garch_omega": params["omega"], "feature_garch_alpha": params["alpha"],
-        "feature_garch_beta": params["beta"], "feature_hedge_ratio": beta, "feature_intercept": alpha,
+        "feature_garch_mu": params["mu"],
+        "feature_garch_omega": params["omega"],
+        "feature_garch_alpha": params["alpha"],
+        "feature_garch_beta": params["beta"],
+        "feature_hedge_ratio": beta,
+        "feature_intercept": alpha,
     }
 
 

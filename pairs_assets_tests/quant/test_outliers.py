@@ -43,8 +43,13 @@ def test_no_lookahead_a_later_spike_does_not_move_earlier_scores(embedded_return
 
 
 def _bars(closes, symbol="KO"):
-    return pd.DataFrame({"symbol": symbol, "timestamp": pd.date_range("2022-01-03", periods=len(closes), freq="B", tz="UTC"),
-                         "close": closes})
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "timestamp": pd.date_range("2022-01-03", periods=len(closes), freq="B", tz="UTC"),
+            "close": closes,
+        }
+    )
 
 
 def test_price_jumps_flags_a_spike_and_a_price_above_the_maximum_but_not_real_volatility(embedded_returns):
@@ -93,7 +98,12 @@ def test_with_too_little_history_an_absolute_rule_flags_a_3x_jump_and_a_1e_300_c
     closes = np.r_[50.0, 50.5, 151.5, 152.0, 1e-300, 150.0, 151.0, 60.0]
     found = price_jumps(_bars(closes), **kwargs, short_history_ratio_max=2.0, price_min=1e-4)
     assert list(found["close"]) == [151.5, 1e-300, 150.0, 60.0]
-    assert list(found["reason"]) == ["jump (short history)", "below price_min", "jump (short history)", "jump (short history)"]
+    assert list(found["reason"]) == [
+        "jump (short history)",
+        "below price_min",
+        "jump (short history)",
+        "jump (short history)",
+    ]
     assert found["log_return"].iloc[0] == pytest.approx(np.log(3.0))
     assert np.isnan(found["robust_z"].iloc[0])  # no robust scale yet: the absolute rule decided
     # a 1.9× move in the first sessions is not flagged (the rule is 2× either way)

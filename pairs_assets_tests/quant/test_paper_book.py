@@ -16,15 +16,27 @@ CLOSES = pd.DataFrame({"AAA": [101.0, 103.0, 102.0], "BBB": [49.0, 50.0, 48.0]},
 
 
 def fill(session, leg, symbol, qty, price, pair_id="AAA-BBB", sector="tech"):
-    return {"bar_timestamp": pd.Timestamp(session) + pd.Timedelta(hours=15), "session": session, "sector": sector,
-            "pair_id": pair_id, "leg": leg, "symbol": symbol, "qty": qty, "price": price}
+    return {
+        "bar_timestamp": pd.Timestamp(session) + pd.Timedelta(hours=15),
+        "session": session,
+        "sector": sector,
+        "pair_id": pair_id,
+        "leg": leg,
+        "symbol": symbol,
+        "qty": qty,
+        "price": price,
+    }
 
 
-FILLS = pd.DataFrame([
-    fill(D1, "y", "AAA", 10.0, 100.0), fill(D1, "x", "BBB", -20.0, 50.0),   # long the spread
-    fill(D2, "y", "AAA", -4.0, 103.0),                                      # a partial close of y
-    fill(D3, "y", "AAA", -6.0, 102.0), fill(D3, "x", "BBB", 20.0, 48.0),    # flat
-])
+FILLS = pd.DataFrame(
+    [
+        fill(D1, "y", "AAA", 10.0, 100.0),
+        fill(D1, "x", "BBB", -20.0, 50.0),  # long the spread
+        fill(D2, "y", "AAA", -4.0, 103.0),  # a partial close of y
+        fill(D3, "y", "AAA", -6.0, 102.0),
+        fill(D3, "x", "BBB", 20.0, 48.0),  # flat
+    ]
+)
 
 
 def test_realised_unrealised_costs_and_exposure_by_hand():
@@ -63,10 +75,13 @@ def test_the_cost_is_the_walk_forwards_cost_rate():
 
 
 def test_adding_averages_and_a_reversal_opens_the_rest_at_the_fill():
-    fills = pd.DataFrame([
-        fill(D1, "y", "AAA", 10.0, 100.0), fill(D1, "y", "AAA", 10.0, 110.0),  # avg 105
-        fill(D2, "y", "AAA", -25.0, 103.0),  # closes 20 (realised 20·(103−105) = −40), opens −5 at 103
-    ])
+    fills = pd.DataFrame(
+        [
+            fill(D1, "y", "AAA", 10.0, 100.0),
+            fill(D1, "y", "AAA", 10.0, 110.0),  # avg 105
+            fill(D2, "y", "AAA", -25.0, 103.0),  # closes 20 (realised 20·(103−105) = −40), opens −5 at 103
+        ]
+    )
     legs = pb.mark_book(fills, CLOSES, [D1, D2], cost_bp=0.0).legs.set_index("session")
     assert legs.loc[D1, "avg_price"] == pytest.approx(105.0) and legs.loc[D1, "shares"] == 20.0
     assert legs.loc[D2, "shares"] == -5.0 and legs.loc[D2, "avg_price"] == 103.0
@@ -76,7 +91,9 @@ def test_adding_averages_and_a_reversal_opens_the_rest_at_the_fill():
 
 
 def test_sectors_and_total_sum_the_pairs():
-    fills = pd.concat([FILLS.iloc[:2], pd.DataFrame([fill(D1, "y", "BBB", -10.0, 50.0, pair_id="BBB-AAA", sector="other")])])
+    fills = pd.concat(
+        [FILLS.iloc[:2], pd.DataFrame([fill(D1, "y", "BBB", -10.0, 50.0, pair_id="BBB-AAA", sector="other")])]
+    )
     marks = pb.mark_book(fills, CLOSES, [D1], cost_bp=0.0)
     assert marks.sectors.loc[(D1, "tech"), "unrealised"] == pytest.approx(30.0)
     assert marks.sectors.loc[(D1, "other"), "unrealised"] == pytest.approx(-10 * (49 - 50))
@@ -86,7 +103,9 @@ def test_sectors_and_total_sum_the_pairs():
 def test_a_held_symbol_without_a_close_and_a_bad_fill_are_named():
     closes = CLOSES.copy()
     closes.loc[D2, "BBB"] = np.nan
-    with pytest.raises(pb.BookInputError, match=r"^pair AAA-BBB: BBB is held \(-20 shares\) but has no usable close on 2022-03-02$"):
+    with pytest.raises(
+        pb.BookInputError, match=r"^pair AAA-BBB: BBB is held \(-20 shares\) but has no usable close on 2022-03-02$"
+    ):
         pb.mark_book(FILLS, closes, [D1, D2], cost_bp=0.0)
     bad = FILLS.copy()
     bad.loc[1, "qty"] = math.nan
@@ -97,7 +116,9 @@ def test_a_held_symbol_without_a_close_and_a_bad_fill_are_named():
 def test_drawdown_is_the_walk_forward_plots():
     dd = pb.drawdown(pd.Series([0.01, -0.02, 0.005]))
     assert dd.tolist() == pytest.approx([0.0, -0.02, -0.015])
-    assert pb.drawdown(pd.Series([-0.01])).tolist() == pytest.approx([-0.01])  # from the start, not from the first close
+    assert pb.drawdown(pd.Series([-0.01])).tolist() == pytest.approx(
+        [-0.01]
+    )  # from the start, not from the first close
 
 
 def test_position_limit_and_book_volatility_by_hand():
@@ -115,8 +136,9 @@ def test_position_limit_and_book_volatility_by_hand():
 
 
 def test_held_but_not_replayed_names_pair_and_session():
-    trades = pd.DataFrame({"pair_id": ["AAA-BBB", "CCC-DDD"], "side": [1, -1],
-                           "entry_session": [D1, D1], "exit_session": [pd.NaT, D2]})
+    trades = pd.DataFrame(
+        {"pair_id": ["AAA-BBB", "CCC-DDD"], "side": [1, -1], "entry_session": [D1, D1], "exit_session": [pd.NaT, D2]}
+    )
     sides = pb.replay_sides(trades, D2)
     assert sides == {"AAA-BBB": 1}  # CCC-DDD exited at D2's close
     held = {"AAA-BBB": (1, D1), "CCC-DDD": (-1, D1)}

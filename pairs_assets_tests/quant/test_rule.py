@@ -179,7 +179,9 @@ def test_positions_of_a_z_path_under_fixed_terms():
 
 def test_state_and_config_disagreeing_on_symbols_is_refused():
     state = PairState.flat("AAA-BBB", "AAA", "CCC")
-    with pytest.raises(RuleInputError, match=r"pair AAA-BBB: the state's legs \(AAA, CCC\) disagree with the config's \(AAA, BBB\)"):
+    with pytest.raises(
+        RuleInputError, match=r"pair AAA-BBB: the state's legs \(AAA, CCC\) disagree with the config's \(AAA, BBB\)"
+    ):
         step(state, Observation(0, "s0", 0, 2.5, TERMS))
 
 

@@ -33,7 +33,12 @@ def score_one(sharpe=0.0, n_trades=3, aic_scale="total", **garch):
 
 def test_neutral_model_scores_the_documented_value():
     scores = score_one()
-    assert scores[["aic_score", "forecast_score", "backtest_score", "diagnostic_score"]].tolist() == [0.5, 0.5, 0.5, 1.0]
+    assert scores[["aic_score", "forecast_score", "backtest_score", "diagnostic_score"]].tolist() == [
+        0.5,
+        0.5,
+        0.5,
+        1.0,
+    ]
     assert scores.composite == pytest.approx(0.4 * 0.5 + 0.3 * 0.5 + 0.2 * 0.5 + 0.1 * 1.0)
     assert not scores.selected and scores["rank"] == 1
 
@@ -111,10 +116,26 @@ def test_components_are_bounded_and_monotone(delta, ratio, sharpe, lb, arch, bum
     for column in SCORE_COLUMNS[1:6]:
         assert 0.0 <= base[column] <= 1.0
     better = [
-        score_one(delta_aic=delta + bump, delta_bic=delta + bump, forecast_ratio=ratio, sharpe=sharpe, lb=lb, arch=arch),
-        score_one(delta_aic=delta, delta_bic=delta, forecast_ratio=max(0.0, ratio - bump / 50), sharpe=sharpe, lb=lb, arch=arch),
+        score_one(
+            delta_aic=delta + bump, delta_bic=delta + bump, forecast_ratio=ratio, sharpe=sharpe, lb=lb, arch=arch
+        ),
+        score_one(
+            delta_aic=delta,
+            delta_bic=delta,
+            forecast_ratio=max(0.0, ratio - bump / 50),
+            sharpe=sharpe,
+            lb=lb,
+            arch=arch,
+        ),
         score_one(delta_aic=delta, delta_bic=delta, forecast_ratio=ratio, sharpe=sharpe + bump, lb=lb, arch=arch),
-        score_one(delta_aic=delta, delta_bic=delta, forecast_ratio=ratio, sharpe=sharpe, lb=min(1.0, lb + bump / 50), arch=arch),
+        score_one(
+            delta_aic=delta,
+            delta_bic=delta,
+            forecast_ratio=ratio,
+            sharpe=sharpe,
+            lb=min(1.0, lb + bump / 50),
+            arch=arch,
+        ),
     ]
     for improved in better:
         assert improved.composite >= base.composite
@@ -123,9 +144,16 @@ def test_components_are_bounded_and_monotone(delta, ratio, sharpe, lb, arch, bum
 def test_selection_needs_convergence_and_ranking_breaks_ties_by_pair_id():
     strong = {"delta_aic": 100.0, "delta_bic": 100.0, "forecast_ratio": 0.5}
     garch = pd.DataFrame(
-        [garch_row("C-D", **strong), garch_row("A-B", **strong), garch_row("E-F", **strong, converged=False), garch_row("G-H")]
+        [
+            garch_row("C-D", **strong),
+            garch_row("A-B", **strong),
+            garch_row("E-F", **strong, converged=False),
+            garch_row("G-H"),
+        ]
     )
-    backtests = pd.DataFrame({"pair_id": ["G-H", "E-F", "C-D", "A-B"], "sharpe": [0.0, 2.0, 2.0, 2.0], "n_trades": [0, 4, 4, 4]})
+    backtests = pd.DataFrame(
+        {"pair_id": ["G-H", "E-F", "C-D", "A-B"], "sharpe": [0.0, 2.0, 2.0, 2.0], "n_trades": [0, 4, 4, 4]}
+    )
     scores = score_models(garch, backtests, threshold=0.7)
     assert list(scores.columns) == SCORE_COLUMNS
     assert scores.pair_id.tolist() == ["A-B", "C-D", "E-F", "G-H"]

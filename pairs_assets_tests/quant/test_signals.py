@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-
 from pydantic import ValidationError
 
 from pairs_assets.quant import rule
@@ -25,11 +24,26 @@ GARCH = sig.GarchParams(mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast
 
 def config_pair(*, spread_std: float = 0.02, gated: bool = True, **overrides) -> PairConfig:
     """KO-PEP as a trading config holds it (through the typed model); ``overrides`` replace fields."""
-    garch = configs.garch_block(mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.011)
-    model = configs.model_block("pairs_trading_gru_garch_consumer", "3", garch=garch, probability_threshold=0.55) if gated else None
+    garch = configs.garch_block(
+        mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.011
+    )
+    model = (
+        configs.model_block("pairs_trading_gru_garch_consumer", "3", garch=garch, probability_threshold=0.55)
+        if gated
+        else None
+    )
     pair = configs.pair_config(
-        "KO", "PEP", hedge_ratio=0.9, intercept=0.1, spread_mean=0.0, spread_std=spread_std, garch=garch, model=model,
-        correlation=0.85, half_life=8.0, levels=ConfigLevels(entry_z=2.0, exit_z=0.5, stop_z=3.5),
+        "KO",
+        "PEP",
+        hedge_ratio=0.9,
+        intercept=0.1,
+        spread_mean=0.0,
+        spread_std=spread_std,
+        garch=garch,
+        model=model,
+        correlation=0.85,
+        half_life=8.0,
+        levels=ConfigLevels(entry_z=2.0, exit_z=0.5, stop_z=3.5),
     )
     return pair.model_copy(update=overrides)
 
@@ -113,8 +127,9 @@ class _Terms:
 def test_decision_table(z, p, side, action, confidence, flag):
     """The trading rule's action on a pair's state and the signal's confidence (quant.rule, sig.confidence)."""
     state = rule.PairState("KO-PEP", "KO", "PEP", side=side, entry_ordinal=0 if side else -1, terms=_Terms())
-    obs = rule.Observation(1, "s1", 1, z, _Terms(), sizing={"y_fraction": 0.1, "x_fraction": 0.09}, probability=p,
-                           threshold=0.55)
+    obs = rule.Observation(
+        1, "s1", 1, z, _Terms(), sizing={"y_fraction": 0.1, "x_fraction": 0.09}, probability=p, threshold=0.55
+    )
     after, done = rule.step(state, obs)
     got = rule.step_action(done, after)
     conf, flags = sig.confidence(got, z, LEVELS, p, vetoed=done.vetoed)
@@ -181,11 +196,17 @@ def test_correlation_drift_equals_numpy_corrcoef_on_the_last_window():
 def test_pair_params_from_a_typed_pair_config():
     pair = config_pair()
     params = sig.PairParams.from_pair_config(pair)
-    assert (params.model_name, params.model_version, params.probability_threshold) == ("pairs_trading_gru_garch_consumer", "3", 0.55)
+    assert (params.model_name, params.model_version, params.probability_threshold) == (
+        "pairs_trading_gru_garch_consumer",
+        "3",
+        0.55,
+    )
     assert params.model_beats_baselines is True
     assert (params.hedge_ratio, params.intercept, params.spread_mean, params.spread_std) == (0.9, 0.1, 0.0, 0.02)
     assert params.levels == sig.Levels(2.0, 0.5, 3.5) and params.half_life == 8.0 and params.correlation == 0.85
-    assert params.garch == sig.GarchParams(mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.011)
+    assert params.garch == sig.GarchParams(
+        mu=0.0, omega=1e-6, alpha=0.05, beta=0.9, sigma_forecast=0.01, unconditional_sigma=0.011
+    )
     assert params.garch.sigma_infinity == 0.011
     assert (params.feature_garch.omega, params.feature_garch.alpha, params.feature_garch.beta) == (1e-6, 0.05, 0.9)
     ungated = sig.PairParams.from_pair_config(config_pair(gated=False, correlation=None, half_life=None))
@@ -245,7 +266,9 @@ def _pair_input(z_target: float, n: int = 80, **pair_overrides) -> sig.PairInput
     history = pd.DataFrame({"y": y, "x": x}, index=pd.bdate_range("2022-08-01", periods=n))
     _, level, _ = sig.garch_zscore(0.0, 0.0, params.spread_std, params.garch)
     latest_x = float(x[-1])
-    latest_y = math.exp(params.hedge_ratio * math.log(latest_x) + params.intercept + params.spread_mean + z_target * level)
+    latest_y = math.exp(
+        params.hedge_ratio * math.log(latest_x) + params.intercept + params.spread_mean + z_target * level
+    )
     return sig.PairInput(params, history, latest_y, latest_x, pd.Timestamp("2022-12-29T15:00Z"))
 
 

@@ -21,17 +21,30 @@ from pairs_assets_tests.benchmarks.bench_live import synthetic_pairs
 
 @pytest.fixture(scope="module")
 def real_spreads():
-    closes = pd.read_csv(EMBEDDED_BARS_FILE, index_col="Date", parse_dates=True, usecols=["Date", "KO", "PEP", "XOM", "CVX", "PG"])
+    closes = pd.read_csv(
+        EMBEDDED_BARS_FILE, index_col="Date", parse_dates=True, usecols=["Date", "KO", "PEP", "XOM", "CVX", "PG"]
+    )
     logs = np.log(closes.dropna().iloc[-300:])
-    return pd.DataFrame({"KO-PEP": logs["KO"] - 0.8 * logs["PEP"], "XOM-CVX": logs["XOM"] - 1.1 * logs["CVX"],
-                         "PG-KO": logs["PG"] - 0.9 * logs["KO"], "flat": 0.0 * logs["KO"] + 1.0})
+    return pd.DataFrame(
+        {
+            "KO-PEP": logs["KO"] - 0.8 * logs["PEP"],
+            "XOM-CVX": logs["XOM"] - 1.1 * logs["CVX"],
+            "PG-KO": logs["PG"] - 0.9 * logs["KO"],
+            "flat": 0.0 * logs["KO"] + 1.0,
+        }
+    )
 
 
 def test_filter_fixed_many_equals_filter_fixed(real_spreads):
     changes = real_spreads.diff().to_numpy().T
     changes[1, 40] = np.nan  # a gap: the variance evolves without a shock
-    params = dict(mu=[0.0, 1e-4, -2e-4, 0.0], omega=[1e-6, 2e-6, 1e-6, 1e-6], alpha=[0.05, 0.1, 0.6, 0.05],
-                  beta=[0.9, 0.85, 0.6, 0.9], fallback_sigma=[0.01, 0.01, 0.01, 0.01])
+    params = dict(
+        mu=[0.0, 1e-4, -2e-4, 0.0],
+        omega=[1e-6, 2e-6, 1e-6, 1e-6],
+        alpha=[0.05, 0.1, 0.6, 0.05],
+        beta=[0.9, 0.85, 0.6, 0.9],
+        fallback_sigma=[0.01, 0.01, 0.01, 0.01],
+    )
     sigma, resid = filter_fixed_many(changes, **params)
     for p in range(len(changes)):
         one = filter_fixed(changes[p], **{k: v[p] for k, v in params.items()})
@@ -41,7 +54,9 @@ def test_filter_fixed_many_equals_filter_fixed(real_spreads):
 
 def test_build_features_wide_equals_build_features(real_spreads):
     rng = np.random.default_rng(0)
-    sigma = pd.DataFrame(rng.uniform(0.5, 2, real_spreads.shape), index=real_spreads.index, columns=real_spreads.columns)
+    sigma = pd.DataFrame(
+        rng.uniform(0.5, 2, real_spreads.shape), index=real_spreads.index, columns=real_spreads.columns
+    )
     resid = pd.DataFrame(rng.normal(size=real_spreads.shape), index=real_spreads.index, columns=real_spreads.columns)
     wide = build_features_wide(real_spreads.to_numpy(), sigma.to_numpy(), resid.to_numpy())
     assert wide.shape == (real_spreads.shape[1], len(real_spreads), len(FEATURE_NAMES))

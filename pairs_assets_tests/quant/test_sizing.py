@@ -27,7 +27,14 @@ def test_portfolio_risk_budget_is_shared_across_pairs():
 def test_unusable_sigma_gives_no_position_and_bad_limits_are_named():
     assert pair_sizing(sigma_forecast=math.nan, hedge_ratio=1.0, n_pairs=1, **LIMITS)["gross_fraction"] == 0.0
     with pytest.raises(ValueError, match="max_position"):
-        pair_sizing(sigma_forecast=0.01, hedge_ratio=1.0, n_pairs=1, target_daily_vol=0.01, max_position=0.0, max_portfolio_risk=0.05)
+        pair_sizing(
+            sigma_forecast=0.01,
+            hedge_ratio=1.0,
+            n_pairs=1,
+            target_daily_vol=0.01,
+            max_position=0.0,
+            max_portfolio_risk=0.05,
+        )
     with pytest.raises(ValueError, match="n_pairs"):
         pair_sizing(sigma_forecast=0.01, hedge_ratio=1.0, n_pairs=0, **LIMITS)
 
@@ -43,9 +50,9 @@ def test_the_default_volatility_target_is_what_a_planted_pair_position_delivers(
     import pandas as pd
 
     from pairs_assets.quant.garch import fit_garch
-    from pairs_assets_tests.synthetic import garch_innovations
     from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, execute
     from pairs_assets.settings import DEFAULT_STRATEGY, StrategySettings
+    from pairs_assets_tests.synthetic import garch_innovations
 
     rng = np.random.default_rng(5)
     n, beta = 1500, 0.9
@@ -60,11 +67,31 @@ def test_the_default_volatility_target_is_what_a_planted_pair_position_delivers(
     fit = fit_garch(np.diff(log_y[:1000] - beta * log_x[:1000]), holdout=250)
     for strategy, deliverable in ((DEFAULT_STRATEGY, True), (StrategySettings.preset("seed"), False)):
         sizing = pair_sizing(
-            sigma_forecast=fit.sigma_forecast, hedge_ratio=beta, target_daily_vol=strategy.target_daily_vol,
-            max_position=strategy.max_position, max_portfolio_risk=strategy.max_portfolio_risk, n_pairs=1,
+            sigma_forecast=fit.sigma_forecast,
+            hedge_ratio=beta,
+            target_daily_vol=strategy.target_daily_vol,
+            max_position=strategy.max_position,
+            max_portfolio_risk=strategy.max_portfolio_risk,
+            n_pairs=1,
         )
         trade = pd.DataFrame(
-            [["s", "t", "Y-X", "Y", "X", 1, sizing["y_fraction"], -sizing["x_fraction"], sessions[1000], pd.NaT, 2.0, math.nan, "range_end"]],
+            [
+                [
+                    "s",
+                    "t",
+                    "Y-X",
+                    "Y",
+                    "X",
+                    1,
+                    sizing["y_fraction"],
+                    -sizing["x_fraction"],
+                    sessions[1000],
+                    pd.NaT,
+                    2.0,
+                    math.nan,
+                    "range_end",
+                ]
+            ],
             columns=TRADE_COLUMNS,
         )
         daily = execute(trade, closes, sessions[1000:], lag=0).daily

@@ -35,7 +35,10 @@ def test_the_resource_declares_no_field_of_its_own():
     for name, info in Strategy.model_fields.items():
         theirs = StrategySettings.model_fields[name]
         assert (theirs.default, theirs.description, theirs.metadata, theirs.annotation) == (
-            info.default, info.description, info.metadata, info.annotation
+            info.default,
+            info.description,
+            info.metadata,
+            info.annotation,
         ), name
 
 
@@ -58,16 +61,22 @@ def test_the_default_strategy_is_the_defaults():
 
 def test_the_quant_layers_defaults_are_read_from_the_model():
     d = DEFAULT_STRATEGY
-    assert (features.DEFAULT_FORMATION_WINDOW, features.DEFAULT_ENTRY_Z, features.DEFAULT_EXIT_Z,
-            features.DEFAULT_STOP_Z, features.DEFAULT_HORIZON) == (d.formation_window, d.entry_z, d.exit_z, d.stop_z,
-                                                                   d.gru_horizon)
+    assert (
+        features.DEFAULT_FORMATION_WINDOW,
+        features.DEFAULT_ENTRY_Z,
+        features.DEFAULT_EXIT_Z,
+        features.DEFAULT_STOP_Z,
+        features.DEFAULT_HORIZON,
+    ) == (d.formation_window, d.entry_z, d.exit_z, d.stop_z, d.gru_horizon)
     assert gru_pairs.DEFAULT_MIN_SEQUENCES == d.gru_min_sequences
     limits = signals.RiskLimits()
     assert (limits.max_portfolio_risk, limits.max_position) == (d.max_portfolio_risk, d.max_position)
     assert limits.target_daily_vol == Strategy.preset("seed").target_daily_vol
     score = inspect.signature(scoring.score_models).parameters
     assert (list(score["weights"].default), score["diag_alpha"].default, score["aic_scale"].default) == (
-        d.score_weights, d.diagnostics_alpha, d.aic_scale
+        d.score_weights,
+        d.diagnostics_alpha,
+        d.aic_scale,
     )
     assert score["threshold"].default == Strategy.preset("seed").score_min
     flat = inspect.signature(prices.find_unusable_symbols).parameters["max_flat_fraction"]
@@ -84,7 +93,13 @@ def test_the_gru_configs_defaults_are_the_strategys():
 def test_no_literal_default_is_repeated_in_the_quant_layer():
     """The modules that used to restate the strategy's defaults now read them from the model."""
     for path, names in {
-        "features.py": ("DEFAULT_FORMATION_WINDOW", "DEFAULT_ENTRY_Z", "DEFAULT_EXIT_Z", "DEFAULT_STOP_Z", "DEFAULT_HORIZON"),
+        "features.py": (
+            "DEFAULT_FORMATION_WINDOW",
+            "DEFAULT_ENTRY_Z",
+            "DEFAULT_EXIT_Z",
+            "DEFAULT_STOP_Z",
+            "DEFAULT_HORIZON",
+        ),
         "gru/pairs.py": ("DEFAULT_MIN_SEQUENCES",),
     }.items():
         tree = ast.parse((QUANT / path).read_text())
@@ -103,7 +118,9 @@ def test_no_strategy_parameter_in_the_quant_layer_is_untyped_or_any():
                 if arg.arg in {"strategy", "levels"}:
                     annotation = ast.unparse(arg.annotation) if arg.annotation else None
                     if annotation is None or "Any" in annotation:
-                        offenders.append(f"{path.relative_to(QUANT)}:{node.lineno} {node.name}({arg.arg}: {annotation})")
+                        offenders.append(
+                            f"{path.relative_to(QUANT)}:{node.lineno} {node.name}({arg.arg}: {annotation})"
+                        )
     assert offenders == []
 
 
@@ -120,13 +137,25 @@ def test_no_strategy_parameter_in_the_quant_layer_is_untyped_or_any():
         ({"aic_scale": "daily"}, "strategy setting aic_scale = 'daily': Input should be 'per_observation' or 'total'"),
         ({"gru_dropout": 1.0}, "strategy setting gru_dropout = 1.0: Input should be less than 1"),
         ({"reselect_every": 0}, "strategy setting reselect_every = 0: Input should be greater than or equal to 1"),
-        ({"entry_z": "two"}, "strategy setting entry_z = 'two': Input should be a valid number, unable to parse string as a number"),
+        (
+            {"entry_z": "two"},
+            "strategy setting entry_z = 'two': Input should be a valid number, unable to parse string as a number",
+        ),
         ({"formation_windw": 60}, "strategy setting formation_windw = 60: Extra inputs are not permitted"),
         ({"exit_z": 2.5}, "strategy settings: need exit_z < entry_z < stop_z, got 2.5, 2.0, 3.5"),
         ({"stop_z": 1.5}, "strategy settings: need exit_z < entry_z < stop_z, got 0.5, 2.0, 1.5"),
-        ({"score_weights": [0.5, 0.5]}, "strategy settings: score_weights must be four weights summing to 1, got [0.5, 0.5]"),
-        ({"gru_val_frac": 0.5, "gru_test_frac": 0.5}, "strategy settings: gru_val_frac + gru_test_frac must be below 1, got 0.5 + 0.5"),
-        ({"garch_holdout": 400}, "strategy settings: garch_holdout must be at most half of garch_window, got 400 of 750"),
+        (
+            {"score_weights": [0.5, 0.5]},
+            "strategy settings: score_weights must be four weights summing to 1, got [0.5, 0.5]",
+        ),
+        (
+            {"gru_val_frac": 0.5, "gru_test_frac": 0.5},
+            "strategy settings: gru_val_frac + gru_test_frac must be below 1, got 0.5 + 0.5",
+        ),
+        (
+            {"garch_holdout": 400},
+            "strategy settings: garch_holdout must be at most half of garch_window, got 400 of 750",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_in_one_line_naming_the_field(params, expected):
@@ -161,7 +190,10 @@ def test_the_windows_each_stage_reads():
     assert d.garch_sessions == 750 + 1 + 252
     assert d.backtest_sessions == 60 + 252 + 252
     assert d.stage_windows == {
-        "correlation_matrix": 252, "cointegrated_pairs": 252, "garch_models": 1003, "model_selection": 564,
+        "correlation_matrix": 252,
+        "cointegrated_pairs": 252,
+        "garch_models": 1003,
+        "model_selection": 564,
         "gru_models": 1300,
     }
     assert d.reach(252) == 252 + 20
@@ -205,9 +237,16 @@ def test_the_walk_forwards_workers_replay_the_pure_model_as_one_process_does():
     results = {}
     for workers in (1, 2):
         settings = WalkForwardSettings(
-            start="2022-12-01", end="2022-12-28", costs=[5], periods=[], bootstrap_resamples=50, workers=workers,
+            start="2022-12-01",
+            end="2022-12-28",
+            costs=[5],
+            periods=[],
+            bootstrap_resamples=50,
+            workers=workers,
             n_trials=1,
         )
-        results[workers] = run_walk_forward(panels, symbols, partitions.next_session, StrategySettings.preset("seed"), settings)
+        results[workers] = run_walk_forward(
+            panels, symbols, partitions.next_session, StrategySettings.preset("seed"), settings
+        )
     pd.testing.assert_frame_equal(results[1].summary, results[2].summary)
     assert (results[2].summary["trades"] > 0).any()

@@ -9,7 +9,6 @@ import pytest
 from statsmodels.tsa.stattools import coint
 
 from pairs_assets.errors import InsufficientHistoryError
-from pairs_assets_tests.synthetic import synthetic_panel
 from pairs_assets.quant.walkforward.baseline import (
     _trade_pair,
     baseline_periods,
@@ -18,6 +17,7 @@ from pairs_assets.quant.walkforward.baseline import (
 )
 from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, execute
 from pairs_assets.settings import EMBEDDED_BARS_FILE
+from pairs_assets_tests.synthetic import synthetic_panel
 
 FORMATION, TRADING = 252, 126
 
@@ -43,7 +43,9 @@ def test_period_arithmetic():
 def test_the_first_formation_needs_252_sessions_before_the_range():
     closes, _, _ = panel(seed=1, n_periods=1)
     classical_baseline(closes, closes.index[252:])  # exactly enough
-    with pytest.raises(InsufficientHistoryError, match=r"needs 252 sessions of closes before the range start 2000-12-19.*got 251"):
+    with pytest.raises(
+        InsufficientHistoryError, match=r"needs 252 sessions of closes before the range start 2000-12-19.*got 251"
+    ):
         classical_baseline(closes, closes.index[251:])
 
 
@@ -62,7 +64,12 @@ def test_trades_use_the_formation_window_before_their_period():
         beta, intercept = np.polyfit(x_log, y_log, 1)
         spread = y_log - beta * x_log - intercept
         mean, sigma = spread.mean(), math.sqrt(((spread - spread.mean()) ** 2).mean())  # population σ
-        z_entry = (math.log(closes.at[row.entry_session, row.y]) - beta * math.log(closes.at[row.entry_session, row.x]) - intercept - mean) / sigma
+        z_entry = (
+            math.log(closes.at[row.entry_session, row.y])
+            - beta * math.log(closes.at[row.entry_session, row.x])
+            - intercept
+            - mean
+        ) / sigma
         assert row.z_entry == pytest.approx(z_entry, abs=1e-9)
         assert 2.0 < abs(row.z_entry) < 4.0 and row.side == -np.sign(row.z_entry)
         # unit gross per pair, 1/5 of capital, split by the hedge ratio
@@ -152,7 +159,9 @@ def test_scrambling_bars_after_t_changes_no_decision_up_to_t(scramble_after):
     rng = np.random.default_rng(scramble_after)
     scrambled = closes.copy()
     later = scrambled.index > cutoff
-    scrambled.loc[later] = closes.loc[later].to_numpy()[rng.permutation(int(later.sum()))] * rng.uniform(0.5, 2.0, (int(later.sum()), closes.shape[1]))
+    scrambled.loc[later] = closes.loc[later].to_numpy()[rng.permutation(int(later.sum()))] * rng.uniform(
+        0.5, 2.0, (int(later.sum()), closes.shape[1])
+    )
     original = classical_baseline(closes, sessions)
     changed = classical_baseline(scrambled, sessions)
     assert not original.equals(changed)  # the scramble does change later decisions
@@ -165,7 +174,11 @@ def test_scrambling_bars_after_t_changes_no_decision_up_to_t(scramble_after):
         decided = lambda row: pd.notna(row.exit_session) and row.exit_session <= cutoff  # noqa: E731
         assert decided(first) == decided(second)
         if decided(first):
-            assert (first.exit_session, first.z_exit, first.exit_reason) == (second.exit_session, second.z_exit, second.exit_reason)
+            assert (first.exit_session, first.z_exit, first.exit_reason) == (
+                second.exit_session,
+                second.z_exit,
+                second.exit_reason,
+            )
 
 
 def test_fewer_than_two_symbols_trade_nothing():

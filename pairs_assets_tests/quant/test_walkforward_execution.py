@@ -99,9 +99,7 @@ def test_short_spread_and_negative_hedge_ratio_legs():
     # sell at Wed (A 12, B 22) and buy back at Fri (A 13, B 22).
     # Shares A −0.06/12 = −0.005, B −0.04/22. Thu: A −1·(−0.005) = +0.005; B +3·(−0.04/22).
     # Fri: A +2·(−0.005) = −0.01; B −3·(−0.04/22). B nets 0 over the trade: gross = −0.005 → −$5,000.
-    result = execute(
-        frame(trade("2021-03-02", "2021-03-04", side=-1, w_y=-0.06, w_x=-0.04)), CLOSES, SESSIONS, lag=1
-    )
+    result = execute(frame(trade("2021-03-02", "2021-03-04", side=-1, w_y=-0.06, w_x=-0.04)), CLOSES, SESSIONS, lag=1)
     gross = dollars(result.daily["gross_pnl"])
     assert gross[3] == round((0.005 - 0.12 / 22) * CAPITAL, 2)
     assert gross[4] == round((-0.01 + 0.12 / 22) * CAPITAL, 2)
@@ -191,7 +189,9 @@ def test_cost_sweep_is_monotone_in_total():
 def test_history_before_the_range_is_ignored():
     longer = pd.concat([CLOSES.set_axis(SESSIONS - pd.Timedelta(days=7)), CLOSES])
     trades = frame(trade("2021-03-01", "2021-03-03"))
-    assert execute(trades, longer, SESSIONS, cost_bp=10).daily.equals(execute(trades, CLOSES, SESSIONS, cost_bp=10).daily)
+    assert execute(trades, longer, SESSIONS, cost_bp=10).daily.equals(
+        execute(trades, CLOSES, SESSIONS, cost_bp=10).daily
+    )
 
 
 def test_no_trades_gives_a_flat_day_frame():

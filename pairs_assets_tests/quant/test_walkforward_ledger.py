@@ -13,10 +13,20 @@ DEV = ("1995-01-03", "2010-12-31")
 TRADE = {"lag": 1, "on_drop": "keep", "max_holding": 20}
 
 
-def run(run_id, start, end, sharpe, *, when=0, periods=(), gru=False, formation=252, costs=(5.0,), label="full", **strategy):
-    params = {"wf.start": start, "wf.end": end, "wf.lag": "1", "wf.on_drop": "keep", "wf.max_holding": "20",
-              "wf.gru": str(gru), "wf.periods": str([list(p) for p in periods]), "strategy.formation_window": str(formation),
-              **{f"strategy.{k}": str(v) for k, v in strategy.items()}}
+def run(
+    run_id, start, end, sharpe, *, when=0, periods=(), gru=False, formation=252, costs=(5.0,), label="full", **strategy
+):
+    params = {
+        "wf.start": start,
+        "wf.end": end,
+        "wf.lag": "1",
+        "wf.on_drop": "keep",
+        "wf.max_holding": "20",
+        "wf.gru": str(gru),
+        "wf.periods": str([list(p) for p in periods]),
+        "strategy.formation_window": str(formation),
+        **{f"strategy.{k}": str(v) for k, v in strategy.items()},
+    }
     metrics = {f"default.{c:g}bp.{label}.sharpe": sharpe + c / 100 for c in costs}
     metrics.update({f"baseline.{c:g}bp.{label}.sharpe": -1.0 for c in costs})
     if gru:
@@ -38,7 +48,9 @@ def test_distinct_configurations_on_the_range_are_the_trials():
     split = [("1995-2010", "1995-01-01", "2010-12-31")]
     runs = [
         run("a", "1995-01-03", "2010-12-31", 0.50, when=1),
-        run("b", "1995-01-03", "2022-12-28", 0.60, when=2, periods=split, label="1995-2010"),  # same config: latest wins
+        run(
+            "b", "1995-01-03", "2022-12-28", 0.60, when=2, periods=split, label="1995-2010"
+        ),  # same config: latest wins
         run("c", "1995-01-03", "2010-12-31", -0.20, when=3, formation=126),
         run("d", "2011-01-03", "2022-12-28", 3.00, when=4, formation=63),  # held-out only: no trial
         run("e", "1995-03-23", "2010-12-31", 0.40, when=5, formation=189, gru=True),  # two variants

@@ -28,7 +28,9 @@ def test_deflated_sharpe_reproduces_the_papers_example():
     sharpe = 2.5 / math.sqrt(250)
     variance = 0.5 / 250
     assert expected_maximum_sharpe(100, variance) == pytest.approx(0.1132, abs=5e-5)
-    assert deflated_sharpe_ratio(sharpe, 1250, -3.0, 10.0, n_trials=100, sharpe_variance=variance) == pytest.approx(0.9004, abs=5e-5)
+    assert deflated_sharpe_ratio(sharpe, 1250, -3.0, 10.0, n_trials=100, sharpe_variance=variance) == pytest.approx(
+        0.9004, abs=5e-5
+    )
 
 
 def test_deflated_sharpe_by_hand():
@@ -42,7 +44,9 @@ def test_deflated_sharpe_by_hand():
     assert benchmark == pytest.approx(0.03 * (0.4228 * 1.7507 + 0.5772 * 2.1777), abs=1e-4)
     denominator = math.sqrt((1 + 0.4 * 0.08 + (6.5 - 1) / 4 * 0.08**2) / 1999)
     expected = norm.cdf((0.08 - benchmark) / denominator)
-    assert deflated_sharpe_ratio(sharpe, n_obs, skewness, kurt, n_trials, variance) == pytest.approx(expected, rel=1e-12)
+    assert deflated_sharpe_ratio(sharpe, n_obs, skewness, kurt, n_trials, variance) == pytest.approx(
+        expected, rel=1e-12
+    )
     # the default V is the estimator's own variance, the PSR's squared denominator
     default = sharpe_estimator_variance(sharpe, n_obs, skewness, kurt)
     assert default == pytest.approx(denominator**2, rel=1e-12)
@@ -52,9 +56,17 @@ def test_deflated_sharpe_by_hand():
 
 
 def test_probabilistic_sharpe_against_scipy_normal_cdf():
-    for sharpe, benchmark, n_obs, skewness, kurt in [(0.1, 0.0, 500, 0.0, 3.0), (0.05, 0.02, 252, -1.2, 9.0), (-0.03, 0.0, 1000, 0.5, 4.0)]:
-        statistic = (sharpe - benchmark) * math.sqrt(n_obs - 1) / math.sqrt(1 - skewness * sharpe + (kurt - 1) / 4 * sharpe**2)
-        assert probabilistic_sharpe_ratio(sharpe, benchmark, n_obs, skewness, kurt) == pytest.approx(norm.cdf(statistic), rel=1e-12)
+    for sharpe, benchmark, n_obs, skewness, kurt in [
+        (0.1, 0.0, 500, 0.0, 3.0),
+        (0.05, 0.02, 252, -1.2, 9.0),
+        (-0.03, 0.0, 1000, 0.5, 4.0),
+    ]:
+        statistic = (
+            (sharpe - benchmark) * math.sqrt(n_obs - 1) / math.sqrt(1 - skewness * sharpe + (kurt - 1) / 4 * sharpe**2)
+        )
+        assert probabilistic_sharpe_ratio(sharpe, benchmark, n_obs, skewness, kurt) == pytest.approx(
+            norm.cdf(statistic), rel=1e-12
+        )
     assert math.isnan(probabilistic_sharpe_ratio(0.1, 0.0, 1, 0.0, 3.0))
 
 
@@ -113,7 +125,9 @@ def test_summary_by_hand():
 
 
 def test_a_drawdown_from_the_start_counts_from_zero():
-    daily = pd.DataFrame({"pnl": [-0.01, -0.02, 0.005], "turnover": 0.0, "n_positions": 1}, index=pd.bdate_range("2020-01-01", periods=3))
+    daily = pd.DataFrame(
+        {"pnl": [-0.01, -0.02, 0.005], "turnover": 0.0, "n_positions": 1}, index=pd.bdate_range("2020-01-01", periods=3)
+    )
     assert summarize(daily, empty_trades(executed=True))["max_drawdown"] == pytest.approx(0.03)
 
 
@@ -134,7 +148,11 @@ def test_empty_and_flat_inputs_give_nan_not_errors():
 
 def test_by_period_splits_days_by_date_and_trades_by_entry_execution():
     daily, trades = hand_case()
-    periods = [("2005", "2005-01-01", "2005-12-31"), ("2006", "2006-01-01", "2006-12-31"), ("2030", "2030-01-01", "2030-12-31")]
+    periods = [
+        ("2005", "2005-01-01", "2005-12-31"),
+        ("2006", "2006-01-01", "2006-12-31"),
+        ("2030", "2030-01-01", "2030-12-31"),
+    ]
     result = by_period(daily, trades, periods, n_trials=2)
     assert list(result) == ["2005", "2006", "2030"]
     assert result["2005"] == pytest.approx(summarize(daily.iloc[:3], trades.iloc[:2], n_trials=2), nan_ok=True)

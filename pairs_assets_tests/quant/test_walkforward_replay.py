@@ -23,7 +23,9 @@ def _one_pair_configs(z_path, *, spread_std=0.01):
     pair = pair_config("Y", "X", hedge_ratio=1.0, intercept=0.0, spread_mean=0.0, spread_std=spread_std, garch=garch)
     sessions = SESSIONS[: len(z_path) + 1]
     configs = {
-        sessions[i]: trading_config([pair], as_of=str(sessions[i].date()), effective=str(sessions[i + 1].date()), sector="s")
+        sessions[i]: trading_config(
+            [pair], as_of=str(sessions[i].date()), effective=str(sessions[i + 1].date()), sector="s"
+        )
         for i in range(len(z_path))
     }
     x = np.full(len(sessions), 100.0)
@@ -79,7 +81,9 @@ def test_intraday_bars_decide_on_every_bar_and_hold_for_sessions():
     executed = execute(trades, closes, closes.index, lag=1).trades
     assert list(executed["entry_exec"]) == [bars[1], bars[4]] and list(executed["exit_exec"]) == [bars[2], bars[5]]
     # one bar per session: the daily path, unchanged
-    assert trade_configs(configs, daily, sessions, bar_sessions=list(sessions)).equals(trade_configs(configs, daily, sessions))
+    assert trade_configs(configs, daily, sessions, bar_sessions=list(sessions)).equals(
+        trade_configs(configs, daily, sessions)
+    )
     with pytest.raises(ValueError, match="bar_sessions has 2 entries for 8 bars"):
         trade_configs(configs, closes, closes.index, bar_sessions=days[:2])
 
@@ -137,7 +141,9 @@ def test_planted_pair_makes_money_gross_and_nothing_reads_the_future():
     noise = np.exp(np.random.default_rng(3).normal(0, 0.05, values.shape))
     # built like the original frame (same memory layout: bitwise-identical arithmetic on the past)
     scrambled = pd.DataFrame(np.where(later, values * noise, values), index=index, columns=panel.closes.columns)
-    other = build_configs(SectorPanel("technology", scrambled, "planted"), as_of, index[1041:], ["AAPL", "AMD", "MSFT"], strategy)
+    other = build_configs(
+        SectorPanel("technology", scrambled, "planted"), as_of, index[1041:], ["AAPL", "AMD", "MSFT"], strategy
+    )
     for day in as_of[as_of <= t]:
         assert other[day] == configs[day]
     other_trades = trade_configs(other, scrambled, sessions)
@@ -172,20 +178,30 @@ def test_engine_summary_rows_costs_and_range_errors():
     strategy = StrategySettings.preset("seed")
     panel = _planted_panel()
     index = panel.closes.index
-    settings = WalkForwardSettings(start=str(index[1120].date()), end=str(index[-1].date()), costs=[0, 5, 20], periods=[])
-    result = run_walk_forward({"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy, settings)
+    settings = WalkForwardSettings(
+        start=str(index[1120].date()), end=str(index[-1].date()), costs=[0, 5, 20], periods=[]
+    )
+    result = run_walk_forward(
+        {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy, settings
+    )
     full = result.summary[result.summary["period"] == "full"]
     assert set(full["strategy"]) == {"default", "baseline"} and set(full["sector"]) == {"technology", "all"}
     ours = full[(full["strategy"] == "default") & (full["sector"] == "all")].set_index("cost_bp")
     assert ours.loc[0.0, "ann_return"] >= ours.loc[5.0, "ann_return"] >= ours.loc[20.0, "ann_return"]
     with pytest.raises(WalkForwardError, match="needs 1001 sessions"):
         run_walk_forward(
-            {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy,
+            {"technology": panel},
+            {"technology": ["AAPL", "AMD", "MSFT"]},
+            partitions.next_session,
+            strategy,
             WalkForwardSettings(start=str(index[500].date()), end=str(index[-1].date())),
         )
     with pytest.raises(WalkForwardError, match="outside the bars"):
         run_walk_forward(
-            {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy,
+            {"technology": panel},
+            {"technology": ["AAPL", "AMD", "MSFT"]},
+            partitions.next_session,
+            strategy,
             WalkForwardSettings(start=str(index[1120].date()), end="2023-06-30"),
         )
 
@@ -195,11 +211,17 @@ def test_gru_gate_trades_the_same_configs_with_the_models_veto():
     closes = planted_closes(n_sessions=1340, phi=0.3)[["AAPL", "AMD", "MSFT"]]
     panel = SectorPanel(sector="technology", closes=closes, source="planted")
     index = closes.index
-    settings = WalkForwardSettings(start=str(index[1322].date()), end=str(index[-1].date()), costs=[0], periods=[], gru=True, workers=1)
-    result = run_walk_forward({"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy, settings)
+    settings = WalkForwardSettings(
+        start=str(index[1322].date()), end=str(index[-1].date()), costs=[0], periods=[], gru=True, workers=1
+    )
+    result = run_walk_forward(
+        {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy, settings
+    )
     counts = result.gru["technology"]
     assert counts["trained"] > 0  # a GRU per selected pair and session, as gru_models trains it
-    full = result.summary[(result.summary["period"] == "full") & (result.summary["sector"] == "all")].set_index("strategy")
+    full = result.summary[(result.summary["period"] == "full") & (result.summary["sector"] == "all")].set_index(
+        "strategy"
+    )
     assert {"default", "default_gru", "baseline"} <= set(full.index)
     gated = result.trades[result.trades["strategy"] == "default_gru"]
     ungated = result.trades[result.trades["strategy"] == "default"]
@@ -210,7 +232,10 @@ def test_gru_gate_trades_the_same_configs_with_the_models_veto():
         assert len(gated) <= len(ungated) + counts["allowed"]
     with pytest.raises(WalkForwardError, match="needs 1300 sessions"):
         run_walk_forward(
-            {"technology": panel}, {"technology": ["AAPL", "AMD", "MSFT"]}, partitions.next_session, strategy,
+            {"technology": panel},
+            {"technology": ["AAPL", "AMD", "MSFT"]},
+            partitions.next_session,
+            strategy,
             WalkForwardSettings(start=str(index[1200].date()), end=str(index[-1].date()), gru=True),
         )
 
@@ -221,8 +246,12 @@ def test_the_screens_skip_only_sessions_whose_config_is_empty(monkeypatch):
     from resources.bar_sources import EmbeddedBarSource
 
     sessions = partitions.sessions_in_range("2006-01-03", "2008-12-31")
-    bars = EmbeddedBarSource().load_bars(["BAC", "JPM", "CVX", "XOM"], *partitions.sessions_span_utc(sessions[0], sessions[-1]))
-    closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
+    bars = EmbeddedBarSource().load_bars(
+        ["BAC", "JPM", "CVX", "XOM"], *partitions.sessions_span_utc(sessions[0], sessions[-1])
+    )
+    closes = bars.assign(
+        session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
+    )
     closes = closes.pivot(index="session", columns="symbol", values="close").reindex(sessions)
     strategy = StrategySettings.preset("seed", garch_window=500, garch_holdout=100)
     as_of, effective = sessions[510:-1], sessions[511:]
@@ -261,7 +290,9 @@ def test_a_flipped_ordering_is_the_held_position_not_a_second_one():
     # flat when the ordering flips: X-Y trades as itself (z −2.4 → long X-Y, i.e. short Y-X)
     configs, closes, sessions = _flipping_configs([0.1, 0.2, 2.4, 1.0, 0.3, -0.2], flip_at=2)
     flat = trade_configs(configs, closes, sessions, max_holding=0)
-    assert list(flat["pair_id"]) == ["X-Y"] and list(flat["side"]) == [1] and flat.loc[0, "entry_session"] == sessions[2]
+    assert (
+        list(flat["pair_id"]) == ["X-Y"] and list(flat["side"]) == [1] and flat.loc[0, "entry_session"] == sessions[2]
+    )
 
 
 def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
@@ -275,14 +306,19 @@ def test_healthcare_2012_06_28_mrk_pfe_is_not_held_twice():
     symbols = list(load_universe(EMBEDDED_UNIVERSE_FILE).symbols("healthcare"))
     hist = partitions.sessions_in_range("2008-06-02", "2012-07-31")
     bars = EmbeddedBarSource().load_bars(symbols, *partitions.sessions_span_utc(hist[0], hist[-1]))
-    closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
+    closes = bars.assign(
+        session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
+    )
     closes = closes.pivot(index="session", columns="symbol", values="close").reindex(hist)
     first = closes.index.get_loc(pd.Timestamp("2012-06-20"))
     as_of, effective = closes.index[first - 1 : -1], list(closes.index[first:])
+
     def formation_of(d):
         return partitions.formation_session(d, strategy.reselect_every)
 
-    configs = build_configs(SectorPanel("healthcare", closes, "embedded"), as_of, effective, symbols, strategy, formation_of=formation_of)
+    configs = build_configs(
+        SectorPanel("healthcare", closes, "embedded"), as_of, effective, symbols, strategy, formation_of=formation_of
+    )
     listed = {str(d.date()): [p.pair_id for p in c.pairs] for d, c in configs.items()}
     assert "MRK-PFE" in listed["2012-06-26"] and "PFE-MRK" in listed["2012-06-28"]  # the flip
     trades = trade_configs(configs, closes, effective)
@@ -309,7 +345,9 @@ def test_a_scheduled_strategy_screens_its_formation_sessions_only(monkeypatch):
     sessions = calendar[calendar >= "2006-01-03"]
     symbols = ["BAC", "JPM"]
     bars = EmbeddedBarSource().load_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]))
-    closes = bars.assign(session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize())
+    closes = bars.assign(
+        session=bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
+    )
     closes = closes.pivot(index="session", columns="symbol", values="close").reindex(sessions)
     strategy = StrategySettings.preset("seed", garch_window=500, garch_holdout=100, reselect_every=21)
     schedule = partitions.formation_schedule(strategy.reselect_every, calendar[-1])
@@ -323,7 +361,9 @@ def test_a_scheduled_strategy_screens_its_formation_sessions_only(monkeypatch):
 
     windows = []
     eg = cointegration.engle_granger_many
-    monkeypatch.setattr(cointegration, "engle_granger_many", lambda y, x, *a, **k: windows.append(y.shape[-1]) or eg(y, x, *a, **k))
+    monkeypatch.setattr(
+        cointegration, "engle_granger_many", lambda y, x, *a, **k: windows.append(y.shape[-1]) or eg(y, x, *a, **k)
+    )
     panel = SectorPanel("financial", closes, "embedded")
     screened = build_configs(panel, as_of, effective, symbols, strategy, formation_of=schedule)
     monkeypatch.undo()

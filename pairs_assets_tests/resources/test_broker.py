@@ -32,8 +32,16 @@ def test_dry_run_fills_at_the_reference_price_and_records_everything(sqlite_url)
     records = broker.submit(store, intents(), BAR, {"KO-PEP": {"action": "short_spread", "zscore": 2.6}})
     assert [r["leg"] for r in records] == ["y", "x"]  # the dependent leg first
     orders = store.read_table(orders_table).set_index("leg")
-    assert orders.loc["y", "client_order_id"] == "pairs-KO-PEP-y-20221229T150500000000" == client_order_id("KO-PEP", "y", BAR)
-    assert orders.loc["y", "status"] == "filled" and orders.loc["y", "fill_price"] == 62.5 and orders.loc["y", "side"] == "sell"
+    assert (
+        orders.loc["y", "client_order_id"]
+        == "pairs-KO-PEP-y-20221229T150500000000"
+        == client_order_id("KO-PEP", "y", BAR)
+    )
+    assert (
+        orders.loc["y", "status"] == "filled"
+        and orders.loc["y", "fill_price"] == 62.5
+        and orders.loc["y", "side"] == "sell"
+    )
     request = json.loads(orders.loc["x", "request"])
     assert request["symbol"] == "PEP" and request["qty"] == 50.0 and request["action"] == "short_spread"
     positions = broker.positions(store).set_index("symbol")
@@ -101,19 +109,31 @@ class _LocalTradingHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         order = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _LocalTradingHandler.seen.append({"path": self.path, "order": order, "key": self.headers.get("APCA-API-KEY-ID")})
+        _LocalTradingHandler.seen.append(
+            {"path": self.path, "order": order, "key": self.headers.get("APCA-API-KEY-ID")}
+        )
         if order["symbol"] == "REJ":
             self._reply(403, {"code": 40310000, "message": "insufficient buying power"})
             return
-        self._reply(200, {"id": str(uuid.uuid4()), "client_order_id": order["client_order_id"], "status": "accepted",
-                          "symbol": order["symbol"], "filled_avg_price": None})
+        self._reply(
+            200,
+            {
+                "id": str(uuid.uuid4()),
+                "client_order_id": order["client_order_id"],
+                "status": "accepted",
+                "symbol": order["symbol"],
+                "filled_avg_price": None,
+            },
+        )
 
 
 @contextlib.contextmanager
 def local_trading_api(positions: list[dict] | None = None):
     _LocalTradingHandler.seen = []
     _LocalTradingHandler.positions = (
-        [{"symbol": "KO", "qty": "-160", "side": "short", "avg_entry_price": "62.5"}] if positions is None else positions
+        [{"symbol": "KO", "qty": "-160", "side": "short", "avg_entry_price": "62.5"}]
+        if positions is None
+        else positions
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _LocalTradingHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -135,7 +155,8 @@ def test_paper_trading_through_alpacas_trading_client(sqlite_url):
         assert [r["status"] for r in records] == ["accepted", "accepted"]
         posted = [s["order"] for s in _LocalTradingHandler.seen if "order" in s]
         assert [(o["symbol"], o["side"], o["type"], o["time_in_force"]) for o in posted] == [
-            ("KO", "sell", "market", "day"), ("PEP", "buy", "market", "day")
+            ("KO", "sell", "market", "day"),
+            ("PEP", "buy", "market", "day"),
         ]
         assert posted[0]["client_order_id"] == client_order_id("KO-PEP", "y", BAR)
         assert all(s["key"] == "AKPAPER" for s in _LocalTradingHandler.seen)
@@ -144,7 +165,9 @@ def test_paper_trading_through_alpacas_trading_client(sqlite_url):
         rejected = broker.submit(store, intents("BAD-PEP", y_symbol="REJ"), BAR)
         assert [(r["leg"], r["status"]) for r in rejected] == [("y", "rejected"), ("x", "skipped")]
         assert "insufficient buying power" in json.loads(rejected[0]["request"])["error"]
-        assert len([s for s in _LocalTradingHandler.seen if s.get("order", {}).get("symbol") == "PEP"]) == 1  # no naked x leg
+        assert (
+            len([s for s in _LocalTradingHandler.seen if s.get("order", {}).get("symbol") == "PEP"]) == 1
+        )  # no naked x leg
         for record in store.read_table(orders_table)["request"]:
             assert "SKPAPER" not in record and "AKPAPER" not in record
         assert broker.pair_positions(store, ["BAD-PEP"]) == {"BAD-PEP": {"y": 0.0, "x": 0.0}}

@@ -55,12 +55,20 @@ def test_a_closed_runs_materialization_and_check_evaluation_are_refused(tmp_path
         else:
             instance.report_run_canceled(run, message="test: canceled")
         status = "FAILURE" if close == "failed" else "CANCELED"
-        with pytest.raises(RunClosedError, match=rf"run run-1 is {status}: 1 asset materialization event\(s\) of raw_bars\[b\] refused"):
+        with pytest.raises(
+            RunClosedError, match=rf"run run-1 is {status}: 1 asset materialization event\(s\) of raw_bars\[b\] refused"
+        ):
             instance.handle_new_event(_materialization("run-1", "b"))
-        with pytest.raises(RunClosedError, match=rf"run run-1 is {status}: 3 asset check evaluation event\(s\) of raw_bars:bars_unique refused"):
+        with pytest.raises(
+            RunClosedError,
+            match=rf"run run-1 is {status}: 3 asset check evaluation event\(s\) of raw_bars:bars_unique refused",
+        ):
             instance.event_log_storage.store_event_batch([_evaluation("run-1", p) for p in "abc"])
         assert _recorded(instance, "run-1") == (["a"], ["a"])
-        assert instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(KEY, "bars_unique"), limit=10) == []
+        assert (
+            instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(KEY, "bars_unique"), limit=10)
+            == []
+        )
         # another run is not affected
         instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="run-2", status=DagsterRunStatus.STARTED))
         instance.handle_new_event(_materialization("run-2", "b"))

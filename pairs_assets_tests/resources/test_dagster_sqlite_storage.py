@@ -72,8 +72,12 @@ def _state(instance, run_id: str) -> dict:
     }
     check_status = {}  # Dagster's check partition status (the UI's Partitions view): Dagster's code vs BulkCheckState
     for name in CHECK_NAMES:
-        (state,) = instance.event_log_storage.get_asset_check_state([(dg.AssetCheckKey(RAW_BARS, name), EMBEDDED_DAILY)]).values()
-        check_status[name] = {s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()}
+        (state,) = instance.event_log_storage.get_asset_check_state(
+            [(dg.AssetCheckKey(RAW_BARS, name), EMBEDDED_DAILY)]
+        ).values()
+        check_status[name] = {
+            s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()
+        }
         check_status[name] = {s: keys for s, keys in check_status[name].items() if keys}
     record = instance.get_asset_records([RAW_BARS])[0].asset_entry
     events = instance.all_logs(run_id)
@@ -83,7 +87,9 @@ def _state(instance, run_id: str) -> dict:
         "partition_info": partition_info,
         "check_status": check_status,
         "event_types": sorted(
-            (e.dagster_event_type.value, e.get_dagster_event().partition) for e in events if e.is_dagster_event
+            (e.dagster_event_type.value, e.get_dagster_event().partition)
+            for e in events
+            if e.is_dagster_event
             if e.dagster_event_type
             in {
                 DagsterEventType.ASSET_MATERIALIZATION,
@@ -112,7 +118,11 @@ def test_a_range_run_leaves_what_dagsters_own_sqlite_storage_leaves(tmp_path, sq
     states = {}
     # Dagster's own storage takes the public path (the step yields the evaluations); the project's
     # writes them in batches by default, or yields them too with range_checks: yielded
-    cases = [("dagster", False, None, "yielded"), ("pairs", True, None, "batched"), ("pairs_yielded", True, "yielded", "yielded")]
+    cases = [
+        ("dagster", False, None, "yielded"),
+        ("pairs", True, None, "batched"),
+        ("pairs_yielded", True, "yielded", "yielded"),
+    ]
     for name, batched, setting, path in cases:
         with _instance(tmp_path, name, batched, setting) as instance:
             assert isinstance(instance.event_log_storage, PairsSqliteEventLogStorage) == batched
@@ -131,7 +141,9 @@ def test_a_range_run_leaves_what_dagsters_own_sqlite_storage_leaves(tmp_path, sq
     }
     ohlc = {p: v[0] for (n, p), v in dagster["executions"].items() if n == "ohlc_consistent"}
     assert ohlc == {
-        f"{s}|technology": AssetCheckExecutionRecordStatus.FAILED if s == "2022-12-22" else AssetCheckExecutionRecordStatus.SUCCEEDED
+        f"{s}|technology": AssetCheckExecutionRecordStatus.FAILED
+        if s == "2022-12-22"
+        else AssetCheckExecutionRecordStatus.SUCCEEDED
         for s in sessions
     }
 
@@ -147,8 +159,14 @@ def _planned_event(run_id: str, keys: list[str]) -> EventLogEntry:
         step_key="raw_bars",
     )
     return EventLogEntry(
-        user_message="", level=10, job_name="__ASSET_JOB", run_id=run_id, error_info=None, timestamp=1.0,
-        step_key="raw_bars", dagster_event=event,
+        user_message="",
+        level=10,
+        job_name="__ASSET_JOB",
+        run_id=run_id,
+        error_info=None,
+        timestamp=1.0,
+        step_key="raw_bars",
+        dagster_event=event,
     )
 
 
@@ -172,12 +190,17 @@ def test_a_planned_check_gets_one_row_per_partition_holding_that_partition(tmp_p
         planned = entry.get_dagster_event().event_specific_data
         assert set(planned.partitions_subset.get_partition_keys()) == {key}
         assert (entry.run_id, planned.check_name) == ("run-1", "bars_unique")
-    assert set(dagsters[keys[0]].get_dagster_event().event_specific_data.partitions_subset.get_partition_keys()) == set(keys)
+    assert set(dagsters[keys[0]].get_dagster_event().event_specific_data.partitions_subset.get_partition_keys()) == set(
+        keys
+    )
 
 
 def _evaluation_event(run_id: str, partition: str, passed: bool) -> EventLogEntry:
     evaluation = dg.AssetCheckEvaluation(
-        asset_key=RAW_BARS, check_name="bars_unique", passed=passed, partition=partition,
+        asset_key=RAW_BARS,
+        check_name="bars_unique",
+        passed=passed,
+        partition=partition,
         metadata={"duplicates": 0 if passed else 1},
     )
     event = DagsterEvent(
@@ -187,8 +210,14 @@ def _evaluation_event(run_id: str, partition: str, passed: bool) -> EventLogEntr
         step_key="raw_bars",
     )
     return EventLogEntry(
-        user_message="", level=10, job_name="__ASSET_JOB", run_id=run_id, error_info=None, timestamp=2.0,
-        step_key="raw_bars", dagster_event=event,
+        user_message="",
+        level=10,
+        job_name="__ASSET_JOB",
+        run_id=run_id,
+        error_info=None,
+        timestamp=2.0,
+        step_key="raw_bars",
+        dagster_event=event,
     )
 
 
@@ -253,11 +282,19 @@ def test_the_bulk_check_status_equals_dagsters_for_planned_evaluated_and_invalid
         def status(states) -> dict:
             (state,) = states.values()
             return {
-                "subsets": {s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()},
-                "in_progress_runs": {r: sorted(map(str, sub.subset_value.get_partition_keys())) for r, sub in state.in_progress_runs.items()},
+                "subsets": {
+                    s.value: sorted(map(str, sub.subset_value.get_partition_keys())) for s, sub in state.subsets.items()
+                },
+                "in_progress_runs": {
+                    r: sorted(map(str, sub.subset_value.get_partition_keys()))
+                    for r, sub in state.in_progress_runs.items()
+                },
                 "latest_storage_id": state.latest_storage_id,
             }
 
-        ours, dagsters = status(storage.get_asset_check_state(check)), status(EventLogStorage.get_asset_check_state(storage, check))
+        ours, dagsters = (
+            status(storage.get_asset_check_state(check)),
+            status(EventLogStorage.get_asset_check_state(storage, check)),
+        )
         assert ours == dagsters
         assert ours["subsets"]["IN_PROGRESS"] == [keys[0]] and ours["subsets"]["FAILED"] == [keys[2]]

@@ -44,8 +44,14 @@ def _materialization(run_id: str, partition: str) -> EventLogEntry:
         step_key="raw_bars",
     )
     return EventLogEntry(
-        user_message="", level=10, job_name="__ASSET_JOB", run_id=run_id, error_info=None, timestamp=1.0,
-        step_key="raw_bars", dagster_event=event,
+        user_message="",
+        level=10,
+        job_name="__ASSET_JOB",
+        run_id=run_id,
+        error_info=None,
+        timestamp=1.0,
+        step_key="raw_bars",
+        dagster_event=event,
     )
 
 
@@ -58,8 +64,14 @@ def _evaluation(run_id: str, partition: str) -> EventLogEntry:
         step_key="raw_bars",
     )
     return EventLogEntry(
-        user_message="", level=10, job_name="__ASSET_JOB", run_id=run_id, error_info=None, timestamp=2.0,
-        step_key="raw_bars", dagster_event=event,
+        user_message="",
+        level=10,
+        job_name="__ASSET_JOB",
+        run_id=run_id,
+        error_info=None,
+        timestamp=2.0,
+        step_key="raw_bars",
+        dagster_event=event,
     )
 
 
@@ -79,7 +91,11 @@ def _counts(base_dir: Path, run_id: str) -> tuple[int, int, int]:
             table = sql.split(" from ")[1].split()[0]
             return conn.execute(sql, args).fetchone()[0] if table in tables else 0
 
-    run_log = one(base_dir / f"{run_id}.db", "select count(*) from event_logs where dagster_event_type = ?", "ASSET_MATERIALIZATION")
+    run_log = one(
+        base_dir / f"{run_id}.db",
+        "select count(*) from event_logs where dagster_event_type = ?",
+        "ASSET_MATERIALIZATION",
+    )
     catalog = one(
         base_dir / "index.db",
         "select count(*) from event_logs where dagster_event_type = ? and run_id = ?",
@@ -122,7 +138,11 @@ def test_a_writer_killed_between_its_commits_is_repaired_by_the_next_process_tha
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, "-c", CRASHING_WRITER, str(base_dir), "run-1", hook],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     assert _counts(base_dir, "run-1") == before_repair
@@ -131,8 +151,12 @@ def test_a_writer_killed_between_its_commits_is_repaired_by_the_next_process_tha
     storage.store_event_batch([_materialization("run-2", "y")])  # its first write repairs
     assert _counts(base_dir, "run-1") == after_repair
     # what Dagster reads agrees: the run's log and the catalog hold the same partitions
-    in_log = {r.event_log_entry.dagster_event.partition for r in storage.get_records_for_run(
-        "run-1", of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=10 * BATCH).records}
+    in_log = {
+        r.event_log_entry.dagster_event.partition
+        for r in storage.get_records_for_run(
+            "run-1", of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=10 * BATCH
+        ).records
+    }
     catalog = {
         r.event_log_entry.dagster_event.partition
         for r in storage.fetch_materializations(dg.AssetRecordsFilter(asset_key=KEY), limit=10 * BATCH).records
@@ -147,7 +171,9 @@ def test_a_live_writers_pending_batch_is_not_repaired(tmp_path):
     storage = PairsSqliteEventLogStorage(str(tmp_path / "runs"))
     seen = []
     original = sqlite_log._after_run_commit
-    sqlite_log._after_run_commit = lambda: seen.append(PairsSqliteEventLogStorage(str(tmp_path / "runs")).repair_interrupted_batches())
+    sqlite_log._after_run_commit = lambda: seen.append(
+        PairsSqliteEventLogStorage(str(tmp_path / "runs")).repair_interrupted_batches()
+    )
     try:
         storage.store_event_batch([_materialization("run-1", p) for p in _partitions(10)])
     finally:
@@ -233,7 +259,9 @@ def test_a_lock_during_check_recording_names_the_database_file(locked_instance):
     lock.take()
     try:
         with pytest.raises(EventLogLockedError, match=f"event log {base_dir / 'index.db'}: database is locked"):
-            storage.store_event_batch([_evaluation("run-1", p) for p in _partitions(50)])  # record_check_evaluations' call
+            storage.store_event_batch(
+                [_evaluation("run-1", p) for p in _partitions(50)]
+            )  # record_check_evaluations' call
     finally:
         lock.release()
     assert storage.get_asset_check_execution_history(dg.AssetCheckKey(KEY, "bars_unique"), limit=10) == []
@@ -254,7 +282,10 @@ def test_a_failed_runs_materialization_is_refused(tmp_path):
         run = instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="run-1", status=DagsterRunStatus.STARTED))
         instance.handle_new_event(_materialization("run-1", "2022-12-28|technology"))  # open: recorded
         instance.report_run_failed(run, message="test: its process died")
-        with pytest.raises(RunClosedError, match=r"run run-1 is FAILURE: 1 asset materialization event\(s\) of raw_bars\[2022-12-29\|technology\] refused"):
+        with pytest.raises(
+            RunClosedError,
+            match=r"run run-1 is FAILURE: 1 asset materialization event\(s\) of raw_bars\[2022-12-29\|technology\] refused",
+        ):
             instance.handle_new_event(_materialization("run-1", "2022-12-29|technology"))
         assert sorted(instance.get_materialized_partitions(KEY)) == ["2022-12-28|technology"]
         assert [

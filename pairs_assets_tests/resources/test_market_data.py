@@ -24,7 +24,9 @@ def _roundtrip(url):
     assert store.upsert_bars(bars, context="test") == 6  # idempotent: same rows again
     read = store.read_bars(["AAA", "BBB"], pd.Timestamp("2022-01-01", tz="UTC"), pd.Timestamp("2023-01-01", tz="UTC"))
     assert len(read) == 6
-    pd.testing.assert_frame_equal(read.reset_index(drop=True), bars.sort_values(["symbol", "timestamp"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        read.reset_index(drop=True), bars.sort_values(["symbol", "timestamp"]).reset_index(drop=True)
+    )
     assert read["open"].isna().all(), "unknown fields stay null"
     # an upsert replaces values of the same key
     store.upsert_bars(_bars(close=200.0), context="test")

@@ -14,6 +14,7 @@ import torch
 from mlflow import MlflowClient
 
 from pairs_assets.quant.gru import GRUConfig, fit_pair_model
+from pairs_assets.util import redact_url
 from pairs_assets_tests.quant.test_gru import planted_pair
 from resources import model_registry as registry_module
 from resources.model_registry import (
@@ -21,7 +22,6 @@ from resources.model_registry import (
     ModelRegistryError,
     ModelStoreUnavailableError,
 )
-from pairs_assets.util import redact_url
 
 AS_OF = "2022-12-28"
 FINGERPRINT = "sha256:" + "0123456789abcdef" * 4
@@ -87,14 +87,25 @@ def test_logs_one_closed_run_and_registers_a_loadable_version(registry, trained,
     assert run.info.artifact_uri.startswith((store / "artifacts").as_uri())
     tags = run.data.tags
     assert (tags["pair"], tags["sector"], tags["as_of_session"], tags["dagster_run_id"]) == (
-        "AAA-BBB", "technology", AS_OF, "dagster-run-1",
+        "AAA-BBB",
+        "technology",
+        AS_OF,
+        "dagster-run-1",
     )
     params = run.data.params
     assert params["gru_hidden"] == "8" and params["gru_lr"] == "0.0003" and params["gru_window"] == "1300"
     assert params["label_horizon"] == "5" and params["entry_z"] == "2.0"
     metrics = run.data.metrics
-    for key in ("train_f1", "val_loss", "test_roc_auc", "baseline_majority_f1", "baseline_logistic_f1",
-                "baseline_z_rule_precision", "threshold", "beats_baselines"):
+    for key in (
+        "train_f1",
+        "val_loss",
+        "test_roc_auc",
+        "baseline_majority_f1",
+        "baseline_logistic_f1",
+        "baseline_z_rule_precision",
+        "threshold",
+        "beats_baselines",
+    ):
         assert key in metrics, key
     assert metrics["test_f1"] == pytest.approx(result.metrics["test"]["f1"])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
@@ -109,7 +120,9 @@ def test_logs_one_closed_run_and_registers_a_loadable_version(registry, trained,
     version = client.get_model_version(info.model_name, info.version)
     assert version.run_id == run.info.run_id and version.status == "READY"
     assert {k: version.tags[k] for k in ("pair", "as_of_session", "sector")} == {
-        "pair": "AAA-BBB", "as_of_session": AS_OF, "sector": "technology",
+        "pair": "AAA-BBB",
+        "as_of_session": AS_OF,
+        "sector": "technology",
     }
 
     # the registered model loads back with mlflow.pytorch and predicts identically, raw features in
@@ -135,7 +148,10 @@ def test_failure_inside_the_run_leaves_it_failed_and_registers_nothing(registry,
         raise RuntimeError("disk full while drawing")
 
     monkeypatch.setattr(registry_module, "spread_zbands_figure", broken_plot)
-    with pytest.raises(ModelRegistryError, match=r"pair AAA-BBB \(energy, 2022-12-28\): MLflow run \w+ .* nothing registered: RuntimeError: disk full"):
+    with pytest.raises(
+        ModelRegistryError,
+        match=r"pair AAA-BBB \(energy, 2022-12-28\): MLflow run \w+ .* nothing registered: RuntimeError: disk full",
+    ):
         _log(registry, trained, sector="energy")
     assert mlflow.active_run() is None
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
@@ -148,7 +164,9 @@ def test_failure_inside_the_run_leaves_it_failed_and_registers_nothing(registry,
 def test_unreachable_store_fails_with_a_clear_redacted_error(trained, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     registry = ModelRegistry(tracking_uri="http://mlflow-user:s3cret@127.0.0.1:9", probe_timeout_s=2)
-    with pytest.raises(ModelStoreUnavailableError, match=r"MLflow store http://\*\*\*@127\.0\.0\.1:9 is unreachable") as error:
+    with pytest.raises(
+        ModelStoreUnavailableError, match=r"MLflow store http://\*\*\*@127\.0\.0\.1:9 is unreachable"
+    ) as error:
         _log(registry, trained)
     assert "s3cret" not in str(error.value) and "mlflow-user" not in str(error.value)
     assert mlflow.active_run() is None
@@ -185,9 +203,19 @@ def test_walk_forward_runs_feed_the_trials_ledger(registry, tmp_path):
     (tmp_path / "out" / "summary.csv").write_text("x\n1\n")
     for formation, sharpe in ((252, 0.7), (126, 0.2)):
         registry.log_walk_forward(
-            run_name="walk_forward_t", artifacts_dir=tmp_path / "out", tags={},
-            params={"wf.start": "1995-01-03", "wf.end": "2010-12-31", "wf.lag": 1, "wf.on_drop": "keep",
-                    "wf.max_holding": 20, "wf.gru": False, "wf.periods": [], "strategy.formation_window": formation},
+            run_name="walk_forward_t",
+            artifacts_dir=tmp_path / "out",
+            tags={},
+            params={
+                "wf.start": "1995-01-03",
+                "wf.end": "2010-12-31",
+                "wf.lag": 1,
+                "wf.on_drop": "keep",
+                "wf.max_holding": 20,
+                "wf.gru": False,
+                "wf.periods": [],
+                "strategy.formation_window": formation,
+            },
             metrics={"default.5bp.full.sharpe": sharpe, "baseline.5bp.full.sharpe": -0.2},
         )
     runs = registry.walk_forward_runs()
@@ -208,9 +236,18 @@ def test_a_refused_registration_leaves_the_run_failed_and_registers_nothing(regi
 
     with pytest.raises(RunClosedError, match="run r-1 is FAILURE"):
         registry.log_pair_model(
-            sector="financial", pair_id="AAA-BBB", as_of=AS_OF, dagster_run_id="r-1", result=result,
-            params={"gru_window": 1300}, dataset_df=spread.to_frame("spread"), dataset_source="embedded:skfolio-sp500",
-            fingerprint=FINGERPRINT, spread=spread, entry_z=2.0, before_register=closed,
+            sector="financial",
+            pair_id="AAA-BBB",
+            as_of=AS_OF,
+            dagster_run_id="r-1",
+            result=result,
+            params={"gru_window": 1300},
+            dataset_df=spread.to_frame("spread"),
+            dataset_source="embedded:skfolio-sp500",
+            fingerprint=FINGERPRINT,
+            spread=spread,
+            entry_z=2.0,
+            before_register=closed,
         )
     assert mlflow.active_run() is None
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")

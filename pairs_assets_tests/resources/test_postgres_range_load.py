@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 
 from pairs_assets import checks, partitions
+from pairs_assets.instance.postgres import PairsPostgresEventLogStorage
 from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY, materialize_raw_bars_range_with
 from pairs_assets_tests.deploy import services
 from resources.bar_sources import EmbeddedBarSource
-from pairs_assets.instance.postgres import PairsPostgresEventLogStorage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -8,10 +8,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
-from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets.quant.config_model import TradingConfig
 from pairs_assets.settings import StrategySettings
+from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
+from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
 from pairs_assets_tests.live import signal_setup as setup
 from resources.bar_sources import EmbeddedBarSource
 from resources.broker import BrokerResource
@@ -24,7 +24,9 @@ NEXT_DAY_OPEN = pd.Timestamp("2022-12-30T15:30:00Z")
 SECTORS = ["consumer", "energy", "financial", "healthcare", "industrial", "technology"]
 
 
-def tick(store: MarketDataStore, instance, *, replay: bool | None = True, now: pd.Timestamp = OPEN, cursor: str | None = None):
+def tick(
+    store: MarketDataStore, instance, *, replay: bool | None = True, now: pd.Timestamp = OPEN, cursor: str | None = None
+):
     sensor = build_signal_sensor(sectors=SECTORS, replay=replay, clock=lambda: now)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store})
     return sensor(context)
@@ -45,8 +47,9 @@ def materialize_config(store: MarketDataStore, instance) -> TradingConfig:
     bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
     config = setup.build_config(bars)
     setup.CONFIGS[setup.PARTITION] = config
-    result = dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
-                            resources={"store": store})
+    result = dg.materialize(
+        [setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance, resources={"store": store}
+    )
     assert result.success
     return config
 
@@ -69,7 +72,10 @@ def test_a_config_in_the_store_but_not_materialized_is_skipped(store, instance):
     store.write_trading_config(setup.build_config(bars, pairs=[("KO", "PEP")]).document(), path="elsewhere")
     result = tick(store, instance)
     assert isinstance(result, dg.SkipReason)
-    assert "trading_config 2022-12-28|consumer is in the store but not materialized in this instance" in result.skip_message
+    assert (
+        "trading_config 2022-12-28|consumer is in the store but not materialized in this instance"
+        in result.skip_message
+    )
 
 
 def test_a_config_of_an_unknown_schema_version_is_skipped_naming_it(store, instance):
@@ -90,7 +96,10 @@ def test_a_config_of_an_unknown_schema_version_is_skipped_naming_it(store, insta
     store.write_trading_config(document, path="test")
     malformed = tick(store, instance)
     assert isinstance(malformed, dg.SkipReason)
-    assert "consumer: trading config 2022-12-28|consumer: field pairs[0] (KO-PEP).y: Field required" in malformed.skip_message
+    assert (
+        "consumer: trading config 2022-12-28|consumer: field pairs[0] (KO-PEP).y: Field required"
+        in malformed.skip_message
+    )
 
 
 def test_new_bars_request_one_run_per_sector_once(store, instance):
@@ -105,7 +114,9 @@ def test_new_bars_request_one_run_per_sector_once(store, instance):
     assert request.partition_key == "2022-12-28|consumer"
     assert request.run_key == "signals:consumer:2022-12-28:20221229T150000000000"
     # replay mode (tick's default here) travels in the run config: the run's process needs no PAIRS_SIGNAL_REPLAY
-    assert request.run_config == {"ops": {"trading_signals": {"config": {"bar_cutoff": "2022-12-29T15:00:00+00:00", "replay": True}}}}
+    assert request.run_config == {
+        "ops": {"trading_signals": {"config": {"bar_cutoff": "2022-12-29T15:00:00+00:00", "replay": True}}}
+    }
     assert request.tags["pairs/replay"] == "true"
     assert json.loads(first.cursor) == {"consumer": "2022-12-29T15:00:00+00:00"}
 
@@ -135,7 +146,9 @@ def test_replayed_bars_trigger_no_run_outside_replay_mode(store, instance, monke
     """A recycler in loop mode streams re-stamped bars during market hours: replay off → no run, a reason."""
     monkeypatch.delenv("PAIRS_LIVE_SOURCE", raising=False)
     materialize_config(store, instance)
-    store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0, source="recycler:iex")]), context="live")
+    store.upsert_bars(
+        pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0, source="recycler:iex")]), context="live"
+    )
     skipped = tick(store, instance, replay=False, now=OPEN)
     assert isinstance(skipped, dg.SkipReason)
     assert (
@@ -148,7 +161,10 @@ def test_replayed_bars_trigger_no_run_outside_replay_mode(store, instance, monke
     store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:01:00Z", 62.0)]), context="live")  # a live bar
     live = tick(store, instance, replay=False, now=OPEN).run_requests[0]
     assert live.run_config["ops"]["trading_signals"]["config"] == {
-        "bar_cutoff": "2022-12-29T15:01:00+00:00", "replay": False, "live_source": "alpaca:iex-stream"}
+        "bar_cutoff": "2022-12-29T15:01:00+00:00",
+        "replay": False,
+        "live_source": "alpaca:iex-stream",
+    }
     assert live.tags["pairs/replay"] == "false"
 
 
@@ -156,18 +172,26 @@ def test_a_requested_run_executes_the_signal_job(store, instance):
     """Sensor → RunRequest → signal_job (as jobs.py defines it) on the same instance."""
     config = materialize_config(store, instance)
     pep = 181.0
-    store.upsert_bars(pd.DataFrame([
-        setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
-        setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(config.pairs[0], pep, -2.4)),
-    ]), context="live")
+    store.upsert_bars(
+        pd.DataFrame(
+            [
+                setup.live_bar("PEP", "2022-12-29T15:00:00Z", pep),
+                setup.live_bar("KO", "2022-12-29T15:00:00Z", setup.price_for_z(config.pairs[0], pep, -2.4)),
+            ]
+        ),
+        context="live",
+    )
     signal_job = dg.define_asset_job("signal_job", selection=["trading_signals"], partitions_def=EMBEDDED_DAILY)
     defs = dg.Definitions(
         assets=[setup.stand_in_trading_config, trading_signals],
         jobs=[signal_job],
         sensors=[build_signal_sensor(sectors=SECTORS, replay=True, clock=lambda: OPEN)],
         resources={
-            "store": store, "bar_source": EmbeddedBarSource(), "strategy": StrategySettings.preset("seed"),
-            "model_registry": setup.TinyModels(), "broker": BrokerResource(),
+            "store": store,
+            "bar_source": EmbeddedBarSource(),
+            "strategy": StrategySettings.preset("seed"),
+            "model_registry": setup.TinyModels(),
+            "broker": BrokerResource(),
         },
     )
     dg.Definitions.validate_loadable(defs)
@@ -179,7 +203,9 @@ def test_a_requested_run_executes_the_signal_job(store, instance):
     )
     assert run.success
     rows = store.read_table(trading_signals_table).set_index("pair_id")
-    assert rows.loc["KO-PEP", "action"] == "long_spread" and rows.loc["KO-PEP", "zscore"] == pytest.approx(-2.4, abs=1e-6)
+    assert rows.loc["KO-PEP", "action"] == "long_spread" and rows.loc["KO-PEP", "zscore"] == pytest.approx(
+        -2.4, abs=1e-6
+    )
     assert "no_bar_after_as_of" in rows.loc["PG-WMT", "flags"]
     assert instance.get_latest_materialization_event(dg.AssetKey("trading_signals")) is not None
 
@@ -197,7 +223,8 @@ def corrupt_stored_config(store: MarketDataStore, sector: str, text: str) -> Non
 
     with store.engine.begin() as conn:
         conn.execute(
-            sa.update(trading_configs_table).where(trading_configs_table.c.sector == sector)
+            sa.update(trading_configs_table)
+            .where(trading_configs_table.c.sector == sector)
             .values(document=text, path=CONFIG_FILE)
         )
 
@@ -209,7 +236,11 @@ def bad_documents(config: TradingConfig) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "kind, what",
-    [("truncated", "not valid JSON"), ("empty", "not valid JSON"), ("array", "a trading config is a JSON object, got list")],
+    [
+        ("truncated", "not valid JSON"),
+        ("empty", "not valid JSON"),
+        ("array", "a trading config is a JSON object, got list"),
+    ],
 )
 def test_an_unreadable_config_skips_only_its_sector(store, instance, kind, what):
     from pairs_assets_tests import trading_configs as configs
@@ -220,8 +251,9 @@ def test_an_unreadable_config_skips_only_its_sector(store, instance, kind, what)
     setup.CONFIGS[other] = configs.trading_config(
         list(config.pairs), as_of=setup.AS_OF, effective=setup.EFFECTIVE, sector="technology"
     )
-    assert dg.materialize([setup.stand_in_trading_config], partition_key=other, instance=instance,
-                          resources={"store": store}).success
+    assert dg.materialize(
+        [setup.stand_in_trading_config], partition_key=other, instance=instance, resources={"store": store}
+    ).success
     store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0)]), context="live")
     corrupt_stored_config(store, "consumer", bad_documents(config)[kind])
 
@@ -239,8 +271,7 @@ def test_an_unreadable_config_skips_only_its_sector(store, instance, kind, what)
 def test_a_held_pair_missing_from_an_empty_config_still_triggers_its_run(store, instance):
     """A sector whose latest config selects no pair but which still holds one: its bars must reach
     the signal job (on_drop, max_holding and stops manage the held pair)."""
-    from pairs_assets.assets.trading_signals import state_row
-    from pairs_assets.assets.trading_signals import session_ordinal
+    from pairs_assets.assets.trading_signals import session_ordinal, state_row
     from pairs_assets.quant import rule
     from resources.market_data import pair_states_table
 
@@ -248,8 +279,9 @@ def test_a_held_pair_missing_from_an_empty_config_still_triggers_its_run(store, 
     listed = setup.build_config(bars)
     setup.CONFIGS[setup.PARTITION] = setup.build_config(bars, pairs=[])
     assert setup.CONFIGS[setup.PARTITION].pairs == []
-    assert dg.materialize([setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance,
-                          resources={"store": store}).success
+    assert dg.materialize(
+        [setup.stand_in_trading_config], partition_key=setup.PARTITION, instance=instance, resources={"store": store}
+    ).success
     store.upsert_bars(pd.DataFrame([setup.live_bar("KO", "2022-12-29T15:00:00Z", 62.0)]), context="live")
     nothing_held = tick(store, instance)
     assert isinstance(nothing_held, dg.SkipReason)
@@ -257,11 +289,26 @@ def test_a_held_pair_missing_from_an_empty_config_still_triggers_its_run(store, 
 
     ko_pep = listed.pairs[0]
     held = rule.PairState(
-        pair_id="KO-PEP", y="KO", x="PEP", side=-1, weight_y=-0.05, weight_x=0.04, shares_y=10.0, shares_x=12.0,
-        entry_session="2022-12-20", entry_ordinal=session_ordinal("2022-12-20"),
-        entry_bar=pd.Timestamp("2022-12-20T15:00Z"), entry_z=2.4, sessions_held=5, stopped=False,
-        entry_terms=ko_pep, terms=ko_pep, last_bar=pd.Timestamp("2022-12-28T20:00Z"),
+        pair_id="KO-PEP",
+        y="KO",
+        x="PEP",
+        side=-1,
+        weight_y=-0.05,
+        weight_x=0.04,
+        shares_y=10.0,
+        shares_x=12.0,
+        entry_session="2022-12-20",
+        entry_ordinal=session_ordinal("2022-12-20"),
+        entry_bar=pd.Timestamp("2022-12-20T15:00Z"),
+        entry_z=2.4,
+        sessions_held=5,
+        stopped=False,
+        entry_terms=ko_pep,
+        terms=ko_pep,
+        last_bar=pd.Timestamp("2022-12-28T20:00Z"),
     )
     store.upsert_rows(pair_states_table, [state_row(held, sector="consumer", as_of="2022-12-27", run_id="earlier")])
     result = tick(store, instance)
-    assert isinstance(result, dg.SensorResult) and [r.partition_key for r in result.run_requests] == ["2022-12-28|consumer"]
+    assert isinstance(result, dg.SensorResult) and [r.partition_key for r in result.run_requests] == [
+        "2022-12-28|consumer"
+    ]

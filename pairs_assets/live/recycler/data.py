@@ -73,7 +73,9 @@ class RecyclerSettings:
         if self.mode == "date_range" and not (self.start and self.end):
             raise RecyclerError("mode date_range needs both start and end (e.g. 2022-12-01 and 2022-12-28)")
         if not (math.isfinite(self.speed) or self.speed == math.inf) or self.speed <= 0:
-            raise RecyclerError(f"speed must be positive (1 = one bar step per {self.bar_interval_s:g} s), got {self.speed}")
+            raise RecyclerError(
+                f"speed must be positive (1 = one bar step per {self.bar_interval_s:g} s), got {self.speed}"
+            )
         if self.bar_interval_s < 0:
             raise RecyclerError(f"bar_interval_s must be >= 0, got {self.bar_interval_s}")
         if self.tail is not None and self.tail < 1:
@@ -88,7 +90,12 @@ class RecyclerSettings:
             raise RecyclerError(f"max_page_size must be between 1 and {MAX_PAGE}, got {self.max_page_size}")
         if bool(self.api_key) != bool(self.secret_key):
             raise RecyclerError("configure both the recycler key and secret, or neither")
-        for symbol in (*self.symbols, *self.proxies.keys(), *self.proxies.values(), *([self.default_proxy] if self.default_proxy else [])):
+        for symbol in (
+            *self.symbols,
+            *self.proxies.keys(),
+            *self.proxies.values(),
+            *([self.default_proxy] if self.default_proxy else []),
+        ):
             if not is_symbol(symbol):
                 raise RecyclerError(
                     f"invalid symbol {symbol!r} (a US-equity ticker: upper-case letters, digits, '.' or '-', "
@@ -108,7 +115,6 @@ class RecyclerSettings:
     @property
     def auth_required(self) -> bool:
         return bool(self.api_key)
-
 
 
 @dataclasses.dataclass
@@ -225,5 +231,6 @@ def load_replay_data(store: MarketDataStore, settings: RecyclerSettings) -> Repl
             continue
         step_times.append(pd.Timestamp(codes[chunk[0]], tz="UTC"))
         steps.append({symbols_col[i]: tuple(values[i]) for i in chunk})
-    return ReplayData(step_times=step_times, steps=steps, sources={s: sources[s] for s in data_symbols}, symbols=tuple(data_symbols))
-
+    return ReplayData(
+        step_times=step_times, steps=steps, sources={s: sources[s] for s in data_symbols}, symbols=tuple(data_symbols)
+    )

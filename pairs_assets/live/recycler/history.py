@@ -119,6 +119,7 @@ class HistoryEndpoint:
 
     def historical_bars(self, query: Mapping[str, list[str]]) -> dict:
         """Answer ``GET /v2/stocks/bars`` (query as ``parse_qs`` gives it) like Alpaca, paging included."""
+
         def one(name: str) -> str | None:
             values = query.get(name)
             return values[-1] if values else None
@@ -163,7 +164,14 @@ class HistoryEndpoint:
         for symbol, signed_ns, values, proxy_for in page:
             fields = dict(zip(VALUE_FIELDS, values))
             bars.setdefault(symbol, []).append(
-                wire.bar_message(symbol, pd.Timestamp(abs(signed_ns), unit="ns", tz="UTC"), **fields, msg_type="", proxy_for=proxy_for, binary=False)
+                wire.bar_message(
+                    symbol,
+                    pd.Timestamp(abs(signed_ns), unit="ns", tz="UTC"),
+                    **fields,
+                    msg_type="",
+                    proxy_for=proxy_for,
+                    binary=False,
+                )
             )
         next_token = None
         if offset + limit < len(items):
@@ -218,10 +226,7 @@ class HistoryEndpoint:
     def emitted_bars(self) -> pd.DataFrame:
         """The bars emitted so far under their re-stamped times (``restamp=True`` only)."""
         with self._log_lock:
-            rows = [
-                (symbol, ns, *values) for symbol, entries in self._log.items() for ns, values in entries
-            ]
+            rows = [(symbol, ns, *values) for symbol, entries in self._log.items() for ns, values in entries]
         frame = pd.DataFrame(rows, columns=["symbol", "ns", *VALUE_FIELDS])
         frame["timestamp"] = pd.to_datetime(frame["ns"], unit="ns", utc=True)
         return frame.drop(columns="ns").sort_values(["symbol", "timestamp"]).reset_index(drop=True)
-

@@ -280,7 +280,10 @@ class Recycler:
         self.stats.slow_clients += 1
         log.warning(
             "client %s is a slow client: %d bar frames behind (max_pending_frames %d); %d dropped, sent 407 and closing",
-            client.peer, client.pending_frames + dropped, self.settings.max_pending_frames, dropped,
+            client.peer,
+            client.pending_frames + dropped,
+            self.settings.max_pending_frames,
+            dropped,
         )
         self._error(client, 407)
         self._wake.set()
@@ -292,7 +295,7 @@ class Recycler:
         try:
             await asyncio.wait_for(client.flushed.wait(), grace)
             await asyncio.wait_for(client.ws.close(1008, "slow client"), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("client %s did not read its 407 within %g s: connection aborted", client.peer, grace)
             client.ws.transport.abort()
 
@@ -314,7 +317,7 @@ class Recycler:
                     return
             try:
                 frame = await asyncio.wait_for(client.ws.recv(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if client.close_task is not None:
                 # a slow client on its way out: read and drop what it sends, so that its side of
@@ -376,7 +379,9 @@ class Recycler:
             bad = [s for s in symbols if s != "*" and not is_symbol(s)]
             if bad:
                 more = f" (+{len(bad) - 5} more; {len(bad)} invalid in all)" if len(bad) > 5 else ""
-                raise wire.WireError(400, f"invalid symbol(s) {', '.join(repr(s[:20]) for s in bad[:5])}{more} in {channel!r}")
+                raise wire.WireError(
+                    400, f"invalid symbol(s) {', '.join(repr(s[:20]) for s in bad[:5])}{more} in {channel!r}"
+                )
             if not subscribe:
                 client.subscriptions[channel].difference_update(symbols)
                 continue
@@ -390,7 +395,9 @@ class Recycler:
                 else:
                     unknown.add(symbol)
         if unserved:
-            detail = "; ".join(f"{channel} {_echo(sorted(set(symbols)))}" for channel, symbols in sorted(unserved.items()))
+            detail = "; ".join(
+                f"{channel} {_echo(sorted(set(symbols)))}" for channel, symbols in sorted(unserved.items())
+            )
             self._error(client, 400, f"the recycler replays bars only, not subscribed: {detail}")
         if unknown:
             served = self._served_symbols()
@@ -493,20 +500,28 @@ class Recycler:
         finally:
             self.stats.finished = self.stats.passes_done == passes
             if self.stats.finished:
-                log.info("recycler finished: %d step(s), %d bars emitted", self.stats.steps_emitted, self.stats.bars_emitted)
+                log.info(
+                    "recycler finished: %d step(s), %d bars emitted", self.stats.steps_emitted, self.stats.bars_emitted
+                )
                 self.finished.set()
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         if request.method != "GET":
-            response = json_response(405, {"code": 40510000, "message": f"method {request.method[:16]} not allowed; use GET"})
+            response = json_response(
+                405, {"code": 40510000, "message": f"method {request.method[:16]} not allowed; use GET"}
+            )
             response.headers["Allow"] = "GET"
             return response
         if has_body(request.headers):
             length = (request.headers.get("Content-Length") or "chunked")[:24]
             return json_response(
-                413, {"code": 41310000, "message": f"request bodies are not accepted (Content-Length: {length}); "
-                      "pass parameters in the query string"}
+                413,
+                {
+                    "code": 41310000,
+                    "message": f"request bodies are not accepted (Content-Length: {length}); "
+                    "pass parameters in the query string",
+                },
             )
         if (request.headers.get("Upgrade") or "").lower() == "websocket":
             segments = [s for s in parts.path.split("/") if s]
@@ -582,4 +597,3 @@ class _RecyclerConnection(ServerConnection):
 
     def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
         super().__init__(_HttpGuardProtocol(max_size=MAX_FRAME_BYTES, logger=protocol.logger), *args, **kwargs)
-

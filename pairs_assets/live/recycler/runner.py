@@ -99,7 +99,9 @@ def start_recycler_thread(store: MarketDataStore, settings: RecyclerSettings, ti
 
 
 @contextlib.contextmanager
-def recycler_in_thread(store: MarketDataStore, settings: RecyclerSettings, timeout: float = 30.0) -> Iterator[RecyclerHandle]:
+def recycler_in_thread(
+    store: MarketDataStore, settings: RecyclerSettings, timeout: float = 30.0
+) -> Iterator[RecyclerHandle]:
     """``with recycler_in_thread(store, settings) as handle:`` — stopped on exit, whatever happens."""
     handle = start_recycler_thread(store, settings, timeout)
     try:
@@ -108,7 +110,14 @@ def recycler_in_thread(store: MarketDataStore, settings: RecyclerSettings, timeo
         handle.stop()
 
 
-async def serve_until_signalled(store: MarketDataStore, settings: RecyclerSettings, *, report_every_s: float = 30.0, exit_when_done: bool = False, echo=print) -> RecyclerStats:
+async def serve_until_signalled(
+    store: MarketDataStore,
+    settings: RecyclerSettings,
+    *,
+    report_every_s: float = 30.0,
+    exit_when_done: bool = False,
+    echo=print,
+) -> RecyclerStats:
     """Run a recycler until SIGINT/SIGTERM (or, with ``exit_when_done``, until the replay ends)."""
     import signal
 

@@ -163,6 +163,7 @@ class GRUClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
 
+
 def predict_proba(model: nn.Module, X: np.ndarray, batch: int = 1024) -> np.ndarray:
     """Probabilities of the label event for raw sequences (eval mode, no gradients).
 
@@ -201,9 +202,14 @@ def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
     if isinstance(module, GRUClassifier):
         gru = module.gru
         return {
-            "gru.weight_ih_l0": gru.weight_ih_l0, "gru.weight_hh_l0": gru.weight_hh_l0, "gru.bias_ih_l0": gru.bias_ih_l0,
-            "gru.bias_hh_l0": gru.bias_hh_l0, "head.weight": module.head.weight, "head.bias": module.head.bias,
-            "feature_mean": module.feature_mean, "feature_std": module.feature_std,
+            "gru.weight_ih_l0": gru.weight_ih_l0,
+            "gru.weight_hh_l0": gru.weight_hh_l0,
+            "gru.bias_ih_l0": gru.bias_ih_l0,
+            "gru.bias_hh_l0": gru.bias_hh_l0,
+            "head.weight": module.head.weight,
+            "head.bias": module.head.bias,
+            "feature_mean": module.feature_mean,
+            "feature_std": module.feature_std,
         }
     return dict(module.state_dict())
 
@@ -269,7 +275,9 @@ class StackedGRU(nn.Module):
         """Model ``index`` as a :class:`GRUClassifier` (CPU, eval mode)."""
         f = self.w_ih.shape[2]
         with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the RNG alone
-            model = GRUClassifier(f, self.hidden, dropout, self.feature_mean[index].cpu().numpy(), self.feature_std[index].cpu().numpy())
+            model = GRUClassifier(
+                f, self.hidden, dropout, self.feature_mean[index].cpu().numpy(), self.feature_std[index].cpu().numpy()
+            )
         with torch.no_grad():
             for name, key in zip(("w_ih", "w_hh", "b_ih", "b_hh"), _GRU_KEYS):
                 getattr(model.gru, key.split(".")[1]).copy_(getattr(self, name)[index].detach().cpu())
@@ -286,7 +294,14 @@ class StackedGRU(nn.Module):
         p, b, t, f = x.shape
         h_dim = self.hidden
         w_ih, w_hh, b_ih, b_hh, head_w, head_b, mean, std = (
-            self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.head_w, self.head_b, self.feature_mean, self.feature_std
+            self.w_ih,
+            self.w_hh,
+            self.b_ih,
+            self.b_hh,
+            self.head_w,
+            self.head_b,
+            self.feature_mean,
+            self.feature_std,
         )
         if pairs is not None:
             w_ih, w_hh, b_ih, b_hh, head_w, head_b, mean, std = (
@@ -342,7 +357,9 @@ def predict_proba_many(models: StackedGRU | list[nn.Module], sequences: np.ndarr
         torch.set_num_threads(1)
         stacked = models if isinstance(models, StackedGRU) else StackedGRU.from_modules(list(models))
         if x.ndim != 4 or x.shape[0] != stacked.w_ih.shape[0]:
-            raise ValueError(f"sequences must be [P, B, seq_len, n_features] with P={stacked.w_ih.shape[0]}, got {x.shape}")
+            raise ValueError(
+                f"sequences must be [P, B, seq_len, n_features] with P={stacked.w_ih.shape[0]}, got {x.shape}"
+            )
         stacked.eval()
         with torch.no_grad():
             device = stacked.w_ih.device

@@ -23,10 +23,10 @@ from pairs_assets.quant.classification import (
     select_threshold,
 )
 from pairs_assets.quant.features import (
-    DEFAULT_HORIZON,
-    DEFAULT_MEAN_WINDOW,
     DEFAULT_EXIT_Z,
     DEFAULT_FORMATION_WINDOW,
+    DEFAULT_HORIZON,
+    DEFAULT_MEAN_WINDOW,
     DEFAULT_REVERSION_FRACTION,
     DEFAULT_STOP_Z,
     ChronologicalSplit,
@@ -42,8 +42,10 @@ from pairs_assets.quant.features import (
     min_sessions_for,
     pair_prefix,
     rolling_zscore,
-    session_label as _session,
     trim_warmup,
+)
+from pairs_assets.quant.features import (
+    session_label as _session,
 )
 from pairs_assets.quant.gru.model import GRUClassifier, GRUConfig, predict_proba
 from pairs_assets.quant.gru.training import TrainResult, train_gru, train_gru_many
@@ -62,6 +64,7 @@ __all__ = [
 DEFAULT_MIN_SEQUENCES = DEFAULT_STRATEGY.gru_min_sequences
 #: What the training window should provide where history allows (see ``min_sessions_for``).
 DEFAULT_TARGET_SEQUENCES = 1000
+
 
 @dataclass
 class PairModelResult:
@@ -264,9 +267,21 @@ def fit_pair_model(
         All ``GRUTrainingError`` (a ``ValueError``), each naming the pair and the field or slice.
     """
     prepared = _prepare_pair(
-        spread, garch_sigma, garch_std_resid, entry_z, config, horizon, min_sequences, pair_id=pair_id,
-        mean_window=mean_window, reversion_fraction=reversion_fraction, label=label,
-        formation_window=formation_window, exit_z=exit_z, stop_z=stop_z, label_statistics=label_statistics,
+        spread,
+        garch_sigma,
+        garch_std_resid,
+        entry_z,
+        config,
+        horizon,
+        min_sequences,
+        pair_id=pair_id,
+        mean_window=mean_window,
+        reversion_fraction=reversion_fraction,
+        label=label,
+        formation_window=formation_window,
+        exit_z=exit_z,
+        stop_z=stop_z,
+        label_statistics=label_statistics,
     )
     data = prepared.data
     trained = train_gru(
@@ -298,14 +313,35 @@ class _PreparedPair:
 
 
 def _prepare_pair(
-    spread, garch_sigma, garch_std_resid, entry_z, config, horizon, min_sequences, *, pair_id, mean_window,
-    reversion_fraction, label, formation_window, exit_z, stop_z, label_statistics,
+    spread,
+    garch_sigma,
+    garch_std_resid,
+    entry_z,
+    config,
+    horizon,
+    min_sequences,
+    *,
+    pair_id,
+    mean_window,
+    reversion_fraction,
+    label,
+    formation_window,
+    exit_z,
+    stop_z,
+    label_statistics,
 ) -> _PreparedPair:
     who = pair_prefix(pair_id)
     features = trim_warmup(build_features(spread, garch_sigma, garch_std_resid), pair_id)
     labels = make_labels(
-        spread, label, horizon=horizon, formation_window=formation_window, exit_z=exit_z, stop_z=stop_z,
-        mean_window=mean_window, reversion_fraction=reversion_fraction, statistics=label_statistics,
+        spread,
+        label,
+        horizon=horizon,
+        formation_window=formation_window,
+        exit_z=exit_z,
+        stop_z=stop_z,
+        mean_window=mean_window,
+        reversion_fraction=reversion_fraction,
+        statistics=label_statistics,
     )
     X, y, ends = make_sequences(features, labels, config.seq_len, pair_id)
     label_warmup = (formation_window if label == "entry_event" else mean_window) - 1
@@ -330,9 +366,22 @@ def _prepare_pair(
     # train-only scaling: the feature rows that the training sequences cover, nothing later
     scaler = FeatureScaler.fit(features.loc[: data["train"][2][-1]])
     return _PreparedPair(
-        spread=spread, entry_z=entry_z, config=config, horizon=horizon, pair_id=pair_id, mean_window=mean_window,
-        reversion_fraction=reversion_fraction, label=label, formation_window=formation_window, exit_z=exit_z,
-        stop_z=stop_z, features=features, n_sequences=len(X), split=split, data=data, scaler=scaler,
+        spread=spread,
+        entry_z=entry_z,
+        config=config,
+        horizon=horizon,
+        pair_id=pair_id,
+        mean_window=mean_window,
+        reversion_fraction=reversion_fraction,
+        label=label,
+        formation_window=formation_window,
+        exit_z=exit_z,
+        stop_z=stop_z,
+        features=features,
+        n_sequences=len(X),
+        split=split,
+        data=data,
+        scaler=scaler,
     )
 
 
@@ -439,8 +488,13 @@ def fit_pair_models(
         try:
             prepared.append(
                 _prepare_pair(
-                    kwargs.pop("spread"), kwargs.pop("garch_sigma"), kwargs.pop("garch_std_resid"), kwargs.pop("entry_z"),
-                    config, kwargs.pop("horizon", DEFAULT_HORIZON), min_sequences,
+                    kwargs.pop("spread"),
+                    kwargs.pop("garch_sigma"),
+                    kwargs.pop("garch_std_resid"),
+                    kwargs.pop("entry_z"),
+                    config,
+                    kwargs.pop("horizon", DEFAULT_HORIZON),
+                    min_sequences,
                     pair_id=kwargs.pop("pair_id", None),
                     mean_window=kwargs.pop("mean_window", DEFAULT_MEAN_WINDOW),
                     reversion_fraction=kwargs.pop("reversion_fraction", DEFAULT_REVERSION_FRACTION),

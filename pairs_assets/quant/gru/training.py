@@ -17,8 +17,8 @@ import copy
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -208,6 +208,7 @@ def train_gru(
         seconds=time.perf_counter() - started,
     )
 
+
 def _stack_padded(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
     """``[P, max_n, ...]`` float32, each array's rows first, zeros after."""
     longest = max(len(a) for a in arrays)
@@ -299,7 +300,10 @@ def train_gru_many(
             if not live.any():
                 break
             model.train()
-            perms = [torch.randperm(int(n), generator=g) if live[i] else None for i, (n, g) in enumerate(zip(n_train, orders))]
+            perms = [
+                torch.randperm(int(n), generator=g) if live[i] else None
+                for i, (n, g) in enumerate(zip(n_train, orders))
+            ]
             n_steps = int(max(math.ceil(n_train[i] / bs) for i in range(n_pairs) if live[i]))
             totals = np.zeros(n_pairs)
             for step in range(n_steps):
@@ -323,7 +327,9 @@ def train_gru_many(
                 act = torch.as_tensor(act_list, dtype=torch.long, device=device)
                 index, weight = index.to(device), weight.to(device)
                 logits = model.logits(xt[act[:, None], index], None if mask is None else mask.to(device), pairs=act)
-                per_item = nn.functional.binary_cross_entropy_with_logits(logits, yt[act[:, None], index], reduction="none")
+                per_item = nn.functional.binary_cross_entropy_with_logits(
+                    logits, yt[act[:, None], index], reduction="none"
+                )
                 loss = (per_item * weight).sum(dim=1)  # each pair's mean over its own minibatch
                 for p in params:
                     p.grad = None
@@ -368,16 +374,22 @@ def train_gru_many(
                     chunk = max(bs, 256)
                     for start in range(0, xv.shape[1], chunk):
                         out = model.logits(xv[run, start : start + chunk], pairs=run)
-                        item = nn.functional.binary_cross_entropy_with_logits(out, yv[run, start : start + chunk], reduction="none")
+                        item = nn.functional.binary_cross_entropy_with_logits(
+                            out, yv[run, start : start + chunk], reduction="none"
+                        )
                         val_sum += (item * val_weight[run, start : start + chunk]).sum(dim=1).double()
                     val_loss[running] = (val_sum.cpu() / n_val[running]).numpy()
             improved = np.zeros(n_pairs, dtype=bool)
             for i in np.flatnonzero(live):
                 if not math.isfinite(val_loss[i]):
-                    results[i] = TrainingDivergedError(f"{pair_prefix(pair_ids[i])}validation loss became {val_loss[i]} at epoch {epoch}")
+                    results[i] = TrainingDivergedError(
+                        f"{pair_prefix(pair_ids[i])}validation loss became {val_loss[i]} at epoch {epoch}"
+                    )
                     live[i] = False
                     continue
-                histories[i].append({"epoch": epoch, "train_loss": totals[i] / n_train[i], "val_loss": float(val_loss[i])})
+                histories[i].append(
+                    {"epoch": epoch, "train_loss": totals[i] / n_train[i], "val_loss": float(val_loss[i])}
+                )
                 if val_loss[i] < best_loss[i]:
                     best_loss[i], best_epoch[i], waited[i] = val_loss[i], epoch, 0
                     improved[i] = True

@@ -86,7 +86,11 @@ def _positive_int(value, field: str, minimum: int = 1) -> int:
 
 
 def baseline_periods(
-    calendar: pd.DatetimeIndex, sessions: pd.DatetimeIndex, formation: int, trading: int, step: int,
+    calendar: pd.DatetimeIndex,
+    sessions: pd.DatetimeIndex,
+    formation: int,
+    trading: int,
+    step: int,
     anchor: int | None = None,
 ) -> list[BaselinePeriod]:
     """The formation/trading periods of the baseline over ``sessions``.
@@ -199,7 +203,9 @@ def select_baseline_pairs(formation_closes: pd.DataFrame, top_n: int, pvalue_max
         y_log, x_log = logs[:, column[y_sym]], logs[:, column[x_sym]]
         beta, intercept = hedge_ratio(y_log, x_log)
         spread = y_log - beta * x_log - intercept
-        selected.append((pair_id, y_sym, x_sym, pvalue, beta, intercept, float(spread.mean()), float(spread.std(ddof=0))))
+        selected.append(
+            (pair_id, y_sym, x_sym, pvalue, beta, intercept, float(spread.mean()), float(spread.std(ddof=0)))
+        )
     frame = pd.DataFrame(selected, columns=columns)
     return frame.astype({c: float for c in columns[3:]})
 
@@ -234,7 +240,9 @@ def _trade_pair(
             side = -1 if score > 0 else 1
             entered = t
     if side != 0:
-        trips.append((entered, None if period_open_at_end else last, side, "range_end" if period_open_at_end else "period_end"))
+        trips.append(
+            (entered, None if period_open_at_end else last, side, "range_end" if period_open_at_end else "period_end")
+        )
     return trips
 
 

@@ -64,8 +64,18 @@ __all__ = [
 ]
 
 SUMMARY_COLUMNS = [
-    "strategy", "sector", "cost_bp", "period", *SUMMARY_KEYS,
-    "vs_baseline", "vs_baseline_low", "vs_baseline_high", "n_trials", "trials_source", "trial_sharpe_sd", "few_trades",
+    "strategy",
+    "sector",
+    "cost_bp",
+    "period",
+    *SUMMARY_KEYS,
+    "vs_baseline",
+    "vs_baseline_low",
+    "vs_baseline_high",
+    "n_trials",
+    "trials_source",
+    "trial_sharpe_sd",
+    "few_trades",
 ]
 #: The development years: where configurations were compared and the defaults chosen (DESIGN 6b).
 SELECTION_RANGE = ("1995-01-03", "2010-12-31")
@@ -121,7 +131,9 @@ class WalkForwardSettings(BaseModel):
     end: str = Field("2022-12-28", description="Last session of the range (YYYY-MM-DD).")
     sectors: list[str] | None = Field(None, description="Sectors; None = every sector of the universe.")
     costs: list[float] = Field([0.0, 5.0, 10.0, 20.0], description="Costs in basis points of traded notional per leg.")
-    lag: int = Field(1, description="A decision at the close of t executes at the close of t+lag (1; 0 only to compare).")
+    lag: int = Field(
+        1, description="A decision at the close of t executes at the close of t+lag (1; 0 only to compare)."
+    )
     on_drop: str = Field(
         rule.DEFAULT_ON_DROP,
         description="An open position whose pair leaves the next config: 'exit' at that close, or 'keep' "
@@ -139,11 +151,19 @@ class WalkForwardSettings(BaseModel):
     selection: tuple[str, str] = Field(
         SELECTION_RANGE, description="Selection range (development years): DSR there, PSR against 0 elsewhere."
     )
-    bootstrap_block: int = Field(BOOTSTRAP_BLOCK, ge=1, description="Block length (sessions) of the Sharpe intervals' bootstrap.")
-    bootstrap_resamples: int = Field(BOOTSTRAP_RESAMPLES, ge=10, description="Resamples of the Sharpe intervals' bootstrap.")
+    bootstrap_block: int = Field(
+        BOOTSTRAP_BLOCK, ge=1, description="Block length (sessions) of the Sharpe intervals' bootstrap."
+    )
+    bootstrap_resamples: int = Field(
+        BOOTSTRAP_RESAMPLES, ge=10, description="Resamples of the Sharpe intervals' bootstrap."
+    )
     bootstrap_seed: int = Field(0, ge=0, description="Seed of the Sharpe intervals' bootstrap.")
-    min_trades: int = Field(10, ge=0, description="Below this many trades Sharpe, t and DSR print as '–' with the count.")
-    gru: bool = Field(False, description="Train each selected pair's GRU per session and gate entries as the signal job does.")
+    min_trades: int = Field(
+        10, ge=0, description="Below this many trades Sharpe, t and DSR print as '–' with the count."
+    )
+    gru: bool = Field(
+        False, description="Train each selected pair's GRU per session and gate entries as the signal job does."
+    )
     score_horizon: int = Field(20, ge=1, description="Sessions of forward P&L in the score study.")
     workers: int | None = Field(
         None, ge=1, description="Processes replaying sectors side by side (None: one per CPU, at most one per sector)."
@@ -233,7 +253,9 @@ class WalkForwardResult:
 
     settings: WalkForwardSettings
     summary: pd.DataFrame  # SUMMARY_COLUMNS
-    daily: pd.DataFrame  # strategy, sector, cost_bp, session, pnl, gross_pnl, cost, turnover, gross_exposure, n_positions
+    daily: (
+        pd.DataFrame
+    )  # strategy, sector, cost_bp, session, pnl, gross_pnl, cost, turnover, gross_exposure, n_positions
     trades: pd.DataFrame  # executed trades of every strategy and sector at every cost (column cost_bp)
     configs: dict[str, int]  # sector → configs built
     config_pairs: dict[str, int]  # sector → pair-days in the configs
@@ -267,7 +289,9 @@ def required_history(strategy: Strategy, settings: WalkForwardSettings) -> int:
 def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, end: pd.Timestamp, next_session) -> None:
     index = panel.closes.index
     if sessions.empty:
-        raise WalkForwardError(f"sector {panel.sector}: the range holds no session of the bars ({index[0].date()} → {index[-1].date()})")
+        raise WalkForwardError(
+            f"sector {panel.sector}: the range holds no session of the bars ({index[0].date()} → {index[-1].date()})"
+        )
     if next_session(index[-1]) <= end:
         raise WalkForwardError(
             f"sector {panel.sector}: the range {sessions[0].date()} → {sessions[-1].date()} lies outside the bars "
@@ -346,7 +370,9 @@ def run_walk_forward(
     if workers > 1 and models_for is None and entry_gate is None:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {
-                pool.submit(_run_sector_in_worker, panel, symbols, nxt, strategy, wf, formation, anchors[panel.sector]): panel.sector
+                pool.submit(
+                    _run_sector_in_worker, panel, symbols, nxt, strategy, wf, formation, anchors[panel.sector]
+                ): panel.sector
                 for panel, symbols, nxt, _strategy, wf, formation in jobs
             }
             outcomes = {}
@@ -357,7 +383,11 @@ def run_walk_forward(
     else:
         outcomes = {
             job[0].sector: _run_sector(
-                *job, models_for=models_for, entry_gate=entry_gate, progress=progress, baseline_anchor=anchors[job[0].sector]
+                *job,
+                models_for=models_for,
+                entry_gate=entry_gate,
+                progress=progress,
+                baseline_anchor=anchors[job[0].sector],
             )
             for job in jobs
         }
@@ -367,12 +397,18 @@ def run_walk_forward(
     executed: dict[tuple[str, str, float], tuple[pd.DataFrame, pd.DataFrame]] = {}
     for sector in sectors:
         outcome = outcomes[sector]
-        configs_built[sector], config_pairs[sector], seconds[sector] = outcome.configs, outcome.pair_days, outcome.seconds
+        configs_built[sector], config_pairs[sector], seconds[sector] = (
+            outcome.configs,
+            outcome.pair_days,
+            outcome.seconds,
+        )
         if outcome.gru:
             gru_counts[sector] = outcome.gru
         for (name, cost), (daily, trades) in outcome.executions.items():
             executed[(name, sector, cost)] = (daily, trades)
-            daily_frames.append(daily.rename_axis("session").reset_index().assign(strategy=name, sector=sector, cost_bp=cost))
+            daily_frames.append(
+                daily.rename_axis("session").reset_index().assign(strategy=name, sector=sector, cost_bp=cost)
+            )
             trade_frames.append(trades.assign(cost_bp=cost))
             totals.setdefault((name, cost), []).append((daily, trades))
     for (name, cost), parts in totals.items():
@@ -383,11 +419,15 @@ def run_walk_forward(
         trades = pd.concat([t for _, t in parts], ignore_index=True)
         trades = trades.assign(pnl=trades["pnl"] * scale)
         executed[(name, "all", cost)] = (daily, trades)
-        daily_frames.append(daily.rename_axis("session").reset_index().assign(strategy=name, sector="all", cost_bp=cost))
+        daily_frames.append(
+            daily.rename_axis("session").reset_index().assign(strategy=name, sector="all", cost_bp=cost)
+        )
     trials = count_trials(ledger, _current_trials(strategy, settings, executed), override=settings.n_trials)
     rows, t_summary = [], time.perf_counter()
     for (name, sector, cost), (daily, trades) in executed.items():
-        rows.extend(_summary_rows(name, sector, cost, daily, trades, settings, trials, executed.get(("baseline", sector, cost))))
+        rows.extend(
+            _summary_rows(name, sector, cost, daily, trades, settings, trials, executed.get(("baseline", sector, cost)))
+        )
     seconds["summary"] = round(time.perf_counter() - t_summary, 2)  # the bootstrap intervals are most of it
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     # strategy (ours first), sector (the total first), cost, period (full first), as given otherwise
@@ -409,7 +449,17 @@ def run_walk_forward(
     daily_all = pd.concat(daily_frames, ignore_index=True)
     trades_all = pd.concat(trade_frames, ignore_index=True) if trade_frames else pd.DataFrame()
     return WalkForwardResult(
-        settings, summary, daily_all, trades_all, configs_built, config_pairs, seconds, gru_counts, study, evidence, trials
+        settings,
+        summary,
+        daily_all,
+        trades_all,
+        configs_built,
+        config_pairs,
+        seconds,
+        gru_counts,
+        study,
+        evidence,
+        trials,
     )
 
 
@@ -440,7 +490,16 @@ def _run_sector_in_worker(
 
 
 def _run_sector(
-    panel, symbols, next_session, strategy: Strategy, settings, formation_of=None, *, models_for=None, entry_gate=None, progress=None,
+    panel,
+    symbols,
+    next_session,
+    strategy: Strategy,
+    settings,
+    formation_of=None,
+    *,
+    models_for=None,
+    entry_gate=None,
+    progress=None,
     baseline_anchor=None,
 ) -> _SectorOutcome:
     """One sector: configs, our trades, the baseline's, executed at every cost."""
@@ -460,19 +519,39 @@ def _run_sector(
         models_for, entry_gate = gate.models_for, gate.entry_gate
     scored: list = []
     configs = build_configs(
-        panel, as_of, effective, symbols, strategy, formation_of=formation_of, models_for=models_for, progress=progress,
+        panel,
+        as_of,
+        effective,
+        symbols,
+        strategy,
+        formation_of=formation_of,
+        models_for=models_for,
+        progress=progress,
         scored=scored,
     )
     study_cost = 5.0 if 5.0 in settings.costs else settings.costs[0]
     study = (
-        forward_pnl(pd.concat(scored, ignore_index=True), panel.closes, strategy.formation_window,
-                    horizon=settings.score_horizon, lag=settings.lag, cost_bp=study_cost).assign(sector=sector)
-        if scored else pd.DataFrame()
+        forward_pnl(
+            pd.concat(scored, ignore_index=True),
+            panel.closes,
+            strategy.formation_window,
+            horizon=settings.score_horizon,
+            lag=settings.lag,
+            cost_bp=study_cost,
+        ).assign(sector=sector)
+        if scored
+        else pd.DataFrame()
     )
+
     def ours(name: str, gate_fn) -> pd.DataFrame:
         return trade_configs(
-            configs, panel.closes, sessions, strategy_name=name, on_drop=settings.on_drop,
-            max_holding=settings.max_holding, entry_gate=gate_fn,
+            configs,
+            panel.closes,
+            sessions,
+            strategy_name=name,
+            on_drop=settings.on_drop,
+            max_holding=settings.max_holding,
+            entry_gate=gate_fn,
         ).assign(sector=sector)
 
     strategies = [("default", ours("default", None if gate is not None else entry_gate))]
@@ -486,14 +565,24 @@ def _run_sector(
     for cost, executed in run_baseline(panel.closes, sessions, settings, sector, baseline_anchor).items():
         executions[("baseline", cost)] = executed
     return _SectorOutcome(
-        configs=len(configs), pair_days=sum(len(c.pairs) for c in configs.values()), n_sessions=len(as_of),
-        executions=executions, study=study, seconds=round(time.perf_counter() - t0, 2),
-        gru={} if gate is None else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
+        configs=len(configs),
+        pair_days=sum(len(c.pairs) for c in configs.values()),
+        n_sessions=len(as_of),
+        executions=executions,
+        study=study,
+        seconds=round(time.perf_counter() - t0, 2),
+        gru={}
+        if gate is None
+        else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
     )
 
 
 def run_baseline(
-    closes: pd.DataFrame, sessions: pd.DatetimeIndex, settings: WalkForwardSettings, sector: str = "", anchor: int | None = None
+    closes: pd.DataFrame,
+    sessions: pd.DatetimeIndex,
+    settings: WalkForwardSettings,
+    sector: str = "",
+    anchor: int | None = None,
 ) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
     """The classical baseline of one sector over ``sessions``, executed at every cost.
 
@@ -526,9 +615,17 @@ def run_baseline(
         )[0].formation_end
         base_sessions = index[min(lead, index.get_loc(sessions[0])) : index.get_loc(sessions[-1]) + 1]
     trades = classical_baseline(
-        closes, base_sessions, formation=settings.baseline_formation, trading=settings.baseline_trading,
-        step=settings.baseline_step, top_n=settings.baseline_top_n, pvalue_max=settings.baseline_pvalue_max,
-        entry_z=settings.baseline_entry_z, stop_z=settings.baseline_stop_z, sector=sector, anchor=anchor,
+        closes,
+        base_sessions,
+        formation=settings.baseline_formation,
+        trading=settings.baseline_trading,
+        step=settings.baseline_step,
+        top_n=settings.baseline_top_n,
+        pvalue_max=settings.baseline_pvalue_max,
+        entry_z=settings.baseline_entry_z,
+        stop_z=settings.baseline_stop_z,
+        sector=sector,
+        anchor=anchor,
     )
     out = {}
     for cost in settings.costs:
@@ -553,7 +650,9 @@ def _current_trials(strategy: Strategy, settings: WalkForwardSettings, executed)
     label = evaluated_label(settings.start, settings.end, settings.periods, settings.selection)
     if label is None:
         return []
-    first, last = (settings.start, settings.end) if label == "full" else next(p[1:] for p in settings.periods if p[0] == label)
+    first, last = (
+        (settings.start, settings.end) if label == "full" else next(p[1:] for p in settings.periods if p[0] == label)
+    )
     params = strategy.model_dump(mode="json")
     trade = {"lag": settings.lag, "on_drop": settings.on_drop, "max_holding": settings.max_holding}
     out = []
@@ -564,7 +663,9 @@ def _current_trials(strategy: Strategy, settings: WalkForwardSettings, executed)
                 days = daily.loc[(daily.index >= pd.Timestamp(first)) & (daily.index <= pd.Timestamp(last)), "pnl"]
                 std = float(days.std(ddof=1)) if len(days) >= 2 else 0.0
                 never = std == 0.0 and len(trades) == 0  # never traded: a trial that earned nothing
-                sharpe[float(cost)] = float(days.mean()) / std * 252**0.5 if std > 0.0 else 0.0 if never else float("nan")
+                sharpe[float(cost)] = (
+                    float(days.mean()) / std * 252**0.5 if std > 0.0 else 0.0 if never else float("nan")
+                )
         if sharpe:
             out.append(Trial(trial_key(params, trade, variant), sharpe))
     return out
@@ -575,23 +676,43 @@ def _overlaps(first, last, selection) -> bool:
 
 
 def _summary_rows(
-    name: str, sector: str, cost: float, daily: pd.DataFrame, trades: pd.DataFrame, settings, trials: TrialCount, baseline
+    name: str,
+    sector: str,
+    cost: float,
+    daily: pd.DataFrame,
+    trades: pd.DataFrame,
+    settings,
+    trials: TrialCount,
+    baseline,
 ) -> list[list]:
     """The full range and every sub-period overlapping it: SUMMARY_COLUMNS."""
     ours = name != "baseline"  # the baseline is fixed in advance: no selection to deflate for
     variance = trials.variance.get(float(cost), float("nan"))
     options = {
-        "n_trials": trials.n_trials, "sharpe_variance": variance if variance == variance else None,
-        "block": settings.bootstrap_block, "n_boot": settings.bootstrap_resamples, "seed": settings.bootstrap_seed,
+        "n_trials": trials.n_trials,
+        "sharpe_variance": variance if variance == variance else None,
+        "block": settings.bootstrap_block,
+        "n_boot": settings.bootstrap_resamples,
+        "seed": settings.bootstrap_seed,
     }
     bounds = {"full": (settings.start, settings.end)}
-    stats = {"full": summarize(daily, trades, selected=ours and _overlaps(settings.start, settings.end, settings.selection), **options)}
+    stats = {
+        "full": summarize(
+            daily, trades, selected=ours and _overlaps(settings.start, settings.end, settings.selection), **options
+        )
+    }
     # only the sub-periods that overlap the range
     periods = [tuple(p) for p in settings.periods if _overlaps(p[1], p[2], (settings.start, settings.end))]
     bounds.update({p[0]: (p[1], p[2]) for p in periods})
-    stats.update(by_period(
-        daily, trades, periods, selected=lambda first, last: ours and _overlaps(first, last, settings.selection), **options
-    ))
+    stats.update(
+        by_period(
+            daily,
+            trades,
+            periods,
+            selected=lambda first, last: ours and _overlaps(first, last, settings.selection),
+            **options,
+        )
+    )
     rows = []
     for label, row in stats.items():
         diff = (float("nan"),) * 3
@@ -601,13 +722,25 @@ def _summary_rows(
             base = baseline[0]
             base_days = (base.index >= first) & (base.index <= last)
             diff = sharpe_difference(
-                daily.loc[days, "pnl"], base.loc[base_days, "pnl"], settings.bootstrap_block,
-                settings.bootstrap_resamples, settings.bootstrap_seed,
+                daily.loc[days, "pnl"],
+                base.loc[base_days, "pnl"],
+                settings.bootstrap_block,
+                settings.bootstrap_resamples,
+                settings.bootstrap_seed,
             )
         deflated = row["deflated_sharpe"] == row["deflated_sharpe"]
-        rows.append([
-            name, sector, cost, label, *[row[k] for k in SUMMARY_KEYS], *diff,
-            trials.n_trials if deflated else float("nan"), trials.source if deflated else "",
-            trials.sharpe_sd(cost) if deflated else float("nan"), bool(row["trades"] < settings.min_trades),
-        ])
+        rows.append(
+            [
+                name,
+                sector,
+                cost,
+                label,
+                *[row[k] for k in SUMMARY_KEYS],
+                *diff,
+                trials.n_trials if deflated else float("nan"),
+                trials.source if deflated else "",
+                trials.sharpe_sd(cost) if deflated else float("nan"),
+                bool(row["trades"] < settings.min_trades),
+            ]
+        )
     return rows

@@ -146,7 +146,9 @@ def validate_cost_bp(cost_bp) -> float:
         Naming the field, unless it is a finite number ≥ 0.
     """
     if isinstance(cost_bp, bool) or not isinstance(cost_bp, numbers.Real):
-        raise ValueError(f"cost_bp must be a finite number >= 0 (basis points), got {cost_bp!r} ({type(cost_bp).__name__})")
+        raise ValueError(
+            f"cost_bp must be a finite number >= 0 (basis points), got {cost_bp!r} ({type(cost_bp).__name__})"
+        )
     value = float(cost_bp)
     if not math.isfinite(value) or value < 0.0:
         raise ValueError(f"cost_bp must be a finite number >= 0 (basis points), got {cost_bp!r}")
@@ -180,9 +182,7 @@ def validate_lag(lag) -> int:
         Anything but 0 or 1.
     """
     if isinstance(lag, bool) or not isinstance(lag, numbers.Integral) or int(lag) not in (0, 1):
-        raise ValueError(
-            f"lag must be 0 (execute at the decision close) or 1 (the next session's close), got {lag!r}"
-        )
+        raise ValueError(f"lag must be 0 (execute at the decision close) or 1 (the next session's close), got {lag!r}")
     return int(lag)
 
 
@@ -211,7 +211,9 @@ def _describe(trades: pd.DataFrame, row: int) -> str:
     return f"trades row {row} ({trades['pair_id'].iloc[row]}, entry {trades['entry_session'].iloc[row]})"
 
 
-def execute(trades: pd.DataFrame, closes: pd.DataFrame, sessions, lag: int = 1, cost_bp: float = 0.0) -> ExecutionResult:
+def execute(
+    trades: pd.DataFrame, closes: pd.DataFrame, sessions, lag: int = 1, cost_bp: float = 0.0
+) -> ExecutionResult:
     """Trade a trades frame at the close: daily P&L, costs, exposure, and per-trade P&L.
 
     Parameters
@@ -250,9 +252,7 @@ def execute(trades: pd.DataFrame, closes: pd.DataFrame, sessions, lag: int = 1, 
     index = _as_sessions(sessions)
     absent = index.difference(closes.index)
     if len(absent):
-        raise ValueError(
-            f"closes lacks {len(absent)} session(s) of the range, first {absent[0].date().isoformat()}"
-        )
+        raise ValueError(f"closes lacks {len(absent)} session(s) of the range, first {absent[0].date().isoformat()}")
     n_sessions = len(index)
 
     pnl = np.zeros(n_sessions)

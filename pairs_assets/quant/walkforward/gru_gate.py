@@ -54,7 +54,9 @@ class GRUGate:
         Counts for the walk-forward's report.
     """
 
-    def __init__(self, closes: pd.DataFrame, strategy: Strategy, sector: str, history_sessions: int = SIGNAL_HISTORY_SESSIONS):
+    def __init__(
+        self, closes: pd.DataFrame, strategy: Strategy, sector: str, history_sessions: int = SIGNAL_HISTORY_SESSIONS
+    ):
         self.closes = closes
         self.strategy = strategy
         self.sector = sector
@@ -70,7 +72,9 @@ class GRUGate:
         rows = []
         pairs = list(selected.itertuples())
         # the session's selected pairs trained together, as gru_models trains a partition's
-        for pair, (result, feature_garch, _levels, _garch) in zip(pairs, gru_stage_fit_many(window, pairs, self.strategy, self.config)):
+        for pair, (result, feature_garch, _levels, _garch) in zip(
+            pairs, gru_stage_fit_many(window, pairs, self.strategy, self.config)
+        ):
             if isinstance(result, GRUTrainingError):
                 self.skipped += 1
                 rows.append({"pair_id": pair.pair_id, "status": "skipped", "reason": str(result)})
@@ -112,7 +116,11 @@ class GRUGate:
         levels = pair_spread(history, pair.y, pair.x, hedge, intercept).reset_index(drop=True)
         g = pair.model.feature_garch
         sigma, resid = filter_fixed(
-            levels.diff().to_numpy(), mu=g.mu or 0.0, omega=g.omega, alpha=g.alpha, beta=g.beta,
+            levels.diff().to_numpy(),
+            mu=g.mu or 0.0,
+            omega=g.omega,
+            alpha=g.alpha,
+            beta=g.beta,
             fallback_sigma=math.nan,  # as the signal job filters the feature GARCH
         )
         features = build_features(levels, pd.Series(sigma, index=levels.index), pd.Series(resid, index=levels.index))

@@ -203,7 +203,7 @@ def trials_from_runs(runs: Iterable[Mapping], selection: tuple[object, object]) 
         label = evaluated_label(start, end, periods, selection)
         if label is None:
             continue
-        strategy = {k[len("strategy."):]: v for k, v in params.items() if k.startswith("strategy.")}
+        strategy = {k[len("strategy.") :]: v for k, v in params.items() if k.startswith("strategy.")}
         gru = str(params.get("wf.gru", "False")).lower() == "true"
         for variant in _TRIAL_STRATEGIES[: 2 if gru else 1]:
             sharpe = {}

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
 # scipy.stats is imported where used: importing the definitions should not pay ~1 s for it.
 
 __all__ = [
@@ -292,7 +293,9 @@ def block_bootstrap_sharpes(
     # a variance at rounding level of the squares' sum is a constant resample
     constant = var <= 1e-12 * np.maximum(s2 / n, np.finfo(float).tiny)
     with np.errstate(divide="ignore", invalid="ignore"):
-        sharpes = np.where(constant, np.where(mean == 0.0, 0.0, math.nan), mean / np.sqrt(var)) * math.sqrt(periods_per_year)
+        sharpes = np.where(constant, np.where(mean == 0.0, 0.0, math.nan), mean / np.sqrt(var)) * math.sqrt(
+            periods_per_year
+        )
     return sharpes[0] if single else sharpes
 
 
@@ -543,8 +546,12 @@ def by_period(
         in_days = (daily.index >= first) & (daily.index <= last)
         in_trades = ((entry_exec >= first) & (entry_exec <= last)).to_numpy()
         result[str(label)] = summarize(
-            daily.loc[in_days], trades.loc[in_trades], n_trials=n_trials, periods_per_year=periods_per_year,
-            sharpe_variance=sharpe_variance, selected=selected(first, last) if callable(selected) else selected,
+            daily.loc[in_days],
+            trades.loc[in_trades],
+            n_trials=n_trials,
+            periods_per_year=periods_per_year,
+            sharpe_variance=sharpe_variance,
+            selected=selected(first, last) if callable(selected) else selected,
             **options,
         )
     return result

@@ -320,7 +320,8 @@ def build_configs(
     symbols = sorted(symbols)
     closes = panel.closes[symbols]
     formation_sessions = [
-        pd.Timestamp(formation_of(pd.Timestamp(d))) if formation_of is not None else pd.Timestamp(d) for d in as_of_sessions
+        pd.Timestamp(formation_of(pd.Timestamp(d))) if formation_of is not None else pd.Timestamp(d)
+        for d in as_of_sessions
     ]
     # Engle-Granger only where the stages can run: the formation sessions (a session not in the
     # panel is left to the stages' own error)
@@ -347,7 +348,14 @@ def build_configs(
                 staged[fs] = _cointegrated(panel, symbols, fs, strategy, screen, gaps)
             fitted = [fs for fs, item in staged.items() if item is not None and item[1]]
             frames = garch_stage_many(
-                [garch_series(panel.window(staged[fs][1], panel.position(fs), strategy.garch_sessions), staged[fs][0], strategy) for fs in fitted],
+                [
+                    garch_series(
+                        panel.window(staged[fs][1], panel.position(fs), strategy.garch_sessions),
+                        staged[fs][0],
+                        strategy,
+                    )
+                    for fs in fitted
+                ],
                 [staged[fs][0] for fs in fitted],
                 strategy,
             )
@@ -363,14 +371,19 @@ def build_configs(
                 garch, scores, models = empty_garch_frame(), empty_scores, None
                 if legs:
                     garch = garch_of[formation_session]
-                    scores, _ = selection_stage(panel.window(legs, end_f, strategy.backtest_sessions), pairs, garch, strategy)
+                    scores, _ = selection_stage(
+                        panel.window(legs, end_f, strategy.backtest_sessions), pairs, garch, strategy
+                    )
                     if models_for is not None:
                         selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
                         models = models_for(formation_session, selected, panel.window(legs, end_f, strategy.gru_window))
                 cohorts = {formation_session: (pairs, legs, formation, garch, scores, models)}
                 if scored is not None and legs:
                     scored.append(
-                        scores.merge(pairs[["pair_id", "y", "x", "hedge_ratio", "intercept", "eg_pvalue", "half_life"]], on="pair_id")
+                        scores.merge(
+                            pairs[["pair_id", "y", "x", "hedge_ratio", "intercept", "eg_pvalue", "half_life"]],
+                            on="pair_id",
+                        )
                         .merge(garch[["pair_id", *_SCORED_GARCH]], on="pair_id", how="left")
                         .assign(formation_session=formation_session)
                     )
@@ -399,7 +412,9 @@ def build_configs(
                 # later in the trading period: the formation's GARCH σ filtered forward to this as-of session
                 garch = garch.assign(
                     sigma_forecast=garch["pair_id"].map(
-                        sigma_forecasts_at(panel.window(legs, end, strategy.garch_window + 1 + end - end_f), pairs, garch)
+                        sigma_forecasts_at(
+                            panel.window(legs, end, strategy.garch_window + 1 + end - end_f), pairs, garch
+                        )
                     )
                 )
             configs[as_of] = build_trading_config(
@@ -445,7 +460,9 @@ def _cointegrated(panel, symbols, formation_session, strategy: Strategy, screen,
 def _empty_pairs() -> pd.DataFrame:
     from pairs_assets.quant.cointegration import PAIRS_COLUMNS
 
-    return pd.DataFrame({c: pd.Series(dtype=object if c in ("pair_id", "y", "x") else "float64") for c in PAIRS_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object if c in ("pair_id", "y", "x") else "float64") for c in PAIRS_COLUMNS}
+    )
 
 
 # --- trading ---------------------------------------------------------------------------------------
@@ -521,8 +538,21 @@ def trade_configs(
     def record(pos: rule.PairState, session, z: float, reason: str) -> None:
         p = pos.entry_terms
         rows.append(
-            (strategy_name, sector, p.pair_id, p.y, p.x, pos.side, pos.weight_y, pos.weight_x, pos.entry_bar, session,
-             pos.entry_z, z, reason)
+            (
+                strategy_name,
+                sector,
+                p.pair_id,
+                p.y,
+                p.x,
+                pos.side,
+                pos.weight_y,
+                pos.weight_x,
+                pos.entry_bar,
+                session,
+                pos.entry_z,
+                z,
+                reason,
+            )
         )
 
     if bar_sessions is not None and len(bar_sessions) != len(sessions):
@@ -553,7 +583,12 @@ def trade_configs(
             if pair is not None and entry_gate is not None:
                 gate = functools.partial(entry_gate, pair, trained_at, day)
             obs = rule.Observation(
-                session, day, int(ordinal), z, pair, sizing=pair.sizing.model_dump() if pair is not None else None,
+                session,
+                day,
+                int(ordinal),
+                z,
+                pair,
+                sizing=pair.sizing.model_dump() if pair is not None else None,
                 entry_allowed=gate,
             )
             new, done = rule.step(state, obs, on_drop=on_drop, max_holding=max_holding)
@@ -567,4 +602,8 @@ def trade_configs(
     if not rows:
         return empty_trades()
     frame = pd.DataFrame(rows, columns=TRADE_COLUMNS)
-    return frame.astype(empty_trades().dtypes.to_dict()).sort_values(["entry_session", "pair_id"], kind="mergesort").reset_index(drop=True)
+    return (
+        frame.astype(empty_trades().dtypes.to_dict())
+        .sort_values(["entry_session", "pair_id"], kind="mergesort")
+        .reset_index(drop=True)
+    )

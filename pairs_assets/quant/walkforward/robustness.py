@@ -38,9 +38,26 @@ NEIGHBOUR_STEPS: dict[str, tuple[str, float]] = {
 }
 
 ROBUSTNESS_COLUMNS = [
-    "variant", "setting", "value", "is_default", "period", "period_label", "cost_bp", "sharpe", "sharpe_low",
-    "sharpe_high", "excludes_zero", "trades", "few_trades", "vs_baseline", "vs_baseline_low", "vs_baseline_high",
-    "ann_return", "psr", "deflated_sharpe", "n_trials",
+    "variant",
+    "setting",
+    "value",
+    "is_default",
+    "period",
+    "period_label",
+    "cost_bp",
+    "sharpe",
+    "sharpe_low",
+    "sharpe_high",
+    "excludes_zero",
+    "trades",
+    "few_trades",
+    "vs_baseline",
+    "vs_baseline_low",
+    "vs_baseline_high",
+    "ann_return",
+    "psr",
+    "deflated_sharpe",
+    "n_trials",
 ]
 
 
@@ -103,7 +120,14 @@ def variants(strategy: Mapping[str, object], phase_step: int = 3) -> list[Varian
                 config["formation_phase"] = 0
             if not _valid(config):
                 continue
-            out.append(Variant(f"{setting}={_fmt(value)}", setting, value, {k: v for k, v in config.items() if strategy.get(k) != v}))
+            out.append(
+                Variant(
+                    f"{setting}={_fmt(value)}",
+                    setting,
+                    value,
+                    {k: v for k, v in config.items() if strategy.get(k) != v},
+                )
+            )
     every, own = int(strategy["reselect_every"]), int(strategy.get("formation_phase", 0))
     if phase_step and every > 1:
         for phase in range(0, every, phase_step):
@@ -153,15 +177,28 @@ def robustness_table(
                 raise ValueError(f"robustness: run {variant.label} has no period {label!r} in its summary")
             for r in part.itertuples():
                 low, high = float(r.sharpe_low), float(r.sharpe_high)
-                rows.append({
-                    "variant": variant.label, "setting": variant.setting, "value": _fmt(variant.value),
-                    "is_default": variant.setting == "default", "period": name, "period_label": label,
-                    "cost_bp": float(r.cost_bp), "sharpe": float(r.sharpe), "sharpe_low": low, "sharpe_high": high,
-                    "excludes_zero": bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0)),
-                    "trades": int(r.trades), "few_trades": bool(getattr(r, "few_trades", False)),
-                    "vs_baseline": float(r.vs_baseline), "vs_baseline_low": float(r.vs_baseline_low),
-                    "vs_baseline_high": float(r.vs_baseline_high), "ann_return": float(r.ann_return),
-                    "psr": float(r.psr), "deflated_sharpe": float(r.deflated_sharpe),
-                    "n_trials": float(getattr(r, "n_trials", np.nan)),
-                })
+                rows.append(
+                    {
+                        "variant": variant.label,
+                        "setting": variant.setting,
+                        "value": _fmt(variant.value),
+                        "is_default": variant.setting == "default",
+                        "period": name,
+                        "period_label": label,
+                        "cost_bp": float(r.cost_bp),
+                        "sharpe": float(r.sharpe),
+                        "sharpe_low": low,
+                        "sharpe_high": high,
+                        "excludes_zero": bool(np.isfinite(low) and np.isfinite(high) and (low > 0 or high < 0)),
+                        "trades": int(r.trades),
+                        "few_trades": bool(getattr(r, "few_trades", False)),
+                        "vs_baseline": float(r.vs_baseline),
+                        "vs_baseline_low": float(r.vs_baseline_low),
+                        "vs_baseline_high": float(r.vs_baseline_high),
+                        "ann_return": float(r.ann_return),
+                        "psr": float(r.psr),
+                        "deflated_sharpe": float(r.deflated_sharpe),
+                        "n_trials": float(getattr(r, "n_trials", np.nan)),
+                    }
+                )
     return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)

@@ -24,7 +24,12 @@ SCORE_COMPONENTS = ("aic_score", "forecast_score", "backtest_score", "diagnostic
 
 
 def forward_pnl(
-    scored: pd.DataFrame, closes: pd.DataFrame, formation_window: int, horizon: int = 20, lag: int = 1, cost_bp: float = 5.0
+    scored: pd.DataFrame,
+    closes: pd.DataFrame,
+    formation_window: int,
+    horizon: int = 20,
+    lag: int = 1,
+    cost_bp: float = 5.0,
 ) -> pd.DataFrame:
     """The forward P&L of every scored pair after its formation session.
 
@@ -102,6 +107,13 @@ def rank_evidence(study: pd.DataFrame) -> pd.DataFrame:
         rows.append({"score": column, "spearman": rho, "ci_low": low, "ci_high": high, "n": n})
     for label, mask in (("selected", study["selected"].astype(bool)), ("rejected", ~study["selected"].astype(bool))):
         values = study.loc[mask, "forward_pnl"].dropna()
-        rows.append({"score": f"mean forward P&L, {label}", "spearman": float(values.mean()) if len(values) else math.nan,
-                     "ci_low": math.nan, "ci_high": math.nan, "n": len(values)})
+        rows.append(
+            {
+                "score": f"mean forward P&L, {label}",
+                "spearman": float(values.mean()) if len(values) else math.nan,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "n": len(values),
+            }
+        )
     return pd.DataFrame(rows)
