@@ -28,7 +28,7 @@ from pairs_assets.quant.walkforward.engine import (
     run_walk_forward,
 )
 from pairs_assets.quant.walkforward.ledger import trials_from_runs
-from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS
+from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS, SUMMARY_KEYS
 from pairs_assets.settings import StrategySettings
 from pairs_assets.universe import Universe
 from resources.bar_sources import BarSource
@@ -251,25 +251,7 @@ def run_and_record(
         metrics = {
             f"{r.strategy}.{r.cost_bp:g}bp.{r.period}.{key}": getattr(r, key)
             for r in totals.itertuples()
-            for key in (
-                "sharpe",
-                "sharpe_low",
-                "sharpe_high",
-                "ann_return",
-                "ann_vol",
-                "max_drawdown",
-                "trades",
-                "avg_holding",
-                "hit_rate",
-                "turnover",
-                "exposure",
-                "t_stat",
-                "psr",
-                "deflated_sharpe",
-                "vs_baseline",
-                "vs_baseline_low",
-                "vs_baseline_high",
-            )
+            for key in (*SUMMARY_KEYS, "vs_baseline", "vs_baseline_low", "vs_baseline_high")
         }
         metrics["trials.n"] = result.trials.n_trials
         params = {

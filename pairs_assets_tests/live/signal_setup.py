@@ -143,3 +143,32 @@ class TinyModels(dg.ConfigurableResource):
             raise LookupError(f"registered model {model_name} version {version} not found")
         torch.manual_seed(self.seed)
         return GRUClassifier(n_features=len(FEATURE_NAMES), hidden=8).eval()
+
+
+def held_state(config: TradingConfig, **changes) -> Any:
+    """A short KO-PEP position entered 2022-12-20 (the config's first pair's terms), last bar 2022-12-28."""
+    from pairs_assets.assets.trading_signals import session_ordinal
+    from pairs_assets.quant import rule
+
+    ko_pep = config.pairs[0]
+    fields = dict(
+        pair_id="KO-PEP",
+        y="KO",
+        x="PEP",
+        side=-1,
+        weight_y=-0.05,
+        weight_x=0.04,
+        shares_y=10.0,
+        shares_x=12.0,
+        entry_session="2022-12-20",
+        entry_ordinal=session_ordinal("2022-12-20"),
+        entry_bar=pd.Timestamp("2022-12-20T15:00Z"),
+        entry_z=2.4,
+        sessions_held=5,
+        stopped=False,
+        entry_terms=ko_pep,
+        terms=ko_pep,
+        last_bar=pd.Timestamp("2022-12-28T20:00Z"),
+    )
+    fields.update(changes)
+    return rule.PairState(**fields)

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pairs_assets.assets.trading_signals import read_pair_states, session_ordinal, state_row
+from pairs_assets.assets.trading_signals import read_pair_states, state_row
 from pairs_assets.quant import rule
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.assets.graph_harness import TRADING_SIGNALS as trading_signals
@@ -117,29 +117,7 @@ def test_exit_when_held_and_the_spread_reverts(world):
     assert read_pair_states(store, setup.SECTOR)["KO-PEP"].side == 0
 
 
-def _held_state(config, **changes) -> rule.PairState:
-    ko_pep = config.pairs[0]
-    fields = dict(
-        pair_id="KO-PEP",
-        y="KO",
-        x="PEP",
-        side=-1,
-        weight_y=-0.05,
-        weight_x=0.04,
-        shares_y=10.0,
-        shares_x=12.0,
-        entry_session="2022-12-20",
-        entry_ordinal=session_ordinal("2022-12-20"),
-        entry_bar=pd.Timestamp("2022-12-20T15:00Z"),
-        entry_z=2.4,
-        sessions_held=5,
-        stopped=False,
-        entry_terms=ko_pep,
-        terms=ko_pep,
-        last_bar=pd.Timestamp("2022-12-28T20:00Z"),
-    )
-    fields.update(changes)
-    return rule.PairState(**fields)
+_held_state = setup.held_state
 
 
 def _write_state(store, state: rule.PairState, **raw) -> None:

@@ -271,8 +271,7 @@ def test_an_unreadable_config_skips_only_its_sector(store, instance, kind, what)
 def test_a_held_pair_missing_from_an_empty_config_still_triggers_its_run(store, instance):
     """A sector whose latest config selects no pair but which still holds one: its bars must reach
     the signal job (on_drop, max_holding and stops manage the held pair)."""
-    from pairs_assets.assets.trading_signals import session_ordinal, state_row
-    from pairs_assets.quant import rule
+    from pairs_assets.assets.trading_signals import state_row
     from resources.market_data import pair_states_table
 
     bars = setup.load_history(store, ["KO", "PEP", "PG", "WMT"])
@@ -287,26 +286,7 @@ def test_a_held_pair_missing_from_an_empty_config_still_triggers_its_run(store, 
     assert isinstance(nothing_held, dg.SkipReason)
     assert "consumer: trading config 2022-12-28|consumer selects no pairs and none is held" in nothing_held.skip_message
 
-    ko_pep = listed.pairs[0]
-    held = rule.PairState(
-        pair_id="KO-PEP",
-        y="KO",
-        x="PEP",
-        side=-1,
-        weight_y=-0.05,
-        weight_x=0.04,
-        shares_y=10.0,
-        shares_x=12.0,
-        entry_session="2022-12-20",
-        entry_ordinal=session_ordinal("2022-12-20"),
-        entry_bar=pd.Timestamp("2022-12-20T15:00Z"),
-        entry_z=2.4,
-        sessions_held=5,
-        stopped=False,
-        entry_terms=ko_pep,
-        terms=ko_pep,
-        last_bar=pd.Timestamp("2022-12-28T20:00Z"),
-    )
+    held = setup.held_state(listed)
     store.upsert_rows(pair_states_table, [state_row(held, sector="consumer", as_of="2022-12-27", run_id="earlier")])
     result = tick(store, instance)
     assert isinstance(result, dg.SensorResult) and [r.partition_key for r in result.run_requests] == [
