@@ -878,6 +878,10 @@ def walk_forward_command(
         return
     result = _run_walk_forward_job(config, strategy_config, instance)
     target = output_dir(paths().home, name)
+    materialization = result.asset_materializations_for_node("walk_forward")[0]
+    bars = materialization.metadata.get("bars")
+    if bars is not None and bars.value != "daily closes":  # intraday: say what ours and the baseline traded
+        click.echo(f"bars            {bars.value}")
     print_walk_forward_summary(pd.read_csv(target / "summary.csv"), min_trades=settings.min_trades)
     if (target / "score_evidence.csv").exists():
         click.echo("")
@@ -889,7 +893,6 @@ def walk_forward_command(
             click.echo(f"  {row.score:<30} {row.spearman:+.4f}{ci}  n={row.n}")
     click.echo("")
     click.echo(f"results         {target}/ (summary.csv, trades.csv, daily_pnl.csv.gz, equity.png)")
-    materialization = result.asset_materializations_for_node("walk_forward")[0]
     click.echo(
         f"MLflow run      {materialization.metadata['mlflow_run_id'].value} (experiment pairs_trading/walk_forward)"
     )

@@ -34,10 +34,12 @@ paper book and trading configs — the user's store and book are never touched):
 **Intraday bars.** When the bar source has several bars a session (a user's file, e.g. hourly or
 5-minute), the signal job runs once per bar time of the session (``bar_cutoff`` = that bar), as the
 sensor launches a run per new bar — one run nets the orders of all the bars it applies, so a run per
-bar is what trades each bar — and the walk-forward decides on the same bars
-(:func:`~pairs_assets.quant.walkforward.replay.trade_configs` with ``bar_sessions``: each symbol at
-its latest price up to the bar, the config effective in the bar's session, ``max_holding`` in
-sessions), executed at lag 0 on the bar index (:func:`wf_on_bars`). Entries and exits are then
+bar is what trades each bar — and the walk-forward decides on the same bars: the panels carry
+the bars (:func:`~pairs_assets.assets.common.read_panel` ``with_bars``) and ``run_walk_forward``
+trades them as ``pairs walk-forward`` does on an intraday source
+(:mod:`pairs_assets.quant.walkforward.bars`: each symbol at its latest price up to the bar, the
+config effective in the bar's session, ``max_holding`` in sessions), executed at lag 0 on the bar
+index. Entries and exits are then
 stamped with their bar (New York time).
 
 The parity table (:func:`parity_table`) sets each pair's round trips side by side — entry (session,
@@ -266,7 +268,10 @@ def paper_replay(
     archive.upsert_bars(bars, context="paper-replay archive")
     history_end = partitions.session_close_utc(partitions.previous_session(sessions[0]))
     live.upsert_bars(bars[bars["timestamp"] <= history_end], context="paper-replay history")
-    panels = {sector: read_panel(archive, source, sector, symbols_of[sector], panel_days) for sector in sectors}
+    panels = {
+        sector: read_panel(archive, source, sector, symbols_of[sector], panel_days, with_bars=True)
+        for sector in sectors
+    }
     seconds["load"] = round(time.perf_counter() - t0, 2)
 
     # 2. the trading configs, as the daily graph writes them
@@ -328,15 +333,11 @@ def paper_replay(
 
     # 5. the walk-forward over the same range and bars
     t0 = time.perf_counter()
-    if intraday:
-        wf, closes = wf_on_bars(bars, configs, sessions, symbols_of, on_drop, max_holding)
-    else:
-        result = run_walk_forward(
-            panels, symbols_of, partitions.next_session, strategy, wf_settings, formation_of=schedule
-        )
-        wf = result.trades[result.trades["strategy"] == "default"]
-        closes = pd.concat([p.closes for p in panels.values()], axis=1)
-        closes = closes.loc[:, ~closes.columns.duplicated()]
+    result = run_walk_forward(panels, symbols_of, partitions.next_session, strategy, wf_settings, formation_of=schedule)
+    wf = result.trades[result.trades["strategy"] == "default"]
+    # the prices both sides are marked at: the session closes, or (intraday) the bar panel
+    closes = pd.concat([p.closes if p.bars is None else p.bars.closes for p in panels.values()], axis=1)
+    closes = closes.loc[:, ~closes.columns.duplicated()]
     seconds["walk_forward"] = round(time.perf_counter() - t0, 2)
     ours = live_round_trips(live, closes, sessions, sectors, intraday=intraday)
     theirs = wf_round_trips(wf, closes, equity, intraday=intraday)
@@ -353,44 +354,6 @@ def paper_replay(
         "wf_trades": len(theirs),
     }
     return ReplayResult(parity, verdict, ours, theirs, home, counts, seconds)
-
-
-def wf_on_bars(
-    bars: pd.DataFrame,
-    configs: dict,
-    sessions: pd.DatetimeIndex,
-    symbols_of: dict,
-    on_drop: str,
-    max_holding: int,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The walk-forward on intraday bars: every bar of the range a decision
-    (:func:`~pairs_assets.quant.walkforward.replay.trade_configs` with ``bar_sessions``), each symbol
-    at its latest price up to the bar (the as-of close before its first bar of a session, as the
-    signal job prices a pair), executed on the same bars at lag 0 and cost 0 (the dry-run fill).
-    Returns (executed trades of every sector, the bar panel)."""
-    from pairs_assets.quant.walkforward.execution import execute
-    from pairs_assets.quant.walkforward.replay import trade_configs
-
-    first = partitions.session_open_utc(sessions[0])
-    prices = bars.pivot_table(index="timestamp", columns="symbol", values="close", aggfunc="last").sort_index().ffill()
-    aware = prices.index[(prices.index > first) & (prices.index <= partitions.session_close_utc(sessions[-1]))]
-    days = session_of(pd.Series(aware)).to_numpy()
-    # the trades frame keeps naive UTC times (its dtypes); the bar panel follows
-    prices.index = prices.index.tz_convert(None)
-    in_range = aware.tz_convert(None)
-    frames = []
-    for sector, symbols in sorted(symbols_of.items()):
-        closes = prices[list(symbols)]
-        trades = trade_configs(
-            configs[sector],
-            closes,
-            in_range,
-            on_drop=on_drop,
-            max_holding=max_holding,
-            bar_sessions=list(pd.DatetimeIndex(days)),
-        ).assign(sector=sector)
-        frames.append(execute(trades, closes, in_range, lag=0, cost_bp=0.0).trades)
-    return pd.concat(frames, ignore_index=True), prices
 
 
 def stream_range(

@@ -54,7 +54,11 @@ def write_outputs(result, target: Path, figure=None) -> dict[str, Path]:
         trades = result.trades.copy()
         for column in ("entry_session", "exit_session", "entry_exec", "exit_exec"):
             if column in trades:
-                trades[column] = pd.to_datetime(trades[column]).dt.strftime("%Y-%m-%d")
+                stamps = pd.to_datetime(trades[column])
+                # sessions as dates; intraday bar times (naive UTC, never midnight) in full
+                trades[column] = stamps.dt.strftime("%Y-%m-%d").where(
+                    stamps.isna() | (stamps == stamps.dt.normalize()), stamps.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
         trades.to_csv(files["trades"], index=False, float_format="%.8g")
         daily = result.daily.assign(session=pd.to_datetime(result.daily["session"]).dt.strftime("%Y-%m-%d"))
         # mtime=0 keeps the gzip byte-identical across reruns

@@ -75,13 +75,23 @@ def session_closes(bars: pd.DataFrame, sessions: pd.DatetimeIndex, symbols: Sequ
     return closes
 
 
-def read_panel(store: MarketDataStore, source: str, sector: str, symbols: Sequence[str], sessions: pd.DatetimeIndex):
+def read_panel(
+    store: MarketDataStore,
+    source: str,
+    sector: str,
+    symbols: Sequence[str],
+    sessions: pd.DatetimeIndex,
+    *,
+    with_bars: bool = False,
+):
     """A sector's closes over ``sessions`` in one read, with the row hashes that fingerprint any window.
 
     Returns a :class:`pairs_assets.quant.walkforward.replay.SectorPanel`. A symbol with more than
     one bar in a session (intraday data) gets no row hashes (the panel's fingerprints are then
-    off; the closes stay right).
+    off; the closes stay right) and, with ``with_bars``, the panel carries the bars themselves
+    (:func:`pairs_assets.quant.walkforward.bars.bar_panel`: the walk-forward then decides on every bar).
     """
+    from pairs_assets.quant.walkforward.bars import bar_panel, is_intraday
     from pairs_assets.quant.walkforward.replay import SectorPanel
 
     bars = store.read_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]), source=source)
@@ -105,7 +115,8 @@ def read_panel(store: MarketDataStore, source: str, sector: str, symbols: Sequen
             break
         one[positions] = hashes[rows]
         row_hashes[symbol] = one
-    return SectorPanel(sector=sector, closes=closes, source=source, row_hashes=row_hashes)
+    bar_frame = bar_panel(bars, symbols) if with_bars and is_intraday(bars) else None
+    return SectorPanel(sector=sector, closes=closes, source=source, row_hashes=row_hashes, bars=bar_frame)
 
 
 def read_window(

@@ -180,7 +180,7 @@ def run_and_record(
     sessions = check_history(settings, strategy, history_start)
     panels = {}
     for sector, symbols in sectors.items():
-        panel = read_panel(store, source, sector, symbols, sessions)
+        panel = read_panel(store, source, sector, symbols, sessions, with_bars=True)
         have = panel.closes.notna().all(axis=1)
         if not have.any():
             raise WalkForwardError(
@@ -235,7 +235,12 @@ def run_and_record(
     )
     result.seconds["total"] = round(time.perf_counter() - t0, 2)
     fingerprint = fingerprint_of(
-        {s: p.fingerprint(list(sectors[s]), len(p.closes) - 1, len(p.closes)) for s, p in panels.items()},
+        {
+            s: p.bars.fingerprint()
+            if p.row_hashes is None and p.bars is not None
+            else p.fingerprint(list(sectors[s]), len(p.closes) - 1, len(p.closes))
+            for s, p in panels.items()
+        },
         source,
         strategy.model_dump(mode="json"),
         settings.model_dump(mode="json"),
@@ -415,6 +420,7 @@ def walk_forward(
             "sectors": ", ".join(result.configs),
             "costs_bp": ", ".join(f"{c:g}" for c in settings.costs),
             "lag": settings.lag,
+            "bars": result.bars,
             "configs_built": sum(result.configs.values()),
             "config_pair_days": sum(result.config_pairs.values()),
             "gru_gate": dg.MetadataValue.json(result.gru) if result.gru else "off",

@@ -7,7 +7,8 @@ One call, :func:`run_walk_forward`, given each sector's closes panel (see
    session to the one before its last (:func:`~pairs_assets.quant.walkforward.replay.build_configs`,
    the daily graph's own stage functions);
 2. turns them into trades (:func:`~pairs_assets.quant.walkforward.replay.trade_configs`): the config
-   for as-of D applies from session D+1;
+   for as-of D applies from session D+1; a panel with intraday bars (``SectorPanel.bars``) is traded
+   on every bar, lag 1 = the next bar, its P&L summed per session (:mod:`~pairs_assets.quant.walkforward.bars`);
 3. builds the classical baseline's trades on the same closes
    (:func:`~pairs_assets.quant.walkforward.baseline.classical_baseline`), its trading periods
    anchored to the exchange calendar when ``session_number`` is given (the period under way at the
@@ -264,6 +265,20 @@ class WalkForwardResult:
     score_study: pd.DataFrame | None = None  # every scored pair of every formation, with its forward P&L
     score_evidence: pd.DataFrame | None = None  # Spearman of each score with the forward P&L (95% CI)
     trials: TrialCount | None = None
+    bars: str = "daily closes"  # what our trades decided on (see :func:`bars_traded`)
+
+
+def bars_traded(panels: dict[str, SectorPanel]) -> str:
+    """What ours traded on: ``daily closes``, or, when a panel has intraday bars, the bar count and
+    that the baseline stays on daily closes."""
+    counts = {s: len(p.bars.closes) for s, p in panels.items() if p.bars is not None}
+    if not counts:
+        return "daily closes"
+    return (
+        f"intraday bars: a decision on every bar of the range's sessions, executed at the next bar "
+        f"({sum(counts.values())} bar(s) in the panels of {len(counts)} sector(s)); P&L summed per session; "
+        f"the baseline trades the daily closes"
+    )
 
 
 def required_history(strategy: Strategy, settings: WalkForwardSettings) -> int:
@@ -460,6 +475,7 @@ def run_walk_forward(
         study,
         evidence,
         trials,
+        bars_traded(panels),
     )
 
 
@@ -543,8 +559,10 @@ def _run_sector(
         else pd.DataFrame()
     )
 
-    def ours(name: str, gate_fn) -> pd.DataFrame:
-        return trade_configs(
+    def ours(name: str, gate_fn) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
+        if panel.bars is not None:  # intraday: a decision on every bar, P&L summed per session
+            return _trade_bars(configs, panel, sessions, settings, name, gate_fn)
+        trades = trade_configs(
             configs,
             panel.closes,
             sessions,
@@ -553,15 +571,18 @@ def _run_sector(
             max_holding=settings.max_holding,
             entry_gate=gate_fn,
         ).assign(sector=sector)
+        return {
+            cost: _executed(execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost))
+            for cost in settings.costs
+        }
 
     strategies = [("default", ours("default", None if gate is not None else entry_gate))]
     if gate is not None:  # the same configs with and without the GRU's veto, side by side
         strategies.append(("default_gru", ours("default_gru", entry_gate)))
     executions = {}
-    for name, trades in strategies:
+    for name, by_cost in strategies:
         for cost in settings.costs:
-            result = execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost)
-            executions[(name, cost)] = (result.daily, result.trades)
+            executions[(name, cost)] = by_cost[cost]
     for cost, executed in run_baseline(panel.closes, sessions, settings, sector, baseline_anchor).items():
         executions[("baseline", cost)] = executed
     return _SectorOutcome(
@@ -575,6 +596,32 @@ def _run_sector(
         if gate is None
         else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
     )
+
+
+def _executed(result) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return result.daily, result.trades
+
+
+def _trade_bars(configs, panel, sessions, settings, name, gate_fn) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Our trades on the panel's intraday bars (:mod:`~pairs_assets.quant.walkforward.bars`): the
+    same configs, a decision on every bar, lag = the next bar, the P&L summed per session."""
+    from pairs_assets.quant.walkforward.bars import bars_of_range, execute_on_bars
+
+    try:
+        times, bar_sessions = bars_of_range(panel.bars, sessions, panel.sector)
+    except ValueError as exc:
+        raise WalkForwardError(str(exc)) from None
+    trades = trade_configs(
+        configs,
+        panel.bars.closes,
+        times,
+        strategy_name=name,
+        on_drop=settings.on_drop,
+        max_holding=settings.max_holding,
+        entry_gate=gate_fn,
+        bar_sessions=bar_sessions,
+    ).assign(sector=panel.sector)
+    return execute_on_bars(trades, panel.bars, times, bar_sessions, sessions, settings.costs, lag=settings.lag)
 
 
 def run_baseline(

@@ -66,6 +66,7 @@ from pairs_assets.quant.stages import (
     sigma_forecasts_at,
 )
 from pairs_assets.quant.strategy import Strategy
+from pairs_assets.quant.walkforward.bars import BarPanel
 from pairs_assets.quant.walkforward.execution import TRADE_COLUMNS, empty_trades
 
 __all__ = [
@@ -99,12 +100,16 @@ class SectorPanel:
         the input fingerprint of any window equals :func:`resources.bars.fingerprint_bars` of the
         same bars read from the store. None: no fingerprints (the configs then carry
         ``fingerprint_label``).
+    bars : BarPanel or None
+        Intraday bars (several a session): the walk-forward then decides on every bar
+        (:mod:`pairs_assets.quant.walkforward.bars`); None: the session closes are the bars.
     """
 
     sector: str
     closes: pd.DataFrame
     source: str
     row_hashes: dict[str, np.ndarray] | None = None
+    bars: BarPanel | None = None
 
     def position(self, session: pd.Timestamp) -> int:
         return int(self.closes.index.get_loc(session))
