@@ -91,7 +91,7 @@ def test_dg_list_defs_shows_the_graph(dg_env):
     assert set(assets["correlation_matrix"]["dependency_keys"]) == {"raw_bars"}
     assert set(assets["trading_config"]["dependency_keys"]) >= {"gru_models", "model_selection"}
     assert {j["name"] for j in listed["jobs"]} >= {"daily_pairs", "signal_job"}
-    assert {s["name"] for s in listed["schedules"]} == {"daily_pairs_schedule"}
+    assert {s["name"] for s in listed["schedules"]} == {"daily_pairs_schedule", "paper_book_schedule"}
     assert {s["name"] for s in listed["sensors"]} >= {"signal_sensor", "model_performance_refresh"}
     checks = {c["key"] for c in listed["asset_checks"]}
     assert "raw_bars:bars_unique" in checks and "model_selection:composite_above_min" in checks

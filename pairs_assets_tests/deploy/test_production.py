@@ -512,7 +512,11 @@ def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(
     pid = start.event_log_entry.dagster_event.pid
     os.kill(pid, signal.SIGKILL)  # the run worker only: the code server and the Celery worker stay up
     services.wait_until(lambda: not process_alive_since(pid, time.time()), 60, f"killed run worker {pid} to exit")
-    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+    # STARTED until the tick fails it — or already FAILURE: the code server's own clean-up fails a run
+    # whose run-worker process it launched has died (dagster/_grpc/server.py), and won the race once in
+    # CI. Either way the tick must revoke the run's tasks (its first tick looks back one heartbeat
+    # window for runs failed by anyone), and nothing may be written into the failed run.
+    assert instance.get_run_by_id(run.run_id).status in (DagsterRunStatus.STARTED, DagsterRunStatus.FAILURE)
 
     dead_run_recovery(build_sensor_context(instance=instance))
 
