@@ -447,6 +447,43 @@ def test_a_lost_run_is_failed_by_one_sensor_tick_and_frees_its_sector(deployment
         )
 
 
+def _start_technology_run_until_gru_trains(deployment, run_config):
+    """Submit a daily_pairs run of technology through the code server and the queue (one daemon
+    pass); return it once its ``gru_models`` step has started on the Celery worker."""
+    from dagster import DagsterEventType
+    from dagster._cli.job import _create_run
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from pairs_assets.partitions import partition_key
+    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
+
+    instance, procs, logs = deployment["instance"], [deployment["worker"]], deployment["logs"]
+    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
+        request = ctx.create_request_context()
+        location = request.get_code_location("pairs_assets")
+        repo = next(iter(location.get_repositories().values()))
+        run = _create_run(
+            instance=instance,
+            code_location=location,
+            remote_repo=repo,
+            remote_job=repo.get_full_job("daily_pairs"),
+            run_config=run_config,
+            tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
+            op_selection=None,
+            run_id=None,
+        )
+        instance.submit_run(run.run_id, request)
+        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
+
+    def _gru_started():
+        starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
+        return any(r.event_log_entry.step_key == "gru_models" for r in starts)
+
+    services.wait_until(_gru_started, 900, "gru_models to start on the worker", poll=1.0, procs=procs, logs=logs)
+    return run
+
+
 def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(deployment, monkeypatch):
     """Issue 21 item 4: after the run process was killed during ``gru_models`` the run was FAILED and
     its sector freed, but the step on the Celery worker went on: it recorded its materialization and
@@ -462,43 +499,17 @@ def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(
     import time
 
     from dagster import AssetKey, DagsterEventType, DagsterRunStatus, build_sensor_context
-    from dagster._cli.job import _create_run
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
     from mlflow import MlflowClient
 
-    from pairs_assets.partitions import partition_key
     from pairs_assets.run_recovery import CELERY_REVOKED_TAG, process_alive_since, run_task_ids
     from pairs_assets.worker import make_worker_app
-    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
     from sensors.dead_runs import dead_run_recovery
 
     instance, procs, logs = deployment["instance"], [deployment["worker"]], deployment["logs"]
     monkeypatch.setenv("PAIRS_CELERY_BROKER", deployment["broker"])  # the sensor's process has the workers' broker
     endless = _run_config()
     endless["resources"]["strategy"]["config"].update(gru_max_epochs=100_000, gru_patience=100_000)
-    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
-        request = ctx.create_request_context()
-        location = request.get_code_location("pairs_assets")
-        repo = next(iter(location.get_repositories().values()))
-        run = _create_run(
-            instance=instance,
-            code_location=location,
-            remote_repo=repo,
-            remote_job=repo.get_full_job("daily_pairs"),
-            run_config=endless,
-            tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
-            op_selection=None,
-            run_id=None,
-        )
-        instance.submit_run(run.run_id, request)
-        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
-
-    def _gru_started():
-        starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
-        return any(r.event_log_entry.step_key == "gru_models" for r in starts)
-
-    services.wait_until(_gru_started, 900, "gru_models to start on the worker", poll=1.0, procs=procs, logs=logs)
+    run = _start_technology_run_until_gru_trains(deployment, endless)
     task_id = run_task_ids(instance.get_run_by_id(run.run_id))["gru_models"]
     app = make_worker_app(deployment["broker"])
 
@@ -550,41 +561,15 @@ def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers
     the catalog hold no gru_models materialization of it, MLflow no version of it.
     """
     from dagster import AssetKey, DagsterEventType, DagsterRunStatus
-    from dagster._cli.job import _create_run
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
     from mlflow import MlflowClient
 
-    from pairs_assets.partitions import partition_key
     from pairs_assets.run_recovery import CELERY_REVOKED_TAG, run_task_ids
     from pairs_assets.worker import make_worker_app
-    from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY
 
     instance, procs, logs = deployment["instance"], [deployment["worker"]], deployment["logs"]
     slow = _run_config()
     slow["resources"]["strategy"]["config"].update(gru_max_epochs=300, gru_patience=300)  # minutes, then done
-    with WorkspaceProcessContext(instance, deployment["target"]) as ctx:
-        request = ctx.create_request_context()
-        location = request.get_code_location("pairs_assets")
-        repo = next(iter(location.get_repositories().values()))
-        run = _create_run(
-            instance=instance,
-            code_location=location,
-            remote_repo=repo,
-            remote_job=repo.get_full_job("daily_pairs"),
-            run_config=slow,
-            tags=EMBEDDED_DAILY.get_tags_for_partition_key(partition_key(AS_OF, "technology")),
-            op_selection=None,
-            run_id=None,
-        )
-        instance.submit_run(run.run_id, request)
-        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(ctx))
-
-    def _gru_started():
-        starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
-        return any(r.event_log_entry.step_key == "gru_models" for r in starts)
-
-    services.wait_until(_gru_started, 900, "gru_models to start on the worker", poll=1.0, procs=procs, logs=logs)
+    run = _start_technology_run_until_gru_trains(deployment, slow)
     instance.report_run_failed(instance.get_run_by_id(run.run_id), message="test: failed while gru_models trains")
     task_id = run_task_ids(instance.get_run_by_id(run.run_id))["gru_models"]
     app = make_worker_app(deployment["broker"])
