@@ -126,6 +126,11 @@ class DistanceStrategy(StrategyPlugin):
         "252-session formation, open at 2 sigma, close at the cross, 126-session periods"
     )
     combine_sectors: ClassVar[Literal["sum", "mean"]] = "mean"
+    #: how the one rule must trade its configs (the walk-forward here, and the live signal job):
+    #: a position whose pair leaves the config closes — the empty config on a period's last session
+    #: is GGR's close at the period end — and no holding limit (the period bounds it)
+    on_drop: ClassVar[str] = "exit"
+    max_holding: ClassVar[int] = 0
 
     def required_history(self, settings: WalkForwardSettings) -> int:
         """The formation window, plus up to ``trading − 1`` sessions of the period under way at the
@@ -178,7 +183,12 @@ class DistanceStrategy(StrategyPlugin):
         under way), executed at every cost; only the range's sessions kept."""
         configs, traded = self.configs(ctx)
         trades = trade_configs(
-            configs, ctx.panel.closes, traded, strategy_name=self.name, on_drop="exit", max_holding=0
+            configs,
+            ctx.panel.closes,
+            traded,
+            strategy_name=self.name,
+            on_drop=self.on_drop,
+            max_holding=self.max_holding,
         ).assign(sector=ctx.sector)
         executed = ctx.execute(trades, traded)
         if len(traded) > len(ctx.sessions):
