@@ -21,6 +21,7 @@ from pairs_assets.pipeline.spec import (
     Partition,
     PathValue,
     Pipeline,
+    Replay,
     StageOutput,
     StageRun,
     StageSpec,
@@ -34,7 +35,9 @@ from pairs_assets.quant.stages import (
     cointegration_stage,
     correlation_stage,
     empty_garch_frame,
+    garch_series,
     garch_stage,
+    garch_stage_many,
     selection_stage,
     sigma_forecasts_at,
 )
@@ -332,6 +335,78 @@ def _config_summary(run: StageRun, values: dict, _counts: dict) -> dict:
     }
 
 
+# --- the walk-forward's stages (windows sliced from the sector's panel, a block of formations at once) ---
+def _legs(pairs: pd.DataFrame) -> list[str]:
+    return [] if pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
+
+
+def correlation_replay(r: Replay, formations: list) -> dict:
+    """Each formation's correlation matrix, except where the screen shows no pair can pass on a
+    complete window (the stages could only drop pairs from the screen's set: that formation gets
+    the empty config without running them)."""
+    out = {}
+    n = r.strategy.formation_window
+    for fs in formations:
+        end_f = r.panel.position(fs)
+        start = end_f - n + 1
+        if not r.screen[end_f] and start >= 0 and r.gaps[end_f + 1] == r.gaps[start]:
+            continue
+        out[fs] = correlation_stage(r.panel.window(r.symbols, end_f, n), r.strategy).matrix
+    return out
+
+
+def cointegrated_replay(r: Replay, formations: list) -> dict:
+    out = {}
+    for fs, matrix in _upstream(r, "correlation_matrix", formations):
+        formation = r.panel.window(r.symbols, r.panel.position(fs), r.strategy.formation_window)
+        result, _log_prices = cointegration_stage(formation, matrix, r.strategy)
+        out[fs] = result.pairs
+    return out
+
+
+def garch_replay(r: Replay, formations: list) -> dict:
+    """Every formation's pairs' GARCH fits in one batched call (:func:`pairs_assets.quant.stages.garch_stage_many`)."""
+    fitted = [(fs, pairs) for fs, pairs in _upstream(r, "cointegrated_pairs", formations) if not pairs.empty]
+    frames = garch_stage_many(
+        [
+            garch_series(
+                r.panel.window(_legs(pairs), r.panel.position(fs), r.strategy.garch_sessions), pairs, r.strategy
+            )
+            for fs, pairs in fitted
+        ],
+        [pairs for _fs, pairs in fitted],
+        r.strategy,
+    )
+    return {fs: frame for (fs, _pairs), frame in zip(fitted, frames)}
+
+
+def selection_replay(r: Replay, formations: list) -> dict:
+    out = {}
+    for fs, garch in _upstream(r, "garch_models", formations):
+        pairs = r.outputs["cointegrated_pairs"][fs]
+        window = r.panel.window(_legs(pairs), r.panel.position(fs), r.strategy.backtest_sessions)
+        out[fs], _ = selection_stage(window, pairs, garch, r.strategy)
+    return out
+
+
+def gru_replay(r: Replay, formations: list) -> dict:
+    """The walk-forward's GRU stand-in (``r.models_for``) on each formation's selected pairs."""
+    if r.models_for is None:
+        return {}
+    out = {}
+    for fs, scores in _upstream(r, "model_selection", formations):
+        pairs = r.outputs["cointegrated_pairs"][fs]
+        selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
+        window = r.panel.window(_legs(pairs), r.panel.position(fs), r.strategy.gru_window)
+        out[fs] = r.models_for(fs, selected, window)
+    return out
+
+
+def _upstream(r: Replay, stage: str, formations: list):
+    done = r.outputs.get(stage, {})
+    return [(fs, done[fs]) for fs in formations if fs in done]
+
+
 COINTEGRATED_PAIRS_CHECKS = (
     CheckDef("correlation_above_min", "Every pair's correlation ≥ correlation_min.", True),
     CheckDef(
@@ -351,6 +426,7 @@ PIPELINE = Pipeline(
     [
         StageSpec(
             name="correlation_matrix",
+            replay=correlation_replay,
             inputs=(),
             window=lambda s: s.formation_window,
             window_detail=_formation_detail("formation_window"),
@@ -362,6 +438,7 @@ PIPELINE = Pipeline(
         ),
         StageSpec(
             name="cointegrated_pairs",
+            replay=cointegrated_replay,
             inputs=("correlation_matrix",),
             window=lambda s: s.formation_window,
             window_detail=_formation_detail("formation_window"),
@@ -376,6 +453,7 @@ PIPELINE = Pipeline(
         ),
         StageSpec(
             name="garch_models",
+            replay=garch_replay,
             inputs=("cointegrated_pairs",),
             window=lambda s: s.garch_sessions,
             window_detail=_formation_detail("garch_sessions"),
@@ -390,6 +468,7 @@ PIPELINE = Pipeline(
         ),
         StageSpec(
             name="model_selection",
+            replay=selection_replay,
             inputs=("cointegrated_pairs", "garch_models"),
             window=lambda s: s.backtest_sessions,
             window_detail=_formation_detail("backtest_sessions"),
@@ -403,6 +482,7 @@ PIPELINE = Pipeline(
         ),
         StageSpec(
             name="gru_models",
+            replay=gru_replay,
             inputs=("cointegrated_pairs", "model_selection"),
             window=lambda s: s.gru_window,
             window_detail=_formation_detail("gru_window"),

@@ -32,6 +32,7 @@ __all__ = [
     "Partition",
     "PathValue",
     "Pipeline",
+    "Replay",
     "PipelineError",
     "StageOutput",
     "StageRun",
@@ -163,6 +164,24 @@ class StageRun:
     write_bytes: Callable[[str, bytes], None] | None = None
 
 
+@dataclass
+class Replay:
+    """The walk-forward's view of one sector (:func:`pairs_assets.quant.walkforward.replay.build_configs`):
+    its closes panel (a :class:`~pairs_assets.pipeline.primitives.SectorPanel`) and symbols, the
+    strategy, the cointegration screen of the formation sessions (``screen[row]``), the cumulated
+    gap rows (``gaps``: a window ``[a, b]`` is complete when ``gaps[b + 1] == gaps[a]``), the GRU
+    stage's stand-in (``models_for``, or None: no GRU stage) and each stage's outputs so far by
+    formation session (``outputs[stage][formation]``; a formation a stage skipped is absent)."""
+
+    panel: Any
+    symbols: list[str]
+    strategy: Any
+    screen: Any
+    gaps: Any
+    models_for: Callable | None = None
+    outputs: dict[str, dict] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """One daily stage.
@@ -206,6 +225,10 @@ class StageSpec:
         Its longest window ends at the as-of session (the range verifies that history).
     stores_output : bool
         False: it writes its own output (the asset yields a materialization, no stored value).
+    replay : callable, optional
+        ``replay(r: Replay, formations) -> {formation: output}``: the stage in the walk-forward, for
+        a block of formation sessions at once (windows sliced from the panel); None: the walk-forward
+        builds it itself (the trading config, one per as-of session).
     """
 
     name: str
@@ -224,6 +247,7 @@ class StageSpec:
     per_session: bool = False
     window_ends_at_as_of: bool = False
     stores_output: bool = True
+    replay: Callable[[Replay, list], dict] | None = None
 
     def history_sessions(self, strategy) -> int:
         """The sessions of history the stage reads up to its as-of session (its declared lookback)."""

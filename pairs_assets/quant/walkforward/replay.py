@@ -55,16 +55,13 @@ from pairs_assets.pipeline.primitives import (  # the daily graph's primitives; 
     fingerprint_of,
     rolling_pair_correlations,
 )
+from pairs_assets.pipeline.spec import Pipeline, Replay
 from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
 from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.quant.stages import (
     build_trading_config,
-    cointegration_stage,
-    correlation_stage,
     empty_garch_frame,
-    garch_series,
-    garch_stage_many,
     selection_stage,
     sigma_forecasts_at,
 )
@@ -100,6 +97,7 @@ def build_configs(
     progress: Callable[[int], None] | None = None,
     fingerprint_label: str = "walk-forward",
     scored: list | None = None,
+    pipeline: Pipeline | None = None,
 ) -> dict[pd.Timestamp, TradingConfig]:
     """The trading config of every as-of session, as the daily graph writes it.
 
@@ -131,6 +129,10 @@ def build_configs(
     scored : list, optional
         Every formation's scored pairs (selected or not: pair, legs, hedge ratio, score
         components, selected) are appended to it.
+    pipeline : Pipeline, optional
+        The stages to replay, in order (each stage's ``replay``); None: the default pipeline
+        (:data:`pairs_assets.pipeline.garch_gru.PIPELINE`), the one the daily graph's assets are
+        generated from.
 
     Returns
     -------
@@ -162,48 +164,30 @@ def build_configs(
     empty_template: TradingConfig | None = None
     cohorts: dict[pd.Timestamp, tuple] = {}
     configs: dict[pd.Timestamp, TradingConfig] = {}
-    staged: dict[pd.Timestamp, tuple | None] = {}  # formation session -> (pairs, legs); None: screened out
-    garch_of: dict[pd.Timestamp, pd.DataFrame] = {}
+    # the pipeline's stages, in order, each on a block of formation sessions at once (GARCH: one
+    # batched call); the last stage, the trading config, is built below for every as-of session
+    replay = Replay(panel, symbols, strategy, screen, gaps, models_for)
+    stages = [stage for stage in (pipeline or _default_pipeline()) if stage.replay is not None]
     for position, (as_of, effective) in enumerate(zip(as_of_sessions, effective_sessions)):
         as_of = pd.Timestamp(as_of)
         formation_session = formation_sessions[position]
-        if position % _GARCH_BLOCK == 0:
-            # the next block's formation sessions through cointegration, then all their pairs'
-            # GARCH fits in one batched call (quant.stages.garch_stage_many)
-            staged.clear(), garch_of.clear()
-            for fs in dict.fromkeys(formation_sessions[position : position + _GARCH_BLOCK]):
-                staged[fs] = _cointegrated(panel, symbols, fs, strategy, screen, gaps)
-            fitted = [fs for fs, item in staged.items() if item is not None and item[1]]
-            frames = garch_stage_many(
-                [
-                    garch_series(
-                        panel.window(staged[fs][1], panel.position(fs), strategy.garch_sessions),
-                        staged[fs][0],
-                        strategy,
-                    )
-                    for fs in fitted
-                ],
-                [staged[fs][0] for fs in fitted],
-                strategy,
-            )
-            garch_of.update(zip(fitted, frames))
+        if position % _BLOCK == 0:
+            block = [fs for fs in dict.fromkeys(formation_sessions[position : position + _BLOCK]) if fs not in cohorts]
+            replay.outputs = {}
+            for stage in stages:
+                replay.outputs[stage.name] = stage.replay(replay, block)
         end_f, end = panel.position(formation_session), panel.position(as_of)
         if formation_session not in cohorts:
-            if staged[formation_session] is None:
+            pairs = replay.outputs.get("cointegrated_pairs", {}).get(formation_session)
+            if pairs is None:
                 # no pair reaches correlation_min and passes Engle-Granger: the stages would find nothing
                 cohorts = {formation_session: (None, [], None, empty_garch_frame(), empty_scores, None)}
             else:
                 formation = panel.window(symbols, end_f, strategy.formation_window)
-                pairs, legs = staged[formation_session]
-                garch, scores, models = empty_garch_frame(), empty_scores, None
-                if legs:
-                    garch = garch_of[formation_session]
-                    scores, _ = selection_stage(
-                        panel.window(legs, end_f, strategy.backtest_sessions), pairs, garch, strategy
-                    )
-                    if models_for is not None:
-                        selected = pairs[pairs["pair_id"].isin(scores.loc[scores["selected"], "pair_id"])]
-                        models = models_for(formation_session, selected, panel.window(legs, end_f, strategy.gru_window))
+                legs = [] if pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
+                garch = replay.outputs.get("garch_models", {}).get(formation_session, empty_garch_frame())
+                scores = replay.outputs.get("model_selection", {}).get(formation_session, empty_scores)
+                models = replay.outputs.get("gru_models", {}).get(formation_session)
                 cohorts = {formation_session: (pairs, legs, formation, garch, scores, models)}
                 if scored is not None and legs:
                     scored.append(
@@ -266,22 +250,15 @@ def build_configs(
     return configs
 
 
-#: as-of sessions whose formation sessions' GARCH fits go in one batched call
-_GARCH_BLOCK = 256
+#: as-of sessions whose formation sessions' stages run as one block (GARCH: one batched call)
+_BLOCK = 256
 
 
-def _cointegrated(panel, symbols, formation_session, strategy: Strategy, screen, gaps) -> tuple | None:
-    """A formation session's (cointegrated pairs, their legs), or None when the screen shows the
-    stages would find no pair."""
-    end_f = panel.position(formation_session)
-    start = end_f - strategy.formation_window + 1
-    if not screen[end_f] and start >= 0 and gaps[end_f + 1] == gaps[start]:
-        return None
-    formation = panel.window(symbols, end_f, strategy.formation_window)
-    stage = correlation_stage(formation, strategy)
-    result, _log_prices = cointegration_stage(formation, stage.matrix, strategy)
-    pairs = result.pairs
-    return pairs, [] if pairs.empty else sorted(set(pairs["y"]) | set(pairs["x"]))
+def _default_pipeline():
+    """The default strategy's pipeline (:data:`pairs_assets.pipeline.garch_gru.PIPELINE`), imported on use."""
+    from pairs_assets.pipeline.garch_gru import PIPELINE
+
+    return PIPELINE
 
 
 def _empty_pairs() -> pd.DataFrame:
