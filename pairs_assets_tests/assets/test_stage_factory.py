@@ -108,6 +108,10 @@ def test_the_added_stage_materializes_one_partition_and_a_range(tmp_path, own_pa
         if e.asset_key == dg.AssetKey([PREFIX, "pair_count"])
     ]
     n_pairs = materialization.metadata["pairs"].value
+    # a prefixed stage's outputs have their own folder (no clash with the bare graph's)
+    stored = pd.read_parquet(own_pairs_home.outputs_dir / PREFIX / "pair_count" / "2022-12-13" / "consumer.parquet")
+    assert stored["pairs"].tolist() == [n_pairs]
+    assert not (own_pairs_home.outputs_dir / "pair_count").exists()
     assert n_pairs >= 1  # KO-PG is cointegrated on 2022-12-13 under the seed settings
     (evaluation,) = one.get_asset_check_evaluations()
     assert (evaluation.asset_key, evaluation.check_name, evaluation.passed) == (
