@@ -367,7 +367,7 @@ def cointegrated_replay(r: Replay, formations: list) -> dict:
 def garch_replay(r: Replay, formations: list) -> dict:
     """Every formation's pairs' GARCH fits in one batched call (:func:`pairs_assets.quant.stages.garch_stage_many`)."""
     fitted = [(fs, pairs) for fs, pairs in _upstream(r, "cointegrated_pairs", formations) if not pairs.empty]
-    frames = garch_stage_many(
+    frames = (r.garch_many or garch_stage_many)(
         [
             garch_series(
                 r.panel.window(_legs(pairs), r.panel.position(fs), r.strategy.garch_sessions), pairs, r.strategy

@@ -179,6 +179,8 @@ class Replay:
     screen: Any
     gaps: Any
     models_for: Callable | None = None
+    #: the batched GARCH fit (:func:`pairs_assets.quant.stages.garch_stage_many`; a test swaps its estimator)
+    garch_many: Callable | None = None
     outputs: dict[str, dict] = field(default_factory=dict)
 
 

@@ -62,6 +62,7 @@ from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.quant.stages import (
     build_trading_config,
     empty_garch_frame,
+    garch_stage_many,
     selection_stage,
     sigma_forecasts_at,
 )
@@ -166,7 +167,7 @@ def build_configs(
     configs: dict[pd.Timestamp, TradingConfig] = {}
     # the pipeline's stages, in order, each on a block of formation sessions at once (GARCH: one
     # batched call); the last stage, the trading config, is built below for every as-of session
-    replay = Replay(panel, symbols, strategy, screen, gaps, models_for)
+    replay = Replay(panel, symbols, strategy, screen, gaps, models_for, garch_many=garch_stage_many)
     stages = [stage for stage in (pipeline or _default_pipeline()) if stage.replay is not None]
     for position, (as_of, effective) in enumerate(zip(as_of_sessions, effective_sessions)):
         as_of = pd.Timestamp(as_of)
