@@ -36,6 +36,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from pairs_assets.pipeline import garch_gru as _stages
 from pairs_assets.settings import StrategySettings
 
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -91,21 +92,13 @@ RAW_BARS_CHECKS = [
         False,
     ),
 ]
+# the daily stages' checks are declared with their stages (pairs_assets.pipeline.garch_gru)
 COINTEGRATED_PAIRS_CHECKS = [
-    _spec("cointegrated_pairs", "correlation_above_min", "Every pair's correlation ≥ correlation_min.", True),
-    _spec(
-        "cointegrated_pairs",
-        "eg_pvalue_below_max",
-        "Every pair's Engle-Granger p < eg_pvalue_max, re-tested with statsmodels coint on the window.",
-        True,
-    ),
+    _spec("cointegrated_pairs", c.name, c.description, c.blocking) for c in _stages.COINTEGRATED_PAIRS_CHECKS
 ]
-GARCH_CHECKS = [
-    _spec("garch_models", "residual_diagnostics", "Ljung-Box and ARCH-LM p ≥ alpha on standardized residuals.", False),
-    _spec("garch_models", "garch_converged", "Every GARCH(1,1) fit converged.", False),
-]
+GARCH_CHECKS = [_spec("garch_models", c.name, c.description, c.blocking) for c in _stages.GARCH_CHECKS]
 MODEL_SELECTION_CHECKS = [
-    _spec("model_selection", "composite_above_min", "Every selected pair's composite score > score_min.", True),
+    _spec("model_selection", c.name, c.description, c.blocking) for c in _stages.MODEL_SELECTION_CHECKS
 ]
 
 

@@ -18,15 +18,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from pairs_assets.assets.cointegrated_pairs import cointegrated_pairs_asset
-from pairs_assets.assets.correlation_matrix import correlation_matrix_asset
-from pairs_assets.assets.garch_models import garch_models_asset
-from pairs_assets.assets.gru_models import gru_models_asset
 from pairs_assets.assets.model_performance import model_rankings, model_trends
-from pairs_assets.assets.model_selection import model_selection_asset
 from pairs_assets.assets.paper_book import last_book_session, paper_book_asset
 from pairs_assets.assets.raw_bars import raw_bars_asset
-from pairs_assets.assets.trading_config import trading_config_asset
+from pairs_assets.assets.stage_factory import stage_assets
 from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.home import PairsHome
@@ -41,6 +36,7 @@ from pairs_assets.market.endpoints import (
     is_alpaca_url,
 )
 from pairs_assets.partitions import daily_partitions_def
+from pairs_assets.pipeline.garch_gru import PIPELINE
 from pairs_assets.settings import Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
 from resources.alpaca_source import AlpacaBarSource
@@ -62,15 +58,11 @@ warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of funct
 
 
 def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> list:
-    """Every asset (with its checks); the daily ones on ``daily``'s partitions with ``strategy``'s lookbacks."""
+    """Every asset (with its checks); the daily ones on ``daily``'s partitions with ``strategy``'s lookbacks
+    (the stage assets generated from the default pipeline, :data:`pairs_assets.pipeline.garch_gru.PIPELINE`)."""
     return [
         raw_bars_asset(daily, strategy),
-        correlation_matrix_asset(daily, strategy),
-        cointegrated_pairs_asset(daily, strategy),
-        garch_models_asset(daily, strategy),
-        model_selection_asset(daily, strategy),
-        gru_models_asset(daily, strategy),
-        trading_config_asset(daily, strategy),
+        *stage_assets(PIPELINE, daily, strategy),
         model_rankings,
         model_trends,
         trading_signals_asset(daily, strategy),

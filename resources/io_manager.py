@@ -109,7 +109,8 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
     )
 
     def _path(self, asset_key: dg.AssetKey, partition_key: str, suffix: str) -> Path:
-        return partition_path(self.base_dir, asset_key.path[-1], partition_key, suffix)
+        # a prefixed key (a strategy's stages, <prefix>/<stage>) gets its own folder <base>/<prefix>/<stage>/
+        return partition_path(self.base_dir, "/".join(asset_key.path), partition_key, suffix)
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:
@@ -159,7 +160,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
                 raise TypeError(f"{name} partition {key}: cannot store a {type(value).__name__}")
         context.add_output_metadata(
             {
-                "path": dg.MetadataValue.path(str(as_upath(self.base_dir) / context.asset_key.path[-1])),
+                "path": dg.MetadataValue.path(str(as_upath(self.base_dir) / "/".join(context.asset_key.path))),
                 "files_written": len(keys),
             }
         )
@@ -185,7 +186,7 @@ class PartitionedFileIOManager(dg.ConfigurableIOManager):
                 return reader(path)
         raise FileNotFoundError(
             f"{asset_key.to_user_string()} partition {key} has not been materialized "
-            f"(no file under {as_upath(self.base_dir) / asset_key.path[-1]}); materialize it first"
+            f"(no file under {as_upath(self.base_dir) / '/'.join(asset_key.path)}); materialize it first"
             + (
                 f" (upstream of {upstream.asset_key.to_user_string()})"
                 if upstream is not None and upstream.has_asset_key

@@ -363,6 +363,10 @@ class MarketDataStore(dg.ConfigurableResource):
         with self.engine.connect() as conn:
             return pd.read_sql_query(query, conn)
 
+    def upsert_model_performance(self, rows: Sequence[dict]) -> int:
+        """Upsert rows of the model_performance table (the gru_models stage's per-pair test metrics)."""
+        return self.upsert_rows(model_performance_table, rows)
+
     def write_trading_config(self, document: dict, path: str) -> None:
         self.upsert_rows(
             trading_configs_table,

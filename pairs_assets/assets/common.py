@@ -12,7 +12,8 @@ import pandas as pd
 from pairs_assets import partitions
 from pairs_assets.errors import MissingBarsError
 from pairs_assets.home import PairsHome
-from pairs_assets.quant.walkforward.replay import fingerprint_of  # noqa: F401  (one definition, used by the stages' assets)
+from pairs_assets.pipeline.primitives import SectorPanel, fingerprint_of  # noqa: F401  (one definition)
+from pairs_assets.pipeline.spec import reasons_text, table_text
 from pairs_assets.universe import Universe
 from resources.bars import fingerprint_bars, validate_bars
 from resources.market_data import MarketDataStore
@@ -86,13 +87,12 @@ def read_panel(
 ):
     """A sector's closes over ``sessions`` in one read, with the row hashes that fingerprint any window.
 
-    Returns a :class:`pairs_assets.quant.walkforward.replay.SectorPanel`. A symbol with more than
+    Returns a :class:`pairs_assets.pipeline.primitives.SectorPanel`. A symbol with more than
     one bar in a session (intraday data) gets no row hashes (the panel's fingerprints are then
     off; the closes stay right) and, with ``with_bars``, the panel carries the bars themselves
     (:func:`pairs_assets.quant.walkforward.bars.bar_panel`: the walk-forward then decides on every bar).
     """
     from pairs_assets.quant.walkforward.bars import bar_panel, is_intraday
-    from pairs_assets.quant.walkforward.replay import SectorPanel
 
     bars = store.read_bars(symbols, *partitions.sessions_span_utc(sessions[0], sessions[-1]), source=source)
     bars = validate_bars(bars, context=f"walk-forward {sector} {sessions[0].date()}...{sessions[-1].date()}")
@@ -231,6 +231,14 @@ class WindowReader:
         same whatever this history's start)."""
         return partitions.formation_session(as_of, every, phase=phase)
 
+    def next_session(self, as_of) -> pd.Timestamp:
+        """The exchange session after ``as_of`` (a trading config's effective session)."""
+        return partitions.next_session(as_of)
+
+    def sessions_between(self, first, last) -> pd.DatetimeIndex:
+        """The exchange sessions from ``first`` through ``last``."""
+        return partitions.sessions_in_range(first, last)
+
     def read(self, symbols: Sequence[str], as_of, n_sessions: int, *, partition: str) -> Window:
         if self.panel is None or self.panel.row_hashes is None:
             return read_window(
@@ -266,31 +274,11 @@ class WindowReader:
 
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None, n: int = 10) -> dg.MetadataValue:
     """The first ``n`` rows as a Markdown table (floats to 4 significant digits)."""
-    if frame is None or frame.empty:
-        return dg.MetadataValue.md("_(none)_")
-    view = frame[list(columns)] if columns else frame
-    view = view.head(n)
-    header = "| " + " | ".join(map(str, view.columns)) + " |"
-    rule = "|" + "|".join(["---"] * len(view.columns)) + "|"
-
-    def fmt(value: object) -> str:
-        if isinstance(value, (float, np.floating)):
-            return "nan" if np.isnan(value) else f"{value:.4g}"
-        if isinstance(value, pd.Timestamp):
-            return str(value.date())
-        return str(value)
-
-    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in view.itertuples(index=False)]
-    more = [f"\n_{len(frame) - n} more rows_"] if len(frame) > n else []
-    return dg.MetadataValue.md("\n".join([header, rule, *rows, *more]))
+    return dg.MetadataValue.md(table_text(frame, columns, n))
 
 
 def reasons_table(reasons: dict[str, str]) -> dg.MetadataValue:
-    if not reasons:
-        return dg.MetadataValue.md("_(none)_")
-    return dg.MetadataValue.md(
-        "| item | reason |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(reasons.items()))
-    )
+    return dg.MetadataValue.md(reasons_text(reasons))
 
 
 @contextmanager

@@ -10,11 +10,12 @@ and ``dg launch --partition-range`` run the whole range in one run, each asset o
   ends at the partition's own as-of (or formation) session, so no partition sees a later bar;
 * verifies, before computing anything, that the store holds every close its partitions' windows read (:func:`require_coverage`:
   the stages depend on raw_bars of their own session only, so Dagster does not check this history);
-* runs the asset's one-partition body (the same function a one-partition run calls, on the same
-  windows) once per *formation session* — the partitions of one trading period
-  (``reselect_every``) share their formation stages — and, for ``cointegrated_pairs``, skips the
-  Engle-Granger stage where the walk-forward's vectorised screen
-  (:func:`pairs_assets.quant.walkforward.replay.cointegration_screen`: rolling correlations of
+* runs the stage's one-partition compute (the same function a one-partition run calls, on the same
+  windows; the loop is :mod:`pairs_assets.assets.stage_factory`'s) once per *formation session* —
+  the partitions of one trading period (``reselect_every``) share their formation stages — or a
+  stage's range hook; ``cointegrated_pairs``' hook skips the Engle-Granger stage where the
+  walk-forward's vectorised screen
+  (:func:`pairs_assets.pipeline.primitives.cointegration_screen`: rolling correlations of
   every pair, then Engle-Granger on every (pair, formation session of the range) that passes)
   shows no pair can pass;
 * returns ``{partition key: object}``, which the IO manager writes as one file per partition, and
@@ -28,7 +29,7 @@ A one-partition run takes the one-partition path unchanged.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
@@ -195,17 +196,3 @@ def range_metadata(ranges: list[SectorRange], elapsed: float, **counts) -> dict:
         "note": "a range run: each partition's output is its own file; this metadata sums the range",
         "elapsed_seconds": round(elapsed, 3),
     }
-
-
-def per_cohort(
-    ranges: list[SectorRange], compute: Callable[[SectorRange, pd.Timestamp, list[pd.Timestamp]], object]
-) -> dict[str, object]:
-    """``compute(sector range, formation session, its as-of sessions)`` once per formation session,
-    the result given to each of its partitions: ``{partition key: result}``."""
-    out: dict[str, object] = {}
-    for rng in ranges:
-        for formation, dates in rng.cohorts().items():
-            value = compute(rng, formation, dates)
-            for d in dates:
-                out[rng.key(d)] = value
-    return out

@@ -1,31 +1,22 @@
-"""gru_models: a GRU per selected pair predicting spread reversion, tracked and registered in MLflow."""
+"""The gru_models stage: a GRU per selected pair predicting spread reversion, registered in MLflow.
+
+All selected pairs of the partitions computed together (one partition, or a range's formation
+sessions) train in one batched fit (:func:`pairs_assets.quant.stages.gru_stage_fit_many`); a pair
+whose inputs did not change keeps its registered version. The registry, the store, the run's log and
+its previous output come through :class:`~pairs_assets.pipeline.spec.StageRun`.
+"""
+
+from __future__ import annotations
 
 from types import SimpleNamespace
 
-import dagster as dg
 import pandas as pd
 
-from pairs_assets import partitions
-from pairs_assets.assets import ranges
-from pairs_assets.assets.common import (
-    GROUP,
-    WindowReader,
-    fingerprint_of,
-    history_window_metadata,
-    markdown_table,
-    partition_parts,
-    stopwatch,
-)
-from pairs_assets.home import PairsHome
-from pairs_assets.instance.liveness import ensure_run_open
+from pairs_assets.pipeline.primitives import fingerprint_of
+from pairs_assets.pipeline.spec import Json, Md, Partition, StageOutput, StageRun, md_table
 from pairs_assets.quant.features import GRUTrainingError
 from pairs_assets.quant.stages import GRU_TRAINING, feature_columns, gru_config, gru_stage_fit_many, pair_spread
-from pairs_assets.settings import StrategySettings
 from pairs_assets.util import redact_url
-from resources.bar_sources import BarSource
-from resources.io_manager import PartitionedFileIOManager
-from resources.market_data import MarketDataStore, model_performance_table
-from resources.model_registry import ModelRegistry
 
 BASELINES = ("majority", "logistic", "z_rule")
 GRU_COLUMNS = [
@@ -58,13 +49,7 @@ GRU_COLUMNS = [
 ]
 
 
-def previous_models(io_manager: PartitionedFileIOManager, date: str, sector: str) -> pd.DataFrame | None:
-    """This partition's last gru_models output, if any (to reuse unchanged models), read through the
-    run's IO manager (the one that wrote it)."""
-    return io_manager.load_partition("gru_models", f"{date}|{sector}")
-
-
-def reusable_row(previous: pd.DataFrame | None, pair_id: str, fingerprint: str, registry: ModelRegistry) -> dict | None:
+def reusable_row(previous: pd.DataFrame | None, pair_id: str, fingerprint: str, registry) -> dict | None:
     """The previous row of ``pair_id`` if it was trained on the same inputs and its version is still registered.
 
     Training is deterministic, so retraining would give the same weights: re-materializing a
@@ -88,121 +73,33 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object if c in text else "float64") for c in GRU_COLUMNS})
 
 
-def gru_models_asset(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> dg.AssetsDefinition:
-    """The asset on ``daily``'s partitions. It depends on its own session's ``raw_bars`` partition and
-    reads its window (``strategy``'s ``gru_window``) from the store (see ``common.history_window_metadata``)."""
-    return dg.asset(
-        name="gru_models",
-        partitions_def=daily,
-        ins={
-            "cointegrated_pairs": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-            "model_selection": dg.AssetIn(partition_mapping=partitions.same_partition_mapping()),
-        },
-        deps=[dg.AssetDep("raw_bars", partition_mapping=partitions.same_partition_mapping())],
-        metadata=history_window_metadata(
-            strategy.reach(strategy.gru_window),
-            f"{strategy.gru_window} sessions (gru_window) ending at its formation session, every {strategy.reselect_every}",
-        ),
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=GROUP,
-        kinds={"pytorch", "mlflow", "parquet"},
-        description="Per selected pair, a GRU predicting whether the spread reverts at least halfway to its "
-        "trailing mean within gru_horizon sessions; chronological train/validation/test; test metrics beside "
-        "majority, logistic-regression and |z|-rule baselines; logged and registered in MLflow.",
-    )(gru_models)
+def gru_partition(run: StageRun, p: Partition) -> StageOutput:
+    """One partition's GRUs (the batched path with one partition)."""
+    (out,) = gru_cohorts(run, [p])
+    return out
 
 
-def gru_models(
-    context: dg.AssetExecutionContext,
-    cointegrated_pairs,
-    model_selection,
-    store: MarketDataStore,
-    bar_source: BarSource,
-    strategy: StrategySettings,
-    model_registry: ModelRegistry,
-    home: PairsHome,
-):
-    if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
-        return _range(context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home)
-    date, sector = partition_parts(context)
-    with stopwatch() as timer:
-        ((frame, metadata),) = gru_cohorts(
-            context,
-            [
-                (
-                    WindowReader(store, bar_source.source_name, home=home),
-                    date,
-                    sector,
-                    cointegrated_pairs,
-                    model_selection,
-                )
-            ],
-            bar_source,
-            strategy,
-            model_registry,
-        )
-        record_performance(store, date, sector, frame)
-    return dg.Output(frame, metadata={**metadata, "elapsed_seconds": timer["seconds"]})
-
-
-def _range(
-    context, cointegrated_pairs, model_selection, store, bar_source, strategy, model_registry, home
-) -> dg.Output:
+def gru_range(run: StageRun, items: list[Partition]) -> tuple[list[StageOutput], dict]:
     """A range run: the GRUs of every formation session of the range trained together (one batched
-    fit, pair as batch dimension) and registered once each, a frame given to each partition of its
-    trading period; one model_performance row set per partition."""
-    with stopwatch() as timer:
-        sector_ranges = ranges.sector_ranges(
-            context, store, bar_source.source_name, strategy, home, lookback=strategy.gru_window
-        )
-        cohorts = [(rng, dates) for rng in sector_ranges for dates in rng.cohorts().values()]
-        frames = gru_cohorts(
-            context,
-            [
-                (
-                    rng.windows,
-                    str(dates[0].date()),
-                    rng.sector,
-                    cointegrated_pairs[rng.key(dates[0])],
-                    model_selection[rng.key(dates[0])],
-                )
-                for rng, dates in cohorts
-            ],
-            bar_source,
-            strategy,
-            model_registry,
-        )
-        outputs = {rng.key(d): frame for (rng, dates), (frame, _meta) in zip(cohorts, frames) for d in dates}
-        ranges.record_partition_metadata(
-            context, {rng.key(d): meta for (rng, dates), (_frame, meta) in zip(cohorts, frames) for d in dates}
-        )
-        for rng in sector_ranges:
-            for session in rng.sessions:
-                record_performance(store, str(session.date()), rng.sector, outputs[rng.key(session)])
-    trained = sum(int((frame["status"] == "trained").sum()) for frame, _meta in frames)
-    return dg.Output(
-        outputs,
-        metadata=ranges.range_metadata(
-            sector_ranges,
-            timer["seconds"],
-            models_trained_or_reused=trained,
-            partitions_with_models=sum(not f.empty for f in outputs.values()),
-            hyperparameters=dg.MetadataValue.json(gru_config(strategy).as_params()),
+    fit, pair as batch dimension) and registered once each."""
+    return gru_cohorts(run, items), {}
+
+
+def gru_summary(run: StageRun, values: dict, _counts: dict) -> dict:
+    return {
+        "models_trained_or_reused": sum(
+            int((frame["status"] == "trained").sum()) for frame in {id(f): f for f in values.values()}.values()
         ),
-    )
+        "partitions_with_models": sum(not f.empty for f in values.values()),
+        "hyperparameters": Json(gru_config(run.strategy).as_params()),
+    }
 
 
 #: Most pairs trained in one batched fit (bounds memory on a long range).
 TRAIN_BATCH = 256
 
 
-def gru_cohorts(
-    context: dg.AssetExecutionContext,
-    items: list[tuple[WindowReader, str, str, pd.DataFrame, pd.DataFrame]],
-    bar_source: BarSource,
-    strategy: StrategySettings,
-    model_registry: ModelRegistry,
-) -> list[tuple[pd.DataFrame, dict]]:
+def gru_cohorts(run: StageRun, items: list[Partition]) -> list[StageOutput]:
     """The GRUs of partitions ``(windows, date, sector, cointegrated_pairs, model_selection)``: each
     partition's frame and metadata (one partition in a one-partition run; a range's formation
     sessions in a range run).
@@ -211,12 +108,15 @@ def gru_cohorts(
     batched fit (:func:`pairs_assets.quant.stages.gru_stage_fit_many`: a pair gets the same model
     alone or in any batch), then registered in MLflow.
     """
+    strategy, model_registry = run.strategy, run.resources["model_registry"]
     config = gru_config(strategy)
     rows: list[list] = []
     windows_used: list = []
     n_selected: list[int] = []
     pending: list[tuple] = []  # (item, slot, pair_id, pair, spread, fingerprint)
-    for i, (windows, date, sector, cointegrated_pairs, model_selection) in enumerate(items):
+    for i, item in enumerate(items):
+        windows, date, sector = item.windows, item.date, item.sector
+        cointegrated_pairs, model_selection = item.inputs["cointegrated_pairs"], item.inputs["model_selection"]
         key = f"{date}|{sector}"
         selected = model_selection[model_selection["selected"]] if not model_selection.empty else model_selection
         pairs = (
@@ -224,7 +124,7 @@ def gru_cohorts(
             if len(selected)
             else cointegrated_pairs.iloc[0:0]
         )
-        previous = previous_models(context.resources.io_manager, date, sector)
+        previous = run.previous(f"{date}|{sector}")
         window = None
         if len(pairs):
             legs = sorted(set(pairs["y"]) | set(pairs["x"]))
@@ -253,7 +153,7 @@ def gru_cohorts(
             )
             reused = reusable_row(previous, pair_id, fingerprint, model_registry)
             if reused is not None:
-                context.log.info(
+                run.log.info(
                     f"{key} {pair_id}: inputs unchanged, keeping {reused['model_name']} v{reused['model_version']}"
                 )
                 rows[i].append(reused)
@@ -272,9 +172,9 @@ def gru_cohorts(
             config,
         )
         for (i, slot, pair_id, pair, spread, fingerprint), (result, feature_garch, _levels, garch) in zip(chunk, fits):
-            _windows, date, sector, *_ = items[i]
+            date, sector = items[i].date, items[i].sector
             if isinstance(result, GRUTrainingError):
-                context.log.warning(f"{date}|{sector} {pair_id}: GRU skipped: {result}")
+                run.log.warning(f"{date}|{sector} {pair_id}: GRU skipped: {result}")
                 rows[i][slot] = {
                     "pair_id": pair_id,
                     "status": "skipped",
@@ -285,7 +185,7 @@ def gru_cohorts(
             if isinstance(result, BaseException):
                 raise result
             rows[i][slot] = _register(
-                context,
+                run,
                 windows_used[i],
                 date,
                 sector,
@@ -296,36 +196,33 @@ def gru_cohorts(
                 result,
                 feature_garch,
                 garch,
-                bar_source,
-                strategy,
-                model_registry,
             )
     out = []
     for i, window in enumerate(windows_used):
         frame = pd.DataFrame(rows[i], columns=GRU_COLUMNS) if rows[i] else _empty()
         trained = frame[frame["status"] == "trained"]
         out.append(
-            (
+            StageOutput(
                 frame,
                 {
                     "window": window.label if window is not None else "n/a (no selected pairs)",
                     "selected_pairs": n_selected[i],
                     "trained": len(trained),
-                    "skipped": dg.MetadataValue.md(
+                    "skipped": Md(
                         "\n".join(
                             f"- {r.pair_id}: {r.reason}" for r in frame[frame["status"] == "skipped"].itertuples()
                         )
                         or "_(none)_"
                     ),
                     "beats_baselines": int(trained["beats_baselines"].astype(bool).sum()) if len(trained) else 0,
-                    "hyperparameters": dg.MetadataValue.json(config.as_params()),
+                    "hyperparameters": Json(config.as_params()),
                     "mlflow_tracking_uri": redact_url(
                         model_registry.resolved_tracking_uri(), keep_user=False, keep_query=False
                     ),
                     "note": "no selected pairs: nothing to train"
                     if frame.empty
                     else f"{len(trained)} model(s) trained",
-                    "test_metrics_vs_baselines": markdown_table(
+                    "test_metrics_vs_baselines": md_table(
                         trained,
                         [
                             "pair_id",
@@ -345,7 +242,7 @@ def gru_cohorts(
 
 
 def _register(
-    context,
+    run: StageRun,
     window,
     date,
     sector,
@@ -356,32 +253,31 @@ def _register(
     result,
     feature_garch,
     garch,
-    bar_source,
-    strategy,
-    model_registry,
 ) -> dict:
     """Log and register one trained pair model in MLflow; its gru_models row."""
+    strategy, model_registry = run.strategy, run.resources["model_registry"]
+    source = run.resources["bar_source"].source_name
     dataset = window.closes[[pair["y"], pair["x"]]].assign(spread=spread, **garch).reset_index()
     info = model_registry.log_pair_model(
         sector=sector,
         pair_id=pair_id,
         as_of=date,
-        dagster_run_id=context.run_id,
+        dagster_run_id=run.run_id,
         result=result,
         params={
             "sector": sector,
             "as_of_session": date,
             "gru_window": strategy.gru_window,
-            "bar_source": bar_source.source_name,
+            "bar_source": source,
         },
         dataset_df=dataset,
-        dataset_source=bar_source.source_name,
+        dataset_source=source,
         fingerprint=fingerprint,
         spread=spread,
         entry_z=strategy.entry_z,
         # an orphaned step (its run failed or canceled while it trained) registers nothing
-        before_register=lambda: ensure_run_open(
-            context.instance, context.run_id, f"registering {model_registry.model_name(sector)} for {pair_id} ({date})"
+        before_register=lambda: run.ensure_open(
+            f"registering {model_registry.model_name(sector)} for {pair_id} ({date})"
         ),
     )
     test = result.metrics["test"]
@@ -404,16 +300,15 @@ def _register(
         "input_fingerprint": fingerprint,
         **feature_columns(feature_garch),
     }
-    context.log.info(
+    run.log.info(
         f"{date}|{sector} {pair_id}: test F1 {test['f1']:.3f} vs best baseline {row['best_baseline_f1']:.3f}; {info.model_name} v{info.version}"
     )
     return row
 
 
-def record_performance(store: MarketDataStore, date: str, sector: str, frame: pd.DataFrame) -> None:
+def record_performance(run: StageRun, date: str, sector: str, frame: pd.DataFrame) -> None:
     """The partition's rows of the model_performance table (one per selected pair)."""
-    store.upsert_rows(
-        model_performance_table,
+    run.resources["store"].upsert_model_performance(
         [
             {
                 "as_of_session": date,
