@@ -27,6 +27,7 @@ from pairs_assets.quant.walkforward.engine import (
     required_history,
     run_walk_forward,
     strategy_histories,
+    strategy_labels,
     with_reference,
 )
 from pairs_assets.quant.walkforward.ledger import trials_from_runs
@@ -141,6 +142,25 @@ def resolve_strategies(names, overrides=()) -> list:
         twice = sorted({n for n in names if list(names).count(n) > 1})
         raise StrategyPluginError(f"strategy {twice[0]!r} is named twice")
     return [registry.build(name, by_name.get(name)) for name in names]
+
+
+def plugin_run_params(strategies, settings: WalkForwardSettings) -> dict:
+    """The MLflow params of a walk-forward of strategy plugins, what the trials ledger reads back
+    (:func:`~pairs_assets.quant.walkforward.ledger.trials_from_runs`): ``strategies`` (the names, the
+    baseline included), per strategy ``strategies.<name>.class``, ``.selected``, ``.labels`` (its
+    rows) and ``strategy.<name>.<parameter>`` (its trial parameters)."""
+    labels = strategy_labels(with_reference(strategies, settings), settings)
+    plugins = list(dict.fromkeys(labels.values()))
+    params = {"strategies": ",".join(p.name for p in plugins)}
+    for plugin in plugins:
+        params[f"strategies.{plugin.name}.class"] = f"{type(plugin).__module__}:{type(plugin).__qualname__}"
+        params[f"strategies.{plugin.name}.selected"] = plugin.selected
+        params[f"strategies.{plugin.name}.labels"] = ",".join(
+            label for label, owner in labels.items() if owner is plugin
+        )
+        for k, v in plugin.trial_params().items():
+            params[f"strategy.{plugin.name}.{k}"] = v
+    return params
 
 
 def panel_sessions(settings: WalkForwardSettings, strategy, history_start: str) -> pd.DatetimeIndex:
@@ -334,12 +354,8 @@ def run_and_record(
         metrics["trials.n"] = result.trials.n_trials
         if strategies is None:
             strategy_params = {f"strategy.{k}": v for k, v in strategy.model_dump(mode="json").items()}
-        else:  # no strategy.* params: the trials ledger reads those of the legacy run's 'default'
-            strategy_params = {"strategies": ",".join(p.name for p in strategies)}
-            for plugin in strategies:
-                strategy_params[f"{plugin.name}.class"] = f"{type(plugin).__module__}:{type(plugin).__qualname__}"
-                for k, v in plugin.params.model_dump(mode="json").items():
-                    strategy_params[f"{plugin.name}.{k}"] = v
+        else:
+            strategy_params = plugin_run_params(strategies, settings)
         params = {
             **{f"wf.{k}": v for k, v in settings.model_dump(mode="json").items()},
             **strategy_params,
@@ -485,12 +501,19 @@ def walk_forward(
     home: PairsHome,
 ) -> dg.MaterializeResult:
     settings = config.settings()
-    plugins, registry_fingerprint = None, ""
+    plugins, registry_fingerprint, failures = None, "", {}
     if config.strategies:
         from pairs_assets.strategies.registry import load_registry
 
         plugins = resolve_strategies(config.strategies, config.strategy_params)
-        registry_fingerprint = load_registry().fingerprint
+        registry = load_registry()
+        registry_fingerprint = registry.fingerprint
+        # shown in the UI: the entry points that failed to load (the others ran)
+        failures = {f.name: f.reason for f in registry.failures}
+        if failures:
+            context.log.warning(
+                "strategy entry points that failed to load: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
+            )
     elif config.strategy_params:
         raise WalkForwardError("strategy_params need strategies: name the strategies they set")
     result, files, run_id, fingerprint = run_and_record(
@@ -522,6 +545,8 @@ def walk_forward(
             "gru_gate": dg.MetadataValue.json(result.gru) if result.gru else "off",
             "trials": f"{result.trials.n_trials} ({result.trials.source})",
             "strategies": ", ".join(dict.fromkeys(result.summary["strategy"])),
+            **({"strategies_fingerprint": registry_fingerprint} if registry_fingerprint else {}),
+            **({"strategy_entry_point_failures": dg.MetadataValue.json(failures)} if failures else {}),
             "sharpe_default_vs_baseline": dg.MetadataValue.md(
                 "\n".join(
                     f"- {r.strategy} @ {r.cost_bp:g} bp: Sharpe {r.sharpe:.2f} [{r.sharpe_low:.2f}, {r.sharpe_high:.2f}], "

@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 
 from pairs_assets import partitions
+from pairs_assets.assets.walk_forward import plugin_run_params
 from pairs_assets.quant.walkforward.engine import (
     WalkForwardError,
     WalkForwardSettings,
     required_history,
     run_walk_forward,
 )
+from pairs_assets.quant.walkforward.ledger import trials_from_runs
 from pairs_assets.quant.walkforward.replay import SectorPanel
 from pairs_assets.settings import StrategySettings
 from pairs_assets.strategies.base import StrategyPluginError
@@ -81,15 +83,12 @@ def test_the_legacy_run_is_the_builtins_frame_for_frame(panels):
 
 def test_strategies_side_by_side_in_their_order_beside_the_appended_baseline(panels):
     settings = _settings()
-    result = _run(
-        panels,
-        settings,
-        strategies=[
-            FlatStrategy("flat", {"window": 5}),
-            SeedStrategy("seed"),
-            SeedStrategy("seed_wide", {"entry_z": 2.5}),
-        ],
-    )
+    strategies = [
+        FlatStrategy("flat", {"window": 5}),
+        SeedStrategy("seed"),
+        SeedStrategy("seed_wide", {"entry_z": 2.5}),
+    ]
+    result = _run(panels, settings, strategies=strategies)
     summary = result.summary
     assert list(dict.fromkeys(summary["strategy"])) == ["flat", "seed", "seed_wide", "baseline"]
     assert set(result.daily["strategy"]) == {"flat", "seed", "seed_wide", "baseline"}
@@ -107,6 +106,26 @@ def test_strategies_side_by_side_in_their_order_beside_the_appended_baseline(pan
     assert result.trials.n_trials == 3  # flat, seed, seed_wide
     assert len({t.key for t in result.trials.trials}) == 3
     assert total.xs("baseline", level="strategy")["deflated_sharpe"].isna().all()
+    # recorded as the walk-forward asset logs it, the ledger reads the same trials back
+    recorded = {
+        "run_id": "r1",
+        "start_time": 1.0,
+        "params": {
+            **{f"wf.{k}": str(v) for k, v in settings.model_dump(mode="json").items()},
+            **{k: str(v) for k, v in plugin_run_params(strategies, settings).items()},
+        },
+        "metrics": {
+            f"{r.strategy}.{r.cost_bp:g}bp.{r.period}.{key}": getattr(r, key)
+            for r in summary[summary["sector"] == "all"].itertuples()
+            for key in ("sharpe", "trades")
+            if getattr(r, key) == getattr(r, key)  # the registry logs finite metrics only
+        },
+    }
+    read = trials_from_runs([recorded], settings.selection)
+    expected = {t.key: t.sharpe for t in result.trials.trials}
+    assert len(expected) == 3 and {t.key for t in read} == set(expected)
+    for trial in read:
+        assert trial.sharpe == pytest.approx(expected[trial.key], rel=1e-9)
     seed_rows = summary[summary["strategy"] == "seed"].reset_index(drop=True)
     alone = _run(panels, settings, strategies=[SeedStrategy("seed")]).summary
     pd.testing.assert_frame_equal(

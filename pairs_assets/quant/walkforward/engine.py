@@ -71,6 +71,7 @@ __all__ = [
     "run_baseline",
     "run_walk_forward",
     "strategy_histories",
+    "strategy_labels",
     "trade_bars",
     "with_reference",
 ]
@@ -417,7 +418,7 @@ def run_walk_forward(
         plugins = default_strategies(strategy, settings)  # a Dagster resource passed in is unwrapped
     else:
         plugins = with_reference(strategies, settings)
-    labels = _labels(plugins, settings)
+    labels = strategy_labels(plugins, settings)
     sectors = list(panels)
     if not sectors:
         raise WalkForwardError("no sector to walk forward")
@@ -534,7 +535,7 @@ def run_walk_forward(
     )
 
 
-def _labels(plugins: Sequence, settings: WalkForwardSettings) -> dict:
+def strategy_labels(plugins: Sequence, settings: WalkForwardSettings) -> dict:
     """Row label → its strategy, in the strategies' order; two strategies of one name or label refused."""
     out: dict = {}
     for plugin in plugins:
