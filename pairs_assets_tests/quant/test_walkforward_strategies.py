@@ -20,7 +20,7 @@ from pairs_assets.quant.walkforward.engine import (
 from pairs_assets.quant.walkforward.ledger import trials_from_runs
 from pairs_assets.quant.walkforward.replay import SectorPanel
 from pairs_assets.settings import StrategySettings
-from pairs_assets.strategies.base import StrategyPluginError
+from pairs_assets.strategies.base import SectorResult, StrategyPluginError
 from pairs_assets.strategies.builtins import BaselineParams, BaselineStrategy, GarchGruStrategy, SeedStrategy
 from pairs_assets_tests.planted import planted_closes
 from pairs_assets_tests.strategy_fixtures import FlatStrategy
@@ -174,3 +174,20 @@ def test_labels_and_windows_of_the_builtins():
     seed = StrategySettings.preset("seed")
     legacy = required_history(seed, settings)
     assert legacy == max(SeedStrategy("s").required_history(settings), 252 + 126)
+
+
+class _TwoRows(FlatStrategy):
+    """Two label variants, its labels() taking no settings (an override the engine accepts)."""
+
+    def labels(self):
+        return (self.name, f"{self.name}_b")
+
+    def walk_forward_sector(self, ctx):
+        one = super().walk_forward_sector(ctx).executions[self.name]
+        return SectorResult(executions={self.name: one, f"{self.name}_b": one})
+
+
+def test_a_strategys_labels_are_its_rows_in_order(panels):
+    result = _run(panels, _settings(), strategies=[_TwoRows("two"), FlatStrategy("flat")])
+    assert list(dict.fromkeys(result.summary["strategy"])) == ["two", "two_b", "flat", "baseline"]
+    assert result.trials.n_trials == 3  # two, two_b and flat: each a trial

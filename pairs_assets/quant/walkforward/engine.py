@@ -27,6 +27,7 @@ total gives each of the N sectors 1/N of the capital (the sectors' P&L summed an
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -539,10 +540,8 @@ def strategy_labels(plugins: Sequence, settings: WalkForwardSettings) -> dict:
     """Row label → its strategy, in the strategies' order; two strategies of one name or label refused."""
     out: dict = {}
     for plugin in plugins:
-        try:
-            labels = plugin.labels(settings)
-        except TypeError:  # a plugin whose labels() takes no settings
-            labels = plugin.labels()
+        takes_settings = bool(inspect.signature(plugin.labels).parameters)
+        labels = plugin.labels(settings) if takes_settings else plugin.labels()
         for label in labels:
             if label in out:
                 raise WalkForwardError(

@@ -148,8 +148,9 @@ class StrategyPlugin(ABC):
             where = ".".join(str(p) for p in first.get("loc", ())) or "parameters"
             raise StrategyPluginError(f"strategy {name!r}: parameter {where}: {first.get('msg')}") from None
 
-    def labels(self) -> Sequence[str]:
-        """The names its rows carry in the walk-forward's tables (default: its name)."""
+    def labels(self, settings: WalkForwardSettings | None = None) -> Sequence[str]:
+        """The names its rows carry in the walk-forward's tables under ``settings`` (default: its
+        name; an override may take no ``settings``)."""
         return (self.name,)
 
     def pipeline(self):
