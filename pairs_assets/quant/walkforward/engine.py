@@ -57,7 +57,7 @@ from pairs_assets.quant.walkforward.metrics import (
     sharpe_difference,
     summarize,
 )
-from pairs_assets.quant.walkforward.plugin import SectorContext, WalkForwardError
+from pairs_assets.quant.walkforward.plugin import SectorContext, StrategyPlugin, WalkForwardError
 from pairs_assets.quant.walkforward.replay import ON_DROP_CHOICES, SectorPanel
 from pairs_assets.quant.walkforward.score_study import rank_evidence
 
@@ -290,7 +290,7 @@ def bars_traded(panels: dict[str, SectorPanel]) -> str:
     )
 
 
-def default_strategies(strategy: Strategy, settings: WalkForwardSettings) -> list:
+def default_strategies(strategy: Strategy, settings: WalkForwardSettings) -> list[StrategyPlugin]:
     """The legacy walk-forward's strategies: ``strategy`` as ``default`` (and ``default_gru`` with
     the GRU gate) beside the classical baseline of ``settings.baseline_*`` as ``baseline``."""
     return [
@@ -299,7 +299,7 @@ def default_strategies(strategy: Strategy, settings: WalkForwardSettings) -> lis
     ]
 
 
-def with_reference(strategies: Sequence, settings: WalkForwardSettings) -> list:
+def with_reference(strategies: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> list:
     """``strategies`` with the classical baseline (of ``settings.baseline_*``, named ``baseline``)
     appended when none of them is a reference: every result is shown beside it."""
     out = list(strategies)
@@ -308,12 +308,12 @@ def with_reference(strategies: Sequence, settings: WalkForwardSettings) -> list:
     return out
 
 
-def strategy_histories(strategies: Sequence, settings: WalkForwardSettings) -> dict[str, int]:
+def strategy_histories(strategies: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> dict[str, int]:
     """Strategy name → sessions of bars it reads before the first as-of session (its longest window)."""
     return {s.name: int(s.required_history(settings)) for s in strategies}
 
 
-def required_history(strategy, settings: WalkForwardSettings) -> int:
+def required_history(strategy: Strategy | Sequence[StrategyPlugin], settings: WalkForwardSettings) -> int:
     """Sessions of bars needed before the first as-of session: the longest window the run reads.
 
     Parameters
@@ -369,7 +369,7 @@ def run_walk_forward(
     progress: Callable[[int], None] | None = None,
     ledger: Sequence[Trial] = (),
     session_number: Callable[[pd.Timestamp], int] | None = None,
-    strategies: Sequence | None = None,
+    strategies: Sequence[StrategyPlugin] | None = None,
 ) -> WalkForwardResult:
     """Replay, trade and summarise (see the module docstring).
 
@@ -536,7 +536,7 @@ def run_walk_forward(
     )
 
 
-def strategy_labels(plugins: Sequence, settings: WalkForwardSettings) -> dict:
+def strategy_labels(plugins: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> dict[str, StrategyPlugin]:
     """Row label → its strategy, in the strategies' order; two strategies of one name or label refused."""
     out: dict = {}
     for plugin in plugins:
