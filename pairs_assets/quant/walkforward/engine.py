@@ -23,6 +23,16 @@ One call, :func:`run_walk_forward`, given each sector's closes panel (see
 Totals: our configs size positions as fractions of one portfolio's equity, so the total is the sum
 of the sectors' P&L. The baseline gives each traded pair 1/top_n of *its sector's* capital, so its
 total gives each of the N sectors 1/N of the capital (the sectors' P&L summed and divided by N).
+
+Strategies are plugins (:class:`~pairs_assets.quant.walkforward.plugin.StrategyPlugin`): each sector
+runs every strategy's ``walk_forward_sector`` in the given order; the rows carry each strategy's
+labels, in that order; ``combine_sectors`` (``sum`` or ``mean``) makes its total; ``selected`` makes
+its labels trials of the deflated Sharpe; the ``reference`` strategy (the classical baseline,
+appended when none is given) is what ``vs_baseline`` compares with. Steps 1–2 are
+:class:`~pairs_assets.quant.walkforward.builtin_strategies.GarchGruStrategy`'s, step 3
+:class:`~pairs_assets.quant.walkforward.builtin_strategies.BaselineStrategy`'s. Without
+``strategies`` the run is the legacy one, :func:`default_strategies`: the strategy settings as
+``default`` (``default_gru`` with the GRU gate) beside ``baseline``.
 """
 
 from __future__ import annotations
@@ -299,7 +309,7 @@ def default_strategies(strategy: Strategy, settings: WalkForwardSettings) -> lis
     ]
 
 
-def with_reference(strategies: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> list:
+def with_reference(strategies: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> list[StrategyPlugin]:
     """``strategies`` with the classical baseline (of ``settings.baseline_*``, named ``baseline``)
     appended when none of them is a reference: every result is shown beside it."""
     out = list(strategies)
