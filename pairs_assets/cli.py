@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", message="Asset job .* materializes assets with varying BackfillPolicies")
 
 from pairs_assets.cli_common import DATE, SESSION, is_debug, pairs_group
-from pairs_assets.errors import MissingBarsError, RunFailedError
+from pairs_assets.errors import MissingBarsError, PairsError, RunFailedError
 from pairs_assets.settings import EMBEDDED_LAST_SESSION, PACKAGE_DIR, PRESETS, paths
 
 PROJECT_DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
@@ -678,6 +678,87 @@ def strategy_overrides(preset: str, overrides) -> dict:
     return config
 
 
+def walk_forward_strategies(names, overrides) -> list:
+    """The strategies of ``--strategy`` with ``--set NAME.KEY=VALUE`` (validated), or one line
+    refusing an unknown name (listing the known ones) or a bad parameter, before any run."""
+    from pairs_assets.assets.walk_forward import resolve_strategies
+    from pairs_assets.strategies.base import StrategyPluginError
+
+    try:
+        return resolve_strategies(list(names), list(overrides))
+    except StrategyPluginError as exc:
+        raise click.BadParameter(str(exc), param_hint="--strategy") from None
+
+
+@main.group("strategies")
+def strategies_group() -> None:
+    """The strategies: the entry points of group pairs_assets.strategies and the strategies file
+    (PAIRS_STRATEGIES_FILE, else <PAIRS_HOME>/strategies.yaml, else the shipped default)."""
+
+
+@strategies_group.command("list")
+def strategies_list() -> None:
+    """Every strategy of the strategies file (name, class, enabled, summary), then any entry point
+    that failed to load, with the reason."""
+    from pairs_assets.strategies.registry import load_registry
+
+    registry = load_registry()
+    click.echo(f"strategies file {registry.path} (fingerprint {registry.fingerprint})")
+    rows = [
+        (e.name, e.class_ref, "yes" if e.enabled else "no", e.cls.summary or e.cls.__doc__ or "")
+        for e in registry.entries.values()
+    ]
+    rows += [(name, "", "-", f"unavailable: {reason}") for name, reason in registry.unavailable.items()]
+    width = max([len(r[0]) for r in rows] + [4])
+    cls_width = max([len(r[1]) for r in rows] + [5])
+    click.echo(f"{'name':<{width}}  {'class':<{cls_width}}  {'enabled':<7}  summary")
+    for name, ref, enabled, summary in rows:
+        click.echo(
+            f"{name:<{width}}  {ref:<{cls_width}}  {enabled:<7}  {summary.strip().splitlines()[0] if summary.strip() else ''}"
+        )
+    if registry.failures:
+        click.echo("")
+        click.echo("entry points that failed to load (group pairs_assets.strategies):")
+        for failure in registry.failures:
+            click.echo(f"  {failure.name}: {failure.reason}")
+
+
+@strategies_group.command("show")
+@click.argument("name")
+def strategies_show(name: str) -> None:
+    """One strategy: its class, enabled, the file it comes from, and every parameter with its value,
+    default and description."""
+    import json
+
+    from pairs_assets.strategies.registry import load_registry
+
+    registry = load_registry()
+    try:
+        entry = registry.get(name)
+    except PairsError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    cls = entry.cls
+    click.echo(f"name            {entry.name}")
+    click.echo(f"class           {entry.class_ref} ({cls.__module__}:{cls.__qualname__})")
+    click.echo(f"enabled         {'yes' if entry.enabled else 'no'}")
+    click.echo(f"source file     {registry.path}")
+    click.echo(f"summary         {cls.summary}")
+    click.echo(
+        f"sectors combine {cls.combine_sectors}; {'a trial of the selection' if cls.selected else 'fixed in advance'}"
+    )
+    click.echo("")
+    click.echo("parameters (value; default when the file sets another; description)")
+    values = entry.plugin.params.model_dump(mode="json")
+    for key, info in cls.Params.model_fields.items():
+        value = values.get(key)
+        default = info.get_default(call_default_factory=True)
+        default = default.model_dump(mode="json") if hasattr(default, "model_dump") else default
+        marker = "" if json.dumps(value, default=str) == json.dumps(default, default=str) else f" (default {default!r})"
+        click.echo(f"  {key} = {json.dumps(value, default=str)}{marker}")
+        if info.description:
+            click.echo(f"      {info.description}")
+
+
 @main.command("walk-forward")
 @click.option("--start", default="1995-01-03", show_default=True, help="First decision session, YYYY-MM-DD.")
 @click.option("--end", default=EMBEDDED_LAST_SESSION, show_default=True, help="Last session, YYYY-MM-DD.")
@@ -750,7 +831,16 @@ def strategy_overrides(preset: str, overrides) -> dict:
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override one strategy setting, e.g. --set formation_window=126 (repeatable).",
+    help="Override one strategy setting, e.g. --set formation_window=126 (repeatable); with --strategy "
+    "NAME.KEY=VALUE sets strategy NAME's parameter.",
+)
+@click.option(
+    "--strategy",
+    "strategy_names",
+    multiple=True,
+    metavar="NAME",
+    help="Walk forward this strategy of the strategies file (pairs strategies list), repeatable: every one "
+    "side by side, beside the classical baseline. Default: the --preset/--set settings as 'default'.",
 )
 @click.option("--name", default="default", show_default=True, help="Results go to <PAIRS_HOME>/walk_forward/<name>/.")
 @click.option("--skip-load", is_flag=True, help="Assume the bars are already in the store.")
@@ -784,6 +874,7 @@ def walk_forward_command(
     periods,
     preset,
     overrides,
+    strategy_names,
     name,
     skip_load,
     robustness,
@@ -843,9 +934,23 @@ def walk_forward_command(
                 "replayed; give sub-periods within the range (or widen --start/--end)",
                 param_hint="--periods",
             )
-    strategy_config = strategy_overrides(preset, overrides)
+    plugins = None
+    if strategy_names:
+        plugins = walk_forward_strategies(strategy_names, overrides)
+        if click.get_current_context().get_parameter_source("preset") is not click.core.ParameterSource.DEFAULT:
+            raise click.BadParameter(
+                "--preset sets the legacy run's settings; with --strategy set parameters as --set NAME.KEY=VALUE",
+                param_hint="--preset",
+            )
+        if robustness:
+            raise click.BadParameter(
+                "--robustness varies the legacy run's settings; run it without --strategy", param_hint="--strategy"
+            )
+        strategy_config = strategy_overrides(preset, ())
+    else:
+        strategy_config = strategy_overrides(preset, overrides)
     # a window longer than the history is refused here, in one line, before the bars are loaded
-    check_history(settings, StrategySettings(**strategy_config), paths().history_start)
+    check_history(settings, StrategySettings(**strategy_config) if plugins is None else plugins, paths().history_start)
     instance = _instance()
     click.echo(f"PAIRS_HOME      {paths().home}")
     click.echo(
@@ -854,7 +959,9 @@ def walk_forward_command(
     if not skip_load:
         resources = {k: v for k, v in defs.resources.items() if k in ("store", "bar_source")}
         with dg.build_resources(resources) as built:
-            written, seconds = _load_walk_forward_bars(settings, StrategySettings(**strategy_config), built)
+            written, seconds = _load_walk_forward_bars(
+                settings, StrategySettings(**strategy_config) if plugins is None else plugins, built
+            )
         click.echo(f"bars            {written} upserted into the store in {seconds:.1f}s")
     config = {
         "name": name,
@@ -873,6 +980,10 @@ def walk_forward_command(
         "bootstrap_block": settings.bootstrap_block,
         "min_trades": settings.min_trades,
     }
+    if plugins is not None:
+        config["strategies"] = list(strategy_names)
+        config["strategy_params"] = list(overrides)
+        click.echo(f"strategies      {', '.join(strategy_names)} (beside the classical baseline)")
     if robustness:
         _run_robustness(config, strategy_config, instance, settings, robust_periods, phase_step)
         return

@@ -26,6 +26,9 @@ from pairs_assets.quant.walkforward.engine import (
     WalkForwardSettings,
     required_history,
     run_walk_forward,
+    strategy_histories,
+    strategy_labels,
+    with_reference,
 )
 from pairs_assets.quant.walkforward.ledger import trials_from_runs
 from pairs_assets.quant.walkforward.metrics import BOOTSTRAP_BLOCK, BOOTSTRAP_RESAMPLES, DEFAULT_PERIODS, SUMMARY_KEYS
@@ -79,6 +82,16 @@ class WalkForwardConfig(dg.Config):
     periods: list[list[str]] = Field(
         [list(p) for p in DEFAULT_PERIODS], description="Sub-periods: [label, first date, last date] each."
     )
+    strategies: list[str] = Field(
+        [],
+        description="Strategies of the strategies file (pairs strategies list) walked forward side by side, "
+        "beside the classical baseline; empty: the strategy resource's settings as 'default' (the legacy run).",
+    )
+    strategy_params: list[str] = Field(
+        [],
+        description="With strategies: NAME.KEY=VALUE parameter overrides (VALUE read as JSON, else a string), "
+        "validated by the strategy's schema.",
+    )
 
     def settings(self) -> WalkForwardSettings:
         return WalkForwardSettings(
@@ -101,9 +114,59 @@ class WalkForwardConfig(dg.Config):
         )
 
 
+def resolve_strategies(names, overrides=()) -> list:
+    """The strategies file's strategies ``names`` (in order) with ``NAME.KEY=VALUE`` overrides, read
+    now (:func:`~pairs_assets.strategies.registry.load_registry`: an edit of the file counts at the
+    next run); a ``StrategyPluginError`` in one line for an unknown name or a bad value."""
+    import json
+
+    from pairs_assets.strategies.base import StrategyPluginError
+    from pairs_assets.strategies.registry import load_registry
+
+    registry = load_registry()
+    by_name: dict[str, dict] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        name, dot, field = key.partition(".")
+        if not sep or not dot or not field:
+            raise StrategyPluginError(f"strategy parameter {item!r}: expected NAME.KEY=VALUE")
+        if name not in names:
+            raise StrategyPluginError(
+                f"strategy parameter {item!r}: {name!r} is not one of the strategies walked forward ({', '.join(names)})"
+            )
+        try:
+            by_name.setdefault(name, {})[field] = json.loads(value)
+        except json.JSONDecodeError:
+            by_name.setdefault(name, {})[field] = value
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if list(names).count(n) > 1})
+        raise StrategyPluginError(f"strategy {twice[0]!r} is named twice")
+    return [registry.build(name, by_name.get(name)) for name in names]
+
+
+def plugin_run_params(strategies, settings: WalkForwardSettings) -> dict:
+    """The MLflow params of a walk-forward of strategy plugins, what the trials ledger reads back
+    (:func:`~pairs_assets.quant.walkforward.ledger.trials_from_runs`): ``strategies`` (the names, the
+    baseline included), per strategy ``strategies.<name>.class``, ``.selected``, ``.labels`` (its
+    rows) and ``strategy.<name>.<parameter>`` (its trial parameters)."""
+    labels = strategy_labels(with_reference(strategies, settings), settings)
+    plugins = list(dict.fromkeys(labels.values()))
+    params = {"strategies": ",".join(p.name for p in plugins)}
+    for plugin in plugins:
+        params[f"strategies.{plugin.name}.class"] = f"{type(plugin).__module__}:{type(plugin).__qualname__}"
+        params[f"strategies.{plugin.name}.selected"] = plugin.selected
+        params[f"strategies.{plugin.name}.labels"] = ",".join(
+            label for label, owner in labels.items() if owner is plugin
+        )
+        for k, v in plugin.trial_params().items():
+            params[f"strategy.{plugin.name}.{k}"] = v
+    return params
+
+
 def panel_sessions(settings: WalkForwardSettings, strategy, history_start: str) -> pd.DatetimeIndex:
     """The sessions whose bars a walk-forward reads: the range and the longest window before it (+1),
-    none before ``history_start``."""
+    none before ``history_start``. ``strategy``: the legacy run's settings, or the strategies
+    (:func:`~pairs_assets.quant.walkforward.engine.required_history`)."""
     available = partitions.sessions_in_range(history_start, settings.end)
     before = available[available < pd.Timestamp(settings.start)]
     keep = required_history(strategy, settings) + 1
@@ -124,15 +187,27 @@ def check_history(settings: WalkForwardSettings, strategy, history_start: str) -
         calendar = partitions.sessions_in_range(history_start, partitions.nyse_calendar().last_session)
         if needed < len(calendar):
             remedy = f"start on or after {calendar[needed].date()}"
+        elif isinstance(strategy, (list, tuple)):
+            histories = strategy_histories(with_reference(strategy, settings), settings)
+            name = max(histories, key=histories.get)
+            raise WalkForwardError(
+                f"strategy {name!r}: its longest window needs {histories[name] + 1} sessions of bars before the "
+                f"range start {settings.start} and no start can give them: the calendar holds {len(calendar)} "
+                f"sessions from {history_start}; lower its windows"
+            )
         else:
             remedy = (
                 f"no start can: the calendar holds {len(calendar)} sessions from {history_start}; lower the strategy "
                 f"windows (formation_window {strategy.formation_window}, garch_window {strategy.garch_window}, "
                 f"backtest_window {strategy.backtest_window})"
             )
+        whose = ""
+        if isinstance(strategy, (list, tuple)):
+            histories = strategy_histories(with_reference(strategy, settings), settings)
+            whose = f" (strategy {max(histories, key=histories.get)!r})"
         raise WalkForwardError(
-            f"the range starts {settings.start} but the longest window needs {needed} sessions of bars before it "
-            f"and the history (from {history_start}) has {before}; {remedy}"
+            f"the range starts {settings.start} but the longest window{whose} needs {needed} sessions of bars "
+            f"before it and the history (from {history_start}) has {before}; {remedy}"
         )
     return sessions
 
@@ -169,15 +244,20 @@ def run_and_record(
     name: str,
     dagster_run_id: str = "",
     log: Callable[[str], None] = print,
+    strategies: list | None = None,
+    strategies_fingerprint: str = "",
 ) -> tuple:
     """Read the panels, run, write ``<home>/walk_forward/<name>/`` and the MLflow run.
+
+    ``strategies``: the plugins walked forward side by side (None: the legacy run of ``strategy``
+    beside the baseline); ``strategies_fingerprint``: the strategies file's (a run tag).
 
     Returns (result, files, mlflow run id, input fingerprint).
     """
     history_start = home.history_start
     target = output_dir(home.home, name)
     sectors = resolve_sectors(settings, home.universe())
-    sessions = check_history(settings, strategy, history_start)
+    sessions = check_history(settings, strategy if strategies is None else list(strategies), history_start)
     panels = {}
     for sector, symbols in sectors.items():
         panel = read_panel(store, source, sector, symbols, sessions, with_bars=True)
@@ -219,9 +299,19 @@ def run_and_record(
     ledger = trials_from_runs(registry.walk_forward_runs(), settings.selection) if registry is not None else []
     t0 = time.perf_counter()
     # the exchange calendar's formation schedule (a fixed epoch, not the history start): the daily graph's
-    schedule = partitions.formation_schedule(
-        strategy.reselect_every, settings.end, phase=strategy.formation_phase, since=history_start
-    )
+    if strategies is None:
+        schedule = partitions.formation_schedule(
+            strategy.reselect_every, settings.end, phase=strategy.formation_phase, since=history_start
+        )
+    else:  # each strategy's own formation calendar
+        schedule = {}
+        for plugin in strategies:
+            calendar = plugin.formation_calendar()
+            if calendar is not None:
+                every, phase = calendar
+                schedule[plugin.name] = partitions.formation_schedule(
+                    every, settings.end, phase=phase, since=history_start
+                )
     result = run_walk_forward(
         panels,
         sectors,
@@ -232,6 +322,7 @@ def run_and_record(
         progress=progress,
         ledger=ledger,
         session_number=baseline_session_number,
+        strategies=strategies,
     )
     result.seconds["total"] = round(time.perf_counter() - t0, 2)
     fingerprint = fingerprint_of(
@@ -242,7 +333,9 @@ def run_and_record(
             for s, p in panels.items()
         },
         source,
-        strategy.model_dump(mode="json"),
+        strategy.model_dump(mode="json")
+        if strategies is None
+        else {p.name: [type(p).__qualname__, p.params.model_dump(mode="json")] for p in strategies},
         settings.model_dump(mode="json"),
     )
     from pairs_assets.reporting import equity_figure
@@ -259,9 +352,13 @@ def run_and_record(
             for key in (*SUMMARY_KEYS, "vs_baseline", "vs_baseline_low", "vs_baseline_high")
         }
         metrics["trials.n"] = result.trials.n_trials
+        if strategies is None:
+            strategy_params = {f"strategy.{k}": v for k, v in strategy.model_dump(mode="json").items()}
+        else:
+            strategy_params = plugin_run_params(strategies, settings)
         params = {
             **{f"wf.{k}": v for k, v in settings.model_dump(mode="json").items()},
-            **{f"strategy.{k}": v for k, v in strategy.model_dump(mode="json").items()},
+            **strategy_params,
             "bar_source": source,
             "input_fingerprint": fingerprint,
             "trials.source": result.trials.source,
@@ -271,7 +368,12 @@ def run_and_record(
             params=params,
             metrics=metrics,
             artifacts_dir=target,
-            tags={"walk_forward_name": name, "dagster_run_id": dagster_run_id, "input_fingerprint": fingerprint},
+            tags={
+                "walk_forward_name": name,
+                "dagster_run_id": dagster_run_id,
+                "input_fingerprint": fingerprint,
+                **({"strategies_fingerprint": strategies_fingerprint} if strategies_fingerprint else {}),
+            },
         )
     return result, files, run_id, fingerprint
 
@@ -399,6 +501,21 @@ def walk_forward(
     home: PairsHome,
 ) -> dg.MaterializeResult:
     settings = config.settings()
+    plugins, registry_fingerprint, failures = None, "", {}
+    if config.strategies:
+        from pairs_assets.strategies.registry import load_registry
+
+        plugins = resolve_strategies(config.strategies, config.strategy_params)
+        registry = load_registry()
+        registry_fingerprint = registry.fingerprint
+        # shown in the UI: the entry points that failed to load (the others ran)
+        failures = {f.name: f.reason for f in registry.failures}
+        if failures:
+            context.log.warning(
+                "strategy entry points that failed to load: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
+            )
+    elif config.strategy_params:
+        raise WalkForwardError("strategy_params need strategies: name the strategies they set")
     result, files, run_id, fingerprint = run_and_record(
         home=home,
         store=store,
@@ -409,6 +526,8 @@ def walk_forward(
         name=config.name,
         dagster_run_id=context.run_id,
         log=context.log.info,
+        strategies=plugins,
+        strategies_fingerprint=registry_fingerprint,
     )
     summary = result.summary
     headline = summary[(summary["sector"] == "all") & (summary["period"] == "full")]
@@ -425,6 +544,9 @@ def walk_forward(
             "config_pair_days": sum(result.config_pairs.values()),
             "gru_gate": dg.MetadataValue.json(result.gru) if result.gru else "off",
             "trials": f"{result.trials.n_trials} ({result.trials.source})",
+            "strategies": ", ".join(dict.fromkeys(result.summary["strategy"])),
+            **({"strategies_fingerprint": registry_fingerprint} if registry_fingerprint else {}),
+            **({"strategy_entry_point_failures": dg.MetadataValue.json(failures)} if failures else {}),
             "sharpe_default_vs_baseline": dg.MetadataValue.md(
                 "\n".join(
                     f"- {r.strategy} @ {r.cost_bp:g} bp: Sharpe {r.sharpe:.2f} [{r.sharpe_low:.2f}, {r.sharpe_high:.2f}], "

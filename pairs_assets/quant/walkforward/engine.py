@@ -23,10 +23,21 @@ One call, :func:`run_walk_forward`, given each sector's closes panel (see
 Totals: our configs size positions as fractions of one portfolio's equity, so the total is the sum
 of the sectors' P&L. The baseline gives each traded pair 1/top_n of *its sector's* capital, so its
 total gives each of the N sectors 1/N of the capital (the sectors' P&L summed and divided by N).
+
+Strategies are plugins (:class:`~pairs_assets.quant.walkforward.plugin.StrategyPlugin`): each sector
+runs every strategy's ``walk_forward_sector`` in the given order; the rows carry each strategy's
+labels, in that order; ``combine_sectors`` (``sum`` or ``mean``) makes its total; ``selected`` makes
+its labels trials of the deflated Sharpe; the ``reference`` strategy (the classical baseline,
+appended when none is given) is what ``vs_baseline`` compares with. Steps 1–2 are
+:class:`~pairs_assets.quant.walkforward.builtin_strategies.GarchGruStrategy`'s, step 3
+:class:`~pairs_assets.quant.walkforward.builtin_strategies.BaselineStrategy`'s. Without
+``strategies`` the run is the legacy one, :func:`default_strategies`: the strategy settings as
+``default`` (``default_gru`` with the GRU gate) beside ``baseline``.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -36,11 +47,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pairs_assets.errors import PairsError
 from pairs_assets.quant import rule
 from pairs_assets.quant.strategy import Strategy
-from pairs_assets.quant.walkforward.baseline import baseline_periods, classical_baseline
-from pairs_assets.quant.walkforward.execution import execute, validate_cost_bp, validate_lag
+from pairs_assets.quant.walkforward.builtin_strategies import (
+    BaselineParams,
+    BaselineStrategy,
+    GarchGruStrategy,
+    baseline_executions,
+    trade_bars,
+)
+from pairs_assets.quant.walkforward.execution import validate_cost_bp, validate_lag
 from pairs_assets.quant.walkforward.ledger import Trial, TrialCount, count_trials, evaluated_label, trial_key
 from pairs_assets.quant.walkforward.metrics import (
     BOOTSTRAP_BLOCK,
@@ -51,17 +67,24 @@ from pairs_assets.quant.walkforward.metrics import (
     sharpe_difference,
     summarize,
 )
-from pairs_assets.quant.walkforward.replay import ON_DROP_CHOICES, SectorPanel, build_configs, trade_configs
-from pairs_assets.quant.walkforward.score_study import forward_pnl, rank_evidence
+from pairs_assets.quant.walkforward.plugin import SectorContext, StrategyPlugin, WalkForwardError
+from pairs_assets.quant.walkforward.replay import ON_DROP_CHOICES, SectorPanel
+from pairs_assets.quant.walkforward.score_study import rank_evidence
 
 __all__ = [
     "SUMMARY_COLUMNS",
     "WalkForwardError",
     "WalkForwardResult",
     "WalkForwardSettings",
+    "baseline_executions",
+    "default_strategies",
     "required_history",
     "run_baseline",
     "run_walk_forward",
+    "strategy_histories",
+    "strategy_labels",
+    "trade_bars",
+    "with_reference",
 ]
 
 SUMMARY_COLUMNS = [
@@ -80,10 +103,6 @@ SUMMARY_COLUMNS = [
 ]
 #: The development years: where configurations were compared and the defaults chosen (DESIGN 6b).
 SELECTION_RANGE = ("1995-01-03", "2010-12-31")
-
-
-class WalkForwardError(PairsError, ValueError):
-    """A walk-forward cannot run as asked; the message names the setting, sector or session."""
 
 
 class WalkForwardSettings(BaseModel):
@@ -281,27 +300,52 @@ def bars_traded(panels: dict[str, SectorPanel]) -> str:
     )
 
 
-def required_history(strategy: Strategy, settings: WalkForwardSettings) -> int:
+def default_strategies(strategy: Strategy, settings: WalkForwardSettings) -> list[StrategyPlugin]:
+    """The legacy walk-forward's strategies: ``strategy`` as ``default`` (and ``default_gru`` with
+    the GRU gate) beside the classical baseline of ``settings.baseline_*`` as ``baseline``."""
+    return [
+        GarchGruStrategy("default", strategy.strategy()),
+        BaselineStrategy("baseline", BaselineParams.from_settings(settings)),
+    ]
+
+
+def with_reference(strategies: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> list[StrategyPlugin]:
+    """``strategies`` with the classical baseline (of ``settings.baseline_*``, named ``baseline``)
+    appended when none of them is a reference: every result is shown beside it."""
+    out = list(strategies)
+    if not any(getattr(s, "reference", False) for s in out):
+        out.append(BaselineStrategy("baseline", BaselineParams.from_settings(settings)))
+    return out
+
+
+def strategy_histories(strategies: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> dict[str, int]:
+    """Strategy name → sessions of bars it reads before the first as-of session (its longest window)."""
+    return {s.name: int(s.required_history(settings)) for s in strategies}
+
+
+def required_history(strategy: Strategy | Sequence[StrategyPlugin], settings: WalkForwardSettings) -> int:
     """Sessions of bars needed before the first as-of session: the longest window the run reads.
 
     Parameters
     ----------
-    strategy : Strategy
+    strategy : Strategy or sequence of StrategyPlugin
+        The legacy run's strategy settings (beside the baseline of ``settings.baseline_*``), or the
+        strategies a run walks forward (the baseline added when absent, :func:`with_reference`).
     settings : WalkForwardSettings
 
     Returns
     -------
     int
     """
-    windows = [strategy.formation_window, strategy.garch_sessions, strategy.backtest_sessions]
-    if settings.gru:
-        windows.append(strategy.gru_window)
-    # the first configs' formation session may lie up to reselect_every - 1 sessions earlier; the
-    # baseline's period under way at the range start up to baseline_trading - 1 sessions earlier
-    return max(strategy.reach(max(windows)), settings.baseline_formation + settings.baseline_trading)
+    plugins = (
+        with_reference(strategy, settings) if isinstance(strategy, Sequence) else default_strategies(strategy, settings)
+    )
+    return max(strategy_histories(plugins, settings).values())
 
 
-def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, end: pd.Timestamp, next_session) -> None:
+def _check_range(
+    panel: SectorPanel, sessions: pd.DatetimeIndex, histories: dict[str, int], end: pd.Timestamp, next_session
+) -> None:
     index = panel.closes.index
     if sessions.empty:
         raise WalkForwardError(
@@ -313,11 +357,12 @@ def _check_range(panel: SectorPanel, sessions: pd.DatetimeIndex, history: int, e
             f"({index[0].date()} → {index[-1].date()})"
         )
     first = index.get_loc(sessions[0])
+    name, history = max(histories.items(), key=lambda item: item[1])
     if first < history:
         raise WalkForwardError(
-            f"sector {panel.sector}: the range starts {sessions[0].date()} but the longest window needs {history} "
-            f"sessions of bars before it and only {first} exist (from {index[0].date()}); start later or load "
-            f"older bars"
+            f"sector {panel.sector}: the range starts {sessions[0].date()} but the longest window (strategy "
+            f"{name!r}) needs {history} sessions of bars before it and only {first} exist (from "
+            f"{index[0].date()}); start later or load older bars"
         )
 
 
@@ -325,7 +370,7 @@ def run_walk_forward(
     panels: dict[str, SectorPanel],
     symbols_by_sector: dict[str, Sequence[str]],
     next_session: Callable[[pd.Timestamp], pd.Timestamp],
-    strategy: Strategy,
+    strategy: Strategy | None,
     settings: WalkForwardSettings,
     *,
     models_for=None,
@@ -334,6 +379,7 @@ def run_walk_forward(
     progress: Callable[[int], None] | None = None,
     ledger: Sequence[Trial] = (),
     session_number: Callable[[pd.Timestamp], int] | None = None,
+    strategies: Sequence[StrategyPlugin] | None = None,
 ) -> WalkForwardResult:
     """Replay, trade and summarise (see the module docstring).
 
@@ -345,13 +391,17 @@ def run_walk_forward(
         The universe.
     next_session : callable
         The exchange calendar's next session (for the last config's effective session).
-    strategy : Strategy
+    strategy : Strategy or None
+        The legacy run's strategy settings (with ``strategies`` None): walked forward as ``default``
+        (and ``default_gru``) beside ``baseline`` (:func:`default_strategies`). Ignored with
+        ``strategies``.
     settings : WalkForwardSettings
     models_for, entry_gate : callable, optional
         The GRU stage and gate (see :func:`~pairs_assets.quant.walkforward.replay.build_configs`
         and :func:`~pairs_assets.quant.walkforward.replay.trade_configs`).
-    formation_of : callable, optional
-        The formation session of an as-of session.
+    formation_of : callable or mapping of str to callable, optional
+        The formation session of an as-of session: one calendar for every strategy, or one per
+        strategy name (:meth:`~pairs_assets.strategies.base.StrategyPlugin.formation_calendar`).
     progress : callable, optional
         ``progress(n)`` is called as as-of sessions are done.
     ledger : sequence of Trial
@@ -361,6 +411,9 @@ def run_walk_forward(
         The exchange-session number of a session from a fixed epoch: anchors the baseline's
         trading periods to the calendar (see :mod:`~pairs_assets.quant.walkforward.baseline`);
         None: they start at the range start.
+    strategies : sequence of StrategyPlugin, optional
+        The strategies to walk forward side by side, in this order (rows ordered so); the classical
+        baseline is appended when none is a reference (:func:`with_reference`).
 
     Returns
     -------
@@ -369,27 +422,28 @@ def run_walk_forward(
     Raises
     ------
     WalkForwardError
-        A range outside the bars or shorter than the longest window.
+        A range outside the bars or shorter than the longest window (naming the strategy), two
+        strategies reporting one label.
     """
-    strategy = strategy.strategy()  # the pure model (a Dagster resource passed in is unwrapped)
+    if strategies is None:
+        plugins = default_strategies(strategy, settings)  # a Dagster resource passed in is unwrapped
+    else:
+        plugins = with_reference(strategies, settings)
+    labels = strategy_labels(plugins, settings)
     sectors = list(panels)
     if not sectors:
         raise WalkForwardError("no sector to walk forward")
-    history = required_history(strategy, settings)
+    histories = strategy_histories(plugins, settings)
     for sector in sectors:
         panel = panels[sector]
-        _check_range(panel, _range_sessions(panel, settings), history, pd.Timestamp(settings.end), next_session)
+        _check_range(panel, _range_sessions(panel, settings), histories, pd.Timestamp(settings.end), next_session)
+    calendars = formation_of if isinstance(formation_of, dict) else {p.name: formation_of for p in plugins}
     workers = min(settings.workers or os.cpu_count() or 1, len(sectors))
     anchors = {s: None if session_number is None else int(session_number(panels[s].closes.index[0])) for s in sectors}
-    jobs = [(panels[s], symbols_by_sector[s], next_session, strategy, settings, formation_of) for s in sectors]
+    jobs = [(panels[s], tuple(symbols_by_sector[s]), next_session, plugins, settings, calendars) for s in sectors]
     if workers > 1 and models_for is None and entry_gate is None:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {
-                pool.submit(
-                    _run_sector_in_worker, panel, symbols, nxt, strategy, wf, formation, anchors[panel.sector]
-                ): panel.sector
-                for panel, symbols, nxt, _strategy, wf, formation in jobs
-            }
+            futures = {pool.submit(_run_sector_in_worker, *job, anchors[job[0].sector]): job[0].sector for job in jobs}
             outcomes = {}
             for future in as_completed(futures):
                 outcomes[futures[future]] = future.result()
@@ -402,7 +456,7 @@ def run_walk_forward(
                 models_for=models_for,
                 entry_gate=entry_gate,
                 progress=progress,
-                baseline_anchor=anchors[job[0].sector],
+                anchor=anchors[job[0].sector],
             )
             for job in jobs
         }
@@ -427,7 +481,7 @@ def run_walk_forward(
             trade_frames.append(trades.assign(cost_bp=cost))
             totals.setdefault((name, cost), []).append((daily, trades))
     for (name, cost), parts in totals.items():
-        scale = 1.0 / len(parts) if name == "baseline" else 1.0
+        scale = 1.0 / len(parts) if labels[name].combine_sectors == "mean" else 1.0
         summed = _sum_daily([d for d, _ in parts])
         daily = summed * scale
         daily["n_positions"] = summed["n_positions"]  # a count, not scaled
@@ -437,20 +491,33 @@ def run_walk_forward(
         daily_frames.append(
             daily.rename_axis("session").reset_index().assign(strategy=name, sector="all", cost_bp=cost)
         )
-    trials = count_trials(ledger, _current_trials(strategy, settings, executed), override=settings.n_trials)
+    trials = count_trials(ledger, _current_trials(plugins, labels, settings, executed), override=settings.n_trials)
+    reference = next(label for label, plugin in labels.items() if plugin.reference)
     rows, t_summary = [], time.perf_counter()
     for (name, sector, cost), (daily, trades) in executed.items():
+        plugin = labels[name]
         rows.extend(
-            _summary_rows(name, sector, cost, daily, trades, settings, trials, executed.get(("baseline", sector, cost)))
+            _summary_rows(
+                name,
+                sector,
+                cost,
+                daily,
+                trades,
+                settings,
+                trials,
+                None if name == reference else executed.get((reference, sector, cost)),
+                selected=plugin.selected,
+            )
         )
     seconds["summary"] = round(time.perf_counter() - t_summary, 2)  # the bootstrap intervals are most of it
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    # strategy (ours first), sector (the total first), cost, period (full first), as given otherwise
+    # strategy (in the strategies' order), sector (the total first), cost, period (full first), as given otherwise
+    strategy_rank = {label: i for i, label in enumerate(labels)}
     sector_rank = {s: i for i, s in enumerate(["all", *sectors])}
     period_rank = {p: i for i, p in enumerate(["full", *[label for label, _, _ in settings.periods]])}
     summary = (
         summary.assign(
-            _s=summary["strategy"].map({"default": 0, "default_gru": 1, "baseline": 2}),
+            _s=summary["strategy"].map(strategy_rank),
             _c=summary["sector"].map(sector_rank),
             _p=summary["period"].map(period_rank),
         )
@@ -479,6 +546,22 @@ def run_walk_forward(
     )
 
 
+def strategy_labels(plugins: Sequence[StrategyPlugin], settings: WalkForwardSettings) -> dict[str, StrategyPlugin]:
+    """Row label → its strategy, in the strategies' order; two strategies of one name or label refused."""
+    out: dict = {}
+    for plugin in plugins:
+        takes_settings = bool(inspect.signature(plugin.labels).parameters)
+        labels = plugin.labels(settings) if takes_settings else plugin.labels()
+        for label in labels:
+            if label in out:
+                raise WalkForwardError(
+                    f"strategies {out[label].name!r} and {plugin.name!r} both report rows labelled {label!r}; "
+                    "give them different names"
+                )
+            out[label] = plugin
+    return out
+
+
 def _range_sessions(panel: SectorPanel, settings: WalkForwardSettings) -> pd.DatetimeIndex:
     index = panel.closes.index
     return index[(index >= pd.Timestamp(settings.start)) & (index <= pd.Timestamp(settings.end))]
@@ -489,139 +572,78 @@ class _SectorOutcome:
     configs: int
     pair_days: int
     n_sessions: int
-    executions: dict  # (strategy, cost) → (daily, trades)
+    executions: dict  # (label, cost) → (daily, trades)
     study: pd.DataFrame
     seconds: float
     gru: dict  # GRU gate counts: trained, skipped, allowed, vetoed (empty without the gate)
 
 
-def _run_sector_in_worker(
-    panel, symbols, next_session, strategy: Strategy, settings, formation_of, baseline_anchor=None
-) -> _SectorOutcome:
+def _run_sector_in_worker(panel, symbols, next_session, plugins, settings, calendars, anchor=None) -> _SectorOutcome:
     if settings.gru:
         import torch
 
         torch.set_num_threads(1)  # one process per core already
-    return _run_sector(panel, symbols, next_session, strategy, settings, formation_of, baseline_anchor=baseline_anchor)
+    return _run_sector(panel, symbols, next_session, plugins, settings, calendars, anchor=anchor)
 
 
 def _run_sector(
     panel,
     symbols,
     next_session,
-    strategy: Strategy,
+    plugins,
     settings,
-    formation_of=None,
+    calendars: dict | None = None,
     *,
     models_for=None,
     entry_gate=None,
     progress=None,
-    baseline_anchor=None,
+    anchor=None,
 ) -> _SectorOutcome:
-    """One sector: configs, our trades, the baseline's, executed at every cost."""
+    """One sector: every strategy's trades, executed at every cost, in the strategies' order."""
     t0 = time.perf_counter()
-    sector, index = panel.sector, panel.closes.index
+    index = panel.closes.index
     sessions = _range_sessions(panel, settings)
     first = index.get_loc(sessions[0])
     as_of = index[first - 1 : index.get_loc(sessions[-1])]  # the config for as-of D applies at D+1
     effective = list(index[first : first + len(as_of)])
     if len(effective) < len(as_of):
         effective.append(next_session(as_of[-1]))
-    gate = None
-    if settings.gru and models_for is None:
-        from pairs_assets.quant.walkforward.gru_gate import GRUGate
-
-        gate = GRUGate(panel.closes, strategy, sector)
-        models_for, entry_gate = gate.models_for, gate.entry_gate
-    scored: list = []
-    configs = build_configs(
-        panel,
-        as_of,
-        effective,
-        symbols,
-        strategy,
-        formation_of=formation_of,
-        models_for=models_for,
-        progress=progress,
-        scored=scored,
-    )
-    study_cost = 5.0 if 5.0 in settings.costs else settings.costs[0]
-    study = (
-        forward_pnl(
-            pd.concat(scored, ignore_index=True),
-            panel.closes,
-            strategy.formation_window,
-            horizon=settings.score_horizon,
-            lag=settings.lag,
-            cost_bp=study_cost,
-        ).assign(sector=sector)
-        if scored
-        else pd.DataFrame()
-    )
-
-    def ours(name: str, gate_fn) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
-        if panel.bars is not None:  # intraday: a decision on every bar, P&L summed per session
-            return _trade_bars(configs, panel, sessions, settings, name, gate_fn)
-        trades = trade_configs(
-            configs,
-            panel.closes,
-            sessions,
-            strategy_name=name,
-            on_drop=settings.on_drop,
-            max_holding=settings.max_holding,
-            entry_gate=gate_fn,
-        ).assign(sector=sector)
-        return {
-            cost: _executed(execute(trades, panel.closes, sessions, lag=settings.lag, cost_bp=cost))
-            for cost in settings.costs
-        }
-
-    strategies = [("default", ours("default", None if gate is not None else entry_gate))]
-    if gate is not None:  # the same configs with and without the GRU's veto, side by side
-        strategies.append(("default_gru", ours("default_gru", entry_gate)))
-    executions = {}
-    for name, by_cost in strategies:
-        for cost in settings.costs:
-            executions[(name, cost)] = by_cost[cost]
-    for cost, executed in run_baseline(panel.closes, sessions, settings, sector, baseline_anchor).items():
-        executions[("baseline", cost)] = executed
+    executions, studies, gru = {}, [], {}
+    configs = pair_days = 0
+    for i, plugin in enumerate(plugins):
+        ctx = SectorContext(
+            panel=panel,
+            symbols=tuple(symbols),
+            sessions=sessions,
+            as_of=as_of,
+            effective=effective,
+            settings=settings,
+            next_session=next_session,
+            formation_of=(calendars or {}).get(plugin.name),
+            anchor=anchor,
+            models_for=models_for,
+            entry_gate=entry_gate,
+            progress=progress if i == 0 else None,  # the sector's sessions counted once
+        )
+        result = plugin.walk_forward_sector(ctx)
+        for label, by_cost in result.executions.items():
+            for cost in settings.costs:
+                executions[(label, cost)] = by_cost[cost]
+        configs += result.configs
+        pair_days += result.pair_days
+        if result.study is not None and len(result.study):
+            studies.append(result.study)
+        if result.gru:
+            gru[plugin.name] = result.gru
     return _SectorOutcome(
-        configs=len(configs),
-        pair_days=sum(len(c.pairs) for c in configs.values()),
+        configs=configs,
+        pair_days=pair_days,
         n_sessions=len(as_of),
         executions=executions,
-        study=study,
+        study=pd.concat(studies, ignore_index=True) if len(studies) > 1 else studies[0] if studies else pd.DataFrame(),
         seconds=round(time.perf_counter() - t0, 2),
-        gru={}
-        if gate is None
-        else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
+        gru=next(iter(gru.values())) if len(gru) == 1 else gru,  # one gated strategy: its counts
     )
-
-
-def _executed(result) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return result.daily, result.trades
-
-
-def _trade_bars(configs, panel, sessions, settings, name, gate_fn) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Our trades on the panel's intraday bars (:mod:`~pairs_assets.quant.walkforward.bars`): the
-    same configs, a decision on every bar, lag = the next bar, the P&L summed per session."""
-    from pairs_assets.quant.walkforward.bars import bars_of_range, execute_on_bars
-
-    try:
-        times, bar_sessions = bars_of_range(panel.bars, sessions, panel.sector)
-    except ValueError as exc:
-        raise WalkForwardError(str(exc)) from None
-    trades = trade_configs(
-        configs,
-        panel.bars.closes,
-        times,
-        strategy_name=name,
-        on_drop=settings.on_drop,
-        max_holding=settings.max_holding,
-        entry_gate=gate_fn,
-        bar_sessions=bar_sessions,
-    ).assign(sector=panel.sector)
-    return execute_on_bars(trades, panel.bars, times, bar_sessions, sessions, settings.costs, lag=settings.lag)
 
 
 def run_baseline(
@@ -654,35 +676,8 @@ def run_baseline(
     dict of float to (daily, trades)
         Per cost, :func:`~pairs_assets.quant.walkforward.execution.execute`'s frames.
     """
-    index = closes.index
-    base_sessions = sessions
-    if anchor is not None:
-        lead = baseline_periods(
-            index, sessions, settings.baseline_formation, settings.baseline_trading, settings.baseline_step, anchor
-        )[0].formation_end
-        base_sessions = index[min(lead, index.get_loc(sessions[0])) : index.get_loc(sessions[-1]) + 1]
-    trades = classical_baseline(
-        closes,
-        base_sessions,
-        formation=settings.baseline_formation,
-        trading=settings.baseline_trading,
-        step=settings.baseline_step,
-        top_n=settings.baseline_top_n,
-        pvalue_max=settings.baseline_pvalue_max,
-        entry_z=settings.baseline_entry_z,
-        stop_z=settings.baseline_stop_z,
-        sector=sector,
-        anchor=anchor,
-    )
-    out = {}
-    for cost in settings.costs:
-        result = execute(trades, closes, base_sessions, lag=settings.lag, cost_bp=cost)
-        if len(base_sessions) > len(sessions):
-            kept = result.trades[result.trades["entry_exec"] >= sessions[0]].reset_index(drop=True)
-            out[cost] = (result.daily.loc[sessions[0] :], kept)
-        else:
-            out[cost] = (result.daily, result.trades)
-    return out
+    params = BaselineParams.from_settings(settings)
+    return baseline_executions(closes, sessions, params, settings.costs, settings.lag, sector, anchor)
 
 
 def _sum_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -692,18 +687,20 @@ def _sum_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def _current_trials(strategy: Strategy, settings: WalkForwardSettings, executed) -> list[Trial]:
-    """This run's configurations as trials, when it evaluated the selection range."""
+def _current_trials(plugins, labels: dict, settings: WalkForwardSettings, executed) -> list[Trial]:
+    """This run's configurations (every selected strategy's labels) as trials, when it evaluated the
+    selection range."""
     label = evaluated_label(settings.start, settings.end, settings.periods, settings.selection)
     if label is None:
         return []
     first, last = (
         (settings.start, settings.end) if label == "full" else next(p[1:] for p in settings.periods if p[0] == label)
     )
-    params = strategy.model_dump(mode="json")
     trade = {"lag": settings.lag, "on_drop": settings.on_drop, "max_holding": settings.max_holding}
     out = []
-    for variant in ("default", "default_gru"):
+    for variant, plugin in labels.items():
+        if not plugin.selected:
+            continue
         sharpe = {}
         for (name, sector, cost), (daily, trades) in executed.items():
             if name == variant and sector == "all":
@@ -714,7 +711,7 @@ def _current_trials(strategy: Strategy, settings: WalkForwardSettings, executed)
                     float(days.mean()) / std * 252**0.5 if std > 0.0 else 0.0 if never else float("nan")
                 )
         if sharpe:
-            out.append(Trial(trial_key(params, trade, variant), sharpe))
+            out.append(Trial(trial_key(plugin.trial_params(), trade, variant), sharpe))
     return out
 
 
@@ -731,9 +728,13 @@ def _summary_rows(
     settings,
     trials: TrialCount,
     baseline,
+    *,
+    selected: bool = True,
 ) -> list[list]:
-    """The full range and every sub-period overlapping it: SUMMARY_COLUMNS."""
-    ours = name != "baseline"  # the baseline is fixed in advance: no selection to deflate for
+    """The full range and every sub-period overlapping it: SUMMARY_COLUMNS. ``baseline``: the
+    reference's (daily, trades) at this sector and cost (None for the reference itself);
+    ``selected``: whether the strategy is a trial (the baseline, fixed in advance, is not)."""
+    ours = selected
     variance = trials.variance.get(float(cost), float("nan"))
     options = {
         "n_trials": trials.n_trials,
@@ -763,7 +764,7 @@ def _summary_rows(
     rows = []
     for label, row in stats.items():
         diff = (float("nan"),) * 3
-        if ours and baseline is not None:
+        if baseline is not None:
             first, last = (pd.Timestamp(b) for b in bounds[label])
             days = (daily.index >= first) & (daily.index <= last)
             base = baseline[0]

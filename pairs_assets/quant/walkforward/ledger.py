@@ -179,8 +179,10 @@ def trials_from_runs(runs: Iterable[Mapping], selection: tuple[object, object]) 
     ----------
     runs : iterable of mapping
         Each ``{"run_id": str, "start_time": number, "params": {name: str}, "metrics": {name: float}}``
-        as the walk-forward logs them: params ``wf.<setting>`` and ``strategy.<setting>``, metrics
-        ``<strategy>.<cost>bp.<period>.sharpe`` of the total.
+        as the walk-forward logs them: params ``wf.<setting>`` and ``strategy.<setting>`` (a run of
+        strategy plugins: ``strategies`` = their names, ``strategies.<name>.selected`` and
+        ``.labels``, ``strategy.<name>.<parameter>``), metrics ``<label>.<cost>bp.<period>.sharpe``
+        of the total.
     selection : (first, last)
         The selection range.
 
@@ -203,9 +205,21 @@ def trials_from_runs(runs: Iterable[Mapping], selection: tuple[object, object]) 
         label = evaluated_label(start, end, periods, selection)
         if label is None:
             continue
-        strategy = {k[len("strategy.") :]: v for k, v in params.items() if k.startswith("strategy.")}
-        gru = str(params.get("wf.gru", "False")).lower() == "true"
-        for variant in _TRIAL_STRATEGIES[: 2 if gru else 1]:
+        names = [n for n in str(params.get("strategies", "")).split(",") if n]
+        if names:  # a run of strategy plugins: each selected strategy's labels, keyed by its parameters
+            variants = []
+            for name in names:
+                if str(params.get(f"strategies.{name}.selected", "True")).lower() != "true":
+                    continue
+                prefix = f"strategy.{name}."
+                own = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+                labels = str(params.get(f"strategies.{name}.labels", name)).split(",")
+                variants.extend((label, own) for label in labels if label)
+        else:
+            strategy = {k[len("strategy.") :]: v for k, v in params.items() if k.startswith("strategy.")}
+            gru = str(params.get("wf.gru", "False")).lower() == "true"
+            variants = [(variant, strategy) for variant in _TRIAL_STRATEGIES[: 2 if gru else 1]]
+        for variant, strategy in variants:
             sharpe = {}
             prefix = f"{variant}."
             for suffix, zero_trades in ((f"bp.{label}.sharpe", False), (f"bp.{label}.trades", True)):
