@@ -36,7 +36,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from pairs_assets.pipeline import garch_gru as _stages
+from pairs_assets.quant.pipeline import garch_gru as _stages
 from pairs_assets.settings import StrategySettings
 
 ERROR = dg.AssetCheckSeverity.ERROR
@@ -92,7 +92,7 @@ RAW_BARS_CHECKS = [
         False,
     ),
 ]
-# the daily stages' checks are declared with their stages (pairs_assets.pipeline.garch_gru)
+# the daily stages' checks are declared with their stages (pairs_assets.quant.pipeline.garch_gru)
 COINTEGRATED_PAIRS_CHECKS = [
     _spec("cointegrated_pairs", c.name, c.description, c.blocking) for c in _stages.COINTEGRATED_PAIRS_CHECKS
 ]

@@ -36,7 +36,7 @@ from pairs_assets.market.endpoints import (
     is_alpaca_url,
 )
 from pairs_assets.partitions import daily_partitions_def
-from pairs_assets.pipeline.garch_gru import PIPELINE
+from pairs_assets.quant.pipeline.garch_gru import PIPELINE
 from pairs_assets.settings import Paths, StrategySettings, paths
 from pairs_assets.universe import load_universe
 from resources.alpaca_source import AlpacaBarSource
@@ -59,7 +59,7 @@ warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of funct
 
 def build_assets(daily: dg.MultiPartitionsDefinition, strategy: StrategySettings) -> list:
     """Every asset (with its checks); the daily ones on ``daily``'s partitions with ``strategy``'s lookbacks
-    (the stage assets generated from the default pipeline, :data:`pairs_assets.pipeline.garch_gru.PIPELINE`)."""
+    (the stage assets generated from the default pipeline, :data:`pairs_assets.quant.pipeline.garch_gru.PIPELINE`)."""
     return [
         raw_bars_asset(daily, strategy),
         *stage_assets(PIPELINE, daily, strategy),

@@ -12,8 +12,8 @@ import pandas as pd
 from pairs_assets import partitions
 from pairs_assets.errors import MissingBarsError
 from pairs_assets.home import PairsHome
-from pairs_assets.pipeline.primitives import SectorPanel, fingerprint_of  # noqa: F401  (one definition)
-from pairs_assets.pipeline.spec import reasons_text, table_text
+from pairs_assets.quant.pipeline.primitives import SectorPanel, fingerprint_of  # noqa: F401  (one definition)
+from pairs_assets.quant.pipeline.spec import reasons_text, table_text
 from pairs_assets.universe import Universe
 from resources.bars import fingerprint_bars, validate_bars
 from resources.market_data import MarketDataStore
@@ -87,7 +87,7 @@ def read_panel(
 ):
     """A sector's closes over ``sessions`` in one read, with the row hashes that fingerprint any window.
 
-    Returns a :class:`pairs_assets.pipeline.primitives.SectorPanel`. A symbol with more than
+    Returns a :class:`pairs_assets.quant.pipeline.primitives.SectorPanel`. A symbol with more than
     one bar in a session (intraday data) gets no row hashes (the panel's fingerprints are then
     off; the closes stay right) and, with ``with_bars``, the panel carries the bars themselves
     (:func:`pairs_assets.quant.walkforward.bars.bar_panel`: the walk-forward then decides on every bar).

@@ -15,7 +15,7 @@ and ``dg launch --partition-range`` run the whole range in one run, each asset o
   the partitions of one trading period (``reselect_every``) share their formation stages — or a
   stage's range hook; ``cointegrated_pairs``' hook skips the Engle-Granger stage where the
   walk-forward's vectorised screen
-  (:func:`pairs_assets.pipeline.primitives.cointegration_screen`: rolling correlations of
+  (:func:`pairs_assets.quant.pipeline.primitives.cointegration_screen`: rolling correlations of
   every pair, then Engle-Granger on every (pair, formation session of the range) that passes)
   shows no pair can pass;
 * returns ``{partition key: object}``, which the IO manager writes as one file per partition, and

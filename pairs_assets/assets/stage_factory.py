@@ -1,6 +1,6 @@
-"""The daily stage assets, generated from a pipeline (:class:`pairs_assets.pipeline.Pipeline`).
+"""The daily stage assets, generated from a pipeline (:class:`pairs_assets.quant.pipeline.Pipeline`).
 
-One asset per :class:`~pairs_assets.pipeline.StageSpec`, on the daily partitions: its upstream
+One asset per :class:`~pairs_assets.quant.pipeline.StageSpec`, on the daily partitions: its upstream
 stages as inputs and ``raw_bars`` as a dependency, each through the same-session mapping
 (:func:`pairs_assets.partitions.same_partition_mapping`); its declared history
 (:func:`pairs_assets.assets.common.history_window_metadata`); its checks scoped to the partitions;
@@ -30,7 +30,7 @@ from pairs_assets import checks, partitions
 from pairs_assets.assets import ranges
 from pairs_assets.assets.common import GROUP, WindowReader, history_window_metadata, partition_parts, stopwatch
 from pairs_assets.instance.liveness import ensure_run_open
-from pairs_assets.pipeline.spec import (
+from pairs_assets.quant.pipeline.spec import (
     RAW_BARS,
     Json,
     Md,

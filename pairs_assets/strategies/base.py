@@ -5,7 +5,7 @@ A strategy is
 * a **config schema** — :attr:`StrategyPlugin.Params`, a pydantic model (``extra="forbid"``) whose
   defaults are the strategy's defaults; ``strategies.yaml`` and ``--set`` give values on top;
 * a **pipeline** — :meth:`StrategyPlugin.pipeline`, the ordered stage specs
-  (:mod:`pairs_assets.pipeline`) that turn a sector's bars into the next session's
+  (:mod:`pairs_assets.quant.pipeline`) that turn a sector's bars into the next session's
   :class:`~pairs_assets.quant.config_model.TradingConfig`; the daily graph generates its assets from
   it (under the strategy's asset key prefix) and the walk-forward iterates the same list. ``None``:
   a reference that only walks forward (the classical baseline);

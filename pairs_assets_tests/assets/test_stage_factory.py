@@ -1,6 +1,6 @@
 """A stage added through its spec only: the factory generates its asset, checks and both run paths.
 
-The daily stage assets are generated from a :class:`pairs_assets.pipeline.Pipeline`
+The daily stage assets are generated from a :class:`pairs_assets.quant.pipeline.Pipeline`
 (:func:`pairs_assets.assets.stage_factory.stage_assets`). Here a pipeline extends the default one's
 first two stages with ``pair_count`` — declared in this file and nowhere else — under a key prefix:
 its asset, its input (the prefixed upstream stage), its ``raw_bars`` dependency (the shared,
@@ -17,8 +17,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from pairs_assets.assets.stage_factory import stage_assets
 from pairs_assets.partitions import partition_key, same_partition_mapping
-from pairs_assets.pipeline import CheckDef, Pipeline, PipelineError, StageOutput, StageSpec
-from pairs_assets.pipeline.garch_gru import PIPELINE
+from pairs_assets.quant.pipeline import CheckDef, Pipeline, PipelineError, StageOutput, StageSpec
+from pairs_assets.quant.pipeline.garch_gru import PIPELINE
 from pairs_assets.settings import StrategySettings
 from pairs_assets_tests.assets.graph_harness import EMBEDDED_DAILY, daily_asset, preload_history, resources_for
 from resources.bar_sources import EmbeddedBarSource

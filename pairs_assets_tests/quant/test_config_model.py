@@ -127,7 +127,7 @@ def test_non_finite_floats_are_stored_as_null():
 def written():
     """The real stages and writer on the embedded closes of 2022-12-14|consumer, with a GRU row as
     gru_models writes it (its feature GARCH from the real garch_features; registry fields made up)."""
-    from pairs_assets.pipeline.gru import GRU_COLUMNS
+    from pairs_assets.quant.pipeline.gru import GRU_COLUMNS
     from pairs_assets.quant.stages import garch_features, gru_config, pair_spread
     from pairs_assets.settings import EMBEDDED_HISTORY_START, EMBEDDED_UNIVERSE_FILE
     from pairs_assets.universe import load_universe

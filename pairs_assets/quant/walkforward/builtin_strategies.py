@@ -150,6 +150,15 @@ def _with_defaults(base: type[BaseModel], name: str, defaults: dict) -> type[Bas
 SeedParams = _with_defaults(Strategy, "SeedParams", PRESETS["seed"])
 
 
+    def pipeline(self):
+        """Today's six stages (:data:`pairs_assets.quant.pipeline.garch_gru.PIPELINE`): the daily graph
+        generates its assets from it and :func:`~pairs_assets.quant.walkforward.replay.build_configs`
+        iterates it."""
+        from pairs_assets.quant.pipeline.garch_gru import PIPELINE
+
+        return PIPELINE
+
+
 class SeedStrategy(GarchGruStrategy):
     """The project's first (seed) design: the daily graph's stages at ``PRESETS["seed"]`` (a 60-session
     formation re-selected daily, correlation ≥ 0.8, composite > 0.7, a 1,000-return GARCH window)."""

@@ -49,16 +49,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from pairs_assets.pipeline.primitives import (  # the daily graph's primitives; names kept here for callers
+from pairs_assets.quant import rule
+from pairs_assets.quant import signals as sig
+from pairs_assets.quant.config_model import PairConfig, TradingConfig
+from pairs_assets.quant.pipeline.primitives import (  # the daily graph's primitives; names kept here for callers
     SectorPanel,
     cointegration_screen,
     fingerprint_of,
     rolling_pair_correlations,
 )
-from pairs_assets.pipeline.spec import Pipeline, Replay
-from pairs_assets.quant import rule
-from pairs_assets.quant import signals as sig
-from pairs_assets.quant.config_model import PairConfig, TradingConfig
+from pairs_assets.quant.pipeline.spec import Pipeline, Replay
 from pairs_assets.quant.stages import (
     build_trading_config,
     empty_garch_frame,
@@ -132,7 +132,7 @@ def build_configs(
         components, selected) are appended to it.
     pipeline : Pipeline, optional
         The stages to replay, in order (each stage's ``replay``); None: the default pipeline
-        (:data:`pairs_assets.pipeline.garch_gru.PIPELINE`), the one the daily graph's assets are
+        (:data:`pairs_assets.quant.pipeline.garch_gru.PIPELINE`), the one the daily graph's assets are
         generated from.
 
     Returns
@@ -256,8 +256,8 @@ _BLOCK = 256
 
 
 def _default_pipeline():
-    """The default strategy's pipeline (:data:`pairs_assets.pipeline.garch_gru.PIPELINE`), imported on use."""
-    from pairs_assets.pipeline.garch_gru import PIPELINE
+    """The default strategy's pipeline (:data:`pairs_assets.quant.pipeline.garch_gru.PIPELINE`), imported on use."""
+    from pairs_assets.quant.pipeline.garch_gru import PIPELINE
 
     return PIPELINE
 

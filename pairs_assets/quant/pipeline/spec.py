@@ -167,7 +167,7 @@ class StageRun:
 @dataclass
 class Replay:
     """The walk-forward's view of one sector (:func:`pairs_assets.quant.walkforward.replay.build_configs`):
-    its closes panel (a :class:`~pairs_assets.pipeline.primitives.SectorPanel`) and symbols, the
+    its closes panel (a :class:`~pairs_assets.quant.pipeline.primitives.SectorPanel`) and symbols, the
     strategy, the cointegration screen of the formation sessions (``screen[row]``), the cumulated
     gap rows (``gaps``: a window ``[a, b]`` is complete when ``gaps[b + 1] == gaps[a]``), the GRU
     stage's stand-in (``models_for``, or None: no GRU stage) and each stage's outputs so far by

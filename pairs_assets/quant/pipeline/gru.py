@@ -3,7 +3,7 @@
 All selected pairs of the partitions computed together (one partition, or a range's formation
 sessions) train in one batched fit (:func:`pairs_assets.quant.stages.gru_stage_fit_many`); a pair
 whose inputs did not change keeps its registered version. The registry, the store, the run's log and
-its previous output come through :class:`~pairs_assets.pipeline.spec.StageRun`.
+its previous output come through :class:`~pairs_assets.quant.pipeline.spec.StageRun`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from pairs_assets.pipeline.primitives import fingerprint_of
-from pairs_assets.pipeline.spec import Json, Md, Partition, StageOutput, StageRun, md_table
 from pairs_assets.quant.features import GRUTrainingError
+from pairs_assets.quant.pipeline.primitives import fingerprint_of
+from pairs_assets.quant.pipeline.spec import Json, Md, Partition, StageOutput, StageRun, md_table
 from pairs_assets.quant.stages import GRU_TRAINING, feature_columns, gru_config, gru_stage_fit_many, pair_spread
 from pairs_assets.util import redact_url
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pairs_assets.pipeline import gru
-from pairs_assets.pipeline.primitives import cointegration_screen, fingerprint_of
-from pairs_assets.pipeline.spec import (
+from pairs_assets.quant.config_model import SCHEMA_VERSION
+from pairs_assets.quant.pipeline import gru
+from pairs_assets.quant.pipeline.primitives import cointegration_screen, fingerprint_of
+from pairs_assets.quant.pipeline.spec import (
     CheckDef,
     Json,
     Partition,
@@ -28,7 +29,6 @@ from pairs_assets.pipeline.spec import (
     md_reasons,
     md_table,
 )
-from pairs_assets.quant.config_model import SCHEMA_VERSION
 from pairs_assets.quant.prices import find_unusable_symbols
 from pairs_assets.quant.stages import (
     build_trading_config,
@@ -128,7 +128,7 @@ def cointegrated_partition(run: StageRun, p: Partition, *, screened_out: bool = 
 
 def cointegrated_range(run: StageRun, items: list[Partition]) -> tuple[list[StageOutput], dict]:
     """A range's formation sessions: Engle-Granger only where the walk-forward's vectorised screen
-    (:func:`pairs_assets.pipeline.primitives.cointegration_screen`, on the range's formation
+    (:func:`pairs_assets.quant.pipeline.primitives.cointegration_screen`, on the range's formation
     sessions of each sector at once) shows a pair can pass."""
     screens: dict[str, dict] = defaultdict(dict)
     screened = 0

@@ -10,16 +10,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pairs_assets.errors import InsufficientHistoryError, MissingBarsError
 from pairs_assets.quant.strategy import Strategy
-
-if TYPE_CHECKING:
-    from pairs_assets.quant.walkforward.bars import BarPanel
 
 __all__ = ["SectorPanel", "cointegration_screen", "fingerprint_of", "rolling_pair_correlations"]
 
@@ -51,7 +48,7 @@ class SectorPanel:
     closes: pd.DataFrame
     source: str
     row_hashes: dict[str, np.ndarray] | None = None
-    bars: BarPanel | None = None
+    bars: Any = None  # a pairs_assets.quant.walkforward.bars.BarPanel (not imported: the walk-forward sits above)
 
     def position(self, session: pd.Timestamp) -> int:
         return int(self.closes.index.get_loc(session))
