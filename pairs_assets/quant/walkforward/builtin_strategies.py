@@ -135,6 +135,14 @@ class GarchGruStrategy(StrategyPlugin):
             else {"trained": gate.trained, "skipped": gate.skipped, "allowed": gate.allowed, "vetoed": gate.vetoed},
         )
 
+    def pipeline(self):
+        """Today's six stages (:data:`pairs_assets.quant.pipeline.garch_gru.PIPELINE`): the daily graph
+        generates its assets from it and :func:`~pairs_assets.quant.walkforward.replay.build_configs`
+        iterates it."""
+        from pairs_assets.quant.pipeline.garch_gru import PIPELINE
+
+        return PIPELINE
+
 
 def _with_defaults(base: type[BaseModel], name: str, defaults: dict) -> type[BaseModel]:
     """``base`` with other defaults (each field's type, bounds and description kept)."""
@@ -148,15 +156,6 @@ def _with_defaults(base: type[BaseModel], name: str, defaults: dict) -> type[Bas
 
 #: :class:`~pairs_assets.quant.strategy.Strategy` with the seed design's defaults (``PRESETS["seed"]``).
 SeedParams = _with_defaults(Strategy, "SeedParams", PRESETS["seed"])
-
-
-    def pipeline(self):
-        """Today's six stages (:data:`pairs_assets.quant.pipeline.garch_gru.PIPELINE`): the daily graph
-        generates its assets from it and :func:`~pairs_assets.quant.walkforward.replay.build_configs`
-        iterates it."""
-        from pairs_assets.quant.pipeline.garch_gru import PIPELINE
-
-        return PIPELINE
 
 
 class SeedStrategy(GarchGruStrategy):
