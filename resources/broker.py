@@ -24,10 +24,14 @@ the broker's positions reports the difference and freezes the pair (``trading_si
 never silently taken over. (The duplicate-id refusal is Alpaca's documented behaviour, not exercised
 by the tests' local trading API.)
 
-Every order's ``client_order_id`` is ``pairs-<pair_id>-<leg>-<bar time>``: re-running a signal run
-for the same bar never submits twice (the id is checked in ``orders`` first, and Alpaca rejects a
-reused id). A pair's legs go y first; if y is rejected, x is not sent (no naked leg). Keys are
-never logged nor recorded; the recorded ``request`` holds only the order's fields.
+Every order's ``client_order_id`` is ``pairs-<pair_id>-<leg>-<bar time>`` for the primary strategy
+(``garch_gru``) and ``pairs-<strategy>-<pair_id>-<leg>-<bar time>`` for any other (a lowercase
+strategy name before the pair's uppercase legs), so the account's orders can be told apart by
+strategy at the broker too; the ``orders`` row carries the ``strategy`` column and the recorded
+request its ``strategy`` field. Re-running a signal run for the same bar never submits twice (the
+id is checked in ``orders`` first, and Alpaca rejects a reused id). A pair's legs go y first; if y
+is rejected, x is not sent (no naked leg). Keys are never logged nor recorded; the recorded
+``request`` holds only the order's fields.
 
 Credentials by destination, whatever the definitions or a run's config say: Alpaca's keys (the
 values of ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``, however given) go only to Alpaca's own hosts
@@ -52,7 +56,7 @@ from pydantic import Field
 from pairs_assets.errors import PairsError
 from pairs_assets.market.endpoints import ENV_API_KEY, ENV_SECRET_KEY, credentials_for_destination
 from pairs_assets.util import to_naive_utc, to_utc
-from resources.market_data import MarketDataStore, orders_table, positions_table
+from resources.market_data import PRIMARY_STRATEGY, MarketDataStore, orders_table, positions_table
 
 if TYPE_CHECKING:  # the broker reads intents, it does not compute them
     from pairs_assets.quant.signals import OrderIntent
@@ -82,9 +86,12 @@ class BrokerError(PairsError, RuntimeError):
     """The broker is misconfigured (mode, keys, live switch) or refused an order; names which."""
 
 
-def client_order_id(pair_id: str, leg: str, bar_timestamp: pd.Timestamp) -> str:
+def client_order_id(pair_id: str, leg: str, bar_timestamp: pd.Timestamp, strategy: str = PRIMARY_STRATEGY) -> str:
+    """The order's id at the broker: ``pairs-[<strategy>-]<pair_id>-<leg>-<bar time>`` (the primary
+    strategy's ids unchanged from before strategies existed: a re-run finds its orders recorded)."""
     ts = to_utc(bar_timestamp)
-    return f"pairs-{pair_id}-{leg}-{ts.strftime('%Y%m%dT%H%M%S%f')}"[:128]
+    tag = "" if strategy == PRIMARY_STRATEGY else f"{strategy}-"
+    return f"pairs-{tag}{pair_id}-{leg}-{ts.strftime('%Y%m%dT%H%M%S%f')}"[:128]
 
 
 class BrokerResource(dg.ConfigurableResource):
@@ -159,10 +166,14 @@ class BrokerResource(dg.ConfigurableResource):
             raise BrokerError(f"broker {self.mode}: account has no usable 'equity' field") from exc
 
     # --- state ---
-    def pair_positions(self, store: MarketDataStore, pair_ids: Sequence[str]) -> dict[str, dict[str, float]]:
-        """Signed shares held per pair and leg, from this broker's recorded orders."""
+    def pair_positions(
+        self, store: MarketDataStore, pair_ids: Sequence[str], strategy: str = PRIMARY_STRATEGY
+    ) -> dict[str, dict[str, float]]:
+        """Signed shares held per pair and leg, from this broker's recorded orders of ``strategy``."""
         t = orders_table.c
-        orders = store.read_table(orders_table, sa.and_(t.broker == self.name, t.pair_id.in_(list(pair_ids))))
+        orders = store.read_table(
+            orders_table, sa.and_(t.broker == self.name, t.strategy == strategy, t.pair_id.in_(list(pair_ids)))
+        )
         held: dict[str, dict[str, float]] = {pid: {"y": 0.0, "x": 0.0} for pid in pair_ids}
         for row in orders.itertuples(index=False):
             if str(row.status).lower() in DEAD_STATUSES:
@@ -185,15 +196,16 @@ class BrokerResource(dg.ConfigurableResource):
         bar_timestamp: pd.Timestamp,
         extra: dict[str, dict[str, Any]] | None = None,
         pending: PendingWrites | None = None,
+        strategy: str = PRIMARY_STRATEGY,
     ) -> list[dict[str, Any]]:
-        """Submit (or simulate) the orders, y leg before x leg per pair; record and return them.
+        """Submit (or simulate) ``strategy``'s orders, y leg before x leg per pair; record and return them.
 
         ``extra`` maps a pair_id to fields added to each recorded request (action, z-score, …).
         Orders whose ``client_order_id`` is already recorded (or pending) are skipped (idempotent
         re-runs). With ``pending`` the order and position rows are collected there, not written.
         """
         self.check()
-        ids = {(i.pair_id, i.leg): client_order_id(i.pair_id, i.leg, bar_timestamp) for i in intents}
+        ids = {(i.pair_id, i.leg): client_order_id(i.pair_id, i.leg, bar_timestamp, strategy) for i in intents}
         known = self.known_order_ids(store, list(ids.values()))
         if pending is not None:
             known |= {o["client_order_id"] for o in pending.orders}
@@ -213,12 +225,14 @@ class BrokerResource(dg.ConfigurableResource):
                 "client_order_id": order_id,
                 "target_qty": intent.target_qty,
                 "bar_timestamp": pd.Timestamp(bar_timestamp).isoformat(),
+                "strategy": strategy,
                 **(extra or {}).get(intent.pair_id, {}),
             }
             record = {
                 "client_order_id": order_id,
                 "submitted_at": to_naive_utc(pd.Timestamp.now(tz="UTC")),
                 "broker": self.name,
+                "strategy": strategy,
                 "pair_id": intent.pair_id,
                 "leg": intent.leg,
                 "symbol": intent.symbol,

@@ -6,6 +6,14 @@ through psycopg 3, or ``postgresql+psycopg2://…``). A URL with a password come
 URL with its password masked (:func:`redact_url`). Bars are keyed by (symbol, timestamp, source) and
 written with idempotent upserts in one transaction, so a re-run or a crash never leaves a partial
 or doubled load. Timestamps are stored as naive UTC.
+
+**Per strategy.** The trading configs, signals, orders and pair states carry a ``strategy`` column
+(TEXT NOT NULL, default ``garch_gru`` — :data:`PRIMARY_STRATEGY`, today's strategy), part of the
+uniqueness key wherever the key is per sector/pair/session: two strategies keep their own configs,
+states and signals side by side. The broker's ``positions`` stay per (broker, symbol): they are the
+account's, shared by every strategy. A store created before the column existed is migrated in place
+when it is opened (:func:`migrate_strategy_column`: the column added with the default, the key
+rebuilt; idempotent, on SQLite and PostgreSQL alike).
 """
 
 from __future__ import annotations
@@ -29,6 +37,16 @@ from pairs_assets.util import redact_text, redact_url, to_naive_utc, to_utc
 from resources.bars import BAR_COLUMNS, conform_bars, empty_bars, validate_bars
 
 metadata = sa.MetaData()
+
+#: the strategy of every row written before the ``strategy`` column existed (and the default of every API)
+PRIMARY_STRATEGY = "garch_gru"
+
+
+def _strategy_column(primary_key: bool) -> sa.Column:
+    return sa.Column(
+        "strategy", sa.Text, primary_key=primary_key, nullable=False, server_default=sa.text(f"'{PRIMARY_STRATEGY}'")
+    )
+
 
 bars_table = sa.Table(
     "bars",
@@ -54,6 +72,7 @@ class StoredTradingConfig:
     sector: str
     path: str
     text: str
+    strategy: str = PRIMARY_STRATEGY
 
     @property
     def partition_key(self) -> str:
@@ -65,6 +84,7 @@ trading_configs_table = sa.Table(
     metadata,
     sa.Column("as_of_session", sa.String(10), primary_key=True),
     sa.Column("sector", sa.String(64), primary_key=True),
+    _strategy_column(primary_key=True),
     sa.Column("effective_session", sa.String(10), nullable=False),
     sa.Column("schema_version", sa.Integer, nullable=False),
     sa.Column("n_pairs", sa.Integer, nullable=False),
@@ -106,6 +126,7 @@ trading_signals_table = sa.Table(
     sa.Column("bar_timestamp", sa.DateTime(timezone=False), primary_key=True),
     sa.Column("sector", sa.String(64), primary_key=True),
     sa.Column("pair_id", sa.String(40), primary_key=True),
+    _strategy_column(primary_key=True),
     sa.Column("as_of_session", sa.String(10), nullable=False),
     sa.Column("spread", sa.Float),
     sa.Column("zscore", sa.Float),
@@ -126,6 +147,7 @@ orders_table = sa.Table(
     sa.Column("client_order_id", sa.String(128), primary_key=True),
     sa.Column("submitted_at", sa.DateTime(timezone=False), nullable=False),
     sa.Column("broker", sa.String(32), nullable=False),
+    _strategy_column(primary_key=False),
     sa.Column("pair_id", sa.String(40), nullable=False),
     sa.Column("leg", sa.String(8), nullable=False),
     sa.Column("symbol", sa.String(16), nullable=False),
@@ -137,12 +159,13 @@ orders_table = sa.Table(
     sa.Column("request", sa.Text),
 )
 
-#: the trading rule's state per (sector, pair): quant.rule.PairState, written by the signal job after each bar
+#: the trading rule's state per (sector, pair, strategy): quant.rule.PairState, written by the signal job after each bar
 pair_states_table = sa.Table(
     "pair_states",
     metadata,
     sa.Column("sector", sa.String(64), primary_key=True),
     sa.Column("pair_id", sa.String(40), primary_key=True),
+    _strategy_column(primary_key=True),
     sa.Column("y", sa.String(16), nullable=False),
     sa.Column("x", sa.String(16), nullable=False),
     sa.Column("side", sa.Integer, nullable=False),
@@ -196,6 +219,107 @@ def _engine_for(url: str) -> Engine:
         return engine
 
 
+#: the tables that carry the strategy (all but ``orders`` with it in their key)
+STRATEGY_TABLES = (trading_configs_table, trading_signals_table, orders_table, pair_states_table)
+
+
+def _keyed_by_strategy(table: sa.Table) -> bool:
+    return "strategy" in table.primary_key.columns
+
+
+def migrate_strategy_column(engine: Engine) -> list[str]:
+    """Bring a store created before the ``strategy`` column up to date, in place; the tables migrated.
+
+    Each of :data:`STRATEGY_TABLES` without the column gets it (``TEXT NOT NULL DEFAULT 'garch_gru'``:
+    every existing row is the primary strategy's) and, where the key is per sector/pair/session, its
+    primary key rebuilt with the column — PostgreSQL: ``ALTER TABLE … ADD COLUMN``, the old primary key
+    dropped and re-added; SQLite (which cannot change a primary key) rebuilds the table and copies its
+    rows. All tables in one transaction, under an exclusive lock (a second process opening the store
+    at the same time waits, then finds nothing to do); a store already migrated is left alone."""
+    inspector = sa.inspect(engine)
+    pending = [
+        table
+        for table in STRATEGY_TABLES
+        if inspector.has_table(table.name) and "strategy" not in {c["name"] for c in inspector.get_columns(table.name)}
+    ]
+    if not pending:
+        return []
+    if engine.dialect.name == "sqlite":
+        return _migrate_sqlite(engine, pending)
+    return _migrate_postgres(engine, pending)
+
+
+_ADD_STRATEGY = f"ADD COLUMN strategy TEXT NOT NULL DEFAULT '{PRIMARY_STRATEGY}'"
+
+
+def _migrate_sqlite(engine: Engine, pending: Sequence[sa.Table]) -> list[str]:
+    from sqlalchemy.schema import CreateTable
+
+    done = []
+    raw = engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        isolation = dbapi.isolation_level
+        dbapi.isolation_level = None  # the transaction below is ours: DDL included, all or nothing
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")  # the write lock first: a concurrent opener waits here
+            for table in pending:
+                columns = [row[1] for row in cursor.execute(f'PRAGMA table_info("{table.name}")').fetchall()]
+                if "strategy" in columns:
+                    continue  # migrated by another process meanwhile
+                if not _keyed_by_strategy(table):
+                    cursor.execute(f'ALTER TABLE "{table.name}" {_ADD_STRATEGY}')
+                else:
+                    old = f"{table.name}__before_strategy"
+                    cursor.execute(f'ALTER TABLE "{table.name}" RENAME TO "{old}"')
+                    cursor.execute(str(CreateTable(table).compile(dialect=engine.dialect)))
+                    names = ", ".join(f'"{c}"' for c in columns)
+                    cursor.execute(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{old}"')
+                    cursor.execute(f'DROP TABLE "{old}"')
+                done.append(table.name)
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()
+            dbapi.isolation_level = isolation
+    finally:
+        raw.close()
+    return done
+
+
+def _migrate_postgres(engine: Engine, pending: Sequence[sa.Table]) -> list[str]:
+    done = []
+    with engine.begin() as conn:
+        for table in pending:
+            conn.execute(sa.text(f'LOCK TABLE "{table.name}" IN ACCESS EXCLUSIVE MODE'))
+            exists = conn.execute(
+                sa.text(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = :table AND column_name = 'strategy'"
+                ),
+                {"table": table.name},
+            ).first()
+            if exists:
+                continue  # migrated by another process meanwhile
+            conn.execute(sa.text(f'ALTER TABLE "{table.name}" {_ADD_STRATEGY}'))
+            if _keyed_by_strategy(table):
+                key = conn.execute(
+                    sa.text(
+                        "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:table AS regclass) AND contype = 'p'"
+                    ),
+                    {"table": table.name},
+                ).scalar()
+                if key is not None:
+                    conn.execute(sa.text(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{key}"'))
+                columns = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+                conn.execute(sa.text(f'ALTER TABLE "{table.name}" ADD PRIMARY KEY ({columns})'))
+            done.append(table.name)
+    return done
+
+
 def _new_engine(url: str) -> Engine:
     """A fresh engine with the store's tables created (SQLite: folder made, WAL)."""
     parsed = make_url(url)
@@ -216,6 +340,7 @@ def _new_engine(url: str) -> Engine:
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
     try:
+        migrate_strategy_column(engine)  # a store made before the strategy column: migrated in place
         metadata.create_all(engine)
     except BaseException:
         engine.dispose()
@@ -367,13 +492,15 @@ class MarketDataStore(dg.ConfigurableResource):
         """Upsert rows of the model_performance table (the gru_models stage's per-pair test metrics)."""
         return self.upsert_rows(model_performance_table, rows)
 
-    def write_trading_config(self, document: dict, path: str) -> None:
+    def write_trading_config(self, document: dict, path: str, strategy: str = PRIMARY_STRATEGY) -> None:
+        """Record ``document`` (a trading config's document) written to ``path`` as ``strategy``'s."""
         self.upsert_rows(
             trading_configs_table,
             [
                 {
                     "as_of_session": document["as_of_session"],
                     "sector": document["sector"],
+                    "strategy": strategy,
                     "effective_session": document["effective_session"],
                     "schema_version": document["schema_version"],
                     "n_pairs": len(document["pairs"]),
@@ -384,12 +511,14 @@ class MarketDataStore(dg.ConfigurableResource):
             ],
         )
 
-    def latest_trading_config_record(self, sector: str, on_or_before: str | None = None) -> StoredTradingConfig | None:
-        """The sector's latest trading config row (on or before ``on_or_before``) with its document as
-        stored, unparsed: a truncated, empty or non-object document is the caller's to report (with
-        the row's partition and file), not a bare ``JSONDecodeError``."""
+    def latest_trading_config_record(
+        self, sector: str, on_or_before: str | None = None, strategy: str = PRIMARY_STRATEGY
+    ) -> StoredTradingConfig | None:
+        """``strategy``'s latest trading config row of the sector (on or before ``on_or_before``) with its
+        document as stored, unparsed: a truncated, empty or non-object document is the caller's to report
+        (with the row's partition and file), not a bare ``JSONDecodeError``."""
         t = trading_configs_table.c
-        query = sa.select(t.as_of_session, t.path, t.document).where(t.sector == sector)
+        query = sa.select(t.as_of_session, t.path, t.document).where(t.sector == sector, t.strategy == strategy)
         if on_or_before is not None:
             query = query.where(t.as_of_session <= on_or_before)
         query = query.order_by(t.as_of_session.desc()).limit(1)
@@ -398,10 +527,16 @@ class MarketDataStore(dg.ConfigurableResource):
         if row is None:
             return None
         return StoredTradingConfig(
-            as_of_session=str(row.as_of_session), sector=sector, path=str(row.path), text=row.document or ""
+            as_of_session=str(row.as_of_session),
+            sector=sector,
+            path=str(row.path),
+            text=row.document or "",
+            strategy=strategy,
         )
 
-    def latest_trading_config(self, sector: str, on_or_before: str | None = None) -> dict | None:
+    def latest_trading_config(
+        self, sector: str, on_or_before: str | None = None, strategy: str = PRIMARY_STRATEGY
+    ) -> dict | None:
         """The document of :meth:`latest_trading_config_record`, parsed."""
-        record = self.latest_trading_config_record(sector, on_or_before)
+        record = self.latest_trading_config_record(sector, on_or_before, strategy)
         return None if record is None else json.loads(record.text)

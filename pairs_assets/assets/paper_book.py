@@ -21,8 +21,16 @@ per sector and in total, with the equity and drawdown plot the walk-forward draw
 (:func:`pairs_assets.reporting.equity_figure`, P&L as a fraction of the broker's equity) written to
 ``<home>/paper_book/<S>/equity.png`` with the per-pair marks (``pairs.csv``).
 
+**Every strategy in one book.** The account is one: the book marks every strategy's orders together
+(a strategy other than the primary ``garch_gru`` shows its pairs as ``<strategy>/<pair_id>``), and the
+exposure check judges the account — a leg past ``max_position``, a symbol whose position summed over
+every pair and strategy holding it is past ``max_position``
+(:func:`pairs_assets.quant.paper_book.symbol_limit_breaches`), the whole book's ex-ante volatility
+past ``max_portfolio_risk``. The walk-forward parity check replays each strategy's own trading
+configs with its own rule settings (``on_drop``/``max_holding`` as its orders recorded them).
+
 Its checks (``pairs_assets.checks.PAPER_BOOK_CHECKS``): ``exposure_within_limits`` (ERROR, blocking:
-while its latest evaluation failed, the signal job sends no order that opens a position),
+while its latest evaluation failed, the signal job sends no order that opens a position, for any strategy),
 ``drawdown_within_limit`` (WARN) and ``positions_match_walk_forward`` (WARN).
 
 What materializes it: ``paper_book_schedule`` (:mod:`sensors.paper_book_schedule`: 16:30 New York
@@ -53,7 +61,13 @@ from pairs_assets.quant.walkforward.replay import trade_configs
 from pairs_assets.settings import StrategySettings
 from pairs_assets.util import to_utc
 from resources.broker import DEAD_STATUSES, BrokerResource
-from resources.market_data import MarketDataStore, orders_table, pair_states_table, trading_configs_table
+from resources.market_data import (
+    PRIMARY_STRATEGY,
+    MarketDataStore,
+    orders_table,
+    pair_states_table,
+    trading_configs_table,
+)
 
 GROUP = "paper_book"
 ASSET_NAME = "paper_book"
@@ -73,7 +87,9 @@ class PaperBookConfig(dg.Config):
         0.02, gt=0.0, le=1.0, description="drawdown_within_limit warns past this drawdown (fraction of equity)."
     )
     risk_window: int = Field(
-        60, ge=5, description="Sessions of close changes behind the book's ex-ante daily volatility."
+        pb.DEFAULT_RISK_WINDOW,
+        ge=5,
+        description="Sessions of close changes behind the book's ex-ante daily volatility.",
     )
     on_drop: str = Field(rule.DEFAULT_ON_DROP, description="The walk-forward replay's on_drop (as the signal job's).")
     max_holding: int = Field(
@@ -81,10 +97,23 @@ class PaperBookConfig(dg.Config):
     )
 
 
+def book_pair_id(strategy: str, pair_id: str) -> str:
+    """A pair's id in the book: its own for the primary strategy, ``<strategy>/<pair_id>`` for the others
+    (two strategies may hold the same pair)."""
+    return pair_id if strategy == PRIMARY_STRATEGY else f"{strategy}/{pair_id}"
+
+
+def split_book_pair_id(book_id: str) -> tuple[str, str]:
+    """(strategy, pair_id) of :func:`book_pair_id`'s id."""
+    strategy, _, pair_id = book_id.rpartition("/")
+    return (strategy or PRIMARY_STRATEGY), pair_id
+
+
 def fills_from_orders(orders: pd.DataFrame, sectors: dict[str, str], cutoff: pd.Timestamp) -> pd.DataFrame:
     """The book's fills (:data:`pairs_assets.quant.paper_book.FILL_COLUMNS`) from ``orders`` rows: live
     statuses only, bar at or before ``cutoff``, at the fill price (the reference price while an
-    Alpaca order reports none); the sector from the order's request, else ``sectors`` (pair → sector)."""
+    Alpaca order reports none); the pair as :func:`book_pair_id` of the order's strategy; the sector
+    from the order's request, else ``sectors`` (book pair id → sector)."""
     rows = []
     for row in orders.itertuples(index=False):
         if str(row.status).lower() in DEAD_STATUSES:
@@ -94,14 +123,15 @@ def fills_from_orders(orders: pd.DataFrame, sectors: dict[str, str], cutoff: pd.
         if bar > cutoff:
             continue
         price = row.fill_price if row.fill_price is not None and pd.notna(row.fill_price) else row.reference_price
-        sector = request.get("sector") or sectors.get(row.pair_id, "unknown")
+        pair_id = book_pair_id(str(getattr(row, "strategy", None) or PRIMARY_STRATEGY), str(row.pair_id))
+        sector = request.get("sector") or sectors.get(pair_id, "unknown")
         qty = float(row.qty) if row.side == "buy" else -float(row.qty)
         rows.append(
             (
                 bar,
                 bar.tz_convert(partitions.EXCHANGE_TZ).tz_localize(None).normalize(),
                 sector,
-                row.pair_id,
+                pair_id,
                 row.leg,
                 row.symbol,
                 qty,
@@ -118,18 +148,24 @@ def replayed_sides(
     closes: pd.DataFrame,
     session: pd.Timestamp,
     config: PaperBookConfig,
+    rules: dict[str, tuple[str, int]] | None = None,
 ) -> dict[str, int]:
-    """Per held pair, the side the walk-forward's replay (:func:`pairs_assets.quant.walkforward.replay.trade_configs`,
-    ungated: the GRU gate only vetoes entries) holds at ``session``'s close, replaying the sector's stored
-    trading configs over the same session closes from the session the book opened the pair."""
+    """Per held pair (book pair id), the side the walk-forward's replay
+    (:func:`pairs_assets.quant.walkforward.replay.trade_configs`, ungated: the GRU gate only vetoes
+    entries) holds at ``session``'s close, replaying its strategy's stored trading configs of the sector
+    over the same session closes from the session the book opened the pair, with the strategy's
+    ``(on_drop, max_holding)`` from ``rules`` (default: ``config``'s)."""
     out: dict[str, int] = {}
     t = trading_configs_table.c
     for row in held.itertuples(index=False):
+        strategy, pair_id = split_book_pair_id(str(row.pair_id))
+        on_drop, max_holding = (rules or {}).get(strategy, (config.on_drop, config.max_holding))
         opened = pd.Timestamp(row.opened)
         sessions = partitions.sessions_in_range(opened, session)
         stored = store.read_table(
             trading_configs_table,
             sa.and_(
+                t.strategy == strategy,
                 t.sector == row.sector,
                 t.effective_session >= str(opened.date()),
                 t.effective_session <= str(session.date()),
@@ -143,14 +179,27 @@ def replayed_sides(
         }
         if not configs:
             continue  # no config in force: the walk-forward would not trade it; reported as flat
-        trades = trade_configs(configs, closes, sessions, on_drop=config.on_drop, max_holding=config.max_holding)
+        trades = trade_configs(configs, closes, sessions, on_drop=on_drop, max_holding=max_holding)
         sides = pb.replay_sides(trades, session)
         y, x = legs[row.pair_id]
         flipped = {p.pair_id for c in configs.values() for p in c.pairs if (p.y, p.x) == (x, y)}
-        if row.pair_id in sides:
-            out[row.pair_id] = sides[row.pair_id]
+        if pair_id in sides:
+            out[row.pair_id] = sides[pair_id]
         elif flipped & set(sides):  # the other ordering of the same legs: its long spread is our short
             out[row.pair_id] = -sides[sorted(flipped & set(sides))[0]]
+    return out
+
+
+def strategy_rules(orders: pd.DataFrame) -> dict[str, tuple[str, int]]:
+    """Per strategy, the ``(on_drop, max_holding)`` its latest order recorded (the signal job puts its
+    rule settings in each order's request); strategies whose orders predate that are absent."""
+    out: dict[str, tuple[str, int]] = {}
+    if orders.empty or "strategy" not in orders.columns:
+        return out
+    for row in orders.sort_values("submitted_at").itertuples(index=False):
+        request = json.loads(row.request) if row.request else {}
+        if "on_drop" in request and "max_holding" in request:
+            out[str(row.strategy)] = (str(request["on_drop"]), int(request["max_holding"]))
     return out
 
 
@@ -221,7 +270,14 @@ def paper_book(
     session = pd.Timestamp(context.partition_key)
     close = partitions.session_close_utc(session)
     states = store.read_table(pair_states_table)
-    sectors = dict(zip(states["pair_id"], states["sector"])) if not states.empty else {}
+    sectors = (
+        {
+            book_pair_id(st, pid): sector
+            for st, pid, sector in zip(states["strategy"], states["pair_id"], states["sector"])
+        }
+        if not states.empty
+        else {}
+    )
     orders = store.read_table(
         orders_table, sa.and_(orders_table.c.broker == broker.name, orders_table.c.submitted_at.is_not(None))
     )
@@ -260,7 +316,9 @@ def paper_book(
     held = pairs_today[pairs_today["side"] != 0]
 
     # checks: the risk limits on the whole account, the drawdown, the walk-forward's replay of the same bars
+    # one account: a leg, a symbol summed over every pair and strategy holding it, the whole book
     breaches = pb.position_limit_breaches(legs_today, equity, strategy.max_position)
+    breaches += pb.symbol_limit_breaches(legs_today, equity, strategy.max_position)
     shares = legs_today.groupby("symbol")["shares"].sum().to_dict() if not legs_today.empty else {}
     daily_vol = pb.book_daily_volatility(
         shares, closes.loc[:session] if not closes.empty else closes, config.risk_window
@@ -279,7 +337,11 @@ def paper_book(
         )
         for pid, frame in legs_today.groupby("pair_id")
     }
-    replayed = replayed_sides(store, held, pair_legs, closes, session, config) if not held.empty else {}
+    replayed = (
+        replayed_sides(store, held, pair_legs, closes, session, config, rules=strategy_rules(orders))
+        if not held.empty
+        else {}
+    )
     disagreements = pb.held_but_not_replayed(
         {r.pair_id: (int(r.side), r.opened) for r in held.itertuples(index=False)}, replayed, session
     )

@@ -5,6 +5,12 @@ more than Dagster's blocking (which only stops downstream steps of the same run)
 latest evaluation failed, :func:`pairs_assets.assets.trading_signals.trading_signals` sends no order
 that opens or reverses into a position. Exits and stops still go out — they only reduce exposure.
 The block lifts when the book is marked again and the check passes.
+
+One account, one set of limits: the book marks every strategy's orders together, so a failed check
+refuses every strategy's entries, whichever strategy's positions breached. Before each entry the
+signal job also asks the account's limits directly (:class:`pairs_assets.assets.trading_signals.AccountGate`:
+every strategy's held positions and the entry's, against the strategy settings' ``max_position`` and
+``max_portfolio_risk``), so an entry is refused the moment it would breach, not only after the next mark.
 """
 
 import dagster as dg

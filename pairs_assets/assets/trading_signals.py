@@ -55,6 +55,7 @@ import dataclasses
 import math
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
@@ -67,15 +68,23 @@ from pairs_assets import partitions
 from pairs_assets.assets.common import markdown_table, reasons_table, session_of
 from pairs_assets.assets.risk_gate import exposure_block
 from pairs_assets.errors import PairsError
+from pairs_assets.quant import paper_book as pb
 from pairs_assets.quant import rule
 from pairs_assets.quant import signals as sig
 from pairs_assets.quant.config_model import PairConfig, TradingConfig
 from pairs_assets.quant.outliers import price_jumps
 from pairs_assets.settings import ENV_SIGNAL_REPLAY, StrategySettings, live_source_from_env, signal_replay_from_env
+from pairs_assets.strategies.base import NAME_PATTERN
 from pairs_assets.util import split_partition_key, to_naive_utc, to_utc
 from resources.bar_sources import BarSource
 from resources.broker import BrokerResource, PendingWrites
-from resources.market_data import MarketDataStore, bars_table, pair_states_table, trading_signals_table
+from resources.market_data import (
+    PRIMARY_STRATEGY,
+    MarketDataStore,
+    bars_table,
+    pair_states_table,
+    trading_signals_table,
+)
 
 GROUP = "live_signals"
 ASSET_NAME = "trading_signals"
@@ -90,8 +99,14 @@ class UnheldPositionError(PairsError, ValueError):
 
 
 class SignalRunConfig(dg.Config):
-    """Run settings of the signal job (the sensor fills ``bar_cutoff``)."""
+    """Run settings of the signal job (the sensor fills ``bar_cutoff``, ``strategy`` and the strategy's rule settings)."""
 
+    strategy: str = Field(
+        PRIMARY_STRATEGY,
+        pattern=NAME_PATTERN,
+        description="The strategy traded: its trading config, pair states, signals and orders (the store's "
+        "'strategy' column); the account's risk limits are shared with every other strategy.",
+    )
     bar_cutoff: str | None = Field(
         None, description="Use bars stamped at or before this UTC time (ISO 8601); default: now."
     )
@@ -351,9 +366,13 @@ def _stamp(value: Any) -> pd.Timestamp | None:
     return to_utc(pd.Timestamp(value))
 
 
-def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.PairState]:
-    """The sector's pair states from the store (validated: a bad share count fails naming pair and field)."""
-    frame = store.read_table(pair_states_table, pair_states_table.c.sector == sector)
+def read_pair_states(
+    store: MarketDataStore, sector: str, strategy: str = PRIMARY_STRATEGY
+) -> dict[str, rule.PairState]:
+    """``strategy``'s pair states of the sector from the store (validated: a bad share count fails naming
+    pair and field)."""
+    t = pair_states_table.c
+    frame = store.read_table(pair_states_table, sa.and_(t.sector == sector, t.strategy == strategy))
     states: dict[str, rule.PairState] = {}
     parsed: dict[str, PairConfig] = {}
     for row in frame.to_dict("records"):
@@ -385,11 +404,14 @@ def read_pair_states(store: MarketDataStore, sector: str) -> dict[str, rule.Pair
     return states
 
 
-def state_row(state: rule.PairState, *, sector: str, as_of: str, run_id: str) -> dict[str, Any]:
-    """A ``pair_states`` row of a state."""
+def state_row(
+    state: rule.PairState, *, sector: str, as_of: str, run_id: str, strategy: str = PRIMARY_STRATEGY
+) -> dict[str, Any]:
+    """A ``pair_states`` row of ``strategy``'s state."""
     return {
         "sector": sector,
         "pair_id": state.pair_id,
+        "strategy": strategy,
         "y": state.y,
         "x": state.x,
         "side": int(state.side),
@@ -409,6 +431,39 @@ def state_row(state: rule.PairState, *, sector: str, as_of: str, run_id: str) ->
         "as_of_session": as_of,
         "run_id": run_id,
     }
+
+
+def read_account_states(store: MarketDataStore) -> dict[str, rule.PairState]:
+    """Every strategy's held positions in every sector, keyed ``<strategy>/<sector>/<pair_id>``: the
+    legs, side, weights and shares only (what the account holds; the terms are not parsed). One query."""
+    t = pair_states_table.c
+    query = sa.select(t.strategy, t.sector, t.pair_id, t.y, t.x, t.side, t.weight_y, t.weight_x, t.shares_y, t.shares_x)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query.where(t.side != 0)).all()
+    out = {}
+    for row in rows:
+        out[f"{row.strategy}/{row.sector}/{row.pair_id}"] = rule.PairState(
+            pair_id=str(row.pair_id),
+            y=str(row.y),
+            x=str(row.x),
+            side=int(row.side),
+            weight_y=float(row.weight_y),
+            weight_x=float(row.weight_x),
+            shares_y=math.nan if row.shares_y is None else float(row.shares_y),
+            shares_x=math.nan if row.shares_x is None else float(row.shares_x),
+        )
+    return out
+
+
+def signed_shares(states: Iterable[rule.PairState]) -> dict[str, float]:
+    """The signed shares per symbol that held ``states`` account for (the sign from the side and weights)."""
+    out: dict[str, float] = {}
+    for st in states:
+        if not st.side:
+            continue
+        out[st.y] = out.get(st.y, 0.0) + math.copysign(st.shares_y, st.weight_y or st.side)
+        out[st.x] = out.get(st.x, 0.0) + math.copysign(st.shares_x, st.weight_x or -st.side)
+    return out
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -544,7 +599,9 @@ def reconcile_symbols(
     states: dict[str, rule.PairState], positions: pd.DataFrame, symbols: set[str], *, where: str, broker: str
 ) -> dict[str, str]:
     """The broker's positions (``positions`` table: symbol, qty) in ``symbols`` against the signed
-    shares the held pair states account for: symbol → what differs.
+    shares the held pair states account for: symbol → what differs. The broker holds one net position
+    per symbol for the whole account: ``states`` are EVERY strategy's (and every sector's) held states
+    (:func:`read_account_states`), summed per symbol.
 
     Raises
     ------
@@ -552,14 +609,8 @@ def reconcile_symbols(
         A position in one of ``symbols`` that no held pair state names (one line, naming the symbol).
     """
     book = {str(r.symbol): float(r.qty) for r in positions.itertuples(index=False)} if not positions.empty else {}
-    accounted: dict[str, float] = {}
-    held_symbols: set[str] = set()
-    for st in states.values():
-        if not st.side:
-            continue
-        held_symbols |= {st.y, st.x}
-        accounted[st.y] = accounted.get(st.y, 0.0) + math.copysign(st.shares_y, st.weight_y or st.side)
-        accounted[st.x] = accounted.get(st.x, 0.0) + math.copysign(st.shares_x, st.weight_x or -st.side)
+    accounted = signed_shares(states.values())
+    held_symbols = {leg for st in states.values() if st.side for leg in (st.y, st.x)}
     out = {}
     for symbol in sorted(symbols):
         qty = book.get(symbol, 0.0)
@@ -590,6 +641,93 @@ def frozen_pairs(
         else:
             out.setdefault(key, reason)
     return out
+
+
+class AccountGate:
+    """The ONE set of portfolio risk limits of the account, asked before each entry of a signal run.
+
+    The account is every other strategy's and sector's held positions (``others``: what
+    :func:`read_account_states` read at the start of the run) plus this run's own (``positions``: the
+    strategy's states of the sector, updated as the run's exits, stops and entries go out). An entry
+    is refused when, with its target shares, a symbol's account position or the account's ex-ante
+    daily volatility would pass the strategy settings' ``max_position`` / ``max_portfolio_risk``
+    (:func:`pairs_assets.quant.paper_book.account_entry_breaches`, the paper book's measures). The
+    session closes behind the volatility are read once per run, at the first entry (no per-bar query).
+    """
+
+    def __init__(
+        self,
+        store: MarketDataStore,
+        settings: StrategySettings,
+        equity: float,
+        *,
+        others: dict[str, rule.PairState],
+        positions: dict[str, rule.PairState],
+        history_source: str,
+        as_of: str,
+        window: int = pb.DEFAULT_RISK_WINDOW,
+    ) -> None:
+        self.store, self.settings, self.equity = store, settings, float(equity)
+        self.history_source, self.as_of, self.window = history_source, as_of, window
+        self.others = signed_shares(others.values())
+        self.own = {pid: signed_shares([st]) for pid, st in positions.items()}
+        self._closes: pd.DataFrame | None = None
+        self._closes_of: set[str] = set()
+
+    def _account(self, without: str) -> dict[str, float]:
+        out = dict(self.others)
+        for pid, shares in self.own.items():
+            if pid != without:
+                for symbol, qty in shares.items():
+                    out[symbol] = out.get(symbol, 0.0) + qty
+        return {symbol: qty for symbol, qty in out.items() if qty}
+
+    def _targets(self, s: sig.PairSignal) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for symbol, fraction, price in ((s.y, s.position_y, s.price_y), (s.x, s.position_x, s.price_x)):
+            out[symbol] = out.get(symbol, 0.0) + float(round((fraction or 0.0) * self.equity / price))
+        return out
+
+    def _closes_for(self, symbols: set[str]) -> pd.DataFrame:
+        if self._closes is None or not symbols <= self._closes_of:
+            self._closes_of |= symbols | set(self.others)
+            days = partitions.sessions_in_range(
+                pd.Timestamp(self.as_of) - pd.Timedelta(days=2 * self.window + 20), self.as_of
+            )[-(self.window + 1) :]
+            start, end = partitions.sessions_span_utc(days[0], self.as_of)
+            bars = self.store.read_bars(sorted(self._closes_of), start, end, source=self.history_source)
+            self._closes = session_closes(bars)
+        return self._closes
+
+    def refuse(self, s: sig.PairSignal) -> str | None:
+        """Why ``s`` (an entry) may not go out, or None."""
+        if s.position_y is None or s.position_x is None:
+            return None
+        account, entry = self._account(s.pair_id), self._targets(s)
+        prices = {s.y: s.price_y, s.x: s.price_x}
+        try:
+            closes = self._closes_for(set(account) | set(entry))
+            lines = pb.account_entry_breaches(
+                account,
+                entry,
+                prices,
+                self.equity,
+                max_position=self.settings.max_position,
+                max_portfolio_risk=self.settings.max_portfolio_risk,
+                closes=closes,
+                window=self.window,
+            )
+        except pb.BookInputError as exc:
+            return f"the account's risk cannot be measured: {exc}"
+        return "; ".join(lines) or None
+
+    def accept(self, s: sig.PairSignal) -> None:
+        """``s`` went out: its target shares are the pair's in the account."""
+        self.own[s.pair_id] = self._targets(s)
+
+    def close(self, pair_id: str) -> None:
+        """The pair's position was closed (an exit or a stop)."""
+        self.own[pair_id] = {}
 
 
 def net_order_signal(before: rule.PairState | None, final: sig.PairSignal) -> sig.PairSignal | None:
@@ -787,12 +925,14 @@ def trading_signals(
     started = time.perf_counter()
     key = context.partition_key
     as_of, sector = split_partition_key(key)
-    stored = store.latest_trading_config_record(sector, on_or_before=as_of)
+    name = config.strategy
+    stored = store.latest_trading_config_record(sector, on_or_before=as_of, strategy=name)
     if stored is None or stored.as_of_session != as_of:
         found = f" (latest on or before: {stored.as_of_session})" if stored else ""
+        asset = "trading_config" if name == PRIMARY_STRATEGY else f"{name}/trading_config"
         raise MissingTradingConfigError(
-            f"partition {as_of}|{sector}: no trading config as of {as_of} in the store{found}; "
-            f"materialize trading_config for {as_of}|{sector} first"
+            f"strategy {name}, partition {as_of}|{sector}: no trading config as of {as_of} in the store{found}; "
+            f"materialize {asset} for {as_of}|{sector} first"
         )
     # an unreadable document (truncated, empty, not an object), an unknown schema_version or a malformed
     # field fails the run here in one line naming the partition, the file and what is wrong
@@ -804,23 +944,33 @@ def trading_signals(
     live_source = config.live_source or live_source_from_env()
     # the mode in the run's tags whatever launched it (the sensor's runs carry them already)
     context.instance.add_run_tags(
-        context.run_id, {"pairs/replay": str(replay).lower(), "pairs/live_source": live_source}
+        context.run_id,
+        {"pairs/replay": str(replay).lower(), "pairs/live_source": live_source, "pairs/strategy": name},
     )
     if replay:
         context.log.warning(
             f"replay mode: bars of every source are traded on, rows flagged 'replay' (live source: {live_source})"
         )
-    states = read_pair_states(store, sector)
+    states = read_pair_states(store, sector, name)
+    # every strategy's held positions in every sector: the account the broker holds, one net position per symbol
+    account_states = read_account_states(store)
+    own = {f"{name}/{sector}/{pid}" for pid in states}
+    others = {k: st for k, st in account_states.items() if k not in own}
     # the state's shares against the book this broker recorded: a mismatch is reported, never overwritten
-    mismatches = reconcile(states, broker.pair_positions(store, sorted(states))) if states else {}
+    mismatches = reconcile(states, broker.pair_positions(store, sorted(states), name)) if states else {}
     symbols_in_play = {leg for p in trading_config.pairs for leg in (p.y, p.x)} | {
         leg for st in states.values() for leg in (st.y, st.x)
     }
     # the account as the broker reports it now (Alpaca: asked, not the store's mirror — after a restart or
-    # on a new machine the state rebuilt from the store is checked against what the account holds)
+    # on a new machine the state rebuilt from the store is checked against what the account holds), against
+    # the SUM of every strategy's held states per symbol
     mismatches.update(
         reconcile_symbols(
-            states, broker.broker_positions(store), symbols_in_play, where=f"{as_of}|{sector}", broker=broker.name
+            {**others, **{f"{name}/{sector}/{pid}": st for pid, st in states.items()}},
+            broker.broker_positions(store),
+            symbols_in_play,
+            where=f"{as_of}|{sector}" + ("" if name == PRIMARY_STRATEGY else f" (strategy {name})"),
+            broker=broker.name,
         )
     )
     for pair_id, reason in sorted(mismatches.items()):
@@ -881,6 +1031,7 @@ def trading_signals(
         row.update(
             bar_timestamp=to_naive_utc(s.bar_timestamp),
             sector=sector,
+            strategy=name,
             as_of_session=as_of,
             run_id=context.run_id,
         )
@@ -933,9 +1084,39 @@ def trading_signals(
     pending = PendingWrites()
     if config.execute and actionable:
         equity = broker.account_equity()
-        held = broker.pair_positions(store, [s.pair_id for s in actionable])
-        for s in actionable:
+        held = broker.pair_positions(store, [s.pair_id for s in actionable], name)
+        gate = AccountGate(
+            store,
+            strategy,
+            equity,
+            others=others,
+            positions={**states, **new_states},
+            history_source=bar_source.source_name,
+            as_of=as_of,
+        )
+        # exits and stops first (they only free the account's limits), then entries in pair order
+        for s in sorted(actionable, key=lambda s: (s.action in sig.ENTRIES, s.pair_id)):
+            if s.action in sig.ENTRIES:
+                refused = gate.refuse(s)
+                if refused:
+                    # ONE set of limits for the account: another strategy's (or sector's) positions count
+                    not_traded[s.pair_id] = f"entry not traded: account limit: {refused}"
+                    context.log.warning(f"pair {s.pair_id}: entry not traded: account limit: {refused}")
+                    final = last_signal[s.pair_id]
+                    new_states[s.pair_id] = rule.PairState(
+                        s.pair_id, final.y, final.x, terms=final.state.terms, last_bar=final.state.last_bar
+                    )
+                    previous = states.get(s.pair_id)
+                    if previous is None or not previous.side:
+                        continue
+                    s = dataclasses.replace(  # noqa: PLW2901 — the held side still closes
+                        s, action=sig.EXIT, position_y=0.0, position_x=0.0, gross_fraction=0.0
+                    )
             intents = sig.order_intents(s, equity, held.get(s.pair_id, {}))
+            if s.action in sig.ENTRIES:
+                gate.accept(s)
+            else:
+                gate.close(s.pair_id)
             if not intents:
                 continue
             if s.action in sig.ENTRIES:
@@ -949,9 +1130,11 @@ def trading_signals(
                     "zscore": round(s.zscore, 6),
                     "confidence": round(s.confidence, 6),
                     "sector": sector,
+                    "on_drop": config.on_drop,
+                    "max_holding": config.max_holding,
                 }
             }
-            orders.extend(broker.submit(store, intents, s.bar_timestamp, extra, pending=pending))
+            orders.extend(broker.submit(store, intents, s.bar_timestamp, extra, pending=pending, strategy=name))
     # the signal rows, the new states, the orders and the positions they leave in ONE transaction: all of
     # a run's bookkeeping or none of it; a re-run of the same bars finds its bars applied (no row, no
     # order) and every client_order_id recorded (never sent twice)
@@ -961,7 +1144,7 @@ def trading_signals(
             (
                 pair_states_table,
                 [
-                    state_row(st, sector=sector, as_of=as_of, run_id=context.run_id)
+                    state_row(st, sector=sector, as_of=as_of, run_id=context.run_id, strategy=name)
                     for _, st in sorted(new_states.items())
                 ],
             ),
@@ -990,6 +1173,7 @@ def trading_signals(
     bar_times = [s.bar_timestamp for s in signals]
     return dg.MaterializeResult(
         metadata={
+            "strategy": name,
             "as_of_session": as_of,
             "effective_session": trading_config.effective_session,
             "bar_cutoff": cutoff.isoformat(),

@@ -35,7 +35,10 @@ from pairs_assets.errors import PairsError
 from pairs_assets.quant.walkforward.execution import cost_rate
 
 __all__ = [
+    "DEFAULT_RISK_WINDOW",
     "FILL_COLUMNS",
+    "account_entry_breaches",
+    "symbol_limit_breaches",
     "PAIR_COLUMNS",
     "BookInputError",
     "BookMarks",
@@ -46,6 +49,9 @@ __all__ = [
     "position_limit_breaches",
     "replay_sides",
 ]
+
+#: sessions of close changes behind the book's (and the signal job's account check's) ex-ante daily volatility
+DEFAULT_RISK_WINDOW = 60
 
 #: one row per fill: the session its bar belongs to, signed shares (buy > 0), the fill price
 FILL_COLUMNS = ["bar_timestamp", "session", "sector", "pair_id", "leg", "symbol", "qty", "price"]
@@ -348,4 +354,82 @@ def replay_sides(trades: pd.DataFrame, session) -> dict[str, int]:
         open_after = pd.isna(row.exit_session) or pd.Timestamp(row.exit_session) > day
         if entered and open_after:
             out[str(row.pair_id)] = int(row.side)
+    return out
+
+
+def symbol_limit_breaches(legs: pd.DataFrame, equity: float, max_position: float) -> list[str]:
+    """The account's net position per symbol (the legs of one session's marks summed over every pair
+    and strategy that holds the symbol) whose |notional| exceeds ``max_position · equity``: one line
+    each naming the symbol, its holders and the fraction. Symbols held by one leg only are
+    :func:`position_limit_breaches`' to report."""
+    out = []
+    held = legs[legs["shares"] != 0] if not legs.empty else legs
+    for symbol, frame in held.groupby("symbol", sort=True) if not held.empty else ():
+        if len(frame) < 2:
+            continue
+        fraction = abs(float(frame["notional"].sum())) / equity
+        if fraction > max_position + 1e-12:
+            holders = ", ".join(f"{pid} {shares:+g}" for pid, shares in zip(frame["pair_id"], frame["shares"]))
+            out.append(
+                f"account {symbol} {float(frame['shares'].sum()):+g} shares ({holders}) = {fraction:.2%} of equity "
+                f"> {max_position:.0%}"
+            )
+    return out
+
+
+def account_entry_breaches(
+    account: Mapping[str, float],
+    entry: Mapping[str, float],
+    prices: Mapping[str, float],
+    equity: float,
+    *,
+    max_position: float,
+    max_portfolio_risk: float,
+    closes: pd.DataFrame | None = None,
+    window: int = DEFAULT_RISK_WINDOW,
+) -> list[str]:
+    """Why an entry would push the ONE account past its risk limits (empty: it may go out).
+
+    ``account``: the signed shares per symbol the account holds apart from the entry — every
+    strategy's and every sector's held positions, not only the entering strategy's; ``entry``: the
+    entry's signed target shares per symbol (its two legs), at ``prices``. Limits, the paper book's
+    (:func:`position_limit_breaches`, :func:`book_daily_volatility`) on the account after the entry:
+
+    * a symbol whose account position grows past ``max_position · equity`` of notional (half a share
+      of slack: sizing rounds each leg to whole shares);
+    * the account's ex-ante daily volatility (``closes``' last ``window`` session changes) growing
+      past ``max_portfolio_risk · equity`` (skipped without ``closes``).
+
+    A limit already exceeded before the entry only refuses an entry that adds to it; an entry that
+    reduces a symbol's position or the volatility is never refused.
+
+    Raises
+    ------
+    BookInputError
+        A symbol without closes to measure the volatility (the caller refuses the entry, naming it).
+    """
+    after = {s: float(q) for s, q in account.items()}
+    for symbol, qty in entry.items():
+        after[symbol] = after.get(symbol, 0.0) + float(qty)
+    out = []
+    for symbol in sorted(entry):
+        before_qty = float(account.get(symbol, 0.0))
+        qty = after[symbol]
+        fraction = abs(qty) * float(prices[symbol]) / equity
+        # whole shares: a leg sized at max_position rounds up by at most half a share
+        rounded_down = max(abs(qty) - 0.5, 0.0) * float(prices[symbol]) / equity
+        if abs(qty) > abs(before_qty) + 1e-9 and rounded_down > max_position + 1e-12:
+            out.append(
+                f"{symbol}: account {before_qty:+g} + entry {float(entry[symbol]):+g} shares = {fraction:.2%} of "
+                f"equity > max_position {max_position:.0%}"
+            )
+    if closes is not None:
+        vol_after = book_daily_volatility(after, closes, window)
+        if vol_after > max_portfolio_risk * equity + 1e-9:
+            vol_before = book_daily_volatility(account, closes, window)
+            if vol_after > vol_before + 1e-9:
+                out.append(
+                    f"account ex-ante daily volatility {vol_before / equity:.2%} -> {vol_after / equity:.2%} of equity "
+                    f"> max_portfolio_risk {max_portfolio_risk:.0%}"
+                )
     return out
