@@ -249,3 +249,58 @@ def test_the_signal_job_trades_its_config_under_its_name(plugin, technology_stor
     assert signals.set_index("pair_id").loc[first.pair_id, "action"] == "short_spread"
     orders = store.read_table(orders_table)
     assert set(orders["strategy"]) == {NAME} and set(orders["pair_id"]) == {first.pair_id}
+
+
+ASSET_NODES = """
+query AssetNodes {
+  assetNodes { assetKey { path } groupName dependencyKeys { path } }
+}
+"""
+
+
+def test_the_ui_draws_its_assets_with_raw_bars_upstream(plugin_class, own_pairs_home):
+    """The webserver's GraphQL (what the UI's asset graph reads) over a code location that adds the
+    installed plugin's assets to the project's definitions."""
+    import tempfile
+    from pathlib import Path
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    p = own_pairs_home
+    source = (
+        "import dagster as dg\n"
+        "from pathlib import Path\n"
+        "from pairs_example_strategy import CorrelationBands\n"
+        "from pairs_assets.assets.strategy_assets import plugin_assets, plugin_resources\n"
+        "from pairs_assets.definitions import build_definitions\n"
+        "from pairs_assets.settings import Paths\n\n"
+        f"project = build_definitions(Paths(home=Path({str(p.home)!r}), database_url={p.database_url!r}, "
+        f"bars_file=None, universe_file=Path({str(p.universe_file)!r}), history_start={p.history_start!r}, "
+        f"mlflow_tracking_uri={p.mlflow_tracking_uri!r}))\n"
+        f"plugin = CorrelationBands({NAME!r}, {PARAMS!r})\n"
+        "daily = project.resolve_assets_def('raw_bars').partitions_def\n"
+        "defs = dg.Definitions.merge(project, dg.Definitions(assets=plugin_assets(plugin, daily), "
+        "resources=plugin_resources(plugin)))\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="plugin_location_") as folder:
+        location = Path(folder) / "location.py"
+        location.write_text(source)
+        origin = InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(python_file=str(location), attribute="defs", working_directory=folder),
+            location_name="pairs_with_plugin",
+        )
+        with dg.instance_for_test() as instance:
+            with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+                request = context.create_request_context()
+                entry = request.get_code_location_entries()["pairs_with_plugin"]
+                assert entry.load_error is None, entry.load_error
+                result = execute_dagster_graphql(request, ASSET_NODES)
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in result.data["assetNodes"]}
+    deps = {key: {"/".join(d["path"]) for d in n["dependencyKeys"]} for key, n in nodes.items()}
+    assert deps[f"{NAME}/selected_pairs"] == {"raw_bars"}
+    assert deps[f"{NAME}/trading_config"] == {"raw_bars", f"{NAME}/selected_pairs"}
+    assert nodes[f"{NAME}/trading_config"]["groupName"] == nodes["trading_config"]["groupName"] == GROUP
