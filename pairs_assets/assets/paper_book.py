@@ -23,8 +23,8 @@ per sector and in total, with the equity and drawdown plot the walk-forward draw
 
 **Every strategy in one book.** The account is one: the book marks every strategy's orders together
 (a strategy other than the primary ``garch_gru`` shows its pairs as ``<strategy>/<pair_id>``), and the
-exposure check judges the account — a leg past ``max_position``, a symbol whose position summed over
-every pair and strategy holding it is past ``max_position``
+exposure check judges the account — a leg past ``max_position``, a strategy's leg plus the other
+strategies' position in the symbol past ``max_position``
 (:func:`pairs_assets.quant.paper_book.symbol_limit_breaches`), the whole book's ex-ante volatility
 past ``max_portfolio_risk``. The walk-forward parity check replays each strategy's own trading
 configs with its own rule settings (``on_drop``/``max_holding`` as its orders recorded them).
@@ -318,7 +318,9 @@ def paper_book(
     # checks: the risk limits on the whole account, the drawdown, the walk-forward's replay of the same bars
     # one account: a leg, a symbol summed over every pair and strategy holding it, the whole book
     breaches = pb.position_limit_breaches(legs_today, equity, strategy.max_position)
-    breaches += pb.symbol_limit_breaches(legs_today, equity, strategy.max_position)
+    if not legs_today.empty:
+        by_strategy = legs_today.assign(strategy=[split_book_pair_id(str(p))[0] for p in legs_today["pair_id"]])
+        breaches += pb.symbol_limit_breaches(by_strategy, equity, strategy.max_position)
     shares = legs_today.groupby("symbol")["shares"].sum().to_dict() if not legs_today.empty else {}
     daily_vol = pb.book_daily_volatility(
         shares, closes.loc[:session] if not closes.empty else closes, config.risk_window

@@ -649,9 +649,11 @@ class AccountGate:
     The account is every other strategy's and sector's held positions (``others``: what
     :func:`read_account_states` read at the start of the run) plus this run's own (``positions``: the
     strategy's states of the sector, updated as the run's exits, stops and entries go out). An entry
-    is refused when, with its target shares, a symbol's account position or the account's ex-ante
-    daily volatility would pass the strategy settings' ``max_position`` / ``max_portfolio_risk``
-    (:func:`pairs_assets.quant.paper_book.account_entry_breaches`, the paper book's measures). The
+    is refused when, with its target shares, a leg plus the OTHER strategies' position in its symbol,
+    or the whole account's ex-ante daily volatility, would pass the strategy settings'
+    ``max_position`` / ``max_portfolio_risk`` (:func:`pairs_assets.quant.paper_book.account_entry_breaches`,
+    the paper book's measures; a strategy's own pairs sharing a leg stay bounded leg by leg, as in its
+    walk-forward, so that the live path and the walk-forward keep trading alike). The
     session closes behind the volatility are read once per run, at the first entry (no per-bar query).
     """
 
@@ -704,6 +706,7 @@ class AccountGate:
         if s.position_y is None or s.position_x is None:
             return None
         account, entry = self._account(s.pair_id), self._targets(s)
+        others = {symbol: qty for symbol, qty in self.others.items() if qty}
         prices = {s.y: s.price_y, s.x: s.price_x}
         try:
             closes = self._closes_for(set(account) | set(entry))
@@ -716,6 +719,7 @@ class AccountGate:
                 max_portfolio_risk=self.settings.max_portfolio_risk,
                 closes=closes,
                 window=self.window,
+                others=others,
             )
         except pb.BookInputError as exc:
             return f"the account's risk cannot be measured: {exc}"

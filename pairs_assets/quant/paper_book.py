@@ -358,22 +358,23 @@ def replay_sides(trades: pd.DataFrame, session) -> dict[str, int]:
 
 
 def symbol_limit_breaches(legs: pd.DataFrame, equity: float, max_position: float) -> list[str]:
-    """The account's net position per symbol (the legs of one session's marks summed over every pair
-    and strategy that holds the symbol) whose |notional| exceeds ``max_position · equity``: one line
-    each naming the symbol, its holders and the fraction. Symbols held by one leg only are
-    :func:`position_limit_breaches`' to report."""
+    """Symbols several strategies hold (``legs``: one session's marks with a ``strategy`` column) where
+    a strategy's leg plus every OTHER strategy's position in the symbol exceeds ``max_position ·
+    equity`` of notional: one line each naming the symbol, the holders and the fraction — the limit
+    :func:`account_entry_breaches` applies before each entry. (One strategy's pairs sharing a leg are
+    bounded leg by leg, :func:`position_limit_breaches`, as its walk-forward sizes them.)"""
     out = []
     held = legs[legs["shares"] != 0] if not legs.empty else legs
     for symbol, frame in held.groupby("symbol", sort=True) if not held.empty else ():
-        if len(frame) < 2:
+        if frame["strategy"].nunique() < 2:
             continue
-        fraction = abs(float(frame["notional"].sum())) / equity
-        if fraction > max_position + 1e-12:
+        worst = 0.0
+        for row in frame.itertuples(index=False):
+            others = float(frame.loc[frame["strategy"] != row.strategy, "notional"].sum())
+            worst = max(worst, abs(float(row.notional) + others) / equity)
+        if worst > max_position + 1e-12:
             holders = ", ".join(f"{pid} {shares:+g}" for pid, shares in zip(frame["pair_id"], frame["shares"]))
-            out.append(
-                f"account {symbol} {float(frame['shares'].sum()):+g} shares ({holders}) = {fraction:.2%} of equity "
-                f"> {max_position:.0%}"
-            )
+            out.append(f"account {symbol} ({holders}): {worst:.2%} of equity > {max_position:.0%}")
     return out
 
 
@@ -387,18 +388,20 @@ def account_entry_breaches(
     max_portfolio_risk: float,
     closes: pd.DataFrame | None = None,
     window: int = DEFAULT_RISK_WINDOW,
+    others: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Why an entry would push the ONE account past its risk limits (empty: it may go out).
 
     ``account``: the signed shares per symbol the account holds apart from the entry — every
-    strategy's and every sector's held positions, not only the entering strategy's; ``entry``: the
-    entry's signed target shares per symbol (its two legs), at ``prices``. Limits, the paper book's
-    (:func:`position_limit_breaches`, :func:`book_daily_volatility`) on the account after the entry:
+    strategy's and every sector's held positions; ``others``: the part of it held by the OTHER
+    strategies (default: all of ``account``); ``entry``: the entry's signed target shares per symbol
+    (its two legs), at ``prices``. Limits, the paper book's measures on the account:
 
-    * a symbol whose account position grows past ``max_position · equity`` of notional (half a share
-      of slack: sizing rounds each leg to whole shares);
-    * the account's ex-ante daily volatility (``closes``' last ``window`` session changes) growing
-      past ``max_portfolio_risk · equity`` (skipped without ``closes``).
+    * a symbol where the entry's leg plus the other strategies' position grows past ``max_position ·
+      equity`` of notional (half a share of slack: sizing rounds each leg to whole shares) — the
+      entering strategy's own pairs sharing the leg are bounded leg by leg, as its walk-forward;
+    * the whole account's ex-ante daily volatility (``closes``' last ``window`` session changes)
+      growing past ``max_portfolio_risk · equity`` (skipped without ``closes``).
 
     A limit already exceeded before the entry only refuses an entry that adds to it; an entry that
     reduces a symbol's position or the volatility is never refused.
@@ -408,22 +411,23 @@ def account_entry_breaches(
     BookInputError
         A symbol without closes to measure the volatility (the caller refuses the entry, naming it).
     """
-    after = {s: float(q) for s, q in account.items()}
-    for symbol, qty in entry.items():
-        after[symbol] = after.get(symbol, 0.0) + float(qty)
+    others = account if others is None else others
     out = []
     for symbol in sorted(entry):
-        before_qty = float(account.get(symbol, 0.0))
-        qty = after[symbol]
+        before_qty = float(others.get(symbol, 0.0))
+        qty = before_qty + float(entry[symbol])
         fraction = abs(qty) * float(prices[symbol]) / equity
         # whole shares: a leg sized at max_position rounds up by at most half a share
         rounded_down = max(abs(qty) - 0.5, 0.0) * float(prices[symbol]) / equity
         if abs(qty) > abs(before_qty) + 1e-9 and rounded_down > max_position + 1e-12:
             out.append(
-                f"{symbol}: account {before_qty:+g} + entry {float(entry[symbol]):+g} shares = {fraction:.2%} of "
-                f"equity > max_position {max_position:.0%}"
+                f"{symbol}: other strategies {before_qty:+g} + entry {float(entry[symbol]):+g} shares = "
+                f"{fraction:.2%} of equity > max_position {max_position:.0%}"
             )
     if closes is not None:
+        after = {s: float(q) for s, q in account.items()}
+        for symbol, qty in entry.items():
+            after[symbol] = after.get(symbol, 0.0) + float(qty)
         vol_after = book_daily_volatility(after, closes, window)
         if vol_after > max_portfolio_risk * equity + 1e-9:
             vol_before = book_daily_volatility(account, closes, window)

@@ -103,7 +103,7 @@ def test_an_entry_past_the_account_limit_because_of_another_strategy_is_refused(
     not_traded = str(_metadata(result)["not_traded"])
     if other_strategy_holds:
         assert orders.empty and state.side == 0
-        assert "entry not traded: account limit: KO: account -150" in not_traded, not_traded
+        assert "entry not traded: account limit: KO: other strategies -150" in not_traded, not_traded
         assert "max_position 10%" in not_traded
     else:
         assert set(orders["symbol"]) == {"KO", "PEP"} and state.side == -1

@@ -16,7 +16,10 @@ def test_an_entry_is_refused_when_the_account_position_in_a_symbol_passes_max_po
     assert pb.account_entry_breaches({}, entry, prices, EQUITY, max_position=0.10, max_portfolio_risk=0.05) == []
     held = {"KO": -80.0}  # another strategy's short KO: 4.8 %
     (line,) = pb.account_entry_breaches(held, entry, prices, EQUITY, max_position=0.10, max_portfolio_risk=0.05)
-    assert line == "KO: account -80 + entry -100 shares = 10.80% of equity > max_position 10%"
+    assert line == "KO: other strategies -80 + entry -100 shares = 10.80% of equity > max_position 10%"
+    # the same KO held by the entering strategy's own other pair: bounded leg by leg, as its walk-forward
+    own = pb.account_entry_breaches(held, entry, prices, EQUITY, max_position=0.10, max_portfolio_risk=0.05, others={})
+    assert own == []
     # an entry that reduces the account's position in the symbol is never refused
     assert (
         pb.account_entry_breaches({"KO": 200.0}, entry, prices, EQUITY, max_position=0.1, max_portfolio_risk=0.05) == []
@@ -39,10 +42,11 @@ def test_an_entry_is_refused_when_the_account_volatility_passes_max_portfolio_ri
         pb.account_entry_breaches({"CCC": 10.0}, entry, prices, EQUITY, closes=closes, **limits)
 
 
-def test_the_book_sums_a_symbol_over_every_pair_and_strategy_holding_it():
+def test_the_book_sums_a_symbol_over_the_strategies_holding_it():
     legs = pd.DataFrame(
         {
             "pair_id": ["KO-PEP", "distance/KO-PEP", "PG-WMT"],
+            "strategy": ["garch_gru", "distance", "garch_gru"],
             "symbol": ["KO", "KO", "PG"],
             "shares": [-100.0, -90.0, 50.0],
             "notional": [-6000.0, -5400.0, 7500.0],
@@ -50,7 +54,9 @@ def test_the_book_sums_a_symbol_over_every_pair_and_strategy_holding_it():
     )
     assert pb.position_limit_breaches(legs, EQUITY, 0.10) == []  # each leg alone is within the limit
     (line,) = pb.symbol_limit_breaches(legs, EQUITY, 0.10)
-    assert line == "account KO -190 shares (KO-PEP -100, distance/KO-PEP -90) = 11.40% of equity > 10%"
+    assert line == "account KO (KO-PEP -100, distance/KO-PEP -90): 11.40% of equity > 10%"
+    # one strategy's two pairs sharing KO: its legs are bounded one by one (the walk-forward's sizing)
+    assert pb.symbol_limit_breaches(legs.assign(strategy="garch_gru"), EQUITY, 0.10) == []
 
 
 def test_the_book_tells_two_strategies_holding_the_same_pair_apart():
