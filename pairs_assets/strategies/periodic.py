@@ -465,7 +465,7 @@ class PeriodicStrategy(StrategyPlugin):
                 window = closes.iloc[f - p.formation + 1 : f + 1][symbols]
                 pairs_at[f] = self.select_pairs(window, p, f"sector {ctx.sector}, formation {index[f].date()}")
             eff = pd.Timestamp(effective)
-            closing = self.close_at_period_end and (index.get_loc(eff) + anchor - p.phase) % p.every == 0
+            closing = self.close_at_period_end and (pos + 1 + anchor - p.phase) % p.every == 0  # eff: pos + 1
             fingerprint = (
                 ctx.panel.fingerprint(symbols, f, p.formation)
                 if ctx.panel.row_hashes is not None

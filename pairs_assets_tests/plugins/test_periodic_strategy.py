@@ -223,3 +223,31 @@ def test_formation_sessions_are_the_calendar_schedule_whatever_the_range(embedde
         for as_of, config in configs.items():
             expected = partitions.formation_session(as_of, 7, phase=3)
             assert (config.formation_session or config.as_of_session) == str(expected.date())
+
+
+def test_close_at_period_end_empties_the_config_before_each_formation(embedded):
+    class Closing(FirstPair):
+        close_at_period_end = True
+        on_drop = "exit"
+
+    strategy = Closing("closing", {"formation": 40, "every": 7, "phase": 3})
+    panel = SectorPanel("technology", embedded.loc["2015-01-02":"2016-12-31"], "embedded")
+    ctx = context(panel, "2016-01-04", "2016-03-31")
+    configs = strategy.configs(ctx)
+    for config in configs.values():
+        effective = pd.Timestamp(config.effective_session)
+        closes_period = partitions.formation_session(effective, 7, phase=3) == effective
+        assert (len(config.pairs) == 0) == closes_period, config.as_of_session
+    trades = strategy.walk_forward_sector(ctx).executions["closing"][0.0][1]
+    # every position is closed by the period's end (the empty config, on_drop="exit"), none carried over
+    assert len(trades) >= 1 and set(trades["exit_reason"]) <= {
+        "exit",
+        "stop",
+        "config_drop",
+        "max_holding",
+        "range_end",
+    }
+    held = trades.dropna(subset=["exit_session"])
+    for trade in held.itertuples():
+        start = partitions.formation_session(trade.entry_session, 7, phase=3)
+        assert partitions.formation_session(trade.exit_session, 7, phase=3) in (start, pd.Timestamp(trade.exit_session))
