@@ -45,6 +45,13 @@ from resources.io_manager import atomic_write_bytes
 
 #: What every stage reads: the store, the bar source, the strategy (its settings) and the home.
 BASE_RESOURCES = ("store", "bar_source", "strategy", "home")
+#: The resource of the default strategy's settings; a plugin's stages read ``strategy__<name>``
+#: (:func:`pairs_assets.assets.strategy_assets.plugin_resources`), whose ``params()`` they get.
+STRATEGY_KEY = "strategy"
+
+
+def _base_resources(strategy_key: str) -> tuple[str, ...]:
+    return tuple(strategy_key if name == STRATEGY_KEY else name for name in BASE_RESOURCES)
 
 
 def stage_assets(
@@ -54,9 +61,14 @@ def stage_assets(
     *,
     key_prefix: str | None = None,
     group_name: str = GROUP,
+    strategy_key: str = STRATEGY_KEY,
 ) -> list[dg.AssetsDefinition]:
-    """One asset per stage of ``pipeline``, in its order, with ``strategy``'s lookbacks."""
-    return [stage_asset(spec, daily, strategy, key_prefix=key_prefix, group_name=group_name) for spec in pipeline]
+    """One asset per stage of ``pipeline``, in its order, with ``strategy``'s lookbacks; the stages
+    read their settings from the resource ``strategy_key``."""
+    return [
+        stage_asset(spec, daily, strategy, key_prefix=key_prefix, group_name=group_name, strategy_key=strategy_key)
+        for spec in pipeline
+    ]
 
 
 def _key(name: str, key_prefix: str | None) -> dg.AssetKey:
@@ -85,6 +97,7 @@ def stage_asset(
     *,
     key_prefix: str | None = None,
     group_name: str = GROUP,
+    strategy_key: str = STRATEGY_KEY,
 ) -> dg.AssetsDefinition:
     """The asset of one stage (see the module docstring)."""
     key = _key(spec.name, key_prefix)
@@ -96,7 +109,7 @@ def stage_asset(
         ],
         daily,
     )
-    body = _body(spec, key)
+    body = _body(spec, key, strategy_key)
     return dg.asset(
         name=spec.name,
         key_prefix=[key_prefix] if key_prefix else None,
@@ -109,15 +122,19 @@ def stage_asset(
         group_name=group_name,
         kinds=set(spec.kinds),
         description=spec.description,
-        required_resource_keys={*BASE_RESOURCES, *spec.resources},
+        required_resource_keys={*_base_resources(strategy_key), *spec.resources},
     )(body)
 
 
-def _stage_run(context: dg.AssetExecutionContext, spec: StageSpec, key: dg.AssetKey) -> StageRun:
-    resources = {name: getattr(context.resources, name) for name in (*BASE_RESOURCES, *spec.resources)}
+def _stage_run(
+    context: dg.AssetExecutionContext, spec: StageSpec, key: dg.AssetKey, strategy_key: str = STRATEGY_KEY
+) -> StageRun:
+    resources = {name: getattr(context.resources, name) for name in (*_base_resources(strategy_key), *spec.resources)}
     asset_path = "/".join(key.path)
+    strategy = resources[strategy_key]
     return StageRun(
-        strategy=resources["strategy"],
+        # a plugin's resource holds its name and params: the stages get the validated params
+        strategy=strategy if strategy_key == STRATEGY_KEY else strategy.params(),
         resources=resources,
         log=context.log,
         run_id=context.run_id,
@@ -148,9 +165,9 @@ def _check_results(spec: StageSpec, key: dg.AssetKey, output: StageOutput) -> li
     ]
 
 
-def _body(spec: StageSpec, key: dg.AssetKey):
+def _body(spec: StageSpec, key: dg.AssetKey, strategy_key: str = STRATEGY_KEY):
     def stage(context, **inputs) -> Iterator:  # context: dg.AssetExecutionContext
-        run = _stage_run(context, spec, key)
+        run = _stage_run(context, spec, key, strategy_key)
         if not context.has_partition_key:  # a range run (single-run backfill), see assets/ranges.py
             yield from _range(context, run, spec, key, inputs)
             return

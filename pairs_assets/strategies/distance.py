@@ -62,6 +62,21 @@ class DistanceParams(BaseModel):
     top_n: int = Field(5, ge=1, description="Closest pairs traded per sector and period.")
     entry_sigma: float = Field(2.0, gt=0.0, lt=1e6, description="Entry distance in formation standard deviations.")
 
+    # the formation calendar of the daily graph's stages (the stage factory and range runs read these):
+    # a period's first trading session is a multiple of ``trading`` sessions from the epoch, its
+    # formation session the session before — phase ``trading − 1`` of a ``trading``-session schedule
+    @property
+    def reselect_every(self) -> int:
+        return self.trading
+
+    @property
+    def formation_phase(self) -> int:
+        return self.trading - 1
+
+    def reach(self, window: int) -> int:
+        """Sessions back from an as-of session that a ``window`` ending at its formation session spans."""
+        return window + self.trading - 1
+
 
 def distance_pairs(closes_window: pd.DataFrame, params: DistanceParams) -> pd.DataFrame:
     """Stage: the selected pairs of one formation window.
@@ -113,6 +128,23 @@ def distance_config(
     )
 
 
+def _pipeline_config(
+    pairs, *, as_of, effective, sector, params, formation_session, symbols, source, fingerprint, closing
+):
+    """:func:`distance_config` as the daily graph's trading_config stage calls it."""
+    return distance_config(
+        pairs.iloc[0:0] if closing else pairs,
+        as_of,
+        effective,
+        sector,
+        params,
+        formation_session=formation_session,
+        symbols=symbols,
+        source=source,
+        fingerprint=fingerprint,
+    )
+
+
 def _iso(day) -> str:
     return pd.Timestamp(day).date().isoformat()
 
@@ -131,6 +163,21 @@ class DistanceStrategy(StrategyPlugin):
     #: is GGR's close at the period end — and no holding limit (the period bounds it)
     on_drop: ClassVar[str] = "exit"
     max_holding: ClassVar[int] = 0
+
+    def pipeline(self):
+        """The daily graph's two stages (:func:`pairs_assets.strategies.periodic.periodic_pipeline`):
+        ``selected_pairs`` (:func:`distance_pairs` on the formation window ending the session before a
+        period) and ``trading_config`` (:func:`distance_config`; the config of a period's last session
+        lists no pair) — the configs :meth:`configs` builds for the walk-forward."""
+        from pairs_assets.strategies.periodic import periodic_pipeline
+
+        return periodic_pipeline(
+            self.name,
+            lambda window, params, where: distance_pairs(window, params),
+            _pipeline_config,
+            close_at_period_end=True,
+            select_description="the N smallest-SSD normalised-price pairs",
+        )
 
     def required_history(self, settings: WalkForwardSettings) -> int:
         """The formation window, plus up to ``trading − 1`` sessions of the period under way at the
@@ -174,7 +221,12 @@ class DistanceStrategy(StrategyPlugin):
                 template = closing if pos == period.trading_end - 1 else open_config
                 as_of = index[pos - 1]
                 configs[as_of] = template.model_copy(
-                    update={"as_of_session": _iso(as_of), "effective_session": _iso(index[pos])}
+                    update={
+                        "as_of_session": _iso(as_of),
+                        "effective_session": _iso(index[pos]),
+                        # recorded when earlier than the as-of session, as the daily graph's configs
+                        "formation_session": None if as_of == formation_session else _iso(formation_session),
+                    }
                 )
         return configs, index[lead : last + 1]
 
