@@ -39,8 +39,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairs_assets.errors import InsufficientHistoryError, MissingBarsError
-from pairs_assets.pipeline.primitives import fingerprint_of
-from pairs_assets.pipeline.spec import (
+from pairs_assets.quant.config_model import SCHEMA_VERSION, SPREAD_STD_MIN, TradingConfig
+from pairs_assets.quant.pipeline.primitives import fingerprint_of
+from pairs_assets.quant.pipeline.spec import (
     Json,
     Partition,
     PathValue,
@@ -51,7 +52,6 @@ from pairs_assets.pipeline.spec import (
     StageSpec,
     md_table,
 )
-from pairs_assets.quant.config_model import SCHEMA_VERSION, SPREAD_STD_MIN, TradingConfig
 from pairs_assets.quant.walkforward.replay import trade_configs
 from pairs_assets.strategies.base import SectorContext, SectorResult, StrategyPlugin
 

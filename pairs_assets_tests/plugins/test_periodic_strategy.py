@@ -14,8 +14,8 @@ from pairs_assets.assets.common import read_panel
 from pairs_assets.assets.strategy_assets import plugin_assets, plugin_resources
 from pairs_assets.assets.walk_forward import baseline_session_number
 from pairs_assets.errors import InsufficientHistoryError
-from pairs_assets.pipeline import Pipeline, PipelineError, StageSpec
 from pairs_assets.quant.config_model import TradingConfig
+from pairs_assets.quant.pipeline import Pipeline, PipelineError, StageSpec
 from pairs_assets.quant.walkforward.engine import WalkForwardSettings
 from pairs_assets.quant.walkforward.replay import SectorPanel
 from pairs_assets.settings import EMBEDDED_BARS_FILE
