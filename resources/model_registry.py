@@ -404,7 +404,8 @@ class ModelRegistry(dg.ConfigurableResource):
             Logging or registration failed (the run is FAILED, nothing registered).
         RunClosedError
             ``before_register`` refused (the caller's Dagster run was failed or canceled meanwhile):
-            the MLflow run is FAILED, nothing registered.
+            the MLflow run is FAILED, nothing registered. It is called before the registration and
+            again after it: a version created while the run was being failed is deleted.
         """
         import mlflow
         import mlflow.data
@@ -494,6 +495,14 @@ class ModelRegistry(dg.ConfigurableResource):
                     model_name,
                     tags={"pair": pair_id, "as_of_session": as_of, "sector": sector, "run_id": run_id},
                 )
+                if before_register is not None:
+                    # and again once the version exists: a run failed while it was being created
+                    # takes it back, so a version kept was created before its run closed, never after
+                    try:
+                        before_register()
+                    except RunClosedError:
+                        client.delete_model_version(model_name, str(version.version))
+                        raise
         except RunClosedError:  # the MLflow run is FAILED, nothing registered; the message says why
             raise
         except Exception as exc:  # the run is already FAILED; add the pair and store for the caller

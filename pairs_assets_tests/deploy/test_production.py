@@ -214,6 +214,30 @@ def queued_runs(deployment):
     }
 
 
+def _writes_of(instance, run_id, asset_key) -> str:
+    """An assertion message: the run's status, its run-level and ``asset_key`` step events, and the
+    catalog's materializations of ``asset_key`` by the run — storage id, kind, step, pid, time of
+    each — so a write into a closed run shows who made it and when against the run's failure."""
+    from dagster import DagsterEventType
+
+    step = asset_key.to_user_string()
+    lines = [f"run {run_id} is {instance.get_run_by_id(run_id).status.value}; its run and {step} events:"]
+    for record in instance.get_records_for_run(run_id).records:
+        entry = record.event_log_entry
+        if entry.is_dagster_event and entry.step_key in (None, step):
+            event = entry.dagster_event
+            lines.append(
+                f"  {record.storage_id} {event.event_type_value} {entry.step_key} pid={event.pid} t={entry.timestamp:.3f}"
+            )
+    catalog = instance.fetch_materializations(asset_key, limit=1000).records
+    lines.append(f"catalog {DagsterEventType.ASSET_MATERIALIZATION.value} of {step} by the run:")
+    for record in catalog:
+        if record.run_id == run_id:
+            entry = record.event_log_entry
+            lines.append(f"  {record.storage_id} pid={entry.dagster_event.pid} t={entry.timestamp:.3f}")
+    return "\n".join(lines)
+
+
 def _failure_text(instance, run_id) -> str:
     lines = []
     for record in instance.all_logs(run_id):
@@ -544,9 +568,9 @@ def test_an_orphaned_gru_step_is_revoked_and_writes_nothing_into_its_failed_run(
         for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
         if r.event_log_entry.dagster_event.asset_key == gru
     ]
-    assert materialized == []
+    assert materialized == [], _writes_of(instance, run.run_id, gru)
     catalog = instance.fetch_materializations(gru, limit=1000).records
-    assert run.run_id not in {r.run_id for r in catalog}
+    assert run.run_id not in {r.run_id for r in catalog}, _writes_of(instance, run.run_id, gru)
     uri = deployment["env"]["MLFLOW_TRACKING_URI"]
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions("name = 'pairs_trading_gru_garch_technology'")
@@ -589,12 +613,14 @@ def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers
     assert task_id not in active
 
     gru = AssetKey("gru_models")
-    assert not [
+    in_log = [
         r
         for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
         if r.event_log_entry.dagster_event.asset_key == gru
     ]
-    assert run.run_id not in {r.run_id for r in instance.fetch_materializations(gru, limit=1000).records}
+    assert not in_log, _writes_of(instance, run.run_id, gru)
+    catalog = {r.run_id for r in instance.fetch_materializations(gru, limit=1000).records}
+    assert run.run_id not in catalog, _writes_of(instance, run.run_id, gru)
     uri = deployment["env"]["MLFLOW_TRACKING_URI"]
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions("name = 'pairs_trading_gru_garch_technology'")

@@ -115,3 +115,71 @@ def test_a_run_failed_while_a_write_waits_for_its_row_refuses_the_write(tmp_path
         assert len(outcome) == 1 and isinstance(outcome[0], RunClosedError), outcome
         assert "run run-1 is FAILURE" in str(outcome[0])
         assert _recorded(instance, "run-1") == (["a"], ["a"])
+
+
+def test_a_run_failed_between_the_check_and_the_insert_waits_for_the_write(tmp_path):
+    """The other order of the race: the write has read the run open and not inserted yet when the
+    run is failed. The failing UPDATE of the run's row waits for the write's transaction (the share
+    lock is held from the check to the commit), so the materialization is recorded before the run
+    is FAILED, never after: the hook pauses the write between its check and its insert, and the
+    run's failure is observed waiting on the lock (``pg_stat_activity``) until the write commits."""
+    with services.postgres_databases("dagster") as dbs, _pg_instance(tmp_path, dbs["dagster"]) as instance:
+        run = instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="run-1", status=DagsterRunStatus.STARTED))
+        instance.handle_new_event(_materialization("run-1", "a"))  # tables and the storage's checks warmed up
+        storage = instance.event_log_storage
+        checked, proceed = threading.Event(), threading.Event()
+        check = storage.refuse_closed_runs
+
+        def check_then_pause(conn, events):
+            check(conn, events)  # the run is read open, its row share-locked
+            checked.set()
+            assert proceed.wait(120), "the test never let the write go on"
+
+        storage.refuse_closed_runs = check_then_pause
+        outcomes: dict[str, BaseException | None] = {}
+
+        def in_thread(name, fn):
+            def target():
+                try:
+                    fn()
+                    outcomes[name] = None
+                except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                    outcomes[name] = exc
+
+            thread = threading.Thread(target=target, name=name)
+            thread.start()
+            return thread
+
+        engine = sa.create_engine(dbs["dagster"])
+        try:
+            writer = in_thread("write", lambda: storage.store_event_batch([_materialization("run-1", "b")]))
+            assert checked.wait(120), "the write never reached its check"
+            failer = in_thread("fail", lambda: instance.report_run_failed(run, message="test: failed mid-write"))
+
+            def failure_waits_or_ended():
+                if not failer.is_alive():
+                    return "ended"
+                with engine.connect() as probe:
+                    waiting = probe.execute(
+                        sa.text(
+                            "select count(*) from pg_stat_activity where datname = current_database() "
+                            "and wait_event_type = 'Lock' and query like 'UPDATE runs%'"
+                        )
+                    ).scalar()
+                return "waits" if waiting else None
+
+            # without the lock held to the commit, the failure would end here, the write still to come
+            assert services.wait_until(failure_waits_or_ended, 60, "the run's failure to wait or end") == "waits"
+            with engine.connect() as probe:
+                assert probe.execute(sa.text("select status from runs where run_id = 'run-1'")).scalar() == "STARTED"
+            proceed.set()
+            writer.join(timeout=60)
+            failer.join(timeout=60)
+        finally:
+            proceed.set()
+            engine.dispose()
+        assert outcomes == {"write": None, "fail": None}, outcomes
+        assert instance.get_run_by_id("run-1").status == DagsterRunStatus.FAILURE
+        assert _recorded(instance, "run-1") == (["a", "b"], ["b", "a"])  # b recorded while the run was open
+        with pytest.raises(RunClosedError, match="run run-1 is FAILURE"):
+            storage.store_event_batch([_materialization("run-1", "c")])

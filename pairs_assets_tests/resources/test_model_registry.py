@@ -254,3 +254,44 @@ def test_a_refused_registration_leaves_the_run_failed_and_registers_nothing(regi
     (run,) = client.search_runs([client.get_experiment_by_name("pairs_trading/financial").experiment_id])
     assert run.info.status == "FAILED"
     assert client.search_model_versions("name='pairs_trading_gru_garch_financial'") == []
+
+
+def test_a_run_failed_while_its_version_is_created_keeps_no_version(registry, trained, store):
+    """The registration's check and the registration are not one transaction (the Dagster run and
+    the MLflow registry are separate stores): a run failed after ``before_register`` let the step
+    through, while the version was being created, would keep a version of a failed run. The check
+    runs again once the version exists; refused, the version is deleted and the MLflow run FAILED."""
+    from pairs_assets.errors import RunClosedError
+
+    spread, result = trained
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    calls: list[int] = []
+
+    def open_then_closed():
+        calls.append(len(client.search_model_versions("name='pairs_trading_gru_garch_energy'")))
+        if len(calls) > 1:  # the run was failed while its version was being created
+            raise RunClosedError("run r-2 is FAILURE: registering pairs_trading_gru_garch_energy for AAA-BBB refused")
+
+    with pytest.raises(RunClosedError, match="run r-2 is FAILURE"):
+        registry.log_pair_model(
+            sector="energy",
+            pair_id="AAA-BBB",
+            as_of=AS_OF,
+            dagster_run_id="r-2",
+            result=result,
+            params={"gru_window": 1300},
+            dataset_df=spread.to_frame("spread"),
+            dataset_source="embedded:skfolio-sp500",
+            fingerprint=FINGERPRINT,
+            spread=spread,
+            entry_z=2.0,
+            before_register=open_then_closed,
+        )
+    assert calls == [0, 1]  # checked before the registration, and after it with the version there
+    assert mlflow.active_run() is None
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("pairs_trading/energy").experiment_id],
+        filter_string="tags.dagster_run_id = 'r-2'",
+    )
+    assert run.info.status == "FAILED"
+    assert client.search_model_versions("name='pairs_trading_gru_garch_energy'") == []
