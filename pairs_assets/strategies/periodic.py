@@ -505,10 +505,10 @@ class PeriodicStrategy(StrategyPlugin):
 
 def _session_number(day) -> int:
     """Exchange sessions from :data:`~pairs_assets.quant.stages.FORMATION_EPOCH` to ``day`` (negative before)."""
-    from pairs_assets import partitions
+    from pairs_assets.market.calendar import sessions_in_range
     from pairs_assets.quant.stages import FORMATION_EPOCH
 
     day, epoch = pd.Timestamp(day), pd.Timestamp(FORMATION_EPOCH)
     if day >= epoch:
-        return len(partitions.sessions_in_range(epoch, day)) - 1
-    return -(len(partitions.sessions_in_range(day, epoch)) - 1)
+        return len(sessions_in_range(epoch, day)) - 1
+    return -(len(sessions_in_range(day, epoch)) - 1)
