@@ -208,6 +208,9 @@ class PairParams:
     feature_garch: GarchParams | None = None  # the GRU's own GARCH feature parameters (model.feature_garch)
     #: the GRU's feature spread (model.feature_hedge_ratio, model.feature_intercept); None: the pair's own
     feature_hedge: tuple[float, float] | None = None
+    #: the config's own leg fractions (``sizing``), used when the pair has no GARCH to size by (a
+    #: strategy without one: the walk-forward trades the config's fractions too)
+    config_fractions: tuple[float, float] | None = None
 
     @classmethod
     def from_pair_config(cls, pair: PairConfig) -> PairParams:
@@ -255,14 +258,19 @@ class PairParams:
         except SignalInputError as exc:
             raise SignalInputError(f"pair {pair_id}: {exc}") from None
         g = pair.garch
-        garch = GarchParams(
-            mu=optional(g.mu, "garch.mu") or 0.0,
-            omega=number(g.omega, "garch.omega"),
-            alpha=number(g.alpha, "garch.alpha"),
-            beta=number(g.beta, "garch.beta"),
-            sigma_forecast=number(g.sigma_forecast, "garch.sigma_forecast"),
-            unconditional_sigma=optional(g.unconditional_sigma, "garch.unconditional_sigma"),
-        )
+        if all(v is None for v in (g.omega, g.alpha, g.beta, g.sigma_forecast)):
+            # a strategy that does not scale by a GARCH (the distance method, a PeriodicStrategy):
+            # z against spread_std, as the walk-forward computes it (flagged garch_unscaled)
+            garch = GarchParams(mu=0.0, omega=math.nan, alpha=math.nan, beta=math.nan, sigma_forecast=math.nan)
+        else:  # a fitted GARCH: every parameter is needed (a null one is a failed fit)
+            garch = GarchParams(
+                mu=optional(g.mu, "garch.mu") or 0.0,
+                omega=number(g.omega, "garch.omega"),
+                alpha=number(g.alpha, "garch.alpha"),
+                beta=number(g.beta, "garch.beta"),
+                sigma_forecast=number(g.sigma_forecast, "garch.sigma_forecast"),
+                unconditional_sigma=optional(g.unconditional_sigma, "garch.unconditional_sigma"),
+            )
         model = pair.model
         feature_garch = feature_hedge = None
         threshold = DEFAULT_PROBABILITY_THRESHOLD
@@ -298,6 +306,7 @@ class PairParams:
             probability_threshold=threshold,
             model_beats_baselines=None if model is None else model.beats_baselines,
             feature_garch=feature_garch,
+            config_fractions=_config_fractions(pair),
             feature_hedge=feature_hedge,
         )
 
@@ -317,6 +326,19 @@ def _finite_positive(value: Any) -> bool:
 
 
 # --- the math ------------------------------------------------------------------------------------
+
+
+def _config_fractions(pair: PairConfig) -> tuple[float, float] | None:
+    """The config's ``sizing`` leg fractions when both are finite and positive, else None."""
+    sizing = getattr(pair, "sizing", None)
+    y, x = (
+        (getattr(sizing, "y_fraction", None), getattr(sizing, "x_fraction", None))
+        if sizing is not None
+        else (None, None)
+    )
+    if y is None or x is None or not (_finite_positive(y) and _finite_positive(x)):
+        return None
+    return float(y), float(x)
 
 
 def garch_filter_fixed(changes: np.ndarray, garch: GarchParams) -> tuple[np.ndarray, np.ndarray]:
@@ -776,14 +798,27 @@ def compute_pair_signal(
     flags = list(pair.flags) + list(gating_flags)
     if not scaled:
         flags.append("garch_unscaled")
-    sizing = pair_sizing(
-        sigma_forecast=p.garch.sigma_forecast,
-        hedge_ratio=p.hedge_ratio,
-        target_daily_vol=limits.target_daily_vol,
-        max_position=limits.max_position,
-        max_portfolio_risk=limits.max_portfolio_risk,
-        n_pairs=max(1, n_pairs),
-    )
+    if not _finite_positive(p.garch.sigma_forecast) and p.config_fractions is not None:
+        # no GARCH to size by (a strategy without one): the config's fractions, as the walk-forward
+        # trades them, scaled down together so neither leg exceeds the account's max_position
+        y_fraction, x_fraction = p.config_fractions
+        scale = min(1.0, limits.max_position / max(y_fraction, x_fraction))
+        sizing = {
+            "y_fraction": y_fraction * scale,
+            "x_fraction": x_fraction * scale,
+            "gross_fraction": (y_fraction + x_fraction) * scale,
+            "pair_vol_target": math.nan,
+            "expected_daily_vol": math.nan,
+        }
+    else:
+        sizing = pair_sizing(
+            sigma_forecast=p.garch.sigma_forecast,
+            hedge_ratio=p.hedge_ratio,
+            target_daily_vol=limits.target_daily_vol,
+            max_position=limits.max_position,
+            max_portfolio_risk=limits.max_portfolio_risk,
+            n_pairs=max(1, n_pairs),
+        )
     before = state if state is not None else rule.PairState.flat(p.pair_id, p.y, p.x)
     bar = pd.Timestamp(pair.bar_timestamp)
     obs = rule.Observation(
