@@ -22,6 +22,7 @@ from pairs_assets.assets.model_performance import model_rankings, model_trends
 from pairs_assets.assets.paper_book import last_book_session, paper_book_asset
 from pairs_assets.assets.raw_bars import raw_bars_asset
 from pairs_assets.assets.stage_factory import stage_assets
+from pairs_assets.assets.strategy_assets import plugin_assets, plugin_resources
 from pairs_assets.assets.trading_signals import trading_signals_asset
 from pairs_assets.assets.walk_forward import walk_forward
 from pairs_assets.home import PairsHome
@@ -37,19 +38,22 @@ from pairs_assets.market.endpoints import (
 )
 from pairs_assets.partitions import daily_partitions_def
 from pairs_assets.quant.pipeline.garch_gru import PIPELINE
+from pairs_assets.quant.pipeline.garch_gru import PIPELINE as GARCH_GRU_PIPELINE
 from pairs_assets.settings import Paths, StrategySettings, paths
+from pairs_assets.strategies.registry import strategies_file
 from pairs_assets.universe import load_universe
 from resources.alpaca_source import AlpacaBarSource
 from resources.bar_sources import BarSource, EmbeddedBarSource, FileBarSource
 from resources.broker import BrokerResource
 from resources.io_manager import PartitionedFileIOManager
-from resources.market_data import MarketDataStore
+from resources.market_data import PRIMARY_STRATEGY, MarketDataStore
 from resources.model_registry import ModelRegistry
 from sensors.dead_runs import dead_run_recovery
 from sensors.paper_book_schedule import build_paper_book_schedule
 from sensors.performance import model_performance_refresh
 from sensors.schedules import build_daily_pairs_schedule
 from sensors.signal_sensor import build_signal_sensor
+from sensors.strategy_control import daily_strategies, read_tick, signal_enabled, signal_fingerprint
 
 # Two beta APIs we chose deliberately, used by every daily asset factory: without these filters
 # `dagster asset materialize` / `dg launch` print the same notice for each asset built.
@@ -134,9 +138,13 @@ def build_resources(p: Paths, strategy: StrategySettings | None = None) -> dict:
     }
 
 
-def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.Definitions:
-    """Assets, checks, jobs, schedule, sensors and resources of the home ``p`` and the ``strategy``
-    (default: :class:`StrategySettings`' defaults).
+def build_definitions(
+    p: Paths, strategy: StrategySettings | None = None, *, strategies_path: Path | str | None = None
+) -> dg.Definitions:
+    """Assets, checks, jobs, schedule, sensors and resources of the home ``p``, the ``strategy``
+    (default: the strategies file's primary strategy — ``garch_gru``, or ``seed`` enabled in its place —
+    at the file's parameters; :class:`StrategySettings`' defaults when it gives none) and the other
+    strategies the strategies file enables.
 
     The daily partitions are the sessions from ``p.history_start`` to the bar source's last session
     (the embedded dataset's or the file's last date, read once when the definitions load; Alpaca:
@@ -144,20 +152,61 @@ def build_definitions(p: Paths, strategy: StrategySettings | None = None) -> dg.
     paper book's close schedule past the session after it (the book's last partition). The
     stages' declared lookbacks are ``strategy``'s windows, and the ``strategy`` resource is
     ``strategy`` (a launchpad override changes what a run reads).
+
+    ``strategies_path``: the strategies file (default :func:`pairs_assets.strategies.registry.strategies_file`
+    with ``p``'s home): every enabled strategy with a pipeline other than the primary gets its stages
+    under ``<name>/…`` (:func:`pairs_assets.assets.strategy_assets.plugin_assets`); the schedule and the
+    signal sensor re-read the file at every tick (:mod:`sensors.strategy_control`).
     """
-    strategy = strategy or StrategySettings()
+    path = (
+        Path(strategies_path)
+        if strategies_path is not None
+        else strategies_file({**os.environ, "PAIRS_HOME": str(p.home)})
+    )
+    chosen = daily_strategies(path)
+    if strategy is None:
+        primary = chosen.primary
+        strategy = StrategySettings(**primary.params.model_dump()) if primary is not None else StrategySettings()
     sectors = load_universe(p.universe_file).sector_names
     resources = build_resources(p, strategy)
     last_session = resources["bar_source"].last_session()
     daily = daily_partitions_def(p.history_start, sectors, last_session)
+    assets = build_assets(daily, strategy)
+    stages = {PRIMARY_STRATEGY: [dg.AssetKey(name) for name in GARCH_GRU_PIPELINE.names]}
+    for plugin in chosen.plugins:
+        assets.extend(plugin_assets(plugin, daily))
+        resources.update(plugin_resources(plugin))
+        stages[plugin.name] = [dg.AssetKey([plugin.name, name]) for name in plugin.pipeline().names]
+    failed = chosen.registry.failures
+    note = (
+        " Strategy entry points that failed to load: "
+        + "; ".join(f"{f.name} ({f.reason})" for f in failed)
+        + " — see `pairs strategies list`."
+        if failed
+        else ""
+    )
     return dg.Definitions(
-        assets=build_assets(daily, strategy),
+        assets=assets,
         jobs=[daily_pairs, model_performance_job, signal_job, paper_book_job],
         schedules=[
-            build_daily_pairs_schedule(sectors, last_session),
+            build_daily_pairs_schedule(
+                sectors,
+                last_session,
+                strategies=lambda: read_tick(path, chosen.loaded),
+                stages=stages,
+                note=note,
+            ),
             build_paper_book_schedule(last_book_session(daily)),
         ],
-        sensors=[model_performance_refresh, build_signal_sensor(sectors=sectors), dead_run_recovery],
+        sensors=[
+            model_performance_refresh,
+            build_signal_sensor(
+                sectors=sectors,
+                enabled=signal_enabled(path, chosen.loaded),
+                fingerprint=signal_fingerprint(path),
+            ),
+            dead_run_recovery,
+        ],
         resources=resources,
         # the run worker tags its run with its host and keeps a heartbeat: what dead_run_recovery judges
         executor=with_run_heartbeat(executor_for(p.executor, p.celery_broker, p.celery_backend)),

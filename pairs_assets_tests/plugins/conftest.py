@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from pairs_assets_tests.assets.conftest import own_pairs_home  # noqa: F401  (a home of the test's own)
@@ -36,3 +37,12 @@ def example_plugin_installed(tmp_path_factory):
         sys.path.remove(str(target))
         sys.modules.pop("pairs_example_strategy", None)
         importlib.invalidate_caches()
+
+
+@pytest.fixture(autouse=True)
+def _live_instance_context():
+    """Each test inside a live test instance: an earlier test's instance (gone) can stay Dagster's
+    current definitions-state storage, and building a repository then resolves its dead weakref
+    ("Attempted to resolve undefined DagsterInstance weakref"); a live instance's context replaces it."""
+    with dg.instance_for_test():
+        yield
