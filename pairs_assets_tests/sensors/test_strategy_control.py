@@ -18,6 +18,14 @@ from sensors.strategy_control import read_tick
 NY = ZoneInfo("America/New_York")
 
 
+@pytest.fixture(autouse=True)
+def _live_instance_context():
+    """Inside a live test instance: an earlier test's (gone) instance can stay Dagster's current
+    definitions-state storage, and resolving a repository then hits its dead weakref."""
+    with dg.instance_for_test():
+        yield
+
+
 def _write(path, entries):
     path.write_text(yaml.safe_dump(entries, sort_keys=False))
 
