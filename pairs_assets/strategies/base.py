@@ -1,28 +1,11 @@
-"""The strategy plugin interface: what a strategy is, below Dagster.
+"""The strategy plugin interface, where plugins import it from.
 
-A strategy is
-
-* a **config schema** — :attr:`StrategyPlugin.Params`, a pydantic model (``extra="forbid"``) whose
-  defaults are the strategy's defaults; ``strategies.yaml`` and ``--set`` give values on top;
-* a **pipeline** — :meth:`StrategyPlugin.pipeline`, the ordered stage specs
-  (:mod:`pairs_assets.quant.pipeline`) that turn a sector's bars into the next session's
-  :class:`~pairs_assets.quant.config_model.TradingConfig`; the daily graph generates its assets from
-  it (under the strategy's asset key prefix) and the walk-forward iterates the same list. ``None``:
-  a reference that only walks forward (the classical baseline);
-* the **trading rule** — one rule for every strategy, :mod:`pairs_assets.quant.rule`, applied to
-  the pipeline's configs by the walk-forward and by the live signal job alike (a strategy chooses
-  its levels in its configs, never its own loop);
-* :meth:`StrategyPlugin.walk_forward_sector` — one sector of a walk-forward: the trades the
-  strategy makes over the range, executed by the shared execution model at every cost
-  (:meth:`SectorContext.execute`).
-
-Registration: a Python entry point in the group ``pairs_assets.strategies`` naming the class
-(``name = "package.module:Class"``), and a ``strategies.yaml`` entry (name, class, parameters,
-enabled) — see :mod:`pairs_assets.strategies.registry`.
-
-The classes are defined in :mod:`pairs_assets.quant.walkforward.plugin`, beside the walk-forward
-engine that runs them (the numerics import nothing above them); this is where plugins import them
-from.
+A strategy is a parameter schema (``Params``), a pipeline (``pipeline()``: the stages the daily
+graph generates its assets from and the walk-forward iterates) and one sector's walk-forward
+(``walk_forward_sector``); its configs are traded by the one rule (:mod:`pairs_assets.quant.rule`).
+The classes are defined — and described in full — in :mod:`pairs_assets.quant.walkforward.plugin`,
+beside the walk-forward engine that runs them (the numerics import nothing above them).
+Registration: :mod:`pairs_assets.strategies.registry`.
 """
 
 from pairs_assets.quant.walkforward.plugin import (
