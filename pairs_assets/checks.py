@@ -472,3 +472,50 @@ PAPER_BOOK_CHECKS = [
         False,
     ),
 ]
+
+
+# --- a periodic strategy's selected_pairs ----------------------------------------------------------
+def periodic_pairs_results(pairs: pd.DataFrame, closes: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    """A :class:`~pairs_assets.strategies.periodic.PeriodicStrategy`'s selection against its window:
+    each pair's ``spread_std`` re-measured on the formation closes (ERROR, blocking the trading
+    config), and every leg's close at the formation session (WARN)."""
+    import numpy as np
+
+    from pairs_assets.strategies.periodic import SPREAD_STD_TOLERANCE
+
+    off, stale, worst = [], [], 0.0
+    # a select() frame (hedge_ratio, spread_std) or the distance method's (β = 1, sigma)
+    sigma_column = "spread_std" if "spread_std" in pairs.columns else "sigma"
+    for row in pairs.to_dict("records"):
+        beta, sigma = float(row.get("hedge_ratio", 1.0)), float(row[sigma_column])
+        spread = np.log(closes[row["y"]]) - beta * np.log(closes[row["x"]]) - float(row["intercept"])
+        spread = spread.to_numpy(float)
+        spread = spread[np.isfinite(spread)]
+        measured = [float(np.std(spread, ddof=d)) for d in (0, 1)] if len(spread) > 1 else [float("nan")]
+        gap = min(abs(sigma - m) / m if m > 0 else float("inf") for m in measured)
+        worst = max(worst, gap) if np.isfinite(gap) else float("inf")
+        if not gap <= SPREAD_STD_TOLERANCE:
+            off.append(f"{row['pair_id']} ({sigma_column} {sigma:.4g}, window σ {measured[0]:.4g})")
+        for leg in (row["y"], row["x"]):
+            if not np.isfinite(closes[leg].iloc[-1]):
+                stale.append(f"{row['pair_id']}: {leg}")
+    return [
+        _result(
+            "spread_std_matches_window",
+            "selected_pairs",
+            not off,
+            ERROR,
+            tolerance=SPREAD_STD_TOLERANCE,
+            max_relative_gap=float(worst),
+            violations=_first(off) or "none",
+            pairs=len(pairs),
+        ),
+        _result(
+            "legs_close_at_formation",
+            "selected_pairs",
+            not stale,
+            WARN,
+            formation_session=str(closes.index[-1].date()) if len(closes) else "none",
+            violations=_first(stale) or "none",
+        ),
+    ]

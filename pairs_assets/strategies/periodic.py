@@ -42,6 +42,7 @@ from pairs_assets.errors import InsufficientHistoryError, MissingBarsError
 from pairs_assets.quant.config_model import SCHEMA_VERSION, SPREAD_STD_MIN, TradingConfig
 from pairs_assets.quant.pipeline.primitives import fingerprint_of
 from pairs_assets.quant.pipeline.spec import (
+    CheckDef,
     Json,
     Partition,
     PathValue,
@@ -244,6 +245,23 @@ def _formation_window(name: str, stage: str, p: Partition, params, symbols):
     return formation_day, window
 
 
+#: How far a pair's spread_std may be from its formation spread's σ (relative): ddof 0 and 1 differ
+#: by under 1% on a 60-session window; a σ of another window or of prices, not log prices, is far off.
+SPREAD_STD_TOLERANCE = 0.02
+
+#: The checks of every periodic strategy's ``selected_pairs`` (evaluated by
+#: :func:`pairs_assets.checks.periodic_pairs_results`).
+PERIODIC_CHECKS = (
+    CheckDef(
+        "spread_std_matches_window",
+        "Every pair's spread_std is the σ of its spread ln y − β·ln x − intercept over the formation window "
+        f"(within {SPREAD_STD_TOLERANCE:.0%}, either ddof): the z the rule trades is measured in it.",
+        True,
+    ),
+    CheckDef("legs_close_at_formation", "Every selected leg has a close at the formation session.", False),
+)
+
+
 def periodic_pipeline(
     name: str,
     select: SelectFn,
@@ -268,7 +286,8 @@ def periodic_pipeline(
         pairs = select(window.closes, params, f"partition {p.date}|{p.sector}")
         return StageOutput(
             pairs,
-            {
+            check_args=(pairs, window.closes),
+            metadata={
                 "window": window.label,
                 "formation_session": str(formation_day.date()),
                 "symbols": ", ".join(symbols),
@@ -335,6 +354,8 @@ def periodic_pipeline(
                 window=lambda s: s.formation,
                 window_detail=detail,
                 compute=selected_partition,
+                checks=PERIODIC_CHECKS,
+                evaluate_checks="pairs_assets.checks:periodic_pairs_results",
                 range_summary=lambda run, values, counts: {"pairs": sum(len(v) for v in values.values())},
                 kinds=frozenset({"pandas", "parquet"}),
                 description=f"Strategy {name}: the pairs selected on the formation window"

@@ -251,3 +251,39 @@ def test_close_at_period_end_empties_the_config_before_each_formation(embedded):
     for trade in held.itertuples():
         start = partitions.formation_session(trade.entry_session, 7, phase=3)
         assert partitions.formation_session(trade.exit_session, 7, phase=3) in (start, pd.Timestamp(trade.exit_session))
+
+
+class WrongSigma(FirstPair):
+    """FirstPair reporting its spread's σ on prices, not log prices: z would be measured in the wrong unit."""
+
+    def select(self, closes_window, params):
+        pairs = super().select(closes_window, params)
+        y, x = pairs.loc[0, "y"], pairs.loc[0, "x"]
+        return pairs.assign(spread_std=float((closes_window[y] - closes_window[x]).std(ddof=0)))
+
+
+@pytest.mark.parametrize(("plugin_class", "passes"), [(FirstPair, True), (WrongSigma, False)])
+def test_spread_std_check_gates_the_trading_config(plugin_class, passes, tmp_path, own_pairs_home):
+    """selected_pairs' blocking check re-measures each pair's σ on the formation window: a plugin
+    whose σ is not its spread's gets no trading config for that partition (the check fails, named)."""
+    strategy = plugin_class("firstpair", {"formation": 60, "every": 5})
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    source = EmbeddedBarSource()
+    preload_history(url, source, TECHNOLOGY, "2022-12-29", 100)
+    resources = {**resources_for(url, source, home=own_pairs_home), **plugin_resources(strategy)}
+    result = dg.materialize(
+        [daily_asset("raw_bars"), *plugin_assets(strategy, EMBEDDED_DAILY)],
+        selection=["firstpair/selected_pairs", "firstpair/trading_config"],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2022-12-28|technology",
+        raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["spread_std_matches_window"].passed is passes
+    assert evaluations["legs_close_at_formation"].passed
+    written = trading_config_path(own_pairs_home.outputs_dir, "firstpair", "2022-12-28", "technology")
+    assert written.exists() is passes
+    if not passes:
+        violations = evaluations["spread_std_matches_window"].metadata["violations"].value
+        assert "spread_std" in violations and "window σ" in violations
