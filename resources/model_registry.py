@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -365,6 +365,7 @@ class ModelRegistry(dg.ConfigurableResource):
         spread: pd.Series,
         entry_z: float,
         before_register: Callable[[], None] | None = None,
+        extra_tags: Mapping[str, str] | None = None,
     ) -> RegisteredModelInfo:
         """Log one pair's training as an MLflow run, then register the model as a new version.
 
@@ -391,6 +392,11 @@ class ModelRegistry(dg.ConfigurableResource):
         spread : pandas.Series
         entry_z : float
             For the spread-with-z-bands figure.
+        before_register : callable, optional
+            Raises when the caller's Dagster run is no longer open (see Raises).
+        extra_tags : mapping, optional
+            More run tags (the Dagster run's ``pairs/strategies`` and ``pairs/strategies_fingerprint``:
+            which strategies file the run saw).
 
         Returns
         -------
@@ -428,6 +434,7 @@ class ModelRegistry(dg.ConfigurableResource):
             "dagster_run_id": dagster_run_id,
             "input_fingerprint": fingerprint,
             "model_family": "gru_garch",
+            **{str(k): str(v) for k, v in (extra_tags or {}).items()},
         }
         all_params = {**result.params(), **params}
         all_params = {str(k): str(v)[:_MAX_PARAM_VALUE] for k, v in sorted(all_params.items())}

@@ -43,6 +43,9 @@ from pairs_assets.quant.pipeline.spec import (
 )
 from resources.io_manager import atomic_write_bytes
 
+#: Run tags a stage may record (the schedule's pairs/strategies and pairs/strategies_fingerprint).
+STRATEGY_TAG_PREFIX = "pairs/strategies"
+
 #: What every stage reads: the store, the bar source, the strategy (its settings) and the home.
 BASE_RESOURCES = ("store", "bar_source", "strategy", "home")
 #: The resource of the default strategy's settings; a plugin's stages read ``strategy__<name>``
@@ -142,6 +145,7 @@ def _stage_run(
         previous=lambda partition_key: context.resources.io_manager.load_partition(asset_path, partition_key),
         ensure_open=lambda what: ensure_run_open(context.instance, context.run_id, what),
         write_bytes=lambda path, payload: atomic_write_bytes(Path(path), payload),
+        tags={k: v for k, v in context.run.tags.items() if k.startswith(STRATEGY_TAG_PREFIX)},
     )
 
 

@@ -2,13 +2,21 @@
 
 import json
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pairs_assets_tests.assets.graph_harness import materialize, materialized_keys, preload_history, resources_for
+from pairs_assets.partitions import partition_key
+from pairs_assets_tests.assets.graph_harness import (
+    DAILY_ASSETS,
+    materialize,
+    materialized_keys,
+    preload_history,
+    resources_for,
+)
 from pairs_assets_tests.assets.test_bad_input import failure_message
 from pairs_assets_tests.planted import planted_closes, write_bars_file
 from pairs_assets_tests.strategies import SEED
@@ -35,7 +43,14 @@ def _mlflow_store(tmp_path) -> str:
 def test_gru_trained_logged_registered_and_in_the_config(own_pairs_home, tmp_path, sqlite_url, planted):
     resources = resources_for(sqlite_url, planted, home=own_pairs_home, **FAST)
     resources["model_registry"] = ModelRegistry(tracking_uri=_mlflow_store(tmp_path))
-    result = materialize("2022-12-28", "technology", resources)
+    result = dg.materialize(
+        DAILY_ASSETS,
+        partition_key=partition_key("2022-12-28", "technology"),
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        # what the 6 AM schedule tags a run with (sensors/strategy_control.py)
+        tags={"pairs/strategies": "garch_gru", "pairs/strategies_fingerprint": "0123456789abcdef"},
+    )
     assert result.success
     models = pd.read_parquet(own_pairs_home.outputs_dir / "gru_models" / "2022-12-28" / "technology.parquet")
     assert models["status"].tolist() == ["trained"]
@@ -52,6 +67,7 @@ def test_gru_trained_logged_registered_and_in_the_config(own_pairs_home, tmp_pat
     assert run.info.run_name.startswith(f"GRU_Training_{row['pair_id']}_") and run.info.run_name.endswith("_v1")
     assert run.data.tags["pair"] == row["pair_id"] and run.data.tags["as_of_session"] == "2022-12-28"
     assert run.data.tags["dagster_run_id"] == result.run_id
+    assert run.data.tags["pairs/strategies_fingerprint"] == "0123456789abcdef"  # the strategies file it ran with
     assert run.data.params["gru_hidden"] == "16" and run.data.params["gru_seq_len"] == "10"
     assert "test_f1" in run.data.metrics and "baseline_logistic_f1" in run.data.metrics
     # no bar after the as-of session in any slice, and the test slice comes last

@@ -275,6 +275,8 @@ def _register(
         fingerprint=fingerprint,
         spread=spread,
         entry_z=strategy.entry_z,
+        # which strategies file the run saw (the schedule's tags): a threshold change is on the MLflow run
+        extra_tags=dict(run.tags),
         # an orphaned step (its run failed or canceled while it trained) registers nothing
         before_register=lambda: run.ensure_open(
             f"registering {model_registry.model_name(sector)} for {pair_id} ({date})"

@@ -162,6 +162,8 @@ class StageRun:
     previous: Callable[[str], Any] = field(default=lambda _key: None)
     ensure_open: Callable[[str], None] = field(default=lambda _what: None)
     write_bytes: Callable[[str, bytes], None] | None = None
+    #: the run's tags a stage records beside its outputs (the strategies file's ``pairs/strategies*``)
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
