@@ -136,3 +136,32 @@ def test_seed_enabled_in_place_of_garch_gru_is_the_primary(tmp_path):
     request = _tick(definitions).run_requests[0]
     assert request.tags["pairs/strategies"] == "garch_gru"  # the bare-key graph's store name
     assert request.run_config["resources"]["strategy"]["config"]["formation_window"] == 60
+
+
+def test_an_entry_point_that_fails_to_import_is_named_in_the_ui_while_the_others_load(tmp_path, monkeypatch):
+    """A real broken entry point (a distribution on sys.path): the definitions still load with every
+    other strategy, and the schedule's description — what the UI shows — names the failure."""
+    from importlib import metadata
+
+    from pairs_assets.strategies import registry as reg
+
+    (tmp_path / "ui_broken_module.py").write_text("raise ImportError('no module named torchvision')\n")
+    info = tmp_path / "pairs_assets_ui_broken-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pairs-assets-ui-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pairs_assets.strategies]\nbroken_ui = ui_broken_module:Strategy\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "broken_ui" in {ep.name for ep in metadata.entry_points(group=reg.ENTRY_POINT_GROUP)}
+    monkeypatch.setattr(reg, "_CLASSES", [])  # discover the installed entry points again
+    path = tmp_path / "strategies.yaml"
+    _write(
+        path,
+        [
+            {"name": "garch_gru", "class": "garch_gru", "enabled": True},
+            {"name": "distance", "class": "distance", "enabled": True},
+        ],
+    )
+    definitions = build_definitions(Paths.from_env({"PAIRS_HOME": str(tmp_path / "home")}), strategies_path=path)
+    description = definitions.get_schedule_def("daily_pairs_schedule").description
+    assert "broken_ui" in description and "no module named torchvision" in description
+    assert dg.AssetKey(["distance", "trading_config"]) in definitions.resolve_asset_graph().get_all_asset_keys()
