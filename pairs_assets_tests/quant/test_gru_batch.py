@@ -116,9 +116,10 @@ def test_stacked_forward_equals_each_models_own_forward(batched):
     for p, model in enumerate(models):
         np.testing.assert_allclose(together[p], predict_proba(model, x[p]), atol=2e-6)
     # one sequence per model (the signal job's shape), and a model's score independent of the stack
+    # (to float32 rounding: the CPU kernels may block a batch of another shape differently — seen under load)
     single = predict_proba_many(StackedGRU.from_modules(models), x[:, 0])
-    np.testing.assert_array_equal(single, together[:, 0])
-    assert predict_proba_many(models[1:2], x[1:2, 0])[0] == single[1]
+    np.testing.assert_allclose(single, together[:, 0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(predict_proba_many(models[1:2], x[1:2, 0])[0], single[1], rtol=1e-6, atol=1e-7)
     # round trip of the weights
     back = StackedGRU.from_modules(models).unstack(1)
     for key, value in models[1].state_dict().items():

@@ -41,6 +41,7 @@ from pairs_assets.quant.stages import (
     selection_stage,
     sigma_forecasts_at,
 )
+from pairs_assets.quant.strategy import Strategy
 
 __all__ = ["PIPELINE"]
 
@@ -52,7 +53,7 @@ def _formation_detail(field: str):
     return detail
 
 
-def _formation_window(windows, date: str, sector: str, symbols, n: int, strategy):
+def _formation_window(windows, date: str, sector: str, symbols, n: int, strategy: Strategy):
     formation = windows.formation_session(date, strategy.reselect_every, strategy.formation_phase)
     return windows.read(symbols, formation, n, partition=f"{date}|{sector}")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -107,6 +107,20 @@ def reasons_text(reasons: Mapping[str, str]) -> str:
 def md_reasons(reasons: Mapping[str, str]) -> Md:
     """An item → reason table as a metadata marker."""
     return Md(reasons_text(reasons))
+
+
+class FormationParams(Protocol):
+    """What the stage factory and the range path read of a strategy's parameters (a
+    :class:`~pairs_assets.quant.strategy.Strategy`, a plugin's params): its formation calendar and how
+    far back a window ending at a formation session reaches from an as-of session."""
+
+    @property
+    def reselect_every(self) -> int: ...
+
+    @property
+    def formation_phase(self) -> int: ...
+
+    def reach(self, window: int) -> int: ...
 
 
 # --- what a stage is ---------------------------------------------------------------------------------
@@ -253,7 +267,7 @@ class StageSpec:
     stores_output: bool = True
     replay: Callable[[Replay, list], dict] | None = None
 
-    def history_sessions(self, strategy) -> int:
+    def history_sessions(self, strategy: FormationParams) -> int:
         """The sessions of history the stage reads up to its as-of session (its declared lookback)."""
         n = self.window(strategy)
         return n if self.window_ends_at_as_of else strategy.reach(n)
