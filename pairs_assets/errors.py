@@ -47,6 +47,12 @@ class RunClosedError(PairsError, RuntimeError):
     the message names the run, its status and what was refused."""
 
 
+class StepWorkerLostError(PairsError, RuntimeError):
+    """A step sent to a Celery worker started there, then its worker stopped reporting for the step
+    heartbeat window (killed, its machine lost, or cut off from the database); the message names the
+    step, the task, the worker and the window. The run fails instead of waiting for a new worker."""
+
+
 class EventLogLockedError(PairsError, RuntimeError):
     """The event log's SQLite file stayed locked by another connection past the lock timeout; the
     message names the file and the timeout, and says that nothing of the batch was kept."""

@@ -33,6 +33,18 @@ writing into the closed run:
   evaluation of a FAILED or CANCELED run (on PostgreSQL in the transaction that writes it, under a
   share lock on the run's row), and ``gru_models`` checks before it registers an MLflow version.
   Revocation is a broadcast that a worker may miss (down, restarting); this check is not.
+
+Lost workers. The reverse case: the run worker lives, the Celery worker executing one of its steps
+dies (kill -9, its machine lost). The broker hands the unacknowledged task back to the queue, where
+it waits for a worker that may never come, and dagster-celery's loop waits for its result for ever.
+Every step on a worker therefore writes a *step heartbeat* (``pairs/step_heartbeat/<task id>``,
+every ``PAIRS_STEP_HEARTBEAT_S``) from the process that executes it
+(:mod:`pairs_assets.instance.step_heartbeat`, connected to Celery's task signals by ``pairs worker``), and the run worker watches the heartbeats
+of its started steps (:class:`_WatchedStep`): one that stops changing for
+``PAIRS_STEP_HEARTBEAT_WINDOW_S``, by the run worker's own clock, fails the step with
+:class:`~pairs_assets.errors.StepWorkerLostError` and so the run, and its task is revoked. A task
+still queued (no heartbeat yet: every worker busy, or none started) is waiting, not lost. If
+another worker takes the handed-back task over in time, its heartbeat resumes and the run goes on.
 """
 
 from __future__ import annotations
@@ -60,6 +72,14 @@ from pairs_assets.instance.liveness import (  # noqa: F401 - re-exported
     process_alive_since,
     this_host,
 )
+from pairs_assets.instance.step_heartbeat import (  # the heartbeat constants re-exported
+    DEFAULT_HEARTBEAT_WINDOW_S,
+    HEARTBEAT_INTERVAL_S,
+    STEP_HEARTBEAT_WINDOW_ENV,
+    start_step_heartbeat,  # noqa: F401 - re-exported
+    step_heartbeat_key,
+    step_heartbeat_settings,
+)
 from pairs_assets.instance.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -72,9 +92,6 @@ CELERY_TASKS_TAG = "pairs/celery_tasks"
 #: Set once a run's Celery tasks were revoked (the ids, comma-separated).
 CELERY_REVOKED_TAG = "pairs/celery_revoked"
 
-HEARTBEAT_INTERVAL_S = 30.0
-# Ten missed heartbeats: a loaded machine or a database hiccup delays a few, never ten.
-DEFAULT_HEARTBEAT_WINDOW_S = 300.0
 
 _log = logging.getLogger(__name__)
 
@@ -296,12 +313,88 @@ def run_heartbeat(
         thread.join(timeout=interval_s)
 
 
+class _WatchedStep:
+    """A step's Celery result that also becomes ready when the worker executing the step is lost.
+
+    dagster-celery's loop asks ``ready()`` every second; every ``check_every_s`` this reads the step's
+    heartbeat. None yet: the task is queued (waiting for a worker is not a loss). A value that has
+    not changed for ``window_s`` of this process's clock (no clock is compared across machines): the
+    worker is lost, ``ready()`` turns True and ``get()`` revokes the task and raises
+    :class:`~pairs_assets.errors.StepWorkerLostError`, which the loop records as the step's error
+    and the run fails with.
+    """
+
+    def __init__(
+        self, result, instance, step_key: str, task_id: str, window_s: float, check_every_s: float, clock=time.monotonic
+    ):
+        self._result, self._instance, self._clock = result, instance, clock
+        self._step_key, self._task_id = step_key, task_id
+        self._window_s, self._check_every_s = window_s, check_every_s
+        self._seen: str | None = None
+        self._changed_at = 0.0
+        self._next_check = 0.0
+        self._lost: str | None = None
+
+    def ready(self) -> bool:
+        if self._result.ready():
+            return True
+        now = self._clock()
+        if self._lost is None and now >= self._next_check:
+            self._next_check = now + self._check_every_s
+            self._judge(now)
+        return self._lost is not None
+
+    def _judge(self, now: float) -> None:
+        import json
+
+        key = step_heartbeat_key(self._task_id)
+        try:
+            value = self._instance.daemon_cursor_storage.get_cursor_values({key}).get(key)
+        except sa.exc.SQLAlchemyError as exc:  # the database, not the worker: judge at the next check
+            _log.warning("step %s: step heartbeat not read (%s)", self._step_key, exc)
+            return
+        if value is None:
+            return
+        if value != self._seen:
+            self._seen, self._changed_at = value, now
+            return
+        silent = now - self._changed_at
+        if silent <= self._window_s:
+            return
+        try:
+            last = json.loads(value)
+            who = f"{last.get('worker', '?')}, pid {last.get('pid', '?')}"
+        except (ValueError, AttributeError):
+            who = "unknown worker"
+        self._lost = (
+            f"step {self._step_key}: its Celery worker ({who}) stopped reporting {silent:.0f} s ago (step heartbeat "
+            f"window {self._window_s:.0f} s, {STEP_HEARTBEAT_WINDOW_ENV}): the worker died, its machine was lost or "
+            f"it lost the database; task {self._task_id} revoked. Start a `pairs worker` and rerun the partition"
+        )
+
+    def get(self, *args, **kwargs):
+        if self._lost is not None and not self._result.ready():
+            from pairs_assets.errors import StepWorkerLostError
+
+            self._result.revoke()
+            _log.error("%s", self._lost)
+            raise StepWorkerLostError(self._lost)
+        return self._result.get(*args, **kwargs)
+
+    def revoke(self, *args, **kwargs):
+        return self._result.revoke(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._result, name)
+
+
 def _submit_tracked_task(app, plan_context, step, queue, priority, known_state):
     """dagster-celery's ``_submit_task`` (dagster_celery/executor.py, 0.29) with two changes: the
     task id is chosen here and recorded on the run (:data:`CELERY_TASKS_TAG`) *before* the task is
     sent, so a run worker killed right after cannot leave an untracked step; and the returned
     result's ``revoke`` terminates (dagster-celery's loop revokes on a cancel without ``terminate``,
-    which leaves a running step to finish and write)."""
+    which leaves a running step to finish and write); and the result is watched for a lost worker
+    (:class:`_WatchedStep`)."""
     import functools
     import json
     import uuid
@@ -332,7 +425,8 @@ def _submit_tracked_task(app, plan_context, step, queue, priority, known_state):
     )
     result = signature.apply_async(task_id=task_id, priority=priority, queue=queue, routing_key=f"{queue}.execute_plan")
     result.revoke = functools.partial(result.revoke, terminate=True, signal="SIGKILL")
-    return result
+    interval, window = step_heartbeat_settings()
+    return _WatchedStep(result, instance, step.key, task_id, window_s=window, check_every_s=interval)
 
 
 class _HeartbeatExecutor(Executor):

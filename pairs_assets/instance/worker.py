@@ -59,4 +59,37 @@ def make_worker_app(broker: str, backend: str = "rpc://") -> Celery:
     # item 12). Unredirected, the lines keep their own level and Celery's own records theirs.
     app.conf.worker_redirect_stdouts = False
     create_task(app)
+    _connect_step_heartbeats()
     return app
+
+
+_beating: dict[str, object] = {}  # task id -> the function that stops its heartbeat (in the executing process)
+
+
+def _connect_step_heartbeats() -> None:
+    """Each ``execute_plan`` task writes a step heartbeat while it runs, from the process executing it
+    (Celery's ``task_prerun``/``task_postrun`` fire there), so the run worker can tell a step whose
+    worker died from one that is still working (``run_recovery._WatchedStep``). Connected once per
+    process, whatever the number of apps."""
+    from celery import signals
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import unpack_value
+    from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
+
+    from pairs_assets.instance.step_heartbeat import start_step_heartbeat, step_heartbeat_settings
+
+    def started(sender=None, task_id=None, task=None, kwargs=None, **_):
+        if getattr(task, "name", None) != TASK_EXECUTE_PLAN_NAME or not task_id:
+            return
+        args = unpack_value((kwargs or {})["execute_step_args_packed"], as_type=ExecuteStepArgs)
+        interval, _window = step_heartbeat_settings()
+        worker = getattr(task.request, "hostname", None) or "?"
+        _beating[task_id] = start_step_heartbeat(args.instance_ref, task_id, worker, interval)
+
+    def finished(sender=None, task_id=None, **_):
+        halt = _beating.pop(task_id, None)
+        if halt is not None:
+            halt()
+
+    signals.task_prerun.connect(started, weak=False, dispatch_uid="pairs_step_heartbeat_start")
+    signals.task_postrun.connect(finished, weak=False, dispatch_uid="pairs_step_heartbeat_stop")

@@ -76,6 +76,9 @@ def deployment(tmp_path_factory):
             "PAIRS_CODE_SERVER_HOST": "127.0.0.1",
             "PAIRS_CODE_SERVER_PORT": str(port),
             "DAGSTER_CLI_API_GRPC_STARTUP_TIMEOUT": "600",
+            # a lost Celery worker fails its run after 30 s of silence (default 300): the last test
+            "PAIRS_STEP_HEARTBEAT_S": "2",
+            "PAIRS_STEP_HEARTBEAT_WINDOW_S": "30",
         }
         bars_file = write_bars_file(root / "planted_bars.csv", planted_closes())
         env["PAIRS_BARS_FILE"] = bars_file
@@ -633,3 +636,67 @@ def test_a_step_outliving_its_failed_run_unrevoked_records_nothing_and_registers
     services.wait_until(
         lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, 60, "the run to stay failed"
     )
+
+
+def test_a_killed_celery_worker_fails_its_run_within_the_step_heartbeat_window(deployment):
+    """Issue 21 item 1, the worker half: a Celery worker killed (SIGKILL, its whole process tree: what
+    a lost machine does) while ``gru_models`` trains left the step waiting for a new worker for ever —
+    the run worker lives, so its run heartbeat stays fresh and no recovery fails the run. Now the
+    step's heartbeat stops, and the run worker fails the step, and so the run, once it has been
+    silent for the window (30 s here, PAIRS_STEP_HEARTBEAT_WINDOW_S; 300 s by default), naming the
+    step, the worker and the task; nothing of ``gru_models`` is written. Last in the module: it kills
+    the deployment's worker."""
+    import signal
+    import time
+
+    from dagster import AssetKey, DagsterEventType, DagsterRunStatus
+
+    from pairs_assets.instance.run_recovery import run_task_ids
+    from pairs_assets.instance.step_heartbeat import step_heartbeat_key
+
+    instance, worker, logs = deployment["instance"], deployment["worker"], deployment["logs"]
+    endless = _run_config()
+    endless["resources"]["strategy"]["config"].update(gru_max_epochs=100_000, gru_patience=100_000)
+    run = _start_technology_run_until_gru_trains(deployment, endless)
+    task_id = run_task_ids(instance.get_run_by_id(run.run_id))["gru_models"]
+    key = step_heartbeat_key(task_id)
+    beat = services.wait_until(
+        lambda: instance.daemon_cursor_storage.get_cursor_values({key}).get(key),
+        300,
+        "the gru_models step heartbeat",
+        procs=[worker],
+        logs=logs,
+    )
+    assert json.loads(beat)["worker"].startswith("pairs-test-")
+
+    tree = services.process_tree(worker.pid)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    worker.wait(timeout=60)
+    killed = time.monotonic()
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # the run worker lives on
+
+    services.wait_until(
+        lambda: instance.get_run_by_id(run.run_id).is_finished, 600, "the run to fail", poll=1.0, logs=logs
+    )
+    print(f"run failed {time.monotonic() - killed:.0f} s after its worker was killed (window 30 s, beat 2 s)")
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    (failure,) = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    error = failure.event_log_entry.dagster_event.event_specific_data.error
+    text = error.to_string() if error is not None else failure.event_log_entry.dagster_event.message
+    assert "StepWorkerLostError: step gru_models: its Celery worker (pairs-test-" in text, text
+    assert "stopped reporting" in text and f"task {task_id} revoked" in text, text
+
+    gru = AssetKey("gru_models")
+    written = [
+        r
+        for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        if r.event_log_entry.dagster_event.asset_key == gru
+    ]
+    assert written == [], _writes_of(instance, run.run_id, gru)
+    steps = {
+        r.event_log_entry.step_key
+        for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records
+    }
+    assert "trading_config" not in steps  # downstream of the lost step: never started
