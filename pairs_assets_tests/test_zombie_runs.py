@@ -340,3 +340,42 @@ def test_tasks_of_runs_closed_since_the_last_tick_are_revoked_once_with_terminat
         assert instance.get_run_by_id("failed").tags[CELERY_REVOKED_TAG] == "t-1,t-2"
         assert revoke_closed_runs_tasks(instance, since, app=app) == {}  # once
         assert len(app.calls) == 2
+
+
+def test_two_killed_cli_runs_no_longer_fill_the_local_queue(tmp_path):
+    """Issue 21 item 3: under ``dg dev`` (the project's dagster.yaml: a run queue of
+    ``max_concurrent_runs: 2``) two CLI runs killed with SIGKILL stayed STARTED, filled both slots and
+    every run from the UI, a backfill or the schedule waited for ever. One ``dead_run_recovery`` tick —
+    the daemon of ``dg dev`` runs it every minute — fails both, naming each, and frees the slots."""
+    from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())  # what `pairs init` copies
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))):
+        pass  # the storage exists before two processes open it
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with _two_workers(tmp_path, script, env) as (processes, run_ids):
+        for process in processes.values():
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            slots = (
+                instance.get_concurrency_config().run_queue_config.max_concurrent_runs
+            )  # as the queue daemon reads it
+
+            def occupied() -> int:
+                return len(instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES))))
+
+            assert slots == 2 and occupied() == slots  # the queue is full: a run from the UI would wait
+
+            result = dead_run_recovery(dg.build_sensor_context(instance=instance))
+
+            for name, run_id in run_ids.items():
+                assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+                pid = processes[name].pid
+                assert f"process {pid} on host {this_host()}, which is gone" in _failure_message(instance, run_id)
+                assert run_id in result.skip_message
+            assert occupied() == 0  # both slots free: the queue launches the next runs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -268,6 +270,28 @@ def test_an_unreadable_config_fails_the_run_in_one_line_naming_partition_and_fil
     with pytest.raises(TradingConfigError) as raised:
         materialize(instance, store, cutoff="2022-12-29T15:01:00Z")
     assert str(raised.value).endswith(f"(file {CONFIG_FILE})") and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("hedge_ratio", True, "field pairs[0] (KO-PEP).hedge_ratio: a boolean (true) is not a number"),
+        ("hedge_ratio", 1e300, "field pairs[0] (KO-PEP).hedge_ratio: hedge_ratio=1e+300 is not plausible"),
+        ("spread_std", 1e-300, "field pairs[0] (KO-PEP).spread_std: spread_std=1e-300 is not plausible"),
+        ("x", "KO", "field pairs[0] (KO-PEP).x: x is KO, the same symbol as y"),
+    ],
+    ids=["hedge_ratio-true", "hedge_ratio-1e300", "spread_std-1e-300", "y-equals-x"],
+)
+def test_a_config_number_that_makes_no_sense_sends_no_signal(world, field, value, error):
+    """Issue 21 item 9, through the signal job: each of these stored configs once produced a STOP with
+    no flag; now the run fails naming partition, pair and field, and writes no signal and no order."""
+    from pairs_assets_tests.sensors.test_signal_sensor import corrupt_stored_config
+
+    store, instance, config = world
+    document = config.document()
+    document["pairs"][0][field] = value
+    corrupt_stored_config(store, setup.SECTOR, json.dumps(document))
+    _assert_fails_writing_nothing(instance, store, error)
 
 
 # --- no order follows a bar failing the jump rule against the last close (issue 21 item 7) --------
