@@ -64,17 +64,32 @@ def run_server(cmd: Sequence[str], env: dict[str, str] | None = None, *, grace_s
     that whole group, and the group is killed ``grace_s`` seconds later if it has not stopped. When
     the server exits, the rest of its group (a child it left behind) is ended too.
     """
-    proc = subprocess.Popen(list(cmd), env=env, start_new_session=True)
+    # The handlers go in before the server starts: a signal that arrives while it starts is held and
+    # passed on once it runs (before, it killed this process and left the server behind), and the
+    # server gets every forwarded signal at its default action — exec resets a *caught* signal, but
+    # one this process inherited as ignored (a parent that ignores SIGTERM) would have stayed ignored
+    # in the server, which then outlived SIGTERM until the SIGKILL fallback (issue 21 item 11).
+    started: list[subprocess.Popen] = []
+    held: list[int] = []
     stop_by: list[float] = []
 
     def forward(signum, _frame) -> None:
         if not stop_by:
             stop_by.append(time.monotonic() + grace_s)
+        if not started:
+            held.append(signum)
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signum)
+            os.killpg(started[0].pid, signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    proc = None
     try:
+        proc = subprocess.Popen(list(cmd), env=env, start_new_session=True)
+        started.append(proc)
+        for signum in held:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signum)
         while True:
             try:
                 status = proc.wait(timeout=1.0)
@@ -86,11 +101,12 @@ def run_server(cmd: Sequence[str], env: dict[str, str] | None = None, *, grace_s
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if proc.poll() is None:  # an exception in this process: do not leave the server behind
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        _end_group(proc.pid, grace_s)
+        if proc is not None:
+            if proc.poll() is None:  # an exception in this process: do not leave the server behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            _end_group(proc.pid, grace_s)
     return 128 - status if status < 0 else status
 
 

@@ -135,15 +135,23 @@ def test_pairs_dev_releases_its_port_and_children_on_sigterm(tmp_path):
     _stops_with_everything_on_sigterm(cmd, port, _env(tmp_path), tmp_path)
 
 
-def test_run_server_passes_the_signal_to_the_whole_group_and_reports_it(tmp_path):
-    """The mechanism on a plain shell: a server with a child of its own, SIGTERM to its runner."""
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_run_server_passes_the_signal_to_the_whole_group_and_reports_it(tmp_path, inherited):
+    """The mechanism on a plain shell: a server with a child of its own, SIGTERM to its runner.
+
+    ``ignored``: the runner's parent ignored SIGTERM (a process, a service manager or a test runner
+    that does; this suite's process did, under load, once some library had set it). Before, the server
+    was started before the handlers went in and inherited the ignored SIGTERM: it outlived the
+    forwarded signal until the SIGKILL fallback, and the runner reported 137 (issue 21 item 11)."""
     marker = tmp_path / "grandchild.pid"
     script = f"sleep 600 & echo $! > {marker}; wait"
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if inherited == "ignored" else ""
     runner = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"import sys; from pairs_assets.servers import run_server; sys.exit(run_server(['sh', '-c', {script!r}], grace_s=60))",
+            f"import signal, sys; {ignore}from pairs_assets.servers import run_server; "
+            f"sys.exit(run_server(['sh', '-c', {script!r}], grace_s=60))",
         ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
