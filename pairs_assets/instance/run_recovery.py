@@ -76,7 +76,6 @@ from pairs_assets.instance.step_heartbeat import (  # the heartbeat constants re
     DEFAULT_HEARTBEAT_WINDOW_S,
     HEARTBEAT_INTERVAL_S,
     STEP_HEARTBEAT_WINDOW_ENV,
-    start_step_heartbeat,  # noqa: F401 - re-exported
     step_heartbeat_key,
     step_heartbeat_settings,
 )
@@ -381,10 +380,7 @@ class _WatchedStep:
             raise StepWorkerLostError(self._lost)
         return self._result.get(*args, **kwargs)
 
-    def revoke(self, *args, **kwargs):
-        return self._result.revoke(*args, **kwargs)
-
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # revoke() and the rest: the Celery result's own
         return getattr(self._result, name)
 
 
